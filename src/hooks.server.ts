@@ -1,0 +1,103 @@
+import { error, redirect, type Handle, type HandleServerError, type ServerInit } from '@sveltejs/kit';
+import { sequence } from '@sveltejs/kit/hooks';
+import { authorize } from '$lib/server/auth/access';
+import { authenticateApiToken } from '$lib/server/auth/api-tokens';
+import { roleLevel } from '$lib/server/auth/levels';
+import { SESSION_COOKIE, deleteSessionCookie, setSessionCookie, validateSessionToken } from '$lib/server/auth/session';
+import { errorResponse } from '$lib/server/http/api';
+import { log } from '$lib/server/log';
+import { startConsole } from '$lib/server/startup';
+
+export const init: ServerInit = async () => {
+	await startConsole();
+};
+
+const isApiPath = (path: string) => path === '/api' || path.startsWith('/api/') || path === '/metrics';
+
+/** Resolves the session cookie or, on API paths, the bearer token into `locals.principal`. */
+const authenticate: Handle = async ({ event, resolve }) => {
+	event.locals.principal = null;
+	const api = isApiPath(event.url.pathname);
+	const secure = event.url.protocol === 'https:';
+
+	const bearer = api ? event.request.headers.get('authorization') : null;
+	if (bearer) {
+		const token = /^Bearer\s+(\S+)\s*$/i.exec(bearer)?.[1];
+		const principal = token ? await authenticateApiToken(token) : null;
+		if (!principal) {
+			return errorResponse(401, 'unauthenticated', 'The API token is invalid, expired or revoked', {}, {
+				'www-authenticate': 'Bearer'
+			});
+		}
+		event.locals.principal = principal;
+		return resolve(event);
+	}
+
+	const sessionToken = event.cookies.get(SESSION_COOKIE);
+	if (sessionToken) {
+		const valid = await validateSessionToken(sessionToken);
+		if (valid) {
+			event.locals.principal = {
+				via: 'session',
+				user: valid.user,
+				level: roleLevel[valid.user.role],
+				sessionId: valid.session.id
+			};
+			// Re-send the cookie so the browser's expiry slides along with the session's.
+			setSessionCookie(event.cookies, sessionToken, valid.session.expiresAt, secure);
+		} else {
+			deleteSessionCookie(event.cookies, secure);
+		}
+	}
+	return resolve(event);
+};
+
+/** Enforces the access table (src/lib/server/auth/access.ts) for every request. */
+const authorizeRequest: Handle = async ({ event, resolve }) => {
+	const api = isApiPath(event.url.pathname);
+	const routeId = event.route.id;
+	if (!routeId) {
+		return api ? errorResponse(404, 'not_found', `No such endpoint: ${event.url.pathname}`) : resolve(event);
+	}
+	const decision = authorize(routeId, event.request.method, event.url.search, event.locals.principal);
+	if (decision.allow) return resolve(event);
+
+	if (decision.status === 403 && decision.message.startsWith('No access rule')) {
+		log.error({ routeId }, 'route without an access rule refused; add it to accessPolicy');
+	}
+	if (api) {
+		const code = ({ 401: 'unauthenticated', 403: 'forbidden', 404: 'not_found', 405: 'method_not_allowed' } as const)[
+			decision.status
+		];
+		const headers: Record<string, string> = decision.allowed ? { allow: decision.allowed.join(', ') } : {};
+		if (decision.status === 401) headers['www-authenticate'] = 'Bearer';
+		return errorResponse(decision.status, code, decision.message, {}, headers);
+	}
+	if (decision.status === 401) {
+		const next = event.url.pathname + event.url.search;
+		redirect(303, next === '/' ? '/login' : `/login?next=${encodeURIComponent(next)}`);
+	}
+	error(decision.status, decision.message);
+};
+
+/** Headers every answer carries; the content security policy itself is in svelte.config.js. */
+const securityHeaders: Handle = async ({ event, resolve }) => {
+	const theme = event.cookies.get('flotilla_theme');
+	const response = await resolve(event, {
+		transformPageChunk: ({ html }) =>
+			html.replace('%flotilla.theme%', theme === 'dark' || theme === 'light' ? theme : '')
+	});
+	response.headers.set('x-content-type-options', 'nosniff');
+	response.headers.set('referrer-policy', 'same-origin');
+	if (!response.headers.has('cache-control') && isApiPath(event.url.pathname)) {
+		response.headers.set('cache-control', 'no-store');
+	}
+	return response;
+};
+
+export const handle = sequence(securityHeaders, authenticate, authorizeRequest);
+
+export const handleError: HandleServerError = ({ error: err, event, status, message }) => {
+	if (status !== 404) log.error({ err, path: event.url.pathname, status }, 'unhandled error');
+	return { message: status === 500 ? 'Something went wrong on the console; the error is in its log.' : message };
+};

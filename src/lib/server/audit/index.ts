@@ -1,0 +1,87 @@
+import type { RequestEvent } from '@sveltejs/kit';
+import { and, desc, eq, gte, ilike, lt, lte, type SQL } from 'drizzle-orm';
+import { principalVia } from '$lib/server/auth/principal';
+import { db } from '$lib/server/db';
+import { auditLog, type AuditResult, type AuditRow } from '$lib/server/db/schema';
+import { log } from '$lib/server/log';
+
+export interface Actor {
+	id: string | null;
+	name: string;
+	via: string;
+	ip: string | null;
+}
+
+export const systemActor: Actor = { id: null, name: 'system', via: 'system', ip: null };
+
+export function clientIp(event: Pick<RequestEvent, 'getClientAddress'>): string | null {
+	try {
+		return event.getClientAddress();
+	} catch {
+		return null;
+	}
+}
+
+/** The actor behind a request: its principal, or `anonymous` (failed sign-ins, set-up). */
+export function actorOf(event: Pick<RequestEvent, 'locals' | 'getClientAddress'>, fallbackName = 'anonymous'): Actor {
+	const p = event.locals.principal;
+	const ip = clientIp(event);
+	if (!p) return { id: null, name: fallbackName, via: 'anonymous', ip };
+	return { id: p.user.id, name: p.user.username, via: principalVia(p), ip };
+}
+
+export interface AuditEntry {
+	action: string;
+	targetType?: string;
+	targetId?: string | null;
+	result?: AuditResult;
+	details?: Record<string, unknown>;
+}
+
+/** The one helper every mutating action calls. */
+export async function recordAudit(actor: Actor, entry: AuditEntry): Promise<void> {
+	await db()
+		.insert(auditLog)
+		.values({
+			actorId: actor.id,
+			actorName: actor.name,
+			via: actor.via,
+			sourceIp: actor.ip,
+			action: entry.action,
+			targetType: entry.targetType ?? null,
+			targetId: entry.targetId ?? null,
+			result: entry.result ?? 'ok',
+			details: entry.details ?? {}
+		});
+	log.info({ audit: { ...entry, actor: actor.name, via: actor.via, ip: actor.ip } }, 'audit');
+}
+
+export interface AuditQuery {
+	actor?: string;
+	action?: string;
+	result?: AuditResult;
+	since?: Date;
+	until?: Date;
+	/** The id of the last row of the previous page. */
+	cursor?: number;
+	limit: number;
+}
+
+export async function listAudit(q: AuditQuery): Promise<{ items: AuditRow[]; nextCursor: number | null }> {
+	const where: SQL[] = [];
+	if (q.actor) where.push(eq(auditLog.actorName, q.actor));
+	// Actions are dotted names (user.create, token.revoke): a prefix selects a family.
+	if (q.action) where.push(ilike(auditLog.action, `${q.action.replace(/[%_\\]/g, '\\$&')}%`));
+	if (q.result) where.push(eq(auditLog.result, q.result));
+	if (q.since) where.push(gte(auditLog.at, q.since));
+	if (q.until) where.push(lte(auditLog.at, q.until));
+	if (q.cursor) where.push(lt(auditLog.id, q.cursor));
+	const rows = await db()
+		.select()
+		.from(auditLog)
+		.where(and(...where))
+		.orderBy(desc(auditLog.id))
+		.limit(q.limit + 1);
+	const items = rows.slice(0, q.limit);
+	return { items, nextCursor: rows.length > q.limit ? items[items.length - 1]!.id : null };
+}

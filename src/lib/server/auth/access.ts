@@ -1,0 +1,125 @@
+import { levelAtLeast, type Level } from './levels';
+import type { Principal } from './principal';
+
+/**
+ * Who may do what, for every route of the console, in one table. `handle` consults it before any page
+ * load, form action or endpoint runs, so authorisation cannot be forgotten in a route and is not left
+ * to layout loads (which client-side navigation can skip). A route missing from this table is refused
+ * (fail closed), and a test walks `src/routes` to prove every route is listed here.
+ *
+ * - `public`: anyone, signed in or not.
+ * - a level (`read` | `operate` | `admin`): a session whose role reaches it, or an API token whose
+ *   scope (capped by its owner's role) reaches it.
+ * - `session: true`: browser sessions only; API tokens are refused. Every page is session-only.
+ */
+export type Rule = { level: 'public' } | { level: Level; session?: boolean };
+
+export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+export type RoutePolicy =
+	| { kind: 'page'; view: Rule; actions?: Record<string, Rule> }
+	| { kind: 'endpoint'; methods: Partial<Record<Method, Rule>> };
+
+const open: Rule = { level: 'public' };
+const view: Rule = { level: 'read', session: true };
+const viewAdmin: Rule = { level: 'admin', session: true };
+const read: Rule = { level: 'read' };
+const admin: Rule = { level: 'admin' };
+const own: Rule = { level: 'read', session: true };
+
+export const accessPolicy: Record<string, RoutePolicy> = {
+	// Signing in and out.
+	'/(auth)/login': { kind: 'page', view: open, actions: { default: open } },
+	'/(auth)/setup': { kind: 'page', view: open, actions: { default: open } },
+	'/(auth)/logout': { kind: 'endpoint', methods: { POST: open } },
+
+	// The console's pages.
+	'/(app)': { kind: 'page', view },
+	'/(app)/code-sync': { kind: 'page', view },
+	'/(app)/system-updates': { kind: 'page', view },
+	'/(app)/certificates': { kind: 'page', view },
+	'/(app)/rollouts': { kind: 'page', view },
+	'/(app)/releases': { kind: 'page', view },
+	'/(app)/audit': { kind: 'page', view: viewAdmin },
+	'/(app)/settings': {
+		kind: 'page',
+		view,
+		actions: { changePassword: own, createToken: own, revokeToken: own, signOutEverywhere: own }
+	},
+	'/(app)/settings/users': {
+		kind: 'page',
+		view: viewAdmin,
+		actions: { create: viewAdmin, update: viewAdmin, resetPassword: viewAdmin }
+	},
+
+	// Service endpoints.
+	'/healthz': { kind: 'endpoint', methods: { GET: open } },
+
+	// The JSON API (../shared/API.md).
+	'/api/version': { kind: 'endpoint', methods: { GET: read } },
+	'/api/me': { kind: 'endpoint', methods: { GET: read } },
+	'/api/auth/tokens': { kind: 'endpoint', methods: { GET: own, POST: own } },
+	'/api/auth/tokens/[id]': { kind: 'endpoint', methods: { DELETE: own } },
+	'/api/users': { kind: 'endpoint', methods: { GET: admin, POST: admin } },
+	'/api/users/[id]': { kind: 'endpoint', methods: { GET: admin, PATCH: admin } },
+	'/api/users/[id]/password': { kind: 'endpoint', methods: { POST: admin } },
+	'/api/audit': { kind: 'endpoint', methods: { GET: admin } }
+};
+
+export type Decision =
+	| { allow: true; rule: Rule }
+	| { allow: false; status: 401 | 403 | 404 | 405; message: string; allowed?: string[] };
+
+/** The form action a POST to a page names: `?/name`, or `default`. */
+export function actionName(search: string): string {
+	const key = new URLSearchParams(search).keys().next().value;
+	return key?.startsWith('/') ? key.slice(1) : 'default';
+}
+
+export function ruleFor(
+	routeId: string,
+	method: string,
+	search: string
+): Rule | { missing: 'route' | 'method'; allowed?: string[] } {
+	const policy = accessPolicy[routeId];
+	if (!policy) return { missing: 'route' };
+	const m = method === 'HEAD' ? 'GET' : method;
+	if (policy.kind === 'page') {
+		if (m === 'GET') return policy.view;
+		if (m === 'POST') return policy.actions?.[actionName(search)] ?? { missing: 'method', allowed: ['GET'] };
+		return { missing: 'method', allowed: policy.actions ? ['GET', 'POST'] : ['GET'] };
+	}
+	return policy.methods[m as Method] ?? { missing: 'method', allowed: Object.keys(policy.methods) };
+}
+
+export function authorize(
+	routeId: string,
+	method: string,
+	search: string,
+	principal: Principal | null
+): Decision {
+	const rule = ruleFor(routeId, method, search);
+	if ('missing' in rule) {
+		return rule.missing === 'route'
+			? { allow: false, status: 403, message: `No access rule is declared for ${routeId}` }
+			: { allow: false, status: 405, message: `${method} is not allowed here`, allowed: rule.allowed };
+	}
+	if (rule.level === 'public') return { allow: true, rule };
+	if (!principal) return { allow: false, status: 401, message: 'Sign in or send an API token' };
+	if (rule.session && principal.via !== 'session') {
+		return { allow: false, status: 403, message: 'This needs a browser session; API tokens are not accepted here' };
+	}
+	if (!levelAtLeast(principal.level, rule.level)) {
+		return {
+			allow: false,
+			status: 403,
+			message:
+				principal.via === 'token'
+					? `This needs a token with the ${rule.level} scope`
+					: `This needs the ${levelRole[rule.level]} role`
+		};
+	}
+	return { allow: true, rule };
+}
+
+const levelRole: Record<Level, string> = { read: 'viewer', operate: 'operator', admin: 'admin' };

@@ -1,0 +1,65 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * The console's configuration, read once from the environment and validated so that a typo fails
+ * loudly at start-up instead of surfacing later as odd behaviour.
+ */
+const envSchema = z.object({
+	DATABASE_URL: z
+		.string()
+		.regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+		.optional(),
+	FLOTILLA_DATA_DIR: z.string().min(1).default('./data'),
+	FLOTILLA_ADMIN_USER: z.string().min(1).default('admin'),
+	FLOTILLA_ADMIN_PASSWORD: z.string().optional(),
+	FLOTILLA_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+	FLOTILLA_MIGRATIONS_DIR: z.string().min(1).default('./drizzle')
+});
+
+export type Config = {
+	databaseUrl: string | undefined;
+	dataDir: string;
+	adminUser: string;
+	adminPassword: string | undefined;
+	logLevel: z.infer<typeof envSchema>['FLOTILLA_LOG_LEVEL'];
+	migrationsDir: string;
+	version: string;
+};
+
+function readVersion(): string {
+	try {
+		const pkg = JSON.parse(readFileSync(path.resolve('package.json'), 'utf8')) as { version?: string };
+		return pkg.version ?? 'unknown';
+	} catch {
+		return 'unknown';
+	}
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+	// An empty variable means "unset": shells and .env files often leave `DATABASE_URL=` behind.
+	const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+	const parsed = envSchema.safeParse(present);
+	if (!parsed.success) {
+		const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+		throw new Error(`Invalid configuration: ${problems}`);
+	}
+	const e = parsed.data;
+	return {
+		databaseUrl: e.DATABASE_URL,
+		dataDir: path.resolve(e.FLOTILLA_DATA_DIR),
+		adminUser: e.FLOTILLA_ADMIN_USER,
+		adminPassword: e.FLOTILLA_ADMIN_PASSWORD,
+		logLevel: e.FLOTILLA_LOG_LEVEL,
+		migrationsDir: path.resolve(e.FLOTILLA_MIGRATIONS_DIR),
+		version: readVersion()
+	};
+}
+
+let current: Config | undefined;
+
+export function config(): Config {
+	current ??= loadConfig();
+	return current;
+}

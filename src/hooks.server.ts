@@ -1,5 +1,6 @@
 import { error, redirect, type Handle, type HandleServerError, type ServerInit } from '@sveltejs/kit';
 import { sequence } from '@sveltejs/kit/hooks';
+import { actorOf, recordAudit } from '$lib/server/audit';
 import { authorize } from '$lib/server/auth/access';
 import { authenticateApiToken } from '$lib/server/auth/api-tokens';
 import { roleLevel } from '$lib/server/auth/levels';
@@ -64,6 +65,16 @@ const authorizeRequest: Handle = async ({ event, resolve }) => {
 
 	if (decision.status === 403 && decision.message.startsWith('No access rule')) {
 		log.error({ routeId }, 'route without an access rule refused; add it to accessPolicy');
+	}
+	// A signed-in user or token reaching for a change beyond its role is worth an operator's attention.
+	if (decision.status === 403 && !['GET', 'HEAD'].includes(event.request.method)) {
+		await recordAudit(actorOf(event), {
+			action: 'access.denied',
+			targetType: 'route',
+			targetId: `${event.request.method} ${event.url.pathname}${event.url.search}`,
+			result: 'denied',
+			details: { reason: decision.message }
+		});
 	}
 	if (api) {
 		const code = ({ 401: 'unauthenticated', 403: 'forbidden', 404: 'not_found', 405: 'method_not_allowed' } as const)[

@@ -6,6 +6,11 @@ const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 const db = consoleDatabase();
 test.afterAll(() => db.end());
 
+async function countRows(table: 'users' | 'api_tokens'): Promise<number> {
+	const [row] = await db`select count(*)::int as n from ${db(table)}`;
+	return row!.n;
+}
+
 async function createPerson(admin: string, username: string, role: 'viewer' | 'operator' | 'admin') {
 	const password = `${username} passphrase!`;
 	const res = await call('/api/users', { method: 'POST', headers: cookie(admin), json: { username, password, role } });
@@ -121,10 +126,10 @@ test('tokens and sessions are stored only as hashes', async () => {
 
 test('a cross-origin form post is refused and changes nothing', async () => {
 	const admin = await signInAs('admin');
-	const [{ n: before }] = await db`select count(*)::int as n from api_tokens`;
+	const before = await countRows('api_tokens');
 	const res = await postForm('/settings?/createToken', { name: 'csrf', scopes: 'read' }, { ...cookie(admin), origin: 'http://evil.example' });
 	expect(res.status).toBe(403);
-	const [{ n: after }] = await db`select count(*)::int as n from api_tokens`;
+	const after = await countRows('api_tokens');
 	expect(after).toBe(before);
 
 	const users = await postForm('/settings/users?/create', { username: 'csrf-user', password: 'x'.repeat(16), role: 'admin' }, { ...cookie(admin), origin: 'http://evil.example' });
@@ -134,7 +139,7 @@ test('a cross-origin form post is refused and changes nothing', async () => {
 
 test('bad input gets a 400 that names the field, and nothing is written', async () => {
 	const admin = await signInAs('admin');
-	const [{ n: before }] = await db`select count(*)::int as n from users`;
+	const before = await countRows('users');
 
 	const bad = await call('/api/users', { method: 'POST', headers: cookie(admin), json: { username: 'x y', password: 'short', role: 'root' } });
 	expect(bad.status).toBe(400);
@@ -161,8 +166,17 @@ test('bad input gets a 400 that names the field, and nothing is written', async 
 	expect(badToken.status).toBe(400);
 	expect(Object.keys((await badToken.json()).error.fields)).toEqual(expect.arrayContaining(['name', 'scopes.0']));
 
-	const [{ n: after }] = await db`select count(*)::int as n from users`;
+	const after = await countRows('users');
 	expect(after).toBe(before);
+});
+
+test('a change beyond the caller role is refused and audited as denied', async () => {
+	const viewer = await signInAs('viewer');
+	const res = await call('/api/users', { method: 'POST', headers: cookie(viewer), json: { username: 'sneaky', password: 'x'.repeat(16), role: 'admin' } });
+	expect(res.status).toBe(403);
+	const admin = await signInAs('admin');
+	const audit = await (await call('/api/audit?action=access.denied&actor=vera', { headers: cookie(admin) })).json();
+	expect(audit.items[0]).toMatchObject({ target_id: 'POST /api/users', result: 'denied', via: 'session' });
 });
 
 test('an operator cannot mint an admin token', async () => {

@@ -14,6 +14,7 @@ const envSchema = z.object({
 	FLOTILLA_DATA_DIR: z.string().min(1).default('./data'),
 	FLOTILLA_ADMIN_USER: z.string().min(1).default('admin'),
 	FLOTILLA_ADMIN_PASSWORD: z.string().optional(),
+	FLOTILLA_SECRET_KEY: z.string().optional(),
 	FLOTILLA_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 	FLOTILLA_MIGRATIONS_DIR: z.string().min(1).default('./drizzle')
 });
@@ -23,6 +24,7 @@ export type Config = {
 	dataDir: string;
 	adminUser: string;
 	adminPassword: string | undefined;
+	secretKey: string | undefined;
 	logLevel: z.infer<typeof envSchema>['FLOTILLA_LOG_LEVEL'];
 	migrationsDir: string;
 	version: string;
@@ -51,6 +53,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		dataDir: path.resolve(e.FLOTILLA_DATA_DIR),
 		adminUser: e.FLOTILLA_ADMIN_USER,
 		adminPassword: e.FLOTILLA_ADMIN_PASSWORD,
+		secretKey: e.FLOTILLA_SECRET_KEY,
 		logLevel: e.FLOTILLA_LOG_LEVEL,
 		migrationsDir: path.resolve(e.FLOTILLA_MIGRATIONS_DIR),
 		version: readVersion()

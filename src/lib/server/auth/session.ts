@@ -1,5 +1,5 @@
 import type { Cookies } from '@sveltejs/kit';
-import { and, eq, gt, lt } from 'drizzle-orm';
+import { and, desc, eq, gt, lt } from 'drizzle-orm';
 import { db } from '$lib/server/db';
 import { sessions, users, type Session, type User } from '$lib/server/db/schema';
 import { generateSecret, hashToken } from './tokens';
@@ -72,7 +72,7 @@ export async function listUserSessions(userId: string): Promise<Session[]> {
 		.select()
 		.from(sessions)
 		.where(and(eq(sessions.userId, userId), gt(sessions.expiresAt, new Date())))
-		.orderBy(sessions.createdAt);
+		.orderBy(desc(sessions.createdAt));
 }
 
 export async function deleteExpiredSessions(): Promise<void> {

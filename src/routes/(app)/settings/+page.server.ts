@@ -10,12 +10,16 @@ import { principalOf } from '$lib/server/http/api';
 import { failWith, formError, parseForm } from '$lib/server/http/forms';
 import type { Actions, PageServerLoad } from './$types';
 
+const SESSIONS_SHOWN = 8;
+
 export const load: PageServerLoad = async (event) => {
 	const { user, sessionId } = principalOf(event);
 	const [tokens, sessions] = await Promise.all([listApiTokens(user.id), listUserSessions(user.id)]);
+	// Newest first; a long tail of old browser sessions is summarised rather than listed.
 	return {
 		tokens,
-		sessions: sessions.map((s) => ({
+		otherSessions: Math.max(0, sessions.length - SESSIONS_SHOWN),
+		sessions: sessions.slice(0, SESSIONS_SHOWN).map((s) => ({
 			current: s.id === sessionId,
 			createdAt: s.createdAt,
 			expiresAt: s.expiresAt,

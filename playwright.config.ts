@@ -18,7 +18,13 @@ export default defineConfig({
 		// Debian's Chromium: test tools never download a browser here.
 		launchOptions: {
 			executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
-			args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync']
+			args: [
+				'--no-sandbox',
+				'--disable-gpu',
+				'--disable-background-networking',
+				'--disable-component-update',
+				'--disable-sync'
+			]
 		},
 		screenshot: 'only-on-failure',
 		trace: 'retain-on-failure'

@@ -26,9 +26,15 @@ const authenticate: Handle = async ({ event, resolve }) => {
 		const token = /^Bearer\s+(\S+)\s*$/i.exec(bearer)?.[1];
 		const principal = token ? await authenticateApiToken(token) : null;
 		if (!principal) {
-			return errorResponse(401, 'unauthenticated', 'The API token is invalid, expired or revoked', {}, {
-				'www-authenticate': 'Bearer'
-			});
+			return errorResponse(
+				401,
+				'unauthenticated',
+				'The API token is invalid, expired or revoked',
+				{},
+				{
+					'www-authenticate': 'Bearer'
+				}
+			);
 		}
 		event.locals.principal = principal;
 		return resolve(event);

@@ -25,7 +25,9 @@ test('sign-in: the right password opens a session, a wrong one does not', async 
 
 	const bad = await postForm('/login', { username: people.viewer.username, password: 'not the password' });
 	expect(bad.status).toBe(401);
-	expect(bad.headers.getSetCookie().some((c) => c.startsWith('flotilla_session=') && !c.includes('Max-Age=0'))).toBe(false);
+	expect(bad.headers.getSetCookie().some((c) => c.startsWith('flotilla_session=') && !c.includes('Max-Age=0'))).toBe(
+		false
+	);
 	expect(await bad.text()).toContain('Wrong username or password.');
 });
 
@@ -69,7 +71,8 @@ test('signing out ends the session on the server, not just in the browser', asyn
 test('an expired session is refused and the browser is sent to sign in', async () => {
 	const session = await signInAs('viewer');
 	const token = session.split('=')[1]!;
-	const updated = await db`update sessions set expires_at = now() - interval '1 second' where id = ${sha256(token)} returning id`;
+	const updated =
+		await db`update sessions set expires_at = now() - interval '1 second' where id = ${sha256(token)} returning id`;
 	expect(updated).toHaveLength(1);
 	const page = await call('/', { headers: cookie(session) });
 	expect(page.status).toBe(303);
@@ -81,11 +84,19 @@ test('disabling a user ends their sessions and tokens at once', async () => {
 	const admin = await signInAs('admin');
 	const bob = await createPerson(admin, 'bob', 'operator');
 	const bobSession = await signIn(bob.username, bob.password);
-	const tokenRes = await call('/api/auth/tokens', { method: 'POST', headers: cookie(bobSession), json: { name: 'bob-ci', scopes: ['operate'] } });
+	const tokenRes = await call('/api/auth/tokens', {
+		method: 'POST',
+		headers: cookie(bobSession),
+		json: { name: 'bob-ci', scopes: ['operate'] }
+	});
 	const { token } = await tokenRes.json();
 	expect((await call('/api/me', { headers: bearer(token) })).status).toBe(200);
 
-	const patch = await call(`/api/users/${bob.id}`, { method: 'PATCH', headers: cookie(admin), json: { disabled: true } });
+	const patch = await call(`/api/users/${bob.id}`, {
+		method: 'PATCH',
+		headers: cookie(admin),
+		json: { disabled: true }
+	});
 	expect(patch.status).toBe(200);
 	expect((await call('/api/me', { headers: cookie(bobSession) })).status).toBe(401);
 	expect((await call('/api/me', { headers: bearer(token) })).status).toBe(401);
@@ -96,7 +107,11 @@ test('disabling a user ends their sessions and tokens at once', async () => {
 
 test('a revoked token stops working on its very next request', async () => {
 	const session = await signInAs('operator');
-	const created = await call('/api/auth/tokens', { method: 'POST', headers: cookie(session), json: { name: 'short-lived', scopes: ['read'] } });
+	const created = await call('/api/auth/tokens', {
+		method: 'POST',
+		headers: cookie(session),
+		json: { name: 'short-lived', scopes: ['read'] }
+	});
 	expect(created.status).toBe(201);
 	const { id, token } = await created.json();
 	expect((await call('/api/version', { headers: bearer(token) })).status).toBe(200);
@@ -109,7 +124,11 @@ test('a revoked token stops working on its very next request', async () => {
 test('tokens and sessions are stored only as hashes', async () => {
 	const session = await signInAs('admin');
 	const sessionToken = session.split('=')[1]!;
-	const created = await call('/api/auth/tokens', { method: 'POST', headers: cookie(session), json: { name: 'hash-check', scopes: ['read'] } });
+	const created = await call('/api/auth/tokens', {
+		method: 'POST',
+		headers: cookie(session),
+		json: { name: 'hash-check', scopes: ['read'] }
+	});
 	const { id, token } = await created.json();
 
 	const sessions = await db`select * from sessions`;
@@ -127,12 +146,20 @@ test('tokens and sessions are stored only as hashes', async () => {
 test('a cross-origin form post is refused and changes nothing', async () => {
 	const admin = await signInAs('admin');
 	const before = await countRows('api_tokens');
-	const res = await postForm('/settings?/createToken', { name: 'csrf', scopes: 'read' }, { ...cookie(admin), origin: 'http://evil.example' });
+	const res = await postForm(
+		'/settings?/createToken',
+		{ name: 'csrf', scopes: 'read' },
+		{ ...cookie(admin), origin: 'http://evil.example' }
+	);
 	expect(res.status).toBe(403);
 	const after = await countRows('api_tokens');
 	expect(after).toBe(before);
 
-	const users = await postForm('/settings/users?/create', { username: 'csrf-user', password: 'x'.repeat(16), role: 'admin' }, { ...cookie(admin), origin: 'http://evil.example' });
+	const users = await postForm(
+		'/settings/users?/create',
+		{ username: 'csrf-user', password: 'x'.repeat(16), role: 'admin' },
+		{ ...cookie(admin), origin: 'http://evil.example' }
+	);
 	expect(users.status).toBe(403);
 	expect(await db`select 1 from users where username = 'csrf-user'`).toHaveLength(0);
 });
@@ -141,17 +168,29 @@ test('bad input gets a 400 that names the field, and nothing is written', async 
 	const admin = await signInAs('admin');
 	const before = await countRows('users');
 
-	const bad = await call('/api/users', { method: 'POST', headers: cookie(admin), json: { username: 'x y', password: 'short', role: 'root' } });
+	const bad = await call('/api/users', {
+		method: 'POST',
+		headers: cookie(admin),
+		json: { username: 'x y', password: 'short', role: 'root' }
+	});
 	expect(bad.status).toBe(400);
 	const body = await bad.json();
 	expect(body.error.code).toBe('validation_failed');
 	expect(Object.keys(body.error.fields).sort()).toEqual(['password', 'role', 'username']);
 
-	const notJson = await call('/api/users', { method: 'POST', headers: { ...cookie(admin), 'content-type': 'application/json' }, body: '{nope' });
+	const notJson = await call('/api/users', {
+		method: 'POST',
+		headers: { ...cookie(admin), 'content-type': 'application/json' },
+		body: '{nope'
+	});
 	expect(notJson.status).toBe(400);
 	expect((await notJson.json()).error.code).toBe('invalid_json');
 
-	const wrongType = await call('/api/users', { method: 'POST', headers: { ...cookie(admin), 'content-type': 'application/yaml' }, body: 'a: 1' });
+	const wrongType = await call('/api/users', {
+		method: 'POST',
+		headers: { ...cookie(admin), 'content-type': 'application/yaml' },
+		body: 'a: 1'
+	});
 	expect(wrongType.status).toBe(415);
 
 	const badId = await call('/api/users/not-a-uuid', { headers: cookie(admin) });
@@ -162,7 +201,11 @@ test('bad input gets a 400 that names the field, and nothing is written', async 
 	expect(badQuery.status).toBe(400);
 	expect((await badQuery.json()).error.fields).toHaveProperty('limit');
 
-	const badToken = await call('/api/auth/tokens', { method: 'POST', headers: cookie(admin), json: { name: '', scopes: ['everything'] } });
+	const badToken = await call('/api/auth/tokens', {
+		method: 'POST',
+		headers: cookie(admin),
+		json: { name: '', scopes: ['everything'] }
+	});
 	expect(badToken.status).toBe(400);
 	expect(Object.keys((await badToken.json()).error.fields)).toEqual(expect.arrayContaining(['name', 'scopes.0']));
 
@@ -172,7 +215,11 @@ test('bad input gets a 400 that names the field, and nothing is written', async 
 
 test('a change beyond the caller role is refused and audited as denied', async () => {
 	const viewer = await signInAs('viewer');
-	const res = await call('/api/users', { method: 'POST', headers: cookie(viewer), json: { username: 'sneaky', password: 'x'.repeat(16), role: 'admin' } });
+	const res = await call('/api/users', {
+		method: 'POST',
+		headers: cookie(viewer),
+		json: { username: 'sneaky', password: 'x'.repeat(16), role: 'admin' }
+	});
 	expect(res.status).toBe(403);
 	const admin = await signInAs('admin');
 	const audit = await (await call('/api/audit?action=access.denied&actor=vera', { headers: cookie(admin) })).json();
@@ -181,7 +228,11 @@ test('a change beyond the caller role is refused and audited as denied', async (
 
 test('an operator cannot mint an admin token', async () => {
 	const session = await signInAs('operator');
-	const res = await call('/api/auth/tokens', { method: 'POST', headers: cookie(session), json: { name: 'escalate', scopes: ['admin'] } });
+	const res = await call('/api/auth/tokens', {
+		method: 'POST',
+		headers: cookie(session),
+		json: { name: 'escalate', scopes: ['admin'] }
+	});
 	expect(res.status).toBe(403);
 	expect((await res.json()).error.fields.scopes).toContain('admin');
 });
@@ -189,7 +240,11 @@ test('an operator cannot mint an admin token', async () => {
 test('the last admin cannot be demoted', async () => {
 	const admin = await signInAs('admin');
 	const me = await (await call('/api/me', { headers: cookie(admin) })).json();
-	const res = await call(`/api/users/${me.user.id}`, { method: 'PATCH', headers: cookie(admin), json: { role: 'viewer' } });
+	const res = await call(`/api/users/${me.user.id}`, {
+		method: 'PATCH',
+		headers: cookie(admin),
+		json: { role: 'viewer' }
+	});
 	expect(res.status).toBe(409);
 	expect((await res.json()).error.code).toBe('conflict');
 });
@@ -209,7 +264,13 @@ test('health and version', async () => {
 	const health = await call('/healthz');
 	expect(health.status).toBe(200);
 	expect(await health.json()).toEqual({ ok: true });
-	const { token } = await (await call('/api/auth/tokens', { method: 'POST', headers: cookie(await signInAs('viewer')), json: { name: 'v', scopes: ['read'] } })).json();
+	const { token } = await (
+		await call('/api/auth/tokens', {
+			method: 'POST',
+			headers: cookie(await signInAs('viewer')),
+			json: { name: 'v', scopes: ['read'] }
+		})
+	).json();
 	const version = await (await call('/api/version', { headers: bearer(token) })).json();
 	expect(version).toMatchObject({ name: 'flotilla', database: 'postgres' });
 	expect(version.version).toMatch(/^\d+\.\d+\.\d+/);
@@ -220,10 +281,20 @@ test('every mutation above is in the audit log with who, what, target and where 
 	const res = await call('/api/audit?limit=500', { headers: cookie(admin) });
 	const { items } = await res.json();
 	const actions = new Set(items.map((r: { action: string }) => r.action));
-	for (const a of ['setup.first_admin', 'user.create', 'user.update', 'token.create', 'token.revoke', 'auth.login', 'auth.logout']) {
+	for (const a of [
+		'setup.first_admin',
+		'user.create',
+		'user.update',
+		'token.create',
+		'token.revoke',
+		'auth.login',
+		'auth.logout'
+	]) {
 		expect(actions, a).toContain(a);
 	}
-	const disable = items.find((r: { action: string; details: { disabled?: boolean } }) => r.action === 'user.update' && r.details.disabled);
+	const disable = items.find(
+		(r: { action: string; details: { disabled?: boolean } }) => r.action === 'user.update' && r.details.disabled
+	);
 	expect(disable).toMatchObject({ actor: 'admin', via: 'session', target_type: 'user', result: 'ok' });
 	expect(disable.source_ip).toMatch(/127\.0\.0\.1/);
 });

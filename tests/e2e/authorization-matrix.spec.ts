@@ -8,7 +8,10 @@ import { bearer, call, cookie, postForm, loadTokens, signInAs, type Role, type S
  * the running console. The expected answer follows from the route's declared rule alone, so a route added
  * tomorrow is covered without anyone writing a test for it.
  */
-type Caller = { name: string; kind: 'anonymous' } | { name: string; kind: 'session'; role: Role } | { name: string; kind: 'token'; scope: Scope };
+type Caller =
+	| { name: string; kind: 'anonymous' }
+	| { name: string; kind: 'session'; role: Role }
+	| { name: string; kind: 'token'; scope: Scope };
 
 const callers: Caller[] = [
 	{ name: 'anonymous', kind: 'anonymous' },
@@ -39,8 +42,7 @@ function expectedFor(rule: Rule, caller: Caller, pathname: string): Expected {
 }
 
 const someId = '00000000-0000-4000-8000-000000000000';
-const concretePath = (routeId: string) =>
-	routeId.replace(/\/\([^)]+\)/g, '').replace(/\[[^\]]+\]/g, someId) || '/';
+const concretePath = (routeId: string) => routeId.replace(/\/\([^)]+\)/g, '').replace(/\[[^\]]+\]/g, someId) || '/';
 
 /** Where the console sends an anonymous browser, remembering where it was going. */
 const signInRedirect = (target: string) => (target === '/' ? '/login' : `/login?next=${encodeURIComponent(target)}`);

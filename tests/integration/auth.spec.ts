@@ -1,6 +1,11 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { authenticateApiToken, createApiToken, listApiTokens, revokeApiToken } from '../../src/lib/server/auth/api-tokens';
+import {
+	authenticateApiToken,
+	createApiToken,
+	listApiTokens,
+	revokeApiToken
+} from '../../src/lib/server/auth/api-tokens';
 import {
 	createSession,
 	invalidateUserSessions,

@@ -21,7 +21,8 @@ describe('migrations on PostgreSQL', () => {
 		const handles = await Promise.all([1, 2, 3].map(() => openDatabase({ url, migrationsDir })));
 		const check = postgres(url, { max: 1, onnotice: () => {} });
 		const applied = await check`select count(*)::int as n from drizzle.__drizzle_migrations`;
-		const tables = await check`select table_name from information_schema.tables where table_schema = 'public' order by 1`;
+		const tables =
+			await check`select table_name from information_schema.tables where table_schema = 'public' order by 1`;
 		await check.end();
 		await Promise.all(handles.map((h) => h.close()));
 		expect(applied[0]!.n).toBe(1);
@@ -36,6 +37,8 @@ describe('the embedded database', () => {
 		const dir = mkdtempSync(path.join(tmpdir(), 'flotilla-pglite-'));
 		// Pretend another live process (our parent) holds the folder.
 		writeFileSync(path.join(dir, 'pglite.pid'), String(process.ppid));
-		await expect(openDatabase({ pgliteDir: path.join(dir, 'pglite'), migrationsDir })).rejects.toThrow(/in use by process/);
+		await expect(openDatabase({ pgliteDir: path.join(dir, 'pglite'), migrationsDir })).rejects.toThrow(
+			/in use by process/
+		);
 	});
 });

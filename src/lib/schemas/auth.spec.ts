@@ -28,7 +28,9 @@ describe('input schemas', () => {
 	});
 
 	it('normalise what they accept', () => {
-		expect(createUserSchema.parse({ username: ' Alice ', password: 'x'.repeat(12), role: 'viewer' }).username).toBe('alice');
+		expect(createUserSchema.parse({ username: ' Alice ', password: 'x'.repeat(12), role: 'viewer' }).username).toBe(
+			'alice'
+		);
 		expect(auditQuerySchema.parse({})).toEqual({ limit: 50 });
 		expect(updateUserSchema.safeParse({}).success).toBe(false);
 	});

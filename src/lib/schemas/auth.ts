@@ -30,7 +30,9 @@ export const createUserSchema = z.object({
 
 export const updateUserSchema = z
 	.object({ role: roleSchema.optional(), disabled: z.boolean({ error: 'must be true or false' }).optional() })
-	.refine((v) => v.role !== undefined || v.disabled !== undefined, { message: 'nothing to change: give role or disabled' });
+	.refine((v) => v.role !== undefined || v.disabled !== undefined, {
+		message: 'nothing to change: give role or disabled'
+	});
 
 export const resetPasswordSchema = z.object({ password: passwordSchema });
 

@@ -23,7 +23,9 @@ export function startConsole(): Promise<DatabaseHandle> {
 		const cfg = config();
 		masterKey = loadSecretKey({ envKey: cfg.secretKey, dataDir: cfg.dataDir });
 		if (!cfg.secretKey && cfg.databaseUrl) {
-			log.warn('FLOTILLA_SECRET_KEY is not set: using the key file in the data folder; every console sharing this database needs the same key');
+			log.warn(
+				'FLOTILLA_SECRET_KEY is not set: using the key file in the data folder; every console sharing this database needs the same key'
+			);
 		}
 		const handle = await openDatabase({
 			url: cfg.databaseUrl,
@@ -33,7 +35,10 @@ export function startConsole(): Promise<DatabaseHandle> {
 		useDatabase(handle);
 		await ensureFirstAdminFromEnv(cfg.adminUser, cfg.adminPassword);
 		await deleteExpiredSessions();
-		setInterval(() => deleteExpiredSessions().catch((err) => log.warn({ err }, 'expired session sweep failed')), HOUR_MS).unref();
+		setInterval(
+			() => deleteExpiredSessions().catch((err) => log.warn({ err }, 'expired session sweep failed')),
+			HOUR_MS
+		).unref();
 		log.info({ database: handle.kind, version: cfg.version }, 'console ready');
 		const stop = async (signal: string) => {
 			log.info({ signal }, 'shutting down');

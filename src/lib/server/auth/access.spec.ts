@@ -40,9 +40,7 @@ describe('the access table', () => {
 	it('opens only sign-in, set-up, sign-out and the health check to anonymous callers', () => {
 		const open = Object.entries(accessPolicy)
 			.filter(([, p]) =>
-				p.kind === 'page'
-					? p.view.level === 'public'
-					: Object.values(p.methods).some((rule) => rule.level === 'public')
+				p.kind === 'page' ? p.view.level === 'public' : Object.values(p.methods).some((rule) => rule.level === 'public')
 			)
 			.map(([id]) => id)
 			.sort();
@@ -51,7 +49,9 @@ describe('the access table', () => {
 
 	it('matches the scopes API.md gives the JSON endpoints', () => {
 		expect(accessPolicy['/api/audit']).toEqual({ kind: 'endpoint', methods: { GET: { level: 'admin' } } });
-		expect(accessPolicy['/api/users']).toMatchObject({ methods: { GET: { level: 'admin' }, POST: { level: 'admin' } } });
+		expect(accessPolicy['/api/users']).toMatchObject({
+			methods: { GET: { level: 'admin' }, POST: { level: 'admin' } }
+		});
 		expect(accessPolicy['/api/auth/tokens']).toMatchObject({
 			methods: { GET: { level: 'read', session: true }, POST: { level: 'read', session: true } }
 		});

@@ -67,8 +67,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 };
 
 export type Decision =
-	| { allow: true; rule: Rule }
-	| { allow: false; status: 401 | 403 | 404 | 405; message: string; allowed?: string[] };
+	{ allow: true; rule: Rule } | { allow: false; status: 401 | 403 | 404 | 405; message: string; allowed?: string[] };
 
 /** The form action a POST to a page names: `?/name`, or `default`. */
 export function actionName(search: string): string {
@@ -92,12 +91,7 @@ export function ruleFor(
 	return policy.methods[m as Method] ?? { missing: 'method', allowed: Object.keys(policy.methods) };
 }
 
-export function authorize(
-	routeId: string,
-	method: string,
-	search: string,
-	principal: Principal | null
-): Decision {
+export function authorize(routeId: string, method: string, search: string, principal: Principal | null): Decision {
 	const rule = ruleFor(routeId, method, search);
 	if ('missing' in rule) {
 		return rule.missing === 'route'

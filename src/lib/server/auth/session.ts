@@ -40,7 +40,10 @@ export async function createSession(
 export async function validateSessionToken(token: string): Promise<SessionValidation | null> {
 	const id = hashToken(token);
 	const [row] = await db()
-		.select({ session: sessions, user: { id: users.id, username: users.username, role: users.role, disabled: users.disabled } })
+		.select({
+			session: sessions,
+			user: { id: users.id, username: users.username, role: users.role, disabled: users.disabled }
+		})
 		.from(sessions)
 		.innerJoin(users, eq(sessions.userId, users.id))
 		.where(eq(sessions.id, id));

@@ -71,8 +71,7 @@ export async function ensureFirstAdminFromEnv(username: string, password: string
 }
 
 export type AuthenticationResult =
-	| { ok: true; user: PublicUser }
-	| { ok: false; reason: 'invalid_credentials' | 'disabled' };
+	{ ok: true; user: PublicUser } | { ok: false; reason: 'invalid_credentials' | 'disabled' };
 
 export async function authenticate(username: string, password: string): Promise<AuthenticationResult> {
 	const [user] = await db().select().from(users).where(eq(users.username, username.toLowerCase()));
@@ -94,10 +93,7 @@ async function assertAnotherActiveAdmin(userId: string): Promise<void> {
 	}
 }
 
-export async function updateUser(
-	id: string,
-	changes: { role?: Role; disabled?: boolean }
-): Promise<PublicUser> {
+export async function updateUser(id: string, changes: { role?: Role; disabled?: boolean }): Promise<PublicUser> {
 	const user = await getUser(id);
 	const losesAdmin =
 		user.role === 'admin' && !user.disabled && ((changes.role && changes.role !== 'admin') || changes.disabled);

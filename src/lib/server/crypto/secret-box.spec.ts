@@ -28,7 +28,9 @@ describe('the master key', () => {
 		expect(loadSecretKey({ envKey: hex, dataDir: tempDir() }).toString('hex')).toBe(hex);
 		const b64 = Buffer.alloc(32, 7).toString('base64');
 		expect(loadSecretKey({ envKey: b64, dataDir: tempDir() }).equals(Buffer.alloc(32, 7))).toBe(true);
-		expect(() => loadSecretKey({ envKey: 'too-short', dataDir: tempDir() })).toThrow(/FLOTILLA_SECRET_KEY must be 32 bytes/);
+		expect(() => loadSecretKey({ envKey: 'too-short', dataDir: tempDir() })).toThrow(
+			/FLOTILLA_SECRET_KEY must be 32 bytes/
+		);
 		const dir = tempDir();
 		writeFileSync(path.join(dir, 'secret.key'), 'garbage', { mode: 0o600 });
 		expect(() => loadSecretKey({ envKey: undefined, dataDir: dir })).toThrow(/secret.key must be 32 bytes/);

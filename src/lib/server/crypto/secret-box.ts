@@ -12,7 +12,9 @@ export function sealSecret(key: Buffer, plaintext: string, context = ''): string
 	const cipher = createCipheriv('aes-256-gcm', key, iv);
 	cipher.setAAD(Buffer.from(context));
 	const ciphertext = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
-	return [VERSION, iv, cipher.getAuthTag(), ciphertext].map((p) => (typeof p === 'string' ? p : p.toString('base64url'))).join('.');
+	return [VERSION, iv, cipher.getAuthTag(), ciphertext]
+		.map((p) => (typeof p === 'string' ? p : p.toString('base64url')))
+		.join('.');
 }
 
 export function openSecret(key: Buffer, sealed: string, context = ''): string {

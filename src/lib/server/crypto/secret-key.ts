@@ -29,7 +29,9 @@ export function loadSecretKey(opts: { envKey: string | undefined; dataDir: strin
 function parseKey(text: string, source: string): Buffer {
 	const key = /^[0-9a-f]{64}$/i.test(text) ? Buffer.from(text, 'hex') : Buffer.from(text, 'base64');
 	if (key.length !== 32 || (!/^[0-9a-f]{64}$/i.test(text) && key.toString('base64') !== text)) {
-		throw new Error(`${source} must be 32 bytes as base64 (44 characters) or hex (64 characters); try: openssl rand -base64 32`);
+		throw new Error(
+			`${source} must be 32 bytes as base64 (44 characters) or hex (64 characters); try: openssl rand -base64 32`
+		);
 	}
 	return key;
 }

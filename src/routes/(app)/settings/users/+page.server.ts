@@ -48,7 +48,11 @@ export const actions: Actions = {
 		if (!parsed.ok) return parsed.failure;
 		try {
 			await resetPassword(parsed.data.id, parsed.data.password);
-			await recordAudit(actorOf(event), { action: 'user.password_reset', targetType: 'user', targetId: parsed.data.id });
+			await recordAudit(actorOf(event), {
+				action: 'user.password_reset',
+				targetType: 'user',
+				targetId: parsed.data.id
+			});
 			return { notice: 'Password reset; that user was signed out everywhere.' };
 		} catch (err) {
 			return formError(err, parsed.form);

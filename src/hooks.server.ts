@@ -6,7 +6,7 @@ import { authenticateApiToken } from '$lib/server/auth/api-tokens';
 import { roleLevel } from '$lib/server/auth/levels';
 import { SESSION_COOKIE, deleteSessionCookie, setSessionCookie, validateSessionToken } from '$lib/server/auth/session';
 import { errorResponse } from '$lib/server/http/api';
-import { log } from '$lib/server/log';
+import { log, loggableError } from '$lib/server/log';
 import { startConsole } from '$lib/server/startup';
 
 export const init: ServerInit = async () => {
@@ -38,6 +38,22 @@ const authenticate: Handle = async ({ event, resolve }) => {
 		}
 		event.locals.principal = principal;
 		return resolve(event);
+	}
+
+	// A browser session may change things through the API only from the console's own pages. Browsers send
+	// Origin with every such request; scripts authenticate with a token instead and are not affected.
+	const mutating = !['GET', 'HEAD', 'OPTIONS'].includes(event.request.method);
+	if (
+		api &&
+		mutating &&
+		event.cookies.get(SESSION_COOKIE) &&
+		event.request.headers.get('origin') !== event.url.origin
+	) {
+		return errorResponse(
+			403,
+			'forbidden',
+			'Cross-origin request refused: send an API token, or use the console itself'
+		);
 	}
 
 	const sessionToken = event.cookies.get(SESSION_COOKIE);
@@ -115,6 +131,6 @@ const securityHeaders: Handle = async ({ event, resolve }) => {
 export const handle = sequence(securityHeaders, authenticate, authorizeRequest);
 
 export const handleError: HandleServerError = ({ error: err, event, status, message }) => {
-	if (status !== 404) log.error({ err, path: event.url.pathname, status }, 'unhandled error');
+	if (status !== 404) log.error({ err: loggableError(err), path: event.url.pathname, status }, 'unhandled error');
 	return { message: status === 500 ? 'Something went wrong on the console; the error is in its log.' : message };
 };

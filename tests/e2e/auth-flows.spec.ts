@@ -164,6 +164,52 @@ test('a cross-origin form post is refused and changes nothing', async () => {
 	expect(await db`select 1 from users where username = 'csrf-user'`).toHaveLength(0);
 });
 
+test('a browser session cannot change things through the API from another site; a token can', async () => {
+	const admin = await signInAs('admin');
+	const { token } = await (
+		await call('/api/auth/tokens', {
+			method: 'POST',
+			headers: cookie(admin),
+			json: { name: 'csrf-check', scopes: ['admin'] }
+		})
+	).json();
+	const vera = (await (await call('/api/users', { headers: cookie(admin) })).json()).items.find(
+		(u: { username: string }) => u.username === 'vera'
+	);
+	const evil = { origin: 'http://evil.example' };
+	const fromCookie = await call(`/api/users/${vera.id}`, {
+		method: 'PATCH',
+		headers: { ...cookie(admin), ...evil },
+		json: { role: 'admin' }
+	});
+	expect(fromCookie.status).toBe(403);
+	expect((await fromCookie.json()).error.message).toContain('Cross-origin');
+	expect((await (await call(`/api/users/${vera.id}`, { headers: cookie(admin) })).json()).role).toBe('viewer');
+
+	const fromToken = await call(`/api/users/${vera.id}`, {
+		method: 'PATCH',
+		headers: { ...bearer(token), ...evil },
+		json: { role: 'viewer' }
+	});
+	expect(fromToken.status).toBe(200);
+});
+
+test('a form action sent something that is not a form gets a 4xx, not a 500', async () => {
+	const admin = await signInAs('admin');
+	const res = await call('/settings/users?/create', {
+		method: 'POST',
+		headers: { ...cookie(admin), accept: 'text/html', 'content-type': 'text/plain' },
+		body: 'username=x'
+	});
+	expect(res.status).toBe(415);
+	const multipart = await call('/settings?/createToken', {
+		method: 'POST',
+		headers: { ...cookie(admin), accept: 'text/html', 'content-type': 'multipart/form-data' },
+		body: 'garbage'
+	});
+	expect(multipart.status).toBe(415);
+});
+
 test('bad input gets a 400 that names the field, and nothing is written', async () => {
 	const admin = await signInAs('admin');
 	const before = await countRows('users');
@@ -196,6 +242,10 @@ test('bad input gets a 400 that names the field, and nothing is written', async 
 	const badId = await call('/api/users/not-a-uuid', { headers: cookie(admin) });
 	expect(badId.status).toBe(400);
 	expect((await badId.json()).error.message).toContain('UUID');
+
+	const farFuture = await call('/api/audit?since=%2B200000-01-01', { headers: cookie(admin) });
+	expect(farFuture.status).toBe(400);
+	expect((await farFuture.json()).error.fields.since).toContain('between years');
 
 	const badQuery = await call('/api/audit?limit=100000', { headers: cookie(admin) });
 	expect(badQuery.status).toBe(400);

@@ -1,6 +1,7 @@
 // Starts the built console for the browser and HTTP tests: a fresh PostgreSQL database on the test server
 // and a fresh data folder, so every run begins at the set-up page with no users.
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -26,6 +27,7 @@ const child = spawn(process.execPath, ['build'], {
 		DATABASE_URL: url.toString(),
 		FLOTILLA_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'flotilla-e2e-')),
 		FLOTILLA_ADMIN_PASSWORD: '',
+		FLOTILLA_SECRET_KEY: randomBytes(32).toString('base64'),
 		FLOTILLA_LOG_LEVEL: process.env.FLOTILLA_LOG_LEVEL ?? 'warn'
 	}
 });

@@ -12,10 +12,16 @@ import {
 	SESSION_LIFETIME_MS,
 	validateSessionToken
 } from '../../src/lib/server/auth/session';
-import { clearLoginFailures, recordLoginFailure, throttledFor, throttleKeys } from '../../src/lib/server/auth/throttle';
+import {
+	claimLoginAttempt,
+	clearLoginFailures,
+	recordLoginFailure,
+	throttleKeys
+} from '../../src/lib/server/auth/throttle';
 import { hashToken } from '../../src/lib/server/auth/tokens';
 import {
 	authenticate,
+	changeOwnPassword,
 	countUsers,
 	createFirstAdmin,
 	createUser,
@@ -52,6 +58,15 @@ describe.each(backends)('auth and audit on $name', ({ open }) => {
 			await ensureFirstAdminFromEnv('second', password);
 			const all = await db().select().from(users);
 			expect(all.map((u) => [u.username, u.role])).toEqual([['root', 'admin']]);
+		});
+
+		it('from the environment follows the set-up page rules, so it can always sign in', async () => {
+			await expect(ensureFirstAdminFromEnv('Not Valid!', password)).rejects.toThrow(/FLOTILLA_ADMIN_USER/);
+			await expect(ensureFirstAdminFromEnv('admin', 'short')).rejects.toThrow(
+				/FLOTILLA_ADMIN_PASSWORD must be at least 12/
+			);
+			await ensureFirstAdminFromEnv('Root', password);
+			expect(await authenticate('root', password)).toMatchObject({ ok: true, user: { username: 'root' } });
 		});
 
 		it('is not created without a password', async () => {
@@ -106,6 +121,38 @@ describe.each(backends)('auth and audit on $name', ({ open }) => {
 			await expect(updateUser(root.id, { disabled: true })).rejects.toMatchObject({ status: 409 });
 			await createUser({ username: 'second', password, role: 'admin' });
 			await expect(updateUser(root.id, { role: 'viewer' })).resolves.toMatchObject({ role: 'viewer' });
+		});
+
+		it('keeps one admin even when two admins demote each other at the same moment', async () => {
+			const a = await createUser({ username: 'ann', password, role: 'admin' });
+			const b = await createUser({ username: 'ben', password, role: 'admin' });
+			const results = await Promise.allSettled([
+				updateUser(a.id, { role: 'viewer' }),
+				updateUser(b.id, { disabled: true })
+			]);
+			expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+			const admins = await db()
+				.select()
+				.from(users)
+				.where(sql`role = 'admin' and not disabled`);
+			expect(admins).toHaveLength(1);
+		});
+
+		it('ends every other session when users change their own password', async () => {
+			const bob = await createUser({ username: 'bob', password, role: 'viewer' });
+			const here = await createSession(bob.id);
+			const elsewhere = await createSession(bob.id);
+			await expect(
+				changeOwnPassword(bob.id, 'wrong current password', 'new passphrase here', here.session.id)
+			).rejects.toMatchObject({
+				status: 400,
+				fields: { current_password: 'does not match' }
+			});
+			expect(await validateSessionToken(elsewhere.token)).not.toBeNull();
+			await changeOwnPassword(bob.id, password, 'new passphrase here', here.session.id);
+			expect(await validateSessionToken(here.token)).not.toBeNull();
+			expect(await validateSessionToken(elsewhere.token)).toBeNull();
+			expect(await authenticate('bob', 'new passphrase here')).toMatchObject({ ok: true });
 		});
 
 		it('ends every session of a user whose password an admin resets', async () => {
@@ -217,26 +264,33 @@ describe.each(backends)('auth and audit on $name', ({ open }) => {
 	});
 
 	describe('sign-in throttling', () => {
-		it('lets a few failures pass, then makes the username wait, longer after each failure', async () => {
+		it('lets a few attempts pass, then makes the username wait, longer after each one', async () => {
 			const keys = throttleKeys('10.0.0.1', 'alice');
-			for (let i = 0; i < 5; i++) await recordLoginFailure(keys);
-			expect(await throttledFor(keys)).toBe(0);
-			await recordLoginFailure(keys);
-			const first = await throttledFor(keys);
+			for (let i = 0; i < 6; i++) expect(await claimLoginAttempt(keys)).toBe(0);
+			const first = await claimLoginAttempt(keys);
 			expect(first).toBeGreaterThanOrEqual(1);
-			await recordLoginFailure(keys);
-			await recordLoginFailure(keys);
-			expect(await throttledFor(keys)).toBeGreaterThan(first);
-			// The same username from another address waits too: the lock is per user as well as per IP.
-			expect(await throttledFor(throttleKeys('10.9.9.9', 'ALICE'))).toBeGreaterThan(0);
+			// Refused attempts are not counted: the wait does not grow while the caller is held back.
+			expect(await claimLoginAttempt(keys)).toBe(first);
+			await db().execute(sql`update ${loginThrottle} set blocked_until = now() where key = ${keys.user}`);
+			expect(await claimLoginAttempt(keys)).toBe(0);
+			expect(await claimLoginAttempt(keys)).toBeGreaterThan(first);
+			// The same username from another address waits too: the lock is per user as well as per address.
+			expect(await claimLoginAttempt(throttleKeys('10.9.9.9', 'ALICE'))).toBeGreaterThan(0);
 			await clearLoginFailures(keys);
-			expect(await throttledFor(keys)).toBe(0);
+			expect(await claimLoginAttempt(keys)).toBe(0);
 		});
 
-		it('throttles an address that tries many usernames', async () => {
+		it('lets exactly the free attempts through when guesses arrive all at once', async () => {
+			const keys = throttleKeys('10.0.0.4', 'bob');
+			const waits = await Promise.all(Array.from({ length: 12 }, () => claimLoginAttempt(keys)));
+			expect(waits.filter((w) => w === 0)).toHaveLength(6);
+		});
+
+		it('throttles an address that fails on many usernames, and a success elsewhere does not reset it', async () => {
 			for (let i = 0; i < 21; i++) await recordLoginFailure(throttleKeys('10.0.0.2', `user${i}`));
-			expect(await throttledFor(throttleKeys('10.0.0.2', 'someone-new'))).toBeGreaterThan(0);
-			expect(await throttledFor(throttleKeys('10.0.0.3', 'someone-new'))).toBe(0);
+			await clearLoginFailures(throttleKeys('10.0.0.2', 'attacker-own-account'));
+			expect(await claimLoginAttempt(throttleKeys('10.0.0.2', 'someone-new'))).toBeGreaterThan(0);
+			expect(await claimLoginAttempt(throttleKeys('10.0.0.3', 'someone-new'))).toBe(0);
 		});
 	});
 

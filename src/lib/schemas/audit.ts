@@ -1,7 +1,11 @@
 import { z } from 'zod';
 import { pageSchema } from './common';
 
-const date = z.coerce.date({ error: 'must be a date (ISO 8601)' });
+// PostgreSQL's timestamptz ends at year 294276 but refuses JavaScript's extended years long before that;
+// no audit row predates year 1 or postdates 9999 anyway.
+const date = z.coerce
+	.date({ error: 'must be a date (ISO 8601)' })
+	.refine((d) => d.getUTCFullYear() >= 1 && d.getUTCFullYear() <= 9999, 'must be between years 1 and 9999');
 
 export const auditQuerySchema = pageSchema.extend({
 	actor: z.string().trim().max(64).optional(),

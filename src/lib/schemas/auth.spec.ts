@@ -21,6 +21,10 @@ describe('input schemas', () => {
 			'scopes.0': 'must be one of read, operate, admin',
 			expires_in_days: 'must be at least 1 day'
 		});
+		expect(errorsOf(auditQuerySchema.safeParse({ since: '+200000-01-01', until: '-010000-01-01' }))).toEqual({
+			since: 'must be between years 1 and 9999',
+			until: 'must be between years 1 and 9999'
+		});
 		expect(errorsOf(auditQuerySchema.safeParse({ limit: '9000', since: 'yesterday' }))).toMatchObject({
 			limit: expect.any(String),
 			since: 'must be a date (ISO 8601)'

@@ -11,7 +11,8 @@ export type ErrorCode =
 	| 'not_found'
 	| 'method_not_allowed'
 	| 'conflict'
-	| 'too_many_requests';
+	| 'too_many_requests'
+	| 'internal_error';
 
 const statusOf: Record<ErrorCode, number> = {
 	validation_failed: 400,
@@ -22,7 +23,8 @@ const statusOf: Record<ErrorCode, number> = {
 	not_found: 404,
 	method_not_allowed: 405,
 	conflict: 409,
-	too_many_requests: 429
+	too_many_requests: 429,
+	internal_error: 500
 };
 
 export class ServiceError extends Error {

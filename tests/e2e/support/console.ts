@@ -33,9 +33,13 @@ export function consoleDatabase(): postgres.Sql {
 	return postgres(url.toString(), { max: 1, onnotice: () => {} });
 }
 
-/** A plain HTTP client with no cookie jar, so that each request carries exactly the credentials given. */
+/**
+ * A plain HTTP client with no cookie jar, so that each request carries exactly the credentials given.
+ * Changes carry the console's own Origin, as its pages send them, unless the caller names another.
+ */
 export function call(pathname: string, init: RequestInit & { json?: unknown } = {}): Promise<Response> {
 	const headers = new Headers(init.headers);
+	if (init.method && init.method !== 'GET' && !headers.has('origin')) headers.set('origin', baseURL);
 	let body = init.body;
 	if (init.json !== undefined) {
 		headers.set('content-type', 'application/json');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { listRoutes } from '../../../../tests/support/routes';
-import { accessPolicy, actionName, authorize } from './access';
+import { accessPolicy, actionName, authorize, type Rule } from './access';
 import type { Principal } from './principal';
 
 const person = (role: 'viewer' | 'operator' | 'admin'): Principal => ({
@@ -47,14 +47,49 @@ describe('the access table', () => {
 		expect(open).toEqual(['/(auth)/login', '/(auth)/logout', '/(auth)/setup', '/healthz']);
 	});
 
-	it('matches the scopes API.md gives the JSON endpoints', () => {
-		expect(accessPolicy['/api/audit']).toEqual({ kind: 'endpoint', methods: { GET: { level: 'admin' } } });
-		expect(accessPolicy['/api/users']).toMatchObject({
-			methods: { GET: { level: 'admin' }, POST: { level: 'admin' } }
-		});
-		expect(accessPolicy['/api/auth/tokens']).toMatchObject({
-			methods: { GET: { level: 'read', session: true }, POST: { level: 'read', session: true } }
-		});
+	it('says, route by route, what the product intends (API.md scopes; pages for signed-in people)', () => {
+		// Written out by hand on purpose: the authorisation matrix derives its expectations from the table, so
+		// this is what catches a wrong entry in it. `session:` marks browser-only rules.
+		const intended: Record<string, string> = {
+			'/(auth)/login': 'GET public, POST default public',
+			'/(auth)/setup': 'GET public, POST default public',
+			'/(auth)/logout': 'POST public',
+			'/(app)': 'GET session:read',
+			'/(app)/code-sync': 'GET session:read',
+			'/(app)/system-updates': 'GET session:read',
+			'/(app)/certificates': 'GET session:read',
+			'/(app)/rollouts': 'GET session:read',
+			'/(app)/releases': 'GET session:read',
+			'/(app)/audit': 'GET session:admin',
+			'/(app)/settings':
+				'GET session:read, POST changePassword session:read, POST createToken session:read, POST revokeToken session:read, POST signOutEverywhere session:read',
+			'/(app)/settings/users':
+				'GET session:admin, POST create session:admin, POST update session:admin, POST resetPassword session:admin',
+			'/healthz': 'GET public',
+			'/api/version': 'GET read',
+			'/api/me': 'GET read',
+			'/api/auth/tokens': 'GET session:read, POST session:read',
+			'/api/auth/tokens/[id]': 'DELETE session:read',
+			'/api/users': 'GET admin, POST admin',
+			'/api/users/[id]': 'GET admin, PATCH admin',
+			'/api/users/[id]/password': 'POST admin',
+			'/api/audit': 'GET admin'
+		};
+		const describeRule = (r: Rule) => (r.level === 'public' ? 'public' : `${r.session ? 'session:' : ''}${r.level}`);
+		const actual = Object.fromEntries(
+			Object.entries(accessPolicy).map(([id, p]) => [
+				id,
+				p.kind === 'page'
+					? [
+							`GET ${describeRule(p.view)}`,
+							...Object.entries(p.actions ?? {}).map(([a, r]) => `POST ${a} ${describeRule(r)}`)
+						].join(', ')
+					: Object.entries(p.methods)
+							.map(([m, r]) => `${m} ${describeRule(r!)}`)
+							.join(', ')
+			])
+		);
+		expect(actual).toEqual(intended);
 	});
 });
 
@@ -83,6 +118,9 @@ describe('authorize', () => {
 	it('picks the rule of the form action a POST names', () => {
 		expect(actionName('?/resetPassword')).toBe('resetPassword');
 		expect(actionName('')).toBe('default');
+		// As SvelteKit reads it: the first parameter starting with '/', wherever it stands.
+		expect(actionName('?x=1&/create')).toBe('create');
+		expect(authorize('/(app)/settings/users', 'POST', '?x=1&/create', person('viewer'))).toMatchObject({ status: 403 });
 		expect(authorize('/(app)/settings/users', 'POST', '?/create', person('operator'))).toMatchObject({ status: 403 });
 		expect(authorize('/(app)/settings', 'POST', '?/createToken', person('viewer'))).toMatchObject({ allow: true });
 		expect(authorize('/(app)/settings', 'POST', '?/nonsense', person('admin'))).toMatchObject({ status: 405 });

@@ -21,11 +21,11 @@ export type RoutePolicy =
 	| { kind: 'endpoint'; methods: Partial<Record<Method, Rule>> };
 
 const open: Rule = { level: 'public' };
-const view: Rule = { level: 'read', session: true };
-const viewAdmin: Rule = { level: 'admin', session: true };
+/** Any signed-in person, in a browser: pages, and managing one's own tokens. */
+const signedIn: Rule = { level: 'read', session: true };
+const adminPage: Rule = { level: 'admin', session: true };
 const read: Rule = { level: 'read' };
 const admin: Rule = { level: 'admin' };
-const own: Rule = { level: 'read', session: true };
 
 export const accessPolicy: Record<string, RoutePolicy> = {
 	// Signing in and out.
@@ -34,22 +34,22 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/(auth)/logout': { kind: 'endpoint', methods: { POST: open } },
 
 	// The console's pages.
-	'/(app)': { kind: 'page', view },
-	'/(app)/code-sync': { kind: 'page', view },
-	'/(app)/system-updates': { kind: 'page', view },
-	'/(app)/certificates': { kind: 'page', view },
-	'/(app)/rollouts': { kind: 'page', view },
-	'/(app)/releases': { kind: 'page', view },
-	'/(app)/audit': { kind: 'page', view: viewAdmin },
+	'/(app)': { kind: 'page', view: signedIn },
+	'/(app)/code-sync': { kind: 'page', view: signedIn },
+	'/(app)/system-updates': { kind: 'page', view: signedIn },
+	'/(app)/certificates': { kind: 'page', view: signedIn },
+	'/(app)/rollouts': { kind: 'page', view: signedIn },
+	'/(app)/releases': { kind: 'page', view: signedIn },
+	'/(app)/audit': { kind: 'page', view: adminPage },
 	'/(app)/settings': {
 		kind: 'page',
-		view,
-		actions: { changePassword: own, createToken: own, revokeToken: own, signOutEverywhere: own }
+		view: signedIn,
+		actions: { changePassword: signedIn, createToken: signedIn, revokeToken: signedIn, signOutEverywhere: signedIn }
 	},
 	'/(app)/settings/users': {
 		kind: 'page',
-		view: viewAdmin,
-		actions: { create: viewAdmin, update: viewAdmin, resetPassword: viewAdmin }
+		view: adminPage,
+		actions: { create: adminPage, update: adminPage, resetPassword: adminPage }
 	},
 
 	// Service endpoints.
@@ -58,8 +58,8 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	// The JSON API (../shared/API.md).
 	'/api/version': { kind: 'endpoint', methods: { GET: read } },
 	'/api/me': { kind: 'endpoint', methods: { GET: read } },
-	'/api/auth/tokens': { kind: 'endpoint', methods: { GET: own, POST: own } },
-	'/api/auth/tokens/[id]': { kind: 'endpoint', methods: { DELETE: own } },
+	'/api/auth/tokens': { kind: 'endpoint', methods: { GET: signedIn, POST: signedIn } },
+	'/api/auth/tokens/[id]': { kind: 'endpoint', methods: { DELETE: signedIn } },
 	'/api/users': { kind: 'endpoint', methods: { GET: admin, POST: admin } },
 	'/api/users/[id]': { kind: 'endpoint', methods: { GET: admin, PATCH: admin } },
 	'/api/users/[id]/password': { kind: 'endpoint', methods: { POST: admin } },
@@ -69,10 +69,15 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 export type Decision =
 	{ allow: true; rule: Rule } | { allow: false; status: 401 | 403 | 404 | 405; message: string; allowed?: string[] };
 
-/** The form action a POST to a page names: `?/name`, or `default`. */
+/**
+ * The form action a POST to a page names, read exactly as SvelteKit reads it: the first query parameter,
+ * wherever it stands, whose name starts with `/`; `default` when there is none.
+ */
 export function actionName(search: string): string {
-	const key = new URLSearchParams(search).keys().next().value;
-	return key?.startsWith('/') ? key.slice(1) : 'default';
+	for (const [name] of new URLSearchParams(search)) {
+		if (name.startsWith('/')) return name.slice(1);
+	}
+	return 'default';
 }
 
 export function ruleFor(

@@ -1,5 +1,5 @@
 import type { Cookies } from '@sveltejs/kit';
-import { and, desc, eq, gt, lt } from 'drizzle-orm';
+import { and, desc, eq, gt, lt, ne } from 'drizzle-orm';
 import { db } from '$lib/server/db';
 import { sessions, users, type Session, type User } from '$lib/server/db/schema';
 import { generateSecret, hashToken } from './tokens';
@@ -64,9 +64,12 @@ export async function invalidateSession(sessionId: string): Promise<void> {
 	await db().delete(sessions).where(eq(sessions.id, sessionId));
 }
 
-/** Signs a user out everywhere (logout everywhere, password reset, disable). */
-export async function invalidateUserSessions(userId: string): Promise<number> {
-	const gone = await db().delete(sessions).where(eq(sessions.userId, userId)).returning({ id: sessions.id });
+/** Signs a user out everywhere (logout everywhere, password reset, disable), optionally but for one session. */
+export async function invalidateUserSessions(userId: string, exceptSessionId?: string): Promise<number> {
+	const where = exceptSessionId
+		? and(eq(sessions.userId, userId), ne(sessions.id, exceptSessionId))
+		: eq(sessions.userId, userId);
+	const gone = await db().delete(sessions).where(where).returning({ id: sessions.id });
 	return gone.length;
 }
 

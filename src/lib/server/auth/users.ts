@@ -3,6 +3,7 @@ import { db, type Database } from '$lib/server/db';
 import { users, type Role, type User } from '$lib/server/db/schema';
 import { conflict, notFound, ServiceError } from '$lib/server/errors';
 import { log } from '$lib/server/log';
+import { passwordSchema, usernameSchema } from '$lib/schemas/auth';
 import { hashPassword, verifyAgainstDummy, verifyPassword } from './password';
 import { invalidateUserSessions } from './session';
 
@@ -19,6 +20,8 @@ const publicColumns = {
 
 // Serialises "create the first admin" so that two racing set-up requests cannot both succeed.
 const FIRST_ADMIN_LOCK_ID = 7_140_232;
+// Serialises changes to who is an active admin, so two admins demoting each other cannot leave none.
+const ADMIN_SET_LOCK_ID = 7_140_233;
 
 export async function countUsers(): Promise<number> {
 	const [row] = await db().select({ n: count() }).from(users);
@@ -66,7 +69,12 @@ export async function createFirstAdmin(input: { username: string; password: stri
 /** At start-up: FLOTILLA_ADMIN_USER / FLOTILLA_ADMIN_PASSWORD create the first admin when there is none. */
 export async function ensureFirstAdminFromEnv(username: string, password: string | undefined): Promise<void> {
 	if (!password) return;
-	const created = await createFirstAdmin({ username, password });
+	// The same rules as the set-up page, so that the admin made here can sign in with what was given.
+	const name = usernameSchema.safeParse(username);
+	if (!name.success) throw new Error(`FLOTILLA_ADMIN_USER ${name.error.issues[0]!.message}`);
+	const pass = passwordSchema.safeParse(password);
+	if (!pass.success) throw new Error(`FLOTILLA_ADMIN_PASSWORD ${pass.error.issues[0]!.message}`);
+	const created = await createFirstAdmin({ username: name.data, password: pass.data });
 	if (created) log.info({ username }, 'created the first admin from FLOTILLA_ADMIN_PASSWORD');
 }
 
@@ -83,8 +91,8 @@ export async function authenticate(username: string, password: string): Promise<
 }
 
 /** The console must always keep one admin who can sign in. */
-async function assertAnotherActiveAdmin(userId: string): Promise<void> {
-	const [row] = await db()
+async function assertAnotherActiveAdmin(tx: Database, userId: string): Promise<void> {
+	const [row] = await tx
 		.select({ n: count() })
 		.from(users)
 		.where(and(eq(users.role, 'admin'), eq(users.disabled, false), ne(users.id, userId)));
@@ -94,18 +102,24 @@ async function assertAnotherActiveAdmin(userId: string): Promise<void> {
 }
 
 export async function updateUser(id: string, changes: { role?: Role; disabled?: boolean }): Promise<PublicUser> {
-	const user = await getUser(id);
-	const losesAdmin =
-		user.role === 'admin' && !user.disabled && ((changes.role && changes.role !== 'admin') || changes.disabled);
-	if (losesAdmin) await assertAnotherActiveAdmin(id);
-	const [updated] = await db()
-		.update(users)
-		.set({ ...changes, updatedAt: new Date() })
-		.where(eq(users.id, id))
-		.returning(publicColumns);
+	const updated = await db().transaction(async (txn) => {
+		const tx = txn as unknown as Database;
+		await tx.execute(sql`select pg_advisory_xact_lock(${ADMIN_SET_LOCK_ID})`);
+		const [user] = await tx.select(publicColumns).from(users).where(eq(users.id, id));
+		if (!user) throw notFound('User');
+		const losesAdmin =
+			user.role === 'admin' && !user.disabled && ((changes.role && changes.role !== 'admin') || changes.disabled);
+		if (losesAdmin) await assertAnotherActiveAdmin(tx, id);
+		const [row] = await tx
+			.update(users)
+			.set({ ...changes, updatedAt: new Date() })
+			.where(eq(users.id, id))
+			.returning(publicColumns);
+		return row!;
+	});
 	// A disabled user is signed out at once; API tokens stop working because their owner is disabled.
 	if (changes.disabled) await invalidateUserSessions(id);
-	return updated!;
+	return updated;
 }
 
 /** An admin sets a new password for someone: every session of theirs ends. */
@@ -118,7 +132,13 @@ export async function resetPassword(id: string, password: string): Promise<void>
 	await invalidateUserSessions(id);
 }
 
-export async function changeOwnPassword(id: string, current: string, next: string): Promise<void> {
+/** Changes one's own password after checking the current one; every other session of the user ends. */
+export async function changeOwnPassword(
+	id: string,
+	current: string,
+	next: string,
+	keepSessionId: string | undefined
+): Promise<void> {
 	const [user] = await db().select().from(users).where(eq(users.id, id));
 	if (!user) throw notFound('User');
 	if (!(await verifyPassword(user.passwordHash, current))) {
@@ -130,4 +150,5 @@ export async function changeOwnPassword(id: string, current: string, next: strin
 		.update(users)
 		.set({ passwordHash: await hashPassword(next), updatedAt: new Date() })
 		.where(eq(users.id, id));
+	await invalidateUserSessions(id, keepSessionId);
 }

@@ -54,7 +54,11 @@ describe('sealed secrets', () => {
 		expect(() => openSecret(Buffer.alloc(32, 2), sealed, 'credential:1')).toThrow();
 		expect(() => openSecret(key, sealed, 'credential:2')).toThrow();
 		const parts = sealed.split('.');
-		parts[3] = Buffer.from('tampered').toString('base64url');
-		expect(() => openSecret(key, parts.join('.'), 'credential:1')).toThrow();
+		const tampered = [...parts];
+		tampered[3] = Buffer.from('tampered').toString('base64url');
+		expect(() => openSecret(key, tampered.join('.'), 'credential:1')).toThrow();
+		const truncatedTag = [...parts];
+		truncatedTag[2] = Buffer.from(parts[2]!, 'base64url').subarray(0, 4).toString('base64url');
+		expect(() => openSecret(key, truncatedTag.join('.'), 'credential:1')).toThrow('Not a sealed secret');
 	});
 });

@@ -87,18 +87,23 @@ async function openPglite(dir: string | undefined, migrationsFolder: string): Pr
  */
 function lockPgliteDir(dir: string): () => void {
 	const lockFile = path.join(dir, '..', 'pglite.pid');
-	try {
+	for (;;) {
+		try {
+			// 'wx' creates the file only if it does not exist: of two consoles starting together, one wins.
+			writeFileSync(lockFile, String(process.pid), { flag: 'wx' });
+			return () => rmSync(lockFile, { force: true });
+		} catch (err) {
+			if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+		}
 		const pid = Number(readFileSync(lockFile, 'utf8'));
 		if (pid && pid !== process.pid && processAlive(pid)) {
 			throw new Error(
 				`The embedded database in ${dir} is in use by process ${pid}. Stop it, or set DATABASE_URL to share a PostgreSQL server between consoles.`
 			);
 		}
-	} catch (err) {
-		if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+		// Left behind by a console that died: take it over.
+		rmSync(lockFile, { force: true });
 	}
-	writeFileSync(lockFile, String(process.pid));
-	return () => rmSync(lockFile, { force: true });
 }
 
 function processAlive(pid: number): boolean {

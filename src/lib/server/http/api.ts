@@ -1,4 +1,5 @@
-import { json, type RequestEvent } from '@sveltejs/kit';
+import { isHttpError, isRedirect, json, type RequestEvent } from '@sveltejs/kit';
+import { log, loggableError } from '$lib/server/log';
 import type { z } from 'zod';
 import { describeFieldErrors, fieldErrors } from '$lib/schemas/errors';
 import { ServiceError, type ErrorCode } from '$lib/server/errors';
@@ -16,8 +17,8 @@ export function errorResponse(
 }
 
 /**
- * Wraps a JSON endpoint so that every ServiceError (bad input, conflicts, missing rows) becomes a 4xx
- * in the documented shape. Anything else propagates: it is a bug, and SvelteKit logs it as a 500.
+ * Wraps a JSON endpoint so that every ServiceError (bad input, conflicts, missing rows) becomes a 4xx in
+ * the documented shape. Anything else is a bug: it is logged and answered as a 500 in the same shape.
  */
 export function apiHandler<E extends RequestEvent>(handler: (event: E) => Promise<Response>) {
 	return async (event: E): Promise<Response> => {
@@ -25,7 +26,9 @@ export function apiHandler<E extends RequestEvent>(handler: (event: E) => Promis
 			return await handler(event);
 		} catch (err) {
 			if (err instanceof ServiceError) return errorResponse(err.status, err.code, err.message, err.fields);
-			throw err;
+			if (isHttpError(err) || isRedirect(err)) throw err;
+			log.error({ err: loggableError(err), path: event.url.pathname }, 'unhandled error in an API endpoint');
+			return errorResponse(500, 'internal_error', 'Something went wrong on the console; the error is in its log.');
 		}
 	};
 }

@@ -34,7 +34,16 @@ export async function parseForm<S extends z.ZodType>(
 	schema: S,
 	shape: (form: FormData) => unknown = defaultShape
 ): Promise<FormParse<z.infer<S>>> {
-	const form = await request.formData();
+	let form: FormData;
+	try {
+		form = await request.formData();
+	} catch {
+		// SvelteKit lets text/plain and boundary-less multipart through to actions; neither parses as a form.
+		return {
+			ok: false,
+			failure: failWith(415, 'Send the form as application/x-www-form-urlencoded or multipart/form-data')
+		};
+	}
 	const parsed = schema.safeParse(shape(form));
 	if (parsed.success) return { ok: true, data: parsed.data, form };
 	const fields = fieldErrors(parsed.error);

@@ -5,7 +5,9 @@ import { uuidSchema } from '$lib/schemas/common';
 import { createApiToken, listApiTokens, revokeApiToken } from '$lib/server/auth/api-tokens';
 import { deleteSessionCookie, invalidateUserSessions, listUserSessions } from '$lib/server/auth/session';
 import { changeOwnPassword } from '$lib/server/auth/users';
-import { actorOf, recordAudit } from '$lib/server/audit';
+import { actorOf, clientIp, recordAudit } from '$lib/server/audit';
+import { claimLoginAttempt, clearLoginFailures, recordLoginFailure, throttleKeys } from '$lib/server/auth/throttle';
+import { ServiceError } from '$lib/server/errors';
 import { principalOf } from '$lib/server/http/api';
 import { failWith, formError, parseForm } from '$lib/server/http/forms';
 import type { Actions, PageServerLoad } from './$types';
@@ -38,15 +40,34 @@ const tokenFormShape = (form: FormData) => ({
 
 export const actions: Actions = {
 	changePassword: async (event) => {
-		const { user } = principalOf(event);
+		const { user, sessionId } = principalOf(event);
 		const parsed = await parseForm(event.request, changePasswordSchema);
 		if (!parsed.ok) return parsed.failure;
+		const audit = (result: 'ok' | 'denied', reason?: string) =>
+			recordAudit(actorOf(event), {
+				action: 'user.password_change',
+				targetType: 'user',
+				targetId: user.id,
+				result,
+				details: reason ? { reason } : {}
+			});
+		// Guessing the current password from a stolen session is throttled like guessing at sign-in.
+		const keys = throttleKeys(clientIp(event) ?? 'unknown', user.username);
+		const wait = await claimLoginAttempt(keys);
+		if (wait > 0) {
+			await audit('denied', 'throttled');
+			return failWith(429, `Too many wrong passwords. Try again in ${wait} s.`);
+		}
 		try {
-			await changeOwnPassword(user.id, parsed.data.current_password, parsed.data.new_password);
+			await changeOwnPassword(user.id, parsed.data.current_password, parsed.data.new_password, sessionId);
 		} catch (err) {
+			if (!(err instanceof ServiceError)) throw err;
+			await recordLoginFailure(keys);
+			await audit('denied', 'invalid_credentials');
 			return formError(err, parsed.form);
 		}
-		await recordAudit(actorOf(event), { action: 'user.password_change', targetType: 'user', targetId: user.id });
+		await clearLoginFailures(keys);
+		await audit('ok');
 		return { passwordChanged: true };
 	},
 

@@ -2,7 +2,7 @@ import { redirect } from '@sveltejs/kit';
 import { loginSchema } from '$lib/schemas/auth';
 import { actorOf, clientIp, recordAudit } from '$lib/server/audit';
 import { createSession, setSessionCookie } from '$lib/server/auth/session';
-import { clearLoginFailures, recordLoginFailure, throttledFor, throttleKeys } from '$lib/server/auth/throttle';
+import { claimLoginAttempt, clearLoginFailures, recordLoginFailure, throttleKeys } from '$lib/server/auth/throttle';
 import { authenticate, countUsers } from '$lib/server/auth/users';
 import { failWith, parseForm } from '$lib/server/http/forms';
 import { safeNext } from '$lib/server/http/redirects';
@@ -29,8 +29,8 @@ export const actions: Actions = {
 				details: reason ? { reason } : {}
 			});
 
-		// Checked before the password so that a throttled attacker does not even cost us a hash.
-		const wait = await throttledFor(keys);
+		// Claimed before the password is checked, so a throttled attacker does not even cost us a hash.
+		const wait = await claimLoginAttempt(keys);
 		if (wait > 0) {
 			await audit('denied', 'throttled');
 			event.setHeaders({ 'retry-after': String(wait) });

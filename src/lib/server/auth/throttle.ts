@@ -61,6 +61,15 @@ async function charge(tx: Database, key: string, kind: 'ip' | 'user'): Promise<v
  */
 export async function claimLoginAttempt(keys: ThrottleKeys): Promise<number> {
 	return db().transaction(async (tx) => {
+		// Rows must exist before they can be locked: otherwise a burst of first attempts would each find
+		// nothing to wait for. A concurrent insert of the same key waits here until the other one commits.
+		await tx
+			.insert(loginThrottle)
+			.values([
+				{ key: keys.ip, failures: 0 },
+				{ key: keys.user, failures: 0 }
+			])
+			.onConflictDoNothing();
 		const rows = await tx
 			.select({
 				wait: sql<number>`ceil(extract(epoch from (${loginThrottle.blockedUntil} - now())))::int`

@@ -35,9 +35,9 @@ function render(value: ShellValue): string {
 		return String(value);
 	}
 	if (typeof value === 'string') return quote(value);
-	if (Array.isArray(value)) return value.map((v) => render(v)).join(' ');
 	if ('script' in value) return value.script;
-	return value.trusted;
+	if ('trusted' in value) return value.trusted;
+	return value.map((v) => render(v)).join(' ');
 }
 
 function make(script: string): ShellCommand {

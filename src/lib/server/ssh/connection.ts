@@ -1,0 +1,314 @@
+import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
+import { classifySshError, SshError } from './errors';
+import { fingerprintOf, hostKeyStatus } from './host-keys';
+import { LineSplitter, TailBuffer } from './lines';
+import { sh, withDeadline, type ShellCommand } from './shell';
+
+export interface SshTarget {
+	host: string;
+	port: number;
+	username: string;
+	privateKey: string;
+	passphrase?: string;
+	/** The pinned SHA-256 fingerprint; null until an admin accepts one. */
+	hostKeyFingerprint: string | null;
+	/** A bastion to reach this node through. */
+	jump?: SshTarget;
+}
+
+export interface ConnectOptions {
+	/** How long the TCP connect plus SSH handshake may take. */
+	readyTimeoutMs?: number;
+	keepaliveIntervalMs?: number;
+	/** Channels open at once on this connection; OpenSSH's MaxSessions defaults to 10. */
+	maxChannels?: number;
+}
+
+export interface OutputLine {
+	stream: 'stdout' | 'stderr';
+	line: string;
+}
+
+export interface ExecOptions {
+	/** The command's deadline. The node enforces it (timeout --kill-after); the console backs it up. */
+	deadlineMs?: number;
+	onLine?: (line: OutputLine) => void;
+	/** Aborting kills the command's whole process group on the node. */
+	signal?: AbortSignal;
+}
+
+export interface ExecResult {
+	exitCode: number | null;
+	signal: string | null;
+	durationMs: number;
+	stdout: string;
+	stderr: string;
+	timedOut: boolean;
+	cancelled: boolean;
+}
+
+const DEFAULTS = { readyTimeoutMs: 10_000, keepaliveIntervalMs: 10_000, maxChannels: 8 };
+const KILL_AFTER_S = 5;
+/** How long past the deadline (plus timeout's grace) the console waits before it closes the channel itself. */
+const BACKSTOP_MS = 3_000;
+const CHANNEL_RETRIES = 20;
+
+/** Opens an SSH connection, verifying the node's host key against the pinned fingerprint. */
+export async function connect(target: SshTarget, options: ConnectOptions = {}): Promise<SshConnection> {
+	const opts = { ...DEFAULTS, ...options };
+	const name = `${target.username}@${target.host}:${target.port}`;
+	let jump: SshConnection | undefined;
+	let sock: Readable | undefined;
+	if (target.jump) {
+		jump = await connect(target.jump, options);
+		try {
+			sock = await jump.forward(target.host, target.port);
+		} catch (err) {
+			jump.close();
+			throw classifySshError(err, name);
+		}
+	}
+
+	const client = new Client();
+	let presented: string | undefined;
+	const config: ConnectConfig = {
+		host: target.host,
+		port: target.port,
+		username: target.username,
+		privateKey: target.privateKey,
+		passphrase: target.passphrase,
+		sock,
+		readyTimeout: opts.readyTimeoutMs,
+		keepaliveInterval: opts.keepaliveIntervalMs,
+		keepaliveCountMax: 3,
+		// The node must present the pinned key; an unknown or changed key refuses the connection.
+		hostVerifier: (key: Buffer) => {
+			presented = fingerprintOf(key);
+			return hostKeyStatus(target.hostKeyFingerprint, presented) === 'pinned';
+		}
+	};
+
+	return new Promise((resolve, reject) => {
+		let settled = false;
+		const fail = (err: unknown) => {
+			if (settled) return;
+			settled = true;
+			client.removeAllListeners('ready');
+			// destroy, not end: a host that never finished the handshake must not keep a socket open.
+			client.destroy();
+			jump?.close();
+			const status = presented ? hostKeyStatus(target.hostKeyFingerprint, presented) : 'pinned';
+			if (status === 'unknown') {
+				reject(
+					new SshError('host_key_unknown', `${name} presented ${presented}, which no admin has accepted yet`, presented)
+				);
+			} else if (status === 'changed') {
+				reject(
+					new SshError(
+						'host_key_changed',
+						`${name} presented ${presented} instead of the pinned ${target.hostKeyFingerprint}: refusing to connect`,
+						presented
+					)
+				);
+			} else {
+				reject(classifySshError(err, name));
+			}
+		};
+		// ssh2 may report more than one error for one failed attempt: the listener stays, `settled` dedupes.
+		client.on('error', fail);
+		client.once('ready', () => {
+			settled = true;
+			client.off('error', fail);
+			resolve(new SshConnection(client, name, presented!, opts.maxChannels, jump));
+		});
+		client.connect(config);
+	});
+}
+
+/**
+ * One connection to one node, reused for every step of a task. Channels are limited so that parallel
+ * steps never exceed the server's MaxSessions.
+ */
+export class SshConnection {
+	private active = 0;
+	private readonly waiting: (() => void)[] = [];
+	private lost: SshError | undefined;
+
+	constructor(
+		private readonly client: Client,
+		readonly name: string,
+		readonly fingerprint: string,
+		private readonly maxChannels: number,
+		private readonly jump?: SshConnection
+	) {
+		// An error after the handshake (dropped link, keepalive timeout) ends the connection, never the process.
+		client.on('error', (err) => {
+			this.lost = classifySshError(err, name);
+		});
+		client.on('close', () => {
+			this.lost ??= new SshError('disconnected', `The connection to ${name} closed`);
+			this.jump?.close();
+		});
+	}
+
+	get closed(): boolean {
+		return this.lost !== undefined;
+	}
+
+	close(): void {
+		this.client.end();
+	}
+
+	private async slot<T>(work: () => Promise<T>): Promise<T> {
+		if (this.active >= this.maxChannels) await new Promise<void>((r) => this.waiting.push(r));
+		this.active++;
+		try {
+			return await work();
+		} finally {
+			this.active--;
+			this.waiting.shift()?.();
+		}
+	}
+
+	/**
+	 * Runs a command on the node and streams its output line by line. The node runs it under
+	 * `timeout --kill-after`, in its own process group, so that a deadline or a cancel leaves nothing behind.
+	 *
+	 * The wrapper reports the command's process group and, at the end, its exit status on stderr, tagged
+	 * with a nonce so a command's own output cannot imitate them. The in-band status matters: the SSH
+	 * protocol makes `exit-status` optional, and sshd occasionally closes a channel without it.
+	 */
+	exec(command: ShellCommand, options: ExecOptions = {}): Promise<ExecResult> {
+		const deadlineMs = options.deadlineMs ?? 60_000;
+		const tag = `flotilla-${randomBytes(6).toString('hex')}`;
+		const wrapped = withDeadline(command, deadlineMs / 1000, KILL_AFTER_S);
+		const script = sh`${wrapped} & p=$!; printf '%s-pid:%s\n' ${tag} "$p" >&2; wait "$p"; r=$?; printf '%s-exit:%s\n' ${tag} "$r" >&2; exit "$r"`;
+		return this.slot(() => this.run(script, tag, deadlineMs, options));
+	}
+
+	/**
+	 * Opens an exec channel. A server may still count a just-closed session for a moment (or allow fewer
+	 * than our limit), and refuses the open then: that is retried briefly instead of failing the step.
+	 */
+	private async openExec(script: string): Promise<ClientChannel> {
+		for (let attempt = 1; ; attempt++) {
+			try {
+				return await new Promise<ClientChannel>((resolve, reject) =>
+					this.client.exec(script, (err, channel) => (err ? reject(err) : resolve(channel)))
+				);
+			} catch (err) {
+				const refused = /open failed|Channel open failure/i.test((err as Error).message);
+				if (!refused || attempt >= CHANNEL_RETRIES || this.lost) throw classifySshError(err, this.name);
+				await new Promise((r) => setTimeout(r, 20 * attempt));
+			}
+		}
+	}
+
+	private async run(script: ShellCommand, tag: string, deadlineMs: number, options: ExecOptions): Promise<ExecResult> {
+		if (this.lost) throw this.lost;
+		const started = performance.now();
+		const channel = await this.openExec(script.script);
+		return new Promise((resolve, reject) => {
+			const stdout = new TailBuffer();
+			const stderr = new TailBuffer();
+			let pid: number | undefined;
+			let reportedExit: number | undefined;
+			let exitCode: number | null = null;
+			let exitSignal: string | null = null;
+			let backstopFired = false;
+			let cancelled = false;
+
+			const out = new LineSplitter((line) => {
+				stdout.append(line);
+				options.onLine?.({ stream: 'stdout', line });
+			});
+			const errLines = new LineSplitter((line) => {
+				if (line.startsWith(`${tag}-pid:`)) {
+					pid = Number(line.slice(tag.length + 5));
+					return;
+				}
+				if (line.startsWith(`${tag}-exit:`)) {
+					reportedExit = Number(line.slice(tag.length + 6));
+					return;
+				}
+				stderr.append(line);
+				options.onLine?.({ stream: 'stderr', line });
+			});
+
+			const killRemote = () => {
+				if (pid && !this.lost) void this.killGroup(pid);
+			};
+			const backstop = setTimeout(
+				() => {
+					backstopFired = true;
+					killRemote();
+					channel.close();
+				},
+				deadlineMs + KILL_AFTER_S * 1000 + BACKSTOP_MS
+			);
+			const onAbort = () => {
+				cancelled = true;
+				killRemote();
+			};
+			if (options.signal?.aborted) onAbort();
+			options.signal?.addEventListener('abort', onAbort, { once: true });
+
+			channel.on('data', (chunk: Buffer) => out.push(chunk));
+			channel.stderr.on('data', (chunk: Buffer) => errLines.push(chunk));
+			channel.on('exit', (code: number | null, signalName?: string) => {
+				exitCode = code ?? null;
+				exitSignal = signalName ?? null;
+			});
+			channel.on('error', () => {});
+			channel.on('close', () => {
+				clearTimeout(backstop);
+				options.signal?.removeEventListener('abort', onAbort);
+				out.end();
+				errLines.end();
+				exitCode = reportedExit ?? exitCode;
+				if (this.lost && exitCode === null && !cancelled) {
+					return reject(this.lost);
+				}
+				resolve({
+					exitCode,
+					signal: exitSignal,
+					durationMs: Math.round(performance.now() - started),
+					stdout: stdout.toString(),
+					stderr: stderr.toString(),
+					// `timeout` exits 124 at the deadline (137 if it had to KILL after the grace period).
+					timedOut: backstopFired || (!cancelled && (exitCode === 124 || (exitCode === 137 && !exitSignal))),
+					cancelled
+				});
+			});
+		});
+	}
+
+	/** Ends a command's whole process group on the node: TERM, then KILL for anything that lingers. */
+	private async killGroup(pid: number): Promise<void> {
+		const kill = sh`kill -TERM -- -${pid} 2>/dev/null; sleep 1; kill -KILL -- -${pid} 2>/dev/null; true`;
+		await new Promise<void>((resolve) => {
+			this.client.exec(kill.script, (err, channel: ClientChannel) => {
+				if (err) return resolve();
+				channel.on('close', () => resolve());
+				channel.on('error', () => resolve());
+				channel.resume();
+			});
+		});
+	}
+
+	sftp(): Promise<SFTPWrapper> {
+		if (this.lost) return Promise.reject(this.lost);
+		return new Promise((resolve, reject) => {
+			this.client.sftp((err, sftp) => (err ? reject(classifySshError(err, this.name)) : resolve(sftp)));
+		});
+	}
+
+	/** A TCP stream to host:port as seen from this node: how a bastion reaches the nodes behind it. */
+	forward(host: string, port: number): Promise<Readable> {
+		return new Promise((resolve, reject) => {
+			this.client.forwardOut('127.0.0.1', 0, host, port, (err, stream) => (err ? reject(err) : resolve(stream)));
+		});
+	}
+}

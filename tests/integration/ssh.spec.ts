@@ -1,0 +1,275 @@
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type OutputLine, type SshTarget } from '../../src/lib/server/ssh/connection';
+import { SshError } from '../../src/lib/server/ssh/errors';
+import { downloadFile, uploadFile } from '../../src/lib/server/ssh/sftp';
+import { sh } from '../../src/lib/server/ssh/shell';
+import { hostileStrings } from '../fixtures/hostile-strings';
+import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed.ts';
+
+let bed: Testbed;
+let a: TestHost;
+let b: TestHost;
+let c: TestHost;
+
+beforeAll(async () => {
+	bed = await startTestbed({ hosts: 3, firstHost: 60 });
+	[a, b, c] = bed.hosts as [TestHost, TestHost, TestHost];
+}, 60_000);
+afterAll(() => bed?.stop());
+
+const target = (h: TestHost, pinned: string | null = h.hostKeyFingerprint): SshTarget => ({
+	host: h.address,
+	port: h.port,
+	username: h.user,
+	privateKey: bed.clientPrivateKey,
+	hostKeyFingerprint: pinned
+});
+
+async function failureOf(p: Promise<unknown>): Promise<SshError> {
+	const err = await p.then(
+		() => undefined,
+		(e: unknown) => e
+	);
+	expect(err).toBeInstanceOf(SshError);
+	return err as SshError;
+}
+
+/** Processes on the test hosts are visible from here; a marker in argv finds them. */
+const running = (marker: string) => {
+	try {
+		return execFileSync('pgrep', ['-f', marker], { encoding: 'utf8' }).trim();
+	} catch {
+		return '';
+	}
+};
+
+describe('exec on a real OpenSSH host', () => {
+	it('streams output line by line as it is printed, and reports the exit code', async () => {
+		const conn = await connect(target(a));
+		const lines: (OutputLine & { at: number })[] = [];
+		const res = await conn.exec(sh`for i in 1 2 3; do echo line$i; sleep 0.3; done; echo oops >&2; exit 3`, {
+			onLine: (l) => lines.push({ ...l, at: performance.now() })
+		});
+		conn.close();
+		expect(res.exitCode).toBe(3);
+		expect(res.stdout).toBe('line1\nline2\nline3\n');
+		expect(res.stderr).toBe('oops\n');
+		expect(lines.map((l) => `${l.stream}:${l.line}`)).toEqual([
+			'stdout:line1',
+			'stdout:line2',
+			'stdout:line3',
+			'stderr:oops'
+		]);
+		// The first line reached us while the command was still running, not at its end.
+		expect(lines[3]!.at - lines[0]!.at).toBeGreaterThan(700);
+	});
+
+	it('ends `sleep 600` at its deadline and leaves nothing running on the host', async () => {
+		const marker = `flotilla-deadline-${randomBytes(4).toString('hex')}`;
+		const conn = await connect(target(a));
+		const res = await conn.exec(sh`exec -a ${marker} sleep 600`, { deadlineMs: 1500 });
+		conn.close();
+		expect(res.timedOut).toBe(true);
+		expect(res.exitCode).toBe(124);
+		expect(res.durationMs).toBeLessThan(5000);
+		expect(running(marker)).toBe('');
+	});
+
+	it('cancels a running command by killing its process group on the host', async () => {
+		const marker = `flotilla-cancel-${randomBytes(4).toString('hex')}`;
+		const conn = await connect(target(a));
+		const abort = new AbortController();
+		setTimeout(() => abort.abort(), 500);
+		const res = await conn.exec(sh`bash -c ${`exec -a ${marker}-child sleep 600`} & exec -a ${marker} sleep 600`, {
+			deadlineMs: 60_000,
+			signal: abort.signal
+		});
+		conn.close();
+		expect(res.cancelled).toBe(true);
+		expect(res.timedOut).toBe(false);
+		expect(res.durationMs).toBeLessThan(5000);
+		expect(running(marker)).toBe('');
+	});
+
+	it('runs no hostile string as a command, on a real host through sshd and bash', async () => {
+		const canary = '/opt/flotilla-canary';
+		const corpus = hostileStrings(canary);
+		const conn = await connect(target(b));
+		// Compared as hex, so that every byte (newlines, carriage returns) must arrive exactly as sent.
+		const results = await Promise.all(
+			corpus.map((hostile) => conn.exec(sh`printf '%s' ${hostile} | od -An -tx1 | tr -d ' \n'`, { deadlineMs: 30_000 }))
+		);
+		results.forEach((res, i) => {
+			const hostile = corpus[i]!;
+			expect(res.exitCode, JSON.stringify({ hostile, res })).toBe(0);
+			expect(res.stdout.trim(), JSON.stringify(hostile)).toBe(Buffer.from(hostile).toString('hex'));
+		});
+		conn.close();
+		expect(corpus.length).toBeGreaterThanOrEqual(200);
+		expect(existsSync(path.join(b.root, 'opt', 'flotilla-canary'))).toBe(false);
+	});
+
+	it('keeps channels within MaxSessions when many commands run at once on one connection', async () => {
+		const conn = await connect(target(c));
+		const results = await Promise.all(Array.from({ length: 30 }, (_, i) => conn.exec(sh`sleep 0.2; echo ${i}`)));
+		conn.close();
+		expect(results.map((r) => r.stdout.trim())).toEqual(Array.from({ length: 30 }, (_, i) => String(i)));
+	});
+});
+
+describe('host keys', () => {
+	it('connects only to the pinned key', async () => {
+		const conn = await connect(target(a));
+		expect(conn.fingerprint).toBe(a.hostKeyFingerprint);
+		conn.close();
+	});
+
+	it('refuses an unknown key and reports its fingerprint for an admin to accept', async () => {
+		const err = await failureOf(connect(target(a, null)));
+		expect(err.failure).toBe('host_key_unknown');
+		expect(err.fingerprint).toBe(a.hostKeyFingerprint);
+	});
+
+	it('refuses a changed key', async () => {
+		const pinned = c.hostKeyFingerprint;
+		const fresh = await bed.changeHostKey(c);
+		expect(fresh).not.toBe(pinned);
+		const err = await failureOf(connect(target(c, pinned)));
+		expect(err.failure).toBe('host_key_changed');
+		expect(err.fingerprint).toBe(fresh);
+		expect(err.message).toContain(pinned);
+	});
+});
+
+describe('unreachable and misbehaving hosts', () => {
+	let silent: Server;
+	const sockets = new Set<Socket>();
+	beforeAll(async () => {
+		// Accepts TCP and never says a word: a host that hangs before the SSH banner.
+		silent = createServer((socket) => {
+			// Reading is how a server notices the client hung up.
+			socket.resume();
+			sockets.add(socket);
+			socket.on('close', () => sockets.delete(socket));
+		});
+		await new Promise<void>((r) => silent.listen(2222, '127.0.1.250', r));
+	});
+	afterAll(async () => {
+		for (const socket of sockets) socket.destroy();
+		await new Promise<void>((r) => silent.close(() => r()));
+	});
+
+	it('reports a stopped host as unreachable, at once', async () => {
+		await bed.stopHost(b);
+		const started = performance.now();
+		const err = await failureOf(connect(target(b)));
+		expect(err.failure).toBe('unreachable');
+		expect(performance.now() - started).toBeLessThan(2000);
+		await bed.startHost(b);
+		(await connect(target(b))).close();
+	});
+
+	it('gives up on a host that hangs before the banner after the ready timeout', async () => {
+		const started = performance.now();
+		const err = await failureOf(connect({ ...target(a), host: '127.0.1.250', port: 2222 }, { readyTimeoutMs: 1000 }));
+		expect(err.failure).toBe('timeout');
+		expect(performance.now() - started).toBeLessThan(3000);
+		// The console gave up on the socket too: nothing is left connected to the silent host.
+		await new Promise((r) => setTimeout(r, 200));
+		expect(sockets.size).toBe(0);
+	});
+
+	it('turns a connection dropped mid-command into an error, not a crash', async () => {
+		await bed.setFault(a, 'drop-connection', 'systemctl');
+		const conn = await connect(target(a));
+		const err = await failureOf(conn.exec(sh`echo before; systemctl restart web; echo after`));
+		expect(err.failure).toBe('disconnected');
+		expect(conn.closed).toBe(true);
+		await bed.clearFaults(a);
+		(await connect(target(a))).close();
+	});
+
+	it('reaches a node through a bastion, and verifies the bastion key too', async () => {
+		const viaBastion = { ...target(b), jump: target(a) };
+		const conn = await connect(viaBastion);
+		const res = await conn.exec(sh`cat /etc/flotilla-testbed/name 2>/dev/null || hostname`);
+		conn.close();
+		expect(res.exitCode, JSON.stringify(res)).toBe(0);
+		const wrongBastion = { ...target(b), jump: target(a, c.hostKeyFingerprint) };
+		expect((await failureOf(connect(wrongBastion))).failure).toBe('host_key_changed');
+	});
+});
+
+describe('SFTP', () => {
+	const dir = mkdtempSync(path.join(tmpdir(), 'flotilla-sftp-'));
+	const big = path.join(dir, 'image.bin');
+
+	beforeAll(() => {
+		// 256 MiB of incompressible data, written in 16 MiB pieces.
+		const piece = randomBytes(16 << 20);
+		writeFileSync(big, '');
+		for (let i = 0; i < 16; i++)
+			writeFileSync(
+				big,
+				piece.map((x) => x ^ i),
+				{ flag: 'a' }
+			);
+	});
+
+	it('uploads 256 MiB with progress, and the host computes the same sha256', async () => {
+		const conn = await connect(target(c));
+		const progress: number[] = [];
+		const res = await uploadFile(conn, big, '/opt/image.bin', { onProgress: (p) => progress.push(p.bytes) });
+		conn.close();
+		expect(res.bytes).toBe(256 << 20);
+		expect(res.resumedFrom).toBe(0);
+		expect(res.sha256).toBe(execFileSync('sha256sum', [big], { encoding: 'utf8' }).slice(0, 64));
+		expect(progress.at(-1)).toBe(256 << 20);
+		expect(progress.length).toBeGreaterThan(10);
+	}, 120_000);
+
+	it('resumes an upload whose connection dropped, from what already arrived', async () => {
+		const first = await connect(target(c));
+		const dropAt = 100 << 20;
+		const dropped = await failureOf(
+			uploadFile(first, big, '/opt/resumed.bin', {
+				resume: false,
+				onProgress: (p) => {
+					if (p.bytes >= dropAt) first.close();
+				}
+			})
+		);
+		expect(['disconnected', 'protocol']).toContain(dropped.failure);
+		const onHost = path.join(c.root, 'opt', 'resumed.bin');
+		const partial = statSync(onHost).size;
+		expect(partial).toBeGreaterThan(50 << 20);
+		expect(partial).toBeLessThan(256 << 20);
+
+		const second = await connect(target(c));
+		const res = await uploadFile(second, big, '/opt/resumed.bin');
+		second.close();
+		expect(res.resumedFrom).toBeGreaterThan(0);
+		expect(res.resumedFrom).toBeLessThanOrEqual(partial);
+		expect(res.sha256).toBe(execFileSync('sha256sum', [onHost], { encoding: 'utf8' }).slice(0, 64));
+		expect(res.sha256).toBe(execFileSync('sha256sum', [big], { encoding: 'utf8' }).slice(0, 64));
+	}, 120_000);
+
+	it('sends the whole file again when what is there is not a prefix of it', async () => {
+		const small = path.join(dir, 'small.txt');
+		writeFileSync(small, 'hello flotilla\n');
+		// A remote file of the right size holding other bytes: resuming from it would be wrong.
+		writeFileSync(path.join(c.root, 'opt', 'small.txt'), 'HELLO FLOTILLA\n');
+		const conn = await connect(target(c));
+		const res = await uploadFile(conn, small, '/opt/small.txt');
+		expect(res.resumedFrom).toBe(0);
+		expect((await downloadFile(conn, '/opt/small.txt')).toString()).toBe('hello flotilla\n');
+		await expect(downloadFile(conn, '/opt/image.bin', 1024)).rejects.toThrow(/over 1024/);
+		conn.close();
+	});
+});

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { deleteExpiredSessions } from '$lib/server/auth/session';
 import { ensureFirstAdminFromEnv } from '$lib/server/auth/users';
+import { useMasterKey } from '$lib/server/crypto/master-key';
 import { loadSecretKey } from '$lib/server/crypto/secret-key';
 import { config } from '$lib/server/config';
 import { openDatabase, useDatabase, type DatabaseHandle } from '$lib/server/db';
@@ -17,7 +18,7 @@ const HOUR_MS = 60 * 60 * 1000;
 export function startConsole(): Promise<DatabaseHandle> {
 	started ??= (async () => {
 		const cfg = config();
-		loadSecretKey({ envKey: cfg.secretKey, dataDir: cfg.dataDir });
+		useMasterKey(loadSecretKey({ envKey: cfg.secretKey, dataDir: cfg.dataDir }));
 		if (!cfg.secretKey && cfg.databaseUrl) {
 			log.warn(
 				'FLOTILLA_SECRET_KEY is not set: using the key file in the data folder; every console sharing this database needs the same key'

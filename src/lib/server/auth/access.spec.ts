@@ -73,7 +73,13 @@ describe('the access table', () => {
 			'/api/users': 'GET admin, POST admin',
 			'/api/users/[id]': 'GET admin, PATCH admin',
 			'/api/users/[id]/password': 'POST admin',
-			'/api/audit': 'GET admin'
+			'/api/audit': 'GET admin',
+			'/api/credentials': 'GET admin, POST admin',
+			'/api/credentials/[id]': 'DELETE admin',
+			'/api/nodes': 'GET read, POST admin',
+			'/api/nodes/[id]': 'GET read, PATCH admin, DELETE admin',
+			'/api/nodes/[id]/check': 'POST operate',
+			'/api/nodes/[id]/host-key/accept': 'POST admin'
 		};
 		const describeRule = (r: Rule) => (r.level === 'public' ? 'public' : `${r.session ? 'session:' : ''}${r.level}`);
 		const actual = Object.fromEntries(

@@ -25,6 +25,7 @@ const open: Rule = { level: 'public' };
 const signedIn: Rule = { level: 'read', session: true };
 const adminPage: Rule = { level: 'admin', session: true };
 const read: Rule = { level: 'read' };
+const operate: Rule = { level: 'operate' };
 const admin: Rule = { level: 'admin' };
 
 export const accessPolicy: Record<string, RoutePolicy> = {
@@ -63,7 +64,13 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/users': { kind: 'endpoint', methods: { GET: admin, POST: admin } },
 	'/api/users/[id]': { kind: 'endpoint', methods: { GET: admin, PATCH: admin } },
 	'/api/users/[id]/password': { kind: 'endpoint', methods: { POST: admin } },
-	'/api/audit': { kind: 'endpoint', methods: { GET: admin } }
+	'/api/audit': { kind: 'endpoint', methods: { GET: admin } },
+	'/api/credentials': { kind: 'endpoint', methods: { GET: admin, POST: admin } },
+	'/api/credentials/[id]': { kind: 'endpoint', methods: { DELETE: admin } },
+	'/api/nodes': { kind: 'endpoint', methods: { GET: read, POST: admin } },
+	'/api/nodes/[id]': { kind: 'endpoint', methods: { GET: read, PATCH: admin, DELETE: admin } },
+	'/api/nodes/[id]/check': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/nodes/[id]/host-key/accept': { kind: 'endpoint', methods: { POST: admin } }
 };
 
 export type Decision =

@@ -1,5 +1,16 @@
 import { sql } from 'drizzle-orm';
-import { bigserial, boolean, index, integer, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import {
+	type AnyPgColumn,
+	bigserial,
+	boolean,
+	index,
+	integer,
+	jsonb,
+	pgTable,
+	text,
+	timestamp,
+	uuid
+} from 'drizzle-orm/pg-core';
 
 export const roles = ['viewer', 'operator', 'admin'] as const;
 export type Role = (typeof roles)[number];
@@ -101,3 +112,65 @@ export type User = typeof users.$inferSelect;
 export type Session = typeof sessions.$inferSelect;
 export type ApiToken = typeof apiTokens.$inferSelect;
 export type AuditRow = typeof auditLog.$inferSelect;
+
+/** An SSH private key the console signs in to nodes with. The key is sealed (AES-256-GCM) under the master key. */
+export const credentials = pgTable('credentials', {
+	id: uuid('id').primaryKey(),
+	name: text('name').notNull().unique(),
+	keyType: text('key_type').notNull(),
+	publicKey: text('public_key').notNull(),
+	fingerprint: text('fingerprint').notNull(),
+	sealedPrivateKey: text('sealed_private_key').notNull(),
+	sealedPassphrase: text('sealed_passphrase'),
+	createdAt: createdAt()
+});
+
+export const nodeKinds = ['server', 'appliance'] as const;
+export const updatePolicies = ['full', 'security', 'manual'] as const;
+export const hostKeyStatuses = ['unknown', 'pinned', 'changed'] as const;
+export type HostKeyState = (typeof hostKeyStatuses)[number];
+
+/** A machine the console keeps up to date. */
+export const nodes = pgTable(
+	'nodes',
+	{
+		id: uuid('id').primaryKey().defaultRandom(),
+		name: text('name').notNull().unique(),
+		host: text('host').notNull(),
+		port: integer('port').notNull().default(22),
+		username: text('username').notNull().default('root'),
+		credentialId: uuid('credential_id')
+			.notNull()
+			.references(() => credentials.id, { onDelete: 'restrict' }),
+		/** Another node to reach this one through (a bastion). */
+		jumpNodeId: uuid('jump_node_id').references((): AnyPgColumn => nodes.id, { onDelete: 'set null' }),
+		kind: text('kind', { enum: nodeKinds }).notNull().default('server'),
+		roles: text('roles')
+			.array()
+			.notNull()
+			.default(sql`'{}'::text[]`),
+		labels: jsonb('labels')
+			.$type<Record<string, string>>()
+			.notNull()
+			.default(sql`'{}'::jsonb`),
+		policy: text('policy', { enum: updatePolicies }).notNull().default('security'),
+		controlPlane: boolean('control_plane').notNull().default(false),
+		/** The pinned SHA-256 host key fingerprint; null until accepted. */
+		hostKeyFingerprint: text('host_key_fingerprint'),
+		hostKeyStatus: text('host_key_status', { enum: hostKeyStatuses }).notNull().default('unknown'),
+		/** What the node presented when it did not match (unknown or changed), for an admin to review. */
+		presentedFingerprint: text('presented_fingerprint'),
+		reachable: boolean('reachable'),
+		lastError: text('last_error'),
+		lastCheckAt: timestamp('last_check_at', { withTimezone: true }),
+		lastSeenAt: timestamp('last_seen_at', { withTimezone: true }),
+		latencyMs: integer('latency_ms'),
+		uname: text('uname'),
+		createdAt: createdAt(),
+		updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow()
+	},
+	(t) => [index('nodes_credential_idx').on(t.credentialId)]
+);
+
+export type Credential = typeof credentials.$inferSelect;
+export type Node = typeof nodes.$inferSelect;

@@ -1,6 +1,8 @@
 import type { PublicApiToken } from '$lib/server/auth/api-tokens';
 import type { PublicUser } from '$lib/server/auth/users';
-import type { AuditRow } from '$lib/server/db/schema';
+import type { AuditRow, Node } from '$lib/server/db/schema';
+import { connectionStatus } from '$lib/server/fleet/nodes';
+import type { PublicCredential } from '$lib/server/keys/credentials';
 
 // The API speaks snake_case (API.md); these turn rows into its shapes.
 
@@ -36,4 +38,40 @@ export const presentAudit = (a: AuditRow) => ({
 	source_ip: a.sourceIp,
 	result: a.result,
 	details: a.details
+});
+
+export const presentCredential = (c: PublicCredential) => ({
+	id: c.id,
+	name: c.name,
+	key_type: c.keyType,
+	public_key: c.publicKey,
+	fingerprint: c.fingerprint,
+	created_at: c.createdAt
+});
+
+export const presentNode = (n: Node) => ({
+	id: n.id,
+	name: n.name,
+	host: n.host,
+	port: n.port,
+	user: n.username,
+	credential_id: n.credentialId,
+	jump_node_id: n.jumpNodeId,
+	kind: n.kind,
+	roles: n.roles,
+	labels: n.labels,
+	policy: n.policy,
+	control_plane: n.controlPlane,
+	connection_status: connectionStatus(n),
+	host_key_fingerprint: n.hostKeyFingerprint,
+	host_key_status: n.hostKeyStatus,
+	presented_fingerprint: n.presentedFingerprint,
+	reachable: n.reachable,
+	last_error: n.lastError,
+	last_check_at: n.lastCheckAt,
+	last_seen_at: n.lastSeenAt,
+	latency_ms: n.latencyMs,
+	uname: n.uname,
+	created_at: n.createdAt,
+	updated_at: n.updatedAt
 });

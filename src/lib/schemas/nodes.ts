@@ -1,0 +1,90 @@
+import { z } from 'zod';
+import { uuidSchema } from './common';
+import { hostSchema, portSchema, unixUserSchema } from './remote';
+
+export const nodeNameSchema = z
+	.string({ error: 'is required' })
+	.trim()
+	.regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1–63 letters, digits, dots, dashes or underscores');
+
+export const roleNameSchema = z
+	.string()
+	.regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be lower-case letters, digits, dashes or underscores');
+
+const labelKey = /^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$/;
+
+export const labelsSchema = z
+	.record(z.string(), z.string().max(255, 'label values are at most 255 characters'), { error: 'must be an object' })
+	.refine((l) => Object.keys(l).every((k) => labelKey.test(k)), 'label names must be letters, digits, _ . / -')
+	.refine((l) => Object.keys(l).length <= 64, 'at most 64 labels');
+
+export const fingerprintSchema = z
+	.string({ error: 'is required' })
+	.trim()
+	.regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'must be a SHA-256 fingerprint as ssh-keygen -lf prints it (SHA256:…)');
+
+const nodeFields = {
+	name: nodeNameSchema,
+	host: hostSchema,
+	port: portSchema.default(22),
+	user: unixUserSchema.default('root'),
+	credential_id: uuidSchema,
+	jump_node_id: uuidSchema.nullable().optional(),
+	kind: z.enum(['server', 'appliance'], { error: 'must be server or appliance' }).default('server'),
+	roles: z.array(roleNameSchema, { error: 'must be a list' }).max(32, 'at most 32 roles').default([]),
+	labels: labelsSchema.default({}),
+	policy: z.enum(['full', 'security', 'manual'], { error: 'must be full, security or manual' }).default('security'),
+	control_plane: z.boolean({ error: 'must be true or false' }).default(false),
+	host_key_fingerprint: fingerprintSchema.optional()
+};
+
+export const createNodeSchema = z.object(nodeFields);
+
+export const updateNodeSchema = z
+	.object({
+		name: nodeFields.name,
+		host: nodeFields.host,
+		port: portSchema,
+		user: unixUserSchema,
+		credential_id: nodeFields.credential_id,
+		jump_node_id: nodeFields.jump_node_id,
+		kind: z.enum(['server', 'appliance'], { error: 'must be server or appliance' }),
+		roles: z.array(roleNameSchema).max(32, 'at most 32 roles'),
+		labels: labelsSchema,
+		policy: z.enum(['full', 'security', 'manual'], { error: 'must be full, security or manual' }),
+		control_plane: z.boolean({ error: 'must be true or false' })
+	})
+	.partial()
+	.strict()
+	.refine((v) => Object.keys(v).length > 0, 'nothing to change');
+
+export const acceptHostKeySchema = z.object({ fingerprint: fingerprintSchema });
+
+export const createCredentialSchema = z.object({
+	name: nodeNameSchema,
+	private_key: z
+		.string({ error: 'is required' })
+		.min(1, 'is required')
+		.max(16_384, 'is too long for an SSH private key'),
+	passphrase: z.string().max(1024, 'is too long').optional()
+});
+
+export const connectionStatuses = [
+	'unchecked',
+	'reachable',
+	'unreachable',
+	'host_key_unknown',
+	'host_key_changed'
+] as const;
+
+export const nodeQuerySchema = z.object({
+	q: z.string().trim().max(100).optional(),
+	role: roleNameSchema.optional(),
+	label: z
+		.string()
+		.regex(/^[^=]+=.*$/, 'must be name=value')
+		.optional(),
+	status: z.enum(connectionStatuses, { error: `must be one of ${connectionStatuses.join(', ')}` }).optional(),
+	limit: z.coerce.number().int().min(1).max(500).default(50),
+	cursor: z.string().max(63).optional()
+});

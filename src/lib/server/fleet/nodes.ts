@@ -1,0 +1,260 @@
+import { and, asc, eq, gt, ilike, isNull, or, sql, type SQL } from 'drizzle-orm';
+import type { z } from 'zod';
+import type { connectionStatuses, createNodeSchema, nodeQuerySchema, updateNodeSchema } from '$lib/schemas/nodes';
+import { db } from '$lib/server/db';
+import { credentials, nodes, type Node } from '$lib/server/db/schema';
+import { notFound, ServiceError } from '$lib/server/errors';
+import { unsealCredential } from '$lib/server/keys/credentials';
+import { log } from '$lib/server/log';
+import { connect, type SshTarget } from '$lib/server/ssh/connection';
+import { SshError } from '$lib/server/ssh/errors';
+import { sh } from '$lib/server/ssh/shell';
+
+export type ConnectionStatus = (typeof connectionStatuses)[number];
+
+/** Whether the console can talk to the node, from what the last check found. */
+export function connectionStatus(node: Pick<Node, 'hostKeyStatus' | 'reachable'>): ConnectionStatus {
+	if (node.hostKeyStatus === 'changed') return 'host_key_changed';
+	if (node.reachable === false) return 'unreachable';
+	if (node.hostKeyStatus === 'unknown') return node.reachable ? 'host_key_unknown' : 'unchecked';
+	return node.reachable ? 'reachable' : 'unchecked';
+}
+
+async function assertReferences(input: { credential_id?: string; jump_node_id?: string | null }, selfId?: string) {
+	if (input.credential_id) {
+		const [c] = await db()
+			.select({ id: credentials.id })
+			.from(credentials)
+			.where(eq(credentials.id, input.credential_id));
+		if (!c) throw new ServiceError('validation_failed', 'No such credential', { credential_id: 'no such credential' });
+	}
+	if (input.jump_node_id) {
+		if (input.jump_node_id === selfId) {
+			throw new ServiceError('validation_failed', 'A node cannot be its own bastion', { jump_node_id: 'is this node' });
+		}
+		const [j] = await db().select({ id: nodes.id }).from(nodes).where(eq(nodes.id, input.jump_node_id));
+		if (!j) throw new ServiceError('validation_failed', 'No such bastion node', { jump_node_id: 'no such node' });
+	}
+}
+
+const nameTaken = (name: string) =>
+	new ServiceError('conflict', `A node named ${name} exists`, { name: 'already taken' });
+
+export async function createNode(input: z.infer<typeof createNodeSchema>): Promise<Node> {
+	await assertReferences(input);
+	const [row] = await db()
+		.insert(nodes)
+		.values({
+			name: input.name,
+			host: input.host,
+			port: input.port,
+			username: input.user,
+			credentialId: input.credential_id,
+			jumpNodeId: input.jump_node_id ?? null,
+			kind: input.kind,
+			roles: [...new Set(input.roles)],
+			labels: input.labels,
+			policy: input.policy,
+			controlPlane: input.control_plane,
+			// A fingerprint given at import (from the operator's own known_hosts) is pinned at once.
+			hostKeyFingerprint: input.host_key_fingerprint ?? null,
+			hostKeyStatus: input.host_key_fingerprint ? 'pinned' : 'unknown'
+		})
+		.onConflictDoNothing({ target: nodes.name })
+		.returning();
+	if (!row) throw nameTaken(input.name);
+	return row;
+}
+
+export async function getNode(id: string): Promise<Node> {
+	const [row] = await db().select().from(nodes).where(eq(nodes.id, id));
+	if (!row) throw notFound('Node');
+	return row;
+}
+
+export async function listNodes(
+	q: z.infer<typeof nodeQuerySchema>
+): Promise<{ items: Node[]; nextCursor: string | null }> {
+	const where: SQL[] = [];
+	if (q.q) {
+		const like = `%${q.q.replace(/[%_\\]/g, '\\$&')}%`;
+		where.push(or(ilike(nodes.name, like), ilike(nodes.host, like))!);
+	}
+	if (q.role) where.push(sql`${q.role} = any(${nodes.roles})`);
+	if (q.label) {
+		const [k, ...v] = q.label.split('=');
+		where.push(sql`${nodes.labels} ->> ${k!} = ${v.join('=')}`);
+	}
+	if (q.status) where.push(statusCondition(q.status));
+	if (q.cursor) where.push(gt(nodes.name, q.cursor));
+	const rows = await db()
+		.select()
+		.from(nodes)
+		.where(and(...where))
+		.orderBy(asc(nodes.name))
+		.limit(q.limit + 1);
+	const items = rows.slice(0, q.limit);
+	return { items, nextCursor: rows.length > q.limit ? items.at(-1)!.name : null };
+}
+
+/** `connectionStatus` as SQL, so that filtering happens in the database (fleets of thousands). */
+function statusCondition(status: ConnectionStatus): SQL {
+	switch (status) {
+		case 'host_key_changed':
+			return eq(nodes.hostKeyStatus, 'changed');
+		case 'unreachable':
+			return and(sql`${nodes.hostKeyStatus} <> 'changed'`, eq(nodes.reachable, false))!;
+		case 'host_key_unknown':
+			return and(eq(nodes.hostKeyStatus, 'unknown'), eq(nodes.reachable, true))!;
+		case 'reachable':
+			return and(eq(nodes.hostKeyStatus, 'pinned'), eq(nodes.reachable, true))!;
+		case 'unchecked':
+			return and(sql`${nodes.hostKeyStatus} <> 'changed'`, isNull(nodes.reachable))!;
+	}
+}
+
+export async function updateNode(id: string, changes: z.infer<typeof updateNodeSchema>): Promise<Node> {
+	await getNode(id);
+	await assertReferences(changes, id);
+	const [row] = await db()
+		.update(nodes)
+		.set({
+			name: changes.name,
+			host: changes.host,
+			port: changes.port,
+			username: changes.user,
+			credentialId: changes.credential_id,
+			jumpNodeId: changes.jump_node_id,
+			kind: changes.kind,
+			roles: changes.roles ? [...new Set(changes.roles)] : undefined,
+			labels: changes.labels,
+			policy: changes.policy,
+			controlPlane: changes.control_plane,
+			updatedAt: new Date()
+		})
+		.where(eq(nodes.id, id))
+		.returning()
+		.catch((err: unknown) => {
+			if (changes.name && /unique|duplicate/i.test(String((err as Error).cause ?? err))) throw nameTaken(changes.name);
+			throw err;
+		});
+	return row!;
+}
+
+export async function deleteNode(id: string): Promise<void> {
+	const gone = await db().delete(nodes).where(eq(nodes.id, id)).returning({ id: nodes.id });
+	if (!gone.length) throw notFound('Node');
+}
+
+/** How to reach a node: its address, its credential in clear (in memory only) and its bastion chain. */
+export async function sshTargetFor(node: Node, depth = 0): Promise<SshTarget> {
+	if (depth > 3) throw new ServiceError('validation_failed', 'Bastion chains are limited to 3 hops');
+	const { privateKey, passphrase } = await unsealCredential(node.credentialId);
+	return {
+		host: node.host,
+		port: node.port,
+		username: node.username,
+		privateKey,
+		passphrase,
+		hostKeyFingerprint: node.hostKeyFingerprint,
+		jump: node.jumpNodeId ? await sshTargetFor(await getNode(node.jumpNodeId), depth + 1) : undefined
+	};
+}
+
+export interface CheckResult {
+	reachable: boolean;
+	host_key_fingerprint: string | null;
+	host_key_status: 'pinned' | 'unknown' | 'changed';
+	latency_ms: number | null;
+	uname: string | null;
+	error: string | null;
+}
+
+/**
+ * Connects to a node and records what it found: reachable, the key it presented, `uname -a`, and the
+ * round-trip time of one command. A changed host key refuses the connection, marks the node and raises
+ * an alert; an unknown one waits for an admin to accept it.
+ */
+export async function checkNode(id: string): Promise<{ node: Node; result: CheckResult }> {
+	const node = await getNode(id);
+	const now = new Date();
+	let result: CheckResult;
+	let patch: Partial<Node>;
+	try {
+		const conn = await connect(await sshTargetFor(node), { readyTimeoutMs: 10_000 });
+		try {
+			const started = performance.now();
+			await conn.exec(sh`true`, { deadlineMs: 10_000 });
+			const latency = Math.round(performance.now() - started);
+			const uname = (await conn.exec(sh`uname -a`, { deadlineMs: 10_000 })).stdout.trim();
+			result = {
+				reachable: true,
+				host_key_fingerprint: conn.fingerprint,
+				host_key_status: 'pinned',
+				latency_ms: latency,
+				uname,
+				error: null
+			};
+			patch = {
+				reachable: true,
+				hostKeyStatus: 'pinned',
+				presentedFingerprint: null,
+				lastSeenAt: now,
+				latencyMs: latency,
+				uname,
+				lastError: null
+			};
+		} finally {
+			conn.close();
+		}
+	} catch (err) {
+		if (!(err instanceof SshError)) throw err;
+		const keyProblem = err.failure === 'host_key_changed' || err.failure === 'host_key_unknown';
+		const status = err.failure === 'host_key_changed' ? 'changed' : keyProblem ? 'unknown' : node.hostKeyStatus;
+		result = {
+			// A node that presented a key answered: it is reachable, only not trusted.
+			reachable: keyProblem || err.failure === 'auth',
+			host_key_fingerprint: err.fingerprint ?? node.hostKeyFingerprint,
+			host_key_status: status,
+			latency_ms: null,
+			uname: null,
+			error: err.message
+		};
+		patch = {
+			reachable: result.reachable,
+			hostKeyStatus: status,
+			presentedFingerprint: err.fingerprint ?? node.presentedFingerprint,
+			lastError: err.message,
+			...(result.reachable ? { lastSeenAt: now } : {})
+		};
+		if (err.failure === 'host_key_changed') {
+			log.warn(
+				{ node: node.name, pinned: node.hostKeyFingerprint, presented: err.fingerprint },
+				'HOST KEY CHANGED: connection refused'
+			);
+		}
+	}
+	const [updated] = await db()
+		.update(nodes)
+		.set({ ...patch, lastCheckAt: now })
+		.where(eq(nodes.id, id))
+		.returning();
+	return { node: updated!, result };
+}
+
+/** Pins the fingerprint an admin accepted (the one the node presented, or one known out of band). */
+export async function acceptHostKey(id: string, fingerprint: string): Promise<Node> {
+	await getNode(id);
+	const [row] = await db()
+		.update(nodes)
+		.set({
+			hostKeyFingerprint: fingerprint,
+			hostKeyStatus: 'pinned',
+			presentedFingerprint: null,
+			lastError: null,
+			updatedAt: new Date()
+		})
+		.where(eq(nodes.id, id))
+		.returning();
+	return row!;
+}

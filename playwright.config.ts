@@ -12,6 +12,8 @@ export default defineConfig({
 	retries: 0,
 	reporter: [['list']],
 	timeout: 60_000,
+	// Two-core CI machines sign in (argon2) and start test hosts while Chromium runs: allow a slow moment.
+	expect: { timeout: 10_000 },
 	use: {
 		baseURL,
 		browserName: 'chromium',

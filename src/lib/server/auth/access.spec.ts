@@ -63,6 +63,8 @@ describe('the access table', () => {
 			'/(app)/audit': 'GET session:admin',
 			'/(app)/settings':
 				'GET session:read, POST changePassword session:read, POST createToken session:read, POST revokeToken session:read, POST signOutEverywhere session:read',
+			'/(app)/settings/nodes':
+				'GET session:admin, POST createCredential session:admin, POST deleteCredential session:admin, POST createNode session:admin, POST deleteNode session:admin, POST check session:admin, POST acceptHostKey session:admin',
 			'/(app)/settings/users':
 				'GET session:admin, POST create session:admin, POST update session:admin, POST resetPassword session:admin',
 			'/healthz': 'GET public',

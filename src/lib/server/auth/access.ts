@@ -47,6 +47,18 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 		view: signedIn,
 		actions: { changePassword: signedIn, createToken: signedIn, revokeToken: signedIn, signOutEverywhere: signedIn }
 	},
+	'/(app)/settings/nodes': {
+		kind: 'page',
+		view: adminPage,
+		actions: {
+			createCredential: adminPage,
+			deleteCredential: adminPage,
+			createNode: adminPage,
+			deleteNode: adminPage,
+			check: adminPage,
+			acceptHostKey: adminPage
+		}
+	},
 	'/(app)/settings/users': {
 		kind: 'page',
 		view: adminPage,

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { asc, eq } from 'drizzle-orm';
-import { utils } from 'ssh2';
+// ssh2 is CommonJS: Node's ESM loader sees its default export only.
+import ssh2 from 'ssh2';
 import { masterKey } from '$lib/server/crypto/master-key';
 import { openSecret, sealSecret } from '$lib/server/crypto/secret-box';
 import { db } from '$lib/server/db';
@@ -32,7 +33,7 @@ export async function createCredential(input: {
 	privateKey: string;
 	passphrase?: string;
 }): Promise<PublicCredential> {
-	const parsed = utils.parseKey(input.privateKey, input.passphrase);
+	const parsed = ssh2.utils.parseKey(input.privateKey, input.passphrase);
 	if (parsed instanceof Error) {
 		const encrypted = /encrypted|passphrase/i.test(parsed.message);
 		throw new ServiceError(

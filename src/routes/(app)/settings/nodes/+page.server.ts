@@ -1,0 +1,156 @@
+import { z } from 'zod';
+import { uuidSchema } from '$lib/schemas/common';
+import { acceptHostKeySchema, createCredentialSchema, createNodeSchema } from '$lib/schemas/nodes';
+import { actorOf, recordAudit } from '$lib/server/audit';
+import { acceptHostKey, checkNode, connectionStatus, createNode, deleteNode, listNodes } from '$lib/server/fleet/nodes';
+import { createCredential, deleteCredential, listCredentials } from '$lib/server/keys/credentials';
+import { formError, parseForm } from '$lib/server/http/forms';
+import type { Actions, PageServerLoad } from './$types';
+
+export const load: PageServerLoad = async () => {
+	const [page, creds] = await Promise.all([listNodes({ limit: 500 }), listCredentials()]);
+	return {
+		credentials: creds,
+		nodes: page.items.map((n) => ({ ...n, connection: connectionStatus(n) })),
+		more: page.nextCursor !== null
+	};
+};
+
+/**
+ * The add-node form sends roles as "a, b" and labels as "k=v, k2=v2"; they become the list and the object
+ * the JSON endpoint takes, and then the same schema checks them.
+ */
+function nodeFormShape(form: FormData) {
+	const text = (k: string) => {
+		const v = form.get(k);
+		return typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined;
+	};
+	const labels: Record<string, string> = {};
+	for (const pair of (text('labels') ?? '').split(',').filter((p) => p.trim())) {
+		const [k, ...v] = pair.split('=');
+		labels[k!.trim()] = v.join('=').trim();
+	}
+	return {
+		name: text('name'),
+		host: text('host'),
+		port: text('port'),
+		user: text('user'),
+		credential_id: text('credential_id'),
+		jump_node_id: text('jump_node_id') ?? null,
+		kind: text('kind'),
+		roles: (text('roles') ?? '')
+			.split(',')
+			.map((r) => r.trim())
+			.filter(Boolean),
+		labels,
+		policy: text('policy'),
+		control_plane: form.get('control_plane') === 'on',
+		host_key_fingerprint: text('host_key_fingerprint')
+	};
+}
+
+const idForm = z.object({ id: uuidSchema });
+
+export const actions: Actions = {
+	createCredential: async (event) => {
+		const parsed = await parseForm(event.request, createCredentialSchema);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			const c = await createCredential({
+				name: parsed.data.name,
+				privateKey: parsed.data.private_key,
+				passphrase: parsed.data.passphrase || undefined
+			});
+			await recordAudit(actorOf(event), {
+				action: 'credential.create',
+				targetType: 'credential',
+				targetId: c.id,
+				details: { name: c.name, fingerprint: c.fingerprint }
+			});
+			return { notice: `Stored credential ${c.name} (${c.fingerprint}).` };
+		} catch (err) {
+			return formError(err, parsed.form);
+		}
+	},
+
+	deleteCredential: async (event) => {
+		const parsed = await parseForm(event.request, idForm);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			await deleteCredential(parsed.data.id);
+			await recordAudit(actorOf(event), {
+				action: 'credential.delete',
+				targetType: 'credential',
+				targetId: parsed.data.id
+			});
+			return { notice: 'Credential deleted.' };
+		} catch (err) {
+			return formError(err);
+		}
+	},
+
+	createNode: async (event) => {
+		const parsed = await parseForm(event.request, createNodeSchema, nodeFormShape);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			const node = await createNode(parsed.data);
+			await recordAudit(actorOf(event), {
+				action: 'node.create',
+				targetType: 'node',
+				targetId: node.id,
+				details: { name: node.name, host: node.host, port: node.port, pinned: node.hostKeyFingerprint }
+			});
+			return { notice: `Added ${node.name}. Test its connection to see its host key.` };
+		} catch (err) {
+			return formError(err, parsed.form);
+		}
+	},
+
+	deleteNode: async (event) => {
+		const parsed = await parseForm(event.request, idForm);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			await deleteNode(parsed.data.id);
+			await recordAudit(actorOf(event), { action: 'node.delete', targetType: 'node', targetId: parsed.data.id });
+			return { notice: 'Node removed.' };
+		} catch (err) {
+			return formError(err);
+		}
+	},
+
+	check: async (event) => {
+		const parsed = await parseForm(event.request, idForm);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			const { node, result } = await checkNode(parsed.data.id);
+			const changed = result.host_key_status === 'changed';
+			await recordAudit(actorOf(event), {
+				action: changed ? 'node.host_key_changed' : 'node.check',
+				targetType: 'node',
+				targetId: node.id,
+				result: changed ? 'denied' : result.reachable ? 'ok' : 'error',
+				details: { name: node.name, ...result }
+			});
+			return { check: { nodeId: node.id, name: node.name, ...result } };
+		} catch (err) {
+			return formError(err);
+		}
+	},
+
+	acceptHostKey: async (event) => {
+		const parsed = await parseForm(event.request, idForm.extend(acceptHostKeySchema.shape));
+		if (!parsed.ok) return parsed.failure;
+		try {
+			const node = await acceptHostKey(parsed.data.id, parsed.data.fingerprint);
+			await recordAudit(actorOf(event), {
+				action: 'node.host_key_accept',
+				targetType: 'node',
+				targetId: node.id,
+				details: { name: node.name, fingerprint: parsed.data.fingerprint }
+			});
+			return { notice: `Pinned ${parsed.data.fingerprint} for ${node.name}.` };
+		} catch (err) {
+			return formError(err);
+		}
+	}
+};

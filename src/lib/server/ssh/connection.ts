@@ -184,7 +184,7 @@ export class SshConnection {
 		const deadlineMs = options.deadlineMs ?? 60_000;
 		const tag = `flotilla-${randomBytes(6).toString('hex')}`;
 		const wrapped = withDeadline(command, deadlineMs / 1000, KILL_AFTER_S);
-		const script = sh`${wrapped} & p=$!; printf '%s-pid:%s\n' ${tag} "$p" >&2; wait "$p"; r=$?; printf '%s-exit:%s\n' ${tag} "$r" >&2; exit "$r"`;
+		const script = sh`${wrapped} & p=$!; printf '%s-pid:%s\\n' ${tag} "$p" >&2; wait "$p"; r=$?; printf '%s-exit:%s\\n' ${tag} "$r" >&2; exit "$r"`;
 		return this.slot(() => this.run(script, tag, deadlineMs, options));
 	}
 

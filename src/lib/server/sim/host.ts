@@ -1,0 +1,247 @@
+import { createHash } from 'node:crypto';
+import { tokenize, type Token } from './words';
+
+/**
+ * What a simulated node is: enough of a Debian host for the commands the console sends. The same
+ * scenarios run against real OpenSSH test hosts and against this model (tests/integration/conformance),
+ * so the two cannot drift apart unnoticed.
+ */
+export interface HostModel {
+	hostname: string;
+	kernel: string;
+	files: Map<string, string>;
+	/** Services by unit name: running or not. */
+	units: Map<string, 'active' | 'inactive' | 'failed'>;
+	/** Git checkouts by directory: the commit checked out. */
+	repos: Map<string, string>;
+	/** `apt list --upgradable` lines, e.g. `openssl/stable-security 3.0.15-1 amd64 [upgradable from: 3.0.14-1]`. */
+	upgradable: string[];
+	faults: HostFaults;
+}
+
+export interface HostFaults {
+	/** Connections are refused. */
+	refuse?: boolean;
+	/** TCP is accepted but the SSH banner never comes. */
+	hangBeforeBanner?: boolean;
+	/** These commands never finish (until their deadline or a cancel), like the testbed's `hang` fault. */
+	hang?: string[];
+	/** These commands drop the whole connection, like the testbed's `drop-connection` fault. */
+	drop?: string[];
+	/** Output lines come 200 ms apart. */
+	slowOutput?: boolean;
+	/** `systemctl is-active` says failed. */
+	failHealth?: boolean;
+}
+
+export function newHostModel(hostname: string): HostModel {
+	return {
+		hostname,
+		kernel: '6.1.0-28-amd64',
+		files: new Map([['/etc/hostname', `${hostname}\n`]]),
+		units: new Map(),
+		repos: new Map(),
+		upgradable: [],
+		faults: {}
+	};
+}
+
+export interface CommandIO {
+	out(line: string): Promise<void>;
+	err(line: string): Promise<void>;
+	/** Resolves after `ms`, or rejects when the command is killed. */
+	sleep(ms: number): Promise<void>;
+	/** Resolves only when the command is killed. */
+	hang(): Promise<never>;
+	/** Drops the SSH connection this command runs on. */
+	drop(): Promise<never>;
+	/** Cancels the running command whose process group is `pid`; false when there is none. */
+	kill(pid: number): boolean;
+}
+
+/**
+ * Runs one command line: simple commands joined by `;`, `&&` and `||`, each optionally redirected with
+ * `>&2`, `2>/dev/null` or `>/dev/null`. Anything else (pipes, background jobs) is refused loudly so that a
+ * console command the model does not understand fails a test instead of passing by accident.
+ */
+export async function runCommandLine(model: HostModel, line: string, io: CommandIO): Promise<number> {
+	let tokens: Token[];
+	try {
+		tokens = tokenize(line);
+	} catch (err) {
+		await io.err(`sh: syntax error: ${(err as Error).message}`);
+		return 2;
+	}
+	let status = 0;
+	let skip = false;
+	/** Set by `exit N`, which ends the whole line. */
+	let exitRequested: number | undefined;
+	let command: string[] = [];
+	let redirect: 'stderr' | 'none' | null = null;
+	let silenceErr = false;
+
+	const runSimple = async ([name, ...args]: string[], cmdIo: CommandIO): Promise<number> => {
+		if (name === 'exit') {
+			exitRequested = Number(args[0] ?? status) & 255;
+			return exitRequested;
+		}
+		if (model.faults.drop?.includes(name!)) await cmdIo.drop();
+		if (model.faults.hang?.includes(name!)) await cmdIo.hang();
+		const impl = commands[name!];
+		if (!impl) {
+			await cmdIo.err(`bash: line 1: ${name}: command not found`);
+			return 127;
+		}
+		return impl(args, cmdIo, model);
+	};
+	const flush = async () => {
+		if (command.length && !skip) {
+			status = await runSimple(command, {
+				...io,
+				out: redirect === 'none' ? async () => {} : redirect === 'stderr' ? io.err : io.out,
+				err: silenceErr ? async () => {} : io.err
+			});
+		}
+		command = [];
+		redirect = null;
+		silenceErr = false;
+	};
+
+	for (const t of tokens) {
+		if ('word' in t) {
+			command.push(t.word);
+			continue;
+		}
+		if (t.op === '>&2') redirect = 'stderr';
+		else if (t.op === '>/dev/null') redirect = 'none';
+		else if (t.op === '2>/dev/null') silenceErr = true;
+		else if (t.op === '2>&1') continue;
+		else if (t.op === ';' || t.op === '&&' || t.op === '||') {
+			await flush();
+			if (exitRequested !== undefined) return exitRequested;
+			skip = (t.op === '&&' && status !== 0) || (t.op === '||' && status === 0);
+		} else {
+			await io.err(`sh: the simulator does not run '${t.op}'`);
+			return 2;
+		}
+	}
+	await flush();
+	return exitRequested ?? status;
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+/** printf with %s and the escapes the console uses. */
+function format(fmt: string, args: string[]): string {
+	let i = 0;
+	const once = () =>
+		fmt.replace(/%s|%%|\\n|\\t|\\\\/g, (m) =>
+			m === '%s' ? (args[i++] ?? '') : m === '%%' ? '%' : m === '\\n' ? '\n' : m === '\\t' ? '\t' : '\\'
+		);
+	let out = once();
+	while (i < args.length) out += once();
+	return out;
+}
+
+async function print(text: string, write: (line: string) => Promise<void>, model: HostModel, io: CommandIO) {
+	const lines = text.split('\n');
+	const last = lines.pop()!;
+	for (const l of lines) {
+		if (model.faults.slowOutput) await io.sleep(200);
+		await write(l);
+	}
+	// A last line without a newline still reaches the client (as a shell's output would).
+	if (last) await write(last);
+}
+
+const commands: Record<string, (args: string[], io: CommandIO, model: HostModel) => Promise<number>> = {
+	true: async () => 0,
+	false: async () => 1,
+	echo: async (args, io, m) => (await print(args.join(' ') + '\n', io.out, m, io), 0),
+	printf: async ([fmt = '', ...args], io, m) => (await print(format(fmt, args), io.out, m, io), 0),
+	hostname: async (_a, io, m) => (await io.out(m.hostname), 0),
+	uname: async (args, io, m) => {
+		const all = `Linux ${m.hostname} ${m.kernel} #1 SMP PREEMPT_DYNAMIC Debian ${m.kernel} x86_64 GNU/Linux`;
+		await io.out(args.includes('-a') ? all : args.includes('-r') ? m.kernel : 'Linux');
+		return 0;
+	},
+	sleep: async ([secs = '0'], io, m) => {
+		await io.sleep(Number(secs) * 1000);
+		return 0;
+	},
+	cat: async (args, io, m) => {
+		for (const f of args.filter((a) => a !== '--')) {
+			const content = m.files.get(f);
+			if (content === undefined) {
+				await io.err(`cat: ${f}: No such file or directory`);
+				return 1;
+			}
+			await print(content, io.out, m, io);
+		}
+		return 0;
+	},
+	test: async ([flag, file], _io, m) => (flag && file && m.files.has(file) ? 0 : 1),
+	sha256sum: async (args, io, m) => {
+		const f = args.filter((a) => a !== '--')[0] ?? '';
+		const content = m.files.get(f);
+		if (content === undefined) {
+			await io.err(`sha256sum: ${f}: No such file or directory`);
+			return 1;
+		}
+		await io.out(`${sha256(content)}  ${f}`);
+		return 0;
+	},
+	systemctl: async ([verb, unit = ''], io, m) => {
+		const state = m.faults.failHealth ? 'failed' : (m.units.get(unit) ?? 'inactive');
+		switch (verb) {
+			case 'restart':
+			case 'start':
+				m.units.set(unit, 'active');
+				return 0;
+			case 'stop':
+				m.units.set(unit, 'inactive');
+				return 0;
+			case 'daemon-reload':
+				return 0;
+			case 'is-active':
+				await io.out(state);
+				return state === 'active' ? 0 : 3;
+			case 'status':
+				await io.out(`● ${unit} - simulated`);
+				await io.out(`     Active: ${state}`);
+				return state === 'active' ? 0 : 3;
+			default:
+				await io.err(`systemctl: unknown command ${verb}`);
+				return 1;
+		}
+	},
+	git: async (args, io, m) => {
+		const dir = args[0] === '-C' ? args[1]! : '/';
+		const rest = args[0] === '-C' ? args.slice(2) : args;
+		const head = m.repos.get(dir);
+		if (!head) {
+			await io.err(`fatal: not a git repository: ${dir}`);
+			return 128;
+		}
+		if (rest[0] === 'rev-parse' && rest[1] === 'HEAD') {
+			await io.out(head);
+			return 0;
+		}
+		await io.err(`git: the simulator does not run 'git ${rest.join(' ')}'`);
+		return 1;
+	},
+	apt: async (args, io, m) => {
+		if (args[0] === 'list' && args.includes('--upgradable')) {
+			await io.out('Listing...');
+			for (const l of m.upgradable) await io.out(l);
+			return 0;
+		}
+		await io.err(`apt: the simulator does not run 'apt ${args.join(' ')}'`);
+		return 1;
+	},
+	kill: async (args, io) => {
+		const target = args.find((a) => /^-\d+$/.test(a));
+		if (!target) return 1;
+		return io.kill(Number(target.slice(1))) ? 0 : 1;
+	}
+};

@@ -1,0 +1,183 @@
+import { createServer, type Server as NetServer, type Socket } from 'node:net';
+import ssh2 from 'ssh2';
+import { fingerprintOf } from '$lib/server/ssh/host-keys';
+import { newHostModel, runCommandLine, type CommandIO, type HostModel } from './host';
+import { tokenize } from './words';
+
+/**
+ * An in-process SSH server that behaves like one node: it authenticates the console's key, answers the
+ * commands the console sends from a HostModel, and can misbehave at the protocol level (refuse, hang before
+ * the banner, drop a connection). Used for the demo fleet and for scale tests with thousands of nodes.
+ */
+export interface SimulatedHost {
+	name: string;
+	address: string;
+	port: number;
+	model: HostModel;
+	hostKeyFingerprint: string;
+	/** The host's private key (OpenSSH format), to restart it with the same identity. */
+	hostKey: string;
+	/** New host key, as after a reinstall; returns its fingerprint. */
+	changeHostKey(): string;
+	/** Stops listening (connections refused) or starts again on the same port. */
+	setRefusing(refusing: boolean): Promise<void>;
+	stop(): Promise<void>;
+}
+
+export interface SimulatedHostOptions {
+	name: string;
+	address?: string;
+	port?: number;
+	/** The console's public key (an `ssh-ed25519 AAAA…` line) that may sign in. */
+	authorizedKey: string;
+	hostKey?: string;
+	model?: HostModel;
+}
+
+// The exact wrapper SshConnection.exec sends (see connection.ts); the simulator runs what is inside it.
+const WRAPPER =
+	/^timeout --kill-after=\d+ (\d+) bash -c ('(?:[^']|'\\'')*') & p=\$!; printf '%s-pid:%s\\n' '(flotilla-[0-9a-f]+)' "\$p" >&2; wait "\$p"; r=\$\?; printf '%s-exit:%s\\n' '\3' "\$r" >&2; exit "\$r"$/;
+
+export function newHostKey(): string {
+	return ssh2.utils.generateKeyPairSync('ed25519').private;
+}
+
+function fingerprintOfPrivate(key: string): string {
+	const parsed = ssh2.utils.parseKey(key);
+	if (parsed instanceof Error) throw parsed;
+	return fingerprintOf(parsed.getPublicSSH());
+}
+
+export async function startSimulatedHost(opts: SimulatedHostOptions): Promise<SimulatedHost> {
+	const authorized = ssh2.utils.parseKey(opts.authorizedKey);
+	if (authorized instanceof Error) throw authorized;
+	const model = opts.model ?? newHostModel(opts.name);
+	let hostKey = opts.hostKey ?? newHostKey();
+	const sockets = new Set<Socket>();
+	let nextPid = 1000;
+
+	const makeSsh = () =>
+		new ssh2.Server({ hostKeys: [hostKey], ident: 'OpenSSH_9.2p1 Debian-2+deb12u3' }, (client) => {
+			client.on('error', () => {});
+			client.on('authentication', (ctx) => {
+				if (ctx.method !== 'publickey' || ctx.key.algo !== authorized.type) return ctx.reject(['publickey']);
+				if (!ctx.key.data.equals(authorized.getPublicSSH())) return ctx.reject(['publickey']);
+				if (!ctx.signature) return ctx.accept();
+				if (authorized.verify(ctx.blob!, ctx.signature, ctx.hashAlgo)) return ctx.accept();
+				ctx.reject(['publickey']);
+			});
+			client.on('ready', () => {
+				client.on('session', (acceptSession) => {
+					const session = acceptSession();
+					session.on('exec', (accept, _reject, info) => {
+						const channel = accept();
+						channel.on('error', () => {});
+						void execute(info.command, channel);
+					});
+				});
+			});
+		});
+	let ssh = makeSsh();
+
+	const running = new Map<number, AbortController>();
+
+	async function execute(command: string, channel: ssh2.ServerChannel) {
+		const wrapped = WRAPPER.exec(command);
+		const deadlineS = wrapped ? Number(wrapped[1]) : 0;
+		const inner = wrapped ? (tokenize(wrapped[2]!)[0] as { word: string }).word : command;
+		const tag = wrapped?.[3];
+		const pid = nextPid++;
+		const abort = new AbortController();
+		running.set(pid, abort);
+		const timer = deadlineS ? setTimeout(() => abort.abort('deadline'), deadlineS * 1000) : undefined;
+		const killed = () =>
+			new Promise<never>((_, reject) => {
+				if (abort.signal.aborted) reject(abort.signal.reason);
+				abort.signal.addEventListener('abort', () => reject(abort.signal.reason), { once: true });
+			});
+		const io: CommandIO = {
+			out: async (line) => void channel.write(line + '\n'),
+			err: async (line) => void channel.stderr.write(line + '\n'),
+			sleep: (ms) => Promise.race([new Promise<void>((r) => setTimeout(r, ms)), killed()]),
+			hang: killed,
+			drop: () => {
+				for (const s of sockets) s.destroy();
+				return killed();
+			},
+			kill: (target) => {
+				const victim = running.get(target);
+				victim?.abort('killed');
+				return Boolean(victim);
+			}
+		};
+		if (tag) await io.err(`${tag}-pid:${pid}`);
+		let status: number;
+		try {
+			status = await runCommandLine(model, inner, io);
+		} catch (reason) {
+			// timeout(1) exits 124 at the deadline; a process killed by TERM reports 143.
+			status = reason === 'deadline' ? 124 : 143;
+		} finally {
+			clearTimeout(timer);
+			running.delete(pid);
+		}
+		if (tag) await io.err(`${tag}-exit:${status}`);
+		try {
+			channel.exit(status);
+			channel.end();
+		} catch {
+			// The connection is gone (dropped, or the client left): nothing to report to.
+		}
+	}
+
+	let front: NetServer = createFront();
+	function createFront(): NetServer {
+		return createServer((socket) => {
+			sockets.add(socket);
+			socket.on('close', () => sockets.delete(socket));
+			socket.on('error', () => {});
+			// A host that hangs before its banner holds the connection and says nothing.
+			if (model.faults.hangBeforeBanner) return;
+			ssh.injectSocket(socket);
+		});
+	}
+	const listen = (port: number) =>
+		new Promise<number>((resolve, reject) => {
+			front.once('error', reject);
+			front.listen(port, opts.address ?? '127.0.0.1', () => {
+				front.off('error', reject);
+				resolve((front.address() as { port: number }).port);
+			});
+		});
+	const port = await listen(opts.port ?? 0);
+	const close = () =>
+		new Promise<void>((resolve) => {
+			for (const s of sockets) s.destroy();
+			front.close(() => resolve());
+		});
+
+	const host: SimulatedHost = {
+		name: opts.name,
+		address: opts.address ?? '127.0.0.1',
+		port,
+		model,
+		get hostKey() {
+			return hostKey;
+		},
+		hostKeyFingerprint: fingerprintOfPrivate(hostKey),
+		changeHostKey() {
+			hostKey = newHostKey();
+			ssh = makeSsh();
+			for (const s of sockets) s.destroy();
+			host.hostKeyFingerprint = fingerprintOfPrivate(hostKey);
+			return host.hostKeyFingerprint;
+		},
+		async setRefusing(refusing) {
+			if (refusing) return close();
+			front = createFront();
+			await listen(port);
+		},
+		stop: close
+	};
+	return host;
+}

@@ -19,6 +19,8 @@ export HOST="${HOST:-127.0.0.1}"
 export ORIGIN="${ORIGIN:-http://localhost:$PORT}"
 if [ -z "${DATABASE_URL:-}" ]; then
 	flotilla_say "embedded database in ${FLOTILLA_DATA_DIR:-./data}/pglite (set DATABASE_URL for PostgreSQL)"
+	# The quick start comes with a simulated demo fleet; FLOTILLA_DEMO=0 starts an empty console.
+	export FLOTILLA_DEMO="${FLOTILLA_DEMO:-1}"
 fi
 flotilla_say "open $ORIGIN — the first visit asks you to create the admin account"
 exec node build

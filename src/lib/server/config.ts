@@ -16,7 +16,8 @@ const envSchema = z.object({
 	FLOTILLA_ADMIN_PASSWORD: z.string().optional(),
 	FLOTILLA_SECRET_KEY: z.string().optional(),
 	FLOTILLA_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-	FLOTILLA_MIGRATIONS_DIR: z.string().min(1).default('./drizzle')
+	FLOTILLA_MIGRATIONS_DIR: z.string().min(1).default('./drizzle'),
+	FLOTILLA_DEMO: z.enum(['0', '1'], { error: 'must be 0 or 1' }).default('0')
 });
 
 export type Config = {
@@ -27,6 +28,8 @@ export type Config = {
 	secretKey: string | undefined;
 	logLevel: z.infer<typeof envSchema>['FLOTILLA_LOG_LEVEL'];
 	migrationsDir: string;
+	/** Start the simulated demo fleet (the quick start sets this). */
+	demo: boolean;
 	version: string;
 };
 
@@ -56,6 +59,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		secretKey: e.FLOTILLA_SECRET_KEY,
 		logLevel: e.FLOTILLA_LOG_LEVEL,
 		migrationsDir: path.resolve(e.FLOTILLA_MIGRATIONS_DIR),
+		demo: e.FLOTILLA_DEMO === '1',
 		version: readVersion()
 	};
 }

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { deleteExpiredSessions } from '$lib/server/auth/session';
 import { ensureFirstAdminFromEnv } from '$lib/server/auth/users';
 import { useMasterKey } from '$lib/server/crypto/master-key';
+import { startDemoFleet } from '$lib/server/sim/demo-fleet';
 import { loadSecretKey } from '$lib/server/crypto/secret-key';
 import { config } from '$lib/server/config';
 import { openDatabase, useDatabase, type DatabaseHandle } from '$lib/server/db';
@@ -32,6 +33,7 @@ export function startConsole(): Promise<DatabaseHandle> {
 		useDatabase(handle);
 		await ensureFirstAdminFromEnv(cfg.adminUser, cfg.adminPassword);
 		await deleteExpiredSessions();
+		if (cfg.demo) await startDemoFleet(cfg.dataDir);
 		setInterval(
 			() =>
 				deleteExpiredSessions().catch((err) => log.warn({ err: loggableError(err) }, 'expired session sweep failed')),

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemActor } from '../../src/lib/server/audit';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
 import { credentials, nodes } from '../../src/lib/server/db/schema';
@@ -56,7 +57,7 @@ describe.each(backends)('credentials and nodes on $name', ({ open }) => {
 	it('stores private keys of every kind sealed, never in clear, and gives back only the public half', async () => {
 		for (const type of ['ed25519', 'rsa', 'ecdsa'] as const) {
 			const privateKey = makeKey(type, type === 'rsa' ? 'secret words' : '');
-			const cred = await createCredential({
+			const cred = await createCredential(systemActor, {
 				name: `key-${type}`,
 				privateKey,
 				passphrase: type === 'rsa' ? 'secret words' : undefined
@@ -74,19 +75,23 @@ describe.each(backends)('credentials and nodes on $name', ({ open }) => {
 	});
 
 	it('refuses what is not a private key, or a wrong passphrase, naming the field', async () => {
-		await expect(createCredential({ name: 'junk', privateKey: 'hello' })).rejects.toMatchObject({
+		await expect(createCredential(systemActor, { name: 'junk', privateKey: 'hello' })).rejects.toMatchObject({
 			status: 400,
 			fields: { private_key: expect.any(String) }
 		});
 		const locked = makeKey('ed25519', 'right words');
-		await expect(createCredential({ name: 'locked', privateKey: locked, passphrase: 'wrong' })).rejects.toMatchObject({
+		await expect(
+			createCredential(systemActor, { name: 'locked', privateKey: locked, passphrase: 'wrong' })
+		).rejects.toMatchObject({
 			fields: { passphrase: 'does not open the key' }
 		});
-		await expect(createCredential({ name: 'locked', privateKey: locked })).rejects.toMatchObject({
+		await expect(createCredential(systemActor, { name: 'locked', privateKey: locked })).rejects.toMatchObject({
 			fields: { passphrase: 'is required for this key' }
 		});
 		const pub = readFileSync(bed.clientPrivateKeyPath + '.pub', 'utf8');
-		await expect(createCredential({ name: 'public', privateKey: pub })).rejects.toMatchObject({ status: 400 });
+		await expect(createCredential(systemActor, { name: 'public', privateKey: pub })).rejects.toMatchObject({
+			status: 400
+		});
 		expect(
 			await db()
 				.select()
@@ -96,8 +101,8 @@ describe.each(backends)('credentials and nodes on $name', ({ open }) => {
 	});
 
 	it('finds an unknown key, pins it when accepted, then connects; a changed key is refused and marked', async () => {
-		const cred = await createCredential({ name: 'testbed', privateKey: bed.clientPrivateKey });
-		const node = await createNode({
+		const cred = await createCredential(systemActor, { name: 'testbed', privateKey: bed.clientPrivateKey });
+		const node = await createNode(systemActor, {
 			name: 'web-1',
 			host: a.address,
 			port: a.port,
@@ -119,7 +124,7 @@ describe.each(backends)('credentials and nodes on $name', ({ open }) => {
 		});
 		expect(first.node.presentedFingerprint).toBe(a.hostKeyFingerprint);
 
-		await acceptHostKey(node.id, first.result.host_key_fingerprint!);
+		await acceptHostKey(systemActor, node.id, first.result.host_key_fingerprint!);
 		const second = await checkNode(node.id);
 		expect(second.result).toMatchObject({ reachable: true, host_key_status: 'pinned' });
 		expect(second.result.uname).toMatch(/^Linux /);
@@ -138,7 +143,7 @@ describe.each(backends)('credentials and nodes on $name', ({ open }) => {
 			.select()
 			.from(credentials)
 			.where(sql`name = 'testbed'`);
-		const bastion = await createNode({
+		const bastion = await createNode(systemActor, {
 			name: 'bastion',
 			host: b.address,
 			port: 22,
@@ -152,7 +157,7 @@ describe.each(backends)('credentials and nodes on $name', ({ open }) => {
 			host_key_fingerprint: b.hostKeyFingerprint
 		});
 		expect(bastion.hostKeyStatus).toBe('pinned');
-		const behind = await createNode({
+		const behind = await createNode(systemActor, {
 			name: 'behind-bastion',
 			host: b.address,
 			port: 22,
@@ -168,7 +173,7 @@ describe.each(backends)('credentials and nodes on $name', ({ open }) => {
 		});
 		expect((await checkNode(behind.id)).result).toMatchObject({ reachable: true, host_key_status: 'pinned' });
 
-		await updateNode(behind.id, { host: '127.0.1.249' });
+		await updateNode(systemActor, behind.id, { host: '127.0.1.249' });
 		const gone = await checkNode(behind.id);
 		expect(gone.result.reachable).toBe(false);
 		expect(gone.result.error).toMatch(/unreachable|refused|open failed/i);
@@ -182,9 +187,9 @@ describe.each(backends)('credentials and nodes on $name', ({ open }) => {
 			.select()
 			.from(credentials)
 			.where(sql`name = 'testbed'`);
-		await expect(deleteCredential(cred!.id)).rejects.toMatchObject({ status: 409 });
+		await expect(deleteCredential(systemActor, cred!.id)).rejects.toMatchObject({ status: 409 });
 		await expect(
-			createNode({
+			createNode(systemActor, {
 				name: 'orphan',
 				host: 'example.org',
 				port: 22,

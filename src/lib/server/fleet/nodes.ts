@@ -1,6 +1,7 @@
 import { and, asc, eq, gt, ilike, isNull, or, sql, type SQL } from 'drizzle-orm';
 import type { z } from 'zod';
 import type { connectionStatuses, createNodeSchema, nodeQuerySchema, updateNodeSchema } from '$lib/schemas/nodes';
+import { recordAudit, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import { credentials, nodes, type Node } from '$lib/server/db/schema';
 import { notFound, ServiceError } from '$lib/server/errors';
@@ -40,7 +41,7 @@ async function assertReferences(input: { credential_id?: string; jump_node_id?: 
 const nameTaken = (name: string) =>
 	new ServiceError('conflict', `A node named ${name} exists`, { name: 'already taken' });
 
-export async function createNode(input: z.infer<typeof createNodeSchema>): Promise<Node> {
+export async function createNode(actor: Actor, input: z.infer<typeof createNodeSchema>): Promise<Node> {
 	await assertReferences(input);
 	const [row] = await db()
 		.insert(nodes)
@@ -63,6 +64,12 @@ export async function createNode(input: z.infer<typeof createNodeSchema>): Promi
 		.onConflictDoNothing({ target: nodes.name })
 		.returning();
 	if (!row) throw nameTaken(input.name);
+	await recordAudit(actor, {
+		action: 'node.create',
+		targetType: 'node',
+		targetId: row.id,
+		details: { name: row.name, host: row.host, port: row.port, pinned: row.hostKeyFingerprint }
+	});
 	return row;
 }
 
@@ -113,7 +120,7 @@ function statusCondition(status: ConnectionStatus): SQL {
 	}
 }
 
-export async function updateNode(id: string, changes: z.infer<typeof updateNodeSchema>): Promise<Node> {
+export async function updateNode(actor: Actor, id: string, changes: z.infer<typeof updateNodeSchema>): Promise<Node> {
 	await getNode(id);
 	await assertReferences(changes, id);
 	const [row] = await db()
@@ -138,12 +145,14 @@ export async function updateNode(id: string, changes: z.infer<typeof updateNodeS
 			if (changes.name && /unique|duplicate/i.test(String((err as Error).cause ?? err))) throw nameTaken(changes.name);
 			throw err;
 		});
+	await recordAudit(actor, { action: 'node.update', targetType: 'node', targetId: id, details: changes });
 	return row!;
 }
 
-export async function deleteNode(id: string): Promise<void> {
+export async function deleteNode(actor: Actor, id: string): Promise<void> {
 	const gone = await db().delete(nodes).where(eq(nodes.id, id)).returning({ id: nodes.id });
 	if (!gone.length) throw notFound('Node');
+	await recordAudit(actor, { action: 'node.delete', targetType: 'node', targetId: id });
 }
 
 /** How to reach a node: its address, its credential in clear (in memory only) and its bastion chain. */
@@ -243,7 +252,7 @@ export async function checkNode(id: string): Promise<{ node: Node; result: Check
 }
 
 /** Pins the fingerprint an admin accepted (the one the node presented, or one known out of band). */
-export async function acceptHostKey(id: string, fingerprint: string): Promise<Node> {
+export async function acceptHostKey(actor: Actor, id: string, fingerprint: string): Promise<Node> {
 	await getNode(id);
 	const [row] = await db()
 		.update(nodes)
@@ -256,5 +265,28 @@ export async function acceptHostKey(id: string, fingerprint: string): Promise<No
 		})
 		.where(eq(nodes.id, id))
 		.returning();
+	await recordAudit(actor, {
+		action: 'node.host_key_accept',
+		targetType: 'node',
+		targetId: id,
+		details: { name: row!.name, fingerprint }
+	});
 	return row!;
+}
+
+/**
+ * A check an operator asked for, audited. (Checks the console runs on its own, like the demo fleet's first
+ * one and later the health sweep, call `checkNode` and are not.) A changed host key is recorded as denied.
+ */
+export async function checkNodeFor(actor: Actor, id: string): Promise<{ node: Node; result: CheckResult }> {
+	const checked = await checkNode(id);
+	const changed = checked.result.host_key_status === 'changed';
+	await recordAudit(actor, {
+		action: changed ? 'node.host_key_changed' : 'node.check',
+		targetType: 'node',
+		targetId: id,
+		result: changed ? 'denied' : checked.result.reachable ? 'ok' : 'error',
+		details: { name: checked.node.name, ...checked.result }
+	});
+	return checked;
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { asc, eq } from 'drizzle-orm';
 // ssh2 is CommonJS: Node's ESM loader sees its default export only.
 import ssh2 from 'ssh2';
+import { recordAudit, type Actor } from '$lib/server/audit';
 import { masterKey } from '$lib/server/crypto/master-key';
 import { openSecret, sealSecret } from '$lib/server/crypto/secret-box';
 import { db } from '$lib/server/db';
@@ -28,11 +29,14 @@ const context = (id: string, part: 'key' | 'passphrase') => `credential:${id}:${
  * The key is parsed first, so a wrong passphrase or a public key pasted by mistake is refused with the field
  * named; then it is sealed under the master key, bound to this credential's id.
  */
-export async function createCredential(input: {
-	name: string;
-	privateKey: string;
-	passphrase?: string;
-}): Promise<PublicCredential> {
+export async function createCredential(
+	actor: Actor,
+	input: {
+		name: string;
+		privateKey: string;
+		passphrase?: string;
+	}
+): Promise<PublicCredential> {
 	const parsed = ssh2.utils.parseKey(input.privateKey, input.passphrase);
 	if (parsed instanceof Error) {
 		const encrypted = /encrypted|passphrase/i.test(parsed.message);
@@ -66,6 +70,12 @@ export async function createCredential(input: {
 		.onConflictDoNothing({ target: credentials.name })
 		.returning(publicColumns);
 	if (!row) throw conflict(`A credential named ${input.name} exists`, { name: 'already taken' });
+	await recordAudit(actor, {
+		action: 'credential.create',
+		targetType: 'credential',
+		targetId: row.id,
+		details: { name: row.name, fingerprint: row.fingerprint }
+	});
 	return row;
 }
 
@@ -90,9 +100,10 @@ export async function unsealCredential(id: string): Promise<{ privateKey: string
 	};
 }
 
-export async function deleteCredential(id: string): Promise<void> {
+export async function deleteCredential(actor: Actor, id: string): Promise<void> {
 	const [used] = await db().select({ id: nodes.id }).from(nodes).where(eq(nodes.credentialId, id)).limit(1);
 	if (used) throw conflict('Nodes still use this credential: give them another one first');
 	const gone = await db().delete(credentials).where(eq(credentials.id, id)).returning({ id: credentials.id });
 	if (!gone.length) throw notFound('Credential');
+	await recordAudit(actor, { action: 'credential.delete', targetType: 'credential', targetId: id });
 }

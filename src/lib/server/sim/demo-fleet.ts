@@ -2,6 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { eq } from 'drizzle-orm';
 import ssh2 from 'ssh2';
+import { systemActor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import { credentials, nodes } from '$lib/server/db/schema';
 import { checkNode } from '$lib/server/fleet/nodes';
@@ -63,7 +64,7 @@ const NEVER_ACCEPTED = 'app-19';
 function loadState(file: string): DemoState {
 	if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as DemoState;
 	return {
-		clientKey: ssh2.utils.generateKeyPairSync('ed25519').private,
+		clientKey: newHostKey(),
 		hosts: Array.from({ length: 24 }, (_, i) => ({ name: plan(i).name, port: 0, hostKey: newHostKey() }))
 	};
 }
@@ -99,7 +100,7 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 	writeFileSync(file, JSON.stringify(state), { mode: 0o600 });
 
 	let [cred] = await db().select({ id: credentials.id }).from(credentials).where(eq(credentials.name, CREDENTIAL));
-	cred ??= await createCredential({ name: CREDENTIAL, privateKey: state.clientKey });
+	cred ??= await createCredential(systemActor, { name: CREDENTIAL, privateKey: state.clientKey });
 
 	for (const [i, host] of hosts.entries()) {
 		const p = plan(i);

@@ -38,8 +38,16 @@ export interface SimulatedHostOptions {
 const WRAPPER =
 	/^timeout --kill-after=\d+ (\d+) bash -c ('(?:[^']|'\\'')*') & p=\$!; printf '%s-pid:%s\\n' '(flotilla-[0-9a-f]+)' "\$p" >&2; wait "\$p"; r=\$\?; printf '%s-exit:%s\\n' '\3' "\$r" >&2; exit "\$r"$/;
 
+/**
+ * A new ed25519 private key in OpenSSH format. ssh2's generator now and then writes a key its own parser
+ * rejects as malformed (seen about once in a few hundred keys), so each key is parsed before it is used.
+ */
 export function newHostKey(): string {
-	return ssh2.utils.generateKeyPairSync('ed25519').private;
+	for (let attempt = 0; attempt < 10; attempt++) {
+		const key = ssh2.utils.generateKeyPairSync('ed25519').private;
+		if (!(ssh2.utils.parseKey(key) instanceof Error)) return key;
+	}
+	throw new Error('could not generate a readable ed25519 key');
 }
 
 function fingerprintOfPrivate(key: string): string {

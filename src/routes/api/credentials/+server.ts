@@ -1,6 +1,6 @@
 import { json } from '@sveltejs/kit';
 import { createCredentialSchema } from '$lib/schemas/nodes';
-import { actorOf, recordAudit } from '$lib/server/audit';
+import { actorOf } from '$lib/server/audit';
 import { createCredential, listCredentials } from '$lib/server/keys/credentials';
 import { apiHandler, readJson } from '$lib/server/http/api';
 import { presentCredential } from '$lib/server/http/present';
@@ -14,16 +14,10 @@ export const GET: RequestHandler = apiHandler(async () => {
 /** Stores a private key sealed under the master key; the answer has the public half only. */
 export const POST: RequestHandler = apiHandler(async (event) => {
 	const input = await readJson(event.request, createCredentialSchema);
-	const credential = await createCredential({
+	const credential = await createCredential(actorOf(event), {
 		name: input.name,
 		privateKey: input.private_key,
 		passphrase: input.passphrase || undefined
-	});
-	await recordAudit(actorOf(event), {
-		action: 'credential.create',
-		targetType: 'credential',
-		targetId: credential.id,
-		details: { name: credential.name, fingerprint: credential.fingerprint }
 	});
 	return json(presentCredential(credential), { status: 201 });
 });

@@ -1,6 +1,6 @@
 import { json } from '@sveltejs/kit';
 import { createNodeSchema, nodeQuerySchema } from '$lib/schemas/nodes';
-import { actorOf, recordAudit } from '$lib/server/audit';
+import { actorOf } from '$lib/server/audit';
 import { createNode, listNodes } from '$lib/server/fleet/nodes';
 import { apiHandler, readJson, readQuery } from '$lib/server/http/api';
 import { presentNode } from '$lib/server/http/present';
@@ -12,13 +12,6 @@ export const GET: RequestHandler = apiHandler(async ({ url }) => {
 });
 
 export const POST: RequestHandler = apiHandler(async (event) => {
-	const input = await readJson(event.request, createNodeSchema);
-	const node = await createNode(input);
-	await recordAudit(actorOf(event), {
-		action: 'node.create',
-		targetType: 'node',
-		targetId: node.id,
-		details: { name: node.name, host: node.host, port: node.port, pinned: node.hostKeyFingerprint }
-	});
+	const node = await createNode(actorOf(event), await readJson(event.request, createNodeSchema));
 	return json(presentNode(node), { status: 201 });
 });

@@ -1,8 +1,15 @@
 import { z } from 'zod';
 import { uuidSchema } from '$lib/schemas/common';
 import { acceptHostKeySchema, createCredentialSchema, createNodeSchema } from '$lib/schemas/nodes';
-import { actorOf, recordAudit } from '$lib/server/audit';
-import { acceptHostKey, checkNode, connectionStatus, createNode, deleteNode, listNodes } from '$lib/server/fleet/nodes';
+import { actorOf } from '$lib/server/audit';
+import {
+	acceptHostKey,
+	checkNodeFor,
+	connectionStatus,
+	createNode,
+	deleteNode,
+	listNodes
+} from '$lib/server/fleet/nodes';
 import { createCredential, deleteCredential, listCredentials } from '$lib/server/keys/credentials';
 import { formError, parseForm } from '$lib/server/http/forms';
 import type { Actions, PageServerLoad } from './$types';
@@ -56,16 +63,10 @@ export const actions: Actions = {
 		const parsed = await parseForm(event.request, createCredentialSchema);
 		if (!parsed.ok) return parsed.failure;
 		try {
-			const c = await createCredential({
+			const c = await createCredential(actorOf(event), {
 				name: parsed.data.name,
 				privateKey: parsed.data.private_key,
 				passphrase: parsed.data.passphrase || undefined
-			});
-			await recordAudit(actorOf(event), {
-				action: 'credential.create',
-				targetType: 'credential',
-				targetId: c.id,
-				details: { name: c.name, fingerprint: c.fingerprint }
 			});
 			return { notice: `Stored credential ${c.name} (${c.fingerprint}).` };
 		} catch (err) {
@@ -77,12 +78,7 @@ export const actions: Actions = {
 		const parsed = await parseForm(event.request, idForm);
 		if (!parsed.ok) return parsed.failure;
 		try {
-			await deleteCredential(parsed.data.id);
-			await recordAudit(actorOf(event), {
-				action: 'credential.delete',
-				targetType: 'credential',
-				targetId: parsed.data.id
-			});
+			await deleteCredential(actorOf(event), parsed.data.id);
 			return { notice: 'Credential deleted.' };
 		} catch (err) {
 			return formError(err);
@@ -93,13 +89,7 @@ export const actions: Actions = {
 		const parsed = await parseForm(event.request, createNodeSchema, nodeFormShape);
 		if (!parsed.ok) return parsed.failure;
 		try {
-			const node = await createNode(parsed.data);
-			await recordAudit(actorOf(event), {
-				action: 'node.create',
-				targetType: 'node',
-				targetId: node.id,
-				details: { name: node.name, host: node.host, port: node.port, pinned: node.hostKeyFingerprint }
-			});
+			const node = await createNode(actorOf(event), parsed.data);
 			return { notice: `Added ${node.name}. Test its connection to see its host key.` };
 		} catch (err) {
 			return formError(err, parsed.form);
@@ -110,8 +100,7 @@ export const actions: Actions = {
 		const parsed = await parseForm(event.request, idForm);
 		if (!parsed.ok) return parsed.failure;
 		try {
-			await deleteNode(parsed.data.id);
-			await recordAudit(actorOf(event), { action: 'node.delete', targetType: 'node', targetId: parsed.data.id });
+			await deleteNode(actorOf(event), parsed.data.id);
 			return { notice: 'Node removed.' };
 		} catch (err) {
 			return formError(err);
@@ -122,15 +111,7 @@ export const actions: Actions = {
 		const parsed = await parseForm(event.request, idForm);
 		if (!parsed.ok) return parsed.failure;
 		try {
-			const { node, result } = await checkNode(parsed.data.id);
-			const changed = result.host_key_status === 'changed';
-			await recordAudit(actorOf(event), {
-				action: changed ? 'node.host_key_changed' : 'node.check',
-				targetType: 'node',
-				targetId: node.id,
-				result: changed ? 'denied' : result.reachable ? 'ok' : 'error',
-				details: { name: node.name, ...result }
-			});
+			const { node, result } = await checkNodeFor(actorOf(event), parsed.data.id);
 			return { check: { nodeId: node.id, name: node.name, ...result } };
 		} catch (err) {
 			return formError(err);
@@ -141,13 +122,7 @@ export const actions: Actions = {
 		const parsed = await parseForm(event.request, idForm.extend(acceptHostKeySchema.shape));
 		if (!parsed.ok) return parsed.failure;
 		try {
-			const node = await acceptHostKey(parsed.data.id, parsed.data.fingerprint);
-			await recordAudit(actorOf(event), {
-				action: 'node.host_key_accept',
-				targetType: 'node',
-				targetId: node.id,
-				details: { name: node.name, fingerprint: parsed.data.fingerprint }
-			});
+			const node = await acceptHostKey(actorOf(event), parsed.data.id, parsed.data.fingerprint);
 			return { notice: `Pinned ${parsed.data.fingerprint} for ${node.name}.` };
 		} catch (err) {
 			return formError(err);

@@ -1,7 +1,7 @@
 import { json } from '@sveltejs/kit';
 import { uuidSchema } from '$lib/schemas/common';
 import { updateNodeSchema } from '$lib/schemas/nodes';
-import { actorOf, recordAudit } from '$lib/server/audit';
+import { actorOf } from '$lib/server/audit';
 import { deleteNode, getNode, updateNode } from '$lib/server/fleet/nodes';
 import { apiHandler, readJson, validate } from '$lib/server/http/api';
 import { presentNode } from '$lib/server/http/present';
@@ -14,14 +14,10 @@ export const GET: RequestHandler = apiHandler(async ({ params }) =>
 export const PATCH: RequestHandler = apiHandler(async (event) => {
 	const id = validate(uuidSchema, event.params.id);
 	const changes = await readJson(event.request, updateNodeSchema);
-	const node = await updateNode(id, changes);
-	await recordAudit(actorOf(event), { action: 'node.update', targetType: 'node', targetId: id, details: changes });
-	return json(presentNode(node));
+	return json(presentNode(await updateNode(actorOf(event), id, changes)));
 });
 
 export const DELETE: RequestHandler = apiHandler(async (event) => {
-	const id = validate(uuidSchema, event.params.id);
-	await deleteNode(id);
-	await recordAudit(actorOf(event), { action: 'node.delete', targetType: 'node', targetId: id });
+	await deleteNode(actorOf(event), validate(uuidSchema, event.params.id));
 	return new Response(null, { status: 204 });
 });

@@ -124,6 +124,9 @@ export async function connect(target: SshTarget, options: ConnectOptions = {}): 
 			resolve(new SshConnection(client, name, presented!, opts.maxChannels, jump));
 		});
 		client.connect(config);
+		// Nagle's algorithm holds back the small packets every exec exchanges until a delayed ACK: with it on,
+		// one exec took 96 ms on loopback, without it 15 ms (docs/benchmarks.md).
+		client.setNoDelay(true);
 	});
 }
 
@@ -288,13 +291,14 @@ export class SshConnection {
 	/** Ends a command's whole process group on the node: TERM, then KILL for anything that lingers. */
 	private async killGroup(pid: number): Promise<void> {
 		const kill = sh`kill -TERM -- -${pid} 2>/dev/null; sleep 1; kill -KILL -- -${pid} 2>/dev/null; true`;
+		// Outside the channel limit on purpose (a cancel must not queue behind the command it cancels), so a
+		// server at MaxSessions may refuse it at first: openExec retries that.
+		const channel = await this.openExec(kill.script).catch(() => undefined);
+		if (!channel) return;
 		await new Promise<void>((resolve) => {
-			this.client.exec(kill.script, (err, channel: ClientChannel) => {
-				if (err) return resolve();
-				channel.on('close', () => resolve());
-				channel.on('error', () => resolve());
-				channel.resume();
-			});
+			channel.on('close', () => resolve());
+			channel.on('error', () => resolve());
+			channel.resume();
 		});
 	}
 

@@ -33,7 +33,7 @@ export function startConsole(): Promise<DatabaseHandle> {
 		useDatabase(handle);
 		await ensureFirstAdminFromEnv(cfg.adminUser, cfg.adminPassword);
 		await deleteExpiredSessions();
-		if (cfg.demo) await startDemoFleet(cfg.dataDir);
+		const demo = cfg.demo ? await startDemoFleet(cfg.dataDir) : undefined;
 		setInterval(
 			() =>
 				deleteExpiredSessions().catch((err) => log.warn({ err: loggableError(err) }, 'expired session sweep failed')),
@@ -43,6 +43,8 @@ export function startConsole(): Promise<DatabaseHandle> {
 		// adapter-node drains in-flight requests on SIGTERM/SIGINT, then emits this: only then close the database.
 		process.once('sveltekit:shutdown', async (reason) => {
 			log.info({ reason }, 'shutting down');
+			// The demo fleet's listening sockets would otherwise keep the process alive after SIGTERM.
+			await demo?.stop();
 			await handle.close();
 		});
 		return handle;

@@ -18,6 +18,10 @@ export type DatabaseKind = 'pglite' | 'postgres';
 export interface DatabaseHandle {
 	db: Database;
 	kind: DatabaseKind;
+	/** The driver underneath, for pg-boss (which brings its own pool on PostgreSQL and shares PGlite's one connection). */
+	driver: { kind: 'pglite'; client: PGlite } | { kind: 'postgres'; url: string };
+	/** LISTEN on a channel; resolves once subscribed, to a function that unsubscribes. */
+	listen(channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>>;
 	close(): Promise<void>;
 }
 
@@ -56,7 +60,17 @@ async function openPostgres(url: string, migrationsFolder: string): Promise<Data
 		await client.end({ timeout: 5 });
 		throw err;
 	}
-	return { db: db as unknown as Database, kind: 'postgres', close: () => client.end({ timeout: 5 }) };
+	return {
+		db: db as unknown as Database,
+		kind: 'postgres',
+		driver: { kind: 'postgres', url },
+		// postgres.js keeps one dedicated connection for all listeners and re-subscribes after it reconnects.
+		listen: async (channel, onMessage) => {
+			const sub = await client.listen(channel, onMessage);
+			return () => sub.unlisten();
+		},
+		close: () => client.end({ timeout: 5 })
+	};
 }
 
 async function openPglite(dir: string | undefined, migrationsFolder: string): Promise<DatabaseHandle> {
@@ -78,7 +92,13 @@ async function openPglite(dir: string | undefined, migrationsFolder: string): Pr
 		await close();
 		throw err;
 	}
-	return { db: db as unknown as Database, kind: 'pglite', close };
+	return {
+		db: db as unknown as Database,
+		kind: 'pglite',
+		driver: { kind: 'pglite', client },
+		listen: (channel, onMessage) => client.listen(channel, onMessage),
+		close
+	};
 }
 
 /**
@@ -125,6 +145,11 @@ export function useDatabase(handle: DatabaseHandle | undefined): void {
 export function db(): Database {
 	if (!active) throw new Error('Database not initialised: call openDatabase() and useDatabase() first');
 	return active.db;
+}
+
+export function databaseHandle(): DatabaseHandle {
+	if (!active) throw new Error('Database not initialised: call openDatabase() and useDatabase() first');
+	return active;
 }
 
 export function databaseKind(): DatabaseKind | undefined {

@@ -9,6 +9,7 @@ import {
 	pgTable,
 	text,
 	timestamp,
+	uniqueIndex,
 	uuid
 } from 'drizzle-orm/pg-core';
 
@@ -174,3 +175,155 @@ export const nodes = pgTable(
 
 export type Credential = typeof credentials.$inferSelect;
 export type Node = typeof nodes.$inferSelect;
+
+// ---- The update engine: runs, tasks, steps, events (src/lib/server/engine/) ----
+
+export const runStates = ['queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled'] as const;
+export type RunState = (typeof runStates)[number];
+export const taskStates = ['queued', 'running', 'succeeded', 'failed', 'rolled_back', 'cancelled', 'skipped'] as const;
+export type TaskState = (typeof taskStates)[number];
+export const stepStates = ['running', 'succeeded', 'failed', 'cancelled'] as const;
+export type StepState = (typeof stepStates)[number];
+/** `do` runs forward, `undo` rolls back, `inspect` reconciles after a crash, `verify` checks health after a rollback. */
+export const stepPhases = ['do', 'undo', 'inspect', 'verify'] as const;
+export type StepPhase = (typeof stepPhases)[number];
+
+export interface RunOptions {
+	/** Tasks of this run executing at once. */
+	concurrency: number;
+	/** Pause dispatching when more than this many tasks failed. */
+	maxFailures?: number;
+	/** Pause dispatching when more than this percentage of the run's tasks failed. */
+	maxFailurePercent?: number;
+	stopOnFirstFailure?: boolean;
+	/** Phases (see tasks.phase) in which one failure fails the whole run: control-plane nodes go first. */
+	criticalPhases?: number[];
+}
+
+/** One operator intent: an Update All, a system update, a certificate rotation, a rollout stage. */
+export const runs = pgTable(
+	'runs',
+	{
+		id: uuid('id').primaryKey().defaultRandom(),
+		/** What operators call it (run #42); also the keyset for paging. */
+		number: bigserial('number', { mode: 'number' }).notNull().unique(),
+		/** Which flow the tasks execute (src/lib/server/engine/flows.ts). */
+		kind: text('kind').notNull(),
+		title: text('title').notNull(),
+		state: text('state', { enum: runStates }).notNull().default('queued'),
+		/** Why the run paused itself or ended, in words an operator reads. */
+		reason: text('reason'),
+		createdBy: text('created_by').notNull(),
+		scope: jsonb('scope')
+			.$type<Record<string, unknown>>()
+			.notNull()
+			.default(sql`'{}'::jsonb`),
+		params: jsonb('params')
+			.$type<Record<string, unknown>>()
+			.notNull()
+			.default(sql`'{}'::jsonb`),
+		options: jsonb('options').$type<RunOptions>().notNull(),
+		/** Set by retry-failed: the run whose failures this one retries. */
+		parentRunId: uuid('parent_run_id').references((): AnyPgColumn => runs.id, { onDelete: 'set null' }),
+		createdAt: createdAt(),
+		startedAt: timestamp('started_at', { withTimezone: true }),
+		endedAt: timestamp('ended_at', { withTimezone: true })
+	},
+	(t) => [index('runs_created_idx').on(t.createdAt), index('runs_state_idx').on(t.state)]
+);
+
+/** One node's share of a run: a pipeline of steps. */
+export const tasks = pgTable(
+	'tasks',
+	{
+		id: uuid('id').primaryKey().defaultRandom(),
+		runId: uuid('run_id')
+			.notNull()
+			.references(() => runs.id, { onDelete: 'cascade' }),
+		nodeId: uuid('node_id')
+			.notNull()
+			.references(() => nodes.id, { onDelete: 'cascade' }),
+		/** Denormalised so that logs and pages still name the node after it is deleted. */
+		nodeName: text('node_name').notNull(),
+		/** Lower phases finish before higher ones start (control-plane nodes are phase 0). */
+		phase: integer('phase').notNull().default(0),
+		/** Order within the run, for dispatching and display. */
+		seq: integer('seq').notNull(),
+		state: text('state', { enum: taskStates }).notNull().default('queued'),
+		/** A rollback itself failed: the node's state is not known to be good. */
+		needsAttention: boolean('needs_attention').notNull().default(false),
+		currentStep: text('current_step'),
+		/** How many times an engine claimed this task (more than one after a crash). */
+		attempt: integer('attempt').notNull().default(0),
+		/** Set when a pg-boss job for the task was sent; the task is then in flight. */
+		dispatchedAt: timestamp('dispatched_at', { withTimezone: true }),
+		jobId: text('job_id'),
+		/** The engine instance executing the task, and until when its claim holds without renewal. */
+		leaseOwner: text('lease_owner'),
+		leaseExpiresAt: timestamp('lease_expires_at', { withTimezone: true }),
+		/** What a flow's steps remember between steps (e.g. the commit before the update), for undo after a crash. */
+		memo: jsonb('memo')
+			.$type<Record<string, unknown>>()
+			.notNull()
+			.default(sql`'{}'::jsonb`),
+		error: text('error'),
+		startedAt: timestamp('started_at', { withTimezone: true }),
+		endedAt: timestamp('ended_at', { withTimezone: true })
+	},
+	(t) => [
+		index('tasks_run_idx').on(t.runId, t.phase, t.seq),
+		index('tasks_node_idx').on(t.nodeId),
+		index('tasks_lease_idx')
+			.on(t.leaseExpiresAt)
+			.where(sql`state = 'running'`),
+		// The guarantee that a node never runs two tasks at once, whatever the run, kind or instance.
+		uniqueIndex('tasks_one_running_per_node')
+			.on(t.nodeId)
+			.where(sql`state = 'running'`)
+	]
+);
+
+export const taskSteps = pgTable(
+	'task_steps',
+	{
+		id: bigserial('id', { mode: 'number' }).primaryKey(),
+		taskId: uuid('task_id')
+			.notNull()
+			.references(() => tasks.id, { onDelete: 'cascade' }),
+		name: text('name').notNull(),
+		phase: text('phase', { enum: stepPhases }).notNull(),
+		attempt: integer('attempt').notNull(),
+		state: text('state', { enum: stepStates }).notNull(),
+		exitCode: integer('exit_code'),
+		error: text('error'),
+		startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
+		endedAt: timestamp('ended_at', { withTimezone: true })
+	},
+	(t) => [index('task_steps_task_idx').on(t.taskId, t.id)]
+);
+
+/**
+ * Append-only log of everything the engine does. Ids are handed out under an advisory lock so that they
+ * commit in order: a reader that has seen id N has seen every id below it (SSE resumes rely on it).
+ */
+export const events = pgTable(
+	'events',
+	{
+		id: bigserial('id', { mode: 'number' }).primaryKey(),
+		at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+		type: text('type').notNull(),
+		runId: uuid('run_id'),
+		taskId: uuid('task_id'),
+		nodeId: uuid('node_id'),
+		data: jsonb('data')
+			.$type<Record<string, unknown>>()
+			.notNull()
+			.default(sql`'{}'::jsonb`)
+	},
+	(t) => [index('events_run_idx').on(t.runId, t.id)]
+);
+
+export type Run = typeof runs.$inferSelect;
+export type Task = typeof tasks.$inferSelect;
+export type TaskStep = typeof taskSteps.$inferSelect;
+export type EventRow = typeof events.$inferSelect;

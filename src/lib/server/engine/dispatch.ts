@@ -1,0 +1,176 @@
+import { randomUUID } from 'node:crypto';
+import { and, asc, eq, inArray, isNull, sql } from 'drizzle-orm';
+import { db } from '$lib/server/db';
+import { runs, tasks, type Run, type RunState, type TaskState } from '$lib/server/db/schema';
+import { log, loggableError } from '$lib/server/log';
+import { recordEvent, type NewEvent } from './events';
+import { runFinished } from './metrics';
+import { enqueueTasks } from './runtime';
+
+export const terminalTaskStates: TaskState[] = ['succeeded', 'failed', 'rolled_back', 'cancelled', 'skipped'];
+export const failedTaskStates: TaskState[] = ['failed', 'rolled_back'];
+export const terminalRunStates: RunState[] = ['succeeded', 'failed', 'cancelled'];
+
+interface Counts {
+	total: number;
+	terminal: number;
+	failed: number;
+	cancelled: number;
+	inFlight: number;
+}
+
+/**
+ * Moves a run forward: starts it, hands its next tasks to pg-boss within its concurrency, pauses it when
+ * failures pass its threshold, fails it when a critical phase failed, and ends it when every task ended.
+ * Safe to call from anywhere at any time (after each task, on resume, from the periodic sweep, from
+ * several instances at once): it works under a row lock on the run and only ever does what is missing.
+ */
+export async function dispatchRun(runId: string): Promise<void> {
+	const pendingEvents: NewEvent[] = [];
+	const toSend = await db().transaction(async (tx) => {
+		const [run] = await tx.select().from(runs).where(eq(runs.id, runId)).for('update');
+		if (!run || terminalRunStates.includes(run.state) || run.state === 'paused') {
+			if (run?.state === 'cancelled' && !run.endedAt) await endIfSettled(tx, run, pendingEvents);
+			return [];
+		}
+		const now = new Date();
+		if (run.state === 'queued') {
+			await tx.update(runs).set({ state: 'running', startedAt: now }).where(eq(runs.id, runId));
+			run.state = 'running';
+			pendingEvents.push({ type: 'run.state', runId, data: { state: 'running' } });
+		}
+
+		const phases = await tx
+			.select({
+				phase: tasks.phase,
+				total: sql<number>`count(*)::int`,
+				terminal: sql<number>`count(*) filter (where ${inArray(tasks.state, terminalTaskStates)})::int`,
+				failed: sql<number>`count(*) filter (where ${inArray(tasks.state, failedTaskStates)})::int`,
+				cancelled: sql<number>`count(*) filter (where ${tasks.state} = 'cancelled')::int`,
+				inFlight: sql<number>`count(*) filter (where ${tasks.state} = 'running' or (${tasks.state} = 'queued' and ${tasks.dispatchedAt} is not null))::int`
+			})
+			.from(tasks)
+			.where(eq(tasks.runId, runId))
+			.groupBy(tasks.phase)
+			.orderBy(asc(tasks.phase));
+		const all: Counts = { total: 0, terminal: 0, failed: 0, cancelled: 0, inFlight: 0 };
+		for (const p of phases) for (const k of Object.keys(all) as (keyof Counts)[]) all[k] += p[k];
+
+		if (all.terminal === all.total) {
+			await endRun(tx, run, all, pendingEvents);
+			return [];
+		}
+
+		const opts = run.options;
+		const threshold = failureThresholdPassed(opts, all);
+		if (threshold) {
+			await tx.update(runs).set({ state: 'paused', reason: threshold }).where(eq(runs.id, runId));
+			pendingEvents.push({ type: 'run.state', runId, data: { state: 'paused', reason: threshold } });
+			return [];
+		}
+
+		// Phases run one after the other; a failure in a critical phase (control-plane nodes) ends the run.
+		const current = phases.find((p) => p.terminal < p.total)!;
+		const criticalFailure = phases.find(
+			(p) => p.phase < current.phase && p.failed > 0 && opts.criticalPhases?.includes(p.phase)
+		);
+		if (criticalFailure) {
+			const reason = `${criticalFailure.failed} task(s) failed in phase ${criticalFailure.phase}, which must succeed before the rest`;
+			await skipQueued(tx, run, reason, pendingEvents);
+			await tx.update(runs).set({ reason }).where(eq(runs.id, runId));
+			run.reason = reason;
+			return [];
+		}
+		const free = opts.concurrency - all.inFlight;
+		if (free <= 0) return [];
+		const next = await tx
+			.select({ id: tasks.id, nodeId: tasks.nodeId })
+			.from(tasks)
+			.where(
+				and(
+					eq(tasks.runId, runId),
+					eq(tasks.phase, current.phase),
+					eq(tasks.state, 'queued'),
+					isNull(tasks.dispatchedAt)
+				)
+			)
+			.orderBy(asc(tasks.seq))
+			.limit(free);
+		if (!next.length) return [];
+		const jobs = next.map((t) => ({ taskId: t.id, nodeId: t.nodeId, jobId: randomUUID() }));
+		for (const j of jobs) {
+			await tx.update(tasks).set({ dispatchedAt: now, jobId: j.jobId }).where(eq(tasks.id, j.taskId));
+		}
+		return jobs.map((j) => ({ ...j, kind: run.kind }));
+	});
+	for (const e of pendingEvents) void recordEvent(e);
+	if (!toSend.length) return;
+	try {
+		await enqueueTasks(toSend);
+	} catch (err) {
+		// The tasks stay dispatched without a job; the sweep sends them again (see sweepRuns).
+		log.error({ err: loggableError(err), runId }, 'could not enqueue tasks');
+	}
+}
+
+type Tx = Parameters<Parameters<ReturnType<typeof db>['transaction']>[0]>[0];
+
+function failureThresholdPassed(opts: Run['options'], c: Counts): string | null {
+	if (c.failed === 0) return null;
+	if (opts.stopOnFirstFailure) return `Paused: a task failed and the run stops on the first failure`;
+	if (opts.maxFailures !== undefined && c.failed > opts.maxFailures) {
+		return `Paused: ${c.failed} tasks failed, more than the ${opts.maxFailures} allowed`;
+	}
+	if (opts.maxFailurePercent !== undefined && (c.failed * 100) / c.total > opts.maxFailurePercent) {
+		return `Paused: ${c.failed} of ${c.total} tasks failed, more than ${opts.maxFailurePercent}%`;
+	}
+	return null;
+}
+
+async function skipQueued(tx: Tx, run: Run, reason: string, out: NewEvent[]): Promise<void> {
+	const skipped = await tx
+		.update(tasks)
+		.set({ state: 'skipped', error: reason, endedAt: new Date() })
+		.where(and(eq(tasks.runId, run.id), eq(tasks.state, 'queued')))
+		.returning({ id: tasks.id, nodeId: tasks.nodeId, nodeName: tasks.nodeName });
+	for (const t of skipped) {
+		out.push({
+			type: 'task.state',
+			runId: run.id,
+			taskId: t.id,
+			nodeId: t.nodeId,
+			data: { state: 'skipped', node: t.nodeName, error: reason }
+		});
+	}
+	if (skipped.length) {
+		const counts = await countTasks(tx, run.id);
+		if (counts.terminal === counts.total) await endRun(tx, run, counts, out);
+	}
+}
+
+async function countTasks(tx: Tx, runId: string): Promise<Counts> {
+	const [c] = await tx
+		.select({
+			total: sql<number>`count(*)::int`,
+			terminal: sql<number>`count(*) filter (where ${inArray(tasks.state, terminalTaskStates)})::int`,
+			failed: sql<number>`count(*) filter (where ${inArray(tasks.state, failedTaskStates)})::int`,
+			cancelled: sql<number>`count(*) filter (where ${tasks.state} = 'cancelled')::int`,
+			inFlight: sql<number>`0`
+		})
+		.from(tasks)
+		.where(eq(tasks.runId, runId));
+	return c!;
+}
+
+async function endIfSettled(tx: Tx, run: Run, out: NewEvent[]): Promise<void> {
+	const counts = await countTasks(tx, run.id);
+	if (counts.terminal === counts.total) await endRun(tx, run, counts, out);
+}
+
+async function endRun(tx: Tx, run: Run, c: Counts, out: NewEvent[]): Promise<void> {
+	const state: RunState = run.state === 'cancelled' ? 'cancelled' : c.failed > 0 || run.reason ? 'failed' : 'succeeded';
+	const reason = state === 'failed' && !run.reason ? `${c.failed} of ${c.total} tasks failed` : (run.reason ?? null);
+	await tx.update(runs).set({ state, reason, endedAt: new Date() }).where(eq(runs.id, run.id));
+	out.push({ type: 'run.state', runId: run.id, data: { state, reason, ended: true } });
+	runFinished(run.kind, state);
+}

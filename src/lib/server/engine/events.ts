@@ -1,0 +1,200 @@
+import { and, asc, eq, gt, sql } from 'drizzle-orm';
+import { databaseHandle, db } from '$lib/server/db';
+import { events, type EventRow } from '$lib/server/db/schema';
+import { log, loggableError } from '$lib/server/log';
+
+/** An event as the engine publishes it and SSE clients receive it. */
+export interface EngineEvent {
+	id: number;
+	at: string;
+	type: string;
+	run_id: string | null;
+	task_id: string | null;
+	node_id: string | null;
+	data: Record<string, unknown>;
+}
+
+export interface NewEvent {
+	type: string;
+	runId?: string | null;
+	taskId?: string | null;
+	nodeId?: string | null;
+	data?: Record<string, unknown>;
+}
+
+const CHANNEL = 'flotilla_events';
+// Any constant; it only has to be the same in every instance writing to this database.
+const EVENT_ORDER_LOCK = 7_140_232;
+/** How long an event may wait for companions before it is written: a batch is one insert and one NOTIFY. */
+const FLUSH_DELAY_MS = 10;
+const MAX_BATCH = 1_000;
+/** Fallback for a missed NOTIFY (a dropped LISTEN connection): the bus polls the table this often. */
+const POLL_MS = 1_000;
+
+export function presentEvent(row: EventRow): EngineEvent {
+	return {
+		id: row.id,
+		at: row.at.toISOString(),
+		type: row.type,
+		run_id: row.runId,
+		task_id: row.taskId,
+		node_id: row.nodeId,
+		data: row.data
+	};
+}
+
+/**
+ * Writes events in batches. Ids are taken under a transaction-scoped advisory lock, so batches commit in
+ * id order across instances: readers that follow the table by id never skip a row that commits late.
+ * The NOTIFY goes out in the same transaction, so it is delivered only once the rows are visible.
+ */
+class EventWriter {
+	private pending: { event: NewEvent; done: () => void }[] = [];
+	private timer: NodeJS.Timeout | undefined;
+	private flushing: Promise<void> = Promise.resolve();
+
+	/** Resolves once the event is written, or once writing it failed and was logged: it never rejects. */
+	record(event: NewEvent): Promise<void> {
+		return new Promise((resolve) => {
+			this.pending.push({ event, done: resolve });
+			this.timer ??= setTimeout(() => {
+				this.timer = undefined;
+				this.flushing = this.flushing.then(() => this.flush());
+			}, FLUSH_DELAY_MS);
+		});
+	}
+
+	/** Writes everything pending now; used at shutdown and by tests. */
+	async drain(): Promise<void> {
+		clearTimeout(this.timer);
+		this.timer = undefined;
+		this.flushing = this.flushing.then(() => this.flush());
+		await this.flushing;
+	}
+
+	private async flush(): Promise<void> {
+		while (this.pending.length) {
+			const batch = this.pending.splice(0, MAX_BATCH);
+			try {
+				await db().transaction(async (tx) => {
+					await tx.execute(sql`select pg_advisory_xact_lock(${EVENT_ORDER_LOCK})`);
+					const rows = await tx
+						.insert(events)
+						.values(
+							batch.map(({ event: e }) => ({
+								type: e.type,
+								runId: e.runId ?? null,
+								taskId: e.taskId ?? null,
+								nodeId: e.nodeId ?? null,
+								data: e.data ?? {}
+							}))
+						)
+						.returning({ id: events.id });
+					const last = rows.at(-1)?.id;
+					await tx.execute(sql`select pg_notify(${CHANNEL}, ${String(last)})`);
+				});
+			} catch (err) {
+				// The tables hold the true state; a lost event costs a live update, not correctness.
+				log.error({ err: loggableError(err), events: batch.length }, 'could not write engine events');
+			}
+			for (const p of batch) p.done();
+		}
+	}
+}
+
+type Listener = (event: EngineEvent) => void;
+
+/**
+ * Delivers every committed event, in id order, to this instance's subscribers (SSE streams, the runner's
+ * cancel watch). It follows the table: a NOTIFY from any instance only says "there is more to read".
+ */
+class EventBus {
+	private listeners = new Set<Listener>();
+	private cursor = 0;
+	private reading: Promise<void> | undefined;
+	private again = false;
+	private stopListening: (() => Promise<void>) | undefined;
+	private poll: NodeJS.Timeout | undefined;
+
+	async start(): Promise<void> {
+		const [row] = await db()
+			.select({ max: sql<number | null>`max(${events.id})` })
+			.from(events);
+		this.cursor = Number(row?.max ?? 0);
+		this.stopListening = await databaseHandle().listen(CHANNEL, () => this.wake());
+		this.poll = setInterval(() => this.wake(), POLL_MS);
+		this.poll.unref();
+	}
+
+	async stop(): Promise<void> {
+		clearInterval(this.poll);
+		await this.stopListening?.().catch(() => {});
+		this.stopListening = undefined;
+		await this.reading;
+	}
+
+	/** The id of the last event delivered: anything above it will still come through `subscribe`. */
+	get position(): number {
+		return this.cursor;
+	}
+
+	subscribe(listener: Listener): () => void {
+		this.listeners.add(listener);
+		return () => this.listeners.delete(listener);
+	}
+
+	wake(): void {
+		if (this.reading) {
+			this.again = true;
+			return;
+		}
+		this.reading = this.readAll()
+			.catch((err) => log.warn({ err: loggableError(err) }, 'event bus read failed'))
+			.finally(() => {
+				this.reading = undefined;
+				if (this.again) {
+					this.again = false;
+					this.wake();
+				}
+			});
+	}
+
+	private async readAll(): Promise<void> {
+		for (;;) {
+			const rows = await readEvents({ after: this.cursor, limit: 2_000 });
+			for (const row of rows) {
+				this.cursor = row.id;
+				for (const listener of this.listeners) {
+					try {
+						listener(row);
+					} catch (err) {
+						log.warn({ err: loggableError(err) }, 'event listener threw');
+					}
+				}
+			}
+			if (rows.length < 2_000) return;
+		}
+	}
+}
+
+/** Events after `after` in id order, optionally for one run. */
+export async function readEvents(q: { after: number; limit: number; runId?: string }): Promise<EngineEvent[]> {
+	const rows = await db()
+		.select()
+		.from(events)
+		.where(and(gt(events.id, q.after), q.runId ? eq(events.runId, q.runId) : undefined))
+		.orderBy(asc(events.id))
+		.limit(q.limit);
+	return rows.map(presentEvent);
+}
+
+const writer = new EventWriter();
+export const eventBus = new EventBus();
+
+export function recordEvent(event: NewEvent): Promise<void> {
+	return writer.record(event);
+}
+
+export function drainEvents(): Promise<void> {
+	return writer.drain();
+}

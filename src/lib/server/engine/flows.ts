@@ -1,0 +1,82 @@
+import type { Node } from '$lib/server/db/schema';
+import type { ExecResult, SshConnection } from '$lib/server/ssh/connection';
+import type { ShellCommand } from '$lib/server/ssh/shell';
+
+/**
+ * A flow is what a run's tasks do on each node: a plain declaration of steps. Later features (code sync,
+ * apt, certificates, A/B images) each declare one; the engine runs them all the same way.
+ */
+export interface Flow<Params = Record<string, unknown>> {
+	/** The run kind this flow executes; also names its pg-boss queue. */
+	kind: string;
+	/** Checks and normalises a run's parameters before any task starts; throw a ServiceError to refuse. */
+	parseParams?(params: unknown): Params;
+	steps: Step<Params>[];
+	/**
+	 * After a crash the engine does not know how far a task got. `inspect` looks at the node's real state
+	 * and says what to do: `completed` (the work is done), `restart` (nothing happened, run it again) or
+	 * `rollback` (undo every step that started). Without it the engine rolls back.
+	 */
+	inspect?(ctx: StepContext<Params>): Promise<'completed' | 'restart' | 'rollback'>;
+	/** Health verification after a rollback; throwing marks the task as needing attention. */
+	verify?(ctx: StepContext<Params>): Promise<void>;
+}
+
+export interface Step<Params = Record<string, unknown>> {
+	name: string;
+	do(ctx: StepContext<Params>): Promise<void>;
+	/** Reverses `do`. Must be safe to run more than once: after a crash it may run on a half-done step. */
+	undo?(ctx: StepContext<Params>): Promise<void>;
+	/** The step's whole budget, commands included. */
+	deadlineMs?: number;
+	/** Only for steps that are idempotent: running them twice must equal running them once. */
+	retry?: { attempts: number; delayMs: number };
+}
+
+export interface StepContext<Params = Record<string, unknown>> {
+	readonly task: { id: string; runId: string; attempt: number };
+	readonly node: Node;
+	readonly params: Params;
+	/** Kept in the task row after every step, so an undo after a crash still knows (e.g. the previous commit). */
+	readonly memo: Record<string, unknown>;
+	/** Aborted on cancel, on the step's deadline and when this instance loses the task's lease. */
+	readonly signal: AbortSignal;
+	readonly ssh: SshConnection;
+	/**
+	 * Runs a command on the node, streaming its output to the task's log. A non-zero exit (other than
+	 * those in `okExitCodes`) fails the step.
+	 */
+	exec(command: ShellCommand, options?: { deadlineMs?: number; okExitCodes?: number[] }): Promise<ExecResult>;
+	/** A line of the engine's own in the task's log. */
+	log(line: string): void;
+	/** Ends the task as skipped, with the reason, after undoing what completed. */
+	skip(reason: string): never;
+}
+
+/** Thrown by `ctx.skip`. */
+export class SkipTask extends Error {}
+
+/** A step failed in a way the flow describes (a command's exit code, a failed check). */
+export class StepFailed extends Error {
+	constructor(
+		message: string,
+		readonly exitCode: number | null = null
+	) {
+		super(message);
+	}
+}
+
+const registry = new Map<string, Flow>();
+
+export function registerFlow<P>(flow: Flow<P>): void {
+	if (!/^[a-z][a-z0-9-]{0,40}$/.test(flow.kind)) throw new Error(`Invalid flow kind ${flow.kind}`);
+	registry.set(flow.kind, flow as unknown as Flow);
+}
+
+export function flowFor(kind: string): Flow | undefined {
+	return registry.get(kind);
+}
+
+export function registeredKinds(): string[] {
+	return [...registry.keys()];
+}

@@ -1,0 +1,103 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { RunState, Task } from '$lib/server/db/schema';
+
+/** One registry for the console, served at /metrics. */
+export const registry = new Registry();
+collectDefaultMetrics({ register: registry, prefix: 'flotilla_process_' });
+
+const runsTotal = new Counter({
+	name: 'flotilla_runs_total',
+	help: 'Runs that ended, by kind and outcome',
+	labelNames: ['kind', 'outcome'],
+	registers: [registry]
+});
+const tasksTotal = new Counter({
+	name: 'flotilla_tasks_total',
+	help: 'Tasks that ended, by outcome',
+	labelNames: ['outcome'],
+	registers: [registry]
+});
+const stepSeconds = new Histogram({
+	name: 'flotilla_step_duration_seconds',
+	help: 'How long steps took, by flow kind, step, phase and outcome',
+	labelNames: ['kind', 'step', 'phase', 'outcome'],
+	buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+	registers: [registry]
+});
+const rollbacks = new Counter({
+	name: 'flotilla_rollbacks_total',
+	help: 'Rollbacks the engine started, by flow kind',
+	labelNames: ['kind'],
+	registers: [registry]
+});
+const sshActive = new Gauge({
+	name: 'flotilla_ssh_connections_active',
+	help: 'SSH connections the engine holds open now',
+	registers: [registry]
+});
+
+// The names the appliance update seed (seeds/002) defines, kept so its dashboards work unchanged.
+const updateApplySeconds = new Histogram({
+	name: 'update_apply_seconds',
+	help: 'Time from a task starting to its update being applied and verified (succeeded tasks)',
+	buckets: [0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800],
+	registers: [registry]
+});
+const updateRollbackCount = new Counter({
+	name: 'update_rollback_count',
+	help: 'Number of automatic rollbacks',
+	registers: [registry]
+});
+let succeeded = 0;
+let ended = 0;
+new Gauge({
+	name: 'update_success_rate',
+	help: 'Percentage of tasks that succeeded, of those that ended since the console started',
+	registers: [registry],
+	collect() {
+		this.set(ended ? (succeeded * 100) / ended : 100);
+	}
+});
+
+let depthSource: () => Promise<number> = async () => 0;
+new Gauge({
+	name: 'flotilla_queue_depth',
+	help: 'Jobs waiting in the engine queues',
+	registers: [registry],
+	async collect() {
+		this.set(await depthSource());
+	}
+});
+
+export function useQueueDepth(source: () => Promise<number>): void {
+	depthSource = source;
+}
+
+export function runFinished(kind: string, state: RunState): void {
+	runsTotal.inc({ kind, outcome: state });
+}
+
+export function taskFinished(task: Task): void {
+	tasksTotal.inc({ outcome: task.state });
+	if (task.state === 'skipped' || task.state === 'cancelled') return;
+	ended++;
+	if (task.state === 'succeeded') {
+		succeeded++;
+		if (task.startedAt && task.endedAt) {
+			updateApplySeconds.observe((task.endedAt.getTime() - task.startedAt.getTime()) / 1000);
+		}
+	}
+}
+
+export function stepFinished(kind: string, step: string, phase: string, outcome: string, seconds: number): void {
+	stepSeconds.observe({ kind, step, phase, outcome }, seconds);
+}
+
+export function rollbackPerformed(kind: string): void {
+	rollbacks.inc({ kind });
+	updateRollbackCount.inc();
+}
+
+export function sshConnectionsChanged(delta: number): void {
+	sshActive.inc(delta);
+}

@@ -1,0 +1,468 @@
+import { and, asc, eq, inArray, sql } from 'drizzle-orm';
+import { db } from '$lib/server/db';
+import { runs, taskSteps, tasks, type Node, type StepPhase, type Task, type TaskState } from '$lib/server/db/schema';
+import { getNode, sshTargetFor } from '$lib/server/fleet/nodes';
+import { log, loggableError } from '$lib/server/log';
+import { connect, type SshConnection } from '$lib/server/ssh/connection';
+import { SshError } from '$lib/server/ssh/errors';
+import { dispatchRun } from './dispatch';
+import { recordEvent } from './events';
+import { flowFor, SkipTask, StepFailed, type Flow, type Step, type StepContext } from './flows';
+import { sshConnectionsChanged, stepFinished, taskFinished, rollbackPerformed } from './metrics';
+import { TaskOutput } from './output';
+import { instanceId, settings } from './runtime';
+
+const DEFAULT_STEP_DEADLINE_MS = 5 * 60_000;
+
+/** Why a running task was interrupted. */
+type AbortReason = 'cancelled' | 'lease_lost' | 'deadline' | 'shutdown';
+
+class Interrupted extends Error {
+	constructor(readonly reason: AbortReason) {
+		super(
+			{
+				cancelled: 'Cancelled by an operator',
+				lease_lost: 'This console lost the task to another instance',
+				deadline: 'The step passed its deadline',
+				shutdown: 'The console is shutting down'
+			}[reason]
+		);
+	}
+}
+
+/** Tasks this instance is executing, so that cancels and lease losses can reach them. */
+const active = new Map<string, { runId: string; controller: AbortController }>();
+
+export function activeTaskCount(): number {
+	return active.size;
+}
+
+/** Aborts this instance's tasks of a run (a cancel from any instance arrives here through the event bus). */
+export function interruptRun(runId: string, reason: AbortReason): void {
+	for (const a of active.values()) if (a.runId === runId) a.controller.abort(new Interrupted(reason));
+}
+
+export function interruptAll(reason: AbortReason): void {
+	for (const a of active.values()) a.controller.abort(new Interrupted(reason));
+}
+
+/** Extends the leases of every task this instance runs; a task whose lease is gone is stopped at once. */
+export async function renewLeases(): Promise<void> {
+	if (!active.size) return;
+	const renewed = await db()
+		.update(tasks)
+		.set({ leaseExpiresAt: sql`now() + ${`${settings().leaseMs} milliseconds`}::interval` })
+		.where(and(eq(tasks.leaseOwner, instanceId), eq(tasks.state, 'running')))
+		.returning({ id: tasks.id });
+	const mine = new Set(renewed.map((r) => r.id));
+	for (const [taskId, a] of active) {
+		if (!mine.has(taskId)) a.controller.abort(new Interrupted('lease_lost'));
+	}
+}
+
+type Claim =
+	{ kind: 'claimed'; task: Task; recovering: boolean } | { kind: 'done' } | { kind: 'retry_later'; why: string };
+
+/**
+ * Takes a task for this instance: a queued one, or a running one whose owner stopped renewing its lease
+ * (it crashed). The unique index on running tasks per node refuses a second task on a busy node.
+ */
+async function claimTask(taskId: string): Promise<Claim> {
+	try {
+		return await db().transaction(async (tx) => {
+			const [task] = await tx.select().from(tasks).where(eq(tasks.id, taskId)).for('update');
+			if (!task || (task.state !== 'queued' && task.state !== 'running')) return { kind: 'done' };
+			const [run] = await tx.select({ state: runs.state }).from(runs).where(eq(runs.id, task.runId));
+			const now = Date.now();
+			if (task.state === 'running' && task.leaseExpiresAt && task.leaseExpiresAt.getTime() > now) {
+				return task.leaseOwner === instanceId && active.has(taskId)
+					? { kind: 'done' }
+					: { kind: 'retry_later', why: `held by ${task.leaseOwner}` };
+			}
+			if (task.state === 'queued' && run?.state === 'paused') {
+				// Paused after this job was sent: give the slot back; resume dispatches the task again.
+				await tx.update(tasks).set({ dispatchedAt: null, jobId: null }).where(eq(tasks.id, taskId));
+				return { kind: 'done' };
+			}
+			if (task.state === 'queued' && run?.state === 'cancelled') return { kind: 'done' };
+			const [claimed] = await tx
+				.update(tasks)
+				.set({
+					state: 'running',
+					leaseOwner: instanceId,
+					leaseExpiresAt: sql`now() + ${`${settings().leaseMs} milliseconds`}::interval`,
+					attempt: task.attempt + 1,
+					startedAt: task.startedAt ?? new Date(),
+					error: null
+				})
+				.where(eq(tasks.id, taskId))
+				.returning();
+			return { kind: 'claimed', task: claimed!, recovering: task.state === 'running' };
+		});
+	} catch (err) {
+		if (isUniqueViolation(err)) return { kind: 'retry_later', why: 'the node is running another task' };
+		throw err;
+	}
+}
+
+function isUniqueViolation(err: unknown): boolean {
+	for (let e = err as { code?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+		if (e.code === '23505') return true;
+	}
+	return false;
+}
+
+/** Thrown to pg-boss so that it retries the job later. */
+export class RetryLater extends Error {}
+
+/**
+ * Executes one task: the pg-boss handler. Whatever happens on the node, the task ends in a true terminal
+ * state in the database, or (when this instance loses its lease) is left for the instance that took it.
+ */
+export async function executeTask(taskId: string): Promise<void> {
+	const claim = await claimTask(taskId);
+	if (claim.kind === 'done') return;
+	if (claim.kind === 'retry_later') throw new RetryLater(`Task ${taskId} not claimed: ${claim.why}`);
+	const { task, recovering } = claim;
+	const controller = new AbortController();
+	active.set(task.id, { runId: task.runId, controller });
+	const output = new TaskOutput({ runId: task.runId, taskId: task.id, nodeId: task.nodeId });
+	let conn: SshConnection | undefined;
+	try {
+		const [run] = await db().select().from(runs).where(eq(runs.id, task.runId));
+		const flow = run && flowFor(run.kind);
+		if (!run || !flow) {
+			await finishTask(task, 'failed', { error: `No flow for run kind ${run?.kind}` });
+			return;
+		}
+		if (run.state === 'cancelled' && !recovering) {
+			await finishTask(task, 'cancelled', { error: 'The run was cancelled before this task started' });
+			return;
+		}
+		await emitTaskState(task, 'running', { attempt: task.attempt, recovering });
+		const node = await getNode(task.nodeId);
+		try {
+			conn = await connect(await sshTargetFor(node), { readyTimeoutMs: 15_000 });
+			sshConnectionsChanged(+1);
+		} catch (err) {
+			const message = err instanceof SshError ? err.message : (err as Error).message;
+			// After a crash the node's state is unknown until someone can look at it.
+			await finishTask(task, 'failed', { error: `Cannot reach the node: ${message}`, needsAttention: recovering });
+			return;
+		}
+		const pipeline = new Pipeline(flow, task, node, conn, run.params, output, controller.signal, run.kind);
+		const outcome = recovering ? await pipeline.recover() : await pipeline.run();
+		if (outcome.state === 'abandoned') return;
+		await output.close();
+		await finishTask(task, outcome.state, outcome);
+	} catch (err) {
+		if (err instanceof Interrupted && err.reason === 'lease_lost') return;
+		log.error({ err: loggableError(err), taskId }, 'task failed unexpectedly');
+		await finishTask(task, 'failed', { error: `Engine error: ${(err as Error).message}`, needsAttention: true }).catch(
+			() => {}
+		);
+	} finally {
+		await output.close();
+		if (conn) {
+			conn.close();
+			sshConnectionsChanged(-1);
+		}
+		active.delete(task.id);
+		await dispatchRun(task.runId).catch((err) => log.warn({ err: loggableError(err) }, 'dispatch after task failed'));
+	}
+}
+
+async function emitTaskState(task: Task, state: TaskState, data: Record<string, unknown> = {}): Promise<void> {
+	await recordEvent({
+		type: 'task.state',
+		runId: task.runId,
+		taskId: task.id,
+		nodeId: task.nodeId,
+		data: { state, node: task.nodeName, ...data }
+	});
+}
+
+interface Outcome {
+	state: TaskState | 'abandoned';
+	error?: string | null;
+	needsAttention?: boolean;
+}
+
+/** Writes the task's end, only if this instance still holds it. */
+async function finishTask(task: Task, state: TaskState, o: Omit<Outcome, 'state'> = {}): Promise<void> {
+	const [row] = await db()
+		.update(tasks)
+		.set({
+			state,
+			error: o.error ?? null,
+			needsAttention: o.needsAttention ?? false,
+			currentStep: null,
+			leaseOwner: null,
+			leaseExpiresAt: null,
+			endedAt: new Date()
+		})
+		.where(and(eq(tasks.id, task.id), eq(tasks.leaseOwner, instanceId), inArray(tasks.state, ['running'])))
+		.returning();
+	if (!row) return;
+	taskFinished(row);
+	await emitTaskState(task, state, { error: o.error ?? null, needs_attention: o.needsAttention ?? false });
+}
+
+/** Runs a flow's steps on one node with rollback; one instance per task execution. */
+class Pipeline {
+	private memo: Record<string, unknown>;
+
+	constructor(
+		private readonly flow: Flow,
+		private readonly task: Task,
+		private readonly node: Node,
+		private readonly conn: SshConnection,
+		private readonly params: Record<string, unknown>,
+		private readonly output: TaskOutput,
+		private readonly signal: AbortSignal,
+		private readonly kind: string
+	) {
+		this.memo = { ...task.memo };
+	}
+
+	async run(): Promise<Outcome> {
+		const completed: Step[] = [];
+		for (const step of this.flow.steps) {
+			const result = await this.runStep(step, 'do');
+			if (result === 'ok') {
+				completed.push(step);
+				continue;
+			}
+			if (result instanceof Interrupted && result.reason === 'lease_lost') return { state: 'abandoned' };
+			const cancelled =
+				result instanceof Interrupted && (result.reason === 'cancelled' || result.reason === 'shutdown');
+			const skipped = result instanceof SkipTask;
+			const rollback = await this.rollback(completed);
+			if (rollback === 'abandoned') return { state: 'abandoned' };
+			const error = skipped ? result.message : `${step.name}: ${(result as Error).message}`;
+			if (rollback === 'failed') return { state: 'failed', error, needsAttention: true };
+			if (cancelled) return { state: 'cancelled', error };
+			if (skipped) return { state: 'skipped', error };
+			return { state: completed.length ? 'rolled_back' : 'failed', error };
+		}
+		return { state: 'succeeded' };
+	}
+
+	/**
+	 * A task found running with an expired lease: its instance died. The flow's `inspect` says what the
+	 * node really is; without one, every step that started is undone.
+	 */
+	async recover(): Promise<Outcome> {
+		const started = await db()
+			.select({ name: taskSteps.name })
+			.from(taskSteps)
+			.where(and(eq(taskSteps.taskId, this.task.id), eq(taskSteps.phase, 'do')))
+			.orderBy(asc(taskSteps.id));
+		// Steps that ended before the crash, and the one in flight, which may have half-happened.
+		await db()
+			.update(taskSteps)
+			.set({ state: 'failed', error: 'The console stopped during this step', endedAt: new Date() })
+			.where(and(eq(taskSteps.taskId, this.task.id), eq(taskSteps.state, 'running')));
+		this.output.add('engine', `Recovering after the console stopped (attempt ${this.task.attempt})`);
+		type Decision = 'completed' | 'restart' | 'rollback';
+		let decision: Decision = 'rollback';
+		if (this.flow.inspect) {
+			const inspect = this.flow.inspect;
+			const found: { value: Decision } = { value: 'rollback' };
+			const r = await this.runStep(
+				{
+					name: 'inspect',
+					do: async (ctx) => {
+						found.value = await inspect(ctx);
+					}
+				},
+				'inspect'
+			);
+			if (r instanceof Interrupted && r.reason === 'lease_lost') return { state: 'abandoned' };
+			if (r !== 'ok') return { state: 'failed', error: `inspect: ${r.message}`, needsAttention: true };
+			decision = found.value;
+		}
+		this.output.add('engine', `Inspection: ${decision}`);
+		if (decision === 'completed') return { state: 'succeeded' };
+		if (decision === 'restart') return this.run();
+		const names = new Set(started.map((s) => s.name));
+		const toUndo = this.flow.steps.filter((s) => names.has(s.name));
+		const rollback = await this.rollback(toUndo);
+		if (rollback === 'abandoned') return { state: 'abandoned' };
+		const error = 'The console stopped mid-task; what had started was rolled back';
+		if (rollback === 'failed') return { state: 'failed', error, needsAttention: true };
+		return { state: toUndo.length ? 'rolled_back' : 'failed', error };
+	}
+
+	/** Undoes completed steps in reverse, then verifies health. A cancel does not stop a rollback. */
+	private async rollback(completed: Step[]): Promise<'ok' | 'failed' | 'abandoned'> {
+		const undoable = completed.filter((s) => s.undo).reverse();
+		if (!undoable.length) return 'ok';
+		rollbackPerformed(this.kind);
+		for (const step of undoable) {
+			const r = await this.runStep({ ...step, do: step.undo!, retry: step.retry }, 'undo', true);
+			if (r instanceof Interrupted && r.reason === 'lease_lost') return 'abandoned';
+			if (r !== 'ok') return 'failed';
+		}
+		if (this.flow.verify) {
+			const verify = this.flow.verify;
+			const r = await this.runStep({ name: 'verify', do: verify }, 'verify', true);
+			if (r instanceof Interrupted && r.reason === 'lease_lost') return 'abandoned';
+			if (r !== 'ok') return 'failed';
+		}
+		return 'ok';
+	}
+
+	/**
+	 * Runs one step with its deadline and retries; records it and its output. Returns 'ok' or why it failed.
+	 * `ignoreCancel` lets rollback steps run to the end after an operator's cancel.
+	 */
+	private async runStep(step: Step, phase: StepPhase, ignoreCancel = false): Promise<'ok' | Error> {
+		const attempts = Math.max(1, step.retry?.attempts ?? 1);
+		let last: Error = new Error('not run');
+		for (let attempt = 1; attempt <= attempts; attempt++) {
+			if (!ignoreCancel && this.signal.aborted) return this.signal.reason as Error;
+			if (this.signal.aborted && (this.signal.reason as Interrupted).reason === 'lease_lost') {
+				return this.signal.reason as Error;
+			}
+			const result = await this.attemptStep(step, phase, attempt, ignoreCancel);
+			if (result === 'ok') return 'ok';
+			last = result;
+			if (result instanceof Interrupted || result instanceof SkipTask || attempt === attempts) break;
+			this.output.add('engine', `${step.name} failed (${result.message}); retrying in ${step.retry!.delayMs} ms`);
+			await new Promise((r) => setTimeout(r, step.retry!.delayMs));
+		}
+		return last;
+	}
+
+	private async attemptStep(
+		step: Step,
+		phase: StepPhase,
+		attempt: number,
+		ignoreCancel: boolean
+	): Promise<'ok' | Error> {
+		const deadlineMs = step.deadlineMs ?? DEFAULT_STEP_DEADLINE_MS;
+		const stepController = new AbortController();
+		const onAbort = () => {
+			const reason = this.signal.reason as Interrupted;
+			if (ignoreCancel && reason.reason !== 'lease_lost') return;
+			stepController.abort(reason);
+		};
+		this.signal.addEventListener('abort', onAbort);
+		if (this.signal.aborted) onAbort();
+		const deadline = setTimeout(() => stepController.abort(new Interrupted('deadline')), deadlineMs);
+		const [row] = await db()
+			.insert(taskSteps)
+			.values({ taskId: this.task.id, name: step.name, phase, attempt, state: 'running' })
+			.returning({ id: taskSteps.id, startedAt: taskSteps.startedAt });
+		await db().update(tasks).set({ currentStep: step.name }).where(eq(tasks.id, this.task.id));
+		this.output.setStep(step.name);
+		void recordEvent({
+			type: 'step.started',
+			runId: this.task.runId,
+			taskId: this.task.id,
+			nodeId: this.task.nodeId,
+			data: { name: step.name, phase, attempt, node: this.task.nodeName }
+		});
+		const started = performance.now();
+		let exitCode: number | null = null;
+		let error: Error | undefined;
+		try {
+			await Promise.race([
+				step.do(this.context(stepController.signal, deadlineMs, (code) => (exitCode = code))),
+				new Promise<never>((_, reject) => {
+					const fail = () => reject(stepController.signal.reason);
+					if (stepController.signal.aborted) fail();
+					stepController.signal.addEventListener('abort', fail, { once: true });
+				})
+			]);
+		} catch (err) {
+			error = err instanceof Error ? err : new Error(String(err));
+			if (stepController.signal.aborted && !(error instanceof Interrupted)) {
+				error = stepController.signal.reason as Error;
+			}
+		} finally {
+			clearTimeout(deadline);
+			this.signal.removeEventListener('abort', onAbort);
+		}
+		const durationMs = Math.round(performance.now() - started);
+		const state = error
+			? error instanceof Interrupted && error.reason === 'cancelled'
+				? 'cancelled'
+				: 'failed'
+			: 'succeeded';
+		if (error && !(error instanceof SkipTask)) this.output.add('engine', `${step.name}: ${error.message}`);
+		if (error instanceof SkipTask) this.output.add('engine', `Skipped: ${error.message}`);
+		const lost = error instanceof Interrupted && error.reason === 'lease_lost';
+		if (!lost) {
+			await db()
+				.update(taskSteps)
+				.set({
+					state: error instanceof SkipTask ? 'succeeded' : state,
+					exitCode,
+					error: error?.message ?? null,
+					endedAt: new Date()
+				})
+				.where(eq(taskSteps.id, row!.id));
+			await db().update(tasks).set({ memo: this.memo }).where(eq(tasks.id, this.task.id));
+		}
+		stepFinished(this.kind, step.name, phase, error ? 'failed' : 'succeeded', durationMs / 1000);
+		void recordEvent({
+			type: 'step.ended',
+			runId: this.task.runId,
+			taskId: this.task.id,
+			nodeId: this.task.nodeId,
+			data: {
+				name: step.name,
+				phase,
+				attempt,
+				state,
+				exit_code: exitCode,
+				duration_ms: durationMs,
+				error: error?.message ?? null,
+				node: this.task.nodeName
+			}
+		});
+		return error ?? 'ok';
+	}
+
+	private context(signal: AbortSignal, stepDeadlineMs: number, setExit: (code: number | null) => void): StepContext {
+		const output = this.output;
+		const conn = this.conn;
+		const stepStarted = performance.now();
+		return {
+			task: { id: this.task.id, runId: this.task.runId, attempt: this.task.attempt },
+			node: this.node,
+			params: this.params,
+			memo: this.memo,
+			signal,
+			ssh: conn,
+			log: (line) => output.add('engine', line),
+			skip: (reason) => {
+				throw new SkipTask(reason);
+			},
+			async exec(command, options = {}) {
+				const remaining = stepDeadlineMs - (performance.now() - stepStarted);
+				const deadlineMs = Math.max(1_000, Math.min(options.deadlineMs ?? remaining, remaining));
+				const result = await conn.exec(command, {
+					deadlineMs,
+					signal,
+					onLine: ({ stream, line }) => output.add(stream === 'stdout' ? 'out' : 'err', line)
+				});
+				setExit(result.exitCode);
+				if (result.cancelled) throw signal.reason ?? new Interrupted('cancelled');
+				if (result.timedOut)
+					throw new StepFailed(`timed out after ${Math.round(deadlineMs / 1000)} s`, result.exitCode);
+				const ok = options.okExitCodes ?? [0];
+				if (result.exitCode === null || !ok.includes(result.exitCode)) {
+					const detail = result.stderr.trim().split('\n').at(-1) || result.signal || '';
+					throw new StepFailed(
+						`exited with ${result.exitCode ?? result.signal}${detail ? `: ${detail}` : ''}`,
+						result.exitCode
+					);
+				}
+				return result;
+			}
+		};
+	}
+}

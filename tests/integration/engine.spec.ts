@@ -1,0 +1,231 @@
+import { randomBytes } from 'node:crypto';
+import { and, asc, eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemActor } from '../../src/lib/server/audit';
+import { useMasterKey } from '../../src/lib/server/crypto/master-key';
+import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
+import { events, tasks } from '../../src/lib/server/db/schema';
+import { registerFlow } from '../../src/lib/server/engine/flows';
+import { startEngine, stopEngine } from '../../src/lib/server/engine';
+import { cancelRun, createRun, getRun, pauseRun, resumeRun, retryFailed } from '../../src/lib/server/engine/runs';
+import { backends } from '../support/databases';
+import { waitFor, waitForRun } from '../support/engine';
+import { sequenceFlow } from '../support/flows';
+import { startSimFleet, type SimFleet } from '../support/sim-fleet';
+
+registerFlow(sequenceFlow);
+
+describe.each(backends)('the update engine on $name', ({ open }) => {
+	let handle: DatabaseHandle;
+	let fleet: SimFleet;
+	beforeAll(async () => {
+		handle = await open();
+		useDatabase(handle);
+		useMasterKey(randomBytes(32));
+		fleet = await startSimFleet(20, 'eng');
+		await startEngine({ concurrency: 50, leaseMs: 5_000, sweepMs: 1_000 });
+	}, 60_000);
+	afterAll(async () => {
+		await stopEngine();
+		await fleet?.stop();
+		useMasterKey(undefined);
+		useDatabase(undefined);
+		await handle?.close();
+	});
+
+	const outputOf = async (taskId: string) => {
+		const rows = await db()
+			.select()
+			.from(events)
+			.where(and(eq(events.taskId, taskId), eq(events.type, 'task.output')))
+			.orderBy(asc(events.id));
+		return rows.flatMap((r) =>
+			(r.data.lines as { s: string; t: string }[]).filter((l) => l.s === 'out').map((l) => l.t)
+		);
+	};
+
+	it('runs every step of every task and ends succeeded, within the run concurrency', async () => {
+		const run = await createRun(systemActor, {
+			kind: 'test-sequence',
+			title: 'all good',
+			nodeIds: fleet.nodeIds,
+			params: { sleep_s: 0.05 },
+			options: { concurrency: 5 }
+		});
+		const done = await waitForRun(run.id, ['succeeded', 'failed']);
+		expect(done.state).toBe('succeeded');
+		expect(done.counts).toMatchObject({ total: 20, succeeded: 20 });
+		for (const t of done.tasks) {
+			expect(t.steps.map((s) => `${s.phase}:${s.name}:${s.state}`)).toEqual([
+				'do:step-1:succeeded',
+				'do:step-2:succeeded',
+				'do:step-3:succeeded',
+				'do:step-4:succeeded'
+			]);
+		}
+		expect(await outputOf(done.tasks[0]!.id)).toEqual(['do-1', 'do-2', 'do-3', 'do-4']);
+		// No more than 5 tasks were ever running at once.
+		const spans = done.tasks.map((t) => [t.startedAt!.getTime(), t.endedAt!.getTime()] as const);
+		const peak = Math.max(...spans.map(([s]) => spans.filter(([a, b]) => a <= s && s < b).length));
+		expect(peak).toBeLessThanOrEqual(5);
+		expect(peak).toBeGreaterThan(1);
+	});
+
+	it.each([1, 2, 3, 4])('a failure at step %i rolls back exactly the completed steps, in reverse', async (at) => {
+		const run = await createRun(systemActor, {
+			kind: 'test-sequence',
+			title: `fail at ${at}`,
+			nodeIds: fleet.nodeIds.slice(0, 2),
+			params: { fail_at: at }
+		});
+		const done = await waitForRun(run.id, ['succeeded', 'failed']);
+		expect(done.state).toBe('failed');
+		for (const t of done.tasks) {
+			const expected = [
+				...Array.from({ length: at - 1 }, (_, i) => `do:step-${i + 1}:succeeded`),
+				`do:step-${at}:failed`,
+				...Array.from({ length: at - 1 }, (_, i) => `undo:step-${at - 1 - i}:succeeded`)
+			];
+			expect(t.steps.map((s) => `${s.phase}:${s.name}:${s.state}`)).toEqual(expected);
+			expect(t.state).toBe(at === 1 ? 'failed' : 'rolled_back');
+			expect(t.error).toContain(`step-${at}: exited with 1: fail-${at}`);
+			expect(t.needsAttention).toBe(false);
+			expect(await outputOf(t.id)).toEqual([
+				...Array.from({ length: at - 1 }, (_, i) => `do-${i + 1}`),
+				...Array.from({ length: at - 1 }, (_, i) => `undo-${at - 1 - i}`)
+			]);
+		}
+	});
+
+	it('a rollback that fails leaves the task failed and needing attention', async () => {
+		const run = await createRun(systemActor, {
+			kind: 'test-sequence',
+			title: 'undo fails',
+			nodeIds: fleet.nodeIds.slice(0, 1),
+			params: { fail_at: 3, undo_fails_at: 2 }
+		});
+		const done = await waitForRun(run.id, ['failed']);
+		const [t] = done.tasks;
+		expect(t!.state).toBe('failed');
+		expect(t!.needsAttention).toBe(true);
+		expect(t!.steps.map((s) => `${s.phase}:${s.name}:${s.state}`)).toEqual([
+			'do:step-1:succeeded',
+			'do:step-2:succeeded',
+			'do:step-3:failed',
+			'undo:step-2:failed'
+		]);
+		expect(done.counts.needs_attention).toBe(1);
+	});
+
+	it('a hung node fails at its deadline without holding up the others', async () => {
+		const hung = fleet.hosts[3]!.name;
+		const started = Date.now();
+		const run = await createRun(systemActor, {
+			kind: 'test-sequence',
+			title: 'one hangs',
+			nodeIds: fleet.nodeIds.slice(0, 8),
+			params: { hang_at: 2, on: [hung], step_deadline_ms: 2_000 },
+			options: { concurrency: 8 }
+		});
+		const done = await waitForRun(run.id, ['failed']);
+		const others = done.tasks.filter((t) => t.nodeName !== hung);
+		expect(others.every((t) => t.state === 'succeeded')).toBe(true);
+		// The others finished long before the hung node's deadline.
+		expect(Math.max(...others.map((t) => t.endedAt!.getTime())) - started).toBeLessThan(2_000);
+		const h = done.tasks.find((t) => t.nodeName === hung)!;
+		expect(h.state).toBe('rolled_back');
+		expect(h.error).toMatch(/step-2: timed out after 2 s/);
+	});
+
+	it('cancel stops queued tasks at once and kills and rolls back the running ones', async () => {
+		const run = await createRun(systemActor, {
+			kind: 'test-sequence',
+			title: 'to cancel',
+			nodeIds: fleet.nodeIds,
+			params: { hang_at: 2 },
+			options: { concurrency: 4 }
+		});
+		await waitFor('four tasks hanging in step 2', async () => {
+			const r = await getRun(run.id);
+			return r.tasks.filter((t) => t.currentStep === 'step-2').length === 4;
+		});
+		const cancelStarted = Date.now();
+		await cancelRun(systemActor, run.id);
+		const done = await waitForRun(run.id, ['cancelled'], 10_000);
+		expect(Date.now() - cancelStarted).toBeLessThan(5_000);
+		expect(done.counts).toMatchObject({ total: 20, cancelled: 20 });
+		const ran = done.tasks.filter((t) => t.steps.length);
+		expect(ran).toHaveLength(4);
+		for (const t of ran) {
+			expect(t.steps.map((s) => `${s.phase}:${s.name}:${s.state}`)).toEqual([
+				'do:step-1:succeeded',
+				'do:step-2:cancelled',
+				'undo:step-1:succeeded'
+			]);
+		}
+	});
+
+	it('pause stops dispatching; resume carries on to the end', async () => {
+		const run = await createRun(systemActor, {
+			kind: 'test-sequence',
+			title: 'pause me',
+			nodeIds: fleet.nodeIds.slice(0, 10),
+			params: { sleep_s: 0.1 },
+			options: { concurrency: 2 }
+		});
+		await waitFor('a task running', async () => (await getRun(run.id)).counts.running > 0);
+		await pauseRun(systemActor, run.id);
+		const paused = await waitFor('running tasks to finish', async () => {
+			const r = await getRun(run.id);
+			return r.counts.running === 0 && r;
+		});
+		const ended = paused.counts.succeeded;
+		expect(ended).toBeLessThan(10);
+		await new Promise((r) => setTimeout(r, 1_500));
+		const still = await getRun(run.id);
+		expect(still.state).toBe('paused');
+		expect(still.counts.succeeded).toBe(ended);
+		expect(still.counts.queued).toBe(10 - ended);
+		await resumeRun(systemActor, run.id);
+		const done = await waitForRun(run.id, ['succeeded']);
+		expect(done.counts.succeeded).toBe(10);
+	});
+
+	it('pauses itself when failures pass the threshold; retry-failed reruns just the failed nodes', async () => {
+		const failing = fleet.hosts.slice(0, 3).map((h) => h.name);
+		const run = await createRun(systemActor, {
+			kind: 'test-sequence',
+			title: 'threshold',
+			nodeIds: fleet.nodeIds,
+			params: { fail_at: 2, on: failing },
+			options: { concurrency: 1, maxFailures: 2 }
+		});
+		const paused = await waitForRun(run.id, ['paused']);
+		expect(paused.reason).toMatch(/3 tasks failed, more than the 2 allowed/);
+		expect(paused.counts.rolled_back).toBe(3);
+		expect(paused.counts.queued).toBe(17);
+		await cancelRun(systemActor, run.id);
+		await waitForRun(run.id, ['cancelled']);
+		const retry = await retryFailed(systemActor, run.id);
+		expect(retry.parentRunId).toBe(run.id);
+		const rows = await db().select().from(tasks).where(eq(tasks.runId, retry.id));
+		expect(rows.map((t) => t.nodeName).sort()).toEqual([...failing].sort());
+		await waitForRun(retry.id, ['paused', 'failed']);
+	});
+
+	it('a failure in a critical phase (control plane first) skips every later phase', async () => {
+		const control = new Set(fleet.nodeIds.slice(0, 2));
+		const run = await createRun(systemActor, {
+			kind: 'test-sequence',
+			title: 'control plane fails',
+			nodeIds: fleet.nodeIds.slice(0, 8),
+			params: { fail_at: 1, on: [fleet.hosts[1]!.name] },
+			options: { concurrency: 8, criticalPhases: [0] },
+			phaseOf: (id) => (control.has(id) ? 0 : 1)
+		});
+		const done = await waitForRun(run.id, ['failed']);
+		expect(done.counts).toMatchObject({ succeeded: 1, failed: 1, skipped: 6 });
+		expect(done.reason).toMatch(/failed in phase 0/);
+		expect(done.tasks.filter((t) => t.phase === 1).every((t) => t.steps.length === 0)).toBe(true);
+	});
+});

@@ -17,7 +17,9 @@ const envSchema = z.object({
 	FLOTILLA_SECRET_KEY: z.string().optional(),
 	FLOTILLA_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 	FLOTILLA_MIGRATIONS_DIR: z.string().min(1).default('./drizzle'),
-	FLOTILLA_DEMO: z.enum(['0', '1'], { error: 'must be 0 or 1' }).default('0')
+	FLOTILLA_DEMO: z.enum(['0', '1'], { error: 'must be 0 or 1' }).default('0'),
+	FLOTILLA_ENGINE_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(2_000).default(50),
+	FLOTILLA_TASK_LEASE_SECONDS: z.coerce.number().int('must be a whole number').min(2).max(600).default(30)
 });
 
 export type Config = {
@@ -30,6 +32,10 @@ export type Config = {
 	migrationsDir: string;
 	/** Start the simulated demo fleet (the quick start sets this). */
 	demo: boolean;
+	/** Tasks this console executes at once, across all runs. */
+	engineConcurrency: number;
+	/** How long a task's claim holds without renewal before another instance recovers it. */
+	taskLeaseMs: number;
 	version: string;
 };
 
@@ -60,6 +66,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		logLevel: e.FLOTILLA_LOG_LEVEL,
 		migrationsDir: path.resolve(e.FLOTILLA_MIGRATIONS_DIR),
 		demo: e.FLOTILLA_DEMO === '1',
+		engineConcurrency: e.FLOTILLA_ENGINE_CONCURRENCY,
+		taskLeaseMs: e.FLOTILLA_TASK_LEASE_SECONDS * 1000,
 		version: readVersion()
 	};
 }

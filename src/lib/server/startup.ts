@@ -6,6 +6,8 @@ import { startDemoFleet } from '$lib/server/sim/demo-fleet';
 import { loadSecretKey } from '$lib/server/crypto/secret-key';
 import { config } from '$lib/server/config';
 import { openDatabase, useDatabase, type DatabaseHandle } from '$lib/server/db';
+import { startEngine, stopEngine } from '$lib/server/engine';
+import { registerBuiltinFlows } from '$lib/server/engine/builtin';
 import { log, loggableError } from '$lib/server/log';
 
 let started: Promise<DatabaseHandle> | undefined;
@@ -33,6 +35,12 @@ export function startConsole(): Promise<DatabaseHandle> {
 		useDatabase(handle);
 		await ensureFirstAdminFromEnv(cfg.adminUser, cfg.adminPassword);
 		await deleteExpiredSessions();
+		registerBuiltinFlows();
+		await startEngine({
+			concurrency: cfg.engineConcurrency,
+			leaseMs: cfg.taskLeaseMs,
+			sweepMs: Math.min(5_000, cfg.taskLeaseMs)
+		});
 		const demo = cfg.demo ? await startDemoFleet(cfg.dataDir) : undefined;
 		setInterval(
 			() =>
@@ -43,6 +51,7 @@ export function startConsole(): Promise<DatabaseHandle> {
 		// adapter-node drains in-flight requests on SIGTERM/SIGINT, then emits this: only then close the database.
 		process.once('sveltekit:shutdown', async (reason) => {
 			log.info({ reason }, 'shutting down');
+			await stopEngine().catch((err) => log.warn({ err: loggableError(err) }, 'engine stop failed'));
 			// The demo fleet's listening sockets would otherwise keep the process alive after SIGTERM.
 			await demo?.stop();
 			await handle.close();

@@ -81,7 +81,16 @@ describe('the access table', () => {
 			'/api/nodes': 'GET read, POST admin',
 			'/api/nodes/[id]': 'GET read, PATCH admin, DELETE admin',
 			'/api/nodes/[id]/check': 'POST operate',
-			'/api/nodes/[id]/host-key/accept': 'POST admin'
+			'/api/nodes/[id]/host-key/accept': 'POST admin',
+			'/api/runs': 'GET read, POST operate',
+			'/api/runs/[id]': 'GET read',
+			'/api/runs/[id]/cancel': 'POST operate',
+			'/api/runs/[id]/pause': 'POST operate',
+			'/api/runs/[id]/resume': 'POST operate',
+			'/api/runs/[id]/retry-failed': 'POST operate',
+			'/api/runs/[id]/events': 'GET read',
+			'/api/events': 'GET read',
+			'/metrics': 'GET read'
 		};
 		const describeRule = (r: Rule) => (r.level === 'public' ? 'public' : `${r.session ? 'session:' : ''}${r.level}`);
 		const actual = Object.fromEntries(

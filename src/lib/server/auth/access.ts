@@ -82,7 +82,16 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/nodes': { kind: 'endpoint', methods: { GET: read, POST: admin } },
 	'/api/nodes/[id]': { kind: 'endpoint', methods: { GET: read, PATCH: admin, DELETE: admin } },
 	'/api/nodes/[id]/check': { kind: 'endpoint', methods: { POST: operate } },
-	'/api/nodes/[id]/host-key/accept': { kind: 'endpoint', methods: { POST: admin } }
+	'/api/nodes/[id]/host-key/accept': { kind: 'endpoint', methods: { POST: admin } },
+	'/api/runs': { kind: 'endpoint', methods: { GET: read, POST: operate } },
+	'/api/runs/[id]': { kind: 'endpoint', methods: { GET: read } },
+	'/api/runs/[id]/cancel': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/runs/[id]/pause': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/runs/[id]/resume': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/runs/[id]/retry-failed': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/runs/[id]/events': { kind: 'endpoint', methods: { GET: read } },
+	'/api/events': { kind: 'endpoint', methods: { GET: read } },
+	'/metrics': { kind: 'endpoint', methods: { GET: read } }
 };
 
 export type Decision =

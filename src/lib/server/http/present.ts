@@ -1,6 +1,7 @@
 import type { PublicApiToken } from '$lib/server/auth/api-tokens';
 import type { PublicUser } from '$lib/server/auth/users';
-import type { AuditRow, Node } from '$lib/server/db/schema';
+import type { AuditRow, Node, TaskStep } from '$lib/server/db/schema';
+import type { RunSummary, TaskWithSteps } from '$lib/server/engine/runs';
 import { connectionStatus } from '$lib/server/fleet/nodes';
 import type { PublicCredential } from '$lib/server/keys/credentials';
 
@@ -74,4 +75,56 @@ export const presentNode = (n: Node) => ({
 	uname: n.uname,
 	created_at: n.createdAt,
 	updated_at: n.updatedAt
+});
+
+const iso = (d: Date | null) => d?.toISOString() ?? null;
+
+export const presentRun = (r: RunSummary) => ({
+	id: r.id,
+	number: r.number,
+	kind: r.kind,
+	title: r.title,
+	state: r.state,
+	reason: r.reason,
+	created_by: r.createdBy,
+	scope: r.scope,
+	params: r.params,
+	options: {
+		concurrency: r.options.concurrency,
+		max_failures: r.options.maxFailures ?? null,
+		max_failure_percent: r.options.maxFailurePercent ?? null,
+		stop_on_first_failure: r.options.stopOnFirstFailure ?? false,
+		critical_phases: r.options.criticalPhases ?? []
+	},
+	parent_run_id: r.parentRunId,
+	counts: r.counts,
+	created_at: r.createdAt.toISOString(),
+	started_at: iso(r.startedAt),
+	ended_at: iso(r.endedAt)
+});
+
+export const presentStep = (s: TaskStep) => ({
+	name: s.name,
+	phase: s.phase,
+	attempt: s.attempt,
+	state: s.state,
+	exit_code: s.exitCode,
+	error: s.error,
+	started_at: s.startedAt.toISOString(),
+	ended_at: iso(s.endedAt)
+});
+
+export const presentTask = (t: TaskWithSteps) => ({
+	id: t.id,
+	node_id: t.nodeId,
+	node_name: t.nodeName,
+	phase: t.phase,
+	state: t.state,
+	needs_attention: t.needsAttention,
+	current_step: t.currentStep,
+	attempt: t.attempt,
+	error: t.error,
+	started_at: iso(t.startedAt),
+	ended_at: iso(t.endedAt),
+	steps: t.steps.map(presentStep)
 });

@@ -1,0 +1,36 @@
+import { z } from 'zod';
+import { pageSchema, uuidSchema } from './common';
+
+const runStates = ['queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled'] as const;
+
+export const runQuerySchema = pageSchema.extend({
+	state: z.enum(runStates, { error: `must be one of ${runStates.join(', ')}` }).optional(),
+	kind: z
+		.string()
+		.regex(/^[a-z][a-z0-9-]{0,40}$/, 'must be a run kind such as check')
+		.optional()
+});
+
+export const runOptionsSchema = z
+	.object({
+		concurrency: z.number({ error: 'must be a number' }).int('must be a whole number').min(1).max(1_000).optional(),
+		max_failures: z.number({ error: 'must be a number' }).int('must be a whole number').min(0).optional(),
+		max_failure_percent: z.number({ error: 'must be a number' }).min(0).max(100).optional(),
+		stop_on_first_failure: z.boolean({ error: 'must be true or false' }).optional()
+	})
+	.strict();
+
+export const createRunSchema = z
+	.object({
+		kind: z.enum(['check'], { error: 'must be check (other runs start from their own endpoints)' }),
+		nodes: z.array(uuidSchema).min(1, 'name at least one node').max(10_000, 'at most 10,000 nodes'),
+		options: runOptionsSchema.optional()
+	})
+	.strict();
+
+/** `Last-Event-ID` (or `?after=`) of the event streams: the last event id the client has. */
+export const lastEventIdSchema = z.coerce
+	.number({ error: 'must be an event id' })
+	.int('must be an event id')
+	.min(0, 'must be an event id')
+	.max(Number.MAX_SAFE_INTEGER, 'must be an event id');

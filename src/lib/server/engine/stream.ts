@@ -1,0 +1,92 @@
+import { eventBus, readEvents, type EngineEvent } from './events';
+
+const HEARTBEAT_MS = 15_000;
+/** A client this far behind (in queued bytes) is dropped; it reconnects with Last-Event-ID and loses nothing. */
+const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
+const PAGE = 1_000;
+
+export interface StreamOptions {
+	/** Send events after this id (the client's Last-Event-ID); `undefined` means only what happens from now on. */
+	after?: number;
+	/** Only this run's events. */
+	runId?: string;
+	signal: AbortSignal;
+}
+
+const encoder = new TextEncoder();
+
+export function formatEvent(e: EngineEvent): string {
+	return `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`;
+}
+
+/**
+ * A `text/event-stream` of engine events. It subscribes to the bus before reading the backlog from the
+ * table, and sends each id once, in order: the backlog up to the bus's position at subscription, then live
+ * events above what was sent. So a client resuming with Last-Event-ID sees no gap and no duplicate.
+ */
+export function eventStream(opts: StreamOptions): ReadableStream<Uint8Array> {
+	let unsubscribe: (() => void) | undefined;
+	let heartbeat: NodeJS.Timeout | undefined;
+	let closed = false;
+	const teardown = () => {
+		closed = true;
+		unsubscribe?.();
+		clearInterval(heartbeat);
+		opts.signal.removeEventListener('abort', onAbort);
+	};
+	let onAbort = () => {};
+
+	return new ReadableStream<Uint8Array>(
+		{
+			async start(controller) {
+				let lastSent = opts.after ?? eventBus.position;
+				let live = false;
+				const buffered: EngineEvent[] = [];
+				const send = (e: EngineEvent) => {
+					if (closed || e.id <= lastSent) return;
+					if (opts.runId && e.run_id !== opts.runId) return;
+					lastSent = e.id;
+					controller.enqueue(encoder.encode(formatEvent(e)));
+					if ((controller.desiredSize ?? 0) < -MAX_BUFFERED_BYTES) {
+						teardown();
+						controller.close();
+					}
+				};
+				onAbort = () => {
+					if (closed) return;
+					teardown();
+					controller.close();
+				};
+				opts.signal.addEventListener('abort', onAbort);
+				unsubscribe = eventBus.subscribe((e) => (live ? send(e) : buffered.push(e)));
+				const upTo = eventBus.position;
+				controller.enqueue(encoder.encode('retry: 2000\n\n'));
+				try {
+					while (!closed && lastSent < upTo) {
+						const page = await readEvents({ after: lastSent, limit: PAGE, runId: opts.runId });
+						const inRange = page.filter((e) => e.id <= upTo);
+						for (const e of inRange) send(e);
+						// Filtered by run, a page may end before upTo without the backlog being exhausted.
+						if (page.length < PAGE || inRange.length < page.length) break;
+					}
+				} catch (err) {
+					teardown();
+					controller.error(err);
+					return;
+				}
+				lastSent = Math.max(lastSent, upTo);
+				for (const e of buffered) send(e);
+				buffered.length = 0;
+				live = true;
+				heartbeat = setInterval(() => {
+					if (!closed) controller.enqueue(encoder.encode(': heartbeat\n\n'));
+				}, HEARTBEAT_MS);
+				heartbeat.unref();
+			},
+			cancel() {
+				teardown();
+			}
+		},
+		new ByteLengthQueuingStrategy({ highWaterMark: 64 * 1024 })
+	);
+}

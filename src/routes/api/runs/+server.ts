@@ -1,0 +1,30 @@
+import { json } from '@sveltejs/kit';
+import { createRunSchema, runQuerySchema } from '$lib/schemas/runs';
+import { actorOf } from '$lib/server/audit';
+import { createRun, listRuns } from '$lib/server/engine/runs';
+import { apiHandler, readJson, readQuery } from '$lib/server/http/api';
+import { presentRun } from '$lib/server/http/present';
+import type { RequestHandler } from './$types';
+
+export const GET: RequestHandler = apiHandler(async ({ url }) => {
+	const page = await listRuns(readQuery(url, runQuerySchema));
+	return json({ items: page.items.map(presentRun), next_cursor: page.nextCursor });
+});
+
+/** Starts a run of a kind that has no endpoint of its own (today: `check`). */
+export const POST: RequestHandler = apiHandler(async (event) => {
+	const input = await readJson(event.request, createRunSchema);
+	const o = input.options ?? {};
+	const run = await createRun(actorOf(event), {
+		kind: input.kind,
+		title: `Check ${input.nodes.length} node${input.nodes.length === 1 ? '' : 's'}`,
+		nodeIds: input.nodes,
+		options: {
+			...(o.concurrency ? { concurrency: o.concurrency } : {}),
+			maxFailures: o.max_failures,
+			maxFailurePercent: o.max_failure_percent,
+			stopOnFirstFailure: o.stop_on_first_failure
+		}
+	});
+	return json({ run_id: run.id, number: run.number }, { status: 202 });
+});

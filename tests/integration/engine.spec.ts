@@ -8,6 +8,7 @@ import { events, tasks } from '../../src/lib/server/db/schema';
 import { registerFlow } from '../../src/lib/server/engine/flows';
 import { startEngine, stopEngine } from '../../src/lib/server/engine';
 import { cancelRun, createRun, getRun, pauseRun, resumeRun, retryFailed } from '../../src/lib/server/engine/runs';
+import { eventStream } from '../../src/lib/server/engine/stream';
 import { backends } from '../support/databases';
 import { waitFor, waitForRun } from '../support/engine';
 import { sequenceFlow } from '../support/flows';
@@ -227,5 +228,92 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 		expect(done.counts).toMatchObject({ succeeded: 1, failed: 1, skipped: 6 });
 		expect(done.reason).toMatch(/failed in phase 0/);
 		expect(done.tasks.filter((t) => t.phase === 1).every((t) => t.steps.length === 0)).toBe(true);
+	});
+
+	it('an SSE client that drops mid-run and resumes with Last-Event-ID gets every event exactly once', async () => {
+		const run = await createRun(systemActor, {
+			kind: 'test-sequence',
+			title: 'stream me',
+			nodeIds: fleet.nodeIds.slice(0, 10),
+			params: { sleep_s: 0.1 },
+			options: { concurrency: 3 }
+		});
+		const received: number[] = [];
+		const readUntil = async (after: number | undefined, stop: (ids: number[]) => boolean) => {
+			const abort = new AbortController();
+			const reader = eventStream({ after, runId: run.id, signal: abort.signal }).getReader();
+			const decoder = new TextDecoder();
+			let text = '';
+			while (!stop(received)) {
+				const { value, done } = await reader.read();
+				if (done) break;
+				text += decoder.decode(value, { stream: true });
+				let end;
+				while ((end = text.indexOf('\n\n')) >= 0) {
+					const block = text.slice(0, end);
+					text = text.slice(end + 2);
+					const id = /^id: (\d+)$/m.exec(block)?.[1];
+					if (id) received.push(Number(id));
+				}
+			}
+			abort.abort();
+			await reader.cancel();
+		};
+		// First connection: from the run's start, dropped after 15 events, mid-run.
+		await readUntil(0, (ids) => ids.length >= 15);
+		expect((await getRun(run.id)).endedAt).toBeNull();
+		// Reconnect with the last id seen, read until the run's end event arrives.
+		const endedEvent = async () => {
+			const rows = await db()
+				.select({ id: events.id })
+				.from(events)
+				.where(and(eq(events.runId, run.id), eq(events.type, 'run.state')))
+				.orderBy(asc(events.id));
+			return rows.at(-1)?.id;
+		};
+		await waitForRun(run.id, ['succeeded']);
+		const lastId = (await endedEvent())!;
+		await readUntil(received.at(-1), (ids) => ids.includes(lastId));
+		const all = (
+			await db().select({ id: events.id }).from(events).where(eq(events.runId, run.id)).orderBy(asc(events.id))
+		).map((r) => r.id);
+		expect(received).toEqual(all);
+		expect(new Set(received).size).toBe(received.length);
+	});
+
+	it('a live SSE subscriber sees events as they happen, in id order', async () => {
+		const abort = new AbortController();
+		const reader = eventStream({ signal: abort.signal }).getReader();
+		const run = await createRun(systemActor, {
+			kind: 'test-sequence',
+			title: 'live',
+			nodeIds: fleet.nodeIds.slice(0, 2)
+		});
+		const decoder = new TextDecoder();
+		let text = '';
+		const types: string[] = [];
+		const ids: number[] = [];
+		while (!types.includes('run.state:succeeded')) {
+			const { value, done } = await reader.read();
+			if (done) break;
+			text += decoder.decode(value, { stream: true });
+			let end;
+			while ((end = text.indexOf('\n\n')) >= 0) {
+				const block = text.slice(0, end);
+				text = text.slice(end + 2);
+				const data = /^data: (.*)$/m.exec(block)?.[1];
+				if (!data) continue;
+				const e = JSON.parse(data) as { id: number; type: string; run_id: string; data: { state?: string } };
+				if (e.run_id !== run.id) continue;
+				ids.push(e.id);
+				types.push(e.data.state ? `${e.type}:${e.data.state}` : e.type);
+			}
+		}
+		abort.abort();
+		await reader.cancel();
+		expect(types[0]).toBe('run.created');
+		expect(types.filter((t) => t === 'task.state:succeeded')).toHaveLength(2);
+		expect(types.filter((t) => t.startsWith('step.ended'))).toHaveLength(8);
+		expect(ids).toEqual([...ids].sort((a, b) => a - b));
 	});
 });

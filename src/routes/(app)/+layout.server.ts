@@ -4,6 +4,7 @@ import type { LayoutServerLoad } from './$types';
 
 const navigation = [
 	{ href: '/', routeId: '/(app)', label: 'Fleet Overview', icon: 'fleet' },
+	{ href: '/runs', routeId: '/(app)/runs', label: 'Runs', icon: 'runs' },
 	{ href: '/code-sync', routeId: '/(app)/code-sync', label: 'Code Sync', icon: 'code' },
 	{ href: '/system-updates', routeId: '/(app)/system-updates', label: 'System Updates', icon: 'packages' },
 	{ href: '/certificates', routeId: '/(app)/certificates', label: 'TLS Certificates', icon: 'certs' },

@@ -54,7 +54,10 @@ describe('the access table', () => {
 			'/(auth)/login': 'GET public, POST default public',
 			'/(auth)/setup': 'GET public, POST default public',
 			'/(auth)/logout': 'POST public',
-			'/(app)': 'GET session:read',
+			'/(app)': 'GET session:read, POST checkAll session:operate',
+			'/(app)/runs': 'GET session:read',
+			'/(app)/runs/[id]':
+				'GET session:read, POST cancel session:operate, POST pause session:operate, POST resume session:operate, POST retryFailed session:operate',
 			'/(app)/code-sync': 'GET session:read',
 			'/(app)/system-updates': 'GET session:read',
 			'/(app)/certificates': 'GET session:read',

@@ -23,6 +23,7 @@ export type RoutePolicy =
 const open: Rule = { level: 'public' };
 /** Any signed-in person, in a browser: pages, and managing one's own tokens. */
 const signedIn: Rule = { level: 'read', session: true };
+const operatorPage: Rule = { level: 'operate', session: true };
 const adminPage: Rule = { level: 'admin', session: true };
 const read: Rule = { level: 'read' };
 const operate: Rule = { level: 'operate' };
@@ -35,7 +36,13 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/(auth)/logout': { kind: 'endpoint', methods: { POST: open } },
 
 	// The console's pages.
-	'/(app)': { kind: 'page', view: signedIn },
+	'/(app)': { kind: 'page', view: signedIn, actions: { checkAll: operatorPage } },
+	'/(app)/runs': { kind: 'page', view: signedIn },
+	'/(app)/runs/[id]': {
+		kind: 'page',
+		view: signedIn,
+		actions: { cancel: operatorPage, pause: operatorPage, resume: operatorPage, retryFailed: operatorPage }
+	},
 	'/(app)/code-sync': { kind: 'page', view: signedIn },
 	'/(app)/system-updates': { kind: 'page', view: signedIn },
 	'/(app)/certificates': { kind: 'page', view: signedIn },

@@ -198,3 +198,15 @@ export function recordEvent(event: NewEvent): Promise<void> {
 export function drainEvents(): Promise<void> {
 	return writer.drain();
 }
+
+/**
+ * The id of the newest committed event (0 when there is none). A page takes it before reading its snapshot
+ * and then streams `?after=` it: whatever changed in between arrives again as an event, and applying it twice
+ * is harmless, whereas taking it after the snapshot could miss a change.
+ */
+export async function lastEventId(): Promise<number> {
+	const [row] = await db()
+		.select({ max: sql<number | null>`max(${events.id})` })
+		.from(events);
+	return Number(row?.max ?? 0);
+}

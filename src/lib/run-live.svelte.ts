@@ -1,0 +1,120 @@
+import type { LogLine } from '$lib/components/LiveLog.svelte';
+
+/** A run as the run page shows it (the load's snapshot, in the API's snake_case). */
+export interface RunView {
+	id: string;
+	number: number;
+	title: string;
+	kind: string;
+	state: string;
+	reason: string | null;
+	created_by: string;
+	created_at: string;
+	started_at: string | null;
+	ended_at: string | null;
+}
+
+export interface TaskView {
+	id: string;
+	node_name: string;
+	state: string;
+	needs_attention: boolean;
+	current_step: string | null;
+	attempt: number;
+	error: string | null;
+	started_at: string | null;
+	ended_at: string | null;
+}
+
+/** An engine event as the streams send it. */
+export interface StreamEvent {
+	id: number;
+	at: string;
+	type: string;
+	run_id: string | null;
+	task_id: string | null;
+	data: Record<string, unknown>;
+}
+
+export const runEventTypes = ['run.state', 'task.state', 'step.started', 'step.ended', 'task.output'] as const;
+const taskEnded = new Set(['succeeded', 'failed', 'rolled_back', 'cancelled', 'skipped']);
+/** Lines kept per task in the browser; a chatty task must not grow the page without bound. */
+export const MAX_LOG_LINES = 5_000;
+
+/**
+ * One run, kept current in place by its event stream. Counts and progress are derived from the tasks, so
+ * they can never disagree with the rows on the page.
+ */
+export class RunLive {
+	run: RunView = $state()!;
+	tasks: TaskView[] = $state([]);
+	logs: Record<string, LogLine[]> = $state({});
+	/** Tasks whose earliest output was cut (by the load's backlog limit or MAX_LOG_LINES). */
+	truncated: Record<string, boolean> = $state({});
+	lastId = 0;
+	private byId = new Map<string, TaskView>();
+
+	counts = $derived.by(() => {
+		const c: Record<string, number> = { needs_attention: 0 };
+		for (const t of this.tasks) {
+			c[t.state] = (c[t.state] ?? 0) + 1;
+			if (t.needs_attention) c.needs_attention!++;
+		}
+		return c;
+	});
+	ended = $derived(this.tasks.filter((t) => taskEnded.has(t.state)).length);
+	failed = $derived((this.counts.failed ?? 0) + (this.counts.rolled_back ?? 0));
+
+	constructor(
+		snapshot: { run: RunView; tasks: TaskView[]; logs: Record<string, LogLine[]>; truncated: string[] },
+		after: number
+	) {
+		this.run = snapshot.run;
+		this.tasks = snapshot.tasks;
+		this.logs = snapshot.logs;
+		this.truncated = Object.fromEntries(snapshot.truncated.map((id) => [id, true]));
+		this.lastId = after;
+		// The proxied rows, so that writes through the map are seen by the page.
+		for (const t of this.tasks) this.byId.set(t.id, t);
+	}
+
+	apply(e: StreamEvent): void {
+		// A reconnect resumes by Last-Event-ID, but a stream re-opened after a reload may repeat: skip what we have.
+		if (e.id <= this.lastId || e.run_id !== this.run.id) return;
+		this.lastId = e.id;
+		const d = e.data;
+		if (e.type === 'run.state') {
+			this.run.state = String(d.state);
+			this.run.reason = (d.reason as string | null | undefined) ?? null;
+			if (d.state === 'running') this.run.started_at ??= e.at;
+			if (d.ended) this.run.ended_at = e.at;
+			return;
+		}
+		const task = e.task_id ? this.byId.get(e.task_id) : undefined;
+		if (!task) return;
+		if (e.type === 'task.state') {
+			task.state = String(d.state);
+			if (typeof d.attempt === 'number') task.attempt = d.attempt;
+			if (d.needs_attention !== undefined) task.needs_attention = !!d.needs_attention;
+			task.error = (d.error as string | undefined) ?? (task.state === 'running' ? null : task.error);
+			if (task.state === 'running') {
+				task.started_at ??= e.at;
+				task.ended_at = null;
+			}
+			if (taskEnded.has(task.state)) task.ended_at = e.at;
+		} else if (e.type === 'step.started') {
+			task.current_step = String(d.name);
+		} else if (e.type === 'task.output') {
+			const step = typeof d.step === 'string' ? d.step : undefined;
+			const lines = ((d.lines as { s: string; t: string }[] | undefined) ?? []).map((l) => ({ ...l, step }));
+			// Read back through the state proxy: the array assigned is not the one that reports changes.
+			if (!this.logs[task.id]) this.logs[task.id] = [];
+			const log = this.logs[task.id]!;
+			log.push(...lines);
+			if (log.length > MAX_LOG_LINES) {
+				log.splice(0, log.length - MAX_LOG_LINES);
+				this.truncated[task.id] = true;
+			}
+		}
+	}
+}

@@ -1,0 +1,106 @@
+import { expect, test, type Page } from '@playwright/test';
+import { startTestbed, type Testbed } from '../testbed/testbed.ts';
+import { call, consoleDatabase, cookie, people, postForm, signInAs } from './support/console';
+
+/** Real sshd hosts, registered with their host keys pinned, so that "Check all nodes" has a fleet to check. */
+let bed: Testbed;
+const db = consoleDatabase();
+const nodeIds: string[] = [];
+
+test.beforeAll(async () => {
+	bed = await startTestbed({ hosts: 3, firstHost: 110 });
+	const admin = await signInAs('admin');
+	const post = (path: string, json: unknown) => call(path, { method: 'POST', headers: cookie(admin), json });
+	const cred = await (await post('/api/credentials', { name: 'runs-key', private_key: bed.clientPrivateKey })).json();
+	for (const [i, host] of bed.hosts.entries()) {
+		const res = await post('/api/nodes', {
+			name: `runs-0${i + 1}`,
+			host: host.address,
+			credential_id: cred.id,
+			host_key_fingerprint: host.hostKeyFingerprint
+		});
+		expect(res.status).toBe(201);
+		nodeIds.push((await res.json()).id);
+	}
+	// Nodes other specs left with a pinned key would join the check; only ours must be there to reach 100%.
+	await db`update nodes set host_key_status = 'unknown' where host_key_status = 'pinned' and not (id = any(${nodeIds}))`;
+});
+test.afterAll(async () => {
+	await bed?.stop();
+	await db.end();
+});
+
+async function signInBrowser(page: Page, role: 'admin' | 'viewer') {
+	await page.goto('/login');
+	await page.getByLabel('Username').fill(people[role].username);
+	await page.getByLabel('Password').fill(people[role].password);
+	await page.getByRole('button', { name: 'Sign in' }).click();
+	await expect(page.getByRole('heading', { name: 'Fleet Overview' })).toBeVisible();
+}
+
+test('an admin checks all nodes and watches the run finish live, with each task’s log', async ({ page }) => {
+	await signInBrowser(page, 'admin');
+	await page.getByRole('button', { name: 'Check all nodes' }).click();
+	await expect(page).toHaveURL(/\/runs\/[0-9a-f-]{36}$/);
+	await expect(page.getByRole('heading', { level: 1 })).toHaveText(/^Run #\d+$/);
+
+	// Nothing reloads the page from here on: a marker on the window would vanish with a navigation.
+	await page.evaluate(() => ((window as unknown as { marker: number }).marker = 1));
+	const summary = page.getByTestId('run-summary');
+	await expect(summary.getByTestId('progress-label')).toHaveText('3/3 · 100%', { timeout: 30_000 });
+	await expect(summary.locator('[data-state="succeeded"]').first()).toBeVisible();
+	await expect(page.getByTestId('count-succeeded')).toContainText('3');
+	const rows = page.locator('tr[data-task]');
+	await expect(rows).toHaveCount(3);
+	for (const row of await rows.all())
+		await expect(row.locator('[data-state]').first()).toHaveAttribute('data-state', 'succeeded');
+	expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(1);
+	// A finished run offers no Cancel or Pause.
+	await expect(page.getByRole('button', { name: 'Cancel' })).toHaveCount(0);
+
+	await page.getByRole('button', { name: 'Show the log of runs-01' }).click();
+	const log = page.locator('tr[data-log-for="runs-01"]').getByTestId('live-log');
+	await expect(log).toBeVisible();
+	await expect(log.locator('p').nth(1)).toBeVisible();
+	expect((await log.innerText()).length).toBeGreaterThan(20);
+	await page.screenshot({ path: 'test-results/screenshots/run-page.png', fullPage: true });
+
+	await page.getByRole('link', { name: 'Runs', exact: true }).click();
+	await expect(page.getByTestId('runs-table')).toContainText('Check all nodes');
+	await page.screenshot({ path: 'test-results/screenshots/runs-list.png', fullPage: true });
+});
+
+test('a viewer sees a run but no controls, and the console refuses their cancel', async ({ browser }) => {
+	// A paused run is one that can still be cancelled: the admin's controls show, the viewer's do not.
+	const admin = await signInAs('admin');
+	const created = await call('/api/runs', {
+		method: 'POST',
+		headers: cookie(admin),
+		json: { kind: 'check', nodes: nodeIds, options: { concurrency: 1 } }
+	});
+	expect(created.status).toBe(202);
+	const { run_id } = await created.json();
+	const paused = await call(`/api/runs/${run_id}/pause`, { method: 'POST', headers: cookie(admin) });
+	expect(paused.status).toBe(200);
+
+	const viewerPage = await (await browser.newContext()).newPage();
+	await signInBrowser(viewerPage, 'viewer');
+	await viewerPage.goto(`/runs/${run_id}`);
+	await expect(viewerPage.getByTestId('run-summary').locator('[data-state="paused"]')).toBeVisible();
+	await expect(viewerPage.getByRole('button', { name: 'Cancel' })).toHaveCount(0);
+	await expect(viewerPage.getByRole('button', { name: 'Resume' })).toHaveCount(0);
+	const refused = await postForm(`/runs/${run_id}?/cancel`, {}, cookie(await signInAs('viewer')));
+	expect(refused.status).toBe(403);
+
+	const adminPage = await (await browser.newContext()).newPage();
+	await signInBrowser(adminPage, 'admin');
+	await adminPage.goto(`/runs/${run_id}`);
+	await expect(adminPage.getByRole('button', { name: 'Resume' })).toBeVisible();
+	adminPage.once('dialog', (d) => d.accept());
+	await adminPage.getByRole('button', { name: 'Cancel' }).click();
+	await expect(adminPage.getByTestId('run-summary').locator('[data-state="cancelled"]').first()).toBeVisible();
+	await expect(adminPage.getByTestId('run-reason')).toHaveText('Cancelled by admin');
+	await expect(adminPage.getByRole('button', { name: 'Cancel' })).toHaveCount(0);
+	const state = (await db`select state from runs where id = ${run_id}`)[0]!.state;
+	expect(state).toBe('cancelled');
+});

@@ -28,9 +28,12 @@ const roleRank = { viewer: 1, operator: 2, admin: 3 } as const;
 
 type Expected = 'allowed' | 'sign-in redirect' | 401 | 403;
 
+/** Machine endpoints: bearer tokens count and refusals are JSON (hooks.server.ts treats /metrics the same). */
+const isApiPath = (pathname: string) => pathname.startsWith('/api/') || pathname === '/metrics';
+
 function expectedFor(rule: Rule, caller: Caller, pathname: string): Expected {
 	if (rule.level === 'public') return 'allowed';
-	const isApi = pathname.startsWith('/api/');
+	const isApi = isApiPath(pathname);
 	// Bearer tokens count only on the API: on a page a token-only caller is anonymous.
 	const anonymous = caller.kind === 'anonymous' || (caller.kind === 'token' && !isApi);
 	if (anonymous) return isApi ? 401 : 'sign-in redirect';
@@ -90,7 +93,7 @@ for (const c of cases) {
 			let res: Response;
 			if (c.method === 'GET' || c.method === 'DELETE') {
 				res = await call(target, { method: c.method, headers });
-			} else if (c.action !== undefined || !pathname.startsWith('/api/')) {
+			} else if (c.action !== undefined || !isApiPath(pathname)) {
 				res = await postForm(target, {}, headers);
 			} else {
 				res = await call(target, { method: c.method, headers, json: {} });
@@ -109,7 +112,7 @@ for (const c of cases) {
 				expect(res.headers.get('location'), seen).toBe(signInRedirect(target));
 			} else {
 				expect(res.status, seen).toBe(expected);
-				if (pathname.startsWith('/api/')) {
+				if (isApiPath(pathname)) {
 					const body = await res.json();
 					expect(body.error.code, seen).toBe(expected === 401 ? 'unauthenticated' : 'forbidden');
 				}

@@ -5,7 +5,7 @@ import { runs, tasks, type Run, type RunState, type TaskState } from '$lib/serve
 import { log, loggableError } from '$lib/server/log';
 import { recordEvent, type NewEvent } from './events';
 import { runFinished } from './metrics';
-import { enqueueTasks } from './runtime';
+import { engineStarted, enqueueTasks } from './runtime';
 
 export const terminalTaskStates: TaskState[] = ['succeeded', 'failed', 'rolled_back', 'cancelled', 'skipped'];
 export const failedTaskStates: TaskState[] = ['failed', 'rolled_back'];
@@ -26,6 +26,8 @@ interface Counts {
  * several instances at once): it works under a row lock on the run and only ever does what is missing.
  */
 export async function dispatchRun(runId: string): Promise<void> {
+	// A process without a running engine (a script, a test) leaves dispatching to the engines' sweep.
+	if (!engineStarted()) return;
 	const pendingEvents: NewEvent[] = [];
 	const toSend = await db().transaction(async (tx) => {
 		const [run] = await tx.select().from(runs).where(eq(runs.id, runId)).for('update');

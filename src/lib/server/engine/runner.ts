@@ -139,7 +139,7 @@ export async function executeTask(taskId: string): Promise<void> {
 			await finishTask(task, 'cancelled', { error: 'The run was cancelled before this task started' });
 			return;
 		}
-		await emitTaskState(task, 'running', { attempt: task.attempt, recovering });
+		await emitTaskState(task, 'running', { attempt: task.attempt, recovering, instance: instanceId });
 		const node = await getNode(task.nodeId);
 		try {
 			conn = await connect(await sshTargetFor(node), { readyTimeoutMs: 15_000 });

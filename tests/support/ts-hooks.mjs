@@ -1,0 +1,26 @@
+// Lets plain `node` run the console's TypeScript modules in a child process (tests that kill and restart
+// an engine): Node strips the types itself; this resolves SvelteKit's `$lib` alias and extensionless imports.
+import { registerHooks } from 'node:module';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const lib = path.resolve('src/lib');
+
+registerHooks({
+	resolve(specifier, context, next) {
+		if (specifier.startsWith('$lib/')) specifier = pathToFileURL(path.join(lib, specifier.slice(5))).href;
+		try {
+			return next(specifier, context);
+		} catch (err) {
+			if (!['ERR_MODULE_NOT_FOUND', 'ERR_UNSUPPORTED_DIR_IMPORT'].includes(err.code)) throw err;
+			for (const suffix of ['.ts', '/index.ts']) {
+				try {
+					return next(specifier + suffix, context);
+				} catch {
+					// try the next form
+				}
+			}
+			throw err;
+		}
+	}
+});

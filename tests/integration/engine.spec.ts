@@ -10,7 +10,7 @@ import { startEngine, stopEngine } from '../../src/lib/server/engine';
 import { cancelRun, createRun, getRun, pauseRun, resumeRun, retryFailed } from '../../src/lib/server/engine/runs';
 import { eventStream } from '../../src/lib/server/engine/stream';
 import { backends } from '../support/databases';
-import { waitFor, waitForRun } from '../support/engine';
+import { readEventStream, waitFor, waitForRun } from '../support/engine';
 import { sequenceFlow } from '../support/flows';
 import { startSimFleet, type SimFleet } from '../support/sim-fleet';
 
@@ -240,24 +240,12 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 		});
 		const received: number[] = [];
 		const readUntil = async (after: number | undefined, stop: (ids: number[]) => boolean) => {
+			if (stop(received)) return;
 			const abort = new AbortController();
-			const reader = eventStream({ after, runId: run.id, signal: abort.signal }).getReader();
-			const decoder = new TextDecoder();
-			let text = '';
-			while (!stop(received)) {
-				const { value, done } = await reader.read();
-				if (done) break;
-				text += decoder.decode(value, { stream: true });
-				let end;
-				while ((end = text.indexOf('\n\n')) >= 0) {
-					const block = text.slice(0, end);
-					text = text.slice(end + 2);
-					const id = /^id: (\d+)$/m.exec(block)?.[1];
-					if (id) received.push(Number(id));
-				}
-			}
-			abort.abort();
-			await reader.cancel();
+			await readEventStream(eventStream({ after, runId: run.id, signal: abort.signal }), abort, (e) => {
+				received.push(e.id);
+				return stop(received);
+			});
 		};
 		// First connection: from the run's start, dropped after 15 events, mid-run.
 		await readUntil(0, (ids) => ids.length >= 15);
@@ -283,34 +271,20 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 
 	it('a live SSE subscriber sees events as they happen, in id order', async () => {
 		const abort = new AbortController();
-		const reader = eventStream({ signal: abort.signal }).getReader();
+		const stream = eventStream({ signal: abort.signal });
 		const run = await createRun(systemActor, {
 			kind: 'test-sequence',
 			title: 'live',
 			nodeIds: fleet.nodeIds.slice(0, 2)
 		});
-		const decoder = new TextDecoder();
-		let text = '';
 		const types: string[] = [];
 		const ids: number[] = [];
-		while (!types.includes('run.state:succeeded')) {
-			const { value, done } = await reader.read();
-			if (done) break;
-			text += decoder.decode(value, { stream: true });
-			let end;
-			while ((end = text.indexOf('\n\n')) >= 0) {
-				const block = text.slice(0, end);
-				text = text.slice(end + 2);
-				const data = /^data: (.*)$/m.exec(block)?.[1];
-				if (!data) continue;
-				const e = JSON.parse(data) as { id: number; type: string; run_id: string; data: { state?: string } };
-				if (e.run_id !== run.id) continue;
-				ids.push(e.id);
-				types.push(e.data.state ? `${e.type}:${e.data.state}` : e.type);
-			}
-		}
-		abort.abort();
-		await reader.cancel();
+		await readEventStream(stream, abort, (e) => {
+			if (e.run_id !== run.id) return false;
+			ids.push(e.id);
+			types.push(e.data.state ? `${e.type}:${e.data.state}` : e.type);
+			return types.includes('run.state:succeeded');
+		});
 		expect(types[0]).toBe('run.created');
 		expect(types.filter((t) => t === 'task.state:succeeded')).toHaveLength(2);
 		expect(types.filter((t) => t.startsWith('step.ended'))).toHaveLength(8);

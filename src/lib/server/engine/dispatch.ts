@@ -42,21 +42,8 @@ export async function dispatchRun(runId: string): Promise<void> {
 			pendingEvents.push({ type: 'run.state', runId, data: { state: 'running' } });
 		}
 
-		const phases = await tx
-			.select({
-				phase: tasks.phase,
-				total: sql<number>`count(*)::int`,
-				terminal: sql<number>`count(*) filter (where ${inArray(tasks.state, terminalTaskStates)})::int`,
-				failed: sql<number>`count(*) filter (where ${inArray(tasks.state, failedTaskStates)})::int`,
-				cancelled: sql<number>`count(*) filter (where ${tasks.state} = 'cancelled')::int`,
-				inFlight: sql<number>`count(*) filter (where ${tasks.state} = 'running' or (${tasks.state} = 'queued' and ${tasks.dispatchedAt} is not null))::int`
-			})
-			.from(tasks)
-			.where(eq(tasks.runId, runId))
-			.groupBy(tasks.phase)
-			.orderBy(asc(tasks.phase));
-		const all: Counts = { total: 0, terminal: 0, failed: 0, cancelled: 0, inFlight: 0 };
-		for (const p of phases) for (const k of Object.keys(all) as (keyof Counts)[]) all[k] += p[k];
+		const phases = await countByPhase(tx, runId);
+		const all = sumCounts(phases);
 
 		if (all.terminal === all.total) {
 			await endRun(tx, run, all, pendingEvents);
@@ -144,28 +131,34 @@ async function skipQueued(tx: Tx, run: Run, reason: string, out: NewEvent[]): Pr
 			data: { state: 'skipped', node: t.nodeName, error: reason }
 		});
 	}
-	if (skipped.length) {
-		const counts = await countTasks(tx, run.id);
-		if (counts.terminal === counts.total) await endRun(tx, run, counts, out);
-	}
+	if (skipped.length) await endIfSettled(tx, run, out);
 }
 
-async function countTasks(tx: Tx, runId: string): Promise<Counts> {
-	const [c] = await tx
+/** The run's tasks counted per phase, lowest phase first: one query serves dispatching and ending. */
+async function countByPhase(tx: Tx, runId: string): Promise<(Counts & { phase: number })[]> {
+	return tx
 		.select({
+			phase: tasks.phase,
 			total: sql<number>`count(*)::int`,
 			terminal: sql<number>`count(*) filter (where ${inArray(tasks.state, terminalTaskStates)})::int`,
 			failed: sql<number>`count(*) filter (where ${inArray(tasks.state, failedTaskStates)})::int`,
 			cancelled: sql<number>`count(*) filter (where ${tasks.state} = 'cancelled')::int`,
-			inFlight: sql<number>`0`
+			inFlight: sql<number>`count(*) filter (where ${tasks.state} = 'running' or (${tasks.state} = 'queued' and ${tasks.dispatchedAt} is not null))::int`
 		})
 		.from(tasks)
-		.where(eq(tasks.runId, runId));
-	return c!;
+		.where(eq(tasks.runId, runId))
+		.groupBy(tasks.phase)
+		.orderBy(asc(tasks.phase));
+}
+
+function sumCounts(phases: Counts[]): Counts {
+	const all: Counts = { total: 0, terminal: 0, failed: 0, cancelled: 0, inFlight: 0 };
+	for (const p of phases) for (const k of Object.keys(all) as (keyof Counts)[]) all[k] += p[k];
+	return all;
 }
 
 async function endIfSettled(tx: Tx, run: Run, out: NewEvent[]): Promise<void> {
-	const counts = await countTasks(tx, run.id);
+	const counts = sumCounts(await countByPhase(tx, run.id));
 	if (counts.terminal === counts.total) await endRun(tx, run, counts, out);
 }
 

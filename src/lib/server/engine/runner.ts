@@ -211,6 +211,8 @@ async function finishTask(task: Task, state: TaskState, o: Omit<Outcome, 'state'
 /** Runs a flow's steps on one node with rollback; one instance per task execution. */
 class Pipeline {
 	private memo: Record<string, unknown>;
+	/** The memo as last written, so that a step which remembered nothing costs no write. */
+	private savedMemo: string;
 
 	constructor(
 		private readonly flow: Flow,
@@ -223,6 +225,7 @@ class Pipeline {
 		private readonly kind: string
 	) {
 		this.memo = { ...task.memo };
+		this.savedMemo = JSON.stringify(this.memo);
 	}
 
 	async run(): Promise<Outcome> {
@@ -321,10 +324,9 @@ class Pipeline {
 		const attempts = Math.max(1, step.retry?.attempts ?? 1);
 		let last: Error = new Error('not run');
 		for (let attempt = 1; attempt <= attempts; attempt++) {
-			if (!ignoreCancel && this.signal.aborted) return this.signal.reason as Error;
-			if (this.signal.aborted && (this.signal.reason as Interrupted).reason === 'lease_lost') {
-				return this.signal.reason as Error;
-			}
+			// A lost lease stops even a rollback; a cancel stops everything but a rollback.
+			const reason = this.signal.reason as Interrupted | undefined;
+			if (reason && (!ignoreCancel || reason.reason === 'lease_lost')) return reason;
 			const result = await this.attemptStep(step, phase, attempt, ignoreCancel);
 			if (result === 'ok') return 'ok';
 			last = result;
@@ -404,7 +406,11 @@ class Pipeline {
 					endedAt: new Date()
 				})
 				.where(eq(taskSteps.id, row!.id));
-			await db().update(tasks).set({ memo: this.memo }).where(eq(tasks.id, this.task.id));
+			const memo = JSON.stringify(this.memo);
+			if (memo !== this.savedMemo) {
+				await db().update(tasks).set({ memo: this.memo }).where(eq(tasks.id, this.task.id));
+				this.savedMemo = memo;
+			}
 		}
 		stepFinished(this.kind, step.name, phase, error ? 'failed' : 'succeeded', durationMs / 1000);
 		void recordEvent({

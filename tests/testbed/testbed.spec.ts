@@ -248,7 +248,7 @@ describe('testbed of real OpenSSH hosts', () => {
 			'verify',
 			'-CAfile',
 			testbed.caCertPath,
-			join(host.root, 'etc/flotilla-testbed/tls/server.crt')
+			join(host.root, 'etc/flotilla/tls/server.crt')
 		]);
 		expect(verified.stdout).toContain(': OK');
 		// Every host has a certificate of its own.
@@ -265,8 +265,8 @@ describe('testbed of real OpenSSH hosts', () => {
 
 		const fresh = await testbed.issueCertificate(host, 10);
 		expect(Math.round((fresh.validTo.getTime() - Date.now()) / 86_400_000)).toBe(10);
-		await writeFile(join(host.root, 'etc/flotilla-testbed/tls/server.crt'), fresh.cert);
-		await writeFile(join(host.root, 'etc/flotilla-testbed/tls/server.key'), fresh.key);
+		await writeFile(join(host.root, 'etc/flotilla/tls/server.crt'), fresh.cert);
+		await writeFile(join(host.root, 'etc/flotilla/tls/server.key'), fresh.key);
 		// Until the reload the listener serves the certificate it started with.
 		expect((await testbed.servedCertificate(host)).fingerprint).toBe(served.fingerprint);
 		expect(await ssh(host, `systemctl reload ${hostPaths.tlsUnit}`)).toMatchObject({ code: 0, stderr: '' });
@@ -274,11 +274,11 @@ describe('testbed of real OpenSSH hosts', () => {
 
 		// A key that does not match its certificate: the listener cannot start, and the reload says so.
 		const other = await testbed.issueCertificate(host);
-		await writeFile(join(host.root, 'etc/flotilla-testbed/tls/server.key'), other.key);
+		await writeFile(join(host.root, 'etc/flotilla/tls/server.key'), other.key);
 		const broken = await ssh(host, `systemctl reload ${hostPaths.tlsUnit}`);
 		expect(broken.code).toBe(1);
 		expect(broken.stderr).toContain('did not come back');
-		await writeFile(join(host.root, 'etc/flotilla-testbed/tls/server.key'), fresh.key);
+		await writeFile(join(host.root, 'etc/flotilla/tls/server.key'), fresh.key);
 		expect((await ssh(host, `systemctl reload ${hostPaths.tlsUnit}`)).code).toBe(0);
 		expect((await testbed.servedCertificate(host)).fingerprint).toBe(fresh.fingerprint);
 	});

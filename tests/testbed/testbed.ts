@@ -25,7 +25,7 @@
  * - code: one bare git origin per role (./repos.ts) below `dir`, which every namespace sees at the same path;
  *   each host has a clone of every role at /opt/<role>.
  * - certificates: a testbed CA and per host a leaf for its name and address (./certs.ts) at
- *   /etc/flotilla-testbed/tls, served by `openssl s_server` on <address>:8443, which the supervisor runs and
+ *   /etc/flotilla/tls, served by `openssl s_server` on <address>:8443, which the supervisor runs and
  *   restarts (`systemctl reload tls-endpoint` makes it pick up the files on disk).
  * - A/B slots: /boot/flotilla, managed by the appliance's own helper (appliance/flotilla-slot, installed at
  *   /opt/flotilla/bin/flotilla-slot), whose boot logic the supervisor runs at every reboot.
@@ -39,6 +39,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { nodePaths } from '../../src/lib/server/sim/paths.ts';
 import { createCertificateAuthority, issueCertificate, type IssuedCertificate } from './certs.ts';
 import { addCommit, checkedOutCommit, cloneOrigin, createOrigin, originCommits, type CommitChange } from './repos.ts';
 
@@ -57,23 +58,8 @@ export interface TestHost {
 	tlsPort: number;
 }
 
-/** Paths on every host (inside its namespace); the same on a real node the flows manage. */
-export const hostPaths = {
-	/** The certificate the TLS listener serves, its key, and the testbed CA, all PEM. */
-	tlsCert: '/etc/flotilla-testbed/tls/server.crt',
-	tlsKey: '/etc/flotilla-testbed/tls/server.key',
-	tlsCa: '/etc/flotilla-testbed/tls/ca.crt',
-	/** The systemd unit (a stand-in hook) whose reload makes the TLS listener serve the files on disk. */
-	tlsUnit: 'tls-endpoint',
-	/** The appliance slot helper (a copy of appliance/flotilla-slot), also on PATH. */
-	slotHelper: '/opt/flotilla/bin/flotilla-slot',
-	slotDir: '/boot/flotilla',
-	/** Debian's marker that a reboot is needed, and the packages that need it. */
-	rebootRequired: '/var/run/reboot-required',
-	rebootRequiredPackages: '/var/run/reboot-required.pkgs',
-	/** The checkout of a role. */
-	repo: (role: string) => `/opt/${role}`
-};
+/** Paths on every host (inside its namespace): the same as on simulated and real nodes. */
+export const hostPaths = nodePaths;
 
 /** The A/B slot state as flotilla-slot keeps it (see appliance/flotilla-slot). */
 export interface SlotState {
@@ -198,7 +184,7 @@ export async function startTestbed(opts: { hosts: number; firstHost?: number; ro
 		const hosts = await Promise.all(
 			Array.from({ length: count }, async (_, i) => {
 				const host = await createHost(dir, i + 1, firstHost + i, clientPublicKey);
-				const tls = join(host.root, 'etc/flotilla-testbed/tls');
+				const tls = join(host.root, 'etc/flotilla/tls');
 				const issued = await issueCertificate(ca, host.name, host.address, certificateDays);
 				await writeFile(join(tls, 'server.crt'), issued.cert);
 				await writeFile(join(tls, 'server.key'), issued.key, { mode: 0o600 });
@@ -318,7 +304,7 @@ async function createHost(dir: string, index: number, lastOctet: number, clientP
 		'etc/ssh',
 		'etc/flotilla/health.d',
 		'etc/flotilla-testbed/faults',
-		'etc/flotilla-testbed/tls',
+		'etc/flotilla/tls',
 		'var/lib/flotilla-testbed/units',
 		'var/lib/flotilla-testbed/www',
 		'boot',

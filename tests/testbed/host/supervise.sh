@@ -27,7 +27,7 @@ mkdir -p /run/sshd
 tls_listener() {
 	while :; do
 		(cd "$state/www" && exec openssl s_server -quiet -WWW -accept "$address:8443" \
-			-cert /etc/flotilla-testbed/tls/server.crt -key /etc/flotilla-testbed/tls/server.key) </dev/null &
+			-cert /etc/flotilla/tls/server.crt -key /etc/flotilla/tls/server.key) </dev/null &
 		echo $! >"$state/tls-endpoint.pid"
 		wait $!
 		sleep 0.2

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes, X509Certificate } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
 import { connectionStatus, listNodes } from '../../src/lib/server/fleet/nodes';
@@ -36,6 +36,8 @@ describe('the quick start demo fleet', () => {
 
 	it('registers 24 simulated nodes with pinned keys, in a realistic mix of states after a real check', async () => {
 		const fleet = await startDemoFleet(dataDir);
+		// Stopped whatever fails, so the restart test below finds the ports free again.
+		onTestFinished(() => fleet.stop());
 		await fleet.checked;
 		const { items, counts } = await states();
 		expect(items).toHaveLength(24);
@@ -86,7 +88,6 @@ describe('the quick start demo fleet', () => {
 		} finally {
 			conn.close();
 		}
-		await fleet.stop();
 	});
 
 	it('comes back as the same fleet after a restart: same keys, same ports, no duplicates', async () => {

@@ -476,11 +476,18 @@ async function waitUntilListening(host: TestHost, hostProcess: HostProcess): Pro
 	const deadline = Date.now() + readyTimeoutMs;
 	let exited = false;
 	void hostProcess.exited.then(() => (exited = true));
-	while (!(await pathExists(hostProcess.pidPath)) || !(await answersWithBanner(host))) {
+	// The TLS listener starts before sshd, but waiting for it too means a test can handshake at once.
+	while (
+		!(await pathExists(hostProcess.pidPath)) ||
+		!(await answersWithBanner(host)) ||
+		!(await acceptsConnections(host.address, host.tlsPort))
+	) {
 		if (exited || Date.now() > deadline) {
 			const log = await readFile(hostProcess.logPath, 'utf8').catch(() => '');
 			await killHost(hostProcess);
-			throw new Error(`${host.name} could not start sshd on ${host.address}:${host.port}${log ? `:\n${log}` : ''}`);
+			throw new Error(
+				`${host.name} could not start sshd on ${host.address}:${host.port} and TLS on :${host.tlsPort}${log ? `:\n${log}` : ''}`
+			);
 		}
 		await new Promise((resolve) => setTimeout(resolve, 50));
 	}
@@ -491,6 +498,19 @@ function pathExists(path: string): Promise<boolean> {
 		() => true,
 		() => false
 	);
+}
+
+function acceptsConnections(address: string, port: number): Promise<boolean> {
+	return new Promise((resolve) => {
+		const socket = connect({ host: address, port, timeout: 1000 });
+		const done = (ok: boolean) => {
+			socket.destroy();
+			resolve(ok);
+		};
+		socket.once('connect', () => done(true));
+		socket.once('error', () => done(false));
+		socket.once('timeout', () => done(false));
+	});
 }
 
 function answersWithBanner(host: TestHost): Promise<boolean> {

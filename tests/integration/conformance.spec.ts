@@ -1,6 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cloneOrigin, newOrigin, type SimOrigin } from '../../src/lib/server/sim/git';
+import { requireReboot } from '../../src/lib/server/sim/host';
+import { nodePaths } from '../../src/lib/server/sim/paths';
 import { startSimulatedHost, type SimulatedHost } from '../../src/lib/server/sim/server';
+import { installSlots } from '../../src/lib/server/sim/slots';
 import { connect, type ExecResult, type SshTarget } from '../../src/lib/server/ssh/connection';
 import { SshError } from '../../src/lib/server/ssh/errors';
 import { sh, type ShellCommand } from '../../src/lib/server/ssh/shell';
@@ -16,12 +20,14 @@ interface Subject {
 	fingerprint(): string;
 	fault(kind: 'hang' | 'drop' | 'fail-health', command?: string): Promise<void>;
 	clearFaults(): Promise<void>;
+	requireReboot(packages: string[]): Promise<void>;
 	changeHostKey(): Promise<string>;
 	setRefusing(refusing: boolean): Promise<void>;
 }
 
 let bed: Testbed;
 let sim: SimulatedHost;
+const simOrigins = new Map<string, SimOrigin>();
 const subjects: Record<'real' | 'simulated', Subject> = {} as never;
 
 beforeAll(async () => {
@@ -43,14 +49,28 @@ beforeAll(async () => {
 				command
 			),
 		clearFaults: () => bed.clearFaults(real),
+		requireReboot: (packages) => bed.requireReboot(real, packages),
 		changeHostKey: () => bed.changeHostKey(real),
 		setRefusing: (refusing) => (refusing ? bed.stopHost(real) : bed.startHost(real))
 	};
-	sim = await startSimulatedHost({
+	// The simulated host starts as the real one did: the same commits per role, the same images in its
+	// slots, the same certificate file.
+	const { model } = (sim = await startSimulatedHost({
 		name: 'sim-01',
 		address: '127.0.1.67',
 		authorizedKey: readFileSync(bed.clientPrivateKeyPath + '.pub', 'utf8')
-	});
+	}));
+	for (const role of bed.roles) {
+		const origin = newOrigin(
+			role,
+			(await bed.originCommits(role)).map((sha) => ({ sha }))
+		);
+		simOrigins.set(role, origin);
+		model.repos.set(nodePaths.repo(role), cloneOrigin(origin));
+	}
+	const slotImage = (slot: string) => readFileSync(`${real.root}/boot/flotilla/slot-${slot}.img`, 'utf8');
+	installSlots(model, { a: slotImage('a'), b: slotImage('b') });
+	model.files.set(nodePaths.tlsCert, readFileSync(`${real.root}${nodePaths.tlsCert}`, 'utf8'));
 	subjects.simulated = {
 		target: (pinned = sim.hostKeyFingerprint) => ({
 			host: sim.address,
@@ -68,6 +88,7 @@ beforeAll(async () => {
 		clearFaults: async () => {
 			sim.model.faults = {};
 		},
+		requireReboot: async (packages) => requireReboot(sim.model, packages),
 		changeHostKey: async () => sim.changeHostKey(),
 		setRefusing: (refusing) => sim.setRefusing(refusing)
 	};
@@ -99,6 +120,32 @@ async function run(
 		return outcome(await conn.exec(command, { deadlineMs: opts.deadlineMs, signal: abort.signal }));
 	} finally {
 		conn.close();
+	}
+}
+
+/** Runs commands one after the other on one connection; each outcome as an operator would see it. */
+async function runAll(subject: Subject, commands: ShellCommand[]) {
+	const conn = await connect(subject.target());
+	try {
+		const outcomes = [];
+		for (const command of commands) outcomes.push(outcome(await conn.exec(command)));
+		return outcomes;
+	} finally {
+		conn.close();
+	}
+}
+
+/** Polls until the subject accepts SSH again after a reboot. */
+async function waitUntilUp(subject: Subject, timeoutMs: number): Promise<void> {
+	const deadline = Date.now() + timeoutMs;
+	for (;;) {
+		const up = await connect(subject.target(), { readyTimeoutMs: 2000 }).then(
+			(conn) => (conn.close(), true),
+			() => false
+		);
+		if (up) return;
+		if (Date.now() > deadline) throw new Error('the host did not come back after its reboot');
+		await new Promise((r) => setTimeout(r, 200));
 	}
 }
 
@@ -180,6 +227,129 @@ describe('simulated hosts behave like real ones', () => {
 			return { unknown, changed, keyChanged: fresh !== pinned };
 		});
 	});
+
+	it('git checkouts per role: rev-parse, status, fetch, checkout --detach, install', async () => {
+		const repo = nodePaths.repo('backend');
+		const next = await bed.addCommit('backend');
+		simOrigins.get('backend')!.commits.push({ sha: next });
+		const before = (await bed.originCommits('backend')).at(-2)!;
+		const unknown = 'f'.repeat(40);
+		const outcomes = await agree((s) =>
+			runAll(s, [
+				sh`git -C ${repo} rev-parse HEAD`,
+				sh`git -C ${repo} status --porcelain`,
+				// Not fetched yet: the new commit is unknown to the checkout.
+				sh`git -C ${repo} checkout --quiet --detach ${next}`,
+				sh`git -C ${repo} fetch --quiet origin`,
+				sh`git -C ${repo} checkout --quiet --detach ${next}`,
+				sh`git -C ${repo} rev-parse HEAD`,
+				sh`sh ${repo}/install.sh`,
+				sh`git -C ${repo} status --porcelain`,
+				sh`git -C ${repo} checkout --quiet --detach ${unknown}`,
+				sh`git -C ${'/opt/no-such-role'} rev-parse HEAD`
+			])
+		);
+		const ok = (stdout: string) => ({ exitCode: 0, stdout, stderr: '', timedOut: false, cancelled: false });
+		const fatal = (stderr: string) => ({ exitCode: 128, stdout: '', stderr, timedOut: false, cancelled: false });
+		expect(outcomes).toEqual([
+			ok(`${before}\n`),
+			ok(''),
+			fatal(`fatal: reference is not a tree: ${next}\n`),
+			ok(''),
+			ok(''),
+			ok(`${next}\n`),
+			ok('installed backend 4\n'),
+			ok(''),
+			fatal(`fatal: reference is not a tree: ${unknown}\n`),
+			fatal(`fatal: cannot change to '/opt/no-such-role': No such file or directory\n`)
+		]);
+		expect(await bed.checkedOutCommit(bed.hosts[0]!, 'backend')).toBe(next);
+		expect(sim.model.repos.get(repo)?.head).toBe(next);
+	});
+
+	it('certificates: openssl x509 on the certificate file, and on a missing one', async () => {
+		const outcomes = await agree(async (s) => {
+			const [cert, missing] = await runAll(s, [
+				sh`openssl x509 -in ${nodePaths.tlsCert} -noout -fingerprint -sha256 -enddate -subject -issuer -ext subjectAltName`,
+				sh`openssl x509 -in ${'/etc/flotilla/tls/missing.crt'} -noout -fingerprint -sha256`
+			]);
+			// openssl's own error lines carry code addresses; the first line is what an operator reads.
+			return { cert: cert!, missing: { exitCode: missing!.exitCode, firstLine: missing!.stderr.split('\n')[0] } };
+		});
+		const served = await bed.servedCertificate(bed.hosts[0]!);
+		expect(outcomes.cert).toMatchObject({ exitCode: 0, stderr: '' });
+		expect(outcomes.cert.stdout.split('\n')).toEqual([
+			`sha256 Fingerprint=${served.fingerprint}`,
+			expect.stringMatching(/^notAfter=\w{3} [ \d]\d \d\d:\d\d:\d\d \d{4} GMT$/),
+			`subject=CN = ${bed.hosts[0]!.name}`,
+			'issuer=CN = Flotilla testbed CA',
+			'X509v3 Subject Alternative Name: ',
+			`    ${served.subjectAltName}`,
+			''
+		]);
+		expect(outcomes.missing).toEqual({
+			exitCode: 1,
+			firstLine: 'Could not open file or uri for loading certificate from /etc/flotilla/tls/missing.crt'
+		});
+	});
+
+	it('A/B slots through the appliance slot helper', async () => {
+		const outcomes = await agree(async (s) => {
+			const steps = await runAll(s, [
+				sh`flotilla-slot status`,
+				sh`flotilla-slot standby`,
+				sh`flotilla-slot path ${'b'}`,
+				sh`sha256sum ${'/boot/flotilla/slot-b.img'}`,
+				sh`flotilla-slot set-next ${'c'}`,
+				sh`flotilla-slot set-next ${'b'}`,
+				sh`flotilla-slot gate`,
+				sh`flotilla-slot revert`,
+				sh`flotilla-slot status`
+			]);
+			await s.fault('fail-health');
+			const [gateFailed] = await runAll(s, [sh`flotilla-slot commit`]);
+			await s.clearFaults();
+			return [...steps, gateFailed!];
+		});
+		expect(outcomes.map((o) => [o.exitCode, o.stdout, o.stderr])).toEqual([
+			[0, 'active=a\nnext=a\ngood=a\ntries=0\nboots=0\n', ''],
+			[0, 'b\n', ''],
+			[0, '/boot/flotilla/slot-b.img\n', ''],
+			[0, expect.stringMatching(/^[0-9a-f]{64} {2}\/boot\/flotilla\/slot-b\.img\n$/), ''],
+			[1, '', "flotilla-slot: not a slot: 'c' (a or b)\n"],
+			[0, 'next boot: slot b\n', ''],
+			[0, 'gate: 10-appliance ok\n', ''],
+			[0, 'next boot: slot a\n', ''],
+			[0, 'active=a\nnext=a\ngood=a\ntries=0\nboots=0\n', ''],
+			[1, 'gate: 10-appliance failed\n', 'flotilla-slot: health gate failed: slot a not committed\n']
+		]);
+	});
+
+	it('reboot-required, and a reboot into the next slot that clears it', async () => {
+		const outcomes = await agree(async (s) => {
+			const before = await runAll(s, [sh`test -e ${nodePaths.rebootRequired}`]);
+			await s.requireReboot(['linux-image-6.1.0-29-amd64', 'libc6']);
+			const required = await runAll(s, [
+				sh`test -e ${nodePaths.rebootRequired}`,
+				sh`cat ${nodePaths.rebootRequiredPackages}`,
+				sh`flotilla-slot set-next ${'b'}`,
+				sh`reboot`
+			]);
+			await new Promise((r) => setTimeout(r, 1000));
+			await waitUntilUp(s, 20_000);
+			const after = await runAll(s, [sh`test -e ${nodePaths.rebootRequired}`, sh`flotilla-slot status`]);
+			return [...before, ...required, ...after].map((o) => [o.exitCode, o.stdout, o.stderr]);
+		});
+		expect(outcomes).toEqual([
+			[1, '', ''],
+			[0, '', ''],
+			[0, 'linux-image-6.1.0-29-amd64\nlibc6\n', ''],
+			[0, 'next boot: slot b\n', ''],
+			[0, 'Rebooting.\n', ''],
+			[1, '', ''],
+			[0, 'active=b\nnext=b\ngood=a\ntries=1\nboots=1\n', '']
+		]);
+	}, 60_000);
 
 	it('a host that refuses connections is unreachable', async () => {
 		await agree(async (s) => {

@@ -1,12 +1,15 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
 import { connectionStatus, listNodes } from '../../src/lib/server/fleet/nodes';
 import { startDemoFleet } from '../../src/lib/server/sim/demo-fleet';
+import { nodePaths } from '../../src/lib/server/sim/paths';
+import { connect } from '../../src/lib/server/ssh/connection';
+import { sh } from '../../src/lib/server/ssh/shell';
 import { freshPglite } from '../support/databases';
 
 describe('the quick start demo fleet', () => {
@@ -33,6 +36,8 @@ describe('the quick start demo fleet', () => {
 
 	it('registers 24 simulated nodes with pinned keys, in a realistic mix of states after a real check', async () => {
 		const fleet = await startDemoFleet(dataDir);
+		// Stopped whatever fails, so the restart test below finds the ports free again.
+		onTestFinished(() => fleet.stop());
 		await fleet.checked;
 		const { items, counts } = await states();
 		expect(items).toHaveLength(24);
@@ -40,7 +45,49 @@ describe('the quick start demo fleet', () => {
 		expect(items.filter((n) => n.kind === 'appliance')).toHaveLength(4);
 		expect(items.filter((n) => n.controlPlane).map((n) => n.name)).toEqual(['app-01', 'app-02']);
 		expect(items.every((n) => n.host === '127.0.0.1')).toBe(true);
-		await fleet.stop();
+
+		// What the update flows will find: a realistic mix, answered over SSH like a real node would.
+		const models = fleet.hosts.map((h) => h.model);
+		const rebootRequired = models.filter((m) => m.files.has(nodePaths.rebootRequired));
+		expect(rebootRequired.length).toBeGreaterThanOrEqual(3);
+		expect(rebootRequired.length).toBeLessThan(models.length / 2);
+		const daysLeft = models.map(
+			(m) =>
+				(new Date(new X509Certificate(m.files.get(nodePaths.tlsCert)!).validTo).getTime() - Date.now()) / 86_400_000
+		);
+		expect(daysLeft.filter((d) => d < 0)).toHaveLength(1);
+		expect(daysLeft.filter((d) => d >= 0 && d < 30).length).toBeGreaterThanOrEqual(2);
+		expect(daysLeft.filter((d) => d >= 30).length).toBeGreaterThan(models.length / 2);
+		const activeSlots = models
+			.filter((m) => m.files.has(`${nodePaths.slotDir}/active`))
+			.map((m) => m.files.get(`${nodePaths.slotDir}/active`));
+		expect(activeSlots.sort()).toEqual(['a\n', 'a\n', 'b\n', 'b\n']);
+		const latest = (role: string) => fleet.origins.get(role)!.commits.at(-1)!.sha;
+		const outdated = models.filter((m) =>
+			[...m.repos].some(([dir, repo]) => repo.head !== latest(dir.replace('/opt/', '')))
+		);
+		expect(outdated.length).toBeGreaterThan(0);
+		expect(outdated.length).toBeLessThan(models.length / 2);
+
+		const app03 = fleet.hosts.find((h) => h.name === 'app-03')!;
+		const { clientKey } = JSON.parse(readFileSync(path.join(dataDir, 'demo-fleet.json'), 'utf8')) as {
+			clientKey: string;
+		};
+		const conn = await connect({
+			host: app03.address,
+			port: app03.port,
+			username: 'root',
+			privateKey: clientKey,
+			hostKeyFingerprint: app03.hostKeyFingerprint
+		});
+		try {
+			const pkgs = await conn.exec(sh`cat ${nodePaths.rebootRequiredPackages}`);
+			expect(pkgs).toMatchObject({ exitCode: 0, stdout: 'linux-image-6.1.0-29-amd64\n' });
+			const cert = await conn.exec(sh`openssl x509 -in ${nodePaths.tlsCert} -noout -subject -issuer`);
+			expect(cert.stdout).toBe('subject=CN = app-03\nissuer=CN = Flotilla demo CA\n');
+		} finally {
+			conn.close();
+		}
 	});
 
 	it('comes back as the same fleet after a restart: same keys, same ports, no duplicates', async () => {

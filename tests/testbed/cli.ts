@@ -25,12 +25,19 @@ const testbed = await startTestbed({ hosts, firstHost });
 const inventories = await writeInventories(testbed);
 
 console.table(
-	testbed.hosts.map((host) => ({ name: host.name, address: host.address, fingerprint: host.hostKeyFingerprint }))
+	testbed.hosts.map((host) => ({
+		name: host.name,
+		address: host.address,
+		fingerprint: host.hostKeyFingerprint,
+		tls: `${host.address}:${host.tlsPort}`
+	}))
 );
 console.log(`${testbed.hosts.length} hosts up in ${Date.now() - started} ms, as root with ${testbed.clientPrivateKeyPath}
   console inventory  ${inventories.json}
   Ansible inventory  ${inventories.ini}
   known_hosts        ${inventories.knownHosts}
+  testbed CA         ${testbed.caCertPath}
+${testbed.roles.map((role) => `  origin ${role.padEnd(11)} ${testbed.origins[role]} (checked out at /opt/${role} on every host)`).join('\n')}
   try                ssh -i ${testbed.clientPrivateKeyPath} -o UserKnownHostsFile=${inventories.knownHosts} root@${testbed.hosts[0]?.address} 'systemctl restart web; systemctl is-active web'
 Ctrl-C (SIGINT) or SIGTERM stops the fleet.`);
 

@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestbed, type TestHost, type Testbed } from './testbed.ts';
+import { hostPaths, startTestbed, type TestHost, type Testbed } from './testbed.ts';
 
 const run = promisify(execFile);
 
@@ -208,6 +208,81 @@ describe('testbed of real OpenSSH hosts', () => {
 		expect(slow.ms).toBeGreaterThanOrEqual(3800);
 	});
 
+	it('clones every role from its bare origin; a new commit there is fetched and checked out', async () => {
+		const host = testbed.hosts[0] as TestHost;
+		expect(testbed.roles).toEqual(['backend', 'frontend']);
+		for (const role of testbed.roles) {
+			const latest = (await testbed.originCommits(role)).at(-1)!;
+			expect(await testbed.originCommits(role)).toHaveLength(3);
+			const repo = hostPaths.repo(role);
+			const state = await ssh(
+				host,
+				`git -C ${repo} rev-parse HEAD && git -C ${repo} status --porcelain && ${repo}/app.sh`
+			);
+			expect(state).toMatchObject({ code: 0, stdout: `${latest}\n${role} 3\n`, stderr: '' });
+			expect(await testbed.checkedOutCommit(host, role)).toBe(latest);
+		}
+
+		const next = await testbed.addCommit('backend');
+		expect((await testbed.originCommits('backend')).at(-1)).toBe(next);
+		expect(await testbed.checkedOutCommit(host, 'backend')).not.toBe(next);
+		const synced = await ssh(
+			host,
+			`cd /opt/backend && git fetch --quiet origin && git checkout --quiet --detach ${next} && sh install.sh && git status --porcelain && cat build/REVISION`
+		);
+		expect(synced).toMatchObject({ code: 0, stdout: `installed backend 4\n${next}\n`, stderr: '' });
+		expect(await testbed.checkedOutCommit(host, 'backend')).toBe(next);
+		// The other host has not moved: each host has its own checkout.
+		expect(await testbed.checkedOutCommit(testbed.hosts[1] as TestHost, 'backend')).not.toBe(next);
+		const unknown = await ssh(host, `git -C /opt/backend checkout --quiet --detach ${'0'.repeat(40)}`);
+		expect(unknown).toMatchObject({ code: 128, stderr: `fatal: reference is not a tree: ${'0'.repeat(40)}\n` });
+	});
+
+	it('serves each host’s own CA-signed certificate over TLS, and a reload serves a new one', async () => {
+		const host = testbed.hosts[1] as TestHost;
+		const served = await testbed.servedCertificate(host);
+		expect(served.subjectAltName).toBe(`DNS:${host.name}, IP Address:${host.address}`);
+		const onDisk = await ssh(host, `openssl x509 -in ${hostPaths.tlsCert} -noout -fingerprint -sha256 -issuer`);
+		expect(onDisk.stdout).toBe(`sha256 Fingerprint=${served.fingerprint}\nissuer=CN = Flotilla testbed CA\n`);
+		const verified = await run('openssl', [
+			'verify',
+			'-CAfile',
+			testbed.caCertPath,
+			join(host.root, 'etc/flotilla/tls/server.crt')
+		]);
+		expect(verified.stdout).toContain(': OK');
+		// Every host has a certificate of its own.
+		const neighbour = await testbed.servedCertificate(testbed.hosts[0] as TestHost);
+		expect(neighbour.fingerprint).not.toBe(served.fingerprint);
+		const health = await run('sh', [
+			'-c',
+			'printf "GET /health HTTP/1.0\\r\\n\\r\\n" | openssl s_client -quiet -verify_return_error -CAfile "$1" -connect "$2" 2>/dev/null',
+			'sh',
+			testbed.caCertPath,
+			`${host.address}:${host.tlsPort}`
+		]);
+		expect(health.stdout).toMatch(/^HTTP\/1\.0 200 ok\r\n[\s\S]*\r\n\r\nok\n$/);
+
+		const fresh = await testbed.issueCertificate(host, 10);
+		expect(Math.round((fresh.validTo.getTime() - Date.now()) / 86_400_000)).toBe(10);
+		await writeFile(join(host.root, 'etc/flotilla/tls/server.crt'), fresh.cert);
+		await writeFile(join(host.root, 'etc/flotilla/tls/server.key'), fresh.key);
+		// Until the reload the listener serves the certificate it started with.
+		expect((await testbed.servedCertificate(host)).fingerprint).toBe(served.fingerprint);
+		expect(await ssh(host, `systemctl reload ${hostPaths.tlsUnit}`)).toMatchObject({ code: 0, stderr: '' });
+		expect((await testbed.servedCertificate(host)).fingerprint).toBe(fresh.fingerprint);
+
+		// A key that does not match its certificate: the listener cannot start, and the reload says so.
+		const other = await testbed.issueCertificate(host);
+		await writeFile(join(host.root, 'etc/flotilla/tls/server.key'), other.key);
+		const broken = await ssh(host, `systemctl reload ${hostPaths.tlsUnit}`);
+		expect(broken.code).toBe(1);
+		expect(broken.stderr).toContain('did not come back');
+		await writeFile(join(host.root, 'etc/flotilla/tls/server.key'), fresh.key);
+		expect((await ssh(host, `systemctl reload ${hostPaths.tlsUnit}`)).code).toBe(0);
+		expect((await testbed.servedCertificate(host)).fingerprint).toBe(fresh.fingerprint);
+	});
+
 	it('stops a host so connections are refused, and starts it again', async () => {
 		const host = testbed.hosts[1] as TestHost;
 		await testbed.stopHost(host);
@@ -237,6 +312,9 @@ describe('testbed of real OpenSSH hosts', () => {
 
 	it('reboots: the session drops, the boot hook runs, and the host comes back', async () => {
 		const host = testbed.hosts[0] as TestHost;
+		await testbed.requireReboot(host, ['linux-image-6.1.0-29-amd64']);
+		expect((await ssh(host, `cat ${hostPaths.rebootRequiredPackages}`)).stdout).toBe('linux-image-6.1.0-29-amd64\n');
+		const servedBefore = (await testbed.servedCertificate(host)).fingerprint;
 		const hook = join(host.root, 'opt/flotilla-testbed/boot');
 		await writeFile(hook, '#!/bin/sh\necho "booted $(cat /var/lib/flotilla-testbed/boot-count)" >> /boot/hook.log\n', {
 			mode: 0o755
@@ -255,6 +333,53 @@ describe('testbed of real OpenSSH hosts', () => {
 		// The hook ran inside the host, before boot-count was incremented.
 		expect(await readFile(join(host.root, 'boot/hook.log'), 'utf8')).toBe('booted 0\n');
 		expect(await testbed.commandLog(host)).toContainEqual(expect.stringMatching(/^\d{13} reboot$/));
+		// /run is gone with the reboot, as a tmpfs is; the TLS listener is back with the same certificate.
+		expect(await ssh(host, `test -e ${hostPaths.rebootRequired}`)).toMatchObject({ code: 1 });
+		expect((await testbed.servedCertificate(host)).fingerprint).toBe(servedBefore);
+		expect(await testbed.slotState(host)).toEqual({ active: 'a', next: 'a', good: 'a', tries: 0, boots: 1 });
+	});
+
+	it('A/B slots: boots the next slot, commits it after the gate, and falls back after 3 failed boots', async () => {
+		const host = testbed.hosts[0] as TestHost;
+		expect((await ssh(host, 'flotilla-slot standby && flotilla-slot path b')).stdout).toBe(
+			'b\n/boot/flotilla/slot-b.img\n'
+		);
+		await writeFile(join(host.root, 'boot/flotilla/slot-b.img'), 'flotilla appliance image 2\n');
+		expect((await ssh(host, 'flotilla-slot set-next b && reboot')).stdout).toBe('next boot: slot b\nRebooting.\n');
+		await sleep(500);
+		expect(await waitUntilAnswering(host, 15_000)).toMatchObject({ code: 0 });
+		expect(await testbed.slotState(host)).toEqual({ active: 'b', next: 'b', good: 'a', tries: 1, boots: 2 });
+		// The gate fails while the appliance's service is unhealthy, so the slot is not committed.
+		await testbed.setFault(host, 'fail-health');
+		const refused = await ssh(host, 'flotilla-slot commit');
+		expect(refused).toMatchObject({ code: 1, stdout: 'gate: 10-appliance failed\n' });
+		expect(refused.stderr).toBe('flotilla-slot: health gate failed: slot b not committed\n');
+		await testbed.clearFaults(host);
+		expect(await ssh(host, 'flotilla-slot commit')).toMatchObject({
+			code: 0,
+			stdout: 'gate: 10-appliance ok\ncommitted slot b\n'
+		});
+		expect(await ssh(host, 'flotilla-slot status')).toMatchObject({
+			code: 0,
+			stdout: 'active=b\nnext=b\ngood=b\ntries=0\nboots=2\n'
+		});
+
+		// Slot a does not boot any more: three boots of it fail, then the helper falls back to the good slot b.
+		await testbed.setFault(host, 'fail-boot', 'a');
+		expect((await ssh(host, 'flotilla-slot set-next a && reboot')).code).toBe(0);
+		await sleep(500);
+		expect(await waitUntilAnswering(host, 20_000)).toMatchObject({ code: 0 });
+		expect(await testbed.slotState(host)).toEqual({ active: 'b', next: 'b', good: 'b', tries: 0, boots: 6 });
+		const log = await readFile(join(host.root, 'supervise.log'), 'utf8');
+		expect(log.match(/boot of slot a failed; booting again/g)).toHaveLength(3);
+		expect(log).toContain('slot a was booted 3 times without a commit; falling back to slot b');
+		await testbed.clearFaults(host);
+		// An empty image is refused before any reboot.
+		await writeFile(join(host.root, 'boot/flotilla/slot-a.img'), '');
+		expect(await ssh(host, 'flotilla-slot set-next a')).toMatchObject({
+			code: 1,
+			stderr: 'flotilla-slot: slot a has no image\n'
+		});
 	});
 
 	it('keeps a host down after a reboot when fail-boot is set', async () => {

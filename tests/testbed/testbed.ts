@@ -8,8 +8,8 @@
  *     sh <host>/supervise.sh <host>
  *
  * - The private mount namespace lets host/supervise.sh bind the host's own directories over /opt,
- *   /etc/flotilla-testbed, /var/lib/flotilla-testbed, /boot and /root, so what one host writes there no
- *   other host (and not the real machine) sees. Those mounts exist only inside the namespace: they vanish
+ *   /etc/flotilla, /etc/flotilla-testbed, /var/lib/flotilla-testbed, /boot, /root and /run, so what one host
+ *   writes there no other host (and not the real machine) sees. Those mounts exist only inside the namespace: they vanish
  *   with its last process, so nothing ever needs unmounting.
  * - The pid namespace makes the supervisor pid 1 of the host: killing it kills every process of the host at
  *   once (sshd, every session, a hung stand-in), and the `reboot` stand-in's `kill -1` reaches this host
@@ -20,15 +20,28 @@
  * Stand-ins for what a sandbox cannot do (`systemctl`, `apt-get`, `apt`, `reboot`) live in each host's
  * /opt/flotilla-testbed/bin, first on sshd's PATH; they log every call and obey the fault files that
  * `setFault` writes. The scripts are in ./host and are copied into every host, so a test may edit one host's.
+ *
+ * What the update flows work on is real too (DESIGN.md, "Testing"):
+ * - code: one bare git origin per role (./repos.ts) below `dir`, which every namespace sees at the same path;
+ *   each host has a clone of every role at /opt/<role>.
+ * - certificates: a testbed CA and per host a leaf for its name and address (./certs.ts) at
+ *   /etc/flotilla/tls, served by `openssl s_server` on <address>:8443, which the supervisor runs and
+ *   restarts (`systemctl reload tls-endpoint` makes it pick up the files on disk).
+ * - A/B slots: /boot/flotilla, managed by the appliance's own helper (appliance/flotilla-slot, installed at
+ *   /opt/flotilla/bin/flotilla-slot), whose boot logic the supervisor runs at every reboot.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { access, chmod, cp, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { nodePaths } from '../../src/lib/server/sim/paths.ts';
+import { createCertificateAuthority, issueCertificate, type IssuedCertificate } from './certs.ts';
+import { addCommit, checkedOutCommit, cloneOrigin, createOrigin, originCommits, type CommitChange } from './repos.ts';
 
 const run = promisify(execFile);
 
@@ -41,6 +54,20 @@ export interface TestHost {
 	root: string;
 	/** `SHA256:<base64 without padding>`, as `ssh-keygen -lf` prints it for the ed25519 host key. */
 	hostKeyFingerprint: string;
+	/** Where the host's TLS listener serves its certificate (on `address`). */
+	tlsPort: number;
+}
+
+/** Paths on every host (inside its namespace): the same as on simulated and real nodes. */
+export const hostPaths = nodePaths;
+
+/** The A/B slot state as flotilla-slot keeps it (see appliance/flotilla-slot). */
+export interface SlotState {
+	active: 'a' | 'b';
+	next: 'a' | 'b';
+	good: 'a' | 'b';
+	tries: number;
+	boots: number;
 }
 
 export const faults = ['fail-step', 'hang', 'slow-output', 'drop-connection', 'fail-health', 'fail-boot'] as const;
@@ -50,7 +77,10 @@ export const faults = ['fail-step', 'hang', 'slow-output', 'drop-connection', 'f
  *   sleep forever, or kill the sshd processes of their own session.
  * - `slow-output`: every stand-in first prints 20 lines, 0.2 s apart.
  * - `fail-health`: `systemctl is-active` (and `status`) say `failed` and exit 3.
- * - `fail-boot`: after a `reboot` the host stays down until `clearFaults` and `startHost`.
+ * - `fail-boot`: the value names the A/B slots (`a`, `b`) whose boot fails, one per line; without a value every
+ *   boot fails. A failed boot of a slot that is not committed is retried, and after 3 the slot helper falls
+ *   back to the good slot; when the good slot fails too, the host stays down until `clearFaults` and
+ *   `startHost`.
  */
 export type Fault = (typeof faults)[number];
 
@@ -73,18 +103,52 @@ export interface Testbed {
 	changeHostKey(host: TestHost): Promise<string>;
 	/** Lines `<epoch-ms> <name> <args...>` the stand-ins appended, oldest first. */
 	commandLog(host: TestHost): Promise<string[]>;
+	/** The roles every host has a checkout of (at `hostPaths.repo(role)`), and each role's bare origin. */
+	roles: string[];
+	origins: Record<string, string>;
+	/** Commits a change (by default the app's next version) to the role's origin; returns its sha. */
+	addCommit(role: string, change?: CommitChange): Promise<string>;
+	/** The origin's commits on main, oldest first. */
+	originCommits(role: string): Promise<string[]>;
+	/** The commit checked out in the host's /opt/<role>, read from the filesystem, not over SSH. */
+	checkedOutCommit(host: TestHost, role: string): Promise<string>;
+	/** The testbed CA's certificate (PEM file) that issued every host's certificate. */
+	caCertPath: string;
+	/** A new certificate for the host from the testbed CA, not installed anywhere. */
+	issueCertificate(host: TestHost, days?: number): Promise<IssuedCertificate>;
+	/** The certificate the host's TLS listener serves now, from a real TLS handshake. */
+	servedCertificate(host: TestHost): Promise<{ fingerprint: string; validTo: Date; subjectAltName: string }>;
+	/** Writes /var/run/reboot-required (and .pkgs) on the host, as a package's postinst does. */
+	requireReboot(host: TestHost, packages: string[]): Promise<void>;
+	/** The host's A/B slot state, read from the filesystem, not over SSH. */
+	slotState(host: TestHost): Promise<SlotState>;
 	/** Kills every host's processes and removes `dir`. Idempotent. */
 	stop(): Promise<void>;
 }
 
 const hostTemplate = new URL('./host/', import.meta.url).pathname;
 /** Real-filesystem paths each host's namespace mounts its own directory over. */
-const mountedPaths = ['/opt', '/etc/flotilla-testbed', '/var/lib/flotilla-testbed', '/boot', '/root'];
-const standinPath = '/opt/flotilla-testbed/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin';
+const mountedPaths = [
+	'/opt',
+	'/etc/flotilla',
+	'/etc/flotilla-testbed',
+	'/var/lib/flotilla-testbed',
+	'/boot',
+	'/root',
+	'/run'
+];
+const standinPath = '/opt/flotilla-testbed/bin:/opt/flotilla/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin';
+const slotHelperSource = new URL('../../appliance/flotilla-slot', import.meta.url).pathname;
+const tlsPort = 8443;
+const certificateDays = 90;
 const readyTimeoutMs = 10_000;
 
-export async function startTestbed(opts: { hosts: number; firstHost?: number }): Promise<Testbed> {
+export async function startTestbed(opts: { hosts: number; firstHost?: number; roles?: string[] }): Promise<Testbed> {
 	const firstHost = opts.firstHost ?? 10;
+	const roles = opts.roles ?? ['backend', 'frontend'];
+	for (const role of roles) {
+		if (!/^[a-z][a-z0-9-]{0,30}$/.test(role)) throw new Error(`Not a role name: ${JSON.stringify(role)}`);
+	}
 	const { hosts: count } = opts;
 	if (
 		!Number.isInteger(count) ||
@@ -106,9 +170,28 @@ export async function startTestbed(opts: { hosts: number; firstHost?: number }):
 		await mkdir(join(dir, 'client'));
 		await generateKey(clientPrivateKeyPath, 'flotilla-testbed-client');
 		const clientPublicKey = await readFile(`${clientPrivateKeyPath}.pub`, 'utf8');
+		await mkdir(join(dir, 'ca'));
+		const ca = await createCertificateAuthority(join(dir, 'ca'));
+		const origins = new Map(
+			await Promise.all(roles.map(async (role) => [role, await createOrigin(dir, role)] as const))
+		);
+		const originOf = (role: string) => {
+			const origin = origins.get(role);
+			if (!origin) throw new Error(`The testbed has no role ${role} (roles: ${roles.join(', ')})`);
+			return origin;
+		};
 
 		const hosts = await Promise.all(
-			Array.from({ length: count }, (_, i) => createHost(dir, i + 1, firstHost + i, clientPublicKey))
+			Array.from({ length: count }, async (_, i) => {
+				const host = await createHost(dir, i + 1, firstHost + i, clientPublicKey);
+				const tls = join(host.root, 'etc/flotilla/tls');
+				const issued = await issueCertificate(ca, host.name, host.address, certificateDays);
+				await writeFile(join(tls, 'server.crt'), issued.cert);
+				await writeFile(join(tls, 'server.key'), issued.key, { mode: 0o600 });
+				await cp(ca.certPath, join(tls, 'ca.crt'));
+				for (const origin of origins.values()) await cloneOrigin(origin, join(host.root, 'opt', origin.role));
+				return host;
+			})
 		);
 		const knownHostsPath = join(dir, 'known_hosts');
 		writeKnownHosts(knownHostsPath, hosts);
@@ -119,6 +202,31 @@ export async function startTestbed(opts: { hosts: number; firstHost?: number }):
 			clientPrivateKey: await readFile(clientPrivateKeyPath, 'utf8'),
 			clientPrivateKeyPath,
 			knownHostsPath,
+			roles,
+			origins: Object.fromEntries([...origins].map(([role, origin]) => [role, origin.path])),
+			addCommit: (role, change) => addCommit(originOf(role), change),
+			originCommits: (role) => originCommits(originOf(role)),
+			checkedOutCommit: (host, role) => checkedOutCommit(join(host.root, 'opt', originOf(role).role)),
+			caCertPath: ca.certPath,
+			issueCertificate: (host, days = certificateDays) => issueCertificate(ca, host.name, host.address, days),
+			servedCertificate,
+			async requireReboot(host, packages) {
+				await writeFile(join(host.root, 'run/reboot-required'), '*** System restart required ***\n');
+				await writeFile(join(host.root, 'run/reboot-required.pkgs'), packages.map((p) => `${p}\n`).join(''));
+			},
+			async slotState(host) {
+				const read = (fact: string) => readFile(join(host.root, 'boot/flotilla', fact), 'utf8').then((s) => s.trim());
+				const [active, next, good, tries, boots] = await Promise.all(
+					['active', 'next', 'good', 'tries', 'boots'].map(read)
+				);
+				return {
+					active: active as SlotState['active'],
+					next: next as SlotState['next'],
+					good: good as SlotState['good'],
+					tries: Number(tries),
+					boots: Number(boots)
+				};
+			},
 			async setFault(host, fault, value) {
 				if (!faults.includes(fault)) throw new Error(`Unknown fault ${fault}`);
 				await writeFile(join(host.root, 'etc/flotilla-testbed/faults', fault), value ? `${value}\n` : '');
@@ -194,10 +302,15 @@ async function createHost(dir: string, index: number, lastOctet: number, clientP
 	const address = `127.0.1.${lastOctet}`;
 	for (const path of [
 		'etc/ssh',
+		'etc/flotilla/health.d',
 		'etc/flotilla-testbed/faults',
+		'etc/flotilla/tls',
 		'var/lib/flotilla-testbed/units',
+		'var/lib/flotilla-testbed/www',
 		'boot',
-		'root/.ssh'
+		'opt/flotilla/bin',
+		'root/.ssh',
+		'run'
 	]) {
 		await mkdir(join(root, path), { recursive: true });
 	}
@@ -206,11 +319,19 @@ async function createHost(dir: string, index: number, lastOctet: number, clientP
 		verbatimSymlinks: true
 	});
 	await cp(join(hostTemplate, 'lib'), join(root, 'opt/flotilla-testbed/lib'), { recursive: true });
-	for (const script of ['systemctl', 'apt-get', 'reboot']) {
-		await chmod(join(root, 'opt/flotilla-testbed/bin', script), 0o755);
+	await cp(join(hostTemplate, 'hooks'), join(root, 'opt/flotilla-testbed/hooks'), { recursive: true });
+	for (const script of ['bin/systemctl', 'bin/apt-get', 'bin/reboot', 'hooks/tls-endpoint']) {
+		await chmod(join(root, 'opt/flotilla-testbed', script), 0o755);
 	}
 	await cp(join(hostTemplate, 'supervise.sh'), join(root, 'supervise.sh'));
 	await writeFile(join(root, 'var/lib/flotilla-testbed/boot-count'), '0\n');
+	await writeFile(join(root, 'etc/flotilla-testbed/address'), `${address}\n`);
+	// Both units run from the first boot: the TLS listener is up, and the appliance passes its health gate.
+	for (const unit of [hostPaths.tlsUnit, 'appliance']) {
+		await writeFile(join(root, 'var/lib/flotilla-testbed/units', unit), 'active\n');
+	}
+	await writeFile(join(root, 'var/lib/flotilla-testbed/www/health'), 'ok\n');
+	await installSlots(root);
 	await writeFile(join(root, 'root/.ssh/authorized_keys'), clientPublicKey, { mode: 0o600 });
 	// bash run by sshd reads ~/.bashrc even for `ssh host command`; an empty one keeps that a no-op. A login
 	// shell's /etc/profile resets PATH, so ~/.profile puts the stand-ins first again.
@@ -247,8 +368,51 @@ async function createHost(dir: string, index: number, lastOctet: number, clientP
 		port: 22,
 		user: 'root',
 		root,
-		hostKeyFingerprint: await fingerprintOf(`${keyPath}.pub`)
+		hostKeyFingerprint: await fingerprintOf(`${keyPath}.pub`),
+		tlsPort
 	};
+}
+
+/**
+ * The appliance side of A/B updates, installed as a real appliance has it: the slot helper, slot a booted
+ * and committed with image 1, slot b holding the older image 0, and a health gate check on a service.
+ */
+async function installSlots(root: string): Promise<void> {
+	const helper = join(root, 'opt/flotilla/bin/flotilla-slot');
+	await cp(slotHelperSource, helper);
+	await chmod(helper, 0o755);
+	const slotDir = join(root, 'boot/flotilla');
+	await run('sh', [helper, 'init', 'a'], { env: { ...process.env, FLOTILLA_SLOT_DIR: slotDir } });
+	await writeFile(join(slotDir, 'slot-a.img'), 'flotilla appliance image 1\n');
+	await writeFile(join(slotDir, 'slot-b.img'), 'flotilla appliance image 0\n');
+	await writeFile(
+		join(root, 'etc/flotilla/health.d/10-appliance'),
+		'#!/bin/sh\nexec systemctl is-active --quiet appliance\n',
+		{
+			mode: 0o755
+		}
+	);
+}
+
+/** A real TLS handshake with the host's listener; the certificate is not verified, only reported. */
+function servedCertificate(host: TestHost): Promise<{ fingerprint: string; validTo: Date; subjectAltName: string }> {
+	return new Promise((resolve, reject) => {
+		const socket = tlsConnect({ host: host.address, port: host.tlsPort, rejectUnauthorized: false, timeout: 5000 });
+		socket.once('secureConnect', () => {
+			const cert = new X509Certificate(socket.getPeerX509Certificate()!.raw);
+			socket.destroy();
+			resolve({
+				fingerprint: cert.fingerprint256,
+				validTo: new Date(cert.validTo),
+				subjectAltName: cert.subjectAltName ?? ''
+			});
+		});
+		socket.once('timeout', () => {
+			socket.destroy();
+			reject(new Error(`${host.name}: no TLS handshake on ${host.address}:${host.tlsPort} within 5 s`));
+		});
+		socket.once('error', reject);
+	});
 }
 
 function launchHost(host: TestHost): HostProcess {
@@ -273,7 +437,8 @@ function launchHost(host: TestHost): HostProcess {
 			'--mount-proc',
 			'sh',
 			join(host.root, 'supervise.sh'),
-			host.root
+			host.root,
+			host.address
 		],
 		// Its own process group, so a Ctrl-C meant for the CLI reaches the CLI, which then stops the fleet.
 		{ detached: true, stdio: ['ignore', log, log] }
@@ -311,11 +476,18 @@ async function waitUntilListening(host: TestHost, hostProcess: HostProcess): Pro
 	const deadline = Date.now() + readyTimeoutMs;
 	let exited = false;
 	void hostProcess.exited.then(() => (exited = true));
-	while (!(await pathExists(hostProcess.pidPath)) || !(await answersWithBanner(host))) {
+	// The TLS listener starts before sshd, but waiting for it too means a test can handshake at once.
+	while (
+		!(await pathExists(hostProcess.pidPath)) ||
+		!(await answersWithBanner(host)) ||
+		!(await acceptsConnections(host.address, host.tlsPort))
+	) {
 		if (exited || Date.now() > deadline) {
 			const log = await readFile(hostProcess.logPath, 'utf8').catch(() => '');
 			await killHost(hostProcess);
-			throw new Error(`${host.name} could not start sshd on ${host.address}:${host.port}${log ? `:\n${log}` : ''}`);
+			throw new Error(
+				`${host.name} could not start sshd on ${host.address}:${host.port} and TLS on :${host.tlsPort}${log ? `:\n${log}` : ''}`
+			);
 		}
 		await new Promise((resolve) => setTimeout(resolve, 50));
 	}
@@ -326,6 +498,19 @@ function pathExists(path: string): Promise<boolean> {
 		() => true,
 		() => false
 	);
+}
+
+function acceptsConnections(address: string, port: number): Promise<boolean> {
+	return new Promise((resolve) => {
+		const socket = connect({ host: address, port, timeout: 1000 });
+		const done = (ok: boolean) => {
+			socket.destroy();
+			resolve(ok);
+		};
+		socket.once('connect', () => done(true));
+		socket.once('error', () => done(false));
+		socket.once('timeout', () => done(false));
+	});
 }
 
 function answersWithBanner(host: TestHost): Promise<boolean> {

@@ -9,14 +9,21 @@ import { checkNode } from '$lib/server/fleet/nodes';
 import { createCredential } from '$lib/server/keys/credentials';
 import { log, loggableError } from '$lib/server/log';
 import { fingerprintOf } from '$lib/server/ssh/host-keys';
-import { newHostModel, type HostModel } from './host';
+import { createHash } from 'node:crypto';
+import { issueSimCertificate, newCertificateAuthority, type SimCertificateAuthority } from './certificates';
+import { cloneOrigin, newOrigin, type SimOrigin } from './git';
+import { newHostModel, requireReboot, type HostModel } from './host';
+import { nodePaths } from './paths';
+import { installSlots } from './slots';
 import { newHostKey, startSimulatedHost, type SimulatedHost } from './server';
 
 /**
  * The quick start's demo fleet: 24 simulated nodes on loopback, registered with pinned host keys, in a
  * realistic mix of states (most healthy, some unreachable, one whose host key changed, one never
- * accepted, one failing its health check). Their identities and ports are kept in the data folder so a
- * restart brings back the same fleet. Only the embedded quick start runs it (FLOTILLA_DEMO=1).
+ * accepted, one failing its health check; some a commit behind their role's latest, some waiting for a
+ * reboot, some with certificates about to expire or expired, appliances on slot a or b). Their identities
+ * and ports are kept in the data folder so a restart brings back the same fleet. Only the embedded quick
+ * start runs it (FLOTILLA_DEMO=1).
  */
 interface DemoHostState {
 	name: string;
@@ -45,12 +52,60 @@ function plan(i: number) {
 	};
 }
 
-function modelFor(name: string, i: number): HostModel {
+/** Each role's origin: four commits with stable shas, so a restart shows the same versions. */
+function demoOrigins(): Map<string, SimOrigin> {
+	const roles = [...new Set([...ROLES.flat(), 'gateway'])];
+	return new Map(
+		roles.map((role) => [
+			role,
+			newOrigin(
+				role,
+				[1, 2, 3, 4].map((n) => ({ sha: createHash('sha1').update(`demo ${role} ${n}`).digest('hex') }))
+			)
+		])
+	);
+}
+
+const DAY = 86_400_000;
+
+/** Days until each demo node's certificate expires: most are fine, a few need rotating soon, one has expired. */
+function certificateDaysLeft(i: number): number {
+	if (i === 5) return -3;
+	if (i % 8 === 2) return 9 + i;
+	return 45 + ((i * 7) % 40);
+}
+
+function modelFor(name: string, i: number, origins: Map<string, SimOrigin>, ca: SimCertificateAuthority): HostModel {
+	const p = plan(i);
 	const model = newHostModel(name);
 	model.units.set('app.service', 'active');
-	model.repos.set('/opt/app', (0x5eed00 + i).toString(16).padEnd(40, 'a'));
+	model.units.set(nodePaths.tlsUnit, 'active');
+	for (const role of p.roles) {
+		const origin = origins.get(role)!;
+		// Every fourth node is a commit behind its role's latest: outdated until the next Code Sync.
+		model.repos.set(nodePaths.repo(role), cloneOrigin(origin, i % 4 === 1 ? 3 : 4));
+	}
 	if (i % 3 === 0) {
 		model.upgradable = ['openssl/stable-security 3.0.15-1~deb12u1 amd64 [upgradable from: 3.0.14-1~deb12u2]'];
+	}
+	if (i % 6 === 2) requireReboot(model, ['linux-image-6.1.0-29-amd64']);
+	const notAfter = new Date(Date.now() + certificateDaysLeft(i) * DAY);
+	const cert = issueSimCertificate(ca, {
+		commonName: name,
+		altNames: [name, `${name}.demo.flotilla.invalid`, '127.0.0.1'],
+		notBefore: new Date(notAfter.getTime() - 90 * DAY),
+		notAfter
+	});
+	model.files.set(nodePaths.tlsCert, cert.cert);
+	model.files.set(nodePaths.tlsKey, cert.key);
+	model.files.set(nodePaths.tlsCa, ca.cert);
+	if (p.kind === 'appliance') {
+		installSlots(model, { a: 'flotilla appliance image 7\n', b: 'flotilla appliance image 6\n' });
+		// Half the appliances run from slot b, committed there by an earlier A/B update.
+		if (i % 2 === 1) {
+			for (const fact of ['active', 'next', 'good']) model.files.set(`${nodePaths.slotDir}/${fact}`, 'b\n');
+			model.files.set(`${nodePaths.slotDir}/slot-b.img`, 'flotilla appliance image 8\n');
+		}
 	}
 	if (name === 'app-07') model.faults.failHealth = true;
 	return model;
@@ -77,6 +132,8 @@ function publicKeyOf(privateKey: string): string {
 
 export interface DemoFleet {
 	hosts: SimulatedHost[];
+	/** Each role's origin; pushing a commit onto one makes the fleet's nodes of that role outdated. */
+	origins: Map<string, SimOrigin>;
 	/** Settles when the first check of every demo node is done. */
 	checked: Promise<void>;
 	stop(): Promise<void>;
@@ -87,10 +144,13 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 	const state = loadState(file);
 	const authorizedKey = publicKeyOf(state.clientKey);
 
+	const origins = demoOrigins();
+	const ca = newCertificateAuthority('Flotilla demo CA');
 	const hosts: SimulatedHost[] = [];
 	for (const [i, h] of state.hosts.entries()) {
+		const model = modelFor(h.name, i, origins, ca);
 		const start = (port: number) =>
-			startSimulatedHost({ name: h.name, port, hostKey: h.hostKey, authorizedKey, model: modelFor(h.name, i) });
+			startSimulatedHost({ name: h.name, port, hostKey: h.hostKey, authorizedKey, model });
 		// Keep last run's port when it is free, so registered nodes stay valid.
 		const host = await start(h.port).catch(() => start(0));
 		h.port = host.port;
@@ -143,7 +203,7 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 		log.info({ nodes: all.length }, 'demo fleet checked');
 	})().catch((err: unknown) => log.warn({ err: loggableError(err) }, 'demo fleet check failed'));
 	log.info({ hosts: hosts.length }, 'demo fleet of simulated nodes started');
-	return { hosts, checked, stop: async () => void (await Promise.all(hosts.map((h) => h.stop()))) };
+	return { hosts, origins, checked, stop: async () => void (await Promise.all(hosts.map((h) => h.stop()))) };
 }
 
 function fingerprintOfNewKey(): string {

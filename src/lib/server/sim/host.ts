@@ -1,4 +1,8 @@
 import { createHash } from 'node:crypto';
+import { describeCertificate } from './certificates';
+import { git, install, type SimRepo } from './git';
+import { nodePaths } from './paths';
+import { flotillaSlot, type Slot } from './slots';
 import { tokenize, type Token } from './words';
 
 /**
@@ -12,8 +16,12 @@ export interface HostModel {
 	files: Map<string, string>;
 	/** Services by unit name: running or not. */
 	units: Map<string, 'active' | 'inactive' | 'failed'>;
-	/** Git checkouts by directory: the commit checked out. */
-	repos: Map<string, string>;
+	/** Git checkouts by directory (e.g. `/opt/backend`), each cloned from its role's origin (./git.ts). */
+	repos: Map<string, SimRepo>;
+	/** The appliance health gate's checks (appliance/flotilla-slot `gate`): each passes while its unit is active. */
+	gate: { name: string; unit: string }[];
+	/** Boots since the model was made; the `reboot` command counts them. */
+	bootCount: number;
 	/** `apt list --upgradable` lines, e.g. `openssl/stable-security 3.0.15-1 amd64 [upgradable from: 3.0.14-1]`. */
 	upgradable: string[];
 	faults: HostFaults;
@@ -32,6 +40,8 @@ export interface HostFaults {
 	slowOutput?: boolean;
 	/** `systemctl is-active` says failed. */
 	failHealth?: boolean;
+	/** Boots of these A/B slots fail (true: every boot), like the testbed's `fail-boot` fault. */
+	failBoot?: true | Slot[];
 }
 
 export function newHostModel(hostname: string): HostModel {
@@ -41,9 +51,19 @@ export function newHostModel(hostname: string): HostModel {
 		files: new Map([['/etc/hostname', `${hostname}\n`]]),
 		units: new Map(),
 		repos: new Map(),
+		gate: [],
+		bootCount: 0,
 		upgradable: [],
 		faults: {}
 	};
+}
+
+export const rebootRequiredPath = nodePaths.rebootRequired;
+
+/** What a package's postinst does on Debian when it needs a reboot (the testbed's `requireReboot`). */
+export function requireReboot(model: HostModel, packages: string[]): void {
+	model.files.set(rebootRequiredPath, '*** System restart required ***\n');
+	model.files.set(`${rebootRequiredPath}.pkgs`, packages.map((p) => `${p}\n`).join(''));
 }
 
 export interface CommandIO {
@@ -57,6 +77,8 @@ export interface CommandIO {
 	drop(): Promise<never>;
 	/** Cancels the running command whose process group is `pid`; false when there is none. */
 	kill(pid: number): boolean;
+	/** Drops every connection shortly after this command ends, boots the model, and listens again. */
+	reboot(): void;
 }
 
 /**
@@ -180,7 +202,12 @@ const commands: Record<string, (args: string[], io: CommandIO, model: HostModel)
 		}
 		return 0;
 	},
-	test: async ([flag, file], _io, m) => (flag && file && m.files.has(file) ? 0 : 1),
+	test: async ([flag, file], _io, m) => {
+		const content = file === undefined ? undefined : m.files.get(file);
+		if (flag === '-e' || flag === '-f') return content !== undefined ? 0 : 1;
+		if (flag === '-s') return content ? 0 : 1;
+		return 2;
+	},
 	sha256sum: async (args, io, m) => {
 		const f = args.filter((a) => a !== '--')[0] ?? '';
 		const content = m.files.get(f);
@@ -191,20 +218,25 @@ const commands: Record<string, (args: string[], io: CommandIO, model: HostModel)
 		await io.out(`${sha256(content)}  ${f}`);
 		return 0;
 	},
-	systemctl: async ([verb, unit = ''], io, m) => {
+	systemctl: async (args, io, m) => {
+		const quiet = args.includes('--quiet') || args.includes('-q');
+		const [verb, unit = ''] = args.filter((a) => !a.startsWith('-'));
 		const state = m.faults.failHealth ? 'failed' : (m.units.get(unit) ?? 'inactive');
 		switch (verb) {
 			case 'restart':
 			case 'start':
+			case 'reload':
 				m.units.set(unit, 'active');
 				return 0;
+			case 'reboot':
+				return commands.reboot!([], io, m);
 			case 'stop':
 				m.units.set(unit, 'inactive');
 				return 0;
 			case 'daemon-reload':
 				return 0;
 			case 'is-active':
-				await io.out(state);
+				if (!quiet) await io.out(state);
 				return state === 'active' ? 0 : 3;
 			case 'status':
 				await io.out(`● ${unit} - simulated`);
@@ -215,20 +247,42 @@ const commands: Record<string, (args: string[], io: CommandIO, model: HostModel)
 				return 1;
 		}
 	},
-	git: async (args, io, m) => {
-		const dir = args[0] === '-C' ? args[1]! : '/';
-		const rest = args[0] === '-C' ? args.slice(2) : args;
-		const head = m.repos.get(dir);
-		if (!head) {
-			await io.err(`fatal: not a git repository: ${dir}`);
-			return 128;
+	git,
+	sh: async (args, io, m) => {
+		if (args.length === 1 && args[0]!.endsWith('/install.sh')) return install(args[0]!, io, m);
+		await io.err(`sh: the simulator runs only an install.sh of a checkout (got 'sh ${args.join(' ')}')`);
+		return 2;
+	},
+	'flotilla-slot': flotillaSlot,
+	'/opt/flotilla/bin/flotilla-slot': flotillaSlot,
+	openssl: async (args, io, m) => {
+		const inAt = args.indexOf('-in');
+		const file = inAt >= 0 ? args[inAt + 1] : undefined;
+		const options = args.filter((_, i) => i !== 0 && i !== inAt && i !== inAt + 1 && args[i] !== '-noout');
+		if (args[0] !== 'x509' || !file || !args.includes('-noout')) {
+			await io.err(
+				`openssl: the simulator runs only 'openssl x509 -in <file> -noout …' (got 'openssl ${args.join(' ')}')`
+			);
+			return 1;
 		}
-		if (rest[0] === 'rev-parse' && rest[1] === 'HEAD') {
-			await io.out(head);
-			return 0;
+		const pem = m.files.get(file);
+		if (pem === undefined) {
+			await io.err(`Could not open file or uri for loading certificate from ${file}`);
+			await io.err('Unable to load certificate');
+			return 1;
 		}
-		await io.err(`git: the simulator does not run 'git ${rest.join(' ')}'`);
-		return 1;
+		const lines = describeCertificate(pem, options);
+		if (!lines) {
+			await io.err(`openssl: the simulator does not answer 'openssl ${args.join(' ')}'`);
+			return 1;
+		}
+		for (const line of lines) await io.out(line);
+		return 0;
+	},
+	reboot: async (_args, io) => {
+		io.reboot();
+		await io.out('Rebooting.');
+		return 0;
 	},
 	apt: async (args, io, m) => {
 		if (args[0] === 'list' && args.includes('--upgradable')) {

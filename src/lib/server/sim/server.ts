@@ -1,7 +1,8 @@
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import { fingerprintOf } from '$lib/server/ssh/host-keys';
-import { newHostModel, runCommandLine, type CommandIO, type HostModel } from './host';
+import { newHostModel, rebootRequiredPath, runCommandLine, type CommandIO, type HostModel } from './host';
+import { bootAppliance } from './slots';
 import { tokenize } from './words';
 
 /**
@@ -21,6 +22,10 @@ export interface SimulatedHost {
 	changeHostKey(): string;
 	/** Stops listening (connections refused) or starts again on the same port. */
 	setRefusing(refusing: boolean): Promise<void>;
+	/** TCP connections open to this host now (to check that clients close what they open). */
+	readonly openConnections: number;
+	/** Settles when the reboot in progress (if any) is over: true when the host came back up. */
+	rebooted(): Promise<boolean>;
 	stop(): Promise<void>;
 }
 
@@ -32,6 +37,8 @@ export interface SimulatedHostOptions {
 	authorizedKey: string;
 	hostKey?: string;
 	model?: HostModel;
+	/** How long a `reboot` keeps the host unreachable, as the testbed's 2 s (default). */
+	rebootDelayMs?: number;
 }
 
 // The exact wrapper SshConnection.exec sends (see connection.ts); the simulator runs what is inside it.
@@ -88,6 +95,28 @@ export async function startSimulatedHost(opts: SimulatedHostOptions): Promise<Si
 	let ssh = makeSsh();
 
 	const running = new Map<number, AbortController>();
+	let rebooting: Promise<boolean> = Promise.resolve(true);
+	let stopped = false;
+
+	/**
+	 * As the testbed's reboot stand-in and supervisor do it: the command returns, 300 ms later every
+	 * session drops and the host refuses connections, then it boots (A/B slot logic, /run emptied, boot
+	 * counted) and listens again, unless the boot fails and it stays down.
+	 */
+	function reboot(): void {
+		rebooting = (async () => {
+			await new Promise((r) => setTimeout(r, 300));
+			await close();
+			await new Promise((r) => setTimeout(r, opts.rebootDelayMs ?? 2000));
+			if (stopped || !bootAppliance(model)) return false;
+			model.files.delete(rebootRequiredPath);
+			model.files.delete(`${rebootRequiredPath}.pkgs`);
+			model.bootCount++;
+			front = createFront();
+			await listen(port);
+			return true;
+		})();
+	}
 
 	async function execute(command: string, channel: ssh2.ServerChannel) {
 		const wrapped = WRAPPER.exec(command);
@@ -116,7 +145,8 @@ export async function startSimulatedHost(opts: SimulatedHostOptions): Promise<Si
 				const victim = running.get(target);
 				victim?.abort('killed');
 				return Boolean(victim);
-			}
+			},
+			reboot
 		};
 		if (tag) await io.err(`${tag}-pid:${pid}`);
 		let status: number;
@@ -182,10 +212,18 @@ export async function startSimulatedHost(opts: SimulatedHostOptions): Promise<Si
 		},
 		async setRefusing(refusing) {
 			if (refusing) return close();
+			if (front.listening) return;
 			front = createFront();
 			await listen(port);
 		},
-		stop: close
+		get openConnections() {
+			return sockets.size;
+		},
+		rebooted: () => rebooting,
+		stop: async () => {
+			stopped = true;
+			await close();
+		}
 	};
 	return host;
 }

@@ -1,0 +1,198 @@
+import { createHash, generateKeyPairSync, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import { isIPv4 } from 'node:net';
+
+/**
+ * Real X.509 certificates for simulated nodes, and what `openssl x509` prints about them.
+ *
+ * node:crypto parses certificates but cannot issue them, and the project has no X.509 library, so this
+ * writes the few DER structures a leaf certificate needs (RFC 5280) and signs them with ECDSA P-256. The
+ * result is an ordinary certificate: openssl reads it (src/lib/server/sim/certificates.spec.ts checks that
+ * against the real `openssl x509`), and the simulator answers the certificate flows' commands from the PEM
+ * it holds, exactly as a real host's openssl would from the file on disk.
+ */
+export interface SimCertificateAuthority {
+	name: string;
+	key: KeyObject;
+	/** The CA's self-signed certificate (PEM), what a client would trust. */
+	cert: string;
+}
+
+export interface SimCertificate {
+	cert: string;
+	key: string;
+}
+
+const OID = {
+	commonName: '2.5.4.3',
+	ecdsaWithSha256: '1.2.840.10045.4.3.2',
+	subjectAltName: '2.5.29.17',
+	basicConstraints: '2.5.29.19'
+};
+
+function length(n: number): Buffer {
+	if (n < 0x80) return Buffer.from([n]);
+	const bytes: number[] = [];
+	for (let v = n; v > 0; v >>= 8) bytes.unshift(v & 0xff);
+	return Buffer.from([0x80 | bytes.length, ...bytes]);
+}
+
+function tlv(tag: number, ...content: Buffer[]): Buffer {
+	const body = Buffer.concat(content);
+	return Buffer.concat([Buffer.from([tag]), length(body.length), body]);
+}
+
+const sequence = (...parts: Buffer[]) => tlv(0x30, ...parts);
+const set = (...parts: Buffer[]) => tlv(0x31, ...parts);
+
+function integer(bytes: Buffer): Buffer {
+	// DER integers are signed: a leading 1 bit needs a zero byte in front to stay positive.
+	return tlv(0x02, bytes[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), bytes]) : bytes);
+}
+
+function oid(dotted: string): Buffer {
+	const [first, second, ...rest] = dotted.split('.').map(Number);
+	const bytes = [first! * 40 + second!];
+	for (const arc of rest) {
+		const groups: number[] = [arc & 0x7f];
+		for (let v = arc >> 7; v > 0; v >>= 7) groups.unshift((v & 0x7f) | 0x80);
+		bytes.push(...groups);
+	}
+	return tlv(0x06, Buffer.from(bytes));
+}
+
+function name(commonName: string): Buffer {
+	return sequence(set(sequence(oid(OID.commonName), tlv(0x0c, Buffer.from(commonName, 'utf8')))));
+}
+
+/** UTCTime until 2049, GeneralizedTime after, as RFC 5280 requires; whole seconds. */
+function time(date: Date): Buffer {
+	const iso = date.toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z';
+	return date.getUTCFullYear() < 2050 ? tlv(0x17, Buffer.from(iso.slice(2))) : tlv(0x18, Buffer.from(iso));
+}
+
+function subjectAltNames(names: string[]): Buffer {
+	const general = names.map((n) =>
+		isIPv4(n) ? tlv(0x87, Buffer.from(n.split('.').map(Number))) : tlv(0x82, Buffer.from(n, 'ascii'))
+	);
+	return sequence(oid(OID.subjectAltName), tlv(0x04, sequence(...general)));
+}
+
+function signed(tbs: Buffer, key: KeyObject): Buffer {
+	const signature = sign('sha256', tbs, key);
+	return sequence(tbs, sequence(oid(OID.ecdsaWithSha256)), tlv(0x03, Buffer.from([0]), signature));
+}
+
+function pem(der: Buffer): string {
+	const lines = der.toString('base64').match(/.{1,64}/g) ?? [];
+	return `-----BEGIN CERTIFICATE-----\n${lines.join('\n')}\n-----END CERTIFICATE-----\n`;
+}
+
+function serialNumber(): Buffer {
+	const serial = randomBytes(16);
+	serial[0]! &= 0x7f;
+	return serial;
+}
+
+function basicConstraints(ca: boolean): Buffer {
+	return sequence(
+		oid(OID.basicConstraints),
+		tlv(0x01, Buffer.from([0xff])),
+		tlv(0x04, ca ? sequence(tlv(0x01, Buffer.from([0xff]))) : sequence())
+	);
+}
+
+/** A CA valid for ten years from now, with a self-signed certificate. */
+export function newCertificateAuthority(caName: string): SimCertificateAuthority {
+	const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+	const now = new Date();
+	const tbs = sequence(
+		tlv(0xa0, integer(Buffer.from([2]))),
+		integer(serialNumber()),
+		sequence(oid(OID.ecdsaWithSha256)),
+		name(caName),
+		sequence(time(now), time(new Date(now.getTime() + 3650 * 86_400_000))),
+		name(caName),
+		publicKey.export({ type: 'spki', format: 'der' }),
+		tlv(0xa3, sequence(basicConstraints(true)))
+	);
+	return { name: caName, key: privateKey, cert: pem(signed(tbs, privateKey)) };
+}
+
+/**
+ * A leaf for `commonName`, with `altNames` (host names and IPv4 addresses) as subject alternative names,
+ * valid from `notBefore` until `notAfter`, signed by the CA.
+ */
+export function issueSimCertificate(
+	ca: SimCertificateAuthority,
+	opts: { commonName: string; altNames: string[]; notBefore: Date; notAfter: Date }
+): SimCertificate {
+	const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+	const extensions = tlv(0xa3, sequence(subjectAltNames(opts.altNames), basicConstraints(false)));
+	const tbs = sequence(
+		tlv(0xa0, integer(Buffer.from([2]))),
+		integer(serialNumber()),
+		sequence(oid(OID.ecdsaWithSha256)),
+		name(ca.name),
+		sequence(time(opts.notBefore), time(opts.notAfter)),
+		name(opts.commonName),
+		publicKey.export({ type: 'spki', format: 'der' }),
+		extensions
+	);
+	return {
+		cert: pem(signed(tbs, ca.key)),
+		key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
+	};
+}
+
+/** `C=DE\nCN=x` (node) as openssl's default name format prints it: `C = DE, CN = x`. */
+function opensslName(nodeName: string): string {
+	return nodeName
+		.split('\n')
+		.map((part) => part.replace('=', ' = '))
+		.join(', ');
+}
+
+/**
+ * What `openssl x509 -in <file> -noout <options>` prints for this PEM, for the options the console uses,
+ * in the order given (as openssl prints them). Returns null for an option the simulator does not know, so
+ * that a command it cannot answer fails loudly instead of passing with made-up output.
+ */
+export function describeCertificate(pemText: string, options: string[]): string[] | null {
+	const cert = new X509Certificate(pemText);
+	let digest: 'sha1' | 'sha256' = 'sha1';
+	if (options.includes('-sha256')) digest = 'sha256';
+	const lines: string[] = [];
+	for (let i = 0; i < options.length; i++) {
+		switch (options[i]) {
+			case '-sha256':
+				break;
+			case '-fingerprint': {
+				const hex = createHash(digest).update(cert.raw).digest('hex').toUpperCase();
+				lines.push(`${digest === 'sha1' ? 'SHA1' : 'sha256'} Fingerprint=${hex.match(/../g)!.join(':')}`);
+				break;
+			}
+			case '-enddate':
+				lines.push(`notAfter=${cert.validTo}`);
+				break;
+			case '-startdate':
+				lines.push(`notBefore=${cert.validFrom}`);
+				break;
+			case '-subject':
+				lines.push(`subject=${opensslName(cert.subject)}`);
+				break;
+			case '-issuer':
+				lines.push(`issuer=${opensslName(cert.issuer)}`);
+				break;
+			case '-serial':
+				lines.push(`serial=${cert.serialNumber.toUpperCase()}`);
+				break;
+			case '-ext':
+				if (options[++i] !== 'subjectAltName') return null;
+				if (cert.subjectAltName) lines.push('X509v3 Subject Alternative Name: ', `    ${cert.subjectAltName}`);
+				break;
+			default:
+				return null;
+		}
+	}
+	return lines;
+}

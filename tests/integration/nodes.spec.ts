@@ -129,13 +129,13 @@ describe.each(backends)('credentials and nodes on $name', ({ open }) => {
 		expect(second.result).toMatchObject({ reachable: true, host_key_status: 'pinned' });
 		expect(second.result.uname).toMatch(/^Linux /);
 		expect(second.result.latency_ms).toBeGreaterThanOrEqual(0);
-		expect((await listNodes({ limit: 50, status: 'reachable' })).items.map((n) => n.name)).toEqual(['web-1']);
+		expect((await listNodes({ limit: 50, connection: 'reachable' })).items.map((n) => n.name)).toEqual(['web-1']);
 
 		const fresh = await bed.changeHostKey(a);
 		const third = await checkNode(node.id);
 		expect(third.result).toMatchObject({ host_key_status: 'changed', host_key_fingerprint: fresh });
 		expect(third.node.hostKeyFingerprint).toBe(second.node.hostKeyFingerprint);
-		expect((await listNodes({ limit: 50, status: 'host_key_changed' })).items).toHaveLength(1);
+		expect((await listNodes({ limit: 50, connection: 'host_key_changed' })).items).toHaveLength(1);
 	});
 
 	it('pins a fingerprint given at import, reaches nodes through a bastion, and reports unreachable ones', async () => {
@@ -177,7 +177,7 @@ describe.each(backends)('credentials and nodes on $name', ({ open }) => {
 		const gone = await checkNode(behind.id);
 		expect(gone.result.reachable).toBe(false);
 		expect(gone.result.error).toMatch(/unreachable|refused|open failed/i);
-		expect((await listNodes({ limit: 50, status: 'unreachable' })).items.map((n) => n.name)).toEqual([
+		expect((await listNodes({ limit: 50, connection: 'unreachable' })).items.map((n) => n.name)).toEqual([
 			'behind-bastion'
 		]);
 	});

@@ -77,6 +77,8 @@ export const connectionStatuses = [
 	'host_key_changed'
 ] as const;
 
+export const fleetStatuses = ['UP_TO_DATE', 'OUTDATED', 'PENDING', 'UPDATING', 'FAILED', 'UNREACHABLE'] as const;
+
 export const nodeQuerySchema = z.object({
 	q: z.string().trim().max(100).optional(),
 	role: roleNameSchema.optional(),
@@ -84,7 +86,10 @@ export const nodeQuerySchema = z.object({
 		.string()
 		.regex(/^[^=]+=.*$/, 'must be name=value')
 		.optional(),
-	status: z.enum(connectionStatuses, { error: `must be one of ${connectionStatuses.join(', ')}` }).optional(),
+	/** The Fleet Overview status (src/lib/server/codesync/status.ts). */
+	status: z.enum(fleetStatuses, { error: `must be one of ${fleetStatuses.join(', ')}` }).optional(),
+	/** Whether the console can reach it (Settings → Nodes). */
+	connection: z.enum(connectionStatuses, { error: `must be one of ${connectionStatuses.join(', ')}` }).optional(),
 	limit: z.coerce.number().int().min(1).max(500).default(50),
 	cursor: z.string().max(63).optional()
 });

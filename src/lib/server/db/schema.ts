@@ -7,6 +7,7 @@ import {
 	integer,
 	jsonb,
 	pgTable,
+	primaryKey,
 	text,
 	timestamp,
 	uniqueIndex,
@@ -327,3 +328,118 @@ export type Run = typeof runs.$inferSelect;
 export type Task = typeof tasks.$inferSelect;
 export type TaskStep = typeof taskSteps.$inferSelect;
 export type EventRow = typeof events.$inferSelect;
+
+// ---- Code Sync: roles, the commits notified for them, and what each node runs (src/lib/server/codesync/) ----
+
+export const deployMethods = ['git', 'push'] as const;
+export type DeployMethod = (typeof deployMethods)[number];
+
+/** How a role's health is judged on a node after a restart, and by the health sweep. */
+export type HealthCheck =
+	/** `systemctl is-active` for each of the role's units. */
+	| { type: 'units' }
+	/** A program run on the node (argv, each argument quoted); exit status 0 is healthy. */
+	| { type: 'command'; command: string[] }
+	/** An HTTP(S) URL fetched on the node itself with curl; a 2xx answer is healthy. */
+	| { type: 'http'; url: string };
+
+/** What a node runs (e.g. `backend`), and how Code Sync deploys it. */
+export const codeRoles = pgTable('code_roles', {
+	name: text('name').primaryKey(),
+	description: text('description').notNull().default(''),
+	method: text('method', { enum: deployMethods }).notNull().default('git'),
+	/** On the node: the git checkout (`git`), or the folder holding `releases/` and `current` (`push`). */
+	path: text('path').notNull(),
+	/** `push` only: the console's own git checkout of the role, archived at the target commit. */
+	sourceRepo: text('source_repo'),
+	/** The branch whose commits auto-update applies; notifications may name it. */
+	branch: text('branch').notNull().default('main'),
+	units: text('units')
+		.array()
+		.notNull()
+		.default(sql`'{}'::text[]`),
+	/** argv run in the checkout (or release) after switching; none when empty. */
+	installCommand: text('install_command')
+		.array()
+		.notNull()
+		.default(sql`'{}'::text[]`),
+	/** argv that restarts the role; `systemctl restart <units>` when empty. */
+	restartCommand: text('restart_command')
+		.array()
+		.notNull()
+		.default(sql`'{}'::text[]`),
+	health: jsonb('health').$type<HealthCheck>().notNull().default({ type: 'units' }),
+	/** How long verification keeps retrying the health check after a restart. */
+	healthTimeoutSeconds: integer('health_timeout_seconds').notNull().default(30),
+	/** Roles with a lower order are updated first on a node. */
+	sortOrder: integer('sort_order').notNull().default(100),
+	latestCommit: text('latest_commit'),
+	latestMessage: text('latest_message'),
+	latestAuthor: text('latest_author'),
+	latestAt: timestamp('latest_at', { withTimezone: true }),
+	autoUpdate: boolean('auto_update').notNull().default(false),
+	autoUpdateIntervalMinutes: integer('auto_update_interval_minutes').notNull().default(60),
+	autoUpdateMaxFailuresPerDay: integer('auto_update_max_failures_per_day').notNull().default(3),
+	/** Set when auto-update turned itself off (too many failures), in words for the operator. */
+	autoUpdateDisabledReason: text('auto_update_disabled_reason'),
+	autoUpdateLastAt: timestamp('auto_update_last_at', { withTimezone: true }),
+	createdAt: createdAt(),
+	updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow()
+});
+
+/** Every commit a notification announced for a role, newest last; the role's latest is in code_roles. */
+export const codeCommits = pgTable(
+	'code_commits',
+	{
+		id: bigserial('id', { mode: 'number' }).primaryKey(),
+		role: text('role')
+			.notNull()
+			.references(() => codeRoles.name, { onDelete: 'cascade', onUpdate: 'cascade' }),
+		commit: text('commit').notNull(),
+		branch: text('branch'),
+		message: text('message'),
+		author: text('author'),
+		notifiedBy: text('notified_by').notNull(),
+		notifiedAt: timestamp('notified_at', { withTimezone: true }).notNull().defaultNow()
+	},
+	(t) => [uniqueIndex('code_commits_role_commit').on(t.role, t.commit), index('code_commits_role_idx').on(t.role, t.id)]
+);
+
+/** Per node and role: the commit deployed there, and the last failure to move it. */
+export const nodeCodeVersions = pgTable(
+	'node_code_versions',
+	{
+		nodeId: uuid('node_id')
+			.notNull()
+			.references(() => nodes.id, { onDelete: 'cascade' }),
+		role: text('role')
+			.notNull()
+			.references(() => codeRoles.name, { onDelete: 'cascade', onUpdate: 'cascade' }),
+		commit: text('commit'),
+		/** The commit before the last sync: what a rollback went back to. */
+		previousCommit: text('previous_commit'),
+		syncedAt: timestamp('synced_at', { withTimezone: true }),
+		/** The last update of this role on this node failed; cleared by the next success or mark-synced. */
+		lastError: text('last_error'),
+		failedCommit: text('failed_commit'),
+		failedAt: timestamp('failed_at', { withTimezone: true }),
+		failedRunId: uuid('failed_run_id')
+	},
+	(t) => [primaryKey({ columns: [t.nodeId, t.role] })]
+);
+
+/**
+ * Periodic work shared by every console instance (health sweep, auto-update): an instance takes a turn by
+ * moving `next_at` forward in one UPDATE, so two instances never run the same turn.
+ */
+export const schedules = pgTable('schedules', {
+	name: text('name').primaryKey(),
+	nextAt: timestamp('next_at', { withTimezone: true }).notNull(),
+	lastStartedAt: timestamp('last_started_at', { withTimezone: true }),
+	lastEndedAt: timestamp('last_ended_at', { withTimezone: true }),
+	lastResult: jsonb('last_result').$type<Record<string, unknown>>()
+});
+
+export type CodeRole = typeof codeRoles.$inferSelect;
+export type CodeCommit = typeof codeCommits.$inferSelect;
+export type NodeCodeVersion = typeof nodeCodeVersions.$inferSelect;

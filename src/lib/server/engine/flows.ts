@@ -20,6 +20,21 @@ export interface Flow<Params = Record<string, unknown>> {
 	inspect?(ctx: StepContext<Params>): Promise<'completed' | 'restart' | 'rollback'>;
 	/** Health verification after a rollback; throwing marks the task as needing attention. */
 	verify?(ctx: StepContext<Params>): Promise<void>;
+	/**
+	 * Called once a task of this flow ended on this instance, whatever the outcome, for the flow's own
+	 * records (e.g. a failed update noted on the node). Database only: the SSH connection is gone by then.
+	 * An error here is logged and never changes the task's outcome.
+	 */
+	finished?(end: TaskEnd<Params>): Promise<void>;
+}
+
+export interface TaskEnd<Params = Record<string, unknown>> {
+	task: { id: string; runId: string };
+	node: Node;
+	params: Params;
+	memo: Record<string, unknown>;
+	state: 'succeeded' | 'failed' | 'rolled_back' | 'cancelled' | 'skipped';
+	error: string | null;
 }
 
 export interface Step<Params = Record<string, unknown>> {

@@ -7,7 +7,7 @@ import { connect, type SshConnection } from '$lib/server/ssh/connection';
 import { SshError } from '$lib/server/ssh/errors';
 import { dispatchRun } from './dispatch';
 import { recordEvent } from './events';
-import { flowFor, SkipTask, StepFailed, type Flow, type Step, type StepContext } from './flows';
+import { flowFor, SkipTask, StepFailed, type Flow, type Step, type StepContext, type TaskEnd } from './flows';
 import { sshConnectionsChanged, stepFinished, taskFinished, rollbackPerformed } from './metrics';
 import { TaskOutput } from './output';
 import { instanceId, settings } from './runtime';
@@ -147,14 +147,26 @@ export async function executeTask(taskId: string): Promise<void> {
 		} catch (err) {
 			const message = err instanceof SshError ? err.message : (err as Error).message;
 			// After a crash the node's state is unknown until someone can look at it.
-			await finishTask(task, 'failed', { error: `Cannot reach the node: ${message}`, needsAttention: recovering });
+			const error = `Cannot reach the node: ${message}`;
+			if (await finishTask(task, 'failed', { error, needsAttention: recovering })) {
+				await flowFinished(flow, { task, node, params: run.params, memo: task.memo, state: 'failed', error });
+			}
 			return;
 		}
 		const pipeline = new Pipeline(flow, task, node, conn, run.params, output, controller.signal, run.kind);
 		const outcome = recovering ? await pipeline.recover() : await pipeline.run();
 		if (outcome.state === 'abandoned') return;
 		await output.close();
-		await finishTask(task, outcome.state, outcome);
+		if (await finishTask(task, outcome.state, outcome)) {
+			await flowFinished(flow, {
+				task,
+				node,
+				params: run.params,
+				memo: pipeline.memoNow,
+				state: outcome.state as TaskEnd['state'],
+				error: outcome.error ?? null
+			});
+		}
 	} catch (err) {
 		if (err instanceof Interrupted && err.reason === 'lease_lost') return;
 		log.error({ err: loggableError(err), taskId }, 'task failed unexpectedly');
@@ -188,8 +200,16 @@ interface Outcome {
 	needsAttention?: boolean;
 }
 
-/** Writes the task's end, only if this instance still holds it. */
-async function finishTask(task: Task, state: TaskState, o: Omit<Outcome, 'state'> = {}): Promise<void> {
+async function flowFinished(flow: Flow, end: TaskEnd): Promise<void> {
+	try {
+		await flow.finished?.(end);
+	} catch (err) {
+		log.error({ err: loggableError(err), taskId: end.task.id }, 'flow bookkeeping after a task failed');
+	}
+}
+
+/** Writes the task's end, only if this instance still holds it; says whether it did. */
+async function finishTask(task: Task, state: TaskState, o: Omit<Outcome, 'state'> = {}): Promise<boolean> {
 	const [row] = await db()
 		.update(tasks)
 		.set({
@@ -203,9 +223,10 @@ async function finishTask(task: Task, state: TaskState, o: Omit<Outcome, 'state'
 		})
 		.where(and(eq(tasks.id, task.id), eq(tasks.leaseOwner, instanceId), inArray(tasks.state, ['running'])))
 		.returning();
-	if (!row) return;
+	if (!row) return false;
 	taskFinished(row);
 	await emitTaskState(task, state, { error: o.error ?? null, needs_attention: o.needsAttention ?? false });
+	return true;
 }
 
 /** Runs a flow's steps on one node with rollback; one instance per task execution. */
@@ -226,6 +247,10 @@ class Pipeline {
 	) {
 		this.memo = { ...task.memo };
 		this.savedMemo = JSON.stringify(this.memo);
+	}
+
+	get memoNow(): Record<string, unknown> {
+		return this.memo;
 	}
 
 	async run(): Promise<Outcome> {

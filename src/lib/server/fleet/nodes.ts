@@ -1,7 +1,8 @@
-import { and, asc, eq, gt, ilike, isNull, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, eq, getTableColumns, gt, ilike, isNull, or, sql, type SQL } from 'drizzle-orm';
 import type { z } from 'zod';
 import type { connectionStatuses, createNodeSchema, nodeQuerySchema, updateNodeSchema } from '$lib/schemas/nodes';
 import { recordAudit, type Actor } from '$lib/server/audit';
+import { fleetStatusSql, statusIs, type FleetStatus } from '$lib/server/codesync/status';
 import { db } from '$lib/server/db';
 import { credentials, nodes, type Node } from '$lib/server/db/schema';
 import { notFound, ServiceError } from '$lib/server/errors';
@@ -79,9 +80,12 @@ export async function getNode(id: string): Promise<Node> {
 	return row;
 }
 
+export type NodeWithStatus = Node & { status: FleetStatus };
+
 export async function listNodes(
-	q: z.infer<typeof nodeQuerySchema>
-): Promise<{ items: Node[]; nextCursor: string | null }> {
+	q: Omit<z.infer<typeof nodeQuerySchema>, 'limit'> & { limit?: number }
+): Promise<{ items: NodeWithStatus[]; nextCursor: string | null }> {
+	const limit = q.limit ?? 50;
 	const where: SQL[] = [];
 	if (q.q) {
 		const like = `%${q.q.replace(/[%_\\]/g, '\\$&')}%`;
@@ -92,16 +96,17 @@ export async function listNodes(
 		const [k, ...v] = q.label.split('=');
 		where.push(sql`${nodes.labels} ->> ${k!} = ${v.join('=')}`);
 	}
-	if (q.status) where.push(statusCondition(q.status));
+	if (q.connection) where.push(statusCondition(q.connection));
+	if (q.status) where.push(statusIs(q.status));
 	if (q.cursor) where.push(gt(nodes.name, q.cursor));
 	const rows = await db()
-		.select()
+		.select({ ...getTableColumns(nodes), status: fleetStatusSql })
 		.from(nodes)
 		.where(and(...where))
 		.orderBy(asc(nodes.name))
-		.limit(q.limit + 1);
-	const items = rows.slice(0, q.limit);
-	return { items, nextCursor: rows.length > q.limit ? items.at(-1)!.name : null };
+		.limit(limit + 1);
+	const items = rows.slice(0, limit);
+	return { items, nextCursor: rows.length > limit ? items.at(-1)!.name : null };
 }
 
 /** `connectionStatus` as SQL, so that filtering happens in the database (fleets of thousands). */

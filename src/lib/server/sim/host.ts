@@ -102,11 +102,25 @@ export async function runCommandLine(model: HostModel, line: string, io: Command
 	let redirect: 'stderr' | 'none' | null = null;
 	let silenceErr = false;
 
+	/** Set by `cd`, for the rest of the line: Code Sync runs a role's commands in its checkout. */
+	let cwd = '/root';
 	const runSimple = async ([name, ...args]: string[], cmdIo: CommandIO): Promise<number> => {
 		if (name === 'exit') {
 			exitRequested = Number(args[0] ?? status) & 255;
 			return exitRequested;
 		}
+		if (name === 'cd') {
+			const dir = args.filter((a) => a !== '--')[0] ?? '/root';
+			const known = model.repos.has(dir) || [...model.files.keys()].some((f) => f.startsWith(`${dir}/`));
+			if (!dir.startsWith('/') || !known) {
+				await cmdIo.err(`bash: line 1: cd: ${dir}: No such file or directory`);
+				return 1;
+			}
+			cwd = dir;
+			return 0;
+		}
+		// Relative paths given to `sh` are read from the working directory, as a shell would.
+		if (name === 'sh' && args[0] && !args[0].startsWith('/')) args = [`${cwd}/${args[0]}`, ...args.slice(1)];
 		if (model.faults.drop?.includes(name!)) await cmdIo.drop();
 		if (model.faults.hang?.includes(name!)) await cmdIo.hang();
 		const impl = commands[name!];

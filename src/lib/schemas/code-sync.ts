@@ -1,0 +1,184 @@
+import { z } from 'zod';
+import { uuidSchema } from './common';
+import { nodeNameSchema, roleNameSchema } from './nodes';
+import { absolutePathSchema, branchSchema, commitSchema, unitNameSchema } from './remote';
+
+/**
+ * Code Sync's inputs: role definitions, commit notifications, mark-synced and Update All. Everything here that
+ * reaches a node's command line is validated for the program that reads it, then quoted by the `sh` tag.
+ */
+
+const controlChars = /[\u0000-\u001f\u007f]/;
+
+/**
+ * A program and its arguments (install, restart, health commands). It is run as argv, every argument
+ * quoted, never through a shell: an admin who needs a pipeline writes a script and names it here.
+ */
+export const argvSchema = z
+	.array(
+		z
+			.string({ error: 'arguments must be strings' })
+			.min(1, 'arguments must not be empty')
+			.max(1024, 'arguments are at most 1024 characters')
+			.refine((v) => !controlChars.test(v), 'arguments must not contain control characters'),
+		{ error: 'must be a list of arguments, e.g. ["./install.sh", "--prod"]' }
+	)
+	.max(32, 'at most 32 arguments')
+	.refine((argv) => argv.length === 0 || !argv[0]!.startsWith('-'), 'the program must not start with -');
+
+const commandArgv = argvSchema.refine((a) => a.length > 0, 'is required');
+
+/** A URL fetched on the node itself (usually 127.0.0.1) with curl. */
+export const healthUrlSchema = z
+	.string({ error: 'is required' })
+	.max(2048, 'must be at most 2048 characters')
+	.refine((v) => {
+		try {
+			const u = new URL(v);
+			return (u.protocol === 'http:' || u.protocol === 'https:') && !/\s/.test(v) && !controlChars.test(v);
+		} catch {
+			return false;
+		}
+	}, 'must be an http:// or https:// URL');
+
+export const healthCheckSchema = z.discriminatedUnion(
+	'type',
+	[
+		z.object({ type: z.literal('units') }),
+		z.object({ type: z.literal('command'), command: commandArgv }),
+		z.object({ type: z.literal('http'), url: healthUrlSchema })
+	],
+	{ error: 'must be {type: "units"}, {type: "command", command: [...]} or {type: "http", url}' }
+);
+
+const roleFields = {
+	name: roleNameSchema,
+	description: z.string().max(500, 'must be at most 500 characters').default(''),
+	method: z.enum(['git', 'push'], { error: 'must be git or push' }).default('git'),
+	path: absolutePathSchema.refine((p) => p !== '/', 'must not be /'),
+	source_repo: absolutePathSchema.nullable().optional(),
+	branch: branchSchema.default('main'),
+	units: z.array(unitNameSchema, { error: 'must be a list of unit names' }).max(16, 'at most 16 units').default([]),
+	install_command: argvSchema.default([]),
+	restart_command: argvSchema.default([]),
+	health: healthCheckSchema.default({ type: 'units' }),
+	health_timeout_seconds: z.coerce
+		.number({ error: 'must be a number' })
+		.int('must be a whole number')
+		.min(1, 'must be 1 to 600')
+		.max(600, 'must be 1 to 600')
+		.default(30),
+	order: z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(0).max(10_000).default(100),
+	auto_update: z.boolean({ error: 'must be true or false' }).default(false),
+	auto_update_interval_minutes: z.coerce
+		.number({ error: 'must be a number' })
+		.int('must be a whole number')
+		.min(1, 'must be 1 to 10080')
+		.max(10_080, 'must be 1 to 10080')
+		.default(60),
+	auto_update_max_failures_per_day: z.coerce
+		.number({ error: 'must be a number' })
+		.int('must be a whole number')
+		.min(1, 'must be 1 to 100')
+		.max(100, 'must be 1 to 100')
+		.default(3)
+};
+
+export const createRoleSchema = z
+	.object(roleFields)
+	.strict()
+	.refine((r) => r.method !== 'push' || !!r.source_repo, {
+		message: 'a push role needs the console-side git checkout',
+		path: ['source_repo']
+	})
+	.refine((r) => r.health.type !== 'units' || r.units.length > 0, {
+		message: 'a health check of type units needs at least one unit',
+		path: ['units']
+	});
+
+/** PATCH: any field but the name; defaults do not apply, so an absent field stays as it is. */
+export const updateRoleSchema = z
+	.object({
+		description: roleFields.description.removeDefault(),
+		method: z.enum(['git', 'push'], { error: 'must be git or push' }),
+		path: roleFields.path,
+		source_repo: absolutePathSchema.nullable(),
+		branch: branchSchema,
+		units: z.array(unitNameSchema).max(16, 'at most 16 units'),
+		install_command: argvSchema,
+		restart_command: argvSchema,
+		health: healthCheckSchema,
+		health_timeout_seconds: roleFields.health_timeout_seconds.removeDefault(),
+		order: roleFields.order.removeDefault(),
+		auto_update: z.boolean({ error: 'must be true or false' }),
+		auto_update_interval_minutes: roleFields.auto_update_interval_minutes.removeDefault(),
+		auto_update_max_failures_per_day: roleFields.auto_update_max_failures_per_day.removeDefault()
+	})
+	.partial()
+	.strict()
+	.refine((v) => Object.keys(v).length > 0, 'nothing to change');
+
+const authorSchema = z
+	.string()
+	.max(200, 'must be at most 200 characters')
+	.refine((v) => !controlChars.test(v), 'must not contain control characters');
+
+/** `POST /api/code-source/notify` (seed 000); `commit_hash` is accepted as the seed's hook spells it. */
+export const notifySchema = z.preprocess(
+	(v) => {
+		if (v && typeof v === 'object' && !('commit' in v) && 'commit_hash' in v) {
+			const { commit_hash, ...rest } = v as Record<string, unknown>;
+			return { ...rest, commit: commit_hash };
+		}
+		return v;
+	},
+	z
+		.object({
+			commit: commitSchema,
+			changed_roles: z
+				.array(roleNameSchema, { error: 'must be a list of role names' })
+				.min(1, 'must name at least one role')
+				.max(64, 'at most 64 roles'),
+			branch: branchSchema.optional(),
+			message: z.string().max(2000, 'must be at most 2000 characters').optional(),
+			author: authorSchema.optional()
+		})
+		.strict()
+);
+
+export const markSyncedSchema = z.object({ role: roleNameSchema, commit: commitSchema }).strict();
+
+/** Which nodes an update covers; all three narrow (a node must match every given list). */
+export const updateScopeSchema = z
+	.object({
+		nodes: z
+			.array(z.union([uuidSchema, nodeNameSchema]), { error: 'must be a list of node ids or names' })
+			.max(10_000)
+			.optional(),
+		roles: z.array(roleNameSchema, { error: 'must be a list of role names' }).max(64).optional(),
+		labels: z
+			.array(
+				z
+					.string()
+					.regex(
+						/^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}(=.{0,255})?$/,
+						'labels are name or name=value, names of letters, digits, _ . / -'
+					),
+				{ error: 'must be a list of labels (name=value)' }
+			)
+			.max(16)
+			.optional()
+	})
+	.strict();
+export type UpdateScope = z.infer<typeof updateScopeSchema>;
+
+export const triggerSchema = z
+	.object({
+		scope: updateScopeSchema.optional(),
+		dry_run: z.boolean({ error: 'must be true or false' }).default(false),
+		concurrency: z.coerce.number().int('must be a whole number').min(1).max(500).optional(),
+		max_failure_percent: z.coerce.number().min(0).max(100).optional(),
+		/** The commits the operator saw in the plan; the update refuses to run if a role moved since. */
+		expect: z.record(roleNameSchema, commitSchema).optional()
+	})
+	.strict();

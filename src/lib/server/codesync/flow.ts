@@ -1,0 +1,223 @@
+import { inArray } from 'drizzle-orm';
+import { z } from 'zod';
+import { roleNameSchema } from '$lib/schemas/nodes';
+import { commitSchema } from '$lib/schemas/remote';
+import { db } from '$lib/server/db';
+import { codeRoles, type CodeRole } from '$lib/server/db/schema';
+import { StepFailed, type Flow, type StepContext } from '$lib/server/engine/flows';
+import { sh } from '$lib/server/ssh/shell';
+import { probeHealth, waitHealthy, workDir, type Exec } from './health';
+import { methodFor } from './methods';
+import { recordFailed, recordSynced } from './versions';
+
+/**
+ * Code Sync on one node (DESIGN.md, "Flows"; seeds 000, 001, 003): for each of the node's roles the run
+ * targets, in role order — record the commit it runs, refuse a dirty tree, fetch, switch to the target,
+ * install, restart, verify health, record the new commit. When anything fails, every switched role goes
+ * back to its recorded commit (switch back, install, restart) and its health is verified.
+ */
+
+export const codeSyncParams = z.object({
+	/** Per role, the commit to deploy: pinned when the run was planned, so a later notification cannot move it. */
+	targets: z.record(roleNameSchema, commitSchema)
+});
+export type CodeSyncParams = z.infer<typeof codeSyncParams>;
+
+/** What a task remembers per role, in the task's memo: enough to undo after a crash. */
+export interface RoleProgress {
+	role: string;
+	target: string;
+	/** The commit the node ran before (null: a push role with no release yet). */
+	previous: string | null;
+	/** The full commit the node runs after the switch. */
+	head?: string;
+	switched?: boolean;
+}
+
+type Ctx = StepContext<CodeSyncParams>;
+
+const ALL_EXIT_CODES = Array.from({ length: 256 }, (_, i) => i);
+
+/** An exec that reports any exit status instead of failing the step (for probes). */
+const probe =
+	(ctx: Ctx): Exec =>
+	(command, options) =>
+		ctx.exec(command, { ...options, okExitCodes: ALL_EXIT_CODES });
+
+function progress(ctx: Ctx): RoleProgress[] {
+	return (ctx.memo.roles as RoleProgress[] | undefined) ?? [];
+}
+
+/** The role definitions this task works on, in order, loaded once per task attempt. */
+const rolesCache = new WeakMap<object, CodeRole[]>();
+async function rolesOf(ctx: Ctx): Promise<CodeRole[]> {
+	const cached = rolesCache.get(ctx.memo);
+	if (cached) return cached;
+	const wanted = Object.keys(ctx.params.targets).filter((r) => ctx.node.roles.includes(r));
+	const rows = wanted.length ? await db().select().from(codeRoles).where(inArray(codeRoles.name, wanted)) : [];
+	rows.sort((a, b) => a.sortOrder - b.sortOrder || a.name.localeCompare(b.name));
+	rolesCache.set(ctx.memo, rows);
+	return rows;
+}
+
+async function pending(ctx: Ctx): Promise<{ role: CodeRole; p: RoleProgress }[]> {
+	const roles = await rolesOf(ctx);
+	return progress(ctx).flatMap((p) => {
+		const role = roles.find((r) => r.name === p.role);
+		return role ? [{ role, p }] : [];
+	});
+}
+
+async function restart(ctx: Ctx, role: CodeRole): Promise<void> {
+	if (role.restartCommand.length) {
+		await ctx.exec(sh`cd -- ${workDir(role)} && ${role.restartCommand}`);
+		return;
+	}
+	for (const unit of role.units) await ctx.exec(sh`systemctl restart -- ${unit}`);
+}
+
+async function install(ctx: Ctx, role: CodeRole): Promise<void> {
+	if (role.installCommand.length) await ctx.exec(sh`cd -- ${workDir(role)} && ${role.installCommand}`);
+}
+
+/** The whole restore per switched role, last first: back to the recorded commit, reinstall, restart. */
+async function restoreSwitched(ctx: Ctx): Promise<void> {
+	for (const { role, p } of (await pending(ctx)).reverse()) {
+		if (!p.switched) continue;
+		await methodFor(role).switchBack(ctx, role, p.previous);
+		ctx.log(`${role.name}: back on ${p.previous ? p.previous.slice(0, 12) : 'no release'}`);
+		if (p.previous) await install(ctx, role);
+		await restart(ctx, role);
+		p.switched = false;
+	}
+}
+
+export const codeSyncFlow: Flow<CodeSyncParams> = {
+	kind: 'code-sync',
+	parseParams: (p) => codeSyncParams.parse(p),
+	steps: [
+		{
+			name: 'prepare',
+			deadlineMs: 60_000,
+			async do(ctx) {
+				const roles = await rolesOf(ctx);
+				if (!roles.length) ctx.skip('none of the roles this update targets is on this node');
+				// After a crash the memo already holds what the node ran first: keep that, never the half-way state.
+				const known = new Map(progress(ctx).map((p) => [p.role, p]));
+				const list: RoleProgress[] = [];
+				for (const role of roles) {
+					const method = methodFor(role);
+					const dirty = await method.dirty(ctx, role);
+					if (dirty) ctx.skip(`${role.name}: ${dirty}; not touching it`);
+					const target = ctx.params.targets[role.name]!;
+					const current = known.get(role.name)?.previous ?? (await method.current(ctx, role));
+					ctx.log(
+						`${role.name}: runs ${current ? current.slice(0, 12) : 'nothing yet'}, target ${target.slice(0, 12)}`
+					);
+					list.push({ role: role.name, target, previous: current });
+				}
+				ctx.memo.roles = list;
+			}
+		},
+		{
+			name: 'fetch',
+			deadlineMs: 300_000,
+			// Fetching and unpacking a release again changes nothing: safe to retry.
+			retry: { attempts: 2, delayMs: 2_000 },
+			async do(ctx) {
+				for (const { role, p } of await pending(ctx)) {
+					p.target = await methodFor(role).fetch(ctx, role, p.target);
+				}
+			}
+		},
+		{
+			name: 'switch',
+			deadlineMs: 60_000,
+			async do(ctx) {
+				try {
+					for (const { role, p } of await pending(ctx)) {
+						// Marked before the switch: if it half-happens, the undo still puts the old commit back.
+						p.switched = true;
+						p.head = await methodFor(role).switchTo(ctx, role, p.target);
+						ctx.log(`${role.name}: switched to ${p.head.slice(0, 12)}`);
+					}
+				} catch (err) {
+					// The engine undoes completed steps only: the roles this step already switched go back here.
+					await restoreSwitched(ctx);
+					throw err;
+				}
+			},
+			undo: restoreSwitched
+		},
+		{
+			name: 'install',
+			deadlineMs: 600_000,
+			async do(ctx) {
+				for (const { role } of await pending(ctx)) await install(ctx, role);
+			}
+		},
+		{
+			name: 'restart',
+			deadlineMs: 120_000,
+			async do(ctx) {
+				for (const { role } of await pending(ctx)) await restart(ctx, role);
+			}
+		},
+		{
+			name: 'verify',
+			deadlineMs: 660_000,
+			async do(ctx) {
+				for (const { role } of await pending(ctx)) await waitHealthy(probe(ctx), role, ctx.signal, ctx.log);
+			}
+		},
+		{
+			name: 'record',
+			deadlineMs: 30_000,
+			async do(ctx) {
+				for (const { role, p } of await pending(ctx)) {
+					await recordSynced(ctx.node.id, role.name, p.head ?? p.target, p.previous);
+				}
+			}
+		}
+	],
+
+	/**
+	 * After a crash: every step is safe to run again as long as the recorded "previous" commits are kept
+	 * (prepare keeps them), so the task restarts — unless a role is on a commit that is neither the one it
+	 * had nor the target, which only someone else can have done: then the task rolls back what it started.
+	 */
+	async inspect(ctx) {
+		for (const { role, p } of await pending(ctx)) {
+			const now = await methodFor(role).current(ctx, role);
+			const known = [p.previous, p.target, p.head].filter(Boolean) as string[];
+			if (now && !known.some((c) => now.startsWith(c) || c.startsWith(now))) {
+				ctx.log(`${role.name}: found on ${now.slice(0, 12)}, which this update did not put there`);
+				return 'rollback';
+			}
+		}
+		return 'restart';
+	},
+
+	/** After a rollback, every role that was switched back must be healthy again. */
+	async verify(ctx) {
+		const problems: string[] = [];
+		for (const { role } of await pending(ctx)) {
+			const problem = await probeHealth(probe(ctx), role);
+			if (problem) problems.push(problem);
+		}
+		if (problems.length) throw new StepFailed(`after the rollback: ${problems.join('; ')}`);
+	},
+
+	/** A failed or rolled back update is recorded on the node's roles, so the node shows FAILED with why. */
+	async finished(end) {
+		if (end.state !== 'failed' && end.state !== 'rolled_back') return;
+		const list = (end.memo.roles as RoleProgress[] | undefined) ?? [];
+		const targets = list.length
+			? list.map((p) => ({ role: p.role, target: p.target }))
+			: Object.entries(end.params.targets)
+					.filter(([role]) => end.node.roles.includes(role))
+					.map(([role, target]) => ({ role, target }));
+		const why = `${end.state === 'rolled_back' ? 'Rolled back: ' : ''}${end.error ?? 'the update failed'}`;
+		for (const t of targets) await recordFailed(end.node.id, t.role, t.target, why, end.task.runId);
+	}
+};

@@ -1,0 +1,121 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { CodeRole } from '$lib/server/db/schema';
+import { StepFailed, type StepContext } from '$lib/server/engine/flows';
+import { sh } from '$lib/server/ssh/shell';
+import { uploadFile } from '$lib/server/ssh/sftp';
+
+const run = promisify(execFile);
+
+/**
+ * How a role's code gets onto a node. `git`: the node has a checkout and fetches from its own remote.
+ * `push`: the console archives its own checkout of the role and uploads it as `releases/<commit>`, and a
+ * `current` symlink, switched atomically, says which release runs.
+ */
+export interface DeployMethod {
+	/** The commit the node runs for the role, or null when it has none yet. */
+	current(ctx: StepContext<unknown>, role: CodeRole): Promise<string | null>;
+	/** Why the node's copy must not be touched (local changes), or null. */
+	dirty(ctx: StepContext<unknown>, role: CodeRole): Promise<string | null>;
+	/** Makes `target` available on the node; returns the full commit id. */
+	fetch(ctx: StepContext<unknown>, role: CodeRole, target: string): Promise<string>;
+	/** Switches the role to `target`; returns the full commit the node now runs. */
+	switchTo(ctx: StepContext<unknown>, role: CodeRole, target: string): Promise<string>;
+	/** Puts the role back on `previous` (null: no release before this one). */
+	switchBack(ctx: StepContext<unknown>, role: CodeRole, previous: string | null): Promise<void>;
+}
+
+const gitMethod: DeployMethod = {
+	async current(ctx, role) {
+		const r = await ctx.exec(sh`git -C ${role.path} rev-parse HEAD`);
+		return r.stdout.trim() || null;
+	},
+	async dirty(ctx, role) {
+		const r = await ctx.exec(sh`git -C ${role.path} status --porcelain`);
+		const changed = r.stdout.split('\n').filter((l) => l.trim()).length;
+		return changed ? `${role.path} has ${changed} uncommitted change${changed === 1 ? '' : 's'} (dirty tree)` : null;
+	},
+	async fetch(ctx, role, target) {
+		await ctx.exec(sh`git -C ${role.path} fetch --quiet origin`);
+		return target;
+	},
+	async switchTo(ctx, role, target) {
+		await ctx.exec(sh`git -C ${role.path} checkout --quiet --detach ${target}`);
+		const head = (await ctx.exec(sh`git -C ${role.path} rev-parse HEAD`)).stdout.trim();
+		if (!head.startsWith(target)) throw new StepFailed(`${role.name}: HEAD is ${head} after checking out ${target}`);
+		return head;
+	},
+	async switchBack(ctx, role, previous) {
+		if (!previous) throw new StepFailed(`${role.name}: no recorded commit to go back to`);
+		await ctx.exec(sh`git -C ${role.path} checkout --quiet --detach ${previous}`);
+	}
+};
+
+const RELEASE_LINK = /releases\/([0-9a-f]{7,64})\/?$/;
+
+const pushMethod: DeployMethod = {
+	async current(ctx, role) {
+		const r = await ctx.exec(sh`readlink -- ${`${role.path}/current`} || true`);
+		return RELEASE_LINK.exec(r.stdout.trim())?.[1] ?? null;
+	},
+	async dirty() {
+		// Releases are unpacked by the console and never edited in place: nothing to protect.
+		return null;
+	},
+	async fetch(ctx, role, target) {
+		const source = role.sourceRepo;
+		if (!source) throw new StepFailed(`${role.name}: a push role needs the console's checkout (source_repo)`);
+		let full: string;
+		try {
+			full = (await run('git', ['-C', source, 'rev-parse', '--verify', '--quiet', `${target}^{commit}`])).stdout.trim();
+		} catch {
+			throw new StepFailed(`${role.name}: commit ${target} is not in the console's checkout ${source}`);
+		}
+		const release = `${role.path}/releases/${full}`;
+		const present = await ctx.exec(sh`test -d ${release}`, { okExitCodes: [0, 1] });
+		if (present.exitCode === 0) {
+			ctx.log(`${role.name}: release ${full.slice(0, 12)} is already on the node`);
+			return full;
+		}
+		const dir = await mkdtemp(join(tmpdir(), 'flotilla-push-'));
+		try {
+			const tarball = join(dir, `${full}.tar`);
+			await run('git', ['-C', source, 'archive', '--format=tar', '-o', tarball, full]);
+			const incoming = `${role.path}/releases/.incoming-${full}.tar`;
+			const unpacking = `${role.path}/releases/.unpacking-${full}`;
+			await ctx.exec(sh`mkdir -p -- ${`${role.path}/releases`}`);
+			const sent = await uploadFile(ctx.ssh, tarball, incoming);
+			ctx.log(`${role.name}: uploaded ${sent.bytes} bytes, sha256 ${sent.sha256.slice(0, 16)}… verified on the node`);
+			// Unpacked beside the final name and renamed, so a release directory is complete or absent.
+			await ctx.exec(
+				sh`rm -rf -- ${unpacking} && mkdir -- ${unpacking} && tar -xf ${incoming} -C ${unpacking} && mv -T -- ${unpacking} ${release} && rm -f -- ${incoming}`
+			);
+		} finally {
+			await rm(dir, { recursive: true, force: true });
+		}
+		return full;
+	},
+	async switchTo(ctx, role, target) {
+		await link(ctx, role, target);
+		return target;
+	},
+	async switchBack(ctx, role, previous) {
+		if (previous) await link(ctx, role, previous);
+		else await ctx.exec(sh`rm -f -- ${`${role.path}/current`}`);
+	}
+};
+
+/** Points `current` at a release by renaming a new symlink over it: readers see the old or the new, never none. */
+async function link(ctx: StepContext<unknown>, role: CodeRole, commit: string): Promise<void> {
+	const next = `${role.path}/.current-${commit}`;
+	await ctx.exec(
+		sh`test -d ${`${role.path}/releases/${commit}`} && ln -sfn -- ${`releases/${commit}`} ${next} && mv -T -- ${next} ${`${role.path}/current`}`
+	);
+}
+
+export function methodFor(role: Pick<CodeRole, 'method'>): DeployMethod {
+	return role.method === 'push' ? pushMethod : gitMethod;
+}

@@ -1,0 +1,80 @@
+import { and, desc, eq, inArray, sql } from 'drizzle-orm';
+import type { z } from 'zod';
+import type { notifySchema } from '$lib/schemas/code-sync';
+import { recordAudit, type Actor } from '$lib/server/audit';
+import { db } from '$lib/server/db';
+import { codeCommits, codeRoles, nodes, type CodeCommit } from '$lib/server/db/schema';
+import { recordEvent } from '$lib/server/engine/events';
+import { assertRolesExist } from './roles';
+import { behindCondition } from './status';
+
+export interface NotifyResult {
+	commit: string;
+	roles: { role: string; new_commit: boolean; nodes_outdated: number }[];
+}
+
+/**
+ * A commit landed for some roles (seed 000: the post-commit hook calls this). The commit becomes each
+ * role's latest, which makes every node with that role and another commit OUTDATED for it. Idempotent:
+ * a commit already known for a role changes nothing, so a re-sent hook cannot move a role backwards.
+ */
+export async function notifyCommit(actor: Actor, input: z.infer<typeof notifySchema>): Promise<NotifyResult> {
+	const roleNames = [...new Set(input.changed_roles)];
+	await assertRolesExist(roleNames, 'changed_roles');
+	const fresh = await db().transaction(async (tx) => {
+		const inserted = await tx
+			.insert(codeCommits)
+			.values(
+				roleNames.map((role) => ({
+					role,
+					commit: input.commit,
+					branch: input.branch ?? null,
+					message: input.message ?? null,
+					author: input.author ?? null,
+					notifiedBy: actor.name
+				}))
+			)
+			.onConflictDoNothing()
+			.returning({ role: codeCommits.role });
+		const names = inserted.map((r) => r.role);
+		if (names.length) {
+			await tx
+				.update(codeRoles)
+				.set({
+					latestCommit: input.commit,
+					latestMessage: input.message ?? null,
+					latestAuthor: input.author ?? null,
+					latestAt: new Date(),
+					updatedAt: new Date()
+				})
+				.where(inArray(codeRoles.name, names));
+		}
+		return new Set(names);
+	});
+	const roles: NotifyResult['roles'] = [];
+	for (const role of roleNames) {
+		const [{ count }] = (await db()
+			.select({ count: sql<number>`count(*)::int` })
+			.from(nodes)
+			.where(and(sql`${role} = any(${nodes.roles})`, behindCondition(role)))) as [{ count: number }];
+		roles.push({ role, new_commit: fresh.has(role), nodes_outdated: count });
+	}
+	await recordAudit(actor, {
+		action: 'code.notify',
+		targetType: 'commit',
+		targetId: input.commit,
+		details: { changed_roles: roleNames, new_for: [...fresh], branch: input.branch, message: input.message }
+	});
+	if (fresh.size) {
+		await recordEvent({
+			type: 'code.commit',
+			data: { commit: input.commit, roles: [...fresh], message: input.message }
+		});
+	}
+	return { commit: input.commit, roles };
+}
+
+/** The most recent notified commits of a role, newest first. */
+export async function recentCommits(role: string, limit = 20): Promise<CodeCommit[]> {
+	return db().select().from(codeCommits).where(eq(codeCommits.role, role)).orderBy(desc(codeCommits.id)).limit(limit);
+}

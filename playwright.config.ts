@@ -42,6 +42,8 @@ export default defineConfig({
 		timeout: 120_000,
 		stdout: 'pipe',
 		stderr: 'pipe',
-		env: { PORT: String(port), HOST: '127.0.0.1', ORIGIN: baseURL }
+		// No health sweep: it would change node states under the tests' feet at an unpredictable moment.
+		// The sweep has its own tests (tests/integration/code-sync.spec.ts).
+		env: { PORT: String(port), HOST: '127.0.0.1', ORIGIN: baseURL, FLOTILLA_HEALTH_SWEEP_SECONDS: '0' }
 	}
 });

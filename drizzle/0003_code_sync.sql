@@ -45,6 +45,9 @@ CREATE TABLE "node_code_versions" (
 	"failed_commit" text,
 	"failed_at" timestamp with time zone,
 	"failed_run_id" uuid,
+	"healthy" boolean,
+	"health_error" text,
+	"health_checked_at" timestamp with time zone,
 	CONSTRAINT "node_code_versions_node_id_role_pk" PRIMARY KEY("node_id","role")
 );
 --> statement-breakpoint

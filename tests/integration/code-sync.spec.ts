@@ -1,22 +1,25 @@
 import { randomBytes } from 'node:crypto';
 import { readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { eq, inArray } from 'drizzle-orm';
+import { and, eq, inArray } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRoleSchema } from '../../src/lib/schemas/code-sync';
 import { systemActor } from '../../src/lib/server/audit';
+import { runAutoUpdates } from '../../src/lib/server/codesync/auto-update';
 import { notifyCommit } from '../../src/lib/server/codesync/notify';
 import { buildPlan, triggerUpdate } from '../../src/lib/server/codesync/plan';
 import { createRole } from '../../src/lib/server/codesync/roles';
 import { countByStatus, statusOf, versionsFor } from '../../src/lib/server/codesync/status';
+import { runHealthSweep } from '../../src/lib/server/codesync/sweep';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase } from '../../src/lib/server/db';
-import { nodes } from '../../src/lib/server/db/schema';
+import { codeRoles, nodeCodeVersions, nodes } from '../../src/lib/server/db/schema';
 import { startEngine, stopEngine } from '../../src/lib/server/engine';
 import { registerBuiltinFlows } from '../../src/lib/server/engine/builtin';
 import { createCredential } from '../../src/lib/server/keys/credentials';
 import { freshPostgres } from '../support/databases';
 import { waitForRun } from '../support/engine';
+import { git } from '../testbed/repos';
 import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
 
 /**
@@ -254,5 +257,69 @@ describe('Code Sync on real hosts', () => {
 		for (const host of [trio[0]!, trio[2]!]) {
 			expect(await readlink(join(host.root, 'opt/static/current'))).toBe(`releases/${second}`);
 		}
+	}, 180_000);
+
+	it('the health sweep records what each node really runs, its health, and UNREACHABLE', async () => {
+		const [handEdited, sick, down] = [bed.hosts[7]!, bed.hosts[8]!, bed.hosts[9]!];
+		// Someone deployed by hand on one host: back to an older backend commit.
+		const older = (await bed.originCommits('backend'))[2]!;
+		await git(['-C', join(handEdited.root, 'opt/backend'), 'checkout', '--quiet', '--detach', older]);
+		await bed.setFault(sick, 'fail-health');
+		await db()
+			.update(codeRoles)
+			.set({ health: { type: 'units' } })
+			.where(eq(codeRoles.name, 'backend'));
+		await bed.stopHost(down);
+		try {
+			const result = await runHealthSweep(10);
+			expect(result).toMatchObject({ checked: HOSTS, reachable: HOSTS - 1, unreachable: 1, skipped_busy: 0 });
+			expect(result.drifted_roles).toBeGreaterThanOrEqual(1);
+			expect(await statusOf(idOf.get(down.name)!)).toBe('UNREACHABLE');
+			expect(await statusOf(idOf.get(handEdited.name)!)).toBe('OUTDATED');
+			const [edited] = [...(await versionsFor([{ id: idOf.get(handEdited.name)!, roles: ['backend'] }])).values()];
+			expect(edited![0]).toMatchObject({ commit: older, behind: true });
+			const [row] = await db()
+				.select()
+				.from(nodeCodeVersions)
+				.where(and(eq(nodeCodeVersions.nodeId, idOf.get(sick.name)!), eq(nodeCodeVersions.role, 'backend')));
+			expect(row).toMatchObject({ healthy: false });
+			expect(row!.healthError).toMatch(/systemctl is-active backend.service failed/);
+			const [seen] = await db()
+				.select()
+				.from(nodes)
+				.where(eq(nodes.id, idOf.get(handEdited.name)!));
+			expect(Date.now() - seen!.lastSeenAt!.getTime()).toBeLessThan(60_000);
+		} finally {
+			await bed.clearFaults(sick);
+			await bed.startHost(down);
+			await db()
+				.update(codeRoles)
+				.set({ health: { type: 'command', command: ['sh', 'healthcheck.sh'] } })
+				.where(eq(codeRoles.name, 'backend'));
+		}
+	}, 120_000);
+
+	it('auto-update updates a role on its own, and turns itself off with the reason after too many failures', async () => {
+		await db()
+			.update(codeRoles)
+			.set({ autoUpdate: true, autoUpdateMaxFailuresPerDay: 1, autoUpdateIntervalMinutes: 1 })
+			.where(eq(codeRoles.name, 'frontend'));
+		const next = await bed.addCommit('frontend', breakable('auto-1'));
+		await breakOn(bed.hosts[12]!, 'auto-1');
+		await notifyCommit(systemActor, { commit: next, changed_roles: ['frontend'], branch: 'main' });
+		const first = await runAutoUpdates();
+		expect(first.started).toHaveLength(1);
+		expect(first.started[0]).toMatchObject({ role: 'frontend' });
+		const run = await waitForRun(first.started[0]!.run_id, ['succeeded', 'failed'], 120_000);
+		expect(run.createdBy).toBe('auto-update');
+		expect(run.tasks.find((t) => t.nodeName === bed.hosts[12]!.name)!.state).toBe('rolled_back');
+		expect(await bed.checkedOutCommit(bed.hosts[0]!, 'frontend')).toBe(next);
+		// Not due again within its interval, and now over its failure limit: it turns itself off.
+		const second = await runAutoUpdates();
+		expect(second).toEqual({ started: [], disabled: ['frontend'] });
+		const [role] = await db().select().from(codeRoles).where(eq(codeRoles.name, 'frontend'));
+		expect(role).toMatchObject({ autoUpdate: false });
+		expect(role!.autoUpdateDisabledReason).toMatch(/Turned off after 1 failed node update in 24 hours/);
+		expect(await runAutoUpdates()).toEqual({ started: [], disabled: [] });
 	}, 180_000);
 });

@@ -2,6 +2,9 @@ import path from 'node:path';
 import { deleteExpiredSessions } from '$lib/server/auth/session';
 import { ensureFirstAdminFromEnv } from '$lib/server/auth/users';
 import { useMasterKey } from '$lib/server/crypto/master-key';
+import { runAutoUpdates } from '$lib/server/codesync/auto-update';
+import { runHealthSweep } from '$lib/server/codesync/sweep';
+import { startPeriodic } from '$lib/server/schedules';
 import { startDemoFleet } from '$lib/server/sim/demo-fleet';
 import { loadSecretKey } from '$lib/server/crypto/secret-key';
 import { config } from '$lib/server/config';
@@ -42,6 +45,14 @@ export function startConsole(): Promise<DatabaseHandle> {
 			sweepMs: Math.min(5_000, cfg.taskLeaseMs)
 		});
 		const demo = cfg.demo ? await startDemoFleet(cfg.dataDir) : undefined;
+		const stopPeriodic = startPeriodic([
+			{
+				name: 'health-sweep',
+				everySeconds: cfg.healthSweepSeconds,
+				run: async () => ({ ...(await runHealthSweep(cfg.healthSweepConcurrency)) })
+			},
+			{ name: 'auto-update', everySeconds: 60, run: async () => ({ ...(await runAutoUpdates()) }) }
+		]);
 		setInterval(
 			() =>
 				deleteExpiredSessions().catch((err) => log.warn({ err: loggableError(err) }, 'expired session sweep failed')),
@@ -51,6 +62,7 @@ export function startConsole(): Promise<DatabaseHandle> {
 		// adapter-node drains in-flight requests on SIGTERM/SIGINT, then emits this: only then close the database.
 		process.once('sveltekit:shutdown', async (reason) => {
 			log.info({ reason }, 'shutting down');
+			await stopPeriodic().catch((err) => log.warn({ err: loggableError(err) }, 'periodic jobs stop failed'));
 			await stopEngine().catch((err) => log.warn({ err: loggableError(err) }, 'engine stop failed'));
 			// The demo fleet's listening sockets would otherwise keep the process alive after SIGTERM.
 			await demo?.stop();

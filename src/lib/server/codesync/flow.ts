@@ -110,7 +110,7 @@ export const codeSyncFlow: Flow<CodeSyncParams> = {
 					const dirty = await method.dirty(ctx, role);
 					if (dirty) ctx.skip(`${role.name}: ${dirty}; not touching it`);
 					const target = ctx.params.targets[role.name]!;
-					const current = known.get(role.name)?.previous ?? (await method.current(ctx, role));
+					const current = known.get(role.name)?.previous ?? (await method.current(probe(ctx), role));
 					ctx.log(
 						`${role.name}: runs ${current ? current.slice(0, 12) : 'nothing yet'}, target ${target.slice(0, 12)}`
 					);
@@ -188,7 +188,7 @@ export const codeSyncFlow: Flow<CodeSyncParams> = {
 	 */
 	async inspect(ctx) {
 		for (const { role, p } of await pending(ctx)) {
-			const now = await methodFor(role).current(ctx, role);
+			const now = await methodFor(role).current(probe(ctx), role);
 			const known = [p.previous, p.target, p.head].filter(Boolean) as string[];
 			if (now && !known.some((c) => now.startsWith(c) || c.startsWith(now))) {
 				ctx.log(`${role.name}: found on ${now.slice(0, 12)}, which this update did not put there`);

@@ -7,6 +7,7 @@ import type { CodeRole } from '$lib/server/db/schema';
 import { StepFailed, type StepContext } from '$lib/server/engine/flows';
 import { sh } from '$lib/server/ssh/shell';
 import { uploadFile } from '$lib/server/ssh/sftp';
+import type { Exec } from './health';
 
 const run = promisify(execFile);
 
@@ -16,8 +17,11 @@ const run = promisify(execFile);
  * `current` symlink, switched atomically, says which release runs.
  */
 export interface DeployMethod {
-	/** The commit the node runs for the role, or null when it has none yet. */
-	current(ctx: StepContext<unknown>, role: CodeRole): Promise<string | null>;
+	/**
+	 * The commit the node runs for the role, or null when it has none yet. Takes a bare `exec` (any exit
+	 * status returns) so that the health sweep can ask too; a copy that cannot be read throws.
+	 */
+	current(exec: Exec, role: CodeRole): Promise<string | null>;
 	/** Why the node's copy must not be touched (local changes), or null. */
 	dirty(ctx: StepContext<unknown>, role: CodeRole): Promise<string | null>;
 	/** Makes `target` available on the node; returns the full commit id. */
@@ -29,8 +33,12 @@ export interface DeployMethod {
 }
 
 const gitMethod: DeployMethod = {
-	async current(ctx, role) {
-		const r = await ctx.exec(sh`git -C ${role.path} rev-parse HEAD`);
+	async current(exec, role) {
+		const r = await exec(sh`git -C ${role.path} rev-parse HEAD`);
+		if (r.exitCode !== 0) {
+			const why = r.stderr.trim().split('\n').at(-1) ?? `exit ${r.exitCode}`;
+			throw new StepFailed(`${role.name}: ${role.path} is not a git checkout (${why})`);
+		}
 		return r.stdout.trim() || null;
 	},
 	async dirty(ctx, role) {
@@ -57,9 +65,9 @@ const gitMethod: DeployMethod = {
 const RELEASE_LINK = /releases\/([0-9a-f]{7,64})\/?$/;
 
 const pushMethod: DeployMethod = {
-	async current(ctx, role) {
-		const r = await ctx.exec(sh`readlink -- ${`${role.path}/current`} || true`);
-		return RELEASE_LINK.exec(r.stdout.trim())?.[1] ?? null;
+	async current(exec, role) {
+		const r = await exec(sh`readlink -- ${`${role.path}/current`}`);
+		return r.exitCode === 0 ? (RELEASE_LINK.exec(r.stdout.trim())?.[1] ?? null) : null;
 	},
 	async dirty() {
 		// Releases are unpacked by the console and never edited in place: nothing to protect.

@@ -423,7 +423,11 @@ export const nodeCodeVersions = pgTable(
 		lastError: text('last_error'),
 		failedCommit: text('failed_commit'),
 		failedAt: timestamp('failed_at', { withTimezone: true }),
-		failedRunId: uuid('failed_run_id')
+		failedRunId: uuid('failed_run_id'),
+		/** What the health sweep last found: the role's health check on the node, and why it failed. */
+		healthy: boolean('healthy'),
+		healthError: text('health_error'),
+		healthCheckedAt: timestamp('health_checked_at', { withTimezone: true })
 	},
 	(t) => [primaryKey({ columns: [t.nodeId, t.role] })]
 );

@@ -8,7 +8,7 @@ import { credentials, nodes, type Node } from '$lib/server/db/schema';
 import { notFound, ServiceError } from '$lib/server/errors';
 import { unsealCredential } from '$lib/server/keys/credentials';
 import { log } from '$lib/server/log';
-import { connect, type SshTarget } from '$lib/server/ssh/connection';
+import { connect, type SshConnection, type SshTarget } from '$lib/server/ssh/connection';
 import { SshError } from '$lib/server/ssh/errors';
 import { sh } from '$lib/server/ssh/shell';
 
@@ -189,13 +189,20 @@ export interface CheckResult {
  * round-trip time of one command. A changed host key refuses the connection, marks the node and raises
  * an alert; an unknown one waits for an admin to accept it.
  */
-export async function checkNode(id: string): Promise<{ node: Node; result: CheckResult }> {
+export async function checkNode(
+	id: string,
+	options: {
+		/** More to look at while connected (the health sweep's role probes); its failure is not the node's. */
+		whileConnected?: (conn: SshConnection, node: Node) => Promise<void>;
+		readyTimeoutMs?: number;
+	} = {}
+): Promise<{ node: Node; result: CheckResult }> {
 	const node = await getNode(id);
 	const now = new Date();
 	let result: CheckResult;
 	let patch: Partial<Node>;
 	try {
-		const conn = await connect(await sshTargetFor(node), { readyTimeoutMs: 10_000 });
+		const conn = await connect(await sshTargetFor(node), { readyTimeoutMs: options.readyTimeoutMs ?? 10_000 });
 		try {
 			const started = performance.now();
 			await conn.exec(sh`true`, { deadlineMs: 10_000 });
@@ -218,6 +225,9 @@ export async function checkNode(id: string): Promise<{ node: Node; result: Check
 				uname,
 				lastError: null
 			};
+			await options.whileConnected?.(conn, node).catch((err: unknown) => {
+				log.warn({ node: node.name, err: (err as Error).message }, 'inspecting a node after its check failed');
+			});
 		} finally {
 			conn.close();
 		}

@@ -11,6 +11,13 @@ import { nodePaths } from '../../src/lib/server/sim/paths';
 import { connect } from '../../src/lib/server/ssh/connection';
 import { sh } from '../../src/lib/server/ssh/shell';
 import { freshPglite } from '../support/databases';
+import { waitForRun } from '../support/engine';
+import { systemActor } from '../../src/lib/server/audit';
+import { triggerUpdate } from '../../src/lib/server/codesync/plan';
+import { countByStatus } from '../../src/lib/server/codesync/status';
+import { runHealthSweep } from '../../src/lib/server/codesync/sweep';
+import { startEngine, stopEngine } from '../../src/lib/server/engine';
+import { registerBuiltinFlows } from '../../src/lib/server/engine/builtin';
 
 describe('the quick start demo fleet', () => {
 	let handle: DatabaseHandle;
@@ -98,5 +105,35 @@ describe('the quick start demo fleet', () => {
 		expect(after.items.map((n) => [n.name, n.port, n.hostKeyFingerprint])).toEqual(before);
 		expect(after.counts.reachable).toBe(20);
 		await fleet.stop();
+	});
+
+	it('shows Code Sync states after the health sweep, and Update All brings the outdated nodes up to date', async () => {
+		const fleet = await startDemoFleet(dataDir);
+		onTestFinished(() => fleet.stop());
+		await fleet.checked;
+		registerBuiltinFlows();
+		await startEngine({ concurrency: 20, leaseMs: 10_000, sweepMs: 1_000 });
+		onTestFinished(() => stopEngine());
+		const sweep = await runHealthSweep(8);
+		expect(sweep).toMatchObject({ checked: 22, reachable: 20, unreachable: 2 });
+		const counts = await countByStatus();
+		// app-11 and edge-03 refuse connections, app-15's key changed; app-19 was never accepted (not swept).
+		expect(counts.UNREACHABLE).toBe(3);
+		expect(counts.OUTDATED).toBeGreaterThan(0);
+		expect(counts.UP_TO_DATE).toBeGreaterThan(counts.OUTDATED);
+
+		const { runId, plan } = await triggerUpdate(systemActor, { dry_run: false, concurrency: 5 });
+		// app-19 counts as OUTDATED (nothing known of it) but cannot be updated before an admin accepts its key.
+		expect(plan.nodes.length).toBe(counts.OUTDATED - 1);
+		expect(plan.excluded).toContainEqual(
+			expect.objectContaining({ name: 'app-19', reason: 'not updated: its host key is not accepted yet' })
+		);
+		const run = await waitForRun(runId!, ['succeeded', 'failed'], 60_000);
+		// app-07 fails its health check whatever it runs (the demo's sick node): it is the only one not updated.
+		const notUpdated = run.tasks.filter((t) => t.state !== 'succeeded').map((t) => t.nodeName);
+		expect(notUpdated.every((n) => n === 'app-07')).toBe(true);
+		const after = await countByStatus();
+		expect(after.OUTDATED).toBe(1);
+		expect(after.UP_TO_DATE + after.FAILED + after.UNREACHABLE).toBe(23);
 	});
 });

@@ -28,7 +28,7 @@ export interface PlannedNode {
 	/** 0: control-plane nodes, first, where one failure aborts the run; 1: everyone else. */
 	phase: number;
 	roles: PlannedRole[];
-	/** Something the operator should know before confirming (e.g. the node was unreachable last time). */
+	/** Something the operator should know before confirming (e.g. the console never reached it). */
 	warning: string | null;
 }
 
@@ -94,6 +94,15 @@ export async function buildPlan(scope: UpdateScope = {}, concurrency = DEFAULT_U
 			plan.excluded.push({ id: node.id, name: node.name, reason: 'up to date' });
 			continue;
 		}
+		// Known to be down: its task could only fail. The health sweep notices when it is back.
+		if (node.reachable === false) {
+			plan.excluded.push({
+				id: node.id,
+				name: node.name,
+				reason: `not updated: unreachable at the last check (${node.lastError ?? 'no answer'})`
+			});
+			continue;
+		}
 		const roles = behind
 			.map((v) => ({ role: v.role, from: v.commit, to: v.latest!, order: byName.get(v.role)!.sortOrder }))
 			.sort((a, b) => a.order - b.order || a.role.localeCompare(b.role))
@@ -106,7 +115,7 @@ export async function buildPlan(scope: UpdateScope = {}, concurrency = DEFAULT_U
 			control_plane: node.controlPlane,
 			phase: node.controlPlane ? 0 : 1,
 			roles,
-			warning: node.reachable === false ? `unreachable at the last check: ${node.lastError ?? 'no answer'}` : null
+			warning: node.reachable === null ? 'never checked: the console has not reached it yet' : null
 		});
 	}
 	plan.nodes.sort((a, b) => a.phase - b.phase || a.name.localeCompare(b.name));

@@ -4,7 +4,10 @@ import { eq } from 'drizzle-orm';
 import ssh2 from 'ssh2';
 import { systemActor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
-import { credentials, nodes } from '$lib/server/db/schema';
+import { codeRoles, credentials, nodes } from '$lib/server/db/schema';
+import { createRoleSchema } from '$lib/schemas/code-sync';
+import { notifyCommit } from '$lib/server/codesync/notify';
+import { createRole } from '$lib/server/codesync/roles';
 import { checkNode } from '$lib/server/fleet/nodes';
 import { createCredential } from '$lib/server/keys/credentials';
 import { log, loggableError } from '$lib/server/log';
@@ -194,6 +197,8 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 			});
 	}
 
+	await defineDemoRoles(origins);
+
 	// A first check of every demo node in the background, so the console opens on a fleet with states.
 	const checked = (async () => {
 		const all = await db().select({ id: nodes.id }).from(nodes).where(eq(nodes.credentialId, cred.id));
@@ -204,6 +209,38 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 	})().catch((err: unknown) => log.warn({ err: loggableError(err) }, 'demo fleet check failed'));
 	log.info({ hosts: hosts.length }, 'demo fleet of simulated nodes started');
 	return { hosts, origins, checked, stop: async () => void (await Promise.all(hosts.map((h) => h.stop()))) };
+}
+
+/**
+ * The demo's roles, deployed by git like a real fleet's, and each role's latest commit as a post-commit hook
+ * would have announced it. The health sweep (which runs at start-up) then records what every node really
+ * runs: the nodes a commit behind show as OUTDATED. Both steps are idempotent across restarts.
+ */
+async function defineDemoRoles(origins: Map<string, SimOrigin>): Promise<void> {
+	for (const [order, [role, origin]] of [...origins.entries()].entries()) {
+		const [known] = await db().select({ name: codeRoles.name }).from(codeRoles).where(eq(codeRoles.name, role));
+		if (!known) {
+			await createRole(
+				systemActor,
+				createRoleSchema.parse({
+					name: role,
+					description: `The demo fleet's ${role} app`,
+					path: nodePaths.repo(role),
+					units: ['app.service'],
+					install_command: ['sh', 'install.sh'],
+					order: (order + 1) * 10
+				})
+			);
+		}
+		const latest = origin.commits.at(-1)!;
+		await notifyCommit(systemActor, {
+			commit: latest.sha,
+			changed_roles: [role],
+			branch: 'main',
+			message: `${role} ${origin.commits.length}`,
+			author: 'Flotilla demo'
+		});
+	}
 }
 
 function fingerprintOfNewKey(): string {

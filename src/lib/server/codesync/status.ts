@@ -19,19 +19,12 @@ export { fleetStatuses };
 export type FleetStatus = (typeof fleetStatuses)[number];
 
 /** Runs of these kinds only look at nodes, so they do not make a node PENDING or UPDATING. */
-const observingKinds = ['check'];
-
-const observing = sql.raw(observingKinds.map((k) => `'${k}'`).join(', '));
-
-function activeTask(state: 'running' | 'queued'): SQL {
-	return sql`exists (select 1 from tasks t join runs r on r.id = t.run_id
-		where t.node_id = ${nodes.id} and t.state = ${state}
-		and r.state in ('queued', 'running', 'paused') and r.kind not in (${observing}))`;
-}
+const observing = ['check'];
 
 /**
  * The node lags `role`: the role has a notified commit, and the node's recorded commit for it is not that
  * commit. A notification may carry an abbreviated commit, so a recorded full commit matches by prefix.
+ * (Per node and role, for one role's count; whole-fleet status uses the set-based table below.)
  */
 export function behindCondition(role: string | SQL): SQL {
 	return sql`exists (select 1 from code_roles cr where cr.name = ${role} and cr.latest_commit is not null
@@ -39,18 +32,43 @@ export function behindCondition(role: string | SQL): SQL {
 			and left(v.commit, length(cr.latest_commit)) = cr.latest_commit))`;
 }
 
-const anyRoleBehind = sql`exists (select 1 from unnest(${nodes.roles}) as nr(role) where ${behindCondition(sql`nr.role`)})`;
+const activeTasks = (state: 'running' | 'queued') =>
+	sql.raw(`(select distinct t.node_id from tasks t
+		join runs r on r.id = t.run_id
+		where t.state = '${state}' and r.state in ('queued', 'running', 'paused') and r.kind not in (${observing.map((k) => `'${k}'`).join(', ')}))`);
 
-const anyRoleFailed = sql`exists (select 1 from node_code_versions v
-	where v.node_id = ${nodes.id} and v.last_error is not null and v.role = any(${nodes.roles}))`;
+/**
+ * Every node's status in one set-based pass (hash joins over the whole fleet, tens of milliseconds for
+ * 10,000 nodes, where a per-row subquery took seconds on PostgreSQL). Join it as `ns` on `ns.node_id`:
+ *
+ * - `wanted`: the node's roles that have a notified commit; `current`: those it runs the latest of.
+ */
+export const fleetStatusTable = sql`(select n.id as node_id, (case
+		when rt.node_id is not null then 'UPDATING'
+		when qt.node_id is not null then 'PENDING'
+		when n.reachable = false or n.host_key_status = 'changed' then 'UNREACHABLE'
+		when coalesce(vs.failed, false) then 'FAILED'
+		when coalesce(nr.wanted, 0) > coalesce(vs.current, 0) then 'OUTDATED'
+		else 'UP_TO_DATE' end) as status
+	from nodes n
+	left join ${activeTasks('running')} rt on rt.node_id = n.id
+	left join ${activeTasks('queued')} qt on qt.node_id = n.id
+	left join (select v.node_id,
+			bool_or(v.last_error is not null) as failed,
+			count(*) filter (where cr.latest_commit is not null
+				and left(v.commit, length(cr.latest_commit)) = cr.latest_commit) as current
+		from node_code_versions v
+		join nodes vn on vn.id = v.node_id and v.role = any(vn.roles)
+		left join code_roles cr on cr.name = v.role
+		group by v.node_id) vs on vs.node_id = n.id
+	left join (select rn.id, count(*) as wanted
+		from nodes rn cross join lateral unnest(rn.roles) as nr(role)
+		join code_roles cr on cr.name = nr.role and cr.latest_commit is not null
+		group by rn.id) nr on nr.id = n.id) ns`;
 
-export const fleetStatusSql: SQL<FleetStatus> = sql<FleetStatus>`(case
-	when ${activeTask('running')} then 'UPDATING'
-	when ${activeTask('queued')} then 'PENDING'
-	when ${nodes.reachable} = false or ${nodes.hostKeyStatus} = 'changed' then 'UNREACHABLE'
-	when ${anyRoleFailed} then 'FAILED'
-	when ${anyRoleBehind} then 'OUTDATED'
-	else 'UP_TO_DATE' end)`;
+/** The status column of `fleetStatusTable`: only valid in a query that joins it. */
+export const fleetStatusSql: SQL<FleetStatus> = sql<FleetStatus>`ns.status`;
+export const fleetStatusJoin = sql`ns.node_id = ${nodes.id}`;
 
 export function statusIs(status: FleetStatus): SQL {
 	return sql`${fleetStatusSql} = ${status}`;
@@ -61,6 +79,7 @@ export async function countByStatus(where?: SQL): Promise<Record<FleetStatus, nu
 	const rows = await db()
 		.select({ status: fleetStatusSql, count: sql<number>`count(*)::int` })
 		.from(nodes)
+		.innerJoin(fleetStatusTable, fleetStatusJoin)
 		.where(where)
 		.groupBy(sql`1`);
 	const counts = Object.fromEntries(fleetStatuses.map((s) => [s, 0])) as Record<FleetStatus, number>;
@@ -121,7 +140,11 @@ export async function versionsFor(nodeRows: { id: string; roles: string[] }[]): 
 
 /** One node's status, for pages and checks that need just one. */
 export async function statusOf(nodeId: string): Promise<FleetStatus | undefined> {
-	const [row] = await db().select({ status: fleetStatusSql }).from(nodes).where(eq(nodes.id, nodeId));
+	const [row] = await db()
+		.select({ status: fleetStatusSql })
+		.from(nodes)
+		.innerJoin(fleetStatusTable, fleetStatusJoin)
+		.where(eq(nodes.id, nodeId));
 	return row?.status;
 }
 

@@ -2,7 +2,13 @@ import { and, asc, eq, getTableColumns, gt, ilike, isNull, or, sql, type SQL } f
 import type { z } from 'zod';
 import type { connectionStatuses, createNodeSchema, nodeQuerySchema, updateNodeSchema } from '$lib/schemas/nodes';
 import { recordAudit, type Actor } from '$lib/server/audit';
-import { fleetStatusSql, statusIs, type FleetStatus } from '$lib/server/codesync/status';
+import {
+	fleetStatusJoin,
+	fleetStatusSql,
+	fleetStatusTable,
+	statusIs,
+	type FleetStatus
+} from '$lib/server/codesync/status';
 import { db } from '$lib/server/db';
 import { credentials, nodes, type Node } from '$lib/server/db/schema';
 import { notFound, ServiceError } from '$lib/server/errors';
@@ -102,6 +108,7 @@ export async function listNodes(
 	const rows = await db()
 		.select({ ...getTableColumns(nodes), status: fleetStatusSql })
 		.from(nodes)
+		.innerJoin(fleetStatusTable, fleetStatusJoin)
 		.where(and(...where))
 		.orderBy(asc(nodes.name))
 		.limit(limit + 1);

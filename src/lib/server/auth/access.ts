@@ -66,6 +66,11 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 			acceptHostKey: adminPage
 		}
 	},
+	'/(app)/settings/nodes/import': {
+		kind: 'page',
+		view: adminPage,
+		actions: { preview: adminPage, import: adminPage }
+	},
 	'/(app)/settings/users': {
 		kind: 'page',
 		view: adminPage,
@@ -90,6 +95,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/nodes/[id]': { kind: 'endpoint', methods: { GET: read, PATCH: admin, DELETE: admin } },
 	'/api/nodes/[id]/check': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/nodes/[id]/host-key/accept': { kind: 'endpoint', methods: { POST: admin } },
+	'/api/inventory/import': { kind: 'endpoint', methods: { POST: admin } },
 	'/api/runs': { kind: 'endpoint', methods: { GET: read, POST: operate } },
 	'/api/runs/[id]': { kind: 'endpoint', methods: { GET: read } },
 	'/api/runs/[id]/cancel': { kind: 'endpoint', methods: { POST: operate } },

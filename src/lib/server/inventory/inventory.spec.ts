@@ -21,7 +21,7 @@ web-ssh.example.com:2222 flotilla_labels="tier=edge"
 
 [dbservers]
 db1 ansible_host=10.0.0.5 ansible_port=5522 flotilla_control_plane=yes
-db2 ansible_host=10.0.0.6  ; not a comment in Ansible either, see below
+db2 ansible_host=10.0.0.6
 
 [backend:children]
 webservers
@@ -33,7 +33,7 @@ flotilla_policy=full
 
 [all:vars]
 ansible_user=root
-`.replace('  ; not a comment in Ansible either, see below', '');
+`;
 
 const yaml = `# production
 all:

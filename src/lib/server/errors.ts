@@ -11,6 +11,7 @@ export type ErrorCode =
 	| 'not_found'
 	| 'method_not_allowed'
 	| 'conflict'
+	| 'payload_too_large'
 	| 'too_many_requests'
 	| 'internal_error';
 
@@ -23,6 +24,7 @@ const statusOf: Record<ErrorCode, number> = {
 	not_found: 404,
 	method_not_allowed: 405,
 	conflict: 409,
+	payload_too_large: 413,
 	too_many_requests: 429,
 	internal_error: 500
 };

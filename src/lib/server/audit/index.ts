@@ -1,7 +1,7 @@
 import type { RequestEvent } from '@sveltejs/kit';
 import { and, desc, eq, gte, ilike, lt, lte, type SQL } from 'drizzle-orm';
 import { principalVia } from '$lib/server/auth/principal';
-import { db } from '$lib/server/db';
+import { db, type Database } from '$lib/server/db';
 import { auditLog, type AuditResult, type AuditRow } from '$lib/server/db/schema';
 import { log } from '$lib/server/log';
 
@@ -38,11 +38,19 @@ export interface AuditEntry {
 	details?: Record<string, unknown>;
 }
 
-/** The one helper every mutating action calls. */
-export async function recordAudit(actor: Actor, entry: AuditEntry): Promise<void> {
-	await db()
-		.insert(auditLog)
-		.values({
+/**
+ * The one helper every mutating action calls. Give it the transaction of the change when there is one,
+ * so that the change and its record commit or roll back together.
+ */
+export async function recordAudit(actor: Actor, entry: AuditEntry, executor: Database = db()): Promise<void> {
+	await recordAudits(actor, [entry], executor);
+}
+
+/** Several audit rows in one insert (a bulk change records one row per thing it changed). */
+export async function recordAudits(actor: Actor, entries: AuditEntry[], executor: Database = db()): Promise<void> {
+	if (!entries.length) return;
+	await executor.insert(auditLog).values(
+		entries.map((entry) => ({
 			actorId: actor.id,
 			actorName: actor.name,
 			via: actor.via,
@@ -52,8 +60,14 @@ export async function recordAudit(actor: Actor, entry: AuditEntry): Promise<void
 			targetId: entry.targetId ?? null,
 			result: entry.result ?? 'ok',
 			details: entry.details ?? {}
-		});
-	log.info({ audit: { ...entry, actor: actor.name, via: actor.via, ip: actor.ip } }, 'audit');
+		}))
+	);
+	if (entries.length === 1) {
+		log.info({ audit: { ...entries[0], actor: actor.name, via: actor.via, ip: actor.ip } }, 'audit');
+	} else {
+		const actions = [...new Set(entries.map((e) => e.action))];
+		log.info({ audit: { actions, rows: entries.length, actor: actor.name, via: actor.via, ip: actor.ip } }, 'audit');
+	}
 }
 
 export interface AuditQuery {

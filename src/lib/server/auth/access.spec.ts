@@ -68,6 +68,7 @@ describe('the access table', () => {
 				'GET session:read, POST changePassword session:read, POST createToken session:read, POST revokeToken session:read, POST signOutEverywhere session:read',
 			'/(app)/settings/nodes':
 				'GET session:admin, POST createCredential session:admin, POST deleteCredential session:admin, POST createNode session:admin, POST deleteNode session:admin, POST check session:admin, POST acceptHostKey session:admin',
+			'/(app)/settings/nodes/import': 'GET session:admin, POST preview session:admin, POST import session:admin',
 			'/(app)/settings/users':
 				'GET session:admin, POST create session:admin, POST update session:admin, POST resetPassword session:admin',
 			'/healthz': 'GET public',
@@ -87,9 +88,10 @@ describe('the access table', () => {
 			'/api/nodes/[id]/host-key/accept': 'POST admin',
 			'/api/nodes/[id]/mark-synced': 'POST operate',
 			'/api/roles': 'GET read, POST admin',
-			'/api/roles/[name]': 'DELETE admin, GET read, PATCH admin',
+			'/api/roles/[name]': 'GET read, PATCH admin, DELETE admin',
 			'/api/code-source/notify': 'POST operate',
 			'/api/updates/trigger': 'POST operate',
+			'/api/inventory/import': 'POST admin',
 			'/api/runs': 'GET read, POST operate',
 			'/api/runs/[id]': 'GET read',
 			'/api/runs/[id]/cancel': 'POST operate',

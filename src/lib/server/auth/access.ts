@@ -66,6 +66,11 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 			acceptHostKey: adminPage
 		}
 	},
+	'/(app)/settings/nodes/import': {
+		kind: 'page',
+		view: adminPage,
+		actions: { preview: adminPage, import: adminPage }
+	},
 	'/(app)/settings/users': {
 		kind: 'page',
 		view: adminPage,
@@ -95,6 +100,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/roles/[name]': { kind: 'endpoint', methods: { GET: read, PATCH: admin, DELETE: admin } },
 	'/api/code-source/notify': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/updates/trigger': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/inventory/import': { kind: 'endpoint', methods: { POST: admin } },
 	'/api/runs': { kind: 'endpoint', methods: { GET: read, POST: operate } },
 	'/api/runs/[id]': { kind: 'endpoint', methods: { GET: read } },
 	'/api/runs/[id]/cancel': { kind: 'endpoint', methods: { POST: operate } },

@@ -48,26 +48,31 @@ async function assertReferences(input: { credential_id?: string; jump_node_id?: 
 const nameTaken = (name: string) =>
 	new ServiceError('conflict', `A node named ${name} exists`, { name: 'already taken' });
 
+/** The row a validated node becomes; the one place both `createNode` and the inventory import write from. */
+export function newNodeRow(input: z.infer<typeof createNodeSchema>): typeof nodes.$inferInsert {
+	return {
+		name: input.name,
+		host: input.host,
+		port: input.port,
+		username: input.user,
+		credentialId: input.credential_id,
+		jumpNodeId: input.jump_node_id ?? null,
+		kind: input.kind,
+		roles: [...new Set(input.roles)],
+		labels: input.labels,
+		policy: input.policy,
+		controlPlane: input.control_plane,
+		// A fingerprint given at import (from the operator's own known_hosts) is pinned at once.
+		hostKeyFingerprint: input.host_key_fingerprint ?? null,
+		hostKeyStatus: input.host_key_fingerprint ? 'pinned' : 'unknown'
+	};
+}
+
 export async function createNode(actor: Actor, input: z.infer<typeof createNodeSchema>): Promise<Node> {
 	await assertReferences(input);
 	const [row] = await db()
 		.insert(nodes)
-		.values({
-			name: input.name,
-			host: input.host,
-			port: input.port,
-			username: input.user,
-			credentialId: input.credential_id,
-			jumpNodeId: input.jump_node_id ?? null,
-			kind: input.kind,
-			roles: [...new Set(input.roles)],
-			labels: input.labels,
-			policy: input.policy,
-			controlPlane: input.control_plane,
-			// A fingerprint given at import (from the operator's own known_hosts) is pinned at once.
-			hostKeyFingerprint: input.host_key_fingerprint ?? null,
-			hostKeyStatus: input.host_key_fingerprint ? 'pinned' : 'unknown'
-		})
+		.values(newNodeRow(input))
 		.onConflictDoNothing({ target: nodes.name })
 		.returning();
 	if (!row) throw nameTaken(input.name);

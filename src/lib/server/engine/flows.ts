@@ -20,6 +20,8 @@ export interface Flow<Params = Record<string, unknown>> {
 	inspect?(ctx: StepContext<Params>): Promise<'completed' | 'restart' | 'rollback'>;
 	/** Health verification after a rollback; throwing marks the task as needing attention. */
 	verify?(ctx: StepContext<Params>): Promise<void>;
+	/** Only looks at nodes (a check, a scan): its tasks stay out of the update_* metrics. */
+	readOnly?: boolean;
 }
 
 export interface Step<Params = Record<string, unknown>> {

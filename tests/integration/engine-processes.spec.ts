@@ -257,11 +257,8 @@ describe('a cancel given to one console', () => {
 		const marker = `${basename(cancelBed.dir)}/hosts/${host.name}/`;
 		const found: number[] = [];
 		for (const pid of (await readdir('/proc')).filter((p) => /^\d+$/.test(p))) {
-			const [cmdline, stat, mounts] = await Promise.all(
-				[`/proc/${pid}/cmdline`, `/proc/${pid}/stat`, `/proc/${pid}/mountinfo`].map((f) =>
-					readFile(f, 'utf8').catch(() => '')
-				)
-			);
+			const read = (f: string) => readFile(`/proc/${pid}/${f}`, 'utf8').catch(() => '');
+			const [cmdline, stat, mounts] = [await read('cmdline'), await read('stat'), await read('mountinfo')];
 			if (cmdline.split('\0').join(' ') !== 'sleep 600 ' || / Z /.test(stat.slice(stat.lastIndexOf(')')))) continue;
 			if (mounts.includes(marker)) found.push(Number(pid));
 		}

@@ -101,7 +101,11 @@ export class RunLive {
 				task.started_at ??= e.at;
 				task.ended_at = null;
 			}
-			if (taskEnded.has(task.state)) task.ended_at = e.at;
+			if (taskEnded.has(task.state)) {
+				task.ended_at = e.at;
+				// The console clears it when a task ends, so a reload shows the same.
+				task.current_step = null;
+			}
 		} else if (e.type === 'step.started') {
 			task.current_step = String(d.name);
 		} else if (e.type === 'task.output') {

@@ -1,3 +1,5 @@
+import { chmod, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { expect, test, type Page } from '@playwright/test';
 import { startTestbed, type Testbed } from '../testbed/testbed.ts';
 import { call, consoleDatabase, cookie, people, postForm, signInAs } from './support/console';
@@ -103,4 +105,56 @@ test('a viewer sees a run but no controls, and the console refuses their cancel'
 	await expect(adminPage.getByRole('button', { name: 'Cancel' })).toHaveCount(0);
 	const state = (await db`select state from runs where id = ${run_id}`)[0]!.state;
 	expect(state).toBe('cancelled');
+});
+
+test('a run mid-way shows running tasks, a partial progress bar and live output', async ({ page }) => {
+	// `uname` takes eight seconds on two of the three hosts (the check's facts step runs it), printing
+	// progress on stderr as it goes: a per-host stand-in first on sshd's PATH, which the testbed allows.
+	const slow = bed.hosts.slice(1);
+	const standIns = slow.map((h) => join(h.root, 'opt/flotilla-testbed/bin/uname'));
+	for (const path of standIns) {
+		await writeFile(
+			path,
+			'#!/bin/sh\nfor i in 1 2 3 4 5 6 7 8; do echo "collecting facts ($i/8)" >&2; sleep 1; done\nexec /bin/uname "$@"\n'
+		);
+		await chmod(path, 0o755);
+	}
+	try {
+		await signInBrowser(page, 'admin');
+		await page.getByRole('button', { name: 'Check all nodes' }).click();
+		await expect(page).toHaveURL(/\/runs\/[0-9a-f-]{36}$/);
+		const summary = page.getByTestId('run-summary');
+		// The fast host has ended, the slow ones have not.
+		await expect(summary.getByTestId('progress-label')).toHaveText('1/3 · 33%');
+		const label = await summary.getByTestId('progress-label').innerText();
+		const percent = Number(/· (\d+)%$/.exec(label)?.[1]);
+		expect(percent).toBeGreaterThan(0);
+		expect(percent).toBeLessThan(100);
+		await expect(summary.getByRole('progressbar')).toHaveAttribute('aria-valuenow', '1');
+		await expect(summary.locator('[data-state]').first()).toHaveAttribute('data-state', 'running');
+		await expect(page.getByTestId('count-running')).toContainText('2');
+		const done = page.locator('tr[data-task="runs-01"]');
+		await expect(done.locator('[data-state]').first()).toHaveAttribute('data-state', 'succeeded');
+		// An ended task has no current step, live as after a reload.
+		await expect(done.locator('td').nth(3)).toHaveText('—');
+		for (const name of ['runs-02', 'runs-03']) {
+			const row = page.locator(`tr[data-task="${name}"]`);
+			await expect(row.locator('[data-state]').first()).toHaveAttribute('data-state', 'running');
+			await expect(row.getByRole('cell', { name: 'facts', exact: true })).toBeVisible();
+		}
+		await page.getByRole('button', { name: 'Show the log of runs-02' }).click();
+		const log = page.locator('tr[data-log-for="runs-02"]').getByTestId('live-log');
+		await expect(log).toContainText('collecting facts (2/8)');
+		// Still mid-way when the picture is taken.
+		await expect(summary.getByTestId('progress-label')).toHaveText('1/3 · 33%');
+		await page.screenshot({ path: 'test-results/screenshots/run-page-live.png', fullPage: true });
+		await expect(summary.getByTestId('progress-label')).toHaveText('1/3 · 33%');
+
+		// And the same page, without a reload, reaches the end.
+		await expect(summary.getByTestId('progress-label')).toHaveText('3/3 · 100%', { timeout: 30_000 });
+		await expect(log).toContainText('collecting facts (8/8)');
+		await expect(summary.locator('[data-state]').first()).toHaveAttribute('data-state', 'succeeded');
+	} finally {
+		for (const path of standIns) await rm(path, { force: true });
+	}
 });

@@ -7,14 +7,33 @@ import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
 import { events, tasks } from '../../src/lib/server/db/schema';
 import { registerFlow } from '../../src/lib/server/engine/flows';
 import { startEngine, stopEngine } from '../../src/lib/server/engine';
+import { registry } from '../../src/lib/server/engine/metrics';
 import { cancelRun, createRun, getRun, pauseRun, resumeRun, retryFailed } from '../../src/lib/server/engine/runs';
 import { eventStream } from '../../src/lib/server/engine/stream';
 import { backends } from '../support/databases';
 import { readEventStream, waitFor, waitForRun } from '../support/engine';
+import { checkFlow } from '../../src/lib/server/fleet/check-flow';
 import { sequenceFlow } from '../support/flows';
 import { startSimFleet, type SimFleet } from '../support/sim-fleet';
 
 registerFlow(sequenceFlow);
+registerFlow(checkFlow);
+
+/**
+ * A series' value as /metrics shows it (e.g. `flotilla_step_duration_seconds_count`), summed over the series
+ * whose labels include `labels`.
+ */
+async function metric(name: string, labels: Record<string, string> = {}): Promise<number> {
+	const base = name.replace(/_(count|sum|bucket)$/, '');
+	const found = registry.getSingleMetric(name) ?? registry.getSingleMetric(base);
+	if (!found) throw new Error(`No metric ${name}`);
+	const { values } = await found.get();
+	// A histogram's values carry the series name (`_count`, `_sum`, `_bucket`); a counter's or gauge's do not.
+	return values
+		.filter((v) => ((v as { metricName?: string }).metricName ?? name) === name)
+		.filter((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))
+		.reduce((sum, v) => sum + v.value, 0);
+}
 
 describe.each(backends)('the update engine on $name', ({ open }) => {
 	let handle: DatabaseHandle;
@@ -251,16 +270,18 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 		await readUntil(0, (ids) => ids.length >= 15);
 		expect((await getRun(run.id)).endedAt).toBeNull();
 		// Reconnect with the last id seen, read until the run's end event arrives.
+		// The run's end is committed before its event is written (batched a few ms later): wait for the event.
 		const endedEvent = async () => {
 			const rows = await db()
-				.select({ id: events.id })
+				.select({ id: events.id, data: events.data })
 				.from(events)
 				.where(and(eq(events.runId, run.id), eq(events.type, 'run.state')))
 				.orderBy(asc(events.id));
-			return rows.at(-1)?.id;
+			const last = rows.at(-1);
+			return last?.data.ended ? last.id : undefined;
 		};
 		await waitForRun(run.id, ['succeeded']);
-		const lastId = (await endedEvent())!;
+		const lastId = await waitFor('the run’s end event', endedEvent);
 		await readUntil(received.at(-1), (ids) => ids.includes(lastId));
 		const all = (
 			await db().select({ id: events.id }).from(events).where(eq(events.runId, run.id)).orderBy(asc(events.id))
@@ -289,5 +310,77 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 		expect(types.filter((t) => t === 'task.state:succeeded')).toHaveLength(2);
 		expect(types.filter((t) => t.startsWith('step.ended'))).toHaveLength(8);
 		expect(ids).toEqual([...ids].sort((a, b) => a - b));
+	});
+
+	it('counts ended tasks by kind in /metrics, and leaves read-only checks out of the update metrics', async () => {
+		const before = {
+			sequenceOk: await metric('flotilla_tasks_total', { kind: 'test-sequence', outcome: 'succeeded' }),
+			sequenceRolledBack: await metric('flotilla_tasks_total', { kind: 'test-sequence', outcome: 'rolled_back' }),
+			sequenceCancelled: await metric('flotilla_tasks_total', { kind: 'test-sequence', outcome: 'cancelled' }),
+			checkFailed: await metric('flotilla_tasks_total', { kind: 'check', outcome: 'failed' }),
+			applied: await metric('update_apply_seconds_count'),
+			rate: await metric('update_success_rate'),
+			cancelledSteps: await metric('flotilla_step_duration_seconds_count', { step: 'step-2', outcome: 'cancelled' })
+		};
+		// Three update-like tasks: two succeed, one fails at step 2 and rolls back.
+		const updates = await createRun(systemActor, {
+			kind: 'test-sequence',
+			title: 'metrics',
+			nodeIds: fleet.nodeIds.slice(0, 3),
+			params: { fail_at: 2, on: [fleet.hosts[0]!.name] }
+		});
+		await waitForRun(updates.id, ['failed']);
+		expect(await metric('flotilla_tasks_total', { kind: 'test-sequence', outcome: 'succeeded' })).toBe(
+			before.sequenceOk + 2
+		);
+		expect(await metric('flotilla_tasks_total', { kind: 'test-sequence', outcome: 'rolled_back' })).toBe(
+			before.sequenceRolledBack + 1
+		);
+		expect(await metric('update_apply_seconds_count')).toBe(before.applied + 2);
+		const rate = await metric('update_success_rate');
+		expect(rate).toBeGreaterThan(0);
+		expect(rate).toBeLessThan(100);
+
+		// A check that cannot reach one node: a failed check task, and no change to the update metrics.
+		const unreachable = fleet.hosts[3]!;
+		await unreachable.setRefusing(true);
+		try {
+			const check = await createRun(systemActor, {
+				kind: 'check',
+				title: 'metrics check',
+				nodeIds: fleet.nodeIds.slice(3, 5)
+			});
+			await waitForRun(check.id, ['failed']);
+		} finally {
+			await unreachable.setRefusing(false);
+		}
+		expect(await metric('flotilla_tasks_total', { kind: 'check', outcome: 'failed' })).toBe(before.checkFailed + 1);
+		expect(await metric('update_success_rate')).toBe(rate);
+		expect(await metric('update_apply_seconds_count')).toBe(before.applied + 2);
+
+		// A cancel counts the queued tasks it stopped and the running ones it interrupted, and their steps as cancelled.
+		const cancelled = await createRun(systemActor, {
+			kind: 'test-sequence',
+			title: 'metrics cancel',
+			nodeIds: fleet.nodeIds.slice(5, 9),
+			params: { hang_at: 2 },
+			options: { concurrency: 2 }
+		});
+		await waitFor('two tasks hanging in step 2', async () => {
+			const r = await getRun(cancelled.id);
+			return r.tasks.filter((t) => t.currentStep === 'step-2').length === 2;
+		});
+		await cancelRun(systemActor, cancelled.id);
+		await waitForRun(cancelled.id, ['cancelled']);
+		expect(await metric('flotilla_tasks_total', { kind: 'test-sequence', outcome: 'cancelled' })).toBe(
+			before.sequenceCancelled + 4
+		);
+		expect(await metric('flotilla_step_duration_seconds_count', { step: 'step-2', outcome: 'cancelled' })).toBe(
+			before.cancelledSteps + 2
+		);
+		expect(await metric('update_success_rate')).toBe(rate);
+		const text = await registry.metrics();
+		expect(text).toMatch(/^flotilla_tasks_total\{kind="check",outcome="failed"\} \d+$/m);
+		expect(text).toMatch(/^flotilla_queue_depth \d+$/m);
 	});
 });

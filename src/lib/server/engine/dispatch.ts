@@ -4,7 +4,7 @@ import { db } from '$lib/server/db';
 import { runs, tasks, type Run, type RunState, type TaskState } from '$lib/server/db/schema';
 import { log, loggableError } from '$lib/server/log';
 import { recordEvent, type NewEvent } from './events';
-import { runFinished } from './metrics';
+import { runFinished, tasksEndedUnrun } from './metrics';
 import { engineStarted, enqueueTasks } from './runtime';
 
 export const terminalTaskStates: TaskState[] = ['succeeded', 'failed', 'rolled_back', 'cancelled', 'skipped'];
@@ -131,6 +131,7 @@ async function skipQueued(tx: Tx, run: Run, reason: string, out: NewEvent[]): Pr
 			data: { state: 'skipped', node: t.nodeName, error: reason }
 		});
 	}
+	tasksEndedUnrun(run.kind, 'skipped', skipped.length);
 	if (skipped.length) await endIfSettled(tx, run, out);
 }
 

@@ -20,6 +20,8 @@ export interface Flow<Params = Record<string, unknown>> {
 	inspect?(ctx: StepContext<Params>): Promise<'completed' | 'restart' | 'rollback'>;
 	/** Health verification after a rollback; throwing marks the task as needing attention. */
 	verify?(ctx: StepContext<Params>): Promise<void>;
+	/** Only looks at nodes (a check, a scan): its tasks stay out of the update_* metrics. */
+	readOnly?: boolean;
 	/**
 	 * Called once a task of this flow ended on this instance, whatever the outcome, for the flow's own
 	 * records (e.g. a failed update noted on the node). Database only: the SSH connection is gone by then.

@@ -13,8 +13,8 @@ const runsTotal = new Counter({
 });
 const tasksTotal = new Counter({
 	name: 'flotilla_tasks_total',
-	help: 'Tasks that ended, by outcome',
-	labelNames: ['outcome'],
+	help: 'Tasks that ended, by flow kind and outcome',
+	labelNames: ['kind', 'outcome'],
 	registers: [registry]
 });
 const stepSeconds = new Histogram({
@@ -39,7 +39,7 @@ const sshActive = new Gauge({
 // The names the appliance update seed (seeds/002) defines, kept so its dashboards work unchanged.
 const updateApplySeconds = new Histogram({
 	name: 'update_apply_seconds',
-	help: 'Time from a task starting to its update being applied and verified (succeeded tasks)',
+	help: 'Time from a task starting to its update being applied and verified (succeeded tasks of flows that change nodes)',
 	buckets: [0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800],
 	registers: [registry]
 });
@@ -52,7 +52,7 @@ let succeeded = 0;
 let ended = 0;
 new Gauge({
 	name: 'update_success_rate',
-	help: 'Percentage of tasks that succeeded, of those that ended since the console started',
+	help: 'Percentage of update tasks (flows that change nodes) that succeeded, of those that ended since the console started; 100 before any ended',
 	registers: [registry],
 	collect() {
 		this.set(ended ? (succeeded * 100) / ended : 100);
@@ -77,9 +77,13 @@ export function runFinished(kind: string, state: RunState): void {
 	runsTotal.inc({ kind, outcome: state });
 }
 
-export function taskFinished(task: Task): void {
-	tasksTotal.inc({ outcome: task.state });
-	if (task.state === 'skipped' || task.state === 'cancelled') return;
+/**
+ * A task this instance executed ended. `isUpdate`: its flow changes nodes, so it counts towards the
+ * update_* metrics; a read-only check of an unreachable node is not a failed update.
+ */
+export function taskFinished(task: Task, kind: string, isUpdate: boolean): void {
+	tasksTotal.inc({ kind, outcome: task.state });
+	if (!isUpdate || task.state === 'skipped' || task.state === 'cancelled') return;
 	ended++;
 	if (task.state === 'succeeded') {
 		succeeded++;
@@ -87,6 +91,11 @@ export function taskFinished(task: Task): void {
 			updateApplySeconds.observe((task.endedAt.getTime() - task.startedAt.getTime()) / 1000);
 		}
 	}
+}
+
+/** Queued tasks ended without running (a cancel, a failed critical phase). */
+export function tasksEndedUnrun(kind: string, outcome: 'cancelled' | 'skipped', count: number): void {
+	if (count) tasksTotal.inc({ kind, outcome }, count);
 }
 
 export function stepFinished(kind: string, step: string, phase: string, outcome: string, seconds: number): void {

@@ -128,15 +128,18 @@ export async function executeTask(taskId: string): Promise<void> {
 	active.set(task.id, { runId: task.runId, controller });
 	const output = new TaskOutput({ runId: task.runId, taskId: task.id, nodeId: task.nodeId });
 	let conn: SshConnection | undefined;
+	// The run's kind labels the task's metrics; unknown until the run is read.
+	let kind = 'unknown';
 	try {
 		const [run] = await db().select().from(runs).where(eq(runs.id, task.runId));
+		if (run) kind = run.kind;
 		const flow = run && flowFor(run.kind);
 		if (!run || !flow) {
-			await finishTask(task, 'failed', { error: `No flow for run kind ${run?.kind}` });
+			await finishTask(task, kind, 'failed', { error: `No flow for run kind ${run?.kind}` });
 			return;
 		}
 		if (run.state === 'cancelled' && !recovering) {
-			await finishTask(task, 'cancelled', { error: 'The run was cancelled before this task started' });
+			await finishTask(task, kind, 'cancelled', { error: 'The run was cancelled before this task started' });
 			return;
 		}
 		await emitTaskState(task, 'running', { attempt: task.attempt, recovering, instance: instanceId });
@@ -148,7 +151,7 @@ export async function executeTask(taskId: string): Promise<void> {
 			const message = err instanceof SshError ? err.message : (err as Error).message;
 			// After a crash the node's state is unknown until someone can look at it.
 			const error = `Cannot reach the node: ${message}`;
-			if (await finishTask(task, 'failed', { error, needsAttention: recovering })) {
+			if (await finishTask(task, kind, 'failed', { error, needsAttention: recovering })) {
 				await flowFinished(flow, { task, node, params: run.params, memo: task.memo, state: 'failed', error });
 			}
 			return;
@@ -157,7 +160,7 @@ export async function executeTask(taskId: string): Promise<void> {
 		const outcome = recovering ? await pipeline.recover() : await pipeline.run();
 		if (outcome.state === 'abandoned') return;
 		await output.close();
-		if (await finishTask(task, outcome.state, outcome)) {
+		if (await finishTask(task, kind, outcome.state, outcome)) {
 			await flowFinished(flow, {
 				task,
 				node,
@@ -170,9 +173,10 @@ export async function executeTask(taskId: string): Promise<void> {
 	} catch (err) {
 		if (err instanceof Interrupted && err.reason === 'lease_lost') return;
 		log.error({ err: loggableError(err), taskId }, 'task failed unexpectedly');
-		await finishTask(task, 'failed', { error: `Engine error: ${(err as Error).message}`, needsAttention: true }).catch(
-			() => {}
-		);
+		await finishTask(task, kind, 'failed', {
+			error: `Engine error: ${(err as Error).message}`,
+			needsAttention: true
+		}).catch(() => {});
 	} finally {
 		await output.close();
 		if (conn) {
@@ -209,7 +213,12 @@ async function flowFinished(flow: Flow, end: TaskEnd): Promise<void> {
 }
 
 /** Writes the task's end, only if this instance still holds it; says whether it did. */
-async function finishTask(task: Task, state: TaskState, o: Omit<Outcome, 'state'> = {}): Promise<boolean> {
+async function finishTask(
+	task: Task,
+	kind: string,
+	state: TaskState,
+	o: Omit<Outcome, 'state'> = {}
+): Promise<boolean> {
 	const [row] = await db()
 		.update(tasks)
 		.set({
@@ -224,7 +233,9 @@ async function finishTask(task: Task, state: TaskState, o: Omit<Outcome, 'state'
 		.where(and(eq(tasks.id, task.id), eq(tasks.leaseOwner, instanceId), inArray(tasks.state, ['running'])))
 		.returning();
 	if (!row) return false;
-	taskFinished(row);
+	// Only flows that change nodes count towards the update metrics; a check of an unreachable node is no failed update.
+	const flow = flowFor(kind);
+	taskFinished(row, kind, !!flow && !flow.readOnly);
 	await emitTaskState(task, state, { error: o.error ?? null, needs_attention: o.needsAttention ?? false });
 	return true;
 }
@@ -413,11 +424,13 @@ class Pipeline {
 			this.signal.removeEventListener('abort', onAbort);
 		}
 		const durationMs = Math.round(performance.now() - started);
-		const state = error
-			? error instanceof Interrupted && error.reason === 'cancelled'
-				? 'cancelled'
-				: 'failed'
-			: 'succeeded';
+		// A skip ends the step as it should, so it counts as succeeded; a cancel is not a failure.
+		const state =
+			!error || error instanceof SkipTask
+				? 'succeeded'
+				: error instanceof Interrupted && error.reason === 'cancelled'
+					? 'cancelled'
+					: 'failed';
 		if (error && !(error instanceof SkipTask)) this.output.add('engine', `${step.name}: ${error.message}`);
 		if (error instanceof SkipTask) this.output.add('engine', `Skipped: ${error.message}`);
 		const lost = error instanceof Interrupted && error.reason === 'lease_lost';
@@ -425,7 +438,7 @@ class Pipeline {
 			await db()
 				.update(taskSteps)
 				.set({
-					state: error instanceof SkipTask ? 'succeeded' : state,
+					state,
 					exitCode,
 					error: error?.message ?? null,
 					endedAt: new Date()
@@ -437,7 +450,7 @@ class Pipeline {
 				this.savedMemo = memo;
 			}
 		}
-		stepFinished(this.kind, step.name, phase, error ? 'failed' : 'succeeded', durationMs / 1000);
+		stepFinished(this.kind, step.name, phase, state, durationMs / 1000);
 		void recordEvent({
 			type: 'step.ended',
 			runId: this.task.runId,

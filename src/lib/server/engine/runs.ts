@@ -16,6 +16,7 @@ import { conflict, notFound, ServiceError } from '$lib/server/errors';
 import { dispatchRun, failedTaskStates, terminalRunStates } from './dispatch';
 import { recordEvent } from './events';
 import { flowFor } from './flows';
+import { tasksEndedUnrun } from './metrics';
 
 export const DEFAULT_RUN_CONCURRENCY = 5;
 
@@ -210,6 +211,7 @@ export async function cancelRun(actor: Actor, id: string): Promise<Run> {
 			.returning({ id: tasks.id, nodeId: tasks.nodeId, nodeName: tasks.nodeName });
 		return { run: updated!, stopped };
 	});
+	tasksEndedUnrun(result.run.kind, 'cancelled', result.stopped.length);
 	for (const t of result.stopped) {
 		void recordEvent({
 			type: 'task.state',

@@ -11,6 +11,7 @@ import { sh } from '$lib/server/ssh/shell';
  */
 export const checkFlow: Flow = {
 	kind: 'check',
+	readOnly: true,
 	steps: [
 		{
 			name: 'connect',

@@ -139,7 +139,6 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 
 	it('a hung node fails at its deadline without holding up the others', async () => {
 		const hung = fleet.hosts[3]!.name;
-		const started = Date.now();
 		const run = await createRun(systemActor, {
 			kind: 'test-sequence',
 			title: 'one hangs',
@@ -150,9 +149,12 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 		const done = await waitForRun(run.id, ['failed']);
 		const others = done.tasks.filter((t) => t.nodeName !== hung);
 		expect(others.every((t) => t.state === 'succeeded')).toBe(true);
-		// The others finished long before the hung node's deadline.
-		expect(Math.max(...others.map((t) => t.endedAt!.getTime())) - started).toBeLessThan(2_000);
 		const h = done.tasks.find((t) => t.nodeName === hung)!;
+		// The others did not wait for it: all of them had finished before its deadline ended its hung step.
+		// (Ordering, not a wall-clock limit: timing thresholds belong in benchmarks, not in tests.)
+		const hungStep = h.steps.find((s) => s.phase === 'do' && s.name === 'step-2')!;
+		expect(hungStep.state).toBe('failed');
+		expect(Math.max(...others.map((t) => t.endedAt!.getTime()))).toBeLessThan(hungStep.endedAt!.getTime());
 		expect(h.state).toBe('rolled_back');
 		expect(h.error).toMatch(/step-2: timed out after 2 s/);
 	});

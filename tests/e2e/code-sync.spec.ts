@@ -171,7 +171,7 @@ test('an operator sees the nodes a notified commit left behind, reviews the plan
 	await expect(dialog.locator('[data-phase="0"]')).toHaveText(
 		/Control plane first\s*1 node\s*a failure here stops the run/
 	);
-	await expect(dialog.locator('[data-phase="1"]')).toHaveText(new RegExp(`Fleet\\s*${HOSTS - 1} nodes$`));
+	await expect(dialog.locator('[data-phase="1"]')).toHaveText(new RegExp(`Fleet\\s*${HOSTS - 1} nodes\\s*$`));
 	// Control plane first, then the rest by name.
 	await expect(dialog.locator('tr[data-plan-node]').first()).toHaveAttribute('data-plan-node', 'cs-01');
 	await expect(dialog.locator('tr[data-plan-node="cs-02"]')).toContainText(
@@ -236,7 +236,9 @@ test('a host whose health check fails is rolled back, its log shows why, and it 
 	await expect(row(page, broken)).toHaveAttribute('data-status', 'FAILED');
 	await expect(count(page, 'FAILED')).toHaveText('1');
 	await expect(count(page, 'UP_TO_DATE')).toHaveText(String(othersUpToDate + HOSTS - 1));
-	await expect(row(page, broken).locator('[data-role="frontend"]')).toContainText(`✕ ${next.slice(0, 7)} failed`);
+	await expect(row(page, broken).locator('[data-role="frontend"]')).toHaveText(
+		`frontend ${previous.slice(0, 7)} ← ${next.slice(0, 7)} ✕ failed`
+	);
 	await page.screenshot({ path: `${shots}/fleet-failed.png`, fullPage: true });
 
 	// The node page: its versions with the failure and the run it happened in, and the log of that task.

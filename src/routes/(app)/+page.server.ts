@@ -1,38 +1,76 @@
-import { redirect } from '@sveltejs/kit';
-import { eq } from 'drizzle-orm';
+import { error, redirect } from '@sveltejs/kit';
+import { eq, sql } from 'drizzle-orm';
+import { nodeQuerySchema } from '$lib/schemas/nodes';
 import { actorOf } from '$lib/server/audit';
 import { authorize } from '$lib/server/auth/access';
+import { listRoles } from '$lib/server/codesync/roles';
+import { countByStatus, versionsFor } from '$lib/server/codesync/status';
 import { db } from '$lib/server/db';
 import { nodes } from '$lib/server/db/schema';
 import { createRun } from '$lib/server/engine/runs';
 import { connectionStatus, listNodes } from '$lib/server/fleet/nodes';
 import { principalOf } from '$lib/server/http/api';
 import { failWith, formError } from '$lib/server/http/forms';
+import { planAction, updateAction } from '$lib/server/http/update-forms';
 import type { Actions, PageServerLoad } from './$types';
 
-// Until Code Sync tracks deployed commits, what the overview can say truthfully about each node is whether
-// the console can reach it: that is what it shows.
+/** Rows per page: the table pages by name in the database, so a fleet of 10,000 loads as fast as one of 100. */
+const PAGE_SIZE = 100;
+
 export const load: PageServerLoad = async (event) => {
-	const page = await listNodes({ limit: 500 });
-	const rows = page.items.map((n) => ({
-		id: n.id,
-		name: n.name,
-		address: `${n.host}:${n.port}`,
-		kind: n.kind,
-		roles: n.roles,
-		labels: n.labels,
-		controlPlane: n.controlPlane,
-		connection: connectionStatus(n),
-		lastSeenAt: n.lastSeenAt,
-		latencyMs: n.latencyMs
-	}));
-	const counts: Record<string, number> = {};
-	for (const r of rows) counts[r.connection] = (counts[r.connection] ?? 0) + 1;
+	// The live stream reloads exactly this data (and not the layout) when nodes change.
+	event.depends('app:fleet');
+	const { url } = event;
+	const parsed = nodeQuerySchema.safeParse({
+		q: url.searchParams.get('q') || undefined,
+		status: url.searchParams.get('status') || undefined,
+		role: url.searchParams.get('role') || undefined,
+		label: url.searchParams.get('label') || undefined,
+		cursor: url.searchParams.get('cursor') || undefined,
+		limit: PAGE_SIZE
+	});
+	if (!parsed.success) error(400, `Unknown filter: ${parsed.error.issues.map((i) => i.path.join('.')).join(', ')}`);
+	const filters = parsed.data;
+	const [page, counts, roles, nodeRoles] = await Promise.all([
+		listNodes({ ...filters, limit: PAGE_SIZE }),
+		countByStatus(),
+		listRoles(),
+		// Roles named on nodes but not (yet) defined are still worth filtering by.
+		db()
+			.selectDistinct({ role: sql<string>`unnest(${nodes.roles})` })
+			.from(nodes)
+	]);
+	const versions = await versionsFor(page.items);
+	const principal = principalOf(event);
 	return {
-		nodes: rows,
+		nodes: page.items.map((n) => ({
+			id: n.id,
+			name: n.name,
+			address: `${n.host}:${n.port}`,
+			kind: n.kind,
+			labels: n.labels,
+			controlPlane: n.controlPlane,
+			status: n.status,
+			connection: connectionStatus(n),
+			lastSeenAt: n.lastSeenAt,
+			latencyMs: n.latencyMs,
+			lastError: n.lastError,
+			versions: versions.get(n.id) ?? []
+		})),
 		counts,
-		more: page.nextCursor !== null,
-		canCheckAll: authorize(event.route.id, 'POST', '?/checkAll', principalOf(event)).allow
+		total: Object.values(counts).reduce((a, b) => a + b, 0),
+		roles: [...new Set([...roles.map((r) => r.name), ...nodeRoles.map((r) => r.role)])].sort(),
+		filters: {
+			q: filters.q ?? '',
+			status: filters.status ?? '',
+			role: filters.role ?? '',
+			label: filters.label ?? ''
+		},
+		cursor: filters.cursor ?? null,
+		nextCursor: page.nextCursor,
+		pageSize: PAGE_SIZE,
+		canCheckAll: authorize(event.route.id, 'POST', '?/checkAll', principal).allow,
+		canUpdate: authorize(event.route.id, 'POST', '?/update', principal).allow
 	};
 };
 
@@ -54,5 +92,9 @@ export const actions: Actions = {
 			return formError(err);
 		}
 		redirect(303, `/runs/${run.id}`);
-	}
+	},
+	/** Update All: the plan first (a dry run over the whole fleet)… */
+	plan: (event) => planAction(event, {}),
+	/** …then the run the operator confirmed. */
+	update: (event) => updateAction(event, {})
 };

@@ -54,11 +54,15 @@ describe('the access table', () => {
 			'/(auth)/login': 'GET public, POST default public',
 			'/(auth)/setup': 'GET public, POST default public',
 			'/(auth)/logout': 'POST public',
-			'/(app)': 'GET session:read, POST checkAll session:operate',
+			'/(app)':
+				'GET session:read, POST checkAll session:operate, POST plan session:operate, POST update session:operate',
+			'/(app)/nodes/[id]':
+				'GET session:read, POST check session:operate, POST plan session:operate, POST update session:operate',
 			'/(app)/runs': 'GET session:read',
 			'/(app)/runs/[id]':
 				'GET session:read, POST cancel session:operate, POST pause session:operate, POST resume session:operate, POST retryFailed session:operate',
-			'/(app)/code-sync': 'GET session:read',
+			'/(app)/code-sync':
+				'GET session:read, POST plan session:operate, POST update session:operate, POST saveRole session:admin, POST deleteRole session:admin',
 			'/(app)/system-updates': 'GET session:read',
 			'/(app)/certificates': 'GET session:read',
 			'/(app)/rollouts': 'GET session:read',

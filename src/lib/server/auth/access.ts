@@ -36,14 +36,27 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/(auth)/logout': { kind: 'endpoint', methods: { POST: open } },
 
 	// The console's pages.
-	'/(app)': { kind: 'page', view: signedIn, actions: { checkAll: operatorPage } },
+	'/(app)': {
+		kind: 'page',
+		view: signedIn,
+		actions: { checkAll: operatorPage, plan: operatorPage, update: operatorPage }
+	},
+	'/(app)/nodes/[id]': {
+		kind: 'page',
+		view: signedIn,
+		actions: { check: operatorPage, plan: operatorPage, update: operatorPage }
+	},
 	'/(app)/runs': { kind: 'page', view: signedIn },
 	'/(app)/runs/[id]': {
 		kind: 'page',
 		view: signedIn,
 		actions: { cancel: operatorPage, pause: operatorPage, resume: operatorPage, retryFailed: operatorPage }
 	},
-	'/(app)/code-sync': { kind: 'page', view: signedIn },
+	'/(app)/code-sync': {
+		kind: 'page',
+		view: signedIn,
+		actions: { plan: operatorPage, update: operatorPage, saveRole: adminPage, deleteRole: adminPage }
+	},
 	'/(app)/system-updates': { kind: 'page', view: signedIn },
 	'/(app)/certificates': { kind: 'page', view: signedIn },
 	'/(app)/rollouts': { kind: 'page', view: signedIn },

@@ -1,0 +1,122 @@
+import { fail, redirect, type RequestEvent } from '@sveltejs/kit';
+import { PLAN_ROWS, type PlanView } from '$lib/code-sync';
+import { triggerSchema, updateScopeSchema, type UpdateScope } from '$lib/schemas/code-sync';
+import { describeFieldErrors, fieldErrors } from '$lib/schemas/errors';
+import { actorOf } from '$lib/server/audit';
+import { buildPlan, triggerUpdate, type Plan } from '$lib/server/codesync/plan';
+import { ServiceError } from '$lib/server/errors';
+import { failWith, formError } from './forms';
+
+/**
+ * The two form actions behind every "Update …" button: `plan` shows the dry run, `update` starts what the
+ * operator confirmed. The confirmation carries the plan's target commits (`expect`), so a role that moved
+ * in between is refused instead of deploying a commit nobody reviewed.
+ */
+
+function titleOf(scope: UpdateScope, plan: Plan): string {
+	if (scope.nodes?.length === 1) return `Update ${plan.nodes[0]?.name ?? plan.excluded[0]?.name ?? 'this node'}`;
+	if (scope.roles?.length) return `Update ${scope.roles.join(', ')}`;
+	if (scope.labels?.length) return `Update nodes labelled ${scope.labels.join(', ')}`;
+	return 'Update All';
+}
+
+export function planView(plan: Plan): PlanView {
+	const roles = new Map<string, number>();
+	for (const n of plan.nodes) for (const r of n.roles) roles.set(r.role, (roles.get(r.role) ?? 0) + 1);
+	const excluded = plan.excluded.filter((e) => e.reason !== 'up to date');
+	const warnings: string[] = [];
+	const flagged = plan.nodes.filter((n) => n.warning);
+	for (const n of flagged.slice(0, 10)) warnings.push(`${n.name}: ${n.warning}`);
+	if (flagged.length > 10) warnings.push(`…and ${flagged.length - 10} more nodes with warnings`);
+	if (excluded.length) {
+		warnings.push(`${excluded.length} node${excluded.length === 1 ? ' is' : 's are'} behind but left out (see below)`);
+	}
+	if (!plan.nodes.length) warnings.push('Nothing to update: every node in scope runs its roles’ latest commits.');
+	return {
+		title: titleOf(plan.scope, plan),
+		scope: plan.scope,
+		targets: plan.targets,
+		roles: Object.entries(plan.targets).map(([role, to]) => ({ role, to, nodes: roles.get(role) ?? 0 })),
+		phases: plan.phases,
+		concurrency: plan.concurrency,
+		nodes: plan.nodes.slice(0, PLAN_ROWS),
+		nodesTotal: plan.nodes.length,
+		excluded: excluded.slice(0, PLAN_ROWS),
+		excludedTotal: excluded.length,
+		upToDate: plan.excluded.length - excluded.length,
+		warnings
+	};
+}
+
+function jsonField(form: FormData, key: string): unknown {
+	const raw = form.get(key);
+	if (typeof raw !== 'string' || raw === '') return undefined;
+	try {
+		return JSON.parse(raw);
+	} catch {
+		return raw; // the schema names the field and says what it expected
+	}
+}
+
+async function readForm(event: RequestEvent): Promise<FormData | null> {
+	try {
+		return await event.request.formData();
+	} catch {
+		return null;
+	}
+}
+
+function badForm(fields: Record<string, string>) {
+	return fail(400, { message: describeFieldErrors(fields), fields, values: {} as Record<string, string> });
+}
+
+/** `?/plan`: the dry run for the scope the button names (`scope`, JSON), shown in the confirm dialog. */
+export async function planAction(event: RequestEvent, fixedScope?: UpdateScope) {
+	const form = await readForm(event);
+	if (!form) return failWith(415, 'Send the form as application/x-www-form-urlencoded or multipart/form-data');
+	const scope = fixedScope
+		? { success: true as const, data: fixedScope }
+		: updateScopeSchema.safeParse(jsonField(form, 'scope') ?? {});
+	if (!scope.success) return badForm(fieldErrors(scope.error));
+	try {
+		return { plan: planView(await buildPlan(scope.data)) };
+	} catch (err) {
+		return formError(err);
+	}
+}
+
+/**
+ * `?/update`: starts the confirmed plan and goes to its run. Refused without the plan's commits: a form
+ * posted without having seen a plan must not start an update of the fleet.
+ */
+export async function updateAction(event: RequestEvent, fixedScope?: UpdateScope) {
+	const form = await readForm(event);
+	if (!form) return failWith(415, 'Send the form as application/x-www-form-urlencoded or multipart/form-data');
+	const expect = jsonField(form, 'expect');
+	if (expect === undefined) {
+		return badForm({ expect: 'review the plan first: the update starts from the plan you confirm' });
+	}
+	const parsed = triggerSchema.safeParse({
+		scope: fixedScope ?? jsonField(form, 'scope') ?? {},
+		expect,
+		dry_run: false,
+		concurrency: (form.get('concurrency') as string | null) || undefined
+	});
+	if (!parsed.success) return badForm(fieldErrors(parsed.error));
+	let runId: string | null;
+	try {
+		({ runId } = await triggerUpdate(actorOf(event), parsed.data));
+	} catch (err) {
+		if (!(err instanceof ServiceError)) throw err;
+		// Refused (a role moved, another run covers the nodes, nothing left to do): show the plan as it is now,
+		// with the reason, so the operator can review and confirm again.
+		const fresh = await buildPlan(parsed.data.scope ?? {}, parsed.data.concurrency).catch(() => null);
+		return fail(err.status, {
+			message: err.message,
+			fields: err.fields,
+			values: {} as Record<string, string>,
+			plan: fresh ? planView(fresh) : undefined
+		});
+	}
+	redirect(303, `/runs/${runId}`);
+}

@@ -1,0 +1,174 @@
+import { error } from '@sveltejs/kit';
+import { z } from 'zod';
+import { createRoleSchema, updateRoleSchema } from '$lib/schemas/code-sync';
+import { roleNameSchema } from '$lib/schemas/nodes';
+import { actorOf } from '$lib/server/audit';
+import { authorize } from '$lib/server/auth/access';
+import { recentCommits } from '$lib/server/codesync/notify';
+import { createRole, deleteRole, listRoles, updateRole } from '$lib/server/codesync/roles';
+import { nodesBehind, roleFailures, roleSummaries } from '$lib/server/codesync/views';
+import { principalOf } from '$lib/server/http/api';
+import { formError, parseForm } from '$lib/server/http/forms';
+import { planAction, updateAction } from '$lib/server/http/update-forms';
+import type { CodeRole } from '$lib/server/db/schema';
+import type { Actions, PageServerLoad } from './$types';
+
+const iso = (d: Date | null) => d?.toISOString() ?? null;
+const BEHIND_PAGE = 100;
+
+const presentRole = (r: CodeRole) => ({
+	name: r.name,
+	description: r.description,
+	method: r.method,
+	path: r.path,
+	sourceRepo: r.sourceRepo,
+	branch: r.branch,
+	units: r.units,
+	installCommand: r.installCommand,
+	restartCommand: r.restartCommand,
+	health: r.health,
+	healthTimeoutSeconds: r.healthTimeoutSeconds,
+	order: r.sortOrder,
+	latestCommit: r.latestCommit,
+	latestMessage: r.latestMessage,
+	latestAuthor: r.latestAuthor,
+	latestAt: iso(r.latestAt),
+	autoUpdate: r.autoUpdate,
+	autoUpdateIntervalMinutes: r.autoUpdateIntervalMinutes,
+	autoUpdateMaxFailuresPerDay: r.autoUpdateMaxFailuresPerDay,
+	autoUpdateDisabledReason: r.autoUpdateDisabledReason,
+	autoUpdateLastAt: iso(r.autoUpdateLastAt)
+});
+
+export const load: PageServerLoad = async (event) => {
+	event.depends('app:code-sync');
+	const { url } = event;
+	const cursor = url.searchParams.get('cursor') || undefined;
+	if (cursor && cursor.length > 63) error(400, 'Unknown cursor');
+	const roles = await listRoles();
+	const names = roles.map((r) => r.name);
+	const [summaries, commits, failures, behind] = await Promise.all([
+		roleSummaries(names),
+		Promise.all(names.map((n) => recentCommits(n, 8))),
+		Promise.all(names.map((n) => roleFailures(n, 5))),
+		nodesBehind(BEHIND_PAGE, cursor)
+	]);
+	const principal = principalOf(event);
+	const canEdit = authorize(event.route.id, 'POST', '?/saveRole', principal).allow;
+	const edit = url.searchParams.get('edit');
+	return {
+		roles: roles.map((r, i) => ({
+			...presentRole(r),
+			summary: summaries.get(r.name)!,
+			commits: commits[i]!.map((c) => ({
+				commit: c.commit,
+				branch: c.branch,
+				message: c.message,
+				author: c.author,
+				notifiedBy: c.notifiedBy,
+				notifiedAt: c.notifiedAt.toISOString()
+			})),
+			failures: failures[i]!.map((f) => ({ ...f, failedAt: iso(f.failedAt) }))
+		})),
+		behind: {
+			items: behind.items.map((n) => ({
+				...n,
+				roles: n.roles.map((v) => ({ ...v, syncedAt: iso(v.syncedAt), failedAt: iso(v.failedAt) }))
+			})),
+			total: behind.total,
+			nextCursor: behind.nextCursor,
+			cursor: cursor ?? null
+		},
+		/** The role the form edits (`?edit=name`), or null for a new one. */
+		editing: canEdit && edit ? (roles.find((r) => r.name === edit)?.name ?? null) : null,
+		canUpdate: authorize(event.route.id, 'POST', '?/update', principal).allow,
+		canEdit
+	};
+};
+
+/** One argument (or unit) per line; blank lines are only spacing. Lines are trimmed: a pasted CRLF or an
+ * indent is never part of an argument anyone meant to type. */
+const lines = (v: FormDataEntryValue | null) =>
+	typeof v === 'string'
+		? v
+				.split('\n')
+				.map((l) => l.trim())
+				.filter(Boolean)
+		: [];
+
+/** The role form as the JSON endpoint's body, so that the same schema checks it. */
+function roleFormShape(form: FormData, creating: boolean) {
+	const text = (k: string) => {
+		const v = form.get(k);
+		return typeof v === 'string' ? v.trim() : '';
+	};
+	const type = text('health_type') || 'units';
+	const health =
+		type === 'command'
+			? { type, command: lines(form.get('health_command')) }
+			: type === 'http'
+				? { type, url: text('health_url') }
+				: { type };
+	const sourceRepo = text('source_repo');
+	return {
+		...(creating ? { name: text('name') } : {}),
+		description: text('description'),
+		method: text('method') || 'git',
+		path: text('path'),
+		// Empty clears it on an edit; on a new role it is simply not given.
+		source_repo: sourceRepo || (creating ? undefined : null),
+		branch: text('branch') || 'main',
+		units: lines(form.get('units')),
+		install_command: lines(form.get('install_command')),
+		restart_command: lines(form.get('restart_command')),
+		health,
+		health_timeout_seconds: text('health_timeout_seconds') || undefined,
+		order: text('order') || undefined,
+		auto_update: form.get('auto_update') === 'on',
+		auto_update_interval_minutes: text('auto_update_interval_minutes') || undefined,
+		auto_update_max_failures_per_day: text('auto_update_max_failures_per_day') || undefined
+	};
+}
+
+const nameForm = z.object({ name: roleNameSchema });
+
+export const actions: Actions = {
+	plan: (event) => planAction(event),
+	update: (event) => updateAction(event),
+
+	/** Creates a role, or (with `original`) changes one; field errors come back next to their fields. */
+	saveRole: async (event) => {
+		const original = new URL(event.request.url).searchParams.get('role');
+		if (original !== null) {
+			const name = roleNameSchema.safeParse(original);
+			if (!name.success) error(404, 'Role not found');
+			const parsed = await parseForm(event.request, updateRoleSchema, (f) => roleFormShape(f, false));
+			if (!parsed.ok) return parsed.failure;
+			try {
+				await updateRole(actorOf(event), name.data, parsed.data);
+				return { notice: `Saved role ${name.data}.` };
+			} catch (err) {
+				return formError(err, parsed.form);
+			}
+		}
+		const parsed = await parseForm(event.request, createRoleSchema, (f) => roleFormShape(f, true));
+		if (!parsed.ok) return parsed.failure;
+		try {
+			const role = await createRole(actorOf(event), parsed.data);
+			return { notice: `Created role ${role.name}. Nodes with this role show as outdated once a commit is notified.` };
+		} catch (err) {
+			return formError(err, parsed.form);
+		}
+	},
+
+	deleteRole: async (event) => {
+		const parsed = await parseForm(event.request, nameForm);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			await deleteRole(actorOf(event), parsed.data.name);
+			return { notice: `Deleted role ${parsed.data.name}.` };
+		} catch (err) {
+			return formError(err);
+		}
+	}
+};

@@ -1,0 +1,145 @@
+import { error } from '@sveltejs/kit';
+import { uuidSchema } from '$lib/schemas/common';
+import { actorOf } from '$lib/server/audit';
+import { authorize } from '$lib/server/auth/access';
+import { statusOf, versionsFor } from '$lib/server/codesync/status';
+import { failedRunsOf, recentTasksOf, taskOutput } from '$lib/server/codesync/views';
+import { lastEventId } from '$lib/server/engine/events';
+import { ServiceError } from '$lib/server/errors';
+import { checkNodeFor, connectionStatus, getNode } from '$lib/server/fleet/nodes';
+import { principalOf } from '$lib/server/http/api';
+import { formError } from '$lib/server/http/forms';
+import { planAction, updateAction } from '$lib/server/http/update-forms';
+import type { Actions, PageServerLoad, RequestEvent } from './$types';
+
+const iso = (d: Date | null) => d?.toISOString() ?? null;
+
+function nodeId(id: string): string {
+	// Not a UUID cannot be a node; asking PostgreSQL would only fail on the cast.
+	if (!uuidSchema.safeParse(id).success) error(404, 'Node not found');
+	return id;
+}
+
+async function loadNode(id: string) {
+	try {
+		return await getNode(id);
+	} catch (err) {
+		if (err instanceof ServiceError && err.status === 404) error(404, 'Node not found');
+		throw err;
+	}
+}
+
+export const load: PageServerLoad = async (event) => {
+	event.depends('app:node');
+	const id = nodeId(event.params.id);
+	// Taken before the snapshot: output printed in between comes again by the stream, never goes missing.
+	const after = await lastEventId();
+	const node = await loadNode(id);
+	const [status, versions, failedRuns, recent] = await Promise.all([
+		statusOf(id),
+		versionsFor([node]),
+		failedRunsOf(id),
+		recentTasksOf(id, 20)
+	]);
+	// The log to show: the task running on the node now, else its most recent one.
+	const running = recent.find((t) => t.state === 'running') ?? null;
+	const focus = running ?? recent[0] ?? null;
+	const output = focus ? await taskOutput(focus.runId, focus.id, after) : null;
+	const principal = principalOf(event);
+	return {
+		node: {
+			id: node.id,
+			name: node.name,
+			address: `${node.username}@${node.host}:${node.port}`,
+			kind: node.kind,
+			roles: node.roles,
+			labels: node.labels,
+			policy: node.policy,
+			controlPlane: node.controlPlane,
+			connection: connectionStatus(node),
+			hostKeyFingerprint: node.hostKeyFingerprint,
+			lastSeenAt: iso(node.lastSeenAt),
+			lastCheckAt: iso(node.lastCheckAt),
+			latencyMs: node.latencyMs,
+			uname: node.uname,
+			lastError: node.lastError
+		},
+		status: status ?? 'UP_TO_DATE',
+		versions: (versions.get(id) ?? []).map((v) => ({
+			...v,
+			syncedAt: iso(v.syncedAt),
+			failedAt: iso(v.failedAt),
+			failedRun: failedRuns.get(v.role) ?? null
+		})),
+		tasks: recent.map((t) => ({
+			id: t.id,
+			runId: t.runId,
+			runNumber: t.runNumber,
+			runTitle: t.runTitle,
+			runKind: t.runKind,
+			runState: t.runState,
+			state: t.state,
+			needsAttention: t.needsAttention,
+			currentStep: t.currentStep,
+			attempt: t.attempt,
+			error: t.error,
+			startedAt: iso(t.startedAt),
+			endedAt: iso(t.endedAt)
+		})),
+		focus: focus
+			? {
+					running: focus === running,
+					run: {
+						id: focus.runId,
+						number: focus.runNumber,
+						title: focus.runTitle,
+						kind: focus.runKind,
+						state: focus.runState,
+						reason: null,
+						created_by: '',
+						created_at: '',
+						started_at: null,
+						ended_at: null
+					},
+					task: {
+						id: focus.id,
+						node_name: node.name,
+						state: focus.state,
+						needs_attention: focus.needsAttention,
+						current_step: focus.currentStep,
+						attempt: focus.attempt,
+						error: focus.error,
+						started_at: iso(focus.startedAt),
+						ended_at: iso(focus.endedAt)
+					},
+					lines: output!.lines,
+					truncated: output!.truncated
+				}
+			: null,
+		after,
+		canOperate: authorize(event.route.id, 'POST', '?/update', principal).allow
+	};
+};
+
+/** Scoped to this node, whatever the form says. */
+const scopeOf = (event: RequestEvent) => ({ nodes: [nodeId(event.params.id)] });
+
+export const actions: Actions = {
+	check: async (event) => {
+		const id = nodeId(event.params.id);
+		try {
+			const { node, result } = await checkNodeFor(actorOf(event), id);
+			return { check: { name: node.name, ...result } };
+		} catch (err) {
+			return formError(err);
+		}
+	},
+	plan: async (event) => {
+		await loadNode(nodeId(event.params.id));
+		return planAction(event, scopeOf(event));
+	},
+	update: async (event) => {
+		await loadNode(nodeId(event.params.id));
+		return updateAction(event, scopeOf(event));
+	}
+};

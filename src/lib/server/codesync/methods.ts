@@ -18,8 +18,11 @@ const run = promisify(execFile);
 export interface DeployMethod {
 	/** The commit the node runs for the role, or null when it has none yet. */
 	current(ctx: StepContext<unknown>, role: CodeRole): Promise<string | null>;
-	/** Why the node's copy must not be touched (local changes), or null. */
-	dirty(ctx: StepContext<unknown>, role: CodeRole): Promise<string | null>;
+	/**
+	 * Before an update, in one command: the commit the node runs (as `current`), and why the node's copy
+	 * must not be touched (local changes), or null.
+	 */
+	survey(ctx: StepContext<unknown>, role: CodeRole): Promise<{ current: string | null; dirty: string | null }>;
 	/** Makes `target` available on the node; returns the full commit id. */
 	fetch(ctx: StepContext<unknown>, role: CodeRole, target: string): Promise<string>;
 	/** Switches the role to `target`; returns the full commit the node now runs. */
@@ -33,18 +36,24 @@ const gitMethod: DeployMethod = {
 		const r = await ctx.exec(sh`git -C ${role.path} rev-parse HEAD`);
 		return r.stdout.trim() || null;
 	},
-	async dirty(ctx, role) {
-		const r = await ctx.exec(sh`git -C ${role.path} status --porcelain`);
-		const changed = r.stdout.split('\n').filter((l) => l.trim()).length;
-		return changed ? `${role.path} has ${changed} uncommitted change${changed === 1 ? '' : 's'} (dirty tree)` : null;
+	async survey(ctx, role) {
+		// One command instead of two: every command is a round trip and a few processes on the node.
+		const r = await ctx.exec(sh`git -C ${role.path} rev-parse HEAD && git -C ${role.path} status --porcelain`);
+		const [head = '', ...status] = r.stdout.split('\n');
+		const changed = status.filter((l) => l.trim()).length;
+		return {
+			current: head.trim() || null,
+			dirty: changed ? `${role.path} has ${changed} uncommitted change${changed === 1 ? '' : 's'} (dirty tree)` : null
+		};
 	},
 	async fetch(ctx, role, target) {
 		await ctx.exec(sh`git -C ${role.path} fetch --quiet origin`);
 		return target;
 	},
 	async switchTo(ctx, role, target) {
-		await ctx.exec(sh`git -C ${role.path} checkout --quiet --detach ${target}`);
-		const head = (await ctx.exec(sh`git -C ${role.path} rev-parse HEAD`)).stdout.trim();
+		const head = (
+			await ctx.exec(sh`git -C ${role.path} checkout --quiet --detach ${target} && git -C ${role.path} rev-parse HEAD`)
+		).stdout.trim();
 		if (!head.startsWith(target)) throw new StepFailed(`${role.name}: HEAD is ${head} after checking out ${target}`);
 		return head;
 	},
@@ -61,9 +70,9 @@ const pushMethod: DeployMethod = {
 		const r = await ctx.exec(sh`readlink -- ${`${role.path}/current`} || true`);
 		return RELEASE_LINK.exec(r.stdout.trim())?.[1] ?? null;
 	},
-	async dirty() {
+	async survey(ctx, role) {
 		// Releases are unpacked by the console and never edited in place: nothing to protect.
-		return null;
+		return { current: await pushMethod.current(ctx, role), dirty: null };
 	},
 	async fetch(ctx, role, target) {
 		const source = role.sourceRepo;

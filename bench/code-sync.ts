@@ -583,7 +583,10 @@ export async function benchmarkCodeSync(log: (line: string) => void = console.lo
 		useMasterKey(undefined);
 		useDatabase(undefined);
 		await database?.close();
-		await run('bash', ['scripts/throwaway-postgres.sh', 'stop', pgDir]).catch(() => {});
+		// Said out loud: a server left running here would hold its port and files until someone notices.
+		await run('bash', ['scripts/throwaway-postgres.sh', 'stop', pgDir]).catch((error: Error) =>
+			log(`could not stop the throwaway PostgreSQL in ${pgDir}: ${error.message}`)
+		);
 		await bed?.stop();
 		await rm(dir, { recursive: true, force: true });
 	}

@@ -3,16 +3,13 @@
  * command sequence on every host at two concurrencies, and a 512 MiB upload to one host. Run it with
  * `npm run bench:ssh`; bench/README.md says what each row measures and how to read the ratios.
  */
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
-import { format, resolveConfig } from 'prettier';
 import { Client, type ConnectConfig } from 'ssh2';
 import { connect, type SshTarget } from '../src/lib/server/ssh/connection';
 import { fingerprintOf } from '../src/lib/server/ssh/host-keys';
@@ -20,10 +17,10 @@ import { uploadFile } from '../src/lib/server/ssh/sftp';
 import { sh, type ShellCommand } from '../src/lib/server/ssh/shell';
 import { writeInventories } from '../tests/testbed/inventory.ts';
 import { startTestbed, type Testbed, type TestHost } from '../tests/testbed/testbed.ts';
+import { count, fixed, machine, median, secondsSince, stopControlMasters, tool, writeSection } from './common';
 
 const command = 'npm run bench:ssh';
 const sectionHeading = '## SSH layer (issue 3)';
-const docsPath = new URL('../docs/benchmarks.md', import.meta.url).pathname;
 
 const fleetSize = 50;
 const firstHost = 150;
@@ -59,23 +56,6 @@ interface Variant {
 	run(): Promise<number[]>;
 }
 
-const run = promisify(execFile);
-
-async function tool(file: string, args: string[], env?: NodeJS.ProcessEnv): Promise<string> {
-	try {
-		const { stdout } = await run(file, args, { env, maxBuffer: 64 << 20 });
-		return stdout;
-	} catch (error) {
-		const e = error as Error & { stdout?: string; stderr?: string };
-		const output = `${e.stdout ?? ''}${e.stderr ?? ''}`.trim().split('\n').slice(-20).join('\n');
-		throw new Error(`${file} ${args.join(' ')} failed: ${e.message}\n${output}`);
-	}
-}
-
-function secondsSince(start: number): number {
-	return (performance.now() - start) / 1000;
-}
-
 /** Runs `work` on every host with at most `concurrency` hosts in progress, like pssh -p and ansible -f. */
 async function eachHost(hosts: TestHost[], concurrency: number, work: (host: TestHost) => Promise<void>) {
 	let next = 0;
@@ -84,10 +64,6 @@ async function eachHost(hosts: TestHost[], concurrency: number, work: (host: Tes
 			while (next < hosts.length) await work(hosts[next++]!);
 		})
 	);
-}
-
-function count(output: string, pattern: RegExp): number {
-	return output.split('\n').filter((line) => pattern.test(line)).length;
 }
 
 async function sha256Of(path: string): Promise<string> {
@@ -283,16 +259,6 @@ function ansible(setup: Setup, concurrency: number, commands: ShellCommand[]): (
 			await stopControlMasters(controlDir);
 		}
 	};
-}
-
-async function stopControlMasters(controlDir: string): Promise<void> {
-	const sockets = await readdir(controlDir).catch(() => []);
-	await Promise.all(
-		sockets.map((socket) =>
-			run('ssh', ['-o', `ControlPath=${join(controlDir, socket)}`, '-O', 'exit', 'control-master']).catch(() => {})
-		)
-	);
-	await rm(controlDir, { recursive: true, force: true });
 }
 
 function fleetVariants(setup: Setup): Variant[] {
@@ -517,13 +483,6 @@ async function measure(variants: Variant[], log: (line: string) => void): Promis
 	}
 }
 
-function median(samples: number[]): number {
-	const sorted = [...samples].sort((a, b) => a - b);
-	const mid = Math.floor(sorted.length / 2);
-	return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-const fixed = (n: number) => n.toFixed(2);
 const ratio = (row: Row) => (row.baseline === 'self' ? 1 : median(row.samples) / median(row.baseline.samples));
 
 function fleetTable(rows: Row[]): string {
@@ -563,38 +522,6 @@ function verdicts(rows: Row[]): string[] {
 					: `Flotilla is faster: ${fixed(median(ours.samples))} s against ${fixed(median(row.samples))} s, ${fixed(r)}× quicker`;
 			return `- Concurrency ${row.concurrency}, ${row.tool} — ${row.how}: ${verdict}.`;
 		});
-}
-
-async function machine(): Promise<string[]> {
-	const version = async (file: string, args: string[]) => {
-		try {
-			const { stdout, stderr } = await run(file, args);
-			return `${stdout}${stderr}`.trim().split('\n')[0]!;
-		} catch (error) {
-			return `unknown (${(error as Error).message})`;
-		}
-	};
-	const ssh2 = JSON.parse(
-		await readFile(new URL('../node_modules/ssh2/package.json', import.meta.url).pathname, 'utf8')
-	) as { version: string };
-	return [
-		`- CPUs: ${availableParallelism()} (nproc) × ${cpus()[0]?.model ?? 'unknown'}, ${Math.round(totalmem() / 2 ** 30)} GiB RAM`,
-		`- Node ${process.version}, ssh2 ${ssh2.version}`,
-		`- ${await version('ssh', ['-V'])} (client and the testbed's sshd)`,
-		`- parallel-ssh ${await version('parallel-ssh', ['--version'])}, ${await version('ansible', ['--version'])}`
-	];
-}
-
-function replaceSection(existing: string | null, section: string): string {
-	if (existing === null) {
-		return `# Benchmarks\n\nMeasured tables from the scripts in \`bench/\` (how to run them: bench/README.md). Each section names the command that produced it and the machine it ran on. Ratios compare tools measured in the same run on the same testbed hosts: they carry over to other machines better than the seconds do.\n\n${section}`;
-	}
-	const lines = existing.split('\n');
-	const start = lines.indexOf(sectionHeading);
-	if (start === -1) return `${existing.trimEnd()}\n\n${section}`;
-	const after = lines.findIndex((line, i) => i > start && line.startsWith('## '));
-	const rest = after === -1 ? '' : `\n${lines.slice(after).join('\n')}`;
-	return `${lines.slice(0, start).join('\n')}${start > 0 ? '\n' : ''}${section}${rest}`;
 }
 
 export async function benchmarkSsh(log: (line: string) => void = console.log): Promise<string> {
@@ -673,11 +600,7 @@ export async function benchmarkSsh(log: (line: string) => void = console.log): P
 			''
 		].join('\n');
 
-		const existing = await readFile(docsPath, 'utf8').catch(() => null);
-		await mkdir(join(docsPath, '..'), { recursive: true });
-		// Formatted as `npm run lint` expects, so a fresh run never leaves the repository failing its checks.
-		const document = replaceSection(existing, section);
-		await writeFile(docsPath, await format(document, { ...(await resolveConfig(docsPath)), filepath: docsPath }));
+		const docsPath = await writeSection(sectionHeading, section);
 		log(`\n${section}`);
 		log(`written to ${docsPath}`);
 		return section;

@@ -106,11 +106,10 @@ export const codeSyncFlow: Flow<CodeSyncParams> = {
 				const known = new Map(progress(ctx).map((p) => [p.role, p]));
 				const list: RoleProgress[] = [];
 				for (const role of roles) {
-					const method = methodFor(role);
-					const dirty = await method.dirty(ctx, role);
-					if (dirty) ctx.skip(`${role.name}: ${dirty}; not touching it`);
+					const found = await methodFor(role).survey(ctx, role);
+					if (found.dirty) ctx.skip(`${role.name}: ${found.dirty}; not touching it`);
 					const target = ctx.params.targets[role.name]!;
-					const current = known.get(role.name)?.previous ?? (await method.current(probe(ctx), role));
+					const current = known.get(role.name)?.previous ?? found.current;
 					ctx.log(
 						`${role.name}: runs ${current ? current.slice(0, 12) : 'nothing yet'}, target ${target.slice(0, 12)}`
 					);

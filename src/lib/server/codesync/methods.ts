@@ -22,8 +22,11 @@ export interface DeployMethod {
 	 * status returns) so that the health sweep can ask too; a copy that cannot be read throws.
 	 */
 	current(exec: Exec, role: CodeRole): Promise<string | null>;
-	/** Why the node's copy must not be touched (local changes), or null. */
-	dirty(ctx: StepContext<unknown>, role: CodeRole): Promise<string | null>;
+	/**
+	 * Before an update, in one command: the commit the node runs (as `current`), and why the node's copy
+	 * must not be touched (local changes), or null.
+	 */
+	survey(ctx: StepContext<unknown>, role: CodeRole): Promise<{ current: string | null; dirty: string | null }>;
 	/** Makes `target` available on the node; returns the full commit id. */
 	fetch(ctx: StepContext<unknown>, role: CodeRole, target: string): Promise<string>;
 	/** Switches the role to `target`; returns the full commit the node now runs. */
@@ -41,18 +44,24 @@ const gitMethod: DeployMethod = {
 		}
 		return r.stdout.trim() || null;
 	},
-	async dirty(ctx, role) {
-		const r = await ctx.exec(sh`git -C ${role.path} status --porcelain`);
-		const changed = r.stdout.split('\n').filter((l) => l.trim()).length;
-		return changed ? `${role.path} has ${changed} uncommitted change${changed === 1 ? '' : 's'} (dirty tree)` : null;
+	async survey(ctx, role) {
+		// One command instead of two: every command is a round trip and a few processes on the node.
+		const r = await ctx.exec(sh`git -C ${role.path} rev-parse HEAD && git -C ${role.path} status --porcelain`);
+		const [head = '', ...status] = r.stdout.split('\n');
+		const changed = status.filter((l) => l.trim()).length;
+		return {
+			current: head.trim() || null,
+			dirty: changed ? `${role.path} has ${changed} uncommitted change${changed === 1 ? '' : 's'} (dirty tree)` : null
+		};
 	},
 	async fetch(ctx, role, target) {
 		await ctx.exec(sh`git -C ${role.path} fetch --quiet origin`);
 		return target;
 	},
 	async switchTo(ctx, role, target) {
-		await ctx.exec(sh`git -C ${role.path} checkout --quiet --detach ${target}`);
-		const head = (await ctx.exec(sh`git -C ${role.path} rev-parse HEAD`)).stdout.trim();
+		const head = (
+			await ctx.exec(sh`git -C ${role.path} checkout --quiet --detach ${target} && git -C ${role.path} rev-parse HEAD`)
+		).stdout.trim();
 		if (!head.startsWith(target)) throw new StepFailed(`${role.name}: HEAD is ${head} after checking out ${target}`);
 		return head;
 	},
@@ -69,9 +78,11 @@ const pushMethod: DeployMethod = {
 		const r = await exec(sh`readlink -- ${`${role.path}/current`}`);
 		return r.exitCode === 0 ? (RELEASE_LINK.exec(r.stdout.trim())?.[1] ?? null) : null;
 	},
-	async dirty() {
+	async survey(ctx, role) {
 		// Releases are unpacked by the console and never edited in place: nothing to protect.
-		return null;
+		const anyExit: Exec = (command, options) =>
+			ctx.exec(command, { ...options, okExitCodes: Array.from({ length: 256 }, (_, i) => i) });
+		return { current: await pushMethod.current(anyExit, role), dirty: null };
 	},
 	async fetch(ctx, role, target) {
 		const source = role.sourceRepo;

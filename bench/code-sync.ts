@@ -1,0 +1,594 @@
+/**
+ * Update All (issue 5) against ansible-playbook and parallel-ssh on the same 100 testbed hosts, in one run:
+ * a new commit of a git role, then every host updated to it at concurrency 20 by Flotilla's engine, by an
+ * equivalent playbook (bench/code-sync.playbook.yml) and by an equivalent script per host
+ * (bench/code-sync.pssh.sh). Run it with `npm run bench:code-sync`; bench/README.md says what each row
+ * measures and how to read the ratios.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { and, eq, sql } from 'drizzle-orm';
+import { createRoleSchema } from '../src/lib/schemas/code-sync';
+import { systemActor } from '../src/lib/server/audit';
+import { notifyCommit } from '../src/lib/server/codesync/notify';
+import { triggerUpdate } from '../src/lib/server/codesync/plan';
+import { createRole } from '../src/lib/server/codesync/roles';
+import { config } from '../src/lib/server/config';
+import { useMasterKey } from '../src/lib/server/crypto/master-key';
+import { db, openDatabase, useDatabase, type DatabaseHandle } from '../src/lib/server/db';
+import { nodes, runs, tasks, taskSteps } from '../src/lib/server/db/schema';
+import { startEngine, stopEngine } from '../src/lib/server/engine';
+import { registerBuiltinFlows } from '../src/lib/server/engine/builtin';
+import { createCredential } from '../src/lib/server/keys/credentials';
+import { SshConnection } from '../src/lib/server/ssh/connection';
+import { writeInventories } from '../tests/testbed/inventory.ts';
+import { startTestbed, type Testbed } from '../tests/testbed/testbed.ts';
+import { count, fixed, machine, median, run, secondsSince, stopControlMasters, tool, writeSection } from './common';
+
+const command = 'npm run bench:code-sync';
+const sectionHeading = '## Code Sync: Update All (issue 5)';
+
+const fleetSize = 100;
+const firstHost = 140;
+const concurrency = 20;
+const rounds = 3;
+const role = 'backend';
+const repo = `/opt/${role}`;
+const unit = `${role}.service`;
+/** The aims of issue 5: this many times quicker than ansible-playbook, at most this many times parallel-ssh. */
+const aimOverAnsible = 10;
+const aimOverParallelSsh = 1.2;
+const runTimeoutMs = 15 * 60_000;
+
+const playbook = new URL('./code-sync.playbook.yml', import.meta.url).pathname;
+const psshScript = new URL('./code-sync.pssh.sh', import.meta.url).pathname;
+
+interface Row {
+	tool: string;
+	how: string;
+	keyExchange: string;
+	samples: number[];
+}
+
+interface Variant {
+	label: string;
+	row: Row;
+	/** Updates every host to `target`; resolves to the seconds it took. */
+	update(target: string): Promise<number>;
+}
+
+/** Where one Flotilla run's time went, from the database and from counting its SSH commands. */
+interface Diagnosis {
+	seconds: number;
+	/** Trigger to the first task claimed, and the last task's end to the run's end. */
+	toFirstTask: number;
+	afterLastTask: number;
+	/** Mean over tasks. */
+	task: number;
+	/** Mean per task of the time spent in its steps, and in its SSH commands (wall time, per command). */
+	inSteps: number;
+	inExec: number;
+	execsPerTask: { min: number; max: number; mean: number };
+	/** Σ task time ÷ (concurrency × run time): 1 when every slot was busy from start to end. */
+	slotUse: number;
+	/** Mean per task: claim to its first step (run and node loaded, connected), and its last step to its end. */
+	beforeSteps: number;
+	afterSteps: number;
+	/** Per step name, the median duration across tasks (s). */
+	steps: Map<string, number>;
+	/** CPU seconds the console's process and the PostgreSQL server used during the run. */
+	consoleCpu: number;
+	postgresCpu: number;
+	/** The console's event loop: the share of the run it was busy (1: never idle). */
+	eventLoop: number;
+}
+
+const ssh2Kex = 'curve25519-sha256';
+const opensshKex = 'sntrup761x25519-sha512@openssh.com';
+
+/**
+ * Another engineer's testbed on these addresses would make ours fail to start (or, worse, make a tool
+ * talk to their hosts): wait until none of them listens.
+ */
+async function waitForAddresses(log: (line: string) => void): Promise<void> {
+	const ours = (address: string) => {
+		const m = /^127\.0\.1\.(\d+):/.exec(address);
+		return m !== null && Number(m[1]) >= firstHost && Number(m[1]) < firstHost + fleetSize;
+	};
+	const until = Date.now() + 30 * 60_000;
+	for (;;) {
+		const { stdout } = await run('ss', ['-Hltn']);
+		const busy = [...new Set(stdout.split('\n').map((line) => line.trim().split(/\s+/)[3] ?? ''))].filter(ours);
+		if (!busy.length) return;
+		if (Date.now() > until) throw new Error(`127.0.1.${firstHost}+ still in use after 30 min: ${busy.join(' ')}`);
+		log(`waiting: ${busy.length} of our addresses are in use (${busy.slice(0, 3).join(' ')} ...)`);
+		await new Promise((r) => setTimeout(r, 20_000));
+	}
+}
+
+async function startPostgres(dir: string): Promise<string> {
+	const { stdout } = await run('bash', ['scripts/throwaway-postgres.sh', 'start', dir]);
+	return stdout.trim();
+}
+
+/** Every host runs `target`, built by install.sh from that checkout, with the unit restarted: or the bench fails. */
+async function checkHosts(bed: Testbed, target: string, who: string): Promise<void> {
+	const wrong: string[] = [];
+	for (const host of bed.hosts) {
+		const commit = await bed.checkedOutCommit(host, role);
+		const built = (await readFile(join(host.root, 'opt', role, 'build/REVISION'), 'utf8').catch(() => '')).trim();
+		const state = (await readFile(join(host.root, 'var/lib/flotilla-testbed/units', role), 'utf8')).trim();
+		if (commit !== target || built !== target || state !== 'active') {
+			wrong.push(`${host.name}: on ${commit.slice(0, 12)}, built ${built.slice(0, 12)}, ${role} ${state}`);
+		}
+	}
+	if (wrong.length) {
+		throw new Error(`${who}: ${wrong.length} of ${fleetSize} hosts did not end on ${target}:\n${wrong.join('\n')}`);
+	}
+}
+
+/** Counts SSH commands per connection, and their wall time, for the diagnosis; the commands run unchanged. */
+function countExecs() {
+	const perNode = new Map<string, { execs: number; ms: number }>();
+	const exec = SshConnection.prototype.exec;
+	SshConnection.prototype.exec = function (this: SshConnection, ...args: Parameters<typeof exec>) {
+		const started = performance.now();
+		const entry = perNode.get(this.name) ?? { execs: 0, ms: 0 };
+		perNode.set(this.name, entry);
+		entry.execs++;
+		return exec.apply(this, args).finally(() => (entry.ms += performance.now() - started));
+	};
+	return {
+		perNode,
+		restore: () => {
+			SshConnection.prototype.exec = exec;
+		}
+	};
+}
+
+/** CPU seconds used so far by the PostgreSQL server in `pgDir`: its postmaster, its live backends, and (through
+ * the postmaster's children counters) every backend that has exited. */
+async function postgresCpuSeconds(pgDir: string): Promise<number> {
+	const postmaster = Number((await readFile(join(pgDir, 'data/postmaster.pid'), 'utf8')).split('\n')[0]);
+	// Fields after the command name (which may hold spaces): state is [0], ppid [1], utime [11] ... cstime [14].
+	const stat = async (pid: string) => {
+		const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+		return text.slice(text.lastIndexOf(')') + 2).split(' ');
+	};
+	const ticks = 100;
+	const own = await stat(String(postmaster));
+	let total = [11, 12, 13, 14].reduce((a, i) => a + Number(own[i] ?? 0), 0);
+	const { stdout } = await run('pgrep', ['-P', String(postmaster)]).catch(() => ({ stdout: '' }));
+	for (const pid of stdout.split('\n').filter(Boolean)) {
+		const f = await stat(pid);
+		total += Number(f[11] ?? 0) + Number(f[12] ?? 0);
+	}
+	return total / ticks;
+}
+
+/** What the console and its database spent during one run, measured around it. */
+interface Usage {
+	consoleCpu: number;
+	postgresCpu: number;
+	eventLoop: number;
+}
+
+async function measureUsage(pgDir: string): Promise<() => Promise<Usage>> {
+	const cpu = process.cpuUsage();
+	const loop = performance.eventLoopUtilization();
+	const pg = await postgresCpuSeconds(pgDir);
+	return async () => {
+		const used = process.cpuUsage(cpu);
+		return {
+			consoleCpu: (used.user + used.system) / 1e6,
+			postgresCpu: (await postgresCpuSeconds(pgDir)) - pg,
+			eventLoop: performance.eventLoopUtilization(loop).utilization
+		};
+	};
+}
+
+async function diagnose(
+	runId: string,
+	startedAt: number,
+	seconds: number,
+	execs: ReturnType<typeof countExecs>,
+	usage: Usage
+): Promise<Diagnosis> {
+	const [finished] = await db().select().from(runs).where(eq(runs.id, runId));
+	const taskRows = await db()
+		.select({ id: tasks.id, startedAt: tasks.startedAt, endedAt: tasks.endedAt })
+		.from(tasks)
+		.where(eq(tasks.runId, runId));
+	const stepRows = await db()
+		.select({
+			task: taskSteps.taskId,
+			startedAt: taskSteps.startedAt,
+			endedAt: taskSteps.endedAt,
+			name: taskSteps.name,
+			seconds: sql<number>`extract(epoch from ${taskSteps.endedAt} - ${taskSteps.startedAt})::float8`
+		})
+		.from(taskSteps)
+		.innerJoin(tasks, eq(tasks.id, taskSteps.taskId))
+		.where(and(eq(tasks.runId, runId), eq(taskSteps.phase, 'do')));
+	const durations = taskRows.map((t) => (t.endedAt!.getTime() - t.startedAt!.getTime()) / 1000);
+	const steps = new Map<string, number[]>();
+	for (const s of stepRows) steps.set(s.name, [...(steps.get(s.name) ?? []), s.seconds]);
+	const counts = [...execs.perNode.values()];
+	const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+	const stepsOf = Map.groupBy(stepRows, (s) => s.task);
+	const edges = taskRows.map((t) => {
+		const own = stepsOf.get(t.id) ?? [];
+		const first = Math.min(...own.map((s) => s.startedAt.getTime()));
+		const last = Math.max(...own.map((s) => s.endedAt!.getTime()));
+		return { before: (first - t.startedAt!.getTime()) / 1000, after: (t.endedAt!.getTime() - last) / 1000 };
+	});
+	return {
+		...usage,
+		beforeSteps: mean(edges.map((e) => e.before)),
+		afterSteps: mean(edges.map((e) => e.after)),
+		seconds,
+		toFirstTask: (Math.min(...taskRows.map((t) => t.startedAt!.getTime())) - startedAt) / 1000,
+		afterLastTask: (finished!.endedAt!.getTime() - Math.max(...taskRows.map((t) => t.endedAt!.getTime()))) / 1000,
+		task: mean(durations),
+		inSteps: stepRows.reduce((a, s) => a + s.seconds, 0) / taskRows.length,
+		inExec: counts.reduce((a, c) => a + c.ms, 0) / 1000 / taskRows.length,
+		execsPerTask: {
+			min: Math.min(...counts.map((c) => c.execs)),
+			max: Math.max(...counts.map((c) => c.execs)),
+			mean: mean(counts.map((c) => c.execs))
+		},
+		slotUse: durations.reduce((a, b) => a + b, 0) / (concurrency * seconds),
+		steps: new Map([...steps].map(([name, xs]) => [name, median(xs)]))
+	};
+}
+
+/**
+ * Flotilla as an operator uses it: the post-commit hook's notify, then Update All at concurrency 20 on the
+ * engine the console runs. Timed from the trigger to the run's end as the engine records it.
+ */
+function flotilla(diagnoses: Diagnosis[], pgDir: string): Variant {
+	return {
+		label: 'flotilla',
+		row: {
+			tool: 'Flotilla',
+			how: 'notify, then Update All at concurrency 20: the engine runs the code-sync flow, one connection per host',
+			keyExchange: `${ssh2Kex} (ssh2)`,
+			samples: []
+		},
+		async update(target) {
+			await notifyCommit(systemActor, { commit: target, changed_roles: [role], message: 'bench' });
+			const execs = countExecs();
+			try {
+				const usage = await measureUsage(pgDir);
+				const startedAt = Date.now();
+				const { runId } = await triggerUpdate(systemActor, { dry_run: false, concurrency });
+				const until = Date.now() + runTimeoutMs;
+				for (;;) {
+					const [r] = await db()
+						.select({ state: runs.state, endedAt: runs.endedAt, reason: runs.reason })
+						.from(runs)
+						.where(eq(runs.id, runId!));
+					if (r!.endedAt) {
+						if (r!.state !== 'succeeded') {
+							const failed = await db()
+								.select({ node: tasks.nodeName, state: tasks.state, error: tasks.error })
+								.from(tasks)
+								.where(and(eq(tasks.runId, runId!), sql`${tasks.state} <> 'succeeded'`));
+							throw new Error(
+								`Flotilla's run ended ${r!.state} (${r!.reason}):\n${failed.map((t) => `${t.node} ${t.state}: ${t.error}`).join('\n')}`
+							);
+						}
+						const seconds = (r!.endedAt.getTime() - startedAt) / 1000;
+						const used = await usage();
+						diagnoses.push(await diagnose(runId!, startedAt, seconds, execs, used));
+						return seconds;
+					}
+					if (Date.now() > until) throw new Error(`Flotilla's run is still ${r!.state} after ${runTimeoutMs} ms`);
+					await new Promise((r) => setTimeout(r, 50));
+				}
+			} finally {
+				execs.restore();
+			}
+		}
+	};
+}
+
+interface Setup {
+	bed: Testbed;
+	dir: string;
+	hostsFile: string;
+	inventory: string;
+	sshOptions: string[];
+}
+
+/**
+ * The playbook as its users run it: forks 20, pipelining on, host keys checked, ControlPersist keeping each
+ * host's connection between tasks. Each run starts from a fresh control directory, so no run inherits
+ * connections from the one before, and ends its masters when done.
+ */
+function ansiblePlaybook(setup: Setup): Variant {
+	let runs = 0;
+	return {
+		label: 'ansible-playbook',
+		row: {
+			tool: 'ansible-playbook',
+			how: `the same steps as a playbook (bench/code-sync.playbook.yml), forks ${concurrency}, pipelining, ControlPersist`,
+			keyExchange: `${opensshKex} (OpenSSH default, once per host)`,
+			samples: []
+		},
+		async update(target) {
+			const controlDir = join(setup.dir, `cp-${++runs}`);
+			await mkdir(controlDir);
+			const env = {
+				...process.env,
+				ANSIBLE_HOST_KEY_CHECKING: 'True',
+				ANSIBLE_PIPELINING: 'True',
+				// No interpreter discovery round trip (and no warning about it) on every host.
+				ANSIBLE_PYTHON_INTERPRETER: '/usr/bin/python3',
+				ANSIBLE_SSH_CONTROL_PATH_DIR: controlDir,
+				ANSIBLE_NOCOLOR: '1',
+				ANSIBLE_RETRY_FILES_ENABLED: 'False'
+			};
+			try {
+				const start = performance.now();
+				const output = await tool(
+					'ansible-playbook',
+					[
+						'-i',
+						setup.inventory,
+						'-f',
+						String(concurrency),
+						'-e',
+						`target=${target} repo=${repo} unit=${unit}`,
+						playbook
+					],
+					env
+				);
+				const seconds = secondsSince(start);
+				const clean = count(output, /: ok=\d+ +changed=\d+ +unreachable=0 +failed=0 +skipped=\d+ +rescued=0/);
+				if (clean !== fleetSize) throw new Error(`ansible-playbook: ${clean} of ${fleetSize} hosts updated\n${output}`);
+				return seconds;
+			} finally {
+				await stopControlMasters(controlDir);
+			}
+		}
+	};
+}
+
+/** The script on every host's stdin, `sh -s` running it: one ssh per host, at most 20 at once. */
+function parallelSsh(setup: Setup, script: string, kex: 'default' | 'ssh2'): Variant {
+	const extra = kex === 'ssh2' ? ['-O', `KexAlgorithms=${ssh2Kex}`] : [];
+	return {
+		label: `parallel-ssh ${kex === 'ssh2' ? ssh2Kex : 'default kex'}`,
+		row: {
+			tool: 'parallel-ssh',
+			how: `the same steps as one script per host (bench/code-sync.pssh.sh), -p ${concurrency}`,
+			keyExchange: kex === 'ssh2' ? `${ssh2Kex} (-O KexAlgorithms, like for like)` : `${opensshKex} (OpenSSH default)`,
+			samples: []
+		},
+		async update(target) {
+			const start = performance.now();
+			const output = await tool(
+				'parallel-ssh',
+				[
+					'-p',
+					String(concurrency),
+					'-t',
+					'0',
+					'-h',
+					setup.hostsFile,
+					'-l',
+					'root',
+					'-x',
+					setup.sshOptions.join(' '),
+					...extra,
+					'-I',
+					'-i',
+					`sh -s -- ${target} ${repo} ${unit}`
+				],
+				process.env,
+				script
+			);
+			const seconds = secondsSince(start);
+			const succeeded = count(output, /\[SUCCESS\]/);
+			if (succeeded !== fleetSize) throw new Error(`parallel-ssh: ${succeeded} of ${fleetSize} succeeded\n${output}`);
+			return seconds;
+		}
+	};
+}
+
+function table(rows: Row[], ours: Row): string {
+	return [
+		'| tool | how | key exchange | median (s) | runs (s) | ratio to Flotilla |',
+		'| --- | --- | --- | ---: | --- | ---: |',
+		...rows.map(
+			(row) =>
+				`| ${row.tool} | ${row.how} | ${row.keyExchange} | ${fixed(median(row.samples))} | ${row.samples.map(fixed).join(', ')} | ${fixed(median(row.samples) / median(ours.samples))} |`
+		)
+	].join('\n');
+}
+
+/** The aims of issue 5, each met or missed, in plain words. */
+function verdicts(rows: Row[], ours: Row): string[] {
+	const flotillaSeconds = median(ours.samples);
+	return rows
+		.filter((row) => row !== ours)
+		.map((row) => {
+			const theirs = median(row.samples);
+			const r = theirs / flotillaSeconds;
+			if (row.tool === 'ansible-playbook') {
+				return `- ansible-playbook took ${fixed(theirs)} s, Flotilla ${fixed(flotillaSeconds)} s: ${fixed(r)}× quicker. Aim ≥ ${aimOverAnsible}×: **${r >= aimOverAnsible ? 'met' : 'missed'}**.`;
+			}
+			const within = flotillaSeconds / theirs;
+			return `- parallel-ssh with ${row.keyExchange.split(' ')[0]} took ${fixed(theirs)} s, Flotilla ${fixed(flotillaSeconds)} s: Flotilla ${within <= 1 ? `is ${fixed(1 / within)}× quicker` : `takes ${fixed(within)}× as long`}. Aim within ${aimOverParallelSsh}×: **${within <= aimOverParallelSsh ? 'met' : 'missed'}**.`;
+		});
+}
+
+function diagnosisTable(diagnoses: Diagnosis[]): string {
+	const names = [...(diagnoses[0]?.steps.keys() ?? [])];
+	const cell = (pick: (d: Diagnosis) => number, digits = 2) => diagnoses.map((d) => pick(d).toFixed(digits)).join(', ');
+	return [
+		'| measure (each measured Flotilla run) | values |',
+		'| --- | --- |',
+		`| run, trigger to end (s) | ${cell((d) => d.seconds)} |`,
+		`| trigger to the first task claimed (s) | ${cell((d) => d.toFirstTask)} |`,
+		`| last task's end to the run's end (s) | ${cell((d) => d.afterLastTask)} |`,
+		`| one task, claim to end, mean (s) | ${cell((d) => d.task)} |`,
+		`| of which before its first step: claim, load, connect (s) | ${cell((d) => d.beforeSteps)} |`,
+		`| of which in its steps, mean (s) | ${cell((d) => d.inSteps)} |`,
+		`| of which in SSH commands, mean (s) | ${cell((d) => d.inExec)} |`,
+		`| of which after its last step: finish, bookkeeping (s) | ${cell((d) => d.afterSteps)} |`,
+		`| SSH commands per task (min–max) | ${diagnoses.map((d) => `${d.execsPerTask.min}–${d.execsPerTask.max}`).join(', ')} |`,
+		`| slot use: Σ task time ÷ (${concurrency} × run time) | ${cell((d) => d.slotUse)} |`,
+		`| CPU used by the console's process during the run (s) | ${cell((d) => d.consoleCpu)} |`,
+		`| CPU used by PostgreSQL during the run (s) | ${cell((d) => d.postgresCpu)} |`,
+		`| console event loop busy, share of the run | ${cell((d) => d.eventLoop)} |`,
+		...names.map((name) => `| step \`${name}\`, median over tasks (s) | ${cell((d) => d.steps.get(name) ?? NaN, 3)} |`)
+	].join('\n');
+}
+
+export async function benchmarkCodeSync(log: (line: string) => void = console.log): Promise<string> {
+	const started = new Date();
+	const dir = await mkdtemp(join(tmpdir(), 'flotilla-bench-code-sync-'));
+	// Apart from `dir`: the server runs as the postgres user, which cannot enter root's private folders.
+	const pgDir = await mkdtemp(join(tmpdir(), 'flotilla-bench-pg-'));
+	let bed: Testbed | undefined;
+	let database: DatabaseHandle | undefined;
+	let engine = false;
+	try {
+		await waitForAddresses(log);
+		const loadBefore = loadavg();
+		log(`starting ${fleetSize} testbed hosts from 127.0.1.${firstHost} and a throwaway PostgreSQL`);
+		const [testbed, url] = await Promise.all([
+			startTestbed({ hosts: fleetSize, firstHost, roles: [role] }),
+			startPostgres(pgDir)
+		]);
+		bed = testbed;
+		const { ini } = await writeInventories(bed);
+		const hostsFile = join(dir, 'hosts.txt');
+		await writeFile(hostsFile, bed.hosts.map((host) => `${host.address}\n`).join(''));
+		const setup: Setup = {
+			bed,
+			dir,
+			hostsFile,
+			inventory: ini,
+			sshOptions: [
+				'-i',
+				bed.clientPrivateKeyPath,
+				'-o',
+				`UserKnownHostsFile=${bed.knownHostsPath}`,
+				'-o',
+				'StrictHostKeyChecking=yes',
+				'-o',
+				'IdentitiesOnly=yes',
+				'-o',
+				'BatchMode=yes'
+			]
+		};
+
+		// The console as it starts (src/lib/server/startup.ts), on PostgreSQL, with its default engine settings.
+		database = await openDatabase({ url, migrationsDir: resolve('drizzle') });
+		useDatabase(database);
+		useMasterKey(randomBytes(32));
+		registerBuiltinFlows();
+		const credential = await createCredential(systemActor, { name: 'testbed', privateKey: bed.clientPrivateKey });
+		await db()
+			.insert(nodes)
+			.values(
+				bed.hosts.map((host) => ({
+					name: host.name,
+					host: host.address,
+					port: host.port,
+					credentialId: credential.id,
+					roles: [role],
+					hostKeyFingerprint: host.hostKeyFingerprint,
+					hostKeyStatus: 'pinned' as const
+				}))
+			);
+		await createRole(
+			systemActor,
+			createRoleSchema.parse({
+				name: role,
+				path: repo,
+				units: [unit],
+				install_command: ['sh', 'install.sh'],
+				health: { type: 'units' },
+				health_timeout_seconds: 30
+			})
+		);
+		const cfg = config();
+		await startEngine({
+			concurrency: cfg.engineConcurrency,
+			leaseMs: cfg.taskLeaseMs,
+			sweepMs: Math.min(5_000, cfg.taskLeaseMs)
+		});
+		engine = true;
+
+		const diagnoses: Diagnosis[] = [];
+		const ours = flotilla(diagnoses, pgDir);
+		const script = await readFile(psshScript, 'utf8');
+		const variants = [
+			ours,
+			ansiblePlaybook(setup),
+			parallelSsh(setup, script, 'default'),
+			parallelSsh(setup, script, 'ssh2')
+		];
+
+		const once = async (variant: Variant, what: string) => {
+			const target = await bed!.addCommit(role);
+			const seconds = await variant.update(target);
+			await checkHosts(bed!, target, variant.label);
+			log(`  ${what} ${variant.label}: ${fixed(seconds)} s, all ${fleetSize} hosts on ${target.slice(0, 12)}`);
+			return seconds;
+		};
+		log(`Update All of ${fleetSize} hosts at concurrency ${concurrency}`);
+		for (const variant of variants) await once(variant, 'warm-up ');
+		// The warm-up's diagnosis is not one of the measured runs.
+		diagnoses.length = 0;
+		// Round-robin, so drift on the machine spreads over every tool instead of landing on one.
+		for (let round = 1; round <= rounds; round++) {
+			for (const variant of variants) variant.row.samples.push(await once(variant, `run ${round}/${rounds}`));
+		}
+		const loadAfter = loadavg();
+
+		const rows = variants.map((v) => v.row);
+		const section = [
+			sectionHeading,
+			'',
+			`Produced by \`${command}\` (bench/code-sync.ts) on ${started.toISOString()}: ${fleetSize} testbed hosts (real OpenSSH sshd on 127.0.1.${firstHost}–${firstHost + fleetSize - 1}), each with a git checkout of the \`${role}\` role at ${repo} cloned from the testbed's origin. Before every update a new commit is added to the origin; every tool then updates all ${fleetSize} hosts to it at concurrency ${concurrency}, and afterwards every host must have that commit checked out, built by install.sh from it, and ${unit} restarted, or the benchmark fails. One warm-up update with each tool, then ${rounds} measured updates each, taken round-robin; the median is shown.`,
+			'',
+			...(await machine()),
+			`- Load average (1 min) ${fixed(loadBefore[0]!)} before the run, ${fixed(loadAfter[0]!)} after (the machine is shared)`,
+			'',
+			`The same steps everywhere, those of the code-sync flow (src/lib/server/codesync/flow.ts): refuse a dirty tree, record HEAD, \`git fetch\` (two attempts), check the target out detached and confirm HEAD, \`sh install.sh\`, \`systemctl restart ${unit}\`, probe \`systemctl is-active ${unit}\` once a second until healthy (30 s at most); when the switch, install, restart or health check fails, go back to the recorded commit, reinstall, restart and verify. Host keys are verified by every tool (StrictHostKeyChecking=yes against the testbed's known_hosts; Flotilla against the pinned fingerprints). Flotilla also writes what each node runs to its database (the flow's record step) and every step, event and output line of the run. Ratio to Flotilla: the row's median ÷ Flotilla's; above 1 the tool took longer.`,
+			'',
+			table(rows, ours.row),
+			'',
+			...verdicts(rows, ours.row),
+			'',
+			`Where Flotilla's time went, per measured run (from the run's tasks and task_steps, and SSH commands counted on each connection):`,
+			'',
+			diagnosisTable(diagnoses),
+			''
+		].join('\n');
+
+		const docsPath = await writeSection(sectionHeading, section);
+		log(`\n${section}`);
+		log(`written to ${docsPath}`);
+		return section;
+	} finally {
+		if (engine) await stopEngine();
+		useMasterKey(undefined);
+		useDatabase(undefined);
+		await database?.close();
+		// Said out loud: a server left running here would hold its port and files until someone notices.
+		await run('bash', ['scripts/throwaway-postgres.sh', 'stop', pgDir]).catch((error: Error) =>
+			log(`could not stop the throwaway PostgreSQL in ${pgDir}: ${error.message}`)
+		);
+		await bed?.stop();
+		await rm(dir, { recursive: true, force: true });
+	}
+}

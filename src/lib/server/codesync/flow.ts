@@ -1,9 +1,9 @@
-import { inArray } from 'drizzle-orm';
+import { eq, inArray } from 'drizzle-orm';
 import { z } from 'zod';
 import { roleNameSchema } from '$lib/schemas/nodes';
 import { commitSchema } from '$lib/schemas/remote';
 import { db } from '$lib/server/db';
-import { codeRoles, type CodeRole } from '$lib/server/db/schema';
+import { codeRoles, nodes, type CodeRole } from '$lib/server/db/schema';
 import { StepFailed, type Flow, type StepContext } from '$lib/server/engine/flows';
 import { sh } from '$lib/server/ssh/shell';
 import { probeHealth, waitHealthy, workDir, type Exec } from './health';
@@ -176,6 +176,11 @@ export const codeSyncFlow: Flow<CodeSyncParams> = {
 				for (const { role, p } of await pending(ctx)) {
 					await recordSynced(ctx.node.id, role.name, p.head ?? p.target, p.previous);
 				}
+				// The whole update just talked to the node: it is reachable, and was seen now.
+				await db()
+					.update(nodes)
+					.set({ reachable: true, lastSeenAt: new Date(), lastError: null })
+					.where(eq(nodes.id, ctx.node.id));
 			}
 		}
 	],

@@ -14,7 +14,8 @@ import { baseURL, bearer, call, consoleDatabase, cookie, loadTokens, signInAs } 
 
 const run = promisify(execFile);
 const db = consoleDatabase();
-const tokens = loadTokens();
+// Read in beforeAll: the set-up project writes them, after this file is collected.
+let tokens: ReturnType<typeof loadTokens>;
 let admin: string;
 let credentialId: string;
 const created = { nodes: [] as string[], roles: ['api-web', 'api-db'] };
@@ -23,6 +24,7 @@ const count = async (table: 'code_roles' | 'code_commits' | 'node_code_versions'
 	(await db`select count(*)::int as n from ${db(table)}`)[0]!.n as number;
 
 test.beforeAll(async () => {
+	tokens = loadTokens();
 	admin = await signInAs('admin');
 	const dir = await mkdtemp(join(tmpdir(), 'flotilla-key-'));
 	await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'key')]);

@@ -74,10 +74,12 @@ async function claimTask(taskId: string): Promise<Claim> {
 			if (!task || (task.state !== 'queued' && task.state !== 'running')) return { kind: 'done' };
 			const [run] = await tx.select({ state: runs.state }).from(runs).where(eq(runs.id, task.runId));
 			const now = Date.now();
+			// Still executing here: a lease that ran out only means its renewal was late (a busy database), not
+			// that this instance died. Recovering it would run the task twice at once on its node; the renewal
+			// either extends the lease or, if another instance took the task meanwhile, stops this execution.
+			if (task.state === 'running' && task.leaseOwner === instanceId && active.has(taskId)) return { kind: 'done' };
 			if (task.state === 'running' && task.leaseExpiresAt && task.leaseExpiresAt.getTime() > now) {
-				return task.leaseOwner === instanceId && active.has(taskId)
-					? { kind: 'done' }
-					: { kind: 'retry_later', why: `held by ${task.leaseOwner}` };
+				return { kind: 'retry_later', why: `held by ${task.leaseOwner}` };
 			}
 			if (task.state === 'queued' && run?.state === 'paused') {
 				// Paused after this job was sent: give the slot back; resume dispatches the task again.

@@ -26,6 +26,10 @@ const concurrency = Number(env.BENCH_CONCURRENCY ?? 200);
 const clientCount = Number(env.BENCH_CLIENTS ?? 100);
 const rounds = Number(env.BENCH_ROUNDS ?? 3);
 const warmupTasks = Math.min(concurrency, fleetSize);
+/** Only the rows whose "database flow clients" matches this (for profiling one case), e.g. `PostgreSQL bench-local-sleep 0`. */
+const only = env.BENCH_ONLY ? new RegExp(env.BENCH_ONLY) : undefined;
+/** Extra node flags for the console process, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`. */
+const consoleArgs = env.BENCH_CONSOLE_ARGS?.split(' ').filter(Boolean) ?? [];
 /** A loopback address no other test or benchmark uses (see the address table in the testbed's notes). */
 const fleetAddress = '127.0.1.79';
 const idealMs = Math.ceil(fleetSize / concurrency) * stepCount * stepMs;
@@ -49,6 +53,8 @@ interface Measurement {
 	clientsCpuMs: number | null;
 	postgresCpuMs: number | null;
 	peakRunning: number;
+	/** PostgreSQL only: transactions (statements outside a block included) on the run's database during the run. */
+	transactions: number | null;
 	latency: { p50: number; p99: number; max: number; samples: number; complete: number; ordered: number } | null;
 }
 
@@ -61,10 +67,17 @@ class Child {
 	private waiting: { prefix: string; resolve: (rest: string) => void }[] = [];
 	private exited: Promise<number | null>;
 
-	constructor(file: string, childEnv: Record<string, string>, log: (line: string) => void) {
+	constructor(file: string, childEnv: Record<string, string>, log: (line: string) => void, nodeArgs: string[] = []) {
 		this.proc = spawn(
 			process.execPath,
-			['--no-warnings', '--experimental-transform-types', '--import', './tests/support/ts-hooks.mjs', file],
+			[
+				...nodeArgs,
+				'--no-warnings',
+				'--experimental-transform-types',
+				'--import',
+				'./tests/support/ts-hooks.mjs',
+				file
+			],
 			{
 				cwd: root,
 				env: { ...process.env, FLOTILLA_LOG_LEVEL: 'warn', ...childEnv },
@@ -103,7 +116,9 @@ class Child {
 		this.proc.stdin!.write(`${line}\n`);
 	}
 
-	async stop(): Promise<void> {
+	/** Waits up to `graceMs` for the child to exit by itself (after `exit`), then sends SIGTERM. */
+	async stop(graceMs = 0): Promise<void> {
+		if (graceMs) await Promise.race([this.exited, new Promise((r) => setTimeout(r, graceMs))]);
 		if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGTERM');
 		await this.exited;
 	}
@@ -156,6 +171,7 @@ async function measureOnce(
 		COMMITS_FILE: commitsFile
 	};
 	let dropDatabase: (() => Promise<void>) | undefined;
+	let transactions: (() => Promise<number>) | undefined;
 	if (o.pg) {
 		const name = `flotilla_bench_${tag.replace(/[^a-z0-9]/gi, '_').toLowerCase()}`;
 		const admin = postgres(o.pg.url, { max: 1, onnotice: () => {} });
@@ -163,6 +179,11 @@ async function measureOnce(
 		const u = new URL(o.pg.url);
 		u.pathname = `/${name}`;
 		childEnv.DATABASE_URL = u.toString();
+		// Every statement outside a transaction block counts as one: this is the console's and pg-boss's round trips.
+		transactions = async () =>
+			Number(
+				(await admin`select xact_commit + xact_rollback as n from pg_stat_database where datname = ${name}`)[0]!.n
+			);
 		dropDatabase = async () => {
 			await admin.unsafe(`drop database if exists "${name}" with (force)`);
 			await admin.end();
@@ -170,7 +191,7 @@ async function measureOnce(
 	} else {
 		childEnv.PGLITE_DIR = join(o.dir, tag, 'pglite');
 	}
-	const consoleProc = new Child('bench/engine/console.ts', childEnv, log);
+	const consoleProc = new Child('bench/engine/console.ts', childEnv, log, consoleArgs);
 	let clients: Child | undefined;
 	try {
 		const port = await consoleProc.expect('ready ');
@@ -187,12 +208,16 @@ async function measureOnce(
 			clients: clients ? await cpuMsOf(clients.proc.pid!) : 0,
 			pg: o.pg ? await postgresCpuMs(o.pg.postmasterPid) : 0
 		};
+		// Backends publish their statistics at most once a second.
+		await new Promise((r) => setTimeout(r, transactions ? 1_100 : 0));
+		const tx0 = (await transactions?.()) ?? 0;
 		consoleProc.send('go');
 		const result = JSON.parse(await consoleProc.expect('result ')) as {
 			wallMs: number;
 			cpuMs: number;
 			eventCount: number;
 			states: Record<string, number>;
+			errors: string[];
 			peakRunning: number;
 			streams: number;
 			lastEventId: number;
@@ -204,8 +229,12 @@ async function measureOnce(
 			clients: clients ? await cpuMsOf(clients.proc.pid!) : 0,
 			pg: o.pg ? await postgresCpuMs(o.pg.postmasterPid) : 0
 		};
+		await new Promise((r) => setTimeout(r, transactions ? 1_100 : 0));
+		const tx1 = (await transactions?.()) ?? 0;
 		if (result.states.succeeded !== fleetSize) {
-			throw new Error(`the run did not succeed on every node: ${JSON.stringify(result.states)}`);
+			throw new Error(
+				`the run did not succeed on every node: ${JSON.stringify(result.states)}, ${JSON.stringify(result.errors)}`
+			);
 		}
 		if (result.peakRunning > concurrency) {
 			throw new Error(`${result.peakRunning} tasks ran at once, more than the run concurrency ${concurrency}`);
@@ -231,11 +260,13 @@ async function measureOnce(
 			clientsCpuMs: clients ? cpu1.clients - cpu0.clients : null,
 			postgresCpuMs: o.pg ? cpu1.pg - cpu0.pg : null,
 			peakRunning: result.peakRunning,
+			transactions: transactions ? tx1 - tx0 : null,
 			latency
 		};
 	} finally {
 		await clients?.stop();
-		await consoleProc.stop();
+		// A console told to exit writes its CPU profile (BENCH_CONSOLE_ARGS) on the way out.
+		await consoleProc.stop(15_000);
 		await dropDatabase?.();
 		await rm(commitsFile, { force: true });
 		await rm(join(o.dir, tag), { recursive: true, force: true });
@@ -372,6 +403,7 @@ export async function benchmarkEngine(log: (line: string) => void = console.log)
 		// Round-robin, as bench:ssh does: drift on the shared machine spreads over every row.
 		for (let round = 1; round <= rounds; round++) {
 			for (const row of plan) {
+				if (only && !only.test(`${row.backend} ${row.flow.kind} ${row.clients}`)) continue;
 				const m = await measureOnce(
 					{
 						backend: row.backend as (typeof backends)[number],
@@ -389,7 +421,9 @@ export async function benchmarkEngine(log: (line: string) => void = console.log)
 					`round ${round}: ${row.backend}, ${row.flow.kind}, ${row.clients} clients: ${fixed(m.wallMs / 1000)} s ` +
 						`(ratio ${fixed(m.wallMs / idealMs)}), RSS ${fixed(m.rssMb, 0)} MB, ${m.eventCount} events, ` +
 						`CPU console ${fixed(m.consoleCpuMs / 1000, 1)} s, fleet ${fixed(m.fleetCpuMs / 1000, 1)} s` +
-						(m.postgresCpuMs !== null ? `, PostgreSQL ${fixed(m.postgresCpuMs / 1000, 1)} s` : '') +
+						(m.postgresCpuMs !== null
+							? `, PostgreSQL ${fixed(m.postgresCpuMs / 1000, 1)} s, ${m.transactions} transactions`
+							: '') +
 						(m.latency
 							? `, clients ${fixed(m.clientsCpuMs! / 1000, 1)} s; SSE p50 ${fixed(m.latency.p50, 1)} ms, p99 ${fixed(m.latency.p99, 1)} ms, max ${fixed(m.latency.max, 1)} ms over ${m.latency.samples} deliveries`
 							: '') +
@@ -408,11 +442,11 @@ export async function benchmarkEngine(log: (line: string) => void = console.log)
 			'',
 			`Wall time: from the call to createRun to the moment the console's event bus delivers the run's final \`run.state\` event. Ideal: ceil(${fleetSize}/${concurrency}) × ${stepCount} × ${stepMs} ms = ${fixed(idealMs / 1000)} s; ratio = wall ÷ ideal. Peak RSS: the console process's high-water mark (VmHWM), which includes start-up, migrations and the warm-up. Events: rows in \`events\` for the measured run; events/s = events ÷ wall. SSE latency, per event and client: the time the client process read the chunk completing the event minus the time the console's event writer saw the transaction inserting it commit (both on the machine's clock), over every event of the measured run and every one of the ${clientCount} clients (\`GET /api/events\` through sseResponse and eventStream, over HTTP on 127.0.0.1, clients in a process of their own). CPU: seconds of CPU each process used during the measured run (2 CPUs: at most ${fixed((2 * idealMs) / 1000, 0)} s of CPU fit into the ideal wall time). Each run must end with every task succeeded, no more than ${concurrency} tasks running at once, and every client having received every event once, in order, or the benchmark fails.`,
 			'',
-			table(plan),
+			table(plan.filter((r) => r.samples.length)),
 			'',
 			'Against the aims (ratio ≤ 1.3, peak RSS ≤ 600 MB, SSE p99 ≤ 100 ms), for the main flow:',
 			'',
-			...verdicts(plan),
+			...verdicts(plan.filter((r) => r.samples.length)),
 			''
 		].join('\n');
 

@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { once } from 'node:events';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { count, eq } from 'drizzle-orm';
+import { and, asc, count, eq, ne } from 'drizzle-orm';
 import { systemActor } from '../../src/lib/server/audit/index.ts';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key.ts';
 import { db, openDatabase, useDatabase } from '../../src/lib/server/db/index.ts';
@@ -23,6 +23,7 @@ import { createCredential } from '../../src/lib/server/keys/credentials.ts';
 import { localSleepFlow, sshSleepFlow } from './flows.ts';
 
 const env = process.env;
+if (process.execArgv.length) process.stderr.write(`console node flags: ${process.execArgv.join(' ')}\n`);
 const flowKind = env.FLOW!;
 const taskCount = Number(env.TASKS);
 const concurrency = Number(env.CONCURRENCY);
@@ -36,8 +37,10 @@ const handle = await openDatabase({
 });
 useDatabase(handle);
 useMasterKey(randomBytes(32));
-registerFlow(sshSleepFlow);
-registerFlow(localSleepFlow);
+// Only the flow under test: pg-boss starts a pool of workers per registered flow.
+const flow = [sshSleepFlow, localSleepFlow].find((f) => f.kind === flowKind);
+if (!flow) throw new Error(`no bench flow ${flowKind}`);
+registerFlow(flow);
 
 // The fleet registered as an admin would after accepting its host keys; rows inserted directly, 500 at a time.
 const fleet = JSON.parse(readFileSync(env.FLEET_FILE!, 'utf8')) as {
@@ -130,6 +133,9 @@ await drainEvents();
 
 process.stdout.write(`ready ${(server.address() as { port: number }).port}\n`);
 
+// Exiting through process.exit lets --cpu-prof (BENCH_CONSOLE_ARGS) write its profile.
+process.once('SIGTERM', () => process.exit(0));
+
 const lines = createInterface({ input: process.stdin });
 for await (const line of lines) {
 	if (line === 'go') {
@@ -139,6 +145,7 @@ for await (const line of lines) {
 			for (const id of ids) commits.push(id, t);
 		});
 		const cpu = process.cpuUsage();
+		const started = now();
 		const { run, wallMs } = await runOn(nodeIds.slice(0, taskCount), 'benchmark');
 		const cpuMs = (() => {
 			const c = process.cpuUsage(cpu);
@@ -151,7 +158,7 @@ for await (const line of lines) {
 			.from(events)
 			.where(eq(events.runId, run.id));
 		const rows = await db()
-			.select({ state: tasks.state, startedAt: tasks.startedAt, endedAt: tasks.endedAt })
+			.select({ state: tasks.state, error: tasks.error, startedAt: tasks.startedAt, endedAt: tasks.endedAt })
 			.from(tasks)
 			.where(eq(tasks.runId, run.id));
 		const states: Record<string, number> = {};
@@ -167,10 +174,23 @@ for await (const line of lines) {
 		let running = 0;
 		let peakRunning = 0;
 		for (const [, d] of edges) peakRunning = Math.max(peakRunning, (running += d!));
+		// A task that did not succeed is a finding in itself: its events go to stderr for whoever reads the log.
+		const failed = await db()
+			.select({ id: tasks.id })
+			.from(tasks)
+			.where(and(eq(tasks.runId, run.id), ne(tasks.state, 'succeeded')))
+			.limit(3);
+		for (const f of failed) {
+			const trail = await db().select().from(events).where(eq(events.taskId, f.id)).orderBy(asc(events.id));
+			process.stderr.write(
+				`task ${f.id} (run started ${new Date(started).toISOString()}):\n${trail.map((e) => `  ${e.at.toISOString()} ${e.type} ${JSON.stringify(e.data)}`).join('\n')}\n`
+			);
+		}
 		const status = readFileSync('/proc/self/status', 'utf8');
 		const vmHwmKb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1]);
 		writeFileSync(env.COMMITS_FILE!, JSON.stringify(commits));
 		const result = {
+			errors: [...new Set(rows.flatMap((r) => (r.error ? [r.error] : [])))].slice(0, 5),
 			wallMs,
 			cpuMs,
 			eventCount,

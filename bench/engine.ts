@@ -290,8 +290,8 @@ interface Row {
 
 function table(rows: Row[]): string {
 	const head =
-		'| database | steps | SSE clients | wall (s), median | runs (s) | ratio to ideal | peak RSS (MB) | events | events/s | SSE p50 (ms) | SSE p99 (ms) | CPU s: console / fleet / PostgreSQL / clients |\n' +
-		'| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |';
+		'| database | steps | SSE clients | wall (s), median | runs (s) | ratio to ideal | peak RSS (MB) | events | events/s | SSE p50 (ms) | SSE p99 (ms) | CPU s: console / fleet / PostgreSQL / clients | PostgreSQL transactions per task |\n' +
+		'| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |';
 	const lines = rows.map((r) => {
 		const wall = median(r.samples.map((s) => s.wallMs)) / 1000;
 		const events = median(r.samples.map((s) => s.eventCount));
@@ -314,7 +314,10 @@ function table(rows: Row[]): string {
 			fixed(perSecond, 0),
 			lat.length ? fixed(median(lat.map((l) => l.p50)), 1) : '–',
 			lat.length ? fixed(median(lat.map((l) => l.p99)), 1) : '–',
-			`${cpu((s) => s.consoleCpuMs)} / ${cpu((s) => s.fleetCpuMs)} / ${cpu((s) => s.postgresCpuMs)} / ${cpu((s) => s.clientsCpuMs)}`
+			`${cpu((s) => s.consoleCpuMs)} / ${cpu((s) => s.fleetCpuMs)} / ${cpu((s) => s.postgresCpuMs)} / ${cpu((s) => s.clientsCpuMs)}`,
+			r.samples.every((s) => s.transactions !== null)
+				? fixed(median(r.samples.map((s) => s.transactions! / fleetSize)), 1)
+				: '–'
 		];
 	});
 	return `${head}\n${lines.map((l) => `| ${l.join(' | ')} |`).join('\n')}`;
@@ -400,22 +403,33 @@ export async function benchmarkEngine(log: (line: string) => void = console.log)
 		const plan: Row[] = backends.flatMap((backend) =>
 			flows.flatMap((flow) => [0, clientCount].map((clients) => ({ backend, flow, clients, samples: [] })))
 		);
+		const failures: string[] = [];
 		// Round-robin, as bench:ssh does: drift on the shared machine spreads over every row.
 		for (let round = 1; round <= rounds; round++) {
 			for (const row of plan) {
 				if (only && !only.test(`${row.backend} ${row.flow.kind} ${row.clients}`)) continue;
-				const m = await measureOnce(
-					{
-						backend: row.backend as (typeof backends)[number],
-						flow: row.flow,
-						clients: row.clients,
-						dir,
-						fleet,
-						fleetFile,
-						pg: row.backend === 'PostgreSQL' ? { url: pgUrl, postmasterPid } : undefined
-					},
-					log
-				);
+				let m: Measurement;
+				try {
+					m = await measureOnce(
+						{
+							backend: row.backend as (typeof backends)[number],
+							flow: row.flow,
+							clients: row.clients,
+							dir,
+							fleet,
+							fleetFile,
+							pg: row.backend === 'PostgreSQL' ? { url: pgUrl, postmasterPid } : undefined
+						},
+						log
+					);
+				} catch (err) {
+					// Recorded, not hidden: a run that failed its checks is a result too.
+					failures.push(
+						`round ${round}, ${row.backend}, ${row.flow.kind}, ${row.clients} clients: ${(err as Error).message}`
+					);
+					log(failures.at(-1)!);
+					continue;
+				}
 				row.samples.push(m);
 				log(
 					`round ${round}: ${row.backend}, ${row.flow.kind}, ${row.clients} clients: ${fixed(m.wallMs / 1000)} s ` +
@@ -447,7 +461,10 @@ export async function benchmarkEngine(log: (line: string) => void = console.log)
 			'Against the aims (ratio ≤ 1.3, peak RSS ≤ 600 MB, SSE p99 ≤ 100 ms), for the main flow:',
 			'',
 			...verdicts(plan.filter((r) => r.samples.length)),
-			''
+			'',
+			...(failures.length
+				? ['Measurements that failed their checks (not in the table):', '', ...failures.map((f) => `- ${f}`), '']
+				: [])
 		].join('\n');
 
 		const existing = await readFile(docsPath, 'utf8').catch(() => null);

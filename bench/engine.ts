@@ -233,7 +233,9 @@ async function measureOnce(
 		const tx1 = (await transactions?.()) ?? 0;
 		if (result.states.succeeded !== fleetSize) {
 			throw new Error(
-				`the run did not succeed on every node: ${JSON.stringify(result.states)}, ${JSON.stringify(result.errors)}`
+				`the run did not succeed on every node: ${JSON.stringify(result.states)} after ${fixed(result.wallMs / 1000)} s ` +
+					`(peak RSS ${fixed(Math.max(result.maxRssBytes, result.vmHwmBytes) / 2 ** 20, 0)} MB, console CPU ` +
+					`${fixed(result.cpuMs / 1000, 1)} s), ${JSON.stringify(result.errors)}`
 			);
 		}
 		if (result.peakRunning > concurrency) {

@@ -358,8 +358,14 @@ async function machine(pgUrl: string | undefined): Promise<string[]> {
 	let pgVersion = 'not started';
 	if (pgUrl) {
 		const sql = postgres(pgUrl, { max: 1, onnotice: () => {} });
-		pgVersion = ((await sql`select version()`)[0]!.version as string).split(',')[0]!;
-		await sql.end();
+		try {
+			pgVersion = ((await sql`select version()`)[0]!.version as string).split(',')[0]!;
+		} catch (err) {
+			// The table is worth writing even when the server went away (see the failures under it).
+			pgVersion = `PostgreSQL (version unknown: ${(err as Error).message})`;
+		} finally {
+			await sql.end();
+		}
 	}
 	return [
 		`- CPUs: ${availableParallelism()} (nproc) × ${cpus()[0]?.model ?? 'unknown'}, ${Math.round(totalmem() / 2 ** 30)} GiB RAM`,

@@ -49,13 +49,18 @@ export function interruptAll(reason: AbortReason): void {
 /** Extends the leases of every task this instance runs; a task whose lease is gone is stopped at once. */
 export async function renewLeases(): Promise<void> {
 	if (!active.size) return;
+	// Only tasks already here before the update can be judged by it: their claims committed before it began,
+	// so a missing row means the lease is really gone. A task claimed while the update waited for a busy
+	// database is not in its result and must not be stopped as lost (it would be left running, unowned in
+	// practice, until the sweep "recovers" it and rolls it back).
+	const before = [...active.entries()];
 	const renewed = await db()
 		.update(tasks)
 		.set({ leaseExpiresAt: sql`now() + ${`${settings().leaseMs} milliseconds`}::interval` })
 		.where(and(eq(tasks.leaseOwner, instanceId), eq(tasks.state, 'running')))
 		.returning({ id: tasks.id });
 	const mine = new Set(renewed.map((r) => r.id));
-	for (const [taskId, a] of active) {
+	for (const [taskId, a] of before) {
 		if (!mine.has(taskId)) a.controller.abort(new Interrupted('lease_lost'));
 	}
 }

@@ -6,7 +6,7 @@ import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
 import { events, tasks } from '../../src/lib/server/db/schema';
 import { registerFlow } from '../../src/lib/server/engine/flows';
-import { startEngine, stopEngine } from '../../src/lib/server/engine';
+import { startEngine, stopEngine, sweepRuns } from '../../src/lib/server/engine';
 import { registry } from '../../src/lib/server/engine/metrics';
 import { cancelRun, createRun, getRun, pauseRun, resumeRun, retryFailed } from '../../src/lib/server/engine/runs';
 import { eventStream } from '../../src/lib/server/engine/stream';
@@ -384,5 +384,34 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 		const text = await registry.metrics();
 		expect(text).toMatch(/^flotilla_tasks_total\{kind="check",outcome="failed"\} \d+$/m);
 		expect(text).toMatch(/^flotilla_queue_depth \d+$/m);
+	});
+
+	it('a task whose lease ran out while this instance still runs it is not recovered alongside itself', async () => {
+		// A renewal that comes late (a database busy with hundreds of tasks) lets a lease run out; the sweep
+		// must not take the task over from the very instance executing it, which would run it twice at once.
+		const run = await createRun(systemActor, {
+			kind: 'test-sequence',
+			title: 'late renewal',
+			nodeIds: fleet.nodeIds.slice(0, 1),
+			params: { sleep_s: 1 }
+		});
+		const [task] = await waitFor('the task running step 2', async () => {
+			const r = await getRun(run.id);
+			return r.tasks[0]?.currentStep === 'step-2' && r.tasks;
+		});
+		await db()
+			.update(tasks)
+			.set({ leaseExpiresAt: new Date(Date.now() - 1_000) })
+			.where(eq(tasks.id, task!.id));
+		await sweepRuns();
+		const done = await waitForRun(run.id, ['succeeded', 'failed']);
+		expect(done.state).toBe('succeeded');
+		expect(done.tasks[0]!.attempt).toBe(1);
+		expect(done.tasks[0]!.steps.map((s) => `${s.phase}:${s.name}:${s.state}`)).toEqual([
+			'do:step-1:succeeded',
+			'do:step-2:succeeded',
+			'do:step-3:succeeded',
+			'do:step-4:succeeded'
+		]);
 	});
 });

@@ -76,7 +76,7 @@ class EventWriter {
 		while (this.pending.length) {
 			const batch = this.pending.splice(0, MAX_BATCH);
 			try {
-				await db().transaction(async (tx) => {
+				const committed = await db().transaction(async (tx) => {
 					await tx.execute(sql`select pg_advisory_xact_lock(${EVENT_ORDER_LOCK})`);
 					const rows = await tx
 						.insert(events)
@@ -92,7 +92,9 @@ class EventWriter {
 						.returning({ id: events.id });
 					const last = rows.at(-1)?.id;
 					await tx.execute(sql`select pg_notify(${CHANNEL}, ${String(last)})`);
+					return rows;
 				});
+				commitObserver?.(committed.map((r) => r.id));
 			} catch (err) {
 				// The tables hold the true state; a lost event costs a live update, not correctness.
 				log.error({ err: loggableError(err), events: batch.length }, 'could not write engine events');
@@ -186,6 +188,16 @@ export async function readEvents(q: { after: number; limit: number; runId?: stri
 		.orderBy(asc(events.id))
 		.limit(q.limit);
 	return rows.map(presentEvent);
+}
+
+let commitObserver: ((ids: number[]) => void) | undefined;
+
+/**
+ * Tells `observer` the ids of every batch of events right after its transaction committed, so that a
+ * benchmark can measure how long an event takes from its commit to an SSE client. One observer at a time.
+ */
+export function observeEventCommits(observer: ((ids: number[]) => void) | undefined): void {
+	commitObserver = observer;
 }
 
 const writer = new EventWriter();

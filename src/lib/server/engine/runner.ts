@@ -49,13 +49,18 @@ export function interruptAll(reason: AbortReason): void {
 /** Extends the leases of every task this instance runs; a task whose lease is gone is stopped at once. */
 export async function renewLeases(): Promise<void> {
 	if (!active.size) return;
+	// Only tasks already here before the update can be judged by it: their claims committed before it began,
+	// so a missing row means the lease is really gone. A task claimed while the update waited for a busy
+	// database is not in its result and must not be stopped as lost (it would be left running, unowned in
+	// practice, until the sweep "recovers" it and rolls it back).
+	const before = [...active.entries()];
 	const renewed = await db()
 		.update(tasks)
 		.set({ leaseExpiresAt: sql`now() + ${`${settings().leaseMs} milliseconds`}::interval` })
 		.where(and(eq(tasks.leaseOwner, instanceId), eq(tasks.state, 'running')))
 		.returning({ id: tasks.id });
 	const mine = new Set(renewed.map((r) => r.id));
-	for (const [taskId, a] of active) {
+	for (const [taskId, a] of before) {
 		if (!mine.has(taskId)) a.controller.abort(new Interrupted('lease_lost'));
 	}
 }
@@ -74,10 +79,12 @@ async function claimTask(taskId: string): Promise<Claim> {
 			if (!task || (task.state !== 'queued' && task.state !== 'running')) return { kind: 'done' };
 			const [run] = await tx.select({ state: runs.state }).from(runs).where(eq(runs.id, task.runId));
 			const now = Date.now();
+			// Still executing here: a lease that ran out only means its renewal was late (a busy database), not
+			// that this instance died. Recovering it would run the task twice at once on its node; the renewal
+			// either extends the lease or, if another instance took the task meanwhile, stops this execution.
+			if (task.state === 'running' && task.leaseOwner === instanceId && active.has(taskId)) return { kind: 'done' };
 			if (task.state === 'running' && task.leaseExpiresAt && task.leaseExpiresAt.getTime() > now) {
-				return task.leaseOwner === instanceId && active.has(taskId)
-					? { kind: 'done' }
-					: { kind: 'retry_later', why: `held by ${task.leaseOwner}` };
+				return { kind: 'retry_later', why: `held by ${task.leaseOwner}` };
 			}
 			if (task.state === 'queued' && run?.state === 'paused') {
 				// Paused after this job was sent: give the slot back; resume dispatches the task again.

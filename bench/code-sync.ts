@@ -24,9 +24,20 @@ import { startEngine, stopEngine } from '../src/lib/server/engine';
 import { registerBuiltinFlows } from '../src/lib/server/engine/builtin';
 import { createCredential } from '../src/lib/server/keys/credentials';
 import { SshConnection } from '../src/lib/server/ssh/connection';
-import { writeInventories } from '../tests/testbed/inventory.ts';
 import { startTestbed, type Testbed } from '../tests/testbed/testbed.ts';
-import { count, fixed, machine, median, run, secondsSince, stopControlMasters, tool, writeSection } from './common';
+import {
+	count,
+	fixed,
+	machine,
+	median,
+	run,
+	secondsSince,
+	stopControlMasters,
+	tool,
+	writeSection,
+	toolSetup,
+	type ToolSetup
+} from './common';
 
 const command = 'npm run bench:code-sync';
 const sectionHeading = '## Code Sync: Update All (issue 5)';
@@ -296,20 +307,12 @@ function flotilla(diagnoses: Diagnosis[], pgDir: string): Variant {
 	};
 }
 
-interface Setup {
-	bed: Testbed;
-	dir: string;
-	hostsFile: string;
-	inventory: string;
-	sshOptions: string[];
-}
-
 /**
  * The playbook as its users run it: forks 20, pipelining on, host keys checked, ControlPersist keeping each
  * host's connection between tasks. Each run starts from a fresh control directory, so no run inherits
  * connections from the one before, and ends its masters when done.
  */
-function ansiblePlaybook(setup: Setup): Variant {
+function ansiblePlaybook(setup: ToolSetup): Variant {
 	let runs = 0;
 	return {
 		label: 'ansible-playbook',
@@ -359,7 +362,7 @@ function ansiblePlaybook(setup: Setup): Variant {
 }
 
 /** The script on every host's stdin, `sh -s` running it: one ssh per host, at most 20 at once. */
-function parallelSsh(setup: Setup, script: string, kex: 'default' | 'ssh2'): Variant {
+function parallelSsh(setup: ToolSetup, script: string, kex: 'default' | 'ssh2'): Variant {
 	const extra = kex === 'ssh2' ? ['-O', `KexAlgorithms=${ssh2Kex}`] : [];
 	return {
 		label: `parallel-ssh ${kex === 'ssh2' ? ssh2Kex : 'default kex'}`,
@@ -467,27 +470,7 @@ export async function benchmarkCodeSync(log: (line: string) => void = console.lo
 			startPostgres(pgDir)
 		]);
 		bed = testbed;
-		const { ini } = await writeInventories(bed);
-		const hostsFile = join(dir, 'hosts.txt');
-		await writeFile(hostsFile, bed.hosts.map((host) => `${host.address}\n`).join(''));
-		const setup: Setup = {
-			bed,
-			dir,
-			hostsFile,
-			inventory: ini,
-			sshOptions: [
-				'-i',
-				bed.clientPrivateKeyPath,
-				'-o',
-				`UserKnownHostsFile=${bed.knownHostsPath}`,
-				'-o',
-				'StrictHostKeyChecking=yes',
-				'-o',
-				'IdentitiesOnly=yes',
-				'-o',
-				'BatchMode=yes'
-			]
-		};
+		const setup = await toolSetup(bed, dir);
 
 		// The console as it starts (src/lib/server/startup.ts), on PostgreSQL, with its default engine settings.
 		database = await openDatabase({ url, migrationsDir: resolve('drizzle') });

@@ -8,6 +8,8 @@ import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { format, resolveConfig } from 'prettier';
+import { writeInventories } from '../tests/testbed/inventory.ts';
+import type { Testbed } from '../tests/testbed/testbed.ts';
 
 export const run = promisify(execFile);
 
@@ -95,4 +97,38 @@ export async function writeSection(heading: string, section: string): Promise<st
 	const document = replaceSection(existing, heading, section);
 	await writeFile(docsPath, await format(document, { ...(await resolveConfig(docsPath)), filepath: docsPath }));
 	return docsPath;
+}
+
+/** What the external tools need to reach a testbed: its hosts' addresses, an Ansible inventory, ssh options. */
+export interface ToolSetup {
+	bed: Testbed;
+	dir: string;
+	hostsFile: string;
+	inventory: string;
+	sshOptions: string[];
+}
+
+/** Writes the inventories and host list for `bed` into `dir`; ssh checks host keys as every tool here does. */
+export async function toolSetup(bed: Testbed, dir: string): Promise<ToolSetup> {
+	const { ini } = await writeInventories(bed);
+	const hostsFile = join(dir, 'hosts.txt');
+	await writeFile(hostsFile, bed.hosts.map((host) => `${host.address}\n`).join(''));
+	return {
+		bed,
+		dir,
+		hostsFile,
+		inventory: ini,
+		sshOptions: [
+			'-i',
+			bed.clientPrivateKeyPath,
+			'-o',
+			`UserKnownHostsFile=${bed.knownHostsPath}`,
+			'-o',
+			'StrictHostKeyChecking=yes',
+			'-o',
+			'IdentitiesOnly=yes',
+			'-o',
+			'BatchMode=yes'
+		]
+	};
 }

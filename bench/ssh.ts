@@ -15,9 +15,19 @@ import { connect, type SshTarget } from '../src/lib/server/ssh/connection';
 import { fingerprintOf } from '../src/lib/server/ssh/host-keys';
 import { uploadFile } from '../src/lib/server/ssh/sftp';
 import { sh, type ShellCommand } from '../src/lib/server/ssh/shell';
-import { writeInventories } from '../tests/testbed/inventory.ts';
 import { startTestbed, type Testbed, type TestHost } from '../tests/testbed/testbed.ts';
-import { count, fixed, machine, median, secondsSince, stopControlMasters, tool, writeSection } from './common';
+import {
+	count,
+	fixed,
+	machine,
+	median,
+	secondsSince,
+	stopControlMasters,
+	tool,
+	writeSection,
+	toolSetup,
+	type ToolSetup
+} from './common';
 
 const command = 'npm run bench:ssh';
 const sectionHeading = '## SSH layer (issue 3)';
@@ -184,20 +194,12 @@ function bareSsh2OnFleet(bed: Testbed, concurrency: number): () => Promise<numbe
 	};
 }
 
-interface Setup {
-	bed: Testbed;
-	dir: string;
-	hostsFile: string;
-	inventory: string;
-	sshOptions: string[];
-}
-
 /** What ssh2 negotiates with OpenSSH 9.2; OpenSSH's own client prefers sntrup761x25519 and chacha20-poly1305. */
 const ssh2Kex = ['-o', 'KexAlgorithms=curve25519-sha256'];
 const ssh2Cipher = ['-c', 'aes128-gcm@openssh.com'];
 
 function parallelSsh(
-	setup: Setup,
+	setup: ToolSetup,
 	concurrency: number,
 	commands: ShellCommand[],
 	extraOptions: string[] = []
@@ -229,7 +231,7 @@ function parallelSsh(
  * master connection, as tasks in a playbook would. Each measured run starts from a fresh control
  * directory, so no run inherits connections from the one before, and ends its masters when done.
  */
-function ansible(setup: Setup, concurrency: number, commands: ShellCommand[]): () => Promise<number[]> {
+function ansible(setup: ToolSetup, concurrency: number, commands: ShellCommand[]): () => Promise<number[]> {
 	let runs = 0;
 	return async () => {
 		const controlDir = join(setup.dir, `cp-${concurrency}-${commands.length}-${++runs}`);
@@ -261,7 +263,7 @@ function ansible(setup: Setup, concurrency: number, commands: ShellCommand[]): (
 	};
 }
 
-function fleetVariants(setup: Setup): Variant[] {
+function fleetVariants(setup: ToolSetup): Variant[] {
 	const variants: Variant[] = [];
 	for (const concurrency of concurrencies) {
 		const ours: Row = {
@@ -342,7 +344,7 @@ function fleetVariants(setup: Setup): Variant[] {
 	return variants;
 }
 
-function uploadVariants(setup: Setup, localFile: string): Variant[] {
+function uploadVariants(setup: ToolSetup, localFile: string): Variant[] {
 	const host = setup.bed.hosts[0]!;
 	const remote = (name: string) => ({ path: `/opt/${name}`, onHost: join(host.root, 'opt', name) });
 	const target = `root@${host.address}`;
@@ -532,30 +534,10 @@ export async function benchmarkSsh(log: (line: string) => void = console.log): P
 	try {
 		log(`starting ${fleetSize} testbed hosts from 127.0.1.${firstHost}`);
 		bed = await startTestbed({ hosts: fleetSize, firstHost });
-		const { ini } = await writeInventories(bed);
 		await Promise.all(
 			bed.hosts.map((host) => writeFile(join(host.root, 'var/lib/flotilla-testbed/units/web'), 'active\n'))
 		);
-		const hostsFile = join(dir, 'hosts.txt');
-		await writeFile(hostsFile, bed.hosts.map((host) => `${host.address}\n`).join(''));
-		const setup: Setup = {
-			bed,
-			dir,
-			hostsFile,
-			inventory: ini,
-			sshOptions: [
-				'-i',
-				bed.clientPrivateKeyPath,
-				'-o',
-				`UserKnownHostsFile=${bed.knownHostsPath}`,
-				'-o',
-				'StrictHostKeyChecking=yes',
-				'-o',
-				'IdentitiesOnly=yes',
-				'-o',
-				'BatchMode=yes'
-			]
-		};
+		const setup = await toolSetup(bed, dir);
 
 		log(`5-command sequence on ${fleetSize} hosts at concurrency ${concurrencies.join(' and ')}`);
 		const fleet = fleetVariants(setup);

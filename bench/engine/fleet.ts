@@ -3,24 +3,17 @@
 // Env: FLEET_SIZE, FLEET_ADDRESS, FLEET_FILE (where it writes the hosts and the client key as JSON).
 // Prints `ready` once every host listens; stops on SIGTERM.
 import { writeFileSync } from 'node:fs';
-import ssh2 from 'ssh2';
-import { newHostKey, startSimulatedHost, type SimulatedHost } from '../../src/lib/server/sim/server.ts';
+import { authorizedKeyOf, newHostKey, startSimulatedHosts } from '../../src/lib/server/sim/server.ts';
 
 const size = Number(process.env.FLEET_SIZE);
 const address = process.env.FLEET_ADDRESS!;
 const clientKey = newHostKey();
-const parsed = ssh2.utils.parseKey(clientKey);
-if (parsed instanceof Error) throw parsed;
-const authorizedKey = `${parsed.type} ${parsed.getPublicSSH().toString('base64')}`;
-// One host key for the whole fleet, as tests/support/sim-fleet.ts does: thousands of keys cost seconds, prove nothing.
-const hostKey = newHostKey();
-const hosts: SimulatedHost[] = [];
-for (let i = 0; i < size; i += 100) {
-	const batch = Array.from({ length: Math.min(100, size - i) }, (_, j) =>
-		startSimulatedHost({ name: `bench-${String(i + j + 1).padStart(4, '0')}`, address, authorizedKey, hostKey })
-	);
-	hosts.push(...(await Promise.all(batch)));
-}
+const hosts = await startSimulatedHosts({
+	count: size,
+	prefix: 'bench',
+	address,
+	authorizedKey: authorizedKeyOf(clientKey)
+});
 writeFileSync(
 	process.env.FLEET_FILE!,
 	JSON.stringify({

@@ -5,9 +5,8 @@
  * no open connection on either side, no listener, no unhandled error. How fast this is belongs to a
  * benchmark; the test only needs it to stay well inside CI's patience.
  */
-import ssh2 from 'ssh2';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { newHostKey, startSimulatedHost, type SimulatedHost } from '../../src/lib/server/sim/server';
+import { authorizedKeyOf, newHostKey, startSimulatedHost, type SimulatedHost } from '../../src/lib/server/sim/server';
 import { connect, type SshConnection } from '../../src/lib/server/ssh/connection';
 import { sh } from '../../src/lib/server/ssh/shell';
 
@@ -17,9 +16,7 @@ const concurrency = 200;
 const address = '127.0.1.80';
 
 const clientKey = newHostKey();
-const parsedClientKey = ssh2.utils.parseKey(clientKey);
-if (parsedClientKey instanceof Error) throw parsedClientKey;
-const authorizedKey = `${parsedClientKey.type} ${parsedClientKey.getPublicSSH().toString('base64')}`;
+const authorizedKey = authorizedKeyOf(clientKey);
 
 let hosts: SimulatedHost[] = [];
 const unhandled: unknown[] = [];

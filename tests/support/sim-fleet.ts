@@ -2,8 +2,7 @@ import { systemActor } from '../../src/lib/server/audit';
 import { db } from '../../src/lib/server/db';
 import { nodes } from '../../src/lib/server/db/schema';
 import { createCredential } from '../../src/lib/server/keys/credentials';
-import ssh2 from 'ssh2';
-import { newHostKey, startSimulatedHost, type SimulatedHost } from '../../src/lib/server/sim/server';
+import { authorizedKeyOf, newHostKey, startSimulatedHosts, type SimulatedHost } from '../../src/lib/server/sim/server';
 
 export interface SimFleet {
 	hosts: SimulatedHost[];
@@ -19,23 +18,12 @@ export interface SimFleet {
  */
 export async function startSimFleet(count: number, prefix = 'sim'): Promise<SimFleet> {
 	const clientKey = newHostKey();
-	const parsed = ssh2.utils.parseKey(clientKey);
-	if (parsed instanceof Error) throw parsed;
-	const authorizedKey = `${parsed.type} ${parsed.getPublicSSH().toString('base64')}`;
-	// One host key for the whole simulated fleet: generating thousands costs seconds and proves nothing here.
-	const hostKey = newHostKey();
-	const hosts: SimulatedHost[] = [];
-	for (let i = 0; i < count; i += 100) {
-		const batch = Array.from({ length: Math.min(100, count - i) }, (_, j) =>
-			startSimulatedHost({
-				name: `${prefix}-${String(i + j + 1).padStart(4, '0')}`,
-				address: '127.0.0.1',
-				authorizedKey,
-				hostKey
-			})
-		);
-		hosts.push(...(await Promise.all(batch)));
-	}
+	const hosts = await startSimulatedHosts({
+		count,
+		prefix,
+		address: '127.0.0.1',
+		authorizedKey: authorizedKeyOf(clientKey)
+	});
 	const cred = await createCredential(systemActor, { name: `${prefix}-key-${Date.now()}`, privateKey: clientKey });
 	const nodeIds: string[] = [];
 	for (let i = 0; i < hosts.length; i += 500) {

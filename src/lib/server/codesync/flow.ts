@@ -6,7 +6,7 @@ import { db } from '$lib/server/db';
 import { codeRoles, nodes, type CodeRole } from '$lib/server/db/schema';
 import { StepFailed, type Flow, type StepContext } from '$lib/server/engine/flows';
 import { sh } from '$lib/server/ssh/shell';
-import { probeHealth, waitHealthy, workDir, type Exec } from './health';
+import { anyExit, probeHealth, waitHealthy, workDir } from './health';
 import { methodFor } from './methods';
 import { recordFailed, recordSynced } from './versions';
 
@@ -35,14 +35,6 @@ export interface RoleProgress {
 }
 
 type Ctx = StepContext<CodeSyncParams>;
-
-const ALL_EXIT_CODES = Array.from({ length: 256 }, (_, i) => i);
-
-/** An exec that reports any exit status instead of failing the step (for probes). */
-const probe =
-	(ctx: Ctx): Exec =>
-	(command, options) =>
-		ctx.exec(command, { ...options, okExitCodes: ALL_EXIT_CODES });
 
 function progress(ctx: Ctx): RoleProgress[] {
 	return (ctx.memo.roles as RoleProgress[] | undefined) ?? [];
@@ -166,7 +158,7 @@ export const codeSyncFlow: Flow<CodeSyncParams> = {
 			name: 'verify',
 			deadlineMs: 660_000,
 			async do(ctx) {
-				for (const { role } of await pending(ctx)) await waitHealthy(probe(ctx), role, ctx.signal, ctx.log);
+				for (const { role } of await pending(ctx)) await waitHealthy(anyExit(ctx), role, ctx.signal, ctx.log);
 			}
 		},
 		{
@@ -192,7 +184,7 @@ export const codeSyncFlow: Flow<CodeSyncParams> = {
 	 */
 	async inspect(ctx) {
 		for (const { role, p } of await pending(ctx)) {
-			const now = await methodFor(role).current(probe(ctx), role);
+			const now = await methodFor(role).current(anyExit(ctx), role);
 			const known = [p.previous, p.target, p.head].filter(Boolean) as string[];
 			if (now && !known.some((c) => now.startsWith(c) || c.startsWith(now))) {
 				ctx.log(`${role.name}: found on ${now.slice(0, 12)}, which this update did not put there`);
@@ -206,7 +198,7 @@ export const codeSyncFlow: Flow<CodeSyncParams> = {
 	async verify(ctx) {
 		const problems: string[] = [];
 		for (const { role } of await pending(ctx)) {
-			const problem = await probeHealth(probe(ctx), role);
+			const problem = await probeHealth(anyExit(ctx), role);
 			if (problem) problems.push(problem);
 		}
 		if (problems.length) throw new StepFailed(`after the rollback: ${problems.join('; ')}`);

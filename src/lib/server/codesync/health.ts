@@ -1,10 +1,17 @@
 import type { CodeRole } from '$lib/server/db/schema';
-import { StepFailed } from '$lib/server/engine/flows';
+import { StepFailed, type StepContext } from '$lib/server/engine/flows';
 import type { ExecResult } from '$lib/server/ssh/connection';
 import { sh, type ShellCommand } from '$lib/server/ssh/shell';
 
 /** Runs a command on a node; what the engine's step context and the health sweep both provide. */
 export type Exec = (command: ShellCommand, options?: { deadlineMs?: number }) => Promise<ExecResult>;
+
+const ALL_EXIT_CODES = Array.from({ length: 256 }, (_, i) => i);
+
+/** A step's exec that reports any exit status instead of failing the step (for probes). */
+export function anyExit(ctx: Pick<StepContext<unknown>, 'exec'>): Exec {
+	return (command, options) => ctx.exec(command, { ...options, okExitCodes: ALL_EXIT_CODES });
+}
 
 /** Where a role's code lives on the node: the checkout, or the `current` release of a push role. */
 export function workDir(role: Pick<CodeRole, 'method' | 'path'>): string {

@@ -7,7 +7,7 @@ import type { CodeRole } from '$lib/server/db/schema';
 import { StepFailed, type StepContext } from '$lib/server/engine/flows';
 import { sh } from '$lib/server/ssh/shell';
 import { uploadFile } from '$lib/server/ssh/sftp';
-import type { Exec } from './health';
+import { anyExit, type Exec } from './health';
 
 const run = promisify(execFile);
 
@@ -80,9 +80,7 @@ const pushMethod: DeployMethod = {
 	},
 	async survey(ctx, role) {
 		// Releases are unpacked by the console and never edited in place: nothing to protect.
-		const anyExit: Exec = (command, options) =>
-			ctx.exec(command, { ...options, okExitCodes: Array.from({ length: 256 }, (_, i) => i) });
-		return { current: await pushMethod.current(anyExit, role), dirty: null };
+		return { current: await pushMethod.current(anyExit(ctx), role), dirty: null };
 	},
 	async fetch(ctx, role, target) {
 		const source = role.sourceRepo;

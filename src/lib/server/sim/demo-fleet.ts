@@ -18,7 +18,7 @@ import { cloneOrigin, newOrigin, type SimOrigin } from './git';
 import { newHostModel, requireReboot, type HostModel } from './host';
 import { nodePaths } from './paths';
 import { installSlots } from './slots';
-import { newHostKey, startSimulatedHost, type SimulatedHost } from './server';
+import { authorizedKeyOf, newHostKey, startSimulatedHost, type SimulatedHost } from './server';
 
 /**
  * The quick start's demo fleet: 24 simulated nodes on loopback, registered with pinned host keys, in a
@@ -127,12 +127,6 @@ function loadState(file: string): DemoState {
 	};
 }
 
-function publicKeyOf(privateKey: string): string {
-	const parsed = ssh2.utils.parseKey(privateKey);
-	if (parsed instanceof Error) throw parsed;
-	return `${parsed.type} ${parsed.getPublicSSH().toString('base64')}`;
-}
-
 export interface DemoFleet {
 	hosts: SimulatedHost[];
 	/** Each role's origin; pushing a commit onto one makes the fleet's nodes of that role outdated. */
@@ -145,7 +139,7 @@ export interface DemoFleet {
 export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 	const file = path.join(dataDir, 'demo-fleet.json');
 	const state = loadState(file);
-	const authorizedKey = publicKeyOf(state.clientKey);
+	const authorizedKey = authorizedKeyOf(state.clientKey);
 
 	const origins = demoOrigins();
 	const ca = newCertificateAuthority('Flotilla demo CA');

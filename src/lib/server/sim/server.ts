@@ -57,6 +57,40 @@ export function newHostKey(): string {
 	throw new Error('could not generate a readable ed25519 key');
 }
 
+/** The `authorized_keys` line (`type base64`) for a private key: what a simulated host lets in. */
+export function authorizedKeyOf(privateKey: string): string {
+	const parsed = ssh2.utils.parseKey(privateKey);
+	if (parsed instanceof Error) throw parsed;
+	return `${parsed.type} ${parsed.getPublicSSH().toString('base64')}`;
+}
+
+/**
+ * Starts `count` simulated hosts named `<prefix>-0001`… on one address (each on its own port), 100 at a time.
+ * They share one host key: generating thousands costs seconds and proves nothing in a scale run.
+ */
+export async function startSimulatedHosts(opts: {
+	count: number;
+	prefix: string;
+	address: string;
+	authorizedKey: string;
+	hostKey?: string;
+}): Promise<SimulatedHost[]> {
+	const hostKey = opts.hostKey ?? newHostKey();
+	const hosts: SimulatedHost[] = [];
+	for (let i = 0; i < opts.count; i += 100) {
+		const batch = Array.from({ length: Math.min(100, opts.count - i) }, (_, j) =>
+			startSimulatedHost({
+				name: `${opts.prefix}-${String(i + j + 1).padStart(4, '0')}`,
+				address: opts.address,
+				authorizedKey: opts.authorizedKey,
+				hostKey
+			})
+		);
+		hosts.push(...(await Promise.all(batch)));
+	}
+	return hosts;
+}
+
 function fingerprintOfPrivate(key: string): string {
 	const parsed = ssh2.utils.parseKey(key);
 	if (parsed instanceof Error) throw parsed;

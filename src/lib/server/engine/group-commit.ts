@@ -2,7 +2,8 @@
  * Group commit: many callers each wait for their own write to commit, and the writes that arrive while one
  * batch is in flight go to the database together as the next batch. With one task running, a write costs
  * one round trip, as it would alone; with hundreds running, hundreds of writes share one round trip.
- * Nothing is delayed on purpose: a batch starts as soon as the previous one committed.
+ * Nothing waits on a timer: the first batch starts once the current turn of the event loop is done, the
+ * next as soon as the previous one committed.
  */
 export class GroupCommit<T, R> {
 	private pending: { item: T; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
@@ -22,8 +23,10 @@ export class GroupCommit<T, R> {
 			this.pending.push({ item, resolve, reject });
 			if (!this.busy) {
 				this.busy = true;
-				// Let the callers of this same turn of the event loop join the first batch.
-				queueMicrotask(() => void this.drain());
+				// The first batch waits for the rest of this turn of the event loop: the callbacks of every socket
+				// that became readable with this one (say, many commands ending together) join it. Without the
+				// wait, an embedded database that executes a statement synchronously would never batch anything.
+				setImmediate(() => void this.drain());
 			}
 		});
 	}

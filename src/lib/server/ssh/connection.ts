@@ -1,10 +1,21 @@
 import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import type { Readable } from 'node:stream';
 import { Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
 import { classifySshError, SshError } from './errors';
 import { fingerprintOf, hostKeyStatus } from './host-keys';
 import { LineSplitter, TailBuffer } from './lines';
 import { sh, withDeadline, type ShellCommand } from './shell';
+
+/**
+ * Whether ssh2 encrypts through its native binding. Without it (an addon built for another Node) it falls
+ * back to JavaScript ciphers that create a cipher object per packet: every connection costs about twice the
+ * CPU. scripts/bootstrap.sh rebuilds the binding; the console warns at start-up when it is still missing.
+ */
+export function nativeCiphers(): boolean {
+	const crypto = createRequire(import.meta.url)('ssh2/lib/protocol/crypto.js') as { bindingAvailable: boolean };
+	return crypto.bindingAvailable;
+}
 
 export interface SshTarget {
 	host: string;

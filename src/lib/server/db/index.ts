@@ -161,8 +161,13 @@ export function databaseKind(): DatabaseKind | undefined {
  * `{ rows }`). For the few statements the query builder cannot express, such as batch writes from a recordset.
  */
 export async function queryRows<T>(query: SQL): Promise<T[]> {
-	const result = (await db().execute(query)) as unknown as T[] | { rows: T[] };
-	return Array.isArray(result) ? result : result.rows;
+	return rowsOf<T>(await db().execute(query));
+}
+
+/** The rows of what `execute` answered, on either back-end (inside a transaction, say). */
+export function rowsOf<T>(result: unknown): T[] {
+	const r = result as T[] | { rows: T[] };
+	return Array.isArray(r) ? r : r.rows;
 }
 
 export async function pingDatabase(): Promise<boolean> {

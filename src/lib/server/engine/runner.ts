@@ -1,19 +1,11 @@
 import { and, asc, eq, inArray, sql } from 'drizzle-orm';
 import { db } from '$lib/server/db';
-import {
-	runs,
-	taskSteps,
-	tasks,
-	type Node,
-	type Run,
-	type StepPhase,
-	type Task,
-	type TaskState
-} from '$lib/server/db/schema';
+import { taskSteps, tasks, type Node, type StepPhase, type Task, type TaskState } from '$lib/server/db/schema';
 import { getNode, sshTargetFor } from '$lib/server/fleet/nodes';
 import { log, loggableError } from '$lib/server/log';
 import { connect, type SshConnection } from '$lib/server/ssh/connection';
 import { SshError } from '$lib/server/ssh/errors';
+import { claimTask } from './claim';
 import { dispatchRun } from './dispatch';
 import { recordEvent } from './events';
 import { endStep, startStep } from './steps';
@@ -75,63 +67,6 @@ export async function renewLeases(): Promise<void> {
 	}
 }
 
-type Claim =
-	| { kind: 'claimed'; task: Task; run: Run | undefined; recovering: boolean }
-	| { kind: 'done' }
-	| { kind: 'retry_later'; why: string };
-
-/**
- * Takes a task for this instance: a queued one, or a running one whose owner stopped renewing its lease
- * (it crashed). The unique index on running tasks per node refuses a second task on a busy node.
- */
-async function claimTask(taskId: string): Promise<Claim> {
-	try {
-		return await db().transaction(async (tx) => {
-			const [task] = await tx.select().from(tasks).where(eq(tasks.id, taskId)).for('update');
-			if (!task || (task.state !== 'queued' && task.state !== 'running')) return { kind: 'done' };
-			// Read whole: the task needs its run's kind and parameters, and this saves reading it again.
-			const [run] = await tx.select().from(runs).where(eq(runs.id, task.runId));
-			const now = Date.now();
-			// Still executing here: a lease that ran out only means its renewal was late (a busy database), not
-			// that this instance died. Recovering it would run the task twice at once on its node; the renewal
-			// either extends the lease or, if another instance took the task meanwhile, stops this execution.
-			if (task.state === 'running' && task.leaseOwner === instanceId && active.has(taskId)) return { kind: 'done' };
-			if (task.state === 'running' && task.leaseExpiresAt && task.leaseExpiresAt.getTime() > now) {
-				return { kind: 'retry_later', why: `held by ${task.leaseOwner}` };
-			}
-			if (task.state === 'queued' && run?.state === 'paused') {
-				// Paused after this job was sent: give the slot back; resume dispatches the task again.
-				await tx.update(tasks).set({ dispatchedAt: null, jobId: null }).where(eq(tasks.id, taskId));
-				return { kind: 'done' };
-			}
-			if (task.state === 'queued' && run?.state === 'cancelled') return { kind: 'done' };
-			const [claimed] = await tx
-				.update(tasks)
-				.set({
-					state: 'running',
-					leaseOwner: instanceId,
-					leaseExpiresAt: sql`now() + ${`${settings().leaseMs} milliseconds`}::interval`,
-					attempt: task.attempt + 1,
-					startedAt: task.startedAt ?? new Date(),
-					error: null
-				})
-				.where(eq(tasks.id, taskId))
-				.returning();
-			return { kind: 'claimed', task: claimed!, run, recovering: task.state === 'running' };
-		});
-	} catch (err) {
-		if (isUniqueViolation(err)) return { kind: 'retry_later', why: 'the node is running another task' };
-		throw err;
-	}
-}
-
-function isUniqueViolation(err: unknown): boolean {
-	for (let e = err as { code?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-		if (e.code === '23505') return true;
-	}
-	return false;
-}
-
 /** Thrown to pg-boss so that it retries the job later. */
 export class RetryLater extends Error {}
 
@@ -140,10 +75,14 @@ export class RetryLater extends Error {}
  * state in the database, or (when this instance loses its lease) is left for the instance that took it.
  */
 export async function executeTask(taskId: string): Promise<void> {
+	// Still executing here: a lease that ran out only means its renewal was late (a busy database), not that
+	// this instance died. Recovering it would run the task twice at once on its node; the renewal either
+	// extends the lease or, if another instance took the task meanwhile, stops this execution.
+	if (active.has(taskId)) return;
 	const claim = await claimTask(taskId);
 	if (claim.kind === 'done') return;
 	if (claim.kind === 'retry_later') throw new RetryLater(`Task ${taskId} not claimed: ${claim.why}`);
-	const { task, run, recovering } = claim;
+	const { task, run, recovering, credential } = claim;
 	const controller = new AbortController();
 	active.set(task.id, { runId: task.runId, controller });
 	const output = new TaskOutput({ runId: task.runId, taskId: task.id, nodeId: task.nodeId });
@@ -162,9 +101,9 @@ export async function executeTask(taskId: string): Promise<void> {
 			return;
 		}
 		await emitTaskState(task, 'running', { attempt: task.attempt, recovering, instance: instanceId });
-		const node = await getNode(task.nodeId);
+		const node = claim.node ?? (await getNode(task.nodeId));
 		try {
-			conn = await connect(await sshTargetFor(node), { readyTimeoutMs: 15_000 });
+			conn = await connect(await sshTargetFor(node, 0, credential), { readyTimeoutMs: 15_000 });
 			sshConnectionsChanged(+1);
 		} catch (err) {
 			const message = err instanceof SshError ? err.message : (err as Error).message;

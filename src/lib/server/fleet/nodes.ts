@@ -10,9 +10,9 @@ import {
 	type FleetStatus
 } from '$lib/server/codesync/status';
 import { db } from '$lib/server/db';
-import { credentials, nodes, type Node } from '$lib/server/db/schema';
+import { credentials, nodes, type Credential, type Node } from '$lib/server/db/schema';
 import { notFound, ServiceError } from '$lib/server/errors';
-import { unsealCredential } from '$lib/server/keys/credentials';
+import { unsealCredential, unsealCredentialRow } from '$lib/server/keys/credentials';
 import { log } from '$lib/server/log';
 import { connect, type SshConnection, type SshTarget } from '$lib/server/ssh/connection';
 import { SshError } from '$lib/server/ssh/errors';
@@ -173,9 +173,11 @@ export async function deleteNode(actor: Actor, id: string): Promise<void> {
 }
 
 /** How to reach a node: its address, its credential in clear (in memory only) and its bastion chain. */
-export async function sshTargetFor(node: Node, depth = 0): Promise<SshTarget> {
+export async function sshTargetFor(node: Node, depth = 0, credential?: Credential): Promise<SshTarget> {
 	if (depth > 3) throw new ServiceError('validation_failed', 'Bastion chains are limited to 3 hops');
-	const { privateKey, passphrase } = await unsealCredential(node.credentialId);
+	// The engine reads a batch of nodes with their credentials in one query and passes the row along.
+	const { privateKey, passphrase } =
+		credential?.id === node.credentialId ? unsealCredentialRow(credential) : await unsealCredential(node.credentialId);
 	return {
 		host: node.host,
 		port: node.port,

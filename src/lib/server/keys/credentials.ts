@@ -93,10 +93,15 @@ export async function getCredential(id: string): Promise<PublicCredential> {
 export async function unsealCredential(id: string): Promise<{ privateKey: string; passphrase?: string }> {
 	const [row] = await db().select().from(credentials).where(eq(credentials.id, id));
 	if (!row) throw notFound('Credential');
+	return unsealCredentialRow(row);
+}
+
+/** The private key (and passphrase) of a credential row already read, e.g. joined to the nodes it serves. */
+export function unsealCredentialRow(row: Credential): { privateKey: string; passphrase?: string } {
 	const key = masterKey();
 	return {
-		privateKey: openSecret(key, row.sealedPrivateKey, context(id, 'key')),
-		passphrase: row.sealedPassphrase ? openSecret(key, row.sealedPassphrase, context(id, 'passphrase')) : undefined
+		privateKey: openSecret(key, row.sealedPrivateKey, context(row.id, 'key')),
+		passphrase: row.sealedPassphrase ? openSecret(key, row.sealedPassphrase, context(row.id, 'passphrase')) : undefined
 	};
 }
 

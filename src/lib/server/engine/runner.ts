@@ -142,7 +142,9 @@ export async function executeTask(taskId: string): Promise<void> {
 			sshConnectionsChanged(-1);
 		}
 		active.delete(task.id);
-		await dispatchRun(task.runId).catch((err) => log.warn({ err: loggableError(err) }, 'dispatch after task failed'));
+		// Not awaited: this task's slot frees at once, and the next job goes to whichever instance has a free
+		// slot when the dispatch's notification arrives, not always to the one whose task just ended.
+		void dispatchRun(task.runId).catch((err) => log.warn({ err: loggableError(err) }, 'dispatch after task failed'));
 	}
 }
 

@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { PgBoss, fromPglite, type Job } from 'pg-boss';
-import { databaseHandle } from '$lib/server/db';
+import { sql } from 'drizzle-orm';
+import { databaseHandle, db } from '$lib/server/db';
 import { log, loggableError } from '$lib/server/log';
 import { registeredKinds } from './flows';
+import { GroupCommit } from './group-commit';
 
 export interface EngineSettings {
 	/** Tasks this instance executes at once, across all runs. */
@@ -17,12 +19,29 @@ export interface EngineSettings {
 interface Runtime {
 	boss: PgBoss;
 	settings: EngineSettings;
+	pumps: Map<string, JobPump>;
+	/** Tasks this instance runs now, across every queue: together they stay within `settings.concurrency`. */
+	inFlight: { count: number };
+	stopListening?: () => Promise<void>;
 }
 
 /** Identifies this process in task leases; random so that a restarted console never mistakes old leases for its own. */
 export const instanceId = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
 
 let runtime: Runtime | undefined;
+
+/** Sent after jobs are inserted, so that every instance's pump for that kind fetches at once. */
+const JOBS_CHANNEL = 'flotilla_jobs';
+/** Without a wake-up, a pump looks for work this often (jobs retried later, a missed notification). */
+const POLL_MS = 1_000;
+/** The queues' heartbeatSeconds: a job not touched for this long is failed by pg-boss (its instance died). */
+const HEARTBEAT_SECONDS = 10;
+/**
+ * How often pg-boss looks for jobs whose heartbeat ran out (its default is 60 s). A job held by a console
+ * that died keeps its node's singleton slot until then, so new runs on that node wait at most this long
+ * past the heartbeat. (The task itself is recovered earlier, through its lease: see the sweep.)
+ */
+const SUPERVISE_SECONDS = 10;
 
 export const queueName = (kind: string) => `flotilla-${kind}`;
 
@@ -37,7 +56,7 @@ export function engineStarted(): boolean {
 
 /**
  * Starts pg-boss on the console's database (its own pool on PostgreSQL, PGlite's one connection
- * otherwise) and creates a queue per registered flow. Workers are added by the runner.
+ * otherwise) and creates a queue per registered flow. The runner adds a pump per queue (`workOn`).
  */
 export async function startBoss(s: EngineSettings): Promise<PgBoss> {
 	const handle = databaseHandle();
@@ -48,13 +67,15 @@ export async function startBoss(s: EngineSettings): Promise<PgBoss> {
 					max: 4,
 					schema: 'pgboss',
 					useListenNotify: true,
+					superviseIntervalSeconds: SUPERVISE_SECONDS,
 					application_name: 'flotilla-engine'
 				})
 			: new PgBoss({
 					db: fromPglite(handle.driver.client),
 					backend: 'pglite',
 					schema: 'pgboss',
-					useListenNotify: true
+					useListenNotify: true,
+					superviseIntervalSeconds: SUPERVISE_SECONDS
 				});
 	boss.on('error', (err) => log.warn({ err: loggableError(err) }, 'pg-boss error'));
 	await boss.start();
@@ -71,30 +92,36 @@ export async function startBoss(s: EngineSettings): Promise<PgBoss> {
 				// The hard stop: a job still active after a day is expired whatever it is doing.
 				expireInSeconds: 24 * 60 * 60,
 				// A crashed instance stops heartbeating; pg-boss then frees the node's singleton slot.
-				heartbeatSeconds: 10
+				heartbeatSeconds: HEARTBEAT_SECONDS
 			})
 			.catch(async (err) => {
 				// Another instance created it in the meantime.
 				if (!(await boss.getQueue(queueName(kind)))) throw err;
 			});
 	}
-	runtime = { boss, settings: s };
+	const inFlight = { count: 0 };
+	const pumps = new Map<string, JobPump>();
+	runtime = { boss, settings: s, pumps, inFlight };
+	// Jobs inserted by any instance wake this one's pump for their kind.
+	runtime.stopListening = await handle.listen(JOBS_CHANNEL, (kind) => pumps.get(kind)?.wake());
 	return boss;
 }
 
 export async function stopBoss(): Promise<void> {
 	const r = runtime;
 	runtime = undefined;
-	await r?.boss.stop({ graceful: false, close: true, timeout: 5_000 });
+	if (!r) return;
+	await Promise.all([...r.pumps.values()].map((pump) => pump.stop()));
+	await r.stopListening?.().catch(() => {});
+	await r.boss.stop({ graceful: false, close: true, timeout: 5_000 });
 }
 
+/** Runs `handler` for every job of a kind's queue, within the instance's concurrency. */
 export async function workOn(kind: string, handler: (job: Job<{ taskId: string }>) => Promise<void>): Promise<void> {
 	if (!runtime) throw new Error('The engine is not started');
-	await runtime.boss.work<{ taskId: string }>(
-		queueName(kind),
-		{ localConcurrency: runtime.settings.concurrency, pollingIntervalSeconds: 1 },
-		async ([job]) => handler(job!)
-	);
+	const pump = new JobPump(runtime.boss, kind, runtime.settings.concurrency, runtime.inFlight, handler);
+	runtime.pumps.set(kind, pump);
+	pump.start();
 }
 
 export async function enqueueTasks(
@@ -107,6 +134,9 @@ export async function enqueueTasks(
 			queueName(kind),
 			list.map((j) => ({ id: j.jobId, data: { taskId: j.taskId }, singletonKey: j.nodeId }))
 		);
+		// Every instance hears this, the sender included, at about the same moment: the jobs go to whichever
+		// has free slots first. Waking the sender's own pump directly would hand it every job it dispatches.
+		await db().execute(sql`select pg_notify(${JOBS_CHANNEL}, ${kind})`);
 	}
 }
 
@@ -118,4 +148,139 @@ export async function queueDepth(): Promise<number> {
 		depth += q?.queuedCount ?? 0;
 	}
 	return depth;
+}
+
+/**
+ * Feeds one queue's jobs to the engine. pg-boss's own `work` runs one polling worker per unit of
+ * concurrency, and every insert wakes all of them into a fetch of their own: with hundreds of tasks at
+ * once that is hundreds of queries per dispatch. The pump instead fetches as many jobs as there are free
+ * slots in one query, and completes and heartbeats the jobs it holds in batches.
+ */
+class JobPump {
+	private readonly held = new Set<string>();
+	private stopped = false;
+	private woken = false;
+	/** It skipped a fetch for want of a free slot: the next slot freed wakes it. */
+	private starved = false;
+	private wakeUp: (() => void) | undefined;
+	private heartbeat: NodeJS.Timeout | undefined;
+	private readonly queue: string;
+	private readonly completions: GroupCommit<string, void>;
+
+	constructor(
+		private readonly boss: PgBoss,
+		kind: string,
+		private readonly capacity: number,
+		private readonly inFlight: { count: number },
+		private readonly handler: (job: Job<{ taskId: string }>) => Promise<void>
+	) {
+		this.queue = queueName(kind);
+		this.completions = new GroupCommit<string, void>(async (ids) => {
+			await this.boss.complete(this.queue, ids);
+			return ids.map(() => undefined);
+		});
+	}
+
+	start(): void {
+		// Jobs this instance holds stay theirs: pg-boss fails a job whose heartbeat stops (a dead instance).
+		this.heartbeat = setInterval(
+			() => {
+				if (!this.held.size) return;
+				this.boss
+					.touch(this.queue, [...this.held])
+					.catch((err) => log.warn({ err: loggableError(err) }, 'job heartbeat failed'));
+			},
+			(HEARTBEAT_SECONDS * 1000) / 3
+		);
+		this.heartbeat.unref();
+		void this.loop();
+	}
+
+	/**
+	 * Stops fetching, and gives back the jobs still held, as pg-boss's own workers do when stopped: a held
+	 * job keeps its node's singleton slot until its heartbeat runs out. Their tasks keep their leases and
+	 * are recovered by whichever instance takes them once the lease expires, as after a crash.
+	 */
+	async stop(): Promise<void> {
+		this.stopped = true;
+		clearInterval(this.heartbeat);
+		this.wake();
+		if (this.held.size) {
+			await this.boss
+				.fail(this.queue, [...this.held], { message: 'The console stopped' })
+				.catch((err) => log.warn({ err: loggableError(err) }, 'could not give back held jobs'));
+		}
+	}
+
+	wake(): void {
+		this.woken = true;
+		this.wakeUp?.();
+	}
+
+	/**
+	 * A slot became free. Only a pump that stopped fetching for want of one looks again at once; one with
+	 * slots to spare waits, like every other instance, for the next notification, so that an instance
+	 * whose tasks end often does not take every job by fetching more often than the rest.
+	 */
+	slotFreed(): void {
+		if (!this.starved) return;
+		this.starved = false;
+		this.wake();
+	}
+
+	private async loop(): Promise<void> {
+		while (!this.stopped) {
+			this.woken = false;
+			const free = this.capacity - this.inFlight.count;
+			if (free <= 0) this.starved = true;
+			else {
+				try {
+					const jobs = await this.boss.fetch<{ taskId: string }>(this.queue, { batchSize: free });
+					if (this.stopped) {
+						// Stopped while fetching: hand them back for whichever instance runs next.
+						if (jobs.length)
+							await this.boss
+								.fail(
+									this.queue,
+									jobs.map((j) => j.id)
+								)
+								.catch(() => {});
+						return;
+					}
+					for (const job of jobs) this.run(job);
+					// Every slot is taken, and the queue may hold more: look again as soon as one frees.
+					if (jobs.length === free) this.starved = true;
+				} catch (err) {
+					if (this.stopped) return;
+					log.warn({ err: loggableError(err), queue: this.queue }, 'fetching jobs failed');
+				}
+			}
+			if (this.woken || this.stopped) continue;
+			await new Promise<void>((resolve) => {
+				const timer = setTimeout(resolve, POLL_MS);
+				this.wakeUp = () => {
+					clearTimeout(timer);
+					resolve();
+				};
+			});
+			this.wakeUp = undefined;
+		}
+	}
+
+	private run(job: Job<{ taskId: string }>): void {
+		this.held.add(job.id);
+		this.inFlight.count++;
+		void this.handler(job)
+			.then(
+				() => (this.stopped ? undefined : this.completions.add(job.id)),
+				// pg-boss retries it after the queue's retryDelay (a busy node, a task another instance holds).
+				(err: Error) => (this.stopped ? undefined : this.boss.fail(this.queue, job.id, { message: err.message }))
+			)
+			.catch((err) => log.warn({ err: loggableError(err), queue: this.queue }, 'could not settle a job'))
+			.finally(() => {
+				this.held.delete(job.id);
+				this.inFlight.count--;
+				for (const pump of runtime?.pumps.values() ?? []) pump.slotFreed();
+			});
+	}
 }

@@ -1,4 +1,4 @@
-import { and, asc, eq, inArray, sql } from 'drizzle-orm';
+import { and, asc, eq, sql } from 'drizzle-orm';
 import { db } from '$lib/server/db';
 import { taskSteps, tasks, type Node, type StepPhase, type Task, type TaskState } from '$lib/server/db/schema';
 import { getNode, sshTargetFor } from '$lib/server/fleet/nodes';
@@ -8,7 +8,7 @@ import { SshError } from '$lib/server/ssh/errors';
 import { claimTask } from './claim';
 import { dispatchRun } from './dispatch';
 import { recordEvent } from './events';
-import { endStep, startStep } from './steps';
+import { endStep, endTask, startStep } from './task-records';
 import { flowFor, SkipTask, StepFailed, type Flow, type Step, type StepContext, type TaskEnd } from './flows';
 import { sshConnectionsChanged, stepFinished, taskFinished, rollbackPerformed } from './metrics';
 import { TaskOutput } from './output';
@@ -179,23 +179,16 @@ async function finishTask(
 	state: TaskState,
 	o: Omit<Outcome, 'state'> = {}
 ): Promise<boolean> {
-	const [row] = await db()
-		.update(tasks)
-		.set({
-			state,
-			error: o.error ?? null,
-			needsAttention: o.needsAttention ?? false,
-			currentStep: null,
-			leaseOwner: null,
-			leaseExpiresAt: null,
-			endedAt: new Date()
-		})
-		.where(and(eq(tasks.id, task.id), eq(tasks.leaseOwner, instanceId), inArray(tasks.state, ['running'])))
-		.returning();
-	if (!row) return false;
+	const times = await endTask({
+		taskId: task.id,
+		state,
+		error: o.error ?? null,
+		needsAttention: o.needsAttention ?? false
+	});
+	if (!times) return false;
 	// Only flows that change nodes count towards the update metrics; a check of an unreachable node is no failed update.
 	const flow = flowFor(kind);
-	taskFinished(row, kind, !!flow && !flow.readOnly);
+	taskFinished({ ...task, ...times, state }, kind, !!flow && !flow.readOnly);
 	await emitTaskState(task, state, { error: o.error ?? null, needs_attention: o.needsAttention ?? false });
 	return true;
 }

@@ -1,12 +1,14 @@
 import { sql } from 'drizzle-orm';
 import { queryRows } from '$lib/server/db';
-import type { StepPhase, StepState } from '$lib/server/db/schema';
+import type { StepPhase, StepState, TaskState } from '$lib/server/db/schema';
 import { GroupCommit } from './group-commit';
+import { instanceId } from './runtime';
 
 /**
- * The step rows of running tasks. Each write is awaited by its task, so a step is on record before it
- * touches the node and its end (with the flow's memo) before the next step starts: recovery after a crash
- * relies on both. The writes of all running tasks are grouped (group-commit.ts), one statement per batch.
+ * What running tasks write as they go: their steps, and their end. Each write is awaited by its task, so a
+ * step is on record before it touches the node and its end (with the flow's memo) before the next step
+ * starts: recovery after a crash relies on both. The writes of all running tasks are grouped
+ * (group-commit.ts), one statement per batch.
  */
 
 interface StepStart {
@@ -85,4 +87,47 @@ export function startStep(step: StepStart): Promise<number> {
 /** Records how a step ended, with the memo when the step changed it. */
 export function endStep(end: StepEnd): Promise<void> {
 	return ends.add(end);
+}
+
+interface TaskEndWrite {
+	taskId: string;
+	state: TaskState;
+	error: string | null;
+	needsAttention: boolean;
+}
+
+/** When a task started and ended, as the database recorded them. */
+export interface TaskTimes {
+	startedAt: Date | null;
+	endedAt: Date;
+}
+
+// Only a task this instance still holds is ended: one whose lease another instance took is left to it.
+const taskEnds = new GroupCommit<TaskEndWrite, TaskTimes | null>(async (items) => {
+	const batch = JSON.stringify(
+		items.map((e) => ({ id: e.taskId, state: e.state, error: e.error, needs_attention: e.needsAttention }))
+	);
+	const rows = await queryRows<{ id: string; started_ms: string | number | null; ended_ms: string | number }>(sql`
+		with v as (
+			select * from jsonb_to_recordset(${batch}::jsonb) as v(id uuid, state text, error text, needs_attention boolean)
+		)
+		update tasks set state = v.state, error = v.error, needs_attention = v.needs_attention, current_step = null,
+			lease_owner = null, lease_expires_at = null, ended_at = now()
+		from v where tasks.id = v.id and tasks.lease_owner = ${instanceId} and tasks.state = 'running'
+		returning tasks.id, extract(epoch from tasks.started_at) * 1000 as started_ms,
+			extract(epoch from tasks.ended_at) * 1000 as ended_ms`);
+	const ended = new Map(rows.map((r) => [r.id, r]));
+	return items.map((e) => {
+		const r = ended.get(e.taskId);
+		if (!r) return null;
+		return {
+			startedAt: r.started_ms === null ? null : new Date(Number(r.started_ms)),
+			endedAt: new Date(Number(r.ended_ms))
+		};
+	});
+});
+
+/** Writes a task's end if this instance still holds it: its times when it did, null when it no longer held it. */
+export function endTask(end: TaskEndWrite): Promise<TaskTimes | null> {
+	return taskEnds.add(end);
 }

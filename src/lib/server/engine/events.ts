@@ -105,13 +105,15 @@ class EventWriter {
 }
 
 type Listener = (event: EngineEvent) => void;
+/** Receives the events the bus read together (in id order), as one array shared by every listener. */
+type BatchListener = (events: readonly EngineEvent[]) => void;
 
 /**
  * Delivers every committed event, in id order, to this instance's subscribers (SSE streams, the runner's
  * cancel watch). It follows the table: a NOTIFY from any instance only says "there is more to read".
  */
 class EventBus {
-	private listeners = new Set<Listener>();
+	private listeners = new Set<BatchListener>();
 	private cursor = 0;
 	private reading: Promise<void> | undefined;
 	private again = false;
@@ -141,6 +143,13 @@ class EventBus {
 	}
 
 	subscribe(listener: Listener): () => void {
+		return this.subscribeBatch((batch) => {
+			for (const event of batch) listener(event);
+		});
+	}
+
+	/** For listeners that do better with many events at once: an SSE stream writes a batch as one chunk. */
+	subscribeBatch(listener: BatchListener): () => void {
 		this.listeners.add(listener);
 		return () => this.listeners.delete(listener);
 	}
@@ -164,14 +173,13 @@ class EventBus {
 	private async readAll(): Promise<void> {
 		for (;;) {
 			const rows = await readEvents({ after: this.cursor, limit: 2_000 });
-			for (const row of rows) {
-				this.cursor = row.id;
-				for (const listener of this.listeners) {
-					try {
-						listener(row);
-					} catch (err) {
-						log.warn({ err: loggableError(err) }, 'event listener threw');
-					}
+			if (!rows.length) return;
+			this.cursor = rows.at(-1)!.id;
+			for (const listener of this.listeners) {
+				try {
+					listener(rows);
+				} catch (err) {
+					log.warn({ err: loggableError(err) }, 'event listener threw');
 				}
 			}
 			if (rows.length < 2_000) return;

@@ -20,16 +20,32 @@ export function formatEvent(e: EngineEvent): string {
 }
 
 /**
- * The bus hands the same event object to every stream, so each event is formatted and encoded once
- * however many clients are connected (they only read the bytes; the HTTP layer copies them to its socket).
+ * The bus hands the same event objects, and the same batch array, to every stream: each event is formatted
+ * and encoded once, and a batch that a stream sends whole is joined into one chunk once, however many
+ * clients are connected (they only read the bytes; the HTTP layer copies them to its socket).
  */
 const encoded = new WeakMap<EngineEvent, Uint8Array>();
+const encodedBatches = new WeakMap<readonly EngineEvent[], Uint8Array>();
 
 function encodedEvent(e: EngineEvent): Uint8Array {
 	let bytes = encoded.get(e);
 	if (!bytes) {
 		bytes = encoder.encode(formatEvent(e));
 		encoded.set(e, bytes);
+	}
+	return bytes;
+}
+
+function joined(events: readonly EngineEvent[]): Uint8Array {
+	if (events.length === 1) return encodedEvent(events[0]!);
+	return Buffer.concat(events.map(encodedEvent));
+}
+
+function encodedBatch(batch: readonly EngineEvent[]): Uint8Array {
+	let bytes = encodedBatches.get(batch);
+	if (!bytes) {
+		bytes = joined(batch);
+		encodedBatches.set(batch, bytes);
 	}
 	return bytes;
 }
@@ -57,11 +73,13 @@ export function eventStream(opts: StreamOptions): ReadableStream<Uint8Array> {
 				let lastSent = opts.after ?? eventBus.position;
 				let live = false;
 				const buffered: EngineEvent[] = [];
-				const send = (e: EngineEvent) => {
-					if (closed || e.id <= lastSent) return;
-					if (opts.runId && e.run_id !== opts.runId) return;
-					lastSent = e.id;
-					controller.enqueue(encodedEvent(e));
+				/** Sends, as one chunk, the events of `batch` this client wants and has not had yet. */
+				const send = (batch: readonly EngineEvent[]) => {
+					if (closed) return;
+					const wanted = batch.filter((e) => e.id > lastSent && (!opts.runId || e.run_id === opts.runId));
+					if (!wanted.length) return;
+					lastSent = wanted.at(-1)!.id;
+					controller.enqueue(wanted.length === batch.length ? encodedBatch(batch) : joined(wanted));
 					if ((controller.desiredSize ?? 0) < -MAX_BUFFERED_BYTES) {
 						teardown();
 						controller.close();
@@ -73,14 +91,14 @@ export function eventStream(opts: StreamOptions): ReadableStream<Uint8Array> {
 					controller.close();
 				};
 				opts.signal.addEventListener('abort', onAbort);
-				unsubscribe = eventBus.subscribe((e) => (live ? send(e) : buffered.push(e)));
+				unsubscribe = eventBus.subscribeBatch((batch) => (live ? send(batch) : buffered.push(...batch)));
 				const upTo = eventBus.position;
 				controller.enqueue(encoder.encode('retry: 2000\n\n'));
 				try {
 					while (!closed && lastSent < upTo) {
 						const page = await readEvents({ after: lastSent, limit: PAGE, runId: opts.runId });
 						const inRange = page.filter((e) => e.id <= upTo);
-						for (const e of inRange) send(e);
+						send(inRange);
 						// Filtered by run, a page may end before upTo without the backlog being exhausted.
 						if (page.length < PAGE || inRange.length < page.length) break;
 					}
@@ -90,7 +108,7 @@ export function eventStream(opts: StreamOptions): ReadableStream<Uint8Array> {
 					return;
 				}
 				lastSent = Math.max(lastSent, upTo);
-				for (const e of buffered) send(e);
+				send(buffered);
 				buffered.length = 0;
 				live = true;
 				heartbeat = setInterval(() => {

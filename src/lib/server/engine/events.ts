@@ -1,5 +1,5 @@
 import { and, asc, eq, gt, sql } from 'drizzle-orm';
-import { databaseHandle, db } from '$lib/server/db';
+import { databaseHandle, db, rowsOf } from '$lib/server/db';
 import { events, type EventRow } from '$lib/server/db/schema';
 import { log, loggableError } from '$lib/server/log';
 
@@ -78,19 +78,27 @@ class EventWriter {
 			try {
 				const committed = await db().transaction(async (tx) => {
 					await tx.execute(sql`select pg_advisory_xact_lock(${EVENT_ORDER_LOCK})`);
-					const rows = await tx
-						.insert(events)
-						.values(
-							batch.map(({ event: e }) => ({
-								type: e.type,
-								runId: e.runId ?? null,
-								taskId: e.taskId ?? null,
-								nodeId: e.nodeId ?? null,
-								data: e.data ?? {}
-							}))
-						)
-						.returning({ id: events.id });
-					const last = rows.at(-1)?.id;
+					// The batch travels as one JSON parameter: building and binding five parameters per row cost
+					// more than the insert itself once thousands of events a second were written.
+					const json = JSON.stringify(
+						batch.map(({ event: e }, i) => ({
+							i,
+							type: e.type,
+							run_id: e.runId ?? null,
+							task_id: e.taskId ?? null,
+							node_id: e.nodeId ?? null,
+							data: e.data ?? {}
+						}))
+					);
+					const rows = rowsOf<{ id: string | number }>(
+						await tx.execute(sql`
+							insert into events (type, run_id, task_id, node_id, data)
+							select type, run_id, task_id, node_id, data
+							from jsonb_to_recordset(${json}::jsonb) as v(i int, type text, run_id uuid, task_id uuid, node_id uuid, data jsonb)
+							order by i
+							returning id`)
+					).map((r) => ({ id: Number(r.id) }));
+					const last = Math.max(...rows.map((r) => r.id));
 					await tx.execute(sql`select pg_notify(${CHANNEL}, ${String(last)})`);
 					return rows;
 				});

@@ -159,6 +159,35 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 		expect(h.error).toMatch(/step-2: timed out after 2 s/);
 	});
 
+	it('two runs of different kinds on the same nodes at once never run a node twice, and both finish', async () => {
+		// Different kinds use different pg-boss queues, so only the tasks table's one-running-task-per-node
+		// index keeps them apart: a batch of claims that meets a busy node falls back to claiming one by one.
+		const nodeIds = fleet.nodeIds.slice(0, 10);
+		const [a, b] = await Promise.all([
+			createRun(systemActor, {
+				kind: 'test-sequence',
+				title: 'overlap A',
+				nodeIds,
+				params: { sleep_s: 0.2 },
+				options: { concurrency: 10 }
+			}),
+			createRun(systemActor, { kind: 'check', title: 'overlap B', nodeIds, options: { concurrency: 10 } })
+		]);
+		const [doneA, doneB] = await Promise.all([
+			waitForRun(a.id, ['succeeded', 'failed'], 60_000),
+			waitForRun(b.id, ['succeeded', 'failed'], 60_000)
+		]);
+		expect(doneA.counts).toMatchObject({ total: 10, succeeded: 10 });
+		expect(doneB.counts).toMatchObject({ total: 10, succeeded: 10 });
+		for (const nodeId of nodeIds) {
+			const [x, y] = [doneA, doneB].map((r) => r.tasks.find((t) => t.nodeId === nodeId)!);
+			const apart = x!.endedAt! <= y!.startedAt! || y!.endedAt! <= x!.startedAt!;
+			expect(apart, `node ${x!.nodeName} ran both tasks at once`).toBe(true);
+			expect(x!.attempt).toBe(1);
+			expect(y!.attempt).toBe(1);
+		}
+	});
+
 	it('cancel stops queued tasks at once and kills and rolls back the running ones', async () => {
 		const run = await createRun(systemActor, {
 			kind: 'test-sequence',

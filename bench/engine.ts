@@ -325,7 +325,44 @@ function table(rows: Row[]): string {
 	return `${head}\n${lines.map((l) => `| ${l.join(' | ')} |`).join('\n')}`;
 }
 
-function verdicts(rows: Row[]): string[] {
+interface Floor {
+	wallMs: number;
+	cpuMs: number;
+	fleetCpuMs: number;
+}
+
+/**
+ * The same connections and `sleep` execs through the SSH layer alone (bench/engine/floor.ts): no engine, no
+ * database, no events. It is what this machine can do at all, so the engine's own cost is what it adds.
+ */
+async function measureFloor(fleet: Child, fleetFile: string, log: (line: string) => void): Promise<Floor> {
+	const child = new Child(
+		'bench/engine/floor.ts',
+		{ FLEET_FILE: fleetFile, TASKS: String(fleetSize), CONCURRENCY: String(concurrency) },
+		log
+	);
+	await child.expect('ready');
+	const fleet0 = await cpuMsOf(fleet.proc.pid!);
+	child.send('go');
+	const result = JSON.parse(await child.expect('result ')) as { wallMs: number; cpuMs: number };
+	const fleetCpuMs = (await cpuMsOf(fleet.proc.pid!)) - fleet0;
+	await child.stop(5_000);
+	return { ...result, fleetCpuMs };
+}
+
+function floorSummary(floor: Floor[]): string[] {
+	if (!floor.length) return [];
+	const wall = median(floor.map((f) => f.wallMs));
+	return [
+		`The SSH layer alone (bench/engine/floor.ts: the same ${fleetSize} connections and ${fleetSize * stepCount} \`sleep\` execs at concurrency ${concurrency} through \`connect\` and \`exec\`, with no engine, database or events, warmed up the same way): ` +
+			`wall ${fixed(wall / 1000)} s median (${floor.map((f) => fixed(f.wallMs / 1000)).join(', ')}), ratio ${fixed(wall / idealMs)} to the ideal; ` +
+			`CPU s: client ${fixed(median(floor.map((f) => f.cpuMs)) / 1000, 1)} / fleet ${fixed(median(floor.map((f) => f.fleetCpuMs)) / 1000, 1)}. ` +
+			`No engine on this machine can be faster than this floor; "× floor" below is the engine's wall time divided by it.`
+	];
+}
+
+function verdicts(rows: Row[], floor: Floor[]): string[] {
+	const floorMs = floor.length ? median(floor.map((f) => f.wallMs)) : null;
 	return rows
 		.filter((r) => r.flow.kind === 'bench-ssh-sleep')
 		.map((r) => {
@@ -334,8 +371,9 @@ function verdicts(rows: Row[]): string[] {
 			const lat = r.samples.map((s) => s.latency).filter((l) => l !== null);
 			const p99 = lat.length ? median(lat.map((l) => l.p99)) : null;
 			const mark = (ok: boolean) => (ok ? 'met' : '**missed**');
+			const wall = median(r.samples.map((s) => s.wallMs));
 			const parts = [
-				`ratio ${fixed(ratio)} (aim ≤ ${aims.ratio}: ${mark(ratio <= aims.ratio)})`,
+				`ratio ${fixed(ratio)} (aim ≤ ${aims.ratio}: ${mark(ratio <= aims.ratio)}${floorMs ? `; ${fixed(wall / floorMs)} × floor` : ''})`,
 				`peak RSS ${fixed(rss, 0)} MB (aim ≤ ${aims.rssMb}: ${mark(rss <= aims.rssMb)})`
 			];
 			if (p99 !== null) parts.push(`SSE p99 ${fixed(p99, 1)} ms (aim ≤ ${aims.p99Ms}: ${mark(p99 <= aims.p99Ms)})`);
@@ -412,8 +450,20 @@ export async function benchmarkEngine(log: (line: string) => void = console.log)
 			flows.flatMap((flow) => [0, clientCount].map((clients) => ({ backend, flow, clients, samples: [] })))
 		);
 		const failures: string[] = [];
+		const floor: Floor[] = [];
 		// Round-robin, as bench:ssh does: drift on the shared machine spreads over every row.
 		for (let round = 1; round <= rounds; round++) {
+			try {
+				floor.push(await measureFloor(fleet, fleetFile, log));
+				const f = floor.at(-1)!;
+				log(
+					`round ${round}: SSH layer alone: ${fixed(f.wallMs / 1000)} s (ratio ${fixed(f.wallMs / idealMs)}), ` +
+						`CPU client ${fixed(f.cpuMs / 1000, 1)} s, fleet ${fixed(f.fleetCpuMs / 1000, 1)} s; load ${fixed(loadavg()[0]!)}`
+				);
+			} catch (err) {
+				failures.push(`round ${round}, SSH layer alone: ${(err as Error).message}`);
+				log(failures.at(-1)!);
+			}
 			for (const row of plan) {
 				if (only && !only.test(`${row.backend} ${row.flow.kind} ${row.clients}`)) continue;
 				let m: Measurement;
@@ -466,9 +516,14 @@ export async function benchmarkEngine(log: (line: string) => void = console.log)
 			'',
 			table(plan.filter((r) => r.samples.length)),
 			'',
+			...floorSummary(floor),
+			'',
 			'Against the aims (ratio ≤ 1.3, peak RSS ≤ 600 MB, SSE p99 ≤ 100 ms), for the main flow:',
 			'',
-			...verdicts(plan.filter((r) => r.samples.length)),
+			...verdicts(
+				plan.filter((r) => r.samples.length),
+				floor
+			),
 			'',
 			...(failures.length
 				? ['Measurements that failed their checks (not in the table):', '', ...failures.map((f) => `- ${f}`), '']

@@ -2,7 +2,8 @@
 // path served over HTTP. bench/engine.ts starts one per measurement so that its peak RSS is that run's.
 // Usage: node --import ./tests/support/ts-hooks.mjs bench/engine/console.ts
 // Env: DATABASE_URL (PostgreSQL) or PGLITE_DIR, FLEET_FILE, FLOW (kind), TASKS, CONCURRENCY, WARMUP_TASKS,
-// COMMITS_FILE. Prints `ready <http port>`, runs on `go`, prints `result <json>`, exits on `exit`.
+// COMMITS_FILE. Prints `ready <http port>`, runs on `go`, prints `result <json>`, exits on `exit`. With INIT_ONLY,
+// only creates and migrates the database, prints `initialised` and exits.
 import { randomBytes } from 'node:crypto';
 import { writeFileSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -36,6 +37,12 @@ const handle = await openDatabase({
 	migrationsDir: path.resolve('drizzle')
 });
 useDatabase(handle);
+if (env.INIT_ONLY) {
+	// The database's first start (PGlite's initdb and the migrations) in a process of its own: see bench/engine.ts.
+	await handle.close();
+	process.stdout.write('initialised\n');
+	process.exit(0);
+}
 useMasterKey(randomBytes(32));
 // Only the flow under test: pg-boss starts a pool of workers per registered flow.
 const flow = [sshSleepFlow, localSleepFlow].find((f) => f.kind === flowKind);

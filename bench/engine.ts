@@ -48,6 +48,8 @@ interface Measurement {
 	wallMs: number;
 	eventCount: number;
 	rssMb: number;
+	/** The highest RSS sampled (every 100 ms) while the measured run ran. */
+	runRssMb: number;
 	consoleCpuMs: number;
 	fleetCpuMs: number;
 	clientsCpuMs: number | null;
@@ -227,6 +229,7 @@ async function measureOnce(
 			streams: number;
 			lastEventId: number;
 			maxRssBytes: number;
+			runPeakRssBytes: number;
 			vmHwmBytes: number;
 		};
 		const cpu1 = {
@@ -262,6 +265,7 @@ async function measureOnce(
 			wallMs: result.wallMs,
 			eventCount: result.eventCount,
 			rssMb: Math.max(result.maxRssBytes, result.vmHwmBytes) / 2 ** 20,
+			runRssMb: result.runPeakRssBytes / 2 ** 20,
 			consoleCpuMs: result.cpuMs,
 			fleetCpuMs: cpu1.fleet - cpu0.fleet,
 			clientsCpuMs: clients ? cpu1.clients - cpu0.clients : null,
@@ -297,8 +301,8 @@ interface Row {
 
 function table(rows: Row[]): string {
 	const head =
-		'| database | steps | SSE clients | wall (s), median | runs (s) | ratio to ideal | peak RSS (MB) | events | events/s | SSE p50 (ms) | SSE p99 (ms) | CPU s: console / fleet / PostgreSQL / clients | PostgreSQL transactions per task |\n' +
-		'| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |';
+		'| database | steps | SSE clients | wall (s), median | runs (s) | ratio to ideal | peak RSS (MB) | RSS during run (MB) | events | events/s | SSE p50 (ms) | SSE p99 (ms) | CPU s: console / fleet / PostgreSQL / clients | PostgreSQL transactions per task |\n' +
+		'| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |';
 	const lines = rows.map((r) => {
 		const wall = median(r.samples.map((s) => s.wallMs)) / 1000;
 		const events = median(r.samples.map((s) => s.eventCount));
@@ -317,6 +321,7 @@ function table(rows: Row[]): string {
 			r.samples.map((s) => fixed(s.wallMs / 1000)).join(', '),
 			fixed((wall * 1000) / idealMs),
 			fixed(rss, 0),
+			fixed(Math.max(...r.samples.map((s) => s.runRssMb)), 0),
 			String(events),
 			fixed(perSecond, 0),
 			lat.length ? fixed(median(lat.map((l) => l.p50)), 1) : '–',
@@ -379,7 +384,7 @@ function verdicts(rows: Row[], floor: Floor[]): string[] {
 			const wall = median(r.samples.map((s) => s.wallMs));
 			const parts = [
 				`ratio ${fixed(ratio)} (aim ≤ ${aims.ratio}: ${mark(ratio <= aims.ratio)}${floorMs ? `; ${fixed(wall / floorMs)} × floor` : ''})`,
-				`peak RSS ${fixed(rss, 0)} MB (aim ≤ ${aims.rssMb}: ${mark(rss <= aims.rssMb)})`
+				`peak RSS ${fixed(rss, 0)} MB (aim ≤ ${aims.rssMb}: ${mark(rss <= aims.rssMb)}; ${fixed(Math.max(...r.samples.map((s) => s.runRssMb)), 0)} MB during the run)`
 			];
 			if (p99 !== null) parts.push(`SSE p99 ${fixed(p99, 1)} ms (aim ≤ ${aims.p99Ms}: ${mark(p99 <= aims.p99Ms)})`);
 			return `- ${r.backend}, ${r.clients ? `${r.clients} SSE clients` : 'no SSE clients'}: ${parts.join('; ')}.`;
@@ -496,7 +501,7 @@ export async function benchmarkEngine(log: (line: string) => void = console.log)
 				row.samples.push(m);
 				log(
 					`round ${round}: ${row.backend}, ${row.flow.kind}, ${row.clients} clients: ${fixed(m.wallMs / 1000)} s ` +
-						`(ratio ${fixed(m.wallMs / idealMs)}), RSS ${fixed(m.rssMb, 0)} MB, ${m.eventCount} events, ` +
+						`(ratio ${fixed(m.wallMs / idealMs)}), RSS ${fixed(m.rssMb, 0)} MB (${fixed(m.runRssMb, 0)} during the run), ${m.eventCount} events, ` +
 						`CPU console ${fixed(m.consoleCpuMs / 1000, 1)} s, fleet ${fixed(m.fleetCpuMs / 1000, 1)} s` +
 						(m.postgresCpuMs !== null
 							? `, PostgreSQL ${fixed(m.postgresCpuMs / 1000, 1)} s, ${m.transactions} transactions`
@@ -517,7 +522,7 @@ export async function benchmarkEngine(log: (line: string) => void = console.log)
 			...(await machine(pgUrl)),
 			`- Load average (1 min) ${fixed(loadBefore[0]!)} before the run, ${fixed(loadAfter[0]!)} after (the machine is shared; other work may run alongside)`,
 			'',
-			`Wall time: from the call to createRun to the moment the console's event bus delivers the run's final \`run.state\` event. Ideal: ceil(${fleetSize}/${concurrency}) × ${stepCount} × ${stepMs} ms = ${fixed(idealMs / 1000)} s; ratio = wall ÷ ideal. Peak RSS: the console process's high-water mark (VmHWM), which includes start-up and the warm-up; on PGlite the data folder is created and migrated beforehand in a process of its own (a first start ever runs initdb, which peaks at about 1.2 GB once). Events: rows in \`events\` for the measured run; events/s = events ÷ wall. SSE latency, per event and client: the time the client process read the chunk completing the event minus the time the console's event writer saw the transaction inserting it commit (both on the machine's clock), over every event of the measured run and every one of the ${clientCount} clients (\`GET /api/events\` through sseResponse and eventStream, over HTTP on 127.0.0.1, clients in a process of their own). CPU: seconds of CPU each process used during the measured run (2 CPUs: at most ${fixed((2 * idealMs) / 1000, 0)} s of CPU fit into the ideal wall time). Each run must end with every task succeeded, no more than ${concurrency} tasks running at once, and every client having received every event once, in order, or the benchmark fails.`,
+			`Wall time: from the call to createRun to the moment the console's event bus delivers the run's final \`run.state\` event. Ideal: ceil(${fleetSize}/${concurrency}) × ${stepCount} × ${stepMs} ms = ${fixed(idealMs / 1000)} s; ratio = wall ÷ ideal. Peak RSS: the console process's high-water mark (VmHWM), which includes start-up and the warm-up; on PGlite the data folder is created and migrated beforehand in a process of its own (a first start ever runs initdb, which peaks at about 1.2 GB once). RSS during run: the highest RSS the console sampled every 100 ms while the measured run ran. Events: rows in \`events\` for the measured run; events/s = events ÷ wall. SSE latency, per event and client: the time the client process read the chunk completing the event minus the time the console's event writer saw the transaction inserting it commit (both on the machine's clock), over every event of the measured run and every one of the ${clientCount} clients (\`GET /api/events\` through sseResponse and eventStream, over HTTP on 127.0.0.1, clients in a process of their own). CPU: seconds of CPU each process used during the measured run (2 CPUs: at most ${fixed((2 * idealMs) / 1000, 0)} s of CPU fit into the ideal wall time). Each run must end with every task succeeded, no more than ${concurrency} tasks running at once, and every client having received every event once, in order, or the benchmark fails.`,
 			'',
 			table(plan.filter((r) => r.samples.length)),
 			'',

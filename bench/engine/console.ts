@@ -151,6 +151,9 @@ for await (const line of lines) {
 			const t = now();
 			for (const id of ids) commits.push(id, t);
 		});
+		// The console's RSS while it runs the measured run (VmHWM also covers start-up and node registration).
+		let runPeakRss = process.memoryUsage.rss();
+		const rssSampler = setInterval(() => (runPeakRss = Math.max(runPeakRss, process.memoryUsage.rss())), 100);
 		const cpu = process.cpuUsage();
 		const started = now();
 		const { run, wallMs } = await runOn(nodeIds.slice(0, taskCount), 'benchmark');
@@ -158,6 +161,7 @@ for await (const line of lines) {
 			const c = process.cpuUsage(cpu);
 			return (c.user + c.system) / 1000;
 		})();
+		clearInterval(rssSampler);
 		await drainEvents();
 		observeEventCommits(undefined);
 		const [{ n: eventCount } = { n: 0 }] = await db()
@@ -206,6 +210,7 @@ for await (const line of lines) {
 			streams,
 			lastEventId: commits.reduce((max, v, i) => (i % 2 === 0 && v > max ? v : max), 0),
 			maxRssBytes: process.resourceUsage().maxRSS * 1024,
+			runPeakRssBytes: runPeakRss,
 			vmHwmBytes: vmHwmKb * 1024
 		};
 		process.stdout.write(`result ${JSON.stringify(result)}\n`);

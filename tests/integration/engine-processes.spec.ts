@@ -198,12 +198,14 @@ describe('the engine across processes', () => {
 	}, 300_000);
 
 	it('two consoles on one PostgreSQL share the work, never run a node twice, and see each other’s events', async () => {
-		const [a, b] = await Promise.all([startEngineProcess(), startEngineProcess()]);
+		// Each console can run 8 tasks at once and the run wants 16: work reaches both whichever fetches first.
+		// (With room for the whole run, whichever console fetched first could rightly take every job.)
+		const [a, b] = await Promise.all([startEngineProcess({ concurrency: 8 }), startEngineProcess({ concurrency: 8 })]);
 		const run = await createRun(systemActor, {
 			kind: 'test-exclusive',
 			title: 'two consoles',
 			nodeIds,
-			options: { concurrency: 20 }
+			options: { concurrency: 16 }
 		});
 		const done = await waitForRun(run.id, ['succeeded', 'failed'], 120_000);
 		expect(done.state).toBe('succeeded');

@@ -234,26 +234,31 @@ class JobPump {
 			const free = this.capacity - this.inFlight.count;
 			if (free <= 0) this.starved = true;
 			else {
+				// The slots are reserved while the fetch is out, so that the pumps of other kinds fetching at the same
+				// moment do not count them free too; what the fetch did not fill is released after it.
+				this.inFlight.count += free;
+				let jobs: Job<{ taskId: string }>[] = [];
 				try {
-					const jobs = await this.boss.fetch<{ taskId: string }>(this.queue, { batchSize: free });
-					if (this.stopped) {
-						// Stopped while fetching: hand them back for whichever instance runs next.
-						if (jobs.length)
-							await this.boss
-								.fail(
-									this.queue,
-									jobs.map((j) => j.id)
-								)
-								.catch(() => {});
-						return;
-					}
-					for (const job of jobs) this.run(job);
-					// Every slot is taken, and the queue may hold more: look again as soon as one frees.
-					if (jobs.length === free) this.starved = true;
+					jobs = await this.boss.fetch<{ taskId: string }>(this.queue, { batchSize: free });
 				} catch (err) {
-					if (this.stopped) return;
-					log.warn({ err: loggableError(err), queue: this.queue }, 'fetching jobs failed');
+					if (!this.stopped) log.warn({ err: loggableError(err), queue: this.queue }, 'fetching jobs failed');
 				}
+				if (this.stopped) {
+					this.inFlight.count -= free;
+					// Stopped while fetching: hand them back for whichever instance runs next.
+					if (jobs.length)
+						await this.boss
+							.fail(
+								this.queue,
+								jobs.map((j) => j.id)
+							)
+							.catch(() => {});
+					return;
+				}
+				this.inFlight.count -= free - jobs.length;
+				for (const job of jobs) this.run(job);
+				// Every slot is taken, and the queue may hold more: look again as soon as one frees.
+				if (jobs.length === free) this.starved = true;
 			}
 			if (this.woken || this.stopped) continue;
 			await new Promise<void>((resolve) => {
@@ -267,9 +272,9 @@ class JobPump {
 		}
 	}
 
+	/** Runs a fetched job in the slot reserved for it, and frees the slot once the job is settled. */
 	private run(job: Job<{ taskId: string }>): void {
 		this.held.add(job.id);
-		this.inFlight.count++;
 		void this.handler(job)
 			.then(
 				() => (this.stopped ? undefined : this.completions.add(job.id)),

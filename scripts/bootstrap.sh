@@ -72,8 +72,9 @@ flotilla_npm_ci() {
 	fi
 }
 
-# ssh2 ciphers run twice as fast through its native binding. A node_modules built for another Node (or
-# against another Node's headers) silently falls back to JavaScript, so check that it loads, and rebuild.
+# ssh2 ciphers run twice as fast through its native binding, which its install script builds (package.json's
+# allowScripts lets npm 11 run it). A node_modules built for another Node, against another Node's headers, or
+# by an npm that skipped the script silently falls back to JavaScript: check that it loads, and rebuild.
 flotilla_native_addons() {
 	local root="$1"
 	(cd "$root" && node -e "process.exit(require('ssh2/lib/protocol/crypto.js').bindingAvailable ? 0 : 1)") 2>/dev/null && return 0

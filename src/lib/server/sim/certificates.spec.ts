@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,6 +41,23 @@ describe('simulated certificates', () => {
 			const verified = await run('openssl', ['verify', '-no_check_time', '-CAfile', join(dir, 'ca.pem'), certPath]);
 			expect(verified.stdout).toBe(`${certPath}: OK\n`);
 		}
+	});
+
+	it('encode every random serial as strict DER: 1,000 of them all parse', () => {
+		// One serial in 256 starts with a zero byte, which DER must drop; OpenSSL 3 refuses the certificate otherwise.
+		const ca = newCertificateAuthority('Flotilla demo CA');
+		const notBefore = new Date('2026-01-01T00:00:00Z');
+		const notAfter = new Date('2027-01-01T00:00:00Z');
+		const unreadable: string[] = [];
+		for (let i = 0; i < 1_000; i++) {
+			const { cert } = issueSimCertificate(ca, { commonName: `n${i}`, altNames: [`n${i}`], notBefore, notAfter });
+			try {
+				new X509Certificate(cert);
+			} catch (err) {
+				unreadable.push((err as Error).message);
+			}
+		}
+		expect(unreadable).toEqual([]);
 	});
 
 	it('refuses options it cannot answer instead of making output up', () => {

@@ -45,8 +45,13 @@ const sequence = (...parts: Buffer[]) => tlv(0x30, ...parts);
 const set = (...parts: Buffer[]) => tlv(0x31, ...parts);
 
 function integer(bytes: Buffer): Buffer {
+	// DER integers are minimal: leading zero bytes that do not keep the sign are refused by strict decoders
+	// (OpenSSL 3: "illegal padding"), and a random serial starts with one every 256th time.
+	let start = 0;
+	while (start < bytes.length - 1 && bytes[start] === 0 && !(bytes[start + 1]! & 0x80)) start++;
+	const minimal = bytes.subarray(start);
 	// DER integers are signed: a leading 1 bit needs a zero byte in front to stay positive.
-	return tlv(0x02, bytes[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), bytes]) : bytes);
+	return tlv(0x02, minimal[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), minimal]) : minimal);
 }
 
 function oid(dotted: string): Buffer {

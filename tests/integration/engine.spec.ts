@@ -14,10 +14,27 @@ import { backends } from '../support/databases';
 import { readEventStream, waitFor, waitForRun } from '../support/engine';
 import { checkFlow } from '../../src/lib/server/fleet/check-flow';
 import { sequenceFlow } from '../support/flows';
+import { sh } from '../../src/lib/server/ssh/shell';
 import { startSimFleet, type SimFleet } from '../support/sim-fleet';
 
 registerFlow(sequenceFlow);
 registerFlow(checkFlow);
+/** One node's step fails with a NUL character in its message and its log, as a node printing binary output. */
+registerFlow({
+	kind: 'test-nul',
+	steps: [
+		{
+			name: 'print',
+			async do(ctx) {
+				await ctx.exec(sh`sleep 0.1`);
+				if (ctx.node.name.endsWith('-0001')) {
+					ctx.log('binary\u0000output');
+					throw new Error('bad\u0000byte');
+				}
+			}
+		}
+	]
+});
 
 /**
  * A series' value as /metrics shows it (e.g. `flotilla_step_duration_seconds_count`), summed over the series
@@ -186,6 +203,27 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 			expect(x!.attempt).toBe(1);
 			expect(y!.attempt).toBe(1);
 		}
+	});
+
+	it('a NUL character in one node’s output or error fails only that node, not the tasks written with it', async () => {
+		const run = await createRun(systemActor, {
+			kind: 'test-nul',
+			title: 'binary output',
+			nodeIds: fleet.nodeIds.slice(0, 10),
+			options: { concurrency: 10 }
+		});
+		const done = await waitForRun(run.id, ['succeeded', 'failed']);
+		const bad = done.tasks.find((t) => t.nodeName.endsWith('-0001'))!;
+		expect(done.counts).toMatchObject({ total: 10, succeeded: 9, failed: 1 });
+		expect(bad.error).toBe('print: bad\uFFFDbyte');
+		expect(bad.steps.map((st) => `${st.name}:${st.state}:${st.error}`)).toEqual(['print:failed:bad\uFFFDbyte']);
+		const lines = (
+			await db()
+				.select()
+				.from(events)
+				.where(and(eq(events.taskId, bad.id), eq(events.type, 'task.output')))
+		).flatMap((r) => (r.data.lines as { t: string }[]).map((l) => l.t));
+		expect(lines).toContain('binary\uFFFDoutput');
 	});
 
 	it('cancel stops queued tasks at once and kills and rolls back the running ones', async () => {

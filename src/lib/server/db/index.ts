@@ -164,6 +164,17 @@ export async function queryRows<T>(query: SQL): Promise<T[]> {
 	return rowsOf<T>(await db().execute(query));
 }
 
+/**
+ * A value as JSON text for a `jsonb` parameter. PostgreSQL refuses the escape `\u0000` in jsonb, so a NUL
+ * character (a node printing binary output) would fail the statement, and with it every write batched into
+ * it: NULs become U+FFFD instead.
+ */
+export function jsonParam(value: unknown): string {
+	const text = JSON.stringify(value);
+	if (!text.includes('\\u0000')) return text;
+	return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'string' ? v.replaceAll('\0', '\uFFFD') : v));
+}
+
 /** The rows of what `execute` answered, on either back-end (inside a transaction, say). */
 export function rowsOf<T>(result: unknown): T[] {
 	const r = result as T[] | { rows: T[] };

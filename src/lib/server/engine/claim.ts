@@ -1,5 +1,5 @@
 import { eq, inArray, sql } from 'drizzle-orm';
-import { db, rowsOf } from '$lib/server/db';
+import { db, jsonParam, rowsOf } from '$lib/server/db';
 import {
 	credentials,
 	nodes,
@@ -49,7 +49,7 @@ const claims = new GroupCommit<string, Claim>(async (ids) => {
 
 /** The common case in one transaction: claim every startable task of the batch, read their runs, nodes and credentials. */
 async function claimBatch(ids: string[]): Promise<Map<string, Claim>> {
-	const batch = JSON.stringify(ids.map((id) => ({ id })));
+	const batch = jsonParam(ids.map((id) => ({ id })));
 	const lease = `${settings().leaseMs} milliseconds`;
 	return db().transaction(async (tx) => {
 		const claimed = rowsOf<{ id: string; previous: string }>(

@@ -1,5 +1,5 @@
 import { and, asc, eq, gt, sql } from 'drizzle-orm';
-import { databaseHandle, db, rowsOf } from '$lib/server/db';
+import { databaseHandle, db, jsonParam, rowsOf } from '$lib/server/db';
 import { events, type EventRow } from '$lib/server/db/schema';
 import { log, loggableError } from '$lib/server/log';
 
@@ -80,7 +80,7 @@ class EventWriter {
 					await tx.execute(sql`select pg_advisory_xact_lock(${EVENT_ORDER_LOCK})`);
 					// The batch travels as one JSON parameter: building and binding five parameters per row cost
 					// more than the insert itself once thousands of events a second were written.
-					const json = JSON.stringify(
+					const json = jsonParam(
 						batch.map(({ event: e }, i) => ({
 							i,
 							type: e.type,

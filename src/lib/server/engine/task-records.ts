@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { queryRows } from '$lib/server/db';
+import { jsonParam, queryRows } from '$lib/server/db';
 import type { StepPhase, StepState, TaskState } from '$lib/server/db/schema';
 import { GroupCommit } from './group-commit';
 import { instanceId } from './runtime';
@@ -31,7 +31,7 @@ interface StepEnd {
 // One statement inserts the batch's step rows and sets each task's current step. The batch travels as a
 // single JSON parameter, so its size is not bounded by PostgreSQL's limit on parameters.
 const starts = new GroupCommit<StepStart, number>(async (items) => {
-	const batch = JSON.stringify(
+	const batch = jsonParam(
 		items.map((s, i) => ({ i, task_id: s.taskId, name: s.name, phase: s.phase, attempt: s.attempt }))
 	);
 	const rows = await queryRows<{ id: string | number; task_id: string }>(sql`
@@ -55,7 +55,7 @@ const starts = new GroupCommit<StepStart, number>(async (items) => {
 });
 
 const ends = new GroupCommit<StepEnd, void>(async (items) => {
-	const batch = JSON.stringify(
+	const batch = jsonParam(
 		items.map((e) => ({
 			id: e.id,
 			task_id: e.taskId,
@@ -104,7 +104,7 @@ export interface TaskTimes {
 
 // Only a task this instance still holds is ended: one whose lease another instance took is left to it.
 const taskEnds = new GroupCommit<TaskEndWrite, TaskTimes | null>(async (items) => {
-	const batch = JSON.stringify(
+	const batch = jsonParam(
 		items.map((e) => ({ id: e.taskId, state: e.state, error: e.error, needs_attention: e.needsAttention }))
 	);
 	const rows = await queryRows<{ id: string; started_ms: string | number | null; ended_ms: string | number }>(sql`

@@ -56,16 +56,19 @@ export async function stopControlMasters(controlDir: string): Promise<void> {
 	await rm(controlDir, { recursive: true, force: true });
 }
 
+/** The first line a command prints about its version, or why it could not be read. */
+export async function toolVersion(file: string, args: string[]): Promise<string> {
+	try {
+		const { stdout, stderr } = await run(file, args);
+		return `${stdout}${stderr}`.trim().split('\n')[0]!;
+	} catch (error) {
+		return `unknown (${(error as Error).message})`;
+	}
+}
+
 /** The machine and tool versions, as list items for a section. */
 export async function machine(): Promise<string[]> {
-	const version = async (file: string, args: string[]) => {
-		try {
-			const { stdout, stderr } = await run(file, args);
-			return `${stdout}${stderr}`.trim().split('\n')[0]!;
-		} catch (error) {
-			return `unknown (${(error as Error).message})`;
-		}
-	};
+	const version = toolVersion;
 	const ssh2 = JSON.parse(
 		await readFile(new URL('../node_modules/ssh2/package.json', import.meta.url).pathname, 'utf8')
 	) as { version: string };

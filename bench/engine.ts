@@ -5,14 +5,13 @@
  * what each figure means and how the processes are laid out.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { promisify } from 'node:util';
 import postgres from 'postgres';
 import { format, resolveConfig } from 'prettier';
+import { median, run, toolVersion } from './common.ts';
 import { stepCount, stepMs } from './engine/flows.ts';
 
 const command = 'npm run bench:engine';
@@ -60,7 +59,6 @@ interface Measurement {
 	latency: { p50: number; p99: number; max: number; samples: number; complete: number; ordered: number } | null;
 }
 
-const run = promisify(execFile);
 const now = () => performance.timeOrigin + performance.now();
 
 /** A child running one of bench/engine/*.ts, with its stdout read line by line. */
@@ -210,11 +208,13 @@ async function measureOnce(
 			);
 			await clients.expect('connected');
 		}
-		const cpu0 = {
+		// CPU used so far by the fleet, the clients and PostgreSQL, read before and after the run.
+		const cpuNow = async () => ({
 			fleet: await cpuMsOf(o.fleet.proc.pid!),
 			clients: clients ? await cpuMsOf(clients.proc.pid!) : 0,
 			pg: o.pg ? await postgresCpuMs(o.pg.postmasterPid) : 0
-		};
+		});
+		const cpu0 = await cpuNow();
 		// Backends publish their statistics at most once a second.
 		await new Promise((r) => setTimeout(r, transactions ? 1_100 : 0));
 		const tx0 = (await transactions?.()) ?? 0;
@@ -232,11 +232,7 @@ async function measureOnce(
 			runPeakRssBytes: number;
 			vmHwmBytes: number;
 		};
-		const cpu1 = {
-			fleet: await cpuMsOf(o.fleet.proc.pid!),
-			clients: clients ? await cpuMsOf(clients.proc.pid!) : 0,
-			pg: o.pg ? await postgresCpuMs(o.pg.postmasterPid) : 0
-		};
+		const cpu1 = await cpuNow();
 		await new Promise((r) => setTimeout(r, transactions ? 1_100 : 0));
 		const tx1 = (await transactions?.()) ?? 0;
 		if (result.states.succeeded !== fleetSize) {
@@ -282,12 +278,6 @@ async function measureOnce(
 		await rm(commitsFile, { force: true });
 		await rm(join(o.dir, tag), { recursive: true, force: true });
 	}
-}
-
-function median(values: number[]): number {
-	const s = [...values].sort((a, b) => a - b);
-	const m = Math.floor(s.length / 2);
-	return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 const fixed = (n: number, digits = 2) => n.toFixed(digits);
@@ -392,14 +382,6 @@ function verdicts(rows: Row[], floor: Floor[]): string[] {
 }
 
 async function machine(pgUrl: string | undefined): Promise<string[]> {
-	const version = async (file: string, args: string[]) => {
-		try {
-			const { stdout, stderr } = await run(file, args);
-			return `${stdout}${stderr}`.trim().split('\n')[0]!;
-		} catch (error) {
-			return `unknown (${(error as Error).message})`;
-		}
-	};
 	const pkg = async (name: string) =>
 		(JSON.parse(await readFile(join(root, 'node_modules', name, 'package.json'), 'utf8')) as { version: string })
 			.version;
@@ -417,7 +399,7 @@ async function machine(pgUrl: string | undefined): Promise<string[]> {
 	}
 	return [
 		`- CPUs: ${availableParallelism()} (nproc) × ${cpus()[0]?.model ?? 'unknown'}, ${Math.round(totalmem() / 2 ** 30)} GiB RAM`,
-		`- Node ${process.version}, pg-boss ${await pkg('pg-boss')}, PGlite ${await pkg('@electric-sql/pglite')}, ssh2 ${await pkg('ssh2')}, ${await version('uname', ['-sr'])}`,
+		`- Node ${process.version}, pg-boss ${await pkg('pg-boss')}, PGlite ${await pkg('@electric-sql/pglite')}, ssh2 ${await pkg('ssh2')}, ${await toolVersion('uname', ['-sr'])}`,
 		`- ${pgVersion} (throwaway server from scripts/throwaway-postgres.sh: fsync and synchronous_commit off); PGlite on files in a temporary folder, as the console keeps it`
 	];
 }

@@ -90,19 +90,18 @@ class EventWriter {
 							data: e.data ?? {}
 						}))
 					);
-					const rows = rowsOf<{ id: string | number }>(
+					const ids = rowsOf<{ id: string | number }>(
 						await tx.execute(sql`
 							insert into events (type, run_id, task_id, node_id, data)
 							select type, run_id, task_id, node_id, data
 							from jsonb_to_recordset(${json}::jsonb) as v(i int, type text, run_id uuid, task_id uuid, node_id uuid, data jsonb)
 							order by i
 							returning id`)
-					).map((r) => ({ id: Number(r.id) }));
-					const last = Math.max(...rows.map((r) => r.id));
-					await tx.execute(sql`select pg_notify(${CHANNEL}, ${String(last)})`);
-					return rows;
+					).map((r) => Number(r.id));
+					await tx.execute(sql`select pg_notify(${CHANNEL}, ${String(Math.max(...ids))})`);
+					return ids;
 				});
-				commitObserver?.(committed.map((r) => r.id));
+				commitObserver?.(committed);
 			} catch (err) {
 				// The tables hold the true state; a lost event costs a live update, not correctness.
 				log.error({ err: loggableError(err), events: batch.length }, 'could not write engine events');

@@ -1,4 +1,4 @@
-import { error, redirect, type Handle, type HandleServerError, type ServerInit } from '@sveltejs/kit';
+import { error, json, redirect, text, type Handle, type HandleServerError, type ServerInit } from '@sveltejs/kit';
 import { sequence } from '@sveltejs/kit/hooks';
 import { actorOf, recordAudit } from '$lib/server/audit';
 import { authorize } from '$lib/server/auth/access';
@@ -40,20 +40,22 @@ const authenticate: Handle = async ({ event, resolve }) => {
 		return resolve(event);
 	}
 
-	// A browser session may change things through the API only from the console's own pages. Browsers send
-	// Origin with every such request; scripts authenticate with a token instead and are not affected.
+	// Cross-site request forgery rides on the browser's ambient credential, the session cookie, so only requests
+	// without a token are checked (SvelteKit's own check, turned off in svelte.config.js, could not tell a
+	// script's token from a browser's form). Browsers send Origin with every POST, PUT, PATCH and DELETE.
 	const mutating = !['GET', 'HEAD', 'OPTIONS'].includes(event.request.method);
-	if (
-		api &&
-		mutating &&
-		event.cookies.get(SESSION_COOKIE) &&
-		event.request.headers.get('origin') !== event.url.origin
-	) {
-		return errorResponse(
-			403,
-			'forbidden',
-			'Cross-origin request refused: send an API token, or use the console itself'
-		);
+	if (mutating && event.request.headers.get('origin') !== event.url.origin) {
+		// The API: a change in a browser session comes only from the console's own pages. Without a cookie there
+		// is nothing to forge; the access table answers 401.
+		if (api && event.cookies.get(SESSION_COOKIE)) {
+			return errorResponse(
+				403,
+				'forbidden',
+				'Cross-origin request refused: send an API token, or use the console itself'
+			);
+		}
+		// Pages: every form post, signed in or not (a forged sign-in would plant the attacker's session).
+		if (!api) return crossSiteFormRefusal(event.request);
 	}
 
 	const sessionToken = event.cookies.get(SESSION_COOKIE);
@@ -74,6 +76,14 @@ const authenticate: Handle = async ({ event, resolve }) => {
 	}
 	return resolve(event);
 };
+
+/** SvelteKit's own answer to a cross-site form post, which browsers and its client script understand. */
+function crossSiteFormRefusal(request: Request): Response {
+	const message = `Cross-site ${request.method} form submissions are forbidden`;
+	return request.headers.get('accept') === 'application/json'
+		? json({ message }, { status: 403 })
+		: text(message, { status: 403 });
+}
 
 /** Enforces the access table (src/lib/server/auth/access.ts) for every request. */
 const authorizeRequest: Handle = async ({ event, resolve }) => {

@@ -194,6 +194,73 @@ test('a browser session cannot change things through the API from another site; 
 	expect(fromToken.status).toBe(200);
 });
 
+test("form posts without the console's Origin are refused, sign-in included; a token is never mistaken for a form", async () => {
+	const admin = await signInAs('admin');
+	const before = await countRows('api_tokens');
+	// No Origin at all (an old browser, or a forged post the browser sent without one): refused as well.
+	const noOrigin = await fetch(`${baseURL}/settings?/createToken`, {
+		method: 'POST',
+		redirect: 'manual',
+		headers: { ...cookie(admin), 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html' },
+		body: 'name=csrf&scopes=read'
+	});
+	expect(noOrigin.status).toBe(403);
+	expect(await noOrigin.text()).toBe('Cross-site POST form submissions are forbidden');
+	expect(await countRows('api_tokens')).toBe(before);
+	// A forged sign-in would put the victim's browser in the attacker's session.
+	const login = await postForm('/login', people.viewer, { origin: 'http://evil.example' });
+	expect(login.status).toBe(403);
+	expect(login.headers.getSetCookie()).toEqual([]);
+
+	// Scripts: a token with a form content type reaches the endpoint, which says what it takes, as JSON.
+	const { token } = await (
+		await call('/api/auth/tokens', {
+			method: 'POST',
+			headers: cookie(admin),
+			json: { name: 'forms', scopes: ['admin'] }
+		})
+	).json();
+	for (const type of ['application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'text/plain']) {
+		const res = await call('/api/users', {
+			method: 'POST',
+			headers: { ...bearer(token), 'content-type': type },
+			body: 'username=x&password=y&role=admin'
+		});
+		expect(res.status, type).toBe(415);
+		expect((await res.json()).error.code, type).toBe('unsupported_media_type');
+	}
+	// Without a token or a session there is nothing to forge: the access table answers, as JSON.
+	const anonymous = await call('/api/users', {
+		method: 'POST',
+		headers: { 'content-type': 'application/x-www-form-urlencoded' },
+		body: 'username=x'
+	});
+	expect(anonymous.status).toBe(401);
+	expect((await anonymous.json()).error.code).toBe('unauthenticated');
+	// A browser session's form-typed call from another site is still refused, as JSON.
+	const fromSession = await call('/api/users', {
+		method: 'POST',
+		headers: { ...cookie(admin), origin: 'http://evil.example', 'content-type': 'text/plain' },
+		body: '{}'
+	});
+	expect(fromSession.status).toBe(403);
+	expect((await fromSession.json()).error.code).toBe('forbidden');
+});
+
+test('a form action that does not exist, or the reserved name default, is a 404, not a 500', async () => {
+	const admin = await signInAs('admin');
+	for (const [path, headers] of [
+		['/login?/default', {}],
+		['/login?/nope', {}],
+		['/settings?/default', cookie(admin)],
+		['/settings?/nope', cookie(admin)],
+		['/settings', cookie(admin)]
+	] as const) {
+		const res = await postForm(path, { username: 'x', password: 'y' }, headers);
+		expect(res.status, path).toBe(404);
+	}
+});
+
 test('a form action sent something that is not a form gets a 4xx, not a 500', async () => {
 	const admin = await signInAs('admin');
 	const res = await call('/settings/users?/create', {

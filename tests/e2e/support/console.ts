@@ -35,11 +35,14 @@ export function consoleDatabase(): postgres.Sql {
 
 /**
  * A plain HTTP client with no cookie jar, so that each request carries exactly the credentials given.
- * Changes carry the console's own Origin, as its pages send them, unless the caller names another.
+ * Changes made with a session cookie carry the console's own Origin, as its pages send them, unless the caller
+ * names another; calls with a token carry none, as scripts send them.
  */
 export function call(pathname: string, init: RequestInit & { json?: unknown } = {}): Promise<Response> {
 	const headers = new Headers(init.headers);
-	if (init.method && init.method !== 'GET' && !headers.has('origin')) headers.set('origin', baseURL);
+	if (init.method && init.method !== 'GET' && headers.has('cookie') && !headers.has('origin')) {
+		headers.set('origin', baseURL);
+	}
 	let body = init.body;
 	if (init.json !== undefined) {
 		headers.set('content-type', 'application/json');

@@ -154,7 +154,13 @@ describe('authorize', () => {
 		expect(authorize('/(app)/settings/users', 'POST', '?x=1&/create', person('viewer'))).toMatchObject({ status: 403 });
 		expect(authorize('/(app)/settings/users', 'POST', '?/create', person('operator'))).toMatchObject({ status: 403 });
 		expect(authorize('/(app)/settings', 'POST', '?/createToken', person('viewer'))).toMatchObject({ allow: true });
-		expect(authorize('/(app)/settings', 'POST', '?/nonsense', person('admin'))).toMatchObject({ status: 405 });
+		expect(authorize('/(app)/settings', 'POST', '?/nonsense', person('admin'))).toMatchObject({ status: 404 });
+		// SvelteKit throws (a 500) on an explicit ?/default, even on pages whose only action is the default one.
+		expect(actionName('?/default')).toBeNull();
+		expect(authorize('/(auth)/login', 'POST', '', null)).toMatchObject({ allow: true });
+		expect(authorize('/(auth)/login', 'POST', '?/default', null)).toMatchObject({ status: 404 });
+		expect(authorize('/(app)/settings', 'POST', '?/default', person('admin'))).toMatchObject({ status: 404 });
+		expect(authorize('/(app)/nodes/[id]', 'POST', '', person('admin'))).toMatchObject({ status: 404 });
 	});
 
 	it('refuses methods a route does not declare, and routes missing from the table', () => {

@@ -130,11 +130,12 @@ export type Decision =
 
 /**
  * The form action a POST to a page names, read exactly as SvelteKit reads it: the first query parameter,
- * wherever it stands, whose name starts with `/`; `default` when there is none.
+ * wherever it stands, whose name starts with `/`; `default` when there is none. Null for an explicit
+ * `?/default`: SvelteKit reserves that name and throws on it (a 500), so it is refused like a missing action.
  */
-export function actionName(search: string): string {
+export function actionName(search: string): string | null {
 	for (const [name] of new URLSearchParams(search)) {
-		if (name.startsWith('/')) return name.slice(1);
+		if (name.startsWith('/')) return name === '/default' ? null : name.slice(1);
 	}
 	return 'default';
 }
@@ -143,13 +144,17 @@ export function ruleFor(
 	routeId: string,
 	method: string,
 	search: string
-): Rule | { missing: 'route' | 'method'; allowed?: string[] } {
+): Rule | { missing: 'route' | 'method' | 'action'; allowed?: string[] } {
 	const policy = accessPolicy[routeId];
 	if (!policy) return { missing: 'route' };
 	const m = method === 'HEAD' ? 'GET' : method;
 	if (policy.kind === 'page') {
 		if (m === 'GET') return policy.view;
-		if (m === 'POST') return policy.actions?.[actionName(search)] ?? { missing: 'method', allowed: ['GET'] };
+		if (m === 'POST') {
+			if (!policy.actions) return { missing: 'method', allowed: ['GET'] };
+			const action = actionName(search);
+			return (action !== null && policy.actions[action]) || { missing: 'action' };
+		}
 		return { missing: 'method', allowed: policy.actions ? ['GET', 'POST'] : ['GET'] };
 	}
 	return policy.methods[m as Method] ?? { missing: 'method', allowed: Object.keys(policy.methods) };
@@ -158,9 +163,13 @@ export function ruleFor(
 export function authorize(routeId: string, method: string, search: string, principal: Principal | null): Decision {
 	const rule = ruleFor(routeId, method, search);
 	if ('missing' in rule) {
-		return rule.missing === 'route'
-			? { allow: false, status: 403, message: `No access rule is declared for ${routeId}` }
-			: { allow: false, status: 405, message: `${method} is not allowed here`, allowed: rule.allowed };
+		if (rule.missing === 'route') {
+			return { allow: false, status: 403, message: `No access rule is declared for ${routeId}` };
+		}
+		if (rule.missing === 'action') {
+			return { allow: false, status: 404, message: `This page has no form action ${search || '(default)'}` };
+		}
+		return { allow: false, status: 405, message: `${method} is not allowed here`, allowed: rule.allowed };
 	}
 	if (rule.level === 'public') return { allow: true, rule };
 	if (!principal) return { allow: false, status: 401, message: 'Sign in or send an API token' };

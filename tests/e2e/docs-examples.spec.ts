@@ -1,0 +1,186 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { expect, test } from '@playwright/test';
+import { baseURL, call, cookie, loadTokens, signInAs } from './support/console';
+
+/**
+ * Every shell example in docs/api.md and docs/code-sync.md runs here as written: its text goes to bash
+ * unchanged but for the documented placeholders (`<node id>`, `<run id>`, `<commit>`, `$TOKEN`, `$CRED`) and
+ * the console's address. Nothing adds an Origin header or changes a content type, so the docs cannot promise
+ * a call that a script would see refused. A new example without an expectation here fails the test.
+ */
+
+const run = promisify(execFile);
+const docs = ['docs/api.md', 'docs/code-sync.md'];
+
+/** The commands of every ```sh block: continuation lines joined, comments and `VAR=value` lines left out. */
+function documentedCommands(file: string): string[] {
+	const text = readFileSync(file, 'utf8');
+	const commands: string[] = [];
+	for (const [, block] of text.matchAll(/```sh\n([\s\S]*?)```/g)) {
+		for (const line of block!.replace(/\\\n\s*/g, '').split('\n')) {
+			const command = line.trim();
+			if (command && !command.startsWith('#') && !/^[A-Z_]+=\S*(\s+#.*)?$/.test(command)) commands.push(command);
+		}
+	}
+	return commands;
+}
+
+type Answer = { status: number; body: string; json: () => any };
+type Example = { match: RegExp; check: (answer: Answer) => void | Promise<void> };
+
+let tokens: ReturnType<typeof loadTokens>;
+let admin: string;
+let cwd: string;
+let credentialId: string;
+const nodeIds: string[] = [];
+const commit = randomBytes(20).toString('hex');
+let runId = '';
+
+test.beforeAll(async () => {
+	tokens = loadTokens();
+	admin = await signInAs('admin');
+	cwd = await mkdtemp(join(tmpdir(), 'flotilla-docs-'));
+	await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(cwd, 'key')]);
+	const cred = await call('/api/credentials', {
+		method: 'POST',
+		headers: cookie(admin),
+		json: { name: `docs-examples-${Date.now()}`, private_key: await readFile(join(cwd, 'key'), 'utf8') }
+	});
+	expect(cred.status).toBe(201);
+	credentialId = (await cred.json()).id;
+	const role = await call('/api/roles', {
+		method: 'POST',
+		headers: cookie(admin),
+		json: { name: 'web', path: '/srv/web', units: ['web.service'] }
+	});
+	expect(role.status).toBe(201);
+	// Nothing listens on these addresses: the check the example starts fails at once, as a real run may.
+	for (const i of [0, 1]) {
+		const res = await call('/api/nodes', {
+			method: 'POST',
+			headers: cookie(admin),
+			json: {
+				name: `docs-web-${i}`,
+				host: `127.0.1.${246 + i}`,
+				credential_id: credentialId,
+				roles: ['web'],
+				host_key_fingerprint: `SHA256:${'D'.repeat(42)}${i}`
+			}
+		});
+		expect(res.status).toBe(201);
+		nodeIds.push((await res.json()).id);
+	}
+	await writeFile(join(cwd, 'hosts.ini'), '[docs_db]\ndocs-db1 ansible_host=127.0.1.245\n');
+});
+
+test.afterAll(async () => {
+	if (runId) await call(`/api/runs/${runId}/cancel`, { method: 'POST', headers: cookie(admin) });
+	for (const id of nodeIds) await call(`/api/nodes/${id}`, { method: 'DELETE', headers: cookie(admin) });
+	await call('/api/roles/web', { method: 'DELETE', headers: cookie(admin) });
+	await call(`/api/credentials/${credentialId}`, { method: 'DELETE', headers: cookie(admin) });
+	await rm(cwd, { recursive: true, force: true });
+});
+
+/** What each documented command must answer, in the order the docs give them. */
+const examples: Example[] = [
+	{
+		match: /inventory\/import\?credential_id=\$CRED&dry_run=1/,
+		check: (a) => {
+			expect(a.status).toBe(200);
+			expect(a.json()).toMatchObject({ dry_run: true, format: 'ini', created: 1, errors: [] });
+		}
+	},
+	{
+		match: /\/api\/version$/,
+		check: (a) => {
+			expect(a.status).toBe(200);
+			expect(a.json()).toMatchObject({ name: 'flotilla', database: 'postgres' });
+		}
+	},
+	{
+		match: /\/api\/audit\?action=user\.&limit=20'$/,
+		check: (a) => {
+			expect(a.status).toBe(200);
+			const { items } = a.json();
+			expect(items.length).toBeGreaterThan(0);
+			expect(items.length).toBeLessThanOrEqual(20);
+			for (const row of items) expect(row.action).toMatch(/^user\./);
+		}
+	},
+	{
+		match: /"kind": "check".*\/api\/runs$/,
+		check: (a) => {
+			expect(a.status).toBe(202);
+			runId = a.json().run_id;
+			expect(runId).toMatch(/^[0-9a-f-]{36}$/);
+		}
+	},
+	{
+		match: /\/api\/runs\/<run id>\/events$/,
+		check: (a) => {
+			expect(a.status).toBe(200);
+			// The stream starts at the run's first event and stays open; the harness stops reading after a while.
+			const events = [...a.body.matchAll(/^event: (\S+)\ndata: (.*)$/gm)].map((m) => [m[1], JSON.parse(m[2]!)]);
+			expect(events.length).toBeGreaterThan(0);
+			expect(events.every(([, e]) => e.run_id === runId)).toBe(true);
+			expect(events.map(([type]) => type)).toContain('run.state');
+		}
+	},
+	{
+		match: /\/api\/code-source\/notify$/,
+		check: (a) => {
+			expect(a.status).toBe(200);
+			expect(a.json()).toEqual({ commit, roles: [{ role: 'web', new_commit: true, nodes_outdated: 2 }] });
+		}
+	},
+	{
+		match: /"dry_run": true.*\/api\/updates\/trigger$/,
+		check: (a) => {
+			expect(a.status).toBe(200);
+			const { plan } = a.json();
+			expect(plan.targets).toEqual({ web: commit });
+			const listed = [...plan.nodes, ...plan.excluded].map((n: { id: string }) => n.id);
+			expect(listed.sort()).toEqual([...nodeIds].sort());
+		}
+	}
+];
+
+/** Runs one documented command through bash; a `curl` wrapper reads the status and bounds streams. */
+async function runDocumented(command: string): Promise<Answer> {
+	const script = command
+		.replaceAll('http://localhost:3000', baseURL)
+		.replaceAll('<node id>", "<node id>', nodeIds.join('", "'))
+		.replaceAll('<run id>', runId)
+		.replaceAll('<commit>', commit);
+	expect(script, 'a placeholder this test does not fill').not.toMatch(/<[a-z ]+>/);
+	const wrapper = `curl() { command curl --max-time 5 -w '\\n%{http_code}' "$@"; }\n`;
+	const { stdout } = await run('bash', ['-c', wrapper + script + ' || [ $? = 28 ]'], {
+		cwd,
+		env: { ...process.env, TOKEN: tokens.admin, CRED: credentialId }
+	});
+	const cut = stdout.lastIndexOf('\n');
+	const body = stdout.slice(0, cut);
+	return { status: Number(stdout.slice(cut + 1)), body, json: () => JSON.parse(body) };
+}
+
+test('every shell example in the docs runs as written and answers as documented', async () => {
+	const commands = docs.flatMap(documentedCommands);
+	const unmatched = commands.filter((c) => examples.filter((e) => e.match.test(c)).length !== 1);
+	expect(unmatched, 'documented commands with no (or more than one) expectation here').toEqual([]);
+	const unused = examples.filter((e) => !commands.some((c) => e.match.test(c)));
+	expect(
+		unused.map((e) => String(e.match)),
+		'expectations whose example left the docs'
+	).toEqual([]);
+
+	for (const command of commands) {
+		const answer = await runDocumented(command);
+		await test.step(command, () => examples.find((e) => e.match.test(command))!.check(answer));
+	}
+});

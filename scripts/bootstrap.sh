@@ -85,11 +85,13 @@ flotilla_system_packages() {
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 || return 1
 }
 
-# Native addons must build against the headers of the Node that runs them, whatever an npmrc says.
+# Native addons must build against the headers of the Node that runs them, whatever an npmrc says (this
+# machine kind's ~/.npmrc has nodedir=/usr, Node 20's). node-gyp's own variable outranks npm's nodedir, and
+# unlike npm_config_nodedir it makes npm 11 print no "Unknown env config" warning.
 flotilla_node_headers() {
 	local prefix
 	prefix="$(dirname "$(dirname "$(command -v node)")")"
-	if [ -f "$prefix/include/node/node.h" ]; then export npm_config_nodedir="$prefix"; fi
+	if [ -f "$prefix/include/node/node.h" ]; then export npm_package_config_node_gyp_nodedir="$prefix"; fi
 }
 
 # Fails early, naming the fix, when package-lock.json does not load or does not match package.json under the

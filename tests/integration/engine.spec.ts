@@ -108,7 +108,7 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 		expect(peak).toBeGreaterThan(1);
 	});
 
-	it.each([1, 2, 3, 4])('a failure at step %i rolls back exactly the completed steps, in reverse', async (at) => {
+	it.each([1, 2, 3, 4])('a failure at step %i undoes that step, then the completed ones, in reverse', async (at) => {
 		const run = await createRun(systemActor, {
 			kind: 'test-sequence',
 			title: `fail at ${at}`,
@@ -121,7 +121,8 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 			const expected = [
 				...Array.from({ length: at - 1 }, (_, i) => `do:step-${i + 1}:succeeded`),
 				`do:step-${at}:failed`,
-				...Array.from({ length: at - 1 }, (_, i) => `undo:step-${at - 1 - i}:succeeded`)
+				// The failed step may have half-happened: its own undo runs first.
+				...Array.from({ length: at }, (_, i) => `undo:step-${at - i}:succeeded`)
 			];
 			expect(t.steps.map((s) => `${s.phase}:${s.name}:${s.state}`)).toEqual(expected);
 			expect(t.state).toBe(at === 1 ? 'failed' : 'rolled_back');
@@ -129,7 +130,7 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 			expect(t.needsAttention).toBe(false);
 			expect(await outputOf(t.id)).toEqual([
 				...Array.from({ length: at - 1 }, (_, i) => `do-${i + 1}`),
-				...Array.from({ length: at - 1 }, (_, i) => `undo-${at - 1 - i}`)
+				...Array.from({ length: at }, (_, i) => `undo-${at - i}`)
 			]);
 		}
 	});
@@ -149,6 +150,7 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 			'do:step-1:succeeded',
 			'do:step-2:succeeded',
 			'do:step-3:failed',
+			'undo:step-3:succeeded',
 			'undo:step-2:failed'
 		]);
 		expect(done.counts.needs_attention).toBe(1);
@@ -238,10 +240,9 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 			const r = await getRun(run.id);
 			return r.tasks.filter((t) => t.currentStep === 'step-2').length === 4;
 		});
-		const cancelStarted = Date.now();
 		await cancelRun(systemActor, run.id);
-		const done = await waitForRun(run.id, ['cancelled'], 10_000);
-		expect(Date.now() - cancelStarted).toBeLessThan(5_000);
+		// The hung commands sleep 600 s: the run can only end because the cancel killed them.
+		const done = await waitForRun(run.id, ['cancelled'], 30_000);
 		expect(done.counts).toMatchObject({ total: 20, cancelled: 20 });
 		const ran = done.tasks.filter((t) => t.steps.length);
 		expect(ran).toHaveLength(4);
@@ -249,6 +250,7 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 			expect(t.steps.map((s) => `${s.phase}:${s.name}:${s.state}`)).toEqual([
 				'do:step-1:succeeded',
 				'do:step-2:cancelled',
+				'undo:step-2:succeeded',
 				'undo:step-1:succeeded'
 			]);
 		}

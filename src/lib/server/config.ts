@@ -20,6 +20,7 @@ const envSchema = z.object({
 	FLOTILLA_DEMO: z.enum(['0', '1'], { error: 'must be 0 or 1' }).default('0'),
 	FLOTILLA_ENGINE_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(2_000).default(50),
 	FLOTILLA_TASK_LEASE_SECONDS: z.coerce.number().int('must be a whole number').min(2).max(600).default(30),
+	FLOTILLA_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(3600).default(30),
 	FLOTILLA_HEALTH_SWEEP_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(86_400).default(60),
 	FLOTILLA_HEALTH_SWEEP_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(500).default(20)
 });
@@ -38,6 +39,8 @@ export type Config = {
 	engineConcurrency: number;
 	/** How long a task's claim holds without renewal before another instance recovers it. */
 	taskLeaseMs: number;
+	/** On SIGTERM, how long running steps may finish before they are interrupted and left for recovery. */
+	shutdownGraceMs: number;
 	/** Seconds between health sweeps (0: none), and nodes swept at once. */
 	healthSweepSeconds: number;
 	healthSweepConcurrency: number;
@@ -73,6 +76,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		demo: e.FLOTILLA_DEMO === '1',
 		engineConcurrency: e.FLOTILLA_ENGINE_CONCURRENCY,
 		taskLeaseMs: e.FLOTILLA_TASK_LEASE_SECONDS * 1000,
+		shutdownGraceMs: e.FLOTILLA_SHUTDOWN_GRACE_SECONDS * 1000,
 		healthSweepSeconds: e.FLOTILLA_HEALTH_SWEEP_SECONDS,
 		healthSweepConcurrency: e.FLOTILLA_HEALTH_SWEEP_CONCURRENCY,
 		version: readVersion()

@@ -43,7 +43,8 @@ export function startConsole(): Promise<DatabaseHandle> {
 		await startEngine({
 			concurrency: cfg.engineConcurrency,
 			leaseMs: cfg.taskLeaseMs,
-			sweepMs: Math.min(5_000, cfg.taskLeaseMs)
+			sweepMs: Math.min(5_000, cfg.taskLeaseMs),
+			shutdownGraceMs: cfg.shutdownGraceMs
 		});
 		const demo = cfg.demo ? await startDemoFleet(cfg.dataDir) : undefined;
 		const stopPeriodic = startPeriodic([

@@ -127,22 +127,6 @@ export async function buildPlan(scope: UpdateScope = {}, concurrency = DEFAULT_U
 }
 
 /** Runs of Code Sync not yet ended that already cover some of these nodes (seed 003: no double rollouts). */
-async function overlappingRuns(nodeIds: string[]): Promise<{ id: string; number: number; title: string }[]> {
-	if (!nodeIds.length) return [];
-	return db()
-		.selectDistinct({ id: runs.id, number: runs.number, title: runs.title })
-		.from(runs)
-		.innerJoin(tasks, sql`${tasks.runId} = ${runs.id}`)
-		.where(
-			and(
-				sql`${runs.kind} = 'code-sync'`,
-				inArray(runs.state, ['queued', 'running', 'paused']),
-				inArray(tasks.state, ['queued', 'running']),
-				inArray(tasks.nodeId, nodeIds)
-			)
-		);
-}
-
 export type TriggerInput = z.infer<typeof triggerSchema>;
 
 /**
@@ -166,14 +150,6 @@ export async function triggerUpdate(actor: Actor, input: TriggerInput): Promise<
 			});
 		}
 	}
-	const busy = await overlappingRuns(plan.nodes.map((n) => n.id));
-	if (busy.length) {
-		throw new ServiceError(
-			'conflict',
-			`Run #${busy[0]!.number} (${busy[0]!.title}) is still updating some of these nodes`,
-			{ scope: 'overlaps a Code Sync run in progress' }
-		);
-	}
 	const phaseOf = new Map(plan.nodes.map((n) => [n.id, n.phase]));
 	const run = await createRun(actor, {
 		kind: 'code-sync',
@@ -186,7 +162,9 @@ export async function triggerUpdate(actor: Actor, input: TriggerInput): Promise<
 			criticalPhases: plan.phases.filter((p) => p.critical).map((p) => p.phase),
 			...(input.max_failure_percent !== undefined ? { maxFailurePercent: input.max_failure_percent } : {})
 		},
-		phaseOf: (id) => phaseOf.get(id) ?? 1
+		phaseOf: (id) => phaseOf.get(id) ?? 1,
+		// Another Code Sync run still on some of these nodes refuses this one (409), atomically.
+		exclusive: true
 	});
 	return { plan, runId: run.id };
 }

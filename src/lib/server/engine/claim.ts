@@ -39,12 +39,20 @@ export function claimTask(taskId: string): Promise<Claim> {
 const claims = new GroupCommit<string, Claim>(async (ids) => {
 	let taken = new Map<string, Claim>();
 	try {
-		taken = await claimBatch(ids);
+		taken = await claimBatch([...new Set(ids)]);
 	} catch (err) {
 		// One node running another run's task refuses the whole batch: take them one by one instead.
 		if (!isUniqueViolation(err)) throw err;
 	}
-	return Promise.all(ids.map((id) => taken.get(id) ?? claimOne(id)));
+	// The runner asks once per task at a time, but a batch never hands one task out twice, whoever asks.
+	const asked = new Set<string>();
+	return Promise.all(
+		ids.map((id): Claim | Promise<Claim> => {
+			if (asked.has(id)) return { kind: 'retry_later', why: 'asked for twice at once' };
+			asked.add(id);
+			return taken.get(id) ?? claimOne(id);
+		})
+	);
 });
 
 /** The common case in one transaction: claim every startable task of the batch, read their runs, nodes and credentials. */

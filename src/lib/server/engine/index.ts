@@ -6,15 +6,26 @@ import { dispatchRun } from './dispatch';
 import { drainEvents, eventBus } from './events';
 import { registeredKinds } from './flows';
 import { useQueueDepth } from './metrics';
-import { activeTaskCount, executeTask, interruptRun, renewLeases } from './runner';
-import { queueDepth, startBoss, stopBoss, workOn, type EngineSettings } from './runtime';
+import { drainTasks, executeTask, interruptRun, releaseLeases, renewLeases } from './runner';
+import {
+	queueDepth,
+	releaseSlot,
+	startBoss,
+	stopBoss,
+	stopFetching,
+	takeSlots,
+	workOn,
+	type EngineSettings
+} from './runtime';
 
 export { instanceId } from './runtime';
 
 /** Tasks dispatched this long ago whose job never ran are sent again (a lost insert, an exhausted retry). */
 const STALE_DISPATCH_MS = 5 * 60_000;
+const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
 
 let timers: NodeJS.Timeout[] = [];
+let engineSettings: EngineSettings | undefined;
 let unsubscribe: (() => void) | undefined;
 let sweeping = false;
 
@@ -23,10 +34,12 @@ let sweeping = false;
  * lease renewal, and the sweep that recovers tasks whose instance died. Register flows before calling.
  */
 export async function startEngine(s: EngineSettings): Promise<void> {
+	engineSettings = s;
 	await startBoss(s);
 	await eventBus.start();
 	useQueueDepth(queueDepth);
-	// A cancel written by any instance reaches the tasks this instance runs.
+	// A cancel written by any instance reaches the tasks this instance runs at once; the run's row carries it
+	// too (lease renewal and every step start read it), so a lost event only delays it.
 	unsubscribe = eventBus.subscribe((e) => {
 		if (e.type === 'run.state' && e.data.state === 'cancelled' && e.run_id) interruptRun(e.run_id, 'cancelled');
 	});
@@ -43,23 +56,34 @@ export async function startEngine(s: EngineSettings): Promise<void> {
 }
 
 /**
- * Stops taking work. Tasks still running are left to their leases: once those expire, another instance
- * (or this one after a restart) inspects and recovers them, exactly as after a crash.
+ * Stops this instance's engine, draining: no new task starts, running steps may finish for up to
+ * `shutdownGraceMs`, after which the ones still running are interrupted (their commands killed on the node).
+ * Nothing is rolled back: each unfinished task stays `running`, and its lease is released so that another
+ * instance (or this one after a restart) inspects and recovers it at once, exactly as after a crash. Leases are
+ * renewed, and cancels heard, until every task here has settled.
  */
 export async function stopEngine(): Promise<void> {
-	for (const t of timers) clearInterval(t);
+	const [renew, ...rest] = timers;
+	for (const t of rest) clearInterval(t);
+	stopFetching();
+	await drainTasks(engineSettings?.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS);
+	clearInterval(renew);
 	timers = [];
 	unsubscribe?.();
+	const left = await releaseLeases().catch((err) => {
+		log.warn({ err: loggableError(err) }, 'could not release the leases of unfinished tasks');
+		return 0;
+	});
+	if (left) log.info({ tasks: left }, 'engine stopped with unfinished tasks; they are left for recovery');
 	await stopBoss();
 	await eventBus.stop();
 	await drainEvents();
-	if (activeTaskCount())
-		log.info({ tasks: activeTaskCount() }, 'engine stopped with tasks in flight; they will be recovered');
 }
 
 /**
- * The safety net behind every fast path: takes over tasks whose owner's lease expired, re-sends tasks whose
- * job was lost, and moves every running run forward (a crash between a task's end and its dispatch).
+ * The safety net behind every fast path: takes over tasks whose owner's lease expired (within this
+ * instance's free slots), re-sends tasks whose job was lost, and moves every running run forward (a crash
+ * between a task's end and its dispatch).
  */
 export async function sweepRuns(): Promise<void> {
 	if (sweeping) return;
@@ -70,18 +94,22 @@ export async function sweepRuns(): Promise<void> {
 			.from(tasks)
 			.where(and(eq(tasks.state, 'running'), lt(tasks.leaseExpiresAt, sql`now()`)))
 			.limit(500);
-		for (const o of orphans) {
-			void executeTask(o.id).catch((err) => log.debug({ err: loggableError(err), taskId: o.id }, 'recovery deferred'));
+		const slots = takeSlots(orphans.length);
+		for (const o of orphans.slice(0, slots)) {
+			void executeTask(o.id)
+				.catch((err) => log.debug({ err: loggableError(err), taskId: o.id }, 'recovery deferred'))
+				.finally(releaseSlot);
 		}
-		await db()
-			.update(tasks)
-			.set({ dispatchedAt: null, jobId: null })
-			.where(
-				and(
-					eq(tasks.state, 'queued'),
-					lt(tasks.dispatchedAt, sql`now() - ${`${STALE_DISPATCH_MS} milliseconds`}::interval`)
-				)
-			);
+		// A task dispatched long ago is sent again only when its job is gone from pg-boss (a lost insert, an
+		// exhausted retry). One whose job still waits, say behind another task on its node, keeps that job:
+		// a second would run it twice.
+		await db().execute(sql`
+			update tasks set dispatched_at = null, job_id = null
+			where state = 'queued' and dispatched_at < now() - ${`${STALE_DISPATCH_MS} milliseconds`}::interval
+				and not exists (
+					select 1 from pgboss.job j
+					where j.id = tasks.job_id::uuid and j.state in ('created', 'retry', 'active')
+				)`);
 		const live = await db()
 			.select({ id: runs.id })
 			.from(runs)

@@ -1,6 +1,14 @@
 import { and, asc, eq, sql } from 'drizzle-orm';
-import { db } from '$lib/server/db';
-import { taskSteps, tasks, type Node, type StepPhase, type Task, type TaskState } from '$lib/server/db/schema';
+import { db, jsonParam, queryRows } from '$lib/server/db';
+import {
+	taskSteps,
+	tasks,
+	type Node,
+	type RunState,
+	type StepPhase,
+	type Task,
+	type TaskState
+} from '$lib/server/db/schema';
 import { getNode, sshTargetFor } from '$lib/server/fleet/nodes';
 import { log, loggableError } from '$lib/server/log';
 import { connect, type SshConnection } from '$lib/server/ssh/connection';
@@ -15,6 +23,12 @@ import { TaskOutput } from './output';
 import { instanceId, settings } from './runtime';
 
 const DEFAULT_STEP_DEADLINE_MS = 5 * 60_000;
+/**
+ * How long an interrupted step has to return. `ctx.exec` kills its command's process group on the node
+ * (TERM, then KILL a second later: ssh/connection.ts) and returns once that is done, so a step built on it
+ * settles within about a second and a round trip; the rest is room for a slow link.
+ */
+const INTERRUPT_GRACE_MS = 10_000;
 
 /** Why a running task was interrupted. */
 type AbortReason = 'cancelled' | 'lease_lost' | 'deadline' | 'shutdown';
@@ -32,39 +46,88 @@ class Interrupted extends Error {
 	}
 }
 
-/** Tasks this instance is executing, so that cancels and lease losses can reach them. */
-const active = new Map<string, { runId: string; controller: AbortController }>();
+/**
+ * A lost lease and a shutdown stop a task outright, rollback included: after a lost lease another instance
+ * owns the task, and a console that shuts down leaves what remains to recovery (docs/development.md).
+ */
+const stopsEverything = (err: unknown): boolean =>
+	err instanceof Interrupted && (err.reason === 'lease_lost' || err.reason === 'shutdown');
 
-export function activeTaskCount(): number {
-	return active.size;
+/** A step that did not return after being interrupted, even once its connection was closed under it. */
+class Unstoppable extends Error {}
+
+interface Execution {
+	/** Known once the task is claimed. */
+	runId: string | null;
+	controller: AbortController;
+	settled: Promise<void>;
 }
+
+/**
+ * Tasks this instance is executing, so that cancels and lease losses can reach them. A task enters it
+ * before its claim is even asked for, in the same turn as the check, so one process never runs it twice.
+ */
+const active = new Map<string, Execution>();
+/** Set by a shutdown: no task starts, and running ones stop at their next step boundary. */
+let draining = false;
 
 /** Aborts this instance's tasks of a run (a cancel from any instance arrives here through the event bus). */
 export function interruptRun(runId: string, reason: AbortReason): void {
 	for (const a of active.values()) if (a.runId === runId) a.controller.abort(new Interrupted(reason));
 }
 
-export function interruptAll(reason: AbortReason): void {
-	for (const a of active.values()) a.controller.abort(new Interrupted(reason));
+/**
+ * Extends the leases of the tasks this instance is executing (and only those: a task whose end could not
+ * be written is no longer executed, and its lease must run out so that the sweep recovers it). A task whose
+ * lease is gone is stopped at once; one whose run was cancelled is cancelled, so that a cancel reaches
+ * running tasks through the database even when its event was never written.
+ */
+export async function renewLeases(): Promise<void> {
+	// Only tasks already claimed before the update can be judged by it: their claims committed before it began,
+	// so a missing row means the lease is really gone. A task claimed while the update waited for a busy
+	// database is not in its result and must not be stopped as lost.
+	const before = [...active.entries()].filter(([, a]) => a.runId !== null);
+	if (!before.length) return;
+	const ids = jsonParam(before.map(([id]) => ({ id })));
+	const renewed = await queryRows<{ id: string; run_state: RunState }>(sql`
+		update tasks set lease_expires_at = now() + ${`${settings().leaseMs} milliseconds`}::interval
+		from runs, jsonb_to_recordset(${ids}::jsonb) as v(id uuid)
+		where tasks.id = v.id and runs.id = tasks.run_id and tasks.lease_owner = ${instanceId} and tasks.state = 'running'
+		returning tasks.id, runs.state as run_state`);
+	const runStateOf = new Map(renewed.map((r) => [r.id, r.run_state]));
+	for (const [taskId, a] of before) {
+		const runState = runStateOf.get(taskId);
+		if (runState === undefined) a.controller.abort(new Interrupted('lease_lost'));
+		else if (runState === 'cancelled') a.controller.abort(new Interrupted('cancelled'));
+	}
 }
 
-/** Extends the leases of every task this instance runs; a task whose lease is gone is stopped at once. */
-export async function renewLeases(): Promise<void> {
-	if (!active.size) return;
-	// Only tasks already here before the update can be judged by it: their claims committed before it began,
-	// so a missing row means the lease is really gone. A task claimed while the update waited for a busy
-	// database is not in its result and must not be stopped as lost (it would be left running, unowned in
-	// practice, until the sweep "recovers" it and rolls it back).
-	const before = [...active.entries()];
-	const renewed = await db()
+/**
+ * A draining shutdown: no task starts from now on, running tasks stop at their next step boundary, and after
+ * `graceMs` the steps still running are interrupted (their commands killed on the node). Nothing is rolled
+ * back: what a task left unfinished stays `running` for recovery, which `releaseLeases` then hastens.
+ */
+export async function drainTasks(graceMs: number): Promise<void> {
+	draining = true;
+	const settledAll = () => Promise.allSettled([...active.values()].map((a) => a.settled));
+	let timer: NodeJS.Timeout | undefined;
+	const graceOver = new Promise<'grace over'>((r) => (timer = setTimeout(() => r('grace over'), graceMs)));
+	if ((await Promise.race([settledAll(), graceOver])) === 'grace over') {
+		log.info({ tasks: active.size }, 'shutdown: interrupting the steps still running');
+		for (const a of active.values()) a.controller.abort(new Interrupted('shutdown'));
+		await settledAll();
+	}
+	clearTimeout(timer);
+}
+
+/** Lets another instance recover at once the tasks this one left unfinished, instead of after their lease. */
+export async function releaseLeases(): Promise<number> {
+	const released = await db()
 		.update(tasks)
-		.set({ leaseExpiresAt: sql`now() + ${`${settings().leaseMs} milliseconds`}::interval` })
+		.set({ leaseExpiresAt: sql`now()` })
 		.where(and(eq(tasks.leaseOwner, instanceId), eq(tasks.state, 'running')))
 		.returning({ id: tasks.id });
-	const mine = new Set(renewed.map((r) => r.id));
-	for (const [taskId, a] of before) {
-		if (!mine.has(taskId)) a.controller.abort(new Interrupted('lease_lost'));
-	}
+	return released.length;
 }
 
 /** Thrown to pg-boss so that it retries the job later. */
@@ -72,19 +135,27 @@ export class RetryLater extends Error {}
 
 /**
  * Executes one task: the pg-boss handler. Whatever happens on the node, the task ends in a true terminal
- * state in the database, or (when this instance loses its lease) is left for the instance that took it.
+ * state in the database, or (when this instance loses its lease, or shuts down) is left for recovery.
  */
-export async function executeTask(taskId: string): Promise<void> {
+export function executeTask(taskId: string): Promise<void> {
 	// Still executing here: a lease that ran out only means its renewal was late (a busy database), not that
 	// this instance died. Recovering it would run the task twice at once on its node; the renewal either
 	// extends the lease or, if another instance took the task meanwhile, stops this execution.
-	if (active.has(taskId)) return;
+	if (active.has(taskId)) return Promise.resolve();
+	if (draining) return Promise.reject(new RetryLater('The console is shutting down'));
+	const execution: Execution = { runId: null, controller: new AbortController(), settled: Promise.resolve() };
+	active.set(taskId, execution);
+	execution.settled = execute(taskId, execution).finally(() => active.delete(taskId));
+	return execution.settled;
+}
+
+async function execute(taskId: string, execution: Execution): Promise<void> {
 	const claim = await claimTask(taskId);
 	if (claim.kind === 'done') return;
 	if (claim.kind === 'retry_later') throw new RetryLater(`Task ${taskId} not claimed: ${claim.why}`);
 	const { task, run, recovering, credential } = claim;
-	const controller = new AbortController();
-	active.set(task.id, { runId: task.runId, controller });
+	execution.runId = task.runId;
+	const controller = execution.controller;
 	const output = new TaskOutput({ runId: task.runId, taskId: task.id, nodeId: task.nodeId });
 	let conn: SshConnection | undefined;
 	// The run's kind labels the task's metrics; unknown until the run is read.
@@ -114,8 +185,8 @@ export async function executeTask(taskId: string): Promise<void> {
 			}
 			return;
 		}
-		const pipeline = new Pipeline(flow, task, node, conn, run.params, output, controller.signal, run.kind);
-		const outcome = recovering ? await pipeline.recover() : await pipeline.run();
+		const pipeline = new Pipeline(flow, task, node, conn, run.params, output, controller, run.kind);
+		const outcome = recovering ? await pipeline.recover(run.state === 'cancelled') : await pipeline.run();
 		if (outcome.state === 'abandoned') return;
 		await output.close();
 		if (await finishTask(task, kind, outcome.state, outcome)) {
@@ -129,7 +200,7 @@ export async function executeTask(taskId: string): Promise<void> {
 			});
 		}
 	} catch (err) {
-		if (err instanceof Interrupted && err.reason === 'lease_lost') return;
+		if (stopsEverything(err)) return;
 		log.error({ err: loggableError(err), taskId }, 'task failed unexpectedly');
 		await finishTask(task, kind, 'failed', {
 			error: `Engine error: ${(err as Error).message}`,
@@ -137,11 +208,11 @@ export async function executeTask(taskId: string): Promise<void> {
 		}).catch(() => {});
 	} finally {
 		await output.close();
+		// Every step has returned by now (an interrupted one is awaited), so nothing still uses the connection.
 		if (conn) {
 			conn.close();
 			sshConnectionsChanged(-1);
 		}
-		active.delete(task.id);
 		// Not awaited: this task's slot frees at once, and the next job goes to whichever instance has a free
 		// slot when the dispatch's notification arrives, not always to the one whose task just ended.
 		void dispatchRun(task.runId).catch((err) => log.warn({ err: loggableError(err) }, 'dispatch after task failed'));
@@ -193,11 +264,26 @@ async function finishTask(
 	return true;
 }
 
+/** How a step ended: done, or why not and whether its `do` ran at all (a step never begun needs no undo). */
+type StepResult = 'ok' | { error: Error; ran: boolean };
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Resolves `ms` after `signal` aborts (never, if it does not). */
+function graceAfter(signal: AbortSignal, ms: number): Promise<'grace over'> {
+	return new Promise((resolve) => {
+		const start = () => setTimeout(() => resolve('grace over'), ms);
+		if (signal.aborted) start();
+		else signal.addEventListener('abort', start, { once: true });
+	});
+}
+
 /** Runs a flow's steps on one node with rollback; one instance per task execution. */
 class Pipeline {
 	private memo: Record<string, unknown>;
 	/** The memo as last written, so that a step which remembered nothing costs no write. */
 	private savedMemo: string;
+	private readonly signal: AbortSignal;
 
 	constructor(
 		private readonly flow: Flow,
@@ -206,51 +292,65 @@ class Pipeline {
 		private readonly conn: SshConnection,
 		private readonly params: Record<string, unknown>,
 		private readonly output: TaskOutput,
-		private readonly signal: AbortSignal,
+		private readonly controller: AbortController,
 		private readonly kind: string
 	) {
 		this.memo = { ...task.memo };
 		this.savedMemo = JSON.stringify(this.memo);
+		this.signal = controller.signal;
 	}
 
 	get memoNow(): Record<string, unknown> {
 		return this.memo;
 	}
 
+	/** At a step boundary during a shutdown: the task is left as it is, for recovery. */
+	private leftForShutdown(): boolean {
+		if (!draining) return false;
+		this.output.add('engine', 'The console is shutting down: the rest of this task is left for recovery');
+		return true;
+	}
+
 	async run(): Promise<Outcome> {
 		const completed: Step[] = [];
 		for (const step of this.flow.steps) {
+			if (this.leftForShutdown()) return { state: 'abandoned' };
 			const result = await this.runStep(step, 'do');
 			if (result === 'ok') {
 				completed.push(step);
 				continue;
 			}
-			if (result instanceof Interrupted && result.reason === 'lease_lost') return { state: 'abandoned' };
-			const cancelled =
-				result instanceof Interrupted && (result.reason === 'cancelled' || result.reason === 'shutdown');
-			const skipped = result instanceof SkipTask;
-			const rollback = await this.rollback(completed);
+			const { error: err, ran } = result;
+			if (stopsEverything(err)) return { state: 'abandoned' };
+			const error = err instanceof SkipTask ? err.message : `${step.name}: ${err.message}`;
+			// Still running, or its connection cut under it: what the node is now is unknown.
+			if (err instanceof Unstoppable) return { state: 'failed', error, needsAttention: true };
+			// A step that failed or was interrupted may have half-happened: its own undo runs first. A skip touched nothing.
+			const toUndo = ran && !(err instanceof SkipTask) ? [...completed, step] : completed;
+			const rollback = await this.rollback(toUndo);
 			if (rollback === 'abandoned') return { state: 'abandoned' };
-			const error = skipped ? result.message : `${step.name}: ${(result as Error).message}`;
 			if (rollback === 'failed') return { state: 'failed', error, needsAttention: true };
-			if (cancelled) return { state: 'cancelled', error };
-			if (skipped) return { state: 'skipped', error };
+			if (err instanceof Interrupted && err.reason === 'cancelled') return { state: 'cancelled', error };
+			if (err instanceof SkipTask) return { state: 'skipped', error };
 			return { state: completed.length ? 'rolled_back' : 'failed', error };
 		}
 		return { state: 'succeeded' };
 	}
 
 	/**
-	 * A task found running with an expired lease: its instance died. The flow's `inspect` says what the
-	 * node really is; without one, every step that started is undone.
+	 * A task found running with an expired lease: its instance died or shut down. A rollback that was under
+	 * way is finished; otherwise the flow's `inspect` says what the node really is (without one, every step
+	 * that started is undone). A task of a cancelled run is never restarted.
 	 */
-	async recover(): Promise<Outcome> {
-		const started = await db()
-			.select({ name: taskSteps.name })
+	async recover(runCancelled: boolean): Promise<Outcome> {
+		const recorded = await db()
+			.select({ name: taskSteps.name, phase: taskSteps.phase })
 			.from(taskSteps)
-			.where(and(eq(taskSteps.taskId, this.task.id), eq(taskSteps.phase, 'do')))
+			.where(eq(taskSteps.taskId, this.task.id))
 			.orderBy(asc(taskSteps.id));
 		// Steps that ended before the crash, and the one in flight, which may have half-happened.
+		const started = recorded.filter((s) => s.phase === 'do');
+		const wasRollingBack = recorded.some((s) => s.phase === 'undo');
 		await db()
 			.update(taskSteps)
 			.set({ state: 'failed', error: 'The console stopped during this step', endedAt: new Date() })
@@ -258,7 +358,9 @@ class Pipeline {
 		this.output.add('engine', `Recovering after the console stopped (attempt ${this.task.attempt})`);
 		type Decision = 'completed' | 'restart' | 'rollback';
 		let decision: Decision = 'rollback';
-		if (this.flow.inspect) {
+		if (wasRollingBack) {
+			this.output.add('engine', 'A rollback was under way: finishing it');
+		} else if (this.flow.inspect) {
 			const inspect = this.flow.inspect;
 			const found: { value: Decision } = { value: 'rollback' };
 			const r = await this.runStep(
@@ -268,81 +370,88 @@ class Pipeline {
 						found.value = await inspect(ctx);
 					}
 				},
-				'inspect'
+				'inspect',
+				true
 			);
-			if (r instanceof Interrupted && r.reason === 'lease_lost') return { state: 'abandoned' };
-			if (r !== 'ok') return { state: 'failed', error: `inspect: ${r.message}`, needsAttention: true };
+			if (r !== 'ok' && stopsEverything(r.error)) return { state: 'abandoned' };
+			if (r !== 'ok') return { state: 'failed', error: `inspect: ${r.error.message}`, needsAttention: true };
 			decision = found.value;
+			this.output.add('engine', `Inspection: ${decision}`);
 		}
-		this.output.add('engine', `Inspection: ${decision}`);
+		if (decision === 'restart' && runCancelled) {
+			this.output.add('engine', 'The run was cancelled: what started is rolled back instead of run again');
+			decision = 'rollback';
+		}
 		if (decision === 'completed') return { state: 'succeeded' };
 		if (decision === 'restart') return this.run();
 		const names = new Set(started.map((s) => s.name));
 		const toUndo = this.flow.steps.filter((s) => names.has(s.name));
 		const rollback = await this.rollback(toUndo);
 		if (rollback === 'abandoned') return { state: 'abandoned' };
-		const error = 'The console stopped mid-task; what had started was rolled back';
+		const error = runCancelled
+			? 'Cancelled while the console was stopped; what had started was rolled back'
+			: 'The console stopped mid-task; what had started was rolled back';
 		if (rollback === 'failed') return { state: 'failed', error, needsAttention: true };
+		if (runCancelled) return { state: 'cancelled', error };
 		return { state: toUndo.length ? 'rolled_back' : 'failed', error };
 	}
 
-	/** Undoes completed steps in reverse, then verifies health. A cancel does not stop a rollback. */
-	private async rollback(completed: Step[]): Promise<'ok' | 'failed' | 'abandoned'> {
-		const undoable = completed.filter((s) => s.undo).reverse();
+	/** Undoes steps in reverse, then verifies health. A cancel does not stop a rollback; a shutdown does. */
+	private async rollback(steps: Step[]): Promise<'ok' | 'failed' | 'abandoned'> {
+		const undoable = steps.filter((s) => s.undo).reverse();
 		if (!undoable.length) return 'ok';
 		rollbackPerformed(this.kind);
 		for (const step of undoable) {
+			if (this.leftForShutdown()) return 'abandoned';
 			const r = await this.runStep({ ...step, do: step.undo!, retry: step.retry }, 'undo', true);
-			if (r instanceof Interrupted && r.reason === 'lease_lost') return 'abandoned';
-			if (r !== 'ok') return 'failed';
+			if (r !== 'ok') return stopsEverything(r.error) ? 'abandoned' : 'failed';
 		}
 		if (this.flow.verify) {
-			const verify = this.flow.verify;
-			const r = await this.runStep({ name: 'verify', do: verify }, 'verify', true);
-			if (r instanceof Interrupted && r.reason === 'lease_lost') return 'abandoned';
-			if (r !== 'ok') return 'failed';
+			if (this.leftForShutdown()) return 'abandoned';
+			const r = await this.runStep({ name: 'verify', do: this.flow.verify }, 'verify', true);
+			if (r !== 'ok') return stopsEverything(r.error) ? 'abandoned' : 'failed';
 		}
 		return 'ok';
 	}
 
 	/**
-	 * Runs one step with its deadline and retries; records it and its output. Returns 'ok' or why it failed.
-	 * `ignoreCancel` lets rollback steps run to the end after an operator's cancel.
+	 * Runs one step with its deadline and retries; records it and its output. `cancelProof` lets rollback
+	 * steps (and inspection) run to the end after an operator's cancel.
 	 */
-	private async runStep(step: Step, phase: StepPhase, ignoreCancel = false): Promise<'ok' | Error> {
+	private async runStep(step: Step, phase: StepPhase, cancelProof = false): Promise<StepResult> {
 		const attempts = Math.max(1, step.retry?.attempts ?? 1);
-		let last: Error = new Error('not run');
+		let last: StepResult = { error: new Error('not run'), ran: false };
+		let ran = false;
 		for (let attempt = 1; attempt <= attempts; attempt++) {
-			// A lost lease stops even a rollback; a cancel stops everything but a rollback.
 			const reason = this.signal.reason as Interrupted | undefined;
-			if (reason && (!ignoreCancel || reason.reason === 'lease_lost')) return reason;
-			const result = await this.attemptStep(step, phase, attempt, ignoreCancel);
+			if (reason && (!cancelProof || stopsEverything(reason))) return { error: reason, ran };
+			const result = await this.attemptStep(step, phase, attempt, cancelProof);
 			if (result === 'ok') return 'ok';
-			last = result;
-			if (result instanceof Interrupted || result instanceof SkipTask || attempt === attempts) break;
-			this.output.add('engine', `${step.name} failed (${result.message}); retrying in ${step.retry!.delayMs} ms`);
-			await new Promise((r) => setTimeout(r, step.retry!.delayMs));
+			ran ||= result.ran;
+			last = { error: result.error, ran };
+			const e = result.error;
+			if (e instanceof Interrupted || e instanceof SkipTask || e instanceof Unstoppable || attempt === attempts) break;
+			this.output.add('engine', `${step.name} failed (${e.message}); retrying in ${step.retry!.delayMs} ms`);
+			await Promise.race([sleep(step.retry!.delayMs), graceAfter(this.signal, 0)]);
 		}
 		return last;
 	}
 
-	private async attemptStep(
-		step: Step,
-		phase: StepPhase,
-		attempt: number,
-		ignoreCancel: boolean
-	): Promise<'ok' | Error> {
+	private async attemptStep(step: Step, phase: StepPhase, attempt: number, cancelProof: boolean): Promise<StepResult> {
+		const started = await startStep({ taskId: this.task.id, name: step.name, phase, attempt });
+		// Fenced by the lease: no row, then another instance holds the task now. Nothing was run.
+		if (!started) return { error: new Interrupted('lease_lost'), ran: false };
+		// The run's row is the cancel's carrier: seen here even if no event ever said so.
+		if (started.runState === 'cancelled' && !this.signal.aborted) this.controller.abort(new Interrupted('cancelled'));
 		const deadlineMs = step.deadlineMs ?? DEFAULT_STEP_DEADLINE_MS;
 		const stepController = new AbortController();
 		const onAbort = () => {
-			const reason = this.signal.reason as Interrupted;
-			if (ignoreCancel && reason.reason !== 'lease_lost') return;
-			stepController.abort(reason);
+			if (cancelProof && !stopsEverything(this.signal.reason)) return;
+			stepController.abort(this.signal.reason);
 		};
 		this.signal.addEventListener('abort', onAbort);
 		if (this.signal.aborted) onAbort();
 		const deadline = setTimeout(() => stepController.abort(new Interrupted('deadline')), deadlineMs);
-		const stepId = await startStep({ taskId: this.task.id, name: step.name, phase, attempt });
 		this.output.setStep(step.name);
 		void recordEvent({
 			type: 'step.started',
@@ -351,28 +460,29 @@ class Pipeline {
 			nodeId: this.task.nodeId,
 			data: { name: step.name, phase, attempt, node: this.task.nodeName }
 		});
-		const started = performance.now();
+		const startedAt = performance.now();
 		let exitCode: number | null = null;
 		let error: Error | undefined;
+		// A step interrupted before it began is not begun at all.
+		const ran = !stepController.signal.aborted;
 		try {
-			await Promise.race([
+			if (!ran) throw stepController.signal.reason;
+			await this.settle(
+				step.name,
 				step.do(this.context(stepController.signal, deadlineMs, (code) => (exitCode = code))),
-				new Promise<never>((_, reject) => {
-					const fail = () => reject(stepController.signal.reason);
-					if (stepController.signal.aborted) fail();
-					stepController.signal.addEventListener('abort', fail, { once: true });
-				})
-			]);
+				stepController.signal
+			);
 		} catch (err) {
 			error = err instanceof Error ? err : new Error(String(err));
-			if (stepController.signal.aborted && !(error instanceof Interrupted)) {
+			// Whatever the step threw once interrupted (a killed command, a closed channel) is the interruption.
+			if (stepController.signal.aborted && !(error instanceof Interrupted) && !(error instanceof Unstoppable)) {
 				error = stepController.signal.reason as Error;
 			}
 		} finally {
 			clearTimeout(deadline);
 			this.signal.removeEventListener('abort', onAbort);
 		}
-		const durationMs = Math.round(performance.now() - started);
+		const durationMs = Math.round(performance.now() - startedAt);
 		// A skip ends the step as it should, so it counts as succeeded; a cancel is not a failure.
 		const state =
 			!error || error instanceof SkipTask
@@ -382,19 +492,19 @@ class Pipeline {
 					: 'failed';
 		if (error && !(error instanceof SkipTask)) this.output.add('engine', `${step.name}: ${error.message}`);
 		if (error instanceof SkipTask) this.output.add('engine', `Skipped: ${error.message}`);
-		const lost = error instanceof Interrupted && error.reason === 'lease_lost';
-		if (!lost) {
+		if (!(error instanceof Interrupted && error.reason === 'lease_lost')) {
 			const memo = JSON.stringify(this.memo);
 			const memoChanged = memo !== this.savedMemo;
-			await endStep({
-				id: stepId,
+			const held = await endStep({
+				id: started.id,
 				taskId: this.task.id,
 				state,
 				exitCode,
 				error: error?.message ?? null,
 				memo: memoChanged ? this.memo : undefined
 			});
-			if (memoChanged) this.savedMemo = memo;
+			if (!held) error = new Interrupted('lease_lost');
+			else if (memoChanged) this.savedMemo = memo;
 		}
 		stepFinished(this.kind, step.name, phase, state, durationMs / 1000);
 		void recordEvent({
@@ -413,9 +523,35 @@ class Pipeline {
 				node: this.task.nodeName
 			}
 		});
-		return error ?? 'ok';
+		return error ? { error, ran } : 'ok';
 	}
 
+	/**
+	 * Waits for a step to return. Once interrupted, its commands are being killed on the node and it has
+	 * INTERRUPT_GRACE_MS to return; one that does not (a transfer or a wait that ignores the signal) is cut
+	 * off by closing the connection, which ends every command and transfer on it, and awaited once more. A
+	 * step is never left running behind the task's back: its undo would race it.
+	 */
+	private async settle(name: string, work: Promise<void>, signal: AbortSignal): Promise<void> {
+		const done = work.then(
+			() => undefined,
+			(err: unknown) => err
+		);
+		if ((await Promise.race([done, graceAfter(signal, INTERRUPT_GRACE_MS)])) !== 'grace over') {
+			const err = await done;
+			if (err !== undefined) throw err;
+			return;
+		}
+		const s = INTERRUPT_GRACE_MS / 1000;
+		this.output.add('engine', `${name} did not stop within ${s} s of being interrupted: closing the connection`);
+		this.conn.close();
+		const cut = await Promise.race([done, sleep(INTERRUPT_GRACE_MS).then(() => 'grace over' as const)]);
+		throw new Unstoppable(
+			cut === 'grace over'
+				? `did not stop when interrupted, nor when its connection was closed`
+				: `did not stop when interrupted; its connection was closed under it`
+		);
+	}
 	private context(signal: AbortSignal, stepDeadlineMs: number, setExit: (code: number | null) => void): StepContext {
 		const output = this.output;
 		const conn = this.conn;

@@ -30,6 +30,11 @@ export interface NewRun {
 	/** Per node, the phase its task runs in (default 0); lower phases finish first. */
 	phaseOf?: (nodeId: string) => number;
 	parentRunId?: string;
+	/**
+	 * Refuse (409) when a live run of the same kind still has a queued or running task on one of these
+	 * nodes. Checked and created under one advisory lock per kind, so two simultaneous calls cannot both pass.
+	 */
+	exclusive?: boolean;
 }
 
 /** Plans a run's tasks (one per node) and starts dispatching. Returns at once: progress arrives as events. */
@@ -50,6 +55,28 @@ export async function createRun(actor: Actor, input: NewRun): Promise<Run> {
 	const nameOf = new Map(found.map((n) => [n.id, n.name]));
 	const options: RunOptions = { concurrency: DEFAULT_RUN_CONCURRENCY, ...input.options };
 	const run = await db().transaction(async (tx) => {
+		if (input.exclusive) {
+			await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`flotilla:runs:${input.kind}`}))`);
+			const [busy] = await tx
+				.selectDistinct({ number: runs.number, title: runs.title })
+				.from(runs)
+				.innerJoin(tasks, eq(tasks.runId, runs.id))
+				.where(
+					and(
+						eq(runs.kind, input.kind),
+						inArray(runs.state, ['queued', 'running', 'paused']),
+						inArray(tasks.state, ['queued', 'running']),
+						inArray(tasks.nodeId, nodeIds)
+					)
+				)
+				.orderBy(asc(runs.number))
+				.limit(1);
+			if (busy) {
+				throw conflict(`Run #${busy.number} (${busy.title}) is still updating some of these nodes`, {
+					scope: `overlaps run #${busy.number}, still in progress`
+				});
+			}
+		}
 		const [run] = await tx
 			.insert(runs)
 			.values({
@@ -244,39 +271,46 @@ export async function pauseRun(actor: Actor, id: string): Promise<Run> {
 	return run;
 }
 
-/** Resumes dispatching, also after the run paused itself on its failure threshold. */
+/**
+ * Resumes dispatching, also after the run paused itself on its failure threshold. The state and the relaxed
+ * limits are written together under the run's row lock, which dispatch takes too: a dispatch in between
+ * would otherwise see the run running with its old limits and pause it again.
+ */
 export async function resumeRun(actor: Actor, id: string): Promise<Run> {
-	const [run] = await db()
-		.update(runs)
-		.set({ state: 'running', reason: null, startedAt: sql`coalesce(${runs.startedAt}, now())` })
-		.where(and(eq(runs.id, id), eq(runs.state, 'paused')))
-		.returning();
-	if (!run) {
-		const existing = await getRunRow(id);
-		throw conflict(`Run #${existing.number} is ${existing.state}: only a paused run can be resumed`);
-	}
-	// A run that paused on its threshold would pause again at once: resuming accepts the failures so far.
-	const failed = await db()
-		.select({ n: sql<number>`count(*)::int` })
-		.from(tasks)
-		.where(and(eq(tasks.runId, id), inArray(tasks.state, failedTaskStates)));
-	const options = { ...run.options };
-	const n = failed[0]?.n ?? 0;
-	if (n > 0) {
-		if (options.stopOnFirstFailure || options.maxFailures !== undefined) {
-			options.stopOnFirstFailure = false;
-			options.maxFailures = Math.max(options.maxFailures ?? 0, n);
+	const run = await db().transaction(async (tx) => {
+		const [run] = await tx.select().from(runs).where(eq(runs.id, id)).for('update');
+		if (!run) throw notFound('Run');
+		if (run.state !== 'paused') throw conflict(`Run #${run.number} is ${run.state}: only a paused run can be resumed`);
+		// A run that paused on its threshold would pause again at once: resuming accepts the failures so far.
+		const [counted] = await tx
+			.select({
+				failed: sql<number>`count(*) filter (where ${inArray(tasks.state, failedTaskStates)})::int`,
+				total: sql<number>`count(*)::int`
+			})
+			.from(tasks)
+			.where(eq(tasks.runId, id));
+		const options = { ...run.options };
+		const n = counted?.failed ?? 0;
+		if (n > 0) {
+			if (options.stopOnFirstFailure || options.maxFailures !== undefined) {
+				options.stopOnFirstFailure = false;
+				options.maxFailures = Math.max(options.maxFailures ?? 0, n);
+			}
+			if (options.maxFailurePercent !== undefined) {
+				options.maxFailurePercent = Math.max(options.maxFailurePercent, Math.ceil((n * 100) / counted!.total));
+			}
 		}
-		if (options.maxFailurePercent !== undefined) {
-			const total = (await countsFor([id])).get(id)!.total;
-			options.maxFailurePercent = Math.max(options.maxFailurePercent, Math.ceil((n * 100) / total));
-		}
-		await db().update(runs).set({ options }).where(eq(runs.id, id));
-	}
+		const [resumed] = await tx
+			.update(runs)
+			.set({ state: 'running', reason: null, options, startedAt: sql`coalesce(${runs.startedAt}, now())` })
+			.where(eq(runs.id, id))
+			.returning();
+		return resumed!;
+	});
 	await recordEvent({ type: 'run.state', runId: id, data: { state: 'running', reason: null } });
 	await recordAudit(actor, { action: 'run.resume', targetType: 'run', targetId: id });
 	await dispatchRun(id);
-	return { ...run, options };
+	return run;
 }
 
 /** A new run of the same kind for just the nodes whose tasks failed or were rolled back. */

@@ -14,6 +14,8 @@ export interface EngineSettings {
 	leaseMs: number;
 	/** Run the periodic sweep (recovery of expired leases, re-dispatch) this often. */
 	sweepMs: number;
+	/** On shutdown, how long running steps may go on before they are interrupted and left for recovery (default 30 s). */
+	shutdownGraceMs?: number;
 }
 
 interface Runtime {
@@ -107,6 +109,28 @@ export async function startBoss(s: EngineSettings): Promise<PgBoss> {
 	return boss;
 }
 
+/** Stops fetching jobs; the jobs already held go on and are completed as their tasks end (a draining shutdown). */
+export function stopFetching(): void {
+	for (const pump of runtime?.pumps.values() ?? []) pump.stopFetching();
+}
+
+/**
+ * Takes up to `wanted` of this instance's free slots for work that does not come through a queue (the sweep's
+ * recovery of orphaned tasks), so that it stays within the console's concurrency. Give each back with `releaseSlot`.
+ */
+export function takeSlots(wanted: number): number {
+	if (!runtime) return 0;
+	const n = Math.max(0, Math.min(wanted, runtime.settings.concurrency - runtime.inFlight.count));
+	runtime.inFlight.count += n;
+	return n;
+}
+
+export function releaseSlot(): void {
+	if (!runtime) return;
+	runtime.inFlight.count--;
+	for (const pump of runtime.pumps.values()) pump.slotFreed();
+}
+
 export async function stopBoss(): Promise<void> {
 	const r = runtime;
 	runtime = undefined;
@@ -159,6 +183,8 @@ export async function queueDepth(): Promise<number> {
 class JobPump {
 	private readonly held = new Set<string>();
 	private stopped = false;
+	/** Fetches no more jobs, but still settles the ones it holds. */
+	private fetching = true;
 	private woken = false;
 	/** It skipped a fetch for want of a free slot: the next slot freed wakes it. */
 	private starved = false;
@@ -212,6 +238,11 @@ class JobPump {
 		}
 	}
 
+	stopFetching(): void {
+		this.fetching = false;
+		this.wake();
+	}
+
 	wake(): void {
 		this.woken = true;
 		this.wakeUp?.();
@@ -229,7 +260,7 @@ class JobPump {
 	}
 
 	private async loop(): Promise<void> {
-		while (!this.stopped) {
+		while (!this.stopped && this.fetching) {
 			this.woken = false;
 			const free = this.capacity - this.inFlight.count;
 			if (free <= 0) this.starved = true;
@@ -243,7 +274,7 @@ class JobPump {
 				} catch (err) {
 					if (!this.stopped) log.warn({ err: loggableError(err), queue: this.queue }, 'fetching jobs failed');
 				}
-				if (this.stopped) {
+				if (this.stopped || !this.fetching) {
 					this.inFlight.count -= free;
 					// Stopped while fetching: hand them back for whichever instance runs next.
 					if (jobs.length)
@@ -260,7 +291,7 @@ class JobPump {
 				// Every slot is taken, and the queue may hold more: look again as soon as one frees.
 				if (jobs.length === free) this.starved = true;
 			}
-			if (this.woken || this.stopped) continue;
+			if (this.woken || this.stopped || !this.fetching) continue;
 			await new Promise<void>((resolve) => {
 				const timer = setTimeout(resolve, POLL_MS);
 				this.wakeUp = () => {
@@ -284,8 +315,7 @@ class JobPump {
 			.catch((err) => log.warn({ err: loggableError(err), queue: this.queue }, 'could not settle a job'))
 			.finally(() => {
 				this.held.delete(job.id);
-				this.inFlight.count--;
-				for (const pump of runtime?.pumps.values() ?? []) pump.slotFreed();
+				releaseSlot();
 			});
 	}
 }

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { jsonParam, queryRows } from '$lib/server/db';
-import type { StepPhase, StepState, TaskState } from '$lib/server/db/schema';
+import type { RunState, StepPhase, StepState, TaskState } from '$lib/server/db/schema';
 import { GroupCommit } from './group-commit';
 import { instanceId } from './runtime';
 
@@ -9,6 +9,9 @@ import { instanceId } from './runtime';
  * step is on record before it touches the node and its end (with the flow's memo) before the next step
  * starts: recovery after a crash relies on both. The writes of all running tasks are grouped
  * (group-commit.ts), one statement per batch.
+ *
+ * Every write is fenced by the lease: it lands only while this instance still holds the task (lease_owner,
+ * state running), so an instance that lost a task to another can never overwrite what the new owner does.
  */
 
 interface StepStart {
@@ -28,15 +31,24 @@ interface StepEnd {
 	memo?: Record<string, unknown>;
 }
 
-// One statement inserts the batch's step rows and sets each task's current step. The batch travels as a
+/** A step on record: its row, and the state of its run as the same statement saw it. */
+export interface StartedStep {
+	id: number;
+	runState: RunState;
+}
+
+// One statement inserts the batch's step rows, sets each task's current step and reads each run's state (a
+// cancel is carried by the run's row: the step start is where a task sees it). The batch travels as a
 // single JSON parameter, so its size is not bounded by PostgreSQL's limit on parameters.
-const starts = new GroupCommit<StepStart, number>(async (items) => {
+const starts = new GroupCommit<StepStart, StartedStep | null>(async (items) => {
 	const batch = jsonParam(
 		items.map((s, i) => ({ i, task_id: s.taskId, name: s.name, phase: s.phase, attempt: s.attempt }))
 	);
-	const rows = await queryRows<{ id: string | number; task_id: string }>(sql`
+	const rows = await queryRows<{ id: string | number; task_id: string; run_state: RunState }>(sql`
 		with v as (
-			select * from jsonb_to_recordset(${batch}::jsonb) as v(i int, task_id uuid, name text, phase text, attempt int)
+			select v.*, t.run_id from jsonb_to_recordset(${batch}::jsonb)
+				as v(i int, task_id uuid, name text, phase text, attempt int)
+			join tasks t on t.id = v.task_id and t.lease_owner = ${instanceId} and t.state = 'running'
 		),
 		ins as (
 			insert into task_steps (task_id, name, phase, attempt, state)
@@ -44,17 +56,14 @@ const starts = new GroupCommit<StepStart, number>(async (items) => {
 			returning id, task_id
 		),
 		cur as (update tasks set current_step = v.name from v where tasks.id = v.task_id)
-		select id, task_id from ins`);
+		select ins.id, ins.task_id, r.state as run_state from ins join v on v.task_id = ins.task_id
+			join runs r on r.id = v.run_id`);
 	// A task has one step in flight at a time, so its id names its row within a batch.
-	const idOf = new Map(rows.map((r) => [r.task_id, Number(r.id)]));
-	return items.map((s) => {
-		const id = idOf.get(s.taskId);
-		if (id === undefined) throw new Error(`No step row was written for task ${s.taskId}`);
-		return id;
-	});
+	const byTask = new Map(rows.map((r) => [r.task_id, { id: Number(r.id), runState: r.run_state }]));
+	return items.map((s) => byTask.get(s.taskId) ?? null);
 });
 
-const ends = new GroupCommit<StepEnd, void>(async (items) => {
+const ends = new GroupCommit<StepEnd, boolean>(async (items) => {
 	const batch = jsonParam(
 		items.map((e) => ({
 			id: e.id,
@@ -65,27 +74,27 @@ const ends = new GroupCommit<StepEnd, void>(async (items) => {
 			...(e.memo ? { memo: e.memo } : {})
 		}))
 	);
-	await queryRows(sql`
+	const rows = await queryRows<{ id: string | number }>(sql`
 		with v as (
-			select * from jsonb_to_recordset(${batch}::jsonb)
+			select v.* from jsonb_to_recordset(${batch}::jsonb)
 				as v(id bigint, task_id uuid, state text, exit_code int, error text, memo jsonb)
-		),
-		s as (
-			update task_steps set state = v.state, exit_code = v.exit_code, error = v.error, ended_at = now()
-			from v where task_steps.id = v.id
+			join tasks t on t.id = v.task_id and t.lease_owner = ${instanceId} and t.state = 'running'
 		),
 		m as (update tasks set memo = v.memo from v where tasks.id = v.task_id and v.memo is not null)
-		select 1`);
-	return items.map(() => undefined);
+		update task_steps set state = v.state, exit_code = v.exit_code, error = v.error, ended_at = now()
+		from v where task_steps.id = v.id
+		returning task_steps.id`);
+	const written = new Set(rows.map((r) => Number(r.id)));
+	return items.map((e) => written.has(e.id));
 });
 
-/** Records that a step started (and is the task's current step); resolves to the step row's id. */
-export function startStep(step: StepStart): Promise<number> {
+/** Records that a step started (and is the task's current step); null when this instance no longer holds the task. */
+export function startStep(step: StepStart): Promise<StartedStep | null> {
 	return starts.add(step);
 }
 
-/** Records how a step ended, with the memo when the step changed it. */
-export function endStep(end: StepEnd): Promise<void> {
+/** Records how a step ended, with the memo when the step changed it; false when this instance no longer holds the task. */
+export function endStep(end: StepEnd): Promise<boolean> {
 	return ends.add(end);
 }
 

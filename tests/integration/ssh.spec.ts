@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type OutputLine, type SshTarget } from '../../src/lib/server/ssh/connection';
+import { connect, type ExecResult, type OutputLine, type SshTarget } from '../../src/lib/server/ssh/connection';
 import { SshError } from '../../src/lib/server/ssh/errors';
 import { downloadFile, uploadFile } from '../../src/lib/server/ssh/sftp';
 import { sh } from '../../src/lib/server/ssh/shell';
@@ -115,11 +115,43 @@ describe('exec on a real OpenSSH host', () => {
 		expect(existsSync(path.join(b.root, 'opt', 'flotilla-canary'))).toBe(false);
 	});
 
-	it('keeps channels within MaxSessions when many commands run at once on one connection', async () => {
-		const conn = await connect(target(c));
-		const results = await Promise.all(Array.from({ length: 30 }, (_, i) => conn.exec(sh`sleep 0.2; echo ${i}`)));
+	it('never has more channels open than maxChannels, however callers arrive', async () => {
+		const limit = 2;
+		const dir = `/opt/flotilla-channels-${randomBytes(4).toString('hex')}`;
+		mkdirSync(path.join(c.root, dir));
+		writeFileSync(path.join(c.root, dir, 'open'), '0\n');
+		writeFileSync(path.join(c.root, dir, 'max'), '0\n');
+		const [lock, open, max] = ['lock', 'open', 'max'].map((f) => `${dir}/${f}`) as [string, string, string];
+		// Each command counts itself as open on the host for a while, under a lock, and keeps the highest count.
+		// Its last output has no newline, so onLine sees it only when the channel closes.
+		const counted = sh`exec 9>${lock}; flock 9; n=$(($(cat ${open}) + 1)); echo $n >${open}; if [ $n -gt $(cat ${max}) ]; then echo $n >${max}; fi; flock -u 9; sleep 0.3; flock 9; echo $(($(cat ${open}) - 1)) >${open}; flock -u 9; printf closing`;
+		const conn = await connect(target(c), { maxChannels: limit });
+		const execs: Promise<ExecResult>[] = [];
+		let calls = 0;
+		const start = () => execs.push(conn.exec(counted, { deadlineMs: 30_000, onLine }));
+		// Callers also arrive at every depth of microtasks after a channel closes, so that some arrive while
+		// its slot passes to a waiting caller.
+		const onLine = () => {
+			for (let depth = 0; depth < 12 && calls < 40; depth++, calls++) {
+				void (async () => {
+					for (let i = 0; i < depth; i++) await null;
+					start();
+				})();
+			}
+		};
+		for (; calls < 6; calls++) start();
+		// Calls keep arriving while earlier ones run; wait until no more came.
+		for (let settled = 0; settled < execs.length;) {
+			const batch = execs.slice(settled);
+			await Promise.all(batch);
+			settled += batch.length;
+		}
 		conn.close();
-		expect(results.map((r) => r.stdout.trim())).toEqual(Array.from({ length: 30 }, (_, i) => String(i)));
+		expect(execs.length).toBe(40);
+		for (const res of await Promise.all(execs)) expect(res.exitCode, JSON.stringify(res)).toBe(0);
+		// The limit was reached, and never passed.
+		expect(readFileSync(path.join(c.root, max), 'utf8').trim()).toBe(String(limit));
+		expect(readFileSync(path.join(c.root, open), 'utf8').trim()).toBe('0');
 	});
 });
 

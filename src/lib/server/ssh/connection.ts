@@ -175,14 +175,20 @@ export class SshConnection {
 		this.client.end();
 	}
 
+	/**
+	 * Holds one of the connection's channels for `work`. A channel that ends is handed straight to the first
+	 * waiter, `active` unchanged: were it given back and taken again, the waiter would take it only after
+	 * its wake-up, and a caller arriving in between would find it free and open one channel too many.
+	 */
 	private async slot<T>(work: () => Promise<T>): Promise<T> {
-		if (this.active >= this.maxChannels) await new Promise<void>((r) => this.waiting.push(r));
-		this.active++;
+		if (this.active < this.maxChannels) this.active++;
+		else await new Promise<void>((r) => this.waiting.push(r));
 		try {
 			return await work();
 		} finally {
-			this.active--;
-			this.waiting.shift()?.();
+			const next = this.waiting.shift();
+			if (next) next();
+			else this.active--;
 		}
 	}
 

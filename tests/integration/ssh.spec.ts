@@ -81,20 +81,69 @@ describe('exec on a real OpenSSH host', () => {
 		expect(running(marker)).toBe('');
 	});
 
-	it('cancels a running command by killing its process group on the host', async () => {
+	it('cancels a running command by killing its process group, and resolves once the group is dead', async () => {
 		const marker = `flotilla-cancel-${randomBytes(4).toString('hex')}`;
 		const conn = await connect(target(a));
 		const abort = new AbortController();
-		setTimeout(() => abort.abort(), 500);
-		const res = await conn.exec(sh`bash -c ${`exec -a ${marker}-child sleep 600`} & exec -a ${marker} sleep 600`, {
-			deadlineMs: 60_000,
-			signal: abort.signal
-		});
+		// The child ignores TERM (set before it is forked, so there is no race), and only the KILL that follows
+		// ends it. It holds none of the channel's pipes, so the channel closes without waiting for it: checked as
+		// soon as exec resolves, it is gone only if exec waited for the whole kill.
+		const res = await conn.exec(
+			sh`trap '' TERM; (exec -a ${`${marker}-child`} sleep 600 </dev/null >/dev/null 2>&1) & trap - TERM; echo started; exec -a ${marker} sleep 600`,
+			{
+				deadlineMs: 60_000,
+				signal: abort.signal,
+				onLine: (l) => {
+					if (l.line === 'started') abort.abort();
+				}
+			}
+		);
+		expect(running(marker)).toBe('');
 		conn.close();
 		expect(res.cancelled).toBe(true);
 		expect(res.timedOut).toBe(false);
-		expect(res.durationMs).toBeLessThan(5000);
+	});
+
+	it('starts nothing on the host when the signal is already aborted', async () => {
+		const marker = `flotilla-preabort-${randomBytes(4).toString('hex')}`;
+		const conn = await connect(target(a));
+		const res = await conn.exec(sh`touch ${`/opt/${marker}`}; exec -a ${marker} sleep 600`, {
+			deadlineMs: 5_000,
+			signal: AbortSignal.abort()
+		});
+		expect(res).toMatchObject({ cancelled: true, timedOut: false, exitCode: null, stdout: '', stderr: '' });
 		expect(running(marker)).toBe('');
+		// A command sent after it on the same connection has run to its end; the cancelled one, had it been
+		// sent, would have written its file first.
+		const later = await conn.exec(sh`touch ${`/opt/${marker}-later`}`);
+		conn.close();
+		expect(later.exitCode).toBe(0);
+		expect(existsSync(path.join(a.root, 'opt', `${marker}-later`))).toBe(true);
+		expect(existsSync(path.join(a.root, 'opt', marker))).toBe(false);
+		expect(running(marker)).toBe('');
+	});
+
+	it('kills a command cancelled before its pid arrived as soon as the pid arrives', async () => {
+		const marker = `flotilla-early-cancel-${randomBytes(4).toString('hex')}`;
+		// The sleeper ignores TERM and holds none of the channel's pipes, so the group is gone when exec resolves
+		// only if exec waited for the KILL.
+		const command = (name: string) =>
+			sh`trap '' TERM; (exec -a ${name} sleep 2 </dev/null >/dev/null 2>&1) & trap - TERM; wait; touch ${`/opt/${name}`}`;
+		const conn = await connect(target(a));
+		const abort = new AbortController();
+		const cancelled = conn.exec(command(marker), { deadlineMs: 30_000, signal: abort.signal });
+		// In the same turn: the channel is still being opened, the wrapper's pid line cannot have arrived.
+		abort.abort();
+		const res = await cancelled;
+		expect(running(marker)).toBe('');
+		expect(res.cancelled).toBe(true);
+		// The same command, started only now and not cancelled, has slept and written its file: the cancelled
+		// one would have written its own by then.
+		const control = await conn.exec(command(`${marker}-control`), { deadlineMs: 30_000 });
+		conn.close();
+		expect(control.exitCode).toBe(0);
+		expect(existsSync(path.join(a.root, 'opt', `${marker}-control`))).toBe(true);
+		expect(existsSync(path.join(a.root, 'opt', marker))).toBe(false);
 	});
 
 	it('runs no hostile string as a command, on a real host through sshd and bash', async () => {

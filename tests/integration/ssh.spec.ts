@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -51,12 +52,23 @@ const running = (marker: string) => {
 
 describe('exec on a real OpenSSH host', () => {
 	it('streams output line by line as it is printed, and reports the exit code', async () => {
+		// Each line waits on the host for a file the test writes only once it has seen the line before: the
+		// command can finish only if every line reached onLine while the command was still running.
+		const gate = `/opt/flotilla-stream-${randomBytes(4).toString('hex')}`;
 		const conn = await connect(target(a));
-		const lines: (OutputLine & { at: number })[] = [];
-		const res = await conn.exec(sh`for i in 1 2 3; do echo line$i; sleep 0.3; done; echo oops >&2; exit 3`, {
-			onLine: (l) => lines.push({ ...l, at: performance.now() })
-		});
+		const lines: OutputLine[] = [];
+		const res = await conn.exec(
+			sh`for i in 1 2 3; do echo line$i; while [ ! -e ${gate}-$i ]; do sleep 0.05; done; done; echo oops >&2; exit 3`,
+			{
+				deadlineMs: 20_000,
+				onLine: (l) => {
+					lines.push(l);
+					if (l.stream === 'stdout') writeFileSync(path.join(a.root, `${gate}-${l.line.slice(4)}`), '');
+				}
+			}
+		);
 		conn.close();
+		expect(res.timedOut).toBe(false);
 		expect(res.exitCode).toBe(3);
 		expect(res.stdout).toBe('line1\nline2\nline3\n');
 		expect(res.stderr).toBe('oops\n');
@@ -66,8 +78,6 @@ describe('exec on a real OpenSSH host', () => {
 			'stdout:line3',
 			'stderr:oops'
 		]);
-		// The first line reached us while the command was still running, not at its end.
-		expect(lines[3]!.at - lines[0]!.at).toBeGreaterThan(700);
 	});
 
 	it('ends `sleep 600` at its deadline and leaves nothing running on the host', async () => {
@@ -76,8 +86,8 @@ describe('exec on a real OpenSSH host', () => {
 		const res = await conn.exec(sh`exec -a ${marker} sleep 600`, { deadlineMs: 1500 });
 		conn.close();
 		expect(res.timedOut).toBe(true);
+		// 124 is timeout(1)'s own status: the node ended it at the deadline, not the console's backstop.
 		expect(res.exitCode).toBe(124);
-		expect(res.durationMs).toBeLessThan(5000);
 		expect(running(marker)).toBe('');
 	});
 
@@ -248,21 +258,18 @@ describe('unreachable and misbehaving hosts', () => {
 
 	it('reports a stopped host as unreachable, at once', async () => {
 		await bed.stopHost(b);
-		const started = performance.now();
+		// Refused, not timed out: the console did not wait for the ready timeout to give up.
 		const err = await failureOf(connect(target(b)));
 		expect(err.failure).toBe('unreachable');
-		expect(performance.now() - started).toBeLessThan(2000);
 		await bed.startHost(b);
 		(await connect(target(b))).close();
 	});
 
 	it('gives up on a host that hangs before the banner after the ready timeout', async () => {
-		const started = performance.now();
 		const err = await failureOf(connect({ ...target(a), host: '127.0.1.250', port: 2222 }, { readyTimeoutMs: 1000 }));
 		expect(err.failure).toBe('timeout');
-		expect(performance.now() - started).toBeLessThan(3000);
-		// The console gave up on the socket too: nothing is left connected to the silent host.
-		await new Promise((r) => setTimeout(r, 200));
+		// The console gave up on the socket too: the silent host sees every connection to it closed.
+		await Promise.all([...sockets].map((socket) => once(socket, 'close')));
 		expect(sockets.size).toBe(0);
 	});
 

@@ -1,11 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type OutputLine, type SshTarget } from '../../src/lib/server/ssh/connection';
+import { connect, type ExecResult, type OutputLine, type SshTarget } from '../../src/lib/server/ssh/connection';
 import { SshError } from '../../src/lib/server/ssh/errors';
 import { downloadFile, uploadFile } from '../../src/lib/server/ssh/sftp';
 import { sh } from '../../src/lib/server/ssh/shell';
@@ -51,12 +52,23 @@ const running = (marker: string) => {
 
 describe('exec on a real OpenSSH host', () => {
 	it('streams output line by line as it is printed, and reports the exit code', async () => {
+		// Each line waits on the host for a file the test writes only once it has seen the line before: the
+		// command can finish only if every line reached onLine while the command was still running.
+		const gate = `/opt/flotilla-stream-${randomBytes(4).toString('hex')}`;
 		const conn = await connect(target(a));
-		const lines: (OutputLine & { at: number })[] = [];
-		const res = await conn.exec(sh`for i in 1 2 3; do echo line$i; sleep 0.3; done; echo oops >&2; exit 3`, {
-			onLine: (l) => lines.push({ ...l, at: performance.now() })
-		});
+		const lines: OutputLine[] = [];
+		const res = await conn.exec(
+			sh`for i in 1 2 3; do echo line$i; while [ ! -e ${gate}-$i ]; do sleep 0.05; done; done; echo oops >&2; exit 3`,
+			{
+				deadlineMs: 20_000,
+				onLine: (l) => {
+					lines.push(l);
+					if (l.stream === 'stdout') writeFileSync(path.join(a.root, `${gate}-${l.line.slice(4)}`), '');
+				}
+			}
+		);
 		conn.close();
+		expect(res.timedOut).toBe(false);
 		expect(res.exitCode).toBe(3);
 		expect(res.stdout).toBe('line1\nline2\nline3\n');
 		expect(res.stderr).toBe('oops\n');
@@ -66,8 +78,6 @@ describe('exec on a real OpenSSH host', () => {
 			'stdout:line3',
 			'stderr:oops'
 		]);
-		// The first line reached us while the command was still running, not at its end.
-		expect(lines[3]!.at - lines[0]!.at).toBeGreaterThan(700);
 	});
 
 	it('ends `sleep 600` at its deadline and leaves nothing running on the host', async () => {
@@ -76,25 +86,74 @@ describe('exec on a real OpenSSH host', () => {
 		const res = await conn.exec(sh`exec -a ${marker} sleep 600`, { deadlineMs: 1500 });
 		conn.close();
 		expect(res.timedOut).toBe(true);
+		// 124 is timeout(1)'s own status: the node ended it at the deadline, not the console's backstop.
 		expect(res.exitCode).toBe(124);
-		expect(res.durationMs).toBeLessThan(5000);
 		expect(running(marker)).toBe('');
 	});
 
-	it('cancels a running command by killing its process group on the host', async () => {
+	it('cancels a running command by killing its process group, and resolves once the group is dead', async () => {
 		const marker = `flotilla-cancel-${randomBytes(4).toString('hex')}`;
 		const conn = await connect(target(a));
 		const abort = new AbortController();
-		setTimeout(() => abort.abort(), 500);
-		const res = await conn.exec(sh`bash -c ${`exec -a ${marker}-child sleep 600`} & exec -a ${marker} sleep 600`, {
-			deadlineMs: 60_000,
-			signal: abort.signal
-		});
+		// The child ignores TERM (set before it is forked, so there is no race), and only the KILL that follows
+		// ends it. It holds none of the channel's pipes, so the channel closes without waiting for it: checked as
+		// soon as exec resolves, it is gone only if exec waited for the whole kill.
+		const res = await conn.exec(
+			sh`trap '' TERM; (exec -a ${`${marker}-child`} sleep 600 </dev/null >/dev/null 2>&1) & trap - TERM; echo started; exec -a ${marker} sleep 600`,
+			{
+				deadlineMs: 60_000,
+				signal: abort.signal,
+				onLine: (l) => {
+					if (l.line === 'started') abort.abort();
+				}
+			}
+		);
+		expect(running(marker)).toBe('');
 		conn.close();
 		expect(res.cancelled).toBe(true);
 		expect(res.timedOut).toBe(false);
-		expect(res.durationMs).toBeLessThan(5000);
+	});
+
+	it('starts nothing on the host when the signal is already aborted', async () => {
+		const marker = `flotilla-preabort-${randomBytes(4).toString('hex')}`;
+		const conn = await connect(target(a));
+		const res = await conn.exec(sh`touch ${`/opt/${marker}`}; exec -a ${marker} sleep 600`, {
+			deadlineMs: 5_000,
+			signal: AbortSignal.abort()
+		});
+		expect(res).toMatchObject({ cancelled: true, timedOut: false, exitCode: null, stdout: '', stderr: '' });
 		expect(running(marker)).toBe('');
+		// A command sent after it on the same connection has run to its end; the cancelled one, had it been
+		// sent, would have written its file first.
+		const later = await conn.exec(sh`touch ${`/opt/${marker}-later`}`);
+		conn.close();
+		expect(later.exitCode).toBe(0);
+		expect(existsSync(path.join(a.root, 'opt', `${marker}-later`))).toBe(true);
+		expect(existsSync(path.join(a.root, 'opt', marker))).toBe(false);
+		expect(running(marker)).toBe('');
+	});
+
+	it('kills a command cancelled before its pid arrived as soon as the pid arrives', async () => {
+		const marker = `flotilla-early-cancel-${randomBytes(4).toString('hex')}`;
+		// The sleeper ignores TERM and holds none of the channel's pipes, so the group is gone when exec resolves
+		// only if exec waited for the KILL.
+		const command = (name: string) =>
+			sh`trap '' TERM; (exec -a ${name} sleep 2 </dev/null >/dev/null 2>&1) & trap - TERM; wait; touch ${`/opt/${name}`}`;
+		const conn = await connect(target(a));
+		const abort = new AbortController();
+		const cancelled = conn.exec(command(marker), { deadlineMs: 30_000, signal: abort.signal });
+		// In the same turn: the channel is still being opened, the wrapper's pid line cannot have arrived.
+		abort.abort();
+		const res = await cancelled;
+		expect(running(marker)).toBe('');
+		expect(res.cancelled).toBe(true);
+		// The same command, started only now and not cancelled, has slept and written its file: the cancelled
+		// one would have written its own by then.
+		const control = await conn.exec(command(`${marker}-control`), { deadlineMs: 30_000 });
+		conn.close();
+		expect(control.exitCode).toBe(0);
+		expect(existsSync(path.join(a.root, 'opt', `${marker}-control`))).toBe(true);
+		expect(existsSync(path.join(a.root, 'opt', marker))).toBe(false);
 	});
 
 	it('runs no hostile string as a command, on a real host through sshd and bash', async () => {
@@ -115,11 +174,43 @@ describe('exec on a real OpenSSH host', () => {
 		expect(existsSync(path.join(b.root, 'opt', 'flotilla-canary'))).toBe(false);
 	});
 
-	it('keeps channels within MaxSessions when many commands run at once on one connection', async () => {
-		const conn = await connect(target(c));
-		const results = await Promise.all(Array.from({ length: 30 }, (_, i) => conn.exec(sh`sleep 0.2; echo ${i}`)));
+	it('never has more channels open than maxChannels, however callers arrive', async () => {
+		const limit = 2;
+		const dir = `/opt/flotilla-channels-${randomBytes(4).toString('hex')}`;
+		mkdirSync(path.join(c.root, dir));
+		writeFileSync(path.join(c.root, dir, 'open'), '0\n');
+		writeFileSync(path.join(c.root, dir, 'max'), '0\n');
+		const [lock, open, max] = ['lock', 'open', 'max'].map((f) => `${dir}/${f}`) as [string, string, string];
+		// Each command counts itself as open on the host for a while, under a lock, and keeps the highest count.
+		// Its last output has no newline, so onLine sees it only when the channel closes.
+		const counted = sh`exec 9>${lock}; flock 9; n=$(($(cat ${open}) + 1)); echo $n >${open}; if [ $n -gt $(cat ${max}) ]; then echo $n >${max}; fi; flock -u 9; sleep 0.3; flock 9; echo $(($(cat ${open}) - 1)) >${open}; flock -u 9; printf closing`;
+		const conn = await connect(target(c), { maxChannels: limit });
+		const execs: Promise<ExecResult>[] = [];
+		let calls = 0;
+		const start = () => execs.push(conn.exec(counted, { deadlineMs: 30_000, onLine }));
+		// Callers also arrive at every depth of microtasks after a channel closes, so that some arrive while
+		// its slot passes to a waiting caller.
+		const onLine = () => {
+			for (let depth = 0; depth < 12 && calls < 40; depth++, calls++) {
+				void (async () => {
+					for (let i = 0; i < depth; i++) await null;
+					start();
+				})();
+			}
+		};
+		for (; calls < 6; calls++) start();
+		// Calls keep arriving while earlier ones run; wait until no more came.
+		for (let settled = 0; settled < execs.length;) {
+			const batch = execs.slice(settled);
+			await Promise.all(batch);
+			settled += batch.length;
+		}
 		conn.close();
-		expect(results.map((r) => r.stdout.trim())).toEqual(Array.from({ length: 30 }, (_, i) => String(i)));
+		expect(execs.length).toBe(40);
+		for (const res of await Promise.all(execs)) expect(res.exitCode, JSON.stringify(res)).toBe(0);
+		// The limit was reached, and never passed.
+		expect(readFileSync(path.join(c.root, max), 'utf8').trim()).toBe(String(limit));
+		expect(readFileSync(path.join(c.root, open), 'utf8').trim()).toBe('0');
 	});
 });
 
@@ -167,21 +258,18 @@ describe('unreachable and misbehaving hosts', () => {
 
 	it('reports a stopped host as unreachable, at once', async () => {
 		await bed.stopHost(b);
-		const started = performance.now();
+		// Refused, not timed out: the console did not wait for the ready timeout to give up.
 		const err = await failureOf(connect(target(b)));
 		expect(err.failure).toBe('unreachable');
-		expect(performance.now() - started).toBeLessThan(2000);
 		await bed.startHost(b);
 		(await connect(target(b))).close();
 	});
 
 	it('gives up on a host that hangs before the banner after the ready timeout', async () => {
-		const started = performance.now();
 		const err = await failureOf(connect({ ...target(a), host: '127.0.1.250', port: 2222 }, { readyTimeoutMs: 1000 }));
 		expect(err.failure).toBe('timeout');
-		expect(performance.now() - started).toBeLessThan(3000);
-		// The console gave up on the socket too: nothing is left connected to the silent host.
-		await new Promise((r) => setTimeout(r, 200));
+		// The console gave up on the socket too: the silent host sees every connection to it closed.
+		await Promise.all([...sockets].map((socket) => once(socket, 'close')));
 		expect(sockets.size).toBe(0);
 	});
 

@@ -46,7 +46,10 @@ export interface ExecOptions {
 	/** The command's deadline. The node enforces it (timeout --kill-after); the console backs it up. */
 	deadlineMs?: number;
 	onLine?: (line: OutputLine) => void;
-	/** Aborting kills the command's whole process group on the node. */
+	/**
+	 * Aborting kills the command's whole process group on the node, and exec resolves (`cancelled`) only once
+	 * the kill is done. Aborted before the command was sent, it is never sent.
+	 */
 	signal?: AbortSignal;
 }
 
@@ -175,14 +178,20 @@ export class SshConnection {
 		this.client.end();
 	}
 
+	/**
+	 * Holds one of the connection's channels for `work`. A channel that ends is handed straight to the first
+	 * waiter, `active` unchanged: were it given back and taken again, the waiter would take it only after
+	 * its wake-up, and a caller arriving in between would find it free and open one channel too many.
+	 */
 	private async slot<T>(work: () => Promise<T>): Promise<T> {
-		if (this.active >= this.maxChannels) await new Promise<void>((r) => this.waiting.push(r));
-		this.active++;
+		if (this.active < this.maxChannels) this.active++;
+		else await new Promise<void>((r) => this.waiting.push(r));
 		try {
 			return await work();
 		} finally {
-			this.active--;
-			this.waiting.shift()?.();
+			const next = this.waiting.shift();
+			if (next) next();
+			else this.active--;
 		}
 	}
 
@@ -221,6 +230,10 @@ export class SshConnection {
 	}
 
 	private async run(script: ShellCommand, tag: string, deadlineMs: number, options: ExecOptions): Promise<ExecResult> {
+		// Cancelled before the call or while it waited for a channel: nothing of it may run on the node.
+		if (options.signal?.aborted) {
+			return { exitCode: null, signal: null, durationMs: 0, stdout: '', stderr: '', timedOut: false, cancelled: true };
+		}
 		if (this.lost) throw this.lost;
 		const started = performance.now();
 		const channel = await this.openExec(script.script);
@@ -233,6 +246,13 @@ export class SshConnection {
 			let exitSignal: string | null = null;
 			let backstopFired = false;
 			let cancelled = false;
+			let killing: Promise<void> | undefined;
+
+			// A kill needs the pid, which arrives once the wrapper runs: an abort (or the backstop) that comes
+			// before it is carried out when it arrives.
+			const killWhenKnown = () => {
+				if ((cancelled || backstopFired) && pid !== undefined && !killing && !this.lost) killing = this.killGroup(pid);
+			};
 
 			const out = new LineSplitter((line) => {
 				stdout.append(line);
@@ -241,6 +261,7 @@ export class SshConnection {
 			const errLines = new LineSplitter((line) => {
 				if (line.startsWith(`${tag}-pid:`)) {
 					pid = Number(line.slice(tag.length + 5));
+					killWhenKnown();
 					return;
 				}
 				if (line.startsWith(`${tag}-exit:`)) {
@@ -251,20 +272,17 @@ export class SshConnection {
 				options.onLine?.({ stream: 'stderr', line });
 			});
 
-			const killRemote = () => {
-				if (pid && !this.lost) void this.killGroup(pid);
-			};
 			const backstop = setTimeout(
 				() => {
 					backstopFired = true;
-					killRemote();
+					killWhenKnown();
 					channel.close();
 				},
 				deadlineMs + KILL_AFTER_S * 1000 + BACKSTOP_MS
 			);
 			const onAbort = () => {
 				cancelled = true;
-				killRemote();
+				killWhenKnown();
 			};
 			if (options.signal?.aborted) onAbort();
 			options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -285,21 +303,30 @@ export class SshConnection {
 				if (this.lost && exitCode === null && !cancelled) {
 					return reject(this.lost);
 				}
-				resolve({
-					exitCode,
-					signal: exitSignal,
-					durationMs: Math.round(performance.now() - started),
-					stdout: stdout.toString(),
-					stderr: stderr.toString(),
-					// `timeout` exits 124 at the deadline (137 if it had to KILL after the grace period).
-					timedOut: backstopFired || (!cancelled && (exitCode === 124 || (exitCode === 137 && !exitSignal))),
-					cancelled
-				});
+				const settle = () =>
+					resolve({
+						exitCode,
+						signal: exitSignal,
+						durationMs: Math.round(performance.now() - started),
+						stdout: stdout.toString(),
+						stderr: stderr.toString(),
+						// `timeout` exits 124 at the deadline (137 if it had to KILL after the grace period).
+						timedOut: backstopFired || (!cancelled && (exitCode === 124 || (exitCode === 137 && !exitSignal))),
+						cancelled
+					});
+				// The channel closes when the wrapper exits, which can be before the rest of the group is dead. A
+				// caller must be able to rely on a cancelled command being dead (the engine runs the step's undo
+				// next), so the result waits for the kill.
+				if (killing) void killing.then(settle);
+				else settle();
 			});
 		});
 	}
 
-	/** Ends a command's whole process group on the node: TERM, then KILL for anything that lingers. */
+	/**
+	 * Ends a command's whole process group on the node: TERM, then KILL for anything that lingers. Resolves
+	 * once the KILL was sent (or the kill could not be run at all: the connection is gone).
+	 */
 	private async killGroup(pid: number): Promise<void> {
 		const kill = sh`kill -TERM -- -${pid} 2>/dev/null; sleep 1; kill -KILL -- -${pid} 2>/dev/null; true`;
 		// Outside the channel limit on purpose (a cancel must not queue behind the command it cancels), so a

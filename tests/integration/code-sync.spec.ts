@@ -102,6 +102,8 @@ afterAll(async () => {
 
 describe('Code Sync on real hosts', () => {
 	let good: Record<string, string> = {};
+	/** The backend commit the dirty-tree host keeps: it is skipped, so it never moves past it. */
+	let keptByDirty = '';
 
 	it('notify marks all 20 OUTDATED; Update All checks the new commit out on every host and they are UP_TO_DATE', async () => {
 		for (const role of bed.roles) {
@@ -180,6 +182,7 @@ describe('Code Sync on real hosts', () => {
 		expect(await statusOf(idOf.get(dirty.name)!)).toBe('OUTDATED');
 		// Every other host moves, the one still FAILED for frontend included: that failure is another role's.
 		expect(run.counts).toMatchObject({ total: HOSTS, succeeded: HOSTS - 1, skipped: 1 });
+		keptByDirty = good.backend!;
 		good.backend = next;
 	}, 180_000);
 
@@ -203,9 +206,11 @@ describe('Code Sync on real hosts', () => {
 		expect(run.reason).toMatch(/control|phase/i);
 		expect(run.tasks.find((t) => t.nodeName === cp.name)!.state).toBe('rolled_back');
 		expect(run.counts).toMatchObject({ total: HOSTS, rolled_back: 1, skipped: HOSTS - 1, succeeded: 0 });
+		// Nobody moved: every host is on the last good commit, but the dirty one, still on the commit it kept.
+		expect(keptByDirty).not.toBe(good.backend);
 		for (const host of bed.hosts) {
-			const expected = host === bed.hosts[5] ? await bed.checkedOutCommit(host, 'backend') : good.backend;
-			expect(await bed.checkedOutCommit(host, 'backend')).toBe(expected);
+			const expected = host === bed.hosts[5] ? keptByDirty : good.backend;
+			expect(await bed.checkedOutCommit(host, 'backend'), host.name).toBe(expected);
 		}
 		expect(await bed.checkedOutCommit(cp, 'backend')).toBe(good.backend);
 		await db()

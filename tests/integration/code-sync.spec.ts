@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { and, eq, inArray } from 'drizzle-orm';
+import { and, asc, eq, inArray } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRoleSchema } from '../../src/lib/schemas/code-sync';
 import { systemActor } from '../../src/lib/server/audit';
@@ -13,7 +13,7 @@ import { countByStatus, statusOf, versionsFor } from '../../src/lib/server/codes
 import { runHealthSweep } from '../../src/lib/server/codesync/sweep';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase } from '../../src/lib/server/db';
-import { codeRoles, nodeCodeVersions, nodes } from '../../src/lib/server/db/schema';
+import { codeRoles, events, nodeCodeVersions, nodes } from '../../src/lib/server/db/schema';
 import { startEngine, stopEngine } from '../../src/lib/server/engine';
 import { registerBuiltinFlows } from '../../src/lib/server/engine/builtin';
 import { createCredential } from '../../src/lib/server/keys/credentials';
@@ -58,6 +58,16 @@ async function defineGitRole(name: string, order: number) {
 			order
 		})
 	);
+}
+
+/** A task's log as `step: line`, in order. */
+async function logOf(taskId: string): Promise<string[]> {
+	const rows = await db()
+		.select({ data: events.data })
+		.from(events)
+		.where(and(eq(events.taskId, taskId), eq(events.type, 'task.output')))
+		.orderBy(asc(events.id));
+	return rows.flatMap((r) => (r.data.lines as { t: string }[]).map((l) => `${String(r.data.step)}: ${l.t}`));
 }
 
 async function updateAndWait(scope = {}, extra: Record<string, unknown> = {}) {
@@ -155,6 +165,15 @@ describe('Code Sync on real hosts', () => {
 		expect(task.steps.filter((s) => s.phase !== 'do').map((s) => `${s.phase}:${s.name}:${s.state}`)).toEqual([
 			'undo:switch:succeeded',
 			'verify:verify:succeeded'
+		]);
+		// The rollback's log shows each of its parts, in order: back on the old commit, install, restart, health.
+		const log = await logOf(task.id);
+		const rollback = log.slice(log.findIndex((l) => l.startsWith('switch: frontend: back on')));
+		expect(rollback).toEqual([
+			`switch: frontend: back on ${good.frontend!.slice(0, 12)}`,
+			expect.stringMatching(/^switch: installed frontend /),
+			'switch: frontend: restarted (systemctl restart frontend.service)',
+			'verify: frontend: healthy after the rollback (sh healthcheck.sh)'
 		]);
 		// On the host itself: back on the commit it had; the others run the new one.
 		expect(await bed.checkedOutCommit(bad, 'frontend')).toBe(good.frontend);

@@ -16,8 +16,17 @@ import { checkFlow } from '../../src/lib/server/fleet/check-flow';
 import { sequenceFlow } from '../support/flows';
 import { sh } from '../../src/lib/server/ssh/shell';
 import { startSimFleet, type SimFleet } from '../support/sim-fleet';
+import { GET as getRunEndpoint } from '../../src/routes/api/runs/[id]/+server';
 
 registerFlow(sequenceFlow);
+/** The sequence with a health verification after its rollbacks, as flows that change nodes have. */
+registerFlow({
+	...sequenceFlow,
+	kind: 'test-sequence-verified',
+	async verify(ctx) {
+		await ctx.exec(sh`echo verified`);
+	}
+});
 registerFlow(checkFlow);
 /** One node's step fails with a NUL character in its message and its log, as a node printing binary output. */
 registerFlow({
@@ -159,6 +168,39 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 				...Array.from({ length: at - 1 }, (_, i) => `do-${i + 1}`),
 				...Array.from({ length: at - 1 }, (_, i) => `undo-${at - 1 - i}`)
 			]);
+		}
+	});
+
+	it('GET /api/runs/{id} lists every step attempt of a rolled-back task in order, undos and verify included', async () => {
+		const run = await createRun(systemActor, {
+			kind: 'test-sequence-verified',
+			title: 'rollback in the API',
+			nodeIds: fleet.nodeIds.slice(0, 1),
+			params: { fail_at: 3 }
+		});
+		await waitForRun(run.id, ['failed']);
+		const res = await getRunEndpoint({
+			params: { id: run.id },
+			url: new URL(`http://console/api/runs/${run.id}`)
+		} as never);
+		expect(res.status).toBe(200);
+		const [task] = (await res.json()).tasks;
+		expect(task.state).toBe('rolled_back');
+		expect(
+			task.steps.map((s: { phase: string; name: string; state: string }) => `${s.phase}:${s.name}:${s.state}`)
+		).toEqual([
+			'do:step-1:succeeded',
+			'do:step-2:succeeded',
+			'do:step-3:failed',
+			'undo:step-2:succeeded',
+			'undo:step-1:succeeded',
+			'verify:verify:succeeded'
+		]);
+		expect(task.steps[2]).toMatchObject({ attempt: 1, exit_code: 1, error: 'exited with 1: fail-3' });
+		// Each attempt with its times, one after the other.
+		for (const [i, s] of task.steps.entries()) {
+			expect(Date.parse(s.ended_at)).toBeGreaterThanOrEqual(Date.parse(s.started_at));
+			if (i) expect(Date.parse(s.started_at)).toBeGreaterThanOrEqual(Date.parse(task.steps[i - 1].ended_at));
 		}
 	});
 

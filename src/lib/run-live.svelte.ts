@@ -14,6 +14,18 @@ export interface RunView {
 	ended_at: string | null;
 }
 
+/** One attempt of a step, as the run API lists it: `phase` is do, undo, inspect or verify. */
+export interface StepView {
+	name: string;
+	phase: string;
+	attempt: number;
+	state: string;
+	exit_code: number | null;
+	error: string | null;
+	started_at: string;
+	ended_at: string | null;
+}
+
 export interface TaskView {
 	id: string;
 	node_name: string;
@@ -24,6 +36,13 @@ export interface TaskView {
 	error: string | null;
 	started_at: string | null;
 	ended_at: string | null;
+	/** Every step attempt so far, when the page shows them (the run page does; the node page shows the log only). */
+	steps?: StepView[];
+}
+
+/** Whether a task ran a rollback: undos, and the health verification after them. */
+export function ranRollback(task: Pick<TaskView, 'steps'>): boolean {
+	return !!task.steps?.some((s) => s.phase === 'undo' || s.phase === 'verify');
 }
 
 /** An engine event as the streams send it. */
@@ -108,6 +127,27 @@ export class RunLive {
 			}
 		} else if (e.type === 'step.started') {
 			task.current_step = String(d.name);
+			const last = task.steps?.at(-1);
+			// The snapshot may already hold this step (written just before its event): one attempt never starts
+			// twice in a row, so a last step with the same name, phase and attempt is this one.
+			if (last && last.name === d.name && last.phase === d.phase && last.attempt === d.attempt) return;
+			task.steps?.push({
+				name: String(d.name),
+				phase: String(d.phase),
+				attempt: Number(d.attempt),
+				state: 'running',
+				exit_code: null,
+				error: null,
+				started_at: e.at,
+				ended_at: null
+			});
+		} else if (e.type === 'step.ended') {
+			const step = task.steps?.findLast((s) => s.name === d.name && s.phase === d.phase && s.attempt === d.attempt);
+			if (!step) return;
+			step.state = String(d.state);
+			step.exit_code = (d.exit_code as number | null | undefined) ?? null;
+			step.error = (d.error as string | null | undefined) ?? null;
+			step.ended_at = e.at;
 		} else if (e.type === 'task.output') {
 			const step = typeof d.step === 'string' ? d.step : undefined;
 			const lines = ((d.lines as { s: string; t: string }[] | undefined) ?? []).map((l) => ({ ...l, step }));

@@ -222,11 +222,48 @@ test('a host whose health check fails is rolled back, its log shows why, and it 
 		'data-state',
 		'rolled_back'
 	);
-	await page.getByRole('button', { name: `Show the log of ${broken}` }).click();
+	// The rollback shows: a marker on its task only, and its steps with the undo and the verify labelled, in the
+	// order they ran; first as the stream brought them, then as a reload reads them.
+	const rollbackSteps = [
+		...['prepare', 'fetch', 'switch', 'install', 'restart'].map((n) => `do:${n}:succeeded`),
+		'do:verify:failed',
+		'undo:switch:succeeded',
+		'verify:verify:succeeded'
+	];
+	const runId = page.url().split('/').at(-1)!;
+	for (const reload of [false, true]) {
+		if (reload) await page.reload();
+		await expect(page.getByTestId('rollback-marker')).toHaveCount(1);
+		await expect(page.locator(`tr[data-task="${broken}"]`).getByTestId('rollback-marker')).toHaveText('rollback');
+		await page.getByRole('button', { name: `Show the log of ${broken}` }).click();
+		const steps = page.locator(`tr[data-log-for="${broken}"]`).getByTestId('task-steps').locator('li');
+		await expect(steps).toHaveCount(rollbackSteps.length);
+		expect(
+			await steps.evaluateAll((items) =>
+				items.map(
+					(li) =>
+						`${li.dataset.phase}:${li.dataset.step}:${li.querySelector('[data-state]')?.getAttribute('data-state')}`
+				)
+			)
+		).toEqual(rollbackSteps);
+		await expect(steps.nth(6)).toHaveText(/^undo\s*switch\s*succeeded/);
+		await expect(steps.nth(5)).toContainText('frontend is unhealthy after 3 s');
+	}
+	// The API lists the same attempts, with their errors and times.
+	const detail = await (await call(`/api/runs/${runId}`, { headers: operate() })).json();
+	const apiTask = detail.tasks.find((t: { node_name: string }) => t.node_name === broken);
+	expect(
+		apiTask.steps.map((s: { phase: string; name: string; state: string }) => `${s.phase}:${s.name}:${s.state}`)
+	).toEqual(rollbackSteps);
+	expect(apiTask.steps[5].error).toMatch(/frontend is unhealthy/);
+	for (const s of apiTask.steps) expect(s.ended_at >= s.started_at).toBe(true);
+
 	const log = page.locator(`tr[data-log-for="${broken}"]`).getByTestId('live-log');
 	await expect(log).toContainText('── verify');
 	await expect(log).toContainText('frontend: not healthy yet');
 	await expect(log).toContainText(`frontend: back on ${previous.slice(0, 12)}`);
+	await expect(log).toContainText('frontend: restarted (systemctl restart frontend.service)');
+	await expect(log).toContainText('frontend: healthy after the rollback (sh healthcheck.sh)');
 	await page.locator(`tr[data-task="${broken}"]`).scrollIntoViewIfNeeded();
 	await page.screenshot({ path: `${shots}/failed-node-log.png`, fullPage: true });
 	// Back on the commit it had, on the host itself.

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { and, eq, inArray } from 'drizzle-orm';
+import { and, asc, eq, inArray } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRoleSchema } from '../../src/lib/schemas/code-sync';
 import { systemActor } from '../../src/lib/server/audit';
@@ -13,7 +13,7 @@ import { countByStatus, statusOf, versionsFor } from '../../src/lib/server/codes
 import { runHealthSweep } from '../../src/lib/server/codesync/sweep';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase } from '../../src/lib/server/db';
-import { codeRoles, nodeCodeVersions, nodes } from '../../src/lib/server/db/schema';
+import { codeRoles, events, nodeCodeVersions, nodes } from '../../src/lib/server/db/schema';
 import { startEngine, stopEngine } from '../../src/lib/server/engine';
 import { registerBuiltinFlows } from '../../src/lib/server/engine/builtin';
 import { createCredential } from '../../src/lib/server/keys/credentials';
@@ -60,6 +60,16 @@ async function defineGitRole(name: string, order: number) {
 	);
 }
 
+/** A task's log as `step: line`, in order. */
+async function logOf(taskId: string): Promise<string[]> {
+	const rows = await db()
+		.select({ data: events.data })
+		.from(events)
+		.where(and(eq(events.taskId, taskId), eq(events.type, 'task.output')))
+		.orderBy(asc(events.id));
+	return rows.flatMap((r) => (r.data.lines as { t: string }[]).map((l) => `${String(r.data.step)}: ${l.t}`));
+}
+
 async function updateAndWait(scope = {}, extra: Record<string, unknown> = {}) {
 	const { runId } = await triggerUpdate(systemActor, { scope, dry_run: false, concurrency: 10, ...extra });
 	return waitForRun(runId!, ['succeeded', 'failed', 'paused'], 120_000);
@@ -102,6 +112,8 @@ afterAll(async () => {
 
 describe('Code Sync on real hosts', () => {
 	let good: Record<string, string> = {};
+	/** The backend commit the dirty-tree host keeps: it is skipped, so it never moves past it. */
+	let keptByDirty = '';
 
 	it('notify marks all 20 OUTDATED; Update All checks the new commit out on every host and they are UP_TO_DATE', async () => {
 		for (const role of bed.roles) {
@@ -154,6 +166,15 @@ describe('Code Sync on real hosts', () => {
 			'undo:switch:succeeded',
 			'verify:verify:succeeded'
 		]);
+		// The rollback's log shows each of its parts, in order: back on the old commit, install, restart, health.
+		const log = await logOf(task.id);
+		const rollback = log.slice(log.findIndex((l) => l.startsWith('switch: frontend: back on')));
+		expect(rollback).toEqual([
+			`switch: frontend: back on ${good.frontend!.slice(0, 12)}`,
+			expect.stringMatching(/^switch: installed frontend /),
+			'switch: frontend: restarted (systemctl restart frontend.service)',
+			'verify: frontend: healthy after the rollback (sh healthcheck.sh)'
+		]);
 		// On the host itself: back on the commit it had; the others run the new one.
 		expect(await bed.checkedOutCommit(bad, 'frontend')).toBe(good.frontend);
 		expect(await bed.checkedOutCommit(bad, 'backend')).toBe(good.backend);
@@ -180,6 +201,7 @@ describe('Code Sync on real hosts', () => {
 		expect(await statusOf(idOf.get(dirty.name)!)).toBe('OUTDATED');
 		// Every other host moves, the one still FAILED for frontend included: that failure is another role's.
 		expect(run.counts).toMatchObject({ total: HOSTS, succeeded: HOSTS - 1, skipped: 1 });
+		keptByDirty = good.backend!;
 		good.backend = next;
 	}, 180_000);
 
@@ -203,9 +225,11 @@ describe('Code Sync on real hosts', () => {
 		expect(run.reason).toMatch(/control|phase/i);
 		expect(run.tasks.find((t) => t.nodeName === cp.name)!.state).toBe('rolled_back');
 		expect(run.counts).toMatchObject({ total: HOSTS, rolled_back: 1, skipped: HOSTS - 1, succeeded: 0 });
+		// Nobody moved: every host is on the last good commit, but the dirty one, still on the commit it kept.
+		expect(keptByDirty).not.toBe(good.backend);
 		for (const host of bed.hosts) {
-			const expected = host === bed.hosts[5] ? await bed.checkedOutCommit(host, 'backend') : good.backend;
-			expect(await bed.checkedOutCommit(host, 'backend')).toBe(expected);
+			const expected = host === bed.hosts[5] ? keptByDirty : good.backend;
+			expect(await bed.checkedOutCommit(host, 'backend'), host.name).toBe(expected);
 		}
 		expect(await bed.checkedOutCommit(cp, 'backend')).toBe(good.backend);
 		await db()

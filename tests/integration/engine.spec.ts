@@ -16,8 +16,17 @@ import { checkFlow } from '../../src/lib/server/fleet/check-flow';
 import { sequenceFlow } from '../support/flows';
 import { sh } from '../../src/lib/server/ssh/shell';
 import { startSimFleet, type SimFleet } from '../support/sim-fleet';
+import { GET as getRunEndpoint } from '../../src/routes/api/runs/[id]/+server';
 
 registerFlow(sequenceFlow);
+/** The sequence with a health verification after its rollbacks, as flows that change nodes have. */
+registerFlow({
+	...sequenceFlow,
+	kind: 'test-sequence-verified',
+	async verify(ctx) {
+		await ctx.exec(sh`echo verified`);
+	}
+});
 registerFlow(checkFlow);
 /** One node's step fails with a NUL character in its message and its log, as a node printing binary output. */
 registerFlow({
@@ -35,6 +44,34 @@ registerFlow({
 		}
 	]
 });
+
+/**
+ * Two steps with nothing to undo, the second failing on the nodes named in `on`: such a task ends rolled_back
+ * although no undo ran (the engine calls a task rolled back once any step had completed).
+ */
+for (const [kind, readOnly] of [
+	['test-no-undo', false],
+	['test-look-fails', true]
+] as const) {
+	registerFlow<{ on: string[] }>({
+		kind,
+		readOnly,
+		steps: [
+			{
+				name: 'look',
+				async do(ctx) {
+					await ctx.exec(sh`true`);
+				}
+			},
+			{
+				name: 'change',
+				async do(ctx) {
+					if (ctx.params.on.includes(ctx.node.name)) await ctx.exec(sh`echo ${'change failed'} >&2; exit 1`);
+				}
+			}
+		]
+	});
+}
 
 /**
  * A series' value as /metrics shows it (e.g. `flotilla_step_duration_seconds_count`), summed over the series
@@ -132,6 +169,39 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 				...Array.from({ length: at - 1 }, (_, i) => `do-${i + 1}`),
 				...Array.from({ length: at }, (_, i) => `undo-${at - i}`)
 			]);
+		}
+	});
+
+	it('GET /api/runs/{id} lists every step attempt of a rolled-back task in order, undos and verify included', async () => {
+		const run = await createRun(systemActor, {
+			kind: 'test-sequence-verified',
+			title: 'rollback in the API',
+			nodeIds: fleet.nodeIds.slice(0, 1),
+			params: { fail_at: 3 }
+		});
+		await waitForRun(run.id, ['failed']);
+		const res = await getRunEndpoint({
+			params: { id: run.id },
+			url: new URL(`http://console/api/runs/${run.id}`)
+		} as never);
+		expect(res.status).toBe(200);
+		const [task] = (await res.json()).tasks;
+		expect(task.state).toBe('rolled_back');
+		expect(
+			task.steps.map((s: { phase: string; name: string; state: string }) => `${s.phase}:${s.name}:${s.state}`)
+		).toEqual([
+			'do:step-1:succeeded',
+			'do:step-2:succeeded',
+			'do:step-3:failed',
+			'undo:step-2:succeeded',
+			'undo:step-1:succeeded',
+			'verify:verify:succeeded'
+		]);
+		expect(task.steps[2]).toMatchObject({ attempt: 1, exit_code: 1, error: 'exited with 1: fail-3' });
+		// Each attempt with its times, one after the other.
+		for (const [i, s] of task.steps.entries()) {
+			expect(Date.parse(s.ended_at)).toBeGreaterThanOrEqual(Date.parse(s.started_at));
+			if (i) expect(Date.parse(s.started_at)).toBeGreaterThanOrEqual(Date.parse(task.steps[i - 1].ended_at));
 		}
 	});
 
@@ -453,6 +523,58 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 		const text = await registry.metrics();
 		expect(text).toMatch(/^flotilla_tasks_total\{kind="check",outcome="failed"\} \d+$/m);
 		expect(text).toMatch(/^flotilla_queue_depth \d+$/m);
+	});
+
+	it('update_rollback_count rises by exactly the rolled-back tasks of flows that change nodes', async () => {
+		const names = fleet.hosts.map((h) => h.name);
+		const before = {
+			rolledBack: await metric('update_rollback_count'),
+			startedSequence: await metric('flotilla_rollbacks_total', { kind: 'test-sequence' }),
+			startedNoUndo: await metric('flotilla_rollbacks_total', { kind: 'test-no-undo' })
+		};
+		const runs = await Promise.all([
+			// Two tasks undo their completed steps and end rolled_back; the third succeeds.
+			createRun(systemActor, {
+				kind: 'test-sequence',
+				title: 'two roll back',
+				nodeIds: fleet.nodeIds.slice(0, 3),
+				params: { fail_at: 2, on: names.slice(0, 2) }
+			}),
+			// A rollback that fails: started, but the task ends failed and needing attention, not rolled back.
+			createRun(systemActor, {
+				kind: 'test-sequence',
+				title: 'undo fails',
+				nodeIds: fleet.nodeIds.slice(3, 4),
+				params: { fail_at: 3, undo_fails_at: 2 }
+			}),
+			// Two tasks end rolled_back with nothing to undo.
+			createRun(systemActor, {
+				kind: 'test-no-undo',
+				title: 'nothing to undo',
+				nodeIds: fleet.nodeIds.slice(4, 7),
+				params: { on: names.slice(4, 6) }
+			}),
+			// A read-only flow's rolled-back task is no update.
+			createRun(systemActor, {
+				kind: 'test-look-fails',
+				title: 'read-only',
+				nodeIds: fleet.nodeIds.slice(7, 8),
+				params: { on: names.slice(7, 8) }
+			})
+		]);
+		const [undone, failedUndo, nothingToUndo, readOnly] = await Promise.all(
+			runs.map((r) => waitForRun(r.id, ['succeeded', 'failed']))
+		);
+		expect(undone!.counts).toMatchObject({ rolled_back: 2, succeeded: 1 });
+		expect(failedUndo!.tasks[0]).toMatchObject({ state: 'failed', needsAttention: true });
+		expect(nothingToUndo!.counts).toMatchObject({ rolled_back: 2, succeeded: 1 });
+		expect(nothingToUndo!.tasks.flatMap((t) => t.steps).every((s) => s.phase === 'do')).toBe(true);
+		expect(readOnly!.counts).toMatchObject({ rolled_back: 1 });
+
+		expect(await metric('update_rollback_count')).toBe(before.rolledBack + 4);
+		// flotilla_rollbacks_total keeps counting rollbacks started: the failed one too, and none where nothing was undone.
+		expect(await metric('flotilla_rollbacks_total', { kind: 'test-sequence' })).toBe(before.startedSequence + 3);
+		expect(await metric('flotilla_rollbacks_total', { kind: 'test-no-undo' })).toBe(before.startedNoUndo);
 	});
 
 	it('a task whose lease ran out while this instance still runs it is not recovered alongside itself', async () => {

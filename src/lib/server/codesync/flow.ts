@@ -6,7 +6,7 @@ import { db } from '$lib/server/db';
 import { codeRoles, nodes, type CodeRole } from '$lib/server/db/schema';
 import { StepFailed, type Flow, type StepContext } from '$lib/server/engine/flows';
 import { sh } from '$lib/server/ssh/shell';
-import { anyExit, probeHealth, waitHealthy, workDir } from './health';
+import { anyExit, describeHealth, probeHealth, waitHealthy, workDir } from './health';
 import { methodFor } from './methods';
 import { recordFailed, recordSynced } from './versions';
 
@@ -60,12 +60,20 @@ async function pending(ctx: Ctx): Promise<{ role: CodeRole; p: RoleProgress }[]>
 	});
 }
 
+/**
+ * Restarts the role and says so in the task's log: a restart prints nothing on success, and inside a rollback
+ * (the undo of `switch`) it has no step row of its own to show that it happened.
+ */
 async function restart(ctx: Ctx, role: CodeRole): Promise<void> {
 	if (role.restartCommand.length) {
 		await ctx.exec(sh`cd -- ${workDir(role)} && ${role.restartCommand}`);
+		ctx.log(`${role.name}: restarted (${role.restartCommand.join(' ')})`);
 		return;
 	}
-	for (const unit of role.units) await ctx.exec(sh`systemctl restart -- ${unit}`);
+	for (const unit of role.units) {
+		await ctx.exec(sh`systemctl restart -- ${unit}`);
+		ctx.log(`${role.name}: restarted (systemctl restart ${unit})`);
+	}
 }
 
 async function install(ctx: Ctx, role: CodeRole): Promise<void> {
@@ -194,11 +202,19 @@ export const codeSyncFlow: Flow<CodeSyncParams> = {
 		return 'restart';
 	},
 
-	/** After a rollback, every role that was switched back must be healthy again. */
+	/**
+	 * After a rollback, every role that was switched back must be healthy again. Each role's result goes to the
+	 * log, as the forward verify's does: a probe that passes prints nothing of its own.
+	 */
 	async verify(ctx) {
 		const problems: string[] = [];
 		for (const { role } of await pending(ctx)) {
 			const problem = await probeHealth(anyExit(ctx), role);
+			ctx.log(
+				problem
+					? `${role.name}: unhealthy after the rollback (${problem})`
+					: `${role.name}: healthy after the rollback (${describeHealth(role)})`
+			);
 			if (problem) problems.push(problem);
 		}
 		if (problems.length) throw new StepFailed(`after the rollback: ${problems.join('; ')}`);

@@ -1,5 +1,6 @@
 import type { Node } from '$lib/server/db/schema';
 import type { ExecResult, SshConnection } from '$lib/server/ssh/connection';
+import type { SshError } from '$lib/server/ssh/errors';
 import type { ShellCommand } from '$lib/server/ssh/shell';
 
 /**
@@ -37,6 +38,12 @@ export interface TaskEnd<Params = Record<string, unknown>> {
 	memo: Record<string, unknown>;
 	state: 'succeeded' | 'failed' | 'rolled_back' | 'cancelled' | 'skipped';
 	error: string | null;
+	/**
+	 * When the task ended because no session to the node could be opened (before any step ran): the SSH layer's
+	 * error, which says why (nothing answered, another host key, an unknown one, the credential refused) and
+	 * carries the key the node presented. `error` only has its words.
+	 */
+	connectError?: SshError;
 }
 
 export interface Step<Params = Record<string, unknown>> {

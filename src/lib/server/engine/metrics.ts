@@ -43,9 +43,12 @@ const updateApplySeconds = new Histogram({
 	buckets: [0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800],
 	registers: [registry]
 });
+// Counted where tasks end, not where rollbacks start: a task can end rolled_back without any undo having run
+// (what failed followed only steps that need none), and a rollback that is started by a cancel, or that fails,
+// does not end rolled_back.
 const updateRollbackCount = new Counter({
 	name: 'update_rollback_count',
-	help: 'Number of automatic rollbacks',
+	help: 'Tasks of flows that change nodes that ended rolled back',
 	registers: [registry]
 });
 let succeeded = 0;
@@ -85,6 +88,7 @@ export function taskFinished(task: Task, kind: string, isUpdate: boolean): void 
 	tasksTotal.inc({ kind, outcome: task.state });
 	if (!isUpdate || task.state === 'skipped' || task.state === 'cancelled') return;
 	ended++;
+	if (task.state === 'rolled_back') updateRollbackCount.inc();
 	if (task.state === 'succeeded') {
 		succeeded++;
 		if (task.startedAt && task.endedAt) {
@@ -102,9 +106,9 @@ export function stepFinished(kind: string, step: string, phase: string, outcome:
 	stepSeconds.observe({ kind, step, phase, outcome }, seconds);
 }
 
+/** A rollback started (whatever its task's end: rolled back, cancelled, or failed when the rollback failed). */
 export function rollbackPerformed(kind: string): void {
 	rollbacks.inc({ kind });
-	updateRollbackCount.inc();
 }
 
 export function sshConnectionsChanged(delta: number): void {

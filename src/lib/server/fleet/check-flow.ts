@@ -1,13 +1,22 @@
-import { eq } from 'drizzle-orm';
-import { db } from '$lib/server/db';
-import { nodes } from '$lib/server/db/schema';
-import type { Flow } from '$lib/server/engine/flows';
+import { recordAudit, systemActor } from '$lib/server/audit';
+import type { Flow, TaskEnd } from '$lib/server/engine/flows';
 import { sh } from '$lib/server/ssh/shell';
+import { checkAuditEntry, recordCheck, type CheckOutcome } from './nodes';
+
+/** What a check task learnt as it went, kept in its memo until the task ends. */
+interface CheckMemo {
+	/** The key of the session the engine opened: set once the node was reached. */
+	fingerprint?: string;
+	latencyMs?: number;
+	uname?: string;
+}
 
 /**
  * "Check nodes" as a run: reaches every chosen node over SSH through the engine (so it shows progress, logs
- * and per-node outcomes like any other run) and records what it found on the node rows. Read-only on the
- * nodes, so nothing to undo.
+ * and per-node outcomes like any other run). Whatever the outcome, the task's end is recorded on the node row
+ * by `recordCheck`, exactly as the single-node check records it: a node that cannot be reached fails the task
+ * in the engine before any step runs, so the steps only gather, and `finished` records. Read-only on the nodes,
+ * so nothing to undo.
  */
 export const checkFlow: Flow = {
 	kind: 'check',
@@ -18,9 +27,11 @@ export const checkFlow: Flow = {
 			deadlineMs: 15_000,
 			retry: { attempts: 2, delayMs: 1_000 },
 			async do(ctx) {
+				const memo = ctx.memo as CheckMemo;
+				memo.fingerprint = ctx.ssh.fingerprint;
 				const started = performance.now();
 				await ctx.exec(sh`true`);
-				ctx.memo.latencyMs = Math.round(performance.now() - started);
+				memo.latencyMs = Math.round(performance.now() - started);
 			}
 		},
 		{
@@ -28,19 +39,38 @@ export const checkFlow: Flow = {
 			deadlineMs: 15_000,
 			retry: { attempts: 2, delayMs: 1_000 },
 			async do(ctx) {
-				const uname = (await ctx.exec(sh`uname -a`)).stdout.trim();
-				await db()
-					.update(nodes)
-					.set({
-						reachable: true,
-						uname,
-						latencyMs: Number(ctx.memo.latencyMs) || null,
-						lastSeenAt: new Date(),
-						lastCheckAt: new Date(),
-						lastError: null
-					})
-					.where(eq(nodes.id, ctx.node.id));
+				(ctx.memo as CheckMemo).uname = (await ctx.exec(sh`uname -a`)).stdout.trim();
 			}
 		}
-	]
+	],
+
+	async finished(end) {
+		const outcome = outcomeOf(end);
+		if (!outcome) return;
+		const checked = await recordCheck(end.node, outcome);
+		// A changed key is a security event whoever asked for the check: audited as the single-node check does,
+		// by the console itself on behalf of the run (whose creation names the operator).
+		if (checked.result.host_key_status === 'changed') {
+			const entry = checkAuditEntry(checked);
+			await recordAudit(systemActor, { ...entry, details: { ...entry.details, run_id: end.task.runId } });
+		}
+	}
 };
+
+function outcomeOf(end: TaskEnd): CheckOutcome | null {
+	// A check stopped by a cancel found nothing to record.
+	if (end.state === 'cancelled' || end.state === 'skipped') return null;
+	const memo = end.memo as CheckMemo;
+	if (memo.fingerprint) {
+		return {
+			connected: true,
+			fingerprint: memo.fingerprint,
+			latencyMs: memo.latencyMs ?? null,
+			uname: memo.uname ?? null,
+			error: end.state === 'succeeded' ? null : end.error
+		};
+	}
+	// No session was opened. Only the SSH layer's error says why; without one (the console could not even build
+	// the connection, e.g. its credential would not unseal) there is nothing to say about the node.
+	return end.connectError ? { connected: false, error: end.connectError } : null;
+}

@@ -1,7 +1,7 @@
 import { and, asc, eq, getTableColumns, gt, ilike, isNull, or, sql, type SQL } from 'drizzle-orm';
 import type { z } from 'zod';
 import type { connectionStatuses, createNodeSchema, nodeQuerySchema, updateNodeSchema } from '$lib/schemas/nodes';
-import { recordAudit, type Actor } from '$lib/server/audit';
+import { recordAudit, type Actor, type AuditEntry } from '$lib/server/audit';
 import {
 	fleetStatusJoin,
 	fleetStatusSql,
@@ -199,54 +199,44 @@ export interface CheckResult {
 }
 
 /**
- * Connects to a node and records what it found: reachable, the key it presented, `uname -a`, and the
- * round-trip time of one command. A changed host key refuses the connection, marks the node and raises
- * an alert; an unknown one waits for an admin to accept it.
+ * What one check of a node found: a session with its pinned key and what was learnt over it (with `error` when a
+ * command of the check failed after that), or the SSH layer's refusal (nothing answered, another key, an unknown
+ * key, the credential refused).
  */
-export async function checkNode(
-	id: string,
-	options: {
-		/** More to look at while connected (the health sweep's role probes); its failure is not the node's. */
-		whileConnected?: (conn: SshConnection, node: Node) => Promise<void>;
-		readyTimeoutMs?: number;
-	} = {}
-): Promise<{ node: Node; result: CheckResult }> {
-	const node = await getNode(id);
+export type CheckOutcome =
+	| { connected: true; fingerprint: string; latencyMs: number | null; uname: string | null; error?: string | null }
+	| { connected: false; error: SshError };
+
+/**
+ * Writes what a check found on the node's row: the one place every check of a node records its result, whichever
+ * way it was started (`checkNode` here; the engine's `check` flow behind "Check all nodes"), so that both leave
+ * the same record. A changed host key marks the node and is logged as an alert; an unknown one waits for an admin.
+ */
+export async function recordCheck(node: Node, outcome: CheckOutcome): Promise<{ node: Node; result: CheckResult }> {
 	const now = new Date();
 	let result: CheckResult;
 	let patch: Partial<Node>;
-	try {
-		const conn = await connect(await sshTargetFor(node), { readyTimeoutMs: options.readyTimeoutMs ?? 10_000 });
-		try {
-			const started = performance.now();
-			await conn.exec(sh`true`, { deadlineMs: 10_000 });
-			const latency = Math.round(performance.now() - started);
-			const uname = (await conn.exec(sh`uname -a`, { deadlineMs: 10_000 })).stdout.trim();
-			result = {
-				reachable: true,
-				host_key_fingerprint: conn.fingerprint,
-				host_key_status: 'pinned',
-				latency_ms: latency,
-				uname,
-				error: null
-			};
-			patch = {
-				reachable: true,
-				hostKeyStatus: 'pinned',
-				presentedFingerprint: null,
-				lastSeenAt: now,
-				latencyMs: latency,
-				uname,
-				lastError: null
-			};
-			await options.whileConnected?.(conn, node).catch((err: unknown) => {
-				log.warn({ node: node.name, err: (err as Error).message }, 'inspecting a node after its check failed');
-			});
-		} finally {
-			conn.close();
-		}
-	} catch (err) {
-		if (!(err instanceof SshError)) throw err;
+	if (outcome.connected) {
+		result = {
+			reachable: true,
+			host_key_fingerprint: outcome.fingerprint,
+			host_key_status: 'pinned',
+			latency_ms: outcome.latencyMs,
+			uname: outcome.uname,
+			error: outcome.error ?? null
+		};
+		patch = {
+			reachable: true,
+			hostKeyStatus: 'pinned',
+			presentedFingerprint: null,
+			lastSeenAt: now,
+			// A check whose command failed midway keeps what earlier checks learnt rather than erasing it.
+			latencyMs: outcome.latencyMs ?? undefined,
+			uname: outcome.uname ?? undefined,
+			lastError: result.error
+		};
+	} else {
+		const err = outcome.error;
 		const keyProblem = err.failure === 'host_key_changed' || err.failure === 'host_key_unknown';
 		const status = err.failure === 'host_key_changed' ? 'changed' : keyProblem ? 'unknown' : node.hostKeyStatus;
 		result = {
@@ -275,9 +265,44 @@ export async function checkNode(
 	const [updated] = await db()
 		.update(nodes)
 		.set({ ...patch, lastCheckAt: now })
-		.where(eq(nodes.id, id))
+		.where(eq(nodes.id, node.id))
 		.returning();
 	return { node: updated!, result };
+}
+
+/**
+ * Connects to a node and records what it found: reachable, the key it presented, `uname -a`, and the
+ * round-trip time of one command.
+ */
+export async function checkNode(
+	id: string,
+	options: {
+		/** More to look at while connected (the health sweep's role probes); its failure is not the node's. */
+		whileConnected?: (conn: SshConnection, node: Node) => Promise<void>;
+		readyTimeoutMs?: number;
+	} = {}
+): Promise<{ node: Node; result: CheckResult }> {
+	const node = await getNode(id);
+	let outcome: CheckOutcome;
+	try {
+		const conn = await connect(await sshTargetFor(node), { readyTimeoutMs: options.readyTimeoutMs ?? 10_000 });
+		try {
+			const started = performance.now();
+			await conn.exec(sh`true`, { deadlineMs: 10_000 });
+			const latencyMs = Math.round(performance.now() - started);
+			const uname = (await conn.exec(sh`uname -a`, { deadlineMs: 10_000 })).stdout.trim();
+			outcome = { connected: true, fingerprint: conn.fingerprint, latencyMs, uname };
+			await options.whileConnected?.(conn, node).catch((err: unknown) => {
+				log.warn({ node: node.name, err: (err as Error).message }, 'inspecting a node after its check failed');
+			});
+		} finally {
+			conn.close();
+		}
+	} catch (err) {
+		if (!(err instanceof SshError)) throw err;
+		outcome = { connected: false, error: err };
+	}
+	return recordCheck(node, outcome);
 }
 
 /** Pins the fingerprint an admin accepted (the one the node presented, or one known out of band). */
@@ -309,13 +334,18 @@ export async function acceptHostKey(actor: Actor, id: string, fingerprint: strin
  */
 export async function checkNodeFor(actor: Actor, id: string): Promise<{ node: Node; result: CheckResult }> {
 	const checked = await checkNode(id);
+	await recordAudit(actor, checkAuditEntry(checked));
+	return checked;
+}
+
+/** The audit row of a check: `node.check`, or `node.host_key_changed` (denied) when the node presented another key. */
+export function checkAuditEntry(checked: { node: Node; result: CheckResult }): AuditEntry {
 	const changed = checked.result.host_key_status === 'changed';
-	await recordAudit(actor, {
+	return {
 		action: changed ? 'node.host_key_changed' : 'node.check',
 		targetType: 'node',
-		targetId: id,
+		targetId: checked.node.id,
 		result: changed ? 'denied' : checked.result.reachable ? 'ok' : 'error',
 		details: { name: checked.node.name, ...checked.result }
-	});
-	return checked;
+	};
 }

@@ -159,9 +159,9 @@ describe.each(backends)('checking nodes on $name', ({ open }) => {
 		expect(flowDetails).toEqual(singleAudit!.details);
 	});
 
-	// Fails until the engine's runner hands the connection's SshError to the flow's `finished` hook
-	// (TaskEnd.connectError); without it the hook cannot tell an unreachable node from a changed host key.
-	it.fails('a check run records unreachable nodes and changed host keys as the single-node check does', async () => {
+	// The runner hands the connection's SshError to the flow's `finished` hook (TaskEnd.connectError): without
+	// it the hook could not tell an unreachable node from a changed host key.
+	it('a check run records unreachable nodes and changed host keys as the single-node check does', async () => {
 		await reset();
 		const run = await createRun(systemActor, { kind: 'check', title: 'refused', nodeIds: [down, rekeyed] });
 		expect((await waitForRun(run.id, ['succeeded', 'failed'])).counts).toMatchObject({ failed: 2 });

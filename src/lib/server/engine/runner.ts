@@ -186,7 +186,16 @@ async function execute(taskId: string, execution: Execution): Promise<void> {
 			// After a crash the node's state is unknown until someone can look at it.
 			const error = `Cannot reach the node: ${message}`;
 			if (await finishTask(task, kind, 'failed', { error, needsAttention: recovering })) {
-				await flowFinished(flow, { task, node, params: run.params, memo: task.memo, state: 'failed', error });
+				await flowFinished(flow, {
+					task,
+					node,
+					params: run.params,
+					memo: task.memo,
+					state: 'failed',
+					error,
+					// The flow's own records may need to know why (a check records a changed host key).
+					connectError: err instanceof SshError ? err : undefined
+				});
 			}
 			return;
 		}

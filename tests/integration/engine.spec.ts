@@ -193,6 +193,7 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 			'do:step-1:succeeded',
 			'do:step-2:succeeded',
 			'do:step-3:failed',
+			'undo:step-3:succeeded',
 			'undo:step-2:succeeded',
 			'undo:step-1:succeeded',
 			'verify:verify:succeeded'

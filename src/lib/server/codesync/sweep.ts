@@ -2,6 +2,7 @@ import { and, eq, inArray, sql } from 'drizzle-orm';
 import { db } from '$lib/server/db';
 import { codeRoles, nodeCodeVersions, nodes, tasks, type CodeRole, type Node } from '$lib/server/db/schema';
 import { recordEvent } from '$lib/server/engine/events';
+import { nodeUntouchedSince } from '$lib/server/engine/runs';
 import { checkNode } from '$lib/server/fleet/nodes';
 import { log, loggableError } from '$lib/server/log';
 import type { SshConnection } from '$lib/server/ssh/connection';
@@ -49,11 +50,13 @@ export async function runHealthSweep(concurrency: number): Promise<SweepResult> 
 	const worker = async () => {
 		for (let id = queue.shift(); id; id = queue.shift()) {
 			try {
+				// What the sweep finds is recorded only if no task touched the node from here on (tested in the
+				// statement that records it: a task may start at any moment while the sweep looks).
+				const since = new Date();
 				const { result: r } = await checkNode(id, {
 					whileConnected: async (conn, node) => {
-						// A task may have started since the list was read: then leave the node to it.
 						if (await busy(id)) return;
-						const found = await inspectRoles(conn, node, roles);
+						const found = await inspectRoles(conn, node, roles, since);
 						result.unhealthy_roles += found.unhealthy;
 						result.drifted_roles += found.drifted;
 					}
@@ -86,7 +89,8 @@ async function busy(nodeId: string): Promise<boolean> {
 async function inspectRoles(
 	conn: SshConnection,
 	node: Node,
-	roles: Map<string, CodeRole>
+	roles: Map<string, CodeRole>,
+	since: Date
 ): Promise<{ unhealthy: number; drifted: number }> {
 	const exec: Exec = (command, options) => conn.exec(command, { deadlineMs: options?.deadlineMs ?? 15_000 });
 	const defined = node.roles.map((r) => roles.get(r)).filter((r): r is CodeRole => !!r);
@@ -134,13 +138,17 @@ async function inspectRoles(
 					...(atLatest ? { lastError: null, failedCommit: null, failedAt: null, failedRunId: null } : {})
 				}
 			: {};
-		await db()
+		const written = await db()
 			.insert(nodeCodeVersions)
 			.values({ nodeId: node.id, role: role.name, ...health, ...observed })
 			.onConflictDoUpdate({
 				target: [nodeCodeVersions.nodeId, nodeCodeVersions.role],
-				set: { ...health, ...observed }
-			});
+				set: { ...health, ...observed },
+				setWhere: nodeUntouchedSince(node.id, since)
+			})
+			.returning({ nodeId: nodeCodeVersions.nodeId });
+		// A task got to the node first: it records what it did; this look is out of date.
+		if (!written.length) return { unhealthy, drifted };
 		if (moved || (before?.healthy ?? true) !== !problem) {
 			await recordEvent({
 				type: 'node.code',

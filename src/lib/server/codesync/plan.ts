@@ -126,7 +126,6 @@ export async function buildPlan(scope: UpdateScope = {}, concurrency = DEFAULT_U
 	return plan;
 }
 
-/** Runs of Code Sync not yet ended that already cover some of these nodes (seed 003: no double rollouts). */
 export type TriggerInput = z.infer<typeof triggerSchema>;
 
 /**

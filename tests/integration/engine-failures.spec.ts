@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { systemActor } from '../../src/lib/server/audit';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
@@ -227,6 +227,35 @@ describe('a console that stops', () => {
 		const steps = await db().select().from(taskSteps).where(eq(taskSteps.taskId, task!.id));
 		expect(steps.map((r) => `${r.phase}:${r.name}:${r.state}`)).toEqual(['do:prepare:succeeded', 'do:work:failed']);
 		expect(steps[1]!.error).toBe('The console is shutting down');
+	});
+});
+
+describe('a database that stops answering', () => {
+	it('stops the task before its lease can run out, killing its command; recovered once the database is back', async () => {
+		await engine();
+		const [host] = bed.hosts;
+		const s = scenario(host!);
+		const run = await start(host!, {}, s);
+		// From now on every lease renewal fails, as against an unreachable database; the rest of the database
+		// still answers, so that the test can watch.
+		await db().execute(sql`create function refuse_renewal() returns trigger language plpgsql
+			as $$ begin raise exception 'the database is unreachable (test)'; end $$`);
+		await db().execute(sql`create trigger refuse_renewal before update on tasks for each row
+			when (old.lease_owner = new.lease_owner and old.lease_expires_at is distinct from new.lease_expires_at)
+			execute function refuse_renewal()`);
+		try {
+			// Left alone, the command would run for the whole of its marker's seconds.
+			await waitFor('the command stopped and cleaned up on the host', async () => s.lines().includes('cleaned'));
+			expect(s.alive()).toBe('');
+			expect(s.lines()).toEqual(['prepare', 'started', 'cleaned']);
+		} finally {
+			await db().execute(sql`drop trigger refuse_renewal on tasks`);
+			await db().execute(sql`drop function refuse_renewal()`);
+		}
+		// Its lease ran out unrenewed: the sweep recovers it (this flow's inspect says roll back).
+		const done = await waitForRun(run.id, ['failed']);
+		expect(done.tasks[0]!.state).toBe('rolled_back');
+		expect(s.lines()).toEqual(['prepare', 'started', 'cleaned', 'undo-work', 'undo-prepare']);
 	});
 });
 

@@ -61,6 +61,11 @@ interface Execution {
 	runId: string | null;
 	controller: AbortController;
 	settled: Promise<void>;
+	/**
+	 * Until when (performance.now()) the task's lease surely holds: measured from before the claim or the last
+	 * renewal that succeeded was sent, so it never runs past what the database granted.
+	 */
+	leaseUntil: number;
 }
 
 /**
@@ -70,6 +75,8 @@ interface Execution {
 const active = new Map<string, Execution>();
 /** Set by a shutdown: no task starts, and running ones stop at their next step boundary. */
 let draining = false;
+/** A renewal is in flight: the next tick only stops the tasks whose leases it could not renew in time. */
+let renewing = false;
 
 /** Aborts this instance's tasks of a run (a cancel from any instance arrives here through the event bus). */
 export function interruptRun(runId: string, reason: AbortReason): void {
@@ -83,22 +90,39 @@ export function interruptRun(runId: string, reason: AbortReason): void {
  * running tasks through the database even when its event was never written.
  */
 export async function renewLeases(): Promise<void> {
+	const { leaseMs } = settings();
+	// A lease this instance could not renew (the database is unreachable or stalled) is stopped a renewal
+	// interval before it runs out: once it has, another console may take the task over, and the two must never
+	// run commands on the node at once. The task is recovered when the database is back.
+	const sent = performance.now();
+	for (const a of active.values()) {
+		if (a.runId !== null && sent > a.leaseUntil - leaseMs / 3) a.controller.abort(new Interrupted('lease_lost'));
+	}
+	if (renewing) return;
 	// Only tasks already claimed before the update can be judged by it: their claims committed before it began,
 	// so a missing row means the lease is really gone. A task claimed while the update waited for a busy
 	// database is not in its result and must not be stopped as lost.
-	const before = [...active.entries()].filter(([, a]) => a.runId !== null);
+	const before = [...active.entries()].filter(([, a]) => a.runId !== null && !a.controller.signal.aborted);
 	if (!before.length) return;
-	const ids = jsonParam(before.map(([id]) => ({ id })));
-	const renewed = await queryRows<{ id: string; run_state: RunState }>(sql`
-		update tasks set lease_expires_at = now() + ${`${settings().leaseMs} milliseconds`}::interval
-		from runs, jsonb_to_recordset(${ids}::jsonb) as v(id uuid)
-		where tasks.id = v.id and runs.id = tasks.run_id and tasks.lease_owner = ${instanceId} and tasks.state = 'running'
-		returning tasks.id, runs.state as run_state`);
-	const runStateOf = new Map(renewed.map((r) => [r.id, r.run_state]));
-	for (const [taskId, a] of before) {
-		const runState = runStateOf.get(taskId);
-		if (runState === undefined) a.controller.abort(new Interrupted('lease_lost'));
-		else if (runState === 'cancelled') a.controller.abort(new Interrupted('cancelled'));
+	renewing = true;
+	try {
+		const ids = jsonParam(before.map(([id]) => ({ id })));
+		const renewed = await queryRows<{ id: string; run_state: RunState }>(sql`
+			update tasks set lease_expires_at = now() + ${`${leaseMs} milliseconds`}::interval
+			from runs, jsonb_to_recordset(${ids}::jsonb) as v(id uuid)
+			where tasks.id = v.id and runs.id = tasks.run_id and tasks.lease_owner = ${instanceId} and tasks.state = 'running'
+			returning tasks.id, runs.state as run_state`);
+		const runStateOf = new Map(renewed.map((r) => [r.id, r.run_state]));
+		for (const [taskId, a] of before) {
+			const runState = runStateOf.get(taskId);
+			if (runState === undefined) a.controller.abort(new Interrupted('lease_lost'));
+			else {
+				a.leaseUntil = sent + leaseMs;
+				if (runState === 'cancelled') a.controller.abort(new Interrupted('cancelled'));
+			}
+		}
+	} finally {
+		renewing = false;
 	}
 }
 
@@ -148,7 +172,12 @@ export function executeTask(taskId: string): Promise<void> {
 	// extends the lease or, if another instance took the task meanwhile, stops this execution.
 	if (active.has(taskId)) return Promise.resolve();
 	if (draining) return Promise.reject(new RetryLater('The console is shutting down'));
-	const execution: Execution = { runId: null, controller: new AbortController(), settled: Promise.resolve() };
+	const execution: Execution = {
+		runId: null,
+		controller: new AbortController(),
+		settled: Promise.resolve(),
+		leaseUntil: performance.now() + settings().leaseMs
+	};
 	active.set(taskId, execution);
 	execution.settled = execute(taskId, execution).finally(() => active.delete(taskId));
 	return execution.settled;

@@ -21,7 +21,7 @@ import { useMasterKey } from '../src/lib/server/crypto/master-key';
 import { db, openDatabase, useDatabase, type DatabaseHandle } from '../src/lib/server/db';
 import { nodes, runs, tasks, taskSteps } from '../src/lib/server/db/schema';
 import { startEngine, stopEngine } from '../src/lib/server/engine';
-import { registerBuiltinFlows } from '../src/lib/server/engine/builtin';
+import { registerDomains } from '../src/lib/server/domains';
 import { createCredential } from '../src/lib/server/keys/credentials';
 import { SshConnection } from '../src/lib/server/ssh/connection';
 import { startTestbed, type Testbed } from '../tests/testbed/testbed.ts';
@@ -476,7 +476,7 @@ export async function benchmarkCodeSync(log: (line: string) => void = console.lo
 		database = await openDatabase({ url, migrationsDir: resolve('drizzle') });
 		useDatabase(database);
 		useMasterKey(randomBytes(32));
-		registerBuiltinFlows();
+		registerDomains();
 		const credential = await createCredential(systemActor, { name: 'testbed', privateKey: bed.clientPrivateKey });
 		await db()
 			.insert(nodes)

@@ -17,6 +17,7 @@ import { db, openDatabase, useDatabase } from '../../src/lib/server/db/index.ts'
 import { events, nodes, tasks } from '../../src/lib/server/db/schema.ts';
 import { drainEvents, eventBus, observeEventCommits } from '../../src/lib/server/engine/events.ts';
 import { registerFlow } from '../../src/lib/server/engine/flows.ts';
+import { registerFleet } from '../../src/lib/server/fleet/register.ts';
 import { startEngine, stopEngine } from '../../src/lib/server/engine/index.ts';
 import { createRun } from '../../src/lib/server/engine/runs.ts';
 import { sseResponse } from '../../src/lib/server/http/sse.ts';
@@ -48,6 +49,7 @@ useMasterKey(randomBytes(32));
 const flow = [sshSleepFlow, localSleepFlow].find((f) => f.kind === flowKind);
 if (!flow) throw new Error(`no bench flow ${flowKind}`);
 registerFlow(flow);
+registerFleet();
 
 // The fleet registered as an admin would after accepting its host keys; rows inserted directly, 500 at a time.
 const fleet = JSON.parse(readFileSync(env.FLEET_FILE!, 'utf8')) as {

@@ -6,9 +6,9 @@ import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
 import { auditLog, nodes } from '../../src/lib/server/db/schema';
 import { startEngine, stopEngine } from '../../src/lib/server/engine';
-import { registerFlow } from '../../src/lib/server/engine/flows';
-import { createRun } from '../../src/lib/server/engine/runs';
 import { checkFlow } from '../../src/lib/server/fleet/check-flow';
+import { createRun } from '../../src/lib/server/engine/runs';
+import { registerFleet } from '../../src/lib/server/fleet/register';
 import { checkNodeFor, getNode, sshTargetFor } from '../../src/lib/server/fleet/nodes';
 import { connect } from '../../src/lib/server/ssh/connection';
 import { SshError } from '../../src/lib/server/ssh/errors';
@@ -16,7 +16,7 @@ import { backends } from '../support/databases';
 import { waitForRun } from '../support/engine';
 import { startSimFleet, type SimFleet } from '../support/sim-fleet';
 
-registerFlow(checkFlow);
+registerFleet();
 
 /**
  * "Check all nodes" (the engine's `check` flow) and the single-node check (`checkNode`) must leave the same

@@ -6,16 +6,12 @@ import { systemActor } from '../../src/lib/server/audit';
 import { notifyCommit } from '../../src/lib/server/codesync/notify';
 import { buildPlan } from '../../src/lib/server/codesync/plan';
 import { createRole } from '../../src/lib/server/codesync/roles';
-import { countByStatus, versionsFor } from '../../src/lib/server/codesync/status';
+import { versionsFor } from '../../src/lib/server/codesync/status';
+import { countByStatus } from '../../src/lib/server/fleet/status';
 import { recordFailed, recordSynced } from '../../src/lib/server/codesync/versions';
-import {
-	failedRunsOf,
-	nodesBehind,
-	recentTasksOf,
-	roleFailures,
-	roleSummaries,
-	taskOutput
-} from '../../src/lib/server/codesync/views';
+import { failedRunsOf, nodesBehind, roleFailures, roleSummaries } from '../../src/lib/server/codesync/views';
+import { registerDomains } from '../../src/lib/server/domains';
+import { recentTasksOf, taskOutput } from '../../src/lib/server/engine';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
 import { events, nodeCodeVersions, nodes, runs, tasks } from '../../src/lib/server/db/schema';
@@ -63,6 +59,7 @@ async function fleet(
 const role = (name: string, order: number) =>
 	createRole(systemActor, createRoleSchema.parse({ name, path: `/opt/${name}`, units: [`${name}.service`], order }));
 
+registerDomains();
 beforeAll(() => useMasterKey(randomBytes(32)));
 afterAll(() => useMasterKey(undefined));
 

@@ -9,13 +9,14 @@ import { runAutoUpdates } from '../../src/lib/server/codesync/auto-update';
 import { notifyCommit } from '../../src/lib/server/codesync/notify';
 import { buildPlan, triggerUpdate } from '../../src/lib/server/codesync/plan';
 import { createRole } from '../../src/lib/server/codesync/roles';
-import { countByStatus, statusOf, versionsFor } from '../../src/lib/server/codesync/status';
-import { runHealthSweep } from '../../src/lib/server/codesync/sweep';
+import { versionsFor } from '../../src/lib/server/codesync/status';
+import { countByStatus, statusOf } from '../../src/lib/server/fleet/status';
+import { runHealthSweep } from '../../src/lib/server/fleet/sweep';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase } from '../../src/lib/server/db';
 import { codeRoles, events, nodeCodeVersions, nodes } from '../../src/lib/server/db/schema';
 import { startEngine, stopEngine } from '../../src/lib/server/engine';
-import { registerBuiltinFlows } from '../../src/lib/server/engine/builtin';
+import { registerDomains } from '../../src/lib/server/domains';
 import { createCredential } from '../../src/lib/server/keys/credentials';
 import { freshPostgres } from '../support/databases';
 import { waitForRun } from '../support/engine';
@@ -80,7 +81,7 @@ beforeAll(async () => {
 	pg = await freshPostgres('flotilla_codesync');
 	useDatabase(pg);
 	useMasterKey(randomBytes(32));
-	registerBuiltinFlows();
+	registerDomains();
 	const cred = await createCredential(systemActor, { name: 'testbed', privateKey: bed.clientPrivateKey });
 	const rows = await db()
 		.insert(nodes)

@@ -14,10 +14,10 @@ import { freshPglite } from '../support/databases';
 import { waitForRun } from '../support/engine';
 import { systemActor } from '../../src/lib/server/audit';
 import { triggerUpdate } from '../../src/lib/server/codesync/plan';
-import { countByStatus } from '../../src/lib/server/codesync/status';
-import { runHealthSweep } from '../../src/lib/server/codesync/sweep';
+import { countByStatus } from '../../src/lib/server/fleet/status';
+import { runHealthSweep } from '../../src/lib/server/fleet/sweep';
 import { startEngine, stopEngine } from '../../src/lib/server/engine';
-import { registerBuiltinFlows } from '../../src/lib/server/engine/builtin';
+import { registerDomains } from '../../src/lib/server/domains';
 
 describe('the quick start demo fleet', () => {
 	let handle: DatabaseHandle;
@@ -111,7 +111,7 @@ describe('the quick start demo fleet', () => {
 		const fleet = await startDemoFleet(dataDir);
 		onTestFinished(() => fleet.stop());
 		await fleet.checked;
-		registerBuiltinFlows();
+		registerDomains();
 		await startEngine({ concurrency: 20, leaseMs: 10_000, sweepMs: 1_000 });
 		onTestFinished(() => stopEngine());
 		const sweep = await runHealthSweep(8);

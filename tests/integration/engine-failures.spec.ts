@@ -10,6 +10,7 @@ import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
 import { nodes, runs, taskSteps, tasks } from '../../src/lib/server/db/schema';
 import { startEngine, stopEngine, sweepRuns } from '../../src/lib/server/engine';
 import { registerFlow, type Flow } from '../../src/lib/server/engine/flows';
+import { registerFleet } from '../../src/lib/server/fleet/register';
 import { cancelRun, createRun, getRun } from '../../src/lib/server/engine/runs';
 import { createCredential } from '../../src/lib/server/keys/credentials';
 import { sh } from '../../src/lib/server/ssh/shell';
@@ -74,6 +75,7 @@ const failureFlow: Flow<Params> = {
 	}
 };
 registerFlow(failureFlow);
+registerFleet();
 
 let bed: Testbed;
 let handle: DatabaseHandle;

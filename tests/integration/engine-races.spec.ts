@@ -15,6 +15,7 @@ import { instanceId, startEngine, stopEngine, sweepRuns } from '../../src/lib/se
 import { claimTask } from '../../src/lib/server/engine/claim';
 import { dispatchRun } from '../../src/lib/server/engine/dispatch';
 import { registerFlow, type Flow, type StepContext } from '../../src/lib/server/engine/flows';
+import { registerFleet } from '../../src/lib/server/fleet/register';
 import { executeTask, renewLeases } from '../../src/lib/server/engine/runner';
 import { cancelRun, createRun, getRun, resumeRun } from '../../src/lib/server/engine/runs';
 import { sh } from '../../src/lib/server/ssh/shell';
@@ -118,6 +119,7 @@ registerFlow(gatedFlow);
 registerFlow(holdFlow);
 registerFlow(codeSyncStandIn);
 registerFlow(recoverFlow);
+registerFleet();
 
 const ENGINE = { concurrency: 50, leaseMs: 5_000, sweepMs: 1_000 };
 

@@ -12,7 +12,7 @@ import { cancelRun, createRun, getRun, pauseRun, resumeRun, retryFailed } from '
 import { eventStream } from '../../src/lib/server/engine/stream';
 import { backends } from '../support/databases';
 import { readEventStream, waitFor, waitForRun } from '../support/engine';
-import { checkFlow } from '../../src/lib/server/fleet/check-flow';
+import { registerFleet } from '../../src/lib/server/fleet/register';
 import { sequenceFlow } from '../support/flows';
 import { sh } from '../../src/lib/server/ssh/shell';
 import { startSimFleet, type SimFleet } from '../support/sim-fleet';
@@ -27,7 +27,7 @@ registerFlow({
 		await ctx.exec(sh`echo verified`);
 	}
 });
-registerFlow(checkFlow);
+registerFleet();
 /** One node's step fails with a NUL character in its message and its log, as a node printing binary output. */
 registerFlow({
 	kind: 'test-nul',

@@ -13,6 +13,9 @@ import { acceptHostKey, checkNode, createNode, listNodes, updateNode } from '../
 import { createCredential, deleteCredential, unsealCredential } from '../../src/lib/server/keys/credentials';
 import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed.ts';
 import { backends } from '../support/databases';
+import { registerDomains } from '../../src/lib/server/domains';
+
+registerDomains();
 
 let bed: Testbed;
 beforeAll(async () => {

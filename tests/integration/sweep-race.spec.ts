@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createRoleSchema } from '../../src/lib/schemas/code-sync';
 import { systemActor } from '../../src/lib/server/audit';
 import { createRole } from '../../src/lib/server/codesync/roles';
-import { runHealthSweep } from '../../src/lib/server/codesync/sweep';
+import { runHealthSweep } from '../../src/lib/server/fleet/sweep';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
 import { nodeCodeVersions, nodes, runs, tasks } from '../../src/lib/server/db/schema';
@@ -15,6 +15,9 @@ import { createCredential } from '../../src/lib/server/keys/credentials';
 import { freshPostgres } from '../support/databases';
 import { waitFor } from '../support/engine';
 import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed.ts';
+import { registerDomains } from '../../src/lib/server/domains';
+
+registerDomains();
 
 /**
  * The health sweep skips nodes with a task running, but a task may start at any moment while the sweep is

@@ -11,6 +11,7 @@ import { useMasterKey } from '../../src/lib/server/crypto/master-key.ts';
 import { openDatabase, useDatabase } from '../../src/lib/server/db/index.ts';
 import { eventBus } from '../../src/lib/server/engine/events.ts';
 import { registerFlow } from '../../src/lib/server/engine/flows.ts';
+import { registerFleet } from '../../src/lib/server/fleet/register.ts';
 import { instanceId, startEngine, stopEngine } from '../../src/lib/server/engine/index.ts';
 import { cancelRun } from '../../src/lib/server/engine/runs.ts';
 import { exclusiveFlow } from './exclusive-flow.ts';
@@ -21,6 +22,7 @@ useDatabase(handle);
 useMasterKey(Buffer.from(process.env.FLOTILLA_TEST_MASTER_KEY!, 'hex'));
 registerFlow(exclusiveFlow);
 registerFlow(sequenceFlow);
+registerFleet();
 const leaseMs = Number(process.env.LEASE_MS ?? 3_000);
 await startEngine({ concurrency: Number(process.env.ENGINE_CONCURRENCY ?? 50), leaseMs, sweepMs: 1_000 });
 eventBus.subscribe((e) => {

@@ -22,7 +22,8 @@ export const runOptionsSchema = z
 
 export const createRunSchema = z
 	.object({
-		kind: z.enum(['check'], { error: 'must be check (other runs start from their own endpoints)' }),
+		/** A look-only kind (a flow marked readOnly, today `check`): the route checks it against the registered flows. */
+		kind: z.string({ error: 'must be a run kind' }).regex(/^[a-z][a-z0-9-]{0,40}$/, 'must be a run kind'),
 		nodes: z.array(uuidSchema).min(1, 'name at least one node').max(10_000, 'at most 10,000 nodes'),
 		options: runOptionsSchema.optional()
 	})

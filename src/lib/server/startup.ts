@@ -3,14 +3,14 @@ import { deleteExpiredSessions } from '$lib/server/auth/session';
 import { ensureFirstAdminFromEnv } from '$lib/server/auth/users';
 import { useMasterKey } from '$lib/server/crypto/master-key';
 import { runAutoUpdates } from '$lib/server/codesync/auto-update';
-import { runHealthSweep } from '$lib/server/codesync/sweep';
 import { startPeriodic } from '$lib/server/schedules';
 import { startDemoFleet } from '$lib/server/sim/demo-fleet';
 import { loadSecretKey } from '$lib/server/crypto/secret-key';
 import { config } from '$lib/server/config';
 import { openDatabase, useDatabase, type DatabaseHandle } from '$lib/server/db';
 import { startEngine, stopEngine } from '$lib/server/engine';
-import { registerBuiltinFlows } from '$lib/server/engine/builtin';
+import { registerDomains } from '$lib/server/domains';
+import { runHealthSweep } from '$lib/server/fleet/sweep';
 import { log, loggableError } from '$lib/server/log';
 import { nativeCiphers } from '$lib/server/ssh/connection';
 
@@ -39,7 +39,7 @@ export function startConsole(): Promise<DatabaseHandle> {
 		useDatabase(handle);
 		await ensureFirstAdminFromEnv(cfg.adminUser, cfg.adminPassword);
 		await deleteExpiredSessions();
-		registerBuiltinFlows();
+		registerDomains();
 		await startEngine({
 			concurrency: cfg.engineConcurrency,
 			leaseMs: cfg.taskLeaseMs,

@@ -1,16 +1,14 @@
 import { error, redirect } from '@sveltejs/kit';
-import { eq, sql } from 'drizzle-orm';
 import { nodeQuerySchema } from '$lib/schemas/nodes';
 import { actorOf } from '$lib/server/audit';
 import { authorize } from '$lib/server/auth/access';
 import { listRoles } from '$lib/server/codesync/roles';
-import { countByStatus, versionsFor } from '$lib/server/codesync/status';
-import { db } from '$lib/server/db';
-import { nodes } from '$lib/server/db/schema';
-import { createRun } from '$lib/server/engine/runs';
-import { connectionStatus, listNodes } from '$lib/server/fleet/nodes';
+import { versionsFor } from '$lib/server/codesync/status';
+import { countByStatus } from '$lib/server/fleet/status';
+import { checkAllNodes } from '$lib/server/fleet/check-flow';
+import { connectionStatus, listNodes, rolesOnNodes } from '$lib/server/fleet/nodes';
 import { principalOf } from '$lib/server/http/api';
-import { failWith, formError } from '$lib/server/http/forms';
+import { formError } from '$lib/server/http/forms';
 import { planAction, updateAction } from '$lib/server/http/update-forms';
 import type { Actions, PageServerLoad } from './$types';
 
@@ -36,9 +34,7 @@ export const load: PageServerLoad = async (event) => {
 		countByStatus(),
 		listRoles(),
 		// Roles named on nodes but not (yet) defined are still worth filtering by.
-		db()
-			.selectDistinct({ role: sql<string>`unnest(${nodes.roles})` })
-			.from(nodes)
+		rolesOnNodes()
 	]);
 	const versions = await versionsFor(page.items);
 	const principal = principalOf(event);
@@ -59,7 +55,7 @@ export const load: PageServerLoad = async (event) => {
 		})),
 		counts,
 		total: Object.values(counts).reduce((a, b) => a + b, 0),
-		roles: [...new Set([...roles.map((r) => r.name), ...nodeRoles.map((r) => r.role)])].sort(),
+		roles: [...new Set([...roles.map((r) => r.name), ...nodeRoles])].sort(),
 		filters: {
 			q: filters.q ?? '',
 			status: filters.status ?? '',
@@ -77,17 +73,9 @@ export const load: PageServerLoad = async (event) => {
 export const actions: Actions = {
 	/** A check run on every node whose host key is pinned: the others cannot be connected to safely yet. */
 	checkAll: async (event) => {
-		const pinned = await db().select({ id: nodes.id }).from(nodes).where(eq(nodes.hostKeyStatus, 'pinned'));
-		if (!pinned.length) {
-			return failWith(409, 'No node has a pinned host key yet: test and accept a node in Settings → Nodes first.');
-		}
 		let run;
 		try {
-			run = await createRun(actorOf(event), {
-				kind: 'check',
-				title: 'Check all nodes',
-				nodeIds: pinned.map((n) => n.id)
-			});
+			run = await checkAllNodes(actorOf(event));
 		} catch (err) {
 			return formError(err);
 		}

@@ -1,4 +1,4 @@
-import { registry } from '$lib/server/engine/metrics';
+import { metricsRegistry as registry } from '$lib/server/engine';
 import type { RequestHandler } from './$types';
 
 export const GET: RequestHandler = async () =>

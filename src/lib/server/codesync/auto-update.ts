@@ -1,8 +1,8 @@
 import { and, eq, gt, inArray, sql } from 'drizzle-orm';
 import { recordAudit, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
-import { codeCommits, codeRoles, runs, tasks, type CodeRole } from '$lib/server/db/schema';
-import { recordEvent } from '$lib/server/engine/events';
+import { codeCommits, codeRoles, type CodeRole } from '$lib/server/db/schema';
+import { countFailedTasks, recordEvent } from '$lib/server/engine';
 import { ServiceError } from '$lib/server/errors';
 import { log } from '$lib/server/log';
 import { triggerUpdate } from './plan';
@@ -19,21 +19,13 @@ export const autoUpdateActor: Actor = { id: null, name: 'auto-update', via: 'sys
 const DAY_MS = 86_400_000;
 
 /** Nodes whose auto-update of `role` failed (failed or rolled back) in the last 24 hours. */
-export async function recentAutoFailures(role: string): Promise<number> {
-	const [row] = (await db()
-		.select({ n: sql<number>`count(*)::int` })
-		.from(tasks)
-		.innerJoin(runs, eq(runs.id, tasks.runId))
-		.where(
-			and(
-				eq(runs.kind, 'code-sync'),
-				eq(runs.createdBy, autoUpdateActor.name),
-				sql`${runs.scope} -> 'roles' ? ${role}`,
-				inArray(tasks.state, ['failed', 'rolled_back']),
-				gt(tasks.endedAt, new Date(Date.now() - DAY_MS))
-			)
-		)) as [{ n: number }];
-	return Number(row.n);
+export function recentAutoFailures(role: string): Promise<number> {
+	return countFailedTasks({
+		kind: 'code-sync',
+		createdBy: autoUpdateActor.name,
+		scopeRole: role,
+		since: new Date(Date.now() - DAY_MS)
+	});
 }
 
 async function disable(role: CodeRole, failures: number): Promise<void> {

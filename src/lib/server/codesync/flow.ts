@@ -4,7 +4,7 @@ import { roleNameSchema } from '$lib/schemas/nodes';
 import { commitSchema } from '$lib/schemas/remote';
 import { db } from '$lib/server/db';
 import { codeRoles, nodes, type CodeRole } from '$lib/server/db/schema';
-import { StepFailed, type Flow, type StepContext } from '$lib/server/engine/flows';
+import { StepFailed, type Flow, type StepContext } from '$lib/server/engine';
 import { sh } from '$lib/server/ssh/shell';
 import { anyExit, describeHealth, probeHealth, waitHealthy, workDir } from './health';
 import { methodFor } from './methods';

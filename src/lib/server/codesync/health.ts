@@ -1,5 +1,5 @@
 import type { CodeRole } from '$lib/server/db/schema';
-import { StepFailed, type StepContext } from '$lib/server/engine/flows';
+import { StepFailed, type StepContext } from '$lib/server/engine';
 import type { ExecResult } from '$lib/server/ssh/connection';
 import { sh, type ShellCommand } from '$lib/server/ssh/shell';
 

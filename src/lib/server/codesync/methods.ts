@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { CodeRole } from '$lib/server/db/schema';
-import { StepFailed, type StepContext } from '$lib/server/engine/flows';
+import { StepFailed, type StepContext } from '$lib/server/engine';
 import { sh } from '$lib/server/ssh/shell';
 import { uploadFile } from '$lib/server/ssh/sftp';
 import { anyExit, type Exec } from './health';

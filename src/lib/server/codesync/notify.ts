@@ -4,7 +4,7 @@ import type { notifySchema } from '$lib/schemas/code-sync';
 import { recordAudit, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import { codeCommits, codeRoles, nodes, type CodeCommit } from '$lib/server/db/schema';
-import { recordEvent } from '$lib/server/engine/events';
+import { recordEvent } from '$lib/server/engine';
 import { assertRolesExist } from './roles';
 import { behindCondition } from './status';
 

@@ -4,7 +4,7 @@ import type { createRoleSchema, updateRoleSchema } from '$lib/schemas/code-sync'
 import { recordAudit, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import { codeRoles, type CodeRole } from '$lib/server/db/schema';
-import { recordEvent } from '$lib/server/engine/events';
+import { recordEvent } from '$lib/server/engine';
 import { notFound, ServiceError } from '$lib/server/errors';
 
 /** Role definitions: what a node runs and how Code Sync deploys it (DESIGN.md, "The fleet model"). */

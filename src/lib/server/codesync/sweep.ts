@@ -1,89 +1,24 @@
-import { and, eq, inArray, sql } from 'drizzle-orm';
+import { and, eq, inArray } from 'drizzle-orm';
 import { db } from '$lib/server/db';
-import { codeRoles, nodeCodeVersions, nodes, tasks, type CodeRole, type Node } from '$lib/server/db/schema';
-import { recordEvent } from '$lib/server/engine/events';
-import { nodeUntouchedSince } from '$lib/server/engine/runs';
-import { checkNode } from '$lib/server/fleet/nodes';
-import { log, loggableError } from '$lib/server/log';
+import { codeRoles, nodeCodeVersions, type CodeRole, type Node } from '$lib/server/db/schema';
+import { nodeUntouchedSince, recordEvent } from '$lib/server/engine';
+import type { SweepInspector } from '$lib/server/fleet/sweep';
+import { log } from '$lib/server/log';
 import type { SshConnection } from '$lib/server/ssh/connection';
 import { probeHealth, type Exec } from './health';
 import { methodFor } from './methods';
 
-/**
- * The health sweep (seed 003): every node in turn, a limited number at once — is it reachable (last seen,
- * UNREACHABLE), which commit each of its roles really runs (a hand-made deploy shows up), and is each role
- * healthy. Nodes with a task in progress are left alone, so the sweep never sees a service mid-restart.
- */
-
-export interface SweepResult {
-	checked: number;
-	reachable: number;
-	unreachable: number;
-	skipped_busy: number;
-	unhealthy_roles: number;
-	drifted_roles: number;
-	duration_ms: number;
-}
-
-export async function runHealthSweep(concurrency: number): Promise<SweepResult> {
-	const started = performance.now();
-	// Only nodes the console may connect to: an unknown or changed key waits for an admin.
-	const pinned = await db()
-		.select({
-			id: nodes.id,
-			busy: sql<boolean>`exists (select 1 from tasks t where t.node_id = ${nodes.id} and t.state = 'running')`
-		})
-		.from(nodes)
-		.where(eq(nodes.hostKeyStatus, 'pinned'));
-	const candidates = pinned.filter((n) => !n.busy);
-	const roles = new Map((await db().select().from(codeRoles)).map((r) => [r.name, r]));
-	const result: SweepResult = {
-		checked: 0,
-		reachable: 0,
-		unreachable: 0,
-		skipped_busy: 0,
-		unhealthy_roles: 0,
-		drifted_roles: 0,
-		duration_ms: 0
-	};
-	const queue = candidates.map((c) => c.id);
-	const worker = async () => {
-		for (let id = queue.shift(); id; id = queue.shift()) {
-			try {
-				// What the sweep finds is recorded only if no task touched the node from here on (tested in the
-				// statement that records it: a task may start at any moment while the sweep looks).
-				const since = new Date();
-				const { result: r } = await checkNode(id, {
-					whileConnected: async (conn, node) => {
-						if (await busy(id)) return;
-						const found = await inspectRoles(conn, node, roles, since);
-						result.unhealthy_roles += found.unhealthy;
-						result.drifted_roles += found.drifted;
-					}
-				});
-				result.checked++;
-				if (r.reachable) result.reachable++;
-				else result.unreachable++;
-			} catch (err) {
-				log.warn({ err: loggableError(err), nodeId: id }, 'health sweep: check failed');
-			}
-		}
-	};
-	await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, queue.length)) }, worker));
-	result.skipped_busy = pinned.length - candidates.length;
-	result.duration_ms = Math.round(performance.now() - started);
-	await recordEvent({ type: 'sweep.ended', data: { ...result } });
-	return result;
-}
-
-async function busy(nodeId: string): Promise<boolean> {
-	const rows = await db()
-		.select({ id: tasks.id })
-		.from(tasks)
-		.where(and(eq(tasks.nodeId, nodeId), eq(tasks.state, 'running')))
-		.limit(1);
-	return rows.length > 0;
-}
+/** Code Sync's part of the health sweep (fleet/sweep.ts): each role's real commit and health on every node. */
+export const codeSyncInspector: SweepInspector = {
+	counts: ['unhealthy_roles', 'drifted_roles'],
+	async begin() {
+		const roles = new Map((await db().select().from(codeRoles)).map((r) => [r.name, r]));
+		return async (conn, node, since) => {
+			const found = await inspectRoles(conn, node, roles, since);
+			return { unhealthy_roles: found.unhealthy, drifted_roles: found.drifted };
+		};
+	}
+};
 
 /** Reads each role's real commit and health on a connected node, and records both. */
 async function inspectRoles(

@@ -2,7 +2,7 @@ import { and, eq } from 'drizzle-orm';
 import { recordAudit, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import { nodeCodeVersions } from '$lib/server/db/schema';
-import { recordEvent } from '$lib/server/engine/events';
+import { recordEvent } from '$lib/server/engine';
 import { ServiceError } from '$lib/server/errors';
 import { getNode } from '$lib/server/fleet/nodes';
 import { assertRolesExist } from './roles';

@@ -1,6 +1,7 @@
-import { and, asc, desc, eq, gt, isNotNull, lte, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, isNotNull, sql, type SQL } from 'drizzle-orm';
 import { db } from '$lib/server/db';
-import { events, nodeCodeVersions, nodes, runs, tasks } from '$lib/server/db/schema';
+import { nodeCodeVersions, nodes } from '$lib/server/db/schema';
+import { runNumbers } from '$lib/server/engine';
 import { behindCondition, versionsFor, type RoleVersion } from './status';
 
 /**
@@ -74,18 +75,17 @@ export async function roleFailures(role: string, limit = 5): Promise<RoleFailure
 			failedCommit: nodeCodeVersions.failedCommit,
 			error: nodeCodeVersions.lastError,
 			failedAt: nodeCodeVersions.failedAt,
-			runId: nodeCodeVersions.failedRunId,
-			runNumber: runs.number
+			runId: nodeCodeVersions.failedRunId
 		})
 		.from(nodeCodeVersions)
 		.innerJoin(nodes, eq(nodes.id, nodeCodeVersions.nodeId))
-		.leftJoin(runs, eq(runs.id, nodeCodeVersions.failedRunId))
 		.where(
 			and(eq(nodeCodeVersions.role, role), isNotNull(nodeCodeVersions.lastError), sql`${role} = any(${nodes.roles})`)
 		)
 		.orderBy(desc(nodeCodeVersions.failedAt))
 		.limit(limit);
-	return rows.map((r) => ({ ...r, error: r.error ?? '' }));
+	const numbers = await runNumbers(rows.flatMap((r) => (r.runId ? [r.runId] : [])));
+	return rows.map((r) => ({ ...r, error: r.error ?? '', runNumber: (r.runId && numbers.get(r.runId)) || null }));
 }
 
 export interface BehindNode {
@@ -124,76 +124,11 @@ export async function nodesBehind(
 /** Per role of a node, the run whose update of it failed (the run page has the log). */
 export async function failedRunsOf(nodeId: string): Promise<Map<string, { id: string; number: number }>> {
 	const rows = await db()
-		.select({ role: nodeCodeVersions.role, id: runs.id, number: runs.number })
+		.select({ role: nodeCodeVersions.role, id: nodeCodeVersions.failedRunId })
 		.from(nodeCodeVersions)
-		.innerJoin(runs, eq(runs.id, nodeCodeVersions.failedRunId))
-		.where(eq(nodeCodeVersions.nodeId, nodeId));
-	return new Map(rows.map((r) => [r.role, { id: r.id, number: r.number }]));
-}
-
-export interface NodeTask {
-	id: string;
-	runId: string;
-	runNumber: number;
-	runTitle: string;
-	runKind: string;
-	runState: string;
-	state: string;
-	needsAttention: boolean;
-	currentStep: string | null;
-	attempt: number;
-	error: string | null;
-	startedAt: Date | null;
-	endedAt: Date | null;
-}
-
-/** The node's tasks in its most recent runs, newest run first. */
-export async function recentTasksOf(nodeId: string, limit = 20): Promise<NodeTask[]> {
-	return db()
-		.select({
-			id: tasks.id,
-			runId: runs.id,
-			runNumber: runs.number,
-			runTitle: runs.title,
-			runKind: runs.kind,
-			runState: runs.state,
-			state: tasks.state,
-			needsAttention: tasks.needsAttention,
-			currentStep: tasks.currentStep,
-			attempt: tasks.attempt,
-			error: tasks.error,
-			startedAt: tasks.startedAt,
-			endedAt: tasks.endedAt
-		})
-		.from(tasks)
-		.innerJoin(runs, eq(runs.id, tasks.runId))
-		.where(eq(tasks.nodeId, nodeId))
-		.orderBy(desc(runs.number))
-		.limit(limit);
-}
-
-/** The last `maxLines` lines a task printed, up to event `upTo` (a stream then sends what follows). */
-export async function taskOutput(
-	runId: string,
-	taskId: string,
-	upTo: number,
-	maxLines = 500
-): Promise<{ lines: { s: string; t: string; step?: string }[]; truncated: boolean }> {
-	// Output events carry up to a batch of lines each: this many events hold the last maxLines lines.
-	const rows = await db()
-		.select({ data: events.data })
-		.from(events)
-		.where(
-			and(eq(events.runId, runId), eq(events.taskId, taskId), eq(events.type, 'task.output'), lte(events.id, upTo))
-		)
-		.orderBy(desc(events.id))
-		.limit(maxLines);
-	const lines: { s: string; t: string; step?: string }[] = [];
-	for (const r of rows.reverse()) {
-		const step = typeof r.data.step === 'string' ? r.data.step : undefined;
-		for (const l of (r.data.lines as { s: string; t: string }[] | undefined) ?? [])
-			lines.push({ s: l.s, t: l.t, step });
-	}
-	const truncated = rows.length === maxLines || lines.length > maxLines;
-	return { lines: lines.slice(-maxLines), truncated };
+		.where(and(eq(nodeCodeVersions.nodeId, nodeId), isNotNull(nodeCodeVersions.failedRunId)));
+	const numbers = await runNumbers(rows.map((r) => r.id!));
+	return new Map(
+		rows.flatMap((r) => (numbers.has(r.id!) ? [[r.role, { id: r.id!, number: numbers.get(r.id!)! }]] : []))
+	);
 }

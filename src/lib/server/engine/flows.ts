@@ -10,6 +10,8 @@ import type { ShellCommand } from '$lib/server/ssh/shell';
 export interface Flow<Params = Record<string, unknown>> {
 	/** The run kind this flow executes; also names its pg-boss queue. */
 	kind: string;
+	/** What a run of it is called in titles ("Check"); the kind when absent. */
+	title?: string;
 	/** Checks and normalises a run's parameters before any task starts; throw a ServiceError to refuse. */
 	parseParams?(params: unknown): Params;
 	steps: Step<Params>[];
@@ -24,9 +26,10 @@ export interface Flow<Params = Record<string, unknown>> {
 	/** Only looks at nodes (a check, a scan): its tasks stay out of the update_* metrics. */
 	readOnly?: boolean;
 	/**
-	 * Called once a task of this flow ended on this instance, whatever the outcome, for the flow's own
-	 * records (e.g. a failed update noted on the node). Database only: the SSH connection is gone by then.
-	 * An error here is logged and never changes the task's outcome.
+	 * Called once per task of this flow as it ends on this instance, whatever the outcome, for the flow's own
+	 * records (e.g. a failed update noted on the node): just before the task's end is written, so that whoever
+	 * sees the task (or its run) ended also sees these records. Database only: the steps are over. An error
+	 * here is logged and never changes the task's outcome.
 	 */
 	finished?(end: TaskEnd<Params>): Promise<void>;
 }

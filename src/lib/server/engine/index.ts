@@ -18,7 +18,55 @@ import {
 	type EngineSettings
 } from './runtime';
 
-export { instanceId } from './runtime';
+/*
+ * The engine's one public face: everything outside engine/ imports from here (a test holds the rule:
+ * tests/integration/boundaries.spec.ts). Domains register their flows and give the engine its node access;
+ * routes and domains create and control runs and read what the engine records through these functions.
+ */
+export { instanceId, type EngineSettings } from './runtime';
+export { useNodeAccess, type NodeAccess } from './node-access';
+export {
+	registerFlow,
+	flowFor,
+	registeredKinds,
+	SkipTask,
+	StepFailed,
+	type Flow,
+	type Step,
+	type StepContext,
+	type TaskEnd
+} from './flows';
+export {
+	createRun,
+	getRun,
+	listRuns,
+	cancelRun,
+	pauseRun,
+	resumeRun,
+	retryFailed,
+	nodeUntouchedSince,
+	DEFAULT_RUN_CONCURRENCY,
+	type NewRun,
+	type RunCounts,
+	type RunSummary,
+	type TaskWithSteps
+} from './runs';
+export { terminalRunStates, terminalTaskStates, failedTaskStates } from './dispatch';
+export { recordEvent, lastEventId, readEvents, type EngineEvent, type NewEvent } from './events';
+export { eventStream } from './stream';
+export { registry as metricsRegistry } from './metrics';
+export {
+	outputBacklog,
+	taskOutput,
+	recentTasksOf,
+	runNumbers,
+	countFailedTasks,
+	nodesWithActiveTasks,
+	nodeIsBusy,
+	busyNodes,
+	type LogLine,
+	type NodeTask
+} from './read';
 
 /** Tasks dispatched this long ago whose job never ran are sent again (a lost insert, an exhausted retry). */
 const STALE_DISPATCH_MS = 5 * 60_000;

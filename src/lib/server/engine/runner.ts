@@ -9,11 +9,11 @@ import {
 	type Task,
 	type TaskState
 } from '$lib/server/db/schema';
-import { getNode, sshTargetFor } from '$lib/server/fleet/nodes';
 import { log, loggableError } from '$lib/server/log';
 import { connect, type SshConnection } from '$lib/server/ssh/connection';
 import { SshError } from '$lib/server/ssh/errors';
 import { claimTask } from './claim';
+import { nodeAccess } from './node-access';
 import { dispatchRun } from './dispatch';
 import { recordEvent } from './events';
 import { endStep, endTask, startStep } from './task-records';
@@ -206,42 +206,42 @@ async function execute(taskId: string, execution: Execution): Promise<void> {
 			return;
 		}
 		await emitTaskState(task, 'running', { attempt: task.attempt, recovering, instance: instanceId });
-		const node = claim.node ?? (await getNode(task.nodeId));
+		const nodes = nodeAccess();
+		const node = claim.node ?? (await nodes.node(task.nodeId));
 		try {
-			conn = await connect(await sshTargetFor(node, 0, credential), { readyTimeoutMs: 15_000 });
+			conn = await connect(await nodes.target(node, credential), { readyTimeoutMs: 15_000 });
 			sshConnectionsChanged(+1);
 		} catch (err) {
 			const message = err instanceof SshError ? err.message : (err as Error).message;
 			// After a crash the node's state is unknown until someone can look at it.
 			const error = `Cannot reach the node: ${message}`;
-			if (await finishTask(task, kind, 'failed', { error, needsAttention: recovering })) {
-				await flowFinished(flow, {
-					task,
-					node,
-					params: run.params,
-					memo: task.memo,
-					state: 'failed',
-					error,
-					// The flow's own records may need to know why (a check records a changed host key).
-					connectError: err instanceof SshError ? err : undefined
-				});
-			}
+			await flowFinished(flow, {
+				task,
+				node,
+				params: run.params,
+				memo: task.memo,
+				state: 'failed',
+				error,
+				// The flow's own records may need to know why (a check records a changed host key).
+				connectError: err instanceof SshError ? err : undefined
+			});
+			await finishTask(task, kind, 'failed', { error, needsAttention: recovering });
 			return;
 		}
 		const pipeline = new Pipeline(flow, task, node, conn, run.params, output, controller, run.kind);
 		const outcome = recovering ? await pipeline.recover(run.state === 'cancelled') : await pipeline.run();
 		if (outcome.state === 'abandoned') return;
 		await output.close();
-		if (await finishTask(task, kind, outcome.state, outcome)) {
-			await flowFinished(flow, {
-				task,
-				node,
-				params: run.params,
-				memo: pipeline.memoNow,
-				state: outcome.state as TaskEnd['state'],
-				error: outcome.error ?? null
-			});
-		}
+		// The flow's records first: whoever sees the task (or its run) ended then also sees them.
+		await flowFinished(flow, {
+			task,
+			node,
+			params: run.params,
+			memo: pipeline.memoNow,
+			state: outcome.state as TaskEnd['state'],
+			error: outcome.error ?? null
+		});
+		await finishTask(task, kind, outcome.state, outcome);
 	} catch (err) {
 		if (stopsEverything(err)) return;
 		log.error({ err: loggableError(err), taskId }, 'task failed unexpectedly');

@@ -1,5 +1,9 @@
-import { recordAudit, systemActor } from '$lib/server/audit';
-import type { Flow, TaskEnd } from '$lib/server/engine/flows';
+import { eq } from 'drizzle-orm';
+import { recordAudit, systemActor, type Actor } from '$lib/server/audit';
+import { db } from '$lib/server/db';
+import { nodes, type Run } from '$lib/server/db/schema';
+import { createRun, type Flow, type TaskEnd } from '$lib/server/engine';
+import { conflict } from '$lib/server/errors';
 import { sh } from '$lib/server/ssh/shell';
 import { checkAuditEntry, recordCheck, type CheckOutcome } from './nodes';
 
@@ -20,6 +24,7 @@ interface CheckMemo {
  */
 export const checkFlow: Flow = {
 	kind: 'check',
+	title: 'Check',
 	readOnly: true,
 	steps: [
 		{
@@ -73,4 +78,13 @@ function outcomeOf(end: TaskEnd): CheckOutcome | null {
 	// No session was opened. Only the SSH layer's error says why; without one (the console could not even build
 	// the connection, e.g. its credential would not unseal) there is nothing to say about the node.
 	return end.connectError ? { connected: false, error: end.connectError } : null;
+}
+
+/** A check run on every node whose host key is pinned: the others cannot be connected to safely yet. */
+export async function checkAllNodes(actor: Actor): Promise<Run> {
+	const pinned = await db().select({ id: nodes.id }).from(nodes).where(eq(nodes.hostKeyStatus, 'pinned'));
+	if (!pinned.length) {
+		throw conflict('No node has a pinned host key yet: test and accept a node in Settings → Nodes first.');
+	}
+	return createRun(actor, { kind: checkFlow.kind, title: 'Check all nodes', nodeIds: pinned.map((n) => n.id) });
 }

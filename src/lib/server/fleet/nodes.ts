@@ -2,13 +2,7 @@ import { and, asc, eq, getTableColumns, gt, ilike, isNull, or, sql, type SQL } f
 import type { z } from 'zod';
 import type { connectionStatuses, createNodeSchema, nodeQuerySchema, updateNodeSchema } from '$lib/schemas/nodes';
 import { recordAudit, type Actor, type AuditEntry } from '$lib/server/audit';
-import {
-	fleetStatusJoin,
-	fleetStatusSql,
-	fleetStatusTable,
-	statusIs,
-	type FleetStatus
-} from '$lib/server/codesync/status';
+import { fleetStatusJoin, fleetStatusSql, fleetStatusTable, statusIs, type FleetStatus } from './status';
 import { db } from '$lib/server/db';
 import { credentials, nodes, type Credential, type Node } from '$lib/server/db/schema';
 import { notFound, ServiceError } from '$lib/server/errors';
@@ -85,6 +79,14 @@ export async function createNode(actor: Actor, input: z.infer<typeof createNodeS
 	return row;
 }
 
+/** Every role named on some node, defined or not (a role named before it is defined is still worth a filter). */
+export async function rolesOnNodes(): Promise<string[]> {
+	const rows = await db()
+		.selectDistinct({ role: sql<string>`unnest(${nodes.roles})` })
+		.from(nodes);
+	return rows.map((r) => r.role);
+}
+
 export async function getNode(id: string): Promise<Node> {
 	const [row] = await db().select().from(nodes).where(eq(nodes.id, id));
 	if (!row) throw notFound('Node');
@@ -113,7 +115,7 @@ export async function listNodes(
 	const rows = await db()
 		.select({ ...getTableColumns(nodes), status: fleetStatusSql })
 		.from(nodes)
-		.innerJoin(fleetStatusTable, fleetStatusJoin)
+		.innerJoin(fleetStatusTable(), fleetStatusJoin)
 		.where(and(...where))
 		.orderBy(asc(nodes.name))
 		.limit(limit + 1);

@@ -1,7 +1,7 @@
 import type { PublicApiToken } from '$lib/server/auth/api-tokens';
 import type { PublicUser } from '$lib/server/auth/users';
 import type { AuditRow, Node, TaskStep } from '$lib/server/db/schema';
-import type { RunSummary, TaskWithSteps } from '$lib/server/engine/runs';
+import type { RunSummary, TaskWithSteps } from '$lib/server/engine';
 import { connectionStatus } from '$lib/server/fleet/nodes';
 import type { PublicCredential } from '$lib/server/keys/credentials';
 

@@ -1,5 +1,5 @@
 import { lastEventIdSchema } from '$lib/schemas/runs';
-import { eventStream } from '$lib/server/engine/stream';
+import { eventStream } from '$lib/server/engine';
 import { validate } from './api';
 
 /**

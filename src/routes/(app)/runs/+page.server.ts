@@ -1,6 +1,6 @@
 import { error } from '@sveltejs/kit';
 import { runQuerySchema } from '$lib/schemas/runs';
-import { listRuns } from '$lib/server/engine/runs';
+import { listRuns } from '$lib/server/engine';
 import { presentRun } from '$lib/server/http/present';
 import type { PageServerLoad } from './$types';
 

@@ -1,57 +1,18 @@
 import { error, redirect } from '@sveltejs/kit';
-import { and, desc, eq, lte } from 'drizzle-orm';
 import { uuidSchema } from '$lib/schemas/common';
-import type { LogLine } from '$lib/components/LiveLog.svelte';
 import { actorOf } from '$lib/server/audit';
 import { authorize } from '$lib/server/auth/access';
-import { db } from '$lib/server/db';
-import { events } from '$lib/server/db/schema';
-import { lastEventId } from '$lib/server/engine/events';
-import { cancelRun, getRun, pauseRun, resumeRun, retryFailed } from '$lib/server/engine/runs';
+import { lastEventId, cancelRun, getRun, pauseRun, resumeRun, retryFailed, outputBacklog } from '$lib/server/engine';
 import { ServiceError } from '$lib/server/errors';
 import { principalOf } from '$lib/server/http/api';
 import { formError } from '$lib/server/http/forms';
 import { presentRun, presentTask } from '$lib/server/http/present';
 import type { Actions, PageServerLoad, RequestEvent } from './$types';
 
-/** Output events read for the backlog, newest first, and lines kept per task from them. */
-const BACKLOG_EVENTS = 5_000;
-const BACKLOG_LINES = 500;
-
 function runId(id: string): string {
 	// Not a UUID cannot be a run; asking PostgreSQL would only fail on the cast.
 	if (!uuidSchema.safeParse(id).success) error(404, 'Run not found');
 	return id;
-}
-
-/** The output each task printed up to event `upTo`: the stream sends what follows. */
-async function outputBacklog(id: string, upTo: number) {
-	const rows = await db()
-		.select({ taskId: events.taskId, data: events.data })
-		.from(events)
-		.where(and(eq(events.runId, id), eq(events.type, 'task.output'), lte(events.id, upTo)))
-		.orderBy(desc(events.id))
-		.limit(BACKLOG_EVENTS);
-	const logs: Record<string, LogLine[]> = {};
-	const truncated = new Set<string>();
-	if (rows.length === BACKLOG_EVENTS) for (const r of rows) if (r.taskId) truncated.add(r.taskId);
-	for (const r of rows.reverse()) {
-		if (!r.taskId) continue;
-		const step = typeof r.data.step === 'string' ? r.data.step : undefined;
-		const lines = ((r.data.lines as { s: string; t: string }[] | undefined) ?? []).map((l) => ({
-			s: l.s,
-			t: l.t,
-			step
-		}));
-		(logs[r.taskId] ??= []).push(...lines);
-	}
-	for (const [taskId, lines] of Object.entries(logs)) {
-		if (lines.length > BACKLOG_LINES) {
-			logs[taskId] = lines.slice(-BACKLOG_LINES);
-			truncated.add(taskId);
-		}
-	}
-	return { logs, truncated: [...truncated] };
 }
 
 export const load: PageServerLoad = async (event) => {
@@ -70,6 +31,7 @@ export const load: PageServerLoad = async (event) => {
 	return {
 		run: presentRun(summary),
 		tasks: tasks.map(presentTask),
+		// The output each task printed up to `after`: the stream sends what follows.
 		...(await outputBacklog(id, after)),
 		after,
 		canOperate: authorize(event.route.id, 'POST', '?/cancel', principal).allow

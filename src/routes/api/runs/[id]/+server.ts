@@ -1,6 +1,6 @@
 import { json } from '@sveltejs/kit';
 import { uuidSchema } from '$lib/schemas/common';
-import { getRun } from '$lib/server/engine/runs';
+import { getRun } from '$lib/server/engine';
 import { apiHandler, validate } from '$lib/server/http/api';
 import { presentRun, presentTask } from '$lib/server/http/present';
 import type { RequestHandler } from './$types';

@@ -1,7 +1,7 @@
 import { json } from '@sveltejs/kit';
 import { uuidSchema } from '$lib/schemas/common';
 import { actorOf } from '$lib/server/audit';
-import { cancelRun, getRun } from '$lib/server/engine/runs';
+import { cancelRun, getRun } from '$lib/server/engine';
 import { apiHandler, validate } from '$lib/server/http/api';
 import { presentRun } from '$lib/server/http/present';
 import type { RequestHandler } from './$types';

@@ -1,5 +1,5 @@
 import { uuidSchema } from '$lib/schemas/common';
-import { getRun } from '$lib/server/engine/runs';
+import { getRun } from '$lib/server/engine';
 import { apiHandler, validate } from '$lib/server/http/api';
 import { sseResponse } from '$lib/server/http/sse';
 import type { RequestHandler } from './$types';

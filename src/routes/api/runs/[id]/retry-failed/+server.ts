@@ -1,7 +1,7 @@
 import { json } from '@sveltejs/kit';
 import { uuidSchema } from '$lib/schemas/common';
 import { actorOf } from '$lib/server/audit';
-import { retryFailed } from '$lib/server/engine/runs';
+import { retryFailed } from '$lib/server/engine';
 import { apiHandler, validate } from '$lib/server/http/api';
 
 import type { RequestHandler } from './$types';

@@ -1,0 +1,11 @@
+import { registerCodeSync } from '$lib/server/codesync/register';
+import { registerFleet } from '$lib/server/fleet/register';
+
+/**
+ * Every domain registers its flows and its parts of the fleet-wide views from its own folder; this is the one
+ * place that knows them all. Call it before starting the engine (each flow kind gets its own queue).
+ */
+export function registerDomains(): void {
+	registerFleet();
+	registerCodeSync();
+}

@@ -1,0 +1,90 @@
+import { eq, sql, type SQL } from 'drizzle-orm';
+import { fleetStatuses } from '$lib/schemas/nodes';
+import { db } from '$lib/server/db';
+import { nodes } from '$lib/server/db/schema';
+import { nodesWithActiveTasks } from '$lib/server/engine';
+
+/**
+ * A node's status on the Fleet Overview, derived in SQL from what the database knows, so that filtering,
+ * counting and paging happen in the database for fleets of thousands. The fleet knows the first three; every
+ * domain adds its own (Code Sync: FAILED, OUTDATED) with `registerStatusPart`, from its own folder. In order
+ * of precedence:
+ *
+ * - UPDATING: a task of a run that changes nodes is running on it (the engine says which);
+ * - PENDING: such a run has a task for it waiting its turn;
+ * - UNREACHABLE: the last contact failed, or its host key changed (nothing can be done to it until an
+ *   admin looks);
+ * - then each domain's parts, lowest precedence first;
+ * - UP_TO_DATE: otherwise.
+ */
+export { fleetStatuses };
+export type FleetStatus = (typeof fleetStatuses)[number];
+
+export interface StatusPart {
+	status: FleetStatus;
+	/** Lower wins when a node is in several parts. The fleet's own are 10, 20 and 30. */
+	precedence: number;
+	/** A subquery `(node_id)` of the nodes in this status, each node at most once, over the whole fleet. */
+	nodes(): SQL;
+}
+
+const fleetParts: StatusPart[] = [
+	{ status: 'UPDATING', precedence: 10, nodes: () => nodesWithActiveTasks('running') },
+	{ status: 'PENDING', precedence: 20, nodes: () => nodesWithActiveTasks('queued') },
+	{
+		status: 'UNREACHABLE',
+		precedence: 30,
+		nodes: () => sql`(select id as node_id from ${nodes} where reachable = false or host_key_status = 'changed')`
+	}
+];
+const domainParts = new Map<FleetStatus, StatusPart>();
+
+/** A domain's part of the fleet status (registered again, it replaces the earlier one). */
+export function registerStatusPart(part: StatusPart): void {
+	domainParts.set(part.status, part);
+}
+
+/**
+ * Every node's status in one set-based pass: each part is one hash join over the whole fleet (tens of
+ * milliseconds for 10,000 nodes, where a per-row subquery took seconds on PostgreSQL). Join it as `ns` on
+ * `ns.node_id` (`fleetStatusJoin`).
+ */
+export function fleetStatusTable(): SQL {
+	const parts = [...fleetParts, ...domainParts.values()].sort((a, b) => a.precedence - b.precedence);
+	const alias = (i: number) => sql.identifier(`p${i}`);
+	const cases = parts.map((p, i) => sql`when ${alias(i)}.node_id is not null then ${p.status}::text`);
+	const joins = parts.map((p, i) => sql`left join ${p.nodes()} ${alias(i)} on ${alias(i)}.node_id = n.id`);
+	return sql`(select n.id as node_id, (case ${sql.join(cases, sql` `)} else 'UP_TO_DATE' end) as status
+		from ${nodes} n ${sql.join(joins, sql` `)}) ns`;
+}
+
+/** The status column of `fleetStatusTable`: only valid in a query that joins it. */
+export const fleetStatusSql: SQL<FleetStatus> = sql<FleetStatus>`ns.status`;
+export const fleetStatusJoin = sql`ns.node_id = ${nodes.id}`;
+
+export function statusIs(status: FleetStatus): SQL {
+	return sql`${fleetStatusSql} = ${status}`;
+}
+
+/** Counts of nodes by status (every status present, zero when none). */
+export async function countByStatus(where?: SQL): Promise<Record<FleetStatus, number>> {
+	const rows = await db()
+		.select({ status: fleetStatusSql, count: sql<number>`count(*)::int` })
+		.from(nodes)
+		.innerJoin(fleetStatusTable(), fleetStatusJoin)
+		.where(where)
+		.groupBy(sql`1`);
+	const counts = Object.fromEntries(fleetStatuses.map((s) => [s, 0])) as Record<FleetStatus, number>;
+	for (const r of rows) counts[r.status] = Number(r.count);
+	return counts;
+}
+
+/** One node's status, for pages and checks that need just one. */
+export async function statusOf(nodeId: string): Promise<FleetStatus | undefined> {
+	const [row] = await db()
+		.select({ status: fleetStatusSql })
+		.from(nodes)
+		.innerJoin(fleetStatusTable(), fleetStatusJoin)
+		.where(eq(nodes.id, nodeId));
+	return row?.status;
+}

@@ -10,7 +10,7 @@ import { probeHealth, type Exec } from './health';
 import { methodFor } from './methods';
 
 /**
- * The health sweep (seed 003): every node in turn, a limited number at once — is it reachable (last seen,
+ * The health sweep (docs/code-sync.md): every node in turn, a limited number at once — is it reachable (last seen,
  * UNREACHABLE), which commit each of its roles really runs (a hand-made deploy shows up), and is each role
  * healthy. Nodes with a task in progress are left alone, so the sweep never sees a service mid-restart.
  */

@@ -1,5 +1,5 @@
 /**
- * Update All (issue 5) against ansible-playbook and parallel-ssh on the same 100 testbed hosts, in one run:
+ * Update All against ansible-playbook and parallel-ssh on the same 100 testbed hosts, in one run:
  * a new commit of a git role, then every host updated to it at concurrency 20 by Flotilla's engine, by an
  * equivalent playbook (bench/code-sync.playbook.yml) and by an equivalent script per host
  * (bench/code-sync.pssh.sh). Run it with `npm run bench:code-sync`; bench/README.md says what each row
@@ -26,21 +26,31 @@ import { createCredential } from '../src/lib/server/keys/credentials';
 import { SshConnection } from '../src/lib/server/ssh/connection';
 import { startTestbed, type Testbed } from '../tests/testbed/testbed.ts';
 import {
+	ansibleEnv,
 	count,
+	cpuUsedFrom,
 	fixed,
 	machine,
+	markdownTable,
+	measureRoundRobin,
 	median,
+	medianAndRuns,
+	postgresCpuMs,
 	run,
 	secondsSince,
+	startPostgres,
 	stopControlMasters,
+	stopPostgres,
 	tool,
-	writeSection,
+	publishSection,
 	toolSetup,
-	type ToolSetup
+	type ToolRow,
+	type ToolSetup,
+	type Variant
 } from './common';
 
 const command = 'npm run bench:code-sync';
-const sectionHeading = '## Code Sync: Update All (issue 5)';
+const sectionHeading = '## Code Sync: Update All';
 
 const fleetSize = 100;
 const firstHost = 140;
@@ -49,7 +59,7 @@ const rounds = 3;
 const role = 'backend';
 const repo = `/opt/${role}`;
 const unit = `${role}.service`;
-/** The aims of issue 5: this many times quicker than ansible-playbook, at most this many times parallel-ssh. */
+/** The aims Update All was built to: this many times quicker than ansible-playbook, at most this many times parallel-ssh. */
 const aimOverAnsible = 10;
 const aimOverParallelSsh = 1.2;
 const runTimeoutMs = 15 * 60_000;
@@ -57,14 +67,12 @@ const runTimeoutMs = 15 * 60_000;
 const playbook = new URL('./code-sync.playbook.yml', import.meta.url).pathname;
 const psshScript = new URL('./code-sync.pssh.sh', import.meta.url).pathname;
 
-interface Row {
-	tool: string;
-	how: string;
+interface Row extends ToolRow {
 	keyExchange: string;
-	samples: number[];
 }
 
-interface Variant {
+/** One tool's way of updating the fleet; `measured` makes it a variant that the round-robin runs. */
+interface Updater {
 	label: string;
 	row: Row;
 	/** Updates every host to `target`; resolves to the seconds it took. */
@@ -120,11 +128,6 @@ async function waitForAddresses(log: (line: string) => void): Promise<void> {
 	}
 }
 
-async function startPostgres(dir: string): Promise<string> {
-	const { stdout } = await run('bash', ['scripts/throwaway-postgres.sh', 'start', dir]);
-	return stdout.trim();
-}
-
 /** Every host runs `target`, built by install.sh from that checkout, with the unit restarted: or the bench fails. */
 async function checkHosts(bed: Testbed, target: string, who: string): Promise<void> {
 	const wrong: string[] = [];
@@ -160,26 +163,6 @@ function countExecs() {
 	};
 }
 
-/** CPU seconds used so far by the PostgreSQL server in `pgDir`: its postmaster, its live backends, and (through
- * the postmaster's children counters) every backend that has exited. */
-async function postgresCpuSeconds(pgDir: string): Promise<number> {
-	const postmaster = Number((await readFile(join(pgDir, 'data/postmaster.pid'), 'utf8')).split('\n')[0]);
-	// Fields after the command name (which may hold spaces): state is [0], ppid [1], utime [11] ... cstime [14].
-	const stat = async (pid: string) => {
-		const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-		return text.slice(text.lastIndexOf(')') + 2).split(' ');
-	};
-	const ticks = 100;
-	const own = await stat(String(postmaster));
-	let total = [11, 12, 13, 14].reduce((a, i) => a + Number(own[i] ?? 0), 0);
-	const { stdout } = await run('pgrep', ['-P', String(postmaster)]).catch(() => ({ stdout: '' }));
-	for (const pid of stdout.split('\n').filter(Boolean)) {
-		const f = await stat(pid);
-		total += Number(f[11] ?? 0) + Number(f[12] ?? 0);
-	}
-	return total / ticks;
-}
-
 /** What the console and its database spent during one run, measured around it. */
 interface Usage {
 	consoleCpu: number;
@@ -187,15 +170,15 @@ interface Usage {
 	eventLoop: number;
 }
 
-async function measureUsage(pgDir: string): Promise<() => Promise<Usage>> {
+async function measureUsage(postmasterPid: number): Promise<() => Promise<Usage>> {
 	const cpu = process.cpuUsage();
 	const loop = performance.eventLoopUtilization();
-	const pg = await postgresCpuSeconds(pgDir);
+	const used = await cpuUsedFrom({ postgres: () => postgresCpuMs(postmasterPid) });
 	return async () => {
-		const used = process.cpuUsage(cpu);
+		const own = process.cpuUsage(cpu);
 		return {
-			consoleCpu: (used.user + used.system) / 1e6,
-			postgresCpu: (await postgresCpuSeconds(pgDir)) - pg,
+			consoleCpu: (own.user + own.system) / 1e6,
+			postgresCpu: (await used()).postgres / 1000,
 			eventLoop: performance.eventLoopUtilization(loop).utilization
 		};
 	};
@@ -260,7 +243,7 @@ async function diagnose(
  * Flotilla as an operator uses it: the post-commit hook's notify, then Update All at concurrency 20 on the
  * engine the console runs. Timed from the trigger to the run's end as the engine records it.
  */
-function flotilla(diagnoses: Diagnosis[], pgDir: string): Variant {
+function flotilla(diagnoses: Diagnosis[], postmasterPid: number): Updater {
 	return {
 		label: 'flotilla',
 		row: {
@@ -273,7 +256,7 @@ function flotilla(diagnoses: Diagnosis[], pgDir: string): Variant {
 			await notifyCommit(systemActor, { commit: target, changed_roles: [role], message: 'bench' });
 			const execs = countExecs();
 			try {
-				const usage = await measureUsage(pgDir);
+				const usage = await measureUsage(postmasterPid);
 				const startedAt = Date.now();
 				const { runId } = await triggerUpdate(systemActor, { dry_run: false, concurrency });
 				const until = Date.now() + runTimeoutMs;
@@ -312,7 +295,7 @@ function flotilla(diagnoses: Diagnosis[], pgDir: string): Variant {
  * host's connection between tasks. Each run starts from a fresh control directory, so no run inherits
  * connections from the one before, and ends its masters when done.
  */
-function ansiblePlaybook(setup: ToolSetup): Variant {
+function ansiblePlaybook(setup: ToolSetup): Updater {
 	let runs = 0;
 	return {
 		label: 'ansible-playbook',
@@ -325,16 +308,7 @@ function ansiblePlaybook(setup: ToolSetup): Variant {
 		async update(target) {
 			const controlDir = join(setup.dir, `cp-${++runs}`);
 			await mkdir(controlDir);
-			const env = {
-				...process.env,
-				ANSIBLE_HOST_KEY_CHECKING: 'True',
-				ANSIBLE_PIPELINING: 'True',
-				// No interpreter discovery round trip (and no warning about it) on every host.
-				ANSIBLE_PYTHON_INTERPRETER: '/usr/bin/python3',
-				ANSIBLE_SSH_CONTROL_PATH_DIR: controlDir,
-				ANSIBLE_NOCOLOR: '1',
-				ANSIBLE_RETRY_FILES_ENABLED: 'False'
-			};
+			const env = { ...ansibleEnv(controlDir), ANSIBLE_RETRY_FILES_ENABLED: 'False' };
 			try {
 				const start = performance.now();
 				const output = await tool(
@@ -362,7 +336,7 @@ function ansiblePlaybook(setup: ToolSetup): Variant {
 }
 
 /** The script on every host's stdin, `sh -s` running it: one ssh per host, at most 20 at once. */
-function parallelSsh(setup: ToolSetup, script: string, kex: 'default' | 'ssh2'): Variant {
+function parallelSsh(setup: ToolSetup, script: string, kex: 'default' | 'ssh2'): Updater {
 	const extra = kex === 'ssh2' ? ['-O', `KexAlgorithms=${ssh2Kex}`] : [];
 	return {
 		label: `parallel-ssh ${kex === 'ssh2' ? ssh2Kex : 'default kex'}`,
@@ -403,18 +377,46 @@ function parallelSsh(setup: ToolSetup, script: string, kex: 'default' | 'ssh2'):
 	};
 }
 
-function table(rows: Row[], ours: Row): string {
-	return [
-		'| tool | how | key exchange | median (s) | runs (s) | ratio to Flotilla |',
-		'| --- | --- | --- | ---: | --- | ---: |',
-		...rows.map(
-			(row) =>
-				`| ${row.tool} | ${row.how} | ${row.keyExchange} | ${fixed(median(row.samples))} | ${row.samples.map(fixed).join(', ')} | ${fixed(median(row.samples) / median(ours.samples))} |`
-		)
-	].join('\n');
+/**
+ * A variant the round-robin runs: a new commit on the role's origin, the update to it, and the check that every
+ * host ended on it.
+ */
+function measured(bed: Testbed, updater: Updater): Variant<Row> {
+	let target = '';
+	return {
+		label: updater.label,
+		rows: [updater.row],
+		async run() {
+			target = await bed.addCommit(role);
+			const seconds = await updater.update(target);
+			await checkHosts(bed, target, updater.label);
+			return [seconds];
+		},
+		note: () => `all ${fleetSize} hosts on ${target.slice(0, 12)}`
+	};
 }
 
-/** The aims of issue 5, each met or missed, in plain words. */
+function table(rows: Row[], ours: Row): string {
+	return markdownTable(
+		[
+			{ heading: 'tool' },
+			{ heading: 'how' },
+			{ heading: 'key exchange' },
+			{ heading: 'median (s)', right: true },
+			{ heading: 'runs (s)' },
+			{ heading: 'ratio to Flotilla', right: true }
+		],
+		rows.map((row) => [
+			row.tool,
+			row.how,
+			row.keyExchange,
+			...medianAndRuns(row.samples),
+			fixed(median(row.samples) / median(ours.samples))
+		])
+	);
+}
+
+/** The aims, each met or missed, in plain words. */
 function verdicts(rows: Row[], ours: Row): string[] {
 	const flotillaSeconds = median(ours.samples);
 	return rows
@@ -432,25 +434,29 @@ function verdicts(rows: Row[], ours: Row): string[] {
 
 function diagnosisTable(diagnoses: Diagnosis[]): string {
 	const names = [...(diagnoses[0]?.steps.keys() ?? [])];
-	const cell = (pick: (d: Diagnosis) => number, digits = 2) => diagnoses.map((d) => pick(d).toFixed(digits)).join(', ');
-	return [
-		'| measure (each measured Flotilla run) | values |',
-		'| --- | --- |',
-		`| run, trigger to end (s) | ${cell((d) => d.seconds)} |`,
-		`| trigger to the first task claimed (s) | ${cell((d) => d.toFirstTask)} |`,
-		`| last task's end to the run's end (s) | ${cell((d) => d.afterLastTask)} |`,
-		`| one task, claim to end, mean (s) | ${cell((d) => d.task)} |`,
-		`| of which before its first step: claim, load, connect (s) | ${cell((d) => d.beforeSteps)} |`,
-		`| of which in its steps, mean (s) | ${cell((d) => d.inSteps)} |`,
-		`| of which in SSH commands, mean (s) | ${cell((d) => d.inExec)} |`,
-		`| of which after its last step: finish, bookkeeping (s) | ${cell((d) => d.afterSteps)} |`,
-		`| SSH commands per task (min–max) | ${diagnoses.map((d) => `${d.execsPerTask.min}–${d.execsPerTask.max}`).join(', ')} |`,
-		`| slot use: Σ task time ÷ (${concurrency} × run time) | ${cell((d) => d.slotUse)} |`,
-		`| CPU used by the console's process during the run (s) | ${cell((d) => d.consoleCpu)} |`,
-		`| CPU used by PostgreSQL during the run (s) | ${cell((d) => d.postgresCpu)} |`,
-		`| console event loop busy, share of the run | ${cell((d) => d.eventLoop)} |`,
-		...names.map((name) => `| step \`${name}\`, median over tasks (s) | ${cell((d) => d.steps.get(name) ?? NaN, 3)} |`)
-	].join('\n');
+	const cell = (pick: (d: Diagnosis) => number, digits = 2) => diagnoses.map((d) => fixed(pick(d), digits)).join(', ');
+	return markdownTable(
+		[{ heading: 'measure (each measured Flotilla run)' }, { heading: 'values' }],
+		[
+			['run, trigger to end (s)', cell((d) => d.seconds)],
+			['trigger to the first task claimed (s)', cell((d) => d.toFirstTask)],
+			["last task's end to the run's end (s)", cell((d) => d.afterLastTask)],
+			['one task, claim to end, mean (s)', cell((d) => d.task)],
+			['of which before its first step: claim, load, connect (s)', cell((d) => d.beforeSteps)],
+			['of which in its steps, mean (s)', cell((d) => d.inSteps)],
+			['of which in SSH commands, mean (s)', cell((d) => d.inExec)],
+			['of which after its last step: finish, bookkeeping (s)', cell((d) => d.afterSteps)],
+			[
+				'SSH commands per task (min–max)',
+				diagnoses.map((d) => `${d.execsPerTask.min}–${d.execsPerTask.max}`).join(', ')
+			],
+			[`slot use: Σ task time ÷ (${concurrency} × run time)`, cell((d) => d.slotUse)],
+			["CPU used by the console's process during the run (s)", cell((d) => d.consoleCpu)],
+			['CPU used by PostgreSQL during the run (s)', cell((d) => d.postgresCpu)],
+			['console event loop busy, share of the run', cell((d) => d.eventLoop)],
+			...names.map((name) => [`step \`${name}\`, median over tasks (s)`, cell((d) => d.steps.get(name) ?? NaN, 3)])
+		]
+	);
 }
 
 export async function benchmarkCodeSync(log: (line: string) => void = console.log): Promise<string> {
@@ -465,7 +471,7 @@ export async function benchmarkCodeSync(log: (line: string) => void = console.lo
 		await waitForAddresses(log);
 		const loadBefore = loadavg();
 		log(`starting ${fleetSize} testbed hosts from 127.0.1.${firstHost} and a throwaway PostgreSQL`);
-		const [testbed, url] = await Promise.all([
+		const [testbed, { url, postmasterPid }] = await Promise.all([
 			startTestbed({ hosts: fleetSize, firstHost, roles: [role] }),
 			startPostgres(pgDir)
 		]);
@@ -511,33 +517,21 @@ export async function benchmarkCodeSync(log: (line: string) => void = console.lo
 		engine = true;
 
 		const diagnoses: Diagnosis[] = [];
-		const ours = flotilla(diagnoses, pgDir);
+		const ours = flotilla(diagnoses, postmasterPid);
 		const script = await readFile(psshScript, 'utf8');
 		const variants = [
 			ours,
 			ansiblePlaybook(setup),
 			parallelSsh(setup, script, 'default'),
 			parallelSsh(setup, script, 'ssh2')
-		];
+		].map((updater) => measured(testbed, updater));
 
-		const once = async (variant: Variant, what: string) => {
-			const target = await bed!.addCommit(role);
-			const seconds = await variant.update(target);
-			await checkHosts(bed!, target, variant.label);
-			log(`  ${what} ${variant.label}: ${fixed(seconds)} s, all ${fleetSize} hosts on ${target.slice(0, 12)}`);
-			return seconds;
-		};
 		log(`Update All of ${fleetSize} hosts at concurrency ${concurrency}`);
-		for (const variant of variants) await once(variant, 'warm-up ');
 		// The warm-up's diagnosis is not one of the measured runs.
-		diagnoses.length = 0;
-		// Round-robin, so drift on the machine spreads over every tool instead of landing on one.
-		for (let round = 1; round <= rounds; round++) {
-			for (const variant of variants) variant.row.samples.push(await once(variant, `run ${round}/${rounds}`));
-		}
+		await measureRoundRobin(variants, rounds, log, () => (diagnoses.length = 0));
 		const loadAfter = loadavg();
 
-		const rows = variants.map((v) => v.row);
+		const rows = variants.flatMap((v) => v.rows);
 		const section = [
 			sectionHeading,
 			'',
@@ -556,19 +550,15 @@ export async function benchmarkCodeSync(log: (line: string) => void = console.lo
 			'',
 			diagnosisTable(diagnoses),
 			''
-		].join('\n');
-
-		const docsPath = await writeSection(sectionHeading, section);
-		log(`\n${section}`);
-		log(`written to ${docsPath}`);
-		return section;
+		];
+		return await publishSection(sectionHeading, section, log);
 	} finally {
 		if (engine) await stopEngine();
 		useMasterKey(undefined);
 		useDatabase(undefined);
 		await database?.close();
 		// Said out loud: a server left running here would hold its port and files until someone notices.
-		await run('bash', ['scripts/throwaway-postgres.sh', 'stop', pgDir]).catch((error: Error) =>
+		await stopPostgres(pgDir).catch((error: Error) =>
 			log(`could not stop the throwaway PostgreSQL in ${pgDir}: ${error.message}`)
 		);
 		await bed?.stop();

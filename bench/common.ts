@@ -1,6 +1,7 @@
 /**
- * What every benchmark in bench/ shares: running the other tools, medians, the machine description, and
- * writing a section of docs/benchmarks.md without touching the others.
+ * What every benchmark in bench/ shares: running the other tools, rows and their round-robin measurement,
+ * medians and markdown tables, the CPU time of processes and of a throwaway PostgreSQL server, the machine
+ * description, and writing a section of docs/benchmarks.md without touching the others.
  */
 import { execFile } from 'node:child_process';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -43,7 +44,165 @@ export function median(samples: number[]): number {
 	return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-export const fixed = (n: number) => n.toFixed(2);
+export const fixed = (n: number, digits = 2) => n.toFixed(digits);
+
+/** One line of a result table: one sample per measured run (seconds, unless the row's type says otherwise). */
+export interface Row<Sample = number> {
+	samples: Sample[];
+}
+
+/** A row that compares a tool with the others: which tool, and how it was run. */
+export interface ToolRow extends Row {
+	tool: string;
+	how: string;
+}
+
+/** Something measured: each run yields one duration (s) per row it feeds, in the order of `rows`. */
+export interface Variant<R extends Row = ToolRow> {
+	label: string;
+	rows: R[];
+	run(): Promise<number[]>;
+	/** Said after the seconds on the run's progress line (what the run left behind, say). */
+	note?(): string;
+}
+
+/**
+ * One warm-up run of every variant, not recorded, then `rounds` measured runs taken round-robin (run 1 of
+ * every variant, then run 2, ...), so that drift on the machine spreads over every tool instead of landing on
+ * one. `afterWarmUp` runs between the two, for a benchmark that records more than the rows' samples.
+ */
+export async function measureRoundRobin<R extends Row>(
+	variants: Variant<R>[],
+	rounds: number,
+	log: (line: string) => void,
+	afterWarmUp?: () => void
+): Promise<void> {
+	const say = (what: string, variant: Variant<R>, seconds: number[]) =>
+		log(
+			`  ${what} ${variant.label}: ${seconds.map((s) => fixed(s)).join(' / ')} s${variant.note ? `, ${variant.note()}` : ''}`
+		);
+	for (const variant of variants) say('warm-up ', variant, await variant.run());
+	afterWarmUp?.();
+	for (let round = 1; round <= rounds; round++) {
+		for (const variant of variants) {
+			const seconds = await variant.run();
+			variant.rows.forEach((row, i) => row.samples.push(seconds[i]!));
+			say(`run ${round}/${rounds}`, variant, seconds);
+		}
+	}
+}
+
+/** A column of a markdown table; `right` aligns its cells to the right (numbers). */
+export interface Column {
+	heading: string;
+	right?: boolean;
+}
+
+/** A markdown table of `cells`, one array a line, in the order of `columns`. */
+export function markdownTable(columns: Column[], cells: string[][]): string {
+	return [
+		`| ${columns.map((c) => c.heading).join(' | ')} |`,
+		`| ${columns.map((c) => (c.right ? '---:' : '---')).join(' | ')} |`,
+		...cells.map((line) => `| ${line.join(' | ')} |`)
+	].join('\n');
+}
+
+/** The "median (s)" and "runs (s)" cells of a row of seconds. */
+export function medianAndRuns(samples: number[]): [string, string] {
+	return [fixed(median(samples)), samples.map((s) => fixed(s)).join(', ')];
+}
+
+/** The fields of /proc/PID/stat after the command name (which may hold spaces); none once the process is gone. */
+async function procStat(pid: number | string): Promise<string[]> {
+	const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+	return text ? text.slice(text.lastIndexOf(')') + 2).split(' ') : [];
+}
+
+/** /proc counts CPU time in clock ticks of 1/100 s (USER_HZ, the same on every Linux architecture we run on). */
+const ticksToMs = (ticks: number) => (ticks * 1000) / 100;
+
+/** CPU time (user + system) a process has used so far, from /proc; 0 once it is gone. */
+export async function cpuMsOf(pid: number): Promise<number> {
+	// In the fields after the command name, state is [0], ppid [1], utime [11], stime [12] (stat(5): 14 and 15).
+	const fields = await procStat(pid);
+	return ticksToMs(Number(fields[11] ?? 0) + Number(fields[12] ?? 0));
+}
+
+/**
+ * CPU time a PostgreSQL server has used so far: its postmaster, its live backends, and every backend that has
+ * exited, whose time the kernel adds to the postmaster's cutime and cstime ([13], [14]) when it reaps them. A
+ * backend that exits during a measured run (a pool closing a connection, a dropped database) spent its CPU on
+ * that run: read from the live processes alone, its time would vanish from the second reading and the run's
+ * figure would come out too low, even below zero.
+ */
+export async function postgresCpuMs(postmasterPid: number): Promise<number> {
+	const own = await procStat(postmasterPid);
+	let ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(own[i] ?? 0), 0);
+	for (const entry of await readdir('/proc')) {
+		if (!/^\d+$/.test(entry)) continue;
+		const fields = await procStat(entry);
+		if (Number(fields[1]) === postmasterPid) ticks += Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
+	}
+	return ticksToMs(ticks);
+}
+
+/**
+ * Reads the CPU time (ms) of each of `sources` now; the function it returns reads them again and answers what
+ * each used in between.
+ */
+export async function cpuUsedFrom<K extends string>(
+	sources: Record<K, () => Promise<number>>
+): Promise<() => Promise<Record<K, number>>> {
+	const read = async () => {
+		const now = {} as Record<K, number>;
+		for (const key of Object.keys(sources) as K[]) now[key] = await sources[key]();
+		return now;
+	};
+	const before = await read();
+	return async () => {
+		const after = await read();
+		for (const key of Object.keys(sources) as K[]) after[key] -= before[key];
+		return after;
+	};
+}
+
+const throwawayPostgres = new URL('../scripts/throwaway-postgres.sh', import.meta.url).pathname;
+
+/**
+ * Starts a throwaway PostgreSQL server (scripts/throwaway-postgres.sh) in `dir`, a folder of its own: the
+ * server runs as the postgres user, which cannot enter root's private folders.
+ */
+export async function startPostgres(dir: string): Promise<{ url: string; postmasterPid: number }> {
+	const { stdout } = await run('bash', [throwawayPostgres, 'start', dir]);
+	try {
+		const postmasterPid = Number((await readFile(join(dir, 'data/postmaster.pid'), 'utf8')).split('\n')[0]);
+		return { url: stdout.trim().split('\n').at(-1)!, postmasterPid };
+	} catch (error) {
+		await stopPostgres(dir).catch(() => {});
+		throw error;
+	}
+}
+
+/** Stops the server `startPostgres` started in `dir` and removes `dir`. */
+export async function stopPostgres(dir: string): Promise<void> {
+	await run('bash', [throwawayPostgres, 'stop', dir]);
+}
+
+/**
+ * Ansible as its users run it: host keys checked, pipelining on, ControlPersist (Ansible's default) keeping
+ * each host's connection in `controlDir`, a fresh one per measured run.
+ */
+export function ansibleEnv(controlDir: string): NodeJS.ProcessEnv {
+	return {
+		...process.env,
+		ANSIBLE_HOST_KEY_CHECKING: 'True',
+		ANSIBLE_PIPELINING: 'True',
+		// No interpreter discovery round trip (and no warning about it) on every host.
+		ANSIBLE_PYTHON_INTERPRETER: '/usr/bin/python3',
+		ANSIBLE_SSH_CONTROL_PATH_DIR: controlDir,
+		ANSIBLE_NOCOLOR: '1'
+	};
+}
 
 /** Ends the ControlPersist masters Ansible left in `controlDir`, and removes it. */
 export async function stopControlMasters(controlDir: string): Promise<void> {
@@ -66,15 +225,23 @@ export async function toolVersion(file: string, args: string[]): Promise<string>
 	}
 }
 
+/** The installed version of an npm package. */
+export async function packageVersion(name: string): Promise<string> {
+	const path = new URL(`../node_modules/${name}/package.json`, import.meta.url).pathname;
+	return (JSON.parse(await readFile(path, 'utf8')) as { version: string }).version;
+}
+
+/** The machine's CPUs and memory, as a list item. */
+export function cpusLine(): string {
+	return `- CPUs: ${availableParallelism()} (nproc) × ${cpus()[0]?.model ?? 'unknown'}, ${Math.round(totalmem() / 2 ** 30)} GiB RAM`;
+}
+
 /** The machine and tool versions, as list items for a section. */
 export async function machine(): Promise<string[]> {
 	const version = toolVersion;
-	const ssh2 = JSON.parse(
-		await readFile(new URL('../node_modules/ssh2/package.json', import.meta.url).pathname, 'utf8')
-	) as { version: string };
 	return [
-		`- CPUs: ${availableParallelism()} (nproc) × ${cpus()[0]?.model ?? 'unknown'}, ${Math.round(totalmem() / 2 ** 30)} GiB RAM`,
-		`- Node ${process.version}, ssh2 ${ssh2.version}`,
+		cpusLine(),
+		`- Node ${process.version}, ssh2 ${await packageVersion('ssh2')}`,
 		`- ${await version('ssh', ['-V'])} (client and the testbed's sshd)`,
 		`- parallel-ssh ${await version('parallel-ssh', ['--version'])}, ${await version('ansible', ['--version'])}`
 	];
@@ -100,6 +267,18 @@ export async function writeSection(heading: string, section: string): Promise<st
 	const document = replaceSection(existing, heading, section);
 	await writeFile(docsPath, await format(document, { ...(await resolveConfig(docsPath)), filepath: docsPath }));
 	return docsPath;
+}
+
+/**
+ * Joins `lines` into a section (its first line is `heading`), writes it into docs/benchmarks.md in place of the
+ * old one, and prints it with where it went.
+ */
+export async function publishSection(heading: string, lines: string[], log: (line: string) => void): Promise<string> {
+	const section = lines.join('\n');
+	const docsPath = await writeSection(heading, section);
+	log(`\n${section}`);
+	log(`written to ${docsPath}`);
+	return section;
 }
 
 /** What the external tools need to reach a testbed: its hosts' addresses, an Ansible inventory, ssh options. */

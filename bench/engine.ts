@@ -5,19 +5,31 @@
  * what each figure means and how the processes are laid out.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import postgres from 'postgres';
-import { format, resolveConfig } from 'prettier';
-import { median, run, toolVersion } from './common.ts';
+import {
+	cpuMsOf,
+	cpuUsedFrom,
+	cpusLine,
+	fixed,
+	markdownTable,
+	median,
+	packageVersion,
+	postgresCpuMs,
+	startPostgres,
+	stopPostgres,
+	toolVersion,
+	publishSection,
+	type Row as SampledRow
+} from './common.ts';
 import { stepCount, stepMs } from './engine/flows.ts';
 
 const command = 'npm run bench:engine';
-const sectionHeading = '## Update engine (issue 4)';
+const sectionHeading = '## Update engine';
 const root = new URL('..', import.meta.url).pathname;
-const docsPath = join(root, 'docs/benchmarks.md');
 
 const env = process.env;
 const fleetSize = Number(env.BENCH_NODES ?? 2_000);
@@ -124,35 +136,8 @@ class Child {
 	}
 }
 
-/** CPU time (user + system) a process has used so far, from /proc; 0 once it is gone. */
-async function cpuMsOf(pid: number): Promise<number> {
-	try {
-		const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-		const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-		// utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux).
-		return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
-	} catch {
-		return 0;
-	}
-}
-
-/** CPU time of a PostgreSQL server: the postmaster and every backend it forked. */
-async function postgresCpuMs(postmasterPid: number): Promise<number> {
-	let total = await cpuMsOf(postmasterPid);
-	for (const entry of await readdir('/proc')) {
-		if (!/^\d+$/.test(entry)) continue;
-		const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-		const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-		if (Number(fields[1]) === postmasterPid) total += await cpuMsOf(Number(entry));
-	}
-	return total;
-}
-
 async function measureOnce(
-	o: {
-		backend: (typeof backends)[number];
-		flow: (typeof flows)[number];
-		clients: number;
+	o: Pick<Measurement, 'backend' | 'flow' | 'clients'> & {
 		dir: string;
 		fleet: Child;
 		fleetFile: string;
@@ -208,13 +193,14 @@ async function measureOnce(
 			);
 			await clients.expect('connected');
 		}
-		// CPU used so far by the fleet, the clients and PostgreSQL, read before and after the run.
-		const cpuNow = async () => ({
-			fleet: await cpuMsOf(o.fleet.proc.pid!),
-			clients: clients ? await cpuMsOf(clients.proc.pid!) : 0,
-			pg: o.pg ? await postgresCpuMs(o.pg.postmasterPid) : 0
+		// CPU used by the fleet, the clients and PostgreSQL, read before and after the run.
+		const clientsPid = clients?.proc.pid;
+		const pg = o.pg;
+		const cpuUsed = await cpuUsedFrom({
+			fleet: () => cpuMsOf(o.fleet.proc.pid!),
+			clients: async () => (clientsPid ? await cpuMsOf(clientsPid) : 0),
+			pg: async () => (pg ? await postgresCpuMs(pg.postmasterPid) : 0)
 		});
-		const cpu0 = await cpuNow();
 		// Backends publish their statistics at most once a second.
 		await new Promise((r) => setTimeout(r, transactions ? 1_100 : 0));
 		const tx0 = (await transactions?.()) ?? 0;
@@ -232,7 +218,7 @@ async function measureOnce(
 			runPeakRssBytes: number;
 			vmHwmBytes: number;
 		};
-		const cpu1 = await cpuNow();
+		const cpu = await cpuUsed();
 		await new Promise((r) => setTimeout(r, transactions ? 1_100 : 0));
 		const tx1 = (await transactions?.()) ?? 0;
 		if (result.states.succeeded !== fleetSize) {
@@ -263,9 +249,9 @@ async function measureOnce(
 			rssMb: Math.max(result.maxRssBytes, result.vmHwmBytes) / 2 ** 20,
 			runRssMb: result.runPeakRssBytes / 2 ** 20,
 			consoleCpuMs: result.cpuMs,
-			fleetCpuMs: cpu1.fleet - cpu0.fleet,
-			clientsCpuMs: clients ? cpu1.clients - cpu0.clients : null,
-			postgresCpuMs: o.pg ? cpu1.pg - cpu0.pg : null,
+			fleetCpuMs: cpu.fleet,
+			clientsCpuMs: clients ? cpu.clients : null,
+			postgresCpuMs: o.pg ? cpu.pg : null,
 			peakRunning: result.peakRunning,
 			transactions: transactions ? tx1 - tx0 : null,
 			latency
@@ -280,19 +266,30 @@ async function measureOnce(
 	}
 }
 
-const fixed = (n: number, digits = 2) => n.toFixed(digits);
-
-interface Row {
+interface Row extends SampledRow<Measurement> {
 	backend: string;
 	flow: (typeof flows)[number];
 	clients: number;
-	samples: Measurement[];
 }
 
 function table(rows: Row[]): string {
-	const head =
-		'| database | steps | SSE clients | wall (s), median | runs (s) | ratio to ideal | peak RSS (MB) | RSS during run (MB) | events | events/s | SSE p50 (ms) | SSE p99 (ms) | CPU s: console / fleet / PostgreSQL / clients | PostgreSQL transactions per task |\n' +
-		'| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |';
+	const right = true;
+	const columns = [
+		{ heading: 'database' },
+		{ heading: 'steps' },
+		{ heading: 'SSE clients', right },
+		{ heading: 'wall (s), median', right },
+		{ heading: 'runs (s)' },
+		{ heading: 'ratio to ideal', right },
+		{ heading: 'peak RSS (MB)', right },
+		{ heading: 'RSS during run (MB)', right },
+		{ heading: 'events', right },
+		{ heading: 'events/s', right },
+		{ heading: 'SSE p50 (ms)', right },
+		{ heading: 'SSE p99 (ms)', right },
+		{ heading: 'CPU s: console / fleet / PostgreSQL / clients' },
+		{ heading: 'PostgreSQL transactions per task', right }
+	];
 	const lines = rows.map((r) => {
 		const wall = median(r.samples.map((s) => s.wallMs)) / 1000;
 		const events = median(r.samples.map((s) => s.eventCount));
@@ -322,7 +319,7 @@ function table(rows: Row[]): string {
 				: '–'
 		];
 	});
-	return `${head}\n${lines.map((l) => `| ${l.join(' | ')} |`).join('\n')}`;
+	return markdownTable(columns, lines);
 }
 
 interface Floor {
@@ -342,10 +339,10 @@ async function measureFloor(fleet: Child, fleetFile: string, log: (line: string)
 		log
 	);
 	await child.expect('ready');
-	const fleet0 = await cpuMsOf(fleet.proc.pid!);
+	const cpuUsed = await cpuUsedFrom({ fleet: () => cpuMsOf(fleet.proc.pid!) });
 	child.send('go');
 	const result = JSON.parse(await child.expect('result ')) as { wallMs: number; cpuMs: number };
-	const fleetCpuMs = (await cpuMsOf(fleet.proc.pid!)) - fleet0;
+	const { fleet: fleetCpuMs } = await cpuUsed();
 	await child.stop(5_000);
 	return { ...result, fleetCpuMs };
 }
@@ -382,9 +379,7 @@ function verdicts(rows: Row[], floor: Floor[]): string[] {
 }
 
 async function machine(pgUrl: string | undefined): Promise<string[]> {
-	const pkg = async (name: string) =>
-		(JSON.parse(await readFile(join(root, 'node_modules', name, 'package.json'), 'utf8')) as { version: string })
-			.version;
+	const pkg = packageVersion;
 	let pgVersion = 'not started';
 	if (pgUrl) {
 		const sql = postgres(pgUrl, { max: 1, onnotice: () => {} });
@@ -398,20 +393,10 @@ async function machine(pgUrl: string | undefined): Promise<string[]> {
 		}
 	}
 	return [
-		`- CPUs: ${availableParallelism()} (nproc) × ${cpus()[0]?.model ?? 'unknown'}, ${Math.round(totalmem() / 2 ** 30)} GiB RAM`,
+		cpusLine(),
 		`- Node ${process.version}, pg-boss ${await pkg('pg-boss')}, PGlite ${await pkg('@electric-sql/pglite')}, ssh2 ${await pkg('ssh2')}, ${await toolVersion('uname', ['-sr'])}`,
 		`- ${pgVersion} (throwaway server from scripts/throwaway-postgres.sh: fsync and synchronous_commit off); PGlite on files in a temporary folder, as the console keeps it`
 	];
-}
-
-function replaceSection(existing: string | null, section: string): string {
-	if (existing === null) return `# Benchmarks\n\n${section}`;
-	const lines = existing.split('\n');
-	const start = lines.indexOf(sectionHeading);
-	if (start === -1) return `${existing.trimEnd()}\n\n${section}`;
-	const after = lines.findIndex((line, i) => i > start && line.startsWith('## '));
-	const rest = after === -1 ? '' : `\n${lines.slice(after).join('\n')}`;
-	return `${lines.slice(0, start).join('\n')}${start > 0 ? '\n' : ''}${section}${rest}`;
 }
 
 export async function benchmarkEngine(log: (line: string) => void = console.log): Promise<string> {
@@ -433,10 +418,8 @@ export async function benchmarkEngine(log: (line: string) => void = console.log)
 		await fleet.expect('ready');
 
 		log('starting a throwaway PostgreSQL');
-		const { stdout } = await run('bash', [join(root, 'scripts/throwaway-postgres.sh'), 'start', pgDir]);
+		const { url: pgUrl, postmasterPid } = await startPostgres(pgDir);
 		pgStarted = true;
-		const pgUrl = stdout.trim().split('\n').at(-1)!;
-		const postmasterPid = Number((await readFile(join(pgDir, 'data/postmaster.pid'), 'utf8')).split('\n')[0]);
 
 		const plan: Row[] = backends.flatMap((backend) =>
 			flows.flatMap((flow) => [0, clientCount].map((clients) => ({ backend, flow, clients, samples: [] })))
@@ -520,19 +503,11 @@ export async function benchmarkEngine(log: (line: string) => void = console.log)
 			...(failures.length
 				? ['Measurements that failed their checks (not in the table):', '', ...failures.map((f) => `- ${f}`), '']
 				: [])
-		].join('\n');
-
-		const existing = await readFile(docsPath, 'utf8').catch(() => null);
-		await mkdir(join(docsPath, '..'), { recursive: true });
-		const document = replaceSection(existing, section);
-		// Formatted as `npm run lint` expects, so a fresh run never leaves the repository failing its checks.
-		await writeFile(docsPath, await format(document, { ...(await resolveConfig(docsPath)), filepath: docsPath }));
-		log(`\n${section}`);
-		log(`written to ${docsPath}`);
-		return section;
+		];
+		return await publishSection(sectionHeading, section, log);
 	} finally {
 		await fleet?.stop();
-		if (pgStarted) await run('bash', [join(root, 'scripts/throwaway-postgres.sh'), 'stop', pgDir]).catch(() => {});
+		if (pgStarted) await stopPostgres(pgDir).catch(() => {});
 		await rm(pgDir, { recursive: true, force: true });
 		await rm(dir, { recursive: true, force: true });
 	}

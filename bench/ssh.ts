@@ -17,20 +17,26 @@ import { uploadFile } from '../src/lib/server/ssh/sftp';
 import { sh, type ShellCommand } from '../src/lib/server/ssh/shell';
 import { startTestbed, type Testbed, type TestHost } from '../tests/testbed/testbed.ts';
 import {
+	ansibleEnv,
 	count,
 	fixed,
 	machine,
+	markdownTable,
+	measureRoundRobin,
 	median,
+	medianAndRuns,
 	secondsSince,
 	stopControlMasters,
 	tool,
-	writeSection,
+	publishSection,
 	toolSetup,
-	type ToolSetup
+	type ToolRow,
+	type ToolSetup,
+	type Variant
 } from './common';
 
 const command = 'npm run bench:ssh';
-const sectionHeading = '## SSH layer (issue 3)';
+const sectionHeading = '## SSH layer';
 
 const fleetSize = 50;
 const firstHost = 150;
@@ -50,20 +56,10 @@ const sequence: ShellCommand[] = [
 const joined = sequence.reduce((all, next) => sh`${all}; ${next}`);
 
 /** One line of a result table; a variant's run yields one duration per row it feeds. */
-interface Row {
-	tool: string;
-	how: string;
+interface Row extends ToolRow {
 	concurrency: number | null;
 	/** The Flotilla row this one's ratio is computed against. */
 	baseline: Row | 'self';
-	samples: number[];
-}
-
-interface Variant {
-	label: string;
-	rows: Row[];
-	/** Seconds, one per row. */
-	run(): Promise<number[]>;
 }
 
 /** Runs `work` on every host with at most `concurrency` hosts in progress, like pssh -p and ansible -f. */
@@ -236,15 +232,7 @@ function ansible(setup: ToolSetup, concurrency: number, commands: ShellCommand[]
 	return async () => {
 		const controlDir = join(setup.dir, `cp-${concurrency}-${commands.length}-${++runs}`);
 		await mkdir(controlDir);
-		const env = {
-			...process.env,
-			ANSIBLE_HOST_KEY_CHECKING: 'True',
-			ANSIBLE_PIPELINING: 'True',
-			// No interpreter discovery round trip (and no warning about it) on every host.
-			ANSIBLE_PYTHON_INTERPRETER: '/usr/bin/python3',
-			ANSIBLE_SSH_CONTROL_PATH_DIR: controlDir,
-			ANSIBLE_NOCOLOR: '1'
-		};
+		const env = ansibleEnv(controlDir);
 		try {
 			const start = performance.now();
 			for (const command of commands) {
@@ -263,8 +251,8 @@ function ansible(setup: ToolSetup, concurrency: number, commands: ShellCommand[]
 	};
 }
 
-function fleetVariants(setup: ToolSetup): Variant[] {
-	const variants: Variant[] = [];
+function fleetVariants(setup: ToolSetup): Variant<Row>[] {
+	const variants: Variant<Row>[] = [];
 	for (const concurrency of concurrencies) {
 		const ours: Row = {
 			tool: 'Flotilla',
@@ -344,7 +332,7 @@ function fleetVariants(setup: ToolSetup): Variant[] {
 	return variants;
 }
 
-function uploadVariants(setup: ToolSetup, localFile: string): Variant[] {
+function uploadVariants(setup: ToolSetup, localFile: string): Variant<Row>[] {
 	const host = setup.bed.hosts[0]!;
 	const remote = (name: string) => ({ path: `/opt/${name}`, onHost: join(host.root, 'opt', name) });
 	const target = `root@${host.address}`;
@@ -470,45 +458,46 @@ function uploadVariants(setup: ToolSetup, localFile: string): Variant[] {
 	];
 }
 
-async function measure(variants: Variant[], log: (line: string) => void): Promise<void> {
-	for (const variant of variants) {
-		const seconds = await variant.run();
-		log(`  warm-up  ${variant.label}: ${seconds.map((s) => s.toFixed(2)).join(' / ')} s`);
-	}
-	// Round-robin, so drift on the machine spreads over every tool instead of landing on one.
-	for (let round = 1; round <= rounds; round++) {
-		for (const variant of variants) {
-			const seconds = await variant.run();
-			variant.rows.forEach((row, i) => row.samples.push(seconds[i]!));
-			log(`  run ${round}/${rounds} ${variant.label}: ${seconds.map((s) => s.toFixed(2)).join(' / ')} s`);
-		}
-	}
-}
-
 const ratio = (row: Row) => (row.baseline === 'self' ? 1 : median(row.samples) / median(row.baseline.samples));
 
 function fleetTable(rows: Row[]): string {
-	return [
-		'| tool | how | concurrency | median (s) | runs (s) | ratio to ours |',
-		'| --- | --- | ---: | ---: | --- | ---: |',
-		...rows.map(
-			(row) =>
-				`| ${row.tool} | ${row.how} | ${row.concurrency} | ${fixed(median(row.samples))} | ${row.samples.map(fixed).join(', ')} | ${fixed(ratio(row))} |`
-		)
-	].join('\n');
+	return markdownTable(
+		[
+			{ heading: 'tool' },
+			{ heading: 'how' },
+			{ heading: 'concurrency', right: true },
+			{ heading: 'median (s)', right: true },
+			{ heading: 'runs (s)' },
+			{ heading: 'ratio to ours', right: true }
+		],
+		rows.map((row) => [row.tool, row.how, String(row.concurrency), ...medianAndRuns(row.samples), fixed(ratio(row))])
+	);
 }
 
 function uploadTable(rows: Row[]): string {
 	const mib = uploadBytes / (1024 * 1024);
-	return [
-		'| tool | what is timed | median (s) | runs (s) | MiB/s | ratio to ours | compared with |',
-		'| --- | --- | ---: | --- | ---: | ---: | --- |',
-		...rows.map((row) => {
-			const seconds = median(row.samples);
+	return markdownTable(
+		[
+			{ heading: 'tool' },
+			{ heading: 'what is timed' },
+			{ heading: 'median (s)', right: true },
+			{ heading: 'runs (s)' },
+			{ heading: 'MiB/s', right: true },
+			{ heading: 'ratio to ours', right: true },
+			{ heading: 'compared with' }
+		],
+		rows.map((row) => {
 			const against = row.baseline === 'self' ? '—' : row.baseline === rows[0] ? 'uploadFile' : 'transfer only';
-			return `| ${row.tool} | ${row.how} | ${fixed(seconds)} | ${row.samples.map(fixed).join(', ')} | ${fixed(mib / seconds)} | ${fixed(ratio(row))} | ${against} |`;
+			return [
+				row.tool,
+				row.how,
+				...medianAndRuns(row.samples),
+				fixed(mib / median(row.samples)),
+				fixed(ratio(row)),
+				against
+			];
 		})
-	].join('\n');
+	);
 }
 
 /** Plain sentences for the rows that matter most: is Flotilla slower than parallel-ssh, and by how much. */
@@ -541,13 +530,13 @@ export async function benchmarkSsh(log: (line: string) => void = console.log): P
 
 		log(`5-command sequence on ${fleetSize} hosts at concurrency ${concurrencies.join(' and ')}`);
 		const fleet = fleetVariants(setup);
-		await measure(fleet, log);
+		await measureRoundRobin(fleet, rounds, log);
 
 		log(`upload of ${uploadBytes / 2 ** 20} MiB to ${bed.hosts[0]!.name}`);
 		const localFile = join(dir, 'upload.bin');
 		await writeRandomFile(localFile, uploadBytes);
 		const upload = uploadVariants(setup, localFile);
-		await measure(upload, log);
+		await measureRoundRobin(upload, rounds, log);
 
 		const fleetRows = fleet.flatMap((v) => v.rows);
 		const mainRows = fleetRows.filter((row) => !/diagnostic/.test(row.tool));
@@ -580,12 +569,8 @@ export async function benchmarkSsh(log: (line: string) => void = console.log): P
 			'',
 			uploadTable(upload.flatMap((v) => v.rows)),
 			''
-		].join('\n');
-
-		const docsPath = await writeSection(sectionHeading, section);
-		log(`\n${section}`);
-		log(`written to ${docsPath}`);
-		return section;
+		];
+		return await publishSection(sectionHeading, section, log);
 	} finally {
 		await bed?.stop();
 		await rm(dir, { recursive: true, force: true });

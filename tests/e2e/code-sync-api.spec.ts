@@ -98,7 +98,7 @@ test('roles: bad definitions are refused naming the field; only admins define ro
 	expect((await call('/api/roles/nope', { headers: bearer(tokens.read) })).status).toBe(404);
 });
 
-test('notify, mark-synced and Update All refuse bad input and change nothing; good calls do what the seed says', async () => {
+test('notify, mark-synced and Update All refuse bad input and change nothing; good calls do what docs/code-sync.md says', async () => {
 	// Two nodes with the role (addresses never contacted: only plans are made here).
 	for (const [i, name] of ['api-node-1', 'api-node-2'].entries()) {
 		const res = await post(
@@ -142,7 +142,7 @@ test('notify, mark-synced and Update All refuse bad input and change nothing; go
 	).toBe(403);
 	expect(await count('code_commits')).toBe(commitsBefore);
 
-	// The seed's own hook spells the field commit_hash.
+	// Older hooks spell the field commit_hash.
 	const notified = await post('/api/code-source/notify', { commit_hash: commit, changed_roles: ['api-web'] }, operate);
 	expect(notified.status).toBe(200);
 	expect(await notified.json()).toEqual({ commit, roles: [{ role: 'api-web', new_commit: true, nodes_outdated: 2 }] });

@@ -25,7 +25,7 @@ import { sequenceFlow } from '../support/flows';
 import { startSimFleet, type SimFleet } from '../support/sim-fleet';
 
 /**
- * The engine's races (issue 12), one test per defect: each forces its interleaving (rows written directly,
+ * The engine's races, one test per defect: each forces its interleaving (rows written directly,
  * in-process gates, table locks) and asserts order and outcome, never durations.
  */
 

@@ -1,6 +1,6 @@
 /**
  * The testbed: a fleet of real OpenSSH servers on loopback, one per test host, for integration tests,
- * benchmarks and `npm run testbed`. See DESIGN.md, "Testing".
+ * benchmarks and `npm run testbed`. See docs/development.md, "The testbed and simulated nodes".
  *
  * Each host is Debian's own `/usr/sbin/sshd` listening on `127.0.1.N:22`, started as
  *
@@ -21,7 +21,7 @@
  * /opt/flotilla-testbed/bin, first on sshd's PATH; they log every call and obey the fault files that
  * `setFault` writes. The scripts are in ./host and are copied into every host, so a test may edit one host's.
  *
- * What the update flows work on is real too (DESIGN.md, "Testing"):
+ * What the update flows work on is real too:
  * - code: one bare git origin per role (./repos.ts) below `dir`, which every namespace sees at the same path;
  *   each host has a clone of every role at /opt/<role>.
  * - certificates: a testbed CA and per host a leaf for its name and address (./certs.ts) at

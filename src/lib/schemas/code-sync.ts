@@ -123,7 +123,7 @@ const authorSchema = z
 	.max(200, 'must be at most 200 characters')
 	.refine((v) => !controlChars.test(v), 'must not contain control characters');
 
-/** `POST /api/code-source/notify` (seed 000); `commit_hash` is accepted as the seed's hook spells it. */
+/** `POST /api/code-source/notify` (docs/code-sync.md); `commit_hash` is accepted too, as older hooks spell it. */
 export const notifySchema = z.preprocess(
 	(v) => {
 		if (v && typeof v === 'object' && !('commit' in v) && 'commit_hash' in v) {

@@ -8,7 +8,7 @@ export const scopeSchema = z.enum(['read', 'operate', 'admin'], { error: 'must b
 
 export const uuidSchema = z.uuid({ error: 'must be a UUID' });
 
-/** `?limit=` and `?cursor=` of every list endpoint (API.md: default 50, max 500). */
+/** `?limit=` and `?cursor=` of every list endpoint (docs/api.md: default 50, max 500). */
 export const pageSchema = z.object({
 	limit: z.coerce.number().int('must be a whole number').min(1).max(500).default(50),
 	cursor: z.coerce.number().int('must be a whole number').positive().optional()

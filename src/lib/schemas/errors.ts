@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 
-/** Zod issues as `{field: why}`, the `fields` of API.md's error shape and of form failures. */
+/** Zod issues as `{field: why}`, the `fields` of the API's error shape (docs/api.md) and of form failures. */
 export function fieldErrors(error: z.ZodError): Record<string, string> {
 	const fields: Record<string, string> = {};
 	for (const issue of error.issues) {

@@ -93,7 +93,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	// Service endpoints.
 	'/healthz': { kind: 'endpoint', methods: { GET: open } },
 
-	// The JSON API (../shared/API.md).
+	// The JSON API (docs/api.md).
 	'/api/version': { kind: 'endpoint', methods: { GET: read } },
 	'/api/me': { kind: 'endpoint', methods: { GET: read } },
 	'/api/auth/tokens': { kind: 'endpoint', methods: { GET: signedIn, POST: signedIn } },

@@ -8,10 +8,10 @@ import { log } from '$lib/server/log';
 import { triggerUpdate } from './plan';
 
 /**
- * Per-role auto-update (seed 001): off by default. When on, at most once per interval, nodes behind the
+ * Per-role auto-update (docs/code-sync.md): off by default. When on, at most once per interval, nodes behind the
  * role's latest commit — if that commit was notified for the role's branch — are updated by a run of their
  * own. More failed nodes in 24 hours than the role allows turns auto-update off, with the reason, until an
- * admin turns it back on (seed 001: "Repeated failures: disable auto-update and require manual intervention").
+ * admin turns it back on: repeated failures need a person to look, not another automatic attempt.
  */
 
 export const autoUpdateActor: Actor = { id: null, name: 'auto-update', via: 'system', ip: null };

@@ -11,7 +11,7 @@ import { methodFor } from './methods';
 import { recordFailed, recordSynced } from './versions';
 
 /**
- * Code Sync on one node (DESIGN.md, "Flows"; seeds 000, 001, 003): for each of the node's roles the run
+ * Code Sync on one node (docs/code-sync.md, "The update of one node"): for each of the node's roles the run
  * targets, in role order — record the commit it runs, refuse a dirty tree, fetch, switch to the target,
  * install, restart, verify health, record the new commit. When anything fails, every switched role goes
  * back to its recorded commit (switch back, install, restart) and its health is verified.

@@ -14,7 +14,7 @@ export interface NotifyResult {
 }
 
 /**
- * A commit landed for some roles (seed 000: the post-commit hook calls this). The commit becomes each
+ * A commit landed for some roles (the post-commit hook calls this; docs/code-sync.md). The commit becomes each
  * role's latest, which makes every node with that role and another commit OUTDATED for it. Idempotent:
  * a commit already known for a role changes nothing, so a re-sent hook cannot move a role backwards.
  */

@@ -10,7 +10,7 @@ import { assertRolesExist } from './roles';
 import { versionsFor } from './status';
 
 /**
- * Update All (seed 000): which nodes, which roles, from which commit to which, in what order. The plan is
+ * Update All (docs/code-sync.md): which nodes, which roles, from which commit to which, in what order. The plan is
  * what the operator confirms; the run it starts pins the same target commits.
  */
 

@@ -7,7 +7,7 @@ import { codeRoles, type CodeRole } from '$lib/server/db/schema';
 import { recordEvent } from '$lib/server/engine';
 import { notFound, ServiceError } from '$lib/server/errors';
 
-/** Role definitions: what a node runs and how Code Sync deploys it (DESIGN.md, "The fleet model"). */
+/** Role definitions: what a node runs and how Code Sync deploys it (docs/code-sync.md, "Roles"). */
 
 export async function listRoles(): Promise<CodeRole[]> {
 	return db().select().from(codeRoles).orderBy(asc(codeRoles.sortOrder), asc(codeRoles.name));

@@ -61,7 +61,7 @@ export async function clearFailure(nodeId: string, role: string): Promise<void> 
 }
 
 /**
- * `POST /api/nodes/{id}/mark-synced` (seed 000): a node that deploys itself reports the commit it now runs.
+ * `POST /api/nodes/{id}/mark-synced` (docs/code-sync.md): a node that deploys itself reports the commit it now runs.
  * The role must be defined and be one of the node's roles.
  */
 export async function markSynced(actor: Actor, nodeId: string, input: { role: string; commit: string }): Promise<void> {

@@ -36,7 +36,8 @@ const sshActive = new Gauge({
 	registers: [registry]
 });
 
-// The names the appliance update seed (seeds/002) defines, kept so its dashboards work unchanged.
+// Names without the flotilla_ prefix, as existing appliance-update dashboards query them: kept unchanged so those
+// dashboards keep working (docs/api.md, "Metrics").
 const updateApplySeconds = new Histogram({
 	name: 'update_apply_seconds',
 	help: 'Time from a task starting to its update being applied and verified (succeeded tasks of flows that change nodes)',

@@ -5,7 +5,7 @@ import { describeFieldErrors, fieldErrors } from '$lib/schemas/errors';
 import { ServiceError, type ErrorCode } from '$lib/server/errors';
 import type { Principal } from '$lib/server/auth/principal';
 
-/** API.md's error shape: `{"error": {code, message, fields}}`. */
+/** The API's error shape (docs/api.md, "Conventions"): `{"error": {code, message, fields}}`. */
 export function errorResponse(
 	status: number,
 	code: ErrorCode,

@@ -5,7 +5,7 @@ import type { RunSummary, TaskWithSteps } from '$lib/server/engine';
 import { connectionStatus } from '$lib/server/fleet/nodes';
 import type { PublicCredential } from '$lib/server/keys/credentials';
 
-// The API speaks snake_case (API.md); these turn rows into its shapes.
+// The API speaks snake_case (docs/api.md); these turn rows into its shapes.
 
 export const presentUser = (u: PublicUser) => ({
 	id: u.id,

@@ -46,7 +46,7 @@ export const POST: RequestHandler = apiHandler(async (event) => {
 	if (result.errors.length) {
 		const first = result.errors.slice(0, 5).map((e) => `line ${e.line}: ${e.host ? `${e.host}: ` : ''}${e.message}`);
 		const message = `The inventory has ${result.errors.length} error${result.errors.length === 1 ? '' : 's'}; nothing was imported. ${first.join('; ')}${result.errors.length > 5 ? '; …' : ''}`;
-		// API.md's error shape, with the whole plan beside it: every error by line, and what could be read.
+		// docs/api.md's error shape, with the whole plan beside it: every error by line, and what could be read.
 		return json(
 			{ error: { code: 'validation_failed', message, fields: { inventory: first[0]! } }, ...result },
 			{ status: 400 }

@@ -5,7 +5,7 @@ import { triggerUpdate } from '$lib/server/codesync/plan';
 import { apiHandler, readJson } from '$lib/server/http/api';
 import type { RequestHandler } from './$types';
 
-/** Update All (seed 000): `dry_run` answers the plan; otherwise the run starts and its id comes back at once. */
+/** Update All (docs/code-sync.md): `dry_run` answers the plan; otherwise the run starts, its id back at once. */
 export const POST: RequestHandler = apiHandler(async (event) => {
 	const input = await readJson(event.request, triggerSchema);
 	const { plan, runId } = await triggerUpdate(actorOf(event), input);

@@ -8,7 +8,7 @@ import { getNode } from '$lib/server/fleet/nodes';
 import { apiHandler, readJson, validate } from '$lib/server/http/api';
 import type { RequestHandler } from './$types';
 
-/** Seed 000: a node that deployed itself reports the commit it now runs for a role. */
+/** A node that deployed itself reports the commit it now runs for a role. */
 export const POST: RequestHandler = apiHandler(async (event) => {
 	const id = validate(uuidSchema, event.params.id);
 	await markSynced(actorOf(event), id, await readJson(event.request, markSyncedSchema));

@@ -85,7 +85,7 @@ describe.each(backends)('auth and audit on $name', ({ open }) => {
 
 	describe('passwords and users', () => {
 		it('accepts the right password and refuses a wrong one or an unknown user', async () => {
-			await createUser({ username: 'alice', password, role: 'operator' });
+			await createUser(systemActor, { username: 'alice', password, role: 'operator' });
 			expect(await authenticate('alice', password)).toMatchObject({ ok: true, user: { username: 'alice' } });
 			expect(await authenticate('ALICE', password)).toMatchObject({ ok: true });
 			expect(await authenticate('alice', 'wrong password!!')).toEqual({ ok: false, reason: 'invalid_credentials' });
@@ -93,42 +93,42 @@ describe.each(backends)('auth and audit on $name', ({ open }) => {
 		});
 
 		it('stores only an argon2id hash of the password', async () => {
-			await createUser({ username: 'alice', password, role: 'viewer' });
+			await createUser(systemActor, { username: 'alice', password, role: 'viewer' });
 			const [row] = await db().select().from(users);
 			expect(row!.passwordHash).toMatch(/^\$argon2id\$/);
 			expect(row!.passwordHash).not.toContain(password);
 		});
 
 		it('refuses a taken username with a conflict naming the field', async () => {
-			await createUser({ username: 'alice', password, role: 'viewer' });
-			const err = await createUser({ username: 'alice', password, role: 'admin' }).catch((e) => e);
+			await createUser(systemActor, { username: 'alice', password, role: 'viewer' });
+			const err = await createUser(systemActor, { username: 'alice', password, role: 'admin' }).catch((e) => e);
 			expect(err).toBeInstanceOf(ServiceError);
 			expect(err).toMatchObject({ status: 409, fields: { username: 'already taken' } });
 		});
 
 		it('signs a disabled user out and refuses their sign-in', async () => {
-			await createUser({ username: 'root', password, role: 'admin' });
-			const bob = await createUser({ username: 'bob', password, role: 'operator' });
+			await createUser(systemActor, { username: 'root', password, role: 'admin' });
+			const bob = await createUser(systemActor, { username: 'bob', password, role: 'operator' });
 			const { token } = await createSession(bob.id);
-			await updateUser(bob.id, { disabled: true });
+			await updateUser(systemActor, bob.id, { disabled: true });
 			expect(await validateSessionToken(token)).toBeNull();
 			expect(await authenticate('bob', password)).toEqual({ ok: false, reason: 'disabled' });
 		});
 
 		it('never lets the last active admin be demoted or disabled', async () => {
-			const root = await createUser({ username: 'root', password, role: 'admin' });
-			await expect(updateUser(root.id, { role: 'viewer' })).rejects.toMatchObject({ status: 409 });
-			await expect(updateUser(root.id, { disabled: true })).rejects.toMatchObject({ status: 409 });
-			await createUser({ username: 'second', password, role: 'admin' });
-			await expect(updateUser(root.id, { role: 'viewer' })).resolves.toMatchObject({ role: 'viewer' });
+			const root = await createUser(systemActor, { username: 'root', password, role: 'admin' });
+			await expect(updateUser(systemActor, root.id, { role: 'viewer' })).rejects.toMatchObject({ status: 409 });
+			await expect(updateUser(systemActor, root.id, { disabled: true })).rejects.toMatchObject({ status: 409 });
+			await createUser(systemActor, { username: 'second', password, role: 'admin' });
+			await expect(updateUser(systemActor, root.id, { role: 'viewer' })).resolves.toMatchObject({ role: 'viewer' });
 		});
 
 		it('keeps one admin even when two admins demote each other at the same moment', async () => {
-			const a = await createUser({ username: 'ann', password, role: 'admin' });
-			const b = await createUser({ username: 'ben', password, role: 'admin' });
+			const a = await createUser(systemActor, { username: 'ann', password, role: 'admin' });
+			const b = await createUser(systemActor, { username: 'ben', password, role: 'admin' });
 			const results = await Promise.allSettled([
-				updateUser(a.id, { role: 'viewer' }),
-				updateUser(b.id, { disabled: true })
+				updateUser(systemActor, a.id, { role: 'viewer' }),
+				updateUser(systemActor, b.id, { disabled: true })
 			]);
 			expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
 			const admins = await db()
@@ -139,7 +139,7 @@ describe.each(backends)('auth and audit on $name', ({ open }) => {
 		});
 
 		it('ends every other session when users change their own password', async () => {
-			const bob = await createUser({ username: 'bob', password, role: 'viewer' });
+			const bob = await createUser(systemActor, { username: 'bob', password, role: 'viewer' });
 			const here = await createSession(bob.id);
 			const elsewhere = await createSession(bob.id);
 			await expect(
@@ -156,10 +156,10 @@ describe.each(backends)('auth and audit on $name', ({ open }) => {
 		});
 
 		it('ends every session of a user whose password an admin resets', async () => {
-			const bob = await createUser({ username: 'bob', password, role: 'viewer' });
+			const bob = await createUser(systemActor, { username: 'bob', password, role: 'viewer' });
 			const a = await createSession(bob.id);
 			const b = await createSession(bob.id);
-			await resetPassword(bob.id, 'a brand new password');
+			await resetPassword(systemActor, bob.id, 'a brand new password');
 			expect(await validateSessionToken(a.token)).toBeNull();
 			expect(await validateSessionToken(b.token)).toBeNull();
 			expect(await authenticate('bob', 'a brand new password')).toMatchObject({ ok: true });
@@ -168,7 +168,7 @@ describe.each(backends)('auth and audit on $name', ({ open }) => {
 
 	describe('sessions', () => {
 		it('stores only the hash of the token and resolves the token to its user', async () => {
-			const alice = await createUser({ username: 'alice', password, role: 'viewer' });
+			const alice = await createUser(systemActor, { username: 'alice', password, role: 'viewer' });
 			const { token } = await createSession(alice.id);
 			const rows = await db().select().from(sessions);
 			expect(rows).toHaveLength(1);
@@ -179,7 +179,7 @@ describe.each(backends)('auth and audit on $name', ({ open }) => {
 		});
 
 		it('refuses and deletes an expired session', async () => {
-			const alice = await createUser({ username: 'alice', password, role: 'viewer' });
+			const alice = await createUser(systemActor, { username: 'alice', password, role: 'viewer' });
 			const { token, session } = await createSession(alice.id);
 			await db().execute(sql`update ${sessions} set expires_at = now() - interval '1 second' where id = ${session.id}`);
 			expect(await validateSessionToken(token)).toBeNull();
@@ -187,7 +187,7 @@ describe.each(backends)('auth and audit on $name', ({ open }) => {
 		});
 
 		it('slides the expiry forward when the session is used', async () => {
-			const alice = await createUser({ username: 'alice', password, role: 'viewer' });
+			const alice = await createUser(systemActor, { username: 'alice', password, role: 'viewer' });
 			const { token, session } = await createSession(alice.id);
 			const soon = new Date(Date.now() + 2 * 86_400_000);
 			await db().execute(sql`update ${sessions} set expires_at = ${soon.toISOString()} where id = ${session.id}`);
@@ -198,7 +198,7 @@ describe.each(backends)('auth and audit on $name', ({ open }) => {
 		});
 
 		it('signs out everywhere', async () => {
-			const alice = await createUser({ username: 'alice', password, role: 'viewer' });
+			const alice = await createUser(systemActor, { username: 'alice', password, role: 'viewer' });
 			const tokens = await Promise.all([createSession(alice.id), createSession(alice.id)]);
 			expect(await invalidateUserSessions(alice.id)).toBe(2);
 			for (const { token } of tokens) expect(await validateSessionToken(token)).toBeNull();
@@ -207,8 +207,12 @@ describe.each(backends)('auth and audit on $name', ({ open }) => {
 
 	describe('API tokens', () => {
 		it('shows the token once, stores its hash, and authenticates with it', async () => {
-			const op = await createUser({ username: 'op', password, role: 'operator' });
-			const { token, record } = await createApiToken(op, { name: 'ci', scopes: ['operate'], expiresInDays: 30 });
+			const op = await createUser(systemActor, { username: 'op', password, role: 'operator' });
+			const { token, record } = await createApiToken(systemActor, op, {
+				name: 'ci',
+				scopes: ['operate'],
+				expiresInDays: 30
+			});
 			expect(token).toMatch(/^flt_[a-z2-7]{32}$/);
 			const [row] = await db().select().from(apiTokens);
 			expect(row!.tokenHash).toBe(hashToken(token));
@@ -218,47 +222,47 @@ describe.each(backends)('auth and audit on $name', ({ open }) => {
 		});
 
 		it('stops working the moment it is revoked', async () => {
-			const op = await createUser({ username: 'op', password, role: 'operator' });
-			const { token, record } = await createApiToken(op, { name: 'ci', scopes: ['read'] });
-			expect(await revokeApiToken(op.id, record.id)).toBe(true);
+			const op = await createUser(systemActor, { username: 'op', password, role: 'operator' });
+			const { token, record } = await createApiToken(systemActor, op, { name: 'ci', scopes: ['read'] });
+			expect(await revokeApiToken(systemActor, op.id, record.id)).toBe(true);
 			expect(await authenticateApiToken(token)).toBeNull();
-			expect(await revokeApiToken(op.id, record.id)).toBe(false);
+			expect(await revokeApiToken(systemActor, op.id, record.id)).toBe(false);
 		});
 
 		it('cannot be revoked by another user', async () => {
-			const a = await createUser({ username: 'a1', password, role: 'operator' });
-			const b = await createUser({ username: 'b1', password, role: 'admin' });
-			const { token, record } = await createApiToken(a, { name: 'mine', scopes: ['read'] });
-			expect(await revokeApiToken(b.id, record.id)).toBe(false);
+			const a = await createUser(systemActor, { username: 'a1', password, role: 'operator' });
+			const b = await createUser(systemActor, { username: 'b1', password, role: 'admin' });
+			const { token, record } = await createApiToken(systemActor, a, { name: 'mine', scopes: ['read'] });
+			expect(await revokeApiToken(systemActor, b.id, record.id)).toBe(false);
 			expect(await authenticateApiToken(token)).not.toBeNull();
 		});
 
 		it('expires', async () => {
-			const op = await createUser({ username: 'op', password, role: 'operator' });
-			const { token } = await createApiToken(op, { name: 'ci', scopes: ['read'], expiresInDays: 1 });
+			const op = await createUser(systemActor, { username: 'op', password, role: 'operator' });
+			const { token } = await createApiToken(systemActor, op, { name: 'ci', scopes: ['read'], expiresInDays: 1 });
 			await db().execute(sql`update ${apiTokens} set expires_at = now() - interval '1 second'`);
 			expect(await authenticateApiToken(token)).toBeNull();
 		});
 
 		it('never grants more than its owner role, now or after a demotion', async () => {
-			await createUser({ username: 'root', password, role: 'admin' });
-			const viewer = await createUser({ username: 'v', password, role: 'viewer' });
-			await expect(createApiToken(viewer, { name: 'x', scopes: ['operate'] })).rejects.toMatchObject({
+			await createUser(systemActor, { username: 'root', password, role: 'admin' });
+			const viewer = await createUser(systemActor, { username: 'v', password, role: 'viewer' });
+			await expect(createApiToken(systemActor, viewer, { name: 'x', scopes: ['operate'] })).rejects.toMatchObject({
 				status: 403,
 				fields: { scopes: expect.stringContaining('operate') }
 			});
-			const admin = await createUser({ username: 'adm', password, role: 'admin' });
-			const { token } = await createApiToken(admin, { name: 'x', scopes: ['admin'] });
+			const admin = await createUser(systemActor, { username: 'adm', password, role: 'admin' });
+			const { token } = await createApiToken(systemActor, admin, { name: 'x', scopes: ['admin'] });
 			expect((await authenticateApiToken(token))?.level).toBe('admin');
-			await updateUser(admin.id, { role: 'viewer' });
+			await updateUser(systemActor, admin.id, { role: 'viewer' });
 			expect((await authenticateApiToken(token))?.level).toBe('read');
 		});
 
 		it('is refused when its owner is disabled', async () => {
-			await createUser({ username: 'root', password, role: 'admin' });
-			const op = await createUser({ username: 'op', password, role: 'operator' });
-			const { token } = await createApiToken(op, { name: 'ci', scopes: ['read'] });
-			await updateUser(op.id, { disabled: true });
+			await createUser(systemActor, { username: 'root', password, role: 'admin' });
+			const op = await createUser(systemActor, { username: 'op', password, role: 'operator' });
+			const { token } = await createApiToken(systemActor, op, { name: 'ci', scopes: ['read'] });
+			await updateUser(systemActor, op.id, { disabled: true });
 			expect(await authenticateApiToken(token)).toBeNull();
 		});
 	});

@@ -17,7 +17,7 @@ import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
 import { events, nodeCodeVersions, nodes, runs, tasks } from '../../src/lib/server/db/schema';
 import { drainEvents } from '../../src/lib/server/engine/events';
 import { listNodes } from '../../src/lib/server/fleet/nodes';
-import { planView } from '../../src/lib/server/http/update-forms';
+import { planView } from '../../src/lib/server/codesync/update-forms';
 import { newHostKey } from '../../src/lib/server/sim/server';
 import { createCredential } from '../../src/lib/server/keys/credentials';
 import { backends, freshPostgres } from '../support/databases';

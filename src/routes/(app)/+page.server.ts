@@ -9,7 +9,7 @@ import { checkAllNodes } from '$lib/server/fleet/check-flow';
 import { connectionStatus, listNodes, rolesOnNodes } from '$lib/server/fleet/nodes';
 import { principalOf } from '$lib/server/http/api';
 import { formError } from '$lib/server/http/forms';
-import { planAction, updateAction } from '$lib/server/http/update-forms';
+import { planAction, updateAction } from '$lib/server/codesync/update-forms';
 import type { Actions, PageServerLoad } from './$types';
 
 /** Rows per page: the table pages by name in the database, so a fleet of 10,000 loads as fast as one of 100. */

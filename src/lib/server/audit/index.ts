@@ -1,6 +1,5 @@
 import type { RequestEvent } from '@sveltejs/kit';
 import { and, desc, eq, gte, ilike, lt, lte, type SQL } from 'drizzle-orm';
-import { principalVia } from '$lib/server/auth/principal';
 import { db, type Database } from '$lib/server/db';
 import { auditLog, type AuditResult, type AuditRow } from '$lib/server/db/schema';
 import { log } from '$lib/server/log';
@@ -27,7 +26,8 @@ export function actorOf(event: Pick<RequestEvent, 'locals' | 'getClientAddress'>
 	const p = event.locals.principal;
 	const ip = clientIp(event);
 	if (!p) return { id: null, name: fallbackName, via: 'anonymous', ip };
-	return { id: p.user.id, name: p.user.username, via: principalVia(p), ip };
+	// How an audit row names the channel the actor came through.
+	return { id: p.user.id, name: p.user.username, via: p.via === 'token' ? `token:${p.tokenId}` : 'session', ip };
 }
 
 export interface AuditEntry {

@@ -1,4 +1,5 @@
 import { and, desc, eq, isNull } from 'drizzle-orm';
+import { recordAudit, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import { apiTokens, users, type ApiToken, type Role, type Scope } from '$lib/server/db/schema';
 import { ServiceError } from '$lib/server/errors';
@@ -25,6 +26,7 @@ const publicColumns = {
 
 /** A token may carry only scopes its owner's role reaches: an operator cannot mint an admin token. */
 export async function createApiToken(
+	actor: Actor,
 	owner: { id: string; role: Role },
 	input: { name: string; scopes: Scope[]; expiresInDays?: number | null }
 ): Promise<{ token: string; record: PublicApiToken }> {
@@ -48,6 +50,12 @@ export async function createApiToken(
 			expiresAt
 		})
 		.returning(publicColumns);
+	await recordAudit(actor, {
+		action: 'token.create',
+		targetType: 'api_token',
+		targetId: record!.id,
+		details: { name: record!.name, scopes: record!.scopes, expires_at: record!.expiresAt }
+	});
 	return { token, record: record! };
 }
 
@@ -60,13 +68,15 @@ export async function listApiTokens(userId: string): Promise<PublicApiToken[]> {
 }
 
 /** Revokes one of the user's own tokens; false when there is no such live token. */
-export async function revokeApiToken(userId: string, tokenId: string): Promise<boolean> {
+export async function revokeApiToken(actor: Actor, userId: string, tokenId: string): Promise<boolean> {
 	const revoked = await db()
 		.update(apiTokens)
 		.set({ revokedAt: new Date() })
 		.where(and(eq(apiTokens.id, tokenId), eq(apiTokens.userId, userId), isNull(apiTokens.revokedAt)))
 		.returning({ id: apiTokens.id });
-	return revoked.length > 0;
+	if (!revoked.length) return false;
+	await recordAudit(actor, { action: 'token.revoke', targetType: 'api_token', targetId: tokenId });
+	return true;
 }
 
 /** Resolves a bearer token; null when unknown, revoked, expired, or its owner is disabled. */

@@ -10,8 +10,3 @@ export interface Principal {
 	sessionId?: string;
 	tokenId?: string;
 }
-
-/** How an audit row names the channel an actor came through. */
-export function principalVia(principal: Principal): string {
-	return principal.via === 'token' ? `token:${principal.tokenId}` : 'session';
-}

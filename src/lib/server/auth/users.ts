@@ -1,4 +1,5 @@
 import { and, asc, count, eq, ne, sql } from 'drizzle-orm';
+import { recordAudit, type Actor } from '$lib/server/audit';
 import { db, type Database } from '$lib/server/db';
 import { users, type Role, type User } from '$lib/server/db/schema';
 import { conflict, notFound, ServiceError } from '$lib/server/errors';
@@ -49,8 +50,18 @@ async function insertUser(tx: Database, input: { username: string; password: str
 	return created;
 }
 
-export function createUser(input: { username: string; password: string; role: Role }): Promise<PublicUser> {
-	return insertUser(db(), input);
+export async function createUser(
+	actor: Actor,
+	input: { username: string; password: string; role: Role }
+): Promise<PublicUser> {
+	const user = await insertUser(db(), input);
+	await recordAudit(actor, {
+		action: 'user.create',
+		targetType: 'user',
+		targetId: user.id,
+		details: { username: user.username, role: user.role }
+	});
+	return user;
 }
 
 /**
@@ -101,7 +112,11 @@ async function assertAnotherActiveAdmin(tx: Database, userId: string): Promise<v
 	}
 }
 
-export async function updateUser(id: string, changes: { role?: Role; disabled?: boolean }): Promise<PublicUser> {
+export async function updateUser(
+	actor: Actor,
+	id: string,
+	changes: { role?: Role; disabled?: boolean }
+): Promise<PublicUser> {
 	const updated = await db().transaction(async (txn) => {
 		const tx = txn as unknown as Database;
 		await tx.execute(sql`select pg_advisory_xact_lock(${ADMIN_SET_LOCK_ID})`);
@@ -119,17 +134,19 @@ export async function updateUser(id: string, changes: { role?: Role; disabled?: 
 	});
 	// A disabled user is signed out at once; API tokens stop working because their owner is disabled.
 	if (changes.disabled) await invalidateUserSessions(id);
+	await recordAudit(actor, { action: 'user.update', targetType: 'user', targetId: id, details: changes });
 	return updated;
 }
 
 /** An admin sets a new password for someone: every session of theirs ends. */
-export async function resetPassword(id: string, password: string): Promise<void> {
+export async function resetPassword(actor: Actor, id: string, password: string): Promise<void> {
 	await getUser(id);
 	await db()
 		.update(users)
 		.set({ passwordHash: await hashPassword(password), updatedAt: new Date() })
 		.where(eq(users.id, id));
 	await invalidateUserSessions(id);
+	await recordAudit(actor, { action: 'user.password_reset', targetType: 'user', targetId: id });
 }
 
 /** Changes one's own password after checking the current one; every other session of the user ends. */

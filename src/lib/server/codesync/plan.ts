@@ -152,7 +152,7 @@ export async function triggerUpdate(actor: Actor, input: TriggerInput): Promise<
 	const phaseOf = new Map(plan.nodes.map((n) => [n.id, n.phase]));
 	const run = await createRun(actor, {
 		kind: 'code-sync',
-		title: titleOf(input.scope ?? {}, plan),
+		title: planTitle(plan),
 		nodeIds: plan.nodes.map((n) => n.id),
 		params: { targets: plan.targets },
 		scope: { ...(input.scope ?? {}) },
@@ -168,11 +168,12 @@ export async function triggerUpdate(actor: Actor, input: TriggerInput): Promise<
 	return { plan, runId: run.id };
 }
 
-function titleOf(scope: UpdateScope, plan: Plan): string {
-	const parts: string[] = [];
-	if (scope.nodes?.length)
-		parts.push(scope.nodes.length === 1 ? `node ${plan.nodes[0]?.name}` : `${scope.nodes.length} nodes`);
-	if (scope.roles?.length) parts.push(`role ${scope.roles.join(', ')}`);
-	if (scope.labels?.length) parts.push(`label ${scope.labels.join(', ')}`);
-	return parts.length ? `Code Sync: ${parts.join(', ')}` : 'Update All';
+/** What the plan does, in a few words: the plan dialog's heading and the run's title. */
+export function planTitle(plan: Plan): string {
+	const { scope } = plan;
+	if (scope.nodes?.length === 1) return `Update ${plan.nodes[0]?.name ?? plan.excluded[0]?.name ?? 'this node'}`;
+	if (scope.nodes?.length) return `Update ${scope.nodes.length} nodes`;
+	if (scope.roles?.length) return `Update ${scope.roles.join(', ')}`;
+	if (scope.labels?.length) return `Update nodes labelled ${scope.labels.join(', ')}`;
+	return 'Update All';
 }

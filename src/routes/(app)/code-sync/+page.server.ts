@@ -9,7 +9,7 @@ import { createRole, deleteRole, listRoles, updateRole } from '$lib/server/codes
 import { nodesBehind, roleFailures, roleSummaries } from '$lib/server/codesync/views';
 import { principalOf } from '$lib/server/http/api';
 import { formError, parseForm } from '$lib/server/http/forms';
-import { planAction, updateAction } from '$lib/server/http/update-forms';
+import { planAction, updateAction } from '$lib/server/codesync/update-forms';
 import type { CodeRole } from '$lib/server/db/schema';
 import type { Actions, PageServerLoad } from './$types';
 

@@ -76,16 +76,10 @@ export const actions: Actions = {
 		const parsed = await parseForm(event.request, createTokenSchema, tokenFormShape);
 		if (!parsed.ok) return parsed.failure;
 		try {
-			const { token, record } = await createApiToken(user, {
+			const { token, record } = await createApiToken(actorOf(event), user, {
 				name: parsed.data.name,
 				scopes: parsed.data.scopes,
 				expiresInDays: parsed.data.expires_in_days
-			});
-			await recordAudit(actorOf(event), {
-				action: 'token.create',
-				targetType: 'api_token',
-				targetId: record.id,
-				details: { name: record.name, scopes: record.scopes, expires_at: record.expiresAt }
 			});
 			return { createdToken: { name: record.name, token } };
 		} catch (err) {
@@ -97,10 +91,9 @@ export const actions: Actions = {
 		const { user } = principalOf(event);
 		const parsed = await parseForm(event.request, z.object({ id: uuidSchema }));
 		if (!parsed.ok) return parsed.failure;
-		if (!(await revokeApiToken(user.id, parsed.data.id))) {
+		if (!(await revokeApiToken(actorOf(event), user.id, parsed.data.id))) {
 			return failWith(404, 'No such active token');
 		}
-		await recordAudit(actorOf(event), { action: 'token.revoke', targetType: 'api_token', targetId: parsed.data.id });
 		return { revoked: true };
 	},
 

@@ -1,7 +1,7 @@
 import { json } from '@sveltejs/kit';
 import { createUserSchema } from '$lib/schemas/auth';
 import { createUser, listUsers } from '$lib/server/auth/users';
-import { actorOf, recordAudit } from '$lib/server/audit';
+import { actorOf } from '$lib/server/audit';
 import { apiHandler, readJson } from '$lib/server/http/api';
 import { presentUser } from '$lib/server/http/present';
 import type { RequestHandler } from './$types';
@@ -13,12 +13,6 @@ export const GET: RequestHandler = apiHandler(async () => {
 
 export const POST: RequestHandler = apiHandler(async (event) => {
 	const input = await readJson(event.request, createUserSchema);
-	const user = await createUser(input);
-	await recordAudit(actorOf(event), {
-		action: 'user.create',
-		targetType: 'user',
-		targetId: user.id,
-		details: { username: user.username, role: user.role }
-	});
+	const user = await createUser(actorOf(event), input);
 	return json(presentUser(user), { status: 201 });
 });

@@ -10,7 +10,7 @@ import { ServiceError } from '$lib/server/errors';
 import { checkNodeFor, connectionStatus, getNode } from '$lib/server/fleet/nodes';
 import { principalOf } from '$lib/server/http/api';
 import { formError } from '$lib/server/http/forms';
-import { planAction, updateAction } from '$lib/server/http/update-forms';
+import { planAction, updateAction } from '$lib/server/codesync/update-forms';
 import type { Actions, PageServerLoad, RequestEvent } from './$types';
 
 const iso = (d: Date | null) => d?.toISOString() ?? null;

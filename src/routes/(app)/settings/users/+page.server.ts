@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { createUserSchema, resetPasswordSchema } from '$lib/schemas/auth';
 import { checkbox, roleSchema, uuidSchema } from '$lib/schemas/common';
 import { createUser, listUsers, resetPassword, updateUser } from '$lib/server/auth/users';
-import { actorOf, recordAudit } from '$lib/server/audit';
+import { actorOf } from '$lib/server/audit';
 import { formError, parseForm } from '$lib/server/http/forms';
 import type { Actions, PageServerLoad } from './$types';
 
@@ -17,13 +17,7 @@ export const actions: Actions = {
 		const parsed = await parseForm(event.request, createUserSchema);
 		if (!parsed.ok) return parsed.failure;
 		try {
-			const user = await createUser(parsed.data);
-			await recordAudit(actorOf(event), {
-				action: 'user.create',
-				targetType: 'user',
-				targetId: user.id,
-				details: { username: user.username, role: user.role }
-			});
+			const user = await createUser(actorOf(event), parsed.data);
 			return { notice: `Created ${user.username} (${user.role}).` };
 		} catch (err) {
 			return formError(err, parsed.form);
@@ -35,8 +29,7 @@ export const actions: Actions = {
 		if (!parsed.ok) return parsed.failure;
 		const { id, ...changes } = parsed.data;
 		try {
-			const user = await updateUser(id, changes);
-			await recordAudit(actorOf(event), { action: 'user.update', targetType: 'user', targetId: id, details: changes });
+			const user = await updateUser(actorOf(event), id, changes);
 			return { notice: `Saved ${user.username}.` };
 		} catch (err) {
 			return formError(err, parsed.form);
@@ -47,12 +40,7 @@ export const actions: Actions = {
 		const parsed = await parseForm(event.request, resetForm);
 		if (!parsed.ok) return parsed.failure;
 		try {
-			await resetPassword(parsed.data.id, parsed.data.password);
-			await recordAudit(actorOf(event), {
-				action: 'user.password_reset',
-				targetType: 'user',
-				targetId: parsed.data.id
-			});
+			await resetPassword(actorOf(event), parsed.data.id, parsed.data.password);
 			return { notice: 'Password reset; that user was signed out everywhere.' };
 		} catch (err) {
 			return formError(err, parsed.form);

@@ -1,7 +1,7 @@
 import { json } from '@sveltejs/kit';
 import { createTokenSchema } from '$lib/schemas/auth';
 import { createApiToken, listApiTokens } from '$lib/server/auth/api-tokens';
-import { actorOf, recordAudit } from '$lib/server/audit';
+import { actorOf } from '$lib/server/audit';
 import { apiHandler, principalOf, readJson } from '$lib/server/http/api';
 import { presentToken } from '$lib/server/http/present';
 import type { RequestHandler } from './$types';
@@ -14,16 +14,10 @@ export const GET: RequestHandler = apiHandler(async (event) => {
 export const POST: RequestHandler = apiHandler(async (event) => {
 	const { user } = principalOf(event);
 	const input = await readJson(event.request, createTokenSchema);
-	const { token, record } = await createApiToken(user, {
+	const { token, record } = await createApiToken(actorOf(event), user, {
 		name: input.name,
 		scopes: input.scopes,
 		expiresInDays: input.expires_in_days
-	});
-	await recordAudit(actorOf(event), {
-		action: 'token.create',
-		targetType: 'api_token',
-		targetId: record.id,
-		details: { name: record.name, scopes: record.scopes, expires_at: record.expiresAt }
 	});
 	// The only time the token itself leaves the console.
 	return json({ ...presentToken(record), token }, { status: 201 });

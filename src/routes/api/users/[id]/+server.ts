@@ -2,7 +2,7 @@ import { json } from '@sveltejs/kit';
 import { updateUserSchema } from '$lib/schemas/auth';
 import { uuidSchema } from '$lib/schemas/common';
 import { getUser, updateUser } from '$lib/server/auth/users';
-import { actorOf, recordAudit } from '$lib/server/audit';
+import { actorOf } from '$lib/server/audit';
 import { apiHandler, readJson, validate } from '$lib/server/http/api';
 import { presentUser } from '$lib/server/http/present';
 import type { RequestHandler } from './$types';
@@ -14,7 +14,6 @@ export const GET: RequestHandler = apiHandler(async ({ params }) =>
 export const PATCH: RequestHandler = apiHandler(async (event) => {
 	const id = validate(uuidSchema, event.params.id);
 	const changes = await readJson(event.request, updateUserSchema);
-	const user = await updateUser(id, changes);
-	await recordAudit(actorOf(event), { action: 'user.update', targetType: 'user', targetId: id, details: changes });
+	const user = await updateUser(actorOf(event), id, changes);
 	return json(presentUser(user));
 });

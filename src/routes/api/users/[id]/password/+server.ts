@@ -1,7 +1,7 @@
 import { resetPasswordSchema } from '$lib/schemas/auth';
 import { uuidSchema } from '$lib/schemas/common';
 import { resetPassword } from '$lib/server/auth/users';
-import { actorOf, recordAudit } from '$lib/server/audit';
+import { actorOf } from '$lib/server/audit';
 import { apiHandler, readJson, validate } from '$lib/server/http/api';
 import type { RequestHandler } from './$types';
 
@@ -9,7 +9,6 @@ import type { RequestHandler } from './$types';
 export const POST: RequestHandler = apiHandler(async (event) => {
 	const id = validate(uuidSchema, event.params.id);
 	const { password } = await readJson(event.request, resetPasswordSchema);
-	await resetPassword(id, password);
-	await recordAudit(actorOf(event), { action: 'user.password_reset', targetType: 'user', targetId: id });
+	await resetPassword(actorOf(event), id, password);
 	return new Response(null, { status: 204 });
 });

@@ -3,22 +3,15 @@ import { PLAN_ROWS, type PlanView } from '$lib/code-sync';
 import { triggerSchema, updateScopeSchema, type UpdateScope } from '$lib/schemas/code-sync';
 import { describeFieldErrors, fieldErrors } from '$lib/schemas/errors';
 import { actorOf } from '$lib/server/audit';
-import { buildPlan, triggerUpdate, type Plan } from '$lib/server/codesync/plan';
+import { buildPlan, planTitle, triggerUpdate, type Plan } from './plan';
 import { ServiceError } from '$lib/server/errors';
-import { failWith, formError } from './forms';
+import { failWith, formError } from '$lib/server/http/forms';
 
 /**
  * The two form actions behind every "Update …" button: `plan` shows the dry run, `update` starts what the
  * operator confirmed. The confirmation carries the plan's target commits (`expect`), so a role that moved
  * in between is refused instead of deploying a commit nobody reviewed.
  */
-
-function titleOf(scope: UpdateScope, plan: Plan): string {
-	if (scope.nodes?.length === 1) return `Update ${plan.nodes[0]?.name ?? plan.excluded[0]?.name ?? 'this node'}`;
-	if (scope.roles?.length) return `Update ${scope.roles.join(', ')}`;
-	if (scope.labels?.length) return `Update nodes labelled ${scope.labels.join(', ')}`;
-	return 'Update All';
-}
 
 export function planView(plan: Plan): PlanView {
 	const roles = new Map<string, number>();
@@ -33,7 +26,7 @@ export function planView(plan: Plan): PlanView {
 	}
 	if (!plan.nodes.length) warnings.push('Nothing to update: every node in scope runs its roles’ latest commits.');
 	return {
-		title: titleOf(plan.scope, plan),
+		title: planTitle(plan),
 		scope: plan.scope,
 		targets: plan.targets,
 		roles: Object.entries(plan.targets).map(([role, to]) => ({ role, to, nodes: roles.get(role) ?? 0 })),

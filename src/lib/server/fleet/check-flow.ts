@@ -5,7 +5,7 @@ import { nodes, type Run } from '$lib/server/db/schema';
 import { createRun, type Flow, type TaskEnd } from '$lib/server/engine';
 import { conflict } from '$lib/server/errors';
 import { sh } from '$lib/server/ssh/shell';
-import { checkAuditEntry, recordCheck, type CheckOutcome } from './nodes';
+import { checkAuditEntry, recordCheck, type CheckOutcome } from './checks';
 
 /** What a check task learnt as it went, kept in its memo until the task ends. */
 interface CheckMemo {

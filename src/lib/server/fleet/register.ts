@@ -1,6 +1,7 @@
 import { registerFlow, useNodeAccess } from '$lib/server/engine';
 import { checkFlow } from './check-flow';
-import { getNode, sshTargetFor } from './nodes';
+import { getNode } from './nodes';
+import { sshTargetFor } from './targets';
 
 /** The fleet's part of the console: how the engine reaches a node, and the `check` flow. */
 export function registerFleet(): void {

@@ -4,7 +4,7 @@ import { nodes, type Node } from '$lib/server/db/schema';
 import { busyNodes, nodeIsBusy, recordEvent } from '$lib/server/engine';
 import { log, loggableError } from '$lib/server/log';
 import type { SshConnection } from '$lib/server/ssh/connection';
-import { checkNode } from './nodes';
+import { checkNode } from './checks';
 
 /**
  * The health sweep: every node in turn, a limited number at once — is it reachable (last seen, UNREACHABLE),

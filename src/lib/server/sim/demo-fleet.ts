@@ -8,7 +8,7 @@ import { codeRoles, credentials, nodes } from '$lib/server/db/schema';
 import { createRoleSchema } from '$lib/schemas/code-sync';
 import { notifyCommit } from '$lib/server/codesync/notify';
 import { createRole } from '$lib/server/codesync/roles';
-import { checkNode } from '$lib/server/fleet/nodes';
+import { checkNode } from '$lib/server/fleet/checks';
 import { createCredential } from '$lib/server/keys/credentials';
 import { log, loggableError } from '$lib/server/log';
 import { fingerprintOf } from '$lib/server/ssh/host-keys';

@@ -2,14 +2,9 @@ import { z } from 'zod';
 import { uuidSchema } from '$lib/schemas/common';
 import { acceptHostKeySchema, createCredentialSchema, createNodeSchema } from '$lib/schemas/nodes';
 import { actorOf } from '$lib/server/audit';
-import {
-	acceptHostKey,
-	checkNodeFor,
-	connectionStatus,
-	createNode,
-	deleteNode,
-	listNodes
-} from '$lib/server/fleet/nodes';
+import { acceptHostKey } from '$lib/server/fleet/host-keys';
+import { checkNodeFor } from '$lib/server/fleet/checks';
+import { connectionStatus, createNode, deleteNode, listNodes } from '$lib/server/fleet/nodes';
 import { createCredential, deleteCredential, listCredentials } from '$lib/server/keys/credentials';
 import { formError, parseForm } from '$lib/server/http/forms';
 import type { Actions, PageServerLoad } from './$types';

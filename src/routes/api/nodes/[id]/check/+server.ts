@@ -1,7 +1,7 @@
 import { json } from '@sveltejs/kit';
 import { uuidSchema } from '$lib/schemas/common';
 import { actorOf } from '$lib/server/audit';
-import { checkNodeFor } from '$lib/server/fleet/nodes';
+import { checkNodeFor } from '$lib/server/fleet/checks';
 import { apiHandler, validate } from '$lib/server/http/api';
 import type { RequestHandler } from './$types';
 

@@ -2,7 +2,7 @@ import { json } from '@sveltejs/kit';
 import { uuidSchema } from '$lib/schemas/common';
 import { acceptHostKeySchema } from '$lib/schemas/nodes';
 import { actorOf } from '$lib/server/audit';
-import { acceptHostKey } from '$lib/server/fleet/nodes';
+import { acceptHostKey } from '$lib/server/fleet/host-keys';
 import { apiHandler, readJson, validate } from '$lib/server/http/api';
 import { presentNode } from '$lib/server/http/present';
 import type { RequestHandler } from './$types';

@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, like, or, sql } from 'drizzle-orm';
 import { databaseHandle, db, jsonParam, rowsOf } from '$lib/server/db';
 import { events, type EventRow } from '$lib/server/db/schema';
 import { log, loggableError } from '$lib/server/log';
@@ -168,12 +168,28 @@ class EventBus {
 	}
 }
 
-/** Events after `after` in id order, optionally for one run. */
-export async function readEvents(q: { after: number; limit: number; runId?: string }): Promise<EngineEvent[]> {
+/**
+ * Events after `after` in id order, optionally for one run and only of some types (patterns as
+ * `eventTypesSchema` accepts them: `run.state`, or a family `task.*`).
+ */
+export async function readEvents(q: {
+	after: number;
+	limit: number;
+	runId?: string;
+	types?: readonly string[];
+}): Promise<EngineEvent[]> {
 	const rows = await db()
 		.select()
 		.from(events)
-		.where(and(gt(events.id, q.after), q.runId ? eq(events.runId, q.runId) : undefined))
+		.where(
+			and(
+				gt(events.id, q.after),
+				q.runId ? eq(events.runId, q.runId) : undefined,
+				q.types
+					? or(...q.types.map((p) => (p.endsWith('.*') ? like(events.type, `${p.slice(0, -1)}%`) : eq(events.type, p))))
+					: undefined
+			)
+		)
 		.orderBy(asc(events.id))
 		.limit(q.limit);
 	return rows.map(presentEvent);

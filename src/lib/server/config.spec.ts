@@ -26,6 +26,9 @@ describe('configuration', () => {
 		expect(c.demo).toBe(true);
 		expect(c.healthSweepSeconds).toBe(0);
 		expect(loadConfig({}).demo).toBe(false);
+		expect(loadConfig({})).toMatchObject({ retentionDays: 90, auditRetentionDays: 365 });
+		expect(loadConfig({ FLOTILLA_RETENTION_DAYS: '0' }).retentionDays).toBe(0);
+		expect(() => loadConfig({ FLOTILLA_AUDIT_RETENTION_DAYS: '-1' })).toThrow(/FLOTILLA_AUDIT_RETENTION_DAYS/);
 		expect(() => loadConfig({ FLOTILLA_TASK_LEASE_SECONDS: '1.5' })).toThrow(
 			/FLOTILLA_TASK_LEASE_SECONDS: must be a whole number/
 		);

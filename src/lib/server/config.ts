@@ -22,7 +22,9 @@ const envSchema = z.object({
 	FLOTILLA_TASK_LEASE_SECONDS: z.coerce.number().int('must be a whole number').min(2).max(600).default(30),
 	FLOTILLA_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(3600).default(30),
 	FLOTILLA_HEALTH_SWEEP_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(86_400).default(60),
-	FLOTILLA_HEALTH_SWEEP_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(500).default(20)
+	FLOTILLA_HEALTH_SWEEP_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(500).default(20),
+	FLOTILLA_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(90),
+	FLOTILLA_AUDIT_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(365)
 });
 
 /** What the rest of the code reads: derived from the variables above, so the two cannot drift apart. */
@@ -45,6 +47,10 @@ const configSchema = envSchema.transform((e) => ({
 	/** Seconds between health sweeps (0: none), and nodes swept at once. */
 	healthSweepSeconds: e.FLOTILLA_HEALTH_SWEEP_SECONDS,
 	healthSweepConcurrency: e.FLOTILLA_HEALTH_SWEEP_CONCURRENCY,
+	/** Days events and task steps are kept (0: forever); runs and tasks are kept whatever their age. */
+	retentionDays: e.FLOTILLA_RETENTION_DAYS,
+	/** Days audit rows are kept (0: forever). */
+	auditRetentionDays: e.FLOTILLA_AUDIT_RETENTION_DAYS,
 	version: readVersion()
 }));
 

@@ -4,6 +4,7 @@ import { ensureFirstAdminFromEnv } from '$lib/server/auth/users';
 import { useMasterKey } from '$lib/server/crypto/master-key';
 import { runAutoUpdates } from '$lib/server/codesync/auto-update';
 import { runHealthSweep } from '$lib/server/codesync/sweep';
+import { pruneOldRecords } from '$lib/server/retention';
 import { startPeriodic } from '$lib/server/schedules';
 import { startDemoFleet } from '$lib/server/sim/demo-fleet';
 import { loadSecretKey } from '$lib/server/crypto/secret-key';
@@ -53,7 +54,12 @@ export function startConsole(): Promise<DatabaseHandle> {
 				everySeconds: cfg.healthSweepSeconds,
 				run: async () => ({ ...(await runHealthSweep(cfg.healthSweepConcurrency)) })
 			},
-			{ name: 'auto-update', everySeconds: 60, run: async () => ({ ...(await runAutoUpdates()) }) }
+			{ name: 'auto-update', everySeconds: 60, run: async () => ({ ...(await runAutoUpdates()) }) },
+			{
+				name: 'retention',
+				everySeconds: 3600,
+				run: async () => pruneOldRecords({ days: cfg.retentionDays, auditDays: cfg.auditRetentionDays })
+			}
 		]);
 		setInterval(
 			() =>

@@ -153,9 +153,10 @@ const PERIODIC_TICK_SECONDS = 5;
  * job per period exist, whoever sends it, and one console's worker takes it. (pg-boss's own `schedule()` is
  * cron, a minute at the finest; the health sweep may run every few seconds.) The queue is `stately`: while one
  * turn runs, at most one more waits, so a turn longer than the period never overlaps the next, on any console.
- * A console that dies mid-turn stops heartbeating and pg-boss fails the job, which frees the queue. A turn that
- * throws is logged and failed, not retried: the next period runs it again. What `handler` returns is kept as
- * the job's output (pg-boss's job table, for `deleteAfterSeconds`).
+ * A console that dies mid-turn stops heartbeating and pg-boss fails the job, which frees the queue; so does a
+ * turn still running after two periods (15 minutes at least), as a hung turn would otherwise hold up every later
+ * one. A turn that throws is logged and failed, not retried: the next period runs it again. What `handler`
+ * returns is kept as the job's output (pg-boss's job table, for a day).
  */
 export async function schedulePeriodic(
 	name: string,
@@ -172,7 +173,8 @@ export async function schedulePeriodic(
 				policy: 'stately',
 				notify: true,
 				retryLimit: 0,
-				expireInSeconds: 24 * 60 * 60,
+				// One job a period: a day of outcomes is plenty to look back on.
+				deleteAfterSeconds: 24 * 60 * 60,
 				heartbeatSeconds: HEARTBEAT_SECONDS
 			})
 			.catch(async (err) => {
@@ -189,7 +191,7 @@ export async function schedulePeriodic(
 	});
 	const send = () =>
 		void r.boss
-			.send(queue, {}, { singletonSeconds: everySeconds })
+			.send(queue, {}, { singletonSeconds: everySeconds, expireInSeconds: Math.max(15 * 60, 2 * everySeconds) })
 			.catch((err) => log.warn({ err: loggableError(err), job: name }, 'periodic tick failed'));
 	const ticker = setInterval(send, Math.min(everySeconds, PERIODIC_TICK_SECONDS) * 1000);
 	ticker.unref();

@@ -17,6 +17,8 @@ import { sequenceFlow } from '../support/flows';
 import { sh } from '../../src/lib/server/ssh/shell';
 import { startSimFleet, type SimFleet } from '../support/sim-fleet';
 import { GET as getRunEndpoint } from '../../src/routes/api/runs/[id]/+server';
+import { GET as getEventsEndpoint } from '../../src/routes/api/events/+server';
+import { eventBus } from '../../src/lib/server/engine/events';
 
 registerFlow(sequenceFlow);
 /** The sequence with a health verification after its rollbacks, as flows that change nodes have. */
@@ -452,6 +454,60 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 		expect(types.filter((t) => t === 'task.state:succeeded')).toHaveLength(2);
 		expect(types.filter((t) => t.startsWith('step.ended'))).toHaveLength(8);
 		expect(ids).toEqual([...ids].sort((a, b) => a - b));
+	});
+
+	it('a stream filtered by ?types= sends only those types, live and from the backlog; an unknown type is a 400', async () => {
+		const wanted = new Set(['run.state', 'task.state', 'task.output']);
+		const from = eventBus.position;
+		const liveAbort = new AbortController();
+		const live = eventStream({ types: ['run.state', 'task.*'], signal: liveAbort.signal });
+		const run = await createRun(systemActor, {
+			kind: 'test-sequence',
+			title: 'filtered',
+			nodeIds: fleet.nodeIds.slice(0, 2)
+		});
+		const collect = async (stream: ReadableStream<Uint8Array>, abort: AbortController) => {
+			const seen: string[] = [];
+			await readEventStream(stream, abort, (e) => {
+				expect(wanted.has(e.type)).toBe(true);
+				if (e.run_id !== run.id) return false;
+				seen.push(e.data.state ? `${e.type}:${e.data.state}` : e.type);
+				return seen.includes('run.state:succeeded');
+			});
+			return seen;
+		};
+		const seenLive = await collect(live, liveAbort);
+		expect(seenLive.filter((t) => t === 'task.state:succeeded')).toHaveLength(2);
+		expect(seenLive.some((t) => t.startsWith('step.') || t === 'run.created')).toBe(false);
+
+		// The same filter over the backlog (a client resuming from before the run) sees the same events.
+		const backlogAbort = new AbortController();
+		const backlog = eventStream({ after: from, types: ['run.state', 'task.*'], signal: backlogAbort.signal });
+		expect(await collect(backlog, backlogAbort)).toEqual(seenLive);
+
+		const refused = await getEventsEndpoint({
+			request: new Request('http://console/api/events?types=run.state,task.bogus'),
+			url: new URL('http://console/api/events?types=run.state,task.bogus')
+		} as never);
+		expect(refused.status).toBe(400);
+		const body = await refused.json();
+		expect(body.error.code).toBe('validation_failed');
+		expect(body.error.fields.types).toMatch(/task\.bogus/);
+		for (const bad of ['', ',', 'nope.*', 'run.state;drop']) {
+			const url = new URL(`http://console/api/events?types=${encodeURIComponent(bad)}`);
+			const res = await getEventsEndpoint({ request: new Request(url), url } as never);
+			expect(res.status, bad).toBe(400);
+		}
+		const accepted = new AbortController();
+		const okUrl = new URL('http://console/api/events?types=run.*,node.code');
+		const ok = await getEventsEndpoint({
+			request: new Request(okUrl, { signal: accepted.signal }),
+			url: okUrl
+		} as never);
+		expect(ok.status).toBe(200);
+		expect(ok.headers.get('content-type')).toMatch(/text\/event-stream/);
+		accepted.abort();
+		await ok.body?.cancel();
 	});
 
 	it('counts ended tasks by kind in /metrics, and leaves read-only checks out of the update metrics', async () => {

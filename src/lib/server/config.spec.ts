@@ -18,4 +18,19 @@ describe('configuration', () => {
 		expect(() => loadConfig({ DATABASE_URL: 'mysql://x' })).toThrow(/DATABASE_URL: must be a postgres/);
 		expect(() => loadConfig({ FLOTILLA_LOG_LEVEL: 'chatty' })).toThrow(/FLOTILLA_LOG_LEVEL/);
 	});
+
+	it('derives what the code reads from the variables: units converted, flags as booleans', () => {
+		const c = loadConfig({ FLOTILLA_TASK_LEASE_SECONDS: '10', FLOTILLA_DEMO: '1', FLOTILLA_HEALTH_SWEEP_SECONDS: '0' });
+		expect(c.taskLeaseMs).toBe(10_000);
+		expect(c.shutdownGraceMs).toBe(30_000);
+		expect(c.demo).toBe(true);
+		expect(c.healthSweepSeconds).toBe(0);
+		expect(loadConfig({}).demo).toBe(false);
+		expect(loadConfig({})).toMatchObject({ retentionDays: 90, auditRetentionDays: 365 });
+		expect(loadConfig({ FLOTILLA_RETENTION_DAYS: '0' }).retentionDays).toBe(0);
+		expect(() => loadConfig({ FLOTILLA_AUDIT_RETENTION_DAYS: '-1' })).toThrow(/FLOTILLA_AUDIT_RETENTION_DAYS/);
+		expect(() => loadConfig({ FLOTILLA_TASK_LEASE_SECONDS: '1.5' })).toThrow(
+			/FLOTILLA_TASK_LEASE_SECONDS: must be a whole number/
+		);
+	});
 });

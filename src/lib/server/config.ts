@@ -22,30 +22,39 @@ const envSchema = z.object({
 	FLOTILLA_TASK_LEASE_SECONDS: z.coerce.number().int('must be a whole number').min(2).max(600).default(30),
 	FLOTILLA_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(3600).default(30),
 	FLOTILLA_HEALTH_SWEEP_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(86_400).default(60),
-	FLOTILLA_HEALTH_SWEEP_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(500).default(20)
+	FLOTILLA_HEALTH_SWEEP_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(500).default(20),
+	FLOTILLA_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(90),
+	FLOTILLA_AUDIT_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(365)
 });
 
-export type Config = {
-	databaseUrl: string | undefined;
-	dataDir: string;
-	adminUser: string;
-	adminPassword: string | undefined;
-	secretKey: string | undefined;
-	logLevel: z.infer<typeof envSchema>['FLOTILLA_LOG_LEVEL'];
-	migrationsDir: string;
+/** What the rest of the code reads: derived from the variables above, so the two cannot drift apart. */
+const configSchema = envSchema.transform((e) => ({
+	databaseUrl: e.DATABASE_URL,
+	dataDir: path.resolve(e.FLOTILLA_DATA_DIR),
+	adminUser: e.FLOTILLA_ADMIN_USER,
+	adminPassword: e.FLOTILLA_ADMIN_PASSWORD,
+	secretKey: e.FLOTILLA_SECRET_KEY,
+	logLevel: e.FLOTILLA_LOG_LEVEL,
+	migrationsDir: path.resolve(e.FLOTILLA_MIGRATIONS_DIR),
 	/** Start the simulated demo fleet (the quick start sets this). */
-	demo: boolean;
+	demo: e.FLOTILLA_DEMO === '1',
 	/** Tasks this console executes at once, across all runs. */
-	engineConcurrency: number;
+	engineConcurrency: e.FLOTILLA_ENGINE_CONCURRENCY,
 	/** How long a task's claim holds without renewal before another instance recovers it. */
-	taskLeaseMs: number;
+	taskLeaseMs: e.FLOTILLA_TASK_LEASE_SECONDS * 1000,
 	/** On SIGTERM, how long running steps may finish before they are interrupted and left for recovery. */
-	shutdownGraceMs: number;
+	shutdownGraceMs: e.FLOTILLA_SHUTDOWN_GRACE_SECONDS * 1000,
 	/** Seconds between health sweeps (0: none), and nodes swept at once. */
-	healthSweepSeconds: number;
-	healthSweepConcurrency: number;
-	version: string;
-};
+	healthSweepSeconds: e.FLOTILLA_HEALTH_SWEEP_SECONDS,
+	healthSweepConcurrency: e.FLOTILLA_HEALTH_SWEEP_CONCURRENCY,
+	/** Days events and task steps are kept (0: forever); runs and tasks are kept whatever their age. */
+	retentionDays: e.FLOTILLA_RETENTION_DAYS,
+	/** Days audit rows are kept (0: forever). */
+	auditRetentionDays: e.FLOTILLA_AUDIT_RETENTION_DAYS,
+	version: readVersion()
+}));
+
+export type Config = z.infer<typeof configSchema>;
 
 function readVersion(): string {
 	try {
@@ -59,28 +68,12 @@ function readVersion(): string {
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 	// An empty variable means "unset": shells and .env files often leave `DATABASE_URL=` behind.
 	const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
-	const parsed = envSchema.safeParse(present);
+	const parsed = configSchema.safeParse(present);
 	if (!parsed.success) {
 		const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
 		throw new Error(`Invalid configuration: ${problems}`);
 	}
-	const e = parsed.data;
-	return {
-		databaseUrl: e.DATABASE_URL,
-		dataDir: path.resolve(e.FLOTILLA_DATA_DIR),
-		adminUser: e.FLOTILLA_ADMIN_USER,
-		adminPassword: e.FLOTILLA_ADMIN_PASSWORD,
-		secretKey: e.FLOTILLA_SECRET_KEY,
-		logLevel: e.FLOTILLA_LOG_LEVEL,
-		migrationsDir: path.resolve(e.FLOTILLA_MIGRATIONS_DIR),
-		demo: e.FLOTILLA_DEMO === '1',
-		engineConcurrency: e.FLOTILLA_ENGINE_CONCURRENCY,
-		taskLeaseMs: e.FLOTILLA_TASK_LEASE_SECONDS * 1000,
-		shutdownGraceMs: e.FLOTILLA_SHUTDOWN_GRACE_SECONDS * 1000,
-		healthSweepSeconds: e.FLOTILLA_HEALTH_SWEEP_SECONDS,
-		healthSweepConcurrency: e.FLOTILLA_HEALTH_SWEEP_CONCURRENCY,
-		version: readVersion()
-	};
+	return parsed.data;
 }
 
 let current: Config | undefined;

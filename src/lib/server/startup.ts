@@ -3,20 +3,21 @@ import { deleteExpiredSessions } from '$lib/server/auth/session';
 import { ensureFirstAdminFromEnv } from '$lib/server/auth/users';
 import { useMasterKey } from '$lib/server/crypto/master-key';
 import { runAutoUpdates } from '$lib/server/codesync/auto-update';
-import { startPeriodic } from '$lib/server/schedules';
+import { pruneOldRecords } from '$lib/server/retention';
 import { startDemoFleet } from '$lib/server/sim/demo-fleet';
 import { loadSecretKey } from '$lib/server/crypto/secret-key';
 import { config } from '$lib/server/config';
 import { openDatabase, useDatabase, type DatabaseHandle } from '$lib/server/db';
 import { startEngine, stopEngine } from '$lib/server/engine';
 import { registerDomains } from '$lib/server/domains';
+import { schedulePeriodic, stopPeriodic } from '$lib/server/engine';
 import { runHealthSweep } from '$lib/server/fleet/sweep';
 import { log, loggableError } from '$lib/server/log';
 import { nativeCiphers } from '$lib/server/ssh/connection';
 
 let started: Promise<DatabaseHandle> | undefined;
 
-const HOUR_MS = 60 * 60 * 1000;
+const HOUR_SECONDS = 60 * 60;
 
 /**
  * Loads (or creates) the master key, opens the database, applies migrations, creates the first admin if
@@ -47,19 +48,16 @@ export function startConsole(): Promise<DatabaseHandle> {
 			shutdownGraceMs: cfg.shutdownGraceMs
 		});
 		const demo = cfg.demo ? await startDemoFleet(cfg.dataDir) : undefined;
-		const stopPeriodic = startPeriodic([
-			{
-				name: 'health-sweep',
-				everySeconds: cfg.healthSweepSeconds,
-				run: async () => ({ ...(await runHealthSweep(cfg.healthSweepConcurrency)) })
-			},
-			{ name: 'auto-update', everySeconds: 60, run: async () => ({ ...(await runAutoUpdates()) }) }
-		]);
-		setInterval(
-			() =>
-				deleteExpiredSessions().catch((err) => log.warn({ err: loggableError(err) }, 'expired session sweep failed')),
-			HOUR_MS
-		).unref();
+		// Shared by every console: each turn runs on one of them (engine/runtime.ts).
+		await schedulePeriodic('health-sweep', cfg.healthSweepSeconds, () => runHealthSweep(cfg.healthSweepConcurrency));
+		await schedulePeriodic('auto-update', 60, runAutoUpdates);
+		await schedulePeriodic('expired-sessions', HOUR_SECONDS, async () => {
+			await deleteExpiredSessions();
+			return {};
+		});
+		await schedulePeriodic('retention', HOUR_SECONDS, () =>
+			pruneOldRecords({ days: cfg.retentionDays, auditDays: cfg.auditRetentionDays })
+		);
 		if (!nativeCiphers()) {
 			log.warn(
 				"ssh2's native crypto binding did not load: SSH uses slower JavaScript ciphers (run scripts/bootstrap.sh)"
@@ -69,6 +67,7 @@ export function startConsole(): Promise<DatabaseHandle> {
 		// adapter-node drains in-flight requests on SIGTERM/SIGINT, then emits this: only then close the database.
 		process.once('sveltekit:shutdown', async (reason) => {
 			log.info({ reason }, 'shutting down');
+			// A turn this console runs ends before the engine stops (its events are still written); others take the next.
 			await stopPeriodic().catch((err) => log.warn({ err: loggableError(err) }, 'periodic jobs stop failed'));
 			await stopEngine().catch((err) => log.warn({ err: loggableError(err) }, 'engine stop failed'));
 			// The demo fleet's listening sockets would otherwise keep the process alive after SIGTERM.

@@ -432,18 +432,6 @@ export const nodeCodeVersions = pgTable(
 	(t) => [primaryKey({ columns: [t.nodeId, t.role] })]
 );
 
-/**
- * Periodic work shared by every console instance (health sweep, auto-update): an instance takes a turn by
- * moving `next_at` forward in one UPDATE, so two instances never run the same turn.
- */
-export const schedules = pgTable('schedules', {
-	name: text('name').primaryKey(),
-	nextAt: timestamp('next_at', { withTimezone: true }).notNull(),
-	lastStartedAt: timestamp('last_started_at', { withTimezone: true }),
-	lastEndedAt: timestamp('last_ended_at', { withTimezone: true }),
-	lastResult: jsonb('last_result').$type<Record<string, unknown>>()
-});
-
 export type CodeRole = typeof codeRoles.$inferSelect;
 export type CodeCommit = typeof codeCommits.$inferSelect;
 export type NodeCodeVersion = typeof nodeCodeVersions.$inferSelect;

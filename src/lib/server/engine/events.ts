@@ -1,7 +1,8 @@
-import { and, asc, eq, gt, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, like, or, sql } from 'drizzle-orm';
 import { databaseHandle, db, jsonParam, rowsOf } from '$lib/server/db';
 import { events, type EventRow } from '$lib/server/db/schema';
 import { log, loggableError } from '$lib/server/log';
+import { GroupCommit } from './group-commit';
 
 /** An event as the engine publishes it and SSE clients receive it. */
 export interface EngineEvent {
@@ -25,8 +26,7 @@ export interface NewEvent {
 const CHANNEL = 'flotilla_events';
 // Any constant; it only has to be the same in every instance writing to this database.
 const EVENT_ORDER_LOCK = 7_140_232;
-/** How long an event may wait for companions before it is written: a batch is one insert and one NOTIFY. */
-const FLUSH_DELAY_MS = 10;
+/** A batch is one insert and one NOTIFY. */
 const MAX_BATCH = 1_000;
 /** Fallback for a missed NOTIFY (a dropped LISTEN connection): the bus polls the table this often. */
 const POLL_MS = 1_000;
@@ -44,71 +44,45 @@ export function presentEvent(row: EventRow): EngineEvent {
 }
 
 /**
- * Writes events in batches. Ids are taken under a transaction-scoped advisory lock, so batches commit in
- * id order across instances: readers that follow the table by id never skip a row that commits late.
- * The NOTIFY goes out in the same transaction, so it is delivered only once the rows are visible.
+ * Writes a batch of events (batched by a GroupCommit: what arrives while one batch is written goes in the
+ * next). Ids are taken under a transaction-scoped advisory lock, so batches commit in id order across
+ * instances: readers that follow the table by id never skip a row that commits late. The NOTIFY goes out in
+ * the same transaction, so it is delivered only once the rows are visible. It never throws: a batch that
+ * could not be written is logged once, and its callers resolve all the same.
  */
-class EventWriter {
-	private pending: { event: NewEvent; done: () => void }[] = [];
-	private timer: NodeJS.Timeout | undefined;
-	private flushing: Promise<void> = Promise.resolve();
-
-	/** Resolves once the event is written, or once writing it failed and was logged: it never rejects. */
-	record(event: NewEvent): Promise<void> {
-		return new Promise((resolve) => {
-			this.pending.push({ event, done: resolve });
-			this.timer ??= setTimeout(() => {
-				this.timer = undefined;
-				this.flushing = this.flushing.then(() => this.flush());
-			}, FLUSH_DELAY_MS);
+async function writeEvents(batch: NewEvent[]): Promise<void[]> {
+	try {
+		const committed = await db().transaction(async (tx) => {
+			await tx.execute(sql`select pg_advisory_xact_lock(${EVENT_ORDER_LOCK})`);
+			// The batch travels as one JSON parameter: building and binding five parameters per row cost
+			// more than the insert itself once thousands of events a second were written.
+			const json = jsonParam(
+				batch.map((e, i) => ({
+					i,
+					type: e.type,
+					run_id: e.runId ?? null,
+					task_id: e.taskId ?? null,
+					node_id: e.nodeId ?? null,
+					data: e.data ?? {}
+				}))
+			);
+			const ids = rowsOf<{ id: string | number }>(
+				await tx.execute(sql`
+					insert into events (type, run_id, task_id, node_id, data)
+					select type, run_id, task_id, node_id, data
+					from jsonb_to_recordset(${json}::jsonb) as v(i int, type text, run_id uuid, task_id uuid, node_id uuid, data jsonb)
+					order by i
+					returning id`)
+			).map((r) => Number(r.id));
+			await tx.execute(sql`select pg_notify(${CHANNEL}, ${String(Math.max(...ids))})`);
+			return ids;
 		});
+		commitObserver?.(committed);
+	} catch (err) {
+		// The tables hold the true state; a lost event costs a live update, not correctness.
+		log.error({ err: loggableError(err), events: batch.length }, 'could not write engine events');
 	}
-
-	/** Writes everything pending now; used at shutdown and by tests. */
-	async drain(): Promise<void> {
-		clearTimeout(this.timer);
-		this.timer = undefined;
-		this.flushing = this.flushing.then(() => this.flush());
-		await this.flushing;
-	}
-
-	private async flush(): Promise<void> {
-		while (this.pending.length) {
-			const batch = this.pending.splice(0, MAX_BATCH);
-			try {
-				const committed = await db().transaction(async (tx) => {
-					await tx.execute(sql`select pg_advisory_xact_lock(${EVENT_ORDER_LOCK})`);
-					// The batch travels as one JSON parameter: building and binding five parameters per row cost
-					// more than the insert itself once thousands of events a second were written.
-					const json = jsonParam(
-						batch.map(({ event: e }, i) => ({
-							i,
-							type: e.type,
-							run_id: e.runId ?? null,
-							task_id: e.taskId ?? null,
-							node_id: e.nodeId ?? null,
-							data: e.data ?? {}
-						}))
-					);
-					const ids = rowsOf<{ id: string | number }>(
-						await tx.execute(sql`
-							insert into events (type, run_id, task_id, node_id, data)
-							select type, run_id, task_id, node_id, data
-							from jsonb_to_recordset(${json}::jsonb) as v(i int, type text, run_id uuid, task_id uuid, node_id uuid, data jsonb)
-							order by i
-							returning id`)
-					).map((r) => Number(r.id));
-					await tx.execute(sql`select pg_notify(${CHANNEL}, ${String(Math.max(...ids))})`);
-					return ids;
-				});
-				commitObserver?.(committed);
-			} catch (err) {
-				// The tables hold the true state; a lost event costs a live update, not correctness.
-				log.error({ err: loggableError(err), events: batch.length }, 'could not write engine events');
-			}
-			for (const p of batch) p.done();
-		}
-	}
+	return batch.map(() => undefined);
 }
 
 type Listener = (event: EngineEvent) => void;
@@ -194,12 +168,28 @@ class EventBus {
 	}
 }
 
-/** Events after `after` in id order, optionally for one run. */
-export async function readEvents(q: { after: number; limit: number; runId?: string }): Promise<EngineEvent[]> {
+/**
+ * Events after `after` in id order, optionally for one run and only of some types (patterns as
+ * `eventTypesSchema` accepts them: `run.state`, or a family `task.*`).
+ */
+export async function readEvents(q: {
+	after: number;
+	limit: number;
+	runId?: string;
+	types?: readonly string[];
+}): Promise<EngineEvent[]> {
 	const rows = await db()
 		.select()
 		.from(events)
-		.where(and(gt(events.id, q.after), q.runId ? eq(events.runId, q.runId) : undefined))
+		.where(
+			and(
+				gt(events.id, q.after),
+				q.runId ? eq(events.runId, q.runId) : undefined,
+				q.types
+					? or(...q.types.map((p) => (p.endsWith('.*') ? like(events.type, `${p.slice(0, -1)}%`) : eq(events.type, p))))
+					: undefined
+			)
+		)
 		.orderBy(asc(events.id))
 		.limit(q.limit);
 	return rows.map(presentEvent);
@@ -215,15 +205,17 @@ export function observeEventCommits(observer: ((ids: number[]) => void) | undefi
 	commitObserver = observer;
 }
 
-const writer = new EventWriter();
+const writer = new GroupCommit<NewEvent, void>(writeEvents, MAX_BATCH);
 export const eventBus = new EventBus();
 
+/** Resolves once the event is written, or once writing it failed and was logged: it never rejects. */
 export function recordEvent(event: NewEvent): Promise<void> {
-	return writer.record(event);
+	return writer.add(event);
 }
 
+/** Resolves once every event recorded before the call is written; used at shutdown and by tests. */
 export function drainEvents(): Promise<void> {
-	return writer.drain();
+	return writer.settled();
 }
 
 /**

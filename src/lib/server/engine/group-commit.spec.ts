@@ -47,4 +47,22 @@ describe('GroupCommit', () => {
 		await Promise.all(Array.from({ length: 10 }, (_, i) => gc.add(i)));
 		expect(sizes).toEqual([4, 4, 2]);
 	});
+
+	it('settled() waits for everything added before it, including what queued behind a batch in flight', async () => {
+		const written: number[] = [];
+		const gc = new GroupCommit<number, void>(async (items) => {
+			await new Promise((r) => setTimeout(r, 5));
+			written.push(...items);
+			return items.map(() => undefined);
+		});
+		await gc.settled();
+		void gc.add(1);
+		await new Promise((r) => setImmediate(r));
+		void gc.add(2);
+		await gc.settled();
+		expect(written).toEqual([1, 2]);
+		void gc.add(3);
+		await gc.settled();
+		expect(written).toEqual([1, 2, 3]);
+	});
 });

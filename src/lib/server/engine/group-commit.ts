@@ -7,7 +7,8 @@
  */
 export class GroupCommit<T, R> {
 	private pending: { item: T; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
-	private busy = false;
+	/** The drain in progress (from the first item of a crowd until the queue is empty), if any. */
+	private draining: Promise<void> | undefined;
 
 	/**
 	 * @param write Writes a batch in one statement (or one transaction) and returns one result per item, in
@@ -21,17 +22,20 @@ export class GroupCommit<T, R> {
 	add(item: T): Promise<R> {
 		return new Promise<R>((resolve, reject) => {
 			this.pending.push({ item, resolve, reject });
-			if (!this.busy) {
-				this.busy = true;
-				// The first batch waits for the rest of this turn of the event loop: the callbacks of every socket
-				// that became readable with this one (say, many commands ending together) join it. Without the
-				// wait, an embedded database that executes a statement synchronously would never batch anything.
-				setImmediate(() => void this.drain());
-			}
+			// The first batch waits for the rest of this turn of the event loop: the callbacks of every socket
+			// that became readable with this one (say, many commands ending together) join it. Without the
+			// wait, an embedded database that executes a statement synchronously would never batch anything.
+			this.draining ??= this.drain();
 		});
 	}
 
+	/** Resolves once everything added before the call is written (or failed): used at shutdown and by tests. */
+	async settled(): Promise<void> {
+		while (this.draining) await this.draining;
+	}
+
 	private async drain(): Promise<void> {
+		await new Promise<void>((r) => setImmediate(r));
 		while (this.pending.length) {
 			const batch = this.pending.splice(0, this.maxBatch);
 			try {
@@ -41,6 +45,7 @@ export class GroupCommit<T, R> {
 				for (const p of batch) p.reject(err);
 			}
 		}
-		this.busy = false;
+		// Cleared in the same turn that found the queue empty: an item added after that starts a new drain.
+		this.draining = undefined;
 	}
 }

@@ -23,7 +23,7 @@ import {
  * tests/integration/boundaries.spec.ts). Domains register their flows and give the engine its node access;
  * routes and domains create and control runs and read what the engine records through these functions.
  */
-export { instanceId, type EngineSettings } from './runtime';
+export { instanceId, schedulePeriodic, stopPeriodic, type EngineSettings } from './runtime';
 export { useNodeAccess, type NodeAccess } from './node-access';
 export {
 	registerFlow,
@@ -54,6 +54,7 @@ export {
 export { terminalRunStates, terminalTaskStates, failedTaskStates } from './dispatch';
 export { recordEvent, lastEventId, readEvents, type EngineEvent, type NewEvent } from './events';
 export { eventStream } from './stream';
+export { pruneEngineRecords } from './retention';
 export { registry as metricsRegistry } from './metrics';
 export {
 	outputBacklog,

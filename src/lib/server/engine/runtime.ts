@@ -25,6 +25,8 @@ interface Runtime {
 	/** Tasks this instance runs now, across every queue: together they stay within `settings.concurrency`. */
 	inFlight: { count: number };
 	stopListening?: () => Promise<void>;
+	/** The periodic jobs this instance takes part in (`schedulePeriodic`), by queue: each one's ticker. */
+	periodic: Map<string, NodeJS.Timeout>;
 }
 
 /** Identifies this process in task leases; random so that a restarted console never mistakes old leases for its own. */
@@ -103,7 +105,7 @@ export async function startBoss(s: EngineSettings): Promise<PgBoss> {
 	}
 	const inFlight = { count: 0 };
 	const pumps = new Map<string, JobPump>();
-	runtime = { boss, settings: s, pumps, inFlight };
+	runtime = { boss, settings: s, pumps, inFlight, periodic: new Map() };
 	// Jobs inserted by any instance wake this one's pump for their kind.
 	runtime.stopListening = await handle.listen(JOBS_CHANNEL, (kind) => pumps.get(kind)?.wake());
 	return boss;
@@ -135,9 +137,84 @@ export async function stopBoss(): Promise<void> {
 	const r = runtime;
 	runtime = undefined;
 	if (!r) return;
+	await stopPeriodicOf(r);
 	await Promise.all([...r.pumps.values()].map((pump) => pump.stop()));
 	await r.stopListening?.().catch(() => {});
 	await r.boss.stop({ graceful: false, close: true, timeout: 5_000 });
+}
+
+export const periodicQueueName = (name: string) => `flotilla-periodic-${name}`;
+/** A periodic job's next period is sent at most this long after it began (and at most once per period). */
+const PERIODIC_TICK_SECONDS = 5;
+
+/**
+ * Runs `handler` once every `everySeconds` across every console sharing the database (0 turns it off here),
+ * through a pg-boss queue. Each console sends the period's job with `singletonSeconds`: pg-boss lets only one
+ * job per period exist, whoever sends it, and one console's worker takes it. (pg-boss's own `schedule()` is
+ * cron, a minute at the finest; the health sweep may run every few seconds.) The queue is `stately`: while one
+ * turn runs, at most one more waits, so a turn longer than the period never overlaps the next, on any console.
+ * A console that dies mid-turn stops heartbeating and pg-boss fails the job, which frees the queue; so does a
+ * turn still running after two periods (15 minutes at least), as a hung turn would otherwise hold up every later
+ * one. A turn that throws is logged and failed, not retried: the next period runs it again. What `handler`
+ * returns is kept as the job's output (pg-boss's job table, for a day).
+ */
+export async function schedulePeriodic(
+	name: string,
+	everySeconds: number,
+	handler: () => Promise<object>
+): Promise<void> {
+	const r = runtime;
+	if (!r) throw new Error('The engine is not started');
+	if (everySeconds <= 0) return;
+	const queue = periodicQueueName(name);
+	if (!(await r.boss.getQueue(queue))) {
+		await r.boss
+			.createQueue(queue, {
+				policy: 'stately',
+				notify: true,
+				retryLimit: 0,
+				// One job a period: a day of outcomes is plenty to look back on.
+				deleteAfterSeconds: 24 * 60 * 60,
+				heartbeatSeconds: HEARTBEAT_SECONDS
+			})
+			.catch(async (err) => {
+				if (!(await r.boss.getQueue(queue))) throw err;
+			});
+	}
+	await r.boss.work(queue, { pollingIntervalSeconds: PERIODIC_TICK_SECONDS, batchSize: 1 }, async () => {
+		try {
+			return await handler();
+		} catch (err) {
+			log.error({ err: loggableError(err), job: name }, 'periodic job failed');
+			throw err;
+		}
+	});
+	const send = () =>
+		void r.boss
+			.send(queue, {}, { singletonSeconds: everySeconds, expireInSeconds: Math.max(15 * 60, 2 * everySeconds) })
+			.catch((err) => log.warn({ err: loggableError(err), job: name }, 'periodic tick failed'));
+	const ticker = setInterval(send, Math.min(everySeconds, PERIODIC_TICK_SECONDS) * 1000);
+	ticker.unref();
+	r.periodic.set(queue, ticker);
+	send();
+}
+
+/** Stops this instance's periodic jobs, waiting for a turn it is running; other consoles carry on with them. */
+export async function stopPeriodic(): Promise<void> {
+	if (runtime) await stopPeriodicOf(runtime);
+}
+
+async function stopPeriodicOf(r: Runtime): Promise<void> {
+	const queues = [...r.periodic.keys()];
+	for (const ticker of r.periodic.values()) clearInterval(ticker);
+	r.periodic.clear();
+	await Promise.all(
+		queues.map((queue) =>
+			r.boss
+				.offWork(queue, { wait: true })
+				.catch((err) => log.warn({ err: loggableError(err), queue }, 'stopping a periodic job failed'))
+		)
+	);
 }
 
 /** Runs `handler` for every job of a kind's queue, within the instance's concurrency. */

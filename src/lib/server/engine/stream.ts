@@ -1,3 +1,4 @@
+import { matchesEventTypes } from '$lib/schemas/events';
 import { eventBus, readEvents, type EngineEvent } from './events';
 
 const HEARTBEAT_MS = 15_000;
@@ -10,6 +11,8 @@ export interface StreamOptions {
 	after?: number;
 	/** Only this run's events. */
 	runId?: string;
+	/** Only events of these types (patterns from `eventTypesSchema`: `run.state`, `task.*`). */
+	types?: readonly string[];
 	signal: AbortSignal;
 }
 
@@ -76,7 +79,12 @@ export function eventStream(opts: StreamOptions): ReadableStream<Uint8Array> {
 				/** Sends, as one chunk, the events of `batch` this client wants and has not had yet. */
 				const send = (batch: readonly EngineEvent[]) => {
 					if (closed) return;
-					const wanted = batch.filter((e) => e.id > lastSent && (!opts.runId || e.run_id === opts.runId));
+					const wanted = batch.filter(
+						(e) =>
+							e.id > lastSent &&
+							(!opts.runId || e.run_id === opts.runId) &&
+							(!opts.types || matchesEventTypes(opts.types, e.type))
+					);
 					if (!wanted.length) return;
 					lastSent = wanted.at(-1)!.id;
 					controller.enqueue(wanted.length === batch.length ? encodedBatch(batch) : joined(wanted));
@@ -96,10 +104,10 @@ export function eventStream(opts: StreamOptions): ReadableStream<Uint8Array> {
 				controller.enqueue(encoder.encode('retry: 2000\n\n'));
 				try {
 					while (!closed && lastSent < upTo) {
-						const page = await readEvents({ after: lastSent, limit: PAGE, runId: opts.runId });
+						const page = await readEvents({ after: lastSent, limit: PAGE, runId: opts.runId, types: opts.types });
 						const inRange = page.filter((e) => e.id <= upTo);
 						send(inRange);
-						// Filtered by run, a page may end before upTo without the backlog being exhausted.
+						// Filtered by run or type, a page may end before upTo without the backlog being exhausted.
 						if (page.length < PAGE || inRange.length < page.length) break;
 					}
 				} catch (err) {

@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import { hostileStrings } from '../../../tests/fixtures/hostile-strings';
+import { eventTypes, eventTypesSchema, matchesEventTypes } from './events';
+
+describe('?types= of the event streams', () => {
+	it('takes known types and families, trimmed and without repeats', () => {
+		expect(eventTypesSchema.parse('run.state, task.*,run.state')).toEqual(['run.state', 'task.*']);
+		for (const t of eventTypes) expect(eventTypesSchema.parse(t)).toEqual([t]);
+	});
+
+	it('refuses an empty list, an unknown type or family, and anything else', () => {
+		for (const bad of ['', ' , ', 'run.bogus', 'nope.*', '*', 'task.', 'run.state;x', 'run.%']) {
+			expect(eventTypesSchema.safeParse(bad).success, bad).toBe(false);
+		}
+		for (const hostile of hostileStrings('run.state'))
+			expect(eventTypesSchema.safeParse(hostile).success, hostile).toBe(false);
+		const refused = eventTypesSchema.safeParse('run.state,task.bogus');
+		expect(refused.success).toBe(false);
+		expect(refused.error?.issues[0]?.message).toMatch(/unknown event type task\.bogus/);
+	});
+
+	it('matches a type against exact types and families', () => {
+		expect(matchesEventTypes(['task.*'], 'task.output')).toBe(true);
+		expect(matchesEventTypes(['task.*'], 'run.state')).toBe(false);
+		expect(matchesEventTypes(['run.state'], 'run.created')).toBe(false);
+		expect(matchesEventTypes(['run.created', 'run.state'], 'run.state')).toBe(true);
+	});
+});

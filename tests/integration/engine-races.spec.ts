@@ -541,9 +541,9 @@ describe.each(backends)('engine races on $name', ({ name, open }) => {
 		}
 	});
 
-	(name === 'PostgreSQL' ? it : it.skip)(
-		'a resume is not paused again by a dispatch that waited for it (two sessions: PostgreSQL only)',
-		async () => {
+	// Two sessions at once: PGlite has one, so this race exists only on PostgreSQL (declared there alone).
+	if (name === 'PostgreSQL')
+		it('a resume is not paused again by a dispatch that waited for it (two sessions)', async () => {
 			const failing = fleet.hosts[19]!.name;
 			const run = await createRun(systemActor, {
 				kind: 'test-sequence',
@@ -585,6 +585,5 @@ describe.each(backends)('engine races on $name', ({ name, open }) => {
 				return rows.at(-1)?.data.ended && rows.map((r) => r.data.state);
 			});
 			expect(states).toEqual(['running', 'paused', 'running', 'failed']);
-		}
-	);
+		});
 });

@@ -3,7 +3,7 @@ import type { z } from 'zod';
 import type { triggerSchema, UpdateScope } from '$lib/schemas/code-sync';
 import type { Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
-import { codeRoles, nodes, runs, tasks, type CodeRole, type Node } from '$lib/server/db/schema';
+import { codeRoles, nodes, type CodeRole, type Node } from '$lib/server/db/schema';
 import { createRun } from '$lib/server/engine/runs';
 import { ServiceError } from '$lib/server/errors';
 import { assertRolesExist } from './roles';

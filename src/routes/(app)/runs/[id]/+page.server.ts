@@ -1,7 +1,7 @@
 import { error, redirect } from '@sveltejs/kit';
 import { and, desc, eq, lte } from 'drizzle-orm';
 import { uuidSchema } from '$lib/schemas/common';
-import type { LogLine } from '$lib/components/LiveLog.svelte';
+import type { LogLine } from '$lib/log-line';
 import { actorOf } from '$lib/server/audit';
 import { authorize } from '$lib/server/auth/access';
 import { db } from '$lib/server/db';

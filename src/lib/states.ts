@@ -5,6 +5,10 @@
 export const terminalTaskStates = ['succeeded', 'failed', 'rolled_back', 'cancelled', 'skipped'] as const;
 export const terminalRunStates = ['succeeded', 'failed', 'cancelled'] as const;
 
+/** Every state, in the order a run or a task goes through them (the filters and counts of the run pages). */
+export const taskStates = ['queued', 'running', ...terminalTaskStates] as const;
+export const runStates = ['queued', 'running', 'paused', ...terminalRunStates] as const;
+
 export type TerminalTaskState = (typeof terminalTaskStates)[number];
 
 const taskEnded = new Set<string>(terminalTaskStates);

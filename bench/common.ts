@@ -26,7 +26,7 @@ export async function tool(file: string, args: string[], env?: NodeJS.ProcessEnv
 	} catch (error) {
 		const e = error as Error & { stdout?: string; stderr?: string };
 		const output = `${e.stdout ?? ''}${e.stderr ?? ''}`.trim().split('\n').slice(-20).join('\n');
-		throw new Error(`${file} ${args.join(' ')} failed: ${e.message}\n${output}`);
+		throw new Error(`${file} ${args.join(' ')} failed: ${e.message}\n${output}`, { cause: error });
 	}
 }
 

@@ -71,8 +71,6 @@ interface Measurement {
 	latency: { p50: number; p99: number; max: number; samples: number; complete: number; ordered: number } | null;
 }
 
-const now = () => performance.timeOrigin + performance.now();
-
 /** A child running one of bench/engine/*.ts, with its stdout read line by line. */
 class Child {
 	readonly proc: ChildProcess;

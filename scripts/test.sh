@@ -23,7 +23,7 @@ if [ -z "${TEST_DATABASE_URL:-}" ]; then
 	flotilla_say "throwaway PostgreSQL at $TEST_DATABASE_URL"
 fi
 
-flotilla_say "formatting and type checks"
+flotilla_say "formatting, lint (ESLint) and type checks"
 npm run lint
 npm run check
 flotilla_say "unit and integration tests"

@@ -1,12 +1,12 @@
-import { invalidate } from '$app/navigation';
+import { invalidate, invalidateAll } from '$app/navigation';
 import { navigating } from '$app/state';
 import type { StreamEvent } from './run-live.svelte';
 
 export interface FollowOptions {
 	/** Event types on /api/events that change what the page shows. */
 	types: string[];
-	/** The page load's `depends()` key, reloaded on those events. */
-	dependency: `app:${string}`;
+	/** The page load's `depends()` key, reloaded on those events; without one, every load reruns. */
+	dependency?: `app:${string}`;
 	/** Events of those types that do not concern this page. */
 	accept?: (e: StreamEvent & { node_id?: string | null }) => boolean;
 	/** At most one reload per this many ms, however busy the fleet is. */
@@ -35,7 +35,7 @@ export function followEvents(opts: FollowOptions): () => void {
 			return;
 		}
 		last = Date.now();
-		void invalidate(opts.dependency);
+		void (opts.dependency ? invalidate(opts.dependency) : invalidateAll());
 	};
 	const onEvent = (m: MessageEvent<string>) => {
 		if (opts.accept && !opts.accept(JSON.parse(m.data))) return;

@@ -1,4 +1,5 @@
-import type { LogLine } from '$lib/components/LiveLog.svelte';
+import type { LogLine } from '$lib/log-line';
+import { isTaskEnded } from '$lib/states';
 
 /** A run as the run page shows it (the load's snapshot, in the API's snake_case). */
 export interface RunView {
@@ -56,7 +57,6 @@ export interface StreamEvent {
 }
 
 export const runEventTypes = ['run.state', 'task.state', 'step.started', 'step.ended', 'task.output'] as const;
-const taskEnded = new Set(['succeeded', 'failed', 'rolled_back', 'cancelled', 'skipped']);
 /** Lines kept per task in the browser; a chatty task must not grow the page without bound. */
 export const MAX_LOG_LINES = 5_000;
 
@@ -81,7 +81,7 @@ export class RunLive {
 		}
 		return c;
 	});
-	ended = $derived(this.tasks.filter((t) => taskEnded.has(t.state)).length);
+	ended = $derived(this.tasks.filter((t) => isTaskEnded(t.state)).length);
 	failed = $derived((this.counts.failed ?? 0) + (this.counts.rolled_back ?? 0));
 
 	constructor(
@@ -120,7 +120,7 @@ export class RunLive {
 				task.started_at ??= e.at;
 				task.ended_at = null;
 			}
-			if (taskEnded.has(task.state)) {
+			if (isTaskEnded(task.state)) {
 				task.ended_at = e.at;
 				// The console clears it when a task ends, so a reload shows the same.
 				task.current_step = null;
@@ -161,4 +161,18 @@ export class RunLive {
 			}
 		}
 	}
+}
+
+/**
+ * Keeps `live` current from its run's event stream, from event `after` on (the load's snapshot holds what
+ * came before). `onStatus` hears whether the stream is connected. Returns the cleanup for `$effect`.
+ */
+export function followRun(live: RunLive, after: number, onStatus?: (connected: boolean) => void): () => void {
+	const source = new EventSource(`/api/runs/${live.run.id}/events?after=${after}`);
+	const onEvent = (m: MessageEvent<string>) => live.apply(JSON.parse(m.data) as StreamEvent);
+	for (const type of runEventTypes) source.addEventListener(type, onEvent);
+	onStatus?.(true);
+	source.onerror = () => onStatus?.(source.readyState === EventSource.OPEN);
+	source.onopen = () => onStatus?.(true);
+	return () => source.close();
 }

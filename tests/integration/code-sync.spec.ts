@@ -112,7 +112,7 @@ afterAll(async () => {
 });
 
 describe('Code Sync on real hosts', () => {
-	let good: Record<string, string> = {};
+	const good: Record<string, string> = {};
 	/** The backend commit the dirty-tree host keeps: it is skipped, so it never moves past it. */
 	let keptByDirty = '';
 

@@ -8,6 +8,7 @@ import { absolutePathSchema, branchSchema, commitSchema, unitNameSchema } from '
  * reaches a node's command line is validated for the program that reads it, then quoted by the `sh` tag.
  */
 
+// eslint-disable-next-line no-control-regex -- control characters are what it finds
 const controlChars = /[\u0000-\u001f\u007f]/;
 
 /**

@@ -7,6 +7,7 @@ import { z } from 'zod';
  */
 
 const noDash = (v: string) => !v.startsWith('-');
+// eslint-disable-next-line no-control-regex -- control characters are what it finds
 const controlChars = /[\u0000-\u001f\u007f]/;
 
 /** A full or abbreviated commit id (SHA-1, or SHA-256 repositories). */

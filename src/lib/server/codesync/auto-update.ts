@@ -1,4 +1,4 @@
-import { and, eq, gt, inArray, sql } from 'drizzle-orm';
+import { and, eq } from 'drizzle-orm';
 import { recordAudit, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import { codeCommits, codeRoles, type CodeRole } from '$lib/server/db/schema';

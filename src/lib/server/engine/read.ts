@@ -1,4 +1,5 @@
 import { and, desc, eq, gt, inArray, lte, sql, type SQL } from 'drizzle-orm';
+import type { LogLine } from '$lib/log-line';
 import { db } from '$lib/server/db';
 import { events, runs, tasks, type TaskState } from '$lib/server/db/schema';
 import { failedTaskStates } from './dispatch';
@@ -11,13 +12,7 @@ const changingKinds = () => registeredKinds().filter((k) => !flowFor(k)?.readOnl
  * own (docs/development.md, "Folders and directions"), so no module outside engine/ queries them.
  */
 
-export interface LogLine {
-	/** `out`, `err` or `engine`. */
-	s: string;
-	t: string;
-	/** The step that printed it. */
-	step?: string;
-}
+export type { LogLine };
 
 /**
  * The output each task of a run printed up to event `upTo` (a stream then sends what follows): the last

@@ -1,16 +1,11 @@
 import { and, asc, eq, getTableColumns, gt, ilike, isNull, or, sql, type SQL } from 'drizzle-orm';
 import type { z } from 'zod';
 import type { connectionStatuses, createNodeSchema, nodeQuerySchema, updateNodeSchema } from '$lib/schemas/nodes';
-import { recordAudit, type Actor, type AuditEntry } from '$lib/server/audit';
+import { recordAudit, type Actor } from '$lib/server/audit';
 import { fleetStatusJoin, fleetStatusSql, fleetStatusTable, statusIs, type FleetStatus } from './status';
 import { db } from '$lib/server/db';
-import { credentials, nodes, type Credential, type Node } from '$lib/server/db/schema';
+import { credentials, nodes, type Node } from '$lib/server/db/schema';
 import { notFound, ServiceError } from '$lib/server/errors';
-import { unsealCredential, unsealCredentialRow } from '$lib/server/keys/credentials';
-import { log } from '$lib/server/log';
-import { connect, type SshConnection, type SshTarget } from '$lib/server/ssh/connection';
-import { SshError } from '$lib/server/ssh/errors';
-import { sh } from '$lib/server/ssh/shell';
 
 export type ConnectionStatus = (typeof connectionStatuses)[number];
 

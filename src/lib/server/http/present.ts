@@ -1,3 +1,4 @@
+import { iso } from '$lib/format';
 import type { PublicApiToken } from '$lib/server/auth/api-tokens';
 import type { PublicUser } from '$lib/server/auth/users';
 import type { AuditRow, Node, TaskStep } from '$lib/server/db/schema';
@@ -76,8 +77,6 @@ export const presentNode = (n: Node) => ({
 	created_at: n.createdAt,
 	updated_at: n.updatedAt
 });
-
-const iso = (d: Date | null) => d?.toISOString() ?? null;
 
 export const presentRun = (r: RunSummary) => ({
 	id: r.id,

@@ -7,6 +7,7 @@ const probe = 'http://flotilla.invalid';
  */
 export function safeNext(next: string | null): string {
 	if (!next || !next.startsWith('/')) return '/';
+	// eslint-disable-next-line no-control-regex -- a target with control characters is refused
 	if (/[\u0000-\u001f\u007f\\]/.test(next)) return '/';
 	let url: URL;
 	try {

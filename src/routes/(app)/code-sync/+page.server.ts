@@ -1,5 +1,6 @@
 import { error } from '@sveltejs/kit';
 import { z } from 'zod';
+import { iso } from '$lib/format';
 import { createRoleSchema, updateRoleSchema } from '$lib/schemas/code-sync';
 import { roleNameSchema } from '$lib/schemas/nodes';
 import { actorOf } from '$lib/server/audit';
@@ -13,7 +14,6 @@ import { planAction, updateAction } from '$lib/server/codesync/update-forms';
 import type { CodeRole } from '$lib/server/db/schema';
 import type { Actions, PageServerLoad } from './$types';
 
-const iso = (d: Date | null) => d?.toISOString() ?? null;
 const BEHIND_PAGE = 100;
 
 const presentRole = (r: CodeRole) => ({

@@ -1,4 +1,5 @@
 import { error } from '@sveltejs/kit';
+import { iso } from '$lib/format';
 import { uuidSchema } from '$lib/schemas/common';
 import { actorOf } from '$lib/server/audit';
 import { authorize } from '$lib/server/auth/access';
@@ -13,8 +14,6 @@ import { principalOf } from '$lib/server/http/api';
 import { formError } from '$lib/server/http/forms';
 import { planAction, updateAction } from '$lib/server/codesync/update-forms';
 import type { Actions, PageServerLoad, RequestEvent } from './$types';
-
-const iso = (d: Date | null) => d?.toISOString() ?? null;
 
 function nodeId(id: string): string {
 	// Not a UUID cannot be a node; asking PostgreSQL would only fail on the cast.

@@ -1,0 +1,20 @@
+/**
+ * The states a run or a task ends in, for client code (the engine keeps its own list beside the database
+ * schema; this module is safe to import in the browser).
+ */
+export const terminalTaskStates = ['succeeded', 'failed', 'rolled_back', 'cancelled', 'skipped'] as const;
+export const terminalRunStates = ['succeeded', 'failed', 'cancelled'] as const;
+
+/** Every state, in the order a run or a task goes through them (the filters and counts of the run pages). */
+export const taskStates = ['queued', 'running', ...terminalTaskStates] as const;
+export const runStates = ['queued', 'running', 'paused', ...terminalRunStates] as const;
+
+export type TerminalTaskState = (typeof terminalTaskStates)[number];
+
+const taskEnded = new Set<string>(terminalTaskStates);
+const runEnded = new Set<string>(terminalRunStates);
+
+/** Whether a task is over (it will not run again unless retried as a new attempt). */
+export const isTaskEnded = (state: string) => taskEnded.has(state);
+/** Whether a run is over: not queued, running or paused. */
+export const isRunEnded = (state: string) => runEnded.has(state);

@@ -5,7 +5,9 @@ import { authorize } from '$lib/server/auth/access';
 import { authenticateApiToken } from '$lib/server/auth/api-tokens';
 import { roleLevel } from '$lib/server/auth/levels';
 import { SESSION_COOKIE, deleteSessionCookie, setSessionCookie, validateSessionToken } from '$lib/server/auth/session';
+import { describeFieldErrors } from '$lib/schemas/errors';
 import { errorResponse } from '$lib/server/http/api';
+import { entryProblems } from '$lib/server/http/input';
 import { log, loggableError } from '$lib/server/log';
 import { startConsole } from '$lib/server/startup';
 
@@ -14,6 +16,18 @@ export const init: ServerInit = async () => {
 };
 
 const isApiPath = (path: string) => path === '/api' || path.startsWith('/api/') || path === '/metrics';
+
+/**
+ * A query string with a NUL character or a prototype key as a parameter is refused before anything reads it:
+ * every page and endpoint filters by query parameters, and PostgreSQL's text refuses NULs (a 500 otherwise).
+ */
+const refuseBadQuery: Handle = async ({ event, resolve }) => {
+	const problems = entryProblems(event.url.searchParams);
+	if (!Object.keys(problems).length) return resolve(event);
+	const message = describeFieldErrors(problems);
+	if (isApiPath(event.url.pathname)) return errorResponse(400, 'validation_failed', message, problems);
+	error(400, message);
+};
 
 /** Resolves the session cookie or, on API paths, the bearer token into `locals.principal`. */
 const authenticate: Handle = async ({ event, resolve }) => {
@@ -138,7 +152,7 @@ const securityHeaders: Handle = async ({ event, resolve }) => {
 	return response;
 };
 
-export const handle = sequence(securityHeaders, authenticate, authorizeRequest);
+export const handle = sequence(securityHeaders, refuseBadQuery, authenticate, authorizeRequest);
 
 export const handleError: HandleServerError = ({ error: err, event, status, message }) => {
 	if (status !== 404) log.error({ err: loggableError(err), path: event.url.pathname, status }, 'unhandled error');

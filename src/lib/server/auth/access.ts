@@ -145,7 +145,7 @@ export function ruleFor(
 	method: string,
 	search: string
 ): Rule | { missing: 'route' | 'method' | 'action'; allowed?: string[] } {
-	const policy = accessPolicy[routeId];
+	const policy = Object.hasOwn(accessPolicy, routeId) ? accessPolicy[routeId] : undefined;
 	if (!policy) return { missing: 'route' };
 	const m = method === 'HEAD' ? 'GET' : method;
 	if (policy.kind === 'page') {
@@ -153,11 +153,15 @@ export function ruleFor(
 		if (m === 'POST') {
 			if (!policy.actions) return { missing: 'method', allowed: ['GET'] };
 			const action = actionName(search);
-			return (action !== null && policy.actions[action]) || { missing: 'action' };
+			// Own properties only: a name like `constructor` must not find Object.prototype's.
+			return (
+				(action !== null && Object.hasOwn(policy.actions, action) && policy.actions[action]) || { missing: 'action' }
+			);
 		}
 		return { missing: 'method', allowed: policy.actions ? ['GET', 'POST'] : ['GET'] };
 	}
-	return policy.methods[m as Method] ?? { missing: 'method', allowed: Object.keys(policy.methods) };
+	const rule = Object.hasOwn(policy.methods, m) ? policy.methods[m as Method] : undefined;
+	return rule ?? { missing: 'method', allowed: Object.keys(policy.methods) };
 }
 
 export function authorize(routeId: string, method: string, search: string, principal: Principal | null): Decision {

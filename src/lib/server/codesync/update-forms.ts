@@ -6,6 +6,7 @@ import { actorOf } from '$lib/server/audit';
 import { buildPlan, planTitle, triggerUpdate, type Plan } from './plan';
 import { ServiceError } from '$lib/server/errors';
 import { failWith, formError } from '$lib/server/http/forms';
+import { entryProblems, inputProblems } from '$lib/server/http/input';
 
 /**
  * The two form actions behind every "Update …" button: `plan` shows the dry run, `update` starts what the
@@ -45,9 +46,23 @@ function jsonField(form: FormData, key: string): unknown {
 	const raw = form.get(key);
 	if (typeof raw !== 'string' || raw === '') return undefined;
 	try {
-		return JSON.parse(raw);
+		const value: unknown = JSON.parse(raw);
+		// A field that holds JSON is held to what any JSON body is (no NUL, no prototype keys).
+		const problems = inputProblems(value);
+		return Object.keys(problems).length ? new BadField(problems, key) : value;
 	} catch {
 		return raw; // the schema names the field and says what it expected
+	}
+}
+
+class BadField {
+	constructor(
+		readonly problems: Record<string, string>,
+		readonly key: string
+	) {}
+	/** The problems, named from the form field that held the JSON (`expect.constructor`). */
+	get fields(): Record<string, string> {
+		return Object.fromEntries(Object.entries(this.problems).map(([k, v]) => [k ? `${this.key}.${k}` : this.key, v]));
 	}
 }
 
@@ -59,6 +74,13 @@ async function readForm(event: RequestEvent): Promise<FormData | null> {
 	}
 }
 
+/** The first problem among a form's text values and its JSON fields, as a 400 naming the fields. */
+function formProblems(form: FormData, ...values: unknown[]) {
+	const fields = entryProblems(form.entries());
+	for (const v of values) if (v instanceof BadField) Object.assign(fields, v.fields);
+	return Object.keys(fields).length ? badForm(fields) : null;
+}
+
 function badForm(fields: Record<string, string>) {
 	return fail(400, { message: describeFieldErrors(fields), fields, values: {} as Record<string, string> });
 }
@@ -67,9 +89,12 @@ function badForm(fields: Record<string, string>) {
 export async function planAction(event: RequestEvent, fixedScope?: UpdateScope) {
 	const form = await readForm(event);
 	if (!form) return failWith(415, 'Send the form as application/x-www-form-urlencoded or multipart/form-data');
+	const scopeField = jsonField(form, 'scope');
+	const bad = formProblems(form, scopeField);
+	if (bad) return bad;
 	const scope = fixedScope
 		? { success: true as const, data: fixedScope }
-		: updateScopeSchema.safeParse(jsonField(form, 'scope') ?? {});
+		: updateScopeSchema.safeParse(scopeField ?? {});
 	if (!scope.success) return badForm(fieldErrors(scope.error));
 	try {
 		return { plan: planView(await buildPlan(scope.data)) };
@@ -86,11 +111,14 @@ export async function updateAction(event: RequestEvent, fixedScope?: UpdateScope
 	const form = await readForm(event);
 	if (!form) return failWith(415, 'Send the form as application/x-www-form-urlencoded or multipart/form-data');
 	const expect = jsonField(form, 'expect');
+	const scopeField = jsonField(form, 'scope');
+	const bad = formProblems(form, expect, scopeField);
+	if (bad) return bad;
 	if (expect === undefined) {
 		return badForm({ expect: 'review the plan first: the update starts from the plan you confirm' });
 	}
 	const parsed = triggerSchema.safeParse({
-		scope: fixedScope ?? jsonField(form, 'scope') ?? {},
+		scope: fixedScope ?? scopeField ?? {},
 		expect,
 		dry_run: false,
 		concurrency: (form.get('concurrency') as string | null) || undefined

@@ -3,6 +3,7 @@ import { log, loggableError } from '$lib/server/log';
 import type { z } from 'zod';
 import { describeFieldErrors, fieldErrors } from '$lib/schemas/errors';
 import { ServiceError, type ErrorCode } from '$lib/server/errors';
+import { inputProblems } from './input';
 import type { Principal } from '$lib/server/auth/principal';
 
 /** The API's error shape (docs/api.md, "Conventions"): `{"error": {code, message, fields}}`. */
@@ -53,7 +54,13 @@ export async function readJson<S extends z.ZodType>(request: Request, schema: S)
 	} catch {
 		throw new ServiceError('invalid_json', 'The body is not valid JSON');
 	}
+	refuseProblems(inputProblems(body));
 	return validate(schema, body);
+}
+
+/** A 400 naming every field with a problem, when there is one. */
+export function refuseProblems(fields: Record<string, string>): void {
+	if (Object.keys(fields).length) throw new ServiceError('validation_failed', describeFieldErrors(fields), fields);
 }
 
 export function readQuery<S extends z.ZodType>(url: URL, schema: S): z.infer<S> {

@@ -2,6 +2,7 @@ import { fail, type ActionFailure } from '@sveltejs/kit';
 import type { z } from 'zod';
 import { describeFieldErrors, fieldErrors } from '$lib/schemas/errors';
 import { ServiceError } from '$lib/server/errors';
+import { entryProblems } from './input';
 
 export interface FormFailure {
 	message: string;
@@ -43,6 +44,11 @@ export async function parseForm<S extends z.ZodType>(
 			ok: false,
 			failure: failWith(415, 'Send the form as application/x-www-form-urlencoded or multipart/form-data')
 		};
+	}
+	const problems = entryProblems(form.entries());
+	if (Object.keys(problems).length) {
+		// Not echoed back: what was refused is what must not reach a page or the database.
+		return { ok: false, failure: fail(400, { message: describeFieldErrors(problems), fields: problems, values: {} }) };
 	}
 	const parsed = schema.safeParse(shape(form));
 	if (parsed.success) return { ok: true, data: parsed.data, form };

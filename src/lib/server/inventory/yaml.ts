@@ -8,6 +8,17 @@ import { expandHostPattern, InventoryBuilder, type ParsedInventory } from './mod
  * come from the YAML library's source positions.
  */
 export function parseYamlInventory(text: string): ParsedInventory {
+	try {
+		return readYamlInventory(text);
+	} catch (err) {
+		// The YAML library refuses what would exhaust it (an alias bomb: "Excessive alias count"), by throwing.
+		const b = new InventoryBuilder();
+		b.error(1, `YAML: ${(err as Error).message}`);
+		return b.done();
+	}
+}
+
+function readYamlInventory(text: string): ParsedInventory {
 	const b = new InventoryBuilder();
 	const lines = new LineCounter();
 	const doc = parseDocument(text, { lineCounter: lines, version: '1.1', merge: true, prettyErrors: false });

@@ -6,6 +6,8 @@ import { failWith, formError } from '$lib/server/http/forms';
 import { importInventory, inventoryText, parseRoleGroups, type ImportResult } from '$lib/server/inventory/import';
 import { listCredentials } from '$lib/server/keys/credentials';
 import type { Actions, PageServerLoad } from './$types';
+import { refuseProblems } from '$lib/server/http/api';
+import { entryProblems } from '$lib/server/http/input';
 
 export const load: PageServerLoad = async () => ({ credentials: await listCredentials() });
 
@@ -22,6 +24,7 @@ interface ImportForm {
  * credential, which groups are roles, and the format (detected when blank).
  */
 async function readImportForm(form: FormData): Promise<ImportForm> {
+	refuseProblems(entryProblems(form.entries()));
 	const text = (k: string) => {
 		const v = form.get(k);
 		return typeof v === 'string' ? v : '';

@@ -1,0 +1,146 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { expect, test } from '@playwright/test';
+import { bearer, call, consoleDatabase, cookie, loadTokens, postForm, signInAs } from './support/console';
+
+/**
+ * Inputs a hostile client sent that once answered 500: NUL characters reaching PostgreSQL, a YAML alias bomb,
+ * prototype keys as record keys and action names. Each is now a 4xx naming the field, in the documented
+ * shape, and writes nothing.
+ */
+
+const run = promisify(execFile);
+const db = consoleDatabase();
+test.afterAll(() => db.end());
+
+const count = async (table: 'api_tokens' | 'code_roles' | 'code_commits' | 'runs' | 'nodes') =>
+	(await db`select count(*)::int as n from ${db(table)}`)[0]!.n as number;
+
+const fieldsOf = async (res: Response) => {
+	const body = await res.json();
+	expect(body.error.code).toBe('validation_failed');
+	return body.error.fields as Record<string, string>;
+};
+
+test('a NUL character in a body, a form or a query string is a 400 naming the field, and nothing is written', async () => {
+	const admin = await signInAs('admin');
+	const tokens = loadTokens();
+	const before = {
+		tokens: await count('api_tokens'),
+		roles: await count('code_roles'),
+		commits: await count('code_commits')
+	};
+
+	const token = await call('/api/auth/tokens', {
+		method: 'POST',
+		headers: cookie(admin),
+		json: { name: 'a\u0000b', scopes: ['read'] }
+	});
+	expect(token.status).toBe(400);
+	expect(await fieldsOf(token)).toHaveProperty(['name']);
+
+	const role = await call('/api/roles', {
+		method: 'POST',
+		headers: bearer(tokens.admin),
+		json: { name: 'nul-role', path: '/srv/nul', units: ['nul.service'], description: 'a\u0000b' }
+	});
+	expect(role.status).toBe(400);
+	expect(await fieldsOf(role)).toHaveProperty(['description']);
+
+	const notify = await call('/api/code-source/notify', {
+		method: 'POST',
+		headers: bearer(tokens.operate),
+		json: { commit: 'abcdef1', changed_roles: ['nul-role'], message: 'a\u0000b' }
+	});
+	expect(notify.status).toBe(400);
+	expect(await fieldsOf(notify)).toHaveProperty(['message']);
+
+	for (const query of ['q=%00', 'q=a%00b', 'cursor=%00', 'label=a=%00']) {
+		const res = await call(`/api/nodes?${query}`, { headers: bearer(tokens.read) });
+		expect(res.status, query).toBe(400);
+		expect(await fieldsOf(res), query).toHaveProperty([query.split('=')[0]!]);
+	}
+	for (const query of ['actor=%00', 'action=%00']) {
+		const res = await call(`/api/audit?${query}`, { headers: bearer(tokens.admin) });
+		expect(res.status, query).toBe(400);
+	}
+	for (const page of ['/?q=%00', '/audit?actor=%00', '/code-sync?cursor=%00']) {
+		const res = await call(page, { headers: cookie(admin) });
+		expect(res.status, page).toBe(400);
+	}
+	const login = await postForm('/login', { username: 'a\u0000b', password: 'whatever it is' });
+	expect(login.status).toBe(400);
+
+	expect(await count('api_tokens')).toBe(before.tokens);
+	expect(await count('code_roles')).toBe(before.roles);
+	expect(await count('code_commits')).toBe(before.commits);
+});
+
+test('a prototype key is refused as a name: in a record, in a form field, as a form action', async () => {
+	const admin = await signInAs('admin');
+	const tokens = loadTokens();
+	const runs = await count('runs');
+	const trigger = await call('/api/updates/trigger', {
+		method: 'POST',
+		headers: bearer(tokens.operate),
+		json: { expect: { constructor: 'abcdef1' } }
+	});
+	expect(trigger.status).toBe(400);
+	expect(await fieldsOf(trigger)).toHaveProperty(['expect.constructor']);
+
+	const proto = await call('/api/updates/trigger', {
+		method: 'POST',
+		headers: { ...bearer(tokens.operate), 'content-type': 'application/json' },
+		body: '{"dry_run": true, "scope": {"__proto__": {"roles": ["x"]}}}'
+	});
+	expect(proto.status).toBe(400);
+	expect(await fieldsOf(proto)).toHaveProperty(['scope.__proto__']);
+
+	// The Fleet Overview's update form carries the plan's commits as JSON.
+	const form = await postForm('/?/update', { expect: '{"constructor":"abcdef1"}' }, cookie(admin));
+	expect(form.status).toBe(400);
+	expect(await count('runs')).toBe(runs);
+
+	for (const action of ['__proto__', 'constructor', 'toString']) {
+		const res = await postForm(`/settings?/${action}`, {}, cookie(admin));
+		expect(res.status, action).toBe(404);
+	}
+});
+
+test('a YAML alias bomb as an inventory is refused with the reason, as a plan error', async () => {
+	const tokens = loadTokens();
+	const dir = await mkdtemp(join(tmpdir(), 'flotilla-bomb-'));
+	await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'key')]);
+	const created = await call('/api/credentials', {
+		method: 'POST',
+		headers: bearer(tokens.admin),
+		json: { name: `bomb-${Date.now()}`, private_key: await readFile(join(dir, 'key'), 'utf8') }
+	});
+	await rm(dir, { recursive: true, force: true });
+	expect(created.status).toBe(201);
+	const credential = (await created.json()).id as string;
+	const names = 'abcdefghi';
+	const lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
+	for (let i = 1; i < names.length; i++) {
+		lines.push(
+			`${names[i]}: &${names[i]} [${Array(9)
+				.fill(`*${names[i - 1]}`)
+				.join(',')}]`
+		);
+	}
+	lines.push('all:', '  hosts:', '    h1:', '      x: *i');
+	const nodes = await count('nodes');
+	const res = await call(`/api/inventory/import?credential_id=${credential}&dry_run=1`, {
+		method: 'POST',
+		headers: { ...bearer(tokens.admin), 'content-type': 'application/yaml' },
+		body: lines.join('\n')
+	});
+	expect(res.status).toBe(400);
+	const body = await res.json();
+	expect(JSON.stringify(body)).toMatch(/Excessive alias count/);
+	expect(await count('nodes')).toBe(nodes);
+	await call(`/api/credentials/${credential}`, { method: 'DELETE', headers: bearer(tokens.admin) });
+});

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { uuidSchema } from './common';
+import { fromText, uuidSchema } from './common';
 import { nodeNameSchema, roleNameSchema } from './nodes';
 import { absolutePathSchema, branchSchema, commitSchema, unitNameSchema } from './remote';
 
@@ -45,9 +45,10 @@ export const healthUrlSchema = z
 export const healthCheckSchema = z.discriminatedUnion(
 	'type',
 	[
-		z.object({ type: z.literal('units') }),
-		z.object({ type: z.literal('command'), command: commandArgv }),
-		z.object({ type: z.literal('http'), url: healthUrlSchema })
+		// As strict as the role around them: an unknown key is refused, not dropped.
+		z.object({ type: z.literal('units') }).strict(),
+		z.object({ type: z.literal('command'), command: commandArgv }).strict(),
+		z.object({ type: z.literal('http'), url: healthUrlSchema }).strict()
 	],
 	{ error: 'must be {type: "units"}, {type: "command", command: [...]} or {type: "http", url}' }
 );
@@ -63,26 +64,31 @@ const roleFields = {
 	install_command: argvSchema.default([]),
 	restart_command: argvSchema.default([]),
 	health: healthCheckSchema.default({ type: 'units' }),
-	health_timeout_seconds: z.coerce
-		.number({ error: 'must be a number' })
-		.int('must be a whole number')
-		.min(1, 'must be 1 to 600')
-		.max(600, 'must be 1 to 600')
-		.default(30),
-	order: z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(0).max(10_000).default(100),
+	health_timeout_seconds: fromText(
+		z
+			.number({ error: 'must be a number' })
+			.int('must be a whole number')
+			.min(1, 'must be 1 to 600')
+			.max(600, 'must be 1 to 600')
+	).default(30),
+	order: fromText(z.number({ error: 'must be a number' }).int('must be a whole number').min(0).max(10_000)).default(
+		100
+	),
 	auto_update: z.boolean({ error: 'must be true or false' }).default(false),
-	auto_update_interval_minutes: z.coerce
-		.number({ error: 'must be a number' })
-		.int('must be a whole number')
-		.min(1, 'must be 1 to 10080')
-		.max(10_080, 'must be 1 to 10080')
-		.default(60),
-	auto_update_max_failures_per_day: z.coerce
-		.number({ error: 'must be a number' })
-		.int('must be a whole number')
-		.min(1, 'must be 1 to 100')
-		.max(100, 'must be 1 to 100')
-		.default(3)
+	auto_update_interval_minutes: fromText(
+		z
+			.number({ error: 'must be a number' })
+			.int('must be a whole number')
+			.min(1, 'must be 1 to 10080')
+			.max(10_080, 'must be 1 to 10080')
+	).default(60),
+	auto_update_max_failures_per_day: fromText(
+		z
+			.number({ error: 'must be a number' })
+			.int('must be a whole number')
+			.min(1, 'must be 1 to 100')
+			.max(100, 'must be 1 to 100')
+	).default(3)
 };
 
 export const createRoleSchema = z
@@ -177,8 +183,10 @@ export const triggerSchema = z
 	.object({
 		scope: updateScopeSchema.optional(),
 		dry_run: z.boolean({ error: 'must be true or false' }).default(false),
-		concurrency: z.coerce.number().int('must be a whole number').min(1).max(500).optional(),
-		max_failure_percent: z.coerce.number().min(0).max(100).optional(),
+		concurrency: fromText(
+			z.number({ error: 'must be a number' }).int('must be a whole number').min(1).max(500)
+		).optional(),
+		max_failure_percent: fromText(z.number({ error: 'must be a number' }).min(0).max(100)).optional(),
 		/** The commits the operator saw in the plan; the update refuses to run if a role moved since. */
 		expect: z.record(roleNameSchema, commitSchema).optional()
 	})

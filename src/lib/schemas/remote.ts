@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { fromText } from './common';
 
 /**
  * Values from operators that end up on a node's command line (refs, branches, packages, units, paths,
@@ -86,8 +87,10 @@ export const unixUserSchema = z
 	.string({ error: 'is required' })
 	.regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a Unix user name: lower-case letters, digits, _ -, at most 32');
 
-export const portSchema = z.coerce
-	.number({ error: 'must be a number' })
-	.int('must be a whole number')
-	.min(1, 'must be 1 to 65535')
-	.max(65535, 'must be 1 to 65535');
+export const portSchema = fromText(
+	z
+		.number({ error: 'must be a number' })
+		.int('must be a whole number')
+		.min(1, 'must be 1 to 65535')
+		.max(65535, 'must be 1 to 65535')
+);

@@ -1,6 +1,6 @@
 /**
- * The states a run or a task ends in, for client code (the engine keeps its own list beside the database
- * schema; this module is safe to import in the browser).
+ * The states a run or a task goes through and ends in: the one list, for the browser, the database schema and
+ * the engine alike (this module is safe to import in the browser).
  */
 export const terminalTaskStates = ['succeeded', 'failed', 'rolled_back', 'cancelled', 'skipped'] as const;
 export const terminalRunStates = ['succeeded', 'failed', 'cancelled'] as const;

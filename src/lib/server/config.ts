@@ -19,7 +19,7 @@ const envSchema = z.object({
 	FLOTILLA_MIGRATIONS_DIR: z.string().min(1).default('./drizzle'),
 	FLOTILLA_DEMO: z.enum(['0', '1'], { error: 'must be 0 or 1' }).default('0'),
 	FLOTILLA_ENGINE_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(2_000).default(50),
-	FLOTILLA_TASK_LEASE_SECONDS: z.coerce.number().int('must be a whole number').min(2).max(600).default(30),
+	FLOTILLA_TASK_LEASE_SECONDS: z.coerce.number().int('must be a whole number').min(10).max(600).default(30),
 	FLOTILLA_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(3600).default(30),
 	FLOTILLA_HEALTH_SWEEP_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(86_400).default(60),
 	FLOTILLA_HEALTH_SWEEP_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(500).default(20),

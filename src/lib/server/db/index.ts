@@ -181,6 +181,12 @@ export function rowsOf<T>(result: unknown): T[] {
 	return Array.isArray(r) ? r : r.rows;
 }
 
+/** The database's own clock: what compares with the times it stamps (`now()`), whatever this console's says. */
+export async function databaseNow(): Promise<Date> {
+	const [row] = await queryRows<{ now: Date | string }>(sql`select now() as now`);
+	return new Date(row!.now);
+}
+
 export async function pingDatabase(): Promise<boolean> {
 	try {
 		await db().execute(sql`select 1`);

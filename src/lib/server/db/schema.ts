@@ -1,4 +1,5 @@
 import { sql } from 'drizzle-orm';
+import { runStates, taskStates } from '$lib/states';
 import {
 	type AnyPgColumn,
 	bigserial,
@@ -179,9 +180,9 @@ export type Node = typeof nodes.$inferSelect;
 
 // ---- The update engine: runs, tasks, steps, events (src/lib/server/engine/) ----
 
-export const runStates = ['queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled'] as const;
+// One list of states for the browser, the schema and the engine ($lib/states.ts).
+export { runStates, taskStates };
 export type RunState = (typeof runStates)[number];
-export const taskStates = ['queued', 'running', 'succeeded', 'failed', 'rolled_back', 'cancelled', 'skipped'] as const;
 export type TaskState = (typeof taskStates)[number];
 export const stepStates = ['running', 'succeeded', 'failed', 'cancelled'] as const;
 export type StepState = (typeof stepStates)[number];

@@ -2,13 +2,15 @@ import { and, asc, eq, inArray, isNull, sql } from 'drizzle-orm';
 import { db } from '$lib/server/db';
 import { runs, tasks, type Run, type RunState, type TaskState } from '$lib/server/db/schema';
 import { log, loggableError } from '$lib/server/log';
+import { terminalRunStates as finalRunStates, terminalTaskStates as finalTaskStates } from '$lib/states';
 import { recordEvent, type NewEvent } from './events';
 import { runFinished, tasksEndedUnrun } from './metrics';
 import { engineStarted, enqueueTasks } from './runtime';
 
-export const terminalTaskStates: TaskState[] = ['succeeded', 'failed', 'rolled_back', 'cancelled', 'skipped'];
+// The one list ($lib/states.ts), as the mutable arrays drizzle's inArray takes.
+export const terminalTaskStates: TaskState[] = [...finalTaskStates];
 export const failedTaskStates: TaskState[] = ['failed', 'rolled_back'];
-export const terminalRunStates: RunState[] = ['succeeded', 'failed', 'cancelled'];
+export const terminalRunStates: RunState[] = [...finalRunStates];
 
 interface Counts {
 	total: number;

@@ -6,7 +6,15 @@ import { dispatchRun } from './dispatch';
 import { drainEvents, eventBus } from './events';
 import { registeredKinds } from './flows';
 import { useQueueDepth } from './metrics';
-import { acceptTasks, drainTasks, executeTask, interruptRun, releaseLeases, renewLeases } from './runner';
+import {
+	acceptTasks,
+	drainTasks,
+	executeTask,
+	fenceExpiringLeases,
+	interruptRun,
+	releaseLeases,
+	renewLeases
+} from './runner';
 import {
 	queueDepth,
 	releaseSlot,
@@ -51,8 +59,7 @@ export {
 	type RunSummary,
 	type TaskWithSteps
 } from './runs';
-export { terminalRunStates, terminalTaskStates, failedTaskStates } from './dispatch';
-export { recordEvent, lastEventId, readEvents, type EngineEvent, type NewEvent } from './events';
+export { recordEvent, lastEventId, type EngineEvent, type NewEvent } from './events';
 export { eventStream } from './stream';
 export { pruneEngineRecords } from './retention';
 export { registry as metricsRegistry } from './metrics';
@@ -73,7 +80,8 @@ export {
 const STALE_DISPATCH_MS = 5 * 60_000;
 const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
 
-let timers: NodeJS.Timeout[] = [];
+/** The lease timers run until the last task has settled; the sweep stops first. */
+let timers: { leases: NodeJS.Timeout[]; sweep?: NodeJS.Timeout } = { leases: [] };
 let engineSettings: EngineSettings | undefined;
 let unsubscribe: (() => void) | undefined;
 let sweeping = false;
@@ -98,9 +106,10 @@ export async function startEngine(s: EngineSettings): Promise<void> {
 		() => renewLeases().catch((err) => log.warn({ err: loggableError(err) }, 'lease renewal failed')),
 		Math.max(250, Math.floor(s.leaseMs / 3))
 	);
+	const fence = setInterval(fenceExpiringLeases, 1_000);
 	const sweep = setInterval(() => void sweepRuns(), s.sweepMs);
-	timers = [renew, sweep];
-	for (const t of timers) t.unref();
+	timers = { leases: [renew, fence], sweep };
+	for (const t of [renew, fence, sweep]) t.unref();
 	void sweepRuns();
 	log.info({ kinds: registeredKinds(), concurrency: s.concurrency }, 'engine started');
 }
@@ -113,12 +122,11 @@ export async function startEngine(s: EngineSettings): Promise<void> {
  * renewed, and cancels heard, until every task here has settled.
  */
 export async function stopEngine(): Promise<void> {
-	const [renew, ...rest] = timers;
-	for (const t of rest) clearInterval(t);
+	clearInterval(timers.sweep);
 	stopFetching();
 	await drainTasks(engineSettings?.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS);
-	clearInterval(renew);
-	timers = [];
+	for (const t of timers.leases) clearInterval(t);
+	timers = { leases: [] };
 	unsubscribe?.();
 	const left = await releaseLeases().catch((err) => {
 		log.warn({ err: loggableError(err) }, 'could not release the leases of unfinished tasks');

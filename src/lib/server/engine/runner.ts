@@ -59,7 +59,13 @@ class Unstoppable extends Error {}
 interface Execution {
 	/** Known once the task is claimed. */
 	runId: string | null;
-	controller: AbortController;
+	/**
+	 * Two signals, because an abort happens once: an operator's cancel (the rollback that follows still runs)
+	 * and a stop (lease lost, shutdown: nothing more runs). A task being rolled back after a cancel must still
+	 * be stoppable, and keep its lease renewed.
+	 */
+	cancel: AbortController;
+	stop: AbortController;
 	settled: Promise<void>;
 	/**
 	 * Until when (performance.now()) the task's lease surely holds: measured from before the claim or the last
@@ -80,7 +86,7 @@ let renewing = false;
 
 /** Aborts this instance's tasks of a run (a cancel from any instance arrives here through the event bus). */
 export function interruptRun(runId: string, reason: AbortReason): void {
-	for (const a of active.values()) if (a.runId === runId) a.controller.abort(new Interrupted(reason));
+	for (const a of active.values()) if (a.runId === runId) a.cancel.abort(new Interrupted(reason));
 }
 
 /**
@@ -91,18 +97,12 @@ export function interruptRun(runId: string, reason: AbortReason): void {
  */
 export async function renewLeases(): Promise<void> {
 	const { leaseMs } = settings();
-	// A lease this instance could not renew (the database is unreachable or stalled) is stopped a renewal
-	// interval before it runs out: once it has, another console may take the task over, and the two must never
-	// run commands on the node at once. The task is recovered when the database is back.
 	const sent = performance.now();
-	for (const a of active.values()) {
-		if (a.runId !== null && sent > a.leaseUntil - leaseMs / 3) a.controller.abort(new Interrupted('lease_lost'));
-	}
 	if (renewing) return;
 	// Only tasks already claimed before the update can be judged by it: their claims committed before it began,
 	// so a missing row means the lease is really gone. A task claimed while the update waited for a busy
 	// database is not in its result and must not be stopped as lost.
-	const before = [...active.entries()].filter(([, a]) => a.runId !== null && !a.controller.signal.aborted);
+	const before = [...active.entries()].filter(([, a]) => a.runId !== null && !a.stop.signal.aborted);
 	if (!before.length) return;
 	renewing = true;
 	try {
@@ -115,14 +115,29 @@ export async function renewLeases(): Promise<void> {
 		const runStateOf = new Map(renewed.map((r) => [r.id, r.run_state]));
 		for (const [taskId, a] of before) {
 			const runState = runStateOf.get(taskId);
-			if (runState === undefined) a.controller.abort(new Interrupted('lease_lost'));
+			if (runState === undefined) a.stop.abort(new Interrupted('lease_lost'));
 			else {
 				a.leaseUntil = sent + leaseMs;
-				if (runState === 'cancelled') a.controller.abort(new Interrupted('cancelled'));
+				if (runState === 'cancelled') a.cancel.abort(new Interrupted('cancelled'));
 			}
 		}
 	} finally {
 		renewing = false;
+	}
+}
+
+/**
+ * A lease this instance could not renew (the database is unreachable or stalled) is stopped well before it
+ * runs out: once it has, another console may take the task over, and the two must never run commands on the
+ * node at once. Checked every second (the engine's fence timer), apart from renewal, which may itself hang on
+ * such a database: a third of the lease plus 3 s before it expires, room for a step's commands to be killed
+ * (TERM, then KILL a second later). The task is recovered when the database is back.
+ */
+export function fenceExpiringLeases(): void {
+	const now = performance.now();
+	const margin = settings().leaseMs / 3 + 3_000;
+	for (const a of active.values()) {
+		if (a.runId !== null && now > a.leaseUntil - margin) a.stop.abort(new Interrupted('lease_lost'));
 	}
 }
 
@@ -138,7 +153,7 @@ export async function drainTasks(graceMs: number): Promise<void> {
 	const graceOver = new Promise<'grace over'>((r) => (timer = setTimeout(() => r('grace over'), graceMs)));
 	if ((await Promise.race([settledAll(), graceOver])) === 'grace over') {
 		log.info({ tasks: active.size }, 'shutdown: interrupting the steps still running');
-		for (const a of active.values()) a.controller.abort(new Interrupted('shutdown'));
+		for (const a of active.values()) a.stop.abort(new Interrupted('shutdown'));
 		await settledAll();
 	}
 	clearTimeout(timer);
@@ -174,7 +189,8 @@ export function executeTask(taskId: string): Promise<void> {
 	if (draining) return Promise.reject(new RetryLater('The console is shutting down'));
 	const execution: Execution = {
 		runId: null,
-		controller: new AbortController(),
+		cancel: new AbortController(),
+		stop: new AbortController(),
 		settled: Promise.resolve(),
 		leaseUntil: performance.now() + settings().leaseMs
 	};
@@ -189,7 +205,6 @@ async function execute(taskId: string, execution: Execution): Promise<void> {
 	if (claim.kind === 'retry_later') throw new RetryLater(`Task ${taskId} not claimed: ${claim.why}`);
 	const { task, run, recovering, credential } = claim;
 	execution.runId = task.runId;
-	const controller = execution.controller;
 	const output = new TaskOutput({ runId: task.runId, taskId: task.id, nodeId: task.nodeId });
 	let conn: SshConnection | undefined;
 	// The run's kind labels the task's metrics; unknown until the run is read.
@@ -215,6 +230,7 @@ async function execute(taskId: string, execution: Execution): Promise<void> {
 			const message = err instanceof SshError ? err.message : (err as Error).message;
 			// After a crash the node's state is unknown until someone can look at it.
 			const error = `Cannot reach the node: ${message}`;
+			if (execution.stop.signal.aborted) return;
 			await flowFinished(flow, {
 				task,
 				node,
@@ -228,9 +244,10 @@ async function execute(taskId: string, execution: Execution): Promise<void> {
 			await finishTask(task, kind, 'failed', { error, needsAttention: recovering });
 			return;
 		}
-		const pipeline = new Pipeline(flow, task, node, conn, run.params, output, controller, run.kind);
+		const pipeline = new Pipeline(flow, task, node, conn, run.params, output, execution, run.kind);
 		const outcome = recovering ? await pipeline.recover(run.state === 'cancelled') : await pipeline.run();
-		if (outcome.state === 'abandoned') return;
+		// Stopped (a lost lease, a shutdown): another console records this task's end, and the flow's records.
+		if (outcome.state === 'abandoned' || execution.stop.signal.aborted) return;
 		await output.close();
 		// The flow's records first: whoever sees the task (or its run) ended then also sees them.
 		await flowFinished(flow, {
@@ -312,13 +329,28 @@ type StepResult = 'ok' | { error: Error; ran: boolean };
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Resolves `ms` after `signal` aborts (never, if it does not). */
-function graceAfter(signal: AbortSignal, ms: number): Promise<'grace over'> {
-	return new Promise((resolve) => {
-		const start = () => setTimeout(() => resolve('grace over'), ms);
-		if (signal.aborted) start();
-		else signal.addEventListener('abort', start, { once: true });
-	});
+/**
+ * Resolves `ms` after any of `signals` aborts (never, if none does). `done` takes back its timer and
+ * listeners once the caller no longer waits, so that nothing is left behind to keep the process alive.
+ */
+function graceAfter(signals: AbortSignal[], ms: number): { over: Promise<'grace over'>; done(): void } {
+	let timer: NodeJS.Timeout | undefined;
+	const start = () => {
+		timer ??= setTimeout(() => resolve('grace over'), ms);
+	};
+	let resolve: (v: 'grace over') => void = () => {};
+	const over = new Promise<'grace over'>((r) => (resolve = r));
+	for (const s of signals) {
+		if (s.aborted) start();
+		else s.addEventListener('abort', start, { once: true });
+	}
+	return {
+		over,
+		done: () => {
+			clearTimeout(timer);
+			for (const s of signals) s.removeEventListener('abort', start);
+		}
+	};
 }
 
 /** Runs a flow's steps on one node with rollback; one instance per task execution. */
@@ -326,7 +358,6 @@ class Pipeline {
 	private memo: Record<string, unknown>;
 	/** The memo as last written, so that a step which remembered nothing costs no write. */
 	private savedMemo: string;
-	private readonly signal: AbortSignal;
 
 	constructor(
 		private readonly flow: Flow,
@@ -335,12 +366,23 @@ class Pipeline {
 		private readonly conn: SshConnection,
 		private readonly params: Record<string, unknown>,
 		private readonly output: TaskOutput,
-		private readonly controller: AbortController,
+		private readonly execution: Execution,
 		private readonly kind: string
 	) {
 		this.memo = { ...task.memo };
 		this.savedMemo = JSON.stringify(this.memo);
-		this.signal = controller.signal;
+	}
+
+	/** What interrupts the task now, if anything: a stop (lease lost, shutdown) before a cancel. */
+	private interruption(): Interrupted | undefined {
+		const { stop, cancel } = this.execution;
+		return (stop.signal.reason ?? cancel.signal.reason) as Interrupted | undefined;
+	}
+
+	/** The signals that interrupt a phase: a stop always; a cancel only what is not cancel-proof. */
+	private signalsFor(cancelProof: boolean): AbortSignal[] {
+		const { stop, cancel } = this.execution;
+		return cancelProof ? [stop.signal] : [stop.signal, cancel.signal];
 	}
 
 	get memoNow(): Record<string, unknown> {
@@ -466,7 +508,7 @@ class Pipeline {
 		let last: StepResult = { error: new Error('not run'), ran: false };
 		let ran = false;
 		for (let attempt = 1; attempt <= attempts; attempt++) {
-			const reason = this.signal.reason as Interrupted | undefined;
+			const reason = this.interruption();
 			if (reason && (!cancelProof || stopsEverything(reason))) return { error: reason, ran };
 			const result = await this.attemptStep(step, phase, attempt, cancelProof);
 			if (result === 'ok') return 'ok';
@@ -475,7 +517,9 @@ class Pipeline {
 			const e = result.error;
 			if (e instanceof Interrupted || e instanceof SkipTask || e instanceof Unstoppable || attempt === attempts) break;
 			this.output.add('engine', `${step.name} failed (${e.message}); retrying in ${step.retry!.delayMs} ms`);
-			await Promise.race([sleep(step.retry!.delayMs), graceAfter(this.signal, 0)]);
+			const interrupted = graceAfter(this.signalsFor(cancelProof), 0);
+			await Promise.race([sleep(step.retry!.delayMs), interrupted.over]);
+			interrupted.done();
 		}
 		return last;
 	}
@@ -485,15 +529,13 @@ class Pipeline {
 		// Fenced by the lease: no row, then another instance holds the task now. Nothing was run.
 		if (!started) return { error: new Interrupted('lease_lost'), ran: false };
 		// The run's row is the cancel's carrier: seen here even if no event ever said so.
-		if (started.runState === 'cancelled' && !this.signal.aborted) this.controller.abort(new Interrupted('cancelled'));
+		if (started.runState === 'cancelled') this.execution.cancel.abort(new Interrupted('cancelled'));
 		const deadlineMs = step.deadlineMs ?? DEFAULT_STEP_DEADLINE_MS;
 		const stepController = new AbortController();
-		const onAbort = () => {
-			if (cancelProof && !stopsEverything(this.signal.reason)) return;
-			stepController.abort(this.signal.reason);
-		};
-		this.signal.addEventListener('abort', onAbort);
-		if (this.signal.aborted) onAbort();
+		const signals = this.signalsFor(cancelProof);
+		const onAbort = () => stepController.abort(this.interruption());
+		for (const s of signals) s.addEventListener('abort', onAbort);
+		if (signals.some((s) => s.aborted)) onAbort();
 		const deadline = setTimeout(() => stepController.abort(new Interrupted('deadline')), deadlineMs);
 		this.output.setStep(step.name);
 		void recordEvent({
@@ -523,7 +565,7 @@ class Pipeline {
 			}
 		} finally {
 			clearTimeout(deadline);
-			this.signal.removeEventListener('abort', onAbort);
+			for (const s of signals) s.removeEventListener('abort', onAbort);
 		}
 		const durationMs = Math.round(performance.now() - startedAt);
 		// A skip ends the step as it should, so it counts as succeeded; a cancel is not a failure.
@@ -580,15 +622,22 @@ class Pipeline {
 			() => undefined,
 			(err: unknown) => err
 		);
-		if ((await Promise.race([done, graceAfter(signal, INTERRUPT_GRACE_MS)])) !== 'grace over') {
-			const err = await done;
-			if (err !== undefined) throw err;
+		const grace = graceAfter([signal], INTERRUPT_GRACE_MS);
+		const first = await Promise.race([done, grace.over]);
+		grace.done();
+		if (first !== 'grace over') {
+			if (first !== undefined) throw first;
 			return;
 		}
 		const s = INTERRUPT_GRACE_MS / 1000;
 		this.output.add('engine', `${name} did not stop within ${s} s of being interrupted: closing the connection`);
 		this.conn.close();
-		const cut = await Promise.race([done, sleep(INTERRUPT_GRACE_MS).then(() => 'grace over' as const)]);
+		let timer: NodeJS.Timeout | undefined;
+		const cut = await Promise.race([
+			done,
+			new Promise<'grace over'>((r) => (timer = setTimeout(() => r('grace over'), INTERRUPT_GRACE_MS)))
+		]);
+		clearTimeout(timer);
 		throw new Unstoppable(
 			cut === 'grace over'
 				? `did not stop when interrupted, nor when its connection was closed`

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, inArray, lt, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, isNull, lt, or, sql, type SQL } from 'drizzle-orm';
 import { recordAudit, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import {
@@ -74,7 +74,11 @@ export async function createRun(actor: Actor, input: NewRun): Promise<Run> {
 				.where(
 					and(
 						eq(runs.kind, input.kind),
-						inArray(runs.state, ['queued', 'running', 'paused']),
+						// A cancelled run still rolling back is still on its nodes.
+						or(
+							inArray(runs.state, ['queued', 'running', 'paused']),
+							and(eq(runs.state, 'cancelled'), isNull(runs.endedAt))
+						),
 						inArray(tasks.state, ['queued', 'running']),
 						inArray(tasks.nodeId, nodeIds)
 					)

@@ -1,5 +1,5 @@
 import { eq } from 'drizzle-orm';
-import { db } from '$lib/server/db';
+import { databaseNow, db } from '$lib/server/db';
 import { nodes, type Node } from '$lib/server/db/schema';
 import { busyNodes, nodeIsBusy, recordEvent } from '$lib/server/engine';
 import { log, loggableError } from '$lib/server/log';
@@ -52,8 +52,9 @@ export async function runHealthSweep(concurrency: number): Promise<SweepResult> 
 		for (let id = queue.shift(); id; id = queue.shift()) {
 			try {
 				// What an inspection finds is recorded only if no task touched the node from here on (tested in
-				// the statement that records it: a task may start at any moment while the sweep looks).
-				const since = new Date();
+				// the statement that records it: a task may start at any moment while the sweep looks). The
+				// database's clock, which stamps the tasks' ends, not this console's.
+				const since = await databaseNow();
 				const { result: r } = await checkNode(id, {
 					whileConnected: async (conn, node) => {
 						if (await nodeIsBusy(id)) return;

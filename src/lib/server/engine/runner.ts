@@ -127,15 +127,17 @@ export async function renewLeases(): Promise<void> {
 }
 
 /**
- * A lease this instance could not renew (the database is unreachable or stalled) is stopped well before it
- * runs out: once it has, another console may take the task over, and the two must never run commands on the
- * node at once. Checked every second (the engine's fence timer), apart from renewal, which may itself hang on
- * such a database: a third of the lease plus 3 s before it expires, room for a step's commands to be killed
- * (TERM, then KILL a second later). The task is recovered when the database is back.
+ * A lease this instance could not renew (the database is unreachable or stalled) is stopped before it runs
+ * out: once it has, another console may take the task over, and the two must never run commands on the node
+ * at once. Checked every second (the engine's fence timer), apart from renewal, which may itself hang on such
+ * a database: a third of the lease before it expires (10 s of the default 30), after two renewals in a row
+ * failed, room for a step's commands to be killed (TERM, then KILL a second later). A step that ignores its
+ * signal past that is the one case left: its connection is cut only after the interrupt grace. The task is
+ * recovered when the database is back.
  */
 export function fenceExpiringLeases(): void {
 	const now = performance.now();
-	const margin = settings().leaseMs / 3 + 3_000;
+	const margin = settings().leaseMs / 3;
 	for (const a of active.values()) {
 		if (a.runId !== null && now > a.leaseUntil - margin) a.stop.abort(new Interrupted('lease_lost'));
 	}

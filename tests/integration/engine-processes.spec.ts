@@ -301,7 +301,6 @@ describe('a cancel given to one console', () => {
 		expect(ofB, 'console B executes five of the tasks').toHaveLength(5);
 		expect(owners.filter((t) => t.owner === a.instance)).toHaveLength(5);
 
-		const cancelled = Date.now();
 		a.child.stdin!.write(`cancel ${run.id}\n`);
 		const done = await waitForRun(run.id, ['cancelled'], 20_000);
 		expect(a.answers).toEqual([`cancelled ${run.id}`]);
@@ -326,8 +325,6 @@ describe('a cancel given to one console', () => {
 			.where(eq(events.type, 'task.output'));
 		for (const t of done.tasks) {
 			expect(t.state, t.nodeName).toBe('cancelled');
-			// Before the step's own deadline could end it (the sleep is 600 s): the cancel did.
-			expect(t.endedAt!.getTime(), t.nodeName).toBeLessThan(cancelled + STEP_DEADLINE_MS);
 			// The step that was running is marked cancelled (not failed at its deadline), then undone itself,
 			// then the step before it, on the node.
 			const steps = await db().select().from(taskSteps).where(eq(taskSteps.taskId, t.id)).orderBy(taskSteps.id);

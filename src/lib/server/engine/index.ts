@@ -52,7 +52,6 @@ export {
 	pauseRun,
 	resumeRun,
 	retryFailed,
-	nodeUntouchedSince,
 	DEFAULT_RUN_CONCURRENCY,
 	type NewRun,
 	type RunCounts,
@@ -72,6 +71,7 @@ export {
 	nodesWithActiveTasks,
 	nodeIsBusy,
 	busyNodes,
+	nodeUntouchedSince,
 	type LogLine,
 	type NodeTask
 } from './read';

@@ -169,3 +169,13 @@ export async function busyNodes(): Promise<Set<string>> {
 	const rows = await db().selectDistinct({ id: tasks.nodeId }).from(tasks).where(eq(tasks.state, 'running'));
 	return new Set(rows.map((r) => r.id));
 }
+
+/**
+ * A condition for another domain's statement: no task has been on the node since `since` (none running now,
+ * none ended after it). Written into the same statement as a write about the node, it makes "record this only
+ * if nothing touched the node meanwhile" one atomic step instead of a check and an act.
+ */
+export function nodeUntouchedSince(nodeId: SQL | string, since: Date): SQL {
+	return sql`not exists (select 1 from ${tasks} t where t.node_id = ${nodeId}
+		and (t.state = 'running' or t.ended_at >= ${since.toISOString()}::timestamptz))`;
+}

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, inArray, isNull, lt, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, isNull, lt, or, sql } from 'drizzle-orm';
 import { recordAudit, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import {
@@ -19,16 +19,6 @@ import { flowFor } from './flows';
 import { tasksEndedUnrun } from './metrics';
 
 export const DEFAULT_RUN_CONCURRENCY = 5;
-
-/**
- * A condition for another domain's statement: no task has been on the node since `since` (none running now,
- * none ended after it). Written into the same statement as a write about the node, it makes "record this only
- * if nothing touched the node meanwhile" one atomic step instead of a check and an act.
- */
-export function nodeUntouchedSince(nodeId: SQL | string, since: Date): SQL {
-	return sql`not exists (select 1 from ${tasks} t where t.node_id = ${nodeId}
-		and (t.state = 'running' or t.ended_at >= ${since.toISOString()}::timestamptz))`;
-}
 
 export interface NewRun {
 	kind: string;

@@ -37,7 +37,6 @@ export {
 	registerFlow,
 	flowFor,
 	registeredKinds,
-	SkipTask,
 	StepFailed,
 	type Flow,
 	type Step,
@@ -52,9 +51,6 @@ export {
 	pauseRun,
 	resumeRun,
 	retryFailed,
-	DEFAULT_RUN_CONCURRENCY,
-	type NewRun,
-	type RunCounts,
 	type RunSummary,
 	type TaskWithSteps
 } from './runs';
@@ -72,8 +68,7 @@ export {
 	nodeIsBusy,
 	busyNodes,
 	nodeUntouchedSince,
-	type LogLine,
-	type NodeTask
+	type LogLine
 } from './read';
 
 /** Tasks dispatched this long ago whose job never ran are sent again (a lost insert, an exhausted retry). */

@@ -24,7 +24,12 @@ const envSchema = z.object({
 	FLOTILLA_HEALTH_SWEEP_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(86_400).default(60),
 	FLOTILLA_HEALTH_SWEEP_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(500).default(20),
 	FLOTILLA_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(90),
-	FLOTILLA_AUDIT_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(365)
+	FLOTILLA_AUDIT_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(365),
+	// adapter-node's own variable: it cuts request bodies off at this size; read here so refusals can name it.
+	BODY_SIZE_LIMIT: z
+		.string()
+		.regex(/^(\d+[KMG]?|Infinity)$/i, 'must be a byte count such as 512K, 2M or Infinity')
+		.default('512K')
 });
 
 /** What the rest of the code reads: derived from the variables above, so the two cannot drift apart. */
@@ -51,10 +56,18 @@ const configSchema = envSchema.transform((e) => ({
 	retentionDays: e.FLOTILLA_RETENTION_DAYS,
 	/** Days audit rows are kept (0: forever). */
 	auditRetentionDays: e.FLOTILLA_AUDIT_RETENTION_DAYS,
+	/** The largest request body the server reads, in bytes. */
+	bodyLimitBytes: parseByteCount(e.BODY_SIZE_LIMIT),
 	version: readVersion()
 }));
 
 export type Config = z.infer<typeof configSchema>;
+
+/** Reads a byte count the way adapter-node does, so the limit named in a refusal is the one it enforces. */
+function parseByteCount(value: string): number {
+	const multiplier = { K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[value.at(-1)!.toUpperCase()];
+	return multiplier ? Number(value.slice(0, -1)) * multiplier : Number(value);
+}
 
 function readVersion(): string {
 	try {

@@ -5,7 +5,7 @@ import { describeFieldErrors, fieldErrors } from '$lib/schemas/errors';
 import { actorOf } from '$lib/server/audit';
 import { buildPlan, planTitle, triggerUpdate, type Plan } from './plan';
 import { ServiceError } from '$lib/server/errors';
-import { failWith, formError } from '$lib/server/http/forms';
+import { formError, readFormData } from '$lib/server/http/forms';
 import { entryProblems, inputProblems } from '$lib/server/http/input';
 
 /**
@@ -66,14 +66,6 @@ class BadField {
 	}
 }
 
-async function readForm(event: RequestEvent): Promise<FormData | null> {
-	try {
-		return await event.request.formData();
-	} catch {
-		return null;
-	}
-}
-
 /** The first problem among a form's text values and its JSON fields, as a 400 naming the fields. */
 function formProblems(form: FormData, ...values: unknown[]) {
 	const fields = entryProblems(form.entries());
@@ -87,8 +79,9 @@ function badForm(fields: Record<string, string>) {
 
 /** `?/plan`: the dry run for the scope the button names (`scope`, JSON), shown in the confirm dialog. */
 export async function planAction(event: RequestEvent, fixedScope?: UpdateScope) {
-	const form = await readForm(event);
-	if (!form) return failWith(415, 'Send the form as application/x-www-form-urlencoded or multipart/form-data');
+	const read = await readFormData(event.request);
+	if (!read.ok) return read.failure;
+	const form = read.form;
 	const scopeField = jsonField(form, 'scope');
 	const bad = formProblems(form, scopeField);
 	if (bad) return bad;
@@ -108,8 +101,9 @@ export async function planAction(event: RequestEvent, fixedScope?: UpdateScope) 
  * posted without having seen a plan must not start an update of the fleet.
  */
 export async function updateAction(event: RequestEvent, fixedScope?: UpdateScope) {
-	const form = await readForm(event);
-	if (!form) return failWith(415, 'Send the form as application/x-www-form-urlencoded or multipart/form-data');
+	const read = await readFormData(event.request);
+	if (!read.ok) return read.failure;
+	const form = read.form;
 	const expect = jsonField(form, 'expect');
 	const scopeField = jsonField(form, 'scope');
 	const bad = formProblems(form, expect, scopeField);

@@ -3,6 +3,7 @@ import type { z } from 'zod';
 import { describeFieldErrors, fieldErrors } from '$lib/schemas/errors';
 import { ServiceError } from '$lib/server/errors';
 import { entryProblems } from './input';
+import { bodyTooLarge, isBodyTooLarge } from './limits';
 
 export interface FormFailure {
 	message: string;
@@ -26,6 +27,22 @@ function echo(form: FormData): Record<string, string> {
 
 export type FormParse<T> = { ok: true; data: T; form: FormData } | { ok: false; failure: ActionFailure<FormFailure> };
 
+export type FormRead = { ok: true; form: FormData } | { ok: false; failure: ActionFailure<FormFailure> };
+
+/** The posted form, or why it cannot be read: past the body limit (413), or not a form at all (415). */
+export async function readFormData(request: Request): Promise<FormRead> {
+	try {
+		return { ok: true, form: await request.formData() };
+	} catch (err) {
+		if (isBodyTooLarge(err)) return { ok: false, failure: failWith(413, bodyTooLarge().message) };
+		// SvelteKit lets text/plain and boundary-less multipart through to actions; neither parses as a form.
+		return {
+			ok: false,
+			failure: failWith(415, 'Send the form as application/x-www-form-urlencoded or multipart/form-data')
+		};
+	}
+}
+
 /**
  * Parses a form post with the same zod schema the JSON endpoint uses. Repeated fields (checkbox groups)
  * become arrays, so `scopes=read&scopes=operate` reads as `["read", "operate"]`.
@@ -35,16 +52,9 @@ export async function parseForm<S extends z.ZodType>(
 	schema: S,
 	shape: (form: FormData) => unknown = defaultShape
 ): Promise<FormParse<z.infer<S>>> {
-	let form: FormData;
-	try {
-		form = await request.formData();
-	} catch {
-		// SvelteKit lets text/plain and boundary-less multipart through to actions; neither parses as a form.
-		return {
-			ok: false,
-			failure: failWith(415, 'Send the form as application/x-www-form-urlencoded or multipart/form-data')
-		};
-	}
+	const read = await readFormData(request);
+	if (!read.ok) return read;
+	const form = read.form;
 	const problems = entryProblems(form.entries());
 	if (Object.keys(problems).length) {
 		// Not echoed back: what was refused is what must not reach a page or the database.

@@ -214,6 +214,51 @@ test('notify, mark-synced and Update All refuse bad input and change nothing; go
 	expect(new Set(audit.map((a) => a.action))).toEqual(new Set(['code.notify', 'node.mark_synced', 'role.create']));
 });
 
+test('a wrong notification is undone by pinning the role back to a commit notified before', async () => {
+	const operate = bearer(tokens.operate);
+	const good = 'a1b2c3d4e5f60718293a4b5c6d7e8f9012345678';
+	const upToDate = async () =>
+		(await (await call('/api/nodes?role=api-web&status=UP_TO_DATE', { headers: operate })).json()).items.length;
+	expect(await upToDate()).toBe(2);
+
+	// Git abbreviates to as few as 4 hex digits; six are a commit id like any other.
+	const wrong = await post('/api/code-source/notify', { commit: 'abc123', changed_roles: ['api-web'] }, operate);
+	expect(await wrong.json()).toEqual({
+		commit: 'abc123',
+		roles: [{ role: 'api-web', new_commit: true, nodes_outdated: 2 }]
+	});
+	// Re-sending the good commit cannot move the role back: notifications are idempotent.
+	const again = await post('/api/code-source/notify', { commit: good, changed_roles: ['api-web'] }, operate);
+	expect((await again.json()).roles[0].new_commit).toBe(false);
+	expect(await upToDate()).toBe(0);
+
+	const commits = await count('code_commits');
+	for (const [role, body, status, field] of [
+		['api-web', { commit: 'ffff' }, 400, 'commit'],
+		['api-web', { commit: 'a1b2; reboot' }, 400, 'commit'],
+		['api-web', { commit: good, force: true }, 400, ''],
+		['no-such-role', { commit: good }, 400, 'role'],
+		['api-db', { commit: good }, 400, 'commit']
+	] as const) {
+		const res = await post(`/api/roles/${role}/pin`, body, operate);
+		expect(res.status, JSON.stringify([role, body])).toBe(status);
+		if (field) expect(await fieldsOf(res), JSON.stringify([role, body])).toHaveProperty([field]);
+	}
+	expect((await post('/api/roles/api-web/pin', { commit: good }, bearer(tokens.read))).status).toBe(403);
+	expect(await upToDate()).toBe(0);
+
+	const pinned = await post('/api/roles/api-web/pin', { commit: good.slice(0, 6) }, operate);
+	expect(pinned.status).toBe(200);
+	expect(await pinned.json()).toEqual({ role: 'api-web', commit: good, previous: 'abc123', nodes_outdated: 0 });
+	expect(await upToDate()).toBe(2);
+	// The history keeps both notifications; the audit log says who moved the target, and from where.
+	expect(await count('code_commits')).toBe(commits);
+	const [audit] =
+		await db`select via, target_id, details from audit_log where action = 'code.pin' order by id desc limit 1`;
+	expect(audit).toMatchObject({ target_id: 'api-web', details: { commit: good, previous: 'abc123' } });
+	expect(audit!.via).toMatch(/^token:/);
+});
+
 test('the post-commit hook notifies the roles a commit changed, from the path→role map', async () => {
 	const repo = await mkdtemp(join(tmpdir(), 'flotilla-hook-'));
 	const git = (...args: string[]) =>

@@ -84,6 +84,7 @@ test('an operator makes an API token, sees it once, and revokes it', async ({ pa
 	await expect(page.getByTestId('new-token')).toHaveCount(0);
 	expect(await page.content()).not.toContain(token);
 
+	page.once('dialog', (d) => d.accept());
 	await row.getByRole('button', { name: 'Revoke browser-made' }).click();
 	await expect(row).toContainText('revoked');
 });

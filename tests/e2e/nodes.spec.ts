@@ -132,3 +132,60 @@ test('an admin adds a node in the browser, reviews its host key, pins it and con
 		expect.arrayContaining(['node.create', 'node.host_key_accept', 'node.check', 'node.host_key_changed'])
 	);
 });
+
+test('removing a node, deleting a credential and revoking a token ask first; declining changes nothing', async ({
+	page
+}) => {
+	const admin = await signInAs('admin');
+	const post = (path: string, json: unknown) => call(path, { method: 'POST', headers: cookie(admin), json });
+	const cred = await (
+		await post('/api/credentials', { name: 'confirm-key', private_key: bed.clientPrivateKey })
+	).json();
+	const node = await post('/api/nodes', { name: 'confirm-node', host: '127.0.1.96', credential_id: cred.id });
+	expect(node.status).toBe(201);
+	const token = await post('/api/auth/tokens', { name: 'confirm-token', scopes: ['read'] });
+	expect(token.status).toBe(201);
+
+	await page.goto('/login');
+	await page.getByLabel('Username').fill(people.admin.username);
+	await page.getByLabel('Password').fill(people.admin.password);
+	await page.getByRole('button', { name: 'Sign in' }).click();
+	await expect(page.getByRole('heading', { name: 'Fleet Overview' })).toBeVisible();
+
+	/** Clicks, answers the browser's question, and returns what it asked. */
+	const answer = async (button: ReturnType<typeof page.getByRole>, accept: boolean) => {
+		let message = '';
+		page.once('dialog', (d) => {
+			message = d.message();
+			void (accept ? d.accept() : d.dismiss());
+		});
+		await button.click();
+		return message;
+	};
+	const exists = async (sql: 'nodes' | 'credentials', name: string) =>
+		(await db`select count(*)::int as n from ${db(sql)} where name = ${name}`)[0]!.n === 1;
+
+	await page.goto('/settings/nodes');
+	const remove = page.getByRole('button', { name: 'Remove confirm-node' });
+	expect(await answer(remove, false)).toContain('Remove confirm-node from the fleet?');
+	await expect(remove).toBeVisible();
+	expect(await exists('nodes', 'confirm-node')).toBe(true);
+	await answer(remove, true);
+	await expect(remove).toHaveCount(0);
+	expect(await exists('nodes', 'confirm-node')).toBe(false);
+
+	const del = page.getByRole('button', { name: 'Delete credential confirm-key' });
+	expect(await answer(del, false)).toContain('Delete the credential confirm-key?');
+	expect(await exists('credentials', 'confirm-key')).toBe(true);
+	await answer(del, true);
+	await expect(del).toHaveCount(0);
+	expect(await exists('credentials', 'confirm-key')).toBe(false);
+
+	await page.goto('/settings');
+	const row = page.getByTestId('token-table').getByRole('row', { name: /confirm-token/ });
+	const revoke = row.getByRole('button', { name: 'Revoke confirm-token' });
+	expect(await answer(revoke, false)).toContain('Revoke the token confirm-token?');
+	await expect(row).toContainText('active');
+	await answer(revoke, true);
+	await expect(row).toContainText('revoked');
+});

@@ -259,6 +259,38 @@ test('a wrong notification is undone by pinning the role back to a commit notifi
 	expect(audit!.via).toMatch(/^token:/);
 });
 
+test('a plan whose only nodes behind are left out says so, instead of calling them up to date', async () => {
+	const operate = bearer(tokens.operate);
+	// Behind on api-web (it runs nothing yet), but its host key was never accepted: it cannot be updated.
+	const res = await post(
+		'/api/nodes',
+		{ name: 'api-node-unpinned', host: '127.0.1.252', credential_id: credentialId, roles: ['api-web'] },
+		cookie(admin)
+	);
+	expect(res.status).toBe(201);
+	const id = (await res.json()).id as string;
+	created.nodes.push(id);
+	const runs = await count('runs');
+
+	const refused = await post('/api/updates/trigger', { scope: { nodes: [id] } }, operate);
+	expect(refused.status).toBe(409);
+	expect((await refused.json()).error.message).toBe(
+		'Nothing can be updated now: api-node-unpinned (not updated: its host key is not accepted yet)'
+	);
+	expect(await count('runs')).toBe(runs);
+
+	// The node page's "Update this node" shows the same plan: one reason, not two that contradict each other.
+	const form = await call(`/nodes/${id}?/plan`, {
+		method: 'POST',
+		headers: { ...cookie(admin), origin: baseURL, 'x-sveltekit-action': 'true', accept: 'application/json' },
+		body: new URLSearchParams()
+	});
+	const text = await form.text();
+	expect(text).toContain('1 node is behind but left out');
+	expect(text).toContain('Nothing can be updated now');
+	expect(text).not.toContain('Nothing to update');
+});
+
 test('the post-commit hook notifies the roles a commit changed, from the path→role map', async () => {
 	const repo = await mkdtemp(join(tmpdir(), 'flotilla-hook-'));
 	const git = (...args: string[]) =>

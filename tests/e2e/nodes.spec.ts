@@ -108,8 +108,8 @@ test('an admin adds a node in the browser, reviews its host key, pins it and con
 	await expect(row).toContainText('not checked');
 
 	await row.getByRole('button', { name: 'Test connection' }).click();
-	const dialog = page.getByTestId('host-key-dialog');
-	await expect(dialog).toContainText('Accept the host key of testbed-01?');
+	const dialog = page.getByTestId('host-key-review');
+	await expect(dialog).toContainText('The host key of testbed-01 is not accepted yet');
 	await expect(page.getByTestId('presented-fingerprint')).toHaveText(host.hostKeyFingerprint);
 	await page.screenshot({ path: 'test-results/screenshots/host-key-dialog.png', fullPage: true });
 	await dialog.getByRole('button', { name: 'Accept and pin this key' }).click();
@@ -120,11 +120,30 @@ test('an admin adds a node in the browser, reviews its host key, pins it and con
 	await expect(row).toContainText('reachable');
 
 	// The machine is reinstalled (a new host key): the console refuses it and says so.
-	await bed.changeHostKey(host);
+	const newKey = await bed.changeHostKey(host);
 	await row.getByRole('button', { name: 'Test connection' }).click();
-	await expect(page.getByTestId('host-key-dialog')).toContainText('The host key of testbed-01 has changed');
+	await expect(page.getByTestId('host-key-review')).toContainText('The host key of testbed-01 has changed');
 	await expect(row).toContainText('HOST KEY CHANGED');
 	await page.screenshot({ path: 'test-results/screenshots/host-key-changed.png', fullPage: true });
+
+	// The overview says why the node cannot be updated, and filters by it.
+	await page.goto('/');
+	await page.getByLabel('Connection').selectOption({ label: 'HOST KEY CHANGED' });
+	await expect(page).toHaveURL(/connection=host_key_changed/);
+	await expect(page.locator('tr[data-node]')).toHaveCount(1);
+	await expect(page.locator('tr[data-node="testbed-01"]')).toContainText('HOST KEY CHANGED');
+
+	// The node's own page shows the presented key for review, and an admin pins it there.
+	await page.locator('tr[data-node="testbed-01"]').getByRole('link', { name: 'testbed-01' }).click();
+	const review = page.getByTestId('host-key-review');
+	await expect(review).toContainText('The host key of testbed-01 has changed');
+	await expect(review.getByTestId('presented-fingerprint')).toHaveText(newKey);
+	await page.screenshot({ path: 'test-results/screenshots/node-host-key-changed.png', fullPage: true });
+	await review.getByRole('button', { name: 'Accept and pin this key' }).click();
+	await expect(page.getByText(`Pinned ${newKey} for testbed-01.`)).toBeVisible();
+	await expect(review).toHaveCount(0);
+	await page.getByRole('button', { name: 'Check', exact: true }).click();
+	await expect(page.getByRole('status').filter({ hasText: 'testbed-01 answered in' })).toContainText('Linux');
 
 	const audit = await (await call('/api/audit?action=node.', { headers: cookie(await signInAs('admin')) })).json();
 	const actions = audit.items.map((r: { action: string }) => r.action);

@@ -44,7 +44,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/(app)/nodes/[id]': {
 		kind: 'page',
 		view: signedIn,
-		actions: { check: operatorPage, plan: operatorPage, update: operatorPage }
+		actions: { check: operatorPage, plan: operatorPage, update: operatorPage, acceptHostKey: adminPage }
 	},
 	'/(app)/runs': { kind: 'page', view: signedIn },
 	'/(app)/runs/[id]': {

@@ -68,12 +68,20 @@ test('an operator makes an API token, sees it once, and revokes it', async ({ pa
 	await page.goto('/settings');
 	// An operator cannot grant the admin scope; the form says so before the server has to.
 	await expect(page.getByRole('checkbox', { name: 'admin' })).toBeDisabled();
+	// A name past the limit is refused next to the field, not cut short without a word.
+	await page.getByLabel('Name').fill('n'.repeat(81));
+	await page.getByRole('button', { name: 'Create' }).click();
+	await expect(page.locator('#token-name-error')).toHaveText('must be at most 80 characters');
 	await page.getByLabel('Name').fill('browser-made');
 	await page.getByRole('checkbox', { name: 'operate' }).check();
 	await page.getByRole('button', { name: 'Create' }).click();
 	const shown = page.getByTestId('new-token');
 	await expect(shown).toHaveValue(/^flt_[a-z2-7]{32}$/);
 	const token = await shown.inputValue();
+	await page.context().grantPermissions(['clipboard-read', 'clipboard-write']);
+	await page.getByRole('button', { name: 'Copy' }).click();
+	await expect(page.getByRole('button', { name: 'Copied' })).toBeVisible();
+	expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(token);
 
 	const row = page.getByTestId('token-table').getByRole('row', { name: /browser-made/ });
 	await expect(row).toContainText('read, operate');

@@ -100,9 +100,16 @@ test('an admin adds a node in the browser, reviews its host key, pins it and con
 
 	await page.locator('#node-name').fill('testbed-01');
 	await page.locator('#node-host').fill(host.address);
-	await page.locator('#node-roles').fill('backend, worker');
+	await page.locator('#node-roles').fill('backend, Bad Role');
 	await page.locator('#node-labels').fill('env=test');
 	await page.locator('#node-credential').selectOption({ label: 'browser-key' });
+	await page.getByRole('button', { name: 'Add node' }).click();
+	// The bad item is named next to the field it was typed in, and what was typed is kept.
+	await expect(page.locator('#node-roles-error')).toHaveText(
+		'“Bad Role” must be lower-case letters, digits, dashes or underscores'
+	);
+	await expect(page.locator('#node-roles')).toHaveValue('backend, Bad Role');
+	await page.locator('#node-roles').fill('backend, worker');
 	await page.getByRole('button', { name: 'Add node' }).click();
 	const row = page.locator('tr[data-node="testbed-01"]');
 	await expect(row).toContainText('not checked');

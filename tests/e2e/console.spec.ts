@@ -153,6 +153,13 @@ test('the audit page shows who did what, and filters', async ({ page }) => {
 	const actions = await table.locator('tbody tr td:nth-child(3)').allTextContents();
 	expect(actions.length).toBeGreaterThan(0);
 	for (const a of actions) expect(a).toMatch(/^user\./);
+	// Targets are shown whole, and details open in full from a one-line summary.
+	const created = table.locator('tbody tr', { hasText: 'user.create' }).last();
+	await expect(created.locator('td').nth(3)).toHaveText(/^user [0-9a-f-]{36}$/);
+	const details = created.locator('details');
+	await expect(details.locator('summary')).toHaveText(/^(?=.*\busername=\S+)(?=.*\brole=(viewer|operator|admin)\b).*$/);
+	await details.locator('summary').click();
+	await expect(details.locator('pre')).toContainText('"role":');
 
 	await page.goto('/audit?since=not-a-date');
 	await expect(page.getByRole('alert')).toContainText('since: must be a date');

@@ -124,6 +124,13 @@ test('an admin adds a user, changes their role and disables them', async ({ page
 	await create.getByRole('button', { name: 'Add user' }).click();
 	await expect(page.getByText('already taken')).toBeVisible();
 	await page.screenshot({ path: `${shots}/users.png`, fullPage: true });
+
+	// Demoting the only admin is refused, and the form goes back to what is true instead of what was asked.
+	const me = page.locator(`tr[data-username="${people.admin.username}"]`);
+	await me.getByLabel(`Role of ${people.admin.username}`).selectOption('viewer');
+	await me.getByRole('button', { name: 'Save' }).click();
+	await expect(page.getByRole('alert')).toContainText('This is the last active admin');
+	await expect(me.getByLabel(`Role of ${people.admin.username}`)).toHaveValue('admin');
 });
 
 test('the audit page shows who did what, and filters', async ({ page }) => {

@@ -180,3 +180,29 @@ test('the dark theme sticks across pages', async ({ page }) => {
 	await expect(page.locator('html')).toHaveClass(/dark/);
 	await page.screenshot({ path: `${shots}/code-sync-dark.png`, fullPage: true });
 });
+
+test('at 390 px wide every page fits the screen, and the menu opens from a button', async ({ browser }) => {
+	const page = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
+	await signInThroughTheForm(page, 'admin');
+	const nav = page.getByRole('navigation', { name: 'Main' });
+	for (const p of pages) {
+		await page.goto(p.path);
+		await expect(page.getByRole('heading', { level: 1, name: p.heading })).toBeVisible();
+		await expect(nav).toBeHidden();
+		// Wide tables scroll inside their cards; the page itself never scrolls sideways.
+		const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+		expect(overflow, p.path).toBeLessThanOrEqual(0);
+	}
+	await page.goto('/');
+	const update = page.getByRole('button', { name: 'Update All' });
+	if (await update.count()) {
+		const box = (await update.boundingBox())!;
+		expect(box.x + box.width).toBeLessThanOrEqual(390);
+	}
+	await page.screenshot({ path: `${shots}/fleet-overview-390.png`, fullPage: true });
+	await page.getByRole('button', { name: 'Menu' }).click();
+	await expect(nav).toBeVisible();
+	await nav.getByRole('link', { name: 'Code Sync' }).click();
+	await expect(page.getByRole('heading', { level: 1, name: 'Code Sync' })).toBeVisible();
+	await expect(nav).toBeHidden();
+});

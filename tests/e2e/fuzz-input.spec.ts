@@ -498,6 +498,8 @@ async function generatorFor(h: Handler): Promise<fc.Arbitrary<Fuzzed>> {
 // Sending and judging.
 
 const byStatus = new Map<number, number>();
+/** The same for requests that ask for a change (every method but GET): none may succeed. */
+const changesByStatus = new Map<number, number>();
 const byKind = new Map<string, number>();
 let sent = 0;
 const started = Date.now();
@@ -569,7 +571,10 @@ async function judge(h: Handler, f: Fuzzed, res: Response): Promise<string | nul
 	return null;
 }
 
-async function send(h: Handler, f: Fuzzed, who: Credentials): Promise<string | null> {
+/** Bodies over the limit whose connection was reset before their answer arrived, once, then answered when sent again. */
+const resets: string[] = [];
+
+async function send(h: Handler, f: Fuzzed, who: Credentials, again = false): Promise<string | null> {
 	let res: Response;
 	try {
 		res = await fetch(urlFor(h, f), {
@@ -580,13 +585,22 @@ async function send(h: Handler, f: Fuzzed, who: Credentials): Promise<string | n
 			signal: AbortSignal.timeout(30_000)
 		});
 	} catch (err) {
+		const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+		const why = `got no answer: ${cause?.code ?? ''} ${cause?.message ?? String(err)}`;
+		// A handler that refuses before reading an oversized body (a bad path, a missing query parameter) now and
+		// then has the connection reset under the upload, a few times in thousands on a busy machine. Printed,
+		// and sent again: a body dropped every time (as chunked uploads once were) still fails.
+		if (f.kind === 'too large' && !again) {
+			resets.push(`${h.method} ${urlFor(h, f).slice(baseURL.length, 200)} (${why})`);
+			return send(h, f, who, true);
+		}
 		sent++;
 		byStatus.set(0, (byStatus.get(0) ?? 0) + 1);
-		const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-		return `got no answer: ${cause?.code ?? ''} ${cause?.message ?? String(err)}`;
+		return why;
 	}
 	sent++;
 	byStatus.set(res.status, (byStatus.get(res.status) ?? 0) + 1);
+	if (h.method !== 'GET') changesByStatus.set(res.status, (changesByStatus.get(res.status) ?? 0) + 1);
 	byKind.set(f.kind, (byKind.get(f.kind) ?? 0) + 1);
 	return judge(h, f, res);
 }
@@ -628,11 +642,14 @@ test.beforeAll(async () => {
 
 test.afterAll(async () => {
 	await db.end();
-	const statuses = [...byStatus].sort(([a], [b]) => a - b).map(([s, n]) => `${s} ×${n}`);
+	const count = (m: Map<number, number>) => [...m].sort(([a], [b]) => a - b).map(([s, n]) => `${s} ×${n}`);
+	const statuses = count(byStatus);
 	const kinds = [...byKind].sort(([, a], [, b]) => b - a).map(([k, n]) => `${k} ×${n}`);
 	console.log(`fuzz: ${sent} requests in ${((Date.now() - started) / 1000).toFixed(1)} s, seed ${seed}`);
 	console.log(`fuzz: by status: ${statuses.join(', ')}`);
+	console.log(`fuzz: of which changes (not GET) by status: ${count(changesByStatus).join(', ')}`);
 	console.log(`fuzz: by kind: ${kinds.join(', ')}`);
+	if (resets.length) console.log(`fuzz: reset once, answered when sent again: ${resets.join('; ')}`);
 });
 
 function label(h: Handler): string {

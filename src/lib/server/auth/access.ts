@@ -122,6 +122,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/runs/[id]/resume': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/runs/[id]/retry-failed': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/runs/[id]/events': { kind: 'endpoint', methods: { GET: read } },
+	'/api/runs/[id]/log': { kind: 'endpoint', methods: { GET: read } },
 	'/api/events': { kind: 'endpoint', methods: { GET: read } },
 	'/metrics': { kind: 'endpoint', methods: { GET: read } }
 };

@@ -159,6 +159,8 @@ test('notify, mark-synced and Update All refuse bad input and change nothing; go
 		[{ scope: { colour: 'red' } }, 'scope'],
 		[{ dry_run: 'yes' }, 'dry_run'],
 		[{ concurrency: 0 }, 'concurrency'],
+		[{ max_failures: -1 }, 'max_failures'],
+		[{ stop_on_first_failure: 'yes' }, 'stop_on_first_failure'],
 		[{ expect: { 'api-web': 'not-a-commit' } }, 'expect.api-web']
 	] as const) {
 		const res = await post('/api/updates/trigger', body, operate);

@@ -178,8 +178,15 @@ test('an operator sees the nodes a notified commit left behind, reviews the plan
 		new RegExp(`backend — → ${good.backend.slice(0, 7)}\\s*frontend — → ${good.frontend.slice(0, 7)}`)
 	);
 	await page.screenshot({ path: `${shots}/plan-dialog.png` });
+	// The run's failure limits are the operator's to set in the plan.
+	await dialog.getByText('Failure limits').click();
+	await dialog.getByLabel('Stop after this many failures').fill('3');
+	await dialog.getByLabel('Stop at the first failure').check();
 
 	const summary = await confirmAndWatch(page, HOSTS);
+	const runId = page.url().split('/').at(-1)!;
+	const [run] = await db`select options from runs where id = ${runId}`;
+	expect(run!.options).toMatchObject({ maxFailures: 3, stopOnFirstFailure: true });
 	await expect(page.getByTestId('count-succeeded')).toContainText(String(HOSTS));
 	await expect(summary.locator('[data-state="succeeded"]').first()).toBeVisible();
 	await page.screenshot({ path: `${shots}/run-100.png`, fullPage: true });

@@ -189,6 +189,10 @@ export const triggerSchema = z
 			z.number(wrongType('must be a number')).int('must be a whole number').min(1).max(500)
 		).optional(),
 		max_failure_percent: fromText(z.number(wrongType('must be a number')).min(0).max(100)).optional(),
+		max_failures: fromText(
+			z.number(wrongType('must be a number')).int('must be a whole number').min(0).max(100_000)
+		).optional(),
+		stop_on_first_failure: z.boolean(wrongType('must be true or false')).optional(),
 		/** The commits the operator saw in the plan; the update refuses to run if a role moved since. */
 		expect: z.record(roleNameSchema, commitSchema).optional()
 	})

@@ -171,7 +171,9 @@ export async function triggerUpdate(actor: Actor, input: TriggerInput): Promise<
 		options: {
 			concurrency: plan.concurrency,
 			criticalPhases: plan.phases.filter((p) => p.critical).map((p) => p.phase),
-			...(input.max_failure_percent !== undefined ? { maxFailurePercent: input.max_failure_percent } : {})
+			...(input.max_failure_percent !== undefined ? { maxFailurePercent: input.max_failure_percent } : {}),
+			...(input.max_failures !== undefined ? { maxFailures: input.max_failures } : {}),
+			...(input.stop_on_first_failure ? { stopOnFirstFailure: true } : {})
 		},
 		phaseOf: (id) => phaseOf.get(id) ?? 1,
 		// Another Code Sync run still on some of these nodes refuses this one (409), atomically.

@@ -122,7 +122,10 @@ export async function updateAction(event: RequestEvent, fixedScope?: UpdateScope
 		scope: fixedScope ?? scopeField ?? {},
 		expect,
 		dry_run: false,
-		concurrency: (form.get('concurrency') as string | null) || undefined
+		concurrency: (form.get('concurrency') as string | null) || undefined,
+		max_failures: (form.get('max_failures') as string | null) || undefined,
+		max_failure_percent: (form.get('max_failure_percent') as string | null) || undefined,
+		stop_on_first_failure: form.get('stop_on_first_failure') === 'on'
 	});
 	if (!parsed.success) return badForm(fieldErrors(parsed.error));
 	let runId: string | null;

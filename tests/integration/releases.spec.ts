@@ -106,7 +106,12 @@ describe.each(backends)('release manifests on $name', ({ open }) => {
 	});
 
 	it('accepts an Ed25519 manifest signed by openssl and records which key verified it', async () => {
-		const m = { ...base('1.5.0-beta.1'), channel: 'beta', breaking_changes: null, migrations_required: false };
+		const m: Record<string, unknown> = {
+			...base('1.5.0-beta.1'),
+			channel: 'beta',
+			breaking_changes: null,
+			migrations_required: false
+		};
 		m.signature = ed25519WithOpenssl(m);
 		const r = await createRelease(systemActor, m);
 		expect(r.algorithm).toBe('ed25519');

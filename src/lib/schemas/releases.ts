@@ -84,6 +84,8 @@ export const rolloutTargetSchema = z
 
 export const createRolloutSchema = z
 	.object({
+		/** The id a dry run answered: stage membership hangs on it, so the rollout gets the stages it previewed. */
+		id: uuidSchema.optional(),
 		release_id: uuidSchema,
 		target: rolloutTargetSchema.default({}),
 		strategy: z.enum(['immediate', 'staged', 'canary'], { error: 'must be immediate, staged or canary' }),

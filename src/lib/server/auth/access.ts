@@ -59,8 +59,20 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	},
 	'/(app)/system-updates': { kind: 'page', view: signedIn },
 	'/(app)/certificates': { kind: 'page', view: signedIn },
-	'/(app)/rollouts': { kind: 'page', view: signedIn },
+	'/(app)/rollouts': { kind: 'page', view: signedIn, actions: { preview: operatorPage, create: operatorPage } },
+	'/(app)/rollouts/[id]': {
+		kind: 'page',
+		view: signedIn,
+		actions: {
+			advance: operatorPage,
+			pause: operatorPage,
+			resume: operatorPage,
+			cancel: operatorPage,
+			rollback: operatorPage
+		}
+	},
 	'/(app)/releases': { kind: 'page', view: signedIn },
+	'/(app)/releases/[id]': { kind: 'page', view: signedIn },
 	'/(app)/audit': { kind: 'page', view: adminPage },
 	'/(app)/settings': {
 		kind: 'page',

@@ -39,14 +39,23 @@ export function presentRollout(r: Rollout, release?: Release) {
 /** The detail: per stage the run's counts and failure rate, and per node its stage, state and live task state. */
 export async function presentRolloutDetail(r: Rollout, release: Release, nodes: RolloutNode[]) {
 	const base = presentRollout(r, release);
-	const taskState = new Map<string, { state: string; task_id: string; run_id: string; step: string | null }>();
+	const taskState = new Map<
+		string,
+		{ state: string; task_id: string; run_id: string; step: string | null; step_started_at: string | null }
+	>();
 	const stages = await Promise.all(
 		r.stages.map(async (s, k) => {
 			if (!s.runId) return { ...base.stages[k]!, counts: null, failure_rate_percent: null, run_number: null };
 			const run = await getRun(s.runId);
 			for (const t of run.tasks) {
 				const step = t.steps.findLast((x) => x.state === 'running' || x.state === 'failed') ?? t.steps.at(-1);
-				taskState.set(t.nodeId, { state: t.state, task_id: t.id, run_id: run.id, step: step?.name ?? null });
+				taskState.set(t.nodeId, {
+					state: t.state,
+					task_id: t.id,
+					run_id: run.id,
+					step: step?.name ?? null,
+					step_started_at: step?.state === 'running' ? step.startedAt.toISOString() : null
+				});
 			}
 			const { failed, finished } = failuresOf(run.counts);
 			return {
@@ -68,6 +77,8 @@ export async function presentRolloutDetail(r: Rollout, release: Release, nodes: 
 			stage: n.stage,
 			state: n.state === 'pending' ? (taskState.get(n.nodeId)?.state ?? 'pending') : n.state,
 			step: taskState.get(n.nodeId)?.step ?? null,
+			step_started_at: taskState.get(n.nodeId)?.step_started_at ?? null,
+			run_id: taskState.get(n.nodeId)?.run_id ?? null,
 			task_id: taskState.get(n.nodeId)?.task_id ?? null,
 			previous: n.previous,
 			error: n.error

@@ -15,7 +15,8 @@ import { getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { ServiceError } from '../../src/lib/server/errors';
 import { createCredential } from '../../src/lib/server/keys/credentials';
 import { useMinimumVersion, useReleaseKeys } from '../../src/lib/server/releases/keys';
-import { createRelease } from '../../src/lib/server/releases/releases';
+import { nodesOnRelease } from '../../src/lib/server/releases/nodes';
+import { createRelease, getRelease } from '../../src/lib/server/releases/releases';
 import { hmacSignature } from '../../src/lib/server/releases/signing';
 import {
 	advanceRollout,
@@ -190,6 +191,9 @@ describe('rollouts on real hosts', () => {
 		]);
 		const audit = await db().select().from(auditLog).where(eq(auditLog.targetId, r.id));
 		expect(audit.map((a) => a.action)).toContain('rollout.create');
+		// The release page's "which nodes run it".
+		const on = await nodesOnRelease(await getRelease(releaseIds.v1));
+		expect(on.map((n) => n.node).sort()).toEqual(bed.hosts.map((h) => h.name).sort());
 	}, 240_000);
 
 	it('failures in a stage pass the threshold: the rollout pauses, later stages stay untouched; a node unhealthy during the bake fails too', async () => {
@@ -355,5 +359,30 @@ describe('rollouts on real hosts', () => {
 			.from(rolloutNodes)
 			.where(and(eq(rolloutNodes.rolloutId, r.id), eq(rolloutNodes.state, 'reverted')));
 		expect(rows).toHaveLength(10);
+	}, 240_000);
+
+	it('a console restart mid-rollout carries on from the database: the rollout completes', async () => {
+		shas.v4 = await bed.addCommit('backend', { message: 'v4', files: { 'healthcheck.sh': '#!/bin/sh\nexit 0\n' } });
+		releaseIds.v4 = (await release('1.4.0', shas.v4)).id;
+		const r = await rollout({
+			release_id: releaseIds.v4,
+			strategy: 'canary',
+			stages: [
+				{ percent: 5, bake_seconds: 2 },
+				{ percent: 25, bake_seconds: 0 },
+				{ percent: 100, bake_seconds: 0 }
+			]
+		});
+		await waitFor('stage 1 baking', async () => {
+			await driveRollouts();
+			const runId = (await getRollout(r.id)).stages[0]?.runId;
+			return runId && (await getRun(runId)).tasks.some((t) => t.steps.some((s) => s.name === 'bake'));
+		});
+		// The engine stops as on SIGTERM (its unfinished task is left for recovery) and starts again.
+		await stopEngine();
+		await startEngine({ concurrency: 50, leaseMs: 10_000, sweepMs: 1_000 });
+		const done = await driveUntil(r.id, ['completed', 'paused', 'failed']);
+		expect(done.state).toBe('completed');
+		for (const [name, commit] of await commitsOnHosts()) expect(commit, name).toBe(shas.v4);
 	}, 240_000);
 });

@@ -58,7 +58,7 @@ describe.each(backends)('rollout input on $name', ({ open }) => {
 					host: `10.0.0.${name.length}`,
 					credentialId: cred!.id,
 					roles: ['web'],
-					labels: name.startsWith('beta') ? { channel: 'beta' } : {},
+					labels: (name.startsWith('beta') ? { channel: 'beta' } : {}) as Record<string, string>,
 					hostKeyFingerprint: 'SHA256:x',
 					hostKeyStatus: 'pinned' as const
 				}))

@@ -89,12 +89,12 @@ test('an operator previews a staged rollout, starts it, watches the stages, paus
 
 	await page.goto('/rollouts');
 	await page.getByLabel('Strategy').selectOption('staged');
-	await page.getByLabel('Bake per stage (minutes)').fill('0.05');
+	await page.getByLabel('Bake per stage (minutes)').fill('0.1');
 	await page.getByLabel('Target roles').fill('app');
 	await page.getByRole('button', { name: 'Preview stages' }).click();
 	const stages = page.getByTestId('preview-stage');
 	await expect(stages).toHaveCount(3);
-	await expect(stages.nth(0)).toContainText('Stage 1: 10% · 1 node · bake 3s');
+	await expect(stages.nth(0)).toContainText('Stage 1: 10% · 1 node · bake 6s');
 	await expect(stages.nth(1)).toContainText('Stage 2: 50% · 4 nodes');
 	await expect(stages.nth(2)).toContainText('Stage 3: 100% · 5 nodes');
 	await page.screenshot({ path: `${shots}/rollout-preview.png`, fullPage: true });
@@ -121,9 +121,14 @@ test('an operator previews a staged rollout, starts it, watches the stages, paus
 	await expect(page.getByTestId('rollout-node').locator('[data-state="succeeded"]')).toHaveCount(HOSTS);
 	await page.screenshot({ path: `${shots}/rollout-completed.png`, fullPage: true });
 	for (const host of bed.hosts) expect(await bed.checkedOutCommit(host, 'app')).toBe(sha);
+	const detail = page.url();
+	// The node's page names the release its commit is.
+	await page.getByRole('link', { name: 'ro-01' }).click();
+	await expect(page.getByTestId('node-release')).toHaveText('release 2.0.0');
+	await page.goto(detail);
 
 	const narrow = await operatorPage(browser, 390);
-	await narrow.goto(page.url());
+	await narrow.goto(detail);
 	await expect(narrow.getByTestId('rollout-summary')).toBeVisible();
 	await narrow.screenshot({ path: `${shots}/rollout-390.png`, fullPage: true });
 	const overflow = await narrow.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

@@ -25,7 +25,12 @@ import {
 	resumeRollout,
 	rollbackRollout
 } from '../../src/lib/server/rollouts/driver';
-import { createRollout, getRollout, nodesOfRollout } from '../../src/lib/server/rollouts/rollouts';
+import {
+	activeRolloutsOfNode,
+	createRollout,
+	getRollout,
+	nodesOfRollout
+} from '../../src/lib/server/rollouts/rollouts';
 import type { Rollout } from '../../src/lib/server/db/schema';
 import { freshPostgres } from '../support/databases';
 import { waitFor } from '../support/engine';
@@ -265,6 +270,10 @@ describe('rollouts on real hosts', () => {
 		expect(await stageNames(r.id, 2)).toEqual([]);
 		for (const name of stage3) expect(commits.get(name), name).toBe(shas.v1);
 
+		// The node's page says which rollout is moving it, and how its update went.
+		expect(await activeRolloutsOfNode(idOf.get(brokenAtVerify!.name)!)).toEqual([
+			expect.objectContaining({ number: r.number, stage: 1, nodeState: 'rolled_back', state: 'paused' })
+		]);
 		// Another turn changes nothing: the rollout waits for an operator.
 		await driveRollouts();
 		expect((await getRollout(r.id)).state).toBe('paused');
@@ -333,13 +342,13 @@ describe('rollouts on real hosts', () => {
 		const err = await advanceRollout(systemActor, r.id).catch((e: unknown) => e);
 		expect((err as ServiceError).status).toBe(409);
 
-		// Rollback protection covers the way back too: the nodes ran 1.1.0 and 1.0.0 before.
-		useMinimumVersion('1.1.0');
+		// Rollback protection covers the way back too: the moved nodes ran 1.1.0 (or 1.0.0) before.
+		useMinimumVersion('1.2.0');
 		try {
 			const refused = await rollbackRollout(systemActor, r.id).catch((e: unknown) => e);
 			expect((refused as ServiceError).status).toBe(400);
 			expect((refused as ServiceError).message).toMatch(
-				/Rolling back to release 1\.0\.0 is below the minimum version 1\.1\.0/
+				/Rolling back to release 1\.[01]\.0 is below the minimum version 1\.2\.0/
 			);
 		} finally {
 			useMinimumVersion(undefined);

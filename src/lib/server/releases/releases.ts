@@ -1,4 +1,4 @@
-import { desc, eq, inArray, lt } from 'drizzle-orm';
+import { desc, eq, lt } from 'drizzle-orm';
 import { manifestSchema } from '$lib/schemas/releases';
 import { recordAudit, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
@@ -73,10 +73,19 @@ export async function getRelease(id: string): Promise<Release> {
 	return row;
 }
 
-/** The releases whose commit is one of these (a node's commit names its release). */
-export async function releasesBySha(shas: string[]): Promise<Release[]> {
-	if (!shas.length) return [];
-	return db().select().from(releases).where(inArray(releases.sha, shas));
+/**
+ * Per commit, the release that names it (a manifest may give an abbreviated commit, a node records the full one).
+ * Releases are few (one per version): matched here rather than with one query per commit.
+ */
+export async function releasesForCommits(commits: string[]): Promise<Map<string, Release>> {
+	const out = new Map<string, Release>();
+	if (!commits.length) return out;
+	const all = await db().select().from(releases).orderBy(desc(releases.createdAt));
+	for (const c of commits) {
+		const found = all.find((r) => c.startsWith(r.sha) || r.sha.startsWith(c));
+		if (found) out.set(c, found);
+	}
+	return out;
 }
 
 /** Rollback protection: refuses (400) a version below the configured minimum, naming both. */

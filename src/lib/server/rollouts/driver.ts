@@ -5,7 +5,7 @@ import { rolloutNodes, rollouts, type Rollout, type RolloutStage, type RolloutSt
 import { cancelRun, createRun, getRun, pauseRun, recordEvent, resumeRun, type RunSummary } from '$lib/server/engine';
 import { conflict, ServiceError } from '$lib/server/errors';
 import { log, loggableError } from '$lib/server/log';
-import { assertAllowedVersion, getRelease, releasesBySha } from '$lib/server/releases/releases';
+import { assertAllowedVersion, getRelease, releasesForCommits } from '$lib/server/releases/releases';
 import { membersOfStage } from './membership';
 import { activeRolloutStates, getRollout } from './rollouts';
 import { resolveTarget } from './targets';
@@ -401,7 +401,7 @@ export async function rollbackRollout(actor: Actor, id: string): Promise<Rollout
 		if (back.length) targets[n.nodeId] = Object.fromEntries(back);
 	}
 	const shas = [...new Set(Object.values(targets).flatMap((t) => Object.values(t)))];
-	for (const rel of await releasesBySha(shas)) {
+	for (const rel of (await releasesForCommits(shas)).values()) {
 		try {
 			assertAllowedVersion(rel.version, 'rollback', 'Rolling back to release');
 		} catch (err) {

@@ -232,3 +232,21 @@ export async function nodesOfRollout(id: string): Promise<RolloutNode[]> {
 export async function previewRollout(r: Rollout, release: Release): Promise<RolloutPreview> {
 	return preview(r.id, r.stages, await resolveTarget(r.target, release));
 }
+
+/** The active rollouts a node takes part in (assigned to a stage): the node page says a rollout is moving it. */
+export async function activeRolloutsOfNode(nodeId: string) {
+	return db()
+		.select({
+			id: rollouts.id,
+			number: rollouts.number,
+			state: rollouts.state,
+			stage: rolloutNodes.stage,
+			nodeState: rolloutNodes.state,
+			version: releases.version
+		})
+		.from(rolloutNodes)
+		.innerJoin(rollouts, eq(rollouts.id, rolloutNodes.rolloutId))
+		.innerJoin(releases, eq(releases.id, rollouts.releaseId))
+		.where(and(eq(rolloutNodes.nodeId, nodeId), inArray(rollouts.state, activeRolloutStates)))
+		.orderBy(desc(rollouts.number));
+}

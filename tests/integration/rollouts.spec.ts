@@ -394,4 +394,23 @@ describe('rollouts on real hosts', () => {
 		expect(done.state).toBe('completed');
 		for (const [name, commit] of await commitsOnHosts()) expect(commit, name).toBe(shas.v4);
 	}, 240_000);
+
+	it('a scheduled rollout waits for start_at; advance starts it early', async () => {
+		const host = bed.hosts[0]!;
+		const before = await bed.checkedOutCommit(host, 'backend');
+		const r = await rollout({
+			release_id: releaseIds.v1,
+			strategy: 'immediate',
+			target: { nodes: [host.name] },
+			start_at: new Date(Date.now() + 3_600_000).toISOString()
+		});
+		expect(r.state).toBe('scheduled');
+		await driveRollouts();
+		expect((await getRollout(r.id)).state).toBe('scheduled');
+		expect(await bed.checkedOutCommit(host, 'backend')).toBe(before);
+		await advanceRollout(systemActor, r.id);
+		const done = await driveUntil(r.id, ['completed', 'paused', 'failed']);
+		expect(done.state).toBe('completed');
+		expect(await bed.checkedOutCommit(host, 'backend')).toBe(shas.v1);
+	}, 120_000);
 });

@@ -166,6 +166,8 @@ const securityHeaders: Handle = async ({ event, resolve }) => {
 export const handle = sequence(securityHeaders, refuseBadQuery, authenticate, authorizeRequest);
 
 export const handleError: HandleServerError = ({ error: err, event, status, message }) => {
-	if (status !== 404) log.error({ err: loggableError(err), path: event.url.pathname, status }, 'unhandled error');
+	// A client's mistake that SvelteKit answers itself (a form action sent as JSON: 415; a path that is not UTF-8:
+	// 400) is not the console's error, and must not fill its error log when someone probes it.
+	if (status >= 500) log.error({ err: loggableError(err), path: event.url.pathname, status }, 'unhandled error');
 	return { message: status === 500 ? 'Something went wrong on the console; the error is in its log.' : message };
 };

@@ -110,6 +110,37 @@ test('a prototype key is refused as a name: in a record, in a form field, as a f
 	}
 });
 
+test('a lone surrogate, or a prototype key as a query name or a whole body key, is a 400, not a 500', async () => {
+	const admin = await signInAs('admin');
+	const tokens = loadTokens();
+	const roles = await count('code_roles');
+	// JSON can spell half a surrogate pair; jsonb (the audit row's details) refused it as a 500.
+	const surrogate = await call('/api/roles', {
+		method: 'POST',
+		headers: { ...bearer(tokens.admin), 'content-type': 'application/json' },
+		body: '{"name": "surrogate-role", "path": "/srv/s", "units": ["s.service"], "description": "a\\ud800b"}'
+	});
+	expect(surrogate.status).toBe(400);
+	expect(await fieldsOf(surrogate)).toHaveProperty(['description']);
+	expect(await count('code_roles')).toBe(roles);
+
+	// A bare __proto__ key once vanished from the list of problems, and the body went on to the schema.
+	const bare = await call('/api/updates/trigger', {
+		method: 'POST',
+		headers: { ...bearer(tokens.operate), 'content-type': 'application/json' },
+		body: '{"dry_run": true, "__proto__": {"x": 1}}'
+	});
+	expect(bare.status).toBe(400);
+	expect((await bare.json()).error.message).toContain('__proto__ is not allowed as a name');
+
+	// The audit page handed an own __proto__ to the page's serialiser: a 500.
+	const page = await call('/audit?__proto__=x', { headers: cookie(admin) });
+	expect(page.status).toBe(400);
+	const api = await call('/api/nodes?constructor=x', { headers: bearer(tokens.read) });
+	expect(api.status).toBe(400);
+	expect(await fieldsOf(api)).toHaveProperty(['constructor']);
+});
+
 test('a YAML alias bomb as an inventory is refused with the reason, as a plan error', async () => {
 	const tokens = loadTokens();
 	const dir = await mkdtemp(join(tmpdir(), 'flotilla-bomb-'));

@@ -98,11 +98,24 @@ test('a viewer sees a run but no controls, and the console refuses their cancel'
 	await signInBrowser(adminPage, 'admin');
 	await adminPage.goto(`/runs/${run_id}`);
 	await expect(adminPage.getByRole('button', { name: 'Resume' })).toBeVisible();
-	adminPage.once('dialog', (d) => d.accept());
+	let question = '';
+	adminPage.once('dialog', (d) => {
+		question = d.message();
+		void d.accept();
+	});
 	await adminPage.getByRole('button', { name: 'Cancel' }).click();
+	// A check only looks at its nodes: nothing of it is rolled back, and the question does not say otherwise.
+	expect(question).toMatch(/^Cancel run #\d+\? Running tasks are stopped\.$/);
 	await expect(adminPage.getByTestId('run-summary').locator('[data-state="cancelled"]').first()).toBeVisible();
 	await expect(adminPage.getByTestId('run-reason')).toHaveText('Cancelled by admin');
 	await expect(adminPage.getByRole('button', { name: 'Cancel' })).toHaveCount(0);
+	// A task the pause kept from starting never ran: its log says so instead of waiting for output.
+	const [unstarted] = await db`select node_name from tasks where run_id = ${run_id} and started_at is null limit 1`;
+	expect(unstarted).toBeDefined();
+	await adminPage.getByRole('button', { name: `Show the log of ${unstarted!.node_name}` }).click();
+	await expect(adminPage.locator(`tr[data-log-for="${unstarted!.node_name}"]`).getByTestId('live-log')).toHaveText(
+		'No output.'
+	);
 	const state = (await db`select state from runs where id = ${run_id}`)[0]!.state;
 	expect(state).toBe('cancelled');
 });

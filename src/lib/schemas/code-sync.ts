@@ -155,6 +155,8 @@ export const notifySchema = z.preprocess(
 
 export const markSyncedSchema = z.object({ role: roleNameSchema, commit: commitSchema }).strict();
 
+export const pinSchema = z.object({ commit: commitSchema }).strict();
+
 /** Which nodes an update covers; all three narrow (a node must match every given list). */
 export const updateScopeSchema = z
 	.object({

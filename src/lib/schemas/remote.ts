@@ -11,11 +11,11 @@ const noDash = (v: string) => !v.startsWith('-');
 // eslint-disable-next-line no-control-regex -- control characters are what it finds
 const controlChars = /[\u0000-\u001f\u007f]/;
 
-/** A full or abbreviated commit id (SHA-1, or SHA-256 repositories). */
+/** A full or abbreviated commit id (SHA-1, or SHA-256 repositories); git abbreviates to no fewer than 4. */
 export const commitSchema = z
 	.string(wrongType('is required'))
 	.trim()
-	.regex(/^[0-9a-f]{7,64}$/i, 'must be a commit id: 7 to 64 hexadecimal characters')
+	.regex(/^[0-9a-f]{4,64}$/i, 'must be a commit id: 4 to 64 hexadecimal characters')
 	.transform((v) => v.toLowerCase());
 
 /** `git check-ref-format` rules, plus: no leading dash, at most 255 characters. */

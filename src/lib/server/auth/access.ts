@@ -44,7 +44,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/(app)/nodes/[id]': {
 		kind: 'page',
 		view: signedIn,
-		actions: { check: operatorPage, plan: operatorPage, update: operatorPage }
+		actions: { check: operatorPage, plan: operatorPage, update: operatorPage, acceptHostKey: adminPage }
 	},
 	'/(app)/runs': { kind: 'page', view: signedIn },
 	'/(app)/runs/[id]': {
@@ -55,7 +55,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/(app)/code-sync': {
 		kind: 'page',
 		view: signedIn,
-		actions: { plan: operatorPage, update: operatorPage, saveRole: adminPage, deleteRole: adminPage }
+		actions: { plan: operatorPage, update: operatorPage, pin: operatorPage, saveRole: adminPage, deleteRole: adminPage }
 	},
 	'/(app)/system-updates': { kind: 'page', view: signedIn },
 	'/(app)/certificates': { kind: 'page', view: signedIn },
@@ -123,6 +123,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/nodes/[id]/mark-synced': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/roles': { kind: 'endpoint', methods: { GET: read, POST: admin } },
 	'/api/roles/[name]': { kind: 'endpoint', methods: { GET: read, PATCH: admin, DELETE: admin } },
+	'/api/roles/[name]/pin': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/code-source/notify': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/updates/trigger': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/inventory/import': { kind: 'endpoint', methods: { POST: admin } },

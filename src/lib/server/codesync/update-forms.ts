@@ -25,7 +25,7 @@ export function planView(plan: Plan): PlanView {
 	if (excluded.length) {
 		warnings.push(`${excluded.length} node${excluded.length === 1 ? ' is' : 's are'} behind but left out (see below)`);
 	}
-	if (!plan.nodes.length) warnings.push('Nothing to update: every node in scope runs its roles’ latest commits.');
+	if (!plan.nodes.length) warnings.push(nothingToUpdate(excluded.length));
 	return {
 		title: planTitle(plan),
 		scope: plan.scope,
@@ -40,6 +40,13 @@ export function planView(plan: Plan): PlanView {
 		upToDate: plan.excluded.length - excluded.length,
 		warnings
 	};
+}
+
+/** Why a plan has no node to update: nothing is behind, or what is behind cannot be updated now. */
+function nothingToUpdate(behindButLeftOut: number): string {
+	return behindButLeftOut
+		? 'Nothing can be updated now: every node that is behind is left out (see below).'
+		: 'Nothing to update: every node in scope runs its roles’ latest commits.';
 }
 
 function jsonField(form: FormData, key: string): unknown {

@@ -60,10 +60,27 @@ export async function parseForm<S extends z.ZodType>(
 		// Not echoed back: what was refused is what must not reach a page or the database.
 		return { ok: false, failure: fail(400, { message: describeFieldErrors(problems), fields: problems, values: {} }) };
 	}
-	const parsed = schema.safeParse(shape(form));
+	const input = shape(form);
+	const parsed = schema.safeParse(input);
 	if (parsed.success) return { ok: true, data: parsed.data, form };
-	const fields = fieldErrors(parsed.error);
+	const fields = withItemErrors(fieldErrors(parsed.error), input);
 	return { ok: false, failure: fail(400, { message: describeFieldErrors(fields), fields, values: echo(form) }) };
+}
+
+/**
+ * A list typed into one field (`roles=backend, Bad Role`) is refused item by item (`roles.1`); the field itself
+ * shows the first bad item, naming it, so the reason sits next to what the operator typed.
+ */
+function withItemErrors(fields: Record<string, string>, input: unknown): Record<string, string> {
+	const out = { ...fields };
+	for (const [key, why] of Object.entries(fields)) {
+		const item = /^([^.]+)\.(\d+)$/.exec(key);
+		if (!item) continue;
+		const list = (input as Record<string, unknown> | null)?.[item[1]!];
+		const value = Array.isArray(list) ? list[Number(item[2])] : undefined;
+		out[item[1]!] ??= typeof value === 'string' ? `“${value}” ${why}` : `item ${Number(item[2]) + 1} ${why}`;
+	}
+	return out;
 }
 
 function defaultShape(form: FormData): Record<string, unknown> {

@@ -11,7 +11,9 @@ import { ServiceError } from '$lib/server/errors';
 import { checkNodeFor } from '$lib/server/fleet/checks';
 import { connectionStatus, getNode } from '$lib/server/fleet/nodes';
 import { principalOf } from '$lib/server/http/api';
-import { formError } from '$lib/server/http/forms';
+import { formError, parseForm } from '$lib/server/http/forms';
+import { acceptHostKeySchema } from '$lib/schemas/nodes';
+import { acceptHostKey } from '$lib/server/fleet/host-keys';
 import { planAction, updateAction } from '$lib/server/codesync/update-forms';
 import { releasesForCommits } from '$lib/server/releases/releases';
 import { activeRolloutsOfNode } from '$lib/server/rollouts/rollouts';
@@ -64,6 +66,8 @@ export const load: PageServerLoad = async (event) => {
 			controlPlane: node.controlPlane,
 			connection: connectionStatus(node),
 			hostKeyFingerprint: node.hostKeyFingerprint,
+			hostKeyStatus: node.hostKeyStatus,
+			presentedFingerprint: node.presentedFingerprint,
 			lastSeenAt: iso(node.lastSeenAt),
 			lastCheckAt: iso(node.lastCheckAt),
 			latencyMs: node.latencyMs,
@@ -126,6 +130,7 @@ export const load: PageServerLoad = async (event) => {
 				}
 			: null,
 		after,
+		canAcceptHostKey: authorize(event.route.id, 'POST', '?/acceptHostKey', principal).allow,
 		canOperate: authorize(event.route.id, 'POST', '?/update', principal).allow
 	};
 };
@@ -139,6 +144,18 @@ export const actions: Actions = {
 		try {
 			const { node, result } = await checkNodeFor(actorOf(event), id);
 			return { check: { name: node.name, ...result } };
+		} catch (err) {
+			return formError(err);
+		}
+	},
+	/** Pins the key the node presented, as Settings → Nodes does; the page shows it for review first. */
+	acceptHostKey: async (event) => {
+		const id = nodeId(event.params.id);
+		const parsed = await parseForm(event.request, acceptHostKeySchema);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			const node = await acceptHostKey(actorOf(event), id, parsed.data.fingerprint);
+			return { notice: `Pinned ${parsed.data.fingerprint} for ${node.name}.` };
 		} catch (err) {
 			return formError(err);
 		}

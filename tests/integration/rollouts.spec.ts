@@ -22,6 +22,7 @@ import {
 	advanceRollout,
 	cancelRollout,
 	driveRollouts,
+	pauseRollout,
 	resumeRollout,
 	rollbackRollout
 } from '../../src/lib/server/rollouts/driver';
@@ -408,6 +409,9 @@ describe('rollouts on real hosts', () => {
 		await driveRollouts();
 		expect((await getRollout(r.id)).state).toBe('scheduled');
 		expect(await bed.checkedOutCommit(host, 'backend')).toBe(before);
+		// Paused and resumed before its time, it is still scheduled.
+		await pauseRollout(systemActor, r.id);
+		expect((await resumeRollout(systemActor, r.id)).state).toBe('scheduled');
 		await advanceRollout(systemActor, r.id);
 		const done = await driveUntil(r.id, ['completed', 'paused', 'failed']);
 		expect(done.state).toBe('completed');

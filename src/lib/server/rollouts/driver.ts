@@ -308,8 +308,14 @@ export async function resumeRollout(actor: Actor, id: string): Promise<Rollout> 
 		stages = withStage(r, k, { acknowledgedFailures: failuresOf(run.counts).failed });
 		if (run.state === 'paused') await resumeRun(actor, runId);
 	}
+	const notYet = k < 0 && r.startAt !== null && r.startAt > new Date();
 	const row = await transition(r, ['paused'], {
-		state: k >= 0 && r.stages[k]!.state === 'done' && r.requireApproval ? 'waiting_approval' : 'running',
+		// Paused before its time, it is scheduled again; paused between stages, it waits for approval again.
+		state: notYet
+			? 'scheduled'
+			: k >= 0 && r.stages[k]!.state === 'done' && r.requireApproval
+				? 'waiting_approval'
+				: 'running',
 		reason: null,
 		stages
 	});

@@ -25,6 +25,19 @@ const envSchema = z.object({
 	FLOTILLA_HEALTH_SWEEP_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(500).default(20),
 	FLOTILLA_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(90),
 	FLOTILLA_AUDIT_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(365),
+	/** Ed25519 public keys that sign releases: PEM blocks, or base64 (raw 32 bytes or SPKI), comma-separated. */
+	FLOTILLA_RELEASE_PUBLIC_KEYS: z.string().optional(),
+	/** A file holding such keys (PEM), for keys too long for an environment variable. */
+	FLOTILLA_RELEASE_PUBLIC_KEYS_FILE: z.string().optional(),
+	/** The shared secret of HMAC-SHA256 release signatures (the signer's RELEASE_SIGNING_SECRET). */
+	FLOTILLA_RELEASE_SIGNING_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+	/** Rollback protection: no rollout, and no fleet rollback, may take nodes to a release below this version. */
+	FLOTILLA_RELEASE_MIN_VERSION: z
+		.string()
+		.regex(/^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/, 'must be a semantic version such as 1.4.0')
+		.optional(),
+	/** Seconds between turns of the rollout driver (0: none on this console). */
+	FLOTILLA_ROLLOUT_TICK_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(3600).default(5),
 	// adapter-node's own variable: it cuts request bodies off at this size; read here so refusals can name it.
 	BODY_SIZE_LIMIT: z
 		.string()
@@ -56,6 +69,11 @@ const configSchema = envSchema.transform((e) => ({
 	retentionDays: e.FLOTILLA_RETENTION_DAYS,
 	/** Days audit rows are kept (0: forever). */
 	auditRetentionDays: e.FLOTILLA_AUDIT_RETENTION_DAYS,
+	releasePublicKeys: e.FLOTILLA_RELEASE_PUBLIC_KEYS,
+	releasePublicKeysFile: e.FLOTILLA_RELEASE_PUBLIC_KEYS_FILE,
+	releaseSigningSecret: e.FLOTILLA_RELEASE_SIGNING_SECRET,
+	releaseMinVersion: e.FLOTILLA_RELEASE_MIN_VERSION,
+	rolloutTickSeconds: e.FLOTILLA_ROLLOUT_TICK_SECONDS,
 	/** The largest request body the server reads, in bytes. */
 	bodyLimitBytes: parseByteCount(e.BODY_SIZE_LIMIT),
 	version: readVersion()

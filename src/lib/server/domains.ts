@@ -1,5 +1,7 @@
 import { registerCodeSync } from '$lib/server/codesync/register';
 import { registerFleet } from '$lib/server/fleet/register';
+import { registerReleases } from '$lib/server/releases/register';
+import { registerRollouts } from '$lib/server/rollouts/register';
 
 /**
  * Every domain registers its flows and its parts of the fleet-wide views from its own folder; this is the one
@@ -8,4 +10,6 @@ import { registerFleet } from '$lib/server/fleet/register';
 export function registerDomains(): void {
 	registerFleet();
 	registerCodeSync();
+	registerReleases();
+	registerRollouts();
 }

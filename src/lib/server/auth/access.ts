@@ -59,8 +59,20 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	},
 	'/(app)/system-updates': { kind: 'page', view: signedIn },
 	'/(app)/certificates': { kind: 'page', view: signedIn },
-	'/(app)/rollouts': { kind: 'page', view: signedIn },
+	'/(app)/rollouts': { kind: 'page', view: signedIn, actions: { preview: operatorPage, create: operatorPage } },
+	'/(app)/rollouts/[id]': {
+		kind: 'page',
+		view: signedIn,
+		actions: {
+			advance: operatorPage,
+			pause: operatorPage,
+			resume: operatorPage,
+			cancel: operatorPage,
+			rollback: operatorPage
+		}
+	},
 	'/(app)/releases': { kind: 'page', view: signedIn },
+	'/(app)/releases/[id]': { kind: 'page', view: signedIn },
 	'/(app)/audit': { kind: 'page', view: adminPage },
 	'/(app)/settings': {
 		kind: 'page',
@@ -115,6 +127,16 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/code-source/notify': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/updates/trigger': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/inventory/import': { kind: 'endpoint', methods: { POST: admin } },
+	'/api/releases': { kind: 'endpoint', methods: { GET: read, POST: admin } },
+	'/api/releases/[id]': { kind: 'endpoint', methods: { GET: read } },
+	'/api/rollouts': { kind: 'endpoint', methods: { GET: read, POST: operate } },
+	'/api/rollouts/preview': { kind: 'endpoint', methods: { POST: read } },
+	'/api/rollouts/[id]': { kind: 'endpoint', methods: { GET: read } },
+	'/api/rollouts/[id]/advance': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/rollouts/[id]/pause': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/rollouts/[id]/resume': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/rollouts/[id]/cancel': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/rollouts/[id]/rollback': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/runs': { kind: 'endpoint', methods: { GET: read, POST: operate } },
 	'/api/runs/[id]': { kind: 'endpoint', methods: { GET: read } },
 	'/api/runs/[id]/cancel': { kind: 'endpoint', methods: { POST: operate } },

@@ -46,7 +46,8 @@ export interface Plan {
 
 export const DEFAULT_UPDATE_CONCURRENCY = 5;
 
-function scopeConditions(scope: UpdateScope): SQL[] {
+/** The nodes a scope selects, as SQL conditions (also a rollout's target). */
+export function scopeConditions(scope: UpdateScope): SQL[] {
 	const where: SQL[] = [];
 	if (scope.nodes?.length) {
 		const ids = scope.nodes.filter((n) => /^[0-9a-f-]{36}$/i.test(n));

@@ -15,6 +15,8 @@ import { formError, parseForm } from '$lib/server/http/forms';
 import { acceptHostKeySchema } from '$lib/schemas/nodes';
 import { acceptHostKey } from '$lib/server/fleet/host-keys';
 import { planAction, updateAction } from '$lib/server/codesync/update-forms';
+import { releasesForCommits } from '$lib/server/releases/releases';
+import { activeRolloutsOfNode } from '$lib/server/rollouts/rollouts';
 import type { Actions, PageServerLoad, RequestEvent } from './$types';
 
 function nodeId(id: string): string {
@@ -38,12 +40,15 @@ export const load: PageServerLoad = async (event) => {
 	// Taken before the snapshot: output printed in between comes again by the stream, never goes missing.
 	const after = await lastEventId();
 	const node = await loadNode(id);
-	const [status, versions, failedRuns, recent] = await Promise.all([
+	const [status, versions, failedRuns, recent, rollouts] = await Promise.all([
 		statusOf(id),
 		versionsFor([node]),
 		failedRunsOf(id),
-		recentTasksOf(id, 20)
+		recentTasksOf(id, 20),
+		activeRolloutsOfNode(id)
 	]);
+	// Which release each role's commit is, when one names it (docs/releases.md).
+	const releaseOf = await releasesForCommits((versions.get(id) ?? []).flatMap((v) => (v.commit ? [v.commit] : [])));
 	// The log to show: the task running on the node now, else its most recent one.
 	const running = recent.find((t) => t.state === 'running') ?? null;
 	const focus = running ?? recent[0] ?? null;
@@ -74,8 +79,11 @@ export const load: PageServerLoad = async (event) => {
 			...v,
 			syncedAt: iso(v.syncedAt),
 			failedAt: iso(v.failedAt),
-			failedRun: failedRuns.get(v.role) ?? null
+			failedRun: failedRuns.get(v.role) ?? null,
+			release: v.commit ? (releaseOf.get(v.commit)?.version ?? null) : null,
+			releaseId: v.commit ? (releaseOf.get(v.commit)?.id ?? null) : null
 		})),
+		rollouts,
 		tasks: recent.map((t) => ({
 			id: t.id,
 			runId: t.runId,

@@ -15,6 +15,7 @@ const shots = 'test-results/screenshots';
 let bed: Testbed;
 const names = Array.from({ length: HOSTS }, (_, i) => `ro-${String(i + 1).padStart(2, '0')}`);
 let sha = '';
+const created = { nodes: [] as string[], credential: '' };
 
 test.describe.configure({ mode: 'serial' });
 
@@ -25,6 +26,7 @@ test.beforeAll(async () => {
 	const cred = await post('/api/credentials', { name: 'rollouts-ui-key', private_key: bed.clientPrivateKey });
 	expect(cred.status).toBe(201);
 	const credentialId = (await cred.json()).id;
+	created.credential = credentialId;
 	for (const [i, host] of bed.hosts.entries()) {
 		const res = await post('/api/nodes', {
 			name: names[i],
@@ -34,6 +36,7 @@ test.beforeAll(async () => {
 			roles: ['app']
 		});
 		expect(res.status).toBe(201);
+		created.nodes.push((await res.json()).id);
 	}
 	const role = await post('/api/roles', {
 		name: 'app',
@@ -65,6 +68,13 @@ test.beforeAll(async () => {
 });
 
 test.afterAll(async () => {
+	// Leave the shared console as the specs after this one expect it: no nodes, role or key of ours.
+	const admin = await signInAs('admin');
+	for (const id of created.nodes) await call(`/api/nodes/${id}`, { method: 'DELETE', headers: cookie(admin) });
+	await call('/api/roles/app', { method: 'DELETE', headers: cookie(admin) });
+	if (created.credential) {
+		await call(`/api/credentials/${created.credential}`, { method: 'DELETE', headers: cookie(admin) });
+	}
 	await bed?.stop();
 });
 

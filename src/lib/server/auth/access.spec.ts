@@ -57,16 +57,19 @@ describe('the access table', () => {
 			'/(app)':
 				'GET session:read, POST checkAll session:operate, POST plan session:operate, POST update session:operate',
 			'/(app)/nodes/[id]':
-				'GET session:read, POST check session:operate, POST plan session:operate, POST update session:operate',
+				'GET session:read, POST check session:operate, POST plan session:operate, POST update session:operate, POST acceptHostKey session:admin',
 			'/(app)/runs': 'GET session:read',
 			'/(app)/runs/[id]':
 				'GET session:read, POST cancel session:operate, POST pause session:operate, POST resume session:operate, POST retryFailed session:operate',
 			'/(app)/code-sync':
-				'GET session:read, POST plan session:operate, POST update session:operate, POST saveRole session:admin, POST deleteRole session:admin',
+				'GET session:read, POST plan session:operate, POST update session:operate, POST pin session:operate, POST saveRole session:admin, POST deleteRole session:admin',
 			'/(app)/system-updates': 'GET session:read',
 			'/(app)/certificates': 'GET session:read',
-			'/(app)/rollouts': 'GET session:read',
+			'/(app)/rollouts': 'GET session:read, POST preview session:operate, POST create session:operate',
+			'/(app)/rollouts/[id]':
+				'GET session:read, POST advance session:operate, POST pause session:operate, POST resume session:operate, POST cancel session:operate, POST rollback session:operate',
 			'/(app)/releases': 'GET session:read',
+			'/(app)/releases/[id]': 'GET session:read',
 			'/(app)/audit': 'GET session:admin',
 			'/(app)/settings':
 				'GET session:read, POST changePassword session:read, POST createToken session:read, POST revokeToken session:read, POST signOutEverywhere session:read',
@@ -93,9 +96,20 @@ describe('the access table', () => {
 			'/api/nodes/[id]/mark-synced': 'POST operate',
 			'/api/roles': 'GET read, POST admin',
 			'/api/roles/[name]': 'GET read, PATCH admin, DELETE admin',
+			'/api/roles/[name]/pin': 'POST operate',
 			'/api/code-source/notify': 'POST operate',
 			'/api/updates/trigger': 'POST operate',
 			'/api/inventory/import': 'POST admin',
+			'/api/releases': 'GET read, POST admin',
+			'/api/releases/[id]': 'GET read',
+			'/api/rollouts': 'GET read, POST operate',
+			'/api/rollouts/preview': 'POST read',
+			'/api/rollouts/[id]': 'GET read',
+			'/api/rollouts/[id]/advance': 'POST operate',
+			'/api/rollouts/[id]/pause': 'POST operate',
+			'/api/rollouts/[id]/resume': 'POST operate',
+			'/api/rollouts/[id]/cancel': 'POST operate',
+			'/api/rollouts/[id]/rollback': 'POST operate',
 			'/api/runs': 'GET read, POST operate',
 			'/api/runs/[id]': 'GET read',
 			'/api/runs/[id]/cancel': 'POST operate',
@@ -103,6 +117,7 @@ describe('the access table', () => {
 			'/api/runs/[id]/resume': 'POST operate',
 			'/api/runs/[id]/retry-failed': 'POST operate',
 			'/api/runs/[id]/events': 'GET read',
+			'/api/runs/[id]/log': 'GET read',
 			'/api/events': 'GET read',
 			'/metrics': 'GET read'
 		};

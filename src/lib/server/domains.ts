@@ -1,5 +1,6 @@
 import { registerCodeSync } from '$lib/server/codesync/register';
 import { registerFleet } from '$lib/server/fleet/register';
+import { registerSystemUpdates } from '$lib/server/sysupdates/register';
 
 /**
  * Every domain registers its flows and its parts of the fleet-wide views from its own folder; this is the one
@@ -8,4 +9,5 @@ import { registerFleet } from '$lib/server/fleet/register';
 export function registerDomains(): void {
 	registerFleet();
 	registerCodeSync();
+	registerSystemUpdates();
 }

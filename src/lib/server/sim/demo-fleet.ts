@@ -15,6 +15,7 @@ import { fingerprintOf } from '$lib/server/ssh/host-keys';
 import { createHash } from 'node:crypto';
 import { issueSimCertificate, newCertificateAuthority, type SimCertificateAuthority } from './certificates';
 import { cloneOrigin, newOrigin, type SimOrigin } from './git';
+import type { SimPackage } from './apt';
 import { newHostModel, requireReboot, type HostModel } from './host';
 import { nodePaths } from './paths';
 import { installSlots } from './slots';
@@ -78,6 +79,91 @@ function certificateDaysLeft(i: number): number {
 	return 45 + ((i * 7) % 40);
 }
 
+/** What a Debian 12 host of the demo has installed, and which of it the archive offers newer. */
+const DEMO_PACKAGES: (SimPackage & { every: number })[] = [
+	{
+		name: 'openssl',
+		arch: 'amd64',
+		installed: '3.0.14-1~deb12u2',
+		candidate: '3.0.15-1~deb12u1',
+		suites: ['bookworm-security'],
+		every: 3
+	},
+	{
+		name: 'libssl3',
+		arch: 'amd64',
+		installed: '3.0.14-1~deb12u2',
+		candidate: '3.0.15-1~deb12u1',
+		suites: ['bookworm-security'],
+		every: 3
+	},
+	{
+		name: 'libc6',
+		arch: 'amd64',
+		installed: '2.36-9+deb12u8',
+		candidate: '2.36-9+deb12u9',
+		suites: ['bookworm-security', 'bookworm'],
+		every: 4
+	},
+	{
+		name: 'linux-image-amd64',
+		arch: 'amd64',
+		installed: '6.1.112-1',
+		candidate: '6.1.119-1',
+		suites: ['bookworm-security'],
+		every: 5
+	},
+	{
+		name: 'tzdata',
+		arch: 'all',
+		installed: '2024a-0+deb12u1',
+		candidate: '2024b-0+deb12u1',
+		suites: ['bookworm-updates'],
+		every: 2
+	},
+	{
+		name: 'base-files',
+		arch: 'amd64',
+		installed: '12.4+deb12u7',
+		candidate: '12.4+deb12u8',
+		suites: ['bookworm'],
+		every: 2
+	},
+	{
+		name: 'curl',
+		arch: 'amd64',
+		installed: '7.88.1-10+deb12u7',
+		candidate: '7.88.1-10+deb12u8',
+		suites: ['bookworm'],
+		every: 3
+	},
+	{
+		name: 'postgresql-15',
+		arch: 'amd64',
+		installed: '15.8-0+deb12u1',
+		candidate: '15.10-0+deb12u1',
+		suites: ['bookworm'],
+		every: 5
+	},
+	{
+		name: 'nginx',
+		arch: 'amd64',
+		installed: '1.22.1-9',
+		candidate: '1.22.1-9+deb12u1',
+		suites: ['bookworm-security'],
+		every: 7
+	}
+];
+
+function demoPackages(i: number): SimPackage[] {
+	return DEMO_PACKAGES.map(({ every, ...p }) => ({
+		...p,
+		suites: [...p.suites],
+		// Up to date unless this node is one of the package's every-nth.
+		installed: i % every === every - 1 ? p.installed : p.candidate
+	}));
+}
+
 function modelFor(name: string, i: number, origins: Map<string, SimOrigin>, ca: SimCertificateAuthority): HostModel {
 	const p = plan(i);
 	const model = newHostModel(name);
@@ -88,10 +174,13 @@ function modelFor(name: string, i: number, origins: Map<string, SimOrigin>, ca: 
 		// Every fourth node is a commit behind its role's latest: outdated until the next Code Sync.
 		model.repos.set(nodePaths.repo(role), cloneOrigin(origin, i % 4 === 1 ? 3 : 4));
 	}
-	if (i % 3 === 0) {
-		model.upgradable = ['openssl/stable-security 3.0.15-1~deb12u1 amd64 [upgradable from: 3.0.14-1~deb12u2]'];
+	model.apt.packages = demoPackages(i);
+	if (i % 6 === 2) {
+		requireReboot(model, ['linux-image-6.1.0-29-amd64']);
+		model.apt.restartServices = new Set(['cron.service', 'ssh.service']);
 	}
-	if (i % 6 === 2) requireReboot(model, ['linux-image-6.1.0-29-amd64']);
+	if (i % 5 === 4) model.apt.held.add('postgresql-15');
+	if (i % 7 === 6) model.apt.needrestart = false;
 	const notAfter = new Date(Date.now() + certificateDaysLeft(i) * DAY);
 	const cert = issueSimCertificate(ca, {
 		commonName: name,

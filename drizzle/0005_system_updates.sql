@@ -64,8 +64,22 @@ CREATE TABLE "sys_schedules" (
 	"last_fired_at" timestamp with time zone NOT NULL
 );
 --> statement-breakpoint
+CREATE TABLE "sys_windows" (
+	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+	"scope" text NOT NULL,
+	"target" text NOT NULL,
+	"start" text NOT NULL,
+	"end" text NOT NULL,
+	"time_zone" text NOT NULL,
+	"days" integer[] NOT NULL,
+	"skip_until" timestamp with time zone,
+	"created_by" text NOT NULL,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL
+);
+--> statement-breakpoint
 ALTER TABLE "sys_candidate_versions" ADD CONSTRAINT "sys_candidate_versions_first_node_id_nodes_id_fk" FOREIGN KEY ("first_node_id") REFERENCES "public"."nodes"("id") ON DELETE set null ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "sys_node_scans" ADD CONSTRAINT "sys_node_scans_node_id_nodes_id_fk" FOREIGN KEY ("node_id") REFERENCES "public"."nodes"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "sys_pending_packages" ADD CONSTRAINT "sys_pending_packages_node_id_nodes_id_fk" FOREIGN KEY ("node_id") REFERENCES "public"."nodes"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "sys_reboots" ADD CONSTRAINT "sys_reboots_node_id_nodes_id_fk" FOREIGN KEY ("node_id") REFERENCES "public"."nodes"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
-CREATE UNIQUE INDEX "sys_holds_unique" ON "sys_holds" USING btree ("scope","target","pattern");
+CREATE UNIQUE INDEX "sys_holds_unique" ON "sys_holds" USING btree ("scope","target","pattern");--> statement-breakpoint
+CREATE UNIQUE INDEX "sys_windows_target" ON "sys_windows" USING btree ("scope","target");

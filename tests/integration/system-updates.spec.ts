@@ -12,6 +12,7 @@ import {
 	sysCandidateVersions,
 	sysNodeScans,
 	sysPendingPackages,
+	sysSchedules,
 	type Node
 } from '../../src/lib/server/db/schema';
 import { cancelRun, startEngine, stopEngine } from '../../src/lib/server/engine';
@@ -21,6 +22,9 @@ import { createCredential } from '../../src/lib/server/keys/credentials';
 import { connect } from '../../src/lib/server/ssh/connection';
 import { sh } from '../../src/lib/server/ssh/shell';
 import { startScan, startUpdate } from '../../src/lib/server/sysupdates/runs';
+import { runScheduledSystemUpdates } from '../../src/lib/server/sysupdates/schedule';
+import { saveWindow, skipNextWindow } from '../../src/lib/server/sysupdates/windows';
+import { windowSchema } from '../../src/lib/schemas/system-updates';
 import { freshPostgres } from '../support/databases';
 import { waitFor, waitForRun } from '../support/engine';
 import { startTestbed, type Testbed, type TestHost, type TestPackage } from '../testbed/testbed';
@@ -393,4 +397,81 @@ describe('reboots', () => {
 			await bed.startHost(host(7));
 		}
 	}, 180_000);
+});
+
+describe('schedule and maintenance windows', () => {
+	it('the daily scan fires once per firing, on one console', async () => {
+		await bed.setPackages(host(0), MIXED);
+		// First tick: the schedule starts counting; nothing fires at once.
+		const first = await runScheduledSystemUpdates({
+			cron: '0 2 * * *',
+			timeZone: 'UTC',
+			now: new Date('2026-03-09T01:30:00Z')
+		});
+		expect(first.scanRunId).toBeNull();
+		const fired = await runScheduledSystemUpdates({
+			cron: '0 2 * * *',
+			timeZone: 'UTC',
+			now: new Date('2026-03-09T02:00:30Z')
+		});
+		expect(fired.scanRunId).not.toBeNull();
+		const again = await runScheduledSystemUpdates({
+			cron: '0 2 * * *',
+			timeZone: 'UTC',
+			now: new Date('2026-03-09T02:01:30Z')
+		});
+		expect(again.scanRunId).toBeNull();
+		const [row] = await db().select().from(sysSchedules);
+		expect(row!.lastFiredAt).toEqual(new Date('2026-03-09T02:00:00Z'));
+		const done = await waitForRun(fired.scanRunId!, ['succeeded', 'failed'], 90_000);
+		expect(done.tasks.length).toBe(bed.hosts.length);
+		expect(done.state).toBe('succeeded');
+	}, 120_000);
+
+	it('inside its window a full node is updated and a security node only reboots; outside, or skipped, nothing happens', async () => {
+		const w = await saveWindow(
+			systemActor,
+			windowSchema.parse({
+				scope: 'role',
+				target: 'web',
+				start: '02:00',
+				end: '05:00',
+				time_zone: 'UTC',
+				days: ['monday']
+			})
+		);
+		const outside = await runScheduledSystemUpdates({
+			cron: null,
+			timeZone: 'UTC',
+			now: new Date('2026-03-09T06:00:00Z')
+		});
+		expect(outside.updateRunIds).toEqual([]);
+		await skipNextWindow(systemActor, w.id, true, new Date('2026-03-09T01:00:00Z'));
+		const skipped = await runScheduledSystemUpdates({
+			cron: null,
+			timeZone: 'UTC',
+			now: new Date('2026-03-09T03:00:00Z')
+		});
+		expect(skipped.updateRunIds).toEqual([]);
+		await skipNextWindow(systemActor, w.id, false);
+		const bootsBefore = (await bed.commandLog(host(1))).filter((l) => / \(booted\)$/.test(l)).length;
+		const inside = await runScheduledSystemUpdates({
+			cron: null,
+			timeZone: 'UTC',
+			now: new Date('2026-03-09T03:00:00Z')
+		});
+		expect(inside.updateRunIds.length).toBe(2);
+		const runs = [];
+		for (const id of inside.updateRunIds) runs.push(await waitForRun(id, ['succeeded', 'failed'], 120_000));
+		expect(runs.map((r) => r.tasks.map((t) => [t.nodeName, t.state]))).toEqual([
+			[[host(0).name, 'succeeded']],
+			[[host(1).name, 'succeeded']]
+		]);
+		expect((await bed.packages(host(0))).every((p) => p.installed === p.candidate)).toBe(true);
+		// The security node rebooted in its window and installed nothing (curl is not a security update).
+		expect((await bed.commandLog(host(1))).filter((l) => / \(booted\)$/.test(l)).length).toBe(bootsBefore + 1);
+		expect((await bed.packages(host(1))).find((p) => p.name === 'curl')!.installed).toBe('1.0-1');
+		// The manual node in the same role was left alone.
+		expect((await bed.packages(host(2))).every((p) => p.installed === p.candidate)).toBe(true);
+	}, 240_000);
 });

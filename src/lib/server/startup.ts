@@ -12,6 +12,7 @@ import { startEngine, stopEngine } from '$lib/server/engine';
 import { registerDomains } from '$lib/server/domains';
 import { schedulePeriodic, stopPeriodic } from '$lib/server/engine';
 import { runHealthSweep } from '$lib/server/fleet/sweep';
+import { runScheduledSystemUpdates } from '$lib/server/sysupdates/schedule';
 import { log, loggableError } from '$lib/server/log';
 import { nativeCiphers } from '$lib/server/ssh/connection';
 
@@ -51,6 +52,9 @@ export function startConsole(): Promise<DatabaseHandle> {
 		// Shared by every console: each turn runs on one of them (engine/runtime.ts).
 		await schedulePeriodic('health-sweep', cfg.healthSweepSeconds, () => runHealthSweep(cfg.healthSweepConcurrency));
 		await schedulePeriodic('auto-update', 60, runAutoUpdates);
+		await schedulePeriodic('system-updates', 60, () =>
+			runScheduledSystemUpdates({ cron: cfg.systemScanCron, timeZone: cfg.systemScanTimeZone })
+		);
 		await schedulePeriodic('expired-sessions', HOUR_SECONDS, async () => {
 			await deleteExpiredSessions();
 			return {};

@@ -551,6 +551,34 @@ export const sysReboots = pgTable(
 	(t) => [primaryKey({ columns: [t.runId, t.nodeId] })]
 );
 
+export const sysWindowScopes = ['node', 'role', 'label'] as const;
+
+/**
+ * Maintenance windows (docs/system-updates.md): when automatic updates and pending reboots may happen on a node.
+ * A node's own window wins over its roles', which win over its labels'.
+ */
+export const sysWindows = pgTable(
+	'sys_windows',
+	{
+		id: uuid('id').primaryKey().defaultRandom(),
+		scope: text('scope', { enum: sysWindowScopes }).notNull(),
+		/** A node id, a role name, or a label as `key=value`. */
+		target: text('target').notNull(),
+		/** Wall-clock `HH:MM` in `time_zone`; an end at or before the start runs past midnight. */
+		start: text('start').notNull(),
+		end: text('end').notNull(),
+		timeZone: text('time_zone').notNull(),
+		/** 0 = Sunday … 6 = Saturday: the days it opens on. */
+		days: integer('days').array().notNull(),
+		/** "Skip the next window": shut until this moment. */
+		skipUntil: timestamp('skip_until', { withTimezone: true }),
+		createdBy: text('created_by').notNull(),
+		createdAt: createdAt()
+	},
+	(t) => [uniqueIndex('sys_windows_target').on(t.scope, t.target)]
+);
+
 export type SysNodeScan = typeof sysNodeScans.$inferSelect;
 export type SysPendingPackage = typeof sysPendingPackages.$inferSelect;
 export type SysHold = typeof sysHolds.$inferSelect;
+export type SysWindow = typeof sysWindows.$inferSelect;

@@ -52,6 +52,7 @@ export interface UpdateOptions {
 	rebootTimeoutSeconds?: number;
 	applyTimeoutSeconds?: number;
 	automatic?: boolean;
+	rebootOnly?: boolean;
 	insideWindow?: (node: Node) => boolean;
 	concurrency?: number;
 	/** The packages (and versions) the operator approved, for a one-node update. */
@@ -98,6 +99,7 @@ export async function startUpdate(
 		packages: request.packages,
 		reboot: request.reboot,
 		automatic: opts.automatic ?? false,
+		rebootOnly: opts.rebootOnly,
 		lockTimeoutSeconds: opts.lockTimeoutSeconds,
 		rebootTimeoutSeconds: opts.rebootTimeoutSeconds,
 		applyTimeoutSeconds: opts.applyTimeoutSeconds,
@@ -128,7 +130,8 @@ export async function startUpdate(
 			force_full: request.force_full,
 			packages: request.packages ?? null,
 			reboot: request.reboot ?? null,
-			automatic: opts.automatic ?? false
+			automatic: opts.automatic ?? false,
+			reboot_only: opts.rebootOnly ?? false
 		}
 	});
 	return run;

@@ -34,6 +34,8 @@ export const updateParams = z
 		rebootTimeoutSeconds: z.number().int().min(5).max(3600).default(600),
 		/** The install's own deadline, on top of the wait for the lock. */
 		applyTimeoutSeconds: z.number().int().min(1).max(86_400).default(1800),
+		/** Install nothing, only do the reboot the node waits for (a security-policy node in its window). */
+		rebootOnly: z.boolean().default(false),
 		/** Whether the node is inside its maintenance window, decided when the run was planned. */
 		insideWindow: z.boolean().default(false)
 	})
@@ -119,6 +121,7 @@ export const updateFlow: Flow<UpdateParams> = {
 					holdPatterns: await holdPatternsFor(ctx.node),
 					reboot: ctx.params.reboot
 				});
+				if (ctx.params.rebootOnly) decision.packages = [];
 				const byName = new Map(found.packages.map((p) => [p.name, p]));
 				const plan = decision.packages.map((name) => ({ name, candidate: byName.get(name)!.candidate }));
 				for (const h of decision.held) ctx.log(`held: ${h.name} (${h.by})`);

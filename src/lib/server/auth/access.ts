@@ -57,7 +57,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 		view: signedIn,
 		actions: { plan: operatorPage, update: operatorPage, saveRole: adminPage, deleteRole: adminPage }
 	},
-	'/(app)/system-updates': { kind: 'page', view: signedIn },
+	'/(app)/system-updates': { kind: 'page', view: signedIn, actions: { scan: operatorPage, apply: operatorPage } },
 	'/(app)/certificates': { kind: 'page', view: signedIn },
 	'/(app)/rollouts': { kind: 'page', view: signedIn },
 	'/(app)/releases': { kind: 'page', view: signedIn },

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { eq } from 'drizzle-orm';
+import { and, eq } from 'drizzle-orm';
 import ssh2 from 'ssh2';
 import { systemActor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
@@ -9,6 +9,7 @@ import { createRoleSchema } from '$lib/schemas/code-sync';
 import { notifyCommit } from '$lib/server/codesync/notify';
 import { createRole } from '$lib/server/codesync/roles';
 import { checkNode } from '$lib/server/fleet/checks';
+import { startScan } from '$lib/server/sysupdates/runs';
 import { createCredential } from '$lib/server/keys/credentials';
 import { log, loggableError } from '$lib/server/log';
 import { fingerprintOf } from '$lib/server/ssh/host-keys';
@@ -289,6 +290,13 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 			await Promise.all(all.slice(i, i + 8).map((n) => checkNode(n.id).catch(() => undefined)));
 		}
 		log.info({ nodes: all.length }, 'demo fleet checked');
+		// And a first scan for system updates, so the System Updates page opens on real packages (the pinned
+		// nodes: the others cannot be reached until an admin accepts their keys).
+		const pinnedIds = await db()
+			.select({ id: nodes.id })
+			.from(nodes)
+			.where(and(eq(nodes.credentialId, cred.id), eq(nodes.hostKeyStatus, 'pinned')));
+		if (pinnedIds.length) await startScan(systemActor, { nodes: pinnedIds.map((n) => n.id), refresh: true });
 	})().catch((err: unknown) => log.warn({ err: loggableError(err) }, 'demo fleet check failed'));
 	log.info({ hosts: hosts.length }, 'demo fleet of simulated nodes started');
 	return { hosts, origins, checked, stop: async () => void (await Promise.all(hosts.map((h) => h.stop()))) };

@@ -115,7 +115,7 @@ export const presentWindow = (w: SysWindow) => ({
 	start: w.start,
 	end: w.end,
 	time_zone: w.timeZone,
-	days: w.days.map((d) => DAYS[d]),
+	days: w.days.map((d) => DAYS[d]!),
 	skip_until: w.skipUntil,
 	next: nextWindow(specOf(w), new Date())
 });

@@ -8,6 +8,7 @@ import { installSlots } from '../../src/lib/server/sim/slots';
 import { connect, type ExecResult, type SshTarget } from '../../src/lib/server/ssh/connection';
 import { SshError } from '../../src/lib/server/ssh/errors';
 import { sh, type ShellCommand } from '../../src/lib/server/ssh/shell';
+import { readNode } from '../../src/lib/server/sysupdates/scan';
 import { hostileStrings } from '../fixtures/hostile-strings';
 import { startTestbed, type Testbed, type TestHost, type TestPackage } from '../testbed/testbed.ts';
 
@@ -501,6 +502,50 @@ describe('simulated hosts behave like real ones', () => {
 		);
 		expect(outcomes.waited).toEqual({ exitCode: 0, waitedFirst: true, installed: true });
 	}, 60_000);
+
+	it('a system update scan reads the same from both', async () => {
+		const found = await agree(async (s) => {
+			await s.setPackages([
+				{
+					name: 'libc6',
+					arch: 'amd64',
+					installed: '2.36-9+deb12u8',
+					candidate: '2.36-9+deb12u9',
+					suites: ['bookworm-security']
+				},
+				{
+					name: 'tzdata',
+					arch: 'all',
+					installed: '2024a-0+deb12u1',
+					candidate: '2024b-0+deb12u1',
+					suites: ['bookworm-updates']
+				}
+			]);
+			await s.requireReboot(['linux-image-6.1.0-29-amd64']);
+			const conn = await connect(s.target());
+			try {
+				await conn.exec(sh`apt-mark hold ${'tzdata'}`);
+				// The exit codes readNode allows it judges itself; the rest exit 0 on both hosts here.
+				return await readNode(
+					{ exec: (command, options) => conn.exec(command, { deadlineMs: options?.deadlineMs }) },
+					true
+				);
+			} finally {
+				conn.close();
+			}
+		});
+		expect(found).toEqual({
+			packages: [
+				expect.objectContaining({ name: 'libc6', candidate: '2.36-9+deb12u9', security: true }),
+				expect.objectContaining({ name: 'tzdata', candidate: '2024b-0+deb12u1', security: false })
+			],
+			rebootRequired: true,
+			rebootPackages: ['linux-image-6.1.0-29-amd64'],
+			// What earlier scenarios left (an upgraded libc6, a hold) shows too: the two must agree on it.
+			servicesToRestart: expect.any(Array),
+			held: expect.arrayContaining(['tzdata'])
+		});
+	});
 
 	it('a host that refuses connections is unreachable', async () => {
 		await agree(async (s) => {

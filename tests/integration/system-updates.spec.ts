@@ -474,4 +474,36 @@ describe('schedule and maintenance windows', () => {
 		// The manual node in the same role was left alone.
 		expect((await bed.packages(host(2))).every((p) => p.installed === p.candidate)).toBe(true);
 	}, 240_000);
+
+	it('the soak gate: automatic updates wait until the fleet has known a version for N days, security ones do not', async () => {
+		await bed.setPackages(host(0), [
+			pkg('curl', ['bookworm'], '1.0-2', '1.0-3'),
+			pkg('openssl', ['bookworm-security'], '1.0-2', '1.0-3')
+		]);
+		const scan = await startScan(systemActor, { nodes: [host(0).name], refresh: true });
+		await waitForRun(scan.id, ['succeeded'], 60_000);
+		const inside = new Date('2026-03-09T03:00:00Z');
+		const soak = { days: 7, securityExempt: true };
+		const first = await runScheduledSystemUpdates({ cron: null, timeZone: 'UTC', now: inside, soak });
+		const done = await waitForRun(first.updateRunIds[0]!, ['succeeded', 'failed'], 60_000);
+		expect(done.tasks.map((t) => [t.nodeName, t.state])).toEqual([[host(0).name, 'succeeded']]);
+		expect(await logOf(done.tasks[0]!.id)).toContain(
+			'plan: held: curl (soaking: the fleet has known 1.0-3 for 0 of 7 days)'
+		);
+		expect(Object.fromEntries((await bed.packages(host(0))).map((p) => [p.name, p.installed]))).toEqual({
+			curl: '1.0-2',
+			openssl: '1.0-3'
+		});
+		// Still soaking: nothing to start.
+		expect((await runScheduledSystemUpdates({ cron: null, timeZone: 'UTC', now: inside, soak })).updateRunIds).toEqual(
+			[]
+		);
+		await db()
+			.update(sysCandidateVersions)
+			.set({ firstSeenAt: new Date(Date.now() - 8 * 86_400_000) })
+			.where(eq(sysCandidateVersions.name, 'curl'));
+		const later = await runScheduledSystemUpdates({ cron: null, timeZone: 'UTC', now: inside, soak });
+		await waitForRun(later.updateRunIds[0]!, ['succeeded'], 60_000);
+		expect((await bed.packages(host(0))).find((p) => p.name === 'curl')!.installed).toBe('1.0-3');
+	}, 180_000);
 });

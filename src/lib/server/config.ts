@@ -31,6 +31,8 @@ const envSchema = z.object({
 		.string()
 		.refine((v) => v === 'off' || cronProblem(v) === null, { error: (i) => cronProblem(String(i.input)) ?? 'invalid' })
 		.default('0 2 * * *'),
+	FLOTILLA_SYSTEM_SOAK_DAYS: z.coerce.number().int('must be a whole number').min(0).max(365).default(0),
+	FLOTILLA_SYSTEM_SOAK_SECURITY: z.enum(['exempt', 'gate'], { error: 'must be exempt or gate' }).default('exempt'),
 	FLOTILLA_SYSTEM_SCAN_TZ: z.string().refine(isTimeZone, 'must be an IANA time zone, e.g. Europe/Berlin').default('UTC')
 });
 
@@ -70,6 +72,8 @@ const configSchema = envSchema.transform((e) => ({
 	/** When the fleet is scanned for system updates (cron in `systemScanTimeZone`; null: never on its own). */
 	systemScanCron: e.FLOTILLA_SYSTEM_SCAN_CRON === 'off' ? null : e.FLOTILLA_SYSTEM_SCAN_CRON,
 	systemScanTimeZone: e.FLOTILLA_SYSTEM_SCAN_TZ,
+	/** Automatic updates take only versions the fleet has known this many days; security ones at once unless gated. */
+	systemSoak: { days: e.FLOTILLA_SYSTEM_SOAK_DAYS, securityExempt: e.FLOTILLA_SYSTEM_SOAK_SECURITY === 'exempt' },
 	version: readVersion()
 }));
 

@@ -53,7 +53,7 @@ export function startConsole(): Promise<DatabaseHandle> {
 		await schedulePeriodic('health-sweep', cfg.healthSweepSeconds, () => runHealthSweep(cfg.healthSweepConcurrency));
 		await schedulePeriodic('auto-update', 60, runAutoUpdates);
 		await schedulePeriodic('system-updates', 60, () =>
-			runScheduledSystemUpdates({ cron: cfg.systemScanCron, timeZone: cfg.systemScanTimeZone })
+			runScheduledSystemUpdates({ cron: cfg.systemScanCron, timeZone: cfg.systemScanTimeZone, soak: cfg.systemSoak })
 		);
 		await schedulePeriodic('expired-sessions', HOUR_SECONDS, async () => {
 			await deleteExpiredSessions();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decide, holdMatcher, rebootsNow, type Pending, type Policy } from './policy';
+import { applySoak, decide, holdMatcher, rebootsNow, type Pending, type Policy } from './policy';
 import { rebootPhases } from './reboots';
 
 const SECURITY_ONLY: Pending[] = [
@@ -124,5 +124,36 @@ describe('reboot phases', () => {
 		const list = ['w1', 'w2', 'w3', 'w4'].map((id) => ({ id, roles: ['web'], controlPlane: false }));
 		expect(Object.fromEntries(rebootPhases(list, 0.5, sizes))).toEqual({ w1: 0, w2: 0, w3: 1, w4: 1 });
 		expect(Object.fromEntries(rebootPhases(list, 0.1, sizes))).toEqual({ w1: 0, w2: 1, w3: 2, w4: 3 });
+	});
+});
+
+describe('soak gate', () => {
+	const now = new Date('2026-03-20T00:00:00Z');
+	const pending = [
+		{ name: 'curl', arch: 'amd64', candidate: '2', security: false },
+		{ name: 'openssl', arch: 'amd64', candidate: '3', security: true },
+		{ name: 'tzdata', arch: 'all', candidate: '4', security: false }
+	];
+	const seen: Record<string, Date> = {
+		curl: new Date('2026-03-18T00:00:00Z'),
+		openssl: new Date('2026-03-19T00:00:00Z'),
+		tzdata: new Date('2026-03-10T00:00:00Z')
+	};
+	const decision = decide({ policy: 'full', forceFull: false, pending, aptHeld: [], holdPatterns: [] });
+
+	it('takes only versions the fleet has known long enough; security updates at once unless gated too', () => {
+		const gated = applySoak(decision, pending, (p) => seen[p.name] ?? null, now, { days: 7, securityExempt: true });
+		expect(gated.packages).toEqual(['openssl', 'tzdata']);
+		expect(gated.held).toEqual([{ name: 'curl', by: 'soaking: the fleet has known 2 for 2 of 7 days' }]);
+		const strict = applySoak(decision, pending, (p) => seen[p.name] ?? null, now, { days: 7, securityExempt: false });
+		expect(strict.packages).toEqual(['tzdata']);
+	});
+
+	it('a version never seen by a scan is not applied; no gate applies everything', () => {
+		expect(applySoak(decision, pending, () => null, now, { days: 1, securityExempt: false })).toMatchObject({
+			packages: [],
+			reason: 'every pending version is still soaking'
+		});
+		expect(applySoak(decision, pending, () => null, now, { days: 0, securityExempt: false })).toBe(decision);
 	});
 });

@@ -88,3 +88,45 @@ export function rebootsNow(choice: RebootChoice, rebootRequired: boolean, inside
 	if (!rebootRequired) return false;
 	return choice === 'now' || (choice === 'window' && insideWindow);
 }
+
+export interface Soak {
+	/** Versions the fleet has known for fewer days are not applied automatically (0: no gate). */
+	days: number;
+	/** Security updates pass the gate at once. */
+	securityExempt: boolean;
+}
+
+/**
+ * The soak gate, for automatic updates only: a candidate version is applied once the fleet has known it (any
+ * node's scan first offered it) for `days`, so a bad package has time to be noticed and pulled before it is
+ * everywhere. Security updates are exempt unless configured otherwise. The gated packages move to `held`.
+ */
+export function applySoak(
+	decision: Decision,
+	pending: (Pending & { arch: string; candidate: string })[],
+	firstSeen: (p: { name: string; arch: string; candidate: string }) => Date | null,
+	now: Date,
+	soak: Soak
+): Decision {
+	if (soak.days <= 0) return decision;
+	const byName = new Map(pending.map((p) => [p.name, p]));
+	const packages: string[] = [];
+	const held = [...decision.held];
+	for (const name of decision.packages) {
+		const p = byName.get(name)!;
+		const seen = firstSeen(p);
+		const age = seen ? (now.getTime() - seen.getTime()) / 86_400_000 : 0;
+		if ((p.security && soak.securityExempt) || age >= soak.days) packages.push(name);
+		else
+			held.push({
+				name,
+				by: `soaking: the fleet has known ${p.candidate} for ${Math.floor(age)} of ${soak.days} days`
+			});
+	}
+	const reason = packages.length
+		? decision.reason
+		: decision.packages.length
+			? 'every pending version is still soaking'
+			: decision.reason;
+	return { ...decision, packages, held, reason };
+}

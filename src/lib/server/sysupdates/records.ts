@@ -1,4 +1,4 @@
-import { and, eq, sql } from 'drizzle-orm';
+import { and, eq, inArray, sql } from 'drizzle-orm';
 import { db } from '$lib/server/db';
 import { sysCandidateVersions, sysNodeScans, sysPendingPackages } from '$lib/server/db/schema';
 import type { PendingPackage } from './apt';
@@ -75,6 +75,18 @@ export async function recordScanFailure(nodeId: string, runId: string, error: st
 		.insert(sysNodeScans)
 		.values({ nodeId, ...row })
 		.onConflictDoUpdate({ target: sysNodeScans.nodeId, set: row });
+}
+
+/** When the fleet first saw each of these candidate versions (keyed `name arch version`). */
+export async function firstSeenOf(
+	list: { name: string; arch: string; candidate: string }[]
+): Promise<Map<string, Date>> {
+	if (!list.length) return new Map();
+	const rows = await db()
+		.select()
+		.from(sysCandidateVersions)
+		.where(inArray(sysCandidateVersions.name, [...new Set(list.map((p) => p.name))]));
+	return new Map(rows.map((r) => [`${r.name} ${r.arch} ${r.version}`, r.firstSeenAt]));
 }
 
 /** When the fleet first saw a candidate version (null: never). */

@@ -5,6 +5,7 @@ import { db } from '$lib/server/db';
 import { nodes, sysPendingPackages, type Node, type Run } from '$lib/server/db/schema';
 import { createRun } from '$lib/server/engine';
 import { conflict, ServiceError } from '$lib/server/errors';
+import type { Soak } from './policy';
 import { rebootPhases } from './reboots';
 import { scanFlow } from './scan';
 import { updateFlow, type UpdateParams } from './update';
@@ -53,6 +54,7 @@ export interface UpdateOptions {
 	applyTimeoutSeconds?: number;
 	automatic?: boolean;
 	rebootOnly?: boolean;
+	soak?: Soak;
 	insideWindow?: (node: Node) => boolean;
 	concurrency?: number;
 	/** The packages (and versions) the operator approved, for a one-node update. */
@@ -100,6 +102,8 @@ export async function startUpdate(
 		reboot: request.reboot,
 		automatic: opts.automatic ?? false,
 		rebootOnly: opts.rebootOnly,
+		soakDays: opts.soak?.days,
+		soakSecurityExempt: opts.soak?.securityExempt,
 		lockTimeoutSeconds: opts.lockTimeoutSeconds,
 		rebootTimeoutSeconds: opts.rebootTimeoutSeconds,
 		applyTimeoutSeconds: opts.applyTimeoutSeconds,

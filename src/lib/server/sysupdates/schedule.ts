@@ -5,7 +5,7 @@ import { nodes, sysNodeScans, sysSchedules } from '$lib/server/db/schema';
 import { ServiceError } from '$lib/server/errors';
 import { log, loggableError } from '$lib/server/log';
 import { lastFiring, parseCron } from '$lib/clock';
-import { rebootsNow } from './policy';
+import { rebootsNow, type Soak } from './policy';
 import { startScan, startUpdate } from './runs';
 import { planFromLastScan } from './views';
 import { nodeInsideWindow, windowsOf } from './windows';
@@ -21,6 +21,7 @@ const SCAN_SCHEDULE = 'system-scan';
 export async function runScheduledSystemUpdates(opts: {
 	cron: string | null;
 	timeZone: string;
+	soak?: Soak;
 	now?: Date;
 }): Promise<{ scanRunId: string | null; updateRunIds: string[] }> {
 	const now = opts.now ?? new Date();
@@ -33,7 +34,7 @@ export async function runScheduledSystemUpdates(opts: {
 			log.info({ reason: err.message }, 'scheduled system update scan not started');
 		}
 	}
-	return { scanRunId, updateRunIds: await applyInsideWindows(now) };
+	return { scanRunId, updateRunIds: await applyInsideWindows(now, opts.soak ?? { days: 0, securityExempt: true }) };
 }
 
 /** True for exactly one console when the cron fired since the last claim (compare-and-set on the row). */
@@ -54,7 +55,7 @@ async function claimFiring(cron: ReturnType<typeof parseCron>, timeZone: string,
 	return claimed.length === 1;
 }
 
-async function applyInsideWindows(now: Date): Promise<string[]> {
+async function applyInsideWindows(now: Date, soak: Soak): Promise<string[]> {
 	const candidates = await db()
 		.select({ node: nodes })
 		.from(nodes)
@@ -77,7 +78,7 @@ async function applyInsideWindows(now: Date): Promise<string[]> {
 			.select()
 			.from(sysNodeScans)
 			.where(inArray(sysNodeScans.nodeId, [node.id]));
-		const plan = await planFromLastScan(node, { force_full: false });
+		const plan = await planFromLastScan(node, { force_full: false }, soak);
 		const reboot = rebootsNow(plan.reboot, scan!.rebootRequired, true);
 		// Security updates outside a full policy wait for an operator; their reboot is the window's to do.
 		if (node.policy === 'full' && (plan.packages.length || reboot)) full.push(node);
@@ -94,7 +95,7 @@ async function applyInsideWindows(now: Date): Promise<string[]> {
 				systemActor,
 				list,
 				{ force_full: false },
-				{ automatic: true, rebootOnly: only, insideWindow: () => true }
+				{ automatic: true, rebootOnly: only, soak, insideWindow: () => true }
 			);
 			started.push(run.id);
 		} catch (err) {

@@ -7,9 +7,9 @@ import { connect, type SshConnection } from '$lib/server/ssh/connection';
 import { sh, type ShellCommand } from '$lib/server/ssh/shell';
 import { parseSimulation } from './apt';
 import { holdPatternsFor } from './holds';
-import { decide, rebootsNow, type Decision } from './policy';
+import { applySoak, decide, rebootsNow, type Decision } from './policy';
 import { rebootBlockedBy, recordRebootEnd, recordRebootStart } from './reboots';
-import { recordRebooted, recordScan, recordUpdateOutcome } from './records';
+import { firstSeenOf, recordRebooted, recordScan, recordUpdateOutcome } from './records';
 import { readNode } from './scan';
 
 /**
@@ -34,6 +34,9 @@ export const updateParams = z
 		rebootTimeoutSeconds: z.number().int().min(5).max(3600).default(600),
 		/** The install's own deadline, on top of the wait for the lock. */
 		applyTimeoutSeconds: z.number().int().min(1).max(86_400).default(1800),
+		/** Automatic updates take only versions the fleet has known this many days (docs/system-updates.md). */
+		soakDays: z.number().int().min(0).max(365).default(0),
+		soakSecurityExempt: z.boolean().default(true),
 		/** Install nothing, only do the reboot the node waits for (a security-policy node in its window). */
 		rebootOnly: z.boolean().default(false),
 		/** Whether the node is inside its maintenance window, decided when the run was planned. */
@@ -112,7 +115,7 @@ export const updateFlow: Flow<UpdateParams> = {
 			async do(ctx) {
 				const found = await readNode(ctx, true, ctx.params.lockTimeoutSeconds);
 				await recordScan(ctx.node.id, ctx.task.runId, found);
-				const decision = decide({
+				let decision = decide({
 					policy: ctx.node.policy,
 					forceFull: ctx.params.forceFull,
 					packages: ctx.params.packages,
@@ -122,6 +125,16 @@ export const updateFlow: Flow<UpdateParams> = {
 					reboot: ctx.params.reboot
 				});
 				if (ctx.params.rebootOnly) decision.packages = [];
+				if (ctx.params.automatic && ctx.params.soakDays > 0) {
+					const seen = await firstSeenOf(found.packages);
+					decision = applySoak(
+						decision,
+						found.packages,
+						(p) => seen.get(`${p.name} ${p.arch} ${p.candidate}`) ?? null,
+						new Date(),
+						{ days: ctx.params.soakDays, securityExempt: ctx.params.soakSecurityExempt }
+					);
+				}
 				const byName = new Map(found.packages.map((p) => [p.name, p]));
 				const plan = decision.packages.map((name) => ({ name, candidate: byName.get(name)!.candidate }));
 				for (const h of decision.held) ctx.log(`held: ${h.name} (${h.by})`);

@@ -10,7 +10,8 @@ import {
 	type SysPendingPackage
 } from '$lib/server/db/schema';
 import { holdPatternsFor } from './holds';
-import { decide, type Decision } from './policy';
+import { applySoak, decide, type Decision, type Soak } from './policy';
+import { firstSeenOf } from './records';
 
 /** One node as the System Updates page and `GET /api/updates/system` show it. */
 export interface NodeUpdates {
@@ -56,11 +57,12 @@ export async function systemUpdatesView(filter: { nodeIds?: string[] } = {}): Pr
 /** What an update of the node would apply, from its last scan: the plan an operator confirms. */
 export async function planFromLastScan(
 	node: Node,
-	request: NodeUpdateRequest
+	request: NodeUpdateRequest,
+	soak?: Soak
 ): Promise<Decision & { candidates: { name: string; candidate: string }[] }> {
 	const [scan] = await db().select().from(sysNodeScans).where(eq(sysNodeScans.nodeId, node.id));
 	const pending = await db().select().from(sysPendingPackages).where(eq(sysPendingPackages.nodeId, node.id));
-	const decision = decide({
+	let decision = decide({
 		policy: node.policy,
 		forceFull: request.force_full,
 		packages: request.packages,
@@ -69,6 +71,16 @@ export async function planFromLastScan(
 		holdPatterns: await holdPatternsFor(node),
 		reboot: request.reboot
 	});
+	if (soak && soak.days > 0) {
+		const seen = await firstSeenOf(pending);
+		decision = applySoak(
+			decision,
+			pending,
+			(p) => seen.get(`${p.name} ${p.arch} ${p.candidate}`) ?? null,
+			new Date(),
+			soak
+		);
+	}
 	const byName = new Map(pending.map((p) => [p.name, p.candidate]));
 	return { ...decision, candidates: decision.packages.map((name) => ({ name, candidate: byName.get(name)! })) };
 }

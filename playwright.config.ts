@@ -44,6 +44,14 @@ export default defineConfig({
 		stderr: 'pipe',
 		// No health sweep: it would change node states under the tests' feet at an unpredictable moment.
 		// The sweep has its own tests (tests/integration/code-sync.spec.ts).
-		env: { PORT: String(port), HOST: '127.0.0.1', ORIGIN: baseURL, FLOTILLA_HEALTH_SWEEP_SECONDS: '0' }
+		env: {
+			PORT: String(port),
+			HOST: '127.0.0.1',
+			ORIGIN: baseURL,
+			FLOTILLA_HEALTH_SWEEP_SECONDS: '0',
+			// The release signing secret tests/e2e/rollouts.spec.ts signs its manifests with; rollouts turn every second.
+			FLOTILLA_RELEASE_SIGNING_SECRET: 'e2e-release-signing-secret-0123',
+			FLOTILLA_ROLLOUT_TICK_SECONDS: '1'
+		}
 	}
 });

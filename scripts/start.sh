@@ -23,4 +23,6 @@ if [ -z "${DATABASE_URL:-}" ]; then
 	export FLOTILLA_DEMO="${FLOTILLA_DEMO:-1}"
 fi
 flotilla_say "open $ORIGIN — the first visit asks you to create the admin account"
-exec node build
+# A larger request head than Node's 16 KiB lets the console answer over-long URLs itself, in JSON
+# (src/lib/server/http/limits.ts).
+exec node --max-http-header-size=131072 build

@@ -8,6 +8,8 @@ import { SESSION_COOKIE, deleteSessionCookie, setSessionCookie, validateSessionT
 import { describeFieldErrors } from '$lib/schemas/errors';
 import { errorResponse } from '$lib/server/http/api';
 import { entryProblems } from '$lib/server/http/input';
+import { MAX_URL_BYTES, urlTooLong } from '$lib/server/http/limits';
+import { ServiceError } from '$lib/server/errors';
 import { log, loggableError } from '$lib/server/log';
 import { startConsole } from '$lib/server/startup';
 
@@ -18,16 +20,25 @@ export const init: ServerInit = async () => {
 const isApiPath = (path: string) => path === '/api' || path.startsWith('/api/') || path === '/metrics';
 
 /**
- * A query string with a NUL character or a prototype key as a parameter is refused before anything reads it:
- * every page and endpoint filters by query parameters, and PostgreSQL's text refuses NULs (a 500 otherwise).
+ * An over-long URL, or a query string with a NUL character or a prototype key as a parameter, is refused before
+ * anything reads it: every page and endpoint filters by query parameters, and PostgreSQL's text refuses NULs.
  */
 const refuseBadQuery: Handle = async ({ event, resolve }) => {
-	const problems = entryProblems(event.url.searchParams);
-	if (!Object.keys(problems).length) return resolve(event);
-	const message = describeFieldErrors(problems);
-	if (isApiPath(event.url.pathname)) return errorResponse(400, 'validation_failed', message, problems);
-	error(400, message);
+	const refusal = requestTargetRefusal(event.url);
+	if (!refusal) return resolve(event);
+	if (isApiPath(event.url.pathname)) {
+		return errorResponse(refusal.status, refusal.code, refusal.message, refusal.fields);
+	}
+	error(refusal.status, refusal.message);
 };
+
+function requestTargetRefusal(url: URL): ServiceError | null {
+	const length = Buffer.byteLength(url.pathname + url.search);
+	if (length > MAX_URL_BYTES) return urlTooLong(length);
+	const problems = entryProblems(url.searchParams);
+	if (!Object.keys(problems).length) return null;
+	return new ServiceError('validation_failed', describeFieldErrors(problems), problems);
+}
 
 /** Resolves the session cookie or, on API paths, the bearer token into `locals.principal`. */
 const authenticate: Handle = async ({ event, resolve }) => {
@@ -155,6 +166,8 @@ const securityHeaders: Handle = async ({ event, resolve }) => {
 export const handle = sequence(securityHeaders, refuseBadQuery, authenticate, authorizeRequest);
 
 export const handleError: HandleServerError = ({ error: err, event, status, message }) => {
-	if (status !== 404) log.error({ err: loggableError(err), path: event.url.pathname, status }, 'unhandled error');
+	// A client's mistake that SvelteKit answers itself (a form action sent as JSON: 415; a path that is not UTF-8:
+	// 400) is not the console's error, and must not fill its error log when someone probes it.
+	if (status >= 500) log.error({ err: loggableError(err), path: event.url.pathname, status }, 'unhandled error');
 	return { message: status === 500 ? 'Something went wrong on the console; the error is in its log.' : message };
 };

@@ -1,5 +1,6 @@
 import { expect, test } from '@playwright/test';
 import { accessPolicy, type Rule } from '../../src/lib/server/auth/access';
+import { listHandlers } from '../support/handlers';
 import { listRoutes } from '../support/routes';
 import { bearer, call, cookie, postForm, loadTokens, signInAs, type Role, type Scope } from './support/console';
 
@@ -78,6 +79,14 @@ test('every route has a rule and the matrix covers all of them', () => {
 	expect(cases.filter((c) => 'missing' in c)).toEqual([]);
 	expect(new Set(cases.map((c) => c.routeId)).size).toBe(listRoutes().length);
 	expect(cases.length).toBeGreaterThanOrEqual(25);
+});
+
+test('the access table lists exactly the methods and form actions the routes export', () => {
+	// The matrix is built from the table; this ties the table to the code, so a method or action added to a
+	// route (or dropped from it) without its rule fails here rather than answering 405 or 404 in production.
+	const inCode = listHandlers().map((h) => `${h.method} ${h.routeId}${h.action ? ` ?/${h.action}` : ''}`);
+	const inTable = cases.map((c) => `${c.method} ${c.routeId}${c.action ? ` ?/${c.action}` : ''}`);
+	expect(inTable.sort()).toEqual(inCode.sort());
 });
 
 for (const c of cases) {

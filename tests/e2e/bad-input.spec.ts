@@ -110,6 +110,37 @@ test('a prototype key is refused as a name: in a record, in a form field, as a f
 	}
 });
 
+test('a lone surrogate, or a prototype key as a query name or a whole body key, is a 400, not a 500', async () => {
+	const admin = await signInAs('admin');
+	const tokens = loadTokens();
+	const roles = await count('code_roles');
+	// JSON can spell half a surrogate pair; jsonb (the audit row's details) refused it as a 500.
+	const surrogate = await call('/api/roles', {
+		method: 'POST',
+		headers: { ...bearer(tokens.admin), 'content-type': 'application/json' },
+		body: '{"name": "surrogate-role", "path": "/srv/s", "units": ["s.service"], "description": "a\\ud800b"}'
+	});
+	expect(surrogate.status).toBe(400);
+	expect(await fieldsOf(surrogate)).toHaveProperty(['description']);
+	expect(await count('code_roles')).toBe(roles);
+
+	// A bare __proto__ key once vanished from the list of problems, and the body went on to the schema.
+	const bare = await call('/api/updates/trigger', {
+		method: 'POST',
+		headers: { ...bearer(tokens.operate), 'content-type': 'application/json' },
+		body: '{"dry_run": true, "__proto__": {"x": 1}}'
+	});
+	expect(bare.status).toBe(400);
+	expect((await bare.json()).error.message).toContain('__proto__ is not allowed as a name');
+
+	// The audit page handed an own __proto__ to the page's serialiser: a 500.
+	const page = await call('/audit?__proto__=x', { headers: cookie(admin) });
+	expect(page.status).toBe(400);
+	const api = await call('/api/nodes?constructor=x', { headers: bearer(tokens.read) });
+	expect(api.status).toBe(400);
+	expect(await fieldsOf(api)).toHaveProperty(['constructor']);
+});
+
 test('a YAML alias bomb as an inventory is refused with the reason, as a plan error', async () => {
 	const tokens = loadTokens();
 	const dir = await mkdtemp(join(tmpdir(), 'flotilla-bomb-'));
@@ -143,4 +174,53 @@ test('a YAML alias bomb as an inventory is refused with the reason, as a plan er
 	expect(JSON.stringify(body)).toMatch(/Excessive alias count/);
 	expect(await count('nodes')).toBe(nodes);
 	await call(`/api/credentials/${credential}`, { method: 'DELETE', headers: bearer(tokens.admin) });
+});
+
+test('an oversized body, URL or sign-in name is answered with the limit, not dropped or misnamed', async () => {
+	const tokens = loadTokens();
+	const roles = await count('code_roles');
+	const tooLarge = async (res: Response) => {
+		expect(res.status).toBe(413);
+		const body = await res.json();
+		expect(body.error).toMatchObject({ code: 'payload_too_large', fields: { body: 'is larger than 524288 bytes' } });
+	};
+	const big = { name: 'big-role', path: '/srv/big', units: ['big.service'], description: 'x'.repeat(1024 * 1024) };
+	await tooLarge(await call('/api/roles', { method: 'POST', headers: bearer(tokens.admin), json: big }));
+
+	// Without a Content-Length the limit is met part-way through the upload, and still answered.
+	const text = JSON.stringify(big);
+	const chunks = [text.slice(0, 300_000), text.slice(300_000, 600_000), text.slice(600_000)];
+	const stream = new ReadableStream<Uint8Array>({
+		pull(controller) {
+			const next = chunks.shift();
+			if (next === undefined) controller.close();
+			else controller.enqueue(new TextEncoder().encode(next));
+		}
+	});
+	const chunked = await call('/api/roles', {
+		method: 'POST',
+		headers: { ...bearer(tokens.admin), 'content-type': 'application/json' },
+		body: stream,
+		duplex: 'half'
+	} as RequestInit);
+	await tooLarge(chunked);
+	expect(await count('code_roles')).toBe(roles);
+
+	const form = await postForm('/login', { username: 'admin', password: 'x'.repeat(1024 * 1024) });
+	expect(form.status).toBe(413);
+	expect(await form.text()).toContain('at most 524288 bytes');
+
+	const long = 'a'.repeat(70_000);
+	const api = await call(`/api/nodes?q=${long}`, { headers: bearer(tokens.read) });
+	expect(api.status).toBe(414);
+	expect((await api.json()).error).toMatchObject({
+		code: 'uri_too_long',
+		fields: { url: 'is longer than 8192 bytes' }
+	});
+	const page = await call(`/?q=${long}`, { headers: bearer(tokens.read) });
+	expect(page.status).toBe(414);
+
+	const name = await postForm('/login', { username: 'a'.repeat(65), password: 'whatever it is' });
+	expect(name.status).toBe(400);
+	expect(await name.text()).toContain('username: must be at most 64 characters');
 });

@@ -159,6 +159,8 @@ test('notify, mark-synced and Update All refuse bad input and change nothing; go
 		[{ scope: { colour: 'red' } }, 'scope'],
 		[{ dry_run: 'yes' }, 'dry_run'],
 		[{ concurrency: 0 }, 'concurrency'],
+		[{ max_failures: -1 }, 'max_failures'],
+		[{ stop_on_first_failure: 'yes' }, 'stop_on_first_failure'],
 		[{ expect: { 'api-web': 'not-a-commit' } }, 'expect.api-web']
 	] as const) {
 		const res = await post('/api/updates/trigger', body, operate);
@@ -212,6 +214,83 @@ test('notify, mark-synced and Update All refuse bad input and change nothing; go
 	const audit =
 		await db`select action from audit_log where action in ('code.notify', 'node.mark_synced', 'role.create')`;
 	expect(new Set(audit.map((a) => a.action))).toEqual(new Set(['code.notify', 'node.mark_synced', 'role.create']));
+});
+
+test('a wrong notification is undone by pinning the role back to a commit notified before', async () => {
+	const operate = bearer(tokens.operate);
+	const good = 'a1b2c3d4e5f60718293a4b5c6d7e8f9012345678';
+	const upToDate = async () =>
+		(await (await call('/api/nodes?role=api-web&status=UP_TO_DATE', { headers: operate })).json()).items.length;
+	expect(await upToDate()).toBe(2);
+
+	// Git abbreviates to as few as 4 hex digits; six are a commit id like any other.
+	const wrong = await post('/api/code-source/notify', { commit: 'abc123', changed_roles: ['api-web'] }, operate);
+	expect(await wrong.json()).toEqual({
+		commit: 'abc123',
+		roles: [{ role: 'api-web', new_commit: true, nodes_outdated: 2 }]
+	});
+	// Re-sending the good commit cannot move the role back: notifications are idempotent.
+	const again = await post('/api/code-source/notify', { commit: good, changed_roles: ['api-web'] }, operate);
+	expect((await again.json()).roles[0].new_commit).toBe(false);
+	expect(await upToDate()).toBe(0);
+
+	const commits = await count('code_commits');
+	for (const [role, body, status, field] of [
+		['api-web', { commit: 'ffff' }, 400, 'commit'],
+		['api-web', { commit: 'a1b2; reboot' }, 400, 'commit'],
+		['api-web', { commit: good, force: true }, 400, ''],
+		['no-such-role', { commit: good }, 400, 'role'],
+		['api-db', { commit: good }, 400, 'commit']
+	] as const) {
+		const res = await post(`/api/roles/${role}/pin`, body, operate);
+		expect(res.status, JSON.stringify([role, body])).toBe(status);
+		if (field) expect(await fieldsOf(res), JSON.stringify([role, body])).toHaveProperty([field]);
+	}
+	expect((await post('/api/roles/api-web/pin', { commit: good }, bearer(tokens.read))).status).toBe(403);
+	expect(await upToDate()).toBe(0);
+
+	const pinned = await post('/api/roles/api-web/pin', { commit: good.slice(0, 6) }, operate);
+	expect(pinned.status).toBe(200);
+	expect(await pinned.json()).toEqual({ role: 'api-web', commit: good, previous: 'abc123', nodes_outdated: 0 });
+	expect(await upToDate()).toBe(2);
+	// The history keeps both notifications; the audit log says who moved the target, and from where.
+	expect(await count('code_commits')).toBe(commits);
+	const [audit] =
+		await db`select via, target_id, details from audit_log where action = 'code.pin' order by id desc limit 1`;
+	expect(audit).toMatchObject({ target_id: 'api-web', details: { commit: good, previous: 'abc123' } });
+	expect(audit!.via).toMatch(/^token:/);
+});
+
+test('a plan whose only nodes behind are left out says so, instead of calling them up to date', async () => {
+	const operate = bearer(tokens.operate);
+	// Behind on api-web (it runs nothing yet), but its host key was never accepted: it cannot be updated.
+	const res = await post(
+		'/api/nodes',
+		{ name: 'api-node-unpinned', host: '127.0.1.252', credential_id: credentialId, roles: ['api-web'] },
+		cookie(admin)
+	);
+	expect(res.status).toBe(201);
+	const id = (await res.json()).id as string;
+	created.nodes.push(id);
+	const runs = await count('runs');
+
+	const refused = await post('/api/updates/trigger', { scope: { nodes: [id] } }, operate);
+	expect(refused.status).toBe(409);
+	expect((await refused.json()).error.message).toBe(
+		'Nothing can be updated now: api-node-unpinned (not updated: its host key is not accepted yet)'
+	);
+	expect(await count('runs')).toBe(runs);
+
+	// The node page's "Update this node" shows the same plan: one reason, not two that contradict each other.
+	const form = await call(`/nodes/${id}?/plan`, {
+		method: 'POST',
+		headers: { ...cookie(admin), origin: baseURL, 'x-sveltekit-action': 'true', accept: 'application/json' },
+		body: new URLSearchParams()
+	});
+	const text = await form.text();
+	expect(text).toContain('1 node is behind but left out');
+	expect(text).toContain('Nothing can be updated now');
+	expect(text).not.toContain('Nothing to update');
 });
 
 test('the post-commit hook notifies the roles a commit changed, from the path→role map', async () => {

@@ -178,8 +178,15 @@ test('an operator sees the nodes a notified commit left behind, reviews the plan
 		new RegExp(`backend — → ${good.backend.slice(0, 7)}\\s*frontend — → ${good.frontend.slice(0, 7)}`)
 	);
 	await page.screenshot({ path: `${shots}/plan-dialog.png` });
+	// The run's failure limits are the operator's to set in the plan.
+	await dialog.getByText('Failure limits').click();
+	await dialog.getByLabel('Stop after this many failures').fill('3');
+	await dialog.getByLabel('Stop at the first failure').check();
 
 	const summary = await confirmAndWatch(page, HOSTS);
+	const runId = page.url().split('/').at(-1)!;
+	const [run] = await db`select options from runs where id = ${runId}`;
+	expect(run!.options).toMatchObject({ maxFailures: 3, stopOnFirstFailure: true });
 	await expect(page.getByTestId('count-succeeded')).toContainText(String(HOSTS));
 	await expect(summary.locator('[data-state="succeeded"]').first()).toBeVisible();
 	await page.screenshot({ path: `${shots}/run-100.png`, fullPage: true });
@@ -421,4 +428,35 @@ test('viewers see the fleet but no update controls; updates need an operator and
 	const blind = await postForm('/?/update', {}, cookie(await signInAs('operator')));
 	expect(blind.status).toBe(400);
 	expect((await db`select count(*)::int as n from runs`)[0]!.n).toBe(runsBefore);
+});
+
+test('an operator undoes a wrong notification by making the previous commit the target again', async ({ browser }) => {
+	const good = (await db`select latest_commit from code_roles where name = 'backend'`)[0]!.latest_commit as string;
+	const behindBefore = (
+		await db`select count(*)::int as n from node_code_versions where role = 'backend'
+		and commit is distinct from ${good}`
+	)[0]!.n;
+	// A commit that exists nowhere: every backend node now looks behind, and Update All could never succeed.
+	await notify('0badc0de', 'backend', 'not a commit of this repository');
+	const page = await signInBrowser(browser, 'operator');
+	await page.goto('/code-sync');
+	const card = page.locator('[data-role-card="backend"]');
+	await expect(card.getByTestId('latest-commit')).toContainText('0badc0d not a commit');
+	await expect(card.getByTestId('behind-backend')).toHaveText(String(HOSTS));
+
+	page.once('dialog', (d) => {
+		expect(d.message()).toContain(`Make ${good.slice(0, 7)} the target of backend?`);
+		void d.accept();
+	});
+	await card.getByRole('button', { name: `Make ${good.slice(0, 7)} the target of backend` }).click();
+	await expect(page.getByText(`backend now targets ${good.slice(0, 12)}: ${behindBefore} node`)).toBeVisible();
+	await expect(card.getByTestId('latest-commit')).toContainText(good.slice(0, 7));
+	await expect(card.getByTestId('behind-backend')).toHaveText(String(behindBefore));
+	await page.screenshot({ path: `${shots}/code-sync-pinned.png`, fullPage: true });
+	const [audit] =
+		await db`select actor_name, details from audit_log where action = 'code.pin' order by id desc limit 1`;
+	expect(audit).toMatchObject({
+		actor_name: people.operator.username,
+		details: { commit: good, previous: '0badc0de' }
+	});
 });

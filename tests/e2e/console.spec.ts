@@ -68,12 +68,20 @@ test('an operator makes an API token, sees it once, and revokes it', async ({ pa
 	await page.goto('/settings');
 	// An operator cannot grant the admin scope; the form says so before the server has to.
 	await expect(page.getByRole('checkbox', { name: 'admin' })).toBeDisabled();
+	// A name past the limit is refused next to the field, not cut short without a word.
+	await page.getByLabel('Name').fill('n'.repeat(81));
+	await page.getByRole('button', { name: 'Create' }).click();
+	await expect(page.locator('#token-name-error')).toHaveText('must be at most 80 characters');
 	await page.getByLabel('Name').fill('browser-made');
 	await page.getByRole('checkbox', { name: 'operate' }).check();
 	await page.getByRole('button', { name: 'Create' }).click();
 	const shown = page.getByTestId('new-token');
 	await expect(shown).toHaveValue(/^flt_[a-z2-7]{32}$/);
 	const token = await shown.inputValue();
+	await page.context().grantPermissions(['clipboard-read', 'clipboard-write']);
+	await page.getByRole('button', { name: 'Copy' }).click();
+	await expect(page.getByRole('button', { name: 'Copied' })).toBeVisible();
+	expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(token);
 
 	const row = page.getByTestId('token-table').getByRole('row', { name: /browser-made/ });
 	await expect(row).toContainText('read, operate');
@@ -84,6 +92,7 @@ test('an operator makes an API token, sees it once, and revokes it', async ({ pa
 	await expect(page.getByTestId('new-token')).toHaveCount(0);
 	expect(await page.content()).not.toContain(token);
 
+	page.once('dialog', (d) => d.accept());
 	await row.getByRole('button', { name: 'Revoke browser-made' }).click();
 	await expect(row).toContainText('revoked');
 });
@@ -115,6 +124,13 @@ test('an admin adds a user, changes their role and disables them', async ({ page
 	await create.getByRole('button', { name: 'Add user' }).click();
 	await expect(page.getByText('already taken')).toBeVisible();
 	await page.screenshot({ path: `${shots}/users.png`, fullPage: true });
+
+	// Demoting the only admin is refused, and the form goes back to what is true instead of what was asked.
+	const me = page.locator(`tr[data-username="${people.admin.username}"]`);
+	await me.getByLabel(`Role of ${people.admin.username}`).selectOption('viewer');
+	await me.getByRole('button', { name: 'Save' }).click();
+	await expect(page.getByRole('alert')).toContainText('This is the last active admin');
+	await expect(me.getByLabel(`Role of ${people.admin.username}`)).toHaveValue('admin');
 });
 
 test('the audit page shows who did what, and filters', async ({ page }) => {
@@ -144,6 +160,13 @@ test('the audit page shows who did what, and filters', async ({ page }) => {
 	const actions = await table.locator('tbody tr td:nth-child(3)').allTextContents();
 	expect(actions.length).toBeGreaterThan(0);
 	for (const a of actions) expect(a).toMatch(/^user\./);
+	// Targets are shown whole, and details open in full from a one-line summary.
+	const created = table.locator('tbody tr', { hasText: 'user.create' }).last();
+	await expect(created.locator('td').nth(3)).toHaveText(/^user [0-9a-f-]{36}$/);
+	const details = created.locator('details');
+	await expect(details.locator('summary')).toHaveText(/^(?=.*\busername=\S+)(?=.*\brole=(viewer|operator|admin)\b).*$/);
+	await details.locator('summary').click();
+	await expect(details.locator('pre')).toContainText('"role":');
 
 	await page.goto('/audit?since=not-a-date');
 	await expect(page.getByRole('alert')).toContainText('since: must be a date');
@@ -156,4 +179,30 @@ test('the dark theme sticks across pages', async ({ page }) => {
 	await page.goto('/code-sync');
 	await expect(page.locator('html')).toHaveClass(/dark/);
 	await page.screenshot({ path: `${shots}/code-sync-dark.png`, fullPage: true });
+});
+
+test('at 390 px wide every page fits the screen, and the menu opens from a button', async ({ browser }) => {
+	const page = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
+	await signInThroughTheForm(page, 'admin');
+	const nav = page.getByRole('navigation', { name: 'Main' });
+	for (const p of pages) {
+		await page.goto(p.path);
+		await expect(page.getByRole('heading', { level: 1, name: p.heading })).toBeVisible();
+		await expect(nav).toBeHidden();
+		// Wide tables scroll inside their cards; the page itself never scrolls sideways.
+		const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+		expect(overflow, p.path).toBeLessThanOrEqual(0);
+	}
+	await page.goto('/');
+	const update = page.getByRole('button', { name: 'Update All' });
+	if (await update.count()) {
+		const box = (await update.boundingBox())!;
+		expect(box.x + box.width).toBeLessThanOrEqual(390);
+	}
+	await page.screenshot({ path: `${shots}/fleet-overview-390.png`, fullPage: true });
+	await page.getByRole('button', { name: 'Menu' }).click();
+	await expect(nav).toBeVisible();
+	await nav.getByRole('link', { name: 'Code Sync' }).click();
+	await expect(page.getByRole('heading', { level: 1, name: 'Code Sync' })).toBeVisible();
+	await expect(nav).toBeHidden();
 });

@@ -1,4 +1,4 @@
-import { chmod, rm, writeFile } from 'node:fs/promises';
+import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, test, type Page } from '@playwright/test';
 import { startTestbed, type Testbed } from '../testbed/testbed.ts';
@@ -58,7 +58,7 @@ test('an admin checks all nodes and watches the run finish live, with each taskâ
 		await expect(row.locator('[data-state]').first()).toHaveAttribute('data-state', 'succeeded');
 	expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(1);
 	// A finished run offers no Cancel or Pause.
-	await expect(page.getByRole('button', { name: 'Cancel' })).toHaveCount(0);
+	await expect(page.getByRole('button', { name: 'Cancel', exact: true })).toHaveCount(0);
 
 	await page.getByRole('button', { name: 'Show the log of runs-01' }).click();
 	const log = page.locator('tr[data-log-for="runs-01"]').getByTestId('live-log');
@@ -66,6 +66,14 @@ test('an admin checks all nodes and watches the run finish live, with each taskâ
 	await expect(log.locator('p').nth(1)).toBeVisible();
 	expect((await log.innerText()).length).toBeGreaterThan(20);
 	await page.screenshot({ path: 'test-results/screenshots/run-page.png', fullPage: true });
+
+	// The whole log as text: every node's lines, named by node and step.
+	const downloading = page.waitForEvent('download');
+	await page.getByRole('link', { name: 'Download log' }).click();
+	const download = await downloading;
+	expect(download.suggestedFilename()).toMatch(/^run-\d+\.log$/);
+	const text = await readFile((await download.path())!, 'utf8');
+	for (const node of ['runs-01', 'runs-02', 'runs-03']) expect(text).toMatch(new RegExp(`^${node} \\S+ .*Linux`, 'm'));
 
 	await page.getByRole('link', { name: 'Runs', exact: true }).click();
 	await expect(page.getByTestId('runs-table')).toContainText('Check all nodes');
@@ -89,7 +97,7 @@ test('a viewer sees a run but no controls, and the console refuses their cancel'
 	await signInBrowser(viewerPage, 'viewer');
 	await viewerPage.goto(`/runs/${run_id}`);
 	await expect(viewerPage.getByTestId('run-summary').locator('[data-state="paused"]')).toBeVisible();
-	await expect(viewerPage.getByRole('button', { name: 'Cancel' })).toHaveCount(0);
+	await expect(viewerPage.getByRole('button', { name: 'Cancel', exact: true })).toHaveCount(0);
 	await expect(viewerPage.getByRole('button', { name: 'Resume' })).toHaveCount(0);
 	const refused = await postForm(`/runs/${run_id}?/cancel`, {}, cookie(await signInAs('viewer')));
 	expect(refused.status).toBe(403);
@@ -98,11 +106,33 @@ test('a viewer sees a run but no controls, and the console refuses their cancel'
 	await signInBrowser(adminPage, 'admin');
 	await adminPage.goto(`/runs/${run_id}`);
 	await expect(adminPage.getByRole('button', { name: 'Resume' })).toBeVisible();
-	adminPage.once('dialog', (d) => d.accept());
-	await adminPage.getByRole('button', { name: 'Cancel' }).click();
+	let question = '';
+	adminPage.once('dialog', (d) => {
+		question = d.message();
+		void d.accept();
+	});
+	await adminPage.getByRole('button', { name: 'Cancel', exact: true }).click();
+	// A check only looks at its nodes: nothing of it is rolled back, and the question does not say otherwise.
+	expect(question).toMatch(/^Cancel run #\d+\? Running tasks are stopped\.$/);
 	await expect(adminPage.getByTestId('run-summary').locator('[data-state="cancelled"]').first()).toBeVisible();
 	await expect(adminPage.getByTestId('run-reason')).toHaveText('Cancelled by admin');
-	await expect(adminPage.getByRole('button', { name: 'Cancel' })).toHaveCount(0);
+	await expect(adminPage.getByRole('button', { name: 'Cancel', exact: true })).toHaveCount(0);
+	// The counts filter the table: only the cancelled tasks, then all again.
+	const cancelled = Number(await adminPage.getByTestId('count-cancelled').locator('.tabular-nums').innerText());
+	await adminPage.getByTestId('count-cancelled').getByRole('button').click();
+	await expect(adminPage.getByTestId('task-filter')).toHaveText('Showing the cancelled tasks only.');
+	await expect(adminPage.locator('tr[data-task]')).toHaveCount(cancelled);
+	for (const row of await adminPage.locator('tr[data-task]').all())
+		await expect(row.locator('[data-state]').first()).toHaveAttribute('data-state', 'cancelled');
+	await adminPage.getByRole('button', { name: 'Show all' }).click();
+	await expect(adminPage.locator('tr[data-task]')).toHaveCount(3);
+	// A task the pause kept from starting never ran: its log says so instead of waiting for output.
+	const [unstarted] = await db`select node_name from tasks where run_id = ${run_id} and started_at is null limit 1`;
+	expect(unstarted).toBeDefined();
+	await adminPage.getByRole('button', { name: `Show the log of ${unstarted!.node_name}` }).click();
+	await expect(adminPage.locator(`tr[data-log-for="${unstarted!.node_name}"]`).getByTestId('live-log')).toHaveText(
+		'No output.'
+	);
 	const state = (await db`select state from runs where id = ${run_id}`)[0]!.state;
 	expect(state).toBe('cancelled');
 });

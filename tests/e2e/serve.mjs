@@ -20,7 +20,7 @@ await admin.end();
 
 const url = new URL(adminUrl);
 url.pathname = `/${dbName}`;
-const child = spawn(process.execPath, ['build'], {
+const child = spawn(process.execPath, ['--max-http-header-size=131072', 'build'], {
 	stdio: 'inherit',
 	env: {
 		...process.env,

@@ -150,7 +150,8 @@ describe.each(backends)('checking nodes on $name', ({ open }) => {
 			hostKeyStatus: 'changed',
 			hostKeyFingerprint: pinnedKey,
 			presentedFingerprint: freshKey,
-			lastSeenAt: 'set'
+			// It answered with a key the console does not trust: no session, so not "last connected" now.
+			lastSeenAt: null
 		});
 		const [flowAudit] = await hostKeyAudits();
 		expect(flowAudit).toMatchObject({ actor: 'system', result: 'denied', details: { run_id: runId } });

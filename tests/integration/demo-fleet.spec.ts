@@ -4,6 +4,7 @@ import path from 'node:path';
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
+import { openSecret } from '../../src/lib/server/crypto/secret-box';
 import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
 import { sysNodeScans } from '../../src/lib/server/db/schema';
 import { connectionStatus, listNodes } from '../../src/lib/server/fleet/nodes';
@@ -23,11 +24,12 @@ import { registerDomains } from '../../src/lib/server/domains';
 describe('the quick start demo fleet', () => {
 	let handle: DatabaseHandle;
 	const dataDir = mkdtempSync(path.join(tmpdir(), 'flotilla-demo-'));
+	const key = randomBytes(32);
 
 	beforeAll(async () => {
 		handle = await freshPglite();
 		useDatabase(handle);
-		useMasterKey(randomBytes(32));
+		useMasterKey(key);
 	});
 	afterAll(async () => {
 		useMasterKey(undefined);
@@ -78,9 +80,10 @@ describe('the quick start demo fleet', () => {
 		expect(outdated.length).toBeLessThan(models.length / 2);
 
 		const app03 = fleet.hosts.find((h) => h.name === 'app-03')!;
-		const { clientKey } = JSON.parse(readFileSync(path.join(dataDir, 'demo-fleet.json'), 'utf8')) as {
-			clientKey: string;
-		};
+		// The demo's keys are sealed at rest like every credential: nothing readable in the file.
+		const stored = readFileSync(path.join(dataDir, 'demo-fleet.json'), 'utf8');
+		expect(stored).not.toMatch(/PRIVATE KEY|clientKey/);
+		const { clientKey } = JSON.parse(openSecret(key, stored, 'demo-fleet')) as { clientKey: string };
 		const conn = await connect({
 			host: app03.address,
 			port: app03.port,

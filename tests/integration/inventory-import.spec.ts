@@ -131,6 +131,31 @@ describe.each(backends)('inventory import on $name', ({ open }) => {
 		expect(await importInventory(admin, request())).toMatchObject({ created: 0, skipped: 4 });
 	});
 
+	it('warns about two hosts on one address, in the inventory and against the fleet', async () => {
+		await createNode(admin, {
+			name: 'old-db',
+			host: '10.0.0.21',
+			port: 2222,
+			user: 'root',
+			credential_id: credentialId,
+			kind: 'server',
+			roles: [],
+			labels: {},
+			policy: 'manual',
+			control_plane: false
+		});
+		const text = `${inventory}\n[cache]\ncache1 ansible_host=10.0.0.13\n`;
+		const preview = await importInventory(admin, request({ text, dryRun: true }));
+		expect(preview.warnings).toEqual([
+			{ line: 6, host: 'db1', message: '10.0.0.21:2222 is also the address of node old-db' },
+			{
+				line: 12,
+				host: 'cache1',
+				message: '10.0.0.13:22 is also the address of node web3 (line 3 of this inventory)'
+			}
+		]);
+	});
+
 	it('writes nothing when any host is wrong, and says where', async () => {
 		const bad = `${inventory}\n[cache]\ncache1 ansible_port=99999\n`;
 		const result = await importInventory(admin, request({ text: bad }));

@@ -1,12 +1,27 @@
 import { describe, expect, it } from 'vitest';
 import { fieldErrors } from './errors';
-import { createTokenSchema, createUserSchema, setupSchema, updateUserSchema } from './auth';
+import { createTokenSchema, createUserSchema, loginSchema, setupSchema, updateUserSchema } from './auth';
+import { pageSchema } from './common';
+import { triggerSchema } from './code-sync';
 import { auditQuerySchema } from './audit';
 
 const errorsOf = (r: { success: boolean; error?: unknown }) =>
 	r.success ? {} : fieldErrors(r.error as Parameters<typeof fieldErrors>[0]);
 
 describe('input schemas', () => {
+	it('call a value past its limit too long or too large, not missing or of the wrong type', () => {
+		expect(errorsOf(loginSchema.safeParse({ username: 'a'.repeat(65), password: 'x' }))).toEqual({
+			username: 'must be at most 64 characters'
+		});
+		expect(errorsOf(loginSchema.safeParse({ password: 'x' }))).toEqual({ username: 'is required' });
+		expect(errorsOf(pageSchema.safeParse({ limit: '501' }))).toEqual({ limit: 'must be at most 500' });
+		expect(errorsOf(pageSchema.safeParse({ limit: 'many' }))).toEqual({ limit: 'must be a number' });
+		const roles = Array.from({ length: 65 }, (_, i) => `r${i}`);
+		expect(errorsOf(triggerSchema.safeParse({ scope: { roles } }))).toEqual({
+			'scope.roles': 'must have at most 64 items'
+		});
+	});
+
 	it('name the field that is wrong', () => {
 		expect(errorsOf(createUserSchema.safeParse({ username: 'a b', password: 'short', role: 'root' }))).toEqual({
 			username: expect.stringContaining('letters, digits'),

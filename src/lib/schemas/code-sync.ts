@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { fromText, uuidSchema } from './common';
+import { fromText, uuidSchema, wrongType } from './common';
 import { nodeNameSchema, roleNameSchema } from './nodes';
 import { absolutePathSchema, branchSchema, commitSchema, unitNameSchema } from './remote';
 
@@ -18,11 +18,11 @@ const controlChars = /[\u0000-\u001f\u007f]/;
 export const argvSchema = z
 	.array(
 		z
-			.string({ error: 'arguments must be strings' })
+			.string(wrongType('arguments must be strings'))
 			.min(1, 'arguments must not be empty')
 			.max(1024, 'arguments are at most 1024 characters')
 			.refine((v) => !controlChars.test(v), 'arguments must not contain control characters'),
-		{ error: 'must be a list of arguments, e.g. ["./install.sh", "--prod"]' }
+		wrongType('must be a list of arguments, e.g. ["./install.sh", "--prod"]')
 	)
 	.max(32, 'at most 32 arguments')
 	.refine((argv) => argv.length === 0 || !argv[0]!.startsWith('-'), 'the program must not start with -');
@@ -31,7 +31,7 @@ const commandArgv = argvSchema.refine((a) => a.length > 0, 'is required');
 
 /** A URL fetched on the node itself (usually 127.0.0.1) with curl. */
 export const healthUrlSchema = z
-	.string({ error: 'is required' })
+	.string(wrongType('is required'))
 	.max(2048, 'must be at most 2048 characters')
 	.refine((v) => {
 		try {
@@ -60,31 +60,31 @@ const roleFields = {
 	path: absolutePathSchema.refine((p) => p !== '/', 'must not be /'),
 	source_repo: absolutePathSchema.nullable().optional(),
 	branch: branchSchema.default('main'),
-	units: z.array(unitNameSchema, { error: 'must be a list of unit names' }).max(16, 'at most 16 units').default([]),
+	units: z.array(unitNameSchema, wrongType('must be a list of unit names')).max(16, 'at most 16 units').default([]),
 	install_command: argvSchema.default([]),
 	restart_command: argvSchema.default([]),
 	health: healthCheckSchema.default({ type: 'units' }),
 	health_timeout_seconds: fromText(
 		z
-			.number({ error: 'must be a number' })
+			.number(wrongType('must be a number'))
 			.int('must be a whole number')
 			.min(1, 'must be 1 to 600')
 			.max(600, 'must be 1 to 600')
 	).default(30),
-	order: fromText(z.number({ error: 'must be a number' }).int('must be a whole number').min(0).max(10_000)).default(
+	order: fromText(z.number(wrongType('must be a number')).int('must be a whole number').min(0).max(10_000)).default(
 		100
 	),
-	auto_update: z.boolean({ error: 'must be true or false' }).default(false),
+	auto_update: z.boolean(wrongType('must be true or false')).default(false),
 	auto_update_interval_minutes: fromText(
 		z
-			.number({ error: 'must be a number' })
+			.number(wrongType('must be a number'))
 			.int('must be a whole number')
 			.min(1, 'must be 1 to 10080')
 			.max(10_080, 'must be 1 to 10080')
 	).default(60),
 	auto_update_max_failures_per_day: fromText(
 		z
-			.number({ error: 'must be a number' })
+			.number(wrongType('must be a number'))
 			.int('must be a whole number')
 			.min(1, 'must be 1 to 100')
 			.max(100, 'must be 1 to 100')
@@ -117,7 +117,7 @@ export const updateRoleSchema = z
 		health: healthCheckSchema,
 		health_timeout_seconds: roleFields.health_timeout_seconds.removeDefault(),
 		order: roleFields.order.removeDefault(),
-		auto_update: z.boolean({ error: 'must be true or false' }),
+		auto_update: z.boolean(wrongType('must be true or false')),
 		auto_update_interval_minutes: roleFields.auto_update_interval_minutes.removeDefault(),
 		auto_update_max_failures_per_day: roleFields.auto_update_max_failures_per_day.removeDefault()
 	})
@@ -143,7 +143,7 @@ export const notifySchema = z.preprocess(
 		.object({
 			commit: commitSchema,
 			changed_roles: z
-				.array(roleNameSchema, { error: 'must be a list of role names' })
+				.array(roleNameSchema, wrongType('must be a list of role names'))
 				.min(1, 'must name at least one role')
 				.max(64, 'at most 64 roles'),
 			branch: branchSchema.optional(),
@@ -155,14 +155,16 @@ export const notifySchema = z.preprocess(
 
 export const markSyncedSchema = z.object({ role: roleNameSchema, commit: commitSchema }).strict();
 
+export const pinSchema = z.object({ commit: commitSchema }).strict();
+
 /** Which nodes an update covers; all three narrow (a node must match every given list). */
 export const updateScopeSchema = z
 	.object({
 		nodes: z
-			.array(z.union([uuidSchema, nodeNameSchema]), { error: 'must be a list of node ids or names' })
+			.array(z.union([uuidSchema, nodeNameSchema]), wrongType('must be a list of node ids or names'))
 			.max(10_000)
 			.optional(),
-		roles: z.array(roleNameSchema, { error: 'must be a list of role names' }).max(64).optional(),
+		roles: z.array(roleNameSchema, wrongType('must be a list of role names')).max(64).optional(),
 		labels: z
 			.array(
 				z
@@ -171,7 +173,7 @@ export const updateScopeSchema = z
 						/^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}(=.{0,255})?$/,
 						'labels are name or name=value, names of letters, digits, _ . / -'
 					),
-				{ error: 'must be a list of labels (name=value)' }
+				wrongType('must be a list of labels (name=value)')
 			)
 			.max(16)
 			.optional()
@@ -182,11 +184,15 @@ export type UpdateScope = z.infer<typeof updateScopeSchema>;
 export const triggerSchema = z
 	.object({
 		scope: updateScopeSchema.optional(),
-		dry_run: z.boolean({ error: 'must be true or false' }).default(false),
+		dry_run: z.boolean(wrongType('must be true or false')).default(false),
 		concurrency: fromText(
-			z.number({ error: 'must be a number' }).int('must be a whole number').min(1).max(500)
+			z.number(wrongType('must be a number')).int('must be a whole number').min(1).max(500)
 		).optional(),
-		max_failure_percent: fromText(z.number({ error: 'must be a number' }).min(0).max(100)).optional(),
+		max_failure_percent: fromText(z.number(wrongType('must be a number')).min(0).max(100)).optional(),
+		max_failures: fromText(
+			z.number(wrongType('must be a number')).int('must be a whole number').min(0).max(100_000)
+		).optional(),
+		stop_on_first_failure: z.boolean(wrongType('must be true or false')).optional(),
 		/** The commits the operator saw in the plan; the update refuses to run if a role moved since. */
 		expect: z.record(roleNameSchema, commitSchema).optional()
 	})

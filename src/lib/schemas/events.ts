@@ -11,7 +11,11 @@ export const eventTypes = [
 	'node.code',
 	'role.changed',
 	'code.commit',
-	'sweep.ended'
+	'sweep.ended',
+	'rollout.created',
+	'rollout.state',
+	'rollout.stage',
+	'rollout.paused'
 ] as const;
 
 const known = new Set<string>(eventTypes);

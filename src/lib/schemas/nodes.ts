@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { uuidSchema } from './common';
+import { uuidSchema, wrongType } from './common';
 import { hostSchema, portSchema, unixUserSchema } from './remote';
 
 export const nodeNameSchema = z
-	.string({ error: 'is required' })
+	.string(wrongType('is required'))
 	.trim()
 	.regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1–63 letters, digits, dots, dashes or underscores');
 
@@ -14,12 +14,12 @@ export const roleNameSchema = z
 const labelKey = /^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$/;
 
 export const labelsSchema = z
-	.record(z.string(), z.string().max(255, 'label values are at most 255 characters'), { error: 'must be an object' })
+	.record(z.string(), z.string().max(255, 'label values are at most 255 characters'), wrongType('must be an object'))
 	.refine((l) => Object.keys(l).every((k) => labelKey.test(k)), 'label names must be letters, digits, _ . / -')
 	.refine((l) => Object.keys(l).length <= 64, 'at most 64 labels');
 
 export const fingerprintSchema = z
-	.string({ error: 'is required' })
+	.string(wrongType('is required'))
 	.trim()
 	.regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'must be a SHA-256 fingerprint as ssh-keygen -lf prints it (SHA256:…)');
 
@@ -31,10 +31,10 @@ const nodeFields = {
 	credential_id: uuidSchema,
 	jump_node_id: uuidSchema.nullable().optional(),
 	kind: z.enum(['server', 'appliance'], { error: 'must be server or appliance' }).default('server'),
-	roles: z.array(roleNameSchema, { error: 'must be a list' }).max(32, 'at most 32 roles').default([]),
+	roles: z.array(roleNameSchema, wrongType('must be a list')).max(32, 'at most 32 roles').default([]),
 	labels: labelsSchema.default({}),
 	policy: z.enum(['full', 'security', 'manual'], { error: 'must be full, security or manual' }).default('security'),
-	control_plane: z.boolean({ error: 'must be true or false' }).default(false),
+	control_plane: z.boolean(wrongType('must be true or false')).default(false),
 	host_key_fingerprint: fingerprintSchema.optional()
 };
 
@@ -52,7 +52,7 @@ export const updateNodeSchema = z
 		roles: z.array(roleNameSchema).max(32, 'at most 32 roles'),
 		labels: labelsSchema,
 		policy: z.enum(['full', 'security', 'manual'], { error: 'must be full, security or manual' }),
-		control_plane: z.boolean({ error: 'must be true or false' })
+		control_plane: z.boolean(wrongType('must be true or false'))
 	})
 	.partial()
 	.strict()
@@ -63,7 +63,7 @@ export const acceptHostKeySchema = z.object({ fingerprint: fingerprintSchema });
 export const createCredentialSchema = z.object({
 	name: nodeNameSchema,
 	private_key: z
-		.string({ error: 'is required' })
+		.string(wrongType('is required'))
 		.min(1, 'is required')
 		.max(16_384, 'is too long for an SSH private key'),
 	passphrase: z.string().max(1024, 'is too long').optional()

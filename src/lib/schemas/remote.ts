@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { fromText } from './common';
+import { fromText, wrongType } from './common';
 
 /**
  * Values from operators that end up on a node's command line (refs, branches, packages, units, paths,
@@ -11,16 +11,16 @@ const noDash = (v: string) => !v.startsWith('-');
 // eslint-disable-next-line no-control-regex -- control characters are what it finds
 const controlChars = /[\u0000-\u001f\u007f]/;
 
-/** A full or abbreviated commit id (SHA-1, or SHA-256 repositories). */
+/** A full or abbreviated commit id (SHA-1, or SHA-256 repositories); git abbreviates to no fewer than 4. */
 export const commitSchema = z
-	.string({ error: 'is required' })
+	.string(wrongType('is required'))
 	.trim()
-	.regex(/^[0-9a-f]{7,64}$/i, 'must be a commit id: 7 to 64 hexadecimal characters')
+	.regex(/^[0-9a-f]{4,64}$/i, 'must be a commit id: 4 to 64 hexadecimal characters')
 	.transform((v) => v.toLowerCase());
 
 /** `git check-ref-format` rules, plus: no leading dash, at most 255 characters. */
 export const gitRefSchema = z
-	.string({ error: 'is required' })
+	.string(wrongType('is required'))
 	.min(1, 'is required')
 	.max(255, 'must be at most 255 characters')
 	.refine(noDash, 'must not start with -')
@@ -38,18 +38,18 @@ export const branchSchema = gitRefSchema.refine((v) => v !== 'HEAD', 'must name 
 
 /** A Debian package name (Debian Policy 5.6.1). */
 export const packageNameSchema = z
-	.string({ error: 'is required' })
+	.string(wrongType('is required'))
 	.regex(/^[a-z0-9][a-z0-9+.-]+$/, 'must be a Debian package name: lower-case letters, digits, + - .');
 
 /** A systemd unit name, with or without its type suffix. */
 export const unitNameSchema = z
-	.string({ error: 'is required' })
+	.string(wrongType('is required'))
 	.max(255, 'must be at most 255 characters')
 	.regex(/^[A-Za-z0-9_][A-Za-z0-9:_.@\\-]*$/, 'must be a systemd unit name: letters, digits, : _ . @ \\ -');
 
 /** An absolute, normalised path on a node. */
 export const absolutePathSchema = z
-	.string({ error: 'is required' })
+	.string(wrongType('is required'))
 	.max(4096, 'must be at most 4096 characters')
 	.refine((v) => v.startsWith('/'), 'must be an absolute path')
 	.refine((v) => !controlChars.test(v), 'must not contain control characters')
@@ -61,7 +61,7 @@ const hostnameLabel = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
 
 /** A DNS name (RFC 1123), an IPv4 address or an IPv6 address, as ssh would be given it. */
 export const hostSchema = z
-	.string({ error: 'is required' })
+	.string(wrongType('is required'))
 	.trim()
 	.min(1, 'is required')
 	.max(253, 'must be at most 253 characters')
@@ -84,12 +84,12 @@ function isIPv6(v: string): boolean {
 
 /** A Unix login name. */
 export const unixUserSchema = z
-	.string({ error: 'is required' })
+	.string(wrongType('is required'))
 	.regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a Unix user name: lower-case letters, digits, _ -, at most 32');
 
 export const portSchema = fromText(
 	z
-		.number({ error: 'must be a number' })
+		.number(wrongType('must be a number'))
 		.int('must be a whole number')
 		.min(1, 'must be 1 to 65535')
 		.max(65535, 'must be 1 to 65535')

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { pageSchema, uuidSchema } from './common';
+import { pageSchema, uuidSchema, wrongType } from './common';
 
 const runStates = ['queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled'] as const;
 
@@ -13,17 +13,17 @@ export const runQuerySchema = pageSchema.extend({
 
 export const runOptionsSchema = z
 	.object({
-		concurrency: z.number({ error: 'must be a number' }).int('must be a whole number').min(1).max(1_000).optional(),
-		max_failures: z.number({ error: 'must be a number' }).int('must be a whole number').min(0).optional(),
-		max_failure_percent: z.number({ error: 'must be a number' }).min(0).max(100).optional(),
-		stop_on_first_failure: z.boolean({ error: 'must be true or false' }).optional()
+		concurrency: z.number(wrongType('must be a number')).int('must be a whole number').min(1).max(1_000).optional(),
+		max_failures: z.number(wrongType('must be a number')).int('must be a whole number').min(0).optional(),
+		max_failure_percent: z.number(wrongType('must be a number')).min(0).max(100).optional(),
+		stop_on_first_failure: z.boolean(wrongType('must be true or false')).optional()
 	})
 	.strict();
 
 export const createRunSchema = z
 	.object({
 		/** A look-only kind (a flow marked readOnly, today `check`): the route checks it against the registered flows. */
-		kind: z.string({ error: 'must be a run kind' }).regex(/^[a-z][a-z0-9-]{0,40}$/, 'must be a run kind'),
+		kind: z.string(wrongType('must be a run kind')).regex(/^[a-z][a-z0-9-]{0,40}$/, 'must be a run kind'),
 		nodes: z.array(uuidSchema).min(1, 'name at least one node').max(10_000, 'at most 10,000 nodes'),
 		options: runOptionsSchema.optional()
 	})

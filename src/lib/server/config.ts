@@ -33,7 +33,28 @@ const envSchema = z.object({
 		.default('0 2 * * *'),
 	FLOTILLA_SYSTEM_SOAK_DAYS: z.coerce.number().int('must be a whole number').min(0).max(365).default(0),
 	FLOTILLA_SYSTEM_SOAK_SECURITY: z.enum(['exempt', 'gate'], { error: 'must be exempt or gate' }).default('exempt'),
-	FLOTILLA_SYSTEM_SCAN_TZ: z.string().refine(isTimeZone, 'must be an IANA time zone, e.g. Europe/Berlin').default('UTC')
+	FLOTILLA_SYSTEM_SCAN_TZ: z
+		.string()
+		.refine(isTimeZone, 'must be an IANA time zone, e.g. Europe/Berlin')
+		.default('UTC'),
+	/** Ed25519 public keys that sign releases: PEM blocks, or base64 (raw 32 bytes or SPKI), comma-separated. */
+	FLOTILLA_RELEASE_PUBLIC_KEYS: z.string().optional(),
+	/** A file holding such keys (PEM), for keys too long for an environment variable. */
+	FLOTILLA_RELEASE_PUBLIC_KEYS_FILE: z.string().optional(),
+	/** The shared secret of HMAC-SHA256 release signatures (the signer's RELEASE_SIGNING_SECRET). */
+	FLOTILLA_RELEASE_SIGNING_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+	/** Rollback protection: no rollout, and no fleet rollback, may take nodes to a release below this version. */
+	FLOTILLA_RELEASE_MIN_VERSION: z
+		.string()
+		.regex(/^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/, 'must be a semantic version such as 1.4.0')
+		.optional(),
+	/** Seconds between turns of the rollout driver (0: none on this console). */
+	FLOTILLA_ROLLOUT_TICK_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(3600).default(5),
+	// adapter-node's own variable: it cuts request bodies off at this size; read here so refusals can name it.
+	BODY_SIZE_LIMIT: z
+		.string()
+		.regex(/^(\d+[KMG]?|Infinity)$/i, 'must be a byte count such as 512K, 2M or Infinity')
+		.default('512K')
 });
 
 function cronProblem(expression: string): string | null {
@@ -74,10 +95,23 @@ const configSchema = envSchema.transform((e) => ({
 	systemScanTimeZone: e.FLOTILLA_SYSTEM_SCAN_TZ,
 	/** Automatic updates take only versions the fleet has known this many days; security ones at once unless gated. */
 	systemSoak: { days: e.FLOTILLA_SYSTEM_SOAK_DAYS, securityExempt: e.FLOTILLA_SYSTEM_SOAK_SECURITY === 'exempt' },
+	releasePublicKeys: e.FLOTILLA_RELEASE_PUBLIC_KEYS,
+	releasePublicKeysFile: e.FLOTILLA_RELEASE_PUBLIC_KEYS_FILE,
+	releaseSigningSecret: e.FLOTILLA_RELEASE_SIGNING_SECRET,
+	releaseMinVersion: e.FLOTILLA_RELEASE_MIN_VERSION,
+	rolloutTickSeconds: e.FLOTILLA_ROLLOUT_TICK_SECONDS,
+	/** The largest request body the server reads, in bytes. */
+	bodyLimitBytes: parseByteCount(e.BODY_SIZE_LIMIT),
 	version: readVersion()
 }));
 
 export type Config = z.infer<typeof configSchema>;
+
+/** Reads a byte count the way adapter-node does, so the limit named in a refusal is the one it enforces. */
+function parseByteCount(value: string): number {
+	const multiplier = { K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[value.at(-1)!.toUpperCase()];
+	return multiplier ? Number(value.slice(0, -1)) * multiplier : Number(value);
+}
 
 function readVersion(): string {
 	try {

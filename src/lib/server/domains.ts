@@ -1,5 +1,7 @@
 import { registerCodeSync } from '$lib/server/codesync/register';
 import { registerFleet } from '$lib/server/fleet/register';
+import { registerReleases } from '$lib/server/releases/register';
+import { registerRollouts } from '$lib/server/rollouts/register';
 import { registerSystemUpdates } from '$lib/server/sysupdates/register';
 
 /**
@@ -9,5 +11,7 @@ import { registerSystemUpdates } from '$lib/server/sysupdates/register';
 export function registerDomains(): void {
 	registerFleet();
 	registerCodeSync();
+	registerReleases();
+	registerRollouts();
 	registerSystemUpdates();
 }

@@ -12,6 +12,7 @@ export type ErrorCode =
 	| 'method_not_allowed'
 	| 'conflict'
 	| 'payload_too_large'
+	| 'uri_too_long'
 	| 'too_many_requests'
 	| 'internal_error';
 
@@ -25,6 +26,7 @@ const statusOf: Record<ErrorCode, number> = {
 	method_not_allowed: 405,
 	conflict: 409,
 	payload_too_large: 413,
+	uri_too_long: 414,
 	too_many_requests: 429,
 	internal_error: 500
 };

@@ -3,6 +3,7 @@ import { deleteExpiredSessions } from '$lib/server/auth/session';
 import { ensureFirstAdminFromEnv } from '$lib/server/auth/users';
 import { useMasterKey } from '$lib/server/crypto/master-key';
 import { runAutoUpdates } from '$lib/server/codesync/auto-update';
+import { driveRollouts } from '$lib/server/rollouts/driver';
 import { pruneOldRecords } from '$lib/server/retention';
 import { startDemoFleet } from '$lib/server/sim/demo-fleet';
 import { loadSecretKey } from '$lib/server/crypto/secret-key';
@@ -52,6 +53,8 @@ export function startConsole(): Promise<DatabaseHandle> {
 		// Shared by every console: each turn runs on one of them (engine/runtime.ts).
 		await schedulePeriodic('health-sweep', cfg.healthSweepSeconds, () => runHealthSweep(cfg.healthSweepConcurrency));
 		await schedulePeriodic('auto-update', 60, runAutoUpdates);
+		// Rollouts move from their rows in the database: a restarted console carries on at the next turn.
+		await schedulePeriodic('rollouts', cfg.rolloutTickSeconds, driveRollouts);
 		await schedulePeriodic('system-updates', 60, () =>
 			runScheduledSystemUpdates({ cron: cfg.systemScanCron, timeZone: cfg.systemScanTimeZone, soak: cfg.systemSoak })
 		);

@@ -24,6 +24,7 @@ export const load: PageServerLoad = async (event) => {
 		status: url.searchParams.get('status') || undefined,
 		role: url.searchParams.get('role') || undefined,
 		label: url.searchParams.get('label') || undefined,
+		connection: url.searchParams.get('connection') || undefined,
 		cursor: url.searchParams.get('cursor') || undefined,
 		limit: PAGE_SIZE
 	});
@@ -60,7 +61,8 @@ export const load: PageServerLoad = async (event) => {
 			q: filters.q ?? '',
 			status: filters.status ?? '',
 			role: filters.role ?? '',
-			label: filters.label ?? ''
+			label: filters.label ?? '',
+			connection: filters.connection ?? ''
 		},
 		cursor: filters.cursor ?? null,
 		nextCursor: page.nextCursor,

@@ -44,7 +44,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/(app)/nodes/[id]': {
 		kind: 'page',
 		view: signedIn,
-		actions: { check: operatorPage, plan: operatorPage, update: operatorPage }
+		actions: { check: operatorPage, plan: operatorPage, update: operatorPage, acceptHostKey: adminPage }
 	},
 	'/(app)/runs': { kind: 'page', view: signedIn },
 	'/(app)/runs/[id]': {
@@ -55,12 +55,24 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/(app)/code-sync': {
 		kind: 'page',
 		view: signedIn,
-		actions: { plan: operatorPage, update: operatorPage, saveRole: adminPage, deleteRole: adminPage }
+		actions: { plan: operatorPage, update: operatorPage, pin: operatorPage, saveRole: adminPage, deleteRole: adminPage }
 	},
 	'/(app)/system-updates': { kind: 'page', view: signedIn, actions: { scan: operatorPage, apply: operatorPage } },
 	'/(app)/certificates': { kind: 'page', view: signedIn },
-	'/(app)/rollouts': { kind: 'page', view: signedIn },
+	'/(app)/rollouts': { kind: 'page', view: signedIn, actions: { preview: operatorPage, create: operatorPage } },
+	'/(app)/rollouts/[id]': {
+		kind: 'page',
+		view: signedIn,
+		actions: {
+			advance: operatorPage,
+			pause: operatorPage,
+			resume: operatorPage,
+			cancel: operatorPage,
+			rollback: operatorPage
+		}
+	},
 	'/(app)/releases': { kind: 'page', view: signedIn },
+	'/(app)/releases/[id]': { kind: 'page', view: signedIn },
 	'/(app)/audit': { kind: 'page', view: adminPage },
 	'/(app)/settings': {
 		kind: 'page',
@@ -111,6 +123,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/nodes/[id]/mark-synced': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/roles': { kind: 'endpoint', methods: { GET: read, POST: admin } },
 	'/api/roles/[name]': { kind: 'endpoint', methods: { GET: read, PATCH: admin, DELETE: admin } },
+	'/api/roles/[name]/pin': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/code-source/notify': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/updates/trigger': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/inventory/import': { kind: 'endpoint', methods: { POST: admin } },
@@ -122,6 +135,16 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/updates/system/windows': { kind: 'endpoint', methods: { GET: read, POST: admin } },
 	'/api/updates/system/windows/[id]': { kind: 'endpoint', methods: { DELETE: admin } },
 	'/api/updates/system/windows/[id]/skip': { kind: 'endpoint', methods: { POST: admin } },
+	'/api/releases': { kind: 'endpoint', methods: { GET: read, POST: admin } },
+	'/api/releases/[id]': { kind: 'endpoint', methods: { GET: read } },
+	'/api/rollouts': { kind: 'endpoint', methods: { GET: read, POST: operate } },
+	'/api/rollouts/preview': { kind: 'endpoint', methods: { POST: read } },
+	'/api/rollouts/[id]': { kind: 'endpoint', methods: { GET: read } },
+	'/api/rollouts/[id]/advance': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/rollouts/[id]/pause': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/rollouts/[id]/resume': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/rollouts/[id]/cancel': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/rollouts/[id]/rollback': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/runs': { kind: 'endpoint', methods: { GET: read, POST: operate } },
 	'/api/runs/[id]': { kind: 'endpoint', methods: { GET: read } },
 	'/api/runs/[id]/cancel': { kind: 'endpoint', methods: { POST: operate } },
@@ -129,6 +152,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/runs/[id]/resume': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/runs/[id]/retry-failed': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/runs/[id]/events': { kind: 'endpoint', methods: { GET: read } },
+	'/api/runs/[id]/log': { kind: 'endpoint', methods: { GET: read } },
 	'/api/events': { kind: 'endpoint', methods: { GET: read } },
 	'/metrics': { kind: 'endpoint', methods: { GET: read } }
 };

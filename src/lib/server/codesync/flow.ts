@@ -4,7 +4,7 @@ import { roleNameSchema } from '$lib/schemas/nodes';
 import { commitSchema } from '$lib/schemas/remote';
 import { db } from '$lib/server/db';
 import { codeRoles, nodes, type CodeRole } from '$lib/server/db/schema';
-import { StepFailed, type Flow, type StepContext } from '$lib/server/engine';
+import { StepFailed, type Flow, type Step, type StepContext, type TaskEnd } from '$lib/server/engine';
 import { sh } from '$lib/server/ssh/shell';
 import { anyExit, describeHealth, probeHealth, waitHealthy, workDir } from './health';
 import { methodFor } from './methods';
@@ -19,7 +19,12 @@ import { recordFailed, recordSynced } from './versions';
 
 export const codeSyncParams = z.object({
 	/** Per role, the commit to deploy: pinned when the run was planned, so a later notification cannot move it. */
-	targets: z.record(roleNameSchema, commitSchema)
+	targets: z.record(roleNameSchema, commitSchema),
+	/**
+	 * Per node id, targets that replace `targets` on that node: a fleet rollback sends each node back to the
+	 * commits it ran before, which differ from node to node.
+	 */
+	node_targets: z.record(z.string(), z.record(roleNameSchema, commitSchema)).optional()
 });
 export type CodeSyncParams = z.infer<typeof codeSyncParams>;
 
@@ -36,6 +41,10 @@ export interface RoleProgress {
 
 type Ctx = StepContext<CodeSyncParams>;
 
+function targetsOf(params: CodeSyncParams, nodeId: string): Record<string, string> {
+	return params.node_targets?.[nodeId] ?? params.targets;
+}
+
 function progress(ctx: Ctx): RoleProgress[] {
 	return (ctx.memo.roles as RoleProgress[] | undefined) ?? [];
 }
@@ -45,7 +54,7 @@ const rolesCache = new WeakMap<object, CodeRole[]>();
 async function rolesOf(ctx: Ctx): Promise<CodeRole[]> {
 	const cached = rolesCache.get(ctx.memo);
 	if (cached) return cached;
-	const wanted = Object.keys(ctx.params.targets).filter((r) => ctx.node.roles.includes(r));
+	const wanted = Object.keys(targetsOf(ctx.params, ctx.node.id)).filter((r) => ctx.node.roles.includes(r));
 	const rows = wanted.length ? await db().select().from(codeRoles).where(inArray(codeRoles.name, wanted)) : [];
 	rows.sort((a, b) => a.sortOrder - b.sortOrder || a.name.localeCompare(b.name));
 	rolesCache.set(ctx.memo, rows);
@@ -92,99 +101,131 @@ async function restoreSwitched(ctx: Ctx): Promise<void> {
 	}
 }
 
-export const codeSyncFlow: Flow<CodeSyncParams> = {
-	kind: 'code-sync',
-	parseParams: (p) => codeSyncParams.parse(p),
-	steps: [
-		{
-			name: 'prepare',
-			deadlineMs: 60_000,
-			async do(ctx) {
-				const roles = await rolesOf(ctx);
-				if (!roles.length) ctx.skip('none of the roles this update targets is on this node');
-				// After a crash the memo already holds what the node ran first: keep that, never the half-way state.
-				const known = new Map(progress(ctx).map((p) => [p.role, p]));
-				const list: RoleProgress[] = [];
-				for (const role of roles) {
-					const found = await methodFor(role).survey(ctx, role);
-					if (found.dirty) ctx.skip(`${role.name}: ${found.dirty}; not touching it`);
-					const target = ctx.params.targets[role.name]!;
-					const current = known.get(role.name)?.previous ?? found.current;
-					ctx.log(
-						`${role.name}: runs ${current ? current.slice(0, 12) : 'nothing yet'}, target ${target.slice(0, 12)}`
-					);
-					list.push({ role: role.name, target, previous: current });
-				}
-				ctx.memo.roles = list;
+/**
+ * What the roles' health checks say now, one problem per unhealthy role (empty: all healthy). For flows built
+ * on this one that keep watching after the update (a rollout's bake).
+ */
+export async function roleHealthProblems(ctx: Ctx): Promise<string[]> {
+	const problems: string[] = [];
+	for (const { role } of await pending(ctx)) {
+		const problem = await probeHealth(anyExit(ctx), role);
+		if (problem) problems.push(`${role.name}: ${problem}`);
+	}
+	return problems;
+}
+
+/**
+ * The per-node deploy of Code Sync as a flow of another kind: a rollout stage deploys a release's commit the
+ * same way, with steps of its own (`beforeRecord`, e.g. a bake) between the health verification and the record,
+ * and its own records when a task ends (`finished`, after Code Sync's).
+ */
+export function deployFlow<P extends CodeSyncParams>(
+	kind: string,
+	parseParams: (params: unknown) => P,
+	extra: { beforeRecord?: Step<P>[]; finished?: (end: TaskEnd<P>) => Promise<void> } = {}
+): Flow<P> {
+	const steps = codeSyncSteps as unknown as Step<P>[];
+	return {
+		...(codeSyncBase as unknown as Omit<Flow<P>, 'kind' | 'steps'>),
+		kind,
+		parseParams,
+		steps: [...steps.slice(0, -1), ...(extra.beforeRecord ?? []), steps.at(-1)!],
+		async finished(end) {
+			await codeSyncBase.finished!(end);
+			await extra.finished?.(end);
+		}
+	};
+}
+
+const codeSyncSteps: Step<CodeSyncParams>[] = [
+	{
+		name: 'prepare',
+		deadlineMs: 60_000,
+		async do(ctx) {
+			const roles = await rolesOf(ctx);
+			if (!roles.length) ctx.skip('none of the roles this update targets is on this node');
+			// After a crash the memo already holds what the node ran first: keep that, never the half-way state.
+			const known = new Map(progress(ctx).map((p) => [p.role, p]));
+			const list: RoleProgress[] = [];
+			for (const role of roles) {
+				const found = await methodFor(role).survey(ctx, role);
+				if (found.dirty) ctx.skip(`${role.name}: ${found.dirty}; not touching it`);
+				const target = targetsOf(ctx.params, ctx.node.id)[role.name]!;
+				const current = known.get(role.name)?.previous ?? found.current;
+				ctx.log(`${role.name}: runs ${current ? current.slice(0, 12) : 'nothing yet'}, target ${target.slice(0, 12)}`);
+				list.push({ role: role.name, target, previous: current });
 			}
-		},
-		{
-			name: 'fetch',
-			deadlineMs: 300_000,
-			// Fetching and unpacking a release again changes nothing: safe to retry.
-			retry: { attempts: 2, delayMs: 2_000 },
-			async do(ctx) {
-				for (const { role, p } of await pending(ctx)) {
-					p.target = await methodFor(role).fetch(ctx, role, p.target);
-				}
-			}
-		},
-		{
-			name: 'switch',
-			deadlineMs: 60_000,
-			async do(ctx) {
-				try {
-					for (const { role, p } of await pending(ctx)) {
-						// Marked before the switch: if it half-happens, the undo still puts the old commit back.
-						p.switched = true;
-						p.head = await methodFor(role).switchTo(ctx, role, p.target);
-						ctx.log(`${role.name}: switched to ${p.head.slice(0, 12)}`);
-					}
-				} catch (err) {
-					// The engine undoes completed steps only: the roles this step already switched go back here.
-					await restoreSwitched(ctx);
-					throw err;
-				}
-			},
-			undo: restoreSwitched
-		},
-		{
-			name: 'install',
-			deadlineMs: 600_000,
-			async do(ctx) {
-				for (const { role } of await pending(ctx)) await install(ctx, role);
-			}
-		},
-		{
-			name: 'restart',
-			deadlineMs: 120_000,
-			async do(ctx) {
-				for (const { role } of await pending(ctx)) await restart(ctx, role);
-			}
-		},
-		{
-			name: 'verify',
-			deadlineMs: 660_000,
-			async do(ctx) {
-				for (const { role } of await pending(ctx)) await waitHealthy(anyExit(ctx), role, ctx.signal, ctx.log);
-			}
-		},
-		{
-			name: 'record',
-			deadlineMs: 30_000,
-			async do(ctx) {
-				for (const { role, p } of await pending(ctx)) {
-					await recordSynced(ctx.node.id, role.name, p.head ?? p.target, p.previous);
-				}
-				// The whole update just talked to the node: it is reachable, and was seen now.
-				await db()
-					.update(nodes)
-					.set({ reachable: true, lastSeenAt: new Date(), lastError: null })
-					.where(eq(nodes.id, ctx.node.id));
+			ctx.memo.roles = list;
+		}
+	},
+	{
+		name: 'fetch',
+		deadlineMs: 300_000,
+		// Fetching and unpacking a release again changes nothing: safe to retry.
+		retry: { attempts: 2, delayMs: 2_000 },
+		async do(ctx) {
+			for (const { role, p } of await pending(ctx)) {
+				p.target = await methodFor(role).fetch(ctx, role, p.target);
 			}
 		}
-	],
+	},
+	{
+		name: 'switch',
+		deadlineMs: 60_000,
+		async do(ctx) {
+			try {
+				for (const { role, p } of await pending(ctx)) {
+					// Marked before the switch: if it half-happens, the undo still puts the old commit back.
+					p.switched = true;
+					p.head = await methodFor(role).switchTo(ctx, role, p.target);
+					ctx.log(`${role.name}: switched to ${p.head.slice(0, 12)}`);
+				}
+			} catch (err) {
+				// The engine undoes completed steps only: the roles this step already switched go back here.
+				await restoreSwitched(ctx);
+				throw err;
+			}
+		},
+		undo: restoreSwitched
+	},
+	{
+		name: 'install',
+		deadlineMs: 600_000,
+		async do(ctx) {
+			for (const { role } of await pending(ctx)) await install(ctx, role);
+		}
+	},
+	{
+		name: 'restart',
+		deadlineMs: 120_000,
+		async do(ctx) {
+			for (const { role } of await pending(ctx)) await restart(ctx, role);
+		}
+	},
+	{
+		name: 'verify',
+		deadlineMs: 660_000,
+		async do(ctx) {
+			for (const { role } of await pending(ctx)) await waitHealthy(anyExit(ctx), role, ctx.signal, ctx.log);
+		}
+	},
+	{
+		name: 'record',
+		deadlineMs: 30_000,
+		async do(ctx) {
+			for (const { role, p } of await pending(ctx)) {
+				await recordSynced(ctx.node.id, role.name, p.head ?? p.target, p.previous);
+			}
+			// The whole update just talked to the node: it is reachable, and was seen now.
+			await db()
+				.update(nodes)
+				.set({ reachable: true, lastSeenAt: new Date(), lastError: null })
+				.where(eq(nodes.id, ctx.node.id));
+		}
+	}
+];
 
+const codeSyncBase: Omit<Flow<CodeSyncParams>, 'kind' | 'steps'> = {
 	/**
 	 * After a crash: every step is safe to run again as long as the recorded "previous" commits are kept
 	 * (prepare keeps them), so the task restarts — unless a role is on a commit that is neither the one it
@@ -226,10 +267,17 @@ export const codeSyncFlow: Flow<CodeSyncParams> = {
 		const list = (end.memo.roles as RoleProgress[] | undefined) ?? [];
 		const targets = list.length
 			? list.map((p) => ({ role: p.role, target: p.target }))
-			: Object.entries(end.params.targets)
+			: Object.entries(targetsOf(end.params, end.node.id))
 					.filter(([role]) => end.node.roles.includes(role))
 					.map(([role, target]) => ({ role, target }));
 		const why = `${end.state === 'rolled_back' ? 'Rolled back: ' : ''}${end.error ?? 'the update failed'}`;
 		for (const t of targets) await recordFailed(end.node.id, t.role, t.target, why, end.task.runId);
 	}
+};
+
+export const codeSyncFlow: Flow<CodeSyncParams> = {
+	...codeSyncBase,
+	kind: 'code-sync',
+	parseParams: (p) => codeSyncParams.parse(p),
+	steps: codeSyncSteps
 };

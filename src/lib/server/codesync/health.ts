@@ -28,7 +28,9 @@ export function healthCommands(role: CodeRole): ShellCommand[] {
 			return [sh`cd -- ${workDir(role)} && ${health.command}`];
 		case 'http':
 			// Fetched on the node itself: the URL names the service as the node sees it (usually 127.0.0.1).
-			return [sh`curl -fsS -o /dev/null --max-time 5 -- ${health.url}`];
+			// --globoff: brackets and braces in a stored URL are the URL's own, not curl's patterns for many URLs;
+			// --proto: nothing but http(s), whatever the URL or a redirect says.
+			return [sh`curl -fsS -o /dev/null --max-time 5 --globoff --proto =http,https -- ${health.url}`];
 	}
 }
 

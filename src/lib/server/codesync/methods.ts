@@ -71,7 +71,7 @@ const gitMethod: DeployMethod = {
 	}
 };
 
-const RELEASE_LINK = /releases\/([0-9a-f]{7,64})\/?$/;
+const RELEASE_LINK = /releases\/([0-9a-f]{4,64})\/?$/;
 
 const pushMethod: DeployMethod = {
 	async current(exec, role) {

@@ -5,6 +5,7 @@ import { recordAudit, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import { codeCommits, codeRoles, nodes, type CodeCommit } from '$lib/server/db/schema';
 import { recordEvent } from '$lib/server/engine';
+import { ServiceError } from '$lib/server/errors';
 import { assertRolesExist } from './roles';
 import { behindCondition } from './status';
 
@@ -72,6 +73,71 @@ export async function notifyCommit(actor: Actor, input: z.infer<typeof notifySch
 		});
 	}
 	return { commit: input.commit, roles };
+}
+
+export interface PinResult {
+	role: string;
+	commit: string;
+	previous: string | null;
+	nodes_outdated: number;
+}
+
+/**
+ * Sets a role's target back (or forward) to a commit notified for it before: the way out of a wrong or bad
+ * notification. The history keeps every notification; the audit log says who moved the target and from where.
+ */
+export async function pinCommit(actor: Actor, role: string, commit: string): Promise<PinResult> {
+	await assertRolesExist([role], 'role');
+	const result = await db().transaction(async (tx) => {
+		const [current] = await tx
+			.select({ latest: codeRoles.latestCommit })
+			.from(codeRoles)
+			.where(eq(codeRoles.name, role))
+			.for('update');
+		const known = await tx
+			.select()
+			.from(codeCommits)
+			.where(and(eq(codeCommits.role, role), sql`starts_with(${codeCommits.commit}, ${commit})`))
+			.orderBy(desc(codeCommits.id))
+			.limit(2);
+		const distinct = new Set(known.map((k) => k.commit));
+		if (!known.length) {
+			throw new ServiceError('validation_failed', `No commit ${commit} was notified for ${role}`, {
+				commit: 'is not a commit notified for this role: notify it first'
+			});
+		}
+		if (distinct.size > 1) {
+			throw new ServiceError('validation_failed', `${commit} names more than one commit of ${role}`, {
+				commit: 'is ambiguous: give more characters'
+			});
+		}
+		const target = known[0]!;
+		await tx
+			.update(codeRoles)
+			.set({
+				latestCommit: target.commit,
+				latestMessage: target.message,
+				latestAuthor: target.author,
+				latestAt: new Date(),
+				updatedAt: new Date()
+			})
+			.where(eq(codeRoles.name, role));
+		return { commit: target.commit, previous: current?.latest ?? null };
+	});
+	const [{ count }] = (await db()
+		.select({ count: sql<number>`count(*)::int` })
+		.from(nodes)
+		.where(and(sql`${role} = any(${nodes.roles})`, behindCondition(role)))) as [{ count: number }];
+	await recordAudit(actor, {
+		action: 'code.pin',
+		targetType: 'role',
+		targetId: role,
+		details: { commit: result.commit, previous: result.previous }
+	});
+	if (result.commit !== result.previous) {
+		await recordEvent({ type: 'code.commit', data: { commit: result.commit, roles: [role], pinned: true } });
+	}
+	return { role, ...result, nodes_outdated: count };
 }
 
 /** The most recent notified commits of a role, newest first. */

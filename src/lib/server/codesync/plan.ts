@@ -46,7 +46,8 @@ export interface Plan {
 
 export const DEFAULT_UPDATE_CONCURRENCY = 5;
 
-function scopeConditions(scope: UpdateScope): SQL[] {
+/** The nodes a scope selects, as SQL conditions (also a rollout's target). */
+export function scopeConditions(scope: UpdateScope): SQL[] {
 	const where: SQL[] = [];
 	if (scope.nodes?.length) {
 		const ids = scope.nodes.filter((n) => /^[0-9a-f-]{36}$/i.test(n));
@@ -128,6 +129,13 @@ export async function buildPlan(scope: UpdateScope = {}, concurrency = DEFAULT_U
 
 export type TriggerInput = z.infer<typeof triggerSchema>;
 
+/** "app-11 (not updated: unreachable), app-15 (…)", at most three named. */
+function describeLeftOut(leftOut: Plan['excluded']): string {
+	const named = leftOut.slice(0, 3).map((e) => `${e.name} (${e.reason})`);
+	const more = leftOut.length > 3 ? ` and ${leftOut.length - 3} more` : '';
+	return `${named.join(', ')}${more}`;
+}
+
 /**
  * `POST /api/updates/trigger`: the plan for a dry run, otherwise a code-sync run with control-plane nodes
  * as a first, critical phase. Refused when nothing is behind, when a role moved since the operator saw the
@@ -137,9 +145,14 @@ export async function triggerUpdate(actor: Actor, input: TriggerInput): Promise<
 	const plan = await buildPlan(input.scope ?? {}, input.concurrency ?? DEFAULT_UPDATE_CONCURRENCY);
 	if (input.dry_run) return { plan, runId: null };
 	if (!plan.nodes.length) {
-		throw new ServiceError('conflict', 'Nothing to update: every node in scope runs its roles’ latest commits', {
-			scope: 'no node in scope is behind'
-		});
+		const leftOut = plan.excluded.filter((e) => e.reason !== 'up to date');
+		throw leftOut.length
+			? new ServiceError('conflict', `Nothing can be updated now: ${describeLeftOut(leftOut)}`, {
+					scope: 'every node in scope that is behind is left out'
+				})
+			: new ServiceError('conflict', 'Nothing to update: every node in scope runs its roles’ latest commits', {
+					scope: 'no node in scope is behind'
+				});
 	}
 	for (const [role, commit] of Object.entries(input.expect ?? {})) {
 		const now = plan.targets[role];
@@ -159,7 +172,9 @@ export async function triggerUpdate(actor: Actor, input: TriggerInput): Promise<
 		options: {
 			concurrency: plan.concurrency,
 			criticalPhases: plan.phases.filter((p) => p.critical).map((p) => p.phase),
-			...(input.max_failure_percent !== undefined ? { maxFailurePercent: input.max_failure_percent } : {})
+			...(input.max_failure_percent !== undefined ? { maxFailurePercent: input.max_failure_percent } : {}),
+			...(input.max_failures !== undefined ? { maxFailures: input.max_failures } : {}),
+			...(input.stop_on_first_failure ? { stopOnFirstFailure: true } : {})
 		},
 		phaseOf: (id) => phaseOf.get(id) ?? 1,
 		// Another Code Sync run still on some of these nodes refuses this one (409), atomically.

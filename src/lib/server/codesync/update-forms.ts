@@ -5,7 +5,7 @@ import { describeFieldErrors, fieldErrors } from '$lib/schemas/errors';
 import { actorOf } from '$lib/server/audit';
 import { buildPlan, planTitle, triggerUpdate, type Plan } from './plan';
 import { ServiceError } from '$lib/server/errors';
-import { failWith, formError } from '$lib/server/http/forms';
+import { formError, readFormData } from '$lib/server/http/forms';
 import { entryProblems, inputProblems } from '$lib/server/http/input';
 
 /**
@@ -25,7 +25,7 @@ export function planView(plan: Plan): PlanView {
 	if (excluded.length) {
 		warnings.push(`${excluded.length} node${excluded.length === 1 ? ' is' : 's are'} behind but left out (see below)`);
 	}
-	if (!plan.nodes.length) warnings.push('Nothing to update: every node in scope runs its roles’ latest commits.');
+	if (!plan.nodes.length) warnings.push(nothingToUpdate(excluded.length));
 	return {
 		title: planTitle(plan),
 		scope: plan.scope,
@@ -40,6 +40,13 @@ export function planView(plan: Plan): PlanView {
 		upToDate: plan.excluded.length - excluded.length,
 		warnings
 	};
+}
+
+/** Why a plan has no node to update: nothing is behind, or what is behind cannot be updated now. */
+function nothingToUpdate(behindButLeftOut: number): string {
+	return behindButLeftOut
+		? 'Nothing can be updated now: every node that is behind is left out (see below).'
+		: 'Nothing to update: every node in scope runs its roles’ latest commits.';
 }
 
 function jsonField(form: FormData, key: string): unknown {
@@ -66,14 +73,6 @@ class BadField {
 	}
 }
 
-async function readForm(event: RequestEvent): Promise<FormData | null> {
-	try {
-		return await event.request.formData();
-	} catch {
-		return null;
-	}
-}
-
 /** The first problem among a form's text values and its JSON fields, as a 400 naming the fields. */
 function formProblems(form: FormData, ...values: unknown[]) {
 	const fields = entryProblems(form.entries());
@@ -87,8 +86,9 @@ function badForm(fields: Record<string, string>) {
 
 /** `?/plan`: the dry run for the scope the button names (`scope`, JSON), shown in the confirm dialog. */
 export async function planAction(event: RequestEvent, fixedScope?: UpdateScope) {
-	const form = await readForm(event);
-	if (!form) return failWith(415, 'Send the form as application/x-www-form-urlencoded or multipart/form-data');
+	const read = await readFormData(event.request);
+	if (!read.ok) return read.failure;
+	const form = read.form;
 	const scopeField = jsonField(form, 'scope');
 	const bad = formProblems(form, scopeField);
 	if (bad) return bad;
@@ -108,8 +108,9 @@ export async function planAction(event: RequestEvent, fixedScope?: UpdateScope) 
  * posted without having seen a plan must not start an update of the fleet.
  */
 export async function updateAction(event: RequestEvent, fixedScope?: UpdateScope) {
-	const form = await readForm(event);
-	if (!form) return failWith(415, 'Send the form as application/x-www-form-urlencoded or multipart/form-data');
+	const read = await readFormData(event.request);
+	if (!read.ok) return read.failure;
+	const form = read.form;
 	const expect = jsonField(form, 'expect');
 	const scopeField = jsonField(form, 'scope');
 	const bad = formProblems(form, expect, scopeField);
@@ -121,7 +122,10 @@ export async function updateAction(event: RequestEvent, fixedScope?: UpdateScope
 		scope: fixedScope ?? scopeField ?? {},
 		expect,
 		dry_run: false,
-		concurrency: (form.get('concurrency') as string | null) || undefined
+		concurrency: (form.get('concurrency') as string | null) || undefined,
+		max_failures: (form.get('max_failures') as string | null) || undefined,
+		max_failure_percent: (form.get('max_failure_percent') as string | null) || undefined,
+		stop_on_first_failure: form.get('stop_on_first_failure') === 'on'
 	});
 	if (!parsed.success) return badForm(fieldErrors(parsed.error));
 	let runId: string | null;

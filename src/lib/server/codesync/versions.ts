@@ -1,7 +1,7 @@
-import { and, eq } from 'drizzle-orm';
+import { and, asc, eq, like } from 'drizzle-orm';
 import { recordAudit, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
-import { nodeCodeVersions } from '$lib/server/db/schema';
+import { nodeCodeVersions, nodes } from '$lib/server/db/schema';
 import { recordEvent } from '$lib/server/engine';
 import { ServiceError } from '$lib/server/errors';
 import { getNode } from '$lib/server/fleet/nodes';
@@ -84,4 +84,24 @@ export async function markSynced(actor: Actor, nodeId: string, input: { role: st
 		targetId: nodeId,
 		details: { node: node.name, role: input.role, commit: input.commit, previous }
 	});
+}
+
+/** Which nodes run a commit (a full id, or a prefix of at least 7 characters), per role. */
+export async function nodesRunningCommit(
+	commit: string
+): Promise<{ nodeId: string; nodeName: string; role: string; commit: string; syncedAt: Date | null }[]> {
+	return db()
+		.select({
+			nodeId: nodeCodeVersions.nodeId,
+			nodeName: nodes.name,
+			role: nodeCodeVersions.role,
+			commit: nodeCodeVersions.commit,
+			syncedAt: nodeCodeVersions.syncedAt
+		})
+		.from(nodeCodeVersions)
+		.innerJoin(nodes, eq(nodes.id, nodeCodeVersions.nodeId))
+		.where(like(nodeCodeVersions.commit, `${commit.toLowerCase().replace(/[^0-9a-f]/g, '')}%`))
+		.orderBy(asc(nodes.name)) as Promise<
+		{ nodeId: string; nodeName: string; role: string; commit: string; syncedAt: Date | null }[]
+	>;
 }

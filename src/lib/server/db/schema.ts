@@ -437,6 +437,118 @@ export type CodeRole = typeof codeRoles.$inferSelect;
 export type CodeCommit = typeof codeCommits.$inferSelect;
 export type NodeCodeVersion = typeof nodeCodeVersions.$inferSelect;
 
+/** A signed release manifest (docs/releases.md), accepted only after its signature verified. */
+export const releases = pgTable(
+	'releases',
+	{
+		id: uuid('id').primaryKey().defaultRandom(),
+		version: text('version').notNull(),
+		sha: text('sha').notNull(),
+		channel: text('channel', { enum: ['stable', 'beta'] }).notNull(),
+		migrationsRequired: boolean('migrations_required').notNull(),
+		breakingChanges: text('breaking_changes'),
+		releasedAt: timestamp('released_at', { withTimezone: true }).notNull(),
+		signature: text('signature').notNull(),
+		/** `ed25519` or `hmac-sha256`, and which configured key verified the signature. */
+		algorithm: text('algorithm').notNull(),
+		verifiedBy: text('verified_by').notNull(),
+		/** The manifest exactly as uploaded, so its signature can be checked again by anyone. */
+		manifest: jsonb('manifest').$type<Record<string, unknown>>().notNull(),
+		createdBy: text('created_by').notNull(),
+		createdAt: createdAt()
+	},
+	(t) => [uniqueIndex('releases_version').on(t.version), index('releases_sha_idx').on(t.sha)]
+);
+
+export const rolloutStates = [
+	'scheduled',
+	'running',
+	'waiting_approval',
+	'paused',
+	'rolling_back',
+	'completed',
+	'cancelled',
+	'rolled_back',
+	'failed'
+] as const;
+export type RolloutState = (typeof rolloutStates)[number];
+
+export interface RolloutTarget {
+	channel?: 'stable' | 'beta';
+	roles?: string[];
+	labels?: string[];
+	nodes?: string[];
+}
+
+/** One stage as planned and as it went. */
+export interface RolloutStage {
+	percent: number;
+	bakeSeconds: number;
+	state: 'pending' | 'running' | 'done';
+	runId?: string;
+	startedAt?: string;
+	endedAt?: string;
+	/** Failures an operator already saw when resuming: they do not pause the rollout again. */
+	acknowledgedFailures?: number;
+}
+
+/** A release sent to a target set in stages (docs/releases.md, "Rollouts"). */
+export const rollouts = pgTable(
+	'rollouts',
+	{
+		id: uuid('id').primaryKey().defaultRandom(),
+		number: bigserial('number', { mode: 'number' }).notNull().unique(),
+		releaseId: uuid('release_id')
+			.notNull()
+			.references(() => releases.id, { onDelete: 'restrict' }),
+		target: jsonb('target').$type<RolloutTarget>().notNull(),
+		strategy: text('strategy', { enum: ['immediate', 'staged', 'canary'] }).notNull(),
+		stages: jsonb('stages').$type<RolloutStage[]>().notNull(),
+		/** The stage in progress (or waiting): -1 before the first starts. */
+		currentStage: integer('current_stage').notNull().default(-1),
+		failureThresholdPercent: integer('failure_threshold_percent').notNull(),
+		minFinishedNodes: integer('min_finished_nodes').notNull(),
+		concurrency: integer('concurrency').notNull(),
+		requireApproval: boolean('require_approval').notNull(),
+		startAt: timestamp('start_at', { withTimezone: true }),
+		state: text('state', { enum: rolloutStates }).notNull(),
+		/** Why it paused, failed or ended, in words an operator reads. */
+		reason: text('reason'),
+		/** The run that takes the fleet back (fleet rollback). */
+		rollbackRunId: uuid('rollback_run_id'),
+		createdBy: text('created_by').notNull(),
+		createdAt: createdAt(),
+		endedAt: timestamp('ended_at', { withTimezone: true })
+	},
+	(t) => [index('rollouts_state_idx').on(t.state)]
+);
+
+/** A node's part in a rollout: its stage, what it ran before, how its update went. */
+export const rolloutNodes = pgTable(
+	'rollout_nodes',
+	{
+		rolloutId: uuid('rollout_id')
+			.notNull()
+			.references(() => rollouts.id, { onDelete: 'cascade' }),
+		nodeId: uuid('node_id')
+			.notNull()
+			.references(() => nodes.id, { onDelete: 'cascade' }),
+		nodeName: text('node_name').notNull(),
+		stage: integer('stage').notNull(),
+		/** pending → the stage's task states (succeeded, failed, …); `reverted` after a fleet rollback. */
+		state: text('state').notNull().default('pending'),
+		/** Per role, the commit the node ran before this rollout moved it. */
+		previous: jsonb('previous').$type<Record<string, string | null>>(),
+		error: text('error'),
+		updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow()
+	},
+	(t) => [primaryKey({ columns: [t.rolloutId, t.nodeId] }), index('rollout_nodes_node_idx').on(t.nodeId)]
+);
+
+export type Release = typeof releases.$inferSelect;
+export type Rollout = typeof rollouts.$inferSelect;
+export type RolloutNode = typeof rolloutNodes.$inferSelect;
+
 // System Updates (docs/system-updates.md): apt scans, holds, maintenance windows, the soak gate's history.
 
 /** What the last scan of a node found (one row per node scanned at least once). */

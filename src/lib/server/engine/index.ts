@@ -68,7 +68,9 @@ export {
 	nodeIsBusy,
 	busyNodes,
 	nodeUntouchedSince,
-	type LogLine
+	readRunLog,
+	type LogLine,
+	type RunLogLine
 } from './read';
 
 /** Tasks dispatched this long ago whose job never ran are sent again (a lost insert, an exhausted retry). */

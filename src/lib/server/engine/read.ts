@@ -179,3 +179,35 @@ export function nodeUntouchedSince(nodeId: SQL | string, since: Date): SQL {
 	return sql`not exists (select 1 from ${tasks} t where t.node_id = ${nodeId}
 		and (t.state = 'running' or t.ended_at >= ${since.toISOString()}::timestamptz))`;
 }
+
+/** One line of a run's whole log, for the download: which node and step printed it. */
+export interface RunLogLine {
+	node: string;
+	step: string | null;
+	stream: string;
+	text: string;
+}
+
+/**
+ * Every output line of a run, oldest first, read a page of events at a time so that a run with millions of
+ * lines is streamed to its reader without being held in memory.
+ */
+export async function* readRunLog(runId: string, pageSize = 1_000): AsyncGenerator<RunLogLine> {
+	for (let after = 0; ;) {
+		const rows = await db()
+			.select({ id: events.id, data: events.data, node: tasks.nodeName })
+			.from(events)
+			.innerJoin(tasks, eq(tasks.id, events.taskId))
+			.where(and(eq(events.runId, runId), eq(events.type, 'task.output'), gt(events.id, after)))
+			.orderBy(events.id)
+			.limit(pageSize);
+		for (const r of rows) {
+			const step = typeof r.data.step === 'string' ? r.data.step : null;
+			for (const l of (r.data.lines as { s: string; t: string }[] | undefined) ?? []) {
+				yield { node: r.node, step, stream: l.s, text: l.t };
+			}
+		}
+		if (rows.length < pageSize) return;
+		after = rows.at(-1)!.id;
+	}
+}

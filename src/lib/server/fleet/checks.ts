@@ -74,8 +74,8 @@ export async function recordCheck(node: Node, outcome: CheckOutcome): Promise<{ 
 			reachable: result.reachable,
 			hostKeyStatus: status,
 			presentedFingerprint: err.fingerprint ?? node.presentedFingerprint,
-			lastError: err.message,
-			...(result.reachable ? { lastSeenAt: now } : {})
+			// Not "seen": a node that presented an untrusted key (or refused the key) gave the console no session.
+			lastError: err.message
 		};
 		if (err.failure === 'host_key_changed') {
 			log.warn(

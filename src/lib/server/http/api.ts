@@ -4,6 +4,7 @@ import type { z } from 'zod';
 import { describeFieldErrors, fieldErrors } from '$lib/schemas/errors';
 import { ServiceError, type ErrorCode } from '$lib/server/errors';
 import { inputProblems } from './input';
+import { bodyTooLarge, isBodyTooLarge } from './limits';
 import type { Principal } from '$lib/server/auth/principal';
 
 /** The API's error shape (docs/api.md, "Conventions"): `{"error": {code, message, fields}}`. */
@@ -51,7 +52,8 @@ export async function readJson<S extends z.ZodType>(request: Request, schema: S)
 	let body: unknown;
 	try {
 		body = await request.json();
-	} catch {
+	} catch (err) {
+		if (isBodyTooLarge(err)) throw bodyTooLarge();
 		throw new ServiceError('invalid_json', 'The body is not valid JSON');
 	}
 	refuseProblems(inputProblems(body));

@@ -3,6 +3,7 @@ import type { z } from 'zod';
 import { describeFieldErrors, fieldErrors } from '$lib/schemas/errors';
 import { ServiceError } from '$lib/server/errors';
 import { entryProblems } from './input';
+import { bodyTooLarge, isBodyTooLarge } from './limits';
 
 export interface FormFailure {
 	message: string;
@@ -26,6 +27,22 @@ function echo(form: FormData): Record<string, string> {
 
 export type FormParse<T> = { ok: true; data: T; form: FormData } | { ok: false; failure: ActionFailure<FormFailure> };
 
+export type FormRead = { ok: true; form: FormData } | { ok: false; failure: ActionFailure<FormFailure> };
+
+/** The posted form, or why it cannot be read: past the body limit (413), or not a form at all (415). */
+export async function readFormData(request: Request): Promise<FormRead> {
+	try {
+		return { ok: true, form: await request.formData() };
+	} catch (err) {
+		if (isBodyTooLarge(err)) return { ok: false, failure: failWith(413, bodyTooLarge().message) };
+		// SvelteKit lets text/plain and boundary-less multipart through to actions; neither parses as a form.
+		return {
+			ok: false,
+			failure: failWith(415, 'Send the form as application/x-www-form-urlencoded or multipart/form-data')
+		};
+	}
+}
+
 /**
  * Parses a form post with the same zod schema the JSON endpoint uses. Repeated fields (checkbox groups)
  * become arrays, so `scopes=read&scopes=operate` reads as `["read", "operate"]`.
@@ -35,25 +52,35 @@ export async function parseForm<S extends z.ZodType>(
 	schema: S,
 	shape: (form: FormData) => unknown = defaultShape
 ): Promise<FormParse<z.infer<S>>> {
-	let form: FormData;
-	try {
-		form = await request.formData();
-	} catch {
-		// SvelteKit lets text/plain and boundary-less multipart through to actions; neither parses as a form.
-		return {
-			ok: false,
-			failure: failWith(415, 'Send the form as application/x-www-form-urlencoded or multipart/form-data')
-		};
-	}
+	const read = await readFormData(request);
+	if (!read.ok) return read;
+	const form = read.form;
 	const problems = entryProblems(form.entries());
 	if (Object.keys(problems).length) {
 		// Not echoed back: what was refused is what must not reach a page or the database.
 		return { ok: false, failure: fail(400, { message: describeFieldErrors(problems), fields: problems, values: {} }) };
 	}
-	const parsed = schema.safeParse(shape(form));
+	const input = shape(form);
+	const parsed = schema.safeParse(input);
 	if (parsed.success) return { ok: true, data: parsed.data, form };
-	const fields = fieldErrors(parsed.error);
+	const fields = withItemErrors(fieldErrors(parsed.error), input);
 	return { ok: false, failure: fail(400, { message: describeFieldErrors(fields), fields, values: echo(form) }) };
+}
+
+/**
+ * A list typed into one field (`roles=backend, Bad Role`) is refused item by item (`roles.1`); the field itself
+ * shows the first bad item, naming it, so the reason sits next to what the operator typed.
+ */
+function withItemErrors(fields: Record<string, string>, input: unknown): Record<string, string> {
+	const out = { ...fields };
+	for (const [key, why] of Object.entries(fields)) {
+		const item = /^([^.]+)\.(\d+)$/.exec(key);
+		if (!item) continue;
+		const list = (input as Record<string, unknown> | null)?.[item[1]!];
+		const value = Array.isArray(list) ? list[Number(item[2])] : undefined;
+		out[item[1]!] ??= typeof value === 'string' ? `“${value}” ${why}` : `item ${Number(item[2]) + 1} ${why}`;
+	}
+	return out;
 }
 
 function defaultShape(form: FormData): Record<string, unknown> {

@@ -249,17 +249,15 @@ async function sameAddress(
 			.where(inArray(nodes.host, hosts.slice(i, i + 1000)));
 		for (const r of rows) byAddress.set(`${r.host}:${r.port}`, r.name);
 	}
+	// In the inventory's order, so that of two hosts on one address the second is the one warned about.
 	return fresh.flatMap((n) => {
-		const other = byAddress.get(`${n.input.host}:${n.input.port}`);
-		return other
-			? [
-					{
-						line: n.line,
-						host: n.input.name,
-						message: `${n.input.host}:${n.input.port} is also the address of node ${other}`
-					}
-				]
-			: [];
+		const address = `${n.input.host}:${n.input.port}`;
+		const other = byAddress.get(address);
+		if (!other) {
+			byAddress.set(address, `${n.input.name} (line ${n.line} of this inventory)`);
+			return [];
+		}
+		return [{ line: n.line, host: n.input.name, message: `${address} is also the address of node ${other}` }];
 	});
 }
 

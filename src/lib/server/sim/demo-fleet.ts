@@ -11,6 +11,8 @@ import { createRole } from '$lib/server/codesync/roles';
 import { checkNode } from '$lib/server/fleet/checks';
 import { startScan } from '$lib/server/sysupdates/runs';
 import { createCredential } from '$lib/server/keys/credentials';
+import { masterKey } from '$lib/server/crypto/master-key';
+import { openSecret, sealSecret } from '$lib/server/crypto/secret-box';
 import { log, loggableError } from '$lib/server/log';
 import { fingerprintOf } from '$lib/server/ssh/host-keys';
 import { createHash } from 'node:crypto';
@@ -209,8 +211,19 @@ const UNREACHABLE = new Set(['app-11', 'edge-03']);
 const KEY_CHANGED = 'app-15';
 const NEVER_ACCEPTED = 'app-19';
 
+/** The demo's private keys are sealed at rest like every other credential (docs/development.md). */
+const STATE_CONTEXT = 'demo-fleet';
+
 function loadState(file: string): DemoState {
-	if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as DemoState;
+	if (existsSync(file)) {
+		const text = readFileSync(file, 'utf8');
+		try {
+			// A file from before the keys were sealed is plain JSON; it is sealed when written back.
+			return JSON.parse(text.startsWith('{') ? text : openSecret(masterKey(), text, STATE_CONTEXT)) as DemoState;
+		} catch (err) {
+			log.warn({ err: loggableError(err), file }, 'demo fleet state unreadable (another master key?): new identities');
+		}
+	}
 	return {
 		clientKey: newHostKey(),
 		hosts: Array.from({ length: 24 }, (_, i) => ({ name: plan(i).name, port: 0, hostKey: newHostKey() }))
@@ -244,7 +257,7 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 		if (UNREACHABLE.has(h.name)) await host.setRefusing(true);
 		hosts.push(host);
 	}
-	writeFileSync(file, JSON.stringify(state), { mode: 0o600 });
+	writeFileSync(file, sealSecret(masterKey(), JSON.stringify(state), STATE_CONTEXT), { mode: 0o600 });
 
 	let [cred] = await db().select({ id: credentials.id }).from(credentials).where(eq(credentials.name, CREDENTIAL));
 	cred ??= await createCredential(systemActor, { name: CREDENTIAL, privateKey: state.clientKey });

@@ -1,11 +1,11 @@
 import { error } from '@sveltejs/kit';
 import { z } from 'zod';
 import { iso } from '$lib/format';
-import { createRoleSchema, updateRoleSchema } from '$lib/schemas/code-sync';
+import { createRoleSchema, pinSchema, updateRoleSchema } from '$lib/schemas/code-sync';
 import { roleNameSchema } from '$lib/schemas/nodes';
 import { actorOf } from '$lib/server/audit';
 import { authorize } from '$lib/server/auth/access';
-import { recentCommits } from '$lib/server/codesync/notify';
+import { pinCommit, recentCommits } from '$lib/server/codesync/notify';
 import { createRole, deleteRole, listRoles, updateRole } from '$lib/server/codesync/roles';
 import { nodesBehind, roleFailures, roleSummaries } from '$lib/server/codesync/views';
 import { principalOf } from '$lib/server/http/api';
@@ -131,10 +131,24 @@ function roleFormShape(form: FormData, creating: boolean) {
 }
 
 const nameForm = z.object({ name: roleNameSchema });
+const pinForm = pinSchema.extend({ role: roleNameSchema });
 
 export const actions: Actions = {
 	plan: (event) => planAction(event),
 	update: (event) => updateAction(event),
+
+	/** Makes a commit notified before the role's target again (a wrong notification undone). */
+	pin: async (event) => {
+		const parsed = await parseForm(event.request, pinForm);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			const r = await pinCommit(actorOf(event), parsed.data.role, parsed.data.commit);
+			const behind = `${r.nodes_outdated} node${r.nodes_outdated === 1 ? '' : 's'} behind it`;
+			return { notice: `${r.role} now targets ${r.commit.slice(0, 12)}: ${behind}.` };
+		} catch (err) {
+			return formError(err, parsed.form);
+		}
+	},
 
 	/** Creates a role, or (with `original`) changes one; field errors come back next to their fields. */
 	saveRole: async (event) => {

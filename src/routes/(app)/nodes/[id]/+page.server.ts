@@ -11,8 +11,12 @@ import { ServiceError } from '$lib/server/errors';
 import { checkNodeFor } from '$lib/server/fleet/checks';
 import { connectionStatus, getNode } from '$lib/server/fleet/nodes';
 import { principalOf } from '$lib/server/http/api';
-import { formError } from '$lib/server/http/forms';
+import { formError, parseForm } from '$lib/server/http/forms';
+import { acceptHostKeySchema } from '$lib/schemas/nodes';
+import { acceptHostKey } from '$lib/server/fleet/host-keys';
 import { planAction, updateAction } from '$lib/server/codesync/update-forms';
+import { releasesForCommits } from '$lib/server/releases/releases';
+import { activeRolloutsOfNode } from '$lib/server/rollouts/rollouts';
 import type { Actions, PageServerLoad, RequestEvent } from './$types';
 
 function nodeId(id: string): string {
@@ -36,12 +40,15 @@ export const load: PageServerLoad = async (event) => {
 	// Taken before the snapshot: output printed in between comes again by the stream, never goes missing.
 	const after = await lastEventId();
 	const node = await loadNode(id);
-	const [status, versions, failedRuns, recent] = await Promise.all([
+	const [status, versions, failedRuns, recent, rollouts] = await Promise.all([
 		statusOf(id),
 		versionsFor([node]),
 		failedRunsOf(id),
-		recentTasksOf(id, 20)
+		recentTasksOf(id, 20),
+		activeRolloutsOfNode(id)
 	]);
+	// Which release each role's commit is, when one names it (docs/releases.md).
+	const releaseOf = await releasesForCommits((versions.get(id) ?? []).flatMap((v) => (v.commit ? [v.commit] : [])));
 	// The log to show: the task running on the node now, else its most recent one.
 	const running = recent.find((t) => t.state === 'running') ?? null;
 	const focus = running ?? recent[0] ?? null;
@@ -59,6 +66,8 @@ export const load: PageServerLoad = async (event) => {
 			controlPlane: node.controlPlane,
 			connection: connectionStatus(node),
 			hostKeyFingerprint: node.hostKeyFingerprint,
+			hostKeyStatus: node.hostKeyStatus,
+			presentedFingerprint: node.presentedFingerprint,
 			lastSeenAt: iso(node.lastSeenAt),
 			lastCheckAt: iso(node.lastCheckAt),
 			latencyMs: node.latencyMs,
@@ -70,8 +79,11 @@ export const load: PageServerLoad = async (event) => {
 			...v,
 			syncedAt: iso(v.syncedAt),
 			failedAt: iso(v.failedAt),
-			failedRun: failedRuns.get(v.role) ?? null
+			failedRun: failedRuns.get(v.role) ?? null,
+			release: v.commit ? (releaseOf.get(v.commit)?.version ?? null) : null,
+			releaseId: v.commit ? (releaseOf.get(v.commit)?.id ?? null) : null
 		})),
+		rollouts,
 		tasks: recent.map((t) => ({
 			id: t.id,
 			runId: t.runId,
@@ -118,6 +130,7 @@ export const load: PageServerLoad = async (event) => {
 				}
 			: null,
 		after,
+		canAcceptHostKey: authorize(event.route.id, 'POST', '?/acceptHostKey', principal).allow,
 		canOperate: authorize(event.route.id, 'POST', '?/update', principal).allow
 	};
 };
@@ -131,6 +144,18 @@ export const actions: Actions = {
 		try {
 			const { node, result } = await checkNodeFor(actorOf(event), id);
 			return { check: { name: node.name, ...result } };
+		} catch (err) {
+			return formError(err);
+		}
+	},
+	/** Pins the key the node presented, as Settings → Nodes does; the page shows it for review first. */
+	acceptHostKey: async (event) => {
+		const id = nodeId(event.params.id);
+		const parsed = await parseForm(event.request, acceptHostKeySchema);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			const node = await acceptHostKey(actorOf(event), id, parsed.data.fingerprint);
+			return { notice: `Pinned ${parsed.data.fingerprint} for ${node.name}.` };
 		} catch (err) {
 			return formError(err);
 		}

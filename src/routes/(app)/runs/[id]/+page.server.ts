@@ -2,7 +2,16 @@ import { error, redirect } from '@sveltejs/kit';
 import { uuidSchema } from '$lib/schemas/common';
 import { actorOf } from '$lib/server/audit';
 import { authorize } from '$lib/server/auth/access';
-import { lastEventId, cancelRun, getRun, pauseRun, resumeRun, retryFailed, outputBacklog } from '$lib/server/engine';
+import {
+	flowFor,
+	lastEventId,
+	cancelRun,
+	getRun,
+	pauseRun,
+	resumeRun,
+	retryFailed,
+	outputBacklog
+} from '$lib/server/engine';
 import { ServiceError } from '$lib/server/errors';
 import { principalOf } from '$lib/server/http/api';
 import { formError } from '$lib/server/http/forms';
@@ -34,7 +43,9 @@ export const load: PageServerLoad = async (event) => {
 		// The output each task printed up to `after`: the stream sends what follows.
 		...(await outputBacklog(id, after)),
 		after,
-		canOperate: authorize(event.route.id, 'POST', '?/cancel', principal).allow
+		canOperate: authorize(event.route.id, 'POST', '?/cancel', principal).allow,
+		// A check or a scan only looks at nodes: cancelling it stops its tasks, with nothing to roll back.
+		readOnly: flowFor(summary.kind)?.readOnly ?? false
 	};
 };
 

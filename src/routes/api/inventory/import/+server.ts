@@ -4,6 +4,7 @@ import { uuidSchema } from '$lib/schemas/common';
 import { actorOf } from '$lib/server/audit';
 import { ServiceError } from '$lib/server/errors';
 import { apiHandler, readQuery } from '$lib/server/http/api';
+import { bodyTooLarge, isBodyTooLarge } from '$lib/server/http/limits';
 import {
 	importInventory,
 	inventoryText,
@@ -64,7 +65,9 @@ async function readLimited(request: Request): Promise<Uint8Array> {
 	let size = 0;
 	const reader = request.body.getReader();
 	for (;;) {
-		const { done, value } = await reader.read();
+		const { done, value } = await reader.read().catch((err: unknown) => {
+			throw isBodyTooLarge(err) ? bodyTooLarge() : err;
+		});
 		if (done) break;
 		size += value.byteLength;
 		if (size > MAX_INVENTORY_BYTES) {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { fail, type RequestEvent } from '@sveltejs/kit';
 import { actorOf } from '$lib/server/audit';
 import { ServiceError } from '$lib/server/errors';
-import { failWith, formError } from '$lib/server/http/forms';
+import { formError, readFormData } from '$lib/server/http/forms';
 import { importInventory, inventoryText, parseRoleGroups, type ImportResult } from '$lib/server/inventory/import';
 import { listCredentials } from '$lib/server/keys/credentials';
 import type { Actions, PageServerLoad } from './$types';
@@ -65,20 +65,11 @@ function answer(f: ImportForm, result: ImportResult, extra: { message?: string; 
 	return result.errors.length || extra.message ? fail(result.errors.length ? 400 : 409, body) : body;
 }
 
-async function formOf(request: Request): Promise<FormData | null> {
-	try {
-		return await request.formData();
-	} catch {
-		return null;
-	}
-}
-
-const notAForm = () => failWith(415, 'Send the form as multipart/form-data or application/x-www-form-urlencoded');
-
 export const actions: Actions = {
 	preview: async (event) => {
-		const form = await formOf(event.request);
-		if (!form) return notAForm();
+		const read = await readFormData(event.request);
+		if (!read.ok) return read.failure;
+		const form = read.form;
 		try {
 			const f = await readImportForm(form);
 			return answer(f, await run(event, f, true));
@@ -88,8 +79,9 @@ export const actions: Actions = {
 	},
 
 	import: async (event) => {
-		const form = await formOf(event.request);
-		if (!form) return notAForm();
+		const read = await readFormData(event.request);
+		if (!read.ok) return read.failure;
+		const form = read.form;
 		try {
 			const f = await readImportForm(form);
 			if (form.get('token') !== previewToken(f)) {

@@ -1,0 +1,42 @@
+import { readFileSync } from 'node:fs';
+import { config } from '$lib/server/config';
+import { keyIdOf, parsePublicKeys, type ReleaseKeys } from './signing';
+
+let override: ReleaseKeys | undefined;
+let loaded: ReleaseKeys | undefined;
+
+/** The keys releases are verified with: the configuration's, read once (a bad key fails loudly at start-up). */
+export function releaseKeys(): ReleaseKeys {
+	if (override) return override;
+	if (loaded) return loaded;
+	const cfg = config();
+	const text = [
+		cfg.releasePublicKeys ?? '',
+		cfg.releasePublicKeysFile ? readFileSync(cfg.releasePublicKeysFile, 'utf8') : ''
+	]
+		.join('\n')
+		// An environment variable cannot always hold newlines: `\n` written out counts as one.
+		.replace(/\\n/g, '\n');
+	loaded = {
+		ed25519: parsePublicKeys(text).map((key) => ({ id: keyIdOf(key), key })),
+		hmacSecret: cfg.releaseSigningSecret
+	};
+	return loaded;
+}
+
+/** For tests: verify with these keys instead of the configuration's (undefined: back to the configuration). */
+export function useReleaseKeys(keys: ReleaseKeys | undefined): void {
+	override = keys;
+}
+
+let minVersionOverride: string | null | undefined;
+
+/** Rollback protection's floor (docs/releases.md): null when none is configured. */
+export function minimumVersion(): string | null {
+	return minVersionOverride !== undefined ? minVersionOverride : (config().releaseMinVersion ?? null);
+}
+
+/** For tests: the floor to use (undefined: back to the configuration). */
+export function useMinimumVersion(version: string | null | undefined): void {
+	minVersionOverride = version;
+}

@@ -1,0 +1,87 @@
+import type { Release, Rollout, RolloutNode } from '$lib/server/db/schema';
+import { getRun } from '$lib/server/engine';
+import { presentRelease } from '$lib/server/releases/releases';
+import { failuresOf } from './driver';
+
+/** What the API answers for a rollout; with `detail`, its stages' progress and its nodes. */
+export function presentRollout(r: Rollout, release?: Release) {
+	return {
+		id: r.id,
+		number: r.number,
+		release_id: r.releaseId,
+		release: release ? { version: release.version, sha: release.sha, channel: release.channel } : undefined,
+		target: r.target,
+		strategy: r.strategy,
+		state: r.state,
+		reason: r.reason,
+		current_stage: r.currentStage,
+		stages: r.stages.map((s) => ({
+			percent: s.percent,
+			bake_seconds: s.bakeSeconds,
+			state: s.state,
+			run_id: s.runId ?? null,
+			started_at: s.startedAt ?? null,
+			ended_at: s.endedAt ?? null,
+			acknowledged_failures: s.acknowledgedFailures ?? 0
+		})),
+		failure_threshold_percent: r.failureThresholdPercent,
+		min_finished_nodes: r.minFinishedNodes,
+		concurrency: r.concurrency,
+		require_approval: r.requireApproval,
+		start_at: r.startAt?.toISOString() ?? null,
+		rollback_run_id: r.rollbackRunId,
+		created_by: r.createdBy,
+		created_at: r.createdAt.toISOString(),
+		ended_at: r.endedAt?.toISOString() ?? null
+	};
+}
+
+/** The detail: per stage the run's counts and failure rate, and per node its stage, state and live task state. */
+export async function presentRolloutDetail(r: Rollout, release: Release, nodes: RolloutNode[]) {
+	const base = presentRollout(r, release);
+	const taskState = new Map<
+		string,
+		{ state: string; task_id: string; run_id: string; step: string | null; step_started_at: string | null }
+	>();
+	const stages = await Promise.all(
+		r.stages.map(async (s, k) => {
+			if (!s.runId) return { ...base.stages[k]!, counts: null, failure_rate_percent: null, run_number: null };
+			const run = await getRun(s.runId);
+			for (const t of run.tasks) {
+				const step = t.steps.findLast((x) => x.state === 'running' || x.state === 'failed') ?? t.steps.at(-1);
+				taskState.set(t.nodeId, {
+					state: t.state,
+					task_id: t.id,
+					run_id: run.id,
+					step: step?.name ?? null,
+					step_started_at: step?.state === 'running' ? step.startedAt.toISOString() : null
+				});
+			}
+			const { failed, finished } = failuresOf(run.counts);
+			return {
+				...base.stages[k]!,
+				run_number: run.number,
+				run_state: run.state,
+				counts: run.counts,
+				failure_rate_percent: finished ? Math.round((failed * 1000) / finished) / 10 : 0
+			};
+		})
+	);
+	return {
+		...base,
+		release: presentRelease(release),
+		stages,
+		nodes: nodes.map((n) => ({
+			node_id: n.nodeId,
+			node: n.nodeName,
+			stage: n.stage,
+			state: n.state === 'pending' ? (taskState.get(n.nodeId)?.state ?? 'pending') : n.state,
+			step: taskState.get(n.nodeId)?.step ?? null,
+			step_started_at: taskState.get(n.nodeId)?.step_started_at ?? null,
+			run_id: taskState.get(n.nodeId)?.run_id ?? null,
+			task_id: taskState.get(n.nodeId)?.task_id ?? null,
+			previous: n.previous,
+			error: n.error
+		}))
+	};
+}

@@ -1,0 +1,32 @@
+import { json } from '@sveltejs/kit';
+import { z } from 'zod';
+import { pageSchema } from '$lib/schemas/common';
+import { createRolloutSchema } from '$lib/schemas/releases';
+import { actorOf } from '$lib/server/audit';
+import { rolloutStates } from '$lib/server/db/schema';
+import { apiHandler, readJson, readQuery } from '$lib/server/http/api';
+import { getRelease } from '$lib/server/releases/releases';
+import { driveRollout } from '$lib/server/rollouts/driver';
+import { presentRollout } from '$lib/server/rollouts/present';
+import { createRollout, getRollout, listRollouts } from '$lib/server/rollouts/rollouts';
+import type { RequestHandler } from './$types';
+
+const listQuery = pageSchema.extend({
+	state: z.enum(rolloutStates, { error: `must be one of ${rolloutStates.join(', ')}` }).optional()
+});
+
+export const GET: RequestHandler = apiHandler(async ({ url }) => {
+	const page = await listRollouts(readQuery(url, listQuery));
+	const items = await Promise.all(page.items.map(async (r) => presentRollout(r, await getRelease(r.releaseId))));
+	return json({ items, next_cursor: page.nextCursor });
+});
+
+/** Creates a rollout (201) and takes its first turn at once; `dry_run` answers the stage preview (200). */
+export const POST: RequestHandler = apiHandler(async (event) => {
+	const input = await readJson(event.request, createRolloutSchema);
+	const { rollout, preview } = await createRollout(actorOf(event), input);
+	if (!rollout) return json({ preview });
+	await driveRollout(rollout.id);
+	const now = await getRollout(rollout.id);
+	return json({ ...presentRollout(now, await getRelease(now.releaseId)), preview }, { status: 201 });
+});

@@ -1,0 +1,136 @@
+import { expect, test, type Browser } from '@playwright/test';
+import { hmacSignature } from '../../src/lib/server/releases/signing.ts';
+import { startTestbed, type Testbed } from '../testbed/testbed.ts';
+import { call, cookie, people, signInAs } from './support/console';
+
+/**
+ * Rollouts in the browser on ten real sshd hosts (127.0.1.210–219) with a git role `app`: a signed release is
+ * uploaded, an operator previews and starts a staged rollout, watches its stages progress live, pauses it and
+ * resumes it; the hosts' checkouts say it really happened.
+ */
+
+const HOSTS = 10;
+const SECRET = 'e2e-release-signing-secret-0123';
+const shots = 'test-results/screenshots';
+let bed: Testbed;
+const names = Array.from({ length: HOSTS }, (_, i) => `ro-${String(i + 1).padStart(2, '0')}`);
+let sha = '';
+
+test.describe.configure({ mode: 'serial' });
+
+test.beforeAll(async () => {
+	bed = await startTestbed({ hosts: HOSTS, firstHost: 210, roles: ['app'] });
+	const admin = await signInAs('admin');
+	const post = (path: string, json: unknown) => call(path, { method: 'POST', headers: cookie(admin), json });
+	const cred = await post('/api/credentials', { name: 'rollouts-ui-key', private_key: bed.clientPrivateKey });
+	expect(cred.status).toBe(201);
+	const credentialId = (await cred.json()).id;
+	for (const [i, host] of bed.hosts.entries()) {
+		const res = await post('/api/nodes', {
+			name: names[i],
+			host: host.address,
+			credential_id: credentialId,
+			host_key_fingerprint: host.hostKeyFingerprint,
+			roles: ['app']
+		});
+		expect(res.status).toBe(201);
+	}
+	const role = await post('/api/roles', {
+		name: 'app',
+		path: '/opt/app',
+		units: ['app.service'],
+		install_command: ['sh', 'install.sh'],
+		health: { type: 'command', command: ['sh', 'healthcheck.sh'] },
+		health_timeout_seconds: 3
+	});
+	expect(role.status).toBe(201);
+	sha = await bed.addCommit('app', { message: 'release 2.0.0', files: { 'healthcheck.sh': '#!/bin/sh\nexit 0\n' } });
+	const manifest: Record<string, unknown> = {
+		version: '2.0.0',
+		sha,
+		channel: 'stable',
+		migrations_required: false,
+		breaking_changes: null,
+		released_at: '2026-06-01T00:00:00Z'
+	};
+	const tampered = await post('/api/releases', {
+		...manifest,
+		signature: hmacSignature(manifest, 'not-the-secret-000')
+	});
+	expect(tampered.status).toBe(400);
+	expect((await tampered.json()).error.fields.signature).toMatch(/does not match/);
+	const res = await post('/api/releases', { ...manifest, signature: hmacSignature(manifest, SECRET) });
+	expect(res.status).toBe(201);
+	expect(await res.json()).toMatchObject({ version: '2.0.0', verified_by: 'hmac-sha256:shared-secret' });
+});
+
+test.afterAll(async () => {
+	await bed?.stop();
+});
+
+async function operatorPage(browser: Browser, width = 1440) {
+	const page = await (await browser.newContext({ viewport: { width, height: 900 } })).newPage();
+	await page.goto('/login');
+	await page.getByLabel('Username').fill(people.operator.username);
+	await page.getByLabel('Password').fill(people.operator.password);
+	await page.getByRole('button', { name: 'Sign in' }).click();
+	await expect(page.getByRole('heading', { name: 'Fleet Overview' })).toBeVisible();
+	page.on('dialog', (d) => void d.accept());
+	return page;
+}
+
+test('an operator previews a staged rollout, starts it, watches the stages, pauses and resumes it', async ({
+	browser
+}) => {
+	test.setTimeout(180_000);
+	const page = await operatorPage(browser);
+	await page.goto('/releases');
+	await expect(page.getByTestId('releases-table')).toContainText('2.0.0');
+
+	await page.goto('/rollouts');
+	await page.getByLabel('Strategy').selectOption('staged');
+	await page.getByLabel('Bake per stage (minutes)').fill('0.1');
+	await page.getByLabel('Target roles').fill('app');
+	await page.getByRole('button', { name: 'Preview stages' }).click();
+	const stages = page.getByTestId('preview-stage');
+	await expect(stages).toHaveCount(3);
+	await expect(stages.nth(0)).toContainText('Stage 1: 10% · 1 node · bake 6s');
+	await expect(stages.nth(1)).toContainText('Stage 2: 50% · 4 nodes');
+	await expect(stages.nth(2)).toContainText('Stage 3: 100% · 5 nodes');
+	await page.screenshot({ path: `${shots}/rollout-preview.png`, fullPage: true });
+
+	await page.getByRole('button', { name: 'Start rollout' }).click();
+	await expect(page).toHaveURL(/\/rollouts\/[0-9a-f-]{36}$/);
+	const stage = page.getByTestId('stage');
+	// Live: stage 1 finishes and stage 2 starts without a reload by the test.
+	await expect(stage.nth(0)).toHaveAttribute('data-state', 'done', { timeout: 60_000 });
+	await expect(stage.nth(1)).toHaveAttribute('data-state', 'running', { timeout: 30_000 });
+	await page.getByRole('button', { name: 'Pause' }).click();
+	await expect(page.getByTestId('rollout-summary').locator('[data-state="paused"]')).toBeVisible();
+	await expect(page.getByTestId('rollout-reason')).toHaveText(`Paused by ${people.operator.username}`);
+	await page.screenshot({ path: `${shots}/rollout-paused.png`, fullPage: true });
+	// Paused: the last stage never starts.
+	await expect(stage.nth(2)).toHaveAttribute('data-state', 'pending');
+
+	await page.getByRole('button', { name: 'Resume' }).click();
+	await expect(page.getByTestId('rollout-summary').locator('[data-state="completed"]')).toBeVisible({
+		timeout: 90_000
+	});
+	for (let k = 0; k < 3; k++) await expect(stage.nth(k)).toHaveAttribute('data-state', 'done');
+	await expect(page.getByTestId('rollout-node')).toHaveCount(HOSTS);
+	await expect(page.getByTestId('rollout-node').locator('[data-state="succeeded"]')).toHaveCount(HOSTS);
+	await page.screenshot({ path: `${shots}/rollout-completed.png`, fullPage: true });
+	for (const host of bed.hosts) expect(await bed.checkedOutCommit(host, 'app')).toBe(sha);
+	const detail = page.url();
+	// The node's page names the release its commit is.
+	await page.getByRole('link', { name: 'ro-01' }).click();
+	await expect(page.getByTestId('node-release')).toHaveText('release 2.0.0');
+	await page.goto(detail);
+
+	const narrow = await operatorPage(browser, 390);
+	await narrow.goto(detail);
+	await expect(narrow.getByTestId('rollout-summary')).toBeVisible();
+	await narrow.screenshot({ path: `${shots}/rollout-390.png`, fullPage: true });
+	const overflow = await narrow.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+	expect(overflow).toBeLessThanOrEqual(0);
+});

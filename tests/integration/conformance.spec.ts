@@ -8,8 +8,9 @@ import { installSlots } from '../../src/lib/server/sim/slots';
 import { connect, type ExecResult, type SshTarget } from '../../src/lib/server/ssh/connection';
 import { SshError } from '../../src/lib/server/ssh/errors';
 import { sh, type ShellCommand } from '../../src/lib/server/ssh/shell';
+import { readNode } from '../../src/lib/server/sysupdates/scan';
 import { hostileStrings } from '../fixtures/hostile-strings';
-import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed.ts';
+import { startTestbed, type Testbed, type TestHost, type TestPackage } from '../testbed/testbed.ts';
 
 /**
  * The same scenarios against a real OpenSSH test host and a simulated one, compared outcome by outcome,
@@ -23,6 +24,10 @@ interface Subject {
 	requireReboot(packages: string[]): Promise<void>;
 	changeHostKey(): Promise<string>;
 	setRefusing(refusing: boolean): Promise<void>;
+	setPackages(packages: TestPackage[]): Promise<void>;
+	/** A process (`sleep`) takes the dpkg frontend lock, as unattended-upgrades does; returns its pid. */
+	holdDpkgLock(): Promise<number>;
+	releaseDpkgLock(): Promise<void>;
 }
 
 let bed: Testbed;
@@ -51,7 +56,29 @@ beforeAll(async () => {
 		clearFaults: () => bed.clearFaults(real),
 		requireReboot: (packages) => bed.requireReboot(real, packages),
 		changeHostKey: () => bed.changeHostKey(real),
-		setRefusing: (refusing) => (refusing ? bed.stopHost(real) : bed.startHost(real))
+		setRefusing: (refusing) => (refusing ? bed.stopHost(real) : bed.startHost(real)),
+		setPackages: (packages) => bed.setPackages(real, packages),
+		holdDpkgLock: async () => {
+			const conn = await connect(subjects.real.target());
+			try {
+				const r = await conn.exec(
+					sh`setsid sh -c ${'echo $$ >/var/lib/flotilla-testbed/apt/lock-frontend; exec sleep 600'} >/dev/null 2>&1 & sleep 0.3; cat /var/lib/flotilla-testbed/apt/lock-frontend`
+				);
+				return Number(r.stdout.trim());
+			} finally {
+				conn.close();
+			}
+		},
+		releaseDpkgLock: async () => {
+			const conn = await connect(subjects.real.target());
+			try {
+				await conn.exec(
+					sh`kill "$(cat /var/lib/flotilla-testbed/apt/lock-frontend)"; rm -f /var/lib/flotilla-testbed/apt/lock-frontend`
+				);
+			} finally {
+				conn.close();
+			}
+		}
 	};
 	// The simulated host starts as the real one did: the same commits per role, the same images in its
 	// slots, the same certificate file.
@@ -90,7 +117,17 @@ beforeAll(async () => {
 		},
 		requireReboot: async (packages) => requireReboot(sim.model, packages),
 		changeHostKey: async () => sim.changeHostKey(),
-		setRefusing: (refusing) => sim.setRefusing(refusing)
+		setRefusing: (refusing) => sim.setRefusing(refusing),
+		setPackages: async (packages) => {
+			sim.model.apt.packages = packages.map((p) => ({ ...p, suites: [...p.suites] }));
+		},
+		holdDpkgLock: async () => {
+			sim.model.apt.lockHolder = { pid: 4242, comm: 'sleep' };
+			return 4242;
+		},
+		releaseDpkgLock: async () => {
+			sim.model.apt.lockHolder = null;
+		}
 	};
 }, 60_000);
 
@@ -350,6 +387,165 @@ describe('simulated hosts behave like real ones', () => {
 			[0, 'active=b\nnext=b\ngood=a\ntries=1\nboots=1\n', '']
 		]);
 	}, 60_000);
+
+	it('apt: list, holds, simulate, security-only and full upgrades, reboot-required, needrestart', async () => {
+		const packages: TestPackage[] = [
+			{
+				name: 'curl',
+				arch: 'amd64',
+				installed: '7.88.1-10+deb12u7',
+				candidate: '7.88.1-10+deb12u8',
+				suites: ['bookworm']
+			},
+			{
+				name: 'libc6',
+				arch: 'amd64',
+				installed: '2.36-9+deb12u8',
+				candidate: '2.36-9+deb12u9',
+				suites: ['bookworm-security', 'bookworm']
+			},
+			{
+				name: 'openssl',
+				arch: 'amd64',
+				installed: '3.0.14-1~deb12u2',
+				candidate: '3.0.15-1~deb12u1',
+				suites: ['bookworm-security']
+			},
+			{
+				name: 'tzdata',
+				arch: 'all',
+				installed: '2024a-0+deb12u1',
+				candidate: '2024b-0+deb12u1',
+				suites: ['bookworm-updates']
+			},
+			{ name: 'vim', arch: 'amd64', installed: '2:9.0.1378-2', candidate: '2:9.0.1378-2', suites: ['bookworm'] }
+		];
+		const apt = sh`DEBIAN_FRONTEND=noninteractive apt-get -y -o ${'DPkg::Lock::Timeout=5'} -o ${'Dpkg::Options::=--force-confold'}`;
+		const outcomes = await agree(async (s) => {
+			await s.setPackages(packages);
+			return runAll(s, [
+				sh`LANG=C apt list --upgradable`,
+				sh`apt-mark hold ${'curl'}`,
+				sh`LANG=C apt-get -s upgrade`,
+				sh`${apt} install --only-upgrade -- ${'openssl'}`,
+				sh`needrestart -b`,
+				sh`${apt} upgrade`,
+				sh`LANG=C apt list --upgradable`,
+				sh`cat ${nodePaths.rebootRequiredPackages}`,
+				sh`needrestart -b`,
+				sh`apt-mark showhold`,
+				sh`${apt} install -- ${'no-such-package'}`
+			]);
+		});
+		expect(outcomes.map((o) => o.exitCode)).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 100]);
+		expect(outcomes[0]!.stdout).toBe(
+			[
+				'Listing...',
+				'curl/bookworm 7.88.1-10+deb12u8 amd64 [upgradable from: 7.88.1-10+deb12u7]',
+				'libc6/bookworm-security,bookworm 2.36-9+deb12u9 amd64 [upgradable from: 2.36-9+deb12u8]',
+				'openssl/bookworm-security 3.0.15-1~deb12u1 amd64 [upgradable from: 3.0.14-1~deb12u2]',
+				'tzdata/bookworm-updates 2024b-0+deb12u1 all [upgradable from: 2024a-0+deb12u1]',
+				''
+			].join('\n')
+		);
+		expect(outcomes[2]!.stdout).toContain('The following packages have been kept back:\n  curl\n');
+		expect(outcomes[2]!.stdout).toContain(
+			'Inst libc6 [2.36-9+deb12u8] (2.36-9+deb12u9 Debian-Security:12/bookworm-security [amd64])\n'
+		);
+		expect(outcomes[3]!.stdout).toContain('Setting up openssl:amd64 (3.0.15-1~deb12u1) ...\n');
+		expect(outcomes[4]!.stdout).toBe(
+			'NEEDRESTART-VER: 3.6\nNEEDRESTART-KSTA: 1\nNEEDRESTART-SVC: cron.service\nNEEDRESTART-SVC: ssh.service\n'
+		);
+		expect(outcomes[5]!.stdout).toContain('2 upgraded, 0 newly installed, 0 to remove and 1 not upgraded.\n');
+		expect(outcomes[6]!.stdout).toBe(
+			'Listing...\ncurl/bookworm 7.88.1-10+deb12u8 amd64 [upgradable from: 7.88.1-10+deb12u7]\n'
+		);
+		expect(outcomes[7]!.stdout).toBe('libc6\n');
+		expect(outcomes[9]!.stdout).toBe('curl\n');
+		expect(outcomes[10]!.stderr).toBe('E: Unable to locate package no-such-package\n');
+		expect(await bed.packages(bed.hosts[0]!)).toEqual(
+			packages.map((p) => (p.name === 'curl' ? p : { ...p, installed: p.candidate }))
+		);
+	});
+
+	it('apt waits for a held dpkg lock, and fails with apt’s reason when it is never released', async () => {
+		const outcomes = await agree(async (s) => {
+			await s.setPackages([
+				{ name: 'openssl', arch: 'amd64', installed: '3.0.14-1', candidate: '3.0.15-1', suites: ['bookworm-security'] }
+			]);
+			const pid = await s.holdDpkgLock();
+			const [held] = await runAll(s, [sh`apt-get -y -o ${'DPkg::Lock::Timeout=1'} upgrade`]);
+			const waiting = runAll(s, [sh`apt-get -y -o ${'DPkg::Lock::Timeout=30'} upgrade`]);
+			await new Promise((r) => setTimeout(r, 1500));
+			await s.releaseDpkgLock();
+			const [waited] = await waiting;
+			const anonymous = (text: string) => text.replaceAll(String(pid), 'PID');
+			return {
+				held: { exitCode: held!.exitCode, stdout: anonymous(held!.stdout), stderr: anonymous(held!.stderr) },
+				waited: {
+					exitCode: waited!.exitCode,
+					waitedFirst: /Waiting for cache lock: .* held by process PID \(sleep\)\.\.\. 0s/.test(
+						anonymous(waited!.stdout)
+					),
+					installed: waited!.stdout.includes('Setting up openssl:amd64 (3.0.15-1) ...')
+				}
+			};
+		});
+		expect(outcomes.held.exitCode).toBe(100);
+		expect(outcomes.held.stderr).toBe(
+			[
+				'E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process PID (sleep)',
+				'N: Be aware that removing the lock file is not a solution and may break your system.',
+				'E: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), is another process using it?',
+				''
+			].join('\n')
+		);
+		expect(outcomes.waited).toEqual({ exitCode: 0, waitedFirst: true, installed: true });
+	}, 60_000);
+
+	it('a system update scan reads the same from both', async () => {
+		const found = await agree(async (s) => {
+			await s.setPackages([
+				{
+					name: 'libc6',
+					arch: 'amd64',
+					installed: '2.36-9+deb12u8',
+					candidate: '2.36-9+deb12u9',
+					suites: ['bookworm-security']
+				},
+				{
+					name: 'tzdata',
+					arch: 'all',
+					installed: '2024a-0+deb12u1',
+					candidate: '2024b-0+deb12u1',
+					suites: ['bookworm-updates']
+				}
+			]);
+			await s.requireReboot(['linux-image-6.1.0-29-amd64']);
+			const conn = await connect(s.target());
+			try {
+				await conn.exec(sh`apt-mark hold ${'tzdata'}`);
+				// The exit codes readNode allows it judges itself; the rest exit 0 on both hosts here.
+				return await readNode(
+					{ exec: (command, options) => conn.exec(command, { deadlineMs: options?.deadlineMs }) },
+					true
+				);
+			} finally {
+				conn.close();
+			}
+		});
+		expect(found).toEqual({
+			packages: [
+				expect.objectContaining({ name: 'libc6', candidate: '2.36-9+deb12u9', security: true }),
+				expect.objectContaining({ name: 'tzdata', candidate: '2024b-0+deb12u1', security: false })
+			],
+			rebootRequired: true,
+			rebootPackages: ['linux-image-6.1.0-29-amd64'],
+			// What earlier scenarios left (an upgraded libc6, a hold) shows too: the two must agree on it.
+			servicesToRestart: expect.any(Array),
+			held: expect.arrayContaining(['tzdata'])
+		});
+	});
 
 	it('a host that refuses connections is unreachable', async () => {
 		await agree(async (s) => {

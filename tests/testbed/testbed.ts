@@ -17,7 +17,7 @@
  * - `--pdeathsig KILL` and `--kill-child` chain the host's life to the Node process that started it (more
  *   precisely its spawning thread), so a crashed test run leaves no sshd behind.
  *
- * Stand-ins for what a sandbox cannot do (`systemctl`, `apt-get`, `apt`, `reboot`) live in each host's
+ * Stand-ins for what a sandbox cannot do (`systemctl`, `apt-get`, `apt`, `apt-mark`, `needrestart`, `reboot`) live in each host's
  * /opt/flotilla-testbed/bin, first on sshd's PATH; they log every call and obey the fault files that
  * `setFault` writes. The scripts are in ./host and are copied into every host, so a test may edit one host's.
  *
@@ -56,6 +56,16 @@ export interface TestHost {
 	hostKeyFingerprint: string;
 	/** Where the host's TLS listener serves its certificate (on `address`). */
 	tlsPort: number;
+}
+
+/** One package on a test host: installed = candidate means up to date. */
+export interface TestPackage {
+	name: string;
+	arch: string;
+	installed: string;
+	candidate: string;
+	/** The suites offering the candidate, e.g. `bookworm-security`. */
+	suites: string[];
 }
 
 /** Paths on every host (inside its namespace): the same as on simulated and real nodes. */
@@ -101,7 +111,10 @@ export interface Testbed {
 	startHost(host: TestHost): Promise<void>;
 	/** New host key and sshd restarted (sessions drop); returns the new fingerprint. */
 	changeHostKey(host: TestHost): Promise<string>;
-	/** Lines `<epoch-ms> <name> <args...>` the stand-ins appended, oldest first. */
+	/**
+	 * Lines `<epoch-ms> <name> <args...>` the stand-ins appended, oldest first, and `<epoch-ms> (booted)` where
+	 * the host finished a boot after a reboot (sshd starts right after).
+	 */
 	commandLog(host: TestHost): Promise<string[]>;
 	/** The roles every host has a checkout of (at `hostPaths.repo(role)`), and each role's bare origin. */
 	roles: string[];
@@ -118,6 +131,12 @@ export interface Testbed {
 	issueCertificate(host: TestHost, days?: number): Promise<IssuedCertificate>;
 	/** The certificate the host's TLS listener serves now, from a real TLS handshake. */
 	servedCertificate(host: TestHost): Promise<{ fingerprint: string; validTo: Date; subjectAltName: string }>;
+	/**
+	 * The host's packages as its apt stand-in keeps them (host/bin/apt-get): what is installed and what the
+	 * archive offers. `setPackages` replaces them (holds, restart state and lock stay as they are).
+	 */
+	setPackages(host: TestHost, packages: TestPackage[]): Promise<void>;
+	packages(host: TestHost): Promise<TestPackage[]>;
 	/** Writes /var/run/reboot-required (and .pkgs) on the host, as a package's postinst does. */
 	requireReboot(host: TestHost, packages: string[]): Promise<void>;
 	/** The host's A/B slot state, read from the filesystem, not over SSH. */
@@ -210,6 +229,26 @@ export async function startTestbed(opts: { hosts: number; firstHost?: number; ro
 			caCertPath: ca.certPath,
 			issueCertificate: (host, days = certificateDays) => issueCertificate(ca, host.name, host.address, days),
 			servedCertificate,
+			async setPackages(host, packages) {
+				const lines = packages.map((p) => `${p.name} ${p.arch} ${p.installed} ${p.candidate} ${p.suites.join(',')}\n`);
+				await writeFile(join(host.root, 'var/lib/flotilla-testbed/apt/packages'), lines.join(''));
+			},
+			async packages(host) {
+				const text = await readFile(join(host.root, 'var/lib/flotilla-testbed/apt/packages'), 'utf8').catch(() => '');
+				return text
+					.split('\n')
+					.filter(Boolean)
+					.map((line) => {
+						const [name, arch, installed, candidate, suites] = line.split(' ') as string[];
+						return {
+							name: name!,
+							arch: arch!,
+							installed: installed!,
+							candidate: candidate!,
+							suites: suites!.split(',')
+						};
+					});
+			},
 			async requireReboot(host, packages) {
 				await writeFile(join(host.root, 'run/reboot-required'), '*** System restart required ***\n');
 				await writeFile(join(host.root, 'run/reboot-required.pkgs'), packages.map((p) => `${p}\n`).join(''));
@@ -306,6 +345,7 @@ async function createHost(dir: string, index: number, lastOctet: number, clientP
 		'etc/flotilla-testbed/faults',
 		'etc/flotilla/tls',
 		'var/lib/flotilla-testbed/units',
+		'var/lib/flotilla-testbed/apt',
 		'var/lib/flotilla-testbed/www',
 		'boot',
 		'opt/flotilla/bin',
@@ -320,7 +360,14 @@ async function createHost(dir: string, index: number, lastOctet: number, clientP
 	});
 	await cp(join(hostTemplate, 'lib'), join(root, 'opt/flotilla-testbed/lib'), { recursive: true });
 	await cp(join(hostTemplate, 'hooks'), join(root, 'opt/flotilla-testbed/hooks'), { recursive: true });
-	for (const script of ['bin/systemctl', 'bin/apt-get', 'bin/reboot', 'hooks/tls-endpoint']) {
+	for (const script of [
+		'bin/systemctl',
+		'bin/apt-get',
+		'bin/apt-mark',
+		'bin/needrestart',
+		'bin/reboot',
+		'hooks/tls-endpoint'
+	]) {
 		await chmod(join(root, 'opt/flotilla-testbed', script), 0o755);
 	}
 	await cp(join(hostTemplate, 'supervise.sh'), join(root, 'supervise.sh'));

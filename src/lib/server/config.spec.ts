@@ -10,6 +10,20 @@ describe('configuration', () => {
 		expect(c.adminPassword).toBeUndefined();
 	});
 
+	it('schedules the system update scan daily at 02:00 UTC unless told otherwise, and checks cron and zone', () => {
+		expect(loadConfig({})).toMatchObject({ systemScanCron: '0 2 * * *', systemScanTimeZone: 'UTC' });
+		expect(loadConfig({ FLOTILLA_SYSTEM_SCAN_CRON: 'off' }).systemScanCron).toBeNull();
+		expect(
+			loadConfig({ FLOTILLA_SYSTEM_SCAN_CRON: '30 3 * * 1-5', FLOTILLA_SYSTEM_SCAN_TZ: 'Europe/Berlin' })
+		).toMatchObject({ systemScanCron: '30 3 * * 1-5', systemScanTimeZone: 'Europe/Berlin' });
+		expect(() => loadConfig({ FLOTILLA_SYSTEM_SCAN_CRON: '0 25 * * *' })).toThrow(
+			/FLOTILLA_SYSTEM_SCAN_CRON: must be a five-field cron/
+		);
+		expect(() => loadConfig({ FLOTILLA_SYSTEM_SCAN_TZ: 'Mars/Olympus' })).toThrow(
+			/FLOTILLA_SYSTEM_SCAN_TZ: must be an IANA/
+		);
+	});
+
 	it('treats empty variables as unset', () => {
 		expect(loadConfig({ DATABASE_URL: '' }).databaseUrl).toBeUndefined();
 	});

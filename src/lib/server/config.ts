@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { isTimeZone } from '$lib/schemas/system-updates';
+import { parseCron } from '$lib/clock';
 
 /**
  * The console's configuration, read once from the environment and validated so that a typo fails
@@ -25,6 +27,16 @@ const envSchema = z.object({
 	FLOTILLA_HEALTH_SWEEP_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(500).default(20),
 	FLOTILLA_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(90),
 	FLOTILLA_AUDIT_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(365),
+	FLOTILLA_SYSTEM_SCAN_CRON: z
+		.string()
+		.refine((v) => v === 'off' || cronProblem(v) === null, { error: (i) => cronProblem(String(i.input)) ?? 'invalid' })
+		.default('0 2 * * *'),
+	FLOTILLA_SYSTEM_SOAK_DAYS: z.coerce.number().int('must be a whole number').min(0).max(365).default(0),
+	FLOTILLA_SYSTEM_SOAK_SECURITY: z.enum(['exempt', 'gate'], { error: 'must be exempt or gate' }).default('exempt'),
+	FLOTILLA_SYSTEM_SCAN_TZ: z
+		.string()
+		.refine(isTimeZone, 'must be an IANA time zone, e.g. Europe/Berlin')
+		.default('UTC'),
 	/** Ed25519 public keys that sign releases: PEM blocks, or base64 (raw 32 bytes or SPKI), comma-separated. */
 	FLOTILLA_RELEASE_PUBLIC_KEYS: z.string().optional(),
 	/** A file holding such keys (PEM), for keys too long for an environment variable. */
@@ -44,6 +56,15 @@ const envSchema = z.object({
 		.regex(/^(\d+[KMG]?|Infinity)$/i, 'must be a byte count such as 512K, 2M or Infinity')
 		.default('512K')
 });
+
+function cronProblem(expression: string): string | null {
+	try {
+		parseCron(expression);
+		return null;
+	} catch (err) {
+		return `must be a five-field cron expression or off (${(err as Error).message})`;
+	}
+}
 
 /** What the rest of the code reads: derived from the variables above, so the two cannot drift apart. */
 const configSchema = envSchema.transform((e) => ({
@@ -69,6 +90,11 @@ const configSchema = envSchema.transform((e) => ({
 	retentionDays: e.FLOTILLA_RETENTION_DAYS,
 	/** Days audit rows are kept (0: forever). */
 	auditRetentionDays: e.FLOTILLA_AUDIT_RETENTION_DAYS,
+	/** When the fleet is scanned for system updates (cron in `systemScanTimeZone`; null: never on its own). */
+	systemScanCron: e.FLOTILLA_SYSTEM_SCAN_CRON === 'off' ? null : e.FLOTILLA_SYSTEM_SCAN_CRON,
+	systemScanTimeZone: e.FLOTILLA_SYSTEM_SCAN_TZ,
+	/** Automatic updates take only versions the fleet has known this many days; security ones at once unless gated. */
+	systemSoak: { days: e.FLOTILLA_SYSTEM_SOAK_DAYS, securityExempt: e.FLOTILLA_SYSTEM_SOAK_SECURITY === 'exempt' },
 	releasePublicKeys: e.FLOTILLA_RELEASE_PUBLIC_KEYS,
 	releasePublicKeysFile: e.FLOTILLA_RELEASE_PUBLIC_KEYS_FILE,
 	releaseSigningSecret: e.FLOTILLA_RELEASE_SIGNING_SECRET,

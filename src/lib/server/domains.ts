@@ -2,6 +2,7 @@ import { registerCodeSync } from '$lib/server/codesync/register';
 import { registerFleet } from '$lib/server/fleet/register';
 import { registerReleases } from '$lib/server/releases/register';
 import { registerRollouts } from '$lib/server/rollouts/register';
+import { registerSystemUpdates } from '$lib/server/sysupdates/register';
 
 /**
  * Every domain registers its flows and its parts of the fleet-wide views from its own folder; this is the one
@@ -12,4 +13,5 @@ export function registerDomains(): void {
 	registerCodeSync();
 	registerReleases();
 	registerRollouts();
+	registerSystemUpdates();
 }

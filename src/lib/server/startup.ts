@@ -13,6 +13,7 @@ import { startEngine, stopEngine } from '$lib/server/engine';
 import { registerDomains } from '$lib/server/domains';
 import { schedulePeriodic, stopPeriodic } from '$lib/server/engine';
 import { runHealthSweep } from '$lib/server/fleet/sweep';
+import { runScheduledSystemUpdates } from '$lib/server/sysupdates/schedule';
 import { log, loggableError } from '$lib/server/log';
 import { nativeCiphers } from '$lib/server/ssh/connection';
 
@@ -54,6 +55,9 @@ export function startConsole(): Promise<DatabaseHandle> {
 		await schedulePeriodic('auto-update', 60, runAutoUpdates);
 		// Rollouts move from their rows in the database: a restarted console carries on at the next turn.
 		await schedulePeriodic('rollouts', cfg.rolloutTickSeconds, driveRollouts);
+		await schedulePeriodic('system-updates', 60, () =>
+			runScheduledSystemUpdates({ cron: cfg.systemScanCron, timeZone: cfg.systemScanTimeZone, soak: cfg.systemSoak })
+		);
 		await schedulePeriodic('expired-sessions', HOUR_SECONDS, async () => {
 			await deleteExpiredSessions();
 			return {};

@@ -67,11 +67,15 @@ boot() {
 	done
 	# /run is a tmpfs on a real host: whatever asked for a reboot is gone after one.
 	rm -f /run/reboot-required /run/reboot-required.pkgs
+	# Every service starts afresh on the libraries now installed.
+	rm -f "$state/apt/restart-services"
 	# Installed by tests that need more boot-time logic.
 	if [ -x /opt/flotilla-testbed/boot ]; then
 		/opt/flotilla-testbed/boot || echo "supervise: boot hook exited $?" >&2
 	fi
 	echo $(($(cat "$state/boot-count" 2>/dev/null || echo 0) + 1)) >"$state/boot-count"
+	# Beside the stand-ins' lines, so the command log tells when the host went down and when it was back.
+	echo "$(date +%s%3N) (booted)" >>"$state/commands.log"
 }
 
 while :; do

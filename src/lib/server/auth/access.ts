@@ -57,7 +57,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 		view: signedIn,
 		actions: { plan: operatorPage, update: operatorPage, pin: operatorPage, saveRole: adminPage, deleteRole: adminPage }
 	},
-	'/(app)/system-updates': { kind: 'page', view: signedIn },
+	'/(app)/system-updates': { kind: 'page', view: signedIn, actions: { scan: operatorPage, apply: operatorPage } },
 	'/(app)/certificates': { kind: 'page', view: signedIn },
 	'/(app)/rollouts': { kind: 'page', view: signedIn, actions: { preview: operatorPage, create: operatorPage } },
 	'/(app)/rollouts/[id]': {
@@ -127,6 +127,14 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/code-source/notify': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/updates/trigger': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/inventory/import': { kind: 'endpoint', methods: { POST: admin } },
+	'/api/updates/system': { kind: 'endpoint', methods: { GET: read } },
+	'/api/updates/system/scan': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/updates/system/[node_id]': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/updates/system/holds': { kind: 'endpoint', methods: { GET: read, POST: admin } },
+	'/api/updates/system/holds/[id]': { kind: 'endpoint', methods: { DELETE: admin } },
+	'/api/updates/system/windows': { kind: 'endpoint', methods: { GET: read, POST: admin } },
+	'/api/updates/system/windows/[id]': { kind: 'endpoint', methods: { DELETE: admin } },
+	'/api/updates/system/windows/[id]/skip': { kind: 'endpoint', methods: { POST: admin } },
 	'/api/releases': { kind: 'endpoint', methods: { GET: read, POST: admin } },
 	'/api/releases/[id]': { kind: 'endpoint', methods: { GET: read } },
 	'/api/rollouts': { kind: 'endpoint', methods: { GET: read, POST: operate } },

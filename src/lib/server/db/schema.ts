@@ -548,3 +548,149 @@ export const rolloutNodes = pgTable(
 export type Release = typeof releases.$inferSelect;
 export type Rollout = typeof rollouts.$inferSelect;
 export type RolloutNode = typeof rolloutNodes.$inferSelect;
+
+// System Updates (docs/system-updates.md): apt scans, holds, maintenance windows, the soak gate's history.
+
+/** What the last scan of a node found (one row per node scanned at least once). */
+export const sysNodeScans = pgTable('sys_node_scans', {
+	nodeId: uuid('node_id')
+		.primaryKey()
+		.references(() => nodes.id, { onDelete: 'cascade' }),
+	/** When the last successful scan read the node. */
+	scannedAt: timestamp('scanned_at', { withTimezone: true }),
+	pendingCount: integer('pending_count').notNull().default(0),
+	securityCount: integer('security_count').notNull().default(0),
+	rebootRequired: boolean('reboot_required').notNull().default(false),
+	/** `/var/run/reboot-required.pkgs`: the packages that asked for the reboot. */
+	rebootPackages: text('reboot_packages')
+		.array()
+		.notNull()
+		.default(sql`'{}'::text[]`),
+	/** Services running deleted libraries, as `needrestart -b` reports them; null when needrestart is not installed. */
+	servicesToRestart: text('services_to_restart').array(),
+	/** `apt-mark showhold` on the node. */
+	held: text('held')
+		.array()
+		.notNull()
+		.default(sql`'{}'::text[]`),
+	/** The last scan's failure (unreachable, apt failed); cleared by the next success. */
+	lastError: text('last_error'),
+	lastErrorAt: timestamp('last_error_at', { withTimezone: true }),
+	lastRunId: uuid('last_run_id'),
+	/** The last system update of the node failed, and why; cleared by the next one that succeeds. */
+	updateError: text('update_error'),
+	updateFailedAt: timestamp('update_failed_at', { withTimezone: true }),
+	updateRunId: uuid('update_run_id')
+});
+
+/** The packages the last scan of a node found upgradable. */
+export const sysPendingPackages = pgTable(
+	'sys_pending_packages',
+	{
+		nodeId: uuid('node_id')
+			.notNull()
+			.references(() => nodes.id, { onDelete: 'cascade' }),
+		name: text('name').notNull(),
+		arch: text('arch').notNull(),
+		installed: text('installed').notNull(),
+		candidate: text('candidate').notNull(),
+		suites: text('suites').array().notNull(),
+		security: boolean('security').notNull(),
+		/** Why it counts as a security update: the pocket that offers it. */
+		securityReason: text('security_reason')
+	},
+	(t) => [primaryKey({ columns: [t.nodeId, t.name, t.arch] })]
+);
+
+/** When any node's scan first offered each candidate version: the fleet's own history, for the soak gate. */
+export const sysCandidateVersions = pgTable(
+	'sys_candidate_versions',
+	{
+		name: text('name').notNull(),
+		arch: text('arch').notNull(),
+		version: text('version').notNull(),
+		security: boolean('security').notNull(),
+		firstSeenAt: timestamp('first_seen_at', { withTimezone: true }).notNull().defaultNow(),
+		firstNodeId: uuid('first_node_id').references(() => nodes.id, { onDelete: 'set null' })
+	},
+	(t) => [primaryKey({ columns: [t.name, t.arch, t.version] })]
+);
+
+export const sysHoldScopes = ['node', 'role'] as const;
+
+/** Packages never upgraded automatically on a node or on every node of a role (shell-style patterns). */
+export const sysHolds = pgTable(
+	'sys_holds',
+	{
+		id: uuid('id').primaryKey().defaultRandom(),
+		scope: text('scope', { enum: sysHoldScopes }).notNull(),
+		/** A node id, or a role name. */
+		target: text('target').notNull(),
+		pattern: text('pattern').notNull(),
+		reason: text('reason'),
+		createdBy: text('created_by').notNull(),
+		createdAt: createdAt()
+	},
+	(t) => [uniqueIndex('sys_holds_unique').on(t.scope, t.target, t.pattern)]
+);
+
+/** When the scheduled scan last fired (one row per schedule), so that several consoles fire it once. */
+export const sysSchedules = pgTable('sys_schedules', {
+	name: text('name').primaryKey(),
+	lastFiredAt: timestamp('last_fired_at', { withTimezone: true }).notNull()
+});
+
+export const sysRebootStates = ['down', 'back', 'failed'] as const;
+
+/**
+ * Each reboot a system update run makes, as it happens: a node that does not come back stops the reboots of
+ * its roles' other nodes in the same run (docs/system-updates.md, "Reboots").
+ */
+export const sysReboots = pgTable(
+	'sys_reboots',
+	{
+		runId: uuid('run_id').notNull(),
+		nodeId: uuid('node_id')
+			.notNull()
+			.references(() => nodes.id, { onDelete: 'cascade' }),
+		nodeName: text('node_name').notNull(),
+		roles: text('roles').array().notNull(),
+		state: text('state', { enum: sysRebootStates }).notNull(),
+		reason: text('reason'),
+		startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
+		endedAt: timestamp('ended_at', { withTimezone: true })
+	},
+	(t) => [primaryKey({ columns: [t.runId, t.nodeId] })]
+);
+
+export const sysWindowScopes = ['node', 'role', 'label'] as const;
+
+/**
+ * Maintenance windows (docs/system-updates.md): when automatic updates and pending reboots may happen on a node.
+ * A node's own window wins over its roles', which win over its labels'.
+ */
+export const sysWindows = pgTable(
+	'sys_windows',
+	{
+		id: uuid('id').primaryKey().defaultRandom(),
+		scope: text('scope', { enum: sysWindowScopes }).notNull(),
+		/** A node id, a role name, or a label as `key=value`. */
+		target: text('target').notNull(),
+		/** Wall-clock `HH:MM` in `time_zone`; an end at or before the start runs past midnight. */
+		start: text('start').notNull(),
+		end: text('end').notNull(),
+		timeZone: text('time_zone').notNull(),
+		/** 0 = Sunday … 6 = Saturday: the days it opens on. */
+		days: integer('days').array().notNull(),
+		/** "Skip the next window": shut until this moment. */
+		skipUntil: timestamp('skip_until', { withTimezone: true }),
+		createdBy: text('created_by').notNull(),
+		createdAt: createdAt()
+	},
+	(t) => [uniqueIndex('sys_windows_target').on(t.scope, t.target)]
+);
+
+export type SysNodeScan = typeof sysNodeScans.$inferSelect;
+export type SysPendingPackage = typeof sysPendingPackages.$inferSelect;
+export type SysHold = typeof sysHolds.$inferSelect;
+export type SysWindow = typeof sysWindows.$inferSelect;

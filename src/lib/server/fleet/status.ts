@@ -1,6 +1,6 @@
 import { eq, sql, type SQL } from 'drizzle-orm';
 import { fleetStatuses } from '$lib/schemas/nodes';
-import { db } from '$lib/server/db';
+import { db, queryRows } from '$lib/server/db';
 import { nodes } from '$lib/server/db/schema';
 import { nodesWithActiveTasks } from '$lib/server/engine';
 
@@ -22,6 +22,8 @@ export type FleetStatus = (typeof fleetStatuses)[number];
 
 export interface StatusPart {
 	status: FleetStatus;
+	/** Tells apart two domains' parts of the same status (default: the status). */
+	name?: string;
 	/** Lower wins when a node is in several parts. The fleet's own are 10, 20 and 30. */
 	precedence: number;
 	/** A subquery `(node_id)` of the nodes in this status, each node at most once, over the whole fleet. */
@@ -37,11 +39,45 @@ const fleetParts: StatusPart[] = [
 		nodes: () => sql`(select id as node_id from ${nodes} where reachable = false or host_key_status = 'changed')`
 	}
 ];
-const domainParts = new Map<FleetStatus, StatusPart>();
+const domainParts = new Map<string, StatusPart>();
 
-/** A domain's part of the fleet status (registered again, it replaces the earlier one). */
+/** A domain's part of the fleet status (registered again under its name, it replaces the earlier one). */
 export function registerStatusPart(part: StatusPart): void {
-	domainParts.set(part.status, part);
+	domainParts.set(part.name ?? part.status, part);
+}
+
+/**
+ * Besides its one status, a node carries alerts that domains raise (System Updates: security updates pending, a
+ * reboot required): each is a set-based subquery `(node_id)` over the whole fleet, as a status part is.
+ */
+export interface StatusAlert {
+	/** snake_case, as the API shows it. */
+	alert: string;
+	nodes(): SQL;
+}
+const alerts = new Map<string, StatusAlert>();
+
+/** A domain's alert on nodes (registered again, it replaces the earlier one). */
+export function registerStatusAlert(alert: StatusAlert): void {
+	alerts.set(alert.alert, alert);
+}
+
+/** Per node, the alerts raised on it (nodes without any are absent). */
+export async function alertsFor(nodeIds: string[]): Promise<Map<string, string[]>> {
+	const out = new Map<string, string[]>();
+	if (!nodeIds.length || !alerts.size) return out;
+	const ids = sql.join(
+		nodeIds.map((id) => sql`${id}::uuid`),
+		sql`, `
+	);
+	const parts = [...alerts.values()].map(
+		(a) => sql`select a.node_id, ${a.alert}::text as alert from ${a.nodes()} a where a.node_id in (${ids})`
+	);
+	const rows = await queryRows<{ node_id: string; alert: string }>(sql.join(parts, sql` union all `));
+	for (const r of rows) {
+		out.set(r.node_id, [...(out.get(r.node_id) ?? []), r.alert].sort());
+	}
+	return out;
 }
 
 /**

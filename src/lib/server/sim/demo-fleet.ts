@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { eq } from 'drizzle-orm';
+import { and, eq } from 'drizzle-orm';
 import ssh2 from 'ssh2';
 import { systemActor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
@@ -9,6 +9,7 @@ import { createRoleSchema } from '$lib/schemas/code-sync';
 import { notifyCommit } from '$lib/server/codesync/notify';
 import { createRole } from '$lib/server/codesync/roles';
 import { checkNode } from '$lib/server/fleet/checks';
+import { startScan } from '$lib/server/sysupdates/runs';
 import { createCredential } from '$lib/server/keys/credentials';
 import { masterKey } from '$lib/server/crypto/master-key';
 import { openSecret, sealSecret } from '$lib/server/crypto/secret-box';
@@ -17,6 +18,7 @@ import { fingerprintOf } from '$lib/server/ssh/host-keys';
 import { createHash } from 'node:crypto';
 import { issueSimCertificate, newCertificateAuthority, type SimCertificateAuthority } from './certificates';
 import { cloneOrigin, newOrigin, type SimOrigin } from './git';
+import type { SimPackage } from './apt';
 import { newHostModel, requireReboot, type HostModel } from './host';
 import { nodePaths } from './paths';
 import { installSlots } from './slots';
@@ -80,6 +82,91 @@ function certificateDaysLeft(i: number): number {
 	return 45 + ((i * 7) % 40);
 }
 
+/** What a Debian 12 host of the demo has installed, and which of it the archive offers newer. */
+const DEMO_PACKAGES: (SimPackage & { every: number })[] = [
+	{
+		name: 'openssl',
+		arch: 'amd64',
+		installed: '3.0.14-1~deb12u2',
+		candidate: '3.0.15-1~deb12u1',
+		suites: ['bookworm-security'],
+		every: 3
+	},
+	{
+		name: 'libssl3',
+		arch: 'amd64',
+		installed: '3.0.14-1~deb12u2',
+		candidate: '3.0.15-1~deb12u1',
+		suites: ['bookworm-security'],
+		every: 3
+	},
+	{
+		name: 'libc6',
+		arch: 'amd64',
+		installed: '2.36-9+deb12u8',
+		candidate: '2.36-9+deb12u9',
+		suites: ['bookworm-security', 'bookworm'],
+		every: 4
+	},
+	{
+		name: 'linux-image-amd64',
+		arch: 'amd64',
+		installed: '6.1.112-1',
+		candidate: '6.1.119-1',
+		suites: ['bookworm-security'],
+		every: 5
+	},
+	{
+		name: 'tzdata',
+		arch: 'all',
+		installed: '2024a-0+deb12u1',
+		candidate: '2024b-0+deb12u1',
+		suites: ['bookworm-updates'],
+		every: 2
+	},
+	{
+		name: 'base-files',
+		arch: 'amd64',
+		installed: '12.4+deb12u7',
+		candidate: '12.4+deb12u8',
+		suites: ['bookworm'],
+		every: 2
+	},
+	{
+		name: 'curl',
+		arch: 'amd64',
+		installed: '7.88.1-10+deb12u7',
+		candidate: '7.88.1-10+deb12u8',
+		suites: ['bookworm'],
+		every: 3
+	},
+	{
+		name: 'postgresql-15',
+		arch: 'amd64',
+		installed: '15.8-0+deb12u1',
+		candidate: '15.10-0+deb12u1',
+		suites: ['bookworm'],
+		every: 5
+	},
+	{
+		name: 'nginx',
+		arch: 'amd64',
+		installed: '1.22.1-9',
+		candidate: '1.22.1-9+deb12u1',
+		suites: ['bookworm-security'],
+		every: 7
+	}
+];
+
+function demoPackages(i: number): SimPackage[] {
+	return DEMO_PACKAGES.map(({ every, ...p }) => ({
+		...p,
+		suites: [...p.suites],
+		// Up to date unless this node is one of the package's every-nth.
+		installed: i % every === every - 1 ? p.installed : p.candidate
+	}));
+}
+
 function modelFor(name: string, i: number, origins: Map<string, SimOrigin>, ca: SimCertificateAuthority): HostModel {
 	const p = plan(i);
 	const model = newHostModel(name);
@@ -90,10 +177,13 @@ function modelFor(name: string, i: number, origins: Map<string, SimOrigin>, ca: 
 		// Every fourth node is a commit behind its role's latest: outdated until the next Code Sync.
 		model.repos.set(nodePaths.repo(role), cloneOrigin(origin, i % 4 === 1 ? 3 : 4));
 	}
-	if (i % 3 === 0) {
-		model.upgradable = ['openssl/stable-security 3.0.15-1~deb12u1 amd64 [upgradable from: 3.0.14-1~deb12u2]'];
+	model.apt.packages = demoPackages(i);
+	if (i % 6 === 2) {
+		requireReboot(model, ['linux-image-6.1.0-29-amd64']);
+		model.apt.restartServices = new Set(['cron.service', 'ssh.service']);
 	}
-	if (i % 6 === 2) requireReboot(model, ['linux-image-6.1.0-29-amd64']);
+	if (i % 5 === 4) model.apt.held.add('postgresql-15');
+	if (i % 7 === 6) model.apt.needrestart = false;
 	const notAfter = new Date(Date.now() + certificateDaysLeft(i) * DAY);
 	const cert = issueSimCertificate(ca, {
 		commonName: name,
@@ -213,6 +303,13 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 			await Promise.all(all.slice(i, i + 8).map((n) => checkNode(n.id).catch(() => undefined)));
 		}
 		log.info({ nodes: all.length }, 'demo fleet checked');
+		// And a first scan for system updates, so the System Updates page opens on real packages (the pinned
+		// nodes: the others cannot be reached until an admin accepts their keys).
+		const pinnedIds = await db()
+			.select({ id: nodes.id })
+			.from(nodes)
+			.where(and(eq(nodes.credentialId, cred.id), eq(nodes.hostKeyStatus, 'pinned')));
+		if (pinnedIds.length) await startScan(systemActor, { nodes: pinnedIds.map((n) => n.id), refresh: true });
 	})().catch((err: unknown) => log.warn({ err: loggableError(err) }, 'demo fleet check failed'));
 	log.info({ hosts: hosts.length }, 'demo fleet of simulated nodes started');
 	return { hosts, origins, checked, stop: async () => void (await Promise.all(hosts.map((h) => h.stop()))) };

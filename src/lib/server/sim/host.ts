@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { aptCommand, aptMark, needrestart, newAptModel, type AptModel } from './apt';
 import { describeCertificate } from './certificates';
 import { git, install, type SimRepo } from './git';
 import { nodePaths } from './paths';
@@ -22,8 +23,8 @@ export interface HostModel {
 	gate: { name: string; unit: string }[];
 	/** Boots since the model was made; the `reboot` command counts them. */
 	bootCount: number;
-	/** `apt list --upgradable` lines, e.g. `openssl/stable-security 3.0.15-1 amd64 [upgradable from: 3.0.14-1]`. */
-	upgradable: string[];
+	/** Packages, holds, the dpkg lock and what needrestart reports (./apt.ts). */
+	apt: AptModel;
 	faults: HostFaults;
 }
 
@@ -53,7 +54,7 @@ export function newHostModel(hostname: string): HostModel {
 		repos: new Map(),
 		gate: [],
 		bootCount: 0,
-		upgradable: [],
+		apt: newAptModel(),
 		faults: {}
 	};
 }
@@ -104,7 +105,12 @@ export async function runCommandLine(model: HostModel, line: string, io: Command
 
 	/** Set by `cd`, for the rest of the line: Code Sync runs a role's commands in its checkout. */
 	let cwd = '/root';
-	const runSimple = async ([name, ...args]: string[], cmdIo: CommandIO): Promise<number> => {
+	const runSimple = async (words: string[], cmdIo: CommandIO): Promise<number> => {
+		// Leading `NAME=value` words set the command's environment (`LANG=C apt …`): nothing here reads it.
+		const first = words.findIndex((w) => !/^[A-Za-z_][A-Za-z0-9_]*=/.test(w));
+		if (first < 0) return 0;
+		const name = words[first];
+		let args = words.slice(first + 1);
 		if (name === 'exit') {
 			exitRequested = Number(args[0] ?? status) & 255;
 			return exitRequested;
@@ -298,15 +304,10 @@ const commands: Record<string, (args: string[], io: CommandIO, model: HostModel)
 		await io.out('Rebooting.');
 		return 0;
 	},
-	apt: async (args, io, m) => {
-		if (args[0] === 'list' && args.includes('--upgradable')) {
-			await io.out('Listing...');
-			for (const l of m.upgradable) await io.out(l);
-			return 0;
-		}
-		await io.err(`apt: the simulator does not run 'apt ${args.join(' ')}'`);
-		return 1;
-	},
+	apt: (args, io, m) => aptCommand('apt', args, io, m),
+	'apt-get': (args, io, m) => aptCommand('apt-get', args, io, m),
+	'apt-mark': aptMark,
+	needrestart,
 	kill: async (args, io) => {
 		const target = args.find((a) => /^-\d+$/.test(a));
 		if (!target) return 1;

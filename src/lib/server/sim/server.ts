@@ -145,6 +145,7 @@ export async function startSimulatedHost(opts: SimulatedHostOptions): Promise<Si
 			if (stopped || !bootAppliance(model)) return false;
 			model.files.delete(rebootRequiredPath);
 			model.files.delete(`${rebootRequiredPath}.pkgs`);
+			model.apt.restartServices.clear();
 			model.bootCount++;
 			front = createFront();
 			await listen(port);

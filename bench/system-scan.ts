@@ -1,0 +1,163 @@
+/**
+ * A system update scan of 100 testbed hosts at concurrency 20, by Flotilla's engine (the `system-scan` flow:
+ * `apt-get update`, `apt list --upgradable`, reboot-required, needrestart, holds, recorded in the database)
+ * and by `ansible all -f 20 -m shell -a 'apt list --upgradable'` on the same hosts, alternated, in one run.
+ * Every host has packages pending (security and not). Run it with `npm run bench:system-scan` when no one else
+ * uses the machine; the section it writes in docs/benchmarks.md names the machine. Ansible does less (one
+ * command, nothing recorded): the ratio is the floor of Flotilla's advantage.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { eq } from 'drizzle-orm';
+import { systemActor } from '../src/lib/server/audit';
+import { useMasterKey } from '../src/lib/server/crypto/master-key';
+import { db, openDatabase, useDatabase } from '../src/lib/server/db';
+import { nodes, sysNodeScans } from '../src/lib/server/db/schema';
+import { getRun, startEngine, stopEngine } from '../src/lib/server/engine';
+import { registerDomains } from '../src/lib/server/domains';
+import { createCredential } from '../src/lib/server/keys/credentials';
+import { startScan } from '../src/lib/server/sysupdates/runs';
+import { startTestbed } from '../tests/testbed/testbed.ts';
+import {
+	ansibleEnv,
+	count,
+	fixed,
+	machine,
+	median,
+	publishSection,
+	startPostgres,
+	stopControlMasters,
+	stopPostgres,
+	tool,
+	toolSetup
+} from './common';
+
+const command = 'npm run bench:system-scan';
+const sectionHeading = '## System Updates: scan';
+const fleetSize = 100;
+const firstHost = 140;
+const concurrency = 20;
+const rounds = 3;
+const aimOverAnsible = 10;
+
+export async function benchmarkSystemScan(log: (line: string) => void = console.log): Promise<void> {
+	const dir = await mkdtemp(join(tmpdir(), 'flotilla-bench-scan-'));
+	const bed = await startTestbed({ hosts: fleetSize, firstHost });
+	const pgDir = join(dir, 'pg');
+	try {
+		for (const host of bed.hosts) {
+			await bed.setPackages(host, [
+				{
+					name: 'curl',
+					arch: 'amd64',
+					installed: '7.88.1-10+deb12u7',
+					candidate: '7.88.1-10+deb12u8',
+					suites: ['bookworm']
+				},
+				{
+					name: 'libc6',
+					arch: 'amd64',
+					installed: '2.36-9+deb12u8',
+					candidate: '2.36-9+deb12u9',
+					suites: ['bookworm-security']
+				},
+				{
+					name: 'openssl',
+					arch: 'amd64',
+					installed: '3.0.14-1~deb12u2',
+					candidate: '3.0.15-1~deb12u1',
+					suites: ['bookworm-security']
+				}
+			]);
+		}
+		const pg = await startPostgres(pgDir);
+		const handle = await openDatabase({ url: pg.url, migrationsDir: 'drizzle' });
+		useDatabase(handle);
+		useMasterKey(randomBytes(32));
+		registerDomains();
+		const cred = await createCredential(systemActor, { name: 'bench', privateKey: bed.clientPrivateKey });
+		await db()
+			.insert(nodes)
+			.values(
+				bed.hosts.map((h) => ({
+					name: h.name,
+					host: h.address,
+					port: h.port,
+					credentialId: cred.id,
+					hostKeyFingerprint: h.hostKeyFingerprint,
+					hostKeyStatus: 'pinned' as const
+				}))
+			);
+		await startEngine({ concurrency, leaseMs: 30_000, sweepMs: 5_000 });
+		const setup = await toolSetup(bed, dir);
+
+		const flotilla = async () => {
+			const started = performance.now();
+			const run = await startScan(systemActor, { refresh: true });
+			for (;;) {
+				const r = await getRun(run.id);
+				if (r.endedAt) {
+					if (r.state !== 'succeeded') throw new Error(`scan run ended ${r.state}`);
+					break;
+				}
+				await new Promise((resolve) => setTimeout(resolve, 20));
+			}
+			const seconds = (performance.now() - started) / 1000;
+			const scanned = await db().select().from(sysNodeScans).where(eq(sysNodeScans.securityCount, 2));
+			if (scanned.length !== fleetSize) throw new Error(`Flotilla recorded ${scanned.length} of ${fleetSize} scans`);
+			return seconds;
+		};
+		const ansible = async () => {
+			const controlDir = join(dir, `cp-${Date.now()}`);
+			const started = performance.now();
+			const out = await tool(
+				'ansible',
+				['all', '-i', setup.inventory, '-f', String(concurrency), '-m', 'shell', '-a', 'apt list --upgradable'],
+				ansibleEnv(controlDir)
+			);
+			const seconds = (performance.now() - started) / 1000;
+			await stopControlMasters(controlDir);
+			const ok = count(out, /\| CHANGED \| rc=0 >>/g);
+			if (ok !== fleetSize) throw new Error(`ansible answered for ${ok} of ${fleetSize} hosts`);
+			return seconds;
+		};
+
+		const samples = { flotilla: [] as number[], ansible: [] as number[] };
+		for (let i = 0; i < rounds; i++) {
+			samples.flotilla.push(await flotilla());
+			samples.ansible.push(await ansible());
+			log(`round ${i + 1}: Flotilla ${fixed(samples.flotilla.at(-1)!)} s, Ansible ${fixed(samples.ansible.at(-1)!)} s`);
+		}
+		const f = median(samples.flotilla);
+		const a = median(samples.ansible);
+		await publishSection(
+			sectionHeading,
+			[
+				sectionHeading,
+				'',
+				`\`${command}\`: ${fleetSize} testbed hosts, concurrency ${concurrency}, median of ${rounds} alternated rounds.`,
+				'',
+				'| tool | what it does per host | median (s) |',
+				'| --- | --- | --- |',
+				`| Flotilla \`system-scan\` | apt-get update, apt list --upgradable, reboot-required, needrestart -b, apt-mark showhold; recorded | ${fixed(f)} |`,
+				`| \`ansible -m shell -a 'apt list --upgradable'\` | apt list --upgradable only | ${fixed(a)} |`,
+				'',
+				`Ansible ÷ Flotilla: **${fixed(a / f, 1)}×** (aim: at least ${aimOverAnsible}×).`,
+				'',
+				...(await machine())
+			],
+			log
+		);
+		await stopEngine();
+		useMasterKey(undefined);
+		useDatabase(undefined);
+		await handle.close();
+	} finally {
+		await bed.stop();
+		await stopPostgres(pgDir).catch(() => {});
+		await rm(dir, { recursive: true, force: true });
+	}
+}

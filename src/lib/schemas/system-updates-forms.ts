@@ -1,0 +1,19 @@
+import { z } from 'zod';
+import { nodeRefSchema } from './system-updates';
+
+/** The System Updates page's forms: the nodes ticked (or one node's button), and what to do to them. */
+const nodesField = z.preprocess(
+	(v) => (v === undefined ? [] : Array.isArray(v) ? v : [v]),
+	z.array(nodeRefSchema, { error: 'must be a list of nodes' }).max(10_000, 'at most 10000 nodes')
+);
+
+export const scanFormSchema = z.object({ nodes: nodesField }).strict();
+
+export const applyFormSchema = z
+	.object({
+		nodes: nodesField.refine((n) => n.length > 0, 'tick at least one node'),
+		mode: z.enum(['policy', 'force_full', 'reboot'], { error: 'must be policy, force_full or reboot' }),
+		/** Set by the confirmation dialog: without it the page only shows what would happen. */
+		confirm: z.enum(['1']).optional()
+	})
+	.strict();

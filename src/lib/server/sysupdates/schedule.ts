@@ -1,0 +1,107 @@
+import { and, eq, inArray, isNull, ne, sql } from 'drizzle-orm';
+import { systemActor } from '$lib/server/audit';
+import { db } from '$lib/server/db';
+import { nodes, sysNodeScans, sysSchedules } from '$lib/server/db/schema';
+import { ServiceError } from '$lib/server/errors';
+import { log, loggableError } from '$lib/server/log';
+import { lastFiring, parseCron } from '$lib/clock';
+import { rebootsNow, type Soak } from './policy';
+import { startScan, startUpdate } from './runs';
+import { planFromLastScan } from './views';
+import { nodeInsideWindow, windowsOf } from './windows';
+
+const SCAN_SCHEDULE = 'system-scan';
+
+/**
+ * The console's own System Updates work, run every minute by one console (docs/system-updates.md, "Schedule
+ * and windows"): the fleet scan when its cron fires, and inside each node's maintenance window the updates
+ * its policy allows (full: everything pending; full and security: a pending reboot). A node whose last update
+ * failed is left alone until an operator looks.
+ */
+export async function runScheduledSystemUpdates(opts: {
+	cron: string | null;
+	timeZone: string;
+	soak?: Soak;
+	now?: Date;
+}): Promise<{ scanRunId: string | null; updateRunIds: string[] }> {
+	const now = opts.now ?? new Date();
+	let scanRunId: string | null = null;
+	if (opts.cron && (await claimFiring(parseCron(opts.cron), opts.timeZone, now))) {
+		try {
+			scanRunId = (await startScan(systemActor, { refresh: true })).id;
+		} catch (err) {
+			if (!(err instanceof ServiceError)) throw err;
+			log.info({ reason: err.message }, 'scheduled system update scan not started');
+		}
+	}
+	return { scanRunId, updateRunIds: await applyInsideWindows(now, opts.soak ?? { days: 0, securityExempt: true }) };
+}
+
+/** True for exactly one console when the cron fired since the last claim (compare-and-set on the row). */
+async function claimFiring(cron: ReturnType<typeof parseCron>, timeZone: string, now: Date): Promise<boolean> {
+	const [row] = await db().select().from(sysSchedules).where(eq(sysSchedules.name, SCAN_SCHEDULE));
+	if (!row) {
+		// First start: the schedule counts from now, so a console started at 02:30 does not scan at once.
+		await db().insert(sysSchedules).values({ name: SCAN_SCHEDULE, lastFiredAt: now }).onConflictDoNothing();
+		return false;
+	}
+	const due = lastFiring(cron, timeZone, row.lastFiredAt, now);
+	if (!due) return false;
+	const claimed = await db()
+		.update(sysSchedules)
+		.set({ lastFiredAt: due })
+		.where(and(eq(sysSchedules.name, SCAN_SCHEDULE), eq(sysSchedules.lastFiredAt, row.lastFiredAt)))
+		.returning();
+	return claimed.length === 1;
+}
+
+async function applyInsideWindows(now: Date, soak: Soak): Promise<string[]> {
+	const candidates = await db()
+		.select({ node: nodes })
+		.from(nodes)
+		.innerJoin(sysNodeScans, eq(sysNodeScans.nodeId, nodes.id))
+		.where(
+			and(
+				eq(nodes.hostKeyStatus, 'pinned'),
+				ne(nodes.policy, 'manual'),
+				isNull(sysNodeScans.updateError),
+				sql`(${sysNodeScans.pendingCount} > 0 or ${sysNodeScans.rebootRequired})`
+			)
+		);
+	if (!candidates.length) return [];
+	const windows = await windowsOf(candidates.map((c) => c.node));
+	const full = [];
+	const rebootOnly = [];
+	for (const { node } of candidates) {
+		if (!nodeInsideWindow(windows.get(node.id) ?? null, now)) continue;
+		const [scan] = await db()
+			.select()
+			.from(sysNodeScans)
+			.where(inArray(sysNodeScans.nodeId, [node.id]));
+		const plan = await planFromLastScan(node, { force_full: false }, soak);
+		const reboot = rebootsNow(plan.reboot, scan!.rebootRequired, true);
+		// Security updates outside a full policy wait for an operator; their reboot is the window's to do.
+		if (node.policy === 'full' && (plan.packages.length || reboot)) full.push(node);
+		else if (reboot) rebootOnly.push(node);
+	}
+	const started: string[] = [];
+	for (const [list, only] of [
+		[full, false],
+		[rebootOnly, true]
+	] as const) {
+		if (!list.length) continue;
+		try {
+			const run = await startUpdate(
+				systemActor,
+				list,
+				{ force_full: false },
+				{ automatic: true, rebootOnly: only, soak, insideWindow: () => true }
+			);
+			started.push(run.id);
+		} catch (err) {
+			// A run still on some of these nodes: the next minute tries again.
+			log.info({ err: loggableError(err) }, 'automatic system update not started');
+		}
+	}
+	return started;
+}

@@ -1,0 +1,92 @@
+import { redirect } from '@sveltejs/kit';
+import { iso } from '$lib/format';
+import { applyFormSchema, scanFormSchema } from '$lib/schemas/system-updates-forms';
+import { actorOf } from '$lib/server/audit';
+import { authorize } from '$lib/server/auth/access';
+import { principalOf } from '$lib/server/http/api';
+import { formError, parseForm } from '$lib/server/http/forms';
+import { listHolds } from '$lib/server/sysupdates/holds';
+import { startScan, startUpdate } from '$lib/server/sysupdates/runs';
+import { pinnedNodes, resolveNodes } from '$lib/server/sysupdates/targets';
+import { planFromLastScan, presentNodeUpdates, systemUpdatesView } from '$lib/server/sysupdates/views';
+import { listWindows, presentWindow, windowFor } from '$lib/server/sysupdates/windows';
+import type { Actions, PageServerLoad } from './$types';
+
+export const load: PageServerLoad = async (event) => {
+	event.depends('app:system-updates');
+	const [view, windows, holds] = await Promise.all([systemUpdatesView(), listWindows(), listHolds()]);
+	const canOperate = authorize(event.route.id, 'POST', '?/apply', principalOf(event)).allow;
+	return {
+		canOperate,
+		nodes: view.map((v) => {
+			const p = presentNodeUpdates(v);
+			const w = windowFor(v.node, windows);
+			return {
+				...p,
+				last_scan: iso(p.last_scan),
+				last_error_at: iso(p.last_error_at),
+				window: w ? { ...presentWindow(w), skip_until: iso(w.skipUntil) } : null,
+				holds: holds
+					.filter(
+						(h) =>
+							(h.scope === 'node' && h.target === v.node.id) || (h.scope === 'role' && v.node.roles.includes(h.target))
+					)
+					.map((h) => `${h.pattern} (${h.scope === 'node' ? 'this node' : `role ${h.target}`})`)
+			};
+		})
+	};
+};
+
+export const actions: Actions = {
+	/** Scans the ticked nodes, or every node with a pinned host key when none is ticked. */
+	scan: async (event) => {
+		const parsed = await parseForm(event.request, scanFormSchema);
+		if (!parsed.ok) return parsed.failure;
+		let runId: string;
+		try {
+			const list = parsed.data.nodes.length ? parsed.data.nodes : (await pinnedNodes()).map((n) => n.id);
+			runId = (await startScan(actorOf(event), { nodes: list.length ? list : undefined, refresh: true })).id;
+		} catch (err) {
+			return formError(err, parsed.form);
+		}
+		redirect(303, `/runs/${runId}`);
+	},
+
+	/**
+	 * Updates or reboots the ticked nodes. Without `confirm` it answers the plan (per node, what would be installed
+	 * and whether it reboots) for the confirmation dialog; with it, the run starts and the page goes to it.
+	 */
+	apply: async (event) => {
+		const parsed = await parseForm(event.request, applyFormSchema);
+		if (!parsed.ok) return parsed.failure;
+		const { mode, confirm } = parsed.data;
+		try {
+			const list = await resolveNodes(parsed.data.nodes);
+			const request = {
+				force_full: mode === 'force_full',
+				reboot: mode === 'reboot' ? ('now' as const) : undefined
+			};
+			if (!confirm) {
+				const plans = await Promise.all(list.map((n) => planFromLastScan(n, request)));
+				return {
+					plan: {
+						mode,
+						nodes: list.map((n, i) => ({
+							id: n.id,
+							name: n.name,
+							policy: n.policy,
+							packages: mode === 'reboot' ? [] : plans[i]!.candidates,
+							held: plans[i]!.held,
+							reboot: mode === 'reboot' ? 'now' : plans[i]!.reboot,
+							reason: mode === 'reboot' ? null : plans[i]!.reason
+						}))
+					}
+				};
+			}
+			const run = await startUpdate(actorOf(event), list, request, { rebootOnly: mode === 'reboot' });
+			redirect(303, `/runs/${run.id}`);
+		} catch (err) {
+			return formError(err, parsed.form);
+		}
+	}
+};

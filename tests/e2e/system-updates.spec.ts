@@ -1,0 +1,217 @@
+import { expect, test, type Browser, type Page } from '@playwright/test';
+import { startTestbed, type Testbed } from '../testbed/testbed.ts';
+import { bearer, call, consoleDatabase, cookie, loadTokens, people, signInAs } from './support/console';
+
+/**
+ * System Updates through the API and the page, on 3 real test hosts (127.0.1.172–174): bad input is a 400
+ * naming the field with nothing changed, a scan fills the page (security updates highlighted), and an update
+ * of one node is reviewed, confirmed and watched to its end.
+ */
+
+let bed: Testbed;
+let tokens: ReturnType<typeof loadTokens>;
+let admin = '';
+let credentialId = '';
+const ids = new Map<string, string>();
+const db = consoleDatabase();
+const names = ['su-full', 'su-security', 'su-manual'];
+
+test.describe.configure({ mode: 'serial' });
+
+test.beforeAll(async () => {
+	tokens = loadTokens();
+	bed = await startTestbed({ hosts: 3, firstHost: 172 });
+	admin = await signInAs('admin');
+	const post = (path: string, json: unknown) => call(path, { method: 'POST', headers: cookie(admin), json });
+	const cred = await post('/api/credentials', { name: 'system-updates-key', private_key: bed.clientPrivateKey });
+	expect(cred.status).toBe(201);
+	credentialId = (await cred.json()).id;
+	const policies = ['full', 'security', 'manual'];
+	for (const [i, host] of bed.hosts.entries()) {
+		const res = await post('/api/nodes', {
+			name: names[i],
+			host: host.address,
+			credential_id: credentialId,
+			host_key_fingerprint: host.hostKeyFingerprint,
+			roles: ['web'],
+			policy: policies[i]
+		});
+		expect(res.status).toBe(201);
+		ids.set(names[i]!, (await res.json()).id);
+		await bed.setPackages(host, [
+			{
+				name: 'curl',
+				arch: 'amd64',
+				installed: '7.88.1-10+deb12u7',
+				candidate: '7.88.1-10+deb12u8',
+				suites: ['bookworm']
+			},
+			{
+				name: 'libc6',
+				arch: 'amd64',
+				installed: '2.36-9+deb12u8',
+				candidate: '2.36-9+deb12u9',
+				suites: ['bookworm-security']
+			},
+			{
+				name: 'openssl',
+				arch: 'amd64',
+				installed: '3.0.14-1~deb12u2',
+				candidate: '3.0.15-1~deb12u1',
+				suites: ['bookworm-security']
+			}
+		]);
+	}
+});
+
+test.afterAll(async () => {
+	if (admin) {
+		for (const id of ids.values()) await call(`/api/nodes/${id}`, { method: 'DELETE', headers: cookie(admin) });
+		if (credentialId) await call(`/api/credentials/${credentialId}`, { method: 'DELETE', headers: cookie(admin) });
+	}
+	await bed?.stop();
+	await db.end();
+});
+
+const operate = () => bearer(tokens.operate);
+const runsCount = async () => (await db`select count(*)::int as n from runs`)[0]!.n as number;
+
+async function waitForRun(id: string) {
+	for (let i = 0; i < 600; i++) {
+		const run = await (await call(`/api/runs/${id}`, { headers: operate() })).json();
+		if (run.ended_at) return run;
+		await new Promise((r) => setTimeout(r, 200));
+	}
+	throw new Error(`run ${id} did not end`);
+}
+
+test('bad input is a 400 (or 404) naming the field, and starts nothing', async () => {
+	const before = await runsCount();
+	const cases: [string, unknown, number, string][] = [
+		['/api/updates/system/scan', { nodes: ['no-such-node'] }, 400, 'nodes'],
+		['/api/updates/system/scan', { nodes: 'su-full' }, 400, 'nodes'],
+		['/api/updates/system/scan', { nodes: [], extra: 1 }, 400, 'nodes'],
+		['/api/updates/system/scan', { refresh: 'yes' }, 400, 'refresh'],
+		['/api/updates/system/no-such-node', {}, 404, 'node_id'],
+		['/api/updates/system/su-full', { packages: ['openssl; reboot'] }, 400, 'packages.0'],
+		['/api/updates/system/su-full', { packages: ['-oAPT::Update::Pre-Invoke::=reboot'] }, 400, 'packages.0'],
+		['/api/updates/system/su-full', { packages: ['$(reboot)'] }, 400, 'packages.0'],
+		['/api/updates/system/su-full', { force_full: 'true' }, 400, 'force_full'],
+		['/api/updates/system/su-full', { reboot: 'later' }, 400, 'reboot'],
+		['/api/updates/system/su-full', { force_full: true, packages: ['curl'] }, 400, 'packages']
+	];
+	for (const [path, json, status, field] of cases) {
+		const res = await call(path, { method: 'POST', headers: operate(), json });
+		expect(res.status, `${path} ${JSON.stringify(json)}`).toBe(status);
+		const body = await res.json();
+		expect(Object.keys(body.error.fields ?? {}), `${path} ${JSON.stringify(json)}`).toContain(field);
+	}
+	// A policy is the node's: invalid values are refused there, naming the field.
+	const policy = await call(`/api/nodes/${ids.get('su-full')}`, {
+		method: 'PATCH',
+		headers: cookie(admin),
+		json: { policy: 'sometimes' }
+	});
+	expect(policy.status).toBe(400);
+	expect((await policy.json()).error.fields).toHaveProperty('policy');
+	const hold = await call('/api/updates/system/holds', {
+		method: 'POST',
+		headers: cookie(admin),
+		json: { scope: 'role', target: 'web', pattern: 'linux-image-*;rm' }
+	});
+	expect(hold.status).toBe(400);
+	expect((await hold.json()).error.fields).toHaveProperty('pattern');
+	const window = await call('/api/updates/system/windows', {
+		method: 'POST',
+		headers: cookie(admin),
+		json: { scope: 'role', target: 'web', start: '25:00', end: '05:00', time_zone: 'Mars/Olympus', days: ['funday'] }
+	});
+	expect(window.status).toBe(400);
+	expect(Object.keys((await window.json()).error.fields)).toEqual(
+		expect.arrayContaining(['start', 'time_zone', 'days.0'])
+	);
+	// A viewer's token may read but not scan.
+	expect(
+		(await call('/api/updates/system/scan', { method: 'POST', headers: bearer(tokens.read), json: {} })).status
+	).toBe(403);
+	expect(await runsCount()).toBe(before);
+});
+
+test('a scan through the API fills GET /api/updates/system, security updates marked with their pocket', async () => {
+	const res = await call('/api/updates/system/scan', { method: 'POST', headers: operate(), json: { nodes: names } });
+	expect(res.status).toBe(202);
+	const { run_id } = await res.json();
+	expect((await waitForRun(run_id)).state).toBe('succeeded');
+	const list = await (await call('/api/updates/system', { headers: operate() })).json();
+	const full = list.items.find((n: { name: string }) => n.name === 'su-full');
+	expect(full).toMatchObject({
+		policy: 'full',
+		pending_count: 3,
+		security_count: 2,
+		reboot_required: false,
+		services_to_restart: []
+	});
+	expect(full.pending.find((p: { name: string }) => p.name === 'openssl')).toMatchObject({
+		candidate: '3.0.15-1~deb12u1',
+		security: true,
+		security_reason: 'offered by the security pocket bookworm-security'
+	});
+	const audit = await db`select action from audit_log where action = 'system_updates.scan'`;
+	expect(audit.length).toBeGreaterThan(0);
+	const nodes = await (await call('/api/nodes?q=su-', { headers: operate() })).json();
+	expect(nodes.items.map((n: { alerts: string[] }) => n.alerts)).toEqual([
+		['security_updates'],
+		['security_updates'],
+		['security_updates']
+	]);
+});
+
+async function signInBrowser(browser: Browser, width: number): Promise<Page> {
+	const page = await (await browser.newContext({ viewport: { width, height: 900 } })).newPage();
+	await page.goto('/login');
+	await page.getByLabel('Username').fill(people.operator.username);
+	await page.getByLabel('Password').fill(people.operator.password);
+	await page.getByRole('button', { name: 'Sign in' }).click();
+	await expect(page.getByRole('heading', { name: 'Fleet Overview' })).toBeVisible();
+	return page;
+}
+
+test('the page shows pending security updates; one node is updated after reviewing its plan, and watched to the end', async ({
+	browser
+}) => {
+	const page = await signInBrowser(browser, 1280);
+	await page.getByRole('link', { name: 'System Updates' }).first().click();
+	const row = page.locator('tr[data-node="su-security"]');
+	await expect(row.getByTestId('pending')).toContainText('3');
+	await expect(row.getByTestId('pending')).toContainText('2 security');
+	await row.getByText('su-security').click();
+	await expect(row.getByTestId('packages')).toContainText('security: offered by the security pocket bookworm-security');
+	await page.screenshot({ path: 'test-results/system-updates.png', fullPage: true });
+
+	await row.getByLabel('Select su-security').check();
+	await page.getByRole('button', { name: 'Update per policy…' }).click();
+	const dialog = page.getByTestId('apply-dialog');
+	await expect(dialog.locator('[data-plan-node="su-security"]')).toContainText(
+		'Installs libc6 2.36-9+deb12u9, openssl 3.0.15-1~deb12u1'
+	);
+	await expect(dialog).toContainText('reboot left for its maintenance window');
+	await page.screenshot({ path: 'test-results/system-updates-plan.png' });
+	await dialog.getByRole('button', { name: 'Confirm: update per policy' }).click();
+	await expect(page).toHaveURL(/\/runs\/[0-9a-f-]{36}$/);
+	await expect(page.getByTestId('run-summary').getByTestId('progress-label')).toHaveText('1/1 · 100%', {
+		timeout: 60_000
+	});
+	const installed = Object.fromEntries(
+		(await bed.packages(bed.hosts[1]!)).map((p) => [p.name, p.installed === p.candidate])
+	);
+	expect(installed).toEqual({ curl: false, libc6: true, openssl: true });
+
+	await page.goto('/system-updates');
+	await expect(page.locator('tr[data-node="su-security"]').getByTestId('pending')).toHaveText('1');
+	await expect(page.locator('tr[data-node="su-security"]').getByTestId('reboot')).toContainText('required');
+
+	const narrow = await signInBrowser(browser, 390);
+	await narrow.goto('/system-updates');
+	await expect(narrow.locator('tr[data-node="su-full"]').getByTestId('pending')).toContainText('2 security');
+	await narrow.screenshot({ path: 'test-results/system-updates-390.png', fullPage: true });
+});

@@ -6,26 +6,39 @@ import { z } from 'zod';
  * The console's configuration, read once from the environment and validated so that a typo fails
  * loudly at start-up instead of surfacing later as odd behaviour.
  */
-const envSchema = z.object({
-	DATABASE_URL: z
-		.string()
-		.regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
-		.optional(),
-	FLOTILLA_DATA_DIR: z.string().min(1).default('./data'),
-	FLOTILLA_ADMIN_USER: z.string().min(1).default('admin'),
-	FLOTILLA_ADMIN_PASSWORD: z.string().optional(),
-	FLOTILLA_SECRET_KEY: z.string().optional(),
-	FLOTILLA_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-	FLOTILLA_MIGRATIONS_DIR: z.string().min(1).default('./drizzle'),
-	FLOTILLA_DEMO: z.enum(['0', '1'], { error: 'must be 0 or 1' }).default('0'),
-	FLOTILLA_ENGINE_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(2_000).default(50),
-	FLOTILLA_TASK_LEASE_SECONDS: z.coerce.number().int('must be a whole number').min(10).max(600).default(30),
-	FLOTILLA_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(3600).default(30),
-	FLOTILLA_HEALTH_SWEEP_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(86_400).default(60),
-	FLOTILLA_HEALTH_SWEEP_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(500).default(20),
-	FLOTILLA_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(90),
-	FLOTILLA_AUDIT_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(365)
-});
+const envSchema = z
+	.object({
+		DATABASE_URL: z
+			.string()
+			.regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+			.optional(),
+		FLOTILLA_DATA_DIR: z.string().min(1).default('./data'),
+		FLOTILLA_ADMIN_USER: z.string().min(1).default('admin'),
+		FLOTILLA_ADMIN_PASSWORD: z.string().optional(),
+		FLOTILLA_SECRET_KEY: z.string().optional(),
+		FLOTILLA_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+		FLOTILLA_MIGRATIONS_DIR: z.string().min(1).default('./drizzle'),
+		FLOTILLA_DEMO: z.enum(['0', '1'], { error: 'must be 0 or 1' }).default('0'),
+		FLOTILLA_ENGINE_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(2_000).default(50),
+		FLOTILLA_TASK_LEASE_SECONDS: z.coerce.number().int('must be a whole number').min(10).max(600).default(30),
+		FLOTILLA_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(3600).default(30),
+		FLOTILLA_HEALTH_SWEEP_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(86_400).default(60),
+		FLOTILLA_HEALTH_SWEEP_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(500).default(20),
+		FLOTILLA_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(90),
+		FLOTILLA_AUDIT_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(365),
+		FLOTILLA_CERT_SCAN_SECONDS: z.coerce
+			.number()
+			.int('must be a whole number')
+			.min(0)
+			.max(31 * 86_400)
+			.default(86_400),
+		FLOTILLA_CERT_WARN_DAYS: z.coerce.number().int('must be a whole number').min(1).max(3650).default(30),
+		FLOTILLA_CERT_CRITICAL_DAYS: z.coerce.number().int('must be a whole number').min(0).max(3650).default(7)
+	})
+	.refine((e) => e.FLOTILLA_CERT_CRITICAL_DAYS <= e.FLOTILLA_CERT_WARN_DAYS, {
+		message: 'must not be more than FLOTILLA_CERT_WARN_DAYS',
+		path: ['FLOTILLA_CERT_CRITICAL_DAYS']
+	});
 
 /** What the rest of the code reads: derived from the variables above, so the two cannot drift apart. */
 const configSchema = envSchema.transform((e) => ({
@@ -51,6 +64,10 @@ const configSchema = envSchema.transform((e) => ({
 	retentionDays: e.FLOTILLA_RETENTION_DAYS,
 	/** Days audit rows are kept (0: forever). */
 	auditRetentionDays: e.FLOTILLA_AUDIT_RETENTION_DAYS,
+	/** Seconds between scans of every node's certificates (0: none; docs/certificates.md). */
+	certScanSeconds: e.FLOTILLA_CERT_SCAN_SECONDS,
+	/** Certificates with fewer days left are a warning, with fewer than `critical` critical. */
+	certThresholds: { warnDays: e.FLOTILLA_CERT_WARN_DAYS, criticalDays: e.FLOTILLA_CERT_CRITICAL_DAYS },
 	version: readVersion()
 }));
 

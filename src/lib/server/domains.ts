@@ -1,3 +1,4 @@
+import { registerCertificates } from '$lib/server/certs/register';
 import { registerCodeSync } from '$lib/server/codesync/register';
 import { registerFleet } from '$lib/server/fleet/register';
 
@@ -8,4 +9,5 @@ import { registerFleet } from '$lib/server/fleet/register';
 export function registerDomains(): void {
 	registerFleet();
 	registerCodeSync();
+	registerCertificates();
 }

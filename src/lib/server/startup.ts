@@ -3,6 +3,7 @@ import { deleteExpiredSessions } from '$lib/server/auth/session';
 import { ensureFirstAdminFromEnv } from '$lib/server/auth/users';
 import { useMasterKey } from '$lib/server/crypto/master-key';
 import { runAutoUpdates } from '$lib/server/codesync/auto-update';
+import { runScheduledScan } from '$lib/server/certs/scan';
 import { pruneOldRecords } from '$lib/server/retention';
 import { startDemoFleet } from '$lib/server/sim/demo-fleet';
 import { loadSecretKey } from '$lib/server/crypto/secret-key';
@@ -51,6 +52,9 @@ export function startConsole(): Promise<DatabaseHandle> {
 		// Shared by every console: each turn runs on one of them (engine/runtime.ts).
 		await schedulePeriodic('health-sweep', cfg.healthSweepSeconds, () => runHealthSweep(cfg.healthSweepConcurrency));
 		await schedulePeriodic('auto-update', 60, runAutoUpdates);
+		await schedulePeriodic('cert-scan', cfg.certScanSeconds, () =>
+			runScheduledScan({ id: null, name: 'cert-scan', via: 'system', ip: null })
+		);
 		await schedulePeriodic('expired-sessions', HOUR_SECONDS, async () => {
 			await deleteExpiredSessions();
 			return {};

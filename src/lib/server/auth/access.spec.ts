@@ -97,6 +97,7 @@ describe('the access table', () => {
 			'/api/updates/trigger': 'POST operate',
 			'/api/security/certificates': 'GET read',
 			'/api/security/certificates/scan': 'POST operate',
+			'/api/security/certificates/report': 'POST operate',
 			'/api/security/certificates/roles': 'GET read, POST admin',
 			'/api/inventory/import': 'POST admin',
 			'/api/runs': 'GET read, POST operate',

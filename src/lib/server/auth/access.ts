@@ -116,6 +116,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/inventory/import': { kind: 'endpoint', methods: { POST: admin } },
 	'/api/security/certificates': { kind: 'endpoint', methods: { GET: read } },
 	'/api/security/certificates/scan': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/security/certificates/report': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/security/certificates/roles': { kind: 'endpoint', methods: { GET: read, POST: admin } },
 	'/api/runs': { kind: 'endpoint', methods: { GET: read, POST: operate } },
 	'/api/runs/[id]': { kind: 'endpoint', methods: { GET: read } },

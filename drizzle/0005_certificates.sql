@@ -17,6 +17,7 @@ CREATE TABLE "cert_roles" (
 	"key_path" text NOT NULL,
 	"endpoints" jsonb DEFAULT '[]'::jsonb NOT NULL,
 	"reload_command" text[] NOT NULL,
+	"issuer" text DEFAULT 'ca' NOT NULL,
 	"validity_days" integer DEFAULT 90 NOT NULL,
 	"extra_sans" text[] DEFAULT '{}'::text[] NOT NULL,
 	"sort_order" integer DEFAULT 100 NOT NULL,

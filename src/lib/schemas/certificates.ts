@@ -42,6 +42,7 @@ export const certRoleSchema = z
 		key_path: absolutePathSchema,
 		endpoints: z.array(endpointSchema, { error: 'must be a list of {port, servername?}' }).max(16).default([]),
 		reload_command: argvSchema.refine((a) => a.length > 0, 'is required'),
+		issuer: z.enum(['ca', 'self-signed'], { error: 'must be ca or self-signed' }).default('ca'),
 		validity_days: fromText(z.number().int('must be a whole number').min(1).max(825)).default(90),
 		extra_sans: z.array(sanSchema, { error: 'must be a list of DNS names or addresses' }).max(32).default([]),
 		order: fromText(z.number().int('must be a whole number').min(0).max(10_000)).default(100)
@@ -87,3 +88,37 @@ export const reportSchema = z
 	})
 	.strict();
 export type ReportInput = z.infer<typeof reportSchema>;
+
+const caName = z
+	.string({ error: 'is required' })
+	.trim()
+	.min(1, 'is required')
+	.max(100, 'must be at most 100 characters')
+	// eslint-disable-next-line no-control-regex -- control characters are what it refuses
+	.regex(/^[^\u0000-\u001f\u007f]+$/, 'must not contain control characters');
+
+const pemText = (what: string) =>
+	z
+		.string({ error: `must be a PEM ${what}` })
+		.min(1, 'is required')
+		.max(MAX_REPORTED_PEM, `must be at most ${MAX_REPORTED_PEM} bytes`);
+
+/** The internal CA: created here (its key never leaves the console, sealed at rest), or imported with its key. */
+export const createCaSchema = z
+	.object({
+		name: caName,
+		key_type: z.enum(['ec', 'rsa', 'ed25519'], { error: 'must be ec, rsa or ed25519' }).default('ec'),
+		validity_days: fromText(z.number().int('must be a whole number').min(30).max(36_500)).default(3650)
+	})
+	.strict();
+
+export const importCaSchema = z
+	.object({ name: caName, cert_pem: pemText('CA certificate'), key_pem: pemText('private key') })
+	.strict();
+
+/** A CA that chains are verified against, without its key. */
+export const trustCaSchema = z.object({ name: caName, cert_pem: pemText('CA certificate') }).strict();
+
+export const revokeSchema = z
+	.object({ reason: z.string().trim().max(200, 'must be at most 200 characters').default('unspecified') })
+	.strict();

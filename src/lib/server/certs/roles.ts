@@ -16,6 +16,7 @@ export async function defineCertRole(actor: Actor, input: CertRoleInput): Promis
 		keyPath: input.key_path,
 		endpoints: input.endpoints.map((e) => ({ port: e.port, ...(e.servername ? { servername: e.servername } : {}) })),
 		reloadCommand: input.reload_command,
+		issuer: input.issuer,
 		validityDays: input.validity_days,
 		extraSans: input.extra_sans,
 		sortOrder: input.order,
@@ -61,6 +62,7 @@ export const presentCertRole = (r: CertRole) => ({
 	key_path: r.keyPath,
 	endpoints: r.endpoints,
 	reload_command: r.reloadCommand,
+	issuer: r.issuer,
 	validity_days: r.validityDays,
 	extra_sans: r.extraSans,
 	order: r.sortOrder

@@ -27,7 +27,7 @@ const observationsOf = (ctx: Ctx) => found.get(ctx.memo) ?? found.set(ctx.memo, 
 
 export const endpointLocation = (node: Pick<Node, 'host'>, port: number) => `${node.host}:${port}`;
 
-function describe(o: Observation): string {
+export function describe(o: Observation): string {
 	if (!o.facts) return `${o.location}: ${o.error}`;
 	const f = o.facts;
 	const left = daysLeft(f.notAfter);
@@ -41,6 +41,62 @@ async function rolesFor(ctx: Ctx): Promise<CertRole[]> {
 	return roles;
 }
 
+/** Reads each role's certificate file on the node; a file that cannot be read is an observation with its error. */
+export async function observeFiles(ctx: StepContext<unknown>, roles: CertRole[]): Promise<Observation[]> {
+	const trusted = await trustedAuthorities();
+	const out: Observation[] = [];
+	for (const role of roles) {
+		const o: Observation = { source: 'file', location: role.certPath, role: role.role };
+		try {
+			const { stdout } = await quietExec(ctx, sh`cat -- ${role.certPath}`, { deadlineMs: 10_000 });
+			o.facts = observe(stdout, trusted);
+		} catch (err) {
+			if (ctx.signal.aborted) throw err;
+			o.error = `could not read ${role.certPath}: ${(err as Error).message}`;
+		}
+		ctx.log(describe(o));
+		out.push(o);
+	}
+	return out;
+}
+
+/** Handshakes with each role's endpoints from the console; one that fails is an observation with its error. */
+export async function observeEndpoints(ctx: StepContext<unknown>, roles: CertRole[]): Promise<Observation[]> {
+	const trusted = await trustedAuthorities();
+	const out: Observation[] = [];
+	for (const role of roles) {
+		for (const ep of role.endpoints) {
+			const o: Observation = {
+				source: 'endpoint',
+				location: endpointLocation(ctx.node, ep.port),
+				role: role.role,
+				servername: ep.servername ?? null
+			};
+			try {
+				const served = await handshake(ctx.node.host, ep.port, { servername: ep.servername, signal: ctx.signal });
+				o.facts = observe(served.leaf.toString(), trusted, served.chain);
+			} catch (err) {
+				if (ctx.signal.aborted) throw err;
+				o.error = (err as Error).message;
+			}
+			ctx.log(describe(o));
+			out.push(o);
+		}
+	}
+	return out;
+}
+
+/** Records a node's file and endpoint observations, and says in the log where they disagree. */
+export async function recordNode(ctx: StepContext<unknown>, observed: Observation[]): Promise<void> {
+	await recordObservations(ctx.node.id, observed, ['file', 'endpoint']);
+	for (const f of observed.filter((o) => o.source === 'file' && o.facts)) {
+		const differs = observed.some(
+			(e) => e.source === 'endpoint' && e.role === f.role && e.facts && e.facts.fingerprint !== f.facts!.fingerprint
+		);
+		if (differs) ctx.log(`${f.role}: the endpoint serves another certificate than ${f.location} holds (not reloaded?)`);
+	}
+}
+
 export const certScanFlow: Flow<Record<string, never>> = {
 	kind: 'cert-scan',
 	title: 'Certificate scan',
@@ -51,67 +107,23 @@ export const certScanFlow: Flow<Record<string, never>> = {
 			name: 'files',
 			deadlineMs: 60_000,
 			async do(ctx) {
-				const trusted = await trustedAuthorities();
 				const out = observationsOf(ctx);
 				out.length = 0;
-				for (const role of await rolesFor(ctx)) {
-					const o: Observation = { source: 'file', location: role.certPath, role: role.role };
-					try {
-						const { stdout } = await quietExec(ctx, sh`cat -- ${role.certPath}`, { deadlineMs: 10_000 });
-						o.facts = observe(stdout, trusted);
-					} catch (err) {
-						if (ctx.signal.aborted) throw err;
-						o.error = `could not read ${role.certPath}: ${(err as Error).message}`;
-					}
-					ctx.log(describe(o));
-					out.push(o);
-				}
+				out.push(...(await observeFiles(ctx, await rolesFor(ctx))));
 			}
 		},
 		{
 			name: 'endpoints',
 			deadlineMs: 120_000,
 			async do(ctx) {
-				const trusted = await trustedAuthorities();
-				const out = observationsOf(ctx);
-				for (const role of await rolesFor(ctx)) {
-					for (const ep of role.endpoints) {
-						const o: Observation = {
-							source: 'endpoint',
-							location: endpointLocation(ctx.node, ep.port),
-							role: role.role,
-							servername: ep.servername ?? null
-						};
-						try {
-							const served = await handshake(ctx.node.host, ep.port, { servername: ep.servername, signal: ctx.signal });
-							o.facts = observe(served.leaf.toString(), trusted, served.chain);
-						} catch (err) {
-							if (ctx.signal.aborted) throw err;
-							o.error = (err as Error).message;
-						}
-						ctx.log(describe(o));
-						out.push(o);
-					}
-				}
+				observationsOf(ctx).push(...(await observeEndpoints(ctx, await rolesFor(ctx))));
 			}
 		},
 		{
 			name: 'record',
 			deadlineMs: 30_000,
 			async do(ctx) {
-				const out = observationsOf(ctx);
-				await recordObservations(ctx.node.id, out, ['file', 'endpoint']);
-				const mismatched = out
-					.filter((o) => o.source === 'file' && o.facts)
-					.filter((f) =>
-						out.some(
-							(e) =>
-								e.source === 'endpoint' && e.role === f.role && e.facts && e.facts.fingerprint !== f.facts!.fingerprint
-						)
-					);
-				for (const f of mismatched) {
-					ctx.log(`${f.role}: the endpoint serves another certificate than ${f.location} holds (not reloaded?)`);
-				}
+				await recordNode(ctx, observationsOf(ctx));
 			}
 		}
 	],

@@ -446,6 +446,9 @@ export interface CertEndpoint {
 	servername?: string;
 }
 
+export const certIssuers = ['ca', 'self-signed'] as const;
+export type CertIssuer = (typeof certIssuers)[number];
+
 /** Where a role keeps its certificate on its nodes, where it serves it, and how it is renewed. */
 export const certRoles = pgTable('cert_roles', {
 	role: text('role').primaryKey(),
@@ -454,6 +457,8 @@ export const certRoles = pgTable('cert_roles', {
 	endpoints: jsonb('endpoints').$type<CertEndpoint[]>().notNull().default([]),
 	/** argv that makes the role serve the files on disk (a graceful reload, or a restart where nothing else works). */
 	reloadCommand: text('reload_command').array().notNull(),
+	/** Who signs the role's new certificates at rotation: the internal CA, or the node itself (self-signed). */
+	issuer: text('issuer', { enum: certIssuers }).notNull().default('ca'),
 	/** Validity of the certificates the internal CA issues for the role. */
 	validityDays: integer('validity_days').notNull().default(90),
 	/** Subject alternative names added to the node's own name and address (DNS names or IP addresses). */

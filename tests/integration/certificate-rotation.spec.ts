@@ -295,4 +295,39 @@ describe('certificate rotation on real hosts', () => {
 		expect(await served(host)).toBe(before);
 		await rm(join(host.root, 'etc/flotilla/hang-reload'), { force: true });
 	});
+
+	it('a self-signed role is rotated by the node itself: a new self-signed certificate is served, nothing is issued', async () => {
+		const host = bed.hosts[3]!;
+		const before = await served(host);
+		const issuedBefore = (await listIssued()).length;
+		await defineCertRole(
+			systemActor,
+			certRoleSchema.parse({
+				role: 'selfsigned',
+				cert_path: hostPaths.tlsCert,
+				key_path: hostPaths.tlsKey,
+				endpoints: [{ port: 8443 }],
+				reload_command: ['sh', '/etc/flotilla/reload.sh'],
+				issuer: 'self-signed',
+				validity_days: 7
+			})
+		);
+		await db()
+			.update(nodes)
+			.set({ roles: ['selfsigned'] })
+			.where(eq(nodes.id, idOf.get('api-3')!));
+		const done = await rotateAndWait(['api-3']);
+		expect(done.state).toBe('succeeded');
+		const now = await served(host);
+		expect(now).not.toBe(before);
+		const file = join(host.root, hostPaths.tlsCert);
+		const { stdout } = await run('openssl', ['verify', '-CAfile', file, file]);
+		expect(stdout.trim()).toBe(`${file}: OK`);
+		const { stdout: text } = await run('openssl', ['x509', '-in', file, '-noout', '-issuer', '-ext', 'subjectAltName']);
+		expect(text).toContain('issuer=CN = api-3');
+		expect(text).toContain(`DNS:api-3, IP Address:${host.address}`);
+		expect((await listIssued()).length).toBe(issuedBefore);
+		const [item] = (await listInventory()).filter((i) => i.node === 'api-3' && i.source === 'endpoint');
+		expect(item).toMatchObject({ fingerprint_sha256: now, self_signed: true, chain_verified: false, days_left: 6 });
+	});
 });

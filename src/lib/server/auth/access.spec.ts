@@ -64,7 +64,8 @@ describe('the access table', () => {
 			'/(app)/code-sync':
 				'GET session:read, POST plan session:operate, POST update session:operate, POST saveRole session:admin, POST deleteRole session:admin',
 			'/(app)/system-updates': 'GET session:read',
-			'/(app)/certificates': 'GET session:read',
+			'/(app)/certificates':
+				'GET session:read, POST scan session:operate, POST plan session:operate, POST rotate session:operate, POST createCa session:admin',
 			'/(app)/rollouts': 'GET session:read',
 			'/(app)/releases': 'GET session:read',
 			'/(app)/audit': 'GET session:admin',

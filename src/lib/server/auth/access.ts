@@ -58,7 +58,11 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 		actions: { plan: operatorPage, update: operatorPage, saveRole: adminPage, deleteRole: adminPage }
 	},
 	'/(app)/system-updates': { kind: 'page', view: signedIn },
-	'/(app)/certificates': { kind: 'page', view: signedIn },
+	'/(app)/certificates': {
+		kind: 'page',
+		view: signedIn,
+		actions: { scan: operatorPage, plan: operatorPage, rotate: operatorPage, createCa: adminPage }
+	},
 	'/(app)/rollouts': { kind: 'page', view: signedIn },
 	'/(app)/releases': { kind: 'page', view: signedIn },
 	'/(app)/audit': { kind: 'page', view: adminPage },

@@ -48,7 +48,8 @@ export const load: PageServerLoad = async (event) => {
 
 /** The rotation form as the JSON endpoint's body: `nodes` (repeated) or `expiring_within_days`. */
 const rotationShape = (form: FormData) => {
-	const nodes = form.getAll('nodes').filter((v): v is string => typeof v === 'string' && v !== '');
+	// A node's rows (its file and its endpoints) are selected together: each is named once.
+	const nodes = [...new Set(form.getAll('nodes').filter((v): v is string => typeof v === 'string' && v !== ''))];
 	const within = form.get('expiring_within_days');
 	return {
 		...(nodes.length ? { nodes } : {}),

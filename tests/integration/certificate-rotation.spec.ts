@@ -11,6 +11,7 @@ import { createInternalCa } from '../../src/lib/server/certs/authority';
 import { listInventory } from '../../src/lib/server/certs/inventory';
 import { listIssued } from '../../src/lib/server/certs/issued';
 import { planRotation, startRotation } from '../../src/lib/server/certs/plan';
+import { runAutoRenew } from '../../src/lib/server/certs/renew';
 import { defineCertRole } from '../../src/lib/server/certs/roles';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase } from '../../src/lib/server/db';
@@ -329,5 +330,19 @@ describe('certificate rotation on real hosts', () => {
 		expect((await listIssued()).length).toBe(issuedBefore);
 		const [item] = (await listInventory()).filter((i) => i.node === 'api-3' && i.source === 'endpoint');
 		expect(item).toMatchObject({ fingerprint_sha256: now, self_signed: true, chain_verified: false, days_left: 6 });
+	});
+
+	it('auto-renew rotates, in one run, the nodes whose certificate passed two thirds of its lifetime, and then none', async () => {
+		// In 29 days: web-1's 30-day certificate and api-3's 7-day one are due; the 90-day ones are not.
+		const before = await Promise.all(bed.hosts.map(served));
+		const turn = await runAutoRenew(new Date(Date.now() + 29 * 86_400_000));
+		expect(turn.nodes.sort()).toEqual([idOf.get('web-1')!, idOf.get('api-3')!].sort());
+		const done = await waitForRun(turn.run_id!, ['succeeded', 'failed'], 120_000);
+		expect(done.state).toBe('succeeded');
+		expect(done.createdBy).toBe('cert-auto-renew');
+		const after = await Promise.all(bed.hosts.map(served));
+		expect(after.map((fp, i) => fp !== before[i])).toEqual([false, true, false, true]);
+		// Fresh certificates are not due now.
+		expect(await runAutoRenew()).toEqual({ run_id: null, nodes: [] });
 	});
 });

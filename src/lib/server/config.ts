@@ -33,7 +33,8 @@ const envSchema = z
 			.max(31 * 86_400)
 			.default(86_400),
 		FLOTILLA_CERT_WARN_DAYS: z.coerce.number().int('must be a whole number').min(1).max(3650).default(30),
-		FLOTILLA_CERT_CRITICAL_DAYS: z.coerce.number().int('must be a whole number').min(0).max(3650).default(7)
+		FLOTILLA_CERT_CRITICAL_DAYS: z.coerce.number().int('must be a whole number').min(0).max(3650).default(7),
+		FLOTILLA_CERT_AUTO_RENEW: z.enum(['0', '1'], { error: 'must be 0 or 1' }).default('0')
 	})
 	.refine((e) => e.FLOTILLA_CERT_CRITICAL_DAYS <= e.FLOTILLA_CERT_WARN_DAYS, {
 		message: 'must not be more than FLOTILLA_CERT_WARN_DAYS',
@@ -68,6 +69,8 @@ const configSchema = envSchema.transform((e) => ({
 	certScanSeconds: e.FLOTILLA_CERT_SCAN_SECONDS,
 	/** Certificates with fewer days left are a warning, with fewer than `critical` critical. */
 	certThresholds: { warnDays: e.FLOTILLA_CERT_WARN_DAYS, criticalDays: e.FLOTILLA_CERT_CRITICAL_DAYS },
+	/** Rotate role certificates at two thirds of their lifetime, spread over the next sixth (docs/certificates.md). */
+	certAutoRenew: e.FLOTILLA_CERT_AUTO_RENEW === '1',
 	version: readVersion()
 }));
 

@@ -3,6 +3,7 @@ import { deleteExpiredSessions } from '$lib/server/auth/session';
 import { ensureFirstAdminFromEnv } from '$lib/server/auth/users';
 import { useMasterKey } from '$lib/server/crypto/master-key';
 import { runAutoUpdates } from '$lib/server/codesync/auto-update';
+import { runAutoRenew } from '$lib/server/certs/renew';
 import { runScheduledScan, startScan } from '$lib/server/certs/scan';
 import { systemActor } from '$lib/server/audit';
 import { pruneOldRecords } from '$lib/server/retention';
@@ -57,6 +58,7 @@ export function startConsole(): Promise<DatabaseHandle> {
 		// Shared by every console: each turn runs on one of them (engine/runtime.ts).
 		await schedulePeriodic('health-sweep', cfg.healthSweepSeconds, () => runHealthSweep(cfg.healthSweepConcurrency));
 		await schedulePeriodic('auto-update', 60, runAutoUpdates);
+		if (cfg.certAutoRenew) await schedulePeriodic('cert-renew', HOUR_SECONDS, () => runAutoRenew());
 		await schedulePeriodic('cert-scan', cfg.certScanSeconds, () =>
 			runScheduledScan({ id: null, name: 'cert-scan', via: 'system', ip: null })
 		);

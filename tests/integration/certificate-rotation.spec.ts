@@ -39,10 +39,11 @@ const logged: string[] = [];
 
 /**
  * The role's reload: the testbed's graceful reload, except that a marker file makes it reload and then fail
- * (`fail-reload`), or hang (`hang-reload`), once.
+ * (`fail-reload`), hang (`hang-reload`), or do nothing and say it worked (`noop-reload`), once.
  */
 const reloadScript = `#!/bin/sh
 if [ -e /etc/flotilla/hang-reload ]; then rm -f /etc/flotilla/hang-reload; sleep 600; fi
+if [ -e /etc/flotilla/noop-reload ]; then rm -f /etc/flotilla/noop-reload; exit 0; fi
 if [ -e /etc/flotilla/fail-reload ]; then
 	rm -f /etc/flotilla/fail-reload
 	systemctl reload tls-endpoint
@@ -251,6 +252,20 @@ describe('certificate rotation on real hosts', () => {
 				(f) => f.endsWith('.flotilla-new') || f.endsWith('-csr')
 			)
 		).toEqual([]);
+	});
+
+	it('a reload that says it worked but leaves the old certificate served is caught by the handshake and undone', async () => {
+		const host = bed.hosts[2]!;
+		const before = await served(host);
+		const oldFile = await onDisk(host);
+		await mark(host, 'noop-reload');
+		const done = await rotateAndWait(['web-2']);
+		expect(done.tasks[0]!.state).toBe('rolled_back');
+		expect(done.tasks[0]!.error).toMatch(
+			new RegExp(`^verify: web: ${host.address.replaceAll('.', '\\.')}:8443 does not serve the new certificate`)
+		);
+		expect(await served(host)).toBe(before);
+		expect(await onDisk(host)).toBe(oldFile);
 	});
 
 	it('a failure in the control-plane phase stops every later phase: their certificates are untouched', async () => {

@@ -166,6 +166,24 @@ describe('certificate inventory on real hosts', () => {
 		expect(audits.length).toBeGreaterThan(0);
 	});
 
+	it('refuses a scan of an unknown node, or of nodes without a certificate role, naming the field', async () => {
+		await expect(startScan(systemActor, { nodes: ['nope'] })).rejects.toMatchObject({
+			status: 400,
+			fields: { nodes: 'no node nope' }
+		});
+		await db().update(nodes).set({ roles: [] });
+		try {
+			await expect(startScan(systemActor, {})).rejects.toMatchObject({
+				status: 409,
+				fields: { nodes: 'no node with a certificate role' }
+			});
+		} finally {
+			await db()
+				.update(nodes)
+				.set({ roles: ['web'] });
+		}
+	});
+
 	it('flags a file that differs from what the endpoint serves (a rotation never reloaded)', async () => {
 		const host = bed.hosts[1]!;
 		const fresh = await bed.issueCertificate(host, 20);

@@ -107,6 +107,10 @@ test('an operator sees the expiring, mismatched certificate, rotates it and sees
 	browser
 }) => {
 	const page = await signInBrowser(browser, 'operator');
+	// The Fleet Overview says so first: tls-2 expires within 30 days.
+	await expect(page.getByTestId('count-CERT_EXPIRING').locator('p').first()).toHaveText('1');
+	await expect(page.locator('tr[data-node="tls-2"]')).toContainText('CERT_EXPIRING');
+	await page.screenshot({ path: `${shots}/fleet-cert-expiring.png`, fullPage: true });
 	await page.getByRole('link', { name: 'TLS Certificates' }).click();
 	const table = page.getByTestId('cert-inventory');
 	const file2 = table.locator(`tr[data-cert="tls-2 ${hostPaths.tlsCert}"]`);

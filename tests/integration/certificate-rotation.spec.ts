@@ -41,8 +41,10 @@ const logged: string[] = [];
  * The role's reload: the testbed's graceful reload, except that a marker file makes it reload and then fail
  * (`fail-reload`), hang (`hang-reload`), or do nothing and say it worked (`noop-reload`), once.
  */
+/** How long the hung reload sleeps: a number of this test's own, so that its process is told apart from others'. */
+const HANG_SECONDS = 600 + Math.floor(Math.random() * 90_000);
 const reloadScript = `#!/bin/sh
-if [ -e /etc/flotilla/hang-reload ]; then rm -f /etc/flotilla/hang-reload; sleep 600; fi
+if [ -e /etc/flotilla/hang-reload ]; then rm -f /etc/flotilla/hang-reload; sleep ${HANG_SECONDS}; fi
 if [ -e /etc/flotilla/noop-reload ]; then rm -f /etc/flotilla/noop-reload; exit 0; fi
 if [ -e /etc/flotilla/fail-reload ]; then
 	rm -f /etc/flotilla/fail-reload
@@ -292,17 +294,16 @@ describe('certificate rotation on real hosts', () => {
 			async () => (await getRun(runId!)).tasks[0]?.steps.some((s) => s.name === 'reload' && s.state === 'running'),
 			60_000
 		);
-		// The reload really hangs on the host: its `sleep 600` is running.
+		// The reload really hangs on the host: its `sleep` is running.
 		const sleeping = async () => {
 			const found: string[] = [];
 			for (const pid of (await readdir('/proc')).filter((p) => /^\d+$/.test(p))) {
 				const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-				const root = await readFile(`/proc/${pid}/environ`, 'utf8').catch(() => '');
-				if (cmd === 'sleep\u0000600\u0000' && root.includes('flotilla')) found.push(pid);
+				if (cmd === `sleep\u0000${HANG_SECONDS}\u0000`) found.push(pid);
 			}
 			return found;
 		};
-		await waitFor('sleep 600 on the host', async () => (await sleeping()).length > 0);
+		await waitFor('the hung reload’s sleep on the host', async () => (await sleeping()).length > 0);
 		await cancelRun(systemActor, runId!);
 		const done = await waitForRun(runId!, ['cancelled'], 60_000);
 		expect(done.tasks[0]!.state).toBe('cancelled');

@@ -77,7 +77,16 @@ export const connectionStatuses = [
 	'host_key_changed'
 ] as const;
 
-export const fleetStatuses = ['UP_TO_DATE', 'OUTDATED', 'PENDING', 'UPDATING', 'FAILED', 'UNREACHABLE'] as const;
+export const fleetStatuses = [
+	'UP_TO_DATE',
+	'OUTDATED',
+	'CERT_EXPIRING',
+	'CERT_EXPIRED',
+	'PENDING',
+	'UPDATING',
+	'FAILED',
+	'UNREACHABLE'
+] as const;
 
 export const nodeQuerySchema = z.object({
 	q: z.string().trim().max(100).optional(),

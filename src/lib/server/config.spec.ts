@@ -43,6 +43,17 @@ describe('configuration', () => {
 		expect(loadConfig({})).toMatchObject({ retentionDays: 90, auditRetentionDays: 365 });
 		expect(loadConfig({ FLOTILLA_RETENTION_DAYS: '0' }).retentionDays).toBe(0);
 		expect(() => loadConfig({ FLOTILLA_AUDIT_RETENTION_DAYS: '-1' })).toThrow(/FLOTILLA_AUDIT_RETENTION_DAYS/);
+		expect(loadConfig({})).toMatchObject({
+			certScanSeconds: 86_400,
+			certThresholds: { warnDays: 30, criticalDays: 7 }
+		});
+		expect(loadConfig({ FLOTILLA_CERT_WARN_DAYS: '60', FLOTILLA_CERT_CRITICAL_DAYS: '14' }).certThresholds).toEqual({
+			warnDays: 60,
+			criticalDays: 14
+		});
+		expect(() => loadConfig({ FLOTILLA_CERT_WARN_DAYS: '5' })).toThrow(
+			/FLOTILLA_CERT_CRITICAL_DAYS: must not be more than FLOTILLA_CERT_WARN_DAYS/
+		);
 		expect(() => loadConfig({ FLOTILLA_TASK_LEASE_SECONDS: '1.5' })).toThrow(
 			/FLOTILLA_TASK_LEASE_SECONDS: must be a whole number/
 		);

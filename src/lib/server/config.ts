@@ -8,54 +8,70 @@ import { parseCron } from '$lib/clock';
  * The console's configuration, read once from the environment and validated so that a typo fails
  * loudly at start-up instead of surfacing later as odd behaviour.
  */
-const envSchema = z.object({
-	DATABASE_URL: z
-		.string()
-		.regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
-		.optional(),
-	FLOTILLA_DATA_DIR: z.string().min(1).default('./data'),
-	FLOTILLA_ADMIN_USER: z.string().min(1).default('admin'),
-	FLOTILLA_ADMIN_PASSWORD: z.string().optional(),
-	FLOTILLA_SECRET_KEY: z.string().optional(),
-	FLOTILLA_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-	FLOTILLA_MIGRATIONS_DIR: z.string().min(1).default('./drizzle'),
-	FLOTILLA_DEMO: z.enum(['0', '1'], { error: 'must be 0 or 1' }).default('0'),
-	FLOTILLA_ENGINE_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(2_000).default(50),
-	FLOTILLA_TASK_LEASE_SECONDS: z.coerce.number().int('must be a whole number').min(10).max(600).default(30),
-	FLOTILLA_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(3600).default(30),
-	FLOTILLA_HEALTH_SWEEP_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(86_400).default(60),
-	FLOTILLA_HEALTH_SWEEP_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(500).default(20),
-	FLOTILLA_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(90),
-	FLOTILLA_AUDIT_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(365),
-	FLOTILLA_SYSTEM_SCAN_CRON: z
-		.string()
-		.refine((v) => v === 'off' || cronProblem(v) === null, { error: (i) => cronProblem(String(i.input)) ?? 'invalid' })
-		.default('0 2 * * *'),
-	FLOTILLA_SYSTEM_SOAK_DAYS: z.coerce.number().int('must be a whole number').min(0).max(365).default(0),
-	FLOTILLA_SYSTEM_SOAK_SECURITY: z.enum(['exempt', 'gate'], { error: 'must be exempt or gate' }).default('exempt'),
-	FLOTILLA_SYSTEM_SCAN_TZ: z
-		.string()
-		.refine(isTimeZone, 'must be an IANA time zone, e.g. Europe/Berlin')
-		.default('UTC'),
-	/** Ed25519 public keys that sign releases: PEM blocks, or base64 (raw 32 bytes or SPKI), comma-separated. */
-	FLOTILLA_RELEASE_PUBLIC_KEYS: z.string().optional(),
-	/** A file holding such keys (PEM), for keys too long for an environment variable. */
-	FLOTILLA_RELEASE_PUBLIC_KEYS_FILE: z.string().optional(),
-	/** The shared secret of HMAC-SHA256 release signatures (the signer's RELEASE_SIGNING_SECRET). */
-	FLOTILLA_RELEASE_SIGNING_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
-	/** Rollback protection: no rollout, and no fleet rollback, may take nodes to a release below this version. */
-	FLOTILLA_RELEASE_MIN_VERSION: z
-		.string()
-		.regex(/^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/, 'must be a semantic version such as 1.4.0')
-		.optional(),
-	/** Seconds between turns of the rollout driver (0: none on this console). */
-	FLOTILLA_ROLLOUT_TICK_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(3600).default(5),
-	// adapter-node's own variable: it cuts request bodies off at this size; read here so refusals can name it.
-	BODY_SIZE_LIMIT: z
-		.string()
-		.regex(/^(\d+[KMG]?|Infinity)$/i, 'must be a byte count such as 512K, 2M or Infinity')
-		.default('512K')
-});
+const envSchema = z
+	.object({
+		DATABASE_URL: z
+			.string()
+			.regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+			.optional(),
+		FLOTILLA_DATA_DIR: z.string().min(1).default('./data'),
+		FLOTILLA_ADMIN_USER: z.string().min(1).default('admin'),
+		FLOTILLA_ADMIN_PASSWORD: z.string().optional(),
+		FLOTILLA_SECRET_KEY: z.string().optional(),
+		FLOTILLA_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+		FLOTILLA_MIGRATIONS_DIR: z.string().min(1).default('./drizzle'),
+		FLOTILLA_DEMO: z.enum(['0', '1'], { error: 'must be 0 or 1' }).default('0'),
+		FLOTILLA_ENGINE_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(2_000).default(50),
+		FLOTILLA_TASK_LEASE_SECONDS: z.coerce.number().int('must be a whole number').min(10).max(600).default(30),
+		FLOTILLA_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(3600).default(30),
+		FLOTILLA_HEALTH_SWEEP_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(86_400).default(60),
+		FLOTILLA_HEALTH_SWEEP_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(500).default(20),
+		FLOTILLA_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(90),
+		FLOTILLA_AUDIT_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(365),
+		FLOTILLA_SYSTEM_SCAN_CRON: z
+			.string()
+			.refine((v) => v === 'off' || cronProblem(v) === null, {
+				error: (i) => cronProblem(String(i.input)) ?? 'invalid'
+			})
+			.default('0 2 * * *'),
+		FLOTILLA_SYSTEM_SOAK_DAYS: z.coerce.number().int('must be a whole number').min(0).max(365).default(0),
+		FLOTILLA_SYSTEM_SOAK_SECURITY: z.enum(['exempt', 'gate'], { error: 'must be exempt or gate' }).default('exempt'),
+		FLOTILLA_SYSTEM_SCAN_TZ: z
+			.string()
+			.refine(isTimeZone, 'must be an IANA time zone, e.g. Europe/Berlin')
+			.default('UTC'),
+		/** Ed25519 public keys that sign releases: PEM blocks, or base64 (raw 32 bytes or SPKI), comma-separated. */
+		FLOTILLA_RELEASE_PUBLIC_KEYS: z.string().optional(),
+		/** A file holding such keys (PEM), for keys too long for an environment variable. */
+		FLOTILLA_RELEASE_PUBLIC_KEYS_FILE: z.string().optional(),
+		/** The shared secret of HMAC-SHA256 release signatures (the signer's RELEASE_SIGNING_SECRET). */
+		FLOTILLA_RELEASE_SIGNING_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+		/** Rollback protection: no rollout, and no fleet rollback, may take nodes to a release below this version. */
+		FLOTILLA_RELEASE_MIN_VERSION: z
+			.string()
+			.regex(/^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/, 'must be a semantic version such as 1.4.0')
+			.optional(),
+		/** Seconds between turns of the rollout driver (0: none on this console). */
+		FLOTILLA_ROLLOUT_TICK_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(3600).default(5),
+		FLOTILLA_CERT_SCAN_SECONDS: z.coerce
+			.number()
+			.int('must be a whole number')
+			.min(0)
+			.max(31 * 86_400)
+			.default(86_400),
+		FLOTILLA_CERT_WARN_DAYS: z.coerce.number().int('must be a whole number').min(1).max(3650).default(30),
+		FLOTILLA_CERT_CRITICAL_DAYS: z.coerce.number().int('must be a whole number').min(0).max(3650).default(7),
+		FLOTILLA_CERT_AUTO_RENEW: z.enum(['0', '1'], { error: 'must be 0 or 1' }).default('0'),
+		// adapter-node's own variable: it cuts request bodies off at this size; read here so refusals can name it.
+		BODY_SIZE_LIMIT: z
+			.string()
+			.regex(/^(\d+[KMG]?|Infinity)$/i, 'must be a byte count such as 512K, 2M or Infinity')
+			.default('512K')
+	})
+	.refine((e) => e.FLOTILLA_CERT_CRITICAL_DAYS <= e.FLOTILLA_CERT_WARN_DAYS, {
+		message: 'must not be more than FLOTILLA_CERT_WARN_DAYS',
+		path: ['FLOTILLA_CERT_CRITICAL_DAYS']
+	});
 
 function cronProblem(expression: string): string | null {
 	try {
@@ -102,6 +118,12 @@ const configSchema = envSchema.transform((e) => ({
 	rolloutTickSeconds: e.FLOTILLA_ROLLOUT_TICK_SECONDS,
 	/** The largest request body the server reads, in bytes. */
 	bodyLimitBytes: parseByteCount(e.BODY_SIZE_LIMIT),
+	/** Seconds between scans of every node's certificates (0: none; docs/certificates.md). */
+	certScanSeconds: e.FLOTILLA_CERT_SCAN_SECONDS,
+	/** Certificates with fewer days left are a warning, with fewer than `critical` critical. */
+	certThresholds: { warnDays: e.FLOTILLA_CERT_WARN_DAYS, criticalDays: e.FLOTILLA_CERT_CRITICAL_DAYS },
+	/** Rotate role certificates at two thirds of their lifetime, spread over the next sixth (docs/certificates.md). */
+	certAutoRenew: e.FLOTILLA_CERT_AUTO_RENEW === '1',
 	version: readVersion()
 }));
 

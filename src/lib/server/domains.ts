@@ -1,3 +1,4 @@
+import { registerCertificates } from '$lib/server/certs/register';
 import { registerCodeSync } from '$lib/server/codesync/register';
 import { registerFleet } from '$lib/server/fleet/register';
 import { registerReleases } from '$lib/server/releases/register';
@@ -14,4 +15,5 @@ export function registerDomains(): void {
 	registerReleases();
 	registerRollouts();
 	registerSystemUpdates();
+	registerCertificates();
 }

@@ -4,6 +4,9 @@ import { ensureFirstAdminFromEnv } from '$lib/server/auth/users';
 import { useMasterKey } from '$lib/server/crypto/master-key';
 import { runAutoUpdates } from '$lib/server/codesync/auto-update';
 import { driveRollouts } from '$lib/server/rollouts/driver';
+import { runAutoRenew } from '$lib/server/certs/renew';
+import { runScheduledScan, startScan } from '$lib/server/certs/scan';
+import { systemActor } from '$lib/server/audit';
 import { pruneOldRecords } from '$lib/server/retention';
 import { startDemoFleet } from '$lib/server/sim/demo-fleet';
 import { loadSecretKey } from '$lib/server/crypto/secret-key';
@@ -50,6 +53,10 @@ export function startConsole(): Promise<DatabaseHandle> {
 			shutdownGraceMs: cfg.shutdownGraceMs
 		});
 		const demo = cfg.demo ? await startDemoFleet(cfg.dataDir) : undefined;
+		// The quick start opens on a certificate inventory: the demo's nodes are scanned once their first check is done.
+		void demo?.checked
+			.then(() => startScan(systemActor))
+			.catch((err: unknown) => log.warn({ err: loggableError(err) }, 'demo certificate scan failed'));
 		// Shared by every console: each turn runs on one of them (engine/runtime.ts).
 		await schedulePeriodic('health-sweep', cfg.healthSweepSeconds, () => runHealthSweep(cfg.healthSweepConcurrency));
 		await schedulePeriodic('auto-update', 60, runAutoUpdates);
@@ -57,6 +64,10 @@ export function startConsole(): Promise<DatabaseHandle> {
 		await schedulePeriodic('rollouts', cfg.rolloutTickSeconds, driveRollouts);
 		await schedulePeriodic('system-updates', 60, () =>
 			runScheduledSystemUpdates({ cron: cfg.systemScanCron, timeZone: cfg.systemScanTimeZone, soak: cfg.systemSoak })
+		);
+		if (cfg.certAutoRenew) await schedulePeriodic('cert-renew', HOUR_SECONDS, () => runAutoRenew());
+		await schedulePeriodic('cert-scan', cfg.certScanSeconds, () =>
+			runScheduledScan({ id: null, name: 'cert-scan', via: 'system', ip: null })
 		);
 		await schedulePeriodic('expired-sessions', HOUR_SECONDS, async () => {
 			await deleteExpiredSessions();

@@ -58,7 +58,6 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 		actions: { plan: operatorPage, update: operatorPage, pin: operatorPage, saveRole: adminPage, deleteRole: adminPage }
 	},
 	'/(app)/system-updates': { kind: 'page', view: signedIn, actions: { scan: operatorPage, apply: operatorPage } },
-	'/(app)/certificates': { kind: 'page', view: signedIn },
 	'/(app)/rollouts': { kind: 'page', view: signedIn, actions: { preview: operatorPage, create: operatorPage } },
 	'/(app)/rollouts/[id]': {
 		kind: 'page',
@@ -70,6 +69,11 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 			cancel: operatorPage,
 			rollback: operatorPage
 		}
+	},
+	'/(app)/certificates': {
+		kind: 'page',
+		view: signedIn,
+		actions: { scan: operatorPage, plan: operatorPage, rotate: operatorPage, createCa: adminPage }
 	},
 	'/(app)/releases': { kind: 'page', view: signedIn },
 	'/(app)/releases/[id]': { kind: 'page', view: signedIn },
@@ -145,6 +149,17 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/rollouts/[id]/resume': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/rollouts/[id]/cancel': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/rollouts/[id]/rollback': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/security/certificates': { kind: 'endpoint', methods: { GET: read } },
+	'/api/security/certificates/scan': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/security/certificates/report': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/security/certificates/rotate': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/security/certificates/ca': { kind: 'endpoint', methods: { GET: read, POST: admin } },
+	'/api/security/certificates/ca/import': { kind: 'endpoint', methods: { POST: admin } },
+	'/api/security/certificates/ca/trust': { kind: 'endpoint', methods: { POST: admin } },
+	'/api/security/certificates/issued': { kind: 'endpoint', methods: { GET: read } },
+	'/api/security/certificates/issued/[id]/revoke': { kind: 'endpoint', methods: { POST: admin } },
+	'/api/security/certificates/crl': { kind: 'endpoint', methods: { GET: read } },
+	'/api/security/certificates/roles': { kind: 'endpoint', methods: { GET: read, POST: admin } },
 	'/api/runs': { kind: 'endpoint', methods: { GET: read, POST: operate } },
 	'/api/runs/[id]': { kind: 'endpoint', methods: { GET: read } },
 	'/api/runs/[id]/cancel': { kind: 'endpoint', methods: { POST: operate } },

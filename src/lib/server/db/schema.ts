@@ -694,3 +694,128 @@ export type SysNodeScan = typeof sysNodeScans.$inferSelect;
 export type SysPendingPackage = typeof sysPendingPackages.$inferSelect;
 export type SysHold = typeof sysHolds.$inferSelect;
 export type SysWindow = typeof sysWindows.$inferSelect;
+// ---- TLS certificates: per-role settings, the inventory, the internal CA (src/lib/server/certs/) ----
+
+/** A TLS endpoint a role serves on its nodes: the console handshakes with `<node host>:<port>`. */
+export interface CertEndpoint {
+	port: number;
+	/** The name sent as SNI; the node's host when it is a name, none when it is an address. */
+	servername?: string;
+}
+
+export const certIssuers = ['ca', 'self-signed'] as const;
+export type CertIssuer = (typeof certIssuers)[number];
+
+/** Where a role keeps its certificate on its nodes, where it serves it, and how it is renewed. */
+export const certRoles = pgTable('cert_roles', {
+	role: text('role').primaryKey(),
+	certPath: text('cert_path').notNull(),
+	keyPath: text('key_path').notNull(),
+	endpoints: jsonb('endpoints').$type<CertEndpoint[]>().notNull().default([]),
+	/** argv that makes the role serve the files on disk (a graceful reload, or a restart where nothing else works). */
+	reloadCommand: text('reload_command').array().notNull(),
+	/** Who signs the role's new certificates at rotation: the internal CA, or the node itself (self-signed). */
+	issuer: text('issuer', { enum: certIssuers }).notNull().default('ca'),
+	/** Validity of the certificates the internal CA issues for the role. */
+	validityDays: integer('validity_days').notNull().default(90),
+	/** Subject alternative names added to the node's own name and address (DNS names or IP addresses). */
+	extraSans: text('extra_sans')
+		.array()
+		.notNull()
+		.default(sql`'{}'::text[]`),
+	/** Rotation phases: after the control plane, roles with a lower order go first. */
+	sortOrder: integer('sort_order').notNull().default(100),
+	createdAt: createdAt(),
+	updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow()
+});
+
+export const certSources = ['endpoint', 'file', 'report'] as const;
+export type CertSource = (typeof certSources)[number];
+
+/** The inventory: what a node serves on an endpoint, keeps in a file, or reported itself, as last seen. */
+export const certificates = pgTable(
+	'certificates',
+	{
+		id: uuid('id').primaryKey().defaultRandom(),
+		nodeId: uuid('node_id')
+			.notNull()
+			.references(() => nodes.id, { onDelete: 'cascade' }),
+		source: text('source', { enum: certSources }).notNull(),
+		/** A path on the node, or `host:port` (with `servername` when SNI was sent). */
+		location: text('location').notNull(),
+		role: text('role'),
+		servername: text('servername'),
+		/** Null while the certificate could not be read (see `error`); the last good reading is kept otherwise. */
+		pem: text('pem'),
+		fingerprint: text('fingerprint'),
+		subject: text('subject'),
+		issuer: text('issuer'),
+		sans: text('sans')
+			.array()
+			.notNull()
+			.default(sql`'{}'::text[]`),
+		serial: text('serial'),
+		notBefore: timestamp('not_before', { withTimezone: true }),
+		notAfter: timestamp('not_after', { withTimezone: true }),
+		keyType: text('key_type'),
+		keyBits: integer('key_bits'),
+		selfSigned: boolean('self_signed'),
+		/** Whether the chain verifies against the console's trusted CAs; `chainError` says why not. */
+		chainVerified: boolean('chain_verified'),
+		chainError: text('chain_error'),
+		/** The file on disk and what the endpoint serves differ (a rotation that was never reloaded). */
+		mismatch: boolean('mismatch').notNull().default(false),
+		/** Why the last look failed (endpoint unreachable, file missing); the last good reading stays. */
+		error: text('error'),
+		checkedAt: timestamp('checked_at', { withTimezone: true }).notNull().defaultNow()
+	},
+	(t) => [
+		uniqueIndex('certificates_node_location').on(t.nodeId, t.source, t.location),
+		index('certificates_not_after_idx').on(t.notAfter)
+	]
+);
+
+/** A CA the console trusts when it verifies chains; with a sealed key, the internal CA that issues certificates. */
+export const certAuthorities = pgTable('cert_authorities', {
+	id: uuid('id').primaryKey().defaultRandom(),
+	name: text('name').notNull().unique(),
+	certPem: text('cert_pem').notNull(),
+	fingerprint: text('fingerprint').notNull().unique(),
+	/** The CA's private key, sealed under the master key (crypto/secret-box); null for a CA only trusted. */
+	sealedKey: text('sealed_key'),
+	/** The one CA that issues; at most one row. */
+	issuing: boolean('issuing').notNull().default(false),
+	notAfter: timestamp('not_after', { withTimezone: true }).notNull(),
+	createdAt: createdAt()
+});
+
+/** Every certificate the internal CA issued: the inventory that revocation and the CRL come from. */
+export const issuedCertificates = pgTable(
+	'issued_certificates',
+	{
+		id: uuid('id').primaryKey().defaultRandom(),
+		caId: uuid('ca_id')
+			.notNull()
+			.references(() => certAuthorities.id, { onDelete: 'restrict' }),
+		serial: text('serial').notNull(),
+		nodeId: uuid('node_id').references(() => nodes.id, { onDelete: 'set null' }),
+		nodeName: text('node_name').notNull(),
+		role: text('role'),
+		subject: text('subject').notNull(),
+		sans: text('sans').array().notNull(),
+		fingerprint: text('fingerprint').notNull(),
+		pem: text('pem').notNull(),
+		notBefore: timestamp('not_before', { withTimezone: true }).notNull(),
+		notAfter: timestamp('not_after', { withTimezone: true }).notNull(),
+		runId: uuid('run_id'),
+		revokedAt: timestamp('revoked_at', { withTimezone: true }),
+		revokeReason: text('revoke_reason'),
+		createdAt: createdAt()
+	},
+	(t) => [uniqueIndex('issued_certificates_ca_serial').on(t.caId, t.serial)]
+);
+
+export type CertRole = typeof certRoles.$inferSelect;
+export type Certificate = typeof certificates.$inferSelect;
+export type CertAuthority = typeof certAuthorities.$inferSelect;
+export type IssuedCertificate = typeof issuedCertificates.$inferSelect;

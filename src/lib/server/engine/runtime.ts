@@ -154,8 +154,8 @@ const PERIODIC_TICK_SECONDS = 5;
  * cron, a minute at the finest; the health sweep may run every few seconds.) The queue is `stately`: while one
  * turn runs, at most one more waits, so a turn longer than the period never overlaps the next, on any console.
  * A console that dies mid-turn stops heartbeating and pg-boss fails the job, which frees the queue; so does a
- * turn still running after two periods (15 minutes at least), as a hung turn would otherwise hold up every later
- * one. A turn that throws is logged and failed, not retried: the next period runs it again. What `handler`
+ * turn still running after two periods (15 minutes at least, 24 hours at most: pg-boss refuses a longer expiry,
+ * which failed every tick of a daily job), as a hung turn would otherwise hold up every later one. A turn that throws is logged and failed, not retried: the next period runs it again. What `handler`
  * returns is kept as the job's output (pg-boss's job table, for a day).
  */
 export async function schedulePeriodic(
@@ -191,7 +191,11 @@ export async function schedulePeriodic(
 	});
 	const send = () =>
 		void r.boss
-			.send(queue, {}, { singletonSeconds: everySeconds, expireInSeconds: Math.max(15 * 60, 2 * everySeconds) })
+			.send(
+				queue,
+				{},
+				{ singletonSeconds: everySeconds, expireInSeconds: Math.min(24 * 60 * 60, Math.max(15 * 60, 2 * everySeconds)) }
+			)
 			.catch((err) => log.warn({ err: loggableError(err), job: name }, 'periodic tick failed'));
 	const ticker = setInterval(send, Math.min(everySeconds, PERIODIC_TICK_SECONDS) * 1000);
 	ticker.unref();

@@ -1,11 +1,13 @@
-import { createHash, generateKeyPairSync, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import { createHash, generateKeyPairSync, sign, X509Certificate, type KeyObject } from 'node:crypto';
 import { isIPv4 } from 'node:net';
+import { integer, oid, pem, sequence, set, time, tlv } from '$lib/server/certs/der';
+import { newSerial } from '$lib/server/certs/issue';
 
 /**
  * Real X.509 certificates for simulated nodes, and what `openssl x509` prints about them.
  *
- * node:crypto parses certificates but cannot issue them, and the project has no X.509 library, so this
- * writes the few DER structures a leaf certificate needs (RFC 5280) and signs them with ECDSA P-256. The
+ * node:crypto parses certificates but cannot issue them, so this writes the few structures a leaf certificate
+ * needs (RFC 5280) with the internal CA's DER writer (certs/der.ts) and signs them with ECDSA P-256. The
  * result is an ordinary certificate: openssl reads it (src/lib/server/sim/certificates.spec.ts checks that
  * against the real `openssl x509`), and the simulator answers the certificate flows' commands from the PEM
  * it holds, exactly as a real host's openssl would from the file on disk.
@@ -29,50 +31,8 @@ const OID = {
 	basicConstraints: '2.5.29.19'
 };
 
-function length(n: number): Buffer {
-	if (n < 0x80) return Buffer.from([n]);
-	const bytes: number[] = [];
-	for (let v = n; v > 0; v >>= 8) bytes.unshift(v & 0xff);
-	return Buffer.from([0x80 | bytes.length, ...bytes]);
-}
-
-function tlv(tag: number, ...content: Buffer[]): Buffer {
-	const body = Buffer.concat(content);
-	return Buffer.concat([Buffer.from([tag]), length(body.length), body]);
-}
-
-const sequence = (...parts: Buffer[]) => tlv(0x30, ...parts);
-const set = (...parts: Buffer[]) => tlv(0x31, ...parts);
-
-function integer(bytes: Buffer): Buffer {
-	// DER integers are minimal: leading zero bytes that do not keep the sign are refused by strict decoders
-	// (OpenSSL 3: "illegal padding"), and a random serial starts with one every 256th time.
-	let start = 0;
-	while (start < bytes.length - 1 && bytes[start] === 0 && !(bytes[start + 1]! & 0x80)) start++;
-	const minimal = bytes.subarray(start);
-	// DER integers are signed: a leading 1 bit needs a zero byte in front to stay positive.
-	return tlv(0x02, minimal[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), minimal]) : minimal);
-}
-
-function oid(dotted: string): Buffer {
-	const [first, second, ...rest] = dotted.split('.').map(Number);
-	const bytes = [first! * 40 + second!];
-	for (const arc of rest) {
-		const groups: number[] = [arc & 0x7f];
-		for (let v = arc >> 7; v > 0; v >>= 7) groups.unshift((v & 0x7f) | 0x80);
-		bytes.push(...groups);
-	}
-	return tlv(0x06, Buffer.from(bytes));
-}
-
 function name(commonName: string): Buffer {
 	return sequence(set(sequence(oid(OID.commonName), tlv(0x0c, Buffer.from(commonName, 'utf8')))));
-}
-
-/** UTCTime until 2049, GeneralizedTime after, as RFC 5280 requires; whole seconds. */
-function time(date: Date): Buffer {
-	const iso = date.toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z';
-	return date.getUTCFullYear() < 2050 ? tlv(0x17, Buffer.from(iso.slice(2))) : tlv(0x18, Buffer.from(iso));
 }
 
 function subjectAltNames(names: string[]): Buffer {
@@ -85,17 +45,6 @@ function subjectAltNames(names: string[]): Buffer {
 function signed(tbs: Buffer, key: KeyObject): Buffer {
 	const signature = sign('sha256', tbs, key);
 	return sequence(tbs, sequence(oid(OID.ecdsaWithSha256)), tlv(0x03, Buffer.from([0]), signature));
-}
-
-function pem(der: Buffer): string {
-	const lines = der.toString('base64').match(/.{1,64}/g) ?? [];
-	return `-----BEGIN CERTIFICATE-----\n${lines.join('\n')}\n-----END CERTIFICATE-----\n`;
-}
-
-function serialNumber(): Buffer {
-	const serial = randomBytes(16);
-	serial[0]! &= 0x7f;
-	return serial;
 }
 
 function basicConstraints(ca: boolean): Buffer {
@@ -112,7 +61,7 @@ export function newCertificateAuthority(caName: string): SimCertificateAuthority
 	const now = new Date();
 	const tbs = sequence(
 		tlv(0xa0, integer(Buffer.from([2]))),
-		integer(serialNumber()),
+		integer(newSerial()),
 		sequence(oid(OID.ecdsaWithSha256)),
 		name(caName),
 		sequence(time(now), time(new Date(now.getTime() + 3650 * 86_400_000))),
@@ -120,7 +69,7 @@ export function newCertificateAuthority(caName: string): SimCertificateAuthority
 		publicKey.export({ type: 'spki', format: 'der' }),
 		tlv(0xa3, sequence(basicConstraints(true)))
 	);
-	return { name: caName, key: privateKey, cert: pem(signed(tbs, privateKey)) };
+	return { name: caName, key: privateKey, cert: pem('CERTIFICATE', signed(tbs, privateKey)) };
 }
 
 /**
@@ -135,7 +84,7 @@ export function issueSimCertificate(
 	const extensions = tlv(0xa3, sequence(subjectAltNames(opts.altNames), basicConstraints(false)));
 	const tbs = sequence(
 		tlv(0xa0, integer(Buffer.from([2]))),
-		integer(serialNumber()),
+		integer(newSerial()),
 		sequence(oid(OID.ecdsaWithSha256)),
 		name(ca.name),
 		sequence(time(opts.notBefore), time(opts.notAfter)),
@@ -144,7 +93,7 @@ export function issueSimCertificate(
 		extensions
 	);
 	return {
-		cert: pem(signed(tbs, ca.key)),
+		cert: pem('CERTIFICATE', signed(tbs, ca.key)),
 		key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
 	};
 }

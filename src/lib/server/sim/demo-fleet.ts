@@ -1,11 +1,14 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { and, eq } from 'drizzle-orm';
+import { and, eq, isNull } from 'drizzle-orm';
 import ssh2 from 'ssh2';
 import { systemActor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
-import { codeRoles, credentials, nodes } from '$lib/server/db/schema';
+import { certAuthorities, certRoles, codeRoles, credentials, nodes } from '$lib/server/db/schema';
+import { certRoleSchema } from '$lib/schemas/certificates';
 import { createRoleSchema } from '$lib/schemas/code-sync';
+import { trustAuthority } from '$lib/server/certs/authority';
+import { defineCertRole } from '$lib/server/certs/roles';
 import { notifyCommit } from '$lib/server/codesync/notify';
 import { createRole } from '$lib/server/codesync/roles';
 import { checkNode } from '$lib/server/fleet/checks';
@@ -295,6 +298,7 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 	}
 
 	await defineDemoRoles(origins);
+	await defineDemoCertificates(origins, ca);
 
 	// A first check of every demo node in the background, so the console opens on a fleet with states.
 	const checked = (async () => {
@@ -351,4 +355,29 @@ function fingerprintOfNewKey(): string {
 	const parsed = ssh2.utils.parseKey(newHostKey());
 	if (parsed instanceof Error) throw parsed;
 	return fingerprintOf(parsed.getPublicSSH());
+}
+
+/**
+ * Where the demo's roles keep their certificate (read over SSH by a scan), and the demo CA as trusted. The CA is
+ * made anew at each start, so the trusted one is replaced; role settings an admin changed are kept.
+ */
+async function defineDemoCertificates(origins: Map<string, SimOrigin>, ca: SimCertificateAuthority): Promise<void> {
+	for (const [order, role] of [...origins.keys()].entries()) {
+		const [known] = await db().select({ role: certRoles.role }).from(certRoles).where(eq(certRoles.role, role));
+		if (known) continue;
+		await defineCertRole(
+			systemActor,
+			certRoleSchema.parse({
+				role,
+				cert_path: nodePaths.tlsCert,
+				key_path: nodePaths.tlsKey,
+				reload_command: ['systemctl', 'reload', nodePaths.tlsUnit],
+				order: (order + 1) * 10
+			})
+		);
+	}
+	await db()
+		.delete(certAuthorities)
+		.where(and(eq(certAuthorities.name, ca.name), isNull(certAuthorities.sealedKey)));
+	await trustAuthority(systemActor, { name: ca.name, cert_pem: ca.cert });
 }

@@ -1,0 +1,156 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { expect, test, type Browser, type Page } from '@playwright/test';
+import { hostPaths, startTestbed, type Testbed } from '../testbed/testbed.ts';
+import { bearer, call, cookie, loadTokens, people, signInAs } from './support/console';
+
+/**
+ * TLS Certificates in the browser on two real sshd hosts (127.0.1.198–199) serving real TLS: tls-2's file on
+ * disk was renewed for 10 days but never reloaded (expiring, and a mismatch with what it serves). An operator
+ * sees it on the page, rotates it through the plan dialog, watches the run, and finds it served fresh.
+ */
+
+const shots = 'test-results/screenshots';
+let bed: Testbed;
+let tokens: ReturnType<typeof loadTokens>;
+let admin: string;
+let credentialId: string;
+const nodeIds = new Map<string, string>();
+
+test.describe.configure({ mode: 'serial' });
+
+async function waitForRunEnd(runId: string): Promise<string> {
+	for (let i = 0; i < 300; i++) {
+		const run = await (await call(`/api/runs/${runId}`, { headers: bearer(tokens.read) })).json();
+		if (run.ended_at) return run.state;
+		await new Promise((r) => setTimeout(r, 200));
+	}
+	throw new Error(`run ${runId} did not end`);
+}
+
+test.beforeAll(async () => {
+	tokens = loadTokens();
+	bed = await startTestbed({ hosts: 2, firstHost: 198, roles: [] });
+	admin = await signInAs('admin');
+	const post = (path: string, json: unknown) => call(path, { method: 'POST', headers: cookie(admin), json });
+	const cred = await post('/api/credentials', { name: 'certificates-ui-key', private_key: bed.clientPrivateKey });
+	expect(cred.status).toBe(201);
+	credentialId = (await cred.json()).id;
+	for (const [i, host] of bed.hosts.entries()) {
+		const res = await post('/api/nodes', {
+			name: `tls-${i + 1}`,
+			host: host.address,
+			credential_id: credentialId,
+			host_key_fingerprint: host.hostKeyFingerprint,
+			roles: ['tls'],
+			control_plane: i === 0
+		});
+		expect(res.status).toBe(201);
+		nodeIds.set(`tls-${i + 1}`, (await res.json()).id);
+	}
+	const role = await post('/api/security/certificates/roles', {
+		role: 'tls',
+		cert_path: hostPaths.tlsCert,
+		key_path: hostPaths.tlsKey,
+		endpoints: [{ port: 8443 }],
+		reload_command: ['systemctl', 'reload', hostPaths.tlsUnit],
+		validity_days: 60
+	});
+	expect(role.status).toBe(201);
+	// The CA that issued the testbed's certificates is trusted; the internal CA is made in the browser below.
+	const { readFile } = await import('node:fs/promises');
+	const trust = await post('/api/security/certificates/ca/trust', {
+		name: 'Testbed CA',
+		cert_pem: await readFile(bed.caCertPath, 'utf8')
+	});
+	expect(trust.status).toBe(201);
+	const renewed = await bed.issueCertificate(bed.hosts[1]!, 10);
+	await writeFile(join(bed.hosts[1]!.root, hostPaths.tlsCert), renewed.cert);
+	await writeFile(join(bed.hosts[1]!.root, hostPaths.tlsKey), renewed.key, { mode: 0o600 });
+	const scan = await call('/api/security/certificates/scan', {
+		method: 'POST',
+		headers: bearer(tokens.operate),
+		json: {}
+	});
+	expect(scan.status).toBe(202);
+	expect(await waitForRunEnd((await scan.json()).run_id)).toBe('succeeded');
+});
+
+test.afterAll(async () => {
+	if (admin) {
+		for (const id of nodeIds.values()) await call(`/api/nodes/${id}`, { method: 'DELETE', headers: cookie(admin) });
+		if (credentialId) await call(`/api/credentials/${credentialId}`, { method: 'DELETE', headers: cookie(admin) });
+	}
+	await bed?.stop();
+});
+
+async function signInBrowser(browser: Browser, role: 'admin' | 'operator', width = 1440): Promise<Page> {
+	const page = await (await browser.newContext({ viewport: { width, height: 900 } })).newPage();
+	await page.goto('/login');
+	await page.getByLabel('Username').fill(people[role].username);
+	await page.getByLabel('Password').fill(people[role].password);
+	await page.getByRole('button', { name: 'Sign in' }).click();
+	await expect(page.getByRole('heading', { name: 'Fleet Overview' })).toBeVisible();
+	return page;
+}
+
+test('an admin creates the internal CA on the page', async ({ browser }) => {
+	const page = await signInBrowser(browser, 'admin');
+	await page.getByRole('link', { name: 'TLS Certificates' }).click();
+	await page.getByLabel('New internal CA').fill('Flotilla e2e CA');
+	await page.getByRole('button', { name: 'Create CA' }).click();
+	await expect(page.getByText('Created the internal CA Flotilla e2e CA')).toBeVisible();
+	await expect(page.getByText('internal CA, issues')).toBeVisible();
+});
+
+test('an operator sees the expiring, mismatched certificate, rotates it and sees the fresh one served', async ({
+	browser
+}) => {
+	const page = await signInBrowser(browser, 'operator');
+	// The Fleet Overview says so first: tls-2 expires within 30 days.
+	await expect(page.getByTestId('count-CERT_EXPIRING').locator('p').first()).toHaveText('1');
+	await expect(page.locator('tr[data-node="tls-2"]')).toContainText('CERT_EXPIRING');
+	await page.screenshot({ path: `${shots}/fleet-cert-expiring.png`, fullPage: true });
+	await page.getByRole('link', { name: 'TLS Certificates' }).click();
+	const table = page.getByTestId('cert-inventory');
+	const file2 = table.locator(`tr[data-cert="tls-2 ${hostPaths.tlsCert}"]`);
+	const endpoint2 = table.locator(`tr[data-cert="tls-2 ${bed.hosts[1]!.address}:8443"]`);
+	await expect(table.locator('tr[data-cert]')).toHaveCount(4);
+	await expect(file2.locator('[data-level]')).toHaveAttribute('data-level', 'warning');
+	await expect(file2.locator('[data-level]')).toHaveText('9');
+	await expect(file2).toContainText('differs from what is served');
+	await expect(endpoint2.locator('[data-level]')).toHaveText('89');
+	await expect(page.locator('[data-alert="warning"]')).toHaveText('1');
+	await expect(page.getByTestId('expiry-timeline').locator('li').first()).toContainText('0');
+	await page.screenshot({ path: `${shots}/certificates.png`, fullPage: true });
+
+	await file2.getByRole('checkbox').check();
+	await page.getByRole('button', { name: 'Rotate selected (1)…' }).click();
+	const dialog = page.getByTestId('plan-dialog');
+	await expect(dialog).toBeVisible();
+	await expect(dialog.locator('tr[data-plan-node="tls-2"]')).toContainText('tls');
+	await page.screenshot({ path: `${shots}/certificates-plan.png` });
+	await dialog.getByRole('button', { name: 'Rotate 1 node' }).click();
+	await expect(page).toHaveURL(/\/runs\/[0-9a-f-]{36}$/);
+	await expect(page.getByTestId('run-summary').getByTestId('progress-label')).toHaveText('1/1 · 100%', {
+		timeout: 60_000
+	});
+	await expect(page.getByText('succeeded').first()).toBeVisible();
+	await page.screenshot({ path: `${shots}/certificates-run.png`, fullPage: true });
+
+	const served = await bed.servedCertificate(bed.hosts[1]!);
+	await page.getByRole('link', { name: 'TLS Certificates' }).click();
+	await expect(endpoint2.locator('td').nth(6)).toHaveAttribute('title', served.fingerprint);
+	await expect(file2.locator('td').nth(6)).toHaveAttribute('title', served.fingerprint);
+	await expect(file2).not.toContainText('differs from what is served');
+	await expect(file2.locator('[data-level]')).toHaveText('59');
+	await expect(page.locator('[data-alert="warning"]')).toHaveText('0');
+});
+
+test('the page works at 390 px', async ({ browser }) => {
+	const page = await signInBrowser(browser, 'operator', 390);
+	await page.goto('/certificates');
+	await expect(page.getByRole('heading', { name: 'TLS Certificates' })).toBeVisible();
+	await expect(page.getByTestId('cert-inventory')).toBeVisible();
+	await page.screenshot({ path: `${shots}/certificates-390.png`, fullPage: true });
+});

@@ -1,0 +1,69 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemActor } from '../../src/lib/server/audit';
+import { listInventory } from '../../src/lib/server/certs/inventory';
+import { startScan } from '../../src/lib/server/certs/scan';
+import { useMasterKey } from '../../src/lib/server/crypto/master-key';
+import { useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
+import { registerDomains } from '../../src/lib/server/domains';
+import { startEngine, stopEngine } from '../../src/lib/server/engine';
+import { listNodes } from '../../src/lib/server/fleet/nodes';
+import { startDemoFleet, type DemoFleet } from '../../src/lib/server/sim/demo-fleet';
+import { freshPglite } from '../support/databases';
+import { waitForRun } from '../support/engine';
+
+/** The quick start's certificates: the demo fleet's nodes keep real certificates with a spread of expiries. */
+describe('the demo fleet’s certificates', () => {
+	let handle: DatabaseHandle;
+	let fleet: DemoFleet;
+
+	beforeAll(async () => {
+		handle = await freshPglite();
+		useDatabase(handle);
+		useMasterKey(randomBytes(32));
+		registerDomains();
+		fleet = await startDemoFleet(mkdtempSync(path.join(tmpdir(), 'flotilla-demo-certs-')));
+		await fleet.checked;
+		await startEngine({ concurrency: 20, leaseMs: 10_000, sweepMs: 1_000 });
+	});
+	afterAll(async () => {
+		await stopEngine();
+		await fleet?.stop();
+		useMasterKey(undefined);
+		useDatabase(undefined);
+		await handle.close();
+	});
+
+	it('a scan finds one expired, a few expiring and the rest fine, all chained to the demo CA; the fleet status says so', async () => {
+		const { runId, nodes } = await startScan(systemActor);
+		// Every node with a role and an accepted key: app-19's key was never accepted, app-15's changed.
+		expect(nodes).toBe(22);
+		const run = await waitForRun(runId, ['succeeded', 'failed'], 60_000);
+		// The two that refuse connections cannot be read.
+		expect(
+			run.tasks
+				.filter((t) => t.state === 'failed')
+				.map((t) => t.nodeName)
+				.sort()
+		).toEqual(['app-11', 'edge-03']);
+		// One file per node (a node with two roles keeps one certificate).
+		const items = await listInventory();
+		expect(items).toHaveLength(20);
+		const byLevel = (level: string) => [...new Set(items.filter((i) => i.level === level).map((i) => i.node))];
+		expect(byLevel('expired')).toEqual(['app-06']);
+		// app-11 and app-19 expire soon too, but one refuses connections and the other's key is not accepted.
+		expect(byLevel('warning')).toEqual(['app-03']);
+		expect(byLevel('critical')).toEqual([]);
+		expect(items.every((i) => i.source === 'file')).toBe(true);
+		// Every chain verifies against the demo CA, except the expired certificate's: it is not valid now.
+		expect(items.filter((i) => !i.chain_verified).map((i) => [i.node, i.chain_error])).toEqual([
+			['app-06', expect.stringMatching(/^CN = app-06 is not valid now/)]
+		]);
+		const { items: rows } = await listNodes({ limit: 500 });
+		expect(rows.find((n) => n.name === 'app-06')!.status).toBe('CERT_EXPIRED');
+		expect(rows.find((n) => n.name === 'app-03')!.status).toBe('CERT_EXPIRING');
+	});
+});

@@ -15,6 +15,9 @@ fi
 
 export PORT="${PORT:-3000}"
 export HOST="${HOST:-127.0.0.1}"
+# Idle kept-alive connections outlive clients' and proxies' own (60 s is common), so the console never closes
+# one a client is about to reuse.
+export KEEP_ALIVE_TIMEOUT="${KEEP_ALIVE_TIMEOUT:-65}"
 # Browsers' origin must match ORIGIN for form posts to pass SvelteKit's cross-site check.
 export ORIGIN="${ORIGIN:-http://localhost:$PORT}"
 if [ -z "${DATABASE_URL:-}" ]; then

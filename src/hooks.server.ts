@@ -163,7 +163,19 @@ const securityHeaders: Handle = async ({ event, resolve }) => {
 	return response;
 };
 
-export const handle = sequence(securityHeaders, refuseBadQuery, authenticate, authorizeRequest);
+/**
+ * A request refused before its body was read (a 404, 401 or 400 from its URL) leaves that body unread on the
+ * connection; it is read to the end and dropped after the answer, so that the client's next request on the same
+ * kept-alive connection is not stuck behind it.
+ */
+const drainUnreadBody: Handle = async ({ event, resolve }) => {
+	const response = await resolve(event);
+	const { body, bodyUsed } = event.request;
+	if (body && !bodyUsed) void body.pipeTo(new WritableStream()).catch(() => {});
+	return response;
+};
+
+export const handle = sequence(drainUnreadBody, securityHeaders, refuseBadQuery, authenticate, authorizeRequest);
 
 export const handleError: HandleServerError = ({ error: err, event, status, message }) => {
 	// A client's mistake that SvelteKit answers itself (a form action sent as JSON: 415; a path that is not UTF-8:

@@ -28,7 +28,10 @@ const child = spawn(process.execPath, ['--max-http-header-size=131072', 'build']
 		FLOTILLA_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'flotilla-e2e-')),
 		FLOTILLA_ADMIN_PASSWORD: '',
 		FLOTILLA_SECRET_KEY: randomBytes(32).toString('base64'),
-		FLOTILLA_LOG_LEVEL: process.env.FLOTILLA_LOG_LEVEL ?? 'warn'
+		FLOTILLA_LOG_LEVEL: process.env.FLOTILLA_LOG_LEVEL ?? 'warn',
+		// Longer than any client's idle keep-alive (fetch's is 4 s): the console never closes a connection a
+		// client is about to reuse, which a busy machine would otherwise turn into a rare ECONNRESET.
+		KEEP_ALIVE_TIMEOUT: '65'
 	}
 });
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));

@@ -157,6 +157,9 @@ test('an operator sees the nodes a notified commit left behind, reviews the plan
 	await expect(page).toHaveURL(/label=tier%3Dgreen/);
 	await expect(page.locator('tr[data-node]')).toHaveCount(4);
 	await page.getByRole('link', { name: 'Clear' }).click();
+	// The filters are gone only once the cleared page has loaded: a status picked before would keep them.
+	await expect(page).toHaveURL(/\/$/);
+	await expect(page.getByLabel('Label')).toHaveValue('');
 	await page.getByLabel('Status').selectOption('OUTDATED');
 	await expect(page).toHaveURL(/status=OUTDATED/);
 	await expect(page.locator('tr[data-node]')).toHaveCount(HOSTS);

@@ -29,3 +29,6 @@ export function formatDate(d: Date | string | null | undefined, style: keyof typ
 
 /** A database timestamp as the pages' data carry it (ISO 8601), or null. */
 export const iso = (d: Date | null) => d?.toISOString() ?? null;
+
+/** "1 node", "3 nodes": a count with its noun. */
+export const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;

@@ -6,7 +6,7 @@ import { eq, sql } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { systemActor } from '../../src/lib/server/audit';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
-import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
+import { db, queryRows, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
 import { nodes, runs, taskSteps, tasks } from '../../src/lib/server/db/schema';
 import { startEngine, stopEngine, sweepRuns } from '../../src/lib/server/engine';
 import { registerFlow, type Flow } from '../../src/lib/server/engine/flows';
@@ -261,6 +261,57 @@ describe('a database that stops answering', () => {
 		const done = await waitForRun(run.id, ['failed']);
 		expect(done.tasks[0]!.state).toBe('rolled_back');
 		expect(s.lines()).toEqual(['prepare', 'started', 'cleaned', 'undo-work', 'undo-prepare']);
+	});
+
+	it('a renewal that hangs keeps no later renewal from starting: the task keeps its lease', async () => {
+		await engine();
+		// The first lease renewal from now on hangs before it touches a row (as on a connection that died
+		// without a reset); the renewals after it are answered.
+		await db().execute(sql`create function hang_renewal() returns trigger language plpgsql
+			as $$ begin
+				if current_query() like '%update tasks set lease_expires_at%' and pg_try_advisory_xact_lock(4242) then
+					perform pg_sleep(600);
+				end if;
+				return null;
+			end $$`);
+		await db().execute(sql`create trigger hang_renewal before update on tasks for each statement
+			execute function hang_renewal()`);
+		const [host] = bed.hosts;
+		const s = scenario(host!);
+		try {
+			const run = await start(host!, { go: `go-${s.marker}` }, s);
+			await waitFor('a renewal hanging', async () => {
+				const [row] = await queryRows<{ n: number }>(
+					sql`select count(*)::int as n from pg_stat_activity where wait_event = 'PgSleep'`
+				);
+				return row!.n > 0;
+			});
+			const leaseOf = async () => {
+				const [row] = await db()
+					.select({ at: tasks.leaseExpiresAt, state: tasks.state })
+					.from(tasks)
+					.where(eq(tasks.runId, run.id));
+				expect(row!.state, 'the task is still running, its lease held').toBe('running');
+				return row!.at!.getTime();
+			};
+			// Renewed again and again while that renewal still hangs, so never stopped as a lost lease.
+			let last = await leaseOf();
+			for (const time of ['once', 'twice']) {
+				const before = last;
+				last = await waitFor(`renewed ${time} more`, async () => {
+					const at = await leaseOf();
+					return at > before && at;
+				});
+			}
+			s.release(`go-${s.marker}`);
+			const done = await waitForRun(run.id, ['succeeded']);
+			expect(done.tasks[0]!.state).toBe('succeeded');
+			expect(s.lines()).toEqual(['prepare', 'started', 'work-done', 'finish']);
+		} finally {
+			await db().execute(sql`select pg_cancel_backend(pid) from pg_stat_activity where wait_event = 'PgSleep'`);
+			await db().execute(sql`drop trigger hang_renewal on tasks`);
+			await db().execute(sql`drop function hang_renewal()`);
+		}
 	});
 });
 

@@ -94,6 +94,11 @@ export function interruptRun(runId: string, reason: AbortReason): void {
  * be written is no longer executed, and its lease must run out so that the sweep recovers it). A task whose
  * lease is gone is stopped at once; one whose run was cancelled is cancelled, so that a cancel reaches
  * running tasks through the database even when its event was never written.
+ *
+ * A renewal is waited for one tick (a third of the lease) at most. One that hangs (a connection that died
+ * without a reset, a row lock never released) would otherwise keep every later renewal from starting, and
+ * each task claimed after it would be fenced off by its own unrenewed lease. A late answer is still applied:
+ * it only ever extends a lease to what the database granted, or stops a task that really lost it.
  */
 export async function renewLeases(): Promise<void> {
 	const { leaseMs } = settings();
@@ -105,6 +110,17 @@ export async function renewLeases(): Promise<void> {
 	const before = [...active.entries()].filter(([, a]) => a.runId !== null && !a.stop.signal.aborted);
 	if (!before.length) return;
 	renewing = true;
+	let timer: NodeJS.Timeout | undefined;
+	const tick = new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(250, leaseMs / 3))));
+	try {
+		await Promise.race([applyRenewal(before, sent, leaseMs), tick]);
+	} finally {
+		clearTimeout(timer);
+		renewing = false;
+	}
+}
+
+async function applyRenewal(before: [string, Execution][], sent: number, leaseMs: number): Promise<void> {
 	try {
 		const ids = jsonParam(before.map(([id]) => ({ id })));
 		const renewed = await queryRows<{ id: string; run_state: RunState }>(sql`
@@ -117,12 +133,13 @@ export async function renewLeases(): Promise<void> {
 			const runState = runStateOf.get(taskId);
 			if (runState === undefined) a.stop.abort(new Interrupted('lease_lost'));
 			else {
-				a.leaseUntil = sent + leaseMs;
+				// A later renewal may have answered first: a lease never moves back.
+				a.leaseUntil = Math.max(a.leaseUntil, sent + leaseMs);
 				if (runState === 'cancelled') a.cancel.abort(new Interrupted('cancelled'));
 			}
 		}
-	} finally {
-		renewing = false;
+	} catch (err) {
+		log.warn({ err: loggableError(err) }, 'lease renewal failed');
 	}
 }
 

@@ -91,6 +91,17 @@ test.afterAll(async () => {
 /** What each documented command must answer, in the order the docs give them. */
 const examples: Example[] = [
 	{
+		match: /\/api\/updates\/status\?recent=5'$/,
+		check: (a) => {
+			expect(a.status).toBe(200);
+			const { updating, runs, rollouts } = a.json();
+			expect(updating).toBe(runs.active.length + rollouts.active.length > 0);
+			expect(runs.recent.length).toBeLessThanOrEqual(5);
+			for (const r of runs.active) expect(['queued', 'running', 'paused']).toContain(r.state);
+			for (const r of runs.recent) expect(['succeeded', 'failed', 'cancelled']).toContain(r.state);
+		}
+	},
+	{
 		match: /inventory\/import\?credential_id=\$CRED&dry_run=1/,
 		check: (a) => {
 			expect(a.status).toBe(200);

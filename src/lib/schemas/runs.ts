@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { pageSchema, uuidSchema, wrongType } from './common';
+import { fromText, pageSchema, uuidSchema, wrongType } from './common';
 
 const runStates = ['queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled'] as const;
 
@@ -35,3 +35,8 @@ export const lastEventIdSchema = z.coerce
 	.int('must be an event id')
 	.min(0, 'must be an event id')
 	.max(Number.MAX_SAFE_INTEGER, 'must be an event id');
+
+/** `GET /api/updates/status`: how many ended runs and rollouts to list beside the ones still under way. */
+export const updatesStatusQuerySchema = z.object({
+	recent: fromText(z.number(wrongType('must be a number')).int('must be a whole number').min(0).max(100)).default(10)
+});

@@ -100,6 +100,7 @@ describe('the access table', () => {
 			'/api/roles/[name]/pin': 'POST operate',
 			'/api/code-source/notify': 'POST operate',
 			'/api/updates/trigger': 'POST operate',
+			'/api/updates/status': 'GET read',
 			'/api/security/certificates': 'GET read',
 			'/api/security/certificates/scan': 'POST operate',
 			'/api/security/certificates/report': 'POST operate',

@@ -130,6 +130,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/roles/[name]/pin': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/code-source/notify': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/updates/trigger': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/updates/status': { kind: 'endpoint', methods: { GET: read } },
 	'/api/inventory/import': { kind: 'endpoint', methods: { POST: admin } },
 	'/api/updates/system': { kind: 'endpoint', methods: { GET: read } },
 	'/api/updates/system/scan': { kind: 'endpoint', methods: { POST: operate } },

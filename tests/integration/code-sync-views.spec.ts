@@ -5,7 +5,7 @@ import { createRoleSchema } from '../../src/lib/schemas/code-sync';
 import { systemActor } from '../../src/lib/server/audit';
 import { notifyCommit } from '../../src/lib/server/codesync/notify';
 import { buildPlan } from '../../src/lib/server/codesync/plan';
-import { createRole } from '../../src/lib/server/codesync/roles';
+import { createRole, getRole } from '../../src/lib/server/codesync/roles';
 import { versionsFor } from '../../src/lib/server/codesync/status';
 import { countByStatus } from '../../src/lib/server/fleet/status';
 import { recordFailed, recordSynced } from '../../src/lib/server/codesync/versions';
@@ -126,6 +126,49 @@ describe.each(backends)('Code Sync views on $name', ({ open }) => {
 		await notifyCommit(systemActor, { commit: B, changed_roles: ['web'] });
 		expect((await roleSummaries(['web'])).get('web')).toMatchObject({ nodes: 4, behind: 4 });
 		expect((await nodesBehind(10)).total).toBe(4);
+	});
+
+	it('a role following tags takes the highest version notified, not the newest; a later tag of a known commit counts', async () => {
+		await createRole(
+			systemActor,
+			createRoleSchema.parse({ name: 'tagged', path: '/opt/tagged', units: ['tagged.service'], follow_tags: 'v*' })
+		);
+		const commit = (n: number) => String(n).repeat(40).slice(0, 40);
+		const latest = async () => (await getRole('tagged')).latestCommit;
+		const notify = (n: number, tag?: string) =>
+			notifyCommit(systemActor, { commit: commit(n), changed_roles: ['tagged'], ...(tag ? { tag } : {}) });
+
+		expect((await notify(1)).roles[0]).toMatchObject({
+			new_commit: false,
+			reason: expect.stringMatching(/names no tag/)
+		});
+		expect(await latest()).toBeNull();
+		expect((await notify(2, 'v1.9.3')).roles[0]).toMatchObject({ new_commit: true });
+		expect((await notify(3, 'v1.10.0')).roles[0]).toMatchObject({ new_commit: true });
+		expect((await notify(4, 'v1.9.4')).roles[0]).toMatchObject({
+			new_commit: false,
+			reason: 'the role follows tags v*; v1.9.4 is not above its latest, v1.10.0'
+		});
+		expect((await notify(5, 'nightly')).roles[0]).toMatchObject({ new_commit: false });
+		expect(await latest()).toBe(commit(3));
+		// The untagged commit of the start is tagged later: it now names the highest version.
+		expect((await notify(1, 'v2.0.0')).roles[0]).toMatchObject({ new_commit: true });
+		expect(await latest()).toBe(commit(1));
+		// A release candidate ranks below its release.
+		expect((await notify(6, 'v2.0.0-rc.1')).roles[0]).toMatchObject({ new_commit: false });
+		expect(await latest()).toBe(commit(1));
+
+		// A role that follows its branch is untouched by tags: the newest notified commit is its latest, and a
+		// known commit notified again (now with a tag) does not move it back.
+		await role('plain', 30);
+		await notifyCommit(systemActor, { commit: commit(7), changed_roles: ['plain'] });
+		await notifyCommit(systemActor, { commit: commit(8), changed_roles: ['plain'], tag: 'v0.1.0' });
+		expect(
+			(await notifyCommit(systemActor, { commit: commit(7), changed_roles: ['plain'], tag: 'v9.0.0' })).roles[0]
+		).toMatchObject({
+			new_commit: false
+		});
+		expect((await getRole('plain')).latestCommit).toBe(commit(8));
 	});
 
 	it('lists a node’s tasks newest run first, and a task’s output up to an event id', async () => {

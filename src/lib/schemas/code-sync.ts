@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { fromText, uuidSchema, wrongType } from './common';
 import { nodeNameSchema, roleNameSchema } from './nodes';
-import { absolutePathSchema, branchSchema, commitSchema, unitNameSchema } from './remote';
+import { absolutePathSchema, branchSchema, commitSchema, gitRefSchema, unitNameSchema } from './remote';
 
 /**
  * Code Sync's inputs: role definitions, commit notifications, mark-synced and Update All. Everything here that
@@ -53,6 +53,11 @@ export const healthCheckSchema = z.discriminatedUnion(
 	{ error: 'must be {type: "units"}, {type: "command", command: [...]} or {type: "http", url}' }
 );
 
+/** Which tags a role follows instead of its branch's newest commit: a glob of `*` and `?` (docs/code-sync.md). */
+const followTagsSchema = z
+	.string(wrongType('must be a glob such as v* or null'))
+	.regex(/^[A-Za-z0-9._/+*?-]{1,64}$/, 'must be a glob such as v*: letters, digits, . _ / + - * ? (at most 64)');
+
 const roleFields = {
 	name: roleNameSchema,
 	description: z.string().max(500, 'must be at most 500 characters').default(''),
@@ -60,6 +65,7 @@ const roleFields = {
 	path: absolutePathSchema.refine((p) => p !== '/', 'must not be /'),
 	source_repo: absolutePathSchema.nullable().optional(),
 	branch: branchSchema.default('main'),
+	follow_tags: followTagsSchema.nullable().default(null),
 	units: z.array(unitNameSchema, wrongType('must be a list of unit names')).max(16, 'at most 16 units').default([]),
 	install_command: argvSchema.default([]),
 	restart_command: argvSchema.default([]),
@@ -111,6 +117,7 @@ export const updateRoleSchema = z
 		path: roleFields.path,
 		source_repo: absolutePathSchema.nullable(),
 		branch: branchSchema,
+		follow_tags: followTagsSchema.nullable(),
 		units: z.array(unitNameSchema).max(16, 'at most 16 units'),
 		install_command: argvSchema,
 		restart_command: argvSchema,
@@ -147,6 +154,7 @@ export const notifySchema = z.preprocess(
 				.min(1, 'must name at least one role')
 				.max(64, 'at most 64 roles'),
 			branch: branchSchema.optional(),
+			tag: gitRefSchema.optional(),
 			message: z.string().max(2000, 'must be at most 2000 characters').optional(),
 			author: authorSchema.optional()
 		})

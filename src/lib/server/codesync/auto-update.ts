@@ -44,9 +44,13 @@ async function disable(role: CodeRole, failures: number): Promise<void> {
 	log.warn({ role: role.name, failures }, 'auto-update turned itself off');
 }
 
-/** Whether the role's latest commit was announced for the branch auto-update follows (or for no branch). */
+/**
+ * Whether the role's latest commit was announced for the branch auto-update follows (or for no branch). A role
+ * following tags took its latest by its tag, whatever branch carried it.
+ */
 async function onBranch(role: CodeRole): Promise<boolean> {
 	if (!role.latestCommit) return false;
+	if (role.followTags) return true;
 	const [c] = await db()
 		.select({ branch: codeCommits.branch })
 		.from(codeCommits)

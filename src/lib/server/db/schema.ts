@@ -355,6 +355,8 @@ export const codeRoles = pgTable('code_roles', {
 	sourceRepo: text('source_repo'),
 	/** The branch whose commits auto-update applies; notifications may name it. */
 	branch: text('branch').notNull().default('main'),
+	/** A glob of tags (`v*`): the role's latest is then the highest semantic version notified with such a tag. */
+	followTags: text('follow_tags'),
 	units: text('units')
 		.array()
 		.notNull()
@@ -398,6 +400,8 @@ export const codeCommits = pgTable(
 			.references(() => codeRoles.name, { onDelete: 'cascade', onUpdate: 'cascade' }),
 		commit: text('commit').notNull(),
 		branch: text('branch'),
+		/** The tag the notification named for this commit, if any (roles that follow tags read it). */
+		tag: text('tag'),
 		message: text('message'),
 		author: text('author'),
 		notifiedBy: text('notified_by').notNull(),

@@ -6,7 +6,7 @@ import { releases, type Release } from '$lib/server/db/schema';
 import { conflict, notFound, ServiceError } from '$lib/server/errors';
 import { validate } from '$lib/server/http/api';
 import { releaseKeys, minimumVersion } from './keys';
-import { compareVersions } from './semver';
+import { compareVersions } from '$lib/semver';
 import { SignatureRefused, verifyManifest } from './signing';
 
 /**

@@ -23,6 +23,7 @@ const presentRole = (r: CodeRole) => ({
 	path: r.path,
 	sourceRepo: r.sourceRepo,
 	branch: r.branch,
+	followTags: r.followTags,
 	units: r.units,
 	installCommand: r.installCommand,
 	restartCommand: r.restartCommand,
@@ -63,6 +64,7 @@ export const load: PageServerLoad = async (event) => {
 			commits: commits[i]!.map((c) => ({
 				commit: c.commit,
 				branch: c.branch,
+				tag: c.tag,
 				message: c.message,
 				author: c.author,
 				notifiedBy: c.notifiedBy,
@@ -118,6 +120,8 @@ function roleFormShape(form: FormData, creating: boolean) {
 		// Empty clears it on an edit; on a new role it is simply not given.
 		source_repo: sourceRepo || (creating ? undefined : null),
 		branch: text('branch') || 'main',
+		// Empty means follow the branch: on an edit that clears it.
+		follow_tags: text('follow_tags') || (creating ? undefined : null),
 		units: lines(form.get('units')),
 		install_command: lines(form.get('install_command')),
 		restart_command: lines(form.get('restart_command')),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compareVersions } from './semver';
+import { compareVersions } from '$lib/semver';
 
 describe('compareVersions (semver.org precedence)', () => {
 	it('orders the specification example 1.0.0-alpha < … < 1.0.0 < 1.0.1 < 1.10.0 < 2.0.0', () => {

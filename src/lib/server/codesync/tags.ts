@@ -7,19 +7,13 @@ import { compareVersions } from '$lib/semver';
  * and only when that version is higher than the one it has: `v1.10.0` wins over a later `v1.9.3`.
  */
 
-const globCache = new Map<string, RegExp>();
-
+/** `*` and `?` as in a shell; everything else literal. */
 function globToRegExp(glob: string): RegExp {
-	let re = globCache.get(glob);
-	if (!re) {
-		const body = glob
-			.replace(/[.+^${}()|[\]\\/]/g, '\\$&')
-			.replace(/\*/g, '.*')
-			.replace(/\?/g, '.');
-		re = new RegExp(`^${body}$`);
-		globCache.set(glob, re);
-	}
-	return re;
+	const body = glob
+		.replace(/[.+^${}()|[\]\\/]/g, '\\$&')
+		.replace(/\*/g, '.*')
+		.replace(/\?/g, '.');
+	return new RegExp(`^${body}$`);
 }
 
 /** The semantic version a tag names for a role following `glob`; null when the tag does not count. */

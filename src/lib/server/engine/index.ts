@@ -99,10 +99,8 @@ export async function startEngine(s: EngineSettings): Promise<void> {
 		if (e.type === 'run.state' && e.data.state === 'cancelled' && e.run_id) interruptRun(e.run_id, 'cancelled');
 	});
 	for (const kind of registeredKinds()) await workOn(kind, (job) => executeTask(job.data.taskId));
-	const renew = setInterval(
-		() => renewLeases().catch((err) => log.warn({ err: loggableError(err) }, 'lease renewal failed')),
-		Math.max(250, Math.floor(s.leaseMs / 3))
-	);
+	// renewLeases logs its own failures: a renewal may answer after it has stopped waiting for it.
+	const renew = setInterval(() => void renewLeases(), Math.max(250, Math.floor(s.leaseMs / 3)));
 	const fence = setInterval(fenceExpiringLeases, 1_000);
 	const sweep = setInterval(() => void sweepRuns(), s.sweepMs);
 	timers = { leases: [renew, fence], sweep };

@@ -1,17 +1,15 @@
 import { json } from '@sveltejs/kit';
 import { updatesStatusQuerySchema } from '$lib/schemas/runs';
-import { rolloutStates, type RolloutState } from '$lib/server/db/schema';
 import { listRuns } from '$lib/server/engine';
 import { apiHandler, readQuery } from '$lib/server/http/api';
 import { presentRun } from '$lib/server/http/present';
 import { getRelease } from '$lib/server/releases/releases';
-import { listRollouts } from '$lib/server/rollouts/rollouts';
+import { activeRolloutStates, listRollouts } from '$lib/server/rollouts/rollouts';
 import { presentRollout } from '$lib/server/rollouts/present';
 import { runStates, isRunEnded } from '$lib/states';
 import type { RequestHandler } from './$types';
 
 const ACTIVE_CAP = 500;
-const rolloutEnded: readonly RolloutState[] = ['completed', 'cancelled', 'rolled_back', 'failed'];
 
 /**
  * One answer for a script that polls: every run and rollout still under way, and the most recent ended ones
@@ -26,13 +24,11 @@ export const GET: RequestHandler = apiHandler(async ({ url }) => {
 	const endedRuns = recent
 		? (await listRuns({ limit: recent + activeRuns.length })).items.filter((r) => isRunEnded(r.state)).slice(0, recent)
 		: [];
-	const rollouts = await Promise.all(
-		rolloutStates.filter((s) => !rolloutEnded.includes(s)).map((state) => listRollouts({ limit: ACTIVE_CAP, state }))
-	);
+	const rollouts = await Promise.all(activeRolloutStates.map((state) => listRollouts({ limit: ACTIVE_CAP, state })));
 	const activeRollouts = rollouts.flatMap((p) => p.items);
 	const endedRollouts = recent
 		? (await listRollouts({ limit: recent + activeRollouts.length })).items
-				.filter((r) => rolloutEnded.includes(r.state))
+				.filter((r) => !activeRolloutStates.includes(r.state))
 				.slice(0, recent)
 		: [];
 	const withRelease = (list: typeof activeRollouts) =>

@@ -137,6 +137,14 @@ test('bad input is a 400 (or 404) naming the field, and starts nothing', async (
 	expect(await runsCount()).toBe(before);
 });
 
+test('a node never scanned says so, not that needrestart is missing', async ({ browser }) => {
+	const page = await signInBrowser(browser, 1280);
+	await page.goto('/system-updates');
+	const services = page.locator('tr[data-node="su-full"]').getByTestId('services');
+	await expect(services).toHaveText('not scanned yet');
+	await page.screenshot({ path: 'test-results/system-updates-unscanned.png', fullPage: true });
+});
+
 test('a scan through the API fills GET /api/updates/system, security updates marked with their pocket', async () => {
 	const res = await call('/api/updates/system/scan', { method: 'POST', headers: operate(), json: { nodes: names } });
 	expect(res.status).toBe(202);
@@ -209,6 +217,31 @@ test('the page shows pending security updates; one node is updated after reviewi
 	await page.goto('/system-updates');
 	await expect(page.locator('tr[data-node="su-security"]').getByTestId('pending')).toHaveText('1');
 	await expect(page.locator('tr[data-node="su-security"]').getByTestId('reboot')).toContainText('required');
+	await expect(page.locator('tr[data-node="su-full"]').getByTestId('services')).toHaveText('—');
+
+	// Staged patching: the canary-labelled node first, the rest after, as the plan shows before anything starts.
+	const labelled = await call(`/api/nodes/${ids.get('su-manual')}`, {
+		method: 'PATCH',
+		headers: cookie(admin),
+		json: { labels: { env: 'canary' } }
+	});
+	expect(labelled.status).toBe(200);
+	await page.reload();
+	const before = await runsCount();
+	await page.getByLabel('Select su-full').check();
+	await page.getByLabel('Select su-manual').check();
+	await page.getByLabel('Stages').fill('env=canary;reboot');
+	await page.getByRole('button', { name: 'Update per policy…' }).click();
+	await expect(page.getByRole('alert')).toContainText('stages');
+	await page.getByLabel('Stages').fill('env=canary');
+	await page.getByRole('button', { name: 'Update per policy…' }).click();
+	const stages = page.getByTestId('apply-dialog').getByTestId('plan-stages');
+	await expect(stages.locator('[data-stage="1"]')).toContainText('env=canary su-manual');
+	await expect(stages.locator('[data-stage="1"]')).toContainText('a failure here stops the later stages');
+	await expect(stages.locator('[data-stage="2"]')).toContainText('the rest su-full');
+	await page.screenshot({ path: 'test-results/system-updates-stages.png' });
+	await page.getByTestId('apply-dialog').getByRole('button', { name: 'Cancel', exact: true }).click();
+	expect(await runsCount()).toBe(before);
 
 	const narrow = await signInBrowser(browser, 390);
 	await narrow.goto('/system-updates');

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { nodeRefSchema } from './system-updates';
+import { nodeRefSchema, stagesSchema } from './system-updates';
 
 /** The System Updates page's forms: the nodes ticked (or one node's button), and what to do to them. */
 const nodesField = z.preprocess(
@@ -13,6 +13,8 @@ export const applyFormSchema = z
 	.object({
 		nodes: nodesField.refine((n) => n.length > 0, 'tick at least one node'),
 		mode: z.enum(['policy', 'force_full', 'reboot'], { error: 'must be policy, force_full or reboot' }),
+		/** Staged patching: labels typed in order, separated by spaces or commas. */
+		stages: z.preprocess((v) => (typeof v === 'string' ? v.split(/[\s,]+/).filter(Boolean) : (v ?? [])), stagesSchema),
 		/** Set by the confirmation dialog: without it the page only shows what would happen. */
 		confirm: z.enum(['1']).optional()
 	})

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { wrongType } from './common';
 import { nodeNameSchema, roleNameSchema } from './nodes';
 import { packageNameSchema } from './remote';
 
@@ -127,5 +128,16 @@ export const windowSchema = z
 	});
 
 export const DAYS = ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'] as const;
+
+/** Staged patching's order: labels (`key=value`, no space or comma), the first stage first. */
+export const stagesSchema = z
+	.array(
+		z
+			.string({ error: 'must be a label as key=value' })
+			.regex(/^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}=[^\s,]{1,255}$/, 'must be a label as key=value'),
+		wrongType('must be a list of labels (key=value)')
+	)
+	.max(10, 'at most 10 stages')
+	.refine((l) => new Set(l).size === l.length, 'names a label twice');
 
 export const skipSchema = z.object({ skip: z.boolean({ error: 'must be true or false' }) }).strict();

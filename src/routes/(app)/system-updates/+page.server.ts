@@ -7,6 +7,7 @@ import { principalOf } from '$lib/server/http/api';
 import { formError, parseForm } from '$lib/server/http/forms';
 import { listHolds } from '$lib/server/sysupdates/holds';
 import { startScan, startUpdate } from '$lib/server/sysupdates/runs';
+import { stagedPhases } from '$lib/server/sysupdates/stages';
 import { pinnedNodes, resolveNodes } from '$lib/server/sysupdates/targets';
 import { planFromLastScan, presentNodeUpdates, systemUpdatesView } from '$lib/server/sysupdates/views';
 import { listWindows, presentWindow, windowFor } from '$lib/server/sysupdates/windows';
@@ -59,7 +60,7 @@ export const actions: Actions = {
 	apply: async (event) => {
 		const parsed = await parseForm(event.request, applyFormSchema);
 		if (!parsed.ok) return parsed.failure;
-		const { mode, confirm } = parsed.data;
+		const { mode, confirm, stages } = parsed.data;
 		try {
 			const list = await resolveNodes(parsed.data.nodes);
 			const request = {
@@ -68,9 +69,18 @@ export const actions: Actions = {
 			};
 			if (!confirm) {
 				const plans = await Promise.all(list.map((n) => planFromLastScan(n, request)));
+				const nameOf = new Map(list.map((n) => [n.id, n.name]));
 				return {
 					plan: {
 						mode,
+						stages: stages.length
+							? stagedPhases(list, stages, 0, new Map()).stages.map((st) => ({
+									label: st.controlPlane ? 'control plane' : (st.label ?? 'the rest'),
+									nodes: st.nodeIds.map((id) => nameOf.get(id)!),
+									critical: st.critical
+								}))
+							: [],
+						order: stages,
 						nodes: list.map((n, i) => ({
 							id: n.id,
 							name: n.name,
@@ -83,7 +93,7 @@ export const actions: Actions = {
 					}
 				};
 			}
-			const run = await startUpdate(actorOf(event), list, request, { rebootOnly: mode === 'reboot' });
+			const run = await startUpdate(actorOf(event), list, request, { rebootOnly: mode === 'reboot', stages });
 			redirect(303, `/runs/${run.id}`);
 		} catch (err) {
 			return formError(err, parsed.form);

@@ -174,11 +174,11 @@ test('a scan through the API fills GET /api/updates/system, security updates mar
 	]);
 });
 
-async function signInBrowser(browser: Browser, width: number): Promise<Page> {
+async function signInBrowser(browser: Browser, width: number, who: 'operator' | 'admin' = 'operator'): Promise<Page> {
 	const page = await (await browser.newContext({ viewport: { width, height: 900 } })).newPage();
 	await page.goto('/login');
-	await page.getByLabel('Username').fill(people.operator.username);
-	await page.getByLabel('Password').fill(people.operator.password);
+	await page.getByLabel('Username').fill(people[who].username);
+	await page.getByLabel('Password').fill(people[who].password);
 	await page.getByRole('button', { name: 'Sign in' }).click();
 	await expect(page.getByRole('heading', { name: 'Fleet Overview' })).toBeVisible();
 	return page;
@@ -247,4 +247,50 @@ test('the page shows pending security updates; one node is updated after reviewi
 	await narrow.goto('/system-updates');
 	await expect(narrow.locator('tr[data-node="su-full"]').getByTestId('pending')).toContainText('2 security');
 	await narrow.screenshot({ path: 'test-results/system-updates-390.png', fullPage: true });
+});
+
+test('an admin adds a maintenance window on the page, skips its next opening, and deletes it after confirming', async ({
+	browser
+}) => {
+	const page = await signInBrowser(browser, 1280, 'admin');
+	await page.goto('/system-updates');
+	const windows = page.getByTestId('windows');
+	await windows.getByLabel('For a').selectOption('role');
+	await windows.getByLabel('Node, role or label').fill('web');
+	await windows.getByLabel('Time zone').fill('Mars/Olympus');
+	await windows.getByRole('button', { name: 'Save window' }).click();
+	await expect(windows.locator('.field-error')).toContainText('IANA time zone');
+	expect((await db`select count(*)::int as n from sys_windows where target = 'web'`)[0]!.n).toBe(0);
+
+	await windows.getByLabel('Time zone').fill('Europe/Berlin');
+	await windows.getByLabel('Opens at').fill('02:00');
+	await windows.getByLabel('Closes at').fill('02:05');
+	await windows.getByRole('button', { name: 'Save window' }).click();
+	const row = windows.locator('tr[data-window="role:web"]');
+	await expect(row).toContainText('02:00–02:05 Europe/Berlin, mon tue wed thu fri');
+	// su-full (full policy, three packages pending) cannot fit its update in five minutes: the page says so.
+	await expect(page.locator('tr[data-node="su-full"]').getByTestId('window-too-short')).toContainText(
+		'too short: its work needs ~'
+	);
+	await page.screenshot({ path: 'test-results/system-updates-windows.png', fullPage: true });
+
+	await row.getByRole('button', { name: 'Skip next' }).click();
+	await expect(row).toContainText('skipped until');
+	let asked = '';
+	page.once('dialog', (d) => {
+		asked = d.message();
+		void d.dismiss();
+	});
+	await row.getByRole('button', { name: 'Delete the window of role web' }).click();
+	expect(asked).toBe('Delete the maintenance window of role web?');
+	await expect(row).toBeVisible();
+	page.once('dialog', (d) => void d.accept());
+	await row.getByRole('button', { name: 'Delete the window of role web' }).click();
+	await expect(row).toHaveCount(0);
+	const audit = await db`select action from audit_log where action like 'system_updates.window%' order by id`;
+	expect(audit.map((a) => a.action).slice(-3)).toEqual([
+		'system_updates.window',
+		'system_updates.window_skip',
+		'system_updates.window_delete'
+	]);
 });

@@ -481,6 +481,20 @@ describe('schedule and maintenance windows', () => {
 		});
 		expect(skipped.updateRunIds).toEqual([]);
 		await skipNextWindow(systemActor, w.id, false);
+		// Two minutes before the window closes: too short for either node's work, reported and not started.
+		const late = await runScheduledSystemUpdates({
+			cron: null,
+			timeZone: 'UTC',
+			now: new Date('2026-03-09T04:58:00Z')
+		});
+		expect(late.updateRunIds).toEqual([]);
+		expect(late.tooShort.map((t) => [t.node, t.windowMinutes]).sort()).toEqual(
+			[
+				[host(0).name, 2],
+				[host(1).name, 2]
+			].sort()
+		);
+		expect(late.tooShort.every((t) => t.needsMinutes > 2)).toBe(true);
 		const bootsBefore = (await bed.commandLog(host(1))).filter((l) => / \(booted\)$/.test(l)).length;
 		const inside = await runScheduledSystemUpdates({
 			cron: null,

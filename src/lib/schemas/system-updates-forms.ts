@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { nodeRefSchema, stagesSchema } from './system-updates';
+import { nodeRefSchema, skipSchema, stagesSchema, windowSchema } from './system-updates';
 
 /** The System Updates page's forms: the nodes ticked (or one node's button), and what to do to them. */
 const nodesField = z.preprocess(
@@ -19,3 +19,22 @@ export const applyFormSchema = z
 		confirm: z.enum(['1']).optional()
 	})
 	.strict();
+
+/** The page's window form: the API's window, its days ticked as checkboxes (one ticked day is a string). */
+export const windowFormSchema = z.preprocess(
+	(v) =>
+		v && typeof v === 'object' && !Array.isArray(v)
+			? { ...v, days: 'days' in v ? (Array.isArray(v.days) ? v.days : [v.days]) : [] }
+			: v,
+	windowSchema
+);
+
+export const windowIdFormSchema = z.object({ id: z.uuid({ error: 'must be a window id' }) }).strict();
+
+export const skipFormSchema = z
+	.object({
+		id: z.uuid({ error: 'must be a window id' }),
+		skip: z.enum(['true', 'false'], { error: 'must be true or false' })
+	})
+	.strict()
+	.transform((v) => ({ id: v.id, ...skipSchema.parse({ skip: v.skip === 'true' }) }));

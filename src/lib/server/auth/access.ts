@@ -57,7 +57,17 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 		view: signedIn,
 		actions: { plan: operatorPage, update: operatorPage, pin: operatorPage, saveRole: adminPage, deleteRole: adminPage }
 	},
-	'/(app)/system-updates': { kind: 'page', view: signedIn, actions: { scan: operatorPage, apply: operatorPage } },
+	'/(app)/system-updates': {
+		kind: 'page',
+		view: signedIn,
+		actions: {
+			scan: operatorPage,
+			apply: operatorPage,
+			saveWindow: adminPage,
+			deleteWindow: adminPage,
+			skipWindow: adminPage
+		}
+	},
 	'/(app)/rollouts': { kind: 'page', view: signedIn, actions: { preview: operatorPage, create: operatorPage } },
 	'/(app)/rollouts/[id]': {
 		kind: 'page',

@@ -8,7 +8,8 @@ import { lastFiring, parseCron } from '$lib/clock';
 import { rebootsNow, type Soak } from './policy';
 import { startScan, startUpdate } from './runs';
 import { planFromLastScan } from './views';
-import { nodeInsideWindow, windowsOf } from './windows';
+import { shortfall, workSeconds, type WindowShortfall } from './window-fit';
+import { nodeInsideWindow, windowClosesAfter, windowsOf } from './windows';
 
 const SCAN_SCHEDULE = 'system-scan';
 
@@ -23,7 +24,7 @@ export async function runScheduledSystemUpdates(opts: {
 	timeZone: string;
 	soak?: Soak;
 	now?: Date;
-}): Promise<{ scanRunId: string | null; updateRunIds: string[] }> {
+}): Promise<{ scanRunId: string | null; updateRunIds: string[]; tooShort: TooShort[] }> {
 	const now = opts.now ?? new Date();
 	let scanRunId: string | null = null;
 	if (opts.cron && (await claimFiring(parseCron(opts.cron), opts.timeZone, now))) {
@@ -34,7 +35,12 @@ export async function runScheduledSystemUpdates(opts: {
 			log.info({ reason: err.message }, 'scheduled system update scan not started');
 		}
 	}
-	return { scanRunId, updateRunIds: await applyInsideWindows(now, opts.soak ?? { days: 0, securityExempt: true }) };
+	return { scanRunId, ...(await applyInsideWindows(now, opts.soak ?? { days: 0, securityExempt: true })) };
+}
+
+/** A node left alone because what is left of its window cannot hold its update. */
+export interface TooShort extends WindowShortfall {
+	node: string;
 }
 
 /** True for exactly one console when the cron fired since the last claim (compare-and-set on the row). */
@@ -55,7 +61,7 @@ async function claimFiring(cron: ReturnType<typeof parseCron>, timeZone: string,
 	return claimed.length === 1;
 }
 
-async function applyInsideWindows(now: Date, soak: Soak): Promise<string[]> {
+async function applyInsideWindows(now: Date, soak: Soak): Promise<{ updateRunIds: string[]; tooShort: TooShort[] }> {
 	const candidates = await db()
 		.select({ node: nodes })
 		.from(nodes)
@@ -68,18 +74,32 @@ async function applyInsideWindows(now: Date, soak: Soak): Promise<string[]> {
 				sql`(${sysNodeScans.pendingCount} > 0 or ${sysNodeScans.rebootRequired})`
 			)
 		);
-	if (!candidates.length) return [];
+	if (!candidates.length) return { updateRunIds: [], tooShort: [] };
 	const windows = await windowsOf(candidates.map((c) => c.node));
 	const full = [];
 	const rebootOnly = [];
+	const tooShort: TooShort[] = [];
 	for (const { node } of candidates) {
-		if (!nodeInsideWindow(windows.get(node.id) ?? null, now)) continue;
+		const window = windows.get(node.id) ?? null;
+		if (!window || !nodeInsideWindow(window, now)) continue;
 		const [scan] = await db()
 			.select()
 			.from(sysNodeScans)
 			.where(inArray(sysNodeScans.nodeId, [node.id]));
 		const plan = await planFromLastScan(node, { force_full: false }, soak);
 		const reboot = rebootsNow(plan.reboot, scan!.rebootRequired, true);
+		const installs = node.policy === 'full' ? plan.packages.length : 0;
+		const short = shortfall(
+			workSeconds({ packages: installs, mayReboot: reboot || installs > 0 }),
+			now,
+			windowClosesAfter(window, now)!
+		);
+		if (short && (installs || reboot)) {
+			// Reported, never overrun: the work waits for an opening long enough to hold it.
+			tooShort.push({ node: node.name, ...short });
+			log.info({ node: node.name, ...short }, 'system update left for a longer window');
+			continue;
+		}
 		// Security updates outside a full policy wait for an operator; their reboot is the window's to do.
 		if (node.policy === 'full' && (plan.packages.length || reboot)) full.push(node);
 		else if (reboot) rebootOnly.push(node);
@@ -103,5 +123,5 @@ async function applyInsideWindows(now: Date, soak: Soak): Promise<string[]> {
 			log.info({ err: loggableError(err) }, 'automatic system update not started');
 		}
 	}
-	return started;
+	return { updateRunIds: started, tooShort };
 }

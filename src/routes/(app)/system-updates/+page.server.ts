@@ -1,6 +1,12 @@
 import { redirect } from '@sveltejs/kit';
 import { iso } from '$lib/format';
-import { applyFormSchema, scanFormSchema } from '$lib/schemas/system-updates-forms';
+import {
+	applyFormSchema,
+	scanFormSchema,
+	skipFormSchema,
+	windowFormSchema,
+	windowIdFormSchema
+} from '$lib/schemas/system-updates-forms';
 import { actorOf } from '$lib/server/audit';
 import { authorize } from '$lib/server/auth/access';
 import { principalOf } from '$lib/server/http/api';
@@ -10,23 +16,48 @@ import { startScan, startUpdate } from '$lib/server/sysupdates/runs';
 import { stagedPhases } from '$lib/server/sysupdates/stages';
 import { pinnedNodes, resolveNodes } from '$lib/server/sysupdates/targets';
 import { planFromLastScan, presentNodeUpdates, systemUpdatesView } from '$lib/server/sysupdates/views';
-import { listWindows, presentWindow, windowFor } from '$lib/server/sysupdates/windows';
+import { automaticWork, workSeconds } from '$lib/server/sysupdates/window-fit';
+import {
+	deleteWindow,
+	listWindows,
+	presentWindow,
+	saveWindow,
+	skipNextWindow,
+	windowFor,
+	windowShortfall
+} from '$lib/server/sysupdates/windows';
 import type { Actions, PageServerLoad } from './$types';
 
 export const load: PageServerLoad = async (event) => {
 	event.depends('app:system-updates');
 	const [view, windows, holds] = await Promise.all([systemUpdatesView(), listWindows(), listHolds()]);
+	const now = new Date();
 	const canOperate = authorize(event.route.id, 'POST', '?/apply', principalOf(event)).allow;
+	const canAdmin = authorize(event.route.id, 'POST', '?/saveWindow', principalOf(event)).allow;
+	const nameOf = new Map(view.map((v) => [v.node.id, v.node.name]));
 	return {
 		canOperate,
+		canAdmin,
+		windows: windows.map((w) => {
+			const p = presentWindow(w);
+			return {
+				...p,
+				// A node's window names its node by id: the page shows its name.
+				target: w.scope === 'node' ? (nameOf.get(w.target) ?? w.target) : w.target,
+				skip_until: iso(p.skip_until),
+				next: p.next ? { opens: iso(p.next.opens), closes: iso(p.next.closes) } : null
+			};
+		}),
 		nodes: view.map((v) => {
 			const p = presentNodeUpdates(v);
 			const w = windowFor(v.node, windows);
+			const work = automaticWork(v.node.policy, p.pending_count, p.reboot_required);
+			const short = w && (work.packages || work.mayReboot) ? windowShortfall(w, workSeconds(work), now) : null;
 			return {
 				...p,
 				last_scan: iso(p.last_scan),
 				last_error_at: iso(p.last_error_at),
-				window: w ? { ...presentWindow(w), skip_until: iso(w.skipUntil) } : null,
+				window: w ? { ...presentWindow(w), skip_until: iso(w.skipUntil), too_short: short } : null,
 				holds: holds
 					.filter(
 						(h) =>
@@ -39,6 +70,40 @@ export const load: PageServerLoad = async (event) => {
 };
 
 export const actions: Actions = {
+	/** Creates the window of a node, role or label, or replaces the one it had. */
+	saveWindow: async (event) => {
+		const parsed = await parseForm(event.request, windowFormSchema);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			const w = await saveWindow(actorOf(event), parsed.data);
+			return { notice: `Saved the maintenance window of ${w.scope} ${parsed.data.target}.` };
+		} catch (err) {
+			return formError(err, parsed.form);
+		}
+	},
+
+	deleteWindow: async (event) => {
+		const parsed = await parseForm(event.request, windowIdFormSchema);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			await deleteWindow(actorOf(event), parsed.data.id);
+			return { notice: 'Deleted the maintenance window.' };
+		} catch (err) {
+			return formError(err);
+		}
+	},
+
+	skipWindow: async (event) => {
+		const parsed = await parseForm(event.request, skipFormSchema);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			await skipNextWindow(actorOf(event), parsed.data.id, parsed.data.skip);
+			return { notice: parsed.data.skip ? 'The next opening of the window is skipped.' : 'The window opens again.' };
+		} catch (err) {
+			return formError(err);
+		}
+	},
+
 	/** Scans the ticked nodes, or every node with a pinned host key when none is ticked. */
 	scan: async (event) => {
 		const parsed = await parseForm(event.request, scanFormSchema);

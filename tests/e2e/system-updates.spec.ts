@@ -226,10 +226,13 @@ test('the page shows pending security updates; one node is updated after reviewi
 		json: { labels: { env: 'canary' } }
 	});
 	expect(labelled.status).toBe(200);
-	await page.reload();
+	// Through the app's own links, so the page is live (hydrated) when the boxes are ticked.
+	await page.getByRole('link', { name: 'Runs' }).first().click();
+	await page.getByRole('link', { name: 'System Updates' }).first().click();
 	const before = await runsCount();
 	await page.getByLabel('Select su-full').check();
 	await page.getByLabel('Select su-manual').check();
+	await expect(page.getByTestId('selected-count')).toHaveText('2 selected');
 	await page.getByLabel('Stages').fill('env=canary;reboot');
 	await page.getByRole('button', { name: 'Update per policy…' }).click();
 	await expect(page.getByRole('alert')).toContainText('stages');
@@ -253,7 +256,7 @@ test('an admin adds a maintenance window on the page, skips its next opening, an
 	browser
 }) => {
 	const page = await signInBrowser(browser, 1280, 'admin');
-	await page.goto('/system-updates');
+	await page.getByRole('link', { name: 'System Updates' }).first().click();
 	const windows = page.getByTestId('windows');
 	await windows.getByLabel('For a').selectOption('role');
 	await windows.getByLabel('Node, role or label').fill('web');

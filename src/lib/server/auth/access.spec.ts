@@ -69,7 +69,7 @@ describe('the access table', () => {
 			'/(app)/rollouts/[id]':
 				'GET session:read, POST advance session:operate, POST pause session:operate, POST resume session:operate, POST cancel session:operate, POST rollback session:operate',
 			'/(app)/certificates':
-				'GET session:read, POST scan session:operate, POST plan session:operate, POST rotate session:operate, POST createCa session:admin',
+				'GET session:read, POST scan session:operate, POST plan session:operate, POST rotate session:operate, POST createCa session:admin, POST importCa session:admin, POST trustCa session:admin, POST revoke session:admin, POST saveRole session:admin',
 			'/(app)/releases': 'GET session:read',
 			'/(app)/releases/[id]': 'GET session:read',
 			'/(app)/audit': 'GET session:admin',

@@ -83,7 +83,16 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/(app)/certificates': {
 		kind: 'page',
 		view: signedIn,
-		actions: { scan: operatorPage, plan: operatorPage, rotate: operatorPage, createCa: adminPage }
+		actions: {
+			scan: operatorPage,
+			plan: operatorPage,
+			rotate: operatorPage,
+			createCa: adminPage,
+			importCa: adminPage,
+			trustCa: adminPage,
+			revoke: adminPage,
+			saveRole: adminPage
+		}
 	},
 	'/(app)/releases': { kind: 'page', view: signedIn },
 	'/(app)/releases/[id]': { kind: 'page', view: signedIn },

@@ -105,7 +105,8 @@ test('an admin creates the internal CA on the page', async ({ browser }) => {
 	await importForm.getByLabel('Its certificate (PEM)').fill('not a certificate');
 	await importForm.getByLabel('Its private key (PEM)').fill('not a key');
 	await importForm.getByRole('button', { name: 'Import CA' }).click();
-	await expect(page.getByRole('alert').first()).toContainText('cert_pem');
+	await expect(page.getByRole('alert').first()).toContainText('Give exactly one CA certificate in PEM');
+	await expect(importForm.locator('.field-error')).toBeVisible();
 	const cas = await (await call('/api/security/certificates/ca', { headers: bearer(tokens.read) })).json();
 	expect(cas.items).toEqual([]);
 	await page.getByLabel('New internal CA').fill('Flotilla e2e CA');

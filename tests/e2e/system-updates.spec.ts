@@ -257,6 +257,14 @@ test('an admin adds a maintenance window on the page, skips its next opening, an
 }) => {
 	const page = await signInBrowser(browser, 1280, 'admin');
 	await page.getByRole('link', { name: 'System Updates' }).first().click();
+	const schedule = page.getByTestId('scan-schedule');
+	await schedule.getByLabel('Cron (five fields, or off)').fill('0 25 * * *');
+	await schedule.getByRole('button', { name: 'Save schedule' }).click();
+	await expect(schedule.locator('.field-error')).toContainText('five-field cron');
+	await schedule.getByLabel('Cron (five fields, or off)').fill('15 4 * * 1-5');
+	await schedule.getByLabel('Schedule time zone').fill('Europe/Berlin');
+	await schedule.getByRole('button', { name: 'Save schedule' }).click();
+	await expect(schedule).toContainText('scanned at 15 4 * * 1-5 (Europe/Berlin), as set here');
 	const windows = page.getByTestId('windows');
 	await windows.getByLabel('For a').selectOption('role');
 	await windows.getByLabel('Node, role or label').fill('web');
@@ -291,6 +299,7 @@ test('an admin adds a maintenance window on the page, skips its next opening, an
 	await row.getByRole('button', { name: 'Delete the window of role web' }).click();
 	await expect(row).toHaveCount(0);
 	const audit = await db`select action from audit_log where action like 'system_updates.window%' order by id`;
+	expect((await db`select count(*)::int as n from audit_log where action = 'system_updates.schedule'`)[0]!.n).toBe(1);
 	expect(audit.map((a) => a.action).slice(-3)).toEqual([
 		'system_updates.window',
 		'system_updates.window_skip',

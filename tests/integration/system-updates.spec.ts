@@ -22,7 +22,7 @@ import { createCredential } from '../../src/lib/server/keys/credentials';
 import { connect } from '../../src/lib/server/ssh/connection';
 import { sh } from '../../src/lib/server/ssh/shell';
 import { startScan, startUpdate } from '../../src/lib/server/sysupdates/runs';
-import { runScheduledSystemUpdates } from '../../src/lib/server/sysupdates/schedule';
+import { runScheduledSystemUpdates, saveScanSchedule, scanSchedule } from '../../src/lib/server/sysupdates/schedule';
 import { saveWindow, skipNextWindow } from '../../src/lib/server/sysupdates/windows';
 import { windowSchema } from '../../src/lib/schemas/system-updates';
 import { freshPostgres } from '../support/databases';
@@ -453,6 +453,25 @@ describe('schedule and maintenance windows', () => {
 		const done = await waitForRun(fired.scanRunId!, ['succeeded', 'failed'], 90_000);
 		expect(done.tasks.length).toBe(bed.hosts.length);
 		expect(done.state).toBe('succeeded');
+	}, 120_000);
+
+	it('a schedule set on the page overrides the configured one, counts from when it was set, and can be off', async () => {
+		await saveScanSchedule(systemActor, { cron: '30 3 * * *', time_zone: 'UTC' });
+		const configured = { cron: '0 2 * * *', timeZone: 'UTC' };
+		expect(await scanSchedule(configured)).toEqual({ cron: '30 3 * * *', timeZone: 'UTC', setOnPage: true });
+		const at = (iso: string) => runScheduledSystemUpdates({ ...configured, now: new Date(iso) });
+		// Set now (the real clock): it first fires at the next 03:30 UTC after now, and not at 02:00 as configured.
+		const due = new Date();
+		due.setUTCHours(3, 30, 0, 0);
+		if (due <= new Date()) due.setUTCDate(due.getUTCDate() + 1);
+		const offset = (ms: number) => new Date(due.getTime() + ms).toISOString();
+		expect((await at(offset(-60_000))).scanRunId).toBeNull();
+		const fired = await at(offset(30_000));
+		expect(fired.scanRunId).not.toBeNull();
+		await waitForRun(fired.scanRunId!, ['succeeded', 'failed'], 90_000);
+		await saveScanSchedule(systemActor, { cron: 'off', time_zone: 'UTC' });
+		expect(await scanSchedule(configured)).toMatchObject({ cron: null, setOnPage: true });
+		expect((await at(offset(86_400_000 + 30_000))).scanRunId).toBeNull();
 	}, 120_000);
 
 	it('inside its window a full node is updated and a security node only reboots; outside, or skipped, nothing happens', async () => {

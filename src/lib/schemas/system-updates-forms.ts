@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import { nodeRefSchema, skipSchema, stagesSchema, windowSchema } from './system-updates';
+import { nodeRefSchema, scanScheduleSchema, skipSchema, stagesSchema, windowSchema } from './system-updates';
+
+export const scheduleFormSchema = scanScheduleSchema;
 
 /** The System Updates page's forms: the nodes ticked (or one node's button), and what to do to them. */
 const nodesField = z.preprocess(

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseCron } from '$lib/clock';
 import { wrongType } from './common';
 import { nodeNameSchema, roleNameSchema } from './nodes';
 import { packageNameSchema } from './remote';
@@ -141,3 +142,25 @@ export const stagesSchema = z
 	.refine((l) => new Set(l).size === l.length, 'names a label twice');
 
 export const skipSchema = z.object({ skip: z.boolean({ error: 'must be true or false' }) }).strict();
+
+/** The fleet scan's schedule, as an admin sets it on the page: five-field cron (or `off`) in an IANA zone. */
+export const scanScheduleSchema = z
+	.object({
+		cron: z
+			.string({ error: 'is required' })
+			.trim()
+			.refine(
+				(v) => {
+					if (v === 'off') return true;
+					try {
+						parseCron(v);
+						return true;
+					} catch {
+						return false;
+					}
+				},
+				{ message: 'must be a five-field cron expression (e.g. 0 2 * * *) or off' }
+			),
+		time_zone: z.string({ error: 'is required' }).refine(isTimeZone, 'must be an IANA time zone, e.g. America/New_York')
+	})
+	.strict();

@@ -64,7 +64,7 @@ describe('the access table', () => {
 			'/(app)/code-sync':
 				'GET session:read, POST plan session:operate, POST update session:operate, POST pin session:operate, POST saveRole session:admin, POST deleteRole session:admin',
 			'/(app)/system-updates':
-				'GET session:read, POST scan session:operate, POST apply session:operate, POST saveWindow session:admin, POST deleteWindow session:admin, POST skipWindow session:admin',
+				'GET session:read, POST scan session:operate, POST apply session:operate, POST saveWindow session:admin, POST deleteWindow session:admin, POST saveSchedule session:admin, POST skipWindow session:admin',
 			'/(app)/rollouts': 'GET session:read, POST preview session:operate, POST create session:operate',
 			'/(app)/rollouts/[id]':
 				'GET session:read, POST advance session:operate, POST pause session:operate, POST resume session:operate, POST cancel session:operate, POST rollback session:operate',

@@ -65,6 +65,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 			apply: operatorPage,
 			saveWindow: adminPage,
 			deleteWindow: adminPage,
+			saveSchedule: adminPage,
 			skipWindow: adminPage
 		}
 	},

@@ -1,5 +1,5 @@
 import { and, eq, inArray, isNull, ne, sql } from 'drizzle-orm';
-import { systemActor } from '$lib/server/audit';
+import { recordAudit, systemActor, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import { nodes, sysNodeScans, sysSchedules } from '$lib/server/db/schema';
 import { ServiceError } from '$lib/server/errors';
@@ -27,7 +27,8 @@ export async function runScheduledSystemUpdates(opts: {
 }): Promise<{ scanRunId: string | null; updateRunIds: string[]; tooShort: TooShort[] }> {
 	const now = opts.now ?? new Date();
 	let scanRunId: string | null = null;
-	if (opts.cron && (await claimFiring(parseCron(opts.cron), opts.timeZone, now))) {
+	const { cron, timeZone } = await scanSchedule(opts);
+	if (cron && (await claimFiring(parseCron(cron), timeZone, now))) {
 		try {
 			scanRunId = (await startScan(systemActor, { refresh: true })).id;
 		} catch (err) {
@@ -41,6 +42,31 @@ export async function runScheduledSystemUpdates(opts: {
 /** A node left alone because what is left of its window cannot hold its update. */
 export interface TooShort extends WindowShortfall {
 	node: string;
+}
+
+/** The fleet scan's schedule: an admin's, set on the page, else the configured one. */
+export async function scanSchedule(configured: {
+	cron: string | null;
+	timeZone: string;
+}): Promise<{ cron: string | null; timeZone: string; setOnPage: boolean }> {
+	const [row] = await db().select().from(sysSchedules).where(eq(sysSchedules.name, SCAN_SCHEDULE));
+	if (!row?.cron) return { ...configured, setOnPage: false };
+	return { cron: row.cron === 'off' ? null : row.cron, timeZone: row.timeZone ?? configured.timeZone, setOnPage: true };
+}
+
+/** Sets the fleet scan's schedule (`off`: none); it counts from now, so a changed cron does not fire at once. */
+export async function saveScanSchedule(actor: Actor, input: { cron: string; time_zone: string }): Promise<void> {
+	const values = { cron: input.cron, timeZone: input.time_zone };
+	await db()
+		.insert(sysSchedules)
+		.values({ name: SCAN_SCHEDULE, lastFiredAt: new Date(), ...values })
+		.onConflictDoUpdate({ target: sysSchedules.name, set: { ...values, lastFiredAt: new Date() } });
+	await recordAudit(actor, {
+		action: 'system_updates.schedule',
+		targetType: 'schedule',
+		targetId: SCAN_SCHEDULE,
+		details: values
+	});
 }
 
 /** True for exactly one console when the cron fired since the last claim (compare-and-set on the row). */

@@ -3,6 +3,7 @@ import { iso } from '$lib/format';
 import {
 	applyFormSchema,
 	scanFormSchema,
+	scheduleFormSchema,
 	skipFormSchema,
 	windowFormSchema,
 	windowIdFormSchema
@@ -12,6 +13,8 @@ import { authorize } from '$lib/server/auth/access';
 import { principalOf } from '$lib/server/http/api';
 import { formError, parseForm } from '$lib/server/http/forms';
 import { listHolds } from '$lib/server/sysupdates/holds';
+import { config } from '$lib/server/config';
+import { saveScanSchedule, scanSchedule } from '$lib/server/sysupdates/schedule';
 import { startScan, startUpdate } from '$lib/server/sysupdates/runs';
 import { stagedPhases } from '$lib/server/sysupdates/stages';
 import { pinnedNodes, resolveNodes } from '$lib/server/sysupdates/targets';
@@ -30,7 +33,13 @@ import type { Actions, PageServerLoad } from './$types';
 
 export const load: PageServerLoad = async (event) => {
 	event.depends('app:system-updates');
-	const [view, windows, holds] = await Promise.all([systemUpdatesView(), listWindows(), listHolds()]);
+	const cfg = config();
+	const [view, windows, holds, schedule] = await Promise.all([
+		systemUpdatesView(),
+		listWindows(),
+		listHolds(),
+		scanSchedule({ cron: cfg.systemScanCron, timeZone: cfg.systemScanTimeZone })
+	]);
 	const now = new Date();
 	const canOperate = authorize(event.route.id, 'POST', '?/apply', principalOf(event)).allow;
 	const canAdmin = authorize(event.route.id, 'POST', '?/saveWindow', principalOf(event)).allow;
@@ -38,6 +47,7 @@ export const load: PageServerLoad = async (event) => {
 	return {
 		canOperate,
 		canAdmin,
+		schedule,
 		windows: windows.map((w) => {
 			const p = presentWindow(w);
 			return {
@@ -80,6 +90,18 @@ export const actions: Actions = {
 		} catch (err) {
 			return formError(err, parsed.form);
 		}
+	},
+
+	saveSchedule: async (event) => {
+		const parsed = await parseForm(event.request, scheduleFormSchema);
+		if (!parsed.ok) return parsed.failure;
+		await saveScanSchedule(actorOf(event), parsed.data);
+		return {
+			notice:
+				parsed.data.cron === 'off'
+					? 'The fleet is no longer scanned on a schedule.'
+					: `The fleet is scanned at ${parsed.data.cron} (${parsed.data.time_zone}).`
+		};
 	},
 
 	deleteWindow: async (event) => {

@@ -1,4 +1,6 @@
-import { writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, test, type Browser, type Page } from '@playwright/test';
 import { hostPaths, startTestbed, type Testbed } from '../testbed/testbed.ts';
@@ -97,6 +99,17 @@ async function signInBrowser(browser: Browser, role: 'admin' | 'operator', width
 test('an admin creates the internal CA on the page', async ({ browser }) => {
 	const page = await signInBrowser(browser, 'admin');
 	await page.getByRole('link', { name: 'TLS Certificates' }).click();
+	// Importing garbage is refused, naming the field, and leaves no CA behind.
+	const importForm = page.getByTestId('import-ca');
+	await importForm.getByLabel('Internal CA to import').fill('Garbage CA');
+	await importForm.getByLabel('Its certificate (PEM)').fill('not a certificate');
+	await importForm.getByLabel('Its private key (PEM)').fill('not a key');
+	await importForm.getByRole('button', { name: 'Import CA' }).click();
+	await expect(page.getByRole('alert').first()).toContainText('Give exactly one CA certificate in PEM');
+	await expect(importForm.locator('.field-error')).toBeVisible();
+	const cas = await (await call('/api/security/certificates/ca', { headers: bearer(tokens.read) })).json();
+	// Only the testbed's CA, trusted before: no imported one.
+	expect(cas.items.map((c: { name: string }) => c.name)).not.toContain('Garbage CA');
 	await page.getByLabel('New internal CA').fill('Flotilla e2e CA');
 	await page.getByRole('button', { name: 'Create CA' }).click();
 	await expect(page.getByText('Created the internal CA Flotilla e2e CA')).toBeVisible();
@@ -153,4 +166,71 @@ test('the page works at 390 px', async ({ browser }) => {
 	await expect(page.getByRole('heading', { name: 'TLS Certificates' })).toBeVisible();
 	await expect(page.getByTestId('cert-inventory')).toBeVisible();
 	await page.screenshot({ path: `${shots}/certificates-390.png`, fullPage: true });
+});
+
+test('an admin trusts a CA, sets the TLS settings of a role and revokes an issued certificate on the page', async ({
+	browser
+}) => {
+	const page = await signInBrowser(browser, 'admin');
+	await page.goto('/certificates');
+	const dir = await mkdtemp(join(tmpdir(), 'flotilla-e2e-ca-'));
+	execFileSync('openssl', [
+		'req',
+		'-x509',
+		'-newkey',
+		'ec',
+		'-pkeyopt',
+		'ec_paramgen_curve:P-256',
+		'-nodes',
+		'-days',
+		'30',
+		'-subj',
+		'/CN=Partner CA',
+		'-keyout',
+		join(dir, 'ca.key'),
+		'-out',
+		join(dir, 'ca.pem')
+	]);
+	const trust = page.getByTestId('trust-ca');
+	await trust.getByLabel('Trusted CA (certificate only)').fill('Partner CA');
+	await trust.getByLabel('Its certificate (PEM)').fill(await readFile(join(dir, 'ca.pem'), 'utf8'));
+	await trust.getByRole('button', { name: 'Add to the trust bundle' }).click();
+	await expect(page.getByText('Added Partner CA to the trusted CAs.')).toBeVisible();
+	await expect(page.locator('li', { hasText: 'Partner CA' }).first()).toContainText('trusted');
+
+	const roles = page.getByTestId('cert-roles');
+	await roles.getByLabel('Role', { exact: true }).fill('e2e-web');
+	await roles.getByLabel('Certificate path').fill('/etc/ssl/e2e-web.pem');
+	await roles.getByLabel('Key path').fill('/etc/ssl/e2e-web.key');
+	await roles.getByLabel('Endpoints').fill('443 99999');
+	await roles.getByLabel('Reload command').fill('systemctl\nreload\nnginx');
+	await roles.getByRole('button', { name: 'Save role settings' }).click();
+	await expect(page.getByRole('alert').first()).toContainText('endpoints');
+	await roles.getByLabel('Endpoints').fill('443 8443:api.example.com');
+	await roles.getByRole('button', { name: 'Save role settings' }).click();
+	await expect(page.getByText('Saved the certificate settings of role e2e-web.')).toBeVisible();
+	const saved = await (await call('/api/security/certificates/roles', { headers: bearer(tokens.read) })).json();
+	expect(saved.items.find((r: { role: string }) => r.role === 'e2e-web')).toMatchObject({
+		endpoints: [{ port: 443 }, { port: 8443, servername: 'api.example.com' }],
+		reload_command: ['systemctl', 'reload', 'nginx'],
+		issuer: 'ca'
+	});
+
+	// The rotation above issued tls-2 a certificate from the internal CA: revoke it, after saying no once.
+	const issued = page.getByTestId('issued');
+	const row = issued.locator('tr[data-issued]').first();
+	await expect(row).toContainText('tls-2');
+	let asked = '';
+	page.once('dialog', (d) => {
+		asked = d.message();
+		void d.dismiss();
+	});
+	await row.getByRole('button', { name: /^Revoke / }).click();
+	expect(asked).toMatch(/^Revoke certificate [0-9A-F]+ of tls-2\? The CRL will list it\.$/);
+	page.once('dialog', (d) => void d.accept());
+	await row.getByRole('button', { name: /^Revoke / }).click();
+	await expect(row).toContainText('revoked (superseded)');
+	await page.screenshot({ path: `${shots}/certificates-admin.png`, fullPage: true });
+	const list = await (await call('/api/security/certificates/issued', { headers: bearer(tokens.read) })).json();
+	expect(list.items.filter((c: { revoked_at: string | null }) => c.revoked_at).length).toBe(1);
 });

@@ -137,6 +137,14 @@ test('bad input is a 400 (or 404) naming the field, and starts nothing', async (
 	expect(await runsCount()).toBe(before);
 });
 
+test('a node never scanned says so, not that needrestart is missing', async ({ browser }) => {
+	const page = await signInBrowser(browser, 1280);
+	await page.goto('/system-updates');
+	const services = page.locator('tr[data-node="su-full"]').getByTestId('services');
+	await expect(services).toHaveText('not scanned yet');
+	await page.screenshot({ path: 'test-results/system-updates-unscanned.png', fullPage: true });
+});
+
 test('a scan through the API fills GET /api/updates/system, security updates marked with their pocket', async () => {
 	const res = await call('/api/updates/system/scan', { method: 'POST', headers: operate(), json: { nodes: names } });
 	expect(res.status).toBe(202);
@@ -166,11 +174,11 @@ test('a scan through the API fills GET /api/updates/system, security updates mar
 	]);
 });
 
-async function signInBrowser(browser: Browser, width: number): Promise<Page> {
+async function signInBrowser(browser: Browser, width: number, who: 'operator' | 'admin' = 'operator'): Promise<Page> {
 	const page = await (await browser.newContext({ viewport: { width, height: 900 } })).newPage();
 	await page.goto('/login');
-	await page.getByLabel('Username').fill(people.operator.username);
-	await page.getByLabel('Password').fill(people.operator.password);
+	await page.getByLabel('Username').fill(people[who].username);
+	await page.getByLabel('Password').fill(people[who].password);
 	await page.getByRole('button', { name: 'Sign in' }).click();
 	await expect(page.getByRole('heading', { name: 'Fleet Overview' })).toBeVisible();
 	return page;
@@ -209,9 +217,92 @@ test('the page shows pending security updates; one node is updated after reviewi
 	await page.goto('/system-updates');
 	await expect(page.locator('tr[data-node="su-security"]').getByTestId('pending')).toHaveText('1');
 	await expect(page.locator('tr[data-node="su-security"]').getByTestId('reboot')).toContainText('required');
+	await expect(page.locator('tr[data-node="su-full"]').getByTestId('services')).toHaveText('—');
+
+	// Staged patching: the canary-labelled node first, the rest after, as the plan shows before anything starts.
+	const labelled = await call(`/api/nodes/${ids.get('su-manual')}`, {
+		method: 'PATCH',
+		headers: cookie(admin),
+		json: { labels: { env: 'canary' } }
+	});
+	expect(labelled.status).toBe(200);
+	// Through the app's own links, so the page is live (hydrated) when the boxes are ticked.
+	await page.getByRole('link', { name: 'Runs' }).first().click();
+	await page.getByRole('link', { name: 'System Updates' }).first().click();
+	const before = await runsCount();
+	await page.getByLabel('Select su-full').check();
+	await page.getByLabel('Select su-manual').check();
+	await expect(page.getByTestId('selected-count')).toHaveText('2 selected');
+	await page.getByLabel('Stages').fill('canary');
+	await page.getByRole('button', { name: 'Update per policy…' }).click();
+	await expect(page.getByRole('alert')).toContainText('stages');
+	await page.getByLabel('Stages').fill('env=canary');
+	await page.getByRole('button', { name: 'Update per policy…' }).click();
+	const stages = page.getByTestId('apply-dialog').getByTestId('plan-stages');
+	await expect(stages.locator('[data-stage="1"]')).toContainText('env=canary su-manual');
+	await expect(stages.locator('[data-stage="1"]')).toContainText('a failure here stops the later stages');
+	await expect(stages.locator('[data-stage="2"]')).toContainText('the rest su-full');
+	await page.screenshot({ path: 'test-results/system-updates-stages.png' });
+	await page.getByTestId('apply-dialog').getByRole('button', { name: 'Cancel', exact: true }).click();
+	expect(await runsCount()).toBe(before);
 
 	const narrow = await signInBrowser(browser, 390);
 	await narrow.goto('/system-updates');
 	await expect(narrow.locator('tr[data-node="su-full"]').getByTestId('pending')).toContainText('2 security');
 	await narrow.screenshot({ path: 'test-results/system-updates-390.png', fullPage: true });
+});
+
+test('an admin adds a maintenance window on the page, skips its next opening, and deletes it after confirming', async ({
+	browser
+}) => {
+	const page = await signInBrowser(browser, 1280, 'admin');
+	await page.getByRole('link', { name: 'System Updates' }).first().click();
+	const schedule = page.getByTestId('scan-schedule');
+	await schedule.getByLabel('Cron (five fields, or off)').fill('0 25 * * *');
+	await schedule.getByRole('button', { name: 'Save schedule' }).click();
+	await expect(schedule.locator('.field-error')).toContainText('five-field cron');
+	await schedule.getByLabel('Cron (five fields, or off)').fill('15 4 * * 1-5');
+	await schedule.getByLabel('Schedule time zone').fill('Europe/Berlin');
+	await schedule.getByRole('button', { name: 'Save schedule' }).click();
+	await expect(schedule).toContainText('scanned at 15 4 * * 1-5 (Europe/Berlin), as set here');
+	const windows = page.getByTestId('windows');
+	await windows.getByLabel('For a').selectOption('role');
+	await windows.getByLabel('Node, role or label').fill('web');
+	await windows.getByLabel('Time zone').fill('Mars/Olympus');
+	await windows.getByRole('button', { name: 'Save window' }).click();
+	await expect(windows.locator('.field-error')).toContainText('IANA time zone');
+	expect((await db`select count(*)::int as n from sys_windows where target = 'web'`)[0]!.n).toBe(0);
+
+	await windows.getByLabel('Time zone').fill('Europe/Berlin');
+	await windows.getByLabel('Opens at').fill('02:00');
+	await windows.getByLabel('Closes at').fill('02:05');
+	await windows.getByRole('button', { name: 'Save window' }).click();
+	const row = windows.locator('tr[data-window="role:web"]');
+	await expect(row).toContainText('02:00–02:05 Europe/Berlin, mon tue wed thu fri');
+	// su-full (full policy, three packages pending) cannot fit its update in five minutes: the page says so.
+	await expect(page.locator('tr[data-node="su-full"]').getByTestId('window-too-short')).toContainText(
+		'too short: its work needs ~'
+	);
+	await page.screenshot({ path: 'test-results/system-updates-windows.png', fullPage: true });
+
+	await row.getByRole('button', { name: 'Skip next' }).click();
+	await expect(row).toContainText('skipped until');
+	let asked = '';
+	page.once('dialog', (d) => {
+		asked = d.message();
+		void d.dismiss();
+	});
+	await row.getByRole('button', { name: 'Delete the window of role web' }).click();
+	expect(asked).toBe('Delete the maintenance window of role web?');
+	await expect(row).toBeVisible();
+	page.once('dialog', (d) => void d.accept());
+	await row.getByRole('button', { name: 'Delete the window of role web' }).click();
+	await expect(row).toHaveCount(0);
+	const audit = await db`select action from audit_log where action like 'system_updates.window%' order by id`;
+	expect((await db`select count(*)::int as n from audit_log where action = 'system_updates.schedule'`)[0]!.n).toBe(1);
+	expect(audit.map((a) => a.action).slice(-3)).toEqual([
+		'system_updates.window',
+		'system_updates.window_skip',
+		'system_updates.window_delete'
+	]);
 });

@@ -23,6 +23,7 @@ import { log } from '../../src/lib/server/log';
 import { freshPostgres } from '../support/databases';
 import { waitFor, waitForRun } from '../support/engine';
 import { hostPaths, startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
+import { POST as rotateEndpoint } from '../../src/routes/api/security/certificates/rotate/+server';
 
 /**
  * Certificate rotation on real sshd hosts (127.0.1.194–197) serving real TLS: what is served is proved by
@@ -39,13 +40,15 @@ const logged: string[] = [];
 
 /**
  * The role's reload: the testbed's graceful reload, except that a marker file makes it reload and then fail
- * (`fail-reload`), hang (`hang-reload`), or do nothing and say it worked (`noop-reload`), once.
+ * (`fail-reload`), hang (`hang-reload`), or do nothing and say it worked (`noop-reload`), once; or fail every
+ * reload without reloading, until it is removed (`broken-reload`).
  */
 /** How long the hung reload sleeps: a number of this test's own, so that its process is told apart from others'. */
 const HANG_SECONDS = 600 + Math.floor(Math.random() * 90_000);
 const reloadScript = `#!/bin/sh
 if [ -e /etc/flotilla/hang-reload ]; then rm -f /etc/flotilla/hang-reload; sleep ${HANG_SECONDS}; fi
 if [ -e /etc/flotilla/noop-reload ]; then rm -f /etc/flotilla/noop-reload; exit 0; fi
+if [ -e /etc/flotilla/broken-reload ]; then echo "reload: the service manager is broken" >&2; exit 1; fi
 if [ -e /etc/flotilla/fail-reload ]; then
 	rm -f /etc/flotilla/fail-reload
 	systemctl reload tls-endpoint
@@ -281,6 +284,58 @@ describe('certificate rotation on real hosts', () => {
 		expect(done.reason).toMatch(/failed in phase 0/);
 		expect(await Promise.all(bed.hosts.map(served))).toEqual(before);
 		expect(await served(api!)).toBe(before[3]);
+	});
+
+	it('a rollback whose own reload fails ends failed and needing attention, with the reason', async () => {
+		const host = bed.hosts[2]!;
+		const oldFile = await onDisk(host);
+		const before = await served(host);
+		await mark(host, 'broken-reload');
+		try {
+			const done = await rotateAndWait(['web-2']);
+			expect(done.state).toBe('failed');
+			expect(done.tasks[0]).toMatchObject({ state: 'failed', needsAttention: true });
+			expect(done.tasks[0]!.error).toMatch(/^reload: /);
+			const steps = done.tasks[0]!.steps.map((s) => `${s.phase}:${s.name}:${s.state}`);
+			expect(steps).toContain('undo:install:failed');
+			// The backup went back on disk before the reload that failed; no reload ever served the new one.
+			expect(await onDisk(host)).toBe(oldFile);
+			expect(await served(host)).toBe(before);
+		} finally {
+			await rm(join(host.root, 'etc/flotilla/broken-reload'), { force: true });
+		}
+	});
+
+	it('a rotation of a node another rotation is still on answers 409, and starts nothing', async () => {
+		const host = bed.hosts[3]!;
+		await mark(host, 'hang-reload');
+		const { runId } = await startRotation(systemActor, { nodes: ['api-3'], dry_run: false });
+		try {
+			await waitFor(
+				'the hung reload',
+				async () => (await getRun(runId!)).tasks[0]?.steps.some((s) => s.name === 'reload' && s.state === 'running'),
+				60_000
+			);
+			const runsBefore = await db().execute(sql`select count(*)::int as n from runs`);
+			const res = await rotateEndpoint({
+				request: new Request('http://console/api/security/certificates/rotate', {
+					method: 'POST',
+					headers: { 'content-type': 'application/json' },
+					body: JSON.stringify({ nodes: ['api-3', 'web-1'] })
+				}),
+				url: new URL('http://console/api/security/certificates/rotate'),
+				params: {},
+				locals: {},
+				getClientAddress: () => '127.0.0.1'
+			} as never);
+			expect(res.status).toBe(409);
+			expect((await res.json()).error.code).toBe('conflict');
+			expect(await db().execute(sql`select count(*)::int as n from runs`)).toEqual(runsBefore);
+		} finally {
+			await cancelRun(systemActor, runId!);
+			await waitForRun(runId!, ['cancelled'], 60_000);
+			await rm(join(host.root, 'etc/flotilla/hang-reload'), { force: true });
+		}
 	});
 
 	it('a cancel during a hung reload kills it on the node, restores the backup and serves the old certificate', async () => {

@@ -1,10 +1,14 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemActor } from '../../src/lib/server/audit';
+import { createCaSchema } from '../../src/lib/schemas/certificates';
+import { createInternalCa } from '../../src/lib/server/certs/authority';
 import { listInventory } from '../../src/lib/server/certs/inventory';
+import { listIssued } from '../../src/lib/server/certs/issued';
+import { startRotation } from '../../src/lib/server/certs/plan';
 import { startScan } from '../../src/lib/server/certs/scan';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
@@ -12,6 +16,7 @@ import { registerDomains } from '../../src/lib/server/domains';
 import { startEngine, stopEngine } from '../../src/lib/server/engine';
 import { listNodes } from '../../src/lib/server/fleet/nodes';
 import { startDemoFleet, type DemoFleet } from '../../src/lib/server/sim/demo-fleet';
+import { nodePaths } from '../../src/lib/server/sim/paths';
 import { freshPglite } from '../support/databases';
 import { waitForRun } from '../support/engine';
 
@@ -65,5 +70,29 @@ describe('the demo fleet’s certificates', () => {
 		const { items: rows } = await listNodes({ limit: 500 });
 		expect(rows.find((n) => n.name === 'app-06')!.status).toBe('CERT_EXPIRED');
 		expect(rows.find((n) => n.name === 'app-03')!.status).toBe('CERT_EXPIRING');
+	});
+
+	it('a rotation succeeds on the demo fleet: the node makes its key and request, the internal CA signs, the new file is read back', async () => {
+		await createInternalCa(systemActor, createCaSchema.parse({ name: 'Demo internal CA' }));
+		const host = fleet.hosts.find((h) => h.name === 'app-03')!;
+		const oldCert = host.model.files.get(nodePaths.tlsCert)!;
+		const oldKey = host.model.files.get(nodePaths.tlsKey)!;
+		const { runId } = await startRotation(systemActor, { nodes: ['app-03'], dry_run: false });
+		const run = await waitForRun(runId!, ['succeeded', 'failed'], 60_000);
+		expect(run.tasks.map((t) => [t.nodeName, t.state, t.error])).toEqual([['app-03', 'succeeded', null]]);
+		const newCert = host.model.files.get(nodePaths.tlsCert)!;
+		expect(newCert).not.toBe(oldCert);
+		expect(host.model.files.get(nodePaths.tlsKey)).not.toBe(oldKey);
+		// The new key is the one the node made: it matches the certificate the CA signed, and never left the node.
+		const cert = new X509Certificate(newCert);
+		expect(cert.checkPrivateKey(createPrivateKey(host.model.files.get(nodePaths.tlsKey)!))).toBe(true);
+		expect(cert.issuer).toBe('CN=Demo internal CA');
+		const [issued] = await listIssued();
+		expect(issued!.fingerprint).toBe(cert.fingerprint256);
+		// The backups stay beside the files; nothing of the request is left.
+		expect([...host.model.files.keys()].filter((f) => f.includes('csr') || f.endsWith('.flotilla-new'))).toEqual([]);
+		const items = await listInventory();
+		const app03 = items.find((i) => i.node === 'app-03')!;
+		expect(app03).toMatchObject({ level: 'ok', fingerprint_sha256: cert.fingerprint256 });
 	});
 });

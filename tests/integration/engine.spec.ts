@@ -49,15 +49,18 @@ registerFlow({
 
 /**
  * Two steps with nothing to undo, the second failing on the nodes named in `on`: such a task ends rolled_back
- * although no undo ran (the engine calls a task rolled back once any step had completed).
+ * although no undo ran (the engine calls a task rolled back once any step had completed), unless its flow
+ * declares that it never rolls back.
  */
-for (const [kind, readOnly] of [
-	['test-no-undo', false],
-	['test-look-fails', true]
+for (const [kind, readOnly, neverRollsBack] of [
+	['test-no-undo', false, false],
+	['test-look-fails', true, false],
+	['test-never-rolls-back', false, true]
 ] as const) {
 	registerFlow<{ on: string[] }>({
 		kind,
 		readOnly,
+		neverRollsBack,
 		steps: [
 			{
 				name: 'look',
@@ -172,6 +175,22 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 				...Array.from({ length: at }, (_, i) => `undo-${at - i}`)
 			]);
 		}
+	});
+
+	it('a flow that never rolls back ends a task failed at its second step as failed, not rolled_back', async () => {
+		const names = fleet.hosts.map((h) => h.name);
+		const run = await createRun(systemActor, {
+			kind: 'test-never-rolls-back',
+			title: 'never rolls back',
+			nodeIds: fleet.nodeIds.slice(0, 2),
+			params: { on: names.slice(0, 1) }
+		});
+		const done = await waitForRun(run.id, ['succeeded', 'failed']);
+		expect(done.tasks.map((t) => [t.nodeName, t.state, t.needsAttention])).toEqual([
+			[names[0], 'failed', false],
+			[names[1], 'succeeded', false]
+		]);
+		expect(done.tasks[0]!.error).toContain('change: exited with 1: change failed');
 	});
 
 	it('GET /api/runs/{id} lists every step attempt of a rolled-back task in order, undos and verify included', async () => {

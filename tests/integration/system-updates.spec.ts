@@ -22,7 +22,7 @@ import { createCredential } from '../../src/lib/server/keys/credentials';
 import { connect } from '../../src/lib/server/ssh/connection';
 import { sh } from '../../src/lib/server/ssh/shell';
 import { startScan, startUpdate } from '../../src/lib/server/sysupdates/runs';
-import { runScheduledSystemUpdates } from '../../src/lib/server/sysupdates/schedule';
+import { runScheduledSystemUpdates, saveScanSchedule, scanSchedule } from '../../src/lib/server/sysupdates/schedule';
 import { saveWindow, skipNextWindow } from '../../src/lib/server/sysupdates/windows';
 import { windowSchema } from '../../src/lib/schemas/system-updates';
 import { freshPostgres } from '../support/databases';
@@ -319,6 +319,33 @@ describe('the dpkg lock', () => {
 		expect((await bed.packages(host(6)))[0]!.installed).toBe('1.0-1');
 	}, 90_000);
 
+	it('staged patching: the canary stage goes first, and its failure stops the later stages', async () => {
+		await bed.setPackages(host(6), [pkg('openssl', ['bookworm-security'])]);
+		await bed.setPackages(host(0), [pkg('openssl', ['bookworm-security'])]);
+		const [canary] = await db()
+			.update(nodes)
+			.set({ labels: { stage: 'canary' } })
+			.where(eq(nodes.id, node(6).id))
+			.returning();
+		nodeOf.set(canary!.name, canary!);
+		await holdLock(600);
+		const logged = (await bed.commandLog(host(0))).length;
+		const run = await startUpdate(
+			systemActor,
+			[node(0), node(6)],
+			{ force_full: false, reboot: 'never' },
+			{ lockTimeoutSeconds: 2, stages: ['stage=canary'] }
+		);
+		const done = await waitForRun(run.id, ['failed'], 60_000);
+		expect(done.tasks.map((t) => [t.nodeName, t.phase, t.state])).toEqual([
+			[host(6).name, 0, 'failed'],
+			[host(0).name, 1, 'skipped']
+		]);
+		expect(done.reason).toBe('1 task(s) failed in phase 0, which must succeed before the rest');
+		expect((await bed.packages(host(0)))[0]!.installed).toBe('1.0-1');
+		expect((await bed.commandLog(host(0))).slice(logged).filter((l) => l.includes('apt'))).toEqual([]);
+	}, 90_000);
+
 	it('a cancel while apt waits ends the task and kills apt on the host', async () => {
 		const run = await startUpdate(
 			systemActor,
@@ -380,10 +407,10 @@ describe('reboots', () => {
 				{ rebootTimeoutSeconds: 8 }
 			);
 			const done = await waitForRun(run.id, ['succeeded', 'failed'], 120_000);
-			// rolled_back: the engine's word for a task whose later step failed (packages are never downgraded).
+			// failed, not rolled_back: packages are never downgraded, nothing was put back.
 			expect(done.tasks.map((t) => [t.nodeName, t.state])).toEqual([
-				[host(7).name, 'rolled_back'],
-				[host(8).name, 'rolled_back']
+				[host(7).name, 'failed'],
+				[host(8).name, 'failed']
 			]);
 			expect(done.tasks[0]!.error).toBe(`reboot: ${host(7).name} did not come back within 8 s of its reboot`);
 			expect(done.tasks[1]!.error).toBe(
@@ -428,6 +455,25 @@ describe('schedule and maintenance windows', () => {
 		expect(done.state).toBe('succeeded');
 	}, 120_000);
 
+	it('a schedule set on the page overrides the configured one, counts from when it was set, and can be off', async () => {
+		await saveScanSchedule(systemActor, { cron: '30 3 * * *', time_zone: 'UTC' });
+		const configured = { cron: '0 2 * * *', timeZone: 'UTC' };
+		expect(await scanSchedule(configured)).toEqual({ cron: '30 3 * * *', timeZone: 'UTC', setOnPage: true });
+		const at = (iso: string) => runScheduledSystemUpdates({ ...configured, now: new Date(iso) });
+		// Set now (the real clock): it first fires at the next 03:30 UTC after now, and not at 02:00 as configured.
+		const due = new Date();
+		due.setUTCHours(3, 30, 0, 0);
+		if (due <= new Date()) due.setUTCDate(due.getUTCDate() + 1);
+		const offset = (ms: number) => new Date(due.getTime() + ms).toISOString();
+		expect((await at(offset(-60_000))).scanRunId).toBeNull();
+		const fired = await at(offset(30_000));
+		expect(fired.scanRunId).not.toBeNull();
+		await waitForRun(fired.scanRunId!, ['succeeded', 'failed'], 90_000);
+		await saveScanSchedule(systemActor, { cron: 'off', time_zone: 'UTC' });
+		expect(await scanSchedule(configured)).toMatchObject({ cron: null, setOnPage: true });
+		expect((await at(offset(86_400_000 + 30_000))).scanRunId).toBeNull();
+	}, 120_000);
+
 	it('inside its window a full node is updated and a security node only reboots; outside, or skipped, nothing happens', async () => {
 		const w = await saveWindow(
 			systemActor,
@@ -454,6 +500,20 @@ describe('schedule and maintenance windows', () => {
 		});
 		expect(skipped.updateRunIds).toEqual([]);
 		await skipNextWindow(systemActor, w.id, false);
+		// Two minutes before the window closes: too short for either node's work, reported and not started.
+		const late = await runScheduledSystemUpdates({
+			cron: null,
+			timeZone: 'UTC',
+			now: new Date('2026-03-09T04:58:00Z')
+		});
+		expect(late.updateRunIds).toEqual([]);
+		expect(late.tooShort.map((t) => [t.node, t.windowMinutes]).sort()).toEqual(
+			[
+				[host(0).name, 2],
+				[host(1).name, 2]
+			].sort()
+		);
+		expect(late.tooShort.every((t) => t.needsMinutes > 2)).toBe(true);
 		const bootsBefore = (await bed.commandLog(host(1))).filter((l) => / \(booted\)$/.test(l)).length;
 		const inside = await runScheduledSystemUpdates({
 			cron: null,

@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import { nodeRefSchema } from './system-updates';
+import { nodeRefSchema, scanScheduleSchema, skipSchema, stagesSchema, windowSchema } from './system-updates';
+
+export const scheduleFormSchema = scanScheduleSchema;
 
 /** The System Updates page's forms: the nodes ticked (or one node's button), and what to do to them. */
 const nodesField = z.preprocess(
@@ -13,7 +15,28 @@ export const applyFormSchema = z
 	.object({
 		nodes: nodesField.refine((n) => n.length > 0, 'tick at least one node'),
 		mode: z.enum(['policy', 'force_full', 'reboot'], { error: 'must be policy, force_full or reboot' }),
+		/** Staged patching: labels typed in order, separated by spaces or commas. */
+		stages: z.preprocess((v) => (typeof v === 'string' ? v.split(/[\s,]+/).filter(Boolean) : (v ?? [])), stagesSchema),
 		/** Set by the confirmation dialog: without it the page only shows what would happen. */
 		confirm: z.enum(['1']).optional()
 	})
 	.strict();
+
+/** The page's window form: the API's window, its days ticked as checkboxes (one ticked day is a string). */
+export const windowFormSchema = z.preprocess(
+	(v) =>
+		v && typeof v === 'object' && !Array.isArray(v)
+			? { ...v, days: 'days' in v ? (Array.isArray(v.days) ? v.days : [v.days]) : [] }
+			: v,
+	windowSchema
+);
+
+export const windowIdFormSchema = z.object({ id: z.uuid({ error: 'must be a window id' }) }).strict();
+
+export const skipFormSchema = z
+	.object({
+		id: z.uuid({ error: 'must be a window id' }),
+		skip: z.enum(['true', 'false'], { error: 'must be true or false' })
+	})
+	.strict()
+	.transform((v) => ({ id: v.id, ...skipSchema.parse({ skip: v.skip === 'true' }) }));

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { parseCron } from '$lib/clock';
+import { wrongType } from './common';
 import { nodeNameSchema, roleNameSchema } from './nodes';
 import { packageNameSchema } from './remote';
 
@@ -128,4 +130,37 @@ export const windowSchema = z
 
 export const DAYS = ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'] as const;
 
+/** Staged patching's order: labels (`key=value`, no space or comma), the first stage first. */
+export const stagesSchema = z
+	.array(
+		z
+			.string({ error: 'must be a label as key=value' })
+			.regex(/^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}=[^\s,]{1,255}$/, 'must be a label as key=value'),
+		wrongType('must be a list of labels (key=value)')
+	)
+	.max(10, 'at most 10 stages')
+	.refine((l) => new Set(l).size === l.length, 'names a label twice');
+
 export const skipSchema = z.object({ skip: z.boolean({ error: 'must be true or false' }) }).strict();
+
+/** The fleet scan's schedule, as an admin sets it on the page: five-field cron (or `off`) in an IANA zone. */
+export const scanScheduleSchema = z
+	.object({
+		cron: z
+			.string({ error: 'is required' })
+			.trim()
+			.refine(
+				(v) => {
+					if (v === 'off') return true;
+					try {
+						parseCron(v);
+						return true;
+					} catch {
+						return false;
+					}
+				},
+				{ message: 'must be a five-field cron expression (e.g. 0 2 * * *) or off' }
+			),
+		time_zone: z.string({ error: 'is required' }).refine(isTimeZone, 'must be an IANA time zone, e.g. America/New_York')
+	})
+	.strict();

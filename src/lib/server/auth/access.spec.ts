@@ -63,12 +63,13 @@ describe('the access table', () => {
 				'GET session:read, POST cancel session:operate, POST pause session:operate, POST resume session:operate, POST retryFailed session:operate',
 			'/(app)/code-sync':
 				'GET session:read, POST plan session:operate, POST update session:operate, POST pin session:operate, POST saveRole session:admin, POST deleteRole session:admin',
-			'/(app)/system-updates': 'GET session:read, POST scan session:operate, POST apply session:operate',
+			'/(app)/system-updates':
+				'GET session:read, POST scan session:operate, POST apply session:operate, POST saveWindow session:admin, POST deleteWindow session:admin, POST saveSchedule session:admin, POST skipWindow session:admin',
 			'/(app)/rollouts': 'GET session:read, POST preview session:operate, POST create session:operate',
 			'/(app)/rollouts/[id]':
 				'GET session:read, POST advance session:operate, POST pause session:operate, POST resume session:operate, POST cancel session:operate, POST rollback session:operate',
 			'/(app)/certificates':
-				'GET session:read, POST scan session:operate, POST plan session:operate, POST rotate session:operate, POST createCa session:admin',
+				'GET session:read, POST scan session:operate, POST plan session:operate, POST rotate session:operate, POST createCa session:admin, POST importCa session:admin, POST trustCa session:admin, POST revoke session:admin, POST saveRole session:admin',
 			'/(app)/releases': 'GET session:read',
 			'/(app)/releases/[id]': 'GET session:read',
 			'/(app)/audit': 'GET session:admin',

@@ -57,7 +57,18 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 		view: signedIn,
 		actions: { plan: operatorPage, update: operatorPage, pin: operatorPage, saveRole: adminPage, deleteRole: adminPage }
 	},
-	'/(app)/system-updates': { kind: 'page', view: signedIn, actions: { scan: operatorPage, apply: operatorPage } },
+	'/(app)/system-updates': {
+		kind: 'page',
+		view: signedIn,
+		actions: {
+			scan: operatorPage,
+			apply: operatorPage,
+			saveWindow: adminPage,
+			deleteWindow: adminPage,
+			saveSchedule: adminPage,
+			skipWindow: adminPage
+		}
+	},
 	'/(app)/rollouts': { kind: 'page', view: signedIn, actions: { preview: operatorPage, create: operatorPage } },
 	'/(app)/rollouts/[id]': {
 		kind: 'page',
@@ -73,7 +84,16 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/(app)/certificates': {
 		kind: 'page',
 		view: signedIn,
-		actions: { scan: operatorPage, plan: operatorPage, rotate: operatorPage, createCa: adminPage }
+		actions: {
+			scan: operatorPage,
+			plan: operatorPage,
+			rotate: operatorPage,
+			createCa: adminPage,
+			importCa: adminPage,
+			trustCa: adminPage,
+			revoke: adminPage,
+			saveRole: adminPage
+		}
 	},
 	'/(app)/releases': { kind: 'page', view: signedIn },
 	'/(app)/releases/[id]': { kind: 'page', view: signedIn },

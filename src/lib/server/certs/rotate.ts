@@ -46,7 +46,11 @@ const rolesCache = new WeakMap<object, CertRole[]>();
 async function rolesOf(ctx: Ctx): Promise<CertRole[]> {
 	const cached = rolesCache.get(ctx.memo);
 	if (cached) return cached;
-	const roles = await certRolesOf(ctx.node.roles);
+	// Two roles of a node that keep their certificate in one file share one rotation (the first role's, in order):
+	// rotating the file twice would have the second role sign a request the first already used.
+	const roles = (await certRolesOf(ctx.node.roles)).filter(
+		(r, i, all) => all.findIndex((o) => o.certPath === r.certPath) === i
+	);
 	rolesCache.set(ctx.memo, roles);
 	return roles;
 }

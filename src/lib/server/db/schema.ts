@@ -641,7 +641,10 @@ export const sysHolds = pgTable(
 /** When the scheduled scan last fired (one row per schedule), so that several consoles fire it once. */
 export const sysSchedules = pgTable('sys_schedules', {
 	name: text('name').primaryKey(),
-	lastFiredAt: timestamp('last_fired_at', { withTimezone: true }).notNull()
+	lastFiredAt: timestamp('last_fired_at', { withTimezone: true }).notNull(),
+	/** Set by an admin on the page: overrides the configured cron (`off` for none) and its time zone. */
+	cron: text('cron'),
+	timeZone: text('time_zone')
 });
 
 export const sysRebootStates = ['down', 'back', 'failed'] as const;

@@ -436,7 +436,7 @@ class Pipeline {
 			if (rollback === 'failed') return { state: 'failed', error, needsAttention: true };
 			if (err instanceof Interrupted && err.reason === 'cancelled') return { state: 'cancelled', error };
 			if (err instanceof SkipTask) return { state: 'skipped', error };
-			return { state: completed.length ? 'rolled_back' : 'failed', error };
+			return { state: completed.length && !this.flow.neverRollsBack ? 'rolled_back' : 'failed', error };
 		}
 		return { state: 'succeeded' };
 	}
@@ -497,7 +497,7 @@ class Pipeline {
 			: 'The console stopped mid-task; what had started was rolled back';
 		if (rollback === 'failed') return { state: 'failed', error, needsAttention: true };
 		if (runCancelled) return { state: 'cancelled', error };
-		return { state: toUndo.length ? 'rolled_back' : 'failed', error };
+		return { state: toUndo.length && !this.flow.neverRollsBack ? 'rolled_back' : 'failed', error };
 	}
 
 	/** Undoes steps in reverse, then verifies health. A cancel does not stop a rollback; a shutdown does. */

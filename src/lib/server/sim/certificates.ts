@@ -98,6 +98,25 @@ export function issueSimCertificate(
 	};
 }
 
+/**
+ * What `openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=<name>` makes: a new
+ * P-256 key (PKCS#8 PEM) and a PKCS#10 request for it, signed with that key, as a rotation asks of a node.
+ */
+export function newSimCertificateRequest(commonName: string): { csr: string; key: string } {
+	const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+	const info = sequence(
+		integer(Buffer.from([0])),
+		name(commonName),
+		publicKey.export({ type: 'spki', format: 'der' }),
+		// No attributes: an empty [0] set, as openssl writes it.
+		tlv(0xa0)
+	);
+	return {
+		csr: pem('CERTIFICATE REQUEST', signed(info, privateKey)),
+		key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
+	};
+}
+
 /** `C=DE\nCN=x` (node) as openssl's default name format prints it: `C = DE, CN = x`. */
 function opensslName(nodeName: string): string {
 	return nodeName

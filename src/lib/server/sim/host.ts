@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { aptCommand, aptMark, needrestart, newAptModel, type AptModel } from './apt';
-import { describeCertificate } from './certificates';
+import { describeCertificate, newSimCertificateRequest } from './certificates';
 import { git, install, type SimRepo } from './git';
 import { nodePaths } from './paths';
 import { flotillaSlot, type Slot } from './slots';
@@ -100,7 +100,9 @@ export async function runCommandLine(model: HostModel, line: string, io: Command
 	/** Set by `exit N`, which ends the whole line. */
 	let exitRequested: number | undefined;
 	let command: string[] = [];
-	let redirect: 'stderr' | 'none' | null = null;
+	let redirect: 'stderr' | 'none' | { file: string } | null = null;
+	/** After `>`: the next word is the file the command's output goes to. */
+	let fileNext = false;
 	let silenceErr = false;
 
 	/** Set by `cd`, for the rest of the line: Code Sync runs a role's commands in its checkout. */
@@ -138,11 +140,23 @@ export async function runCommandLine(model: HostModel, line: string, io: Command
 	};
 	const flush = async () => {
 		if (command.length && !skip) {
+			// `> file` truncates the file first and collects what the command prints, as a shell would.
+			const target = typeof redirect === 'object' && redirect ? redirect.file : null;
+			const written: string[] = [];
+			if (target !== null) model.files.set(target, '');
 			status = await runSimple(command, {
 				...io,
-				out: redirect === 'none' ? async () => {} : redirect === 'stderr' ? io.err : io.out,
+				out:
+					target !== null
+						? async (line) => void written.push(line)
+						: redirect === 'none'
+							? async () => {}
+							: redirect === 'stderr'
+								? io.err
+								: io.out,
 				err: silenceErr ? async () => {} : io.err
 			});
+			if (target !== null) model.files.set(target, written.map((l) => `${l}\n`).join(''));
 		}
 		command = [];
 		redirect = null;
@@ -151,10 +165,18 @@ export async function runCommandLine(model: HostModel, line: string, io: Command
 
 	for (const t of tokens) {
 		if ('word' in t) {
-			command.push(t.word);
+			if (fileNext) {
+				redirect = { file: t.word };
+				fileNext = false;
+			} else command.push(t.word);
 			continue;
 		}
-		if (t.op === '>&2') redirect = 'stderr';
+		if (fileNext) {
+			await io.err(`sh: syntax error near unexpected token '${t.op}'`);
+			return 2;
+		}
+		if (t.op === '>') fileNext = true;
+		else if (t.op === '>&2') redirect = 'stderr';
 		else if (t.op === '>/dev/null') redirect = 'none';
 		else if (t.op === '2>/dev/null') silenceErr = true;
 		else if (t.op === '2>&1') continue;
@@ -275,7 +297,21 @@ const commands: Record<string, (args: string[], io: CommandIO, model: HostModel)
 	},
 	'flotilla-slot': flotillaSlot,
 	'/opt/flotilla/bin/flotilla-slot': flotillaSlot,
+	umask: async () => 0,
+	cp: async (args, io, m) => fileCommand('cp', args, io, m, false),
+	mv: async (args, io, m) => fileCommand('mv', args, io, m, true),
+	rm: async (args, io, m) => {
+		const files = args.filter((a) => !a.startsWith('-'));
+		for (const f of files) {
+			if (!m.files.delete(f) && !args.includes('-f')) {
+				await io.err(`rm: cannot remove '${f}': No such file or directory`);
+				return 1;
+			}
+		}
+		return 0;
+	},
 	openssl: async (args, io, m) => {
+		if (args[0] === 'req') return opensslRequest(args, io, m);
 		const inAt = args.indexOf('-in');
 		const file = inAt >= 0 ? args[inAt + 1] : undefined;
 		const options = args.filter((_, i) => i !== 0 && i !== inAt && i !== inAt + 1 && args[i] !== '-noout');
@@ -314,3 +350,54 @@ const commands: Record<string, (args: string[], io: CommandIO, model: HostModel)
 		return io.kill(Number(target.slice(1))) ? 0 : 1;
 	}
 };
+
+/** `cp [-p] [--] from to` and `mv [-f] [--] from to` on the model's files. */
+async function fileCommand(
+	name: 'cp' | 'mv',
+	args: string[],
+	io: CommandIO,
+	m: HostModel,
+	move: boolean
+): Promise<number> {
+	const [from, to, ...rest] = args.filter((a) => !a.startsWith('-'));
+	if (!from || !to || rest.length) {
+		await io.err(`${name}: the simulator copies or moves one file to another (got '${name} ${args.join(' ')}')`);
+		return 1;
+	}
+	const content = m.files.get(from);
+	if (content === undefined) {
+		await io.err(`${name}: cannot stat '${from}': No such file or directory`);
+		return 1;
+	}
+	m.files.set(to, content);
+	if (move) m.files.delete(from);
+	return 0;
+}
+
+/**
+ * `openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout <key> -out <csr> -subj /CN=<name>`,
+ * the request a rotation makes on the node: anything else (another key type, `-x509`) fails loudly.
+ */
+async function opensslRequest(args: string[], io: CommandIO, m: HostModel): Promise<number> {
+	const value = (flag: string) => {
+		const i = args.indexOf(flag);
+		return i >= 0 ? args[i + 1] : undefined;
+	};
+	const keyOut = value('-keyout');
+	const out = value('-out');
+	const subject = /^\/CN=([^/]+)$/.exec(value('-subj') ?? '');
+	const known =
+		args.includes('-new') &&
+		!args.includes('-x509') &&
+		value('-newkey') === 'ec' &&
+		value('-pkeyopt') === 'ec_paramgen_curve:P-256' &&
+		args.includes('-nodes');
+	if (!known || !keyOut || !out || !subject) {
+		await io.err(`openssl: the simulator does not answer 'openssl ${args.join(' ')}'`);
+		return 1;
+	}
+	const made = newSimCertificateRequest(subject[1]!);
+	m.files.set(keyOut, made.key);
+	m.files.set(out, made.csr);
+	return 0;
+}

@@ -1,12 +1,12 @@
 /**
  * Splits a command line into words and operators the way a POSIX shell would for the simple commands the
  * console sends: single quotes are literal, double quotes allow \" and \\, a backslash escapes the next
- * character, and ; && || & | and redirections are operators. Expansions other than the literal text
+ * character, and ; && || & | and redirections (`>` followed by its file as a word) are operators. Expansions other than the literal text
  * are not performed: the simulator only needs to read what the `sh` tag writes.
  */
 export type Token = { word: string } | { op: string };
 
-const OPERATORS = ['&&', '||', '2>&1', '2>/dev/null', '>/dev/null', '>&2', ';', '&', '|', '\n'];
+const OPERATORS = ['&&', '||', '2>&1', '2>/dev/null', '>/dev/null', '>&2', '>', ';', '&', '|', '\n'];
 
 export function tokenize(line: string): Token[] {
 	const tokens: Token[] = [];

@@ -6,8 +6,8 @@ import { nodes, sysPendingPackages, type Node, type Run } from '$lib/server/db/s
 import { createRun } from '$lib/server/engine';
 import { conflict, ServiceError } from '$lib/server/errors';
 import type { Soak } from './policy';
-import { rebootPhases } from './reboots';
 import { scanFlow } from './scan';
+import { stagedPhases } from './stages';
 import { updateFlow, type UpdateParams } from './update';
 import { pinnedNodes, resolveNodes } from './targets';
 import { planFromLastScan } from './views';
@@ -57,6 +57,8 @@ export interface UpdateOptions {
 	soak?: Soak;
 	insideWindow?: (node: Node) => boolean;
 	concurrency?: number;
+	/** Staged patching: labels (`key=value`) whose nodes go first, in this order, each stage gated on the last. */
+	stages?: string[];
 	/** The packages (and versions) the operator approved, for a one-node update. */
 	approved?: { name: string; candidate: string }[];
 }
@@ -91,11 +93,8 @@ export async function startUpdate(
 	const roleSizes = new Map<string, number>();
 	const all = await db().select({ roles: nodes.roles }).from(nodes);
 	for (const n of all) for (const r of n.roles) roleSizes.set(r, (roleSizes.get(r) ?? 0) + 1);
-	const phases = rebootPhases(
-		list.map((n) => ({ id: n.id, roles: n.roles, controlPlane: n.controlPlane })),
-		opts.rebootShare ?? 0,
-		roleSizes
-	);
+	const staged = stagedPhases(list, opts.stages ?? [], opts.rebootShare ?? 0, roleSizes);
+	const phases = staged.phaseOf;
 	const base: Partial<UpdateParams> = {
 		forceFull: request.force_full,
 		packages: request.packages,
@@ -120,8 +119,8 @@ export async function startUpdate(
 		phaseOf: (id) => phases.get(id) ?? 0,
 		options: {
 			concurrency: opts.concurrency ?? 20,
-			// A control-plane node that fails stops everything after it.
-			criticalPhases: [...new Set(list.filter((n) => n.controlPlane).map((n) => phases.get(n.id)!))]
+			// A control-plane node, or a node of a stage, that fails stops everything after it.
+			criticalPhases: staged.criticalPhases
 		},
 		exclusive: true
 	});
@@ -135,7 +134,8 @@ export async function startUpdate(
 			packages: request.packages ?? null,
 			reboot: request.reboot ?? null,
 			automatic: opts.automatic ?? false,
-			reboot_only: opts.rebootOnly ?? false
+			reboot_only: opts.rebootOnly ?? false,
+			stages: opts.stages ?? []
 		}
 	});
 	return run;

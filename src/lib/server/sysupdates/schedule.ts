@@ -1,5 +1,5 @@
 import { and, eq, inArray, isNull, ne, sql } from 'drizzle-orm';
-import { systemActor } from '$lib/server/audit';
+import { recordAudit, systemActor, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import { nodes, sysNodeScans, sysSchedules } from '$lib/server/db/schema';
 import { ServiceError } from '$lib/server/errors';
@@ -8,7 +8,8 @@ import { lastFiring, parseCron } from '$lib/clock';
 import { rebootsNow, type Soak } from './policy';
 import { startScan, startUpdate } from './runs';
 import { planFromLastScan } from './views';
-import { nodeInsideWindow, windowsOf } from './windows';
+import { shortfall, workSeconds, type WindowShortfall } from './window-fit';
+import { nodeInsideWindow, windowClosesAfter, windowsOf } from './windows';
 
 const SCAN_SCHEDULE = 'system-scan';
 
@@ -23,10 +24,11 @@ export async function runScheduledSystemUpdates(opts: {
 	timeZone: string;
 	soak?: Soak;
 	now?: Date;
-}): Promise<{ scanRunId: string | null; updateRunIds: string[] }> {
+}): Promise<{ scanRunId: string | null; updateRunIds: string[]; tooShort: TooShort[] }> {
 	const now = opts.now ?? new Date();
 	let scanRunId: string | null = null;
-	if (opts.cron && (await claimFiring(parseCron(opts.cron), opts.timeZone, now))) {
+	const { cron, timeZone } = await scanSchedule(opts);
+	if (cron && (await claimFiring(parseCron(cron), timeZone, now))) {
 		try {
 			scanRunId = (await startScan(systemActor, { refresh: true })).id;
 		} catch (err) {
@@ -34,7 +36,37 @@ export async function runScheduledSystemUpdates(opts: {
 			log.info({ reason: err.message }, 'scheduled system update scan not started');
 		}
 	}
-	return { scanRunId, updateRunIds: await applyInsideWindows(now, opts.soak ?? { days: 0, securityExempt: true }) };
+	return { scanRunId, ...(await applyInsideWindows(now, opts.soak ?? { days: 0, securityExempt: true })) };
+}
+
+/** A node left alone because what is left of its window cannot hold its update. */
+export interface TooShort extends WindowShortfall {
+	node: string;
+}
+
+/** The fleet scan's schedule: an admin's, set on the page, else the configured one. */
+export async function scanSchedule(configured: {
+	cron: string | null;
+	timeZone: string;
+}): Promise<{ cron: string | null; timeZone: string; setOnPage: boolean }> {
+	const [row] = await db().select().from(sysSchedules).where(eq(sysSchedules.name, SCAN_SCHEDULE));
+	if (!row?.cron) return { ...configured, setOnPage: false };
+	return { cron: row.cron === 'off' ? null : row.cron, timeZone: row.timeZone ?? configured.timeZone, setOnPage: true };
+}
+
+/** Sets the fleet scan's schedule (`off`: none); it counts from now, so a changed cron does not fire at once. */
+export async function saveScanSchedule(actor: Actor, input: { cron: string; time_zone: string }): Promise<void> {
+	const values = { cron: input.cron, timeZone: input.time_zone };
+	await db()
+		.insert(sysSchedules)
+		.values({ name: SCAN_SCHEDULE, lastFiredAt: new Date(), ...values })
+		.onConflictDoUpdate({ target: sysSchedules.name, set: { ...values, lastFiredAt: new Date() } });
+	await recordAudit(actor, {
+		action: 'system_updates.schedule',
+		targetType: 'schedule',
+		targetId: SCAN_SCHEDULE,
+		details: values
+	});
 }
 
 /** True for exactly one console when the cron fired since the last claim (compare-and-set on the row). */
@@ -55,7 +87,7 @@ async function claimFiring(cron: ReturnType<typeof parseCron>, timeZone: string,
 	return claimed.length === 1;
 }
 
-async function applyInsideWindows(now: Date, soak: Soak): Promise<string[]> {
+async function applyInsideWindows(now: Date, soak: Soak): Promise<{ updateRunIds: string[]; tooShort: TooShort[] }> {
 	const candidates = await db()
 		.select({ node: nodes })
 		.from(nodes)
@@ -68,18 +100,32 @@ async function applyInsideWindows(now: Date, soak: Soak): Promise<string[]> {
 				sql`(${sysNodeScans.pendingCount} > 0 or ${sysNodeScans.rebootRequired})`
 			)
 		);
-	if (!candidates.length) return [];
+	if (!candidates.length) return { updateRunIds: [], tooShort: [] };
 	const windows = await windowsOf(candidates.map((c) => c.node));
 	const full = [];
 	const rebootOnly = [];
+	const tooShort: TooShort[] = [];
 	for (const { node } of candidates) {
-		if (!nodeInsideWindow(windows.get(node.id) ?? null, now)) continue;
+		const window = windows.get(node.id) ?? null;
+		if (!window || !nodeInsideWindow(window, now)) continue;
 		const [scan] = await db()
 			.select()
 			.from(sysNodeScans)
 			.where(inArray(sysNodeScans.nodeId, [node.id]));
 		const plan = await planFromLastScan(node, { force_full: false }, soak);
 		const reboot = rebootsNow(plan.reboot, scan!.rebootRequired, true);
+		const installs = node.policy === 'full' ? plan.packages.length : 0;
+		const short = shortfall(
+			workSeconds({ packages: installs, mayReboot: reboot || installs > 0 }),
+			now,
+			windowClosesAfter(window, now)!
+		);
+		if (short && (installs || reboot)) {
+			// Reported, never overrun: the work waits for an opening long enough to hold it.
+			tooShort.push({ node: node.name, ...short });
+			log.info({ node: node.name, ...short }, 'system update left for a longer window');
+			continue;
+		}
 		// Security updates outside a full policy wait for an operator; their reboot is the window's to do.
 		if (node.policy === 'full' && (plan.packages.length || reboot)) full.push(node);
 		else if (reboot) rebootOnly.push(node);
@@ -103,5 +149,5 @@ async function applyInsideWindows(now: Date, soak: Soak): Promise<string[]> {
 			log.info({ err: loggableError(err) }, 'automatic system update not started');
 		}
 	}
-	return started;
+	return { updateRunIds: started, tooShort };
 }

@@ -107,6 +107,8 @@ export const updateFlow: Flow<UpdateParams> = {
 	kind: 'system-update',
 	title: 'System update',
 	parseParams: (p) => updateParams.parse(p),
+	// Packages are never downgraded: a failed update is failed, not rolled back.
+	neverRollsBack: true,
 	steps: [
 		{
 			name: 'plan',
@@ -281,7 +283,7 @@ export const updateFlow: Flow<UpdateParams> = {
 	/** A failed update shows on the node (FAILED, with why) until one succeeds; packages are never downgraded. */
 	async finished(end) {
 		if (end.state === 'succeeded') await recordUpdateOutcome(end.node.id, end.task.runId, null);
-		if (end.state === 'failed' || end.state === 'rolled_back') {
+		if (end.state === 'failed') {
 			await recordUpdateOutcome(end.node.id, end.task.runId, end.error ?? 'the system update failed');
 		}
 	}

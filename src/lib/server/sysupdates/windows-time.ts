@@ -56,12 +56,15 @@ export function nextWindow(w: WindowSpec, from: Date): { opens: Date; closes: Da
 	return null;
 }
 
+/** When the window open at `at` closes (null: it is not open then). */
+export function closesAfter(w: WindowSpec, at: Date): Date | null {
+	if (!openAt(w, at)) return null;
+	let t = Math.floor(at.getTime() / MINUTE) * MINUTE;
+	while (openAt(w, new Date(t))) t += MINUTE;
+	return new Date(t);
+}
+
 /** "Skip the next window": the moment until which the window stays shut (the end of the current or next one). */
 export function skipNextUntil(w: WindowSpec, from: Date): Date | null {
-	if (openAt(w, from)) {
-		let t = Math.floor(from.getTime() / MINUTE) * MINUTE;
-		while (openAt(w, new Date(t))) t += MINUTE;
-		return new Date(t);
-	}
-	return nextWindow(w, from)?.closes ?? null;
+	return closesAfter(w, from) ?? nextWindow(w, from)?.closes ?? null;
 }

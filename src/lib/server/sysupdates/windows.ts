@@ -6,7 +6,8 @@ import { db } from '$lib/server/db';
 import { sysWindows, type Node, type SysWindow } from '$lib/server/db/schema';
 import { notFound } from '$lib/server/errors';
 import { resolveNodes } from './targets';
-import { insideWindow, nextWindow, skipNextUntil, type WindowSpec } from './windows-time';
+import { shortfall, type WindowShortfall } from './window-fit';
+import { closesAfter, insideWindow, nextWindow, skipNextUntil, type WindowSpec } from './windows-time';
 
 /** Maintenance windows per node, role or label (docs/system-updates.md, "Maintenance windows"). */
 
@@ -38,6 +39,23 @@ export async function windowsOf(list: Pick<Node, 'id' | 'roles' | 'labels'>[]): 
 
 export function nodeInsideWindow(window: SysWindow | null, at: Date): boolean {
 	return window ? insideWindow(specOf(window), at) : false;
+}
+
+/**
+ * Whether the window holds `seconds` of work: what is left of it when it is open at `now`, else its next
+ * opening. Null when it does (or never opens).
+ */
+export function windowShortfall(window: SysWindow, seconds: number, now: Date): WindowShortfall | null {
+	const spec = specOf(window);
+	const closes = closesAfter(spec, now);
+	if (closes) return shortfall(seconds, now, closes);
+	const next = nextWindow(spec, now);
+	return next ? shortfall(seconds, next.opens, next.closes) : null;
+}
+
+/** When the node's window, open at `at`, closes. */
+export function windowClosesAfter(window: SysWindow, at: Date): Date | null {
+	return closesAfter(specOf(window), at);
 }
 
 async function listWindows(forNodes?: Pick<Node, 'id' | 'roles' | 'labels'>[]): Promise<SysWindow[]> {

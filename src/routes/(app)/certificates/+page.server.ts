@@ -1,14 +1,22 @@
 import { fail, redirect } from '@sveltejs/kit';
 import { z } from 'zod';
 import { iso } from '$lib/format';
-import { createCaSchema, rotateSchema } from '$lib/schemas/certificates';
+import {
+	certRoleSchema,
+	createCaSchema,
+	importCaSchema,
+	revokeSchema,
+	rotateSchema,
+	trustCaSchema
+} from '$lib/schemas/certificates';
 import { describeFieldErrors } from '$lib/schemas/errors';
 import { actorOf } from '$lib/server/audit';
 import { authorize } from '$lib/server/auth/access';
-import { createInternalCa, listAuthorities } from '$lib/server/certs/authority';
+import { createInternalCa, importInternalCa, listAuthorities, trustAuthority } from '$lib/server/certs/authority';
+import { listIssued, presentIssued, revokeIssued } from '$lib/server/certs/issued';
 import { listInventory } from '$lib/server/certs/inventory';
 import { planRotation, startRotation, type RotationPlan } from '$lib/server/certs/plan';
-import { listCertRoles } from '$lib/server/certs/roles';
+import { defineCertRole, listCertRoles, presentCertRole } from '$lib/server/certs/roles';
 import { startScan } from '$lib/server/certs/scan';
 import { expiryTimeline } from '$lib/server/certs/timeline';
 import { config } from '$lib/server/config';
@@ -19,8 +27,14 @@ import type { Actions, PageServerLoad } from './$types';
 
 export const load: PageServerLoad = async (event) => {
 	event.depends('app:certificates');
-	const [items, authorities, roles] = await Promise.all([listInventory(), listAuthorities(), listCertRoles()]);
 	const principal = principalOf(event);
+	const canAdmin = authorize(event.route.id, 'POST', '?/createCa', principal).allow;
+	const [items, authorities, roles, issued] = await Promise.all([
+		listInventory(),
+		listAuthorities(),
+		listCertRoles(),
+		canAdmin ? listIssued() : []
+	]);
 	return {
 		items: items.map((i) => ({
 			...i,
@@ -41,8 +55,22 @@ export const load: PageServerLoad = async (event) => {
 			notAfter: a.notAfter.toISOString()
 		})),
 		roles: roles.map((r) => r.role),
+		roleSettings: roles.map(presentCertRole),
+		issued: issued.slice(0, 200).map((c) => {
+			const p = presentIssued(c);
+			return {
+				id: p.id,
+				serial: p.serial,
+				node: p.node,
+				role: p.role,
+				not_after: iso(p.not_after),
+				revoked_at: iso(p.revoked_at),
+				revoke_reason: p.revoke_reason
+			};
+		}),
+		issuedTotal: issued.length,
 		canOperate: authorize(event.route.id, 'POST', '?/rotate', principal).allow,
-		canAdmin: authorize(event.route.id, 'POST', '?/createCa', principal).allow
+		canAdmin
 	};
 };
 
@@ -64,6 +92,41 @@ const presentPlan = (plan: RotationPlan, scope: { nodes?: string[]; expiring_wit
 	nodesTotal: plan.nodes.length,
 	scope
 });
+
+/** Words separated by spaces or commas; blank ones are only spacing. */
+const words = (v: FormDataEntryValue | null) => (typeof v === 'string' ? v.split(/[\s,]+/).filter(Boolean) : []);
+
+/**
+ * The role form as the JSON endpoint's body: endpoints as `port` or `port:servername`, the reload command one
+ * argument per line, extra SANs separated by spaces or commas.
+ */
+function roleFormShape(form: FormData) {
+	const text = (k: string) => {
+		const v = form.get(k);
+		return typeof v === 'string' ? v.trim() : '';
+	};
+	const reload = form.get('reload_command');
+	return {
+		role: text('role'),
+		cert_path: text('cert_path'),
+		key_path: text('key_path'),
+		endpoints: words(form.get('endpoints')).map((e) => {
+			const [port, servername] = e.split(':');
+			return { port, ...(servername ? { servername } : {}) };
+		}),
+		reload_command:
+			typeof reload === 'string'
+				? reload
+						.split('\n')
+						.map((l) => l.trim())
+						.filter(Boolean)
+				: [],
+		issuer: text('issuer') || undefined,
+		validity_days: text('validity_days') || undefined,
+		extra_sans: words(form.get('extra_sans')),
+		order: text('order') || undefined
+	};
+}
 
 export const actions: Actions = {
 	scan: async (event) => {
@@ -116,6 +179,57 @@ export const actions: Actions = {
 		try {
 			const ca = await createInternalCa(actorOf(event), parsed.data);
 			return { notice: `Created the internal CA ${ca.name}; its key is sealed in the database.` };
+		} catch (err) {
+			return formError(err, parsed.form);
+		}
+	},
+
+	/** Imports an existing CA with its key as the internal CA: the key is sealed at once and never shown again. */
+	importCa: async (event) => {
+		const parsed = await parseForm(event.request, importCaSchema);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			const ca = await importInternalCa(actorOf(event), parsed.data);
+			return { notice: `Imported ${ca.name} as the internal CA; its key is sealed in the database.` };
+		} catch (err) {
+			// Never echoed: the form holds a private key.
+			return formError(err);
+		}
+	},
+
+	/** Adds a CA (its certificate only) to the bundle chains are verified against. */
+	trustCa: async (event) => {
+		const parsed = await parseForm(event.request, trustCaSchema);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			const ca = await trustAuthority(actorOf(event), parsed.data);
+			return { notice: `Added ${ca.name} to the trusted CAs.` };
+		} catch (err) {
+			return formError(err, parsed.form);
+		}
+	},
+
+	revoke: async (event) => {
+		const parsed = await parseForm(
+			event.request,
+			revokeSchema.extend({ id: z.uuid({ error: 'must be a certificate id' }) }).strict()
+		);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			const c = await revokeIssued(actorOf(event), parsed.data.id, parsed.data.reason);
+			return { notice: `Revoked certificate ${c.serial} of ${c.nodeName}; the next CRL lists it.` };
+		} catch (err) {
+			return formError(err);
+		}
+	},
+
+	/** A role's TLS settings, as `POST /api/security/certificates/roles` takes them. */
+	saveRole: async (event) => {
+		const parsed = await parseForm(event.request, certRoleSchema, roleFormShape);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			const r = await defineCertRole(actorOf(event), parsed.data);
+			return { notice: `Saved the certificate settings of role ${r.role}.` };
 		} catch (err) {
 			return formError(err, parsed.form);
 		}

@@ -1,31 +1,73 @@
 import { redirect } from '@sveltejs/kit';
 import { iso } from '$lib/format';
-import { applyFormSchema, scanFormSchema } from '$lib/schemas/system-updates-forms';
+import {
+	applyFormSchema,
+	scanFormSchema,
+	scheduleFormSchema,
+	skipFormSchema,
+	windowFormSchema,
+	windowIdFormSchema
+} from '$lib/schemas/system-updates-forms';
 import { actorOf } from '$lib/server/audit';
 import { authorize } from '$lib/server/auth/access';
 import { principalOf } from '$lib/server/http/api';
 import { formError, parseForm } from '$lib/server/http/forms';
 import { listHolds } from '$lib/server/sysupdates/holds';
+import { config } from '$lib/server/config';
+import { saveScanSchedule, scanSchedule } from '$lib/server/sysupdates/schedule';
 import { startScan, startUpdate } from '$lib/server/sysupdates/runs';
+import { stagedPhases } from '$lib/server/sysupdates/stages';
 import { pinnedNodes, resolveNodes } from '$lib/server/sysupdates/targets';
 import { planFromLastScan, presentNodeUpdates, systemUpdatesView } from '$lib/server/sysupdates/views';
-import { listWindows, presentWindow, windowFor } from '$lib/server/sysupdates/windows';
+import { automaticWork, workSeconds } from '$lib/server/sysupdates/window-fit';
+import {
+	deleteWindow,
+	listWindows,
+	presentWindow,
+	saveWindow,
+	skipNextWindow,
+	windowFor,
+	windowShortfall
+} from '$lib/server/sysupdates/windows';
 import type { Actions, PageServerLoad } from './$types';
 
 export const load: PageServerLoad = async (event) => {
 	event.depends('app:system-updates');
-	const [view, windows, holds] = await Promise.all([systemUpdatesView(), listWindows(), listHolds()]);
+	const cfg = config();
+	const [view, windows, holds, schedule] = await Promise.all([
+		systemUpdatesView(),
+		listWindows(),
+		listHolds(),
+		scanSchedule({ cron: cfg.systemScanCron, timeZone: cfg.systemScanTimeZone })
+	]);
+	const now = new Date();
 	const canOperate = authorize(event.route.id, 'POST', '?/apply', principalOf(event)).allow;
+	const canAdmin = authorize(event.route.id, 'POST', '?/saveWindow', principalOf(event)).allow;
+	const nameOf = new Map(view.map((v) => [v.node.id, v.node.name]));
 	return {
 		canOperate,
+		canAdmin,
+		schedule,
+		windows: windows.map((w) => {
+			const p = presentWindow(w);
+			return {
+				...p,
+				// A node's window names its node by id: the page shows its name.
+				target: w.scope === 'node' ? (nameOf.get(w.target) ?? w.target) : w.target,
+				skip_until: iso(p.skip_until),
+				next: p.next ? { opens: iso(p.next.opens), closes: iso(p.next.closes) } : null
+			};
+		}),
 		nodes: view.map((v) => {
 			const p = presentNodeUpdates(v);
 			const w = windowFor(v.node, windows);
+			const work = automaticWork(v.node.policy, p.pending_count, p.reboot_required);
+			const short = w && (work.packages || work.mayReboot) ? windowShortfall(w, workSeconds(work), now) : null;
 			return {
 				...p,
 				last_scan: iso(p.last_scan),
 				last_error_at: iso(p.last_error_at),
-				window: w ? { ...presentWindow(w), skip_until: iso(w.skipUntil) } : null,
+				window: w ? { ...presentWindow(w), skip_until: iso(w.skipUntil), too_short: short } : null,
 				holds: holds
 					.filter(
 						(h) =>
@@ -38,6 +80,52 @@ export const load: PageServerLoad = async (event) => {
 };
 
 export const actions: Actions = {
+	/** Creates the window of a node, role or label, or replaces the one it had. */
+	saveWindow: async (event) => {
+		const parsed = await parseForm(event.request, windowFormSchema);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			const w = await saveWindow(actorOf(event), parsed.data);
+			return { notice: `Saved the maintenance window of ${w.scope} ${parsed.data.target}.` };
+		} catch (err) {
+			return formError(err, parsed.form);
+		}
+	},
+
+	saveSchedule: async (event) => {
+		const parsed = await parseForm(event.request, scheduleFormSchema);
+		if (!parsed.ok) return parsed.failure;
+		await saveScanSchedule(actorOf(event), parsed.data);
+		return {
+			notice:
+				parsed.data.cron === 'off'
+					? 'The fleet is no longer scanned on a schedule.'
+					: `The fleet is scanned at ${parsed.data.cron} (${parsed.data.time_zone}).`
+		};
+	},
+
+	deleteWindow: async (event) => {
+		const parsed = await parseForm(event.request, windowIdFormSchema);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			await deleteWindow(actorOf(event), parsed.data.id);
+			return { notice: 'Deleted the maintenance window.' };
+		} catch (err) {
+			return formError(err);
+		}
+	},
+
+	skipWindow: async (event) => {
+		const parsed = await parseForm(event.request, skipFormSchema);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			await skipNextWindow(actorOf(event), parsed.data.id, parsed.data.skip);
+			return { notice: parsed.data.skip ? 'The next opening of the window is skipped.' : 'The window opens again.' };
+		} catch (err) {
+			return formError(err);
+		}
+	},
+
 	/** Scans the ticked nodes, or every node with a pinned host key when none is ticked. */
 	scan: async (event) => {
 		const parsed = await parseForm(event.request, scanFormSchema);
@@ -59,7 +147,7 @@ export const actions: Actions = {
 	apply: async (event) => {
 		const parsed = await parseForm(event.request, applyFormSchema);
 		if (!parsed.ok) return parsed.failure;
-		const { mode, confirm } = parsed.data;
+		const { mode, confirm, stages } = parsed.data;
 		try {
 			const list = await resolveNodes(parsed.data.nodes);
 			const request = {
@@ -68,9 +156,18 @@ export const actions: Actions = {
 			};
 			if (!confirm) {
 				const plans = await Promise.all(list.map((n) => planFromLastScan(n, request)));
+				const nameOf = new Map(list.map((n) => [n.id, n.name]));
 				return {
 					plan: {
 						mode,
+						stages: stages.length
+							? stagedPhases(list, stages, 0, new Map()).stages.map((st) => ({
+									label: st.controlPlane ? 'control plane' : (st.label ?? 'the rest'),
+									nodes: st.nodeIds.map((id) => nameOf.get(id)!),
+									critical: st.critical
+								}))
+							: [],
+						order: stages,
 						nodes: list.map((n, i) => ({
 							id: n.id,
 							name: n.name,
@@ -83,7 +180,7 @@ export const actions: Actions = {
 					}
 				};
 			}
-			const run = await startUpdate(actorOf(event), list, request, { rebootOnly: mode === 'reboot' });
+			const run = await startUpdate(actorOf(event), list, request, { rebootOnly: mode === 'reboot', stages });
 			redirect(303, `/runs/${run.id}`);
 		} catch (err) {
 			return formError(err, parsed.form);

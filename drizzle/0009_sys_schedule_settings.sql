@@ -1,0 +1,2 @@
+ALTER TABLE "sys_schedules" ADD COLUMN "cron" text;--> statement-breakpoint
+ALTER TABLE "sys_schedules" ADD COLUMN "time_zone" text;

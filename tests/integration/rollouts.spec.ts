@@ -187,7 +187,10 @@ describe('rollouts on real hosts', () => {
 		const t = runs[0]!.tasks[0]!;
 		expect(t.steps.map((s) => s.name)).toEqual([
 			'prepare',
+			'backup',
 			'fetch',
+			'migrate',
+			'smoke',
 			'switch',
 			'install',
 			'restart',

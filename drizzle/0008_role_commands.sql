@@ -1,0 +1,1 @@
+ALTER TABLE "code_roles" ADD COLUMN "commands" jsonb;

@@ -141,6 +141,7 @@ describe('the commands deploy method on real hosts', () => {
 		expect(t.state).toBe('succeeded');
 		expect(t.steps.map((s) => `${s.name}:${s.state}`)).toEqual(
 			[
+				'window',
 				'prepare',
 				'backup',
 				'fetch',
@@ -179,6 +180,7 @@ describe('the commands deploy method on real hosts', () => {
 		expect(t.state).toBe('rolled_back');
 		expect(t.error).toBe('migrate: shop: migrate exited with 3: migrate failed: relation orders already exists');
 		expect(t.steps.map((s) => `${s.phase}:${s.name}:${s.state}`)).toEqual([
+			'do:window:succeeded',
 			'do:prepare:succeeded',
 			'do:backup:succeeded',
 			'do:fetch:succeeded',

@@ -33,6 +33,9 @@ import {
 	nodesOfRollout
 } from '../../src/lib/server/rollouts/rollouts';
 import type { Rollout } from '../../src/lib/server/db/schema';
+import { windowSchema } from '../../src/lib/schemas/system-updates';
+import { presentRolloutDetail } from '../../src/lib/server/rollouts/present';
+import { deleteWindow, saveWindow } from '../../src/lib/server/sysupdates/windows';
 import { freshPostgres } from '../support/databases';
 import { waitFor } from '../support/engine';
 import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
@@ -186,6 +189,7 @@ describe('rollouts on real hosts', () => {
 		for (let k = 1; k < 3; k++) expect(runs[k]!.startedAt! >= runs[k - 1]!.endedAt!).toBe(true);
 		const t = runs[0]!.tasks[0]!;
 		expect(t.steps.map((s) => s.name)).toEqual([
+			'window',
 			'prepare',
 			'backup',
 			'fetch',
@@ -419,5 +423,55 @@ describe('rollouts on real hosts', () => {
 		const done = await driveUntil(r.id, ['completed', 'paused', 'failed']);
 		expect(done.state).toBe('completed');
 		expect(await bed.checkedOutCommit(host, 'backend')).toBe(shas.v1);
+	}, 120_000);
+
+	it('respect_windows: a node outside its maintenance window waits for it, the others go first', async () => {
+		const [waiter, free] = [bed.hosts[1]!, bed.hosts[2]!];
+		const before = await bed.checkedOutCommit(waiter, 'backend');
+		const hhmm = (hoursFromNow: number) => new Date(Date.now() + hoursFromNow * 3_600_000).toISOString().slice(11, 16);
+		const window = (from: number, to: number) =>
+			windowSchema.parse({
+				scope: 'node',
+				target: waiter.name,
+				start: hhmm(from),
+				end: hhmm(to),
+				time_zone: 'UTC',
+				days: ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday']
+			});
+		const shut = await saveWindow(systemActor, window(6, 7));
+		shas.v5 = await bed.addCommit('backend', { message: 'v5', files: { 'healthcheck.sh': '#!/bin/sh\nexit 0\n' } });
+		releaseIds.v5 = (await release('1.5.0', shas.v5)).id;
+		const r = await rollout({
+			release_id: releaseIds.v5,
+			strategy: 'immediate',
+			target: { nodes: [waiter.name, free.name] },
+			// One at a time: the node without a window must not queue behind the one that waits.
+			concurrency: 1,
+			respect_windows: true
+		});
+		expect(r.respectWindows).toBe(true);
+		const detail = await waitFor('the free node updated while the other waits', async () => {
+			await driveRollouts();
+			const now = await getRollout(r.id);
+			const d = await presentRolloutDetail(now, await getRelease(now.releaseId), await nodesOfRollout(r.id));
+			const byName = new Map(d.nodes.map((n) => [n.node, n]));
+			return byName.get(free.name)?.state === 'succeeded' && byName.get(waiter.name)?.state === 'waiting_window'
+				? byName
+				: null;
+		});
+		const waiting = detail.get(waiter.name)!;
+		expect(waiting.step).toBe('window');
+		expect(new Date(waiting.window_opens_at!).toISOString().slice(11, 16)).toBe(hhmm(6));
+		expect(await bed.checkedOutCommit(free, 'backend')).toBe(shas.v5);
+		expect(await bed.checkedOutCommit(waiter, 'backend')).toBe(before);
+
+		// The window now covers the present: the waiting node sees it at its next look and is updated.
+		await saveWindow(systemActor, window(-1, 1));
+		const done = await driveUntil(r.id, ['completed', 'paused', 'failed']);
+		expect(done.state).toBe('completed');
+		expect(await bed.checkedOutCommit(waiter, 'backend')).toBe(shas.v5);
+		const task = (await getRun(done.stages[0]!.runId!)).tasks.find((t) => t.nodeName === waiter.name)!;
+		expect(task.steps[0]!.name).toBe('window');
+		await deleteWindow(systemActor, shut.id);
 	}, 120_000);
 });

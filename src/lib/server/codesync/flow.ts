@@ -149,16 +149,18 @@ export async function roleHealthProblems(ctx: Ctx): Promise<string[]> {
 
 /**
  * The per-node deploy of Code Sync as a flow of another kind: a rollout stage deploys a release's commit the
- * same way, with steps of its own (`beforeRecord`, e.g. a bake) between the health verification and the record,
- * and its own records when a task ends (`finished`, after Code Sync's).
+ * same way, with steps of its own before everything (`first`, e.g. waiting for a maintenance window) and between
+ * the health verification and the record (`beforeRecord`, e.g. a bake), and its own records when a task ends
+ * (`finished`, after Code Sync's).
  */
 export function deployFlow<P extends CodeSyncParams>(
 	kind: string,
 	parseParams: (params: unknown) => P,
-	extra: { beforeRecord?: Step<P>[]; finished?: (end: TaskEnd<P>) => Promise<void> } = {}
+	extra: { first?: Step<P>[]; beforeRecord?: Step<P>[]; finished?: (end: TaskEnd<P>) => Promise<void> } = {}
 ): Flow<P> {
 	const [, fetch, ...rest] = codeSyncSteps;
 	const steps = [
+		...((extra.first ?? []) as unknown as Step<CodeSyncParams>[]),
 		prepareStep(true),
 		commandStep('backup'),
 		fetch!,

@@ -531,6 +531,8 @@ export const rollouts = pgTable(
 		minFinishedNodes: integer('min_finished_nodes').notNull(),
 		concurrency: integer('concurrency').notNull(),
 		requireApproval: boolean('require_approval').notNull(),
+		/** Each node is updated only inside its maintenance window (System Updates' windows). */
+		respectWindows: boolean('respect_windows').notNull().default(false),
 		startAt: timestamp('start_at', { withTimezone: true }),
 		state: text('state', { enum: rolloutStates }).notNull(),
 		/** Why it paused, failed or ended, in words an operator reads. */

@@ -1,0 +1,1 @@
+ALTER TABLE "rollouts" ADD COLUMN "respect_windows" boolean DEFAULT false NOT NULL;

@@ -195,6 +195,15 @@ test('a rollout that respects maintenance windows shows a node outside its windo
 		await page.screenshot({ path: `${shots}/rollout-waiting-window.png`, fullPage: true });
 		expect(await bed.checkedOutCommit(bed.hosts[0]!, 'app')).toBe(sha);
 		expect(await bed.checkedOutCommit(bed.hosts[1]!, 'app')).toBe(next);
+		const detail = page.url();
+		// The Fleet Overview: ro-02 runs 2.1.0; ro-01 runs 2.0.0 and the rollout is moving it.
+		await page.goto('/');
+		const fleetRow = (name: string) => page.locator(`tr[data-node="${name}"]`).getByTestId('node-release');
+		await expect(fleetRow(names[1]!)).toHaveText('2.1.0');
+		await expect(fleetRow(names[0]!).getByRole('link', { name: '2.0.0' })).toBeVisible();
+		await expect(fleetRow(names[0]!).getByTestId('node-rollout')).toHaveText(/→ 2\.1\.0 \(rollout #\d+\)/);
+		await page.screenshot({ path: `${shots}/fleet-releases.png`, fullPage: true });
+		await page.goto(detail);
 
 		await page.getByRole('button', { name: 'Cancel', exact: true }).click();
 		await expect(page.getByTestId('rollout-summary').locator('[data-state="cancelled"]')).toBeVisible();

@@ -9,11 +9,10 @@ import { systemActor } from '../../src/lib/server/audit';
 import { createRole } from '../../src/lib/server/codesync/roles';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase } from '../../src/lib/server/db';
-import { auditLog, events, nodes, rolloutNodes } from '../../src/lib/server/db/schema';
+import { auditLog, events, rolloutNodes } from '../../src/lib/server/db/schema';
 import { registerDomains } from '../../src/lib/server/domains';
 import { getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { ServiceError } from '../../src/lib/server/errors';
-import { createCredential } from '../../src/lib/server/keys/credentials';
 import { useMinimumVersion, useReleaseKeys } from '../../src/lib/server/releases/keys';
 import { nodesOnRelease } from '../../src/lib/server/releases/nodes';
 import { createRelease, getRelease } from '../../src/lib/server/releases/releases';
@@ -37,6 +36,7 @@ import { windowSchema } from '../../src/lib/schemas/system-updates';
 import { presentRolloutDetail } from '../../src/lib/server/rollouts/present';
 import { deleteWindow, saveWindow } from '../../src/lib/server/sysupdates/windows';
 import { freshPostgres } from '../support/databases';
+import { registerTestbedNodes } from '../support/testbed-nodes';
 import { waitFor } from '../support/engine';
 import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
 
@@ -106,21 +106,7 @@ beforeAll(async () => {
 	useMasterKey(randomBytes(32));
 	useReleaseKeys({ ed25519: [], hmacSecret: SECRET });
 	registerDomains();
-	const cred = await createCredential(systemActor, { name: 'testbed', privateKey: bed.clientPrivateKey });
-	const rows = await db()
-		.insert(nodes)
-		.values(
-			bed.hosts.map((h) => ({
-				name: h.name,
-				host: h.address,
-				port: h.port,
-				credentialId: cred.id,
-				roles: ['backend'],
-				hostKeyFingerprint: h.hostKeyFingerprint,
-				hostKeyStatus: 'pinned' as const
-			}))
-		)
-		.returning({ id: nodes.id, name: nodes.name });
+	const rows = await registerTestbedNodes(bed, () => ({ roles: ['backend'] }));
 	for (const r of rows) idOf.set(r.name, r.id);
 	for (const h of bed.hosts) hostOf.set(h.name, h);
 	await createRole(

@@ -256,6 +256,27 @@ describe('the commands deploy method on real hosts', () => {
 		expect(await calls(h)).toEqual(before);
 	});
 
+	it('without a rollback command a failure leaves the task failed and needing attention, saying why', async () => {
+		const h = bed.hosts[0]!;
+		const { rollback: _rollback, ...withoutRollback } = (await getRole('shop')).commands!;
+		await updateRole(systemActor, 'shop', { commands: withoutRollback });
+		await writeFile(fault(h, 'fail-smoke'), '');
+		const before = (await commitFile(h))!;
+		const sha = '2'.repeat(40);
+		const r = await rollOut(h, sha);
+		const t = await onlyTask(r);
+		expect(t.state).toBe('failed');
+		expect(t.needsAttention).toBe(true);
+		expect(t.steps.filter((s) => s.state === 'failed').map((s) => `${s.phase}:${s.name}: ${s.error}`)).toEqual([
+			'do:smoke: shop: smoke exited with 3: smoke failed: relation orders already exists',
+			'undo:smoke: shop: no rollback command, so what its update did so far stays on the node'
+		]);
+		expect((await calls(h)).at(-1)).toBe(`smoke shop ${sha} ${before.trim()}`);
+		expect(await commitFile(h)).toBe(before);
+		await rm(fault(h, 'fail-smoke'));
+		await cancelRollout(systemActor, r.id);
+	}, 90_000);
+
 	it('a role change that would part the method from its commands is refused, naming commands', async () => {
 		const fields = async (changes: Parameters<typeof updateRole>[2]) => {
 			const err = await updateRole(systemActor, 'shop', changes).catch((e: unknown) => e);

@@ -144,3 +144,72 @@ test('an operator previews a staged rollout, starts it, watches the stages, paus
 	const overflow = await narrow.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
 	expect(overflow).toBeLessThanOrEqual(0);
 });
+
+test('a rollout that respects maintenance windows shows a node outside its window as waiting for it', async ({
+	browser
+}) => {
+	test.setTimeout(120_000);
+	const admin = await signInAs('admin');
+	const post = (path: string, json: unknown) => call(path, { method: 'POST', headers: cookie(admin), json });
+	const hhmm = (hours: number) => new Date(Date.now() + hours * 3_600_000).toISOString().slice(11, 16);
+	const window = await post('/api/updates/system/windows', {
+		scope: 'node',
+		target: names[0],
+		start: hhmm(6),
+		end: hhmm(7),
+		time_zone: 'UTC',
+		days: ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday']
+	});
+	expect(window.status).toBe(201);
+	const windowId = (await window.json()).id;
+	try {
+		const next = await bed.addCommit('app', {
+			message: 'release 2.1.0',
+			files: { 'healthcheck.sh': '#!/bin/sh\nexit 0\n' }
+		});
+		const manifest: Record<string, unknown> = {
+			version: '2.1.0',
+			sha: next,
+			channel: 'stable',
+			migrations_required: false,
+			breaking_changes: null,
+			released_at: '2026-06-02T00:00:00Z'
+		};
+		const release = await post('/api/releases', { ...manifest, signature: hmacSignature(manifest, SECRET) });
+		expect(release.status).toBe(201);
+
+		const page = await operatorPage(browser);
+		await page.goto('/rollouts');
+		await page.getByLabel('Release').selectOption({ label: `2.1.0 (stable, ${next.slice(0, 7)})` });
+		await page.getByLabel('Strategy').selectOption('immediate');
+		await page.getByLabel('Target nodes').fill(`${names[0]}, ${names[1]}`);
+		await page.getByLabel('Update each node only inside its maintenance window').check();
+		await page.getByRole('button', { name: 'Preview stages' }).click();
+		await page.getByRole('button', { name: 'Start rollout' }).click();
+		await expect(page).toHaveURL(/\/rollouts\/[0-9a-f-]{36}$/);
+		const row = (name: string) => page.locator(`[data-testid="rollout-node"][data-node="${name}"]`);
+		await expect(row(names[1]!).locator('[data-state="succeeded"]')).toBeVisible({ timeout: 60_000 });
+		await expect(row(names[0]!).locator('[data-state="waiting_window"]')).toBeVisible({ timeout: 30_000 });
+		await expect(row(names[0]!).getByTestId('window-opens')).toContainText('waiting for its maintenance window, opens');
+		await expect(page.getByTestId('rollout-summary')).toContainText('Maintenance windows respected');
+		await page.screenshot({ path: `${shots}/rollout-waiting-window.png`, fullPage: true });
+		expect(await bed.checkedOutCommit(bed.hosts[0]!, 'app')).toBe(sha);
+		expect(await bed.checkedOutCommit(bed.hosts[1]!, 'app')).toBe(next);
+		const detail = page.url();
+		// The Fleet Overview: ro-02 runs 2.1.0; ro-01 runs 2.0.0 and the rollout is moving it.
+		await page.goto('/');
+		const fleetRow = (name: string) => page.locator(`tr[data-node="${name}"]`).getByTestId('node-release');
+		await expect(fleetRow(names[1]!)).toHaveText('2.1.0');
+		await expect(fleetRow(names[0]!).getByRole('link', { name: '2.0.0' })).toBeVisible();
+		await expect(fleetRow(names[0]!).getByTestId('node-rollout')).toHaveText(/→ 2\.1\.0 \(rollout #\d+\)/);
+		await page.screenshot({ path: `${shots}/fleet-releases.png`, fullPage: true });
+		await page.goto(detail);
+
+		await page.getByRole('button', { name: 'Cancel', exact: true }).click();
+		await expect(page.getByTestId('rollout-summary').locator('[data-state="cancelled"]')).toBeVisible();
+		await expect(row(names[0]!).locator('[data-state="cancelled"]')).toBeVisible({ timeout: 30_000 });
+		expect(await bed.checkedOutCommit(bed.hosts[0]!, 'app')).toBe(sha);
+	} finally {
+		await call(`/api/updates/system/windows/${windowId}`, { method: 'DELETE', headers: cookie(admin) });
+	}
+});

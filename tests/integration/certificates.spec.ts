@@ -18,8 +18,8 @@ import { auditLog, nodes } from '../../src/lib/server/db/schema';
 import { registerDomains } from '../../src/lib/server/domains';
 import { cancelRun, getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { countByStatus, statusOf } from '../../src/lib/server/fleet/status';
-import { createCredential } from '../../src/lib/server/keys/credentials';
 import { freshPostgres } from '../support/databases';
+import { registerTestbedNodes } from '../support/testbed-nodes';
 import { waitFor, waitForRun } from '../support/engine';
 import { hostPaths, startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
 
@@ -88,22 +88,7 @@ beforeAll(async () => {
 	useDatabase(pg);
 	useMasterKey(randomBytes(32));
 	registerDomains();
-	const cred = await createCredential(systemActor, { name: 'testbed', privateKey: bed.clientPrivateKey });
-	const rows = await db()
-		.insert(nodes)
-		.values(
-			bed.hosts.map((h, i) => ({
-				name: h.name,
-				host: h.address,
-				port: h.port,
-				credentialId: cred.id,
-				roles: ['web'],
-				controlPlane: i === 0,
-				hostKeyFingerprint: h.hostKeyFingerprint,
-				hostKeyStatus: 'pinned' as const
-			}))
-		)
-		.returning({ id: nodes.id, name: nodes.name });
+	const rows = await registerTestbedNodes(bed, (_, i) => ({ roles: ['web'], controlPlane: i === 0 }));
 	for (const r of rows) idOf.set(r.name, r.id);
 	await defineCertRole(
 		systemActor,

@@ -17,8 +17,8 @@ import { db, useDatabase } from '../../src/lib/server/db';
 import { codeRoles, events, nodeCodeVersions, nodes } from '../../src/lib/server/db/schema';
 import { startEngine, stopEngine } from '../../src/lib/server/engine';
 import { registerDomains } from '../../src/lib/server/domains';
-import { createCredential } from '../../src/lib/server/keys/credentials';
 import { freshPostgres } from '../support/databases';
+import { registerTestbedNodes } from '../support/testbed-nodes';
 import { waitForRun } from '../support/engine';
 import { git } from '../testbed/repos';
 import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
@@ -82,21 +82,7 @@ beforeAll(async () => {
 	useDatabase(pg);
 	useMasterKey(randomBytes(32));
 	registerDomains();
-	const cred = await createCredential(systemActor, { name: 'testbed', privateKey: bed.clientPrivateKey });
-	const rows = await db()
-		.insert(nodes)
-		.values(
-			bed.hosts.map((h) => ({
-				name: h.name,
-				host: h.address,
-				port: h.port,
-				credentialId: cred.id,
-				roles: ['backend', 'frontend'],
-				hostKeyFingerprint: h.hostKeyFingerprint,
-				hostKeyStatus: 'pinned' as const
-			}))
-		)
-		.returning({ id: nodes.id, name: nodes.name });
+	const rows = await registerTestbedNodes(bed, () => ({ roles: ['backend', 'frontend'] }));
 	for (const r of rows) idOf.set(r.name, r.id);
 	await defineGitRole('backend', 10);
 	await defineGitRole('frontend', 20);

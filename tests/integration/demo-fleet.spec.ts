@@ -6,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { openSecret } from '../../src/lib/server/crypto/secret-box';
 import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
-import { sysNodeScans } from '../../src/lib/server/db/schema';
+import { releases, rollouts, sysNodeScans } from '../../src/lib/server/db/schema';
+import { driveRollouts } from '../../src/lib/server/rollouts/driver';
+import { nodesOfRollout } from '../../src/lib/server/rollouts/rollouts';
 import { connectionStatus, listNodes } from '../../src/lib/server/fleet/nodes';
 import { startDemoFleet } from '../../src/lib/server/sim/demo-fleet';
 import { nodePaths } from '../../src/lib/server/sim/paths';
@@ -168,4 +170,58 @@ describe('the quick start demo fleet', () => {
 		expect(ok.filter((r) => r.held.includes('postgresql-15')).length).toBeGreaterThan(0);
 		expect(scanned.filter((r) => r.lastError)).toHaveLength(2);
 	}, 90_000);
+
+	it('opens on a signed release and a finished staged rollout of it, verified on the nodes', async () => {
+		registerDomains();
+		await startEngine({ concurrency: 20, leaseMs: 10_000, sweepMs: 1_000 });
+		onTestFinished(() => stopEngine());
+		const fleet = await startDemoFleet(dataDir);
+		onTestFinished(() => fleet.stop());
+		await fleet.checked;
+		const [release] = await db().select().from(releases);
+		expect(release).toMatchObject({ version: '1.4.0', channel: 'stable', algorithm: 'ed25519' });
+		expect(release!.verifiedBy).toMatch(/^ed25519:[0-9a-f]{16}$/);
+		expect(release!.sha).toBe(fleet.origins.get('backend')!.commits.at(-1)!.sha);
+		// The periodic driver's turns, taken by the test.
+		const done = await waitFor(
+			'the demo rollout to finish',
+			async () => {
+				await driveRollouts();
+				const [r] = await db().select().from(rollouts);
+				return r && ['completed', 'paused', 'failed'].includes(r.state) ? r : null;
+			},
+			60_000
+		);
+		expect(done.state).toBe('completed');
+		expect(done.stages.map((s) => s.state)).toEqual(['done', 'done', 'done']);
+		const members = await nodesOfRollout(done.id);
+		expect(members.map((m) => `${m.nodeName}:${m.state}`).sort()).toEqual(
+			['app-01', 'app-03', 'app-05', 'app-09', 'app-13', 'app-17'].map((n) => `${n}:succeeded`)
+		);
+		// The node runs the release's commit (read over SSH from the simulated host).
+		const host = fleet.hosts.find((h) => h.name === 'app-05')!;
+		const stored = readFileSync(path.join(dataDir, 'demo-fleet.json'), 'utf8');
+		const { clientKey } = JSON.parse(openSecret(key, stored, 'demo-fleet')) as { clientKey: string };
+		const conn = await connect({
+			host: host.address,
+			port: host.port,
+			username: 'root',
+			privateKey: clientKey,
+			hostKeyFingerprint: host.hostKeyFingerprint
+		});
+		try {
+			const head = await conn.exec(sh`git -C ${nodePaths.repo('backend')} rev-parse HEAD`);
+			expect(head.stdout.trim()).toBe(release!.sha);
+		} finally {
+			conn.close();
+		}
+
+		// A restart neither signs the release again nor starts another rollout.
+		await fleet.stop();
+		const again = await startDemoFleet(dataDir);
+		onTestFinished(() => again.stop());
+		await again.checked;
+		expect(await db().select().from(releases)).toHaveLength(1);
+		expect(await db().select().from(rollouts)).toHaveLength(1);
+	}, 120_000);
 });

@@ -9,11 +9,10 @@ import { systemActor } from '../../src/lib/server/audit';
 import { createRole } from '../../src/lib/server/codesync/roles';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase } from '../../src/lib/server/db';
-import { auditLog, events, nodes, rolloutNodes } from '../../src/lib/server/db/schema';
+import { auditLog, events, rolloutNodes } from '../../src/lib/server/db/schema';
 import { registerDomains } from '../../src/lib/server/domains';
 import { getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { ServiceError } from '../../src/lib/server/errors';
-import { createCredential } from '../../src/lib/server/keys/credentials';
 import { useMinimumVersion, useReleaseKeys } from '../../src/lib/server/releases/keys';
 import { nodesOnRelease } from '../../src/lib/server/releases/nodes';
 import { createRelease, getRelease } from '../../src/lib/server/releases/releases';
@@ -33,7 +32,11 @@ import {
 	nodesOfRollout
 } from '../../src/lib/server/rollouts/rollouts';
 import type { Rollout } from '../../src/lib/server/db/schema';
+import { windowSchema } from '../../src/lib/schemas/system-updates';
+import { presentRolloutDetail } from '../../src/lib/server/rollouts/present';
+import { deleteWindow, saveWindow } from '../../src/lib/server/sysupdates/windows';
 import { freshPostgres } from '../support/databases';
+import { registerTestbedNodes } from '../support/testbed-nodes';
 import { waitFor } from '../support/engine';
 import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
 
@@ -103,21 +106,7 @@ beforeAll(async () => {
 	useMasterKey(randomBytes(32));
 	useReleaseKeys({ ed25519: [], hmacSecret: SECRET });
 	registerDomains();
-	const cred = await createCredential(systemActor, { name: 'testbed', privateKey: bed.clientPrivateKey });
-	const rows = await db()
-		.insert(nodes)
-		.values(
-			bed.hosts.map((h) => ({
-				name: h.name,
-				host: h.address,
-				port: h.port,
-				credentialId: cred.id,
-				roles: ['backend'],
-				hostKeyFingerprint: h.hostKeyFingerprint,
-				hostKeyStatus: 'pinned' as const
-			}))
-		)
-		.returning({ id: nodes.id, name: nodes.name });
+	const rows = await registerTestbedNodes(bed, () => ({ roles: ['backend'] }));
 	for (const r of rows) idOf.set(r.name, r.id);
 	for (const h of bed.hosts) hostOf.set(h.name, h);
 	await createRole(
@@ -186,8 +175,12 @@ describe('rollouts on real hosts', () => {
 		for (let k = 1; k < 3; k++) expect(runs[k]!.startedAt! >= runs[k - 1]!.endedAt!).toBe(true);
 		const t = runs[0]!.tasks[0]!;
 		expect(t.steps.map((s) => s.name)).toEqual([
+			'window',
 			'prepare',
+			'backup',
 			'fetch',
+			'migrate',
+			'smoke',
 			'switch',
 			'install',
 			'restart',
@@ -416,5 +409,55 @@ describe('rollouts on real hosts', () => {
 		const done = await driveUntil(r.id, ['completed', 'paused', 'failed']);
 		expect(done.state).toBe('completed');
 		expect(await bed.checkedOutCommit(host, 'backend')).toBe(shas.v1);
+	}, 120_000);
+
+	it('respect_windows: a node outside its maintenance window waits for it, the others go first', async () => {
+		const [waiter, free] = [bed.hosts[1]!, bed.hosts[2]!];
+		const before = await bed.checkedOutCommit(waiter, 'backend');
+		const hhmm = (hoursFromNow: number) => new Date(Date.now() + hoursFromNow * 3_600_000).toISOString().slice(11, 16);
+		const window = (from: number, to: number) =>
+			windowSchema.parse({
+				scope: 'node',
+				target: waiter.name,
+				start: hhmm(from),
+				end: hhmm(to),
+				time_zone: 'UTC',
+				days: ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday']
+			});
+		const shut = await saveWindow(systemActor, window(6, 7));
+		shas.v5 = await bed.addCommit('backend', { message: 'v5', files: { 'healthcheck.sh': '#!/bin/sh\nexit 0\n' } });
+		releaseIds.v5 = (await release('1.5.0', shas.v5)).id;
+		const r = await rollout({
+			release_id: releaseIds.v5,
+			strategy: 'immediate',
+			target: { nodes: [waiter.name, free.name] },
+			// One at a time: the node without a window must not queue behind the one that waits.
+			concurrency: 1,
+			respect_windows: true
+		});
+		expect(r.respectWindows).toBe(true);
+		const detail = await waitFor('the free node updated while the other waits', async () => {
+			await driveRollouts();
+			const now = await getRollout(r.id);
+			const d = await presentRolloutDetail(now, await getRelease(now.releaseId), await nodesOfRollout(r.id));
+			const byName = new Map(d.nodes.map((n) => [n.node, n]));
+			return byName.get(free.name)?.state === 'succeeded' && byName.get(waiter.name)?.state === 'waiting_window'
+				? byName
+				: null;
+		});
+		const waiting = detail.get(waiter.name)!;
+		expect(waiting.step).toBe('window');
+		expect(new Date(waiting.window_opens_at!).toISOString().slice(11, 16)).toBe(hhmm(6));
+		expect(await bed.checkedOutCommit(free, 'backend')).toBe(shas.v5);
+		expect(await bed.checkedOutCommit(waiter, 'backend')).toBe(before);
+
+		// The window now covers the present: the waiting node sees it at its next look and is updated.
+		await saveWindow(systemActor, window(-1, 1));
+		const done = await driveUntil(r.id, ['completed', 'paused', 'failed']);
+		expect(done.state).toBe('completed');
+		expect(await bed.checkedOutCommit(waiter, 'backend')).toBe(shas.v5);
+		const task = (await getRun(done.stages[0]!.runId!)).tasks.find((t) => t.nodeName === waiter.name)!;
+		expect(task.steps[0]!.name).toBe('window');
+		await deleteWindow(systemActor, shut.id);
 	}, 120_000);
 });

@@ -18,7 +18,6 @@ import {
 import { cancelRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { registerDomains } from '../../src/lib/server/domains';
 import { alertsFor, statusOf } from '../../src/lib/server/fleet/status';
-import { createCredential } from '../../src/lib/server/keys/credentials';
 import { connect } from '../../src/lib/server/ssh/connection';
 import { sh } from '../../src/lib/server/ssh/shell';
 import { startScan, startUpdate } from '../../src/lib/server/sysupdates/runs';
@@ -26,6 +25,7 @@ import { runScheduledSystemUpdates, saveScanSchedule, scanSchedule } from '../..
 import { saveWindow, skipNextWindow } from '../../src/lib/server/sysupdates/windows';
 import { windowSchema } from '../../src/lib/schemas/system-updates';
 import { freshPostgres } from '../support/databases';
+import { registerTestbedNodes } from '../support/testbed-nodes';
 import { waitFor, waitForRun } from '../support/engine';
 import { startTestbed, type Testbed, type TestHost, type TestPackage } from '../testbed/testbed';
 
@@ -98,25 +98,13 @@ beforeAll(async () => {
 	useDatabase(pg);
 	useMasterKey(randomBytes(32));
 	registerDomains();
-	const cred = await createCredential(systemActor, { name: 'testbed', privateKey: bed.clientPrivateKey });
 	// 0-2: policies (role web); 3-5: role db, 5 its control plane; 6: lock, hang, cancel; 7-8: role cache.
 	const roles = ['web', 'web', 'web', 'db', 'db', 'db', 'misc', 'cache', 'cache'];
-	const rows = await db()
-		.insert(nodes)
-		.values(
-			bed.hosts.map((h, i) => ({
-				name: h.name,
-				host: h.address,
-				port: h.port,
-				credentialId: cred.id,
-				roles: [roles[i]!],
-				policy: 'full' as const,
-				controlPlane: i === 5,
-				hostKeyFingerprint: h.hostKeyFingerprint,
-				hostKeyStatus: 'pinned' as const
-			}))
-		)
-		.returning();
+	const rows = await registerTestbedNodes(bed, (_, i) => ({
+		roles: [roles[i]!],
+		policy: 'full',
+		controlPlane: i === 5
+	}));
 	for (const r of rows) nodeOf.set(r.name, r);
 	// The db role's health: its unit must be active on the node, before and after every reboot.
 	await createRole(

@@ -58,12 +58,53 @@ const followTagsSchema = z
 	.string(wrongType('must be a glob such as v* or null'))
 	.regex(/^[A-Za-z0-9._/+*?-]{1,64}$/, 'must be a glob such as v*: letters, digits, . _ / + - * ? (at most 64)');
 
+/** One command of a `commands` role; `max` is the budget of the step it runs in. */
+const deployCommandSchema = (max: number, fallback: number) =>
+	z
+		.object(
+			{
+				argv: commandArgv,
+				deadline_seconds: fromText(
+					z
+						.number(wrongType('must be a number'))
+						.int('must be a whole number')
+						.min(1, `must be 1 to ${max}`)
+						.max(max, `must be 1 to ${max}`)
+				).default(fallback)
+			},
+			wrongType('must be {argv: [...], deadline_seconds}')
+		)
+		.strict();
+
+/**
+ * A `commands` role's update (docs/releases.md, "The commands method"): backup, pull, migrate, smoke and
+ * switch are required, rollback is recommended.
+ */
+export const deployCommandsSchema = z
+	.object(
+		{
+			backup: deployCommandSchema(3600, 600),
+			// Pull runs inside the fetch step and switch inside the switch step, whose undo runs the rollback:
+			// their budgets are those steps'.
+			pull: deployCommandSchema(300, 300),
+			migrate: deployCommandSchema(3600, 600),
+			smoke: deployCommandSchema(3600, 120),
+			switch: deployCommandSchema(60, 60),
+			rollback: deployCommandSchema(60, 60).optional()
+		},
+		wrongType('must be an object of commands: backup, pull, migrate, smoke, switch and rollback')
+	)
+	.strict();
+
+const methodSchema = z.enum(['git', 'push', 'commands'], { error: 'must be git, push or commands' });
+
 const roleFields = {
 	name: roleNameSchema,
 	description: z.string().max(500, 'must be at most 500 characters').default(''),
-	method: z.enum(['git', 'push'], { error: 'must be git or push' }).default('git'),
+	method: methodSchema.default('git'),
 	path: absolutePathSchema.refine((p) => p !== '/', 'must not be /'),
 	source_repo: absolutePathSchema.nullable().optional(),
+	commands: deployCommandsSchema.nullable().optional(),
 	branch: branchSchema.default('main'),
 	follow_tags: followTagsSchema.nullable().default(null),
 	units: z.array(unitNameSchema, wrongType('must be a list of unit names')).max(16, 'at most 16 units').default([]),
@@ -104,6 +145,10 @@ export const createRoleSchema = z
 		message: 'a push role needs the console-side git checkout',
 		path: ['source_repo']
 	})
+	.refine((r) => (r.method === 'commands') === !!r.commands, {
+		message: 'the commands method needs its commands (backup, pull, migrate, smoke, switch), and only it has them',
+		path: ['commands']
+	})
 	.refine((r) => r.health.type !== 'units' || r.units.length > 0, {
 		message: 'a health check of type units needs at least one unit',
 		path: ['units']
@@ -113,9 +158,10 @@ export const createRoleSchema = z
 export const updateRoleSchema = z
 	.object({
 		description: roleFields.description.removeDefault(),
-		method: z.enum(['git', 'push'], { error: 'must be git or push' }),
+		method: methodSchema,
 		path: roleFields.path,
 		source_repo: absolutePathSchema.nullable(),
+		commands: deployCommandsSchema.nullable(),
 		branch: branchSchema,
 		follow_tags: followTagsSchema.nullable(),
 		units: z.array(unitNameSchema).max(16, 'at most 16 units'),

@@ -104,6 +104,7 @@ export const createRolloutSchema = z
 			z.number(wrongType('must be a number')).int('must be a whole number').min(1).max(500)
 		).default(5),
 		require_approval: z.boolean(wrongType('must be true or false')).default(false),
+		respect_windows: z.boolean(wrongType('must be true or false')).default(false),
 		start_at: z.iso.datetime({ offset: true, error: 'must be an ISO 8601 timestamp' }).optional(),
 		dry_run: z.boolean(wrongType('must be true or false')).default(false)
 	})

@@ -8,6 +8,7 @@ import { countByStatus } from '$lib/server/fleet/status';
 import { checkAllNodes } from '$lib/server/fleet/check-flow';
 import { connectionStatus, listNodes, rolesOnNodes } from '$lib/server/fleet/nodes';
 import { principalOf } from '$lib/server/http/api';
+import { releasesOfNodes } from '$lib/server/rollouts/fleet';
 import { formError } from '$lib/server/http/forms';
 import { planAction, updateAction } from '$lib/server/codesync/update-forms';
 import type { Actions, PageServerLoad } from './$types';
@@ -38,6 +39,7 @@ export const load: PageServerLoad = async (event) => {
 		rolesOnNodes()
 	]);
 	const versions = await versionsFor(page.items);
+	const releaseOf = await releasesOfNodes(versions);
 	const principal = principalOf(event);
 	return {
 		nodes: page.items.map((n) => ({
@@ -52,7 +54,8 @@ export const load: PageServerLoad = async (event) => {
 			lastSeenAt: n.lastSeenAt,
 			latencyMs: n.latencyMs,
 			lastError: n.lastError,
-			versions: versions.get(n.id) ?? []
+			versions: versions.get(n.id) ?? [],
+			release: releaseOf.get(n.id) ?? { releases: [], rollout: null }
 		})),
 		counts,
 		total: Object.values(counts).reduce((a, b) => a + b, 0),

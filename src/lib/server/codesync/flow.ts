@@ -6,6 +6,7 @@ import { db } from '$lib/server/db';
 import { codeRoles, nodes, type CodeRole } from '$lib/server/db/schema';
 import { StepFailed, type Flow, type Step, type StepContext, type TaskEnd } from '$lib/server/engine';
 import { sh } from '$lib/server/ssh/shell';
+import { runCommand } from './commands';
 import { anyExit, describeHealth, probeHealth, waitHealthy, workDir } from './health';
 import { methodFor } from './methods';
 import { recordFailed, recordSynced } from './versions';
@@ -37,6 +38,8 @@ export interface RoleProgress {
 	/** The full commit the node runs after the switch. */
 	head?: string;
 	switched?: boolean;
+	/** A `commands` role whose rollback command ran: it does not run twice in one undo. */
+	rolledBack?: boolean;
 }
 
 type Ctx = StepContext<CodeSyncParams>;
@@ -98,7 +101,37 @@ async function restoreSwitched(ctx: Ctx): Promise<void> {
 		if (p.previous) await install(ctx, role);
 		await restart(ctx, role);
 		p.switched = false;
+		p.rolledBack = true;
 	}
+}
+
+/**
+ * The undo of a `commands` role's steps before its switch: the role's rollback command, once, for every
+ * commands role that has not been switched back already (a switched one went back through its switch's undo).
+ */
+async function rollbackCommands(ctx: Ctx): Promise<void> {
+	for (const { role, p } of (await pending(ctx)).reverse()) {
+		if (role.method !== 'commands' || p.rolledBack) continue;
+		if (!(await runCommand(ctx, role, 'rollback', { target: p.target, previous: p.previous }))) {
+			throw new StepFailed(`${role.name}: no rollback command, so what its update did so far stays on the node`);
+		}
+		p.rolledBack = true;
+	}
+}
+
+/** backup, migrate or smoke: run for each `commands` role of the node; nothing to do for the other methods. */
+function commandStep(name: 'backup' | 'migrate' | 'smoke'): Step<CodeSyncParams> {
+	return {
+		name,
+		// Each command has its own deadline (at most an hour); this is only the step's outer bound.
+		deadlineMs: 2 * 3_600_000,
+		async do(ctx) {
+			for (const { role, p } of await pending(ctx)) {
+				if (role.method === 'commands') await runCommand(ctx, role, name, { target: p.target, previous: p.previous });
+			}
+		},
+		undo: rollbackCommands
+	};
 }
 
 /**
@@ -116,15 +149,25 @@ export async function roleHealthProblems(ctx: Ctx): Promise<string[]> {
 
 /**
  * The per-node deploy of Code Sync as a flow of another kind: a rollout stage deploys a release's commit the
- * same way, with steps of its own (`beforeRecord`, e.g. a bake) between the health verification and the record,
- * and its own records when a task ends (`finished`, after Code Sync's).
+ * same way, with steps of its own before everything (`first`, e.g. waiting for a maintenance window) and between
+ * the health verification and the record (`beforeRecord`, e.g. a bake), and its own records when a task ends
+ * (`finished`, after Code Sync's).
  */
 export function deployFlow<P extends CodeSyncParams>(
 	kind: string,
 	parseParams: (params: unknown) => P,
-	extra: { beforeRecord?: Step<P>[]; finished?: (end: TaskEnd<P>) => Promise<void> } = {}
+	extra: { first?: Step<P>[]; beforeRecord?: Step<P>[]; finished?: (end: TaskEnd<P>) => Promise<void> } = {}
 ): Flow<P> {
-	const steps = codeSyncSteps as unknown as Step<P>[];
+	const [, fetch, ...rest] = codeSyncSteps;
+	const steps = [
+		...((extra.first ?? []) as unknown as Step<CodeSyncParams>[]),
+		prepareStep(true),
+		commandStep('backup'),
+		fetch!,
+		commandStep('migrate'),
+		commandStep('smoke'),
+		...rest
+	] as unknown as Step<P>[];
 	return {
 		...(codeSyncBase as unknown as Omit<Flow<P>, 'kind' | 'steps'>),
 		kind,
@@ -137,13 +180,27 @@ export function deployFlow<P extends CodeSyncParams>(
 	};
 }
 
-const codeSyncSteps: Step<CodeSyncParams>[] = [
-	{
+/**
+ * What the node runs per role, and refusing a dirty tree. A `commands` role is updated only by the release
+ * flows (`deployFlow`), which have its backup, migrate and smoke steps: Code Sync's own update leaves it out.
+ */
+function prepareStep(withCommands: boolean): Step<CodeSyncParams> {
+	return {
 		name: 'prepare',
 		deadlineMs: 60_000,
 		async do(ctx) {
-			const roles = await rolesOf(ctx);
-			if (!roles.length) ctx.skip('none of the roles this update targets is on this node');
+			const all = await rolesOf(ctx);
+			const roles = withCommands ? all : all.filter((r) => r.method !== 'commands');
+			for (const r of all.filter((x) => !roles.includes(x))) {
+				ctx.log(`${r.name}: deploys by commands, through a rollout of a release; not part of this update`);
+			}
+			if (!roles.length) {
+				ctx.skip(
+					all.length
+						? 'its roles deploy by commands: a rollout of a release updates them'
+						: 'none of the roles this update targets is on this node'
+				);
+			}
 			// After a crash the memo already holds what the node ran first: keep that, never the half-way state.
 			const known = new Map(progress(ctx).map((p) => [p.role, p]));
 			const list: RoleProgress[] = [];
@@ -157,7 +214,11 @@ const codeSyncSteps: Step<CodeSyncParams>[] = [
 			}
 			ctx.memo.roles = list;
 		}
-	},
+	};
+}
+
+const codeSyncSteps: Step<CodeSyncParams>[] = [
+	prepareStep(false),
 	{
 		name: 'fetch',
 		deadlineMs: 300_000,

@@ -7,6 +7,7 @@ import type { CodeRole } from '$lib/server/db/schema';
 import { StepFailed, type StepContext } from '$lib/server/engine';
 import { sh } from '$lib/server/ssh/shell';
 import { uploadFile } from '$lib/server/ssh/sftp';
+import { readCommitFile, runCommand, writeCommitFile } from './commands';
 import { anyExit, type Exec } from './health';
 
 const run = promisify(execFile);
@@ -133,6 +134,35 @@ async function link(ctx: StepContext<unknown>, role: CodeRole, commit: string): 
 	);
 }
 
+/**
+ * `commands` (./commands.ts): fetch is the role's pull, switch its switch, and going back its rollback. Its
+ * backup, migrate and smoke are steps of their own in the release flows (flow.ts, `deployFlow`).
+ */
+const commandsMethod: DeployMethod = {
+	current: (exec, role) => readCommitFile(exec, role),
+	async survey(ctx, role) {
+		return { current: await readCommitFile(anyExit(ctx), role), dirty: null };
+	},
+	async fetch(ctx, role, target) {
+		await runCommand(ctx, role, 'pull', { target, previous: await readCommitFile(anyExit(ctx), role) });
+		return target;
+	},
+	async switchTo(ctx, role, target) {
+		const previous = await readCommitFile(anyExit(ctx), role);
+		await runCommand(ctx, role, 'switch', { target, previous });
+		await writeCommitFile(ctx, role, target);
+		return target;
+	},
+	async switchBack(ctx, role, previous) {
+		const target = (await readCommitFile(anyExit(ctx), role)) ?? previous ?? '';
+		if (!(await runCommand(ctx, role, 'rollback', { target, previous }))) {
+			throw new StepFailed(`${role.name}: no rollback command to go back with`);
+		}
+		await writeCommitFile(ctx, role, previous);
+	}
+};
+
 export function methodFor(role: Pick<CodeRole, 'method'>): DeployMethod {
+	if (role.method === 'commands') return commandsMethod;
 	return role.method === 'push' ? pushMethod : gitMethod;
 }

@@ -40,6 +40,7 @@ function columns(input: RoleFields) {
 		method: input.method,
 		path: input.path,
 		sourceRepo: input.source_repo,
+		commands: input.commands,
 		branch: input.branch,
 		followTags: input.follow_tags,
 		units: input.units,
@@ -80,6 +81,15 @@ export async function updateRole(
 			source_repo: 'is required for the push method'
 		});
 	}
+	const commands = changes.commands !== undefined ? changes.commands : current.commands;
+	if ((method === 'commands') !== !!commands) {
+		throw new ServiceError('validation_failed', 'The commands method needs its commands, and only it has them', {
+			commands:
+				method === 'commands'
+					? 'is required for the commands method (backup, pull, migrate, smoke, switch)'
+					: 'only a commands role has commands: set them to null'
+		});
+	}
 	const health = changes.health ?? current.health;
 	const units = changes.units ?? current.units;
 	if (health.type === 'units' && units.length === 0) {
@@ -113,6 +123,7 @@ export const presentRole = (r: CodeRole) => ({
 	method: r.method,
 	path: r.path,
 	source_repo: r.sourceRepo,
+	commands: r.commands,
 	branch: r.branch,
 	follow_tags: r.followTags,
 	units: r.units,

@@ -332,7 +332,7 @@ export type EventRow = typeof events.$inferSelect;
 
 // ---- Code Sync: roles, the commits notified for them, and what each node runs (src/lib/server/codesync/) ----
 
-export const deployMethods = ['git', 'push'] as const;
+export const deployMethods = ['git', 'push', 'commands'] as const;
 export type DeployMethod = (typeof deployMethods)[number];
 
 /** How a role's health is judged on a node after a restart, and by the health sweep. */
@@ -344,15 +344,36 @@ export type HealthCheck =
 	/** An HTTP(S) URL fetched on the node itself with curl; a 2xx answer is healthy. */
 	| { type: 'http'; url: string };
 
+/** One program of a `commands` role's update (argv, each argument quoted) and how long it may run. */
+export interface DeployCommand {
+	argv: string[];
+	deadline_seconds: number;
+}
+
+/** A `commands` role's update, in the order it runs; `rollback` runs when any of them (or the health) fails. */
+export interface DeployCommands {
+	backup: DeployCommand;
+	pull: DeployCommand;
+	migrate: DeployCommand;
+	smoke: DeployCommand;
+	switch: DeployCommand;
+	rollback?: DeployCommand;
+}
+
 /** What a node runs (e.g. `backend`), and how Code Sync deploys it. */
 export const codeRoles = pgTable('code_roles', {
 	name: text('name').primaryKey(),
 	description: text('description').notNull().default(''),
 	method: text('method', { enum: deployMethods }).notNull().default('git'),
-	/** On the node: the git checkout (`git`), or the folder holding `releases/` and `current` (`push`). */
+	/**
+	 * On the node: the git checkout (`git`), the folder holding `releases/` and `current` (`push`), or the
+	 * folder the commands run in (`commands`).
+	 */
 	path: text('path').notNull(),
 	/** `push` only: the console's own git checkout of the role, archived at the target commit. */
 	sourceRepo: text('source_repo'),
+	/** `commands` only: the programs of its update. */
+	commands: jsonb('commands').$type<DeployCommands>(),
 	/** The branch whose commits auto-update applies; notifications may name it. */
 	branch: text('branch').notNull().default('main'),
 	/** A glob of tags (`v*`): the role's latest is then the highest semantic version notified with such a tag. */
@@ -514,6 +535,8 @@ export const rollouts = pgTable(
 		minFinishedNodes: integer('min_finished_nodes').notNull(),
 		concurrency: integer('concurrency').notNull(),
 		requireApproval: boolean('require_approval').notNull(),
+		/** Each node is updated only inside its maintenance window (System Updates' windows). */
+		respectWindows: boolean('respect_windows').notNull().default(false),
 		startAt: timestamp('start_at', { withTimezone: true }),
 		state: text('state', { enum: rolloutStates }).notNull(),
 		/** Why it paused, failed or ended, in words an operator reads. */

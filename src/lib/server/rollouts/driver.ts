@@ -9,6 +9,7 @@ import { assertAllowedVersion, getRelease, releasesForCommits } from '$lib/serve
 import { membersOfStage } from './membership';
 import { activeRolloutStates, getRollout } from './rollouts';
 import { resolveTarget } from './targets';
+import { orderByWindow } from './windows';
 
 /*
  * The rollout driver (docs/releases.md, "How a rollout moves"). Everything it needs is in the database: the
@@ -113,14 +114,16 @@ async function startStageRun(r: Rollout, k: number, actor: Actor): Promise<void>
 		.select({ nodeId: rolloutNodes.nodeId })
 		.from(rolloutNodes)
 		.where(and(eq(rolloutNodes.rolloutId, r.id), eq(rolloutNodes.stage, k)));
+	const ids = members.map((m) => m.nodeId);
 	const run = await createRun(actor, {
 		kind: 'rollout-stage',
 		title: `Rollout #${r.number}: ${release.version}, ${stageLabel(r, k)}`,
-		nodeIds: members.map((m) => m.nodeId),
+		nodeIds: r.respectWindows ? await orderByWindow(ids) : ids,
 		params: {
 			targets: Object.fromEntries(target.roles.map((role) => [role, release.sha])),
 			rollout_id: r.id,
-			bake_seconds: r.stages[k]!.bakeSeconds
+			bake_seconds: r.stages[k]!.bakeSeconds,
+			respect_windows: r.respectWindows
 		},
 		scope: { rollout_id: r.id, stage: k },
 		options: { concurrency: r.concurrency }

@@ -5,6 +5,7 @@ import { codeSyncParams, deployFlow, roleHealthProblems, type RoleProgress } fro
 import { db } from '$lib/server/db';
 import { rolloutNodes } from '$lib/server/db/schema';
 import { StepFailed, type TaskEnd } from '$lib/server/engine';
+import { windowStep } from './windows';
 
 /**
  * A rollout stage on one node (docs/releases.md, "Stages"): Code Sync's deploy of the release's commit, then a
@@ -14,7 +15,8 @@ import { StepFailed, type TaskEnd } from '$lib/server/engine';
 
 export const rolloutStageParams = codeSyncParams.extend({
 	rollout_id: z.uuid(),
-	bake_seconds: z.number().int().min(0).max(43_200)
+	bake_seconds: z.number().int().min(0).max(43_200),
+	respect_windows: z.boolean().default(false)
 });
 export type RolloutStageParams = z.infer<typeof rolloutStageParams>;
 
@@ -38,6 +40,7 @@ async function recordNode(end: TaskEnd<{ rollout_id: string }>, state: string): 
 }
 
 export const rolloutStageFlow = deployFlow('rollout-stage', (p) => rolloutStageParams.parse(p), {
+	first: [windowStep],
 	beforeRecord: [
 		{
 			name: 'bake',

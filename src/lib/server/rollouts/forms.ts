@@ -39,6 +39,7 @@ export function rolloutFromForm(form: FormData): CreateRolloutInput {
 		...(percents ? { stages: percents.map((p) => ({ percent: p, ...(bake ? { bake_minutes: bake } : {}) })) } : {}),
 		...(text('failure_threshold_percent') ? { failure_threshold_percent: text('failure_threshold_percent') } : {}),
 		...(text('concurrency') ? { concurrency: text('concurrency') } : {}),
-		require_approval: form.get('require_approval') === 'on'
+		require_approval: form.get('require_approval') === 'on',
+		respect_windows: form.get('respect_windows') === 'on'
 	});
 }

@@ -2,6 +2,7 @@ import type { Release, Rollout, RolloutNode } from '$lib/server/db/schema';
 import { getRun } from '$lib/server/engine';
 import { presentRelease } from '$lib/server/releases/releases';
 import { failuresOf } from './driver';
+import { windowOpenings } from './windows';
 
 /** What the API answers for a rollout; with `detail`, its stages' progress and its nodes. */
 export function presentRollout(r: Rollout, release?: Release) {
@@ -28,6 +29,7 @@ export function presentRollout(r: Rollout, release?: Release) {
 		min_finished_nodes: r.minFinishedNodes,
 		concurrency: r.concurrency,
 		require_approval: r.requireApproval,
+		respect_windows: r.respectWindows,
 		start_at: r.startAt?.toISOString() ?? null,
 		rollback_run_id: r.rollbackRunId,
 		created_by: r.createdBy,
@@ -67,6 +69,19 @@ export async function presentRolloutDetail(r: Rollout, release: Release, nodes: 
 			};
 		})
 	);
+	// A node whose task is on its `window` step waits for its maintenance window: when does it open?
+	const waiting = nodes
+		.filter((n) => {
+			const t = taskState.get(n.nodeId);
+			return n.state === 'pending' && t?.state === 'running' && t.step === 'window';
+		})
+		.map((n) => n.nodeId);
+	const openings = r.respectWindows ? await windowOpenings(waiting) : new Map<string, Date | null>();
+	const stateOf = (n: RolloutNode) => {
+		if (n.state !== 'pending') return n.state;
+		if (openings.has(n.nodeId)) return 'waiting_window';
+		return taskState.get(n.nodeId)?.state ?? 'pending';
+	};
 	return {
 		...base,
 		release: presentRelease(release),
@@ -75,7 +90,8 @@ export async function presentRolloutDetail(r: Rollout, release: Release, nodes: 
 			node_id: n.nodeId,
 			node: n.nodeName,
 			stage: n.stage,
-			state: n.state === 'pending' ? (taskState.get(n.nodeId)?.state ?? 'pending') : n.state,
+			state: stateOf(n),
+			window_opens_at: openings.get(n.nodeId)?.toISOString() ?? null,
 			step: taskState.get(n.nodeId)?.step ?? null,
 			step_started_at: taskState.get(n.nodeId)?.step_started_at ?? null,
 			run_id: taskState.get(n.nodeId)?.run_id ?? null,

@@ -175,6 +175,7 @@ export async function createRollout(
 				minFinishedNodes: input.min_finished_nodes,
 				concurrency: input.concurrency,
 				requireApproval: input.require_approval,
+				respectWindows: input.respect_windows,
 				startAt,
 				state: startAt && startAt > new Date() ? 'scheduled' : 'running',
 				createdBy: actor.name

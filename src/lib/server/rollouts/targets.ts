@@ -8,8 +8,11 @@ import { ServiceError } from '$lib/server/errors';
  * Which nodes a rollout's target selects now (docs/releases.md, "Targets"): nodes matching every given filter
  * (any of the roles, all of the labels, the listed nodes), on the target's channel (a node's `channel` label,
  * `stable` when it has none; the release's channel when the target names none), with a pinned host key and at
- * least one role the release deploys to (the target's roles, or every git and push role).
+ * least one role the release deploys to (the target's roles, or every git, push and commands role).
  */
+/** The deploy methods a release's commit goes out by (docs/releases.md, "The commands method"). */
+const releaseMethods: string[] = ['git', 'push', 'commands'];
+
 export interface ResolvedTarget {
 	/** The roles whose commit the release sets, per node intersected with the node's own roles. */
 	roles: string[];
@@ -32,7 +35,7 @@ export async function resolveTarget(
 	}
 	const roles = target.roles?.length
 		? target.roles
-		: roleRows.filter((r) => r.method === 'git' || r.method === 'push').map((r) => r.name);
+		: roleRows.filter((r) => releaseMethods.includes(r.method)).map((r) => r.name);
 	const rows = await exec
 		.select()
 		.from(nodes)

@@ -4,7 +4,7 @@ import { and, eq, isNull } from 'drizzle-orm';
 import ssh2 from 'ssh2';
 import { systemActor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
-import { certAuthorities, certRoles, codeRoles, credentials, nodes } from '$lib/server/db/schema';
+import { certAuthorities, certRoles, codeRoles, credentials, nodes, releases, rollouts } from '$lib/server/db/schema';
 import { certRoleSchema } from '$lib/schemas/certificates';
 import { createRoleSchema } from '$lib/schemas/code-sync';
 import { trustAuthority } from '$lib/server/certs/authority';
@@ -13,12 +13,17 @@ import { notifyCommit } from '$lib/server/codesync/notify';
 import { createRole } from '$lib/server/codesync/roles';
 import { checkNode } from '$lib/server/fleet/checks';
 import { startScan } from '$lib/server/sysupdates/runs';
+import { createRolloutSchema } from '$lib/schemas/releases';
+import { trustReleaseKey } from '$lib/server/releases/keys';
+import { createRelease } from '$lib/server/releases/releases';
+import { ed25519Signature } from '$lib/server/releases/signing';
+import { createRollout } from '$lib/server/rollouts/rollouts';
 import { createCredential } from '$lib/server/keys/credentials';
 import { masterKey } from '$lib/server/crypto/master-key';
 import { openSecret, sealSecret } from '$lib/server/crypto/secret-box';
 import { log, loggableError } from '$lib/server/log';
 import { fingerprintOf } from '$lib/server/ssh/host-keys';
-import { createHash } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { issueSimCertificate, newCertificateAuthority, type SimCertificateAuthority } from './certificates';
 import { cloneOrigin, newOrigin, type SimOrigin } from './git';
 import type { SimPackage } from './apt';
@@ -44,6 +49,8 @@ interface DemoHostState {
 interface DemoState {
 	clientKey: string;
 	hosts: DemoHostState[];
+	/** The Ed25519 key (PKCS#8 PEM) the demo signs its demo release with; absent in older state files. */
+	releaseKey?: string;
 }
 
 const CREDENTIAL = 'demo-fleet';
@@ -247,6 +254,7 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 	const state = loadState(file);
 	const authorizedKey = authorizedKeyOf(state.clientKey);
 
+	state.releaseKey ??= generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
 	const origins = demoOrigins();
 	const ca = newCertificateAuthority('Flotilla demo CA');
 	const hosts: SimulatedHost[] = [];
@@ -299,6 +307,7 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 
 	await defineDemoRoles(origins);
 	await defineDemoCertificates(origins, ca);
+	await defineDemoRelease(origins, state.releaseKey);
 
 	// A first check of every demo node in the background, so the console opens on a fleet with states.
 	const checked = (async () => {
@@ -380,4 +389,46 @@ async function defineDemoCertificates(origins: Map<string, SimOrigin>, ca: SimCe
 		.delete(certAuthorities)
 		.where(and(eq(certAuthorities.name, ca.name), isNull(certAuthorities.sealedKey)));
 	await trustAuthority(systemActor, { name: ca.name, cert_pem: ca.cert });
+}
+
+/** The demo release's version, and the backend nodes its demo rollout went to (reachable and healthy ones). */
+const DEMO_RELEASE = '1.4.0';
+const DEMO_ROLLOUT_NODES = ['app-01', 'app-03', 'app-05', 'app-09', 'app-13', 'app-17'];
+
+/**
+ * A signed release of the backend's latest commit and a staged rollout of it, so the Releases and Rollouts pages
+ * open on something real: the demo's own key signs the manifest and the console verifies it like any other
+ * (only the demo trusts that key). The rollout is created once; the driver runs it over the simulated nodes,
+ * which already run that commit, so it finishes within seconds without changing the fleet's Code Sync states.
+ */
+async function defineDemoRelease(origins: Map<string, SimOrigin>, pem: string): Promise<void> {
+	const key = createPrivateKey(pem);
+	trustReleaseKey(createPublicKey(key));
+	let [release] = await db().select().from(releases).where(eq(releases.version, DEMO_RELEASE));
+	if (!release) {
+		const manifest: Record<string, unknown> = {
+			version: DEMO_RELEASE,
+			sha: origins.get('backend')!.commits.at(-1)!.sha,
+			channel: 'stable',
+			migrations_required: false,
+			breaking_changes: null,
+			released_at: '2026-05-01T12:00:00Z'
+		};
+		release = await createRelease(systemActor, { ...manifest, signature: ed25519Signature(manifest, key) });
+	}
+	const [earlier] = await db().select({ id: rollouts.id }).from(rollouts).where(eq(rollouts.releaseId, release.id));
+	if (earlier) return;
+	await createRollout(
+		systemActor,
+		createRolloutSchema.parse({
+			release_id: release.id,
+			strategy: 'staged',
+			target: { roles: ['backend'], nodes: DEMO_ROLLOUT_NODES },
+			stages: [
+				{ percent: 10, bake_seconds: 1 },
+				{ percent: 50, bake_seconds: 1 },
+				{ percent: 100, bake_seconds: 1 }
+			]
+		})
+	);
 }

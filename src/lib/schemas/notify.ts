@@ -55,14 +55,15 @@ export const createChannelSchema = z
 	.strict();
 export type CreateChannelInput = z.infer<typeof createChannelSchema>;
 
-/** The same from the Settings form: the events as several checkboxes of one name. */
+/** The same from the Settings form: the events as checkboxes of one name (one ticked arrives as a string). */
 export const channelFormSchema = createChannelSchema.extend({
+	events: z.preprocess((v) => (typeof v === 'string' ? [v] : (v ?? [])), createChannelSchema.shape.events),
 	secret: z
 		.string()
 		.transform((s) => s || undefined)
 		.pipe(z.string().min(16).max(256).optional())
 		.optional(),
-	enabled: checkbox.default(true)
+	enabled: checkbox.default(false)
 });
 
 export const notifySettingsSchema = z

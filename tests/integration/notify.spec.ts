@@ -9,7 +9,8 @@ import { registerFlow } from '../../src/lib/server/engine/flows';
 import { createRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { registerFleet } from '../../src/lib/server/fleet/register';
 import { createChannel } from '../../src/lib/server/notify/channels';
-import { sendTest, startNotify, stopNotify } from '../../src/lib/server/notify/register';
+import { registerNotify, sendTest, startNotify, stopNotify } from '../../src/lib/server/notify/register';
+import { metricsRegistry } from '../../src/lib/server/engine';
 import { updateNotifySettings } from '../../src/lib/server/notify/settings';
 import { verifySignature } from '../../src/lib/server/notify/sign';
 import { EventWatcher, watchConditions } from '../../src/lib/server/notify/watch';
@@ -21,6 +22,7 @@ import { startSimFleet, type SimFleet } from '../support/sim-fleet';
 
 registerFlow(sequenceFlow);
 registerFleet();
+registerNotify();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const SECRET = 'receiver-shared-secret-0123456789';
@@ -249,6 +251,7 @@ describe.each(backends)('notifications on $name', ({ open }) => {
 		await db().update(nodes).set({ reachable: false, lastError: 'connection refused' }).where(eq(nodes.id, a!));
 		await db().update(nodes).set({ hostKeyStatus: 'changed' }).where(eq(nodes.id, b!));
 		const t0 = new Date();
+		expect(await metricsRegistry.metrics()).toMatch(/^flotilla_nodes_unreachable 1$/m);
 		await watchConditions(t0);
 		// The host key is news at once; the unreachable node only after 10 minutes.
 		await waitFor('the host key message', async () => onPath('/nodes').length === 1);

@@ -4,9 +4,15 @@ import { recordAudit } from '$lib/server/audit';
 import { schedulePeriodic } from '$lib/server/engine';
 import { getChannel } from './channels';
 import { enqueue, resendLostDeliveries, startDeliveries, type DeliverySettings } from './deliver';
+import { registerNotifyMetrics } from './metrics';
 import { EventWatcher, watchConditions } from './watch';
 
 let watcher: EventWatcher | undefined;
+
+/** The notifications' part of the console that exists before the engine starts: its gauges on /metrics. */
+export function registerNotify(): void {
+	registerNotifyMetrics();
+}
 
 /**
  * Starts the notifications on this console once the engine runs: its share of the delivery queue, the

@@ -12,5 +12,7 @@ export const auditQuerySchema = pageSchema.extend({
 	action: z.string().trim().max(64).optional(),
 	result: z.enum(['ok', 'denied', 'error'], { error: 'must be ok, denied or error' }).optional(),
 	since: date.optional(),
-	until: date.optional()
+	until: date.optional(),
+	/** `ndjson` streams every matching row, one JSON object a line (limit and paging do not apply). */
+	format: z.enum(['json', 'ndjson'], { error: 'must be json or ndjson' }).optional()
 });

@@ -14,6 +14,7 @@ import { config } from '$lib/server/config';
 import { openDatabase, useDatabase, type DatabaseHandle } from '$lib/server/db';
 import { startEngine, stopEngine } from '$lib/server/engine';
 import { registerDomains } from '$lib/server/domains';
+import { startNotify, stopNotify } from '$lib/server/notify/register';
 import { schedulePeriodic, stopPeriodic } from '$lib/server/engine';
 import { runHealthSweep } from '$lib/server/fleet/sweep';
 import { runScheduledSystemUpdates } from '$lib/server/sysupdates/schedule';
@@ -76,6 +77,8 @@ export function startConsole(): Promise<DatabaseHandle> {
 		await schedulePeriodic('retention', HOUR_SECONDS, () =>
 			pruneOldRecords({ days: cfg.retentionDays, auditDays: cfg.auditRetentionDays })
 		);
+		// Links in notifications point at the address browsers use (adapter-node's ORIGIN).
+		await startNotify({ consoleUrl: process.env.ORIGIN ?? '' });
 		if (!nativeCiphers()) {
 			log.warn(
 				"ssh2's native crypto binding did not load: SSH uses slower JavaScript ciphers (run scripts/bootstrap.sh)"
@@ -87,6 +90,7 @@ export function startConsole(): Promise<DatabaseHandle> {
 			log.info({ reason }, 'shutting down');
 			// A turn this console runs ends before the engine stops (its events are still written); others take the next.
 			await stopPeriodic().catch((err) => log.warn({ err: loggableError(err) }, 'periodic jobs stop failed'));
+			await stopNotify().catch((err) => log.warn({ err: loggableError(err) }, 'notifications stop failed'));
 			await stopEngine().catch((err) => log.warn({ err: loggableError(err) }, 'engine stop failed'));
 			// The demo fleet's listening sockets would otherwise keep the process alive after SIGTERM.
 			await demo?.stop();

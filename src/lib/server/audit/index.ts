@@ -81,6 +81,20 @@ export interface AuditQuery {
 	limit: number;
 }
 
+/**
+ * Every row matching `q`, newest first, a page at a time from the database: an export of millions of rows
+ * holds one page in memory, and the next is read only when the consumer asks for it.
+ */
+export async function* auditPages(q: Omit<AuditQuery, 'limit'>, pageSize = 1_000): AsyncGenerator<AuditRow[]> {
+	let cursor = q.cursor;
+	for (;;) {
+		const page = await listAudit({ ...q, cursor, limit: pageSize });
+		if (page.items.length) yield page.items;
+		if (page.nextCursor === null) return;
+		cursor = page.nextCursor;
+	}
+}
+
 export async function listAudit(q: AuditQuery): Promise<{ items: AuditRow[]; nextCursor: number | null }> {
 	const where: SQL[] = [];
 	if (q.actor) where.push(eq(auditLog.actorName, q.actor));

@@ -80,6 +80,8 @@ describe('the access table', () => {
 			'/(app)/settings/nodes/import': 'GET session:admin, POST preview session:admin, POST import session:admin',
 			'/(app)/settings/users':
 				'GET session:admin, POST create session:admin, POST update session:admin, POST resetPassword session:admin',
+			'/(app)/settings/notifications':
+				'GET session:admin, POST create session:admin, POST test session:admin, POST delete session:admin, POST settings session:admin',
 			'/healthz': 'GET public',
 			'/api/version': 'GET read',
 			'/api/me': 'GET read',
@@ -91,6 +93,10 @@ describe('the access table', () => {
 			'/api/audit': 'GET admin',
 			'/api/credentials': 'GET admin, POST admin',
 			'/api/credentials/[id]': 'DELETE admin',
+			'/api/notify/channels': 'GET admin, POST admin',
+			'/api/notify/channels/[id]': 'GET admin, DELETE admin',
+			'/api/notify/channels/[id]/test': 'POST admin',
+			'/api/notify/settings': 'GET admin, PUT admin',
 			'/api/nodes': 'GET read, POST admin',
 			'/api/nodes/[id]': 'GET read, PATCH admin, DELETE admin',
 			'/api/nodes/[id]/check': 'POST operate',

@@ -125,6 +125,11 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 		view: adminPage,
 		actions: { create: adminPage, update: adminPage, resetPassword: adminPage }
 	},
+	'/(app)/settings/notifications': {
+		kind: 'page',
+		view: adminPage,
+		actions: { create: adminPage, test: adminPage, delete: adminPage, settings: adminPage }
+	},
 
 	// Service endpoints.
 	'/healthz': { kind: 'endpoint', methods: { GET: open } },
@@ -140,6 +145,10 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/audit': { kind: 'endpoint', methods: { GET: admin } },
 	'/api/credentials': { kind: 'endpoint', methods: { GET: admin, POST: admin } },
 	'/api/credentials/[id]': { kind: 'endpoint', methods: { DELETE: admin } },
+	'/api/notify/channels': { kind: 'endpoint', methods: { GET: admin, POST: admin } },
+	'/api/notify/channels/[id]': { kind: 'endpoint', methods: { GET: admin, DELETE: admin } },
+	'/api/notify/channels/[id]/test': { kind: 'endpoint', methods: { POST: admin } },
+	'/api/notify/settings': { kind: 'endpoint', methods: { GET: admin, PUT: admin } },
 	'/api/nodes': { kind: 'endpoint', methods: { GET: read, POST: admin } },
 	'/api/nodes/[id]': { kind: 'endpoint', methods: { GET: read, PATCH: admin, DELETE: admin } },
 	'/api/nodes/[id]/check': { kind: 'endpoint', methods: { POST: operate } },

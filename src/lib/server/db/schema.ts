@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import { runStates, taskStates } from '$lib/states';
 import {
 	type AnyPgColumn,
+	bigint,
 	bigserial,
 	boolean,
 	index,
@@ -849,3 +850,72 @@ export type CertRole = typeof certRoles.$inferSelect;
 export type Certificate = typeof certificates.$inferSelect;
 export type CertAuthority = typeof certAuthorities.$inferSelect;
 export type IssuedCertificate = typeof issuedCertificates.$inferSelect;
+
+/*
+ * Integrations (notify/): channels that events are sent to, and each delivery of an event to a channel.
+ */
+
+/** A place notifications go: a signed JSON webhook or a Slack-compatible incoming webhook. */
+export const notifyChannels = pgTable('notify_channels', {
+	id: uuid('id').primaryKey().defaultRandom(),
+	name: text('name').notNull().unique(),
+	kind: text('kind', { enum: ['webhook', 'slack'] }).notNull(),
+	/** The target URL, sealed (a Slack webhook URL is itself a credential). */
+	sealedUrl: text('sealed_url').notNull(),
+	/** Scheme, host and port only: what pages show of the URL. */
+	urlOrigin: text('url_origin').notNull(),
+	/** The HMAC key of a webhook, sealed; null for Slack. */
+	sealedSecret: text('sealed_secret'),
+	/** The event kinds this channel receives. */
+	events: text('events').array().notNull(),
+	/** Thresholds of the "past N" rules. */
+	thresholds: jsonb('thresholds')
+		.$type<{ securityDays: number; rebootDays: number; unreachableMinutes: number }>()
+		.notNull(),
+	enabled: boolean('enabled').notNull().default(true),
+	createdAt: createdAt()
+});
+
+/** One event for one channel: unique, so that several consoles hearing the same event send it once. */
+export const notifyDeliveries = pgTable(
+	'notify_deliveries',
+	{
+		id: uuid('id').primaryKey().defaultRandom(),
+		channelId: uuid('channel_id')
+			.notNull()
+			.references(() => notifyChannels.id, { onDelete: 'cascade' }),
+		eventKey: text('event_key').notNull(),
+		kind: text('kind').notNull(),
+		payload: jsonb('payload').$type<Record<string, unknown>>().notNull(),
+		state: text('state', { enum: ['queued', 'delivered', 'failed'] })
+			.notNull()
+			.default('queued'),
+		attempts: integer('attempts').notNull().default(0),
+		lastStatus: integer('last_status'),
+		lastResponse: text('last_response'),
+		lastAttemptAt: timestamp('last_attempt_at', { withTimezone: true }),
+		deliveredAt: timestamp('delivered_at', { withTimezone: true }),
+		createdAt: createdAt()
+	},
+	(t) => [
+		uniqueIndex('notify_deliveries_channel_event').on(t.channelId, t.eventKey),
+		index('notify_deliveries_channel_created').on(t.channelId, t.createdAt)
+	]
+);
+
+/** The integrations' one settings row (id 1), and how far the event log has been read for notifications. */
+export const notifySettings = pgTable('notify_settings', {
+	id: integer('id').primaryKey(),
+	/** Targets in loopback, link-local or private ranges are refused unless an admin allows them here. */
+	allowPrivateTargets: boolean('allow_private_targets').notNull().default(false),
+	eventCursor: bigint('event_cursor', { mode: 'number' }).notNull().default(0)
+});
+
+export type NotifyChannel = typeof notifyChannels.$inferSelect;
+export type NotifyDelivery = typeof notifyDeliveries.$inferSelect;
+
+/** Conditions the notifications watch (a node unreachable, updates pending), from when each was first seen. */
+export const notifyConditions = pgTable('notify_conditions', {
+	key: text('key').primaryKey(),
+	since: timestamp('since', { withTimezone: true }).notNull().defaultNow()
+});

@@ -31,7 +31,15 @@ import {
  * tests/integration/boundaries.spec.ts). Domains register their flows and give the engine its node access;
  * routes and domains create and control runs and read what the engine records through these functions.
  */
-export { instanceId, schedulePeriodic, stopPeriodic, type EngineSettings } from './runtime';
+export {
+	instanceId,
+	schedulePeriodic,
+	stopPeriodic,
+	workQueue,
+	sendJob,
+	type EngineSettings,
+	type WorkQueueOptions
+} from './runtime';
 export { useNodeAccess, type NodeAccess } from './node-access';
 export {
 	registerFlow,

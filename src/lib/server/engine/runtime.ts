@@ -221,6 +221,71 @@ async function stopPeriodicOf(r: Runtime): Promise<void> {
 	);
 }
 
+export const workQueueName = (name: string) => `flotilla-queue-${name}`;
+
+export interface WorkQueueOptions {
+	/** Attempts after the first. */
+	retryLimit: number;
+	/** Seconds before the first retry; doubled (with jitter) each time when `retryBackoff`. */
+	retryDelaySeconds: number;
+	retryBackoff: boolean;
+	/** The longest wait between two attempts. */
+	retryDelayMaxSeconds?: number;
+	/** An attempt still active after this long is failed (and retried). */
+	expireInSeconds: number;
+	/** Jobs this console works on at once. */
+	concurrency: number;
+}
+
+/**
+ * A durable queue shared by every console, for work outside runs (a delivery to a remote system): each job is
+ * taken by one console, and one that throws is retried as `options` say. Call it at start-up on every console
+ * that should take part, before `sendJob`. The handler's job data is what `sendJob` gave.
+ */
+export async function workQueue<T extends object>(
+	name: string,
+	options: WorkQueueOptions,
+	handler: (data: T) => Promise<void>
+): Promise<void> {
+	const r = runtime;
+	if (!r) throw new Error('The engine is not started');
+	const queue = workQueueName(name);
+	const settings = {
+		retryLimit: options.retryLimit,
+		retryDelay: options.retryDelaySeconds,
+		retryBackoff: options.retryBackoff,
+		// pg-boss refuses a maximum without backoff.
+		...(options.retryBackoff && options.retryDelayMaxSeconds ? { retryDelayMax: options.retryDelayMaxSeconds } : {}),
+		expireInSeconds: options.expireInSeconds,
+		heartbeatSeconds: HEARTBEAT_SECONDS,
+		// A week of outcomes to look back on.
+		deleteAfterSeconds: 7 * 24 * 60 * 60
+	};
+	if (await r.boss.getQueue(queue)) await r.boss.updateQueue(queue, settings);
+	else {
+		await r.boss.createQueue(queue, { policy: 'standard', ...settings }).catch(async (err) => {
+			if (!(await r.boss.getQueue(queue))) throw err;
+		});
+	}
+	await r.boss.work<T>(
+		queue,
+		{ pollingIntervalSeconds: 1, batchSize: 1, localConcurrency: options.concurrency },
+		async ([job]) => {
+			if (job) await handler(job.data);
+		}
+	);
+}
+
+/**
+ * Adds a job to a queue started with `workQueue`. With an `id`, a job already sent under it is not sent
+ * again, whichever console sent it: the answer says whether this call added it.
+ */
+export async function sendJob<T extends object>(name: string, data: T, id?: string): Promise<boolean> {
+	const r = runtime;
+	if (!r) throw new Error('The engine is not started');
+	return (await r.boss.send(workQueueName(name), data, id ? { id } : {})) !== null;
+}
+
 /** Runs `handler` for every job of a kind's queue, within the instance's concurrency. */
 export async function workOn(kind: string, handler: (job: Job<{ taskId: string }>) => Promise<void>): Promise<void> {
 	if (!runtime) throw new Error('The engine is not started');

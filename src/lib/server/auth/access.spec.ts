@@ -62,7 +62,7 @@ describe('the access table', () => {
 			'/(app)/runs/[id]':
 				'GET session:read, POST cancel session:operate, POST pause session:operate, POST resume session:operate, POST retryFailed session:operate',
 			'/(app)/code-sync':
-				'GET session:read, POST plan session:operate, POST update session:operate, POST pin session:operate, POST saveRole session:admin, POST deleteRole session:admin',
+				'GET session:read, POST plan session:operate, POST update session:operate, POST pin session:operate, POST saveRole session:admin, POST saveProvisioning session:admin, POST deleteRole session:admin',
 			'/(app)/system-updates': 'GET session:read, POST scan session:operate, POST apply session:operate',
 			'/(app)/rollouts': 'GET session:read, POST preview session:operate, POST create session:operate',
 			'/(app)/rollouts/[id]':

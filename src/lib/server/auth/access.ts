@@ -61,7 +61,14 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/(app)/code-sync': {
 		kind: 'page',
 		view: signedIn,
-		actions: { plan: operatorPage, update: operatorPage, pin: operatorPage, saveRole: adminPage, deleteRole: adminPage }
+		actions: {
+			plan: operatorPage,
+			update: operatorPage,
+			pin: operatorPage,
+			saveRole: adminPage,
+			saveProvisioning: adminPage,
+			deleteRole: adminPage
+		}
 	},
 	'/(app)/system-updates': { kind: 'page', view: signedIn, actions: { scan: operatorPage, apply: operatorPage } },
 	'/(app)/rollouts': { kind: 'page', view: signedIn, actions: { preview: operatorPage, create: operatorPage } },

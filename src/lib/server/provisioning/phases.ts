@@ -78,12 +78,17 @@ export async function installFile(
 	return true;
 }
 
+// Probes whose answer the phase logs in its own words: their output (an `id: no such user`) would only alarm.
 async function exists(ctx: Ctx, path: string): Promise<boolean> {
-	return (await anyExit(ctx)(sh`test -e ${path}`)).exitCode === 0;
+	return (await quietly(ctx, sh`test -e ${path}`)).exitCode === 0;
 }
 
 async function userExists(ctx: Ctx, user: string): Promise<boolean> {
-	return (await anyExit(ctx)(sh`id -u -- ${user}`)).exitCode === 0;
+	return (await quietly(ctx, sh`id -u -- ${user}`)).exitCode === 0;
+}
+
+async function unitActive(ctx: Ctx, unit: string): Promise<boolean> {
+	return (await quietly(ctx, sh`systemctl is-active --quiet -- ${unit}`)).exitCode === 0;
 }
 
 /**
@@ -238,22 +243,18 @@ export async function installServices(
 	if (unitsChanged) await ctx.exec(sh`systemctl daemon-reload`);
 	let changed = unitsChanged;
 	for (const unit of def.unitTemplates) {
-		if ((await anyExit(ctx)(sh`systemctl is-enabled --quiet -- ${unit.name}`)).exitCode !== 0) {
+		if ((await quietly(ctx, sh`systemctl is-enabled --quiet -- ${unit.name}`)).exitCode !== 0) {
 			await ctx.exec(sh`systemctl enable -- ${unit.name}`);
 			changed = true;
 		}
 	}
 	if (!opts.start) return changed;
 	for (const unit of def.unitTemplates) {
-		if (restart || unitsChanged) {
-			await ctx.exec(sh`systemctl restart -- ${unit.name}`);
-			ctx.log(`${role.name}: ${unit.name} restarted`);
-			changed = true;
-		} else if ((await anyExit(ctx)(sh`systemctl is-active --quiet -- ${unit.name}`)).exitCode !== 0) {
-			await ctx.exec(sh`systemctl start -- ${unit.name}`);
-			ctx.log(`${role.name}: ${unit.name} started`);
-			changed = true;
-		}
+		const active = await unitActive(ctx, unit.name);
+		if (active && !(restart || unitsChanged)) continue;
+		await ctx.exec(sh`systemctl ${active ? 'restart' : 'start'} -- ${unit.name}`);
+		ctx.log(`${role.name}: ${unit.name} ${active ? 'restarted' : 'started'}`);
+		changed = true;
 	}
 	return changed;
 }

@@ -8,7 +8,7 @@ import { recordSynced } from '$lib/server/codesync/versions';
 import { db } from '$lib/server/db';
 import { codeRoles, nodeProvisioning, nodes, roleProvisioning, type CodeRole } from '$lib/server/db/schema';
 import { StepFailed, type Flow, type Step, type StepContext } from '$lib/server/engine';
-import { findDefinition, serviceUserOf } from './definitions';
+import { envFileOf, findDefinition, serviceUserOf } from './definitions';
 import { cleanRole, deployRole, installPackages, installServices, writeSecrets } from './phases';
 
 /**
@@ -70,14 +70,20 @@ const steps: Step<ProvisionParams>[] = [
 	phase('clean', 300_000, async (ctx) => {
 		const others = await previousRoles(ctx);
 		const def = await findDefinition(ctx.params.role);
-		const keepUser = serviceUserOf({ role: ctx.params.role, serviceUser: def?.serviceUser ?? null });
+		const target = await roleOf(ctx.params.role);
+		// What the role being provisioned uses is never another role's to remove, even where they share it.
+		const keep = {
+			user: serviceUserOf({ role: ctx.params.role, serviceUser: def?.serviceUser ?? null }),
+			paths: [target.path, envFileOf(target.name).dir],
+			units: def?.unitTemplates.map((u) => u.name) ?? []
+		};
 		const roles = others.length ? await db().select().from(codeRoles).where(inArray(codeRoles.name, others)) : [];
 		const defs = others.length
 			? await db().select().from(roleProvisioning).where(inArray(roleProvisioning.role, others))
 			: [];
 		let changed = false;
 		for (const role of roles) {
-			const removed = await cleanRole(ctx, role, defs.find((d) => d.role === role.name) ?? null, keepUser);
+			const removed = await cleanRole(ctx, role, defs.find((d) => d.role === role.name) ?? null, keep);
 			changed ||= removed;
 		}
 		if (others.length) {

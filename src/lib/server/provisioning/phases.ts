@@ -107,11 +107,13 @@ export async function cleanRole(
 	ctx: Ctx,
 	role: CodeRole,
 	def: RoleProvisioning | null,
-	keepUser: string
+	keep: { user: string; paths: string[]; units: string[] }
 ): Promise<boolean> {
 	let changed = false;
 	let unitsRemoved = false;
 	for (const unit of def?.unitTemplates ?? []) {
+		// A unit the new role installs too is the new role's: its own phases bring it up to date.
+		if (keep.units.includes(unit.name)) continue;
 		const file = `${UNIT_DIR}/${unit.name}`;
 		if (!(await exists(ctx, file))) continue;
 		await anyExit(ctx)(sh`systemctl stop -- ${unit.name}`);
@@ -123,14 +125,14 @@ export async function cleanRole(
 	if (unitsRemoved) await ctx.exec(sh`systemctl daemon-reload`);
 	const { dir } = envFileOf(role.name);
 	for (const path of [dir, role.path]) {
-		if (!removable(path) || !(await exists(ctx, path))) continue;
+		if (!removable(path) || keep.paths.includes(path) || !(await exists(ctx, path))) continue;
 		await ctx.exec(sh`rm -rf -- ${path}`);
 		ctx.log(`${role.name}: removed ${path}`);
 		changed = true;
 	}
 	if (def) {
 		const user = serviceUserOf(def);
-		if (user !== keepUser && user !== 'root' && (await userExists(ctx, user))) {
+		if (user !== keep.user && user !== 'root' && (await userExists(ctx, user))) {
 			await ctx.exec(sh`userdel -- ${user}`);
 			ctx.log(`${role.name}: removed the service account ${user}`);
 			changed = true;

@@ -201,6 +201,7 @@ test('an operator provisions the node from its page after saying yes; the host r
 	await expect(task.getByText('succeeded')).toBeVisible({ timeout: 60_000 });
 	await expect(task).toContainText('site: healthy');
 	await expect(page.getByTestId('versions-table').locator('tr[data-role="site"]')).toBeVisible();
+	await expect(section.getByTestId('provisioned')).toContainText('site: provisioned');
 	await page.screenshot({ path: `${shots}/provisioning-node.png`, fullPage: true });
 	await page.setViewportSize({ width: 390, height: 844 });
 	await section.scrollIntoViewIfNeeded();

@@ -16,7 +16,7 @@ import { registerDomains } from '../../src/lib/server/domains';
 import { getRun, readRunLog, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { ServiceError } from '../../src/lib/server/errors';
 import { createCredential } from '../../src/lib/server/keys/credentials';
-import { saveDefinition } from '../../src/lib/server/provisioning/definitions';
+import { provisioningOfNode, saveDefinition } from '../../src/lib/server/provisioning/definitions';
 import { startProvisioning } from '../../src/lib/server/provisioning/provision';
 import { freshPostgres } from '../support/databases';
 import { waitForRun } from '../support/engine';
@@ -252,6 +252,9 @@ describe('Provisioning on real hosts', () => {
 		const failedStep = task.steps.find((s) => s.state === 'failed');
 		expect(failedStep?.name).toBe('services');
 		expect(task.steps.map((s) => s.name)).not.toContain('verify');
+		const [state] = await provisioningOfNode(idOf.get(host.name)!);
+		expect(state).toMatchObject({ role: 'api', provisionedAt: null, lastRunId: failed.id });
+		expect(state!.lastError).toMatch(/systemctl/);
 		// What came before the failure is in place.
 		expect(await onHost(host, 'stat -c "%a %U %G" /etc/api/api.env')).toBe('640 root apisvc');
 
@@ -262,6 +265,9 @@ describe('Provisioning on real hosts', () => {
 		// System dependencies were done by the first run: the second does not install them again.
 		const installs = (await bed.commandLog(host)).filter((l) => / apt-get .*install/.test(l));
 		expect(installs).toHaveLength(1);
+		const [done] = await provisioningOfNode(idOf.get(host.name)!);
+		expect(done).toMatchObject({ role: 'api', lastError: null, lastRunId: again.id });
+		expect(done!.provisionedAt).not.toBeNull();
 	});
 
 	it('a phase list runs only those phases', async () => {

@@ -5,7 +5,7 @@ import { getRole } from '$lib/server/codesync/roles';
 import { masterKey } from '$lib/server/crypto/master-key';
 import { openSecret, sealSecret } from '$lib/server/crypto/secret-box';
 import { db } from '$lib/server/db';
-import { roleProvisioning, type RoleProvisioning } from '$lib/server/db/schema';
+import { nodeProvisioning, roleProvisioning, type RoleProvisioning } from '$lib/server/db/schema';
 import { recordEvent } from '$lib/server/engine';
 import { ServiceError } from '$lib/server/errors';
 
@@ -109,4 +109,18 @@ export function presentDefinition(def: RoleProvisioning | null, role: string) {
 		unit_templates: def?.unitTemplates ?? [],
 		updated_at: def?.updatedAt ?? null
 	};
+}
+
+/** What was provisioned on a node, per role: when, whether its packages are in, and the last failure. */
+export async function provisioningOfNode(nodeId: string) {
+	const rows = await db().select().from(nodeProvisioning).where(eq(nodeProvisioning.nodeId, nodeId));
+	return rows
+		.sort((a, b) => a.role.localeCompare(b.role))
+		.map((r) => ({
+			role: r.role,
+			provisionedAt: r.provisionedAt?.toISOString() ?? null,
+			depsInstalledAt: r.depsInstalledAt?.toISOString() ?? null,
+			lastRunId: r.lastRunId,
+			lastError: r.lastError
+		}));
 }

@@ -20,6 +20,7 @@ import { activeRolloutsOfNode } from '$lib/server/rollouts/rollouts';
 import { listRoles } from '$lib/server/codesync/roles';
 import { provisionSchema } from '$lib/schemas/provisioning';
 import { startProvisioning } from '$lib/server/provisioning/provision';
+import { provisioningOfNode } from '$lib/server/provisioning/definitions';
 import type { Actions, PageServerLoad, RequestEvent } from './$types';
 
 function nodeId(id: string): string {
@@ -43,13 +44,14 @@ export const load: PageServerLoad = async (event) => {
 	// Taken before the snapshot: output printed in between comes again by the stream, never goes missing.
 	const after = await lastEventId();
 	const node = await loadNode(id);
-	const [status, versions, failedRuns, recent, rollouts, roles] = await Promise.all([
+	const [status, versions, failedRuns, recent, rollouts, roles, provisioned] = await Promise.all([
 		statusOf(id),
 		versionsFor([node]),
 		failedRunsOf(id),
 		recentTasksOf(id, 20),
 		activeRolloutsOfNode(id),
-		listRoles()
+		listRoles(),
+		provisioningOfNode(id)
 	]);
 	// Which release each role's commit is, when one names it (docs/releases.md).
 	const releaseOf = await releasesForCommits((versions.get(id) ?? []).flatMap((v) => (v.commit ? [v.commit] : [])));
@@ -89,6 +91,7 @@ export const load: PageServerLoad = async (event) => {
 		})),
 		rollouts,
 		roleNames: roles.map((r) => r.name),
+		provisioned,
 		tasks: recent.map((t) => ({
 			id: t.id,
 			runId: t.runId,

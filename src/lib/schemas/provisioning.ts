@@ -52,10 +52,11 @@ export function secretsUsed(text: string): string[] {
 	return [...text.matchAll(PLACEHOLDER)].flatMap(([, name]) => SECRET_REF.exec(name!)?.slice(1, 2) ?? []);
 }
 
-function templateSchema(allowSecrets: boolean) {
+// A whole definition (an env template and 16 units at their longest) stays under the endpoint's 512 KiB.
+function templateSchema(allowSecrets: boolean, max: number) {
 	return z
 		.string(wrongType('must be text'))
-		.max(65_536, 'must be at most 65536 characters')
+		.max(max, `must be at most ${max} characters`)
 		.refine((v) => !templateControlChars.test(v), 'must not contain control characters other than tabs and newlines')
 		.superRefine((v, ctx) => {
 			const problems = templateProblems(v, allowSecrets);
@@ -79,7 +80,7 @@ export const unitFileNameSchema = z
 export const unitTemplateSchema = z
 	.object({
 		name: unitFileNameSchema,
-		template: templateSchema(false).refine((v) => v.trim().length > 0, 'is required')
+		template: templateSchema(false, 16_384).refine((v) => v.trim().length > 0, 'is required')
 	})
 	.strict();
 
@@ -104,7 +105,7 @@ const provisioningFields = {
 	service_user: unixUserSchema
 		.refine((v) => v !== 'root', 'must not be root: the role runs as its own account')
 		.nullable(),
-	env_template: templateSchema(true),
+	env_template: templateSchema(true, 65_536),
 	unit_templates: z
 		.array(unitTemplateSchema, wrongType('must be a list of {name, template}'))
 		.max(16, 'at most 16 units')

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -334,6 +335,39 @@ describe('Provisioning on real hosts', () => {
 		const logBefore = (await bed.commandLog(host)).length;
 		expect((await provision(host, { role: 'jobs', phases: ['clean'] })).state).toBe('succeeded');
 		expect((await bed.commandLog(host)).slice(logBefore)).toEqual([]);
+	});
+
+	it('provisions a push role on a fresh host: the release is uploaded and `current` points at it', async () => {
+		const host = bed.hosts[2]!;
+		await createRole(
+			systemActor,
+			createRoleSchema.parse({
+				name: 'static',
+				method: 'push',
+				path: '/opt/static',
+				source_repo: join(bed.dir, 'origins', 'web.work'),
+				units: ['static.service'],
+				health: { type: 'command', command: ['sh', 'healthcheck.sh', 'static'] },
+				health_timeout_seconds: 3
+			})
+		);
+		await notifyCommit(systemActor, { commit, changed_roles: ['static'] });
+		await saveDefinition(
+			systemActor,
+			'static',
+			provisioningDefinitionSchema.parse({
+				env_template: 'ROOT={{ workdir }}\n',
+				unit_templates: [{ name: 'static.service', template: apiUnit }]
+			})
+		);
+		const r = await provision(host, { role: 'static' });
+		expect(r.state).toBe('succeeded');
+		expect(await onHost(host, 'readlink /opt/static/current; cat /etc/static/static.env')).toBe(
+			`releases/${commit}\nROOT=/opt/static/current`
+		);
+		expect(await onHost(host, 'grep WorkingDirectory /etc/systemd/system/static.service')).toBe(
+			'WorkingDirectory=/opt/static/current'
+		);
 	});
 
 	it('refuses bad input naming the field: unknown role, phases out of order, hostile names and paths', async () => {

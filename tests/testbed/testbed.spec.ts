@@ -142,6 +142,18 @@ describe('testbed of real OpenSSH hosts', () => {
 		await expect(stat('/opt/probe')).rejects.toThrow('ENOENT');
 	});
 
+	it('gives each host its own /etc: accounts, unit files and folders there stay on that host', async () => {
+		const [a, b] = testbed.hosts as [TestHost, TestHost];
+		const made = await ssh(
+			a,
+			'useradd --system --no-create-home --shell /usr/sbin/nologin tbprobe && mkdir /etc/tbprobe && chown root:tbprobe /etc/tbprobe && stat -c "%U:%G" /etc/tbprobe'
+		);
+		expect(made).toMatchObject({ code: 0, stdout: 'root:tbprobe\n' });
+		expect((await ssh(b, 'id -u tbprobe; test -e /etc/tbprobe')).code).not.toBe(0);
+		await expect(stat('/etc/tbprobe')).rejects.toThrow('ENOENT');
+		expect((await run('sh', ['-c', 'id -u tbprobe || echo none'])).stdout).toContain('none');
+	});
+
 	it('logs systemctl calls and keeps unit state', async () => {
 		const host = testbed.hosts[0] as TestHost;
 		const result = await ssh(host, 'systemctl restart web && systemctl is-active web');
@@ -150,6 +162,9 @@ describe('testbed of real OpenSSH hosts', () => {
 		expect(log).toContainEqual(expect.stringMatching(/^\d{13} systemctl restart web$/));
 		expect(log.at(-1)).toMatch(/^\d{13} systemctl is-active web$/);
 		expect((await ssh(host, 'systemctl stop web; systemctl is-active web')).stdout).toBe('inactive\n');
+		const enabled = await ssh(host, 'systemctl is-enabled web; systemctl enable web && systemctl is-enabled web');
+		expect(enabled.stdout).toBe('disabled\nenabled\n');
+		expect((await ssh(host, 'systemctl disable web; systemctl is-enabled --quiet web; echo $?')).stdout).toBe('1\n');
 	});
 
 	it('answers apt like an up-to-date Debian host', async () => {

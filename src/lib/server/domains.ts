@@ -2,6 +2,7 @@ import { registerCertificates } from '$lib/server/certs/register';
 import { registerCodeSync } from '$lib/server/codesync/register';
 import { registerFleet } from '$lib/server/fleet/register';
 import { registerNotify } from '$lib/server/notify/register';
+import { registerProvisioning } from '$lib/server/provisioning/register';
 import { registerReleases } from '$lib/server/releases/register';
 import { registerRollouts } from '$lib/server/rollouts/register';
 import { registerSystemUpdates } from '$lib/server/sysupdates/register';
@@ -18,4 +19,5 @@ export function registerDomains(): void {
 	registerSystemUpdates();
 	registerCertificates();
 	registerNotify();
+	registerProvisioning();
 }

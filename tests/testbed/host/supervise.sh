@@ -13,6 +13,10 @@ state=/var/lib/flotilla-testbed
 faults=/etc/flotilla-testbed/faults
 slots=/boot/flotilla
 
+# /etc is the real machine's seen through an overlay whose changes are this host's own: an account useradd
+# creates, a unit file in /etc/systemd/system, a role's /etc/<role> stay on this host (and off the machine).
+mkdir -p "$host/etc-overlay/upper" "$host/etc-overlay/work"
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$host/etc-overlay/upper,workdir=$host/etc-overlay/work" /etc || exit 1
 # The mount namespace is private, so these mounts are seen by this host's processes only. /run (and so
 # /var/run) is the host's own, as the tmpfs of a real host is: reboot-required lives there.
 for path in /opt /etc/flotilla /etc/flotilla-testbed /var/lib/flotilla-testbed /boot /root /run; do

@@ -57,12 +57,12 @@ describe('the access table', () => {
 			'/(app)':
 				'GET session:read, POST checkAll session:operate, POST plan session:operate, POST update session:operate',
 			'/(app)/nodes/[id]':
-				'GET session:read, POST check session:operate, POST plan session:operate, POST update session:operate, POST acceptHostKey session:admin',
+				'GET session:read, POST check session:operate, POST plan session:operate, POST update session:operate, POST provision session:operate, POST acceptHostKey session:admin',
 			'/(app)/runs': 'GET session:read',
 			'/(app)/runs/[id]':
 				'GET session:read, POST cancel session:operate, POST pause session:operate, POST resume session:operate, POST retryFailed session:operate',
 			'/(app)/code-sync':
-				'GET session:read, POST plan session:operate, POST update session:operate, POST pin session:operate, POST saveRole session:admin, POST deleteRole session:admin',
+				'GET session:read, POST plan session:operate, POST update session:operate, POST pin session:operate, POST saveRole session:admin, POST saveProvisioning session:admin, POST deleteRole session:admin',
 			'/(app)/system-updates':
 				'GET session:read, POST scan session:operate, POST apply session:operate, POST saveWindow session:admin, POST deleteWindow session:admin, POST saveSchedule session:admin, POST skipWindow session:admin',
 			'/(app)/rollouts': 'GET session:read, POST preview session:operate, POST create session:operate',
@@ -102,9 +102,11 @@ describe('the access table', () => {
 			'/api/nodes/[id]/check': 'POST operate',
 			'/api/nodes/[id]/host-key/accept': 'POST admin',
 			'/api/nodes/[id]/mark-synced': 'POST operate',
+			'/api/nodes/[id]/provision': 'POST operate',
 			'/api/roles': 'GET read, POST admin',
 			'/api/roles/[name]': 'GET read, PATCH admin, DELETE admin',
 			'/api/roles/[name]/pin': 'POST operate',
+			'/api/roles/[name]/provisioning': 'GET read, PUT admin',
 			'/api/code-source/notify': 'POST operate',
 			'/api/updates/trigger': 'POST operate',
 			'/api/updates/status': 'GET read',

@@ -44,7 +44,13 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/(app)/nodes/[id]': {
 		kind: 'page',
 		view: signedIn,
-		actions: { check: operatorPage, plan: operatorPage, update: operatorPage, acceptHostKey: adminPage }
+		actions: {
+			check: operatorPage,
+			plan: operatorPage,
+			update: operatorPage,
+			provision: operatorPage,
+			acceptHostKey: adminPage
+		}
 	},
 	'/(app)/runs': { kind: 'page', view: signedIn },
 	'/(app)/runs/[id]': {
@@ -55,7 +61,14 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/(app)/code-sync': {
 		kind: 'page',
 		view: signedIn,
-		actions: { plan: operatorPage, update: operatorPage, pin: operatorPage, saveRole: adminPage, deleteRole: adminPage }
+		actions: {
+			plan: operatorPage,
+			update: operatorPage,
+			pin: operatorPage,
+			saveRole: adminPage,
+			saveProvisioning: adminPage,
+			deleteRole: adminPage
+		}
 	},
 	'/(app)/system-updates': {
 		kind: 'page',
@@ -154,9 +167,11 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/nodes/[id]/check': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/nodes/[id]/host-key/accept': { kind: 'endpoint', methods: { POST: admin } },
 	'/api/nodes/[id]/mark-synced': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/nodes/[id]/provision': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/roles': { kind: 'endpoint', methods: { GET: read, POST: admin } },
 	'/api/roles/[name]': { kind: 'endpoint', methods: { GET: read, PATCH: admin, DELETE: admin } },
 	'/api/roles/[name]/pin': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/roles/[name]/provisioning': { kind: 'endpoint', methods: { GET: read, PUT: admin } },
 	'/api/code-source/notify': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/updates/trigger': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/updates/status': { kind: 'endpoint', methods: { GET: read } },

@@ -44,6 +44,22 @@ export interface RoleProgress {
 
 type Ctx = StepContext<CodeSyncParams>;
 
+/**
+ * Work another domain adds to the update of each role, after its install and before its restart: provisioning's
+ * secrets and unit files (docs/provisioning.md), so that what changed in a role's definition reaches its nodes
+ * with their next update. Registered once at start-up; a role the phase has nothing for costs no command.
+ */
+export interface RoleUpdatePhase {
+	name: string;
+	apply(ctx: StepContext<unknown>, role: CodeRole): Promise<void>;
+}
+
+const roleUpdatePhases: RoleUpdatePhase[] = [];
+
+export function registerRoleUpdatePhase(phase: RoleUpdatePhase): void {
+	if (!roleUpdatePhases.some((p) => p.name === phase.name)) roleUpdatePhases.push(phase);
+}
+
 function targetsOf(params: CodeSyncParams, nodeId: string): Record<string, string> {
 	return params.node_targets?.[nodeId] ?? params.targets;
 }
@@ -253,7 +269,10 @@ const codeSyncSteps: Step<CodeSyncParams>[] = [
 		name: 'install',
 		deadlineMs: 600_000,
 		async do(ctx) {
-			for (const { role } of await pending(ctx)) await install(ctx, role);
+			for (const { role } of await pending(ctx)) {
+				await install(ctx, role);
+				for (const phase of roleUpdatePhases) await phase.apply(ctx as StepContext<unknown>, role);
+			}
 		}
 	},
 	{

@@ -919,3 +919,55 @@ export const notifyConditions = pgTable('notify_conditions', {
 	key: text('key').primaryKey(),
 	since: timestamp('since', { withTimezone: true }).notNull().defaultNow()
 });
+
+/**
+ * Provisioning (docs/provisioning.md): what a role needs on a fresh node beside its code. One row per role
+ * that can be provisioned; secrets are sealed under the master key, per role and name (crypto/secret-box).
+ */
+export interface UnitTemplate {
+	/** The unit's file name in /etc/systemd/system, e.g. `backend.service`. */
+	name: string;
+	template: string;
+}
+
+export const roleProvisioning = pgTable('role_provisioning', {
+	role: text('role')
+		.primaryKey()
+		.references(() => codeRoles.name, { onDelete: 'cascade', onUpdate: 'cascade' }),
+	/** Where a git role's first checkout is cloned from on a fresh node. */
+	repoUrl: text('repo_url'),
+	packages: text('packages')
+		.array()
+		.notNull()
+		.default(sql`'{}'::text[]`),
+	/** The role's service account; the role's name when null. */
+	serviceUser: text('service_user'),
+	/** Rendered to /etc/<role>/<role>.env; `{{ secret.NAME }}` takes a sealed secret. */
+	envTemplate: text('env_template').notNull().default(''),
+	/** Secret name → sealed value. */
+	secrets: jsonb('secrets').$type<Record<string, string>>().notNull().default({}),
+	/** Installed in this order and started in this order (the role's start order). */
+	unitTemplates: jsonb('unit_templates').$type<UnitTemplate[]>().notNull().default([]),
+	createdAt: createdAt(),
+	updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow()
+});
+
+/** Which role each node was provisioned for, and whether its system dependencies are in. */
+export const nodeProvisioning = pgTable(
+	'node_provisioning',
+	{
+		nodeId: uuid('node_id')
+			.notNull()
+			.references(() => nodes.id, { onDelete: 'cascade' }),
+		role: text('role').notNull(),
+		depsInstalledAt: timestamp('deps_installed_at', { withTimezone: true }),
+		provisionedAt: timestamp('provisioned_at', { withTimezone: true }),
+		lastRunId: uuid('last_run_id'),
+		lastError: text('last_error'),
+		updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow()
+	},
+	(t) => [primaryKey({ columns: [t.nodeId, t.role] })]
+);
+
+export type RoleProvisioning = typeof roleProvisioning.$inferSelect;
+export type NodeProvisioning = typeof nodeProvisioning.$inferSelect;

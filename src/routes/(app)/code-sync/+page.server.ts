@@ -12,6 +12,8 @@ import { principalOf } from '$lib/server/http/api';
 import { formError, parseForm } from '$lib/server/http/forms';
 import { planAction, updateAction } from '$lib/server/codesync/update-forms';
 import type { CodeRole } from '$lib/server/db/schema';
+import { provisioningDefinitionSchema } from '$lib/schemas/provisioning';
+import { findDefinition, presentDefinition, saveDefinition } from '$lib/server/provisioning/definitions';
 import type { Actions, PageServerLoad } from './$types';
 
 const BEHIND_PAGE = 100;
@@ -57,6 +59,7 @@ export const load: PageServerLoad = async (event) => {
 	const principal = principalOf(event);
 	const canEdit = authorize(event.route.id, 'POST', '?/saveRole', principal).allow;
 	const edit = url.searchParams.get('edit');
+	const editing = canEdit && edit ? (roles.find((r) => r.name === edit)?.name ?? null) : null;
 	return {
 		roles: roles.map((r, i) => ({
 			...presentRole(r),
@@ -82,7 +85,9 @@ export const load: PageServerLoad = async (event) => {
 			cursor: cursor ?? null
 		},
 		/** The role the form edits (`?edit=name`), or null for a new one. */
-		editing: canEdit && edit ? (roles.find((r) => r.name === edit)?.name ?? null) : null,
+		editing,
+		/** What provisioning needs for the role being edited (docs/provisioning.md); secrets by name only. */
+		provisioning: editing ? presentDefinition(await findDefinition(editing), editing) : null,
 		canUpdate: authorize(event.route.id, 'POST', '?/update', principal).allow,
 		canEdit
 	};
@@ -134,6 +139,39 @@ function roleFormShape(form: FormData, creating: boolean) {
 	};
 }
 
+/**
+ * The provisioning form as the JSON endpoint's body. Units and new secrets are rows of paired fields; a row left
+ * empty is no row. Existing secrets are kept unless ticked for removal; their values never reach the page.
+ */
+function provisioningFormShape(form: FormData) {
+	const text = (k: string) => {
+		const v = form.get(k);
+		return typeof v === 'string' ? v : '';
+	};
+	const all = (k: string) => form.getAll(k).map((v) => (typeof v === 'string' ? v : ''));
+	const unitNames = all('unit_name');
+	const unitTexts = all('unit_template');
+	const secretNames = all('secret_name');
+	const secretValues = all('secret_value');
+	const secrets: Record<string, string | null> = {};
+	for (const name of all('remove_secret')) secrets[name] = null;
+	secretNames.forEach((name, i) => {
+		if (name.trim() || secretValues[i]) secrets[name.trim()] = secretValues[i] ?? '';
+	});
+	return {
+		repo_url: text('repo_url').trim() || null,
+		packages: text('packages')
+			.split(/[\s,]+/)
+			.filter(Boolean),
+		service_user: text('service_user').trim() || null,
+		env_template: text('env_template').replaceAll('\r\n', '\n'),
+		unit_templates: unitNames
+			.map((name, i) => ({ name: name.trim(), template: (unitTexts[i] ?? '').replaceAll('\r\n', '\n') }))
+			.filter((u) => u.name || u.template.trim()),
+		secrets
+	};
+}
+
 const nameForm = z.object({ name: roleNameSchema });
 const pinForm = pinSchema.extend({ role: roleNameSchema });
 
@@ -174,6 +212,20 @@ export const actions: Actions = {
 		try {
 			const role = await createRole(actorOf(event), parsed.data);
 			return { notice: `Created role ${role.name}. Nodes with this role show as outdated once a commit is notified.` };
+		} catch (err) {
+			return formError(err, parsed.form);
+		}
+	},
+
+	/** Saves what provisioning needs for a role (`?role=name`); field errors come back next to their fields. */
+	saveProvisioning: async (event) => {
+		const name = roleNameSchema.safeParse(new URL(event.request.url).searchParams.get('role'));
+		if (!name.success) error(404, 'Role not found');
+		const parsed = await parseForm(event.request, provisioningDefinitionSchema, provisioningFormShape);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			await saveDefinition(actorOf(event), name.data, parsed.data);
+			return { notice: `Saved provisioning of ${name.data}.` };
 		} catch (err) {
 			return formError(err, parsed.form);
 		}

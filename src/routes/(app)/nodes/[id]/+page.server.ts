@@ -17,6 +17,10 @@ import { acceptHostKey } from '$lib/server/fleet/host-keys';
 import { planAction, updateAction } from '$lib/server/codesync/update-forms';
 import { releasesForCommits } from '$lib/server/releases/releases';
 import { activeRolloutsOfNode } from '$lib/server/rollouts/rollouts';
+import { listRoles } from '$lib/server/codesync/roles';
+import { provisionSchema } from '$lib/schemas/provisioning';
+import { startProvisioning } from '$lib/server/provisioning/provision';
+import { provisioningOfNode } from '$lib/server/provisioning/definitions';
 import type { Actions, PageServerLoad, RequestEvent } from './$types';
 
 function nodeId(id: string): string {
@@ -40,12 +44,14 @@ export const load: PageServerLoad = async (event) => {
 	// Taken before the snapshot: output printed in between comes again by the stream, never goes missing.
 	const after = await lastEventId();
 	const node = await loadNode(id);
-	const [status, versions, failedRuns, recent, rollouts] = await Promise.all([
+	const [status, versions, failedRuns, recent, rollouts, roles, provisioned] = await Promise.all([
 		statusOf(id),
 		versionsFor([node]),
 		failedRunsOf(id),
 		recentTasksOf(id, 20),
-		activeRolloutsOfNode(id)
+		activeRolloutsOfNode(id),
+		listRoles(),
+		provisioningOfNode(id)
 	]);
 	// Which release each role's commit is, when one names it (docs/releases.md).
 	const releaseOf = await releasesForCommits((versions.get(id) ?? []).flatMap((v) => (v.commit ? [v.commit] : [])));
@@ -84,6 +90,8 @@ export const load: PageServerLoad = async (event) => {
 			releaseId: v.commit ? (releaseOf.get(v.commit)?.id ?? null) : null
 		})),
 		rollouts,
+		roleNames: roles.map((r) => r.name),
+		provisioned,
 		tasks: recent.map((t) => ({
 			id: t.id,
 			runId: t.runId,
@@ -167,5 +175,20 @@ export const actions: Actions = {
 	update: async (event) => {
 		await loadNode(nodeId(event.params.id));
 		return updateAction(event, scopeOf(event));
+	},
+	/** Provisions this node for a role (docs/provisioning.md); the page follows the run's task as it goes. */
+	provision: async (event) => {
+		const id = nodeId(event.params.id);
+		const parsed = await parseForm(event.request, provisionSchema, (form) => ({
+			role: form.get('role') ?? undefined,
+			phases: form.getAll('phases')
+		}));
+		if (!parsed.ok) return parsed.failure;
+		try {
+			await startProvisioning(actorOf(event), id, parsed.data);
+			return { notice: `Provisioning for ${parsed.data.role} started.` };
+		} catch (err) {
+			return formError(err, parsed.form);
+		}
 	}
 };

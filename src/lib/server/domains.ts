@@ -1,6 +1,7 @@
 import { registerCertificates } from '$lib/server/certs/register';
 import { registerCodeSync } from '$lib/server/codesync/register';
 import { registerFleet } from '$lib/server/fleet/register';
+import { registerKeys } from '$lib/server/keys/register';
 import { registerReleases } from '$lib/server/releases/register';
 import { registerRollouts } from '$lib/server/rollouts/register';
 import { registerSystemUpdates } from '$lib/server/sysupdates/register';
@@ -16,4 +17,5 @@ export function registerDomains(): void {
 	registerRollouts();
 	registerSystemUpdates();
 	registerCertificates();
+	registerKeys();
 }

@@ -161,6 +161,18 @@ async function refuseOverlap(scope: Node[]): Promise<void> {
 	}
 }
 
+/** The safety net the last finished rotation kept on its nodes, if the console still holds it. */
+async function keptSafetyNet(): Promise<{ id: string; fingerprint: string } | null> {
+	const [last] = await db()
+		.select({ id: credentials.id, fingerprint: credentials.fingerprint, remove: keyRotations.removeSafetyNet })
+		.from(keyRotations)
+		.innerJoin(credentials, eq(credentials.id, keyRotations.safetyNetCredentialId))
+		.where(inArray(keyRotations.state, ['completed', 'open']))
+		.orderBy(desc(keyRotations.number))
+		.limit(1);
+	return last && !last.remove ? { id: last.id, fingerprint: last.fingerprint } : null;
+}
+
 export type RotationStart = { dryRun: HostAccess[] } | { rotationId: string; runId: string | null };
 
 export async function startKeyRotation(actor: Actor, input: RotateKeysInput): Promise<RotationStart> {
@@ -168,12 +180,19 @@ export async function startKeyRotation(actor: Actor, input: RotateKeysInput): Pr
 	if (input.dry_run) return { dryRun: await surveyHosts(scope) };
 	await refuseOverlap(scope);
 	const [old] = await db().select().from(credentials).where(eq(credentials.id, credentialId));
-	// K0: both pairs are made here and sealed at once; their private halves never leave the console.
+	// K0: the new pair is made here and sealed at once; its private half never leaves the console. A safety net
+	// kept by the last rotation serves this one too (that is what keeping it is for); otherwise one is made.
 	const stamp = new Date().toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-');
-	const freshKey = generateEd25519(`flotilla ${stamp}`);
-	const netKey = generateEd25519(`flotilla safety net ${stamp}`);
-	const fresh = await createCredential(actor, { name: `${old!.name} ${stamp}`, privateKey: freshKey.privateKey });
-	const net = await createCredential(actor, { name: `safety net ${stamp}`, privateKey: netKey.privateKey });
+	const fresh = await createCredential(actor, {
+		name: `${old!.name.replace(/ \d{8}-\d{6}$/, '')} ${stamp}`,
+		privateKey: generateEd25519(`flotilla ${stamp}`).privateKey
+	});
+	const net =
+		(await keptSafetyNet()) ??
+		(await createCredential(actor, {
+			name: `safety net ${stamp}`,
+			privateKey: generateEd25519(`flotilla safety net ${stamp}`).privateKey
+		}));
 	const rotation = await db().transaction(async (tx) => {
 		const [row] = await tx
 			.insert(keyRotations)

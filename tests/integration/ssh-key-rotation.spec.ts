@@ -179,11 +179,10 @@ describe('a rotation of the console key', () => {
 			expect(await logsIn(h, netKey), `${h.name} safety net`).toBe(true);
 			expect(await logsIn(h, oldKey), `${h.name} old key`).toBe(false);
 		}
-		const [fresh, net] = await Promise.all(
-			[r.newCredentialId!, r.safetyNetCredentialId!].map(
-				async (id) => (await db().select().from(credentials).where(eq(credentials.id, id)))[0]!
-			)
-		);
+		const credentialOf = async (id: string) =>
+			(await db().select().from(credentials).where(eq(credentials.id, id)))[0]!;
+		const fresh = await credentialOf(r.newCredentialId!);
+		const net = await credentialOf(r.safetyNetCredentialId!);
 		for (const [i, h] of hosts.entries()) {
 			const after = await readFile(keysPath(h), 'utf8');
 			expect(othersOf(after, [oldBlob]).filter(Boolean)).toEqual(othersOf(before[i]!, [oldBlob]).filter(Boolean));

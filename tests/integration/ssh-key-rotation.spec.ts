@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chown, chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -9,7 +9,7 @@ import { rotateKeysSchema } from '../../src/lib/schemas/ssh-keys';
 import { systemActor } from '../../src/lib/server/audit';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase } from '../../src/lib/server/db';
-import { auditLog, credentials, keyRotations, nodes } from '../../src/lib/server/db/schema';
+import { auditLog, credentials, keyRotations, nodes, tasks } from '../../src/lib/server/db/schema';
 import { registerDomains } from '../../src/lib/server/domains';
 import { createRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { createCredential, deleteCredential, unsealCredential } from '../../src/lib/server/keys/credentials';
@@ -28,6 +28,7 @@ const run = promisify(execFile);
 let bed: Testbed;
 let pg: Awaited<ReturnType<typeof freshPostgres>>;
 let testbedCredential: string;
+const masterKey = randomBytes(32);
 const idOf = new Map<string, string>();
 
 /** Lines no rotation may touch: options with quoted spaces, a comment, a blank line, another person's key. */
@@ -97,7 +98,7 @@ beforeAll(async () => {
 	bed = await startTestbed({ hosts: 16, firstHost: 40, roles: [] });
 	pg = await freshPostgres('flotilla_keys');
 	useDatabase(pg);
-	useMasterKey(randomBytes(32));
+	useMasterKey(masterKey);
 	registerDomains();
 	testbedCredential = (await createCredential(systemActor, { name: 'testbed', privateKey: bed.clientPrivateKey })).id;
 	const rows = await db()
@@ -344,4 +345,97 @@ describe('a rotation of the console key', () => {
 		expect(await logsIn(away, fresh)).toBe(true);
 		expect(await logsIn(away, consoleKey)).toBe(false);
 	}, 180_000);
+
+	it('a console killed mid-phase and started again finishes the rotation: no line twice, every host proven by login', async () => {
+		// This console's engine stops: from here on only the child consoles run tasks and turn the driver.
+		await stopEngine();
+		const hosts = hostsOf(0, 10);
+		const startConsole = () =>
+			new Promise<{ child: ChildProcess; lines: string[] }>((resolve, reject) => {
+				const child = spawn(
+					process.execPath,
+					[
+						'--no-warnings',
+						'--experimental-transform-types',
+						'--import',
+						'./tests/support/ts-hooks.mjs',
+						'tests/support/key-rotation-process.ts'
+					],
+					{
+						env: {
+							...process.env,
+							DATABASE_URL: pg.url,
+							FLOTILLA_TEST_MASTER_KEY: masterKey.toString('hex'),
+							LEASE_MS: '3000',
+							FLOTILLA_LOG_LEVEL: 'error'
+						},
+						stdio: ['pipe', 'pipe', 'inherit']
+					}
+				);
+				const lines: string[] = [];
+				const timer = setTimeout(() => reject(new Error('the console did not start in 30 s')), 30_000);
+				child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+					lines.push(...chunk.split('\n').filter(Boolean));
+					if (lines.includes('ready')) {
+						clearTimeout(timer);
+						resolve({ child, lines });
+					}
+				});
+			});
+		const first = await startConsole();
+		first.child.stdin!.write(`rotate ${JSON.stringify({ nodes: names(0, 10), remove_safety_net: true })}\n`);
+		const id = await waitFor('the rotation to start', async () =>
+			first.lines.find((l) => l.startsWith('started '))?.slice(8)
+		);
+		// SIGKILL while K3 has a task running on a node.
+		const killedIn = await waitFor(
+			'a K3 task running',
+			async () => {
+				const [r] = await db().select().from(keyRotations).where(eq(keyRotations.id, id));
+				if (r?.phase !== 'K3' || !r.phaseRunId) return null;
+				const running = await db().select({ id: tasks.id }).from(tasks).where(eq(tasks.runId, r.phaseRunId));
+				const busy = await db()
+					.select({ state: tasks.state })
+					.from(tasks)
+					.where(
+						inArray(
+							tasks.id,
+							running.map((t) => t.id)
+						)
+					);
+				return busy.some((t) => t.state === 'running') ? r.phaseRunId : null;
+			},
+			60_000
+		);
+		first.child.kill('SIGKILL');
+		await new Promise((resolve) => first.child.once('exit', resolve));
+		const second = await startConsole();
+		try {
+			const r = await waitFor(
+				'the rotation to finish on the second console',
+				async () => {
+					const now = await getKeyRotation(id);
+					return now.state !== 'running' ? now : null;
+				},
+				120_000
+			);
+			expect(r.state).toBe('completed');
+			expect(r.phases.map((p) => [p.phase, p.state])).toEqual(
+				['survey', 'K1', 'K2', 'K3', 'K4', 'K5', 'K6'].map((p) => [p, 'passed'])
+			);
+			const newest = await keyFile(r.newCredentialId!);
+			const fresh = (await db().select().from(credentials).where(eq(credentials.id, r.newCredentialId!)))[0]!;
+			for (const [i, h] of hosts.entries()) {
+				expect(await logsIn(h, newest), h.name).toBe(true);
+				const after = await readFile(keysPath(h), 'utf8');
+				expect(after.startsWith(foreignLines(i))).toBe(true);
+				expect(after.split('\n').filter((l) => l.includes('flotilla:'))).toEqual([
+					`${fresh.publicKey} flotilla:primary:${fresh.id}`
+				]);
+			}
+		} finally {
+			second.child.kill('SIGTERM');
+			await new Promise((resolve) => second.child.once('exit', resolve));
+		}
+	}, 240_000);
 });

@@ -11,7 +11,7 @@ import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase } from '../../src/lib/server/db';
 import { auditLog, credentials, keyRotations, nodes, tasks } from '../../src/lib/server/db/schema';
 import { registerDomains } from '../../src/lib/server/domains';
-import { createRun, startEngine, stopEngine } from '../../src/lib/server/engine';
+import { createRun, getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { createCredential, deleteCredential, unsealCredential } from '../../src/lib/server/keys/credentials';
 import { driveKeyRotations } from '../../src/lib/server/keys/driver';
 import { credentialMarks, getKeyRotation, startKeyRotation, type HostAccess } from '../../src/lib/server/keys/rotation';
@@ -420,6 +420,9 @@ describe('a rotation of the console key', () => {
 				120_000
 			);
 			expect(r.state).toBe('completed');
+			// The phase the first console died in was finished by the second: the same run, every task succeeded.
+			const k3 = await getRun(killedIn);
+			expect([k3.state, k3.tasks.every((t) => t.state === 'succeeded')]).toEqual(['succeeded', true]);
 			expect(r.phases.map((p) => [p.phase, p.state])).toEqual(
 				['survey', 'K1', 'K2', 'K3', 'K4', 'K5', 'K6'].map((p) => [p, 'passed'])
 			);

@@ -1,6 +1,7 @@
 import { registerCertificates } from '$lib/server/certs/register';
 import { registerCodeSync } from '$lib/server/codesync/register';
 import { registerFleet } from '$lib/server/fleet/register';
+import { registerKeys } from '$lib/server/keys/register';
 import { registerNotify } from '$lib/server/notify/register';
 import { registerProvisioning } from '$lib/server/provisioning/register';
 import { registerReleases } from '$lib/server/releases/register';
@@ -20,4 +21,5 @@ export function registerDomains(): void {
 	registerCertificates();
 	registerNotify();
 	registerProvisioning();
+	registerKeys();
 }

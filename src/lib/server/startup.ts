@@ -4,6 +4,7 @@ import { ensureFirstAdminFromEnv } from '$lib/server/auth/users';
 import { useMasterKey } from '$lib/server/crypto/master-key';
 import { runAutoUpdates } from '$lib/server/codesync/auto-update';
 import { driveRollouts } from '$lib/server/rollouts/driver';
+import { driveKeyRotations } from '$lib/server/keys/driver';
 import { runAutoRenew } from '$lib/server/certs/renew';
 import { runScheduledScan, startScan } from '$lib/server/certs/scan';
 import { systemActor } from '$lib/server/audit';
@@ -24,6 +25,8 @@ import { nativeCiphers } from '$lib/server/ssh/connection';
 let started: Promise<DatabaseHandle> | undefined;
 
 const HOUR_SECONDS = 60 * 60;
+/** A phase of a key rotation starts at most this long after the one before it ended on every node. */
+const KEY_ROTATION_TICK_SECONDS = 5;
 
 /**
  * Loads (or creates) the master key, opens the database, applies migrations, creates the first admin if
@@ -63,6 +66,8 @@ export function startConsole(): Promise<DatabaseHandle> {
 		await schedulePeriodic('auto-update', 60, runAutoUpdates);
 		// Rollouts move from their rows in the database: a restarted console carries on at the next turn.
 		await schedulePeriodic('rollouts', cfg.rolloutTickSeconds, driveRollouts);
+		// Key rotations move from their rows too: each turn ends a phase whose run is over and starts the next.
+		await schedulePeriodic('key-rotations', KEY_ROTATION_TICK_SECONDS, driveKeyRotations);
 		await schedulePeriodic('system-updates', 60, () =>
 			runScheduledSystemUpdates({ cron: cfg.systemScanCron, timeZone: cfg.systemScanTimeZone, soak: cfg.systemSoak })
 		);

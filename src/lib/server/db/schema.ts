@@ -971,3 +971,86 @@ export const nodeProvisioning = pgTable(
 
 export type RoleProvisioning = typeof roleProvisioning.$inferSelect;
 export type NodeProvisioning = typeof nodeProvisioning.$inferSelect;
+
+export const keyRotationStates = ['running', 'open', 'completed', 'aborted'] as const;
+export type KeyRotationState = (typeof keyRotationStates)[number];
+export const keyRotationPhases = ['survey', 'K1', 'K2', 'K3', 'K4', 'K5', 'K6', 'done'] as const;
+export type KeyRotationPhase = (typeof keyRotationPhases)[number];
+
+/** One phase of a key rotation as it ran: an engine run across every node in scope (docs/ssh-key-rotation.md). */
+export interface KeyRotationPhaseRecord {
+	phase: KeyRotationPhase;
+	runId: string;
+	state: 'running' | 'passed' | 'failed';
+	nodes: number;
+	/** Nodes the phase could not finish on, and why. */
+	problems: { node: string; reason: string; unreachable: boolean }[];
+	startedAt: string;
+	endedAt: string | null;
+}
+
+/** What a host accepts today, as the dry run before K1 found it. */
+export interface KeySurvey {
+	consoleKeys: { fingerprint: string; credential: string; comment: string }[];
+	otherKeys: { fingerprint: string; type: string; comment: string }[];
+	passwordLogin: 'yes' | 'no' | 'unknown';
+	passwordSource: 'sshd -T' | 'sshd_config' | null;
+	mode: string;
+	owner: string;
+}
+
+/**
+ * A rotation of the console's SSH key on the nodes that use it, phase by phase (K1–K6, docs/ssh-key-rotation.md).
+ * The old credential is kept (retired) while any node may still need it.
+ */
+export const keyRotations = pgTable('key_rotations', {
+	id: uuid('id').primaryKey().defaultRandom(),
+	number: bigserial('number', { mode: 'number' }).notNull().unique(),
+	state: text('state', { enum: keyRotationStates }).notNull().default('running'),
+	phase: text('phase', { enum: keyRotationPhases }).notNull().default('survey'),
+	phaseRunId: uuid('phase_run_id'),
+	/** The run that finishes nodes that were unreachable during the main phases. */
+	catchUpRunId: uuid('catch_up_run_id'),
+	/** Null once an admin deleted the credential after the rotation no longer needed it. */
+	oldCredentialId: uuid('old_credential_id').references(() => credentials.id, { onDelete: 'set null' }),
+	newCredentialId: uuid('new_credential_id').references(() => credentials.id, { onDelete: 'set null' }),
+	safetyNetCredentialId: uuid('safety_net_credential_id').references(() => credentials.id, { onDelete: 'set null' }),
+	removeSafetyNet: boolean('remove_safety_net').notNull().default(false),
+	phases: jsonb('phases')
+		.$type<KeyRotationPhaseRecord[]>()
+		.notNull()
+		.default(sql`'[]'::jsonb`),
+	abortedPhase: text('aborted_phase'),
+	abortReason: text('abort_reason'),
+	createdBy: text('created_by').notNull(),
+	createdAt: createdAt(),
+	updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+	endedAt: timestamp('ended_at', { withTimezone: true })
+});
+
+export const keyRotationNodeStates = ['active', 'deferred', 'done', 'failed'] as const;
+export type KeyRotationNodeState = (typeof keyRotationNodeStates)[number];
+
+/** Each node in a rotation's scope: how far it got, and what it accepted before. */
+export const keyRotationNodes = pgTable(
+	'key_rotation_nodes',
+	{
+		rotationId: uuid('rotation_id')
+			.notNull()
+			.references(() => keyRotations.id, { onDelete: 'cascade' }),
+		nodeId: uuid('node_id')
+			.notNull()
+			.references(() => nodes.id, { onDelete: 'cascade' }),
+		nodeName: text('node_name').notNull(),
+		state: text('state', { enum: keyRotationNodeStates }).notNull().default('active'),
+		/** The last phase finished on this node. */
+		reached: text('reached', { enum: keyRotationPhases }),
+		survey: jsonb('survey').$type<KeySurvey>(),
+		error: text('error'),
+		deferredAt: timestamp('deferred_at', { withTimezone: true })
+	},
+	(t) => [primaryKey({ columns: [t.rotationId, t.nodeId] }), index('key_rotation_nodes_node_idx').on(t.nodeId)]
+);
+
+export type KeyRotation = typeof keyRotations.$inferSelect;
+export type KeyRotationNode = typeof keyRotationNodes.$inferSelect;

@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { asc, eq } from 'drizzle-orm';
+import { and, asc, eq, inArray, or } from 'drizzle-orm';
 // ssh2 is CommonJS: Node's ESM loader sees its default export only.
 import ssh2 from 'ssh2';
 import { recordAudit, type Actor } from '$lib/server/audit';
 import { masterKey } from '$lib/server/crypto/master-key';
 import { openSecret, sealSecret } from '$lib/server/crypto/secret-box';
 import { db } from '$lib/server/db';
-import { credentials, nodes, type Credential } from '$lib/server/db/schema';
+import { credentials, keyRotations, nodes, type Credential } from '$lib/server/db/schema';
 import { conflict, notFound, ServiceError } from '$lib/server/errors';
 import { fingerprintOf } from '$lib/server/ssh/host-keys';
 
@@ -108,6 +108,22 @@ export function unsealCredentialRow(row: Credential): { privateKey: string; pass
 export async function deleteCredential(actor: Actor, id: string): Promise<void> {
 	const [used] = await db().select({ id: nodes.id }).from(nodes).where(eq(nodes.credentialId, id)).limit(1);
 	if (used) throw conflict('Nodes still use this credential: give them another one first');
+	// A rotation under way, or one still waiting for nodes that were away, may yet sign in with it.
+	const [rotation] = await db()
+		.select({ number: keyRotations.number })
+		.from(keyRotations)
+		.where(
+			and(
+				inArray(keyRotations.state, ['running', 'open']),
+				or(
+					eq(keyRotations.oldCredentialId, id),
+					eq(keyRotations.newCredentialId, id),
+					eq(keyRotations.safetyNetCredentialId, id)
+				)
+			)
+		)
+		.limit(1);
+	if (rotation) throw conflict(`Key rotation #${rotation.number} still needs this credential`);
 	const gone = await db().delete(credentials).where(eq(credentials.id, id)).returning({ id: credentials.id });
 	if (!gone.length) throw notFound('Credential');
 	await recordAudit(actor, { action: 'credential.delete', targetType: 'credential', targetId: id });

@@ -1,0 +1,256 @@
+import { and, eq, inArray } from 'drizzle-orm';
+import { recordAudit, systemActor } from '$lib/server/audit';
+import { db } from '$lib/server/db';
+import {
+	keyRotationNodes,
+	keyRotations,
+	nodes,
+	type KeyRotation,
+	type KeyRotationPhase,
+	type KeyRotationPhaseRecord
+} from '$lib/server/db/schema';
+import { createRun, getRun, recordEvent } from '$lib/server/engine';
+import { log, loggableError } from '$lib/server/log';
+import { phaseTitles, type NodePhase } from './phases';
+
+/*
+ * The key rotation's driver (docs/ssh-key-rotation.md, "How a rotation moves"). All it needs is in the database:
+ * the rotation's phase and the run executing it, and each node's state. A turn ends a phase whose run has ended
+ * on every node and starts the next, or aborts; so a console that restarts carries on at its next turn. Turns
+ * come from the engine's periodic job, and from the API right after it starts a rotation.
+ */
+
+const ENDED = ['succeeded', 'failed', 'cancelled'];
+/** Where a failure stops the whole rotation: nothing has been removed from any host before K5. */
+const ABORT_POINTS: KeyRotationPhase[] = ['survey', 'K1', 'K2', 'K3', 'K4'];
+
+export function nextPhase(r: Pick<KeyRotation, 'removeSafetyNet'>, phase: KeyRotationPhase): KeyRotationPhase {
+	const order: KeyRotationPhase[] = [
+		'survey',
+		'K1',
+		'K2',
+		'K3',
+		'K4',
+		'K5',
+		...(r.removeSafetyNet ? (['K6'] as const) : []),
+		'done'
+	];
+	return order[order.indexOf(phase) + 1] ?? 'done';
+}
+
+async function rotationOf(id: string): Promise<KeyRotation> {
+	const [r] = await db().select().from(keyRotations).where(eq(keyRotations.id, id));
+	if (!r) throw new Error(`key rotation ${id} is gone`);
+	return r;
+}
+
+/** Writes the rotation's change if it is still at `from` (another console may have moved it meanwhile). */
+async function move(r: KeyRotation, set: Partial<KeyRotation>): Promise<KeyRotation | null> {
+	const [row] = await db()
+		.update(keyRotations)
+		.set({ ...set, updatedAt: new Date() })
+		.where(and(eq(keyRotations.id, r.id), eq(keyRotations.phase, r.phase), eq(keyRotations.state, r.state)))
+		.returning();
+	if (row) {
+		await recordEvent({
+			type: 'key_rotation.state',
+			data: { rotation_id: r.id, number: r.number, state: row.state, phase: row.phase, reason: row.abortReason }
+		});
+	}
+	return row ?? null;
+}
+
+async function startPhase(r: KeyRotation, phase: NodePhase): Promise<void> {
+	const active = await db()
+		.select({ nodeId: keyRotationNodes.nodeId })
+		.from(keyRotationNodes)
+		.where(and(eq(keyRotationNodes.rotationId, r.id), eq(keyRotationNodes.state, 'active')));
+	if (!active.length) return finish(r);
+	const run = await createRun(systemActor, {
+		kind: 'ssh-key-phase',
+		title: `Key rotation #${r.number}: ${phaseTitles[phase]}`,
+		nodeIds: active.map((a) => a.nodeId),
+		params: { rotation_id: r.id, phase },
+		options: { concurrency: 20 }
+	});
+	const record: KeyRotationPhaseRecord = {
+		phase,
+		runId: run.id,
+		state: 'running',
+		nodes: active.length,
+		problems: [],
+		startedAt: new Date().toISOString(),
+		endedAt: null
+	};
+	const moved = await move(r, { phase, phaseRunId: run.id, phases: [...r.phases, record] });
+	if (!moved) log.warn({ rotation: r.id, phase }, 'key rotation moved on elsewhere while a phase started');
+}
+
+/** The main phases are over: nodes that went through are done; the rotation stays open for the deferred. */
+async function finish(r: KeyRotation): Promise<void> {
+	await db()
+		.update(keyRotationNodes)
+		.set({ state: 'done' })
+		.where(and(eq(keyRotationNodes.rotationId, r.id), eq(keyRotationNodes.state, 'active')));
+	const deferred = await db()
+		.select({ nodeId: keyRotationNodes.nodeId })
+		.from(keyRotationNodes)
+		.where(and(eq(keyRotationNodes.rotationId, r.id), eq(keyRotationNodes.state, 'deferred')));
+	await move(r, {
+		phase: 'done',
+		phaseRunId: null,
+		state: deferred.length ? 'open' : 'completed',
+		endedAt: deferred.length ? null : new Date()
+	});
+}
+
+/** Judges a phase whose run has ended: on to the next, or abort at an abort point. */
+async function judgePhase(r: KeyRotation): Promise<void> {
+	const run = await getRun(r.phaseRunId!);
+	if (!ENDED.includes(run.state)) return;
+	const phase = r.phase as NodePhase;
+	const rows = await db().select().from(keyRotationNodes).where(eq(keyRotationNodes.rotationId, r.id));
+	const inRun = new Set(run.tasks.map((t) => t.nodeId));
+	const taskOf = new Map(run.tasks.map((t) => [t.nodeId, t]));
+	const problems: KeyRotationPhaseRecord['problems'] = [];
+	const failed: string[] = [];
+	for (const n of rows.filter((row) => inRun.has(row.nodeId))) {
+		const task = taskOf.get(n.nodeId)!;
+		if (task.state === 'succeeded') continue;
+		if (n.state === 'deferred') {
+			problems.push({ node: n.nodeName, reason: n.error ?? 'unreachable', unreachable: true });
+			continue;
+		}
+		problems.push({ node: n.nodeName, reason: n.error ?? task.error ?? `ended ${task.state}`, unreachable: false });
+		failed.push(n.nodeId);
+	}
+	const abort = run.state === 'cancelled' || (failed.length > 0 && ABORT_POINTS.includes(phase));
+	const phases = r.phases.map((p) =>
+		p.runId === run.id
+			? {
+					...p,
+					state: failed.length || run.state === 'cancelled' ? ('failed' as const) : ('passed' as const),
+					problems,
+					endedAt: new Date().toISOString()
+				}
+			: p
+	);
+	await recordAudit(systemActor, {
+		action: 'ssh_keys.phase',
+		targetType: 'key_rotation',
+		targetId: r.id,
+		details: {
+			number: r.number,
+			phase,
+			run_id: run.id,
+			outcome: abort ? 'aborted' : failed.length ? 'failed on some nodes' : 'passed',
+			nodes: run.tasks.length,
+			problems
+		}
+	});
+	if (abort) {
+		const why =
+			run.state === 'cancelled'
+				? 'the phase was cancelled'
+				: problems
+						.filter((p) => !p.unreachable)
+						.map((p) => `${p.node}: ${p.reason}`)
+						.join('; ');
+		await move(r, {
+			state: 'aborted',
+			phases,
+			phaseRunId: null,
+			abortedPhase: phase,
+			abortReason: `${phaseTitles[phase]} failed on ${failed.length || run.tasks.length} node(s): ${why}`,
+			endedAt: new Date()
+		});
+		return;
+	}
+	// After K5 a node that failed keeps what it had; it is not taken further (K6 needs K5 done).
+	if (failed.length) {
+		await db()
+			.update(keyRotationNodes)
+			.set({ state: 'failed' })
+			.where(and(eq(keyRotationNodes.rotationId, r.id), inArray(keyRotationNodes.nodeId, failed)));
+	}
+	const moved = await move(r, { phases, phaseRunId: null });
+	if (!moved) return;
+	const next = nextPhase(r, phase);
+	if (next === 'done') return finish(moved);
+	return startPhase(moved, next as NodePhase);
+}
+
+/** An open rotation: nodes that were away and have been seen since are finished, one catch-up run at a time. */
+async function catchUp(r: KeyRotation): Promise<void> {
+	if (r.catchUpRunId) {
+		const run = await getRun(r.catchUpRunId);
+		if (!ENDED.includes(run.state)) return;
+		await recordAudit(systemActor, {
+			action: 'ssh_keys.catch_up',
+			targetType: 'key_rotation',
+			targetId: r.id,
+			details: {
+				number: r.number,
+				run_id: run.id,
+				nodes: run.tasks.map((t) => ({ node: t.nodeName, state: t.state, error: t.error }))
+			}
+		});
+		r = (await move(r, { catchUpRunId: null })) ?? r;
+	}
+	const deferred = await db()
+		.select({ nodeId: keyRotationNodes.nodeId, deferredAt: keyRotationNodes.deferredAt, lastSeenAt: nodes.lastSeenAt })
+		.from(keyRotationNodes)
+		.innerJoin(nodes, eq(nodes.id, keyRotationNodes.nodeId))
+		.where(and(eq(keyRotationNodes.rotationId, r.id), eq(keyRotationNodes.state, 'deferred')));
+	if (!deferred.length) {
+		await move(r, { state: 'completed', endedAt: new Date() });
+		return;
+	}
+	const back = deferred.filter((d) => d.lastSeenAt && (!d.deferredAt || d.lastSeenAt > d.deferredAt));
+	if (!back.length || r.catchUpRunId) return;
+	const run = await createRun(systemActor, {
+		kind: 'ssh-key-catchup',
+		title: `Key rotation #${r.number}: catch up ${back.length} node(s) that were away`,
+		nodeIds: back.map((b) => b.nodeId),
+		params: { rotation_id: r.id },
+		options: { concurrency: 20 }
+	});
+	await move(r, { catchUpRunId: run.id });
+}
+
+/** One decision for one rotation. */
+export async function driveKeyRotation(id: string): Promise<void> {
+	const r = await rotationOf(id);
+	if (r.state === 'open') return catchUp(r);
+	if (r.state !== 'running') return;
+	if (!r.phaseRunId) return startPhase(r, r.phase === 'done' ? 'survey' : (r.phase as NodePhase));
+	return judgePhase(r);
+}
+
+let turning: Promise<{ rotations: number }> | null = null;
+
+/** A turn over every rotation that is running or open (the periodic job; tests call it too). */
+export function driveKeyRotations(): Promise<{ rotations: number }> {
+	turning ??= (async () => {
+		try {
+			const live = await db()
+				.select({ id: keyRotations.id })
+				.from(keyRotations)
+				.where(inArray(keyRotations.state, ['running', 'open']));
+			for (const { id } of live) {
+				// Several decisions a turn when they follow one another (a phase ends, the next starts).
+				for (let i = 0; i < 3; i++) {
+					const before = JSON.stringify(await rotationOf(id));
+					await driveKeyRotation(id).catch((err: unknown) =>
+						log.warn({ err: loggableError(err), rotation: id }, 'key rotation turn failed')
+					);
+					if (JSON.stringify(await rotationOf(id)) === before) break;
+				}
+			}
+			return { rotations: live.length };
+		} finally {
+			turning = null;
+		}
+	})();
+	return turning;
+}

@@ -1,0 +1,444 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chown, chmod, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { eq, inArray } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rotateKeysSchema } from '../../src/lib/schemas/ssh-keys';
+import { systemActor } from '../../src/lib/server/audit';
+import { useMasterKey } from '../../src/lib/server/crypto/master-key';
+import { db, useDatabase } from '../../src/lib/server/db';
+import { auditLog, credentials, keyRotations, nodes, tasks } from '../../src/lib/server/db/schema';
+import { registerDomains } from '../../src/lib/server/domains';
+import { createRun, getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
+import { createCredential, deleteCredential, unsealCredential } from '../../src/lib/server/keys/credentials';
+import { driveKeyRotations } from '../../src/lib/server/keys/driver';
+import { credentialMarks, getKeyRotation, startKeyRotation, type HostAccess } from '../../src/lib/server/keys/rotation';
+import { freshPostgres } from '../support/databases';
+import { waitFor, waitForRun } from '../support/engine';
+import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
+
+/**
+ * SSH key rotation on real sshd hosts (127.0.1.40–55): who may log in is proven by real logins with the openssh
+ * client and each key; authorized_keys is read from the hosts' filesystems.
+ */
+
+const run = promisify(execFile);
+let bed: Testbed;
+let pg: Awaited<ReturnType<typeof freshPostgres>>;
+let testbedCredential: string;
+const masterKey = randomBytes(32);
+const idOf = new Map<string, string>();
+
+/** Lines no rotation may touch: options with quoted spaces, a comment, a blank line, another person's key. */
+const foreignLines = (i: number) =>
+	`# ops team keys\nfrom="10.0.0.0/8",command="echo only backups" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJhY2t1cC0${i} backup@vault\n\nssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDalice${i} alice@laptop\n`;
+
+const keysPath = (h: TestHost) => join(h.root, 'root/.ssh/authorized_keys');
+
+async function keyFile(credentialId: string): Promise<string> {
+	const path = join(bed.dir, `key-${credentialId}`);
+	await writeFile(path, (await unsealCredential(credentialId)).privateKey, { mode: 0o600 });
+	return path;
+}
+
+/** A real login with the openssh client: true when the host lets the key in. */
+async function logsIn(h: TestHost, keyPath: string): Promise<boolean> {
+	try {
+		const { stdout } = await run('ssh', [
+			'-i',
+			keyPath,
+			'-o',
+			'IdentitiesOnly=yes',
+			'-o',
+			'BatchMode=yes',
+			'-o',
+			'PasswordAuthentication=no',
+			'-o',
+			`UserKnownHostsFile=${bed.knownHostsPath}`,
+			'-o',
+			'StrictHostKeyChecking=yes',
+			'-o',
+			'ConnectTimeout=10',
+			'-F',
+			'/dev/null',
+			`root@${h.address}`,
+			'echo in'
+		]);
+		return stdout.trim() === 'in';
+	} catch {
+		return false;
+	}
+}
+
+async function settle(rotationId: string, timeoutMs = 120_000) {
+	return waitFor(
+		'the rotation to settle',
+		async () => {
+			await driveKeyRotations();
+			const r = await getKeyRotation(rotationId);
+			return r.state !== 'running' ? r : null;
+		},
+		timeoutMs
+	);
+}
+
+async function rotate(input: Record<string, unknown>) {
+	const started = await startKeyRotation(systemActor, rotateKeysSchema.parse(input));
+	if (!('rotationId' in started)) throw new Error('expected a rotation');
+	return settle(started.rotationId);
+}
+
+/** Every line but the console's own: what must come out of a rotation byte for byte. */
+const othersOf = (text: string, consoleBlobs: string[]) =>
+	text.split('\n').filter((l) => !l.includes('flotilla:') && !consoleBlobs.some((b) => l.includes(b)));
+
+beforeAll(async () => {
+	bed = await startTestbed({ hosts: 16, firstHost: 40, roles: [] });
+	pg = await freshPostgres('flotilla_keys');
+	useDatabase(pg);
+	useMasterKey(masterKey);
+	registerDomains();
+	testbedCredential = (await createCredential(systemActor, { name: 'testbed', privateKey: bed.clientPrivateKey })).id;
+	const rows = await db()
+		.insert(nodes)
+		.values(
+			bed.hosts.map((h, i) => ({
+				name: `k-${String(i).padStart(2, '0')}`,
+				host: h.address,
+				port: h.port,
+				credentialId: testbedCredential,
+				hostKeyFingerprint: h.hostKeyFingerprint,
+				hostKeyStatus: 'pinned' as const
+			}))
+		)
+		.returning({ id: nodes.id, name: nodes.name });
+	for (const r of rows) idOf.set(r.name, r.id);
+	for (const [i, h] of bed.hosts.entries()) {
+		const console = await readFile(keysPath(h), 'utf8');
+		// Host 3's file has no final newline; host 5's belongs to another user with mode 640.
+		const text = i === 3 ? `${foreignLines(i)}${console.trimEnd()}` : `${foreignLines(i)}${console}`;
+		await writeFile(keysPath(h), text);
+		await chmod(keysPath(h), i === 5 ? 0o640 : 0o600);
+		if (i === 5) await chown(keysPath(h), 4242, 4343);
+	}
+	await startEngine({ concurrency: 30, leaseMs: 10_000, sweepMs: 1_000 });
+}, 120_000);
+
+afterAll(async () => {
+	await stopEngine();
+	await pg?.close();
+	await bed?.stop();
+});
+
+const names = (from: number, to: number) =>
+	Array.from({ length: to - from }, (_, i) => `k-${String(from + i).padStart(2, '0')}`);
+const hostsOf = (from: number, to: number) => bed.hosts.slice(from, to);
+
+describe('a rotation of the console key', () => {
+	it('the dry run says what each host accepts today and changes nothing', async () => {
+		const before = await Promise.all(hostsOf(0, 10).map((h) => readFile(keysPath(h), 'utf8')));
+		const started = await startKeyRotation(systemActor, rotateKeysSchema.parse({ nodes: names(0, 10), dry_run: true }));
+		expect('dryRun' in started).toBe(true);
+		const report = (started as { dryRun: HostAccess[] }).dryRun;
+		expect(report.map((r) => r.node)).toEqual(names(0, 10));
+		for (const r of report) {
+			expect(r.reachable).toBe(true);
+			expect(r.survey!.consoleKeys.map((k) => k.credential)).toEqual(['testbed']);
+			expect(r.survey!.otherKeys.map((k) => k.comment)).toEqual(['backup@vault', 'alice@laptop']);
+			expect(['yes', 'no', 'unknown']).toContain(r.survey!.passwordLogin);
+		}
+		expect(report[5]!.survey).toMatchObject({
+			mode: '640',
+			owner: expect.stringMatching(/^(4242|UNKNOWN):(4343|UNKNOWN)$/)
+		});
+		expect(await Promise.all(hostsOf(0, 10).map((h) => readFile(keysPath(h), 'utf8')))).toEqual(before);
+		expect(await db().select().from(keyRotations)).toEqual([]);
+	});
+
+	it('on 10 hosts: afterwards only the new key and the safety net log in; every other line, mode and owner unchanged', async () => {
+		const hosts = hostsOf(0, 10);
+		const before = await Promise.all(hosts.map((h) => readFile(keysPath(h), 'utf8')));
+		const statsBefore = await Promise.all(hosts.map((h) => stat(keysPath(h))));
+		const oldBlob = (
+			await db().select().from(credentials).where(eq(credentials.id, testbedCredential))
+		)[0]!.publicKey.split(' ')[1]!;
+
+		const r = await rotate({ nodes: names(0, 10) });
+		expect(r.state).toBe('completed');
+		expect(r.phases.map((p) => [p.phase, p.state])).toEqual(
+			['survey', 'K1', 'K2', 'K3', 'K4', 'K5'].map((p) => [p, 'passed'])
+		);
+		expect(r.nodes.every((n) => n.state === 'done' && n.reached === 'K5')).toBe(true);
+
+		const oldKey = bed.clientPrivateKeyPath;
+		const newKey = await keyFile(r.newCredentialId!);
+		const netKey = await keyFile(r.safetyNetCredentialId!);
+		for (const h of hosts) {
+			expect(await logsIn(h, newKey), `${h.name} new key`).toBe(true);
+			expect(await logsIn(h, netKey), `${h.name} safety net`).toBe(true);
+			expect(await logsIn(h, oldKey), `${h.name} old key`).toBe(false);
+		}
+		const credentialOf = async (id: string) =>
+			(await db().select().from(credentials).where(eq(credentials.id, id)))[0]!;
+		const fresh = await credentialOf(r.newCredentialId!);
+		const net = await credentialOf(r.safetyNetCredentialId!);
+		for (const [i, h] of hosts.entries()) {
+			const after = await readFile(keysPath(h), 'utf8');
+			expect(othersOf(after, [oldBlob]).filter(Boolean)).toEqual(othersOf(before[i]!, [oldBlob]).filter(Boolean));
+			// The foreign lines come first, in their place and byte for byte.
+			expect(after.startsWith(foreignLines(i))).toBe(true);
+			expect(after).not.toContain(oldBlob);
+			expect(after.split('\n').filter((l) => l.includes(fresh.publicKey.split(' ')[1]!))).toEqual([
+				`${fresh.publicKey} flotilla:primary:${fresh.id}`
+			]);
+			expect(after.split('\n').filter((l) => l.includes(net.publicKey.split(' ')[1]!))).toEqual([
+				`${net.publicKey} flotilla:safety-net:${net.id}`
+			]);
+			const s = await stat(keysPath(h));
+			expect([s.mode & 0o777, s.uid, s.gid]).toEqual([
+				statsBefore[i]!.mode & 0o777,
+				statsBefore[i]!.uid,
+				statsBefore[i]!.gid
+			]);
+		}
+		// The console signs in with the new key for everything; the old one is kept, marked retired.
+		const rows = await db()
+			.select()
+			.from(nodes)
+			.where(inArray(nodes.name, names(0, 10)));
+		expect(new Set(rows.map((n) => n.credentialId))).toEqual(new Set([fresh.id]));
+		expect((await credentialMarks()).get(testbedCredential)).toBe('retired');
+		expect((await credentialMarks()).get(net.id)).toBe('safety net');
+		// An audit row per phase, K0 included.
+		const audit = await db().select().from(auditLog).where(eq(auditLog.targetId, r.id));
+		expect(audit.map((a) => (a.details as { phase: string }).phase).sort()).toEqual([
+			'K0',
+			'K1',
+			'K2',
+			'K3',
+			'K4',
+			'K5',
+			'survey'
+		]);
+		// Nothing secret in the rotation's records.
+		const secret = (await unsealCredential(net.id)).privateKey.split('\n')[1]!;
+		expect(JSON.stringify(await db().select().from(auditLog))).not.toContain(secret);
+	}, 180_000);
+
+	it('a second rotation reuses the kept safety net and removes it at K6: then only the newest key logs in; run again, nothing changes', async () => {
+		const hosts = hostsOf(0, 10);
+		const previous = (await db().select().from(keyRotations))[0]!;
+		const r = await rotate({ nodes: names(0, 10), remove_safety_net: true });
+		expect(r.state).toBe('completed');
+		expect(r.safetyNetCredentialId).toBe(previous.safetyNetCredentialId);
+		expect(r.phases.map((p) => p.phase)).toEqual(['survey', 'K1', 'K2', 'K3', 'K4', 'K5', 'K6']);
+		const newest = await keyFile(r.newCredentialId!);
+		const keys = [
+			bed.clientPrivateKeyPath,
+			await keyFile(previous.newCredentialId!),
+			await keyFile(r.safetyNetCredentialId!)
+		];
+		const files: string[] = [];
+		for (const [i, h] of hosts.entries()) {
+			expect(await logsIn(h, newest)).toBe(true);
+			for (const k of keys) expect(await logsIn(h, k), `${h.name} ${k}`).toBe(false);
+			const after = await readFile(keysPath(h), 'utf8');
+			expect(after.startsWith(foreignLines(i))).toBe(true);
+			expect(after.split('\n').filter((l) => l.includes('flotilla:'))).toHaveLength(1);
+			files.push(after);
+		}
+		// Each phase run again adds no line and removes nothing else: the files stay as they are.
+		for (const phase of ['K1', 'K3', 'K5', 'K6']) {
+			const again = await createRun(systemActor, {
+				kind: 'ssh-key-phase',
+				title: `again ${phase}`,
+				nodeIds: names(0, 10).map((n) => idOf.get(n)!),
+				params: { rotation_id: r.id, phase }
+			});
+			expect((await waitForRun(again.id, ['succeeded', 'failed'], 60_000)).state).toBe('succeeded');
+		}
+		expect(await Promise.all(hosts.map((h) => readFile(keysPath(h), 'utf8')))).toEqual(files);
+		// A retired key nothing needs any more is the admin's to delete.
+		await deleteCredential(systemActor, previous.newCredentialId!);
+	}, 180_000);
+
+	it('a host that refuses the new key at K4 aborts before K5: every host still lets in the key the console uses', async () => {
+		const hosts = hostsOf(10, 14);
+		const bad = hosts[1]!;
+		// sshd refuses keys listed in RevokedKeys, read at every login: the new key is revoked on one host only.
+		const revoked = join(bad.root, 'etc/ssh/revoked_keys');
+		await writeFile(revoked, '');
+		await writeFile(
+			join(bad.root, 'etc/ssh/sshd_config'),
+			`${await readFile(join(bad.root, 'etc/ssh/sshd_config'), 'utf8')}RevokedKeys ${revoked}\n`
+		);
+		await bed.stopHost(bad);
+		await bed.startHost(bad);
+		const [current] = await db().select().from(nodes).where(eq(nodes.name, 'k-10'));
+		const consoleKey = await keyFile(current!.credentialId);
+		const started = await startKeyRotation(systemActor, rotateKeysSchema.parse({ nodes: names(10, 14) }));
+		if (!('rotationId' in started)) throw new Error('expected a rotation');
+		const fresh = (await getKeyRotation(started.rotationId)).newCredentialId!;
+		const [freshRow] = await db().select().from(credentials).where(eq(credentials.id, fresh));
+		await writeFile(revoked, `${freshRow!.publicKey}\n`);
+		const r = await settle(started.rotationId);
+		expect(r.state).toBe('aborted');
+		expect(r.abortedPhase).toBe('K4');
+		expect(r.abortReason).toContain('k-11');
+		expect(r.phases.at(-1)).toMatchObject({
+			phase: 'K4',
+			state: 'failed',
+			problems: [expect.objectContaining({ node: 'k-11', unreachable: false })]
+		});
+		expect(r.phases.map((p) => p.phase)).not.toContain('K5');
+		const netKey = await keyFile(r.safetyNetCredentialId!);
+		for (const h of hosts) {
+			expect(await logsIn(h, consoleKey), `${h.name} the console's key`).toBe(true);
+			expect(await logsIn(h, netKey), `${h.name} safety net`).toBe(true);
+		}
+		expect(await logsIn(bad, await keyFile(fresh))).toBe(false);
+		const rows = await db()
+			.select()
+			.from(nodes)
+			.where(inArray(nodes.name, names(10, 14)));
+		expect(new Set(rows.map((n) => n.credentialId))).toEqual(new Set([current!.credentialId]));
+	}, 180_000);
+
+	it('an unreachable host never blocks the others and keeps its old key; the rotation stays open and finishes when it is back', async () => {
+		const hosts = hostsOf(14, 16);
+		const away = hosts[1]!;
+		const [current] = await db().select().from(nodes).where(eq(nodes.name, 'k-14'));
+		const consoleKey = await keyFile(current!.credentialId);
+		await bed.stopHost(away);
+		const started = await startKeyRotation(systemActor, rotateKeysSchema.parse({ nodes: names(14, 16) }));
+		if (!('rotationId' in started)) throw new Error('expected a rotation');
+		let r = await settle(started.rotationId);
+		expect(r.state).toBe('open');
+		expect(r.nodes.map((n) => [n.nodeName, n.state])).toEqual([
+			['k-14', 'done'],
+			['k-15', 'deferred']
+		]);
+		expect(r.phases[0]!.problems).toEqual([expect.objectContaining({ node: 'k-15', unreachable: true })]);
+		const fresh = await keyFile(r.newCredentialId!);
+		// While it waits, the rotation's keys cannot be deleted, not even the safety net that no node signs in with.
+		await expect(deleteCredential(systemActor, r.safetyNetCredentialId!)).rejects.toThrow(
+			`Key rotation #${r.number} still needs`
+		);
+		expect(await logsIn(hosts[0]!, fresh)).toBe(true);
+		expect(await logsIn(hosts[0]!, consoleKey)).toBe(false);
+		await bed.startHost(away);
+		expect(await logsIn(away, consoleKey)).toBe(true);
+		// The health sweep sees it again; the next turn catches it up.
+		await db().update(nodes).set({ lastSeenAt: new Date(), reachable: true }).where(eq(nodes.name, 'k-15'));
+		r = await waitFor(
+			'the catch-up',
+			async () => {
+				await driveKeyRotations();
+				const now = await getKeyRotation(r.id);
+				return now.state === 'completed' ? now : null;
+			},
+			120_000
+		);
+		expect(r.nodes.map((n) => n.state)).toEqual(['done', 'done']);
+		expect(await logsIn(away, fresh)).toBe(true);
+		expect(await logsIn(away, consoleKey)).toBe(false);
+	}, 180_000);
+
+	it('a console killed mid-phase and started again finishes the rotation: no line twice, every host proven by login', async () => {
+		// This console's engine stops: from here on only the child consoles run tasks and turn the driver.
+		await stopEngine();
+		const hosts = hostsOf(0, 10);
+		const startConsole = () =>
+			new Promise<{ child: ChildProcess; lines: string[] }>((resolve, reject) => {
+				const child = spawn(
+					process.execPath,
+					[
+						'--no-warnings',
+						'--experimental-transform-types',
+						'--import',
+						'./tests/support/ts-hooks.mjs',
+						'tests/support/key-rotation-process.ts'
+					],
+					{
+						env: {
+							...process.env,
+							DATABASE_URL: pg.url,
+							FLOTILLA_TEST_MASTER_KEY: masterKey.toString('hex'),
+							LEASE_MS: '3000',
+							FLOTILLA_LOG_LEVEL: 'error'
+						},
+						stdio: ['pipe', 'pipe', 'inherit']
+					}
+				);
+				const lines: string[] = [];
+				const timer = setTimeout(() => reject(new Error('the console did not start in 30 s')), 30_000);
+				child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+					lines.push(...chunk.split('\n').filter(Boolean));
+					if (lines.includes('ready')) {
+						clearTimeout(timer);
+						resolve({ child, lines });
+					}
+				});
+			});
+		const first = await startConsole();
+		first.child.stdin!.write(`rotate ${JSON.stringify({ nodes: names(0, 10), remove_safety_net: true })}\n`);
+		const id = await waitFor('the rotation to start', async () =>
+			first.lines.find((l) => l.startsWith('started '))?.slice(8)
+		);
+		// SIGKILL while K3 has a task running on a node.
+		const killedIn = await waitFor(
+			'a K3 task running',
+			async () => {
+				const [r] = await db().select().from(keyRotations).where(eq(keyRotations.id, id));
+				if (r?.phase !== 'K3' || !r.phaseRunId) return null;
+				const running = await db().select({ id: tasks.id }).from(tasks).where(eq(tasks.runId, r.phaseRunId));
+				const busy = await db()
+					.select({ state: tasks.state })
+					.from(tasks)
+					.where(
+						inArray(
+							tasks.id,
+							running.map((t) => t.id)
+						)
+					);
+				return busy.some((t) => t.state === 'running') ? r.phaseRunId : null;
+			},
+			60_000
+		);
+		first.child.kill('SIGKILL');
+		await new Promise((resolve) => first.child.once('exit', resolve));
+		const second = await startConsole();
+		try {
+			const r = await waitFor(
+				'the rotation to finish on the second console',
+				async () => {
+					const now = await getKeyRotation(id);
+					return now.state !== 'running' ? now : null;
+				},
+				120_000
+			);
+			expect(r.state).toBe('completed');
+			// The phase the first console died in was finished by the second: the same run, every task succeeded.
+			const k3 = await getRun(killedIn);
+			expect([k3.state, k3.tasks.every((t) => t.state === 'succeeded')]).toEqual(['succeeded', true]);
+			expect(r.phases.map((p) => [p.phase, p.state])).toEqual(
+				['survey', 'K1', 'K2', 'K3', 'K4', 'K5', 'K6'].map((p) => [p, 'passed'])
+			);
+			const newest = await keyFile(r.newCredentialId!);
+			const fresh = (await db().select().from(credentials).where(eq(credentials.id, r.newCredentialId!)))[0]!;
+			for (const [i, h] of hosts.entries()) {
+				expect(await logsIn(h, newest), h.name).toBe(true);
+				const after = await readFile(keysPath(h), 'utf8');
+				expect(after.startsWith(foreignLines(i))).toBe(true);
+				expect(after.split('\n').filter((l) => l.includes('flotilla:'))).toEqual([
+					`${fresh.publicKey} flotilla:primary:${fresh.id}`
+				]);
+			}
+		} finally {
+			second.child.kill('SIGTERM');
+			await new Promise((resolve) => second.child.once('exit', resolve));
+		}
+	}, 240_000);
+});

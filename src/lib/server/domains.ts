@@ -1,3 +1,4 @@
+import { registerAppliances } from '$lib/server/appliances/register';
 import { registerCertificates } from '$lib/server/certs/register';
 import { registerCodeSync } from '$lib/server/codesync/register';
 import { registerFleet } from '$lib/server/fleet/register';
@@ -16,4 +17,5 @@ export function registerDomains(): void {
 	registerRollouts();
 	registerSystemUpdates();
 	registerCertificates();
+	registerAppliances();
 }

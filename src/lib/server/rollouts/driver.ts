@@ -7,6 +7,7 @@ import { conflict, ServiceError } from '$lib/server/errors';
 import { log, loggableError } from '$lib/server/log';
 import { assertAllowedVersion, getRelease, releasesForCommits } from '$lib/server/releases/releases';
 import { membersOfStage } from './membership';
+import { releaseKindOf } from './release-kinds';
 import { activeRolloutStates, getRollout } from './rollouts';
 import { resolveTarget } from './targets';
 
@@ -113,15 +114,22 @@ async function startStageRun(r: Rollout, k: number, actor: Actor): Promise<void>
 		.select({ nodeId: rolloutNodes.nodeId })
 		.from(rolloutNodes)
 		.where(and(eq(rolloutNodes.rolloutId, r.id), eq(rolloutNodes.stage, k)));
+	const special = await releaseKindOf(release);
+	const stageRun = special
+		? await special.stageRun(release, r, k)
+		: {
+				kind: 'rollout-stage',
+				params: {
+					targets: Object.fromEntries(target.roles.map((role) => [role, release.sha])),
+					rollout_id: r.id,
+					bake_seconds: r.stages[k]!.bakeSeconds
+				}
+			};
 	const run = await createRun(actor, {
-		kind: 'rollout-stage',
+		kind: stageRun.kind,
 		title: `Rollout #${r.number}: ${release.version}, ${stageLabel(r, k)}`,
 		nodeIds: members.map((m) => m.nodeId),
-		params: {
-			targets: Object.fromEntries(target.roles.map((role) => [role, release.sha])),
-			rollout_id: r.id,
-			bake_seconds: r.stages[k]!.bakeSeconds
-		},
+		params: stageRun.params,
 		scope: { rollout_id: r.id, stage: k },
 		options: { concurrency: r.concurrency }
 	});
@@ -280,19 +288,25 @@ function refuse(r: Rollout, action: string, allowed: string): never {
 	throw conflict(`Rollout #${r.number} is ${r.state}: ${action} is possible ${allowed}`, { state: r.state });
 }
 
-export async function pauseRollout(actor: Actor, id: string): Promise<Rollout> {
+/** Pauses the rollout; `why` is the reason shown when something other than an operator paused it. */
+export async function pauseRollout(actor: Actor, id: string, why?: string): Promise<Rollout> {
 	const r = await getRollout(id);
 	if (!['scheduled', 'running', 'waiting_approval'].includes(r.state)) {
 		refuse(r, 'pause', 'while it is scheduled, running or waiting for approval');
 	}
-	const reason = `Paused by ${actor.name}`;
+	const reason = why ?? `Paused by ${actor.name}`;
 	const row = await transition(r, [r.state], { state: 'paused', reason });
 	if (!row) return refuse(await getRollout(id), 'pause', 'while it is running');
 	const runId = r.stages[r.currentStage]?.runId;
 	if (runId && r.stages[r.currentStage]!.state === 'running') {
 		await pauseRun(actor, runId).catch(() => undefined);
 	}
-	await recordAudit(actor, { action: 'rollout.pause', targetType: 'rollout', targetId: id });
+	await recordAudit(actor, {
+		action: 'rollout.pause',
+		targetType: 'rollout',
+		targetId: id,
+		details: why ? { reason: why } : undefined
+	});
 	return row;
 }
 

@@ -11,7 +11,10 @@ export const declareImageSchema = z
 		release_id: uuidSchema,
 		sha256: sha256Schema,
 		size: fromText(
-			z.number(wrongType('is required: the image size in bytes')).int('must be a whole number').min(1, 'must be at least 1')
+			z
+				.number(wrongType('is required: the image size in bytes'))
+				.int('must be a whole number')
+				.min(1, 'must be at least 1')
 		),
 		signature: z
 			.string(wrongType('is required: Ed25519 over the sha256 (64 hex characters), in hex'))
@@ -29,9 +32,9 @@ export const pushSchema = z
 			.max(10_000),
 		/** `wait`: reboot in each appliance's maintenance window; `ignore`: reboot as soon as the image is ready. */
 		window: z.enum(['wait', 'ignore'], { error: 'must be wait or ignore' }).default('ignore'),
-		concurrency: fromText(z.number(wrongType('must be a number')).int('must be a whole number').min(1).max(500)).default(
-			5
-		),
+		concurrency: fromText(
+			z.number(wrongType('must be a number')).int('must be a whole number').min(1).max(500)
+		).default(5),
 		/** How often a ready appliance looks at its window and its skip-window request. */
 		window_poll_seconds: fromText(
 			z.number(wrongType('must be a number')).int('must be a whole number').min(1).max(600)

@@ -24,7 +24,13 @@ export async function recordFallback(input: {
 	reason: string;
 }): Promise<void> {
 	const hardware = hardwareOf(input.node);
-	const values = { nodeName: input.node.name, reason: input.reason, createdAt: new Date(), clearedAt: null, clearedBy: null };
+	const values = {
+		nodeName: input.node.name,
+		reason: input.reason,
+		createdAt: new Date(),
+		clearedAt: null,
+		clearedBy: null
+	};
 	await db()
 		.insert(applianceBadReleases)
 		.values({ releaseId: input.releaseId, hardware, ...values })
@@ -50,7 +56,10 @@ export async function recordFallback(input: {
 }
 
 /** The standing mark that keeps a release from this hardware, or null. */
-export async function badReleaseFor(releaseId: string, node: Pick<Node, 'labels'>): Promise<ApplianceBadRelease | null> {
+export async function badReleaseFor(
+	releaseId: string,
+	node: Pick<Node, 'labels'>
+): Promise<ApplianceBadRelease | null> {
 	const [row] = await db()
 		.select()
 		.from(applianceBadReleases)

@@ -244,7 +244,9 @@ export const applianceUpdateFlow: Flow<ApplianceUpdateParams> = {
 					}
 					if (inside) {
 						skipping = true;
-						say('the appliance asked to skip this maintenance window (flotilla-slot --skip-window): waiting for the next');
+						say(
+							'the appliance asked to skip this maintenance window (flotilla-slot --skip-window): waiting for the next'
+						);
 					} else if (skipping) {
 						// The window it skipped is over: the next one counts again.
 						await run(ctx, sh`flotilla-slot --skip-window --cancel`);
@@ -325,8 +327,7 @@ export const applianceUpdateFlow: Flow<ApplianceUpdateParams> = {
 		releaseConnection(end.task.id);
 		const memo = end.memo as Memo;
 		// Failing before the reboot changed nothing the appliance runs: that is `failed`, not a rollback.
-		const state: ApplianceUpdateState =
-			end.state === 'rolled_back' && !memo.rebootIssued ? 'failed' : end.state;
+		const state: ApplianceUpdateState = end.state === 'rolled_back' && !memo.rebootIssued ? 'failed' : end.state;
 		await recordUpdate(
 			{
 				taskId: end.task.id,

@@ -1,11 +1,6 @@
 import { and, desc, eq, inArray } from 'drizzle-orm';
 import { db } from '$lib/server/db';
-import {
-	applianceUpdates,
-	rolloutNodes,
-	type ApplianceUpdate,
-	type ApplianceUpdateState
-} from '$lib/server/db/schema';
+import { applianceUpdates, rolloutNodes, type ApplianceUpdate, type ApplianceUpdateState } from '$lib/server/db/schema';
 import { recordEvent } from '$lib/server/engine';
 
 /**

@@ -13,7 +13,11 @@ export interface ReleaseKind {
 	/** The node kind the release is for: targets select only such nodes, whatever roles they have. */
 	nodeKind: 'appliance' | 'server';
 	/** The run one stage starts on its nodes. */
-	stageRun(release: Release, rollout: Rollout, stage: number): Promise<{ kind: string; params: Record<string, unknown> }>;
+	stageRun(
+		release: Release,
+		rollout: Rollout,
+		stage: number
+	): Promise<{ kind: string; params: Record<string, unknown> }>;
 }
 
 const kinds: ReleaseKind[] = [];

@@ -25,11 +25,12 @@ import {
 } from '../../src/lib/server/db/schema';
 import { registerDomains } from '../../src/lib/server/domains';
 import { getRun, metricsRegistry, startEngine, stopEngine } from '../../src/lib/server/engine';
+import { ServiceError } from '../../src/lib/server/errors';
 import { createCredential } from '../../src/lib/server/keys/credentials';
 import { useReleaseKeys } from '../../src/lib/server/releases/keys';
 import { createRelease } from '../../src/lib/server/releases/releases';
 import { ed25519Signature, keyIdOf } from '../../src/lib/server/releases/signing';
-import { driveRollouts, resumeRollout } from '../../src/lib/server/rollouts/driver';
+import { driveRollouts, resumeRollout, rollbackRollout } from '../../src/lib/server/rollouts/driver';
 import { createRollout, getRollout, nodesOfRollout } from '../../src/lib/server/rollouts/rollouts';
 import { connect } from '../../src/lib/server/ssh/connection';
 import { sh } from '../../src/lib/server/ssh/shell';
@@ -485,5 +486,10 @@ describe('appliance releases roll out with the rollout stages, thresholds and co
 		await resumeRollout(systemActor, rollout!.id);
 		const after = await driveUntil(rollout!.id, ['completed', 'paused'], 240_000);
 		expect(after.state).toBe('completed');
+		const refused = await rollbackRollout(systemActor, rollout!.id).catch((e: unknown) => e);
+		expect(refused).toBeInstanceOf(ServiceError);
+		expect((refused as ServiceError).status).toBe(409);
+		expect((refused as ServiceError).message).toMatch(/fleet rollback of an appliance-image release is not available/);
+		expect((await getRollout(rollout!.id)).state).toBe('completed');
 	}, 360_000);
 });

@@ -411,6 +411,13 @@ async function stopStageRun(actor: Actor, r: Rollout): Promise<void> {
 export async function rollbackRollout(actor: Actor, id: string): Promise<Rollout> {
 	const r = await getRollout(id);
 	if (['rolling_back', 'rolled_back'].includes(r.state)) refuse(r, 'rollback', 'once');
+	const kind = await releaseKindOf(await getRelease(r.releaseId));
+	if (kind) {
+		// Its nodes keep no commit to go back to: saying "rolled back" here would be untrue.
+		throw conflict(`Rollout #${r.number}: a fleet rollback of an ${kind.name} release is not available`, {
+			state: `${kind.name} release`
+		});
+	}
 	const changed = await db()
 		.select()
 		.from(rolloutNodes)

@@ -51,6 +51,11 @@ const envSchema = z
 			.string()
 			.regex(/^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/, 'must be a semantic version such as 1.4.0')
 			.optional(),
+		/** The largest appliance image the console stores (docs/appliances.md). */
+		FLOTILLA_IMAGE_MAX_BYTES: z
+			.string()
+			.regex(/^\d+[KMG]?$/i, 'must be a byte count such as 512M or 4G')
+			.default('4G'),
 		/** Seconds between turns of the rollout driver (0: none on this console). */
 		FLOTILLA_ROLLOUT_TICK_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(3600).default(5),
 		FLOTILLA_CERT_SCAN_SECONDS: z.coerce
@@ -116,6 +121,7 @@ const configSchema = envSchema.transform((e) => ({
 	releaseSigningSecret: e.FLOTILLA_RELEASE_SIGNING_SECRET,
 	releaseMinVersion: e.FLOTILLA_RELEASE_MIN_VERSION,
 	rolloutTickSeconds: e.FLOTILLA_ROLLOUT_TICK_SECONDS,
+	imageMaxBytes: parseByteCount(e.FLOTILLA_IMAGE_MAX_BYTES),
 	/** The largest request body the server reads, in bytes. */
 	bodyLimitBytes: parseByteCount(e.BODY_SIZE_LIMIT),
 	/** Seconds between scans of every node's certificates (0: none; docs/certificates.md). */

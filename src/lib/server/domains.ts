@@ -1,3 +1,4 @@
+import { registerAppliances } from '$lib/server/appliances/register';
 import { registerCertificates } from '$lib/server/certs/register';
 import { registerCodeSync } from '$lib/server/codesync/register';
 import { registerFleet } from '$lib/server/fleet/register';
@@ -22,4 +23,5 @@ export function registerDomains(): void {
 	registerNotify();
 	registerProvisioning();
 	registerKeys();
+	registerAppliances();
 }

@@ -1054,3 +1054,95 @@ export const keyRotationNodes = pgTable(
 
 export type KeyRotation = typeof keyRotations.$inferSelect;
 export type KeyRotationNode = typeof keyRotationNodes.$inferSelect;
+
+// A/B appliance updates (docs/appliances.md): images carried by releases, per-appliance update states, fallbacks.
+
+export const applianceImageStates = ['receiving', 'complete'] as const;
+
+/** A release's system image for appliances, stored by the console (streamed, sha256 and size checked). */
+export const applianceImages = pgTable(
+	'appliance_images',
+	{
+		id: uuid('id').primaryKey().defaultRandom(),
+		releaseId: uuid('release_id')
+			.notNull()
+			.references(() => releases.id, { onDelete: 'restrict' }),
+		sha256: text('sha256').notNull(),
+		size: bigint('size', { mode: 'number' }).notNull(),
+		/** Ed25519 over the sha256 as 64 lowercase hex characters, in hex; checked again on every appliance. */
+		signature: text('signature').notNull(),
+		verifiedBy: text('verified_by').notNull(),
+		state: text('state', { enum: applianceImageStates }).notNull().default('receiving'),
+		/** Bytes stored so far: an interrupted upload continues from here. */
+		receivedBytes: bigint('received_bytes', { mode: 'number' }).notNull().default(0),
+		createdBy: text('created_by').notNull(),
+		createdAt: createdAt()
+	},
+	(t) => [uniqueIndex('appliance_images_release').on(t.releaseId)]
+);
+
+export const applianceUpdateStates = [
+	'pending',
+	'uploading',
+	'verifying',
+	'ready',
+	'rebooting',
+	'verifying_health',
+	'succeeded',
+	'failed',
+	'rolled_back',
+	'skipped',
+	'cancelled'
+] as const;
+export type ApplianceUpdateState = (typeof applianceUpdateStates)[number];
+
+/** One appliance's update to an image: its state as the A/B flow moves it, upload progress, what happened. */
+export const applianceUpdates = pgTable(
+	'appliance_updates',
+	{
+		id: uuid('id').primaryKey().defaultRandom(),
+		taskId: uuid('task_id').notNull(),
+		runId: uuid('run_id').notNull(),
+		nodeId: uuid('node_id')
+			.notNull()
+			.references(() => nodes.id, { onDelete: 'cascade' }),
+		imageId: uuid('image_id')
+			.notNull()
+			.references(() => applianceImages.id, { onDelete: 'cascade' }),
+		rolloutId: uuid('rollout_id'),
+		state: text('state', { enum: applianceUpdateStates }).notNull().default('pending'),
+		bytes: bigint('bytes', { mode: 'number' }).notNull().default(0),
+		total: bigint('total', { mode: 'number' }).notNull().default(0),
+		fromSlot: text('from_slot'),
+		toSlot: text('to_slot'),
+		error: text('error'),
+		/** Why the appliance went back to its good slot on its own (boot loop, watchdog), as it reported. */
+		fallback: text('fallback'),
+		startedAt: createdAt(),
+		updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow()
+	},
+	(t) => [uniqueIndex('appliance_updates_task').on(t.taskId), index('appliance_updates_node_idx').on(t.nodeId)]
+);
+
+/** A release that made appliances of one kind of hardware fall back: not offered to that hardware until cleared. */
+export const applianceBadReleases = pgTable(
+	'appliance_bad_releases',
+	{
+		id: uuid('id').primaryKey().defaultRandom(),
+		releaseId: uuid('release_id')
+			.notNull()
+			.references(() => releases.id, { onDelete: 'cascade' }),
+		/** The appliances' `hardware` label; `unlabelled` for those without one. */
+		hardware: text('hardware').notNull(),
+		nodeName: text('node_name').notNull(),
+		reason: text('reason').notNull(),
+		createdAt: createdAt(),
+		clearedAt: timestamp('cleared_at', { withTimezone: true }),
+		clearedBy: text('cleared_by')
+	},
+	(t) => [uniqueIndex('appliance_bad_releases_release_hardware').on(t.releaseId, t.hardware)]
+);
+
+export type ApplianceImage = typeof applianceImages.$inferSelect;
+export type ApplianceUpdate = typeof applianceUpdates.$inferSelect;
+export type ApplianceBadRelease = typeof applianceBadReleases.$inferSelect;

@@ -7,6 +7,7 @@ import { conflict, ServiceError } from '$lib/server/errors';
 import { log, loggableError } from '$lib/server/log';
 import { assertAllowedVersion, getRelease, releasesForCommits } from '$lib/server/releases/releases';
 import { membersOfStage } from './membership';
+import { releaseKindOf } from './release-kinds';
 import { activeRolloutStates, getRollout } from './rollouts';
 import { resolveTarget } from './targets';
 import { orderByWindow } from './windows';
@@ -115,16 +116,23 @@ async function startStageRun(r: Rollout, k: number, actor: Actor): Promise<void>
 		.from(rolloutNodes)
 		.where(and(eq(rolloutNodes.rolloutId, r.id), eq(rolloutNodes.stage, k)));
 	const ids = members.map((m) => m.nodeId);
+	const special = await releaseKindOf(release);
+	const stageRun = special
+		? await special.stageRun(release, r, k)
+		: {
+				kind: 'rollout-stage',
+				params: {
+					targets: Object.fromEntries(target.roles.map((role) => [role, release.sha])),
+					rollout_id: r.id,
+					bake_seconds: r.stages[k]!.bakeSeconds,
+					respect_windows: r.respectWindows
+				}
+			};
 	const run = await createRun(actor, {
-		kind: 'rollout-stage',
+		kind: stageRun.kind,
 		title: `Rollout #${r.number}: ${release.version}, ${stageLabel(r, k)}`,
 		nodeIds: r.respectWindows ? await orderByWindow(ids) : ids,
-		params: {
-			targets: Object.fromEntries(target.roles.map((role) => [role, release.sha])),
-			rollout_id: r.id,
-			bake_seconds: r.stages[k]!.bakeSeconds,
-			respect_windows: r.respectWindows
-		},
+		params: stageRun.params,
 		scope: { rollout_id: r.id, stage: k },
 		options: { concurrency: r.concurrency }
 	});
@@ -283,19 +291,25 @@ function refuse(r: Rollout, action: string, allowed: string): never {
 	throw conflict(`Rollout #${r.number} is ${r.state}: ${action} is possible ${allowed}`, { state: r.state });
 }
 
-export async function pauseRollout(actor: Actor, id: string): Promise<Rollout> {
+/** Pauses the rollout; `why` is the reason shown when something other than an operator paused it. */
+export async function pauseRollout(actor: Actor, id: string, why?: string): Promise<Rollout> {
 	const r = await getRollout(id);
 	if (!['scheduled', 'running', 'waiting_approval'].includes(r.state)) {
 		refuse(r, 'pause', 'while it is scheduled, running or waiting for approval');
 	}
-	const reason = `Paused by ${actor.name}`;
+	const reason = why ?? `Paused by ${actor.name}`;
 	const row = await transition(r, [r.state], { state: 'paused', reason });
 	if (!row) return refuse(await getRollout(id), 'pause', 'while it is running');
 	const runId = r.stages[r.currentStage]?.runId;
 	if (runId && r.stages[r.currentStage]!.state === 'running') {
 		await pauseRun(actor, runId).catch(() => undefined);
 	}
-	await recordAudit(actor, { action: 'rollout.pause', targetType: 'rollout', targetId: id });
+	await recordAudit(actor, {
+		action: 'rollout.pause',
+		targetType: 'rollout',
+		targetId: id,
+		details: why ? { reason: why } : undefined
+	});
 	return row;
 }
 
@@ -400,6 +414,13 @@ async function stopStageRun(actor: Actor, r: Rollout): Promise<void> {
 export async function rollbackRollout(actor: Actor, id: string): Promise<Rollout> {
 	const r = await getRollout(id);
 	if (['rolling_back', 'rolled_back'].includes(r.state)) refuse(r, 'rollback', 'once');
+	const kind = await releaseKindOf(await getRelease(r.releaseId));
+	if (kind) {
+		// Its nodes keep no commit to go back to: saying "rolled back" here would be untrue.
+		throw conflict(`Rollout #${r.number}: a fleet rollback of an ${kind.name} release is not available`, {
+			state: `${kind.name} release`
+		});
+	}
 	const changed = await db()
 		.select()
 		.from(rolloutNodes)

@@ -108,7 +108,7 @@ async function activeOverlap(exec: Database, nodeIds: string[]): Promise<{ rollo
 		.orderBy(asc(rollouts.number));
 	const wanted = new Set(nodeIds);
 	for (const { rollout: r, channel } of active) {
-		const theirs = new Set((await resolveTarget(r.target, { channel }, exec)).nodes.map((n) => n.id));
+		const theirs = new Set((await resolveTarget(r.target, { id: r.releaseId, channel }, exec)).nodes.map((n) => n.id));
 		const assigned = await exec
 			.select({ nodeId: rolloutNodes.nodeId, name: rolloutNodes.nodeName })
 			.from(rolloutNodes)

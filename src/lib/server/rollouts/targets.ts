@@ -3,13 +3,8 @@ import { scopeConditions } from '$lib/server/codesync/plan';
 import { db, type Database } from '$lib/server/db';
 import { codeRoles, nodes, type Release, type RolloutTarget } from '$lib/server/db/schema';
 import { ServiceError } from '$lib/server/errors';
+import { releaseKindOf } from './release-kinds';
 
-/**
- * Which nodes a rollout's target selects now (docs/releases.md, "Targets"): nodes matching every given filter
- * (any of the roles, all of the labels, the listed nodes), on the target's channel (a node's `channel` label,
- * `stable` when it has none; the release's channel when the target names none), with a pinned host key and at
- * least one role the release deploys to (the target's roles, or every git, push and commands role).
- */
 /** The deploy methods a release's commit goes out by (docs/releases.md, "The commands method"). */
 const releaseMethods: string[] = ['git', 'push', 'commands'];
 
@@ -20,11 +15,19 @@ export interface ResolvedTarget {
 	excluded: { id: string; name: string; reason: string }[];
 }
 
+/**
+ * Which nodes a rollout's target selects now (docs/releases.md, "Targets"): nodes matching every given filter
+ * (any of the roles, all of the labels, the listed nodes), on the target's channel (a node's `channel` label,
+ * `stable` when it has none; the release's channel when the target names none), with a pinned host key and at
+ * least one role the release deploys to (the target's roles, or every git, push and commands role). A release of a
+ * registered kind (release-kinds.ts) selects the nodes of its node kind instead of nodes with those roles.
+ */
 export async function resolveTarget(
 	target: RolloutTarget,
-	release: Pick<Release, 'channel'>,
+	release: Pick<Release, 'id' | 'channel'>,
 	exec: Database = db()
 ): Promise<ResolvedTarget> {
+	const kind = await releaseKindOf(release, exec);
 	const roleRows = await exec.select().from(codeRoles);
 	const known = new Set(roleRows.map((r) => r.name));
 	const unknown = (target.roles ?? []).filter((r) => !known.has(r));
@@ -55,7 +58,8 @@ export async function resolveTarget(
 	for (const n of rows) {
 		const nodeChannel = n.labels.channel ?? 'stable';
 		if (nodeChannel !== channel) continue;
-		if (!n.roles.some((r) => roles.includes(r))) continue;
+		// A release of another kind (an appliance image) goes to nodes of its node kind, whatever their roles.
+		if (kind ? n.kind !== kind.nodeKind : !n.roles.some((r) => roles.includes(r))) continue;
 		if (n.hostKeyStatus !== 'pinned') {
 			out.excluded.push({ id: n.id, name: n.name, reason: 'its host key is not pinned' });
 			continue;

@@ -1,4 +1,5 @@
 import { error } from '@sveltejs/kit';
+import { updatesOfRuns } from '$lib/server/appliances/records';
 import { uuidSchema } from '$lib/schemas/common';
 import { actorOf } from '$lib/server/audit';
 import { authorize } from '$lib/server/auth/access';
@@ -32,8 +33,14 @@ export const load: PageServerLoad = async (event) => {
 		if (err instanceof ServiceError && err.status === 404) error(404, 'Rollout not found');
 		throw err;
 	}
+	const runIds = r.stages.flatMap((s) => (s.runId ? [s.runId] : []));
+	// Appliance releases: each appliance's upload progress, shown beside its state.
+	const appliances = Object.fromEntries(
+		(await updatesOfRuns(runIds)).map((u) => [u.nodeId, { state: u.state, bytes: u.bytes, total: u.total }])
+	);
 	return {
 		rollout: await presentRolloutDetail(r, await getRelease(r.releaseId), await nodesOfRollout(id)),
+		appliances,
 		canOperate: authorize(event.route.id, 'POST', '?/pause', principalOf(event)).allow
 	};
 };

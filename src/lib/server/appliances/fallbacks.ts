@@ -1,0 +1,114 @@
+import { and, desc, eq, isNull } from 'drizzle-orm';
+import { recordAudit, systemActor, type Actor } from '$lib/server/audit';
+import { db } from '$lib/server/db';
+import { applianceBadReleases, releases, type ApplianceBadRelease, type Node } from '$lib/server/db/schema';
+import { recordEvent } from '$lib/server/engine';
+import { conflict, notFound } from '$lib/server/errors';
+import { log, loggableError } from '$lib/server/log';
+import { pauseRollout } from '$lib/server/rollouts/driver';
+
+/*
+ * Fallbacks seen fleet-wide (docs/appliances.md, "Fallbacks"): an appliance that went back to its good slot on
+ * its own (a boot loop, the watchdog) marks the release bad for its kind of hardware (its `hardware` label).
+ * The release is not offered to that hardware again until an operator clears the mark, and a rollout it came
+ * from pauses at once, whatever its threshold says.
+ */
+
+export const hardwareOf = (node: Pick<Node, 'labels'>): string => node.labels.hardware ?? 'unlabelled';
+
+export async function recordFallback(input: {
+	node: Pick<Node, 'id' | 'name' | 'labels'>;
+	releaseId: string;
+	rolloutId?: string | null;
+	runId: string;
+	reason: string;
+}): Promise<void> {
+	const hardware = hardwareOf(input.node);
+	const values = {
+		nodeName: input.node.name,
+		reason: input.reason,
+		createdAt: new Date(),
+		clearedAt: null,
+		clearedBy: null
+	};
+	await db()
+		.insert(applianceBadReleases)
+		.values({ releaseId: input.releaseId, hardware, ...values })
+		.onConflictDoUpdate({ target: [applianceBadReleases.releaseId, applianceBadReleases.hardware], set: values });
+	await recordAudit(systemActor, {
+		action: 'appliance.fallback',
+		targetType: 'node',
+		targetId: input.node.id,
+		details: { release_id: input.releaseId, hardware, reason: input.reason }
+	});
+	await recordEvent({
+		type: 'appliance.fallback',
+		runId: input.runId,
+		nodeId: input.node.id,
+		data: { node: input.node.name, release_id: input.releaseId, hardware, reason: input.reason }
+	});
+	if (input.rolloutId) {
+		const why = `${input.node.name} fell back to its good slot on its own (${input.reason}); the release is marked bad for hardware ${hardware}`;
+		await pauseRollout(systemActor, input.rolloutId, why).catch((err: unknown) =>
+			log.info({ err: loggableError(err), rollout: input.rolloutId }, 'rollout not paused after a fallback')
+		);
+	}
+}
+
+/** The standing mark that keeps a release from this hardware, or null. */
+export async function badReleaseFor(
+	releaseId: string,
+	node: Pick<Node, 'labels'>
+): Promise<ApplianceBadRelease | null> {
+	const [row] = await db()
+		.select()
+		.from(applianceBadReleases)
+		.where(
+			and(
+				eq(applianceBadReleases.releaseId, releaseId),
+				eq(applianceBadReleases.hardware, hardwareOf(node)),
+				isNull(applianceBadReleases.clearedAt)
+			)
+		);
+	return row ?? null;
+}
+
+export async function listBadReleases() {
+	return db()
+		.select({ mark: applianceBadReleases, version: releases.version })
+		.from(applianceBadReleases)
+		.innerJoin(releases, eq(releases.id, applianceBadReleases.releaseId))
+		.orderBy(desc(applianceBadReleases.createdAt));
+}
+
+/** An operator decides the release may be offered to that hardware again. */
+export async function clearBadRelease(actor: Actor, id: string): Promise<ApplianceBadRelease> {
+	const [row] = await db().select().from(applianceBadReleases).where(eq(applianceBadReleases.id, id));
+	if (!row) throw notFound('Mark');
+	if (row.clearedAt) throw conflict(`Already cleared by ${row.clearedBy}`, { state: 'cleared' });
+	const [done] = await db()
+		.update(applianceBadReleases)
+		.set({ clearedAt: new Date(), clearedBy: actor.name })
+		.where(and(eq(applianceBadReleases.id, id), isNull(applianceBadReleases.clearedAt)))
+		.returning();
+	if (!done) throw conflict('Already cleared', { state: 'cleared' });
+	await recordAudit(actor, {
+		action: 'appliance.bad_release_clear',
+		targetType: 'release',
+		targetId: row.releaseId,
+		details: { hardware: row.hardware, reason: row.reason }
+	});
+	return done;
+}
+
+export const presentBadRelease = (m: ApplianceBadRelease, version?: string) => ({
+	id: m.id,
+	release_id: m.releaseId,
+	version,
+	hardware: m.hardware,
+	node: m.nodeName,
+	reason: m.reason,
+	created_at: m.createdAt.toISOString(),
+	cleared_at: m.clearedAt?.toISOString() ?? null,
+	cleared_by: m.clearedBy
+});

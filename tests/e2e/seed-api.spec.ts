@@ -247,6 +247,22 @@ test('the fleet-update body rolls out an uploaded image in its stages and sets t
 			days: ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday']
 		});
 	}
+	// The canary stage's appliance cannot be reached: the rollout pauses; acknowledged (resume), the stage is done and
+	// the next one waits out the canary's 24 hours, until an operator advances it.
+	const rolloutNow = async () => (await call(`/api/rollouts/${answer.rollout.id}`, { headers: auth })).json();
+	await expect.poll(async () => (await rolloutNow()).state, { timeout: 45_000 }).toBe('paused');
+	const path = `/api/rollouts/${answer.rollout.id}`;
+	expect((await call(`${path}/resume`, { method: 'POST', headers: auth })).status).toBe(200);
+	await expect
+		.poll(async () => (await rolloutNow()).reason ?? '', { timeout: 45_000 })
+		.toMatch(/^stage 2 of 3 \(25%\) starts at \S+, after stage 1 of 3 \(5%\)'s delay/);
+	const waiting = await rolloutNow();
+	expect(waiting).toMatchObject({ state: 'running', current_stage: 0 });
+	const starts = Date.parse(/starts at (\S+),/.exec(waiting.reason)![1]!);
+	expect(starts - Date.parse(waiting.stages[0].ended_at)).toBe(86_400_000);
+	const advanced = await call(`${path}/advance`, { method: 'POST', headers: auth });
+	expect(advanced.status).toBe(200);
+	expect(await advanced.json()).toMatchObject({ current_stage: 1 });
 	// The same appliances in a second fleet update while this one is active: refused, nothing written.
 	const again = await send(body);
 	expect(again.status).toBe(409);

@@ -136,6 +136,46 @@ test.afterAll(async () => {
 	if (made.credential) await call(`/api/credentials/${made.credential}`, { method: 'DELETE', headers: auth });
 });
 
+/** A signed release of `version` on `channel` carrying `image`, uploaded whole. */
+async function uploadImageRelease(image: Buffer<ArrayBuffer>, version: string, channel: 'stable' | 'beta') {
+	const auth = bearer(tokens.admin);
+	const sha256 = createHash('sha256').update(image).digest('hex');
+	const manifest: Record<string, unknown> = {
+		version,
+		sha: sha256,
+		channel,
+		migrations_required: false,
+		breaking_changes: null,
+		released_at: '2026-06-01T00:00:00Z'
+	};
+	const rel = await call('/api/releases', {
+		method: 'POST',
+		headers: auth,
+		json: { ...manifest, signature: ed25519Signature(manifest, releaseKey) }
+	});
+	expect(rel.status).toBe(201);
+	const releaseId = (await rel.json()).id as string;
+	const declared = await call('/api/appliances/images', {
+		method: 'POST',
+		headers: auth,
+		json: {
+			release_id: releaseId,
+			sha256,
+			size: image.length,
+			signature: sign(null, Buffer.from(sha256), releaseKey).toString('hex')
+		}
+	});
+	expect(declared.status).toBe(201);
+	const imageId = (await declared.json()).id as string;
+	const sent = await call(`/api/appliances/images/${imageId}/content`, {
+		method: 'PUT',
+		headers: { ...auth, 'content-type': 'application/octet-stream', 'upload-offset': '0' },
+		body: image
+	});
+	expect(sent.status).toBe(200);
+	return { releaseId, imageId, sha256 };
+}
+
 test('the fleet-update body rolls out an uploaded image in its stages and sets the appliances’ window', async () => {
 	const auth = bearer(tokens.admin);
 	const appliances = await addNodes('seed-appliance', 2, { kind: 'appliance' });
@@ -175,39 +215,7 @@ test('the fleet-update body rolls out an uploaded image in its stages and sets t
 	// An operator's token may not set windows.
 	expect((await send(body, bearer(tokens.operate))).status).toBe(403);
 
-	const manifest: Record<string, unknown> = {
-		version: '44.0.0',
-		sha: sha256,
-		channel: 'stable',
-		migrations_required: false,
-		breaking_changes: null,
-		released_at: '2026-06-01T00:00:00Z'
-	};
-	const rel = await call('/api/releases', {
-		method: 'POST',
-		headers: auth,
-		json: { ...manifest, signature: ed25519Signature(manifest, releaseKey) }
-	});
-	expect(rel.status).toBe(201);
-	const releaseId = (await rel.json()).id;
-	const declared = await call('/api/appliances/images', {
-		method: 'POST',
-		headers: auth,
-		json: {
-			release_id: releaseId,
-			sha256,
-			size: image.length,
-			signature: sign(null, Buffer.from(sha256), releaseKey).toString('hex')
-		}
-	});
-	expect(declared.status).toBe(201);
-	const imageId = (await declared.json()).id;
-	const sent = await call(`/api/appliances/images/${imageId}/content`, {
-		method: 'PUT',
-		headers: { ...auth, 'content-type': 'application/octet-stream', 'upload-offset': '0' },
-		body: image
-	});
-	expect(sent.status).toBe(200);
+	const { releaseId, imageId } = await uploadImageRelease(image, '44.0.0', 'stable');
 
 	// Another version than the image's release, by name.
 	const otherVersion = await send({ ...body, version: 'v45' });
@@ -263,6 +271,13 @@ test('the fleet-update body rolls out an uploaded image in its stages and sets t
 	const advanced = await call(`${path}/advance`, { method: 'POST', headers: auth });
 	expect(advanced.status).toBe(200);
 	expect(await advanced.json()).toMatchObject({ current_stage: 1 });
+	// A beta release reaches appliances on the beta channel: there are none, which the answer names `rollout`.
+	const beta = await uploadImageRelease(randomBytes(32 << 10), '46.0.0', 'beta');
+	const noneOnBeta = await send({ ...body, version: 'v46', sha256: beta.sha256 });
+	expect(noneOnBeta.status).toBe(400);
+	expect((await noneOnBeta.json()).error.fields).toEqual({
+		rollout: expect.stringMatching(/no node on channel beta matches/)
+	});
 	// The same appliances in a second fleet update while this one is active: refused, nothing written.
 	const again = await send(body);
 	expect(again.status).toBe(409);

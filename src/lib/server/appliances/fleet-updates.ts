@@ -49,12 +49,15 @@ async function uploadedImage(input: FleetUpdateInput) {
 	});
 }
 
-/** The rollout's failure with the field names of the body that was sent. */
+/**
+ * The rollout's failure with the field names of the body that was sent: its stages are `rollout.stages`, its
+ * target (every appliance on the release's channel) is `rollout`, its release (below the minimum version) `version`.
+ */
 function inFleetShape(err: unknown): unknown {
 	if (!(err instanceof ServiceError)) return err;
-	const fields = Object.fromEntries(
-		Object.entries(err.fields).map(([k, v]) => [k.startsWith('stages') ? `rollout.${k}` : k, v] as const)
-	);
+	const named = (k: string) =>
+		k.startsWith('stages') ? `rollout.${k}` : k === 'target' ? 'rollout' : k === 'release_id' ? 'version' : k;
+	const fields = Object.fromEntries(Object.entries(err.fields).map(([k, v]) => [named(k), v] as const));
 	return new ServiceError(err.code, err.message, fields);
 }
 

@@ -9,14 +9,15 @@ import { expect, test } from '@playwright/test';
 import { baseURL, call, cookie, loadTokens, signInAs } from './support/console';
 
 /**
- * Every shell example in docs/api.md and docs/code-sync.md runs here as written: its text goes to bash
- * unchanged but for the documented placeholders (`<node id>`, `<run id>`, `<commit>`, `$TOKEN`, `$CRED`) and
- * the console's address. Nothing adds an Origin header or changes a content type, so the docs cannot promise
+ * Every shell example in docs/api.md, docs/code-sync.md and the runbooks (docs/runbooks/) runs here as written:
+ * its text goes to bash unchanged but for the documented placeholders (`<node id>`, `<run id>`, `<commit>`,
+ * `$TOKEN`, `$CRED`) and the console's address. Nothing adds an Origin header or changes a content type, so the docs cannot promise
  * a call that a script would see refused. A new example without an expectation here fails the test.
  */
 
 const run = promisify(execFile);
-const docs = ['docs/api.md', 'docs/code-sync.md'];
+const runbooks = ['code-update', 'system-update', 'rotate-certs', 'rotate-ssh-keys', 'deploy-new-node'];
+const docs = ['docs/api.md', 'docs/code-sync.md', ...runbooks.map((r) => `docs/runbooks/${r}.md`)];
 
 /** The commands of every ```sh block: continuation lines joined, comments and `VAR=value` lines left out. */
 function documentedCommands(file: string): string[] {
@@ -42,6 +43,7 @@ let credentialId: string;
 const nodeIds: string[] = [];
 const commit = randomBytes(20).toString('hex');
 let runId = '';
+let newNodeId = '';
 
 test.beforeAll(async () => {
 	tokens = loadTokens();
@@ -82,6 +84,7 @@ test.beforeAll(async () => {
 
 test.afterAll(async () => {
 	if (runId) await call(`/api/runs/${runId}/cancel`, { method: 'POST', headers: cookie(admin) });
+	if (newNodeId) await call(`/api/nodes/${newNodeId}`, { method: 'DELETE', headers: cookie(admin) });
 	for (const id of nodeIds) await call(`/api/nodes/${id}`, { method: 'DELETE', headers: cookie(admin) });
 	await call('/api/roles/web', { method: 'DELETE', headers: cookie(admin) });
 	await call(`/api/credentials/${credentialId}`, { method: 'DELETE', headers: cookie(admin) });
@@ -165,6 +168,127 @@ const examples: Example[] = [
 			expect(excluded.map((n: { id: string }) => n.id).sort()).toEqual([...nodeIds].sort());
 			for (const n of excluded) expect(n.reason).toMatch(/unreachable/);
 		}
+	},
+	// docs/runbooks/code-update.md
+	{
+		match: /-X POST http:\/\/localhost:3000\/api\/code-source\/notify -H/,
+		check: (a) => {
+			expect(a.status).toBe(200);
+			// The commit code-sync.md's example notified already: known, and both web nodes still lag behind it.
+			expect(a.json()).toEqual({ commit, roles: [{ role: 'web', new_commit: false, nodes_outdated: 2 }] });
+		}
+	},
+	{
+		match: /-X POST http:\/\/localhost:3000\/api\/updates\/trigger -H/,
+		check: (a) => {
+			expect(a.status).toBe(200);
+			const { plan } = a.json();
+			expect(plan.nodes).toEqual([]);
+			const excluded = plan.excluded.filter((n: { id: string }) => nodeIds.includes(n.id));
+			expect(excluded.map((n: { id: string }) => n.id).sort()).toEqual([...nodeIds].sort());
+		}
+	},
+	{
+		match: /\/api\/runs\/<run id>$/,
+		check: (a) => {
+			expect(a.status).toBe(200);
+			const run = a.json();
+			expect(run).toMatchObject({ id: runId, kind: 'check' });
+			expect(run.tasks.map((t: { node_id: string }) => t.node_id).sort()).toEqual([...nodeIds].sort());
+		}
+	},
+	{
+		match: /\/api\/nodes\?role=web&status=OUTDATED'$/,
+		check: (a) => {
+			expect(a.status).toBe(200);
+			for (const n of a.json().items) expect(n.status).toBe('OUTDATED');
+		}
+	},
+	{
+		match: /\/api\/nodes\/<node id>\/mark-synced$/,
+		check: (a) => {
+			expect(a.status).toBe(200);
+			expect(JSON.stringify(a.json())).toContain(commit);
+		}
+	},
+	// docs/runbooks/system-update.md
+	{
+		match: /\/api\/updates\/system\/scan$/,
+		check: (a) => {
+			expect(a.status).toBe(202);
+			expect(a.json().run_id).toMatch(/^[0-9a-f-]{36}$/);
+		}
+	},
+	{
+		match: /\/api\/updates\/system$/,
+		check: (a) => {
+			expect(a.status).toBe(200);
+			const ids = a.json().items.map((n: { node_id: string }) => n.node_id);
+			for (const id of nodeIds) expect(ids).toContain(id);
+		}
+	},
+	{
+		match: /"reboot": "window".*\/api\/updates\/system\/<node id>$/,
+		check: (a) => {
+			// A node never scanned: the update's own plan step scans it (and here finds it unreachable).
+			expect(a.status).toBe(202);
+			expect(a.json().run_id).toMatch(/^[0-9a-f-]{36}$/);
+		}
+	},
+	// docs/runbooks/rotate-certs.md
+	{
+		match: /\/api\/security\/certificates$/,
+		check: (a) => {
+			expect(a.status).toBe(200);
+			expect(Array.isArray(a.json().items)).toBe(true);
+		}
+	},
+	{
+		match: /"expiring_within_days": 30, "dry_run": true.*\/certificates\/rotate$/,
+		check: (a) => {
+			expect(a.status).toBe(200);
+			// No role of this console defines certificates: a plan with nothing to rotate.
+			expect(a.json()).toEqual({ plan: { nodes: [], phases: [], excluded: [] } });
+		}
+	},
+	// docs/runbooks/rotate-ssh-keys.md
+	{
+		match: /"dry_run": true.*\/api\/ssh-keys\/rotate$/,
+		check: (a) => {
+			expect(a.status).toBe(200);
+			const hosts = a.json().hosts as { node_id: string; reachable: boolean; error: string }[];
+			expect(hosts.map((h) => h.node_id).sort()).toEqual([...nodeIds].sort());
+			for (const h of hosts) expect(h).toMatchObject({ reachable: false, error: expect.stringMatching(/unreachable/) });
+		}
+	},
+	// docs/runbooks/deploy-new-node.md
+	{
+		match: /"name": "web-new".*\/api\/nodes$/,
+		check: (a) => {
+			expect(a.status).toBe(201);
+			expect(a.json()).toMatchObject({
+				name: 'web-new',
+				host: '127.0.1.244',
+				roles: ['web'],
+				credential_id: credentialId
+			});
+			newNodeId = a.json().id;
+		}
+	},
+	{
+		match: /\/api\/nodes\/<node id>\/check$/,
+		check: (a) => {
+			// `<node id>` is a fixture node with a pinned key (nothing answers at web-new's address to pin its key).
+			expect(a.status).toBe(200);
+			expect(a.json()).toMatchObject({ reachable: false, host_key_status: 'pinned' });
+		}
+	},
+	{
+		match: /\/api\/nodes\/<node id>\/provision$/,
+		check: (a) => {
+			expect(a.status).toBe(202);
+			expect(a.json().run_id).toMatch(/^[0-9a-f-]{36}$/);
+		}
 	}
 ];
 
@@ -173,6 +297,7 @@ async function runDocumented(command: string): Promise<Answer> {
 	const script = command
 		.replaceAll('http://localhost:3000', baseURL)
 		.replaceAll('<node id>", "<node id>', nodeIds.join('", "'))
+		.replaceAll('<node id>', nodeIds[0]!)
 		.replaceAll('<run id>', runId)
 		.replaceAll('<commit>', commit);
 	expect(script, 'a placeholder this test does not fill').not.toMatch(/<[a-z ]+>/);

@@ -110,3 +110,26 @@ export const createRolloutSchema = z
 	})
 	.strict();
 export type CreateRolloutInput = z.infer<typeof createRolloutSchema>;
+
+/**
+ * `POST /api/rollouts` as batch-rollout scripts send it (docs/releases.md, "Batch rollouts"): a release (its
+ * manifest's id), a channel, and how many nodes each batch updates; every batch after the first waits for
+ * `advance`. Told apart from the native body by its `manifestId`.
+ */
+export const batchRolloutSchema = z
+	.object({
+		manifestId: uuidSchema,
+		channel: channelSchema,
+		batchSize: fromText(
+			z
+				.number(wrongType('is required: how many nodes a batch updates'))
+				.int('must be a whole number')
+				.min(1, 'must be at least 1')
+				.max(10_000, 'must be at most 10000')
+		)
+	})
+	.strict();
+export type BatchRolloutInput = z.infer<typeof batchRolloutSchema>;
+
+/** Any JSON object: which of the two rollout bodies it is decides the schema that checks it. */
+export const jsonObjectSchema = z.record(z.string(), z.unknown(), wrongType('must be a JSON object'));

@@ -85,7 +85,7 @@ export const holdSchema = z.discriminatedUnion(
 export type ScanRequest = z.infer<typeof scanRequestSchema>;
 export type NodeUpdateRequest = z.infer<typeof nodeUpdateSchema>;
 
-const hhmm = z
+export const hhmm = z
 	.string({ error: 'is required' })
 	.regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'must be a time as HH:MM (00:00–23:59)');
 

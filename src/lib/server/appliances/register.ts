@@ -14,6 +14,7 @@ export function registerAppliances(): void {
 	registerReleaseKind({
 		name: 'appliance-image',
 		nodeKind: 'appliance',
+		bakesBetweenStages: true,
 		async claims(release, exec) {
 			const [row] = await exec
 				.select({ id: applianceImages.id })

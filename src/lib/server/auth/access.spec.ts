@@ -131,6 +131,7 @@ describe('the access table', () => {
 			'/api/appliances/images/[id]': 'GET read',
 			'/api/appliances/images/[id]/content': 'PUT admin',
 			'/api/appliances/push': 'POST operate',
+			'/api/fleet/updates': 'POST admin',
 			'/api/appliances/updates': 'GET read',
 			'/api/appliances/bad-releases': 'GET read',
 			'/api/appliances/bad-releases/[id]/clear': 'POST operate',

@@ -192,6 +192,8 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/appliances/images/[id]': { kind: 'endpoint', methods: { GET: read } },
 	'/api/appliances/images/[id]/content': { kind: 'endpoint', methods: { PUT: admin } },
 	'/api/appliances/push': { kind: 'endpoint', methods: { POST: operate } },
+	// Writes maintenance windows as well as a rollout: an admin's, as windows are.
+	'/api/fleet/updates': { kind: 'endpoint', methods: { POST: admin } },
 	'/api/appliances/updates': { kind: 'endpoint', methods: { GET: read } },
 	'/api/appliances/bad-releases': { kind: 'endpoint', methods: { GET: read } },
 	'/api/appliances/bad-releases/[id]/clear': { kind: 'endpoint', methods: { POST: operate } },

@@ -65,6 +65,20 @@ function stageLabel(r: Rollout, k: number): string {
 	return `stage ${k + 1} of ${r.stages.length} (${r.stages[k]!.percent}%)`;
 }
 
+/**
+ * When the stage after `k` may start, or null when it may start now. A release whose nodes do not bake in their
+ * own task (an appliance image: docs/appliances.md, "Rollouts") waits the stage's bake once the stage ended, so
+ * that its nodes are watched for that long before the next stage takes more.
+ */
+async function nextStageAt(r: Rollout, k: number): Promise<Date | null> {
+	const stage = r.stages[k]!;
+	if (!stage.bakeSeconds || !stage.endedAt) return null;
+	const kind = await releaseKindOf(await getRelease(r.releaseId));
+	if (!kind?.bakesBetweenStages) return null;
+	const at = new Date(new Date(stage.endedAt).getTime() + stage.bakeSeconds * 1000);
+	return at > new Date() ? at : null;
+}
+
 /** Assigns the stage's nodes (the target as it is now) and starts its run; an empty stage is done at once. */
 async function startStage(r: Rollout, k: number, actor: Actor = systemActor): Promise<void> {
 	const release = await getRelease(r.releaseId);
@@ -219,7 +233,12 @@ async function finishStage(r: Rollout, k: number): Promise<void> {
 		return;
 	}
 	const done = await transition(r, ['running'], { stages });
-	if (done) await startStage(done, k + 1);
+	if (!done) return;
+	const at = await nextStageAt(done, k);
+	if (!at) return startStage(done, k + 1);
+	await transition(done, ['running'], {
+		reason: `${stageLabel(done, k + 1)} starts at ${at.toISOString()}, after ${stageLabel(done, k)}'s delay (advance starts it now)`
+	});
 }
 
 async function checkRollback(r: Rollout): Promise<void> {
@@ -250,7 +269,7 @@ export async function driveRollout(id: string): Promise<void> {
 	const k = r.currentStage;
 	if (k < 0) return startStage(r, 0);
 	if (r.stages[k]!.state === 'done') {
-		if (k === r.stages.length - 1) return;
+		if (k === r.stages.length - 1 || (await nextStageAt(r, k))) return;
 		return startStage(r, k + 1);
 	}
 	return judgeStage(r, k);
@@ -352,6 +371,10 @@ export async function advanceRollout(actor: Actor, id: string): Promise<Rollout>
 	if (r.state === 'scheduled') {
 		const row = await transition(r, ['scheduled'], { state: 'running', startAt: new Date() });
 		if (row) await startStage(row, 0, actor);
+	} else if (r.state === 'running' && k >= 0 && r.stages[k]!.state === 'done' && (await nextStageAt(r, k))) {
+		// Waiting out a stage's delay: the operator starts the next stage now.
+		const row = await transition(r, ['running'], { reason: null });
+		if (row) await startStage(row, k + 1, actor);
 	} else if (r.state === 'waiting_approval' || r.state === 'paused') {
 		const stage = r.stages[k];
 		if (stage && stage.state === 'running') {

@@ -12,6 +12,11 @@ export interface ReleaseKind {
 	claims(release: Pick<Release, 'id'>, exec: Database): Promise<boolean>;
 	/** The node kind the release is for: targets select only such nodes, whatever roles they have. */
 	nodeKind: 'appliance' | 'server';
+	/**
+	 * Whether the stage's bake is a delay after the stage ended rather than a re-probe inside each node's task
+	 * (the kind's flow has no bake of its own): the next stage waits for it.
+	 */
+	bakesBetweenStages: boolean;
 	/** The run one stage starts on its nodes. */
 	stageRun(
 		release: Release,

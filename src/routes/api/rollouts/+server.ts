@@ -1,11 +1,12 @@
 import { json } from '@sveltejs/kit';
 import { z } from 'zod';
 import { pageSchema } from '$lib/schemas/common';
-import { createRolloutSchema } from '$lib/schemas/releases';
+import { batchRolloutSchema, createRolloutSchema, jsonObjectSchema } from '$lib/schemas/releases';
 import { actorOf } from '$lib/server/audit';
 import { rolloutStates } from '$lib/server/db/schema';
-import { apiHandler, readJson, readQuery } from '$lib/server/http/api';
+import { apiHandler, readJson, readQuery, validate } from '$lib/server/http/api';
 import { getRelease } from '$lib/server/releases/releases';
+import { createBatchRollout } from '$lib/server/rollouts/batches';
 import { driveRollout } from '$lib/server/rollouts/driver';
 import { presentRollout } from '$lib/server/rollouts/present';
 import { createRollout, getRollout, listRollouts } from '$lib/server/rollouts/rollouts';
@@ -21,10 +22,16 @@ export const GET: RequestHandler = apiHandler(async ({ url }) => {
 	return json({ items, next_cursor: page.nextCursor });
 });
 
-/** Creates a rollout (201) and takes its first turn at once; `dry_run` answers the stage preview (200). */
+/**
+ * Creates a rollout (201) and takes its first turn at once; `dry_run` answers the stage preview (200). A body with
+ * `manifestId` is a batch rollout (docs/releases.md, "Batch rollouts"), made into the same rollout.
+ */
 export const POST: RequestHandler = apiHandler(async (event) => {
-	const input = await readJson(event.request, createRolloutSchema);
-	const { rollout, preview } = await createRollout(actorOf(event), input);
+	const body = await readJson(event.request, jsonObjectSchema);
+	const { rollout, preview } =
+		'manifestId' in body
+			? await createBatchRollout(actorOf(event), validate(batchRolloutSchema, body))
+			: await createRollout(actorOf(event), validate(createRolloutSchema, body));
 	if (!rollout) return json({ preview });
 	await driveRollout(rollout.id);
 	const now = await getRollout(rollout.id);

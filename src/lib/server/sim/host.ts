@@ -209,10 +209,7 @@ export async function runCommandLine(model: HostModel, line: string, io: Command
  */
 export function bytesOf(model: HostModel, path: string): Buffer {
 	const content = model.files.get(path) ?? '';
-	return Buffer.from(
-		content,
-		model.binaryFiles.has(path) && ![...content].some((c) => c.charCodeAt(0) > 0xff) ? 'latin1' : 'utf8'
-	);
+	return Buffer.from(content, model.binaryFiles.has(path) && !/[\u0100-\uffff]/.test(content) ? 'latin1' : 'utf8');
 }
 
 export function storeBytes(model: HostModel, path: string, bytes: Buffer): void {

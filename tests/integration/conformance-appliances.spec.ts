@@ -127,7 +127,7 @@ async function sha256OfSlot(which: 'real' | 'simulated', slot: string): Promise<
 async function pushTo(which: 'real' | 'simulated', image: ApplianceImage) {
 	const node = nodeOf[which];
 	const run = await startPush(systemActor, { image_id: image.id, nodes: [node.name], reboot_timeout_seconds: 60 });
-	await waitForRun(run.id, ['succeeded', 'failed', 'rolled_back', 'partially_failed'], 120_000);
+	await waitForRun(run.id, ['succeeded', 'failed'], 120_000);
 	const done = await getRun(run.id);
 	const [row] = await db()
 		.select()

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import path from 'node:path';
 import { and, eq, isNull } from 'drizzle-orm';
 import ssh2 from 'ssh2';
@@ -498,5 +499,10 @@ async function defineDemoApplianceRelease(pem: string): Promise<void> {
 		}));
 	if (image.state === 'complete') return;
 	const from = (await getImage(image.id)).receivedBytes;
-	await receiveChunk(systemActor, image.id, from, new Blob([bytes.subarray(from)]).stream());
+	await receiveChunk(
+		systemActor,
+		image.id,
+		from,
+		Readable.toWeb(Readable.from([bytes.subarray(from)])) as ReadableStream<Uint8Array>
+	);
 }

@@ -1,16 +1,20 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { randomBytes, X509Certificate } from 'node:crypto';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { openSecret } from '../../src/lib/server/crypto/secret-box';
 import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
-import { releases, rollouts, sysNodeScans } from '../../src/lib/server/db/schema';
+import { events, releases, rollouts, sysNodeScans } from '../../src/lib/server/db/schema';
 import { driveRollouts } from '../../src/lib/server/rollouts/driver';
 import { nodesOfRollout } from '../../src/lib/server/rollouts/rollouts';
 import { connectionStatus, listNodes } from '../../src/lib/server/fleet/nodes';
-import { startDemoFleet } from '../../src/lib/server/sim/demo-fleet';
+import { DEMO_APPLIANCE_RELEASE, startDemoFleet } from '../../src/lib/server/sim/demo-fleet';
+import { bytesOf } from '../../src/lib/server/sim/host';
+import { imageOfRelease, useImageStore } from '../../src/lib/server/appliances/images';
+import { startPush } from '../../src/lib/server/appliances/runs';
+import { and, eq } from 'drizzle-orm';
 import { nodePaths } from '../../src/lib/server/sim/paths';
 import { connect } from '../../src/lib/server/ssh/connection';
 import { sh } from '../../src/lib/server/ssh/shell';
@@ -32,8 +36,10 @@ describe('the quick start demo fleet', () => {
 		handle = await freshPglite();
 		useDatabase(handle);
 		useMasterKey(key);
+		useImageStore(path.join(dataDir, 'images'));
 	});
 	afterAll(async () => {
+		useImageStore(undefined);
 		useMasterKey(undefined);
 		useDatabase(undefined);
 		await handle.close();
@@ -178,7 +184,7 @@ describe('the quick start demo fleet', () => {
 		const fleet = await startDemoFleet(dataDir);
 		onTestFinished(() => fleet.stop());
 		await fleet.checked;
-		const [release] = await db().select().from(releases);
+		const [release] = await db().select().from(releases).where(eq(releases.version, '1.4.0'));
 		expect(release).toMatchObject({ version: '1.4.0', channel: 'stable', algorithm: 'ed25519' });
 		expect(release!.verifiedBy).toMatch(/^ed25519:[0-9a-f]{16}$/);
 		expect(release!.sha).toBe(fleet.origins.get('backend')!.commits.at(-1)!.sha);
@@ -221,7 +227,55 @@ describe('the quick start demo fleet', () => {
 		const again = await startDemoFleet(dataDir);
 		onTestFinished(() => again.stop());
 		await again.checked;
-		expect(await db().select().from(releases)).toHaveLength(1);
+		// The code release and the appliance release.
+		expect(await db().select().from(releases)).toHaveLength(2);
 		expect(await db().select().from(rollouts)).toHaveLength(1);
 	}, 120_000);
+
+	it('brings an appliance release whose image its simulated appliances take, verify, boot and commit', async () => {
+		registerDomains();
+		await startEngine({ concurrency: 20, leaseMs: 10_000, sweepMs: 1_000 });
+		onTestFinished(() => stopEngine());
+		const fleet = await startDemoFleet(dataDir);
+		onTestFinished(() => fleet.stop());
+		await fleet.checked;
+		const [release] = await db().select().from(releases).where(eq(releases.version, DEMO_APPLIANCE_RELEASE));
+		const image = await imageOfRelease(release!.id);
+		expect(image).toMatchObject({ state: 'complete', size: 6 * 1024 * 1024 });
+		const appliances = ['edge-01', 'edge-02', 'edge-03', 'edge-04'];
+		const before = new Map(appliances.map((n) => [n, slotsOf(fleet, n)]));
+		const { id: runId } = await startPush(systemActor, { image_id: image!.id, nodes: appliances, concurrency: 4 });
+		const run = await waitForRun(runId, ['succeeded', 'failed'], 90_000);
+		// edge-03 refuses connections (the demo's unreachable appliance): the others take the image.
+		expect(run.tasks.map((t) => `${t.nodeName}:${t.state}`).sort()).toEqual([
+			'edge-01:succeeded',
+			'edge-02:succeeded',
+			'edge-03:failed',
+			'edge-04:succeeded'
+		]);
+		for (const name of ['edge-01', 'edge-02', 'edge-04']) {
+			const was = before.get(name)!;
+			const now = slotsOf(fleet, name);
+			const updated = was.active === 'a' ? 'b' : 'a';
+			expect(now).toMatchObject({ active: updated, good: updated, next: updated });
+			const host = fleet.hosts.find((h) => h.name === name)!;
+			const bytes = bytesOf(host.model, `${nodePaths.slotDir}/slot-${updated}.img`);
+			expect(createHash('sha256').update(bytes).digest('hex')).toBe(image!.sha256);
+		}
+		// The demo's link rate makes the upload take seconds: progress between nothing and all was reported.
+		const progress = await db()
+			.select({ data: events.data })
+			.from(events)
+			.where(and(eq(events.runId, runId), eq(events.type, 'appliance.update')));
+		const partial = progress.filter(
+			(e) => e.data.state === 'uploading' && Number(e.data.bytes) > 0 && Number(e.data.bytes) < image!.size
+		);
+		expect(partial.length).toBeGreaterThan(0);
+	}, 120_000);
 });
+
+function slotsOf(fleet: { hosts: { name: string; model: { files: Map<string, string> } }[] }, name: string) {
+	const files = fleet.hosts.find((h) => h.name === name)!.model.files;
+	const fact = (f: string) => files.get(`${nodePaths.slotDir}/${f}`)?.trim();
+	return { active: fact('active'), next: fact('next'), good: fact('good') };
+}

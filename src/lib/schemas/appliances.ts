@@ -19,7 +19,13 @@ export const declareImageSchema = z
 		),
 		signature: z
 			.string(wrongType('is required: Ed25519 over the sha256 (64 hex characters), in hex'))
-			.regex(/^[0-9a-f]{128}$/, 'must be an Ed25519 signature: 128 lowercase hexadecimal characters')
+			.regex(/^[0-9a-f]{128}$/, 'must be an Ed25519 signature: 128 lowercase hexadecimal characters'),
+		/** Where the console fetches the image from, instead of an upload in chunks. */
+		url: z
+			.string(wrongType('must be an http or https URL'))
+			.min(1, 'must be an http or https URL')
+			.max(2048, 'must be at most 2048 characters')
+			.optional()
 	})
 	.strict();
 

@@ -12,7 +12,16 @@ import { badReleaseFor, recordFallback } from './fallbacks';
 import { getImage, imagePath } from './images';
 import { observeDownload, observeReboot } from './metrics';
 import { recordUpdate, type UpdateKey } from './records';
-import { liveConnection, otherSlot, parseReport, reconnect, releaseConnection, run, type Slot } from './remote';
+import {
+	liveConnection,
+	otherSlot,
+	parseReport,
+	rebootAndReconnect,
+	reconnect,
+	releaseConnection,
+	run,
+	type Slot
+} from './remote';
 
 /*
  * The A/B update of one appliance (docs/appliances.md, "The A/B flow"):
@@ -86,19 +95,7 @@ async function report(ctx: Ctx) {
 	return parseReport((await run(ctx, sh`flotilla-slot report`)).stdout);
 }
 
-/** Reboots the appliance and waits until it answers again: the old session must be gone first. */
-async function rebootAndWait(ctx: Ctx): Promise<void> {
-	const conn = await liveConnection(ctx);
-	await run(ctx, sh`reboot`, { allowFailure: true });
-	const until = performance.now() + ctx.params.reboot_timeout_seconds * 1000;
-	while (!conn.closed) {
-		if (performance.now() > until) throw new StepFailed(`${ctx.node.name} did not go down after the reboot command`);
-		await sleep(200, undefined, { signal: ctx.signal });
-	}
-	ctx.log('the appliance went down');
-	await reconnect(ctx, Math.max(1_000, until - performance.now()));
-	ctx.log('the appliance is back');
-}
+const rebootAndWait = (ctx: Ctx) => rebootAndReconnect(ctx, ctx.params.reboot_timeout_seconds);
 
 /** What the appliance booted, against what the console intended; a fallback is recorded fleet-wide. */
 async function checkBootedSlot(ctx: Ctx, intended: Slot): Promise<void> {

@@ -2,6 +2,7 @@ import { createHash, verify } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { desc, eq } from 'drizzle-orm';
 import { declareImageSchema } from '$lib/schemas/appliances';
@@ -11,6 +12,8 @@ import { db } from '$lib/server/db';
 import { applianceImages, releases, type ApplianceImage } from '$lib/server/db/schema';
 import { conflict, notFound, ServiceError } from '$lib/server/errors';
 import { validate } from '$lib/server/http/api';
+import { getFrom, resolveTarget, TargetRefused, type ResolvedTarget } from '$lib/server/http/outbound';
+import { readNotifySettings } from '$lib/server/notify/settings';
 import { releaseKeys } from '$lib/server/releases/keys';
 
 /*
@@ -74,6 +77,7 @@ export async function declareImage(actor: Actor, body: unknown): Promise<Applian
 	if (existing) {
 		throw conflict(`Release ${release.version} already has an image`, { release_id: 'this release has an image' });
 	}
+	const source = input.url === undefined ? null : await checkedSource(actor, release.id, input.url);
 	const [row] = await db()
 		.insert(applianceImages)
 		.values({
@@ -92,9 +96,85 @@ export async function declareImage(actor: Actor, body: unknown): Promise<Applian
 		action: 'appliance.image_declare',
 		targetType: 'release',
 		targetId: release.id,
-		details: { image_id: row!.id, sha256: row!.sha256, size: row!.size, verified_by: keyId }
+		details: {
+			image_id: row!.id,
+			sha256: row!.sha256,
+			size: row!.size,
+			verified_by: keyId,
+			...(input.url ? { url: input.url } : {})
+		}
 	});
-	return row!;
+	return source ? fetchImage(actor, row!, source) : row!;
+}
+
+/**
+ * The URL of an image the console fetches: through the outbound guard (docs/integrations.md): http or https,
+ * and no loopback, link-local or private address unless an admin allowed those in Settings.
+ */
+async function checkedSource(actor: Actor, releaseId: string, url: string): Promise<ResolvedTarget> {
+	try {
+		return await resolveTarget(url, { allowPrivate: (await readNotifySettings()).allowPrivateTargets });
+	} catch (err) {
+		if (!(err instanceof TargetRefused)) throw err;
+		await recordAudit(actor, {
+			action: 'appliance.image_declare',
+			targetType: 'release',
+			targetId: releaseId,
+			result: 'denied',
+			details: { url, reason: err.message }
+		});
+		throw new ServiceError('validation_failed', `The image URL ${err.message}`, { url: err.message });
+	}
+}
+
+/** How long a server may send nothing before the fetch of an image gives up. */
+const FETCH_IDLE_MS = 60_000;
+
+/**
+ * Fetches a declared image from its URL into the store, as one chunk from byte 0: the declared size bounds
+ * what is read (a longer body is refused as soon as it passes it) and the sha256 of what arrived must be the
+ * declared one. Any failure takes the declaration back, so a failed fetch leaves nothing behind.
+ */
+async function fetchImage(actor: Actor, image: ApplianceImage, source: ResolvedTarget): Promise<ApplianceImage> {
+	const refuse = async (why: string): Promise<never> => {
+		await db().delete(applianceImages).where(eq(applianceImages.id, image.id));
+		await discardImageBytes(image.id);
+		await recordAudit(actor, {
+			action: 'appliance.image_fetch',
+			targetType: 'release',
+			targetId: image.releaseId,
+			result: 'denied',
+			details: { image_id: image.id, url: source.url.href, reason: why }
+		});
+		throw new ServiceError('validation_failed', `The image could not be fetched: ${why}`, { url: why });
+	};
+	let answer;
+	try {
+		answer = await getFrom(source, FETCH_IDLE_MS);
+	} catch (err) {
+		return refuse(`no answer from ${source.url.host}: ${(err as Error).message}`);
+	}
+	if (answer.status !== 200) {
+		answer.body.destroy();
+		return refuse(`${source.url.host} answered HTTP ${answer.status}, not 200 (redirects are not followed)`);
+	}
+	if (answer.contentLength !== null && answer.contentLength !== image.size) {
+		answer.body.destroy();
+		return refuse(`the URL serves ${answer.contentLength} bytes; the image is declared with ${image.size}`);
+	}
+	let received: ApplianceImage;
+	try {
+		received = await receiveChunk(actor, image.id, 0, Readable.toWeb(answer.body) as ReadableStream<Uint8Array>);
+	} catch (err) {
+		answer.body.destroy();
+		if (!(err instanceof ServiceError)) throw err;
+		const why = err.fields.body ? `the URL serves more than the declared ${image.size} bytes` : err.message;
+		return refuse(why);
+	}
+	if (received.state !== 'complete') {
+		return refuse(`the URL served ${received.receivedBytes} of the declared ${image.size} bytes`);
+	}
+	return received;
 }
 
 export async function getImage(id: string): Promise<ApplianceImage> {

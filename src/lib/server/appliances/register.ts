@@ -4,6 +4,7 @@ import { registerFlow } from '$lib/server/engine';
 import { registerReleaseKind } from '$lib/server/rollouts/release-kinds';
 import { applianceUpdateFlow } from './flow';
 import { imageOfRelease } from './images';
+import { applianceRevertFlow, applianceRevertRun } from './revert';
 
 /**
  * Appliances' part of the console: the A/B flow, and releases that carry an image rolled out through it with
@@ -11,6 +12,7 @@ import { imageOfRelease } from './images';
  */
 export function registerAppliances(): void {
 	registerFlow(applianceUpdateFlow);
+	registerFlow(applianceRevertFlow);
 	registerReleaseKind({
 		name: 'appliance-image',
 		nodeKind: 'appliance',
@@ -28,6 +30,7 @@ export function registerAppliances(): void {
 				kind: 'appliance-update',
 				params: { image_id: image!.id, rollout_id: rollout.id, window: 'wait' }
 			};
-		}
+		},
+		revertRun: applianceRevertRun
 	});
 }

@@ -1,7 +1,8 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { StepFailed, type StepContext } from '$lib/server/engine';
 import { sshTargetFor } from '$lib/server/fleet/targets';
 import { connect, type ExecResult, type SshConnection } from '$lib/server/ssh/connection';
-import type { ShellCommand } from '$lib/server/ssh/shell';
+import { sh, type ShellCommand } from '$lib/server/ssh/shell';
 
 /*
  * The appliance's side of the A/B flow is its slot helper (appliance/flotilla-slot). A reboot ends the task's
@@ -106,4 +107,18 @@ export async function run<P>(
 		throw new StepFailed(detail.replace(/^flotilla-slot: /, ''), result.exitCode);
 	}
 	return result;
+}
+
+/** Reboots the appliance and waits until it answers again: the old session must be gone first. */
+export async function rebootAndReconnect<P>(ctx: StepContext<P>, timeoutSeconds: number): Promise<void> {
+	const conn = await liveConnection(ctx);
+	await run(ctx, sh`reboot`, { allowFailure: true });
+	const until = performance.now() + timeoutSeconds * 1000;
+	while (!conn.closed) {
+		if (performance.now() > until) throw new StepFailed(`${ctx.node.name} did not go down after the reboot command`);
+		await sleep(200, undefined, { signal: ctx.signal });
+	}
+	ctx.log('the appliance went down');
+	await reconnect(ctx, Math.max(1_000, until - performance.now()));
+	ctx.log('the appliance is back');
 }

@@ -2,9 +2,10 @@ import { lookup } from 'node:dns/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { BlockList, isIP } from 'node:net';
+import type { Readable } from 'node:stream';
 
 /**
- * Requests the console sends to addresses an admin typed in (notification webhooks). A target must not turn
+ * Requests the console sends to addresses an admin typed in (notification webhooks, appliance images by URL). A target must not turn
  * the console into a probe of its own network: only http and https, and no loopback, link-local or private
  * address unless an admin allowed them. The name is resolved once and the connection goes to exactly the
  * address that was checked (a second lookup by the HTTP client could answer differently: DNS rebinding), and
@@ -140,5 +141,48 @@ export function postTo(
 		req.on('error', reject);
 		req.on('close', () => clearTimeout(timer));
 		req.end(body);
+	});
+}
+
+export interface OutboundDownload {
+	status: number;
+	/** The declared length, when the server sent one. */
+	contentLength: number | null;
+	/** The body; destroyed with an error when no byte arrives for `idleMs`. */
+	body: Readable;
+}
+
+/**
+ * GETs a resolved target, connecting to its checked address, redirects not followed (a redirect is an answer
+ * whose body the caller refuses). For large bodies (an appliance image): the caller reads the stream; a server
+ * that stops sending for `idleMs` ends it with an error rather than holding the console forever.
+ */
+export function getFrom(target: ResolvedTarget, idleMs: number): Promise<OutboundDownload> {
+	const send = target.url.protocol === 'https:' ? httpsRequest : httpRequest;
+	return new Promise((resolve, reject) => {
+		const req = send(
+			target.url,
+			{
+				method: 'GET',
+				headers: { 'user-agent': 'Flotilla' },
+				lookup: (_host, options, callback) => {
+					if ((options as { all?: boolean }).all) callback(null, [{ address: target.address, family: target.family }]);
+					else callback(null, target.address, target.family);
+				},
+				agent: false,
+				timeout: idleMs
+			},
+			(res) => {
+				const length = Number(res.headers['content-length']);
+				resolve({
+					status: res.statusCode ?? 0,
+					contentLength: res.headers['content-length'] !== undefined && Number.isSafeInteger(length) ? length : null,
+					body: res
+				});
+			}
+		);
+		req.on('timeout', () => req.destroy(new Error(`nothing received for ${idleMs} ms`)));
+		req.on('error', reject);
+		req.end();
 	});
 }

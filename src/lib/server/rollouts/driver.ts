@@ -7,7 +7,7 @@ import { conflict, ServiceError } from '$lib/server/errors';
 import { log, loggableError } from '$lib/server/log';
 import { assertAllowedVersion, getRelease, releasesForCommits } from '$lib/server/releases/releases';
 import { membersOfStage } from './membership';
-import { releaseKindOf } from './release-kinds';
+import { releaseKindOf, type ReleaseKind } from './release-kinds';
 import { activeRolloutStates, getRollout } from './rollouts';
 import { resolveTarget } from './targets';
 import { orderByWindow } from './windows';
@@ -438,7 +438,7 @@ export async function rollbackRollout(actor: Actor, id: string): Promise<Rollout
 	const r = await getRollout(id);
 	if (['rolling_back', 'rolled_back'].includes(r.state)) refuse(r, 'rollback', 'once');
 	const kind = await releaseKindOf(await getRelease(r.releaseId));
-	if (kind) {
+	if (kind && !kind.revertRun) {
 		// Its nodes keep no commit to go back to: saying "rolled back" here would be untrue.
 		throw conflict(`Rollout #${r.number}: a fleet rollback of an ${kind.name} release is not available`, {
 			state: `${kind.name} release`
@@ -448,6 +448,7 @@ export async function rollbackRollout(actor: Actor, id: string): Promise<Rollout
 		.select()
 		.from(rolloutNodes)
 		.where(and(eq(rolloutNodes.rolloutId, id), eq(rolloutNodes.state, 'succeeded')));
+	if (kind?.revertRun) return rollbackOtherKind(actor, r, changed, kind.revertRun);
 	const targets: Record<string, Record<string, string>> = {};
 	for (const n of changed) {
 		const back = Object.entries(n.previous ?? {}).filter((e): e is [string, string] => !!e[1]);
@@ -471,7 +472,32 @@ export async function rollbackRollout(actor: Actor, id: string): Promise<Rollout
 		}
 	}
 	await stopStageRun(actor, r);
-	const nodeIds = Object.keys(targets);
+	return startRollbackRun(actor, r, changed, Object.keys(targets), {
+		kind: 'rollout-revert',
+		params: { targets: {}, node_targets: targets, rollout_id: id }
+	});
+}
+
+/** A release of another kind (an appliance image): its domain says what going back is on its nodes. */
+async function rollbackOtherKind(
+	actor: Actor,
+	r: Rollout,
+	changed: (typeof rolloutNodes.$inferSelect)[],
+	revertRun: NonNullable<ReleaseKind['revertRun']>
+): Promise<Rollout> {
+	await stopStageRun(actor, r);
+	const nodeIds = changed.map((n) => n.nodeId);
+	return startRollbackRun(actor, r, changed, nodeIds, await revertRun(r, nodeIds));
+}
+
+async function startRollbackRun(
+	actor: Actor,
+	r: Rollout,
+	changed: (typeof rolloutNodes.$inferSelect)[],
+	nodeIds: string[],
+	revert: { kind: string; params: Record<string, unknown> }
+): Promise<Rollout> {
+	const id = r.id;
 	const stageOf = new Map(changed.map((n) => [n.nodeId, n.stage]));
 	if (!nodeIds.length) {
 		const row = await transition(r, [r.state], {
@@ -484,10 +510,10 @@ export async function rollbackRollout(actor: Actor, id: string): Promise<Rollout
 	}
 	const release = await getRelease(r.releaseId);
 	const run = await createRun(actor, {
-		kind: 'rollout-revert',
+		kind: revert.kind,
 		title: `Rollback of rollout #${r.number} (${release.version}): ${nodeIds.length} node(s)`,
 		nodeIds,
-		params: { targets: {}, node_targets: targets, rollout_id: id },
+		params: revert.params,
 		scope: { rollout_id: id },
 		options: { concurrency: r.concurrency },
 		// Reverse stage order: the last stage's nodes go back first.

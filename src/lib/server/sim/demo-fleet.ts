@@ -1,10 +1,12 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import path from 'node:path';
 import { and, eq, isNull } from 'drizzle-orm';
 import ssh2 from 'ssh2';
 import { systemActor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import { certAuthorities, certRoles, codeRoles, credentials, nodes, releases, rollouts } from '$lib/server/db/schema';
+import { declareImage, getImage, imageOfRelease, receiveChunk } from '$lib/server/appliances/images';
 import { certRoleSchema } from '$lib/schemas/certificates';
 import { createRoleSchema } from '$lib/schemas/code-sync';
 import { trustAuthority } from '$lib/server/certs/authority';
@@ -23,7 +25,7 @@ import { masterKey } from '$lib/server/crypto/master-key';
 import { openSecret, sealSecret } from '$lib/server/crypto/secret-box';
 import { log, loggableError } from '$lib/server/log';
 import { fingerprintOf } from '$lib/server/ssh/host-keys';
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
 import { issueSimCertificate, newCertificateAuthority, type SimCertificateAuthority } from './certificates';
 import { cloneOrigin, newOrigin, type SimOrigin } from './git';
 import type { SimPackage } from './apt';
@@ -177,7 +179,16 @@ function demoPackages(i: number): SimPackage[] {
 	}));
 }
 
-function modelFor(name: string, i: number, origins: Map<string, SimOrigin>, ca: SimCertificateAuthority): HostModel {
+/** How fast the demo's appliances take an image over SFTP: slow enough to watch the upload progress. */
+const APPLIANCE_LINK_BYTES_PER_SECOND = 1.5 * 1024 * 1024;
+
+function modelFor(
+	name: string,
+	i: number,
+	origins: Map<string, SimOrigin>,
+	ca: SimCertificateAuthority,
+	releaseKeyPem: string
+): HostModel {
 	const p = plan(i);
 	const model = newHostModel(name);
 	model.units.set('app.service', 'active');
@@ -205,7 +216,14 @@ function modelFor(name: string, i: number, origins: Map<string, SimOrigin>, ca: 
 	model.files.set(nodePaths.tlsKey, cert.key);
 	model.files.set(nodePaths.tlsCa, ca.cert);
 	if (p.kind === 'appliance') {
-		installSlots(model, { a: 'flotilla appliance image 7\n', b: 'flotilla appliance image 6\n' });
+		// The appliance trusts the demo's release key from its installation on, as a real one is installed.
+		const publicPem = createPublicKey(createPrivateKey(releaseKeyPem)).export({ format: 'pem', type: 'spki' });
+		installSlots(
+			model,
+			{ a: 'flotilla appliance image 7\n', b: 'flotilla appliance image 6\n' },
+			{ releaseKeys: [publicPem.toString()] }
+		);
+		model.linkBytesPerSecond = APPLIANCE_LINK_BYTES_PER_SECOND;
 		// Half the appliances run from slot b, committed there by an earlier A/B update.
 		if (i % 2 === 1) {
 			for (const fact of ['active', 'next', 'good']) model.files.set(`${nodePaths.slotDir}/${fact}`, 'b\n');
@@ -259,7 +277,7 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 	const ca = newCertificateAuthority('Flotilla demo CA');
 	const hosts: SimulatedHost[] = [];
 	for (const [i, h] of state.hosts.entries()) {
-		const model = modelFor(h.name, i, origins, ca);
+		const model = modelFor(h.name, i, origins, ca, state.releaseKey);
 		const start = (port: number) =>
 			startSimulatedHost({ name: h.name, port, hostKey: h.hostKey, authorizedKey, model });
 		// Keep last run's port when it is free, so registered nodes stay valid.
@@ -308,6 +326,7 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 	await defineDemoRoles(origins);
 	await defineDemoCertificates(origins, ca);
 	await defineDemoRelease(origins, state.releaseKey);
+	await defineDemoApplianceRelease(state.releaseKey);
 
 	// A first check of every demo node in the background, so the console opens on a fleet with states.
 	const checked = (async () => {
@@ -430,5 +449,60 @@ async function defineDemoRelease(origins: Map<string, SimOrigin>, pem: string): 
 				{ percent: 100, bake_seconds: 1 }
 			]
 		})
+	);
+}
+
+/** The demo's appliance release: its version, and its image's size and bytes (the same at every start). */
+export const DEMO_APPLIANCE_RELEASE = '2.0.0';
+const DEMO_IMAGE_BYTES = 6 * 1024 * 1024;
+
+function demoImage(): Buffer {
+	const image = Buffer.alloc(DEMO_IMAGE_BYTES);
+	for (let at = 0, n = 0; at < image.length; at += 32, n++) {
+		createHash('sha256')
+			.update(`flotilla demo appliance image ${DEMO_APPLIANCE_RELEASE} ${n}`)
+			.digest()
+			.copy(image, at);
+	}
+	return image;
+}
+
+/**
+ * A signed appliance release with its image uploaded to the console, so the quick start can push it to the
+ * demo's appliances (or roll it out) and watch the A/B states and the upload progress. The image is signed with
+ * the demo's key, which the simulated appliances trust, so they verify it themselves. Made once; an upload a
+ * stop interrupted continues at the next start.
+ */
+async function defineDemoApplianceRelease(pem: string): Promise<void> {
+	const key = createPrivateKey(pem);
+	let [release] = await db().select().from(releases).where(eq(releases.version, DEMO_APPLIANCE_RELEASE));
+	if (!release) {
+		const manifest: Record<string, unknown> = {
+			version: DEMO_APPLIANCE_RELEASE,
+			sha: createHash('sha1').update(`demo appliance ${DEMO_APPLIANCE_RELEASE}`).digest('hex'),
+			channel: 'stable',
+			migrations_required: false,
+			breaking_changes: null,
+			released_at: '2026-05-15T12:00:00Z'
+		};
+		release = await createRelease(systemActor, { ...manifest, signature: ed25519Signature(manifest, key) });
+	}
+	const bytes = demoImage();
+	const sha256 = createHash('sha256').update(bytes).digest('hex');
+	const image =
+		(await imageOfRelease(release.id)) ??
+		(await declareImage(systemActor, {
+			release_id: release.id,
+			sha256,
+			size: bytes.length,
+			signature: sign(null, Buffer.from(sha256), key).toString('hex')
+		}));
+	if (image.state === 'complete') return;
+	const from = (await getImage(image.id)).receivedBytes;
+	await receiveChunk(
+		systemActor,
+		image.id,
+		from,
+		Readable.toWeb(Readable.from([bytes.subarray(from)])) as ReadableStream<Uint8Array>
 	);
 }

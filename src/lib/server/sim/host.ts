@@ -25,6 +25,10 @@ export interface HostModel {
 	bootCount: number;
 	/** Packages, holds, the dpkg lock and what needrestart reports (./apt.ts). */
 	apt: AptModel;
+	/** Files written over SFTP whose bytes are not UTF-8: kept one byte per character (see `storeBytes`). */
+	binaryFiles: Set<string>;
+	/** SFTP writes go no faster than this (bytes/s), like a slow link; unset: as fast as loopback. */
+	linkBytesPerSecond?: number;
 	faults: HostFaults;
 }
 
@@ -43,6 +47,11 @@ export interface HostFaults {
 	failHealth?: boolean;
 	/** Boots of these A/B slots fail (true: every boot), like the testbed's `fail-boot` fault. */
 	failBoot?: true | Slot[];
+	/**
+	 * Images (by sha256) whose system does not work once booted: the appliance's service fails after a boot
+	 * of a slot holding one, so the health gate fails, as a bad build on a real appliance would.
+	 */
+	brokenImages?: string[];
 }
 
 export function newHostModel(hostname: string): HostModel {
@@ -55,6 +64,7 @@ export function newHostModel(hostname: string): HostModel {
 		gate: [],
 		bootCount: 0,
 		apt: newAptModel(),
+		binaryFiles: new Set(),
 		faults: {}
 	};
 }
@@ -193,7 +203,27 @@ export async function runCommandLine(model: HostModel, line: string, io: Command
 	return exitRequested ?? status;
 }
 
-const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+/**
+ * A file's bytes. The model keeps text as strings; bytes that are not UTF-8 (an image uploaded over SFTP) are
+ * kept one byte per character and listed in `binaryFiles`.
+ */
+export function bytesOf(model: HostModel, path: string): Buffer {
+	const content = model.files.get(path) ?? '';
+	return Buffer.from(content, model.binaryFiles.has(path) && !/[\u0100-\uffff]/.test(content) ? 'latin1' : 'utf8');
+}
+
+export function storeBytes(model: HostModel, path: string, bytes: Buffer): void {
+	const text = bytes.toString('utf8');
+	if (Buffer.byteLength(text) === bytes.length && Buffer.from(text).equals(bytes)) {
+		model.files.set(path, text);
+		model.binaryFiles.delete(path);
+	} else {
+		model.files.set(path, bytes.toString('latin1'));
+		model.binaryFiles.add(path);
+	}
+}
+
+const sha256Of = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
 /** printf with %s and the escapes the console uses. */
 function format(fmt: string, args: string[]): string {
@@ -257,7 +287,7 @@ const commands: Record<string, (args: string[], io: CommandIO, model: HostModel)
 			await io.err(`sha256sum: ${f}: No such file or directory`);
 			return 1;
 		}
-		await io.out(`${sha256(content)}  ${f}`);
+		await io.out(`${sha256Of(bytesOf(m, f))}  ${f}`);
 		return 0;
 	},
 	systemctl: async (args, io, m) => {

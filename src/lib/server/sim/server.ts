@@ -2,6 +2,7 @@ import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import { fingerprintOf } from '$lib/server/ssh/host-keys';
 import { newHostModel, rebootRequiredPath, runCommandLine, type CommandIO, type HostModel } from './host';
+import { serveSftp } from './sftp';
 import { bootAppliance } from './slots';
 import { tokenize } from './words';
 
@@ -123,6 +124,7 @@ export async function startSimulatedHost(opts: SimulatedHostOptions): Promise<Si
 						channel.on('error', () => {});
 						void execute(info.command, channel);
 					});
+					session.on('sftp', (accept) => serveSftp(accept(), model));
 				});
 			});
 		});

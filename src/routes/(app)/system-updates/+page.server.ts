@@ -16,6 +16,7 @@ import { listHolds } from '$lib/server/sysupdates/holds';
 import { config } from '$lib/server/config';
 import { saveScanSchedule, scanSchedule } from '$lib/server/sysupdates/schedule';
 import { startScan, startUpdate } from '$lib/server/sysupdates/runs';
+import { listStagedUpdates, startStagedUpdate } from '$lib/server/sysupdates/staged';
 import { stagedPhases } from '$lib/server/sysupdates/stages';
 import { pinnedNodes, resolveNodes } from '$lib/server/sysupdates/targets';
 import { planFromLastScan, presentNodeUpdates, systemUpdatesView } from '$lib/server/sysupdates/views';
@@ -34,11 +35,12 @@ import type { Actions, PageServerLoad } from './$types';
 export const load: PageServerLoad = async (event) => {
 	event.depends('app:system-updates');
 	const cfg = config();
-	const [view, windows, holds, schedule] = await Promise.all([
+	const [view, windows, holds, schedule, staged] = await Promise.all([
 		systemUpdatesView(),
 		listWindows(),
 		listHolds(),
-		scanSchedule({ cron: cfg.systemScanCron, timeZone: cfg.systemScanTimeZone })
+		scanSchedule({ cron: cfg.systemScanCron, timeZone: cfg.systemScanTimeZone }),
+		listStagedUpdates()
 	]);
 	const now = new Date();
 	const canOperate = authorize(event.route.id, 'POST', '?/apply', principalOf(event)).allow;
@@ -48,6 +50,7 @@ export const load: PageServerLoad = async (event) => {
 		canOperate,
 		canAdmin,
 		schedule,
+		staged,
 		windows: windows.map((w) => {
 			const p = presentWindow(w);
 			return {
@@ -147,7 +150,7 @@ export const actions: Actions = {
 	apply: async (event) => {
 		const parsed = await parseForm(event.request, applyFormSchema);
 		if (!parsed.ok) return parsed.failure;
-		const { mode, confirm, stages } = parsed.data;
+		const { mode, confirm, stages, soak_hours } = parsed.data;
 		try {
 			const list = await resolveNodes(parsed.data.nodes);
 			const request = {
@@ -168,6 +171,7 @@ export const actions: Actions = {
 								}))
 							: [],
 						order: stages,
+						soak_hours,
 						nodes: list.map((n, i) => ({
 							id: n.id,
 							name: n.name,
@@ -180,8 +184,17 @@ export const actions: Actions = {
 					}
 				};
 			}
-			const run = await startUpdate(actorOf(event), list, request, { rebootOnly: mode === 'reboot', stages });
-			redirect(303, `/runs/${run.id}`);
+			// Staged: the first stage's run starts now, the later ones after their soak (sysupdates/staged.ts).
+			const runId = stages.length
+				? (
+						await startStagedUpdate(actorOf(event), list, request, {
+							order: stages,
+							soakHours: soak_hours,
+							rebootOnly: mode === 'reboot'
+						})
+					).firstRunId
+				: (await startUpdate(actorOf(event), list, request, { rebootOnly: mode === 'reboot' })).id;
+			redirect(303, `/runs/${runId}`);
 		} catch (err) {
 			return formError(err, parsed.form);
 		}

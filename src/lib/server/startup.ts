@@ -73,7 +73,7 @@ export function startConsole(): Promise<DatabaseHandle> {
 			runScheduledSystemUpdates({ cron: cfg.systemScanCron, timeZone: cfg.systemScanTimeZone, soak: cfg.systemSoak })
 		);
 		// Staged system updates wait out their soak in the database: each turn starts a stage whose wait is over.
-		await schedulePeriodic('system-update-stages', 60, () => driveStagedUpdates());
+		await schedulePeriodic('system-update-stages', cfg.systemStageTickSeconds, () => driveStagedUpdates());
 		if (cfg.certAutoRenew) await schedulePeriodic('cert-renew', HOUR_SECONDS, () => runAutoRenew());
 		await schedulePeriodic('cert-scan', cfg.certScanSeconds, () =>
 			runScheduledScan({ id: null, name: 'cert-scan', via: 'system', ip: null })

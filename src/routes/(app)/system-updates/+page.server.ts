@@ -1,4 +1,4 @@
-import { redirect } from '@sveltejs/kit';
+import { fail, redirect, type ActionFailure } from '@sveltejs/kit';
 import { iso } from '$lib/format';
 import {
 	applyFormSchema,
@@ -11,7 +11,7 @@ import {
 import { actorOf } from '$lib/server/audit';
 import { authorize } from '$lib/server/auth/access';
 import { principalOf } from '$lib/server/http/api';
-import { formError, parseForm } from '$lib/server/http/forms';
+import { formError, parseForm, type FormFailure } from '$lib/server/http/forms';
 import { listHolds } from '$lib/server/sysupdates/holds';
 import { config } from '$lib/server/config';
 import { saveScanSchedule, scanSchedule } from '$lib/server/sysupdates/schedule';
@@ -82,22 +82,30 @@ export const load: PageServerLoad = async (event) => {
 	};
 };
 
+/**
+ * The window and schedule forms share API field names (`time_zone`): a failure says which form it answers, so
+ * its errors and echoed values land on that form's fields only.
+ */
+function fromForm(source: 'window' | 'schedule', failure: ActionFailure<FormFailure>) {
+	return fail(failure.status, { ...failure.data, source });
+}
+
 export const actions: Actions = {
 	/** Creates the window of a node, role or label, or replaces the one it had. */
 	saveWindow: async (event) => {
 		const parsed = await parseForm(event.request, windowFormSchema);
-		if (!parsed.ok) return parsed.failure;
+		if (!parsed.ok) return fromForm('window', parsed.failure);
 		try {
 			const w = await saveWindow(actorOf(event), parsed.data);
 			return { notice: `Saved the maintenance window of ${w.scope} ${parsed.data.target}.` };
 		} catch (err) {
-			return formError(err, parsed.form);
+			return fromForm('window', formError(err, parsed.form));
 		}
 	},
 
 	saveSchedule: async (event) => {
 		const parsed = await parseForm(event.request, scheduleFormSchema);
-		if (!parsed.ok) return parsed.failure;
+		if (!parsed.ok) return fromForm('schedule', parsed.failure);
 		await saveScanSchedule(actorOf(event), parsed.data);
 		return {
 			notice:

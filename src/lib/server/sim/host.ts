@@ -26,6 +26,8 @@ export interface HostModel {
 	/** Packages, holds, the dpkg lock and what needrestart reports (./apt.ts). */
 	apt: AptModel;
 	faults: HostFaults;
+	/** What a unit's reload or restart does besides marking it active (a TLS endpoint re-reading its files). */
+	onReload?: Map<string, () => void>;
 }
 
 export interface HostFaults {
@@ -269,6 +271,7 @@ const commands: Record<string, (args: string[], io: CommandIO, model: HostModel)
 			case 'start':
 			case 'reload':
 				m.units.set(unit, 'active');
+				m.onReload?.get(unit)?.();
 				return 0;
 			case 'reboot':
 				return commands.reboot!([], io, m);

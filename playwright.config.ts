@@ -52,6 +52,8 @@ export default defineConfig({
 			// The release signing secret tests/e2e/rollouts.spec.ts signs its manifests with; rollouts turn every second.
 			FLOTILLA_RELEASE_SIGNING_SECRET: 'e2e-release-signing-secret-0123',
 			FLOTILLA_ROLLOUT_TICK_SECONDS: '1',
+			// Staged system updates move on within the test (tests/e2e/system-updates.spec.ts).
+			FLOTILLA_SYSTEM_STAGE_TICK_SECONDS: '1',
 			// The public half of the Ed25519 test key tests/e2e/appliances.spec.ts signs its releases and images with.
 			FLOTILLA_RELEASE_PUBLIC_KEYS: 'iw+AfOzIO7mej9/eb1M9ztyLxYqJ11K1QH6D49WcV9E='
 		}

@@ -45,8 +45,9 @@ const aimOverAnsible = 10;
 
 export async function benchmarkSystemScan(log: (line: string) => void = console.log): Promise<void> {
 	const dir = await mkdtemp(join(tmpdir(), 'flotilla-bench-scan-'));
+	// Its own top-level folder: the server runs as postgres, which cannot enter `dir` (mkdtemp makes it 0700).
+	const pgDir = await mkdtemp(join(tmpdir(), 'flotilla-bench-pg-'));
 	const bed = await startTestbed({ hosts: fleetSize, firstHost });
-	const pgDir = join(dir, 'pg');
 	try {
 		for (const host of bed.hosts) {
 			await bed.setPackages(host, [
@@ -158,6 +159,7 @@ export async function benchmarkSystemScan(log: (line: string) => void = console.
 	} finally {
 		await bed.stop();
 		await stopPostgres(pgDir).catch(() => {});
+		await rm(pgDir, { recursive: true, force: true });
 		await rm(dir, { recursive: true, force: true });
 	}
 }

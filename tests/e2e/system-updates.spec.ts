@@ -233,18 +233,51 @@ test('the page shows pending security updates; one node is updated after reviewi
 	await page.getByLabel('Select su-full').check();
 	await page.getByLabel('Select su-manual').check();
 	await expect(page.getByTestId('selected-count')).toHaveText('2 selected');
-	await page.getByLabel('Stages').fill('canary');
+	await page.getByLabel('Stages', { exact: true }).fill('canary');
 	await page.getByRole('button', { name: 'Update per policy…' }).click();
 	await expect(page.getByRole('alert')).toContainText('stages');
-	await page.getByLabel('Stages').fill('env=canary');
+	await page.getByLabel('Stages', { exact: true }).fill('env=canary');
 	await page.getByRole('button', { name: 'Update per policy…' }).click();
 	const stages = page.getByTestId('apply-dialog').getByTestId('plan-stages');
 	await expect(stages.locator('[data-stage="1"]')).toContainText('env=canary su-manual');
 	await expect(stages.locator('[data-stage="1"]')).toContainText('a failure here stops the later stages');
 	await expect(stages.locator('[data-stage="2"]')).toContainText('the rest su-full');
+	await expect(stages.getByTestId('plan-soak')).toContainText('Each later stage starts 24 hours after');
 	await page.screenshot({ path: 'test-results/system-updates-stages.png' });
 	await page.getByTestId('apply-dialog').getByRole('button', { name: 'Cancel', exact: true }).click();
 	expect(await runsCount()).toBe(before);
+
+	// Confirmed with 2 hours between stages: only the canary stage runs now; the page says what waits.
+	await expect(page.getByTestId('apply-dialog')).toHaveCount(0);
+	await page.getByLabel('Select su-full').check();
+	await page.getByLabel('Select su-manual').check();
+	await expect(page.getByTestId('selected-count')).toHaveText('2 selected');
+	await page.getByLabel('Stages', { exact: true }).fill('env=canary');
+	await page.getByLabel('Hours between stages').fill('two');
+	await page.getByRole('button', { name: 'Update per policy…' }).click();
+	await expect(page.getByRole('alert')).toContainText('soak_hours');
+	await page.getByLabel('Hours between stages').fill('2');
+	await page.getByRole('button', { name: 'Update per policy…' }).click();
+	await expect(stages.getByTestId('plan-soak')).toContainText('Each later stage starts 2 hours after');
+	await page.getByTestId('apply-dialog').getByRole('button', { name: 'Confirm: update per policy' }).click();
+	await page.waitForURL(/\/runs\/[0-9a-f-]{36}$/);
+	const first = await waitForRun(page.url().split('/').pop()!);
+	expect(first.tasks.map((t: { node_name: string }) => t.node_name)).toEqual(['su-manual']);
+	expect(await runsCount()).toBe(before + 1);
+	const staged = await db`select state, current, soak_seconds, stages from sys_staged_updates`;
+	expect(
+		staged.map((r) => [r.current, r.soak_seconds, r.stages.map((st: { runId: string | null }) => !!st.runId)])
+	).toEqual([[0, 7200, [true, false]]]);
+	await page.goto('/system-updates');
+	const card = page.getByTestId('staged-updates');
+	await expect(card.getByTestId('staged-status')).toContainText(/Stage 1 of 2 \(stage env=canary\)/);
+	await expect(card).toContainText('2. the rest (1 node): not started');
+	// The console's check (every second here) sees the canary stage done and says when the rest may start.
+	await expect(async () => {
+		await page.reload();
+		await expect(card.getByTestId('staged-status')).toContainText('the rest may start at', { timeout: 1_000 });
+	}).toPass({ timeout: 30_000 });
+	await page.screenshot({ path: 'test-results/system-updates-staged.png', fullPage: true });
 
 	const narrow = await signInBrowser(browser, 390);
 	await narrow.goto('/system-updates');
@@ -261,6 +294,8 @@ test('an admin adds a maintenance window on the page, skips its next opening, an
 	await schedule.getByLabel('Cron (five fields, or off)').fill('0 25 * * *');
 	await schedule.getByRole('button', { name: 'Save schedule' }).click();
 	await expect(schedule.locator('.field-error')).toContainText('five-field cron');
+	// The window form shares the API's field names but not the schedule's failure.
+	await expect(page.getByTestId('windows').locator('.field-error')).toHaveCount(0);
 	await schedule.getByLabel('Cron (five fields, or off)').fill('15 4 * * 1-5');
 	await schedule.getByLabel('Schedule time zone').fill('Europe/Berlin');
 	await schedule.getByRole('button', { name: 'Save schedule' }).click();
@@ -268,12 +303,19 @@ test('an admin adds a maintenance window on the page, skips its next opening, an
 	const windows = page.getByTestId('windows');
 	await windows.getByLabel('For a').selectOption('role');
 	await windows.getByLabel('Node, role or label').fill('web');
-	await windows.getByLabel('Time zone').fill('Mars/Olympus');
+	// Two forms send a `time_zone`: each field has its own id and label, and an error lands on its own form only.
+	await expect(page.getByLabel('Window time zone')).toHaveAttribute('id', 'window-zone');
+	await expect(page.getByLabel('Schedule time zone')).toHaveAttribute('id', 'schedule-zone');
+	await page.getByLabel('Window time zone').fill('Mars/Olympus');
 	await windows.getByRole('button', { name: 'Save window' }).click();
 	await expect(windows.locator('.field-error')).toContainText('IANA time zone');
+	await expect(page.getByLabel('Window time zone')).toHaveAttribute('aria-invalid', 'true');
+	await expect(page.getByLabel('Schedule time zone')).toHaveAttribute('aria-invalid', 'false');
+	await expect(page.getByLabel('Schedule time zone')).toHaveValue('Europe/Berlin');
+	await expect(schedule.locator('.field-error')).toHaveCount(0);
 	expect((await db`select count(*)::int as n from sys_windows where target = 'web'`)[0]!.n).toBe(0);
 
-	await windows.getByLabel('Time zone').fill('Europe/Berlin');
+	await page.getByLabel('Window time zone').fill('Europe/Berlin');
 	await windows.getByLabel('Opens at').fill('02:00');
 	await windows.getByLabel('Closes at').fill('02:05');
 	await windows.getByRole('button', { name: 'Save window' }).click();

@@ -42,7 +42,7 @@ describe('the demo fleet’s certificates', () => {
 		await handle.close();
 	});
 
-	it('a scan finds one expired, a few expiring and the rest fine, all chained to the demo CA; the fleet status says so', async () => {
+	it('a scan finds one expired, a few expiring, one mismatched and the rest fine, all chained to the demo CA; the fleet status says so', async () => {
 		const { runId, nodes } = await startScan(systemActor);
 		// Every node with a role and an accepted key: app-19's key was never accepted, app-15's changed.
 		expect(nodes).toBe(22);
@@ -54,15 +54,26 @@ describe('the demo fleet’s certificates', () => {
 				.map((t) => t.nodeName)
 				.sort()
 		).toEqual(['app-11', 'edge-03']);
-		// One file per node (a node with two roles keeps one certificate).
+		// One file per node (a node with two roles keeps one certificate), and app-10's ingress: its file and endpoint.
 		const items = await listInventory();
-		expect(items).toHaveLength(20);
+		expect(items).toHaveLength(22);
 		const byLevel = (level: string) => [...new Set(items.filter((i) => i.level === level).map((i) => i.node))];
 		expect(byLevel('expired')).toEqual(['app-06']);
 		// app-11 and app-19 expire soon too, but one refuses connections and the other's key is not accepted.
 		expect(byLevel('warning')).toEqual(['app-03']);
 		expect(byLevel('critical')).toEqual([]);
-		expect(items.every((i) => i.source === 'file')).toBe(true);
+		// The ingress endpoint still serves the certificate before its renewal: file and endpoint are flagged.
+		const mismatched = items.filter((i) => i.mismatch);
+		expect(mismatched.map((i) => [i.node, i.role, i.source]).sort()).toEqual([
+			['app-10', 'ingress', 'endpoint'],
+			['app-10', 'ingress', 'file']
+		]);
+		const [served, onDisk] = ['endpoint', 'file'].map((src) => mismatched.find((i) => i.source === src)!);
+		expect(served!.fingerprint_sha256).not.toBe(onDisk!.fingerprint_sha256);
+		// The endpoint serves the older of the two (the renewal is on disk); both are fine on their dates.
+		expect(served!.not_after!.getTime()).toBeLessThan(onDisk!.not_after!.getTime());
+		expect([served!.level, onDisk!.level]).toEqual(['ok', 'ok']);
+		expect(items.filter((i) => i.source === 'endpoint')).toHaveLength(1);
 		// Every chain verifies against the demo CA, except the expired certificate's: it is not valid now.
 		expect(items.filter((i) => !i.chain_verified).map((i) => [i.node, i.chain_error])).toEqual([
 			['app-06', expect.stringMatching(/^CN = app-06 is not valid now/)]
@@ -70,6 +81,22 @@ describe('the demo fleet’s certificates', () => {
 		const { items: rows } = await listNodes({ limit: 500 });
 		expect(rows.find((n) => n.name === 'app-06')!.status).toBe('CERT_EXPIRED');
 		expect(rows.find((n) => n.name === 'app-03')!.status).toBe('CERT_EXPIRING');
+	});
+
+	it('reloading the ingress makes it serve its file: the next scan of app-10 flags no mismatch', async () => {
+		const host = fleet.hosts.find((h) => h.name === 'app-10')!;
+		const onDisk = new X509Certificate(host.model.files.get('/etc/flotilla/tls/ingress.crt')!);
+		host.model.onReload!.get('ingress-tls')!();
+		const { runId } = await startScan(systemActor, { nodes: ['app-10'] });
+		await waitForRun(runId, ['succeeded'], 60_000);
+		const items = (await listInventory()).filter((i) => i.node === 'app-10' && i.role === 'ingress');
+		expect(items.map((i) => [i.source, i.mismatch, i.fingerprint_sha256])).toEqual(
+			expect.arrayContaining([
+				['endpoint', false, onDisk.fingerprint256],
+				['file', false, onDisk.fingerprint256]
+			])
+		);
+		expect(items).toHaveLength(2);
 	});
 
 	it('a rotation succeeds on the demo fleet: the node makes its key and request, the internal CA signs, the new file is read back', async () => {

@@ -307,33 +307,6 @@ describe('the dpkg lock', () => {
 		expect((await bed.packages(host(6)))[0]!.installed).toBe('1.0-1');
 	}, 90_000);
 
-	it('staged patching: the canary stage goes first, and its failure stops the later stages', async () => {
-		await bed.setPackages(host(6), [pkg('openssl', ['bookworm-security'])]);
-		await bed.setPackages(host(0), [pkg('openssl', ['bookworm-security'])]);
-		const [canary] = await db()
-			.update(nodes)
-			.set({ labels: { stage: 'canary' } })
-			.where(eq(nodes.id, node(6).id))
-			.returning();
-		nodeOf.set(canary!.name, canary!);
-		await holdLock(600);
-		const logged = (await bed.commandLog(host(0))).length;
-		const run = await startUpdate(
-			systemActor,
-			[node(0), node(6)],
-			{ force_full: false, reboot: 'never' },
-			{ lockTimeoutSeconds: 2, stages: ['stage=canary'] }
-		);
-		const done = await waitForRun(run.id, ['failed'], 60_000);
-		expect(done.tasks.map((t) => [t.nodeName, t.phase, t.state])).toEqual([
-			[host(6).name, 0, 'failed'],
-			[host(0).name, 1, 'skipped']
-		]);
-		expect(done.reason).toBe('1 task(s) failed in phase 0, which must succeed before the rest');
-		expect((await bed.packages(host(0)))[0]!.installed).toBe('1.0-1');
-		expect((await bed.commandLog(host(0))).slice(logged).filter((l) => l.includes('apt'))).toEqual([]);
-	}, 90_000);
-
 	it('a cancel while apt waits ends the task and kills apt on the host', async () => {
 		const run = await startUpdate(
 			systemActor,

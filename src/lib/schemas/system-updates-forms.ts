@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { fromText, wrongType } from './common';
 import { nodeRefSchema, scanScheduleSchema, skipSchema, stagesSchema, windowSchema } from './system-updates';
 
 export const scheduleFormSchema = scanScheduleSchema;
@@ -17,6 +18,13 @@ export const applyFormSchema = z
 		mode: z.enum(['policy', 'force_full', 'reboot'], { error: 'must be policy, force_full or reboot' }),
 		/** Staged patching: labels typed in order, separated by spaces or commas. */
 		stages: z.preprocess((v) => (typeof v === 'string' ? v.split(/[\s,]+/).filter(Boolean) : (v ?? [])), stagesSchema),
+		/** Hours each stage must go without a failure before the next one starts (with stages only). */
+		soak_hours: fromText(
+			z
+				.number(wrongType('must be a number of hours'))
+				.min(0, 'must be 0 or more')
+				.max(720, 'must be at most 720 hours (30 days)')
+		).default(24),
 		/** Set by the confirmation dialog: without it the page only shows what would happen. */
 		confirm: z.enum(['1']).optional()
 	})

@@ -58,6 +58,8 @@ const envSchema = z
 			.default('4G'),
 		/** Seconds between turns of the rollout driver (0: none on this console). */
 		FLOTILLA_ROLLOUT_TICK_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(3600).default(5),
+		/** Seconds between checks that start the next stage of a staged system update (0: none on this console). */
+		FLOTILLA_SYSTEM_STAGE_TICK_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(3600).default(60),
 		FLOTILLA_CERT_SCAN_SECONDS: z.coerce
 			.number()
 			.int('must be a whole number')
@@ -121,6 +123,7 @@ const configSchema = envSchema.transform((e) => ({
 	releaseSigningSecret: e.FLOTILLA_RELEASE_SIGNING_SECRET,
 	releaseMinVersion: e.FLOTILLA_RELEASE_MIN_VERSION,
 	rolloutTickSeconds: e.FLOTILLA_ROLLOUT_TICK_SECONDS,
+	systemStageTickSeconds: e.FLOTILLA_SYSTEM_STAGE_TICK_SECONDS,
 	imageMaxBytes: parseByteCount(e.FLOTILLA_IMAGE_MAX_BYTES),
 	/** The largest request body the server reads, in bytes. */
 	bodyLimitBytes: parseByteCount(e.BODY_SIZE_LIMIT),

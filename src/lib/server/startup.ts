@@ -19,6 +19,7 @@ import { startNotify, stopNotify } from '$lib/server/notify/register';
 import { schedulePeriodic, stopPeriodic } from '$lib/server/engine';
 import { runHealthSweep } from '$lib/server/fleet/sweep';
 import { runScheduledSystemUpdates } from '$lib/server/sysupdates/schedule';
+import { driveStagedUpdates } from '$lib/server/sysupdates/staged';
 import { log, loggableError } from '$lib/server/log';
 import { nativeCiphers } from '$lib/server/ssh/connection';
 
@@ -71,6 +72,8 @@ export function startConsole(): Promise<DatabaseHandle> {
 		await schedulePeriodic('system-updates', 60, () =>
 			runScheduledSystemUpdates({ cron: cfg.systemScanCron, timeZone: cfg.systemScanTimeZone, soak: cfg.systemSoak })
 		);
+		// Staged system updates wait out their soak in the database: each turn starts a stage whose wait is over.
+		await schedulePeriodic('system-update-stages', cfg.systemStageTickSeconds, () => driveStagedUpdates());
 		if (cfg.certAutoRenew) await schedulePeriodic('cert-renew', HOUR_SECONDS, () => runAutoRenew());
 		await schedulePeriodic('cert-scan', cfg.certScanSeconds, () =>
 			runScheduledScan({ id: null, name: 'cert-scan', via: 'system', ip: null })

@@ -1146,3 +1146,47 @@ export const applianceBadReleases = pgTable(
 export type ApplianceImage = typeof applianceImages.$inferSelect;
 export type ApplianceUpdate = typeof applianceUpdates.$inferSelect;
 export type ApplianceBadRelease = typeof applianceBadReleases.$inferSelect;
+
+export const sysStagedStates = ['running', 'soaking', 'succeeded', 'stopped'] as const;
+
+/** One stage of a staged system update: its label (null: the rest, or the control plane), nodes and run. */
+export interface SysStage {
+	label: string | null;
+	controlPlane: boolean;
+	nodeIds: string[];
+	runId: string | null;
+	/** When its run ended well: the soak before the next stage counts from here. */
+	finishedAt: string | null;
+}
+
+/**
+ * A staged system update (docs/system-updates.md, "Staged patching"): one run per stage, the next started by the
+ * console's periodic check once the earlier stage has soaked its hours without a failure. Kept here, not in
+ * memory, so a restarted console carries on where it was.
+ */
+export const sysStagedUpdates = pgTable(
+	'sys_staged_updates',
+	{
+		id: uuid('id').primaryKey().defaultRandom(),
+		state: text('state', { enum: sysStagedStates }).notNull().default('running'),
+		stages: jsonb('stages').$type<SysStage[]>().notNull(),
+		/** The stage running or soaking (an index into `stages`). */
+		current: integer('current').notNull().default(0),
+		soakSeconds: integer('soak_seconds').notNull(),
+		/** The update's request and options, the same for every stage. */
+		request: jsonb('request')
+			.$type<{ force_full: boolean; reboot?: 'now' | 'never' | 'window'; rebootOnly: boolean }>()
+			.notNull(),
+		/** When the stage after `current` may start (set once `current` succeeded). */
+		nextStartAt: timestamp('next_start_at', { withTimezone: true }),
+		/** Why later stages were not started. */
+		reason: text('reason'),
+		/** Who started it: every stage's run is theirs. */
+		actor: jsonb('actor').$type<{ id: string | null; name: string; via: string; ip: string | null }>().notNull(),
+		createdAt: createdAt(),
+		updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow()
+	},
+	(t) => [index('sys_staged_updates_state_idx').on(t.state)]
+);
+
+export type SysStagedUpdate = typeof sysStagedUpdates.$inferSelect;

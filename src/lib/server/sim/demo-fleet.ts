@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import path from 'node:path';
+import { createServer as createTlsServer } from 'node:tls';
 import { and, eq, isNull } from 'drizzle-orm';
 import ssh2 from 'ssh2';
 import { systemActor } from '$lib/server/audit';
@@ -239,6 +240,20 @@ const UNREACHABLE = new Set(['app-11', 'edge-03']);
 const KEY_CHANGED = 'app-15';
 const NEVER_ACCEPTED = 'app-19';
 
+/**
+ * One demo node also carries an `ingress` role whose TLS endpoint still serves the certificate its file held
+ * before the last renewal: a rotation that was never reloaded, which a certificate scan flags as a mismatch.
+ * Its reload makes the endpoint serve the file again, as on a real node. (A role's endpoint port is the same on
+ * each of its nodes, and the demo's nodes share one address: hence a role of its own for this one node.)
+ */
+const INGRESS = {
+	node: 'app-10',
+	role: 'ingress',
+	unit: 'ingress-tls',
+	cert: '/etc/flotilla/tls/ingress.crt',
+	key: '/etc/flotilla/tls/ingress.key'
+} as const;
+
 /** The demo's private keys are sealed at rest like every other credential (docs/development.md). */
 const STATE_CONTEXT = 'demo-fleet';
 
@@ -287,6 +302,8 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 		hosts.push(host);
 	}
 	writeFileSync(file, sealSecret(masterKey(), JSON.stringify(state), STATE_CONTEXT), { mode: 0o600 });
+	const ingressHost = hosts.find((h) => h.name === INGRESS.node)!;
+	const ingress = await startDemoIngress(ingressHost.model, ingressHost.address, ca);
 
 	let [cred] = await db().select({ id: credentials.id }).from(credentials).where(eq(credentials.name, CREDENTIAL));
 	cred ??= await createCredential(systemActor, { name: CREDENTIAL, privateKey: state.clientKey });
@@ -314,7 +331,7 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 				username: 'root',
 				credentialId: cred.id,
 				kind: p.kind,
-				roles: p.roles,
+				roles: host.name === INGRESS.node ? [...p.roles, INGRESS.role] : p.roles,
 				labels: p.labels,
 				policy: p.policy,
 				controlPlane: p.controlPlane,
@@ -324,7 +341,7 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 	}
 
 	await defineDemoRoles(origins);
-	await defineDemoCertificates(origins, ca);
+	await defineDemoCertificates(origins, ca, ingress.port);
 	await defineDemoRelease(origins, state.releaseKey);
 	await defineDemoApplianceRelease(state.releaseKey);
 
@@ -344,7 +361,12 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 		if (pinnedIds.length) await startScan(systemActor, { nodes: pinnedIds.map((n) => n.id), refresh: true });
 	})().catch((err: unknown) => log.warn({ err: loggableError(err) }, 'demo fleet check failed'));
 	log.info({ hosts: hosts.length }, 'demo fleet of simulated nodes started');
-	return { hosts, origins, checked, stop: async () => void (await Promise.all(hosts.map((h) => h.stop()))) };
+	return {
+		hosts,
+		origins,
+		checked,
+		stop: async () => void (await Promise.all([...hosts.map((h) => h.stop()), ingress.stop()]))
+	};
 }
 
 /**
@@ -389,7 +411,11 @@ function fingerprintOfNewKey(): string {
  * Where the demo's roles keep their certificate (read over SSH by a scan), and the demo CA as trusted. The CA is
  * made anew at each start, so the trusted one is replaced; role settings an admin changed are kept.
  */
-async function defineDemoCertificates(origins: Map<string, SimOrigin>, ca: SimCertificateAuthority): Promise<void> {
+async function defineDemoCertificates(
+	origins: Map<string, SimOrigin>,
+	ca: SimCertificateAuthority,
+	ingressPort: number
+): Promise<void> {
 	for (const [order, role] of [...origins.keys()].entries()) {
 		const [known] = await db().select({ role: certRoles.role }).from(certRoles).where(eq(certRoles.role, role));
 		if (known) continue;
@@ -404,10 +430,63 @@ async function defineDemoCertificates(origins: Map<string, SimOrigin>, ca: SimCe
 			})
 		);
 	}
+	// The ingress endpoint listens on a new port at each start: its role always says which.
+	await defineCertRole(
+		systemActor,
+		certRoleSchema.parse({
+			role: INGRESS.role,
+			cert_path: INGRESS.cert,
+			key_path: INGRESS.key,
+			endpoints: [{ port: ingressPort }],
+			reload_command: ['systemctl', 'reload', INGRESS.unit],
+			order: (origins.size + 1) * 10
+		})
+	);
 	await db()
 		.delete(certAuthorities)
 		.where(and(eq(certAuthorities.name, ca.name), isNull(certAuthorities.sealedKey)));
 	await trustAuthority(systemActor, { name: ca.name, cert_pem: ca.cert });
+}
+
+/**
+ * The ingress role's endpoint on `model`'s node: it serves a certificate renewed 50 days ago (40 days left) while
+ * the file already holds its successor (89 days left); `systemctl reload ingress-tls` serves the file.
+ */
+async function startDemoIngress(
+	model: HostModel,
+	address: string,
+	ca: SimCertificateAuthority
+): Promise<{ port: number; stop(): Promise<void> }> {
+	const now = Date.now();
+	const issue = (daysAgo: number) =>
+		issueSimCertificate(ca, {
+			commonName: `${INGRESS.node}.demo.flotilla.invalid`,
+			altNames: [`${INGRESS.node}.demo.flotilla.invalid`, '127.0.0.1'],
+			notBefore: new Date(now - daysAgo * DAY),
+			notAfter: new Date(now + (90 - daysAgo) * DAY)
+		});
+	const served = issue(50);
+	const renewed = issue(1);
+	model.files.set(INGRESS.cert, renewed.cert);
+	model.files.set(INGRESS.key, renewed.key);
+	model.units.set(INGRESS.unit, 'active');
+	const server = createTlsServer({ cert: served.cert, key: served.key }, (socket) => socket.end());
+	// A handshake that fails (a client going away) is the client's business, not the demo's.
+	server.on('tlsClientError', () => undefined);
+	model.onReload = new Map([
+		[
+			INGRESS.unit,
+			() => server.setSecureContext({ cert: model.files.get(INGRESS.cert)!, key: model.files.get(INGRESS.key)! })
+		]
+	]);
+	await new Promise<void>((resolve, reject) => {
+		server.once('error', reject);
+		server.listen(0, address, () => resolve());
+	});
+	return {
+		port: (server.address() as { port: number }).port,
+		stop: () => new Promise<void>((resolve) => server.close(() => resolve()))
+	};
 }
 
 /** The demo release's version, and the backend nodes its demo rollout went to (reachable and healthy ones). */

@@ -30,6 +30,8 @@ export interface HostModel {
 	/** SFTP writes go no faster than this (bytes/s), like a slow link; unset: as fast as loopback. */
 	linkBytesPerSecond?: number;
 	faults: HostFaults;
+	/** What a unit's reload or restart does besides marking it active (a TLS endpoint re-reading its files). */
+	onReload?: Map<string, () => void>;
 }
 
 export interface HostFaults {
@@ -299,6 +301,7 @@ const commands: Record<string, (args: string[], io: CommandIO, model: HostModel)
 			case 'start':
 			case 'reload':
 				m.units.set(unit, 'active');
+				m.onReload?.get(unit)?.();
 				return 0;
 			case 'reboot':
 				return commands.reboot!([], io, m);

@@ -57,8 +57,6 @@ export interface UpdateOptions {
 	soak?: Soak;
 	insideWindow?: (node: Node) => boolean;
 	concurrency?: number;
-	/** Staged patching: labels (`key=value`) whose nodes go first, in this order, each stage gated on the last. */
-	stages?: string[];
 	/** The packages (and versions) the operator approved, for a one-node update. */
 	approved?: { name: string; candidate: string }[];
 }
@@ -93,7 +91,7 @@ export async function startUpdate(
 	const roleSizes = new Map<string, number>();
 	const all = await db().select({ roles: nodes.roles }).from(nodes);
 	for (const n of all) for (const r of n.roles) roleSizes.set(r, (roleSizes.get(r) ?? 0) + 1);
-	const staged = stagedPhases(list, opts.stages ?? [], opts.rebootShare ?? 0, roleSizes);
+	const staged = stagedPhases(list, [], opts.rebootShare ?? 0, roleSizes);
 	const phases = staged.phaseOf;
 	const base: Partial<UpdateParams> = {
 		forceFull: request.force_full,
@@ -119,7 +117,7 @@ export async function startUpdate(
 		phaseOf: (id) => phases.get(id) ?? 0,
 		options: {
 			concurrency: opts.concurrency ?? 20,
-			// A control-plane node, or a node of a stage, that fails stops everything after it.
+			// A control-plane node that fails stops everything after it.
 			criticalPhases: staged.criticalPhases
 		},
 		exclusive: true
@@ -134,8 +132,7 @@ export async function startUpdate(
 			packages: request.packages ?? null,
 			reboot: request.reboot ?? null,
 			automatic: opts.automatic ?? false,
-			reboot_only: opts.rebootOnly ?? false,
-			stages: opts.stages ?? []
+			reboot_only: opts.rebootOnly ?? false
 		}
 	});
 	return run;

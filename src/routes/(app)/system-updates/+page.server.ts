@@ -1,4 +1,4 @@
-import { redirect } from '@sveltejs/kit';
+import { fail, redirect, type ActionFailure } from '@sveltejs/kit';
 import { iso } from '$lib/format';
 import {
 	applyFormSchema,
@@ -11,11 +11,12 @@ import {
 import { actorOf } from '$lib/server/audit';
 import { authorize } from '$lib/server/auth/access';
 import { principalOf } from '$lib/server/http/api';
-import { formError, parseForm } from '$lib/server/http/forms';
+import { formError, parseForm, type FormFailure } from '$lib/server/http/forms';
 import { listHolds } from '$lib/server/sysupdates/holds';
 import { config } from '$lib/server/config';
 import { saveScanSchedule, scanSchedule } from '$lib/server/sysupdates/schedule';
 import { startScan, startUpdate } from '$lib/server/sysupdates/runs';
+import { listStagedUpdates, startStagedUpdate } from '$lib/server/sysupdates/staged';
 import { stagedPhases } from '$lib/server/sysupdates/stages';
 import { pinnedNodes, resolveNodes } from '$lib/server/sysupdates/targets';
 import { planFromLastScan, presentNodeUpdates, systemUpdatesView } from '$lib/server/sysupdates/views';
@@ -34,11 +35,12 @@ import type { Actions, PageServerLoad } from './$types';
 export const load: PageServerLoad = async (event) => {
 	event.depends('app:system-updates');
 	const cfg = config();
-	const [view, windows, holds, schedule] = await Promise.all([
+	const [view, windows, holds, schedule, staged] = await Promise.all([
 		systemUpdatesView(),
 		listWindows(),
 		listHolds(),
-		scanSchedule({ cron: cfg.systemScanCron, timeZone: cfg.systemScanTimeZone })
+		scanSchedule({ cron: cfg.systemScanCron, timeZone: cfg.systemScanTimeZone }),
+		listStagedUpdates()
 	]);
 	const now = new Date();
 	const canOperate = authorize(event.route.id, 'POST', '?/apply', principalOf(event)).allow;
@@ -48,6 +50,7 @@ export const load: PageServerLoad = async (event) => {
 		canOperate,
 		canAdmin,
 		schedule,
+		staged,
 		windows: windows.map((w) => {
 			const p = presentWindow(w);
 			return {
@@ -79,22 +82,30 @@ export const load: PageServerLoad = async (event) => {
 	};
 };
 
+/**
+ * The window and schedule forms share API field names (`time_zone`): a failure says which form it answers, so
+ * its errors and echoed values land on that form's fields only.
+ */
+function fromForm(source: 'window' | 'schedule', failure: ActionFailure<FormFailure>) {
+	return fail(failure.status, { ...failure.data, source });
+}
+
 export const actions: Actions = {
 	/** Creates the window of a node, role or label, or replaces the one it had. */
 	saveWindow: async (event) => {
 		const parsed = await parseForm(event.request, windowFormSchema);
-		if (!parsed.ok) return parsed.failure;
+		if (!parsed.ok) return fromForm('window', parsed.failure);
 		try {
 			const w = await saveWindow(actorOf(event), parsed.data);
 			return { notice: `Saved the maintenance window of ${w.scope} ${parsed.data.target}.` };
 		} catch (err) {
-			return formError(err, parsed.form);
+			return fromForm('window', formError(err, parsed.form));
 		}
 	},
 
 	saveSchedule: async (event) => {
 		const parsed = await parseForm(event.request, scheduleFormSchema);
-		if (!parsed.ok) return parsed.failure;
+		if (!parsed.ok) return fromForm('schedule', parsed.failure);
 		await saveScanSchedule(actorOf(event), parsed.data);
 		return {
 			notice:
@@ -147,7 +158,7 @@ export const actions: Actions = {
 	apply: async (event) => {
 		const parsed = await parseForm(event.request, applyFormSchema);
 		if (!parsed.ok) return parsed.failure;
-		const { mode, confirm, stages } = parsed.data;
+		const { mode, confirm, stages, soak_hours } = parsed.data;
 		try {
 			const list = await resolveNodes(parsed.data.nodes);
 			const request = {
@@ -168,6 +179,7 @@ export const actions: Actions = {
 								}))
 							: [],
 						order: stages,
+						soak_hours,
 						nodes: list.map((n, i) => ({
 							id: n.id,
 							name: n.name,
@@ -180,8 +192,17 @@ export const actions: Actions = {
 					}
 				};
 			}
-			const run = await startUpdate(actorOf(event), list, request, { rebootOnly: mode === 'reboot', stages });
-			redirect(303, `/runs/${run.id}`);
+			// Staged: the first stage's run starts now, the later ones after their soak (sysupdates/staged.ts).
+			const runId = stages.length
+				? (
+						await startStagedUpdate(actorOf(event), list, request, {
+							order: stages,
+							soakHours: soak_hours,
+							rebootOnly: mode === 'reboot'
+						})
+					).firstRunId
+				: (await startUpdate(actorOf(event), list, request, { rebootOnly: mode === 'reboot' })).id;
+			redirect(303, `/runs/${runId}`);
 		} catch (err) {
 			return formError(err, parsed.form);
 		}

@@ -40,22 +40,26 @@ describe.each(backends)('ssh targets on $name', ({ open }) => {
 		for (const name of Object.keys(keys) as (keyof typeof keys)[]) {
 			ids[name] = (await createCredential(systemActor, { name, privateKey: keys[name] })).id;
 		}
-		[bastion] = await db()
-			.insert(nodes)
-			.values({ name: 'tg-bastion', host: '127.0.9.1', credentialId: ids.bastion, hostKeyFingerprint: 'SHA256:b' })
-			.returning();
-		[inner] = await db()
-			.insert(nodes)
-			.values({
-				name: 'tg-inner',
-				host: '10.0.0.5',
-				port: 2222,
-				username: 'deploy',
-				credentialId: ids.own,
-				jumpNodeId: bastion!.id,
-				hostKeyFingerprint: 'SHA256:i'
-			})
-			.returning();
+		bastion = (
+			await db()
+				.insert(nodes)
+				.values({ name: 'tg-bastion', host: '127.0.9.1', credentialId: ids.bastion, hostKeyFingerprint: 'SHA256:b' })
+				.returning()
+		)[0]!;
+		inner = (
+			await db()
+				.insert(nodes)
+				.values({
+					name: 'tg-inner',
+					host: '10.0.0.5',
+					port: 2222,
+					username: 'deploy',
+					credentialId: ids.own,
+					jumpNodeId: bastion.id,
+					hostKeyFingerprint: 'SHA256:i'
+				})
+				.returning()
+		)[0]!;
 	});
 	afterAll(async () => {
 		useMasterKey(undefined);

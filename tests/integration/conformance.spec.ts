@@ -1,9 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addKey, blobOf, hasKey, removeKey } from '../../src/lib/server/keys/authorized-keys';
+import { generateEd25519 } from '../../src/lib/server/keys/openssh';
+import { connectionRunner, readAuthorizedKeys, writeScript } from '../../src/lib/server/keys/remote';
 import { cloneOrigin, newOrigin, type SimOrigin } from '../../src/lib/server/sim/git';
 import { requireReboot } from '../../src/lib/server/sim/host';
 import { nodePaths } from '../../src/lib/server/sim/paths';
-import { startSimulatedHost, type SimulatedHost } from '../../src/lib/server/sim/server';
+import { authorizedKeyOf, startSimulatedHost, type SimulatedHost } from '../../src/lib/server/sim/server';
 import { installSlots } from '../../src/lib/server/sim/slots';
 import { connect, type ExecResult, type SshTarget } from '../../src/lib/server/ssh/connection';
 import { SshError } from '../../src/lib/server/ssh/errors';
@@ -544,6 +547,62 @@ describe('simulated hosts behave like real ones', () => {
 			// What earlier scenarios left (an upgraded libc6, a hold) shows too: the two must agree on it.
 			servicesToRestart: expect.any(Array),
 			held: expect.arrayContaining(['tzdata'])
+		});
+	});
+
+	it('authorized_keys as the key rotation reads and writes it: an added key logs in, a removed one no longer does', async () => {
+		const clientBlob = blobOf(authorizedKeyOf(bed.clientPrivateKey));
+		const base64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
+		const shared = await agree(async (s) => {
+			const fresh = generateEd25519('conformance');
+			const login = (privateKey: string) =>
+				failure(connect({ ...s.target(), privateKey }).then((conn) => conn.close()));
+			const conn = await connect(s.target());
+			try {
+				const exec = connectionRunner(conn);
+				const before = await readAuthorizedKeys(exec);
+				const added = addKey(before.content, fresh.publicKey, 'flotilla:primary:conformance');
+				const add = outcome(await exec(writeScript(before.hash, base64(added))));
+				const freshIn = await login(fresh.privateKey);
+				// Written over a file that changed since it was read: refused, the file left alone.
+				const stale = outcome(await exec(writeScript(before.hash, base64(before.content))));
+				const withFresh = await readAuthorizedKeys(exec);
+				const remove = outcome(await exec(writeScript(withFresh.hash, base64(removeKey(added, clientBlob)))));
+				const oldIn = await login(bed.clientPrivateKey);
+				// Put back through the new key, the only one that still logs in.
+				const viaFresh = await connect({ ...s.target(), privateKey: fresh.privateKey });
+				const last = await readAuthorizedKeys(connectionRunner(viaFresh));
+				const restore = outcome(await connectionRunner(viaFresh)(writeScript(last.hash, base64(before.content))));
+				viaFresh.close();
+				return {
+					exists: before.exists,
+					listsClient: hasKey(before.content, clientBlob),
+					add,
+					freshIn,
+					stale,
+					staleKeptFresh: hasKey(withFresh.content, blobOf(fresh.publicKey)),
+					remove,
+					oldIn,
+					restore,
+					freshAfterRestore: await login(fresh.privateKey),
+					oldAfterRestore: await login(bed.clientPrivateKey)
+				};
+			} finally {
+				conn.close();
+			}
+		});
+		expect(shared).toMatchObject({
+			exists: true,
+			listsClient: true,
+			add: { exitCode: 0 },
+			freshIn: 'no failure',
+			stale: { exitCode: 3 },
+			staleKeptFresh: true,
+			remove: { exitCode: 0 },
+			oldIn: 'auth',
+			restore: { exitCode: 0 },
+			freshAfterRestore: 'auth',
+			oldAfterRestore: 'no failure'
 		});
 	});
 

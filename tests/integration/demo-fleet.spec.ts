@@ -6,7 +6,11 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { openSecret } from '../../src/lib/server/crypto/secret-box';
 import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
-import { events, releases, rollouts, sysNodeScans } from '../../src/lib/server/db/schema';
+import { credentials, events, nodes, releases, rollouts, sysNodeScans } from '../../src/lib/server/db/schema';
+import { rotateKeysSchema } from '../../src/lib/schemas/ssh-keys';
+import { driveKeyRotations } from '../../src/lib/server/keys/driver';
+import { tryLogin } from '../../src/lib/server/keys/login';
+import { getKeyRotation, startKeyRotation } from '../../src/lib/server/keys/rotation';
 import { driveRollouts } from '../../src/lib/server/rollouts/driver';
 import { nodesOfRollout } from '../../src/lib/server/rollouts/rollouts';
 import { connectionStatus, listNodes } from '../../src/lib/server/fleet/nodes';
@@ -271,6 +275,49 @@ describe('the quick start demo fleet', () => {
 			(e) => e.data.state === 'uploading' && Number(e.data.bytes) > 0 && Number(e.data.bytes) < image!.size
 		);
 		expect(partial.length).toBeGreaterThan(0);
+	}, 120_000);
+
+	it('rotates the keys of demo nodes for real, and a restart keeps them rotated', async () => {
+		registerDomains();
+		await startEngine({ concurrency: 20, leaseMs: 10_000, sweepMs: 1_000 });
+		onTestFinished(() => stopEngine());
+		const fleet = await startDemoFleet(dataDir);
+		await fleet.checked;
+		const rotated = ['app-01', 'app-02'];
+		const started = await startKeyRotation(systemActor, rotateKeysSchema.parse({ nodes: rotated }));
+		if (!('rotationId' in started)) throw new Error('expected a rotation');
+		const r = await waitFor(
+			'the rotation to settle',
+			async () => {
+				await driveKeyRotations();
+				const now = await getKeyRotation(started.rotationId);
+				return now.state !== 'running' ? now : null;
+			},
+			60_000
+		);
+		expect(r.state).toBe('completed');
+		const [demoKey] = await db().select().from(credentials).where(eq(credentials.name, 'demo-fleet'));
+		const nodeOf = async (name: string) => (await db().select().from(nodes).where(eq(nodes.name, name)))[0]!;
+		const logins = async () =>
+			Promise.all(
+				rotated.map(async (name) => {
+					const node = await nodeOf(name);
+					return [await tryLogin(node, demoKey!.id), await tryLogin(node, r.newCredentialId!)];
+				})
+			);
+		const afterRotation = await logins();
+		expect(afterRotation.map(([old]) => old)).toEqual([expect.stringMatching(/^auth/), expect.stringMatching(/^auth/)]);
+		expect(afterRotation.map(([, fresh]) => fresh)).toEqual([null, null]);
+		// Another demo node was not in the rotation: the demo key still logs in there.
+		expect(await tryLogin(await nodeOf('app-03'), demoKey!.id)).toBeNull();
+
+		await fleet.stop();
+		const again = await startDemoFleet(dataDir);
+		onTestFinished(() => again.stop());
+		await again.checked;
+		expect(await logins()).toEqual(afterRotation);
+		// The first check after the restart reached the rotated nodes with their new credential.
+		for (const name of rotated) expect(await nodeOf(name)).toMatchObject({ reachable: true, lastError: null });
 	}, 120_000);
 });
 

@@ -77,20 +77,34 @@ const deployCommandSchema = (max: number, fallback: number) =>
 		.strict();
 
 /**
- * A `commands` role's update (docs/releases.md, "The commands method"): backup, pull, migrate, smoke and
- * switch are required, rollback is recommended.
+ * The commands of a `commands` role in the order they run, each with its deadline's default and most
+ * (docs/releases.md, "The commands method"). Pull runs inside the fetch step and switch inside the switch step,
+ * whose undo runs the rollback: their budgets are those steps'. The role form lists them from here too.
  */
+export const deployCommandLimits = [
+	{ name: 'backup', fallback: 600, max: 3600 },
+	{ name: 'pull', fallback: 300, max: 300 },
+	{ name: 'migrate', fallback: 600, max: 3600 },
+	{ name: 'smoke', fallback: 120, max: 3600 },
+	{ name: 'switch', fallback: 60, max: 60 },
+	{ name: 'rollback', fallback: 60, max: 60 }
+] as const;
+
+const limitOf = (name: (typeof deployCommandLimits)[number]['name']) =>
+	deployCommandLimits.find((l) => l.name === name)!;
+const commandOf = (name: (typeof deployCommandLimits)[number]['name']) =>
+	deployCommandSchema(limitOf(name).max, limitOf(name).fallback);
+
+/** A `commands` role's update: backup, pull, migrate, smoke and switch are required, rollback is recommended. */
 export const deployCommandsSchema = z
 	.object(
 		{
-			backup: deployCommandSchema(3600, 600),
-			// Pull runs inside the fetch step and switch inside the switch step, whose undo runs the rollback:
-			// their budgets are those steps'.
-			pull: deployCommandSchema(300, 300),
-			migrate: deployCommandSchema(3600, 600),
-			smoke: deployCommandSchema(3600, 120),
-			switch: deployCommandSchema(60, 60),
-			rollback: deployCommandSchema(60, 60).optional()
+			backup: commandOf('backup'),
+			pull: commandOf('pull'),
+			migrate: commandOf('migrate'),
+			smoke: commandOf('smoke'),
+			switch: commandOf('switch'),
+			rollback: commandOf('rollback').optional()
 		},
 		wrongType('must be an object of commands: backup, pull, migrate, smoke, switch and rollback')
 	)

@@ -89,11 +89,16 @@ export async function getCredential(id: string): Promise<PublicCredential> {
 	return row;
 }
 
-/** The private key in clear, for the SSH layer only; it never leaves the server process. */
-export async function unsealCredential(id: string): Promise<{ privateKey: string; passphrase?: string }> {
+/** A credential's row, sealed key included: for the SSH layer's targets only. */
+export async function credentialRow(id: string): Promise<Credential> {
 	const [row] = await db().select().from(credentials).where(eq(credentials.id, id));
 	if (!row) throw notFound('Credential');
-	return unsealCredentialRow(row);
+	return row;
+}
+
+/** The private key in clear, for the SSH layer only; it never leaves the server process. */
+export async function unsealCredential(id: string): Promise<{ privateKey: string; passphrase?: string }> {
+	return unsealCredentialRow(await credentialRow(id));
 }
 
 /** The private key (and passphrase) of a credential row already read, e.g. joined to the nodes it serves. */

@@ -27,7 +27,8 @@ export interface AuthorizedKeys {
 
 type Runner = (command: ShellCommand) => Promise<ExecResult>;
 
-const readScript = sh`f="$HOME/.ssh/authorized_keys"
+/** Exported so the simulated hosts answer exactly what the console sends (src/lib/server/sim/authorized-keys.ts). */
+export const readScript = sh`f="$HOME/.ssh/authorized_keys"
 if [ -L "$f" ]; then echo "symlink"; exit 0; fi
 if [ -e "$f" ]; then echo "file $(stat -c '%a %U:%G' -- "$f")"; base64 -w0 < "$f"; echo; else echo missing; echo; fi
 p=$(sshd -T 2>/dev/null | awk 'tolower($1)=="passwordauthentication" {print tolower($2); exit}')
@@ -74,6 +75,22 @@ export async function readAuthorizedKeys(run: Runner | StepContext<unknown>): Pr
 	return parseRead(r.stdout);
 }
 
+/**
+ * The write: checks the file is still what was read (`hash`), then renames the new content over it. Exported so
+ * the simulated hosts answer exactly what the console sends.
+ */
+export const writeScript = (hash: string, base64: string): ShellCommand => sh`set -e
+f="$HOME/.ssh/authorized_keys"
+if [ -e "$f" ]; then now=$(sha256sum < "$f" | cut -c1-64); else now=missing; fi
+if [ "$now" != ${hash} ]; then echo "~/.ssh/authorized_keys changed while the console edited it" >&2; exit 3; fi
+if [ ! -e "$f" ]; then mkdir -p "$HOME/.ssh"; chmod 700 "$HOME/.ssh"; fi
+tmp=$(mktemp "$f.flotilla-XXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+printf '%s' ${base64} | base64 -d > "$tmp"
+if [ -e "$f" ]; then chown --reference="$f" -- "$tmp"; chmod --reference="$f" -- "$tmp"; else chmod 600 -- "$tmp"; fi
+mv -f -- "$tmp" "$f"
+trap - EXIT`;
+
 /** Replaces the file with `content` if it still is what `before` read; keeps its owner and mode. */
 export async function writeAuthorizedKeys(
 	ctx: StepContext<unknown>,
@@ -86,17 +103,7 @@ export async function writeAuthorizedKeys(
 			`~/.ssh/authorized_keys would be ${bytes.length} bytes: the console edits files up to ${MAX_FILE_BYTES}`
 		);
 	}
-	const script = sh`set -e
-f="$HOME/.ssh/authorized_keys"
-if [ -e "$f" ]; then now=$(sha256sum < "$f" | cut -c1-64); else now=missing; fi
-if [ "$now" != ${before.hash} ]; then echo "~/.ssh/authorized_keys changed while the console edited it" >&2; exit 3; fi
-if [ ! -e "$f" ]; then mkdir -p "$HOME/.ssh"; chmod 700 "$HOME/.ssh"; fi
-tmp=$(mktemp "$f.flotilla-XXXXXX")
-trap 'rm -f -- "$tmp"' EXIT
-printf '%s' ${bytes.toString('base64')} | base64 -d > "$tmp"
-if [ -e "$f" ]; then chown --reference="$f" -- "$tmp"; chmod --reference="$f" -- "$tmp"; else chmod 600 -- "$tmp"; fi
-mv -f -- "$tmp" "$f"
-trap - EXIT`;
+	const script = writeScript(before.hash, bytes.toString('base64'));
 	const r = await quiet(ctx)(script);
 	if (r.exitCode !== 0) {
 		throw new StepFailed(

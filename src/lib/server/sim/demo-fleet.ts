@@ -2,7 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import path from 'node:path';
 import { createServer as createTlsServer } from 'node:tls';
-import { and, eq, isNull } from 'drizzle-orm';
+import { and, eq, inArray, isNull } from 'drizzle-orm';
 import ssh2 from 'ssh2';
 import { systemActor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
@@ -33,6 +33,7 @@ import type { SimPackage } from './apt';
 import { newHostModel, requireReboot, type HostModel } from './host';
 import { nodePaths } from './paths';
 import { installSlots } from './slots';
+import { authorizedKeysPath } from './authorized-keys';
 import { authorizedKeyOf, newHostKey, startSimulatedHost, type SimulatedHost } from './server';
 
 /**
@@ -47,6 +48,8 @@ interface DemoHostState {
 	name: string;
 	port: number;
 	hostKey: string;
+	/** The host's authorized_keys as a key rotation left it; absent until one wrote it. */
+	authorizedKeys?: string;
 }
 
 interface DemoState {
@@ -291,8 +294,16 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 	const origins = demoOrigins();
 	const ca = newCertificateAuthority('Flotilla demo CA');
 	const hosts: SimulatedHost[] = [];
+	const save = () =>
+		writeFileSync(file, sealSecret(masterKey(), JSON.stringify(state), STATE_CONTEXT), { mode: 0o600 });
 	for (const [i, h] of state.hosts.entries()) {
 		const model = modelFor(h.name, i, origins, ca, state.releaseKey);
+		// Who may log in survives a restart, as on a real host: a rotated key stays rotated.
+		if (h.authorizedKeys !== undefined) model.files.set(authorizedKeysPath, h.authorizedKeys);
+		model.persist = () => {
+			h.authorizedKeys = model.files.get(authorizedKeysPath);
+			save();
+		};
 		const start = (port: number) =>
 			startSimulatedHost({ name: h.name, port, hostKey: h.hostKey, authorizedKey, model });
 		// Keep last run's port when it is free, so registered nodes stay valid.
@@ -301,7 +312,7 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 		if (UNREACHABLE.has(h.name)) await host.setRefusing(true);
 		hosts.push(host);
 	}
-	writeFileSync(file, sealSecret(masterKey(), JSON.stringify(state), STATE_CONTEXT), { mode: 0o600 });
+	save();
 	const ingressHost = hosts.find((h) => h.name === INGRESS.node)!;
 	const ingress = await startDemoIngress(ingressHost.model, ingressHost.address, ca);
 
@@ -347,7 +358,12 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 
 	// A first check of every demo node in the background, so the console opens on a fleet with states.
 	const checked = (async () => {
-		const all = await db().select({ id: nodes.id }).from(nodes).where(eq(nodes.credentialId, cred.id));
+		// By name: after a key rotation the demo's nodes use the rotated credential, not the one made here.
+		const demoNodes = inArray(
+			nodes.name,
+			hosts.map((h) => h.name)
+		);
+		const all = await db().select({ id: nodes.id }).from(nodes).where(demoNodes);
 		for (let i = 0; i < all.length; i += 8) {
 			await Promise.all(all.slice(i, i + 8).map((n) => checkNode(n.id).catch(() => undefined)));
 		}
@@ -357,7 +373,7 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 		const pinnedIds = await db()
 			.select({ id: nodes.id })
 			.from(nodes)
-			.where(and(eq(nodes.credentialId, cred.id), eq(nodes.hostKeyStatus, 'pinned')));
+			.where(and(demoNodes, eq(nodes.hostKeyStatus, 'pinned')));
 		if (pinnedIds.length) await startScan(systemActor, { nodes: pinnedIds.map((n) => n.id), refresh: true });
 	})().catch((err: unknown) => log.warn({ err: loggableError(err) }, 'demo fleet check failed'));
 	log.info({ hosts: hosts.length }, 'demo fleet of simulated nodes started');

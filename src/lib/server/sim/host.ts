@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { aptCommand, aptMark, needrestart, newAptModel, type AptModel } from './apt';
+import { authorizedKeysCommand } from './authorized-keys';
 import { describeCertificate, newSimCertificateRequest } from './certificates';
 import { git, install, type SimRepo } from './git';
 import { nodePaths } from './paths';
@@ -32,6 +33,8 @@ export interface HostModel {
 	faults: HostFaults;
 	/** What a unit's reload or restart does besides marking it active (a TLS endpoint re-reading its files). */
 	onReload?: Map<string, () => void>;
+	/** Called after the host changed something a real host keeps across restarts (authorized_keys). */
+	persist?: () => void;
 }
 
 export interface HostFaults {
@@ -100,6 +103,8 @@ export interface CommandIO {
  * console command the model does not understand fails a test instead of passing by accident.
  */
 export async function runCommandLine(model: HostModel, line: string, io: CommandIO): Promise<number> {
+	const keys = await authorizedKeysCommand(model, line, io);
+	if (keys !== null) return keys;
 	let tokens: Token[];
 	try {
 		tokens = tokenize(line);

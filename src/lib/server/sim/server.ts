@@ -1,6 +1,7 @@
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import { fingerprintOf } from '$lib/server/ssh/host-keys';
+import { authorizedKeysPath, letsIn } from './authorized-keys';
 import { newHostModel, rebootRequiredPath, runCommandLine, type CommandIO, type HostModel } from './host';
 import { serveSftp } from './sftp';
 import { bootAppliance } from './slots';
@@ -102,6 +103,8 @@ export async function startSimulatedHost(opts: SimulatedHostOptions): Promise<Si
 	const authorized = ssh2.utils.parseKey(opts.authorizedKey);
 	if (authorized instanceof Error) throw authorized;
 	const model = opts.model ?? newHostModel(opts.name);
+	// The console's key is installed as on a host set up for it; a model that has its own file keeps it.
+	if (!model.files.has(authorizedKeysPath)) model.files.set(authorizedKeysPath, `${opts.authorizedKey}\n`);
 	let hostKey = opts.hostKey ?? newHostKey();
 	const sockets = new Set<Socket>();
 	let nextPid = 1000;
@@ -110,10 +113,11 @@ export async function startSimulatedHost(opts: SimulatedHostOptions): Promise<Si
 		new ssh2.Server({ hostKeys: [hostKey], ident: 'OpenSSH_9.2p1 Debian-2+deb12u3' }, (client) => {
 			client.on('error', () => {});
 			client.on('authentication', (ctx) => {
-				if (ctx.method !== 'publickey' || ctx.key.algo !== authorized.type) return ctx.reject(['publickey']);
-				if (!ctx.key.data.equals(authorized.getPublicSSH())) return ctx.reject(['publickey']);
-				if (!ctx.signature) return ctx.accept();
-				if (authorized.verify(ctx.blob!, ctx.signature, ctx.hashAlgo)) return ctx.accept();
+				if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
+				const signed = ctx.signature
+					? { blob: ctx.blob!, signature: ctx.signature, hashAlgo: ctx.hashAlgo }
+					: undefined;
+				if (letsIn(model, ctx.key, signed)) return ctx.accept();
 				ctx.reject(['publickey']);
 			});
 			client.on('ready', () => {

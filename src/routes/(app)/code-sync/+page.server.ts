@@ -1,7 +1,7 @@
 import { error } from '@sveltejs/kit';
 import { z } from 'zod';
 import { iso } from '$lib/format';
-import { createRoleSchema, pinSchema, updateRoleSchema } from '$lib/schemas/code-sync';
+import { createRoleSchema, deployCommandLimits, pinSchema, updateRoleSchema } from '$lib/schemas/code-sync';
 import { roleNameSchema } from '$lib/schemas/nodes';
 import { actorOf } from '$lib/server/audit';
 import { authorize } from '$lib/server/auth/access';
@@ -24,6 +24,7 @@ const presentRole = (r: CodeRole) => ({
 	method: r.method,
 	path: r.path,
 	sourceRepo: r.sourceRepo,
+	commands: r.commands,
 	branch: r.branch,
 	followTags: r.followTags,
 	units: r.units,
@@ -103,12 +104,28 @@ const lines = (v: FormDataEntryValue | null) =>
 				.filter(Boolean)
 		: [];
 
+/**
+ * A `commands` role's programs from the form (`command_backup` one argument per line, `command_backup_deadline`):
+ * an empty deadline takes the default; a rollback left empty is no rollback, the other commands are required.
+ */
+function commandsFormShape(form: FormData, text: (k: string) => string) {
+	const commands: Record<string, { argv: string[]; deadline_seconds: string | undefined }> = {};
+	for (const { name } of deployCommandLimits) {
+		const argv = lines(form.get(`command_${name}`));
+		const deadline = text(`command_${name}_deadline`) || undefined;
+		if (name === 'rollback' && argv.length === 0) continue;
+		commands[name] = { argv, deadline_seconds: deadline };
+	}
+	return commands;
+}
+
 /** The role form as the JSON endpoint's body, so that the same schema checks it. */
 function roleFormShape(form: FormData, creating: boolean) {
 	const text = (k: string) => {
 		const v = form.get(k);
 		return typeof v === 'string' ? v.trim() : '';
 	};
+	const method = text('method') || 'git';
 	const type = text('health_type') || 'units';
 	const health =
 		type === 'command'
@@ -120,8 +137,10 @@ function roleFormShape(form: FormData, creating: boolean) {
 	return {
 		...(creating ? { name: text('name') } : {}),
 		description: text('description'),
-		method: text('method') || 'git',
+		method,
 		path: text('path'),
+		// Only a commands role has commands: another method sent by the form clears them on an edit.
+		commands: method === 'commands' ? commandsFormShape(form, text) : creating ? undefined : null,
 		// Empty clears it on an edit; on a new role it is simply not given.
 		source_repo: sourceRepo || (creating ? undefined : null),
 		branch: text('branch') || 'main',

@@ -95,7 +95,7 @@ function operationObject(op: Operation) {
 		responses[status] = { description: answer.description, content: { [type]: { schema } } };
 	}
 	if (op.body || op.rawBody || params.length)
-		responses['400'] = errorAnswer('Bad input: `fields` names each refused field');
+		responses['400'] = errorAnswer('Bad input; the error’s fields name each refused field');
 	if (rule.level !== 'public') {
 		responses['401'] = errorAnswer('Not signed in and no API token');
 		responses['403'] = errorAnswer('The caller’s role or token scope does not reach this');

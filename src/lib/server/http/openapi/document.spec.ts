@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs';
 import Ajv2020 from 'ajv/dist/2020.js';
 import { describe, expect, it } from 'vitest';
 import { accessPolicy } from '$lib/server/auth/access';
-import { openApiDocument, openApiPath } from './document';
+import { z } from 'zod';
+import { auditQuerySchema } from '$lib/schemas/audit';
+import { jsonSchemaOf, openApiDocument, openApiPath } from './document';
 
 const doc = openApiDocument('0.0.0-test');
 
@@ -65,5 +67,17 @@ describe('the OpenAPI document', () => {
 		expect(body.required).toEqual(expect.arrayContaining(['name', 'host', 'credential_id']));
 		expect(body.required).not.toContain('port');
 		expect(body.required).not.toContain('policy');
+	});
+
+	it('handles what JSON Schema cannot say deliberately: a date read from text is its ISO text, anything else throws', () => {
+		const audit = jsonSchemaOf(auditQuerySchema, 'input') as { properties: Record<string, unknown> };
+		expect(audit.properties.since).toMatchObject({ type: 'string', format: 'date-time' });
+		expect(() => jsonSchemaOf(z.object({ n: z.bigint() }), 'input')).toThrow(/bigint/);
+		expect(() =>
+			jsonSchemaOf(
+				z.string().transform((v) => v.length),
+				'output'
+			)
+		).toThrow(/transform/);
 	});
 });

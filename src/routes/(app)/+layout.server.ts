@@ -11,6 +11,7 @@ const navigation = [
 	{ href: '/rollouts', routeId: '/(app)/rollouts', label: 'Rollouts', icon: 'rollouts' },
 	{ href: '/releases', routeId: '/(app)/releases', label: 'Releases', icon: 'releases' },
 	{ href: '/audit', routeId: '/(app)/audit', label: 'Audit', icon: 'audit' },
+	{ href: '/api-docs', routeId: '/(app)/api-docs', label: 'API', icon: 'api' },
 	{ href: '/settings', routeId: '/(app)/settings', label: 'Settings', icon: 'settings' }
 ] as const;
 

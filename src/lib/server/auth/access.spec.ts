@@ -73,6 +73,7 @@ describe('the access table', () => {
 			'/(app)/releases': 'GET session:read',
 			'/(app)/releases/[id]': 'GET session:read',
 			'/(app)/audit': 'GET session:admin',
+			'/(app)/api-docs': 'GET session:read',
 			'/(app)/settings':
 				'GET session:read, POST changePassword session:read, POST createToken session:read, POST revokeToken session:read, POST signOutEverywhere session:read',
 			'/(app)/settings/nodes':
@@ -85,6 +86,7 @@ describe('the access table', () => {
 				'GET session:admin, POST create session:admin, POST test session:admin, POST delete session:admin, POST settings session:admin',
 			'/healthz': 'GET public',
 			'/api/version': 'GET read',
+			'/api/openapi.json': 'GET read',
 			'/api/me': 'GET read',
 			'/api/auth/tokens': 'GET session:read, POST session:read',
 			'/api/auth/tokens/[id]': 'DELETE session:read',

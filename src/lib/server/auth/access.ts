@@ -111,6 +111,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/(app)/releases': { kind: 'page', view: signedIn },
 	'/(app)/releases/[id]': { kind: 'page', view: signedIn },
 	'/(app)/audit': { kind: 'page', view: adminPage },
+	'/(app)/api-docs': { kind: 'page', view: signedIn },
 	'/(app)/settings': {
 		kind: 'page',
 		view: signedIn,
@@ -150,6 +151,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 
 	// The JSON API (docs/api.md).
 	'/api/version': { kind: 'endpoint', methods: { GET: read } },
+	'/api/openapi.json': { kind: 'endpoint', methods: { GET: read } },
 	'/api/me': { kind: 'endpoint', methods: { GET: read } },
 	'/api/auth/tokens': { kind: 'endpoint', methods: { GET: signedIn, POST: signedIn } },
 	'/api/auth/tokens/[id]': { kind: 'endpoint', methods: { DELETE: signedIn } },

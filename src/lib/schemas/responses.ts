@@ -1,0 +1,151 @@
+import { z } from 'zod';
+import { roleSchema, scopeSchema } from './common';
+import { connectionStatuses, fleetStatuses } from './nodes';
+
+/**
+ * What endpoints answer, for the OpenAPI document (src/lib/server/http/openapi/). The `present*` helpers build
+ * these shapes; tests/e2e/openapi.spec.ts checks real answers against the document, so a presenter that drifts
+ * from its schema here fails a test.
+ */
+
+const time = z.iso.datetime({ offset: true }).describe('ISO 8601 time');
+const id = z.uuid();
+
+/** The API's error shape (docs/api.md, "Conventions"). */
+export const errorBodySchema = z.object({
+	error: z.object({
+		code: z.string().describe('machine-readable, e.g. validation_failed, not_found, conflict'),
+		message: z.string(),
+		fields: z.record(z.string(), z.string()).describe('the field (dotted path) and why it was refused')
+	})
+});
+
+export const versionSchema = z.object({
+	name: z.literal('flotilla'),
+	version: z.string(),
+	node: z.string().describe('the Node.js version'),
+	database: z.string().describe('postgres or pglite')
+});
+
+export const meSchema = z.object({
+	user: z.object({ id, username: z.string(), role: roleSchema }),
+	via: z.enum(['session', 'token']),
+	level: scopeSchema,
+	token_id: id.nullable()
+});
+
+export const userSchema = z.object({
+	id,
+	username: z.string(),
+	role: roleSchema,
+	disabled: z.boolean(),
+	created_at: time,
+	updated_at: time
+});
+
+export const tokenSchema = z.object({
+	id,
+	name: z.string(),
+	prefix: z.string(),
+	scopes: z.array(scopeSchema),
+	expires_at: time.nullable(),
+	created_at: time,
+	last_used_at: time.nullable(),
+	revoked_at: time.nullable()
+});
+
+export const createdTokenSchema = tokenSchema.extend({
+	token: z.string().describe('the secret, shown once')
+});
+
+export const credentialSchema = z.object({
+	id,
+	name: z.string(),
+	key_type: z.string(),
+	public_key: z.string(),
+	fingerprint: z.string(),
+	created_at: time
+});
+
+export const nodeSchema = z.object({
+	id,
+	name: z.string(),
+	host: z.string(),
+	port: z.int(),
+	user: z.string(),
+	credential_id: id,
+	jump_node_id: id.nullable(),
+	kind: z.enum(['server', 'appliance']),
+	roles: z.array(z.string()),
+	labels: z.record(z.string(), z.string()),
+	policy: z.enum(['full', 'security', 'manual']),
+	control_plane: z.boolean(),
+	connection_status: z.enum(connectionStatuses),
+	host_key_fingerprint: z.string().nullable(),
+	host_key_status: z.enum(['unknown', 'pinned', 'changed']),
+	presented_fingerprint: z.string().nullable(),
+	reachable: z.boolean().nullable(),
+	last_error: z.string().nullable(),
+	last_check_at: time.nullable(),
+	last_seen_at: time.nullable(),
+	latency_ms: z.number().nullable(),
+	uname: z.string().nullable(),
+	created_at: time,
+	updated_at: time
+});
+
+const roleVersionSchema = z.object({
+	role: z.string(),
+	commit: z.string().nullable(),
+	latest: z.string().nullable(),
+	behind: z.boolean(),
+	synced_at: time.nullable(),
+	last_error: z.string().nullable(),
+	failed_commit: z.string().nullable(),
+	failed_at: time.nullable()
+});
+
+export const nodeListSchema = z.object({
+	items: z.array(
+		nodeSchema.extend({
+			status: z.enum(fleetStatuses),
+			alerts: z.array(z.string()).describe('what domains raise besides the status'),
+			versions: z.array(roleVersionSchema)
+		})
+	),
+	next_cursor: z.string().nullable()
+});
+
+const runStates = z.enum(['queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled']);
+
+export const runSchema = z.object({
+	id,
+	number: z.int(),
+	kind: z.string(),
+	title: z.string().nullable(),
+	state: runStates,
+	reason: z.string().nullable(),
+	created_by: z.string().nullable(),
+	scope: z.unknown().describe('what the run was started on'),
+	params: z.unknown().describe('the flow’s parameters'),
+	options: z.object({
+		concurrency: z.int(),
+		max_failures: z.int().nullable(),
+		max_failure_percent: z.number().nullable(),
+		stop_on_first_failure: z.boolean(),
+		critical_phases: z.array(z.string())
+	}),
+	parent_run_id: id.nullable(),
+	counts: z.record(z.string(), z.int()).describe('tasks by state'),
+	created_at: time,
+	started_at: time.nullable(),
+	ended_at: time.nullable()
+});
+
+export const runListSchema = z.object({ items: z.array(runSchema), next_cursor: z.int().nullable() });
+
+/** What endpoints that start work in the background answer (202). */
+export const runStartedSchema = z.object({ run_id: id, number: z.int().optional() });
+
+export const pageOf = <S extends z.ZodType>(item: S) =>
+	z.object({ items: z.array(item), next_cursor: z.string().nullable() });

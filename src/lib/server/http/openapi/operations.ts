@@ -1,0 +1,775 @@
+import { z } from 'zod';
+import { declareImageSchema, fleetUpdateSchema, pushSchema } from '$lib/schemas/appliances';
+import { auditQuerySchema } from '$lib/schemas/audit';
+import { createTokenSchema, createUserSchema, resetPasswordSchema, updateUserSchema } from '$lib/schemas/auth';
+import {
+	certRoleSchema,
+	createCaSchema,
+	importCaSchema,
+	reportSchema,
+	revokeSchema,
+	rotateSchema,
+	scanSchema,
+	trustCaSchema
+} from '$lib/schemas/certificates';
+import {
+	createRoleSchema,
+	markSyncedSchema,
+	notifySchema,
+	pinSchema,
+	triggerSchema,
+	updateRoleSchema
+} from '$lib/schemas/code-sync';
+import {
+	acceptHostKeySchema,
+	createCredentialSchema,
+	createNodeSchema,
+	nodeQuerySchema,
+	updateNodeSchema
+} from '$lib/schemas/nodes';
+import { createChannelSchema, deliveriesQuerySchema, notifySettingsSchema } from '$lib/schemas/notify';
+import { provisioningDefinitionSchema, provisionSchema } from '$lib/schemas/provisioning';
+import { createRolloutSchema, manifestSchema } from '$lib/schemas/releases';
+import {
+	createdTokenSchema,
+	credentialSchema,
+	meSchema,
+	nodeListSchema,
+	nodeSchema,
+	pageOf,
+	runListSchema,
+	runSchema,
+	runStartedSchema,
+	tokenSchema,
+	userSchema,
+	versionSchema
+} from '$lib/schemas/responses';
+import { createRunSchema, runQuerySchema, updatesStatusQuerySchema } from '$lib/schemas/runs';
+import { rotateKeysSchema } from '$lib/schemas/ssh-keys';
+import { holdSchema, nodeUpdateSchema, scanRequestSchema, skipSchema, windowSchema } from '$lib/schemas/system-updates';
+import type { Method } from '$lib/server/auth/access';
+
+/** One answer of an operation. Without `schema` the body is JSON whose shape the document does not pin down yet. */
+export interface Answer {
+	description: string;
+	schema?: z.ZodType;
+	/** Non-JSON answers: streams, downloads. */
+	contentType?: string;
+}
+
+/**
+ * One operation of the JSON API, as the OpenAPI document describes it. The request schemas are the very zod
+ * schemas the endpoint validates with; who may call it comes from the access table, never from here.
+ */
+export interface Operation {
+	method: Method;
+	/** The route as the access table (and `src/routes`) names it, e.g. `/api/nodes/[id]`. */
+	route: string;
+	tag: string;
+	summary: string;
+	query?: z.ZodObject;
+	body?: z.ZodType;
+	/** A body the endpoint accepts, shown on the reference page and sent by tests/e2e/openapi.spec.ts. */
+	example?: unknown;
+	/** A non-JSON request body (an upload, an inventory file). */
+	rawBody?: { contentType: string; description: string };
+	responses: Record<number, Answer>;
+}
+
+const ok = (description: string, schema?: z.ZodType): Record<number, Answer> => ({ 200: { description, schema } });
+const created = (description: string, schema?: z.ZodType): Record<number, Answer> => ({ 201: { description, schema } });
+const started: Record<number, Answer> = { 202: { description: 'The run was started', schema: runStartedSchema } };
+const gone: Record<number, Answer> = { 204: { description: 'Deleted' } };
+
+export const operations: Operation[] = [
+	// Meta
+	{
+		method: 'GET',
+		route: '/api/version',
+		tag: 'Meta',
+		summary: 'The console’s version',
+		responses: ok('Versions', versionSchema)
+	},
+	{
+		method: 'GET',
+		route: '/api/me',
+		tag: 'Meta',
+		summary: 'Who the caller is and what it may do',
+		responses: ok('The caller', meSchema)
+	},
+	{
+		method: 'GET',
+		route: '/api/openapi.json',
+		tag: 'Meta',
+		summary: 'This document',
+		responses: ok('The OpenAPI 3.1 document')
+	},
+
+	// Users and tokens
+	{
+		method: 'GET',
+		route: '/api/auth/tokens',
+		tag: 'Users and tokens',
+		summary: 'Your API tokens',
+		responses: ok('Tokens', pageOf(tokenSchema))
+	},
+	{
+		method: 'POST',
+		route: '/api/auth/tokens',
+		tag: 'Users and tokens',
+		summary: 'Create an API token',
+		body: createTokenSchema,
+		example: { name: 'ci deploys', scopes: ['read'] },
+		responses: created('The token, with its secret shown once', createdTokenSchema)
+	},
+	{
+		method: 'DELETE',
+		route: '/api/auth/tokens/[id]',
+		tag: 'Users and tokens',
+		summary: 'Revoke one of your tokens',
+		responses: gone
+	},
+	{
+		method: 'GET',
+		route: '/api/users',
+		tag: 'Users and tokens',
+		summary: 'Every user',
+		responses: ok('Users', pageOf(userSchema))
+	},
+	{
+		method: 'POST',
+		route: '/api/users',
+		tag: 'Users and tokens',
+		summary: 'Create a user',
+		body: createUserSchema,
+		responses: created('The user', userSchema)
+	},
+	{
+		method: 'GET',
+		route: '/api/users/[id]',
+		tag: 'Users and tokens',
+		summary: 'One user',
+		responses: ok('The user', userSchema)
+	},
+	{
+		method: 'PATCH',
+		route: '/api/users/[id]',
+		tag: 'Users and tokens',
+		summary: 'Change a user’s role or disable them',
+		body: updateUserSchema,
+		responses: ok('The user', userSchema)
+	},
+	{
+		method: 'POST',
+		route: '/api/users/[id]/password',
+		tag: 'Users and tokens',
+		summary: 'Set a user’s password (signs them out everywhere)',
+		body: resetPasswordSchema,
+		responses: gone
+	},
+
+	// Audit
+	{
+		method: 'GET',
+		route: '/api/audit',
+		tag: 'Audit',
+		summary: 'The audit log, a page at a time, or every row of a range as NDJSON',
+		query: auditQuerySchema,
+		responses: ok('Audit rows (with format=ndjson: one JSON object a line, application/x-ndjson)')
+	},
+
+	// Nodes
+	{
+		method: 'GET',
+		route: '/api/credentials',
+		tag: 'Nodes',
+		summary: 'SSH credentials (public halves)',
+		responses: ok('Credentials', pageOf(credentialSchema))
+	},
+	{
+		method: 'POST',
+		route: '/api/credentials',
+		tag: 'Nodes',
+		summary: 'Generate or import an SSH credential',
+		body: createCredentialSchema,
+		responses: created('The credential', credentialSchema)
+	},
+	{
+		method: 'DELETE',
+		route: '/api/credentials/[id]',
+		tag: 'Nodes',
+		summary: 'Delete an unused credential',
+		responses: gone
+	},
+	{
+		method: 'GET',
+		route: '/api/nodes',
+		tag: 'Nodes',
+		summary: 'Nodes with their fleet status',
+		query: nodeQuerySchema,
+		responses: ok('Nodes', nodeListSchema)
+	},
+	{
+		method: 'POST',
+		route: '/api/nodes',
+		tag: 'Nodes',
+		summary: 'Add a node',
+		body: createNodeSchema,
+		responses: created('The node', nodeSchema)
+	},
+	{ method: 'GET', route: '/api/nodes/[id]', tag: 'Nodes', summary: 'One node', responses: ok('The node', nodeSchema) },
+	{
+		method: 'PATCH',
+		route: '/api/nodes/[id]',
+		tag: 'Nodes',
+		summary: 'Change a node',
+		body: updateNodeSchema,
+		responses: ok('The node', nodeSchema)
+	},
+	{ method: 'DELETE', route: '/api/nodes/[id]', tag: 'Nodes', summary: 'Remove a node', responses: gone },
+	{
+		method: 'POST',
+		route: '/api/nodes/[id]/check',
+		tag: 'Nodes',
+		summary: 'Check a node now (connect, read facts)',
+		responses: ok('What the check found')
+	},
+	{
+		method: 'POST',
+		route: '/api/nodes/[id]/host-key/accept',
+		tag: 'Nodes',
+		summary: 'Accept the host key a node presents',
+		body: acceptHostKeySchema,
+		responses: ok('The node', nodeSchema)
+	},
+	{
+		method: 'POST',
+		route: '/api/inventory/import',
+		tag: 'Nodes',
+		summary: 'Import nodes from an Ansible inventory (INI or YAML)',
+		rawBody: { contentType: 'text/plain', description: 'The inventory file itself' },
+		responses: { ...ok('The plan (a dry run or nothing new)'), ...created('What was imported') }
+	},
+
+	// Code sync
+	{ method: 'GET', route: '/api/roles', tag: 'Code sync', summary: 'Roles', responses: ok('Roles') },
+	{
+		method: 'POST',
+		route: '/api/roles',
+		tag: 'Code sync',
+		summary: 'Define a role',
+		body: createRoleSchema,
+		responses: created('The role')
+	},
+	{ method: 'GET', route: '/api/roles/[name]', tag: 'Code sync', summary: 'One role', responses: ok('The role') },
+	{
+		method: 'PATCH',
+		route: '/api/roles/[name]',
+		tag: 'Code sync',
+		summary: 'Change a role',
+		body: updateRoleSchema,
+		responses: ok('The role')
+	},
+	{ method: 'DELETE', route: '/api/roles/[name]', tag: 'Code sync', summary: 'Delete a role', responses: gone },
+	{
+		method: 'POST',
+		route: '/api/roles/[name]/pin',
+		tag: 'Code sync',
+		summary: 'Pin a role to a commit',
+		body: pinSchema,
+		responses: ok('The pin')
+	},
+	{
+		method: 'GET',
+		route: '/api/roles/[name]/provisioning',
+		tag: 'Code sync',
+		summary: 'A role’s provisioning definition',
+		responses: ok('The definition')
+	},
+	{
+		method: 'PUT',
+		route: '/api/roles/[name]/provisioning',
+		tag: 'Code sync',
+		summary: 'Save a role’s provisioning definition',
+		body: provisioningDefinitionSchema,
+		responses: ok('The definition')
+	},
+	{
+		method: 'POST',
+		route: '/api/nodes/[id]/mark-synced',
+		tag: 'Code sync',
+		summary: 'Record the commit a node runs (deployed outside the console)',
+		body: markSyncedSchema,
+		responses: ok('The node’s versions')
+	},
+	{
+		method: 'POST',
+		route: '/api/nodes/[id]/provision',
+		tag: 'Code sync',
+		summary: 'Provision a role on a node',
+		body: provisionSchema,
+		responses: { 202: { description: 'The run was started', schema: z.object({ run_id: z.uuid() }) } }
+	},
+	{
+		method: 'POST',
+		route: '/api/code-source/notify',
+		tag: 'Code sync',
+		summary: 'Tell the console about a new commit (CI webhook)',
+		body: notifySchema,
+		responses: ok('What the commit changed')
+	},
+	{
+		method: 'POST',
+		route: '/api/updates/trigger',
+		tag: 'Code sync',
+		summary: 'Plan or start a code update',
+		body: triggerSchema,
+		responses: { ...ok('The plan (dry run)'), 202: { description: 'The run was started, with its plan' } }
+	},
+	{
+		method: 'GET',
+		route: '/api/updates/status',
+		tag: 'Code sync',
+		summary: 'Runs and rollouts under way and recent',
+		query: updatesStatusQuerySchema,
+		responses: ok('Status')
+	},
+
+	// System updates
+	{
+		method: 'GET',
+		route: '/api/updates/system',
+		tag: 'System updates',
+		summary: 'Pending package updates by node',
+		responses: ok('Nodes and their updates')
+	},
+	{
+		method: 'POST',
+		route: '/api/updates/system/scan',
+		tag: 'System updates',
+		summary: 'Scan nodes for package updates',
+		body: scanRequestSchema,
+		responses: started
+	},
+	{
+		method: 'POST',
+		route: '/api/updates/system/[node_id]',
+		tag: 'System updates',
+		summary: 'Apply updates on one node',
+		body: nodeUpdateSchema,
+		responses: started
+	},
+	{
+		method: 'GET',
+		route: '/api/updates/system/holds',
+		tag: 'System updates',
+		summary: 'Package holds',
+		responses: ok('Holds')
+	},
+	{
+		method: 'POST',
+		route: '/api/updates/system/holds',
+		tag: 'System updates',
+		summary: 'Hold packages back',
+		body: holdSchema,
+		responses: created('The hold')
+	},
+	{
+		method: 'DELETE',
+		route: '/api/updates/system/holds/[id]',
+		tag: 'System updates',
+		summary: 'Release a hold',
+		responses: gone
+	},
+	{
+		method: 'GET',
+		route: '/api/updates/system/windows',
+		tag: 'System updates',
+		summary: 'Maintenance windows',
+		responses: ok('Windows')
+	},
+	{
+		method: 'POST',
+		route: '/api/updates/system/windows',
+		tag: 'System updates',
+		summary: 'Define a maintenance window',
+		body: windowSchema,
+		responses: created('The window')
+	},
+	{
+		method: 'DELETE',
+		route: '/api/updates/system/windows/[id]',
+		tag: 'System updates',
+		summary: 'Delete a window',
+		responses: gone
+	},
+	{
+		method: 'POST',
+		route: '/api/updates/system/windows/[id]/skip',
+		tag: 'System updates',
+		summary: 'Skip (or unskip) a window’s next opening',
+		body: skipSchema,
+		responses: ok('The window')
+	},
+
+	// Releases and rollouts
+	{
+		method: 'GET',
+		route: '/api/releases',
+		tag: 'Releases and rollouts',
+		summary: 'Releases, newest first',
+		responses: ok('Releases')
+	},
+	{
+		method: 'POST',
+		route: '/api/releases',
+		tag: 'Releases and rollouts',
+		summary: 'Register a signed release manifest',
+		body: manifestSchema,
+		responses: created('The release')
+	},
+	{
+		method: 'GET',
+		route: '/api/releases/[id]',
+		tag: 'Releases and rollouts',
+		summary: 'One release and the nodes on it',
+		responses: ok('The release')
+	},
+	{
+		method: 'GET',
+		route: '/api/rollouts',
+		tag: 'Releases and rollouts',
+		summary: 'Rollouts',
+		responses: ok('Rollouts')
+	},
+	{
+		method: 'POST',
+		route: '/api/rollouts',
+		tag: 'Releases and rollouts',
+		summary: 'Start a staged rollout',
+		body: createRolloutSchema,
+		responses: created('The rollout')
+	},
+	{
+		method: 'POST',
+		route: '/api/rollouts/preview',
+		tag: 'Releases and rollouts',
+		summary: 'Which nodes each stage would reach',
+		body: createRolloutSchema,
+		responses: ok('The preview')
+	},
+	{
+		method: 'GET',
+		route: '/api/rollouts/[id]',
+		tag: 'Releases and rollouts',
+		summary: 'One rollout',
+		responses: ok('The rollout')
+	},
+	...(['advance', 'pause', 'resume', 'cancel', 'rollback'] as const).map((verb): Operation => ({
+		method: 'POST',
+		route: `/api/rollouts/[id]/${verb}`,
+		tag: 'Releases and rollouts',
+		summary: `${verb[0]!.toUpperCase()}${verb.slice(1)} a rollout`,
+		responses: ok('The rollout')
+	})),
+
+	// Appliances
+	{
+		method: 'GET',
+		route: '/api/appliances/images',
+		tag: 'Appliances',
+		summary: 'Appliance images',
+		responses: ok('Images')
+	},
+	{
+		method: 'POST',
+		route: '/api/appliances/images',
+		tag: 'Appliances',
+		summary: 'Declare an image before uploading it',
+		body: declareImageSchema,
+		responses: created('The image')
+	},
+	{
+		method: 'POST',
+		route: '/api/fleet/updates',
+		tag: 'Appliances',
+		summary: "An uploaded image's rollout to the appliances and their maintenance window, in one body",
+		body: fleetUpdateSchema,
+		responses: created('The release, image, rollout and windows')
+	},
+	{
+		method: 'GET',
+		route: '/api/appliances/images/[id]',
+		tag: 'Appliances',
+		summary: 'One image (Upload-Offset: bytes received)',
+		responses: ok('The image')
+	},
+	{
+		method: 'PUT',
+		route: '/api/appliances/images/[id]/content',
+		tag: 'Appliances',
+		summary: 'Upload (or resume uploading) an image’s bytes',
+		rawBody: {
+			contentType: 'application/octet-stream',
+			description: 'The image bytes from the Upload-Offset header on'
+		},
+		responses: ok('The image')
+	},
+	{
+		method: 'POST',
+		route: '/api/appliances/push',
+		tag: 'Appliances',
+		summary: 'Push an image to appliances',
+		body: pushSchema,
+		responses: { 201: { description: 'The run was started', schema: runStartedSchema } }
+	},
+	{
+		method: 'GET',
+		route: '/api/appliances/updates',
+		tag: 'Appliances',
+		summary: 'Appliance updates (A/B slot states)',
+		responses: ok('Updates')
+	},
+	{
+		method: 'GET',
+		route: '/api/appliances/bad-releases',
+		tag: 'Appliances',
+		summary: 'Releases marked bad after a fallback',
+		responses: ok('Marks')
+	},
+	{
+		method: 'POST',
+		route: '/api/appliances/bad-releases/[id]/clear',
+		tag: 'Appliances',
+		summary: 'Clear a bad-release mark',
+		responses: ok('The mark')
+	},
+
+	// Certificates
+	{
+		method: 'GET',
+		route: '/api/security/certificates',
+		tag: 'Certificates',
+		summary: 'Certificates found on nodes',
+		responses: ok('Inventory')
+	},
+	{
+		method: 'POST',
+		route: '/api/security/certificates/scan',
+		tag: 'Certificates',
+		summary: 'Scan nodes for certificates',
+		body: scanSchema,
+		responses: started
+	},
+	{
+		method: 'POST',
+		route: '/api/security/certificates/report',
+		tag: 'Certificates',
+		summary: 'Report certificates found by an agent',
+		body: reportSchema,
+		responses: created('What was recorded')
+	},
+	{
+		method: 'POST',
+		route: '/api/security/certificates/rotate',
+		tag: 'Certificates',
+		summary: 'Plan or start a certificate rotation',
+		body: rotateSchema,
+		responses: { ...ok('The plan (dry run)'), 202: { description: 'The run was started, with its plan' } }
+	},
+	{
+		method: 'GET',
+		route: '/api/security/certificates/ca',
+		tag: 'Certificates',
+		summary: 'Certificate authorities',
+		responses: ok('Authorities')
+	},
+	{
+		method: 'POST',
+		route: '/api/security/certificates/ca',
+		tag: 'Certificates',
+		summary: 'Create the internal CA',
+		body: createCaSchema,
+		responses: created('The authority')
+	},
+	{
+		method: 'POST',
+		route: '/api/security/certificates/ca/import',
+		tag: 'Certificates',
+		summary: 'Import a CA with its key',
+		body: importCaSchema,
+		responses: created('The authority')
+	},
+	{
+		method: 'POST',
+		route: '/api/security/certificates/ca/trust',
+		tag: 'Certificates',
+		summary: 'Trust an outside CA',
+		body: trustCaSchema,
+		responses: created('The authority')
+	},
+	{
+		method: 'GET',
+		route: '/api/security/certificates/issued',
+		tag: 'Certificates',
+		summary: 'Certificates the internal CA issued (?format=csv for a download)',
+		responses: ok('Issued certificates')
+	},
+	{
+		method: 'POST',
+		route: '/api/security/certificates/issued/[id]/revoke',
+		tag: 'Certificates',
+		summary: 'Revoke an issued certificate',
+		body: revokeSchema,
+		responses: ok('The certificate')
+	},
+	{
+		method: 'GET',
+		route: '/api/security/certificates/crl',
+		tag: 'Certificates',
+		summary: 'The internal CA’s CRL (PEM)',
+		responses: { 200: { description: 'The CRL', contentType: 'application/pkix-crl' } }
+	},
+	{
+		method: 'GET',
+		route: '/api/security/certificates/roles',
+		tag: 'Certificates',
+		summary: 'Certificate roles',
+		responses: ok('Roles')
+	},
+	{
+		method: 'POST',
+		route: '/api/security/certificates/roles',
+		tag: 'Certificates',
+		summary: 'Define a certificate role',
+		body: certRoleSchema,
+		responses: created('The role')
+	},
+
+	// SSH keys
+	{
+		method: 'POST',
+		route: '/api/ssh-keys/rotate',
+		tag: 'SSH keys',
+		summary: 'Rotate the fleet’s SSH key (or a dry run)',
+		body: rotateKeysSchema,
+		responses: {
+			...ok('The dry run: what each host would go through'),
+			202: { description: 'The rotation was started' }
+		}
+	},
+
+	// Notifications
+	{
+		method: 'GET',
+		route: '/api/notify/channels',
+		tag: 'Notifications',
+		summary: 'Notification channels',
+		responses: ok('Channels')
+	},
+	{
+		method: 'POST',
+		route: '/api/notify/channels',
+		tag: 'Notifications',
+		summary: 'Add a channel',
+		body: createChannelSchema,
+		responses: created('The channel, with its signing secret shown once')
+	},
+	{
+		method: 'GET',
+		route: '/api/notify/channels/[id]',
+		tag: 'Notifications',
+		summary: 'One channel and its deliveries',
+		query: deliveriesQuerySchema,
+		responses: ok('The channel')
+	},
+	{
+		method: 'DELETE',
+		route: '/api/notify/channels/[id]',
+		tag: 'Notifications',
+		summary: 'Delete a channel',
+		responses: gone
+	},
+	{
+		method: 'POST',
+		route: '/api/notify/channels/[id]/test',
+		tag: 'Notifications',
+		summary: 'Send a test notification',
+		responses: { 202: { description: 'Queued', schema: z.object({ delivery_id: z.uuid() }) } }
+	},
+	{
+		method: 'GET',
+		route: '/api/notify/settings',
+		tag: 'Notifications',
+		summary: 'Delivery settings',
+		responses: ok('Settings', notifySettingsSchema)
+	},
+	{
+		method: 'PUT',
+		route: '/api/notify/settings',
+		tag: 'Notifications',
+		summary: 'Change delivery settings',
+		body: notifySettingsSchema,
+		responses: ok('Settings', notifySettingsSchema)
+	},
+
+	// Runs and events
+	{
+		method: 'GET',
+		route: '/api/runs',
+		tag: 'Runs and events',
+		summary: 'Runs, newest first',
+		query: runQuerySchema,
+		responses: ok('Runs', runListSchema)
+	},
+	{
+		method: 'POST',
+		route: '/api/runs',
+		tag: 'Runs and events',
+		summary: 'Start a look-only run (e.g. check)',
+		body: createRunSchema,
+		responses: started
+	},
+	{
+		method: 'GET',
+		route: '/api/runs/[id]',
+		tag: 'Runs and events',
+		summary: 'One run with its tasks and steps',
+		responses: ok('The run', runSchema.extend({ tasks: z.array(z.unknown()) }))
+	},
+	...(['cancel', 'pause', 'resume'] as const).map((verb): Operation => ({
+		method: 'POST',
+		route: `/api/runs/[id]/${verb}`,
+		tag: 'Runs and events',
+		summary: `${verb[0]!.toUpperCase()}${verb.slice(1)} a run`,
+		responses: ok('The run', runSchema)
+	})),
+	{
+		method: 'POST',
+		route: '/api/runs/[id]/retry-failed',
+		tag: 'Runs and events',
+		summary: 'Retry a run’s failed tasks as a new run',
+		responses: started
+	},
+	{
+		method: 'GET',
+		route: '/api/runs/[id]/events',
+		tag: 'Runs and events',
+		summary: 'A run’s events, live (Server-Sent Events)',
+		responses: { 200: { description: 'An event stream', contentType: 'text/event-stream' } }
+	},
+	{
+		method: 'GET',
+		route: '/api/runs/[id]/log',
+		tag: 'Runs and events',
+		summary: 'A run’s whole output as text',
+		responses: { 200: { description: 'The log', contentType: 'text/plain' } }
+	},
+	{
+		method: 'GET',
+		route: '/api/events',
+		tag: 'Runs and events',
+		summary: 'Every engine event, live (Server-Sent Events; ?types= filters)',
+		responses: { 200: { description: 'An event stream', contentType: 'text/event-stream' } }
+	}
+];

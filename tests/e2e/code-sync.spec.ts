@@ -235,7 +235,7 @@ test('a host whose health check fails is rolled back, its log shows why, and it 
 	// The rollback shows: a marker on its task only, and its steps with the undo and the verify labelled, in the
 	// order they ran; first as the stream brought them, then as a reload reads them.
 	const rollbackSteps = [
-		...['prepare', 'fetch', 'switch', 'install', 'restart'].map((n) => `do:${n}:succeeded`),
+		...['prepare', 'fetch', 'preflight', 'switch', 'install', 'restart'].map((n) => `do:${n}:succeeded`),
 		'do:verify:failed',
 		'undo:switch:succeeded',
 		'verify:verify:succeeded'

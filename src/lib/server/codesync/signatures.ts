@@ -43,7 +43,8 @@ function why(stderr: string, exitCode: number | null): string {
 		.split('\n')
 		.map((l) => l.trim())
 		.filter(Boolean);
-	return lines.at(-1) ?? `git exited with ${exitCode}`;
+	// git says nothing at all about a commit or tag that carries no signature.
+	return lines.at(-1) ?? (exitCode === 1 ? 'no signature found' : `git exited with ${exitCode}`);
 }
 
 function refused(role: CodeRole, what: string, reason: string): StepFailed {

@@ -1,6 +1,6 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { and, asc, eq } from 'drizzle-orm';
@@ -12,7 +12,7 @@ import { buildPlan, triggerUpdate } from '../../src/lib/server/codesync/plan';
 import { createRole, updateRole } from '../../src/lib/server/codesync/roles';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase } from '../../src/lib/server/db';
-import { events } from '../../src/lib/server/db/schema';
+import { events, nodes } from '../../src/lib/server/db/schema';
 import { registerDomains } from '../../src/lib/server/domains';
 import { startEngine, stopEngine } from '../../src/lib/server/engine';
 import { freshPostgres } from '../support/databases';
@@ -70,9 +70,9 @@ async function logOf(taskId: string): Promise<string[]> {
 	return rows.flatMap((r) => (r.data.lines as { t: string }[]).map((l) => `${String(r.data.step)}: ${l.t}`));
 }
 
-async function deploy(sha: string) {
-	await notifyCommit(systemActor, { commit: sha, changed_roles: [ROLE] });
-	const { runId } = await triggerUpdate(systemActor, { scope: {}, dry_run: false, concurrency: 5 });
+async function deploy(sha: string, tag?: string, role = ROLE) {
+	await notifyCommit(systemActor, { commit: sha, changed_roles: [role], ...(tag ? { tag } : {}) });
+	const { runId } = await triggerUpdate(systemActor, { scope: { roles: [role] }, dry_run: false, concurrency: 5 });
 	return waitForRun(runId!, ['succeeded', 'failed', 'paused'], 120_000);
 }
 
@@ -164,8 +164,100 @@ describe('signed commits', () => {
 		good = await commit({ 'note.txt': 'signed again\n' }, keys.allowed);
 		expect((await deploy(good)).state).toBe('succeeded');
 		for (const h of bed.hosts) expect(await bed.checkedOutCommit(h, ROLE)).toBe(good);
-		await change({ signatures: null });
 	}, 180_000);
+
+	it('a role following tags deploys an unsigned commit named by a signed tag, and refuses an unsigned tag', async () => {
+		await change({ follow_tags: 'v*' });
+		const tagged = await commit({ 'note.txt': 'tagged\n' }, null);
+		await git([
+			'-C',
+			work,
+			'-c',
+			'gpg.format=ssh',
+			'-c',
+			`user.signingkey=${keys.allowed}`,
+			'tag',
+			'-s',
+			'v1.10.0',
+			'-m',
+			'v1.10.0'
+		]);
+		await git(['-C', work, 'push', '--quiet', 'origin', 'v1.10.0']);
+		let r = await deploy(tagged, 'v1.10.0');
+		expect(r.state).toBe('succeeded');
+		expect(await logOf(r.tasks[0]!.id)).toContain(
+			`preflight: ${ROLE}: tag v1.10.0 (${tagged.slice(0, 12)}) is signed by an allowed signer`
+		);
+		for (const h of bed.hosts) expect(await bed.checkedOutCommit(h, ROLE)).toBe(tagged);
+
+		const unsigned = await commit({ 'note.txt': 'tagged, unsigned\n' }, keys.allowed);
+		await git(['-C', work, 'tag', '-a', 'v1.11.0', '-m', 'v1.11.0']);
+		await git(['-C', work, 'push', '--quiet', 'origin', 'v1.11.0']);
+		r = await deploy(unsigned, 'v1.11.0');
+		expect(r.state).toBe('failed');
+		// The commit itself is signed: a role that follows tags trusts the tag, and this one is not signed.
+		for (const t of r.tasks) {
+			expect(t.error).toBe(
+				`preflight: ${ROLE}: tag v1.11.0 is not signed by an allowed signer (error: no signature found); nothing was changed`
+			);
+		}
+		for (const h of bed.hosts) expect(await bed.checkedOutCommit(h, ROLE)).toBe(tagged);
+		const fixed = await commit({ 'note.txt': 'tagged and signed\n' }, null);
+		await git([
+			'-C',
+			work,
+			'-c',
+			'gpg.format=ssh',
+			'-c',
+			`user.signingkey=${keys.allowed}`,
+			'tag',
+			'-s',
+			'v1.12.0',
+			'-m',
+			'v1.12.0'
+		]);
+		await git(['-C', work, 'push', '--quiet', 'origin', 'v1.12.0']);
+		expect((await deploy(fixed, 'v1.12.0')).state).toBe('succeeded');
+		await change({ signatures: null, follow_tags: null });
+	}, 240_000);
+
+	it("a push role is verified in the console's checkout before anything is uploaded", async () => {
+		await createRole(
+			systemActor,
+			createRoleSchema.parse({
+				name: 'shipped',
+				method: 'push',
+				path: '/opt/shipped',
+				source_repo: work,
+				units: ['shipped.service'],
+				signatures: { allowed_signers: [keys.allowedLine] }
+			})
+		);
+		await db()
+			.update(nodes)
+			.set({ roles: [ROLE, 'shipped'] });
+		const unsigned = await commit({ 'note.txt': 'push, unsigned\n' }, null);
+		let r = await deploy(unsigned, undefined, 'shipped');
+		expect(r.state).toBe('failed');
+		for (const t of r.tasks) {
+			expect(t.error).toBe(
+				`fetch: shipped: commit ${unsigned.slice(0, 12)} is not signed by an allowed signer (no signature found); nothing was changed`
+			);
+		}
+		for (const h of bed.hosts) {
+			const releases = await readdir(join(h.root, 'opt/shipped/releases')).catch(() => []);
+			expect(releases).toEqual([]);
+		}
+		const signed = await commit({ 'note.txt': 'push, signed\n' }, keys.allowed);
+		r = await deploy(signed, undefined, 'shipped');
+		expect(r.state).toBe('succeeded');
+		for (const h of bed.hosts) {
+			expect(await readlink(join(h.root, 'opt/shipped/current'))).toBe(`releases/${signed}`);
+		}
+		await db()
+			.update(nodes)
+			.set({ roles: [ROLE] });
+	}, 240_000);
 });
 
 describe('pre-flight', () => {

@@ -28,8 +28,8 @@ export interface PlanView {
 	title: string;
 	scope: ScopeView;
 	targets: Record<string, string>;
-	/** Per role: the commit it goes to and how many nodes move to it. */
-	roles: { role: string; to: string; nodes: number }[];
+	/** Per role: the commit it goes to, how many nodes move to it, and whether it must be signed to deploy. */
+	roles: { role: string; to: string; nodes: number; signed: boolean }[];
 	phases: { phase: number; label: string; nodes: number; critical: boolean }[];
 	concurrency: number;
 	nodes: {

@@ -68,7 +68,20 @@ test('roles: bad definitions are refused naming the field; only admins define ro
 		[{ ...base, health: { type: 'shell', command: 'true' } }, 'health.type'],
 		[{ ...base, units: [] }, 'units'],
 		[{ ...base, health_timeout_seconds: 0 }, 'health_timeout_seconds'],
-		[{ ...base, surprise: true }, '']
+		[{ ...base, surprise: true }, ''],
+		[{ ...base, signatures: { allowed_signers: ['deploy ssh-ed25519 not-a-key'] } }, 'signatures.allowed_signers.0'],
+		[{ ...base, signatures: { allowed_signers: [] } }, 'signatures.allowed_signers'],
+		[
+			{ ...base, readiness_check: { argv: ['./ready.sh'], deadline_seconds: 'soon' } },
+			'readiness_check.deadline_seconds'
+		],
+		[{ ...base, snapshot: { data_paths: ['/'], keep: 3 } }, 'snapshot.data_paths.0'],
+		[{ ...base, snapshot: { keep: 51 } }, 'snapshot.keep'],
+		[{ ...base, quiesce: { quiesce: { argv: ['./pause.sh'] } } }, 'quiesce.resume'],
+		[
+			{ ...base, quiesce: { quiesce: { argv: ['./pause.sh'], surprise: 1 }, resume: { argv: ['./go.sh'] } } },
+			'quiesce.quiesce'
+		]
 	] as const) {
 		const res = await post('/api/roles', body, cookie(admin));
 		expect(res.status, JSON.stringify(body)).toBe(400);
@@ -94,6 +107,25 @@ test('roles: bad definitions are refused naming the field; only admins define ro
 	expect(await fieldsOf(await patch({ method: 'push' }))).toHaveProperty('source_repo');
 	expect((await patch({ name: 'renamed' })).status).toBe(400);
 	expect((await patch({ order: 5 })).status).toBe(200);
+	expect(
+		await fieldsOf(await patch({ quiesce: { quiesce: { argv: [] }, resume: { argv: ['./go.sh'] } } }))
+	).toHaveProperty(['quiesce.quiesce.argv']);
+	const withPreflight = await patch({
+		readiness_check: { argv: ['./ready.sh'] },
+		snapshot: { data_paths: ['/var/lib/web'], keep: 2, restore_command: ['./restore.sh'] },
+		quiesce: { quiesce: { argv: ['./pause.sh'], deadline_seconds: 20 }, resume: { argv: ['./go.sh'] } }
+	});
+	expect(withPreflight.status).toBe(200);
+	expect(await withPreflight.json()).toMatchObject({
+		signatures: null,
+		readiness_check: { argv: ['./ready.sh'], deadline_seconds: 30 },
+		snapshot: { data_paths: ['/var/lib/web'], keep: 2, deadline_seconds: 600, restore_command: ['./restore.sh'] },
+		quiesce: {
+			quiesce: { argv: ['./pause.sh'], deadline_seconds: 20 },
+			resume: { argv: ['./go.sh'], deadline_seconds: 60 }
+		}
+	});
+	expect((await patch({ readiness_check: null, snapshot: null, quiesce: null })).status).toBe(200);
 	expect((await call('/api/roles/NOPE', { headers: bearer(tokens.read) })).status).toBe(400);
 	expect((await call('/api/roles/nope', { headers: bearer(tokens.read) })).status).toBe(404);
 });

@@ -235,7 +235,7 @@ test('a host whose health check fails is rolled back, its log shows why, and it 
 	// The rollback shows: a marker on its task only, and its steps with the undo and the verify labelled, in the
 	// order they ran; first as the stream brought them, then as a reload reads them.
 	const rollbackSteps = [
-		...['prepare', 'fetch', 'switch', 'install', 'restart'].map((n) => `do:${n}:succeeded`),
+		...['prepare', 'fetch', 'preflight', 'switch', 'install', 'restart'].map((n) => `do:${n}:succeeded`),
 		'do:verify:failed',
 		'undo:switch:succeeded',
 		'verify:verify:succeeded'
@@ -256,8 +256,8 @@ test('a host whose health check fails is rolled back, its log shows why, and it 
 				)
 			)
 		).toEqual(rollbackSteps);
-		await expect(steps.nth(6)).toHaveText(/^undo\s*switch\s*succeeded/);
-		await expect(steps.nth(5)).toContainText('frontend is unhealthy after 3 s');
+		await expect(steps.nth(7)).toHaveText(/^undo\s*switch\s*succeeded/);
+		await expect(steps.nth(6)).toContainText('frontend is unhealthy after 3 s');
 	}
 	// The API lists the same attempts, with their errors and times.
 	const detail = await (await call(`/api/runs/${runId}`, { headers: operate() })).json();
@@ -265,7 +265,7 @@ test('a host whose health check fails is rolled back, its log shows why, and it 
 	expect(
 		apiTask.steps.map((s: { phase: string; name: string; state: string }) => `${s.phase}:${s.name}:${s.state}`)
 	).toEqual(rollbackSteps);
-	expect(apiTask.steps[5].error).toMatch(/frontend is unhealthy/);
+	expect(apiTask.steps[6].error).toMatch(/frontend is unhealthy/);
 	for (const s of apiTask.steps) expect(s.ended_at >= s.started_at).toBe(true);
 
 	const log = page.locator(`tr[data-log-for="${broken}"]`).getByTestId('live-log');
@@ -399,6 +399,42 @@ test('an admin defines a role: bad fields are named next to them, nothing is sav
 		sort_order: 7,
 		install_command: ['sh', 'install.sh']
 	});
+
+	// Signatures, pre-flight and quiesce: a wrong key line and a quiesce without its resume are named in place.
+	await page.locator('[data-role-card="ui-extra"]').getByRole('link', { name: 'Edit' }).click();
+	const signers = form.getByLabel(/^Allowed signers/);
+	await signers.fill('deploy@example.com ssh-ed25519 not-a-key');
+	await form.getByLabel(/^Readiness check/).fill('sh\nready.sh');
+	await form.locator('input[name="snapshot"]').check();
+	await form.getByLabel(/^Data paths to snapshot/).fill('/var/lib/extra');
+	await form.getByLabel('Snapshots kept').fill('2');
+	await form.getByLabel('Quiesce before the restart (one argument per line)').fill('sh\npause.sh');
+	await form.getByRole('button', { name: 'Save role' }).click();
+	await expect(errorOf('role-allowed-signers')).toContainText('line 1: must be "principal key-type key [comment]"');
+	await expect(errorOf('role-resume')).toHaveText('is required');
+	await expect(form.getByLabel(/^Readiness check/)).toHaveValue('sh\nready.sh');
+	await page.screenshot({ path: `${shots}/role-form-preflight-errors.png`, fullPage: true });
+	const key = 'AAAAC3NzaC1lZDI1NTE5AAAAICAH1XympOydrhRY2E7DJKThvqgyKBnIcklsReC8jc11';
+	await signers.fill(`deploy@example.com ssh-ed25519 ${key}`);
+	await form.getByLabel('Resume after the restart (one argument per line)').fill('sh\nresume.sh');
+	await form.getByLabel('Quiesce deadline (seconds)').fill('15');
+	await form.getByRole('button', { name: 'Save role' }).click();
+	await expect(page.getByText('Saved role ui-extra.')).toBeVisible();
+	expect(
+		(await db`select signatures, readiness_check, snapshot, quiesce from code_roles where name = 'ui-extra'`)[0]
+	).toEqual({
+		signatures: { allowed_signers: [`deploy@example.com ssh-ed25519 ${key}`] },
+		readiness_check: { argv: ['sh', 'ready.sh'], deadline_seconds: 30 },
+		snapshot: { data_paths: ['/var/lib/extra'], keep: 2, deadline_seconds: 600, restore_command: [] },
+		quiesce: {
+			quiesce: { argv: ['sh', 'pause.sh'], deadline_seconds: 15 },
+			resume: { argv: ['sh', 'resume.sh'], deadline_seconds: 60 }
+		}
+	});
+	await page.locator('[data-role-card="ui-extra"]').getByRole('link', { name: 'Edit' }).click();
+	await expect(signers).toHaveValue(`deploy@example.com ssh-ed25519 ${key}`);
+	await page.locator('#role-allowed-signers').scrollIntoViewIfNeeded();
+	await page.screenshot({ path: `${shots}/role-form-preflight.png`, fullPage: true });
 
 	page.once('dialog', (d) => d.accept());
 	await page.getByRole('button', { name: 'Delete role' }).click();

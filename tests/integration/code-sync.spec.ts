@@ -127,7 +127,9 @@ describe('Code Sync on real hosts', () => {
 		// Installed and restarted too: install.sh wrote the revision it built, and each step ran in order.
 		const t = run.tasks[0]!;
 		expect(t.steps.map((s) => `${s.phase}:${s.name}:${s.state}`)).toEqual(
-			['prepare', 'fetch', 'switch', 'install', 'restart', 'verify', 'record'].map((n) => `do:${n}:succeeded`)
+			['prepare', 'fetch', 'preflight', 'switch', 'install', 'restart', 'verify', 'record'].map(
+				(n) => `do:${n}:succeeded`
+			)
 		);
 	}, 180_000);
 

@@ -110,6 +110,114 @@ export const deployCommandsSchema = z
 	)
 	.strict();
 
+/**
+ * One line of git's allowed signers file (docs/code-sync.md, "Signed commits and tags"): `principal key-type
+ * base64-key [comment]`. Options (namespaces=, valid-after=) are not accepted: a line is a key that may sign.
+ * The key's own bytes must name the same type as the line, so a pasted half of a key is refused here, not
+ * on the node.
+ */
+const SSH_KEY_TYPES = [
+	'ssh-ed25519',
+	'ssh-rsa',
+	'ecdsa-sha2-nistp256',
+	'ecdsa-sha2-nistp384',
+	'ecdsa-sha2-nistp521',
+	'sk-ssh-ed25519@openssh.com',
+	'sk-ecdsa-sha2-nistp256@openssh.com'
+];
+const SIGNER_LINE = /^([A-Za-z0-9@._+*,-]{1,200}) (\S+) ([A-Za-z0-9+/]{20,8192}={0,2})( .{0,200})?$/;
+
+/** Whether `blob` (base64) is an SSH public key of type `type`: a length-prefixed type string comes first. */
+function keyBlobIs(type: string, blob: string): boolean {
+	const bytes = Buffer.from(blob, 'base64');
+	if (bytes.length < 4) return false;
+	const length = bytes.readUInt32BE(0);
+	return length === type.length && bytes.subarray(4, 4 + length).toString('latin1') === type;
+}
+
+export const allowedSignerSchema = z.string(wrongType('must be an allowed signer line')).refine((line) => {
+	const m = SIGNER_LINE.exec(line);
+	return !!m && !controlChars.test(line) && SSH_KEY_TYPES.includes(m[2]!) && keyBlobIs(m[2]!, m[3]!);
+}, 'must be "principal key-type key [comment]", e.g. deploy@example.com ssh-ed25519 AAAA…');
+
+/** Which signatures a role's targets need (null: none). Only SSH signing keys for now. */
+export const signaturesSchema = z
+	.object(
+		{
+			allowed_signers: z
+				.array(allowedSignerSchema, wrongType('must be a list of allowed signer lines'))
+				.min(1, 'needs at least one allowed signer')
+				.max(32, 'at most 32 allowed signers')
+		},
+		wrongType('must be {allowed_signers: [...]} or null')
+	)
+	.strict();
+
+/** A command with its own deadline, run in the role's folder on the node (readiness, quiesce, resume). */
+const timedCommandSchema = (max: number, fallback: number) =>
+	z
+		.object(
+			{
+				argv: commandArgv,
+				deadline_seconds: fromText(
+					z
+						.number(wrongType('must be a number'))
+						.int('must be a whole number')
+						.min(1, `must be 1 to ${max}`)
+						.max(max, `must be 1 to ${max}`)
+				).default(fallback)
+			},
+			wrongType('must be {argv: [...], deadline_seconds} or null')
+		)
+		.strict();
+
+export const readinessSchema = timedCommandSchema(300, 30);
+
+/**
+ * The pre-flight snapshot: the role's folder and these data paths archived on the node before the switch,
+ * the newest `keep` kept; `restore_command` (empty: none) puts one back when the update rolls back.
+ */
+export const snapshotSchema = z
+	.object(
+		{
+			data_paths: z
+				.array(
+					absolutePathSchema.refine((p) => p !== '/', 'must not be /'),
+					wrongType('must be a list of absolute paths')
+				)
+				.max(16, 'at most 16 data paths')
+				.default([]),
+			keep: fromText(
+				z
+					.number(wrongType('must be a number'))
+					.int('must be a whole number')
+					.min(1, 'must be 1 to 50')
+					.max(50, 'must be 1 to 50')
+			).default(3),
+			deadline_seconds: fromText(
+				z
+					.number(wrongType('must be a number'))
+					.int('must be a whole number')
+					.min(1, 'must be 1 to 3600')
+					.max(3600, 'must be 1 to 3600')
+			).default(600),
+			restore_command: argvSchema.default([])
+		},
+		wrongType('must be {data_paths, keep, deadline_seconds, restore_command} or null')
+	)
+	.strict();
+
+/** Quiesce before the restart and resume after it, each under its own deadline. */
+export const quiesceSchema = z
+	.object(
+		{ quiesce: timedCommandSchema(600, 60), resume: timedCommandSchema(600, 60) },
+		wrongType('must be {quiesce: {argv, deadline_seconds}, resume: {argv, deadline_seconds}} or null')
+	)
+	.strict();
+
+/** A commands role's programs fetch the code themselves: there is no checkout to verify a signature in. */
+export const SIGNATURES_NEED_GIT = 'only git and push roles can require signatures (a commands role has no checkout)';
+
 const methodSchema = z.enum(['git', 'push', 'commands'], { error: 'must be git, push or commands' });
 
 const roleFields = {
@@ -149,7 +257,11 @@ const roleFields = {
 			.int('must be a whole number')
 			.min(1, 'must be 1 to 100')
 			.max(100, 'must be 1 to 100')
-	).default(3)
+	).default(3),
+	signatures: signaturesSchema.nullable().default(null),
+	readiness_check: readinessSchema.nullable().default(null),
+	snapshot: snapshotSchema.nullable().default(null),
+	quiesce: quiesceSchema.nullable().default(null)
 };
 
 export const createRoleSchema = z
@@ -166,6 +278,10 @@ export const createRoleSchema = z
 	.refine((r) => r.health.type !== 'units' || r.units.length > 0, {
 		message: 'a health check of type units needs at least one unit',
 		path: ['units']
+	})
+	.refine((r) => r.method !== 'commands' || !r.signatures, {
+		message: SIGNATURES_NEED_GIT,
+		path: ['signatures']
 	});
 
 /** PATCH: any field but the name; defaults do not apply, so an absent field stays as it is. */
@@ -186,7 +302,11 @@ export const updateRoleSchema = z
 		order: roleFields.order.removeDefault(),
 		auto_update: z.boolean(wrongType('must be true or false')),
 		auto_update_interval_minutes: roleFields.auto_update_interval_minutes.removeDefault(),
-		auto_update_max_failures_per_day: roleFields.auto_update_max_failures_per_day.removeDefault()
+		auto_update_max_failures_per_day: roleFields.auto_update_max_failures_per_day.removeDefault(),
+		signatures: signaturesSchema.nullable(),
+		readiness_check: readinessSchema.nullable(),
+		snapshot: snapshotSchema.nullable(),
+		quiesce: quiesceSchema.nullable()
 	})
 	.partial()
 	.strict()

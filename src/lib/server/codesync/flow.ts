@@ -9,6 +9,8 @@ import { sh } from '$lib/server/ssh/shell';
 import { runCommand } from './commands';
 import { anyExit, describeHealth, probeHealth, waitHealthy, workDir } from './health';
 import { methodFor } from './methods';
+import { checkReadiness, quiesce, restoreSnapshot, resume, takeSnapshot } from './preflight';
+import { verifyOnNode } from './signatures';
 import { recordFailed, recordSynced } from './versions';
 
 /**
@@ -40,6 +42,10 @@ export interface RoleProgress {
 	switched?: boolean;
 	/** A `commands` role whose rollback command ran: it does not run twice in one undo. */
 	rolledBack?: boolean;
+	/** The pre-flight snapshot taken before the switch, which a rollback restores. */
+	snapshot?: string;
+	/** Told to quiesce (and not resumed yet): a rollback's restart resumes it. */
+	quiesced?: boolean;
 }
 
 type Ctx = StepContext<CodeSyncParams>;
@@ -88,18 +94,21 @@ async function pending(ctx: Ctx): Promise<{ role: CodeRole; p: RoleProgress }[]>
 	});
 }
 
+/** One restart command's budget; the restart step's own is larger, for the quiesce and resume around it. */
+const RESTART_DEADLINE_MS = 120_000;
+
 /**
  * Restarts the role and says so in the task's log: a restart prints nothing on success, and inside a rollback
  * (the undo of `switch`) it has no step row of its own to show that it happened.
  */
 async function restart(ctx: Ctx, role: CodeRole): Promise<void> {
 	if (role.restartCommand.length) {
-		await ctx.exec(sh`cd -- ${workDir(role)} && ${role.restartCommand}`);
+		await ctx.exec(sh`cd -- ${workDir(role)} && ${role.restartCommand}`, { deadlineMs: RESTART_DEADLINE_MS });
 		ctx.log(`${role.name}: restarted (${role.restartCommand.join(' ')})`);
 		return;
 	}
 	for (const unit of role.units) {
-		await ctx.exec(sh`systemctl restart -- ${unit}`);
+		await ctx.exec(sh`systemctl restart -- ${unit}`, { deadlineMs: RESTART_DEADLINE_MS });
 		ctx.log(`${role.name}: restarted (systemctl restart ${unit})`);
 	}
 }
@@ -108,14 +117,23 @@ async function install(ctx: Ctx, role: CodeRole): Promise<void> {
 	if (role.installCommand.length) await ctx.exec(sh`cd -- ${workDir(role)} && ${role.installCommand}`);
 }
 
-/** The whole restore per switched role, last first: back to the recorded commit, reinstall, restart. */
+/**
+ * The whole restore per switched role, last first: back to the recorded commit, reinstall, put the pre-flight
+ * snapshot back (before the restart, so the old code starts on the old data), restart, and resume a role
+ * that was told to quiesce.
+ */
 async function restoreSwitched(ctx: Ctx): Promise<void> {
 	for (const { role, p } of (await pending(ctx)).reverse()) {
 		if (!p.switched) continue;
 		await methodFor(role).switchBack(ctx, role, p.previous);
 		ctx.log(`${role.name}: back on ${p.previous ? p.previous.slice(0, 12) : 'no release'}`);
 		if (p.previous) await install(ctx, role);
+		if (p.snapshot) await restoreSnapshot(ctx, role, p.snapshot);
 		await restart(ctx, role);
+		if (p.quiesced) {
+			await resume(ctx, role);
+			p.quiesced = false;
+		}
 		p.switched = false;
 		p.rolledBack = true;
 	}
@@ -203,7 +221,8 @@ export function deployFlow<P extends CodeSyncParams>(
 function prepareStep(withCommands: boolean): Step<CodeSyncParams> {
 	return {
 		name: 'prepare',
-		deadlineMs: 60_000,
+		// The survey takes seconds; a readiness check may take up to its own deadline (at most 300 s).
+		deadlineMs: 400_000,
 		async do(ctx) {
 			const all = await rolesOf(ctx);
 			const roles = withCommands ? all : all.filter((r) => r.method !== 'commands');
@@ -223,6 +242,8 @@ function prepareStep(withCommands: boolean): Step<CodeSyncParams> {
 			for (const role of roles) {
 				const found = await methodFor(role).survey(ctx, role);
 				if (found.dirty) ctx.skip(`${role.name}: ${found.dirty}; not touching it`);
+				const notReady = await checkReadiness(ctx, role);
+				if (notReady) ctx.skip(`${role.name}: ${notReady}; not touching it`);
 				const target = targetsOf(ctx.params, ctx.node.id)[role.name]!;
 				const current = known.get(role.name)?.previous ?? found.current;
 				ctx.log(`${role.name}: runs ${current ? current.slice(0, 12) : 'nothing yet'}, target ${target.slice(0, 12)}`);
@@ -243,6 +264,24 @@ const codeSyncSteps: Step<CodeSyncParams>[] = [
 		async do(ctx) {
 			for (const { role, p } of await pending(ctx)) {
 				p.target = await methodFor(role).fetch(ctx, role, p.target);
+			}
+		}
+	},
+	{
+		/**
+		 * Before anything on the node changes: the signature of each target is verified where the code is (a
+		 * push role's was, in the console, before its upload), then each role's snapshot is taken.
+		 */
+		name: 'preflight',
+		// Each snapshot has its own deadline (at most an hour); this is only the step's outer bound.
+		deadlineMs: 2 * 3_600_000,
+		async do(ctx) {
+			for (const { role, p } of await pending(ctx)) {
+				if (role.method === 'git') await verifyOnNode(ctx, role, p.target);
+			}
+			for (const { role, p } of await pending(ctx)) {
+				const taken = await takeSnapshot(ctx, role);
+				if (taken) p.snapshot = taken;
 			}
 		}
 	},
@@ -277,9 +316,21 @@ const codeSyncSteps: Step<CodeSyncParams>[] = [
 	},
 	{
 		name: 'restart',
-		deadlineMs: 120_000,
+		// Each command has its own deadline (quiesce and resume at most 600 s each); the step's outer bound.
+		deadlineMs: 3_600_000,
 		async do(ctx) {
-			for (const { role } of await pending(ctx)) await restart(ctx, role);
+			for (const { role, p } of await pending(ctx)) {
+				if (role.quiesce) {
+					// Marked first: a quiesce that times out may have stopped the work half-way, so the rollback resumes.
+					p.quiesced = true;
+					await quiesce(ctx, role);
+				}
+				await restart(ctx, role);
+				if (p.quiesced) {
+					await resume(ctx, role);
+					p.quiesced = false;
+				}
+			}
 		}
 	},
 	{

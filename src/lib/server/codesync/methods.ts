@@ -9,6 +9,7 @@ import { sh } from '$lib/server/ssh/shell';
 import { uploadFile } from '$lib/server/ssh/sftp';
 import { readCommitFile, runCommand, writeCommitFile } from './commands';
 import { anyExit, type Exec } from './health';
+import { verifyInConsole } from './signatures';
 
 const run = promisify(execFile);
 
@@ -56,7 +57,9 @@ const gitMethod: DeployMethod = {
 		};
 	},
 	async fetch(ctx, role, target) {
-		await ctx.exec(sh`git -C ${role.path} fetch --quiet origin`);
+		// A role whose tags are verified needs them even when they name a commit the node already has.
+		const tags = role.followTags && role.signatures ? ['--tags'] : [];
+		await ctx.exec(sh`git -C ${role.path} fetch --quiet ${tags} origin`);
 		return target;
 	},
 	async switchTo(ctx, role, target) {
@@ -92,6 +95,8 @@ const pushMethod: DeployMethod = {
 		} catch {
 			throw new StepFailed(`${role.name}: commit ${target} is not in the console's checkout ${source}`);
 		}
+		// Before the upload: an unsigned release never reaches the node.
+		await verifyInConsole(ctx, role, source, full);
 		const release = `${role.path}/releases/${full}`;
 		const present = await ctx.exec(sh`test -d ${release}`, { okExitCodes: [0, 1] });
 		if (present.exitCode === 0) {

@@ -35,6 +35,8 @@ export interface PlannedNode {
 export interface Plan {
 	/** Per role, the commit this update deploys. */
 	targets: Record<string, string>;
+	/** The roles of `targets` whose commit (or tag) must be signed by an allowed signer to deploy. */
+	signatures_required: string[];
 	nodes: PlannedNode[];
 	phases: { phase: number; label: string; nodes: number; critical: boolean }[];
 	/** Nodes in scope left out, and why (up to date, no pinned host key, no role in scope). */
@@ -83,7 +85,7 @@ export async function buildPlan(scope: UpdateScope = {}, concurrency = DEFAULT_U
 		}
 	}
 	const versions = await versionsFor(candidates);
-	const plan: Plan = { targets: {}, nodes: [], phases: [], excluded: [], concurrency, scope };
+	const plan: Plan = { targets: {}, signatures_required: [], nodes: [], phases: [], excluded: [], concurrency, scope };
 	for (const node of candidates) {
 		const behind = (versions.get(node.id) ?? []).filter((v) => byName.get(v.role) && v.latest && v.behind);
 		if (node.hostKeyStatus !== 'pinned') {
@@ -120,6 +122,9 @@ export async function buildPlan(scope: UpdateScope = {}, concurrency = DEFAULT_U
 		});
 	}
 	plan.nodes.sort((a, b) => a.phase - b.phase || a.name.localeCompare(b.name));
+	plan.signatures_required = Object.keys(plan.targets)
+		.filter((r) => byName.get(r)?.signatures)
+		.sort();
 	const cp = plan.nodes.filter((n) => n.phase === 0).length;
 	if (cp) plan.phases.push({ phase: 0, label: 'Control plane first', nodes: cp, critical: true });
 	if (plan.nodes.length - cp)

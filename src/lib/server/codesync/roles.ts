@@ -1,6 +1,6 @@
 import { asc, eq, inArray } from 'drizzle-orm';
 import type { z } from 'zod';
-import type { createRoleSchema, updateRoleSchema } from '$lib/schemas/code-sync';
+import { SIGNATURES_NEED_GIT, type createRoleSchema, type updateRoleSchema } from '$lib/schemas/code-sync';
 import { recordAudit, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import { codeRoles, type CodeRole } from '$lib/server/db/schema';
@@ -51,7 +51,11 @@ function columns(input: RoleFields) {
 		sortOrder: input.order,
 		autoUpdate: input.auto_update,
 		autoUpdateIntervalMinutes: input.auto_update_interval_minutes,
-		autoUpdateMaxFailuresPerDay: input.auto_update_max_failures_per_day
+		autoUpdateMaxFailuresPerDay: input.auto_update_max_failures_per_day,
+		signatures: input.signatures,
+		readinessCheck: input.readiness_check,
+		snapshot: input.snapshot,
+		quiesce: input.quiesce
 	};
 }
 
@@ -88,6 +92,12 @@ export async function updateRole(
 				method === 'commands'
 					? 'is required for the commands method (backup, pull, migrate, smoke, switch)'
 					: 'only a commands role has commands: set them to null'
+		});
+	}
+	const signatures = changes.signatures !== undefined ? changes.signatures : current.signatures;
+	if (method === 'commands' && signatures) {
+		throw new ServiceError('validation_failed', 'A commands role cannot require signatures', {
+			signatures: SIGNATURES_NEED_GIT
 		});
 	}
 	const health = changes.health ?? current.health;
@@ -141,6 +151,10 @@ export const presentRole = (r: CodeRole) => ({
 	auto_update_max_failures_per_day: r.autoUpdateMaxFailuresPerDay,
 	auto_update_disabled_reason: r.autoUpdateDisabledReason,
 	auto_update_last_at: r.autoUpdateLastAt,
+	signatures: r.signatures,
+	readiness_check: r.readinessCheck,
+	snapshot: r.snapshot,
+	quiesce: r.quiesce,
 	created_at: r.createdAt,
 	updated_at: r.updatedAt
 });

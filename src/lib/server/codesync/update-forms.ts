@@ -30,7 +30,12 @@ export function planView(plan: Plan): PlanView {
 		title: planTitle(plan),
 		scope: plan.scope,
 		targets: plan.targets,
-		roles: Object.entries(plan.targets).map(([role, to]) => ({ role, to, nodes: roles.get(role) ?? 0 })),
+		roles: Object.entries(plan.targets).map(([role, to]) => ({
+			role,
+			to,
+			nodes: roles.get(role) ?? 0,
+			signed: plan.signatures_required.includes(role)
+		})),
 		phases: plan.phases,
 		concurrency: plan.concurrency,
 		nodes: plan.nodes.slice(0, PLAN_ROWS),

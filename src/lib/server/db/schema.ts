@@ -361,6 +361,26 @@ export interface DeployCommands {
 	rollback?: DeployCommand;
 }
 
+/** The signers a role's target commit (or tag) must be signed by: lines of git's allowed signers file. */
+export interface RoleSignatures {
+	allowed_signers: string[];
+}
+
+/** The pre-flight snapshot of a role (docs/code-sync.md, "Pre-flight"). */
+export interface RoleSnapshot {
+	data_paths: string[];
+	keep: number;
+	deadline_seconds: number;
+	/** argv that puts a snapshot back on a rollback (`FLOTILLA_SNAPSHOT` names it); empty: none. */
+	restore_command: string[];
+}
+
+/** Commands run around a role's restart so that it stops work cleanly first and picks it up after. */
+export interface RoleQuiesce {
+	quiesce: DeployCommand;
+	resume: DeployCommand;
+}
+
 /** What a node runs (e.g. `backend`), and how Code Sync deploys it. */
 export const codeRoles = pgTable('code_roles', {
 	name: text('name').primaryKey(),
@@ -408,6 +428,12 @@ export const codeRoles = pgTable('code_roles', {
 	/** Set when auto-update turned itself off (too many failures), in words for the operator. */
 	autoUpdateDisabledReason: text('auto_update_disabled_reason'),
 	autoUpdateLastAt: timestamp('auto_update_last_at', { withTimezone: true }),
+	/** Null: any commit deploys. Else the target (or the tag naming it) must be signed by one of these keys. */
+	signatures: jsonb('signatures').$type<RoleSignatures>(),
+	/** A program that must exit 0 before the node is touched; otherwise the node is skipped. */
+	readinessCheck: jsonb('readiness_check').$type<DeployCommand>(),
+	snapshot: jsonb('snapshot').$type<RoleSnapshot>(),
+	quiesce: jsonb('quiesce').$type<RoleQuiesce>(),
 	createdAt: createdAt(),
 	updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow()
 });

@@ -41,7 +41,11 @@ const presentRole = (r: CodeRole) => ({
 	autoUpdateIntervalMinutes: r.autoUpdateIntervalMinutes,
 	autoUpdateMaxFailuresPerDay: r.autoUpdateMaxFailuresPerDay,
 	autoUpdateDisabledReason: r.autoUpdateDisabledReason,
-	autoUpdateLastAt: iso(r.autoUpdateLastAt)
+	autoUpdateLastAt: iso(r.autoUpdateLastAt),
+	signatures: r.signatures,
+	readinessCheck: r.readinessCheck,
+	snapshot: r.snapshot,
+	quiesce: r.quiesce
 });
 
 export const load: PageServerLoad = async (event) => {
@@ -154,7 +158,40 @@ function roleFormShape(form: FormData, creating: boolean) {
 		order: text('order') || undefined,
 		auto_update: form.get('auto_update') === 'on',
 		auto_update_interval_minutes: text('auto_update_interval_minutes') || undefined,
-		auto_update_max_failures_per_day: text('auto_update_max_failures_per_day') || undefined
+		auto_update_max_failures_per_day: text('auto_update_max_failures_per_day') || undefined,
+		...preflightFormShape(form, text)
+	};
+}
+
+/**
+ * Signatures, pre-flight and quiesce as the JSON body's fields: each is null (none) unless the form names a
+ * program or a key for it; on a new role an unused one is simply not given.
+ */
+function preflightFormShape(form: FormData, text: (k: string) => string) {
+	const signers = lines(form.get('allowed_signers'));
+	const readiness = lines(form.get('readiness_command'));
+	const quiesceArgv = lines(form.get('quiesce_command'));
+	const resumeArgv = lines(form.get('resume_command'));
+	return {
+		signatures: signers.length ? { allowed_signers: signers } : null,
+		readiness_check: readiness.length
+			? { argv: readiness, deadline_seconds: text('readiness_deadline_seconds') || undefined }
+			: null,
+		snapshot:
+			form.get('snapshot') === 'on'
+				? {
+						data_paths: lines(form.get('snapshot_data_paths')),
+						keep: text('snapshot_keep') || undefined,
+						restore_command: lines(form.get('snapshot_restore_command'))
+					}
+				: null,
+		quiesce:
+			quiesceArgv.length || resumeArgv.length
+				? {
+						quiesce: { argv: quiesceArgv, deadline_seconds: text('quiesce_deadline_seconds') || undefined },
+						resume: { argv: resumeArgv, deadline_seconds: text('resume_deadline_seconds') || undefined }
+					}
+				: null
 	};
 }
 

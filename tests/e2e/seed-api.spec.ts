@@ -211,7 +211,9 @@ test('the fleet-update body rolls out an uploaded image in its stages and sets t
 	const notYet = await send(body);
 	expect(notYet.status).toBe(400);
 	const refusal = (await notYet.json()).error;
-	expect(refusal.fields.iso_url).toMatch(/cannot fetch images by URL: upload the image with this sha256 first/);
+	expect(refusal.fields.iso_url).toMatch(
+		/carries no signature, so the image is not fetched from here: declare it with its signature first/
+	);
 	// An operator's token may not set windows.
 	expect((await send(body, bearer(tokens.operate))).status).toBe(403);
 

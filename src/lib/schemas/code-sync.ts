@@ -58,8 +58,11 @@ const followTagsSchema = z
 	.string(wrongType('must be a glob such as v* or null'))
 	.regex(/^[A-Za-z0-9._/+*?-]{1,64}$/, 'must be a glob such as v*: letters, digits, . _ / + - * ? (at most 64)');
 
-/** One command of a `commands` role; `max` is the budget of the step it runs in. */
-const deployCommandSchema = (max: number, fallback: number) =>
+/**
+ * A command with its own deadline, run in the role's folder on the node: a `commands` role's steps, readiness,
+ * quiesce and resume. `max` is the budget of the step it runs in.
+ */
+const timedCommandSchema = (max: number, fallback: number) =>
 	z
 		.object(
 			{
@@ -93,7 +96,7 @@ export const deployCommandLimits = [
 const limitOf = (name: (typeof deployCommandLimits)[number]['name']) =>
 	deployCommandLimits.find((l) => l.name === name)!;
 const commandOf = (name: (typeof deployCommandLimits)[number]['name']) =>
-	deployCommandSchema(limitOf(name).max, limitOf(name).fallback);
+	timedCommandSchema(limitOf(name).max, limitOf(name).fallback);
 
 /** A `commands` role's update: backup, pull, migrate, smoke and switch are required, rollback is recommended. */
 export const deployCommandsSchema = z
@@ -152,24 +155,6 @@ export const signaturesSchema = z
 		wrongType('must be {allowed_signers: [...]} or null')
 	)
 	.strict();
-
-/** A command with its own deadline, run in the role's folder on the node (readiness, quiesce, resume). */
-const timedCommandSchema = (max: number, fallback: number) =>
-	z
-		.object(
-			{
-				argv: commandArgv,
-				deadline_seconds: fromText(
-					z
-						.number(wrongType('must be a number'))
-						.int('must be a whole number')
-						.min(1, `must be 1 to ${max}`)
-						.max(max, `must be 1 to ${max}`)
-				).default(fallback)
-			},
-			wrongType('must be {argv: [...], deadline_seconds} or null')
-		)
-		.strict();
 
 export const readinessSchema = timedCommandSchema(300, 30);
 

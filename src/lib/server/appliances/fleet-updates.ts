@@ -12,11 +12,13 @@ import { saveWindow } from '$lib/server/sysupdates/windows';
  * `POST /api/fleet/updates` (docs/appliances.md, "Fleet updates"): one body naming an appliance image by version,
  * URL and sha256, with its staged rollout and the appliances' maintenance window, made into what the native
  * endpoints make — the rollout of the image's release, and System Updates' windows for the appliances it targets.
- * The console does not fetch images by URL: the image must already be uploaded (POST /api/appliances/images).
+ * The body carries no signature, and an appliance boots only a signed image, so this endpoint never fetches
+ * `iso_url` itself: the image must already be declared with its signature and received (POST
+ * /api/appliances/images, uploaded or fetched from its `url`).
  */
 
 const NOT_UPLOADED =
-	'the console cannot fetch images by URL: upload the image with this sha256 first (POST /api/appliances/images), then send this again';
+	'this body carries no signature, so the image is not fetched from here: declare it with its signature first (POST /api/appliances/images, uploaded or with its url), then send this again';
 
 /** The release `version` names and its complete image with `sha256`; a 400 naming the field that does not fit. */
 async function uploadedImage(input: FleetUpdateInput) {

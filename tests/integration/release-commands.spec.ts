@@ -145,6 +145,7 @@ describe('the commands deploy method on real hosts', () => {
 				'prepare',
 				'backup',
 				'fetch',
+				'preflight',
 				'migrate',
 				'smoke',
 				'switch',

@@ -179,6 +179,7 @@ describe('rollouts on real hosts', () => {
 			'prepare',
 			'backup',
 			'fetch',
+			'preflight',
 			'migrate',
 			'smoke',
 			'switch',

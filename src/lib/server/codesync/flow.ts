@@ -192,12 +192,14 @@ export function deployFlow<P extends CodeSyncParams>(
 	parseParams: (params: unknown) => P,
 	extra: { first?: Step<P>[]; beforeRecord?: Step<P>[]; finished?: (end: TaskEnd<P>) => Promise<void> } = {}
 ): Flow<P> {
-	const [, fetch, ...rest] = codeSyncSteps;
+	// Signatures are checked and the snapshot taken (preflight) before the release's own programs run.
+	const [, fetch, preflight, ...rest] = codeSyncSteps;
 	const steps = [
 		...((extra.first ?? []) as unknown as Step<CodeSyncParams>[]),
 		prepareStep(true),
 		commandStep('backup'),
 		fetch!,
+		preflight!,
 		commandStep('migrate'),
 		commandStep('smoke'),
 		...rest

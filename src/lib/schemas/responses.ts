@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { roleSchema, scopeSchema } from './common';
 import { connectionStatuses, fleetStatuses } from './nodes';
+import { notifyChannelKinds, notifyEventKinds } from './notify';
+import { DAYS } from './system-updates';
 
 /**
  * What endpoints answer, for the OpenAPI document (src/lib/server/http/openapi/). The `present*` helpers build
@@ -149,3 +151,75 @@ export const runStartedSchema = z.object({ run_id: id, number: z.int().optional(
 
 export const pageOf = <S extends z.ZodType>(item: S) =>
 	z.object({ items: z.array(item), next_cursor: z.string().nullable() });
+
+/** Lists answered whole, without paging. */
+export const listOf = <S extends z.ZodType>(item: S) => z.object({ items: z.array(item) });
+
+export const holdAnswerSchema = z.object({
+	id,
+	scope: z.enum(['node', 'role']),
+	target: z.string().describe('a node id or a role name'),
+	pattern: z.string(),
+	reason: z.string().nullable(),
+	created_by: z.string(),
+	created_at: time
+});
+
+export const windowAnswerSchema = z.object({
+	id,
+	scope: z.enum(['node', 'role', 'label']),
+	target: z.string().describe('a node id, a role name or a label as key=value'),
+	start: z.string().describe('HH:MM in time_zone'),
+	end: z.string(),
+	time_zone: z.string(),
+	days: z.array(z.enum(DAYS)),
+	skip_until: time.nullable(),
+	next: z.object({ opens: time, closes: time }).nullable().describe('the next opening, none within the horizon')
+});
+
+export const channelAnswerSchema = z.object({
+	id,
+	name: z.string(),
+	kind: z.enum(notifyChannelKinds),
+	url_origin: z.string().describe('scheme, host and port only: never the path'),
+	events: z.array(z.enum(notifyEventKinds)),
+	security_days: z.number(),
+	reboot_days: z.number(),
+	unreachable_minutes: z.number(),
+	enabled: z.boolean(),
+	created_at: time
+});
+
+export const createdChannelSchema = channelAnswerSchema.extend({
+	secret: z.string().nullable().describe('a webhook’s signing secret, shown once; null for Slack')
+});
+
+export const channelWithDeliveriesSchema = channelAnswerSchema.extend({
+	deliveries: z.array(
+		z.object({
+			id,
+			event: z.string(),
+			key: z.string(),
+			title: z.string().nullable(),
+			state: z.enum(['queued', 'delivered', 'failed']),
+			attempts: z.int(),
+			last_status: z.int().nullable(),
+			last_response: z.string().nullable(),
+			last_attempt_at: time.nullable(),
+			delivered_at: time.nullable(),
+			created_at: time
+		})
+	)
+});
+
+export const certRoleAnswerSchema = z.object({
+	role: z.string(),
+	cert_path: z.string(),
+	key_path: z.string(),
+	endpoints: z.array(z.object({ port: z.int(), servername: z.string().optional() })),
+	reload_command: z.array(z.string()),
+	issuer: z.enum(['ca', 'self-signed']),
+	validity_days: z.int(),
+	extra_sans: z.array(z.string()),
+	order: z.int()
+});

@@ -31,7 +31,14 @@ import { createChannelSchema, deliveriesQuerySchema, notifySettingsSchema } from
 import { provisioningDefinitionSchema, provisionSchema } from '$lib/schemas/provisioning';
 import { createRolloutSchema, manifestSchema } from '$lib/schemas/releases';
 import {
+	certRoleAnswerSchema,
+	channelAnswerSchema,
+	channelWithDeliveriesSchema,
+	createdChannelSchema,
 	createdTokenSchema,
+	holdAnswerSchema,
+	listOf,
+	windowAnswerSchema,
 	credentialSchema,
 	meSchema,
 	nodeListSchema,
@@ -364,7 +371,7 @@ export const operations: Operation[] = [
 		route: '/api/updates/system/holds',
 		tag: 'System updates',
 		summary: 'Package holds',
-		responses: ok('Holds')
+		responses: ok('Holds', listOf(holdAnswerSchema))
 	},
 	{
 		method: 'POST',
@@ -372,7 +379,7 @@ export const operations: Operation[] = [
 		tag: 'System updates',
 		summary: 'Hold packages back',
 		body: holdSchema,
-		responses: created('The hold')
+		responses: created('The hold', holdAnswerSchema)
 	},
 	{
 		method: 'DELETE',
@@ -386,7 +393,7 @@ export const operations: Operation[] = [
 		route: '/api/updates/system/windows',
 		tag: 'System updates',
 		summary: 'Maintenance windows',
-		responses: ok('Windows')
+		responses: ok('Windows', listOf(windowAnswerSchema))
 	},
 	{
 		method: 'POST',
@@ -394,7 +401,7 @@ export const operations: Operation[] = [
 		tag: 'System updates',
 		summary: 'Define a maintenance window',
 		body: windowSchema,
-		responses: created('The window')
+		responses: created('The window', windowAnswerSchema)
 	},
 	{
 		method: 'DELETE',
@@ -409,7 +416,7 @@ export const operations: Operation[] = [
 		tag: 'System updates',
 		summary: 'Skip (or unskip) a window’s next opening',
 		body: skipSchema,
-		responses: ok('The window')
+		responses: ok('The window', windowAnswerSchema)
 	},
 
 	// Releases and rollouts
@@ -635,7 +642,7 @@ export const operations: Operation[] = [
 		route: '/api/security/certificates/roles',
 		tag: 'Certificates',
 		summary: 'Certificate roles',
-		responses: ok('Roles')
+		responses: ok('Roles', listOf(certRoleAnswerSchema))
 	},
 	{
 		method: 'POST',
@@ -643,7 +650,7 @@ export const operations: Operation[] = [
 		tag: 'Certificates',
 		summary: 'Define a certificate role',
 		body: certRoleSchema,
-		responses: created('The role')
+		responses: created('The role', certRoleAnswerSchema)
 	},
 
 	// SSH keys
@@ -665,7 +672,7 @@ export const operations: Operation[] = [
 		route: '/api/notify/channels',
 		tag: 'Notifications',
 		summary: 'Notification channels',
-		responses: ok('Channels')
+		responses: ok('Channels', pageOf(channelAnswerSchema))
 	},
 	{
 		method: 'POST',
@@ -673,7 +680,7 @@ export const operations: Operation[] = [
 		tag: 'Notifications',
 		summary: 'Add a channel',
 		body: createChannelSchema,
-		responses: created('The channel, with its signing secret shown once')
+		responses: created('The channel, with its signing secret shown once', createdChannelSchema)
 	},
 	{
 		method: 'GET',
@@ -681,7 +688,7 @@ export const operations: Operation[] = [
 		tag: 'Notifications',
 		summary: 'One channel and its deliveries',
 		query: deliveriesQuerySchema,
-		responses: ok('The channel')
+		responses: ok('The channel', channelWithDeliveriesSchema)
 	},
 	{
 		method: 'DELETE',

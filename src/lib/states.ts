@@ -9,6 +9,19 @@ export const terminalRunStates = ['succeeded', 'failed', 'cancelled'] as const;
 export const taskStates = ['queued', 'running', ...terminalTaskStates] as const;
 export const runStates = ['queued', 'running', 'paused', ...terminalRunStates] as const;
 
+/** A rollout's states (docs/releases.md, "Rollouts"). */
+export const rolloutStates = [
+	'scheduled',
+	'running',
+	'waiting_approval',
+	'paused',
+	'rolling_back',
+	'completed',
+	'cancelled',
+	'rolled_back',
+	'failed'
+] as const;
+
 export type TerminalTaskState = (typeof terminalTaskStates)[number];
 
 const taskEnded = new Set<string>(terminalTaskStates);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { rolloutStates } from '$lib/states';
 import { roleSchema, scopeSchema } from './common';
 import { connectionStatuses, fleetStatuses } from './nodes';
 import { notifyChannelKinds, notifyEventKinds } from './notify';
@@ -222,4 +223,92 @@ export const certRoleAnswerSchema = z.object({
 	validity_days: z.int(),
 	extra_sans: z.array(z.string()),
 	order: z.int()
+});
+
+export const releaseAnswerSchema = z.object({
+	id,
+	version: z.string(),
+	sha: z.string(),
+	channel: z.enum(['stable', 'beta']),
+	migrations_required: z.boolean(),
+	breaking_changes: z.string().nullable(),
+	released_at: time,
+	signature: z.string(),
+	algorithm: z.string().describe('ed25519 or hmac-sha256'),
+	verified_by: z.string().describe('the configured key that verified the signature'),
+	created_by: z.string(),
+	created_at: time
+});
+
+export const releaseWithNodesSchema = releaseAnswerSchema.extend({
+	nodes: z.array(
+		z.object({ node_id: id, node: z.string(), role: z.string(), commit: z.string(), synced_at: time.nullable() })
+	)
+});
+
+const rolloutStageAnswer = z.object({
+	percent: z.number(),
+	bake_seconds: z.number(),
+	state: z.enum(['pending', 'running', 'done']),
+	run_id: id.nullable(),
+	started_at: time.nullable(),
+	ended_at: time.nullable(),
+	acknowledged_failures: z.int()
+});
+
+export const rolloutAnswerSchema = z.object({
+	id,
+	number: z.int(),
+	release_id: id,
+	release: z.object({ version: z.string(), sha: z.string(), channel: z.enum(['stable', 'beta']) }).optional(),
+	target: z.object({
+		channel: z.enum(['stable', 'beta']).optional(),
+		roles: z.array(z.string()).optional(),
+		labels: z.array(z.string()).optional(),
+		nodes: z.array(z.string()).optional()
+	}),
+	strategy: z.enum(['immediate', 'staged', 'canary']),
+	state: z.enum(rolloutStates),
+	reason: z.string().nullable(),
+	current_stage: z.int().describe('-1 before the first stage starts'),
+	stages: z.array(rolloutStageAnswer),
+	failure_threshold_percent: z.int(),
+	min_finished_nodes: z.int(),
+	concurrency: z.int(),
+	require_approval: z.boolean(),
+	respect_windows: z.boolean(),
+	start_at: time.nullable(),
+	rollback_run_id: id.nullable(),
+	created_by: z.string(),
+	created_at: time,
+	ended_at: time.nullable()
+});
+
+export const rolloutListSchema = z.object({ items: z.array(rolloutAnswerSchema), next_cursor: z.int().nullable() });
+
+export const rolloutDetailSchema = rolloutAnswerSchema.extend({
+	release: releaseAnswerSchema,
+	stages: z.array(
+		rolloutStageAnswer.extend({
+			run_number: z.int().nullable(),
+			run_state: runStates.optional().describe('once the stage has a run'),
+			counts: z.record(z.string(), z.int()).nullable().describe('the stage run’s tasks by state'),
+			failure_rate_percent: z.number().nullable()
+		})
+	),
+	nodes: z.array(
+		z.object({
+			node_id: id,
+			node: z.string(),
+			stage: z.int(),
+			state: z.string().describe('pending, waiting_window, its task’s state, or reverted'),
+			window_opens_at: time.nullable(),
+			step: z.string().nullable(),
+			step_started_at: time.nullable(),
+			run_id: id.nullable(),
+			task_id: id.nullable(),
+			previous: z.record(z.string(), z.string().nullable()).nullable().describe('per role, the commit it ran before'),
+			error: z.string().nullable()
+		})
+	)
 });

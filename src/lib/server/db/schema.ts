@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { runStates, taskStates } from '$lib/states';
+import { rolloutStates, runStates, taskStates } from '$lib/states';
 import {
 	type AnyPgColumn,
 	bigint,
@@ -512,17 +512,6 @@ export const releases = pgTable(
 	(t) => [uniqueIndex('releases_version').on(t.version), index('releases_sha_idx').on(t.sha)]
 );
 
-export const rolloutStates = [
-	'scheduled',
-	'running',
-	'waiting_approval',
-	'paused',
-	'rolling_back',
-	'completed',
-	'cancelled',
-	'rolled_back',
-	'failed'
-] as const;
 export type RolloutState = (typeof rolloutStates)[number];
 
 export interface RolloutTarget {

@@ -29,7 +29,12 @@ import {
 } from '$lib/schemas/nodes';
 import { createChannelSchema, deliveriesQuerySchema, notifySettingsSchema } from '$lib/schemas/notify';
 import { provisioningDefinitionSchema, provisionSchema } from '$lib/schemas/provisioning';
-import { createRolloutSchema, manifestSchema } from '$lib/schemas/releases';
+import {
+	createRolloutSchema,
+	manifestSchema,
+	releaseListQuerySchema,
+	rolloutListQuerySchema
+} from '$lib/schemas/releases';
 import {
 	certRoleAnswerSchema,
 	channelAnswerSchema,
@@ -38,6 +43,11 @@ import {
 	createdTokenSchema,
 	holdAnswerSchema,
 	listOf,
+	releaseAnswerSchema,
+	releaseWithNodesSchema,
+	rolloutAnswerSchema,
+	rolloutDetailSchema,
+	rolloutListSchema,
 	windowAnswerSchema,
 	credentialSchema,
 	meSchema,
@@ -425,7 +435,8 @@ export const operations: Operation[] = [
 		route: '/api/releases',
 		tag: 'Releases and rollouts',
 		summary: 'Releases, newest first',
-		responses: ok('Releases')
+		query: releaseListQuerySchema,
+		responses: ok('Releases', pageOf(releaseAnswerSchema))
 	},
 	{
 		method: 'POST',
@@ -433,21 +444,22 @@ export const operations: Operation[] = [
 		tag: 'Releases and rollouts',
 		summary: 'Register a signed release manifest',
 		body: manifestSchema,
-		responses: created('The release')
+		responses: created('The release', releaseAnswerSchema)
 	},
 	{
 		method: 'GET',
 		route: '/api/releases/[id]',
 		tag: 'Releases and rollouts',
 		summary: 'One release and the nodes on it',
-		responses: ok('The release')
+		responses: ok('The release', releaseWithNodesSchema)
 	},
 	{
 		method: 'GET',
 		route: '/api/rollouts',
 		tag: 'Releases and rollouts',
 		summary: 'Rollouts',
-		responses: ok('Rollouts')
+		query: rolloutListQuerySchema,
+		responses: ok('Rollouts', rolloutListSchema)
 	},
 	{
 		method: 'POST',
@@ -469,15 +481,15 @@ export const operations: Operation[] = [
 		method: 'GET',
 		route: '/api/rollouts/[id]',
 		tag: 'Releases and rollouts',
-		summary: 'One rollout',
-		responses: ok('The rollout')
+		summary: 'One rollout with its stages’ progress and its nodes',
+		responses: ok('The rollout', rolloutDetailSchema)
 	},
 	...(['advance', 'pause', 'resume', 'cancel', 'rollback'] as const).map((verb): Operation => ({
 		method: 'POST',
 		route: `/api/rollouts/[id]/${verb}`,
 		tag: 'Releases and rollouts',
 		summary: `${verb[0]!.toUpperCase()}${verb.slice(1)} a rollout`,
-		responses: ok('The rollout')
+		responses: ok('The rollout', rolloutAnswerSchema)
 	})),
 
 	// Appliances

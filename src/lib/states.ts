@@ -22,6 +22,22 @@ export const rolloutStates = [
 	'failed'
 ] as const;
 
+/** An appliance image's upload, and an appliance's A/B update (docs/appliances.md, "States"). */
+export const applianceImageStates = ['receiving', 'complete'] as const;
+export const applianceUpdateStates = [
+	'pending',
+	'uploading',
+	'verifying',
+	'ready',
+	'rebooting',
+	'verifying_health',
+	'succeeded',
+	'failed',
+	'rolled_back',
+	'skipped',
+	'cancelled'
+] as const;
+
 export type TerminalTaskState = (typeof terminalTaskStates)[number];
 
 const taskEnded = new Set<string>(terminalTaskStates);

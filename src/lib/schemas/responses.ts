@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { rolloutStates } from '$lib/states';
+import { applianceImageStates, applianceUpdateStates, rolloutStates } from '$lib/states';
 import { roleSchema, scopeSchema } from './common';
 import { connectionStatuses, fleetStatuses } from './nodes';
 import { notifyChannelKinds, notifyEventKinds } from './notify';
@@ -311,4 +311,50 @@ export const rolloutDetailSchema = rolloutAnswerSchema.extend({
 			error: z.string().nullable()
 		})
 	)
+});
+
+export const imageAnswerSchema = z.object({
+	id,
+	release_id: id,
+	version: z.string().optional().describe('in lists: the release’s version'),
+	channel: z.enum(['stable', 'beta']).optional(),
+	sha256: z.string(),
+	size: z.int(),
+	signature: z.string(),
+	verified_by: z.string(),
+	state: z.enum(applianceImageStates),
+	received_bytes: z.int().describe('where an interrupted upload continues'),
+	created_by: z.string(),
+	created_at: time
+});
+
+export const applianceUpdateAnswerSchema = z.object({
+	id,
+	task_id: id,
+	run_id: id,
+	node_id: id,
+	node: z.string().optional().describe('the node’s name, where the answer names it'),
+	image_id: id,
+	rollout_id: id.nullable(),
+	state: z.enum(applianceUpdateStates),
+	bytes: z.int(),
+	total: z.int(),
+	from_slot: z.string().nullable(),
+	to_slot: z.string().nullable(),
+	error: z.string().nullable(),
+	fallback: z.string().nullable().describe('why the appliance went back to its good slot on its own'),
+	started_at: time,
+	updated_at: time
+});
+
+export const badReleaseAnswerSchema = z.object({
+	id,
+	release_id: id,
+	version: z.string().optional().describe('in lists: the release’s version'),
+	hardware: z.string(),
+	node: z.string(),
+	reason: z.string(),
+	created_at: time,
+	cleared_at: time.nullable(),
+	cleared_by: z.string().nullable()
 });

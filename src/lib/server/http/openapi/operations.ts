@@ -1,5 +1,10 @@
 import { z } from 'zod';
-import { declareImageSchema, fleetUpdateSchema, pushSchema } from '$lib/schemas/appliances';
+import {
+	applianceUpdatesQuerySchema,
+	declareImageSchema,
+	fleetUpdateSchema,
+	pushSchema
+} from '$lib/schemas/appliances';
 import { auditQuerySchema } from '$lib/schemas/audit';
 import { createTokenSchema, createUserSchema, resetPasswordSchema, updateUserSchema } from '$lib/schemas/auth';
 import {
@@ -36,12 +41,15 @@ import {
 	rolloutListQuerySchema
 } from '$lib/schemas/releases';
 import {
+	applianceUpdateAnswerSchema,
+	badReleaseAnswerSchema,
 	certRoleAnswerSchema,
 	channelAnswerSchema,
 	channelWithDeliveriesSchema,
 	createdChannelSchema,
 	createdTokenSchema,
 	holdAnswerSchema,
+	imageAnswerSchema,
 	listOf,
 	releaseAnswerSchema,
 	releaseWithNodesSchema,
@@ -498,7 +506,7 @@ export const operations: Operation[] = [
 		route: '/api/appliances/images',
 		tag: 'Appliances',
 		summary: 'Appliance images',
-		responses: ok('Images')
+		responses: ok('Images', listOf(imageAnswerSchema))
 	},
 	{
 		method: 'POST',
@@ -506,7 +514,7 @@ export const operations: Operation[] = [
 		tag: 'Appliances',
 		summary: 'Declare an image before uploading it',
 		body: declareImageSchema,
-		responses: created('The image')
+		responses: created('The image', imageAnswerSchema)
 	},
 	{
 		method: 'POST',
@@ -521,7 +529,7 @@ export const operations: Operation[] = [
 		route: '/api/appliances/images/[id]',
 		tag: 'Appliances',
 		summary: 'One image (Upload-Offset: bytes received)',
-		responses: ok('The image')
+		responses: ok('The image', imageAnswerSchema)
 	},
 	{
 		method: 'PUT',
@@ -532,7 +540,7 @@ export const operations: Operation[] = [
 			contentType: 'application/octet-stream',
 			description: 'The image bytes from the Upload-Offset header on'
 		},
-		responses: ok('The image')
+		responses: ok('The image', imageAnswerSchema)
 	},
 	{
 		method: 'POST',
@@ -547,21 +555,22 @@ export const operations: Operation[] = [
 		route: '/api/appliances/updates',
 		tag: 'Appliances',
 		summary: 'Appliance updates (A/B slot states)',
-		responses: ok('Updates')
+		query: applianceUpdatesQuerySchema,
+		responses: ok('Updates', listOf(applianceUpdateAnswerSchema))
 	},
 	{
 		method: 'GET',
 		route: '/api/appliances/bad-releases',
 		tag: 'Appliances',
 		summary: 'Releases marked bad after a fallback',
-		responses: ok('Marks')
+		responses: ok('Marks', listOf(badReleaseAnswerSchema))
 	},
 	{
 		method: 'POST',
 		route: '/api/appliances/bad-releases/[id]/clear',
 		tag: 'Appliances',
 		summary: 'Clear a bad-release mark',
-		responses: ok('The mark')
+		responses: ok('The mark', badReleaseAnswerSchema)
 	},
 
 	// Certificates

@@ -358,3 +358,31 @@ export const badReleaseAnswerSchema = z.object({
 	cleared_at: time.nullable(),
 	cleared_by: z.string().nullable()
 });
+
+export const authorityAnswerSchema = z.object({
+	id,
+	name: z.string(),
+	fingerprint: z.string(),
+	issuing: z.boolean().describe('the one CA that issues'),
+	has_key: z.boolean().describe('false for a CA only trusted'),
+	not_after: time,
+	cert_pem: z.string(),
+	created_at: time
+});
+
+export const issuedAnswerSchema = z.object({
+	id,
+	serial: z.string(),
+	node: z.string(),
+	node_id: id.nullable().describe('null once the node is removed'),
+	role: z.string().nullable(),
+	subject: z.string(),
+	sans: z.array(z.string()),
+	fingerprint_sha256: z.string(),
+	not_before: time,
+	not_after: time,
+	run_id: id.nullable(),
+	revoked_at: time.nullable(),
+	revoke_reason: z.string().nullable(),
+	issued_at: time
+});

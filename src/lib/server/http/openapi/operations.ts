@@ -11,6 +11,7 @@ import {
 	certRoleSchema,
 	createCaSchema,
 	importCaSchema,
+	issuedQuerySchema,
 	reportSchema,
 	revokeSchema,
 	rotateSchema,
@@ -42,6 +43,7 @@ import {
 } from '$lib/schemas/releases';
 import {
 	applianceUpdateAnswerSchema,
+	authorityAnswerSchema,
 	badReleaseAnswerSchema,
 	certRoleAnswerSchema,
 	channelAnswerSchema,
@@ -50,6 +52,7 @@ import {
 	createdTokenSchema,
 	holdAnswerSchema,
 	imageAnswerSchema,
+	issuedAnswerSchema,
 	listOf,
 	releaseAnswerSchema,
 	releaseWithNodesSchema,
@@ -610,7 +613,7 @@ export const operations: Operation[] = [
 		route: '/api/security/certificates/ca',
 		tag: 'Certificates',
 		summary: 'Certificate authorities',
-		responses: ok('Authorities')
+		responses: ok('Authorities', listOf(authorityAnswerSchema))
 	},
 	{
 		method: 'POST',
@@ -618,7 +621,7 @@ export const operations: Operation[] = [
 		tag: 'Certificates',
 		summary: 'Create the internal CA',
 		body: createCaSchema,
-		responses: created('The authority')
+		responses: created('The authority', authorityAnswerSchema)
 	},
 	{
 		method: 'POST',
@@ -626,7 +629,7 @@ export const operations: Operation[] = [
 		tag: 'Certificates',
 		summary: 'Import a CA with its key',
 		body: importCaSchema,
-		responses: created('The authority')
+		responses: created('The authority', authorityAnswerSchema)
 	},
 	{
 		method: 'POST',
@@ -634,14 +637,15 @@ export const operations: Operation[] = [
 		tag: 'Certificates',
 		summary: 'Trust an outside CA',
 		body: trustCaSchema,
-		responses: created('The authority')
+		responses: created('The authority', authorityAnswerSchema)
 	},
 	{
 		method: 'GET',
 		route: '/api/security/certificates/issued',
 		tag: 'Certificates',
 		summary: 'Certificates the internal CA issued (?format=csv for a download)',
-		responses: ok('Issued certificates')
+		query: issuedQuerySchema,
+		responses: ok('Issued certificates (with format=csv: a text/csv download)', listOf(issuedAnswerSchema))
 	},
 	{
 		method: 'POST',
@@ -649,7 +653,7 @@ export const operations: Operation[] = [
 		tag: 'Certificates',
 		summary: 'Revoke an issued certificate',
 		body: revokeSchema,
-		responses: ok('The certificate')
+		responses: ok('The certificate', issuedAnswerSchema)
 	},
 	{
 		method: 'GET',

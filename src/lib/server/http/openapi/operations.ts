@@ -30,6 +30,7 @@ import {
 	acceptHostKeySchema,
 	createCredentialSchema,
 	createNodeSchema,
+	inventoryImportQuerySchema,
 	nodeQuerySchema,
 	updateNodeSchema
 } from '$lib/schemas/nodes';
@@ -275,6 +276,7 @@ export const operations: Operation[] = [
 		route: '/api/inventory/import',
 		tag: 'Nodes',
 		summary: 'Import nodes from an Ansible inventory (INI or YAML)',
+		query: inventoryImportQuerySchema,
 		rawBody: { contentType: 'text/plain', description: 'The inventory file itself' },
 		responses: { ...ok('The plan (a dry run or nothing new)'), ...created('What was imported') }
 	},

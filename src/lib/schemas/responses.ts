@@ -386,3 +386,35 @@ export const issuedAnswerSchema = z.object({
 	revoke_reason: z.string().nullable(),
 	issued_at: time
 });
+
+export const nodeUpdatesAnswerSchema = z.object({
+	node_id: id,
+	name: z.string(),
+	policy: z.enum(['full', 'security', 'manual']),
+	roles: z.array(z.string()),
+	labels: z.record(z.string(), z.string()),
+	control_plane: z.boolean(),
+	pending_count: z.int(),
+	security_count: z.int(),
+	pending: z.array(
+		z.object({
+			name: z.string(),
+			arch: z.string(),
+			installed: z.string(),
+			candidate: z.string(),
+			suites: z.array(z.string()),
+			security: z.boolean(),
+			security_reason: z.string().nullable()
+		})
+	),
+	reboot_required: z.boolean(),
+	reboot_packages: z.array(z.string()),
+	services_to_restart: z
+		.array(z.string())
+		.nullable()
+		.describe('null when needrestart is not installed on the node (or it was never scanned)'),
+	held: z.array(z.string()),
+	last_scan: time.nullable(),
+	last_error: z.string().nullable(),
+	last_error_at: time.nullable()
+});

@@ -55,6 +55,7 @@ import {
 	imageAnswerSchema,
 	issuedAnswerSchema,
 	listOf,
+	nodeUpdatesAnswerSchema,
 	releaseAnswerSchema,
 	releaseWithNodesSchema,
 	rolloutAnswerSchema,
@@ -371,7 +372,7 @@ export const operations: Operation[] = [
 		route: '/api/updates/system',
 		tag: 'System updates',
 		summary: 'Pending package updates by node',
-		responses: ok('Nodes and their updates')
+		responses: ok('Nodes and their updates', listOf(nodeUpdatesAnswerSchema))
 	},
 	{
 		method: 'POST',

@@ -418,3 +418,30 @@ export const nodeUpdatesAnswerSchema = z.object({
 	last_error: z.string().nullable(),
 	last_error_at: time.nullable()
 });
+
+export const certificateAnswerSchema = z.object({
+	id,
+	node_id: id,
+	node: z.string(),
+	source: z.enum(['endpoint', 'file', 'report']),
+	location: z.string().describe('the endpoint or the path'),
+	role: z.string().nullable(),
+	servername: z.string().nullable(),
+	subject: z.string().nullable(),
+	sans: z.array(z.string()),
+	issuer: z.string().nullable(),
+	serial: z.string().nullable(),
+	not_before: time.nullable(),
+	not_after: time.nullable(),
+	days_left: z.int().nullable(),
+	level: z.enum(['ok', 'warning', 'critical', 'expired']).nullable(),
+	fingerprint_sha256: z.string().nullable(),
+	key_type: z.string().nullable(),
+	key_bits: z.int().nullable(),
+	self_signed: z.boolean().nullable(),
+	chain_verified: z.boolean().nullable(),
+	chain_error: z.string().nullable(),
+	mismatch: z.boolean(),
+	error: z.string().nullable().describe('why the certificate could not be read'),
+	checked_at: time
+});

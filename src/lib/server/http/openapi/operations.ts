@@ -47,6 +47,7 @@ import {
 	authorityAnswerSchema,
 	badReleaseAnswerSchema,
 	certRoleAnswerSchema,
+	certificateAnswerSchema,
 	channelAnswerSchema,
 	channelWithDeliveriesSchema,
 	createdChannelSchema,
@@ -585,7 +586,7 @@ export const operations: Operation[] = [
 		route: '/api/security/certificates',
 		tag: 'Certificates',
 		summary: 'Certificates found on nodes',
-		responses: ok('Inventory')
+		responses: ok('Inventory', listOf(certificateAnswerSchema))
 	},
 	{
 		method: 'POST',

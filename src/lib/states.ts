@@ -9,6 +9,35 @@ export const terminalRunStates = ['succeeded', 'failed', 'cancelled'] as const;
 export const taskStates = ['queued', 'running', ...terminalTaskStates] as const;
 export const runStates = ['queued', 'running', 'paused', ...terminalRunStates] as const;
 
+/** A rollout's states (docs/releases.md, "Rollouts"). */
+export const rolloutStates = [
+	'scheduled',
+	'running',
+	'waiting_approval',
+	'paused',
+	'rolling_back',
+	'completed',
+	'cancelled',
+	'rolled_back',
+	'failed'
+] as const;
+
+/** An appliance image's upload, and an appliance's A/B update (docs/appliances.md, "States"). */
+export const applianceImageStates = ['receiving', 'complete'] as const;
+export const applianceUpdateStates = [
+	'pending',
+	'uploading',
+	'verifying',
+	'ready',
+	'rebooting',
+	'verifying_health',
+	'succeeded',
+	'failed',
+	'rolled_back',
+	'skipped',
+	'cancelled'
+] as const;
+
 export type TerminalTaskState = (typeof terminalTaskStates)[number];
 
 const taskEnded = new Set<string>(terminalTaskStates);

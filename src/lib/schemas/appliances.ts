@@ -138,3 +138,6 @@ export const fleetUpdateSchema = z
 	})
 	.strict();
 export type FleetUpdateInput = z.infer<typeof fleetUpdateSchema>;
+
+/** GET /api/appliances/updates: of one run, or the latest. */
+export const applianceUpdatesQuerySchema = z.object({ run_id: uuidSchema.optional() }).strict();

@@ -122,3 +122,8 @@ export const trustCaSchema = z.object({ name: caName, cert_pem: pemText('CA cert
 export const revokeSchema = z
 	.object({ reason: z.string().trim().max(200, 'must be at most 200 characters').default('unspecified') })
 	.strict();
+
+/** GET /api/security/certificates/issued: JSON, or a CSV download. */
+export const issuedQuerySchema = z
+	.object({ format: z.enum(['json', 'csv'], { error: 'must be json or csv' }).default('json') })
+	.strict();

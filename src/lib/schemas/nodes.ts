@@ -102,3 +102,14 @@ export const nodeQuerySchema = z.object({
 	limit: z.coerce.number().int().min(1).max(500).default(50),
 	cursor: z.string().max(63).optional()
 });
+
+/** POST /api/inventory/import: the credential its nodes use; a dry run only plans. */
+export const inventoryImportQuerySchema = z.object({
+	credential_id: uuidSchema,
+	dry_run: z
+		.enum(['1', 'true', '0', 'false'], { error: 'must be 1, true, 0 or false' })
+		.optional()
+		.transform((v) => v === '1' || v === 'true'),
+	format: z.enum(['ini', 'yaml'], { error: 'must be ini or yaml' }).optional(),
+	role_groups: z.string().max(4096, 'is too long').optional()
+});

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { fromText, uuidSchema, wrongType } from './common';
+import { rolloutStates } from '$lib/states';
+import { fromText, pageSchema, uuidSchema, wrongType } from './common';
 import { roleNameSchema } from './nodes';
 
 /** Semantic Versioning 2.0.0 (semver.org's own expression): MAJOR.MINOR.PATCH[-pre][+build]. */
@@ -133,3 +134,13 @@ export type BatchRolloutInput = z.infer<typeof batchRolloutSchema>;
 
 /** Any JSON object: which of the two rollout bodies it is decides the schema that checks it. */
 export const jsonObjectSchema = z.record(z.string(), z.unknown(), wrongType('must be a JSON object'));
+
+/** GET /api/releases: newest first, a page at a time from a release's created_at. */
+export const releaseListQuerySchema = pageSchema.extend({
+	cursor: z.iso.datetime({ error: 'must be a created_at timestamp' }).optional()
+});
+
+/** GET /api/rollouts: newest first, a page at a time, of one state or all. */
+export const rolloutListQuerySchema = pageSchema.extend({
+	state: z.enum(rolloutStates, { error: `must be one of ${rolloutStates.join(', ')}` }).optional()
+});

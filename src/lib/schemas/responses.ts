@@ -1,6 +1,9 @@
 import { z } from 'zod';
+import { applianceImageStates, applianceUpdateStates, rolloutStates } from '$lib/states';
 import { roleSchema, scopeSchema } from './common';
 import { connectionStatuses, fleetStatuses } from './nodes';
+import { notifyChannelKinds, notifyEventKinds } from './notify';
+import { DAYS } from './system-updates';
 
 /**
  * What endpoints answer, for the OpenAPI document (src/lib/server/http/openapi/). The `present*` helpers build
@@ -149,3 +152,296 @@ export const runStartedSchema = z.object({ run_id: id, number: z.int().optional(
 
 export const pageOf = <S extends z.ZodType>(item: S) =>
 	z.object({ items: z.array(item), next_cursor: z.string().nullable() });
+
+/** Lists answered whole, without paging. */
+export const listOf = <S extends z.ZodType>(item: S) => z.object({ items: z.array(item) });
+
+export const holdAnswerSchema = z.object({
+	id,
+	scope: z.enum(['node', 'role']),
+	target: z.string().describe('a node id or a role name'),
+	pattern: z.string(),
+	reason: z.string().nullable(),
+	created_by: z.string(),
+	created_at: time
+});
+
+export const windowAnswerSchema = z.object({
+	id,
+	scope: z.enum(['node', 'role', 'label']),
+	target: z.string().describe('a node id, a role name or a label as key=value'),
+	start: z.string().describe('HH:MM in time_zone'),
+	end: z.string(),
+	time_zone: z.string(),
+	days: z.array(z.enum(DAYS)),
+	skip_until: time.nullable(),
+	next: z.object({ opens: time, closes: time }).nullable().describe('the next opening, none within the horizon')
+});
+
+export const channelAnswerSchema = z.object({
+	id,
+	name: z.string(),
+	kind: z.enum(notifyChannelKinds),
+	url_origin: z.string().describe('scheme, host and port only: never the path'),
+	events: z.array(z.enum(notifyEventKinds)),
+	security_days: z.number(),
+	reboot_days: z.number(),
+	unreachable_minutes: z.number(),
+	enabled: z.boolean(),
+	created_at: time
+});
+
+export const createdChannelSchema = channelAnswerSchema.extend({
+	secret: z.string().nullable().describe('a webhook’s signing secret, shown once; null for Slack')
+});
+
+export const channelWithDeliveriesSchema = channelAnswerSchema.extend({
+	deliveries: z.array(
+		z.object({
+			id,
+			event: z.string(),
+			key: z.string(),
+			title: z.string().nullable(),
+			state: z.enum(['queued', 'delivered', 'failed']),
+			attempts: z.int(),
+			last_status: z.int().nullable(),
+			last_response: z.string().nullable(),
+			last_attempt_at: time.nullable(),
+			delivered_at: time.nullable(),
+			created_at: time
+		})
+	)
+});
+
+export const certRoleAnswerSchema = z.object({
+	role: z.string(),
+	cert_path: z.string(),
+	key_path: z.string(),
+	endpoints: z.array(z.object({ port: z.int(), servername: z.string().optional() })),
+	reload_command: z.array(z.string()),
+	issuer: z.enum(['ca', 'self-signed']),
+	validity_days: z.int(),
+	extra_sans: z.array(z.string()),
+	order: z.int()
+});
+
+export const releaseAnswerSchema = z.object({
+	id,
+	version: z.string(),
+	sha: z.string(),
+	channel: z.enum(['stable', 'beta']),
+	migrations_required: z.boolean(),
+	breaking_changes: z.string().nullable(),
+	released_at: time,
+	signature: z.string(),
+	algorithm: z.string().describe('ed25519 or hmac-sha256'),
+	verified_by: z.string().describe('the configured key that verified the signature'),
+	created_by: z.string(),
+	created_at: time
+});
+
+export const releaseWithNodesSchema = releaseAnswerSchema.extend({
+	nodes: z.array(
+		z.object({ node_id: id, node: z.string(), role: z.string(), commit: z.string(), synced_at: time.nullable() })
+	)
+});
+
+const rolloutStageAnswer = z.object({
+	percent: z.number(),
+	bake_seconds: z.number(),
+	state: z.enum(['pending', 'running', 'done']),
+	run_id: id.nullable(),
+	started_at: time.nullable(),
+	ended_at: time.nullable(),
+	acknowledged_failures: z.int()
+});
+
+export const rolloutAnswerSchema = z.object({
+	id,
+	number: z.int(),
+	release_id: id,
+	release: z.object({ version: z.string(), sha: z.string(), channel: z.enum(['stable', 'beta']) }).optional(),
+	target: z.object({
+		channel: z.enum(['stable', 'beta']).optional(),
+		roles: z.array(z.string()).optional(),
+		labels: z.array(z.string()).optional(),
+		nodes: z.array(z.string()).optional()
+	}),
+	strategy: z.enum(['immediate', 'staged', 'canary']),
+	state: z.enum(rolloutStates),
+	reason: z.string().nullable(),
+	current_stage: z.int().describe('-1 before the first stage starts'),
+	stages: z.array(rolloutStageAnswer),
+	failure_threshold_percent: z.int(),
+	min_finished_nodes: z.int(),
+	concurrency: z.int(),
+	require_approval: z.boolean(),
+	respect_windows: z.boolean(),
+	start_at: time.nullable(),
+	rollback_run_id: id.nullable(),
+	created_by: z.string(),
+	created_at: time,
+	ended_at: time.nullable()
+});
+
+export const rolloutListSchema = z.object({ items: z.array(rolloutAnswerSchema), next_cursor: z.int().nullable() });
+
+export const rolloutDetailSchema = rolloutAnswerSchema.extend({
+	release: releaseAnswerSchema,
+	stages: z.array(
+		rolloutStageAnswer.extend({
+			run_number: z.int().nullable(),
+			run_state: runStates.optional().describe('once the stage has a run'),
+			counts: z.record(z.string(), z.int()).nullable().describe('the stage run’s tasks by state'),
+			failure_rate_percent: z.number().nullable()
+		})
+	),
+	nodes: z.array(
+		z.object({
+			node_id: id,
+			node: z.string(),
+			stage: z.int(),
+			state: z.string().describe('pending, waiting_window, its task’s state, or reverted'),
+			window_opens_at: time.nullable(),
+			step: z.string().nullable(),
+			step_started_at: time.nullable(),
+			run_id: id.nullable(),
+			task_id: id.nullable(),
+			previous: z.record(z.string(), z.string().nullable()).nullable().describe('per role, the commit it ran before'),
+			error: z.string().nullable()
+		})
+	)
+});
+
+export const imageAnswerSchema = z.object({
+	id,
+	release_id: id,
+	version: z.string().optional().describe('in lists: the release’s version'),
+	channel: z.enum(['stable', 'beta']).optional(),
+	sha256: z.string(),
+	size: z.int(),
+	signature: z.string(),
+	verified_by: z.string(),
+	state: z.enum(applianceImageStates),
+	received_bytes: z.int().describe('where an interrupted upload continues'),
+	created_by: z.string(),
+	created_at: time
+});
+
+export const applianceUpdateAnswerSchema = z.object({
+	id,
+	task_id: id,
+	run_id: id,
+	node_id: id,
+	node: z.string().optional().describe('the node’s name, where the answer names it'),
+	image_id: id,
+	rollout_id: id.nullable(),
+	state: z.enum(applianceUpdateStates),
+	bytes: z.int(),
+	total: z.int(),
+	from_slot: z.string().nullable(),
+	to_slot: z.string().nullable(),
+	error: z.string().nullable(),
+	fallback: z.string().nullable().describe('why the appliance went back to its good slot on its own'),
+	started_at: time,
+	updated_at: time
+});
+
+export const badReleaseAnswerSchema = z.object({
+	id,
+	release_id: id,
+	version: z.string().optional().describe('in lists: the release’s version'),
+	hardware: z.string(),
+	node: z.string(),
+	reason: z.string(),
+	created_at: time,
+	cleared_at: time.nullable(),
+	cleared_by: z.string().nullable()
+});
+
+export const authorityAnswerSchema = z.object({
+	id,
+	name: z.string(),
+	fingerprint: z.string(),
+	issuing: z.boolean().describe('the one CA that issues'),
+	has_key: z.boolean().describe('false for a CA only trusted'),
+	not_after: time,
+	cert_pem: z.string(),
+	created_at: time
+});
+
+export const issuedAnswerSchema = z.object({
+	id,
+	serial: z.string(),
+	node: z.string(),
+	node_id: id.nullable().describe('null once the node is removed'),
+	role: z.string().nullable(),
+	subject: z.string(),
+	sans: z.array(z.string()),
+	fingerprint_sha256: z.string(),
+	not_before: time,
+	not_after: time,
+	run_id: id.nullable(),
+	revoked_at: time.nullable(),
+	revoke_reason: z.string().nullable(),
+	issued_at: time
+});
+
+export const nodeUpdatesAnswerSchema = z.object({
+	node_id: id,
+	name: z.string(),
+	policy: z.enum(['full', 'security', 'manual']),
+	roles: z.array(z.string()),
+	labels: z.record(z.string(), z.string()),
+	control_plane: z.boolean(),
+	pending_count: z.int(),
+	security_count: z.int(),
+	pending: z.array(
+		z.object({
+			name: z.string(),
+			arch: z.string(),
+			installed: z.string(),
+			candidate: z.string(),
+			suites: z.array(z.string()),
+			security: z.boolean(),
+			security_reason: z.string().nullable()
+		})
+	),
+	reboot_required: z.boolean(),
+	reboot_packages: z.array(z.string()),
+	services_to_restart: z
+		.array(z.string())
+		.nullable()
+		.describe('null when needrestart is not installed on the node (or it was never scanned)'),
+	held: z.array(z.string()),
+	last_scan: time.nullable(),
+	last_error: z.string().nullable(),
+	last_error_at: time.nullable()
+});
+
+export const certificateAnswerSchema = z.object({
+	id,
+	node_id: id,
+	node: z.string(),
+	source: z.enum(['endpoint', 'file', 'report']),
+	location: z.string().describe('the endpoint or the path'),
+	role: z.string().nullable(),
+	servername: z.string().nullable(),
+	subject: z.string().nullable(),
+	sans: z.array(z.string()),
+	issuer: z.string().nullable(),
+	serial: z.string().nullable(),
+	not_before: time.nullable(),
+	not_after: time.nullable(),
+	days_left: z.int().nullable(),
+	level: z.enum(['ok', 'warning', 'critical', 'expired']).nullable(),
+	fingerprint_sha256: z.string().nullable(),
+	key_type: z.string().nullable(),
+	key_bits: z.int().nullable(),
+	self_signed: z.boolean().nullable(),
+	chain_verified: z.boolean().nullable(),
+	chain_error: z.string().nullable(),
+	mismatch: z.boolean(),
+	error: z.string().nullable().describe('why the certificate could not be read'),
+	checked_at: time
+});

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { runStates, taskStates } from '$lib/states';
+import { applianceImageStates, applianceUpdateStates, rolloutStates, runStates, taskStates } from '$lib/states';
 import {
 	type AnyPgColumn,
 	bigint,
@@ -512,17 +512,6 @@ export const releases = pgTable(
 	(t) => [uniqueIndex('releases_version').on(t.version), index('releases_sha_idx').on(t.sha)]
 );
 
-export const rolloutStates = [
-	'scheduled',
-	'running',
-	'waiting_approval',
-	'paused',
-	'rolling_back',
-	'completed',
-	'cancelled',
-	'rolled_back',
-	'failed'
-] as const;
 export type RolloutState = (typeof rolloutStates)[number];
 
 export interface RolloutTarget {
@@ -1083,8 +1072,6 @@ export type KeyRotationNode = typeof keyRotationNodes.$inferSelect;
 
 // A/B appliance updates (docs/appliances.md): images carried by releases, per-appliance update states, fallbacks.
 
-export const applianceImageStates = ['receiving', 'complete'] as const;
-
 /** A release's system image for appliances, stored by the console (streamed, sha256 and size checked). */
 export const applianceImages = pgTable(
 	'appliance_images',
@@ -1107,19 +1094,6 @@ export const applianceImages = pgTable(
 	(t) => [uniqueIndex('appliance_images_release').on(t.releaseId)]
 );
 
-export const applianceUpdateStates = [
-	'pending',
-	'uploading',
-	'verifying',
-	'ready',
-	'rebooting',
-	'verifying_health',
-	'succeeded',
-	'failed',
-	'rolled_back',
-	'skipped',
-	'cancelled'
-] as const;
 export type ApplianceUpdateState = (typeof applianceUpdateStates)[number];
 
 /** One appliance's update to an image: its state as the A/B flow moves it, upload progress, what happened. */

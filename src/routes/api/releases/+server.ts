@@ -1,15 +1,13 @@
 import { json } from '@sveltejs/kit';
 import { z } from 'zod';
-import { pageSchema } from '$lib/schemas/common';
+import { releaseListQuerySchema } from '$lib/schemas/releases';
 import { actorOf } from '$lib/server/audit';
 import { apiHandler, readJson, readQuery } from '$lib/server/http/api';
 import { createRelease, listReleases, presentRelease } from '$lib/server/releases/releases';
 import type { RequestHandler } from './$types';
 
-const listQuery = pageSchema.extend({ cursor: z.iso.datetime({ error: 'must be a created_at timestamp' }).optional() });
-
 export const GET: RequestHandler = apiHandler(async ({ url }) => {
-	const q = readQuery(url, listQuery);
+	const q = readQuery(url, releaseListQuerySchema);
 	const rows = await listReleases({ limit: q.limit + 1, cursor: q.cursor });
 	const page = rows.slice(0, q.limit);
 	return json({

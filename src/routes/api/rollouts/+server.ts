@@ -1,9 +1,11 @@
 import { json } from '@sveltejs/kit';
-import { z } from 'zod';
-import { pageSchema } from '$lib/schemas/common';
-import { batchRolloutSchema, createRolloutSchema, jsonObjectSchema } from '$lib/schemas/releases';
+import {
+	batchRolloutSchema,
+	createRolloutSchema,
+	jsonObjectSchema,
+	rolloutListQuerySchema
+} from '$lib/schemas/releases';
 import { actorOf } from '$lib/server/audit';
-import { rolloutStates } from '$lib/server/db/schema';
 import { apiHandler, readJson, readQuery, validate } from '$lib/server/http/api';
 import { getRelease } from '$lib/server/releases/releases';
 import { createBatchRollout } from '$lib/server/rollouts/batches';
@@ -12,12 +14,8 @@ import { presentRollout } from '$lib/server/rollouts/present';
 import { createRollout, getRollout, listRollouts } from '$lib/server/rollouts/rollouts';
 import type { RequestHandler } from './$types';
 
-const listQuery = pageSchema.extend({
-	state: z.enum(rolloutStates, { error: `must be one of ${rolloutStates.join(', ')}` }).optional()
-});
-
 export const GET: RequestHandler = apiHandler(async ({ url }) => {
-	const page = await listRollouts(readQuery(url, listQuery));
+	const page = await listRollouts(readQuery(url, rolloutListQuerySchema));
 	const items = await Promise.all(page.items.map(async (r) => presentRollout(r, await getRelease(r.releaseId))));
 	return json({ items, next_cursor: page.nextCursor });
 });

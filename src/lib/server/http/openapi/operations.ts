@@ -1,11 +1,17 @@
 import { z } from 'zod';
-import { declareImageSchema, fleetUpdateSchema, pushSchema } from '$lib/schemas/appliances';
+import {
+	applianceUpdatesQuerySchema,
+	declareImageSchema,
+	fleetUpdateSchema,
+	pushSchema
+} from '$lib/schemas/appliances';
 import { auditQuerySchema } from '$lib/schemas/audit';
 import { createTokenSchema, createUserSchema, resetPasswordSchema, updateUserSchema } from '$lib/schemas/auth';
 import {
 	certRoleSchema,
 	createCaSchema,
 	importCaSchema,
+	issuedQuerySchema,
 	reportSchema,
 	revokeSchema,
 	rotateSchema,
@@ -24,14 +30,39 @@ import {
 	acceptHostKeySchema,
 	createCredentialSchema,
 	createNodeSchema,
+	inventoryImportQuerySchema,
 	nodeQuerySchema,
 	updateNodeSchema
 } from '$lib/schemas/nodes';
 import { createChannelSchema, deliveriesQuerySchema, notifySettingsSchema } from '$lib/schemas/notify';
 import { provisioningDefinitionSchema, provisionSchema } from '$lib/schemas/provisioning';
-import { createRolloutSchema, manifestSchema } from '$lib/schemas/releases';
 import {
+	createRolloutSchema,
+	manifestSchema,
+	releaseListQuerySchema,
+	rolloutListQuerySchema
+} from '$lib/schemas/releases';
+import {
+	applianceUpdateAnswerSchema,
+	authorityAnswerSchema,
+	badReleaseAnswerSchema,
+	certRoleAnswerSchema,
+	certificateAnswerSchema,
+	channelAnswerSchema,
+	channelWithDeliveriesSchema,
+	createdChannelSchema,
 	createdTokenSchema,
+	holdAnswerSchema,
+	imageAnswerSchema,
+	issuedAnswerSchema,
+	listOf,
+	nodeUpdatesAnswerSchema,
+	releaseAnswerSchema,
+	releaseWithNodesSchema,
+	rolloutAnswerSchema,
+	rolloutDetailSchema,
+	rolloutListSchema,
+	windowAnswerSchema,
 	credentialSchema,
 	meSchema,
 	nodeListSchema,
@@ -247,6 +278,7 @@ export const operations: Operation[] = [
 		route: '/api/inventory/import',
 		tag: 'Nodes',
 		summary: 'Import nodes from an Ansible inventory (INI or YAML)',
+		query: inventoryImportQuerySchema,
 		rawBody: { contentType: 'text/plain', description: 'The inventory file itself' },
 		responses: { ...ok('The plan (a dry run or nothing new)'), ...created('What was imported') }
 	},
@@ -341,7 +373,7 @@ export const operations: Operation[] = [
 		route: '/api/updates/system',
 		tag: 'System updates',
 		summary: 'Pending package updates by node',
-		responses: ok('Nodes and their updates')
+		responses: ok('Nodes and their updates', listOf(nodeUpdatesAnswerSchema))
 	},
 	{
 		method: 'POST',
@@ -364,7 +396,7 @@ export const operations: Operation[] = [
 		route: '/api/updates/system/holds',
 		tag: 'System updates',
 		summary: 'Package holds',
-		responses: ok('Holds')
+		responses: ok('Holds', listOf(holdAnswerSchema))
 	},
 	{
 		method: 'POST',
@@ -372,7 +404,7 @@ export const operations: Operation[] = [
 		tag: 'System updates',
 		summary: 'Hold packages back',
 		body: holdSchema,
-		responses: created('The hold')
+		responses: created('The hold', holdAnswerSchema)
 	},
 	{
 		method: 'DELETE',
@@ -386,7 +418,7 @@ export const operations: Operation[] = [
 		route: '/api/updates/system/windows',
 		tag: 'System updates',
 		summary: 'Maintenance windows',
-		responses: ok('Windows')
+		responses: ok('Windows', listOf(windowAnswerSchema))
 	},
 	{
 		method: 'POST',
@@ -394,7 +426,7 @@ export const operations: Operation[] = [
 		tag: 'System updates',
 		summary: 'Define a maintenance window',
 		body: windowSchema,
-		responses: created('The window')
+		responses: created('The window', windowAnswerSchema)
 	},
 	{
 		method: 'DELETE',
@@ -409,7 +441,7 @@ export const operations: Operation[] = [
 		tag: 'System updates',
 		summary: 'Skip (or unskip) a window’s next opening',
 		body: skipSchema,
-		responses: ok('The window')
+		responses: ok('The window', windowAnswerSchema)
 	},
 
 	// Releases and rollouts
@@ -418,7 +450,8 @@ export const operations: Operation[] = [
 		route: '/api/releases',
 		tag: 'Releases and rollouts',
 		summary: 'Releases, newest first',
-		responses: ok('Releases')
+		query: releaseListQuerySchema,
+		responses: ok('Releases', pageOf(releaseAnswerSchema))
 	},
 	{
 		method: 'POST',
@@ -426,21 +459,22 @@ export const operations: Operation[] = [
 		tag: 'Releases and rollouts',
 		summary: 'Register a signed release manifest',
 		body: manifestSchema,
-		responses: created('The release')
+		responses: created('The release', releaseAnswerSchema)
 	},
 	{
 		method: 'GET',
 		route: '/api/releases/[id]',
 		tag: 'Releases and rollouts',
 		summary: 'One release and the nodes on it',
-		responses: ok('The release')
+		responses: ok('The release', releaseWithNodesSchema)
 	},
 	{
 		method: 'GET',
 		route: '/api/rollouts',
 		tag: 'Releases and rollouts',
 		summary: 'Rollouts',
-		responses: ok('Rollouts')
+		query: rolloutListQuerySchema,
+		responses: ok('Rollouts', rolloutListSchema)
 	},
 	{
 		method: 'POST',
@@ -462,15 +496,15 @@ export const operations: Operation[] = [
 		method: 'GET',
 		route: '/api/rollouts/[id]',
 		tag: 'Releases and rollouts',
-		summary: 'One rollout',
-		responses: ok('The rollout')
+		summary: 'One rollout with its stages’ progress and its nodes',
+		responses: ok('The rollout', rolloutDetailSchema)
 	},
 	...(['advance', 'pause', 'resume', 'cancel', 'rollback'] as const).map((verb): Operation => ({
 		method: 'POST',
 		route: `/api/rollouts/[id]/${verb}`,
 		tag: 'Releases and rollouts',
 		summary: `${verb[0]!.toUpperCase()}${verb.slice(1)} a rollout`,
-		responses: ok('The rollout')
+		responses: ok('The rollout', rolloutAnswerSchema)
 	})),
 
 	// Appliances
@@ -479,7 +513,7 @@ export const operations: Operation[] = [
 		route: '/api/appliances/images',
 		tag: 'Appliances',
 		summary: 'Appliance images',
-		responses: ok('Images')
+		responses: ok('Images', listOf(imageAnswerSchema))
 	},
 	{
 		method: 'POST',
@@ -487,7 +521,7 @@ export const operations: Operation[] = [
 		tag: 'Appliances',
 		summary: 'Declare an image before uploading it',
 		body: declareImageSchema,
-		responses: created('The image')
+		responses: created('The image', imageAnswerSchema)
 	},
 	{
 		method: 'POST',
@@ -502,7 +536,7 @@ export const operations: Operation[] = [
 		route: '/api/appliances/images/[id]',
 		tag: 'Appliances',
 		summary: 'One image (Upload-Offset: bytes received)',
-		responses: ok('The image')
+		responses: ok('The image', imageAnswerSchema)
 	},
 	{
 		method: 'PUT',
@@ -513,7 +547,7 @@ export const operations: Operation[] = [
 			contentType: 'application/octet-stream',
 			description: 'The image bytes from the Upload-Offset header on'
 		},
-		responses: ok('The image')
+		responses: ok('The image', imageAnswerSchema)
 	},
 	{
 		method: 'POST',
@@ -528,21 +562,22 @@ export const operations: Operation[] = [
 		route: '/api/appliances/updates',
 		tag: 'Appliances',
 		summary: 'Appliance updates (A/B slot states)',
-		responses: ok('Updates')
+		query: applianceUpdatesQuerySchema,
+		responses: ok('Updates', listOf(applianceUpdateAnswerSchema))
 	},
 	{
 		method: 'GET',
 		route: '/api/appliances/bad-releases',
 		tag: 'Appliances',
 		summary: 'Releases marked bad after a fallback',
-		responses: ok('Marks')
+		responses: ok('Marks', listOf(badReleaseAnswerSchema))
 	},
 	{
 		method: 'POST',
 		route: '/api/appliances/bad-releases/[id]/clear',
 		tag: 'Appliances',
 		summary: 'Clear a bad-release mark',
-		responses: ok('The mark')
+		responses: ok('The mark', badReleaseAnswerSchema)
 	},
 
 	// Certificates
@@ -551,7 +586,7 @@ export const operations: Operation[] = [
 		route: '/api/security/certificates',
 		tag: 'Certificates',
 		summary: 'Certificates found on nodes',
-		responses: ok('Inventory')
+		responses: ok('Inventory', listOf(certificateAnswerSchema))
 	},
 	{
 		method: 'POST',
@@ -582,7 +617,7 @@ export const operations: Operation[] = [
 		route: '/api/security/certificates/ca',
 		tag: 'Certificates',
 		summary: 'Certificate authorities',
-		responses: ok('Authorities')
+		responses: ok('Authorities', listOf(authorityAnswerSchema))
 	},
 	{
 		method: 'POST',
@@ -590,7 +625,7 @@ export const operations: Operation[] = [
 		tag: 'Certificates',
 		summary: 'Create the internal CA',
 		body: createCaSchema,
-		responses: created('The authority')
+		responses: created('The authority', authorityAnswerSchema)
 	},
 	{
 		method: 'POST',
@@ -598,7 +633,7 @@ export const operations: Operation[] = [
 		tag: 'Certificates',
 		summary: 'Import a CA with its key',
 		body: importCaSchema,
-		responses: created('The authority')
+		responses: created('The authority', authorityAnswerSchema)
 	},
 	{
 		method: 'POST',
@@ -606,14 +641,15 @@ export const operations: Operation[] = [
 		tag: 'Certificates',
 		summary: 'Trust an outside CA',
 		body: trustCaSchema,
-		responses: created('The authority')
+		responses: created('The authority', authorityAnswerSchema)
 	},
 	{
 		method: 'GET',
 		route: '/api/security/certificates/issued',
 		tag: 'Certificates',
 		summary: 'Certificates the internal CA issued (?format=csv for a download)',
-		responses: ok('Issued certificates')
+		query: issuedQuerySchema,
+		responses: ok('Issued certificates (with format=csv: a text/csv download)', listOf(issuedAnswerSchema))
 	},
 	{
 		method: 'POST',
@@ -621,7 +657,7 @@ export const operations: Operation[] = [
 		tag: 'Certificates',
 		summary: 'Revoke an issued certificate',
 		body: revokeSchema,
-		responses: ok('The certificate')
+		responses: ok('The certificate', issuedAnswerSchema)
 	},
 	{
 		method: 'GET',
@@ -635,7 +671,7 @@ export const operations: Operation[] = [
 		route: '/api/security/certificates/roles',
 		tag: 'Certificates',
 		summary: 'Certificate roles',
-		responses: ok('Roles')
+		responses: ok('Roles', listOf(certRoleAnswerSchema))
 	},
 	{
 		method: 'POST',
@@ -643,7 +679,7 @@ export const operations: Operation[] = [
 		tag: 'Certificates',
 		summary: 'Define a certificate role',
 		body: certRoleSchema,
-		responses: created('The role')
+		responses: created('The role', certRoleAnswerSchema)
 	},
 
 	// SSH keys
@@ -665,7 +701,7 @@ export const operations: Operation[] = [
 		route: '/api/notify/channels',
 		tag: 'Notifications',
 		summary: 'Notification channels',
-		responses: ok('Channels')
+		responses: ok('Channels', pageOf(channelAnswerSchema))
 	},
 	{
 		method: 'POST',
@@ -673,7 +709,7 @@ export const operations: Operation[] = [
 		tag: 'Notifications',
 		summary: 'Add a channel',
 		body: createChannelSchema,
-		responses: created('The channel, with its signing secret shown once')
+		responses: created('The channel, with its signing secret shown once', createdChannelSchema)
 	},
 	{
 		method: 'GET',
@@ -681,7 +717,7 @@ export const operations: Operation[] = [
 		tag: 'Notifications',
 		summary: 'One channel and its deliveries',
 		query: deliveriesQuerySchema,
-		responses: ok('The channel')
+		responses: ok('The channel', channelWithDeliveriesSchema)
 	},
 	{
 		method: 'DELETE',

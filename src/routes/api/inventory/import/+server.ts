@@ -1,6 +1,5 @@
 import { json } from '@sveltejs/kit';
-import { z } from 'zod';
-import { uuidSchema } from '$lib/schemas/common';
+import { inventoryImportQuerySchema } from '$lib/schemas/nodes';
 import { actorOf } from '$lib/server/audit';
 import { ServiceError } from '$lib/server/errors';
 import { apiHandler, readQuery } from '$lib/server/http/api';
@@ -14,21 +13,11 @@ import {
 } from '$lib/server/inventory/import';
 import type { RequestHandler } from './$types';
 
-const querySchema = z.object({
-	credential_id: uuidSchema,
-	dry_run: z
-		.enum(['1', 'true', '0', 'false'], { error: 'must be 1, true, 0 or false' })
-		.optional()
-		.transform((v) => v === '1' || v === 'true'),
-	format: z.enum(['ini', 'yaml'], { error: 'must be ini or yaml' }).optional(),
-	role_groups: z.string().max(4096, 'is too long').optional()
-});
-
 /** The inventory is the body itself, as text, so that `curl --data-binary @hosts.ini` is all it takes. */
 const textTypes = /^(text\/[\w.+-]+|application\/(x-)?yaml)\s*(;|$)/i;
 
 export const POST: RequestHandler = apiHandler(async (event) => {
-	const query = readQuery(event.url, querySchema);
+	const query = readQuery(event.url, inventoryImportQuerySchema);
 	const type = event.request.headers.get('content-type') ?? '';
 	if (!textTypes.test(type)) {
 		throw new ServiceError(

@@ -185,6 +185,7 @@ describe('the commands deploy method on real hosts', () => {
 			'do:prepare:succeeded',
 			'do:backup:succeeded',
 			'do:fetch:succeeded',
+			'do:preflight:succeeded',
 			'do:migrate:failed',
 			'undo:migrate:succeeded',
 			'undo:backup:succeeded',

@@ -136,7 +136,7 @@ export const runSchema = z.object({
 		max_failures: z.int().nullable(),
 		max_failure_percent: z.number().nullable(),
 		stop_on_first_failure: z.boolean(),
-		critical_phases: z.array(z.string())
+		critical_phases: z.array(z.number().int())
 	}),
 	parent_run_id: id.nullable(),
 	counts: z.record(z.string(), z.int()).describe('tasks by state'),

@@ -438,17 +438,11 @@ export async function rollbackRollout(actor: Actor, id: string): Promise<Rollout
 	const r = await getRollout(id);
 	if (['rolling_back', 'rolled_back'].includes(r.state)) refuse(r, 'rollback', 'once');
 	const kind = await releaseKindOf(await getRelease(r.releaseId));
-	if (kind && !kind.revertRun) {
-		// Its nodes keep no commit to go back to: saying "rolled back" here would be untrue.
-		throw conflict(`Rollout #${r.number}: a fleet rollback of an ${kind.name} release is not available`, {
-			state: `${kind.name} release`
-		});
-	}
 	const changed = await db()
 		.select()
 		.from(rolloutNodes)
 		.where(and(eq(rolloutNodes.rolloutId, id), eq(rolloutNodes.state, 'succeeded')));
-	if (kind?.revertRun) return rollbackOtherKind(actor, r, changed, kind.revertRun);
+	if (kind) return rollbackOtherKind(actor, r, changed, kind.revertRun);
 	const targets: Record<string, Record<string, string>> = {};
 	for (const n of changed) {
 		const back = Object.entries(n.previous ?? {}).filter((e): e is [string, string] => !!e[1]);
@@ -483,7 +477,7 @@ async function rollbackOtherKind(
 	actor: Actor,
 	r: Rollout,
 	changed: (typeof rolloutNodes.$inferSelect)[],
-	revertRun: NonNullable<ReleaseKind['revertRun']>
+	revertRun: ReleaseKind['revertRun']
 ): Promise<Rollout> {
 	await stopStageRun(actor, r);
 	const nodeIds = changed.map((n) => n.nodeId);

@@ -23,11 +23,8 @@ export interface ReleaseKind {
 		rollout: Rollout,
 		stage: number
 	): Promise<{ kind: string; params: Record<string, unknown> }>;
-	/**
-	 * The run of a fleet rollback on the nodes the rollout changed (each back to what it ran before); without
-	 * it, a fleet rollback of such a release is refused.
-	 */
-	revertRun?(rollout: Rollout, nodeIds: string[]): Promise<{ kind: string; params: Record<string, unknown> }>;
+	/** The run of a fleet rollback on the nodes the rollout changed (each back to what it ran before). */
+	revertRun(rollout: Rollout, nodeIds: string[]): Promise<{ kind: string; params: Record<string, unknown> }>;
 }
 
 const kinds: ReleaseKind[] = [];

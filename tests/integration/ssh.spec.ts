@@ -6,7 +6,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type ExecResult, type OutputLine, type SshTarget } from '../../src/lib/server/ssh/connection';
+import { connect, KILL_AFTER_S, type ExecResult, type OutputLine, type SshTarget } from '../../src/lib/server/ssh/connection';
 import { SshError } from '../../src/lib/server/ssh/errors';
 import { downloadFile, uploadFile } from '../../src/lib/server/ssh/sftp';
 import { sh } from '../../src/lib/server/ssh/shell';
@@ -135,10 +135,12 @@ describe('exec on a real OpenSSH host', () => {
 
 	it('kills a command cancelled before its pid arrived as soon as the pid arrives', async () => {
 		const marker = `flotilla-early-cancel-${randomBytes(4).toString('hex')}`;
-		// The sleeper ignores TERM and holds none of the channel's pipes, so the group is gone when exec resolves
-		// only if exec waited for the KILL.
+		// The sleeper ignores TERM, outlives the grace between TERM and KILL, and holds none of the channel's pipes,
+		// so the group is gone when exec resolves only if exec waited for the KILL. (The TERM may arrive before the
+		// shell's own `trap - TERM`: then only the KILL keeps it from writing its file.)
+		const seconds = String(KILL_AFTER_S + 2);
 		const command = (name: string) =>
-			sh`trap '' TERM; (exec -a ${name} sleep 2 </dev/null >/dev/null 2>&1) & trap - TERM; wait; touch ${`/opt/${name}`}`;
+			sh`trap '' TERM; (exec -a ${name} sleep ${seconds} </dev/null >/dev/null 2>&1) & trap - TERM; wait; touch ${`/opt/${name}`}`;
 		const conn = await connect(target(a));
 		const abort = new AbortController();
 		const cancelled = conn.exec(command(marker), { deadlineMs: 30_000, signal: abort.signal });

@@ -64,7 +64,8 @@ export interface ExecResult {
 }
 
 const DEFAULTS = { readyTimeoutMs: 10_000, keepaliveIntervalMs: 10_000, maxChannels: 8 };
-const KILL_AFTER_S = 5;
+/** The grace between TERM and KILL, at a deadline (`timeout --kill-after`) and at a cancel alike. */
+export const KILL_AFTER_S = 5;
 /** How long past the deadline (plus timeout's grace) the console waits before it closes the channel itself. */
 const BACKSTOP_MS = 3_000;
 const CHANNEL_RETRIES = 20;
@@ -324,11 +325,18 @@ export class SshConnection {
 	}
 
 	/**
-	 * Ends a command's whole process group on the node: TERM, then KILL for anything that lingers. Resolves
-	 * once the KILL was sent (or the kill could not be run at all: the connection is gone).
+	 * Ends a command's whole process group on the node: TERM, then KILL for anything still there after the same
+	 * grace `timeout` gives at a deadline. The group is watched, so a command that stops at once is done at once.
+	 * Resolves once the group is gone or KILL was sent (or the kill could not be run at all: the connection is gone).
+	 *
+	 * The grace is not shorter on purpose: `timeout` forwards the TERM to the group again, so a command's TERM
+	 * handler may run twice in a row (bash runs a trap once per signal received), and with the one second this
+	 * used to wait, a half-second clean-up was killed halfway through one run in five (tests/integration/
+	 * engine-failures.spec.ts, reproduced locally: 8 of 40).
 	 */
 	private async killGroup(pid: number): Promise<void> {
-		const kill = sh`kill -TERM -- -${pid} 2>/dev/null; sleep 1; kill -KILL -- -${pid} 2>/dev/null; true`;
+		const polls = String(KILL_AFTER_S * 10);
+		const kill = sh`kill -TERM -- -${pid} 2>/dev/null; i=0; while [ "$i" -lt ${polls} ] && kill -0 -- -${pid} 2>/dev/null; do sleep 0.1; i=$((i+1)); done; kill -KILL -- -${pid} 2>/dev/null; true`;
 		// Outside the channel limit on purpose (a cancel must not queue behind the command it cancels), so a
 		// server at MaxSessions may refuse it at first: openExec retries that.
 		const channel = await this.openExec(kill.script).catch(() => undefined);

@@ -6,7 +6,13 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, KILL_AFTER_S, type ExecResult, type OutputLine, type SshTarget } from '../../src/lib/server/ssh/connection';
+import {
+	connect,
+	KILL_AFTER_S,
+	type ExecResult,
+	type OutputLine,
+	type SshTarget
+} from '../../src/lib/server/ssh/connection';
 import { SshError } from '../../src/lib/server/ssh/errors';
 import { downloadFile, uploadFile } from '../../src/lib/server/ssh/sftp';
 import { sh } from '../../src/lib/server/ssh/shell';

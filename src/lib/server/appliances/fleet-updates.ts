@@ -65,8 +65,9 @@ function inFleetShape(err: unknown): unknown {
 
 /**
  * Creates the image release's rollout to every appliance on its channel (stages with `delay_hours` as the wait
- * after each stage), then the maintenance window of each appliance the rollout targets now. The rollout is
- * checked (a dry run) before anything is written; the driver starts it when the caller takes a turn.
+ * after each stage), then the maintenance window of each appliance the rollout targets now. createRollout checks
+ * everything before it writes, and the windows' input was checked with the body; the driver starts the rollout
+ * when the caller takes a turn.
  */
 export async function createFleetUpdate(actor: Actor, input: FleetUpdateInput) {
 	const { release, image } = await uploadedImage(input);
@@ -81,14 +82,9 @@ export async function createFleetUpdate(actor: Actor, input: FleetUpdateInput) {
 		require_approval: false,
 		respect_windows: true
 	};
-	const checked = await createRollout(actor, { ...native, dry_run: true }).catch((err: unknown) => {
+	const { rollout, preview } = await createRollout(actor, { ...native, dry_run: false }).catch((err: unknown) => {
 		throw inFleetShape(err);
 	});
-	const { rollout, preview } = await createRollout(actor, { ...native, id: checked.preview.id, dry_run: false }).catch(
-		(err: unknown) => {
-			throw inFleetShape(err);
-		}
-	);
 	const windows: SysWindow[] = [];
 	const w = input.maintenance_window;
 	if (w) {

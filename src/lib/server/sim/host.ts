@@ -91,8 +91,6 @@ export interface CommandIO {
 	hang(): Promise<never>;
 	/** Drops the SSH connection this command runs on. */
 	drop(): Promise<never>;
-	/** Cancels the running command whose process group is `pid`; false when there is none. */
-	kill(pid: number): boolean;
 	/** Drops every connection shortly after this command ends, boots the model, and listens again. */
 	reboot(): void;
 }
@@ -381,12 +379,7 @@ const commands: Record<string, (args: string[], io: CommandIO, model: HostModel)
 	apt: (args, io, m) => aptCommand('apt', args, io, m),
 	'apt-get': (args, io, m) => aptCommand('apt-get', args, io, m),
 	'apt-mark': aptMark,
-	needrestart,
-	kill: async (args, io) => {
-		const target = args.find((a) => /^-\d+$/.test(a));
-		if (!target) return 1;
-		return io.kill(Number(target.slice(1))) ? 0 : 1;
-	}
+	needrestart
 };
 
 /** `cp [-p] [--] from to` and `mv [-f] [--] from to` on the model's files. */

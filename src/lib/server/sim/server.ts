@@ -1,6 +1,8 @@
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import { fingerprintOf } from '$lib/server/ssh/host-keys';
+import { KILL_AFTER_S } from '$lib/server/ssh/connection';
+import { killGroupCommand } from '$lib/server/ssh/shell';
 import { authorizedKeysPath, letsIn } from './authorized-keys';
 import { newHostModel, rebootRequiredPath, runCommandLine, type CommandIO, type HostModel } from './host';
 import { serveSftp } from './sftp';
@@ -46,6 +48,13 @@ export interface SimulatedHostOptions {
 // The exact wrapper SshConnection.exec sends (see connection.ts); the simulator runs what is inside it.
 const WRAPPER =
 	/^timeout --kill-after=\d+ (\d+) bash -c ('(?:[^']|'\\'')*') & p=\$!; printf '%s-pid:%s\\n' '(flotilla-[0-9a-f]+)' "\$p" >&2; wait "\$p"; r=\$\?; printf '%s-exit:%s\\n' '\3' "\$r" >&2; exit "\$r"$/;
+
+/** The process group a command line is the console's group kill of (see connection.ts), or null. */
+function groupKilled(command: string): number | null {
+	const pid = /^kill -TERM -- -(\d+) /.exec(command)?.[1];
+	if (pid === undefined) return null;
+	return command === killGroupCommand(Number(pid), KILL_AFTER_S).script ? Number(pid) : null;
+}
 
 /**
  * A new ed25519 private key in OpenSSH format. ssh2's generator now and then writes a key its own parser
@@ -160,6 +169,13 @@ export async function startSimulatedHost(opts: SimulatedHostOptions): Promise<Si
 	}
 
 	async function execute(command: string, channel: ssh2.ServerChannel) {
+		const victim = groupKilled(command);
+		if (victim !== null) {
+			running.get(victim)?.abort('killed');
+			channel.exit(0);
+			channel.end();
+			return;
+		}
 		const wrapped = WRAPPER.exec(command);
 		const deadlineS = wrapped ? Number(wrapped[1]) : 0;
 		const inner = wrapped ? (tokenize(wrapped[2]!)[0] as { word: string }).word : command;
@@ -181,11 +197,6 @@ export async function startSimulatedHost(opts: SimulatedHostOptions): Promise<Si
 			drop: () => {
 				for (const s of sockets) s.destroy();
 				return killed();
-			},
-			kill: (target) => {
-				const victim = running.get(target);
-				victim?.abort('killed');
-				return Boolean(victim);
 			},
 			reboot
 		};

@@ -5,7 +5,7 @@ import { Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from
 import { classifySshError, SshError } from './errors';
 import { fingerprintOf, hostKeyStatus } from './host-keys';
 import { LineSplitter, TailBuffer } from './lines';
-import { sh, withDeadline, type ShellCommand } from './shell';
+import { killGroupCommand, sh, withDeadline, type ShellCommand } from './shell';
 
 /**
  * Whether ssh2 encrypts through its native binding. Without it (an addon built for another Node) it falls
@@ -326,8 +326,8 @@ export class SshConnection {
 
 	/**
 	 * Ends a command's whole process group on the node: TERM, then KILL for anything still there after the same
-	 * grace `timeout` gives at a deadline. The group is watched, so a command that stops at once is done at once.
-	 * Resolves once the group is gone or KILL was sent (or the kill could not be run at all: the connection is gone).
+	 * grace `timeout` gives at a deadline. Resolves once the group is gone or KILL was sent (or the kill could not
+	 * be run at all: the connection is gone).
 	 *
 	 * The grace is not shorter on purpose: `timeout` forwards the TERM to the group again, so a command's TERM
 	 * handler may run twice in a row (bash runs a trap once per signal received), and with the one second this
@@ -335,8 +335,7 @@ export class SshConnection {
 	 * engine-failures.spec.ts, reproduced locally: 8 of 40).
 	 */
 	private async killGroup(pid: number): Promise<void> {
-		const polls = String(KILL_AFTER_S * 10);
-		const kill = sh`kill -TERM -- -${pid} 2>/dev/null; i=0; while [ "$i" -lt ${polls} ] && kill -0 -- -${pid} 2>/dev/null; do sleep 0.1; i=$((i+1)); done; kill -KILL -- -${pid} 2>/dev/null; true`;
+		const kill = killGroupCommand(pid, KILL_AFTER_S);
 		// Outside the channel limit on purpose (a cancel must not queue behind the command it cancels), so a
 		// server at MaxSessions may refuse it at first: openExec retries that.
 		const channel = await this.openExec(kill.script).catch(() => undefined);

@@ -66,3 +66,12 @@ export function withDeadline(command: ShellCommand, seconds: number, killAfterSe
 	const secs = Math.max(1, Math.ceil(seconds));
 	return sh`timeout --kill-after=${killAfterSeconds} ${secs} bash -c ${command.script}`;
 }
+
+/**
+ * Ends the process group `pid` leads: TERM, then KILL for whatever is still there after `graceSeconds`. The group
+ * is watched every 0.1 s, so a command that stops at once is done at once.
+ */
+export function killGroupCommand(pid: number, graceSeconds: number): ShellCommand {
+	const polls = String(graceSeconds * 10);
+	return sh`kill -TERM -- -${pid} 2>/dev/null; i=0; while [ "$i" -lt ${polls} ] && kill -0 -- -${pid} 2>/dev/null; do sleep 0.1; i=$((i+1)); done; kill -KILL -- -${pid} 2>/dev/null; true`;
+}

@@ -69,9 +69,10 @@ export function withDeadline(command: ShellCommand, seconds: number, killAfterSe
 
 /**
  * Ends the process group `pid` leads: TERM, then KILL for whatever is still there after `graceSeconds`. The group
- * is watched every 0.1 s, so a command that stops at once is done at once.
+ * is watched every 0.1 s, so a command that stops at once is done at once; `timeout` bounds the watch by the clock,
+ * since a count of polls stretches on a loaded node (each poll forks a `sleep`). bash, as dash's `kill` takes no `--`.
  */
 export function killGroupCommand(pid: number, graceSeconds: number): ShellCommand {
-	const polls = String(graceSeconds * 10);
-	return sh`kill -TERM -- -${pid} 2>/dev/null; i=0; while [ "$i" -lt ${polls} ] && kill -0 -- -${pid} 2>/dev/null; do sleep 0.1; i=$((i+1)); done; kill -KILL -- -${pid} 2>/dev/null; true`;
+	const watch = `while kill -0 -- -${pid} 2>/dev/null; do sleep 0.1; done`;
+	return sh`kill -TERM -- -${pid} 2>/dev/null; timeout ${String(graceSeconds)} bash -c ${watch}; kill -KILL -- -${pid} 2>/dev/null; true`;
 }

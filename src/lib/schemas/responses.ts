@@ -3,7 +3,8 @@ import { applianceImageStates, applianceUpdateStates, rolloutStates } from '$lib
 import { roleSchema, scopeSchema } from './common';
 import { connectionStatuses, fleetStatuses } from './nodes';
 import { notifyChannelKinds, notifyEventKinds } from './notify';
-import { DAYS } from './system-updates';
+import { channelSchema } from './releases';
+import { DAYS, policySchema } from './system-updates';
 
 /**
  * What endpoints answer, for the OpenAPI document (src/lib/server/http/openapi/). The `present*` helpers build
@@ -81,7 +82,7 @@ export const nodeSchema = z.object({
 	kind: z.enum(['server', 'appliance']),
 	roles: z.array(z.string()),
 	labels: z.record(z.string(), z.string()),
-	policy: z.enum(['full', 'security', 'manual']),
+	policy: policySchema,
 	control_plane: z.boolean(),
 	connection_status: z.enum(connectionStatuses),
 	host_key_fingerprint: z.string().nullable(),
@@ -229,7 +230,7 @@ export const releaseAnswerSchema = z.object({
 	id,
 	version: z.string(),
 	sha: z.string(),
-	channel: z.enum(['stable', 'beta']),
+	channel: channelSchema,
 	migrations_required: z.boolean(),
 	breaking_changes: z.string().nullable(),
 	released_at: time,
@@ -260,9 +261,9 @@ export const rolloutAnswerSchema = z.object({
 	id,
 	number: z.int(),
 	release_id: id,
-	release: z.object({ version: z.string(), sha: z.string(), channel: z.enum(['stable', 'beta']) }).optional(),
+	release: z.object({ version: z.string(), sha: z.string(), channel: channelSchema }).optional(),
 	target: z.object({
-		channel: z.enum(['stable', 'beta']).optional(),
+		channel: channelSchema.optional(),
 		roles: z.array(z.string()).optional(),
 		labels: z.array(z.string()).optional(),
 		nodes: z.array(z.string()).optional()
@@ -317,7 +318,7 @@ export const imageAnswerSchema = z.object({
 	id,
 	release_id: id,
 	version: z.string().optional().describe('in lists: the release’s version'),
-	channel: z.enum(['stable', 'beta']).optional(),
+	channel: channelSchema.optional(),
 	sha256: z.string(),
 	size: z.int(),
 	signature: z.string(),
@@ -390,7 +391,7 @@ export const issuedAnswerSchema = z.object({
 export const nodeUpdatesAnswerSchema = z.object({
 	node_id: id,
 	name: z.string(),
-	policy: z.enum(['full', 'security', 'manual']),
+	policy: policySchema,
 	roles: z.array(z.string()),
 	labels: z.record(z.string(), z.string()),
 	control_plane: z.boolean(),

@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chown, chmod, readFile, stat, writeFile } from 'node:fs/promises';
+import { appendFile, chown, chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { eq, inArray } from 'drizzle-orm';
@@ -14,6 +14,9 @@ import { registerDomains } from '../../src/lib/server/domains';
 import { createRun, getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { createCredential, deleteCredential, unsealCredential } from '../../src/lib/server/keys/credentials';
 import { driveKeyRotations } from '../../src/lib/server/keys/driver';
+import { addKey, blobOf, removeKey } from '../../src/lib/server/keys/authorized-keys';
+import { connectWith, tryLogin } from '../../src/lib/server/keys/login';
+import { connectionRunner, editAuthorizedKeys, readScript, type Runner } from '../../src/lib/server/keys/remote';
 import { credentialMarks, getKeyRotation, startKeyRotation, type HostAccess } from '../../src/lib/server/keys/rotation';
 import { freshPostgres } from '../support/databases';
 import { waitFor, waitForRun } from '../support/engine';
@@ -345,6 +348,67 @@ describe('a rotation of the console key', () => {
 		expect(await logsIn(away, fresh)).toBe(true);
 		expect(await logsIn(away, consoleKey)).toBe(false);
 	}, 180_000);
+
+	it('an edit that races another writer of authorized_keys is applied again to what that writer left', async () => {
+		const h = bed.hosts[15]!;
+		const [node] = await db().select().from(nodes).where(eq(nodes.name, 'k-15'));
+		const conn = await connectWith(node!, node!.credentialId);
+		try {
+			const commands: string[] = [];
+			const inner = connectionRunner(conn);
+			const runner: Runner = async (command) => {
+				commands.push(command === readScript ? 'read' : 'write');
+				const r = await inner(command);
+				// Someone else adds a key between the console's first read and its write.
+				if (commands.length === 1)
+					await appendFile(keysPath(h), 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHJhY2Vy racer@elsewhere\n');
+				return r;
+			};
+			const added = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGFkZGVk';
+			expect(await editAuthorizedKeys(runner, (content) => addKey(content, added, 'flotilla:primary:test'))).toBe(true);
+			// The first write was refused (the file had changed), the edit read it again and wrote on top of it.
+			expect(commands).toEqual(['read', 'write', 'read', 'write']);
+			const after = (await readFile(keysPath(h), 'utf8')).split('\n');
+			expect(after.filter((l) => l.includes('racer@elsewhere') || l.includes(added))).toEqual([
+				'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHJhY2Vy racer@elsewhere',
+				`${added} flotilla:primary:test`
+			]);
+			// Undone, so the hosts are as the rotations left them.
+			expect(
+				await editAuthorizedKeys(connectionRunner(conn), (content) =>
+					removeKey(removeKey(content, blobOf(added)), 'AAAAC3NzaC1lZDI1NTE5AAAAIHJhY2Vy')
+				)
+			).toBe(true);
+		} finally {
+			conn.close();
+		}
+	});
+
+	it('a login proof tries a node that did not answer again before judging the key; a refused key is judged at once', async () => {
+		const h = bed.hosts[15]!;
+		const [node] = await db().select().from(nodes).where(eq(nodes.name, 'k-15'));
+		const pauses: number[] = [];
+		await bed.stopHost(h);
+		// Down for the first attempt, back before the second.
+		expect(
+			await tryLogin(node!, node!.credentialId, async (attempt) => {
+				pauses.push(attempt);
+				if (attempt === 1) await bed.startHost(h);
+			})
+		).toBeNull();
+		expect(pauses).toEqual([1]);
+		// Down for good: every attempt made, and the reason says so.
+		await bed.stopHost(h);
+		pauses.length = 0;
+		const away = await tryLogin(node!, node!.credentialId, async (attempt) => void pauses.push(attempt));
+		expect(away).toMatch(/^unreachable: .*\(after 3 attempts\)$/);
+		expect(pauses).toEqual([1, 2]);
+		await bed.startHost(h);
+		// A key the node does not accept: no second attempt.
+		pauses.length = 0;
+		expect(await tryLogin(node!, testbedCredential, async (attempt) => void pauses.push(attempt))).toMatch(/^auth: /);
+		expect(pauses).toEqual([]);
+	});
 
 	it('a console killed mid-phase and started again finishes the rotation: no line twice, every host proven by login', async () => {
 		// This console's engine stops: from here on only the child consoles run tasks and turn the driver.

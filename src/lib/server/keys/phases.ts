@@ -10,9 +10,9 @@ import {
 	type KeyRotation,
 	type KeySurvey
 } from '$lib/server/db/schema';
-import { addKey, blobOf, hasKey, keyFingerprint, keyLines, markerOf, removeKey } from './authorized-keys';
+import { addKey, blobOf, keyFingerprint, keyLines, markerOf, removeKey } from './authorized-keys';
 import { tryLogin } from './login';
-import { readAuthorizedKeys, writeAuthorizedKeys, type AuthorizedKeys } from './remote';
+import { editAuthorizedKeys, readAuthorizedKeys, type AuthorizedKeys } from './remote';
 
 /*
  * What each phase does on one node (docs/ssh-key-rotation.md). Every phase can run again and change nothing
@@ -85,14 +85,12 @@ export function surveyOf(file: AuthorizedKeys, known: Pick<Credential, 'name' | 
 }
 
 async function addLine(ctx: Ctx, publicKey: string, marker: string, what: string): Promise<void> {
-	const file = await readAuthorizedKeys(ctx);
-	const next = addKey(file.content, publicKey, marker);
-	if (next === file.content) {
-		ctx.log(`${what} is already in ~/.ssh/authorized_keys`);
-		return;
-	}
-	await writeAuthorizedKeys(ctx, file, next);
-	ctx.log(`${what} added to ~/.ssh/authorized_keys (${keyFingerprint(blobOf(publicKey))})`);
+	const written = await editAuthorizedKeys(ctx, (content) => addKey(content, publicKey, marker));
+	ctx.log(
+		written
+			? `${what} added to ~/.ssh/authorized_keys (${keyFingerprint(blobOf(publicKey))})`
+			: `${what} is already in ~/.ssh/authorized_keys`
+	);
 }
 
 async function verifyLogin(ctx: Ctx, credential: Credential, what: string): Promise<void> {
@@ -138,14 +136,13 @@ export async function runPhase(ctx: Ctx, rotationId: string, phase: NodePhase): 
 				.update(nodes)
 				.set({ credentialId: fresh.id, updatedAt: new Date() })
 				.where(and(eq(nodes.id, ctx.node.id), eq(nodes.credentialId, keys.old.id)));
-			const file = await readAuthorizedKeys(ctx);
 			const oldBlob = blobOf(keys.old.publicKey);
-			if (!hasKey(file.content, oldBlob)) {
-				ctx.log('the old key is no longer in ~/.ssh/authorized_keys');
-				return;
-			}
-			await writeAuthorizedKeys(ctx, file, removeKey(file.content, oldBlob));
-			ctx.log(`the old key (${keys.old.fingerprint}) removed; the console now signs in with ${fresh.name}`);
+			const written = await editAuthorizedKeys(ctx, (content) => removeKey(content, oldBlob));
+			ctx.log(
+				written
+					? `the old key (${keys.old.fingerprint}) removed; the console now signs in with ${fresh.name}`
+					: 'the old key is no longer in ~/.ssh/authorized_keys'
+			);
 			return;
 		}
 		case 'K6': {
@@ -154,14 +151,10 @@ export async function runPhase(ctx: Ctx, rotationId: string, phase: NodePhase): 
 			const [own] = await db().select().from(credentials).where(eq(credentials.id, current!.id));
 			if (own!.id === net.id) throw new StepFailed('the node signs in with the safety-net key itself: it stays');
 			await verifyLogin(ctx, own!, `the node's key ${own!.name}`);
-			const file = await readAuthorizedKeys(ctx);
-			const next = removeKey(file.content, blobOf(net.publicKey), markerOf('safety-net', net.id));
-			if (next === file.content) {
-				ctx.log('the safety-net key is no longer in ~/.ssh/authorized_keys');
-				return;
-			}
-			await writeAuthorizedKeys(ctx, file, next);
-			ctx.log('the safety-net key removed');
+			const written = await editAuthorizedKeys(ctx, (content) =>
+				removeKey(content, blobOf(net.publicKey), markerOf('safety-net', net.id))
+			);
+			ctx.log(written ? 'the safety-net key removed' : 'the safety-net key is no longer in ~/.ssh/authorized_keys');
 			return;
 		}
 	}

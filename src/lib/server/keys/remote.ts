@@ -25,7 +25,10 @@ export interface AuthorizedKeys {
 	passwordSource: 'sshd -T' | 'sshd_config' | null;
 }
 
-type Runner = (command: ShellCommand) => Promise<ExecResult>;
+export type Runner = (command: ShellCommand) => Promise<ExecResult>;
+
+/** The write script's `exit 3`: the file is no longer what was read. */
+const CHANGED_EXIT = 3;
 
 /** Exported so the simulated hosts answer exactly what the console sends (src/lib/server/sim/authorized-keys.ts). */
 export const readScript = sh`f="$HOME/.ssh/authorized_keys"
@@ -91,24 +94,35 @@ if [ -e "$f" ]; then chown --reference="$f" -- "$tmp"; chmod --reference="$f" --
 mv -f -- "$tmp" "$f"
 trap - EXIT`;
 
-/** Replaces the file with `content` if it still is what `before` read; keeps its owner and mode. */
-export async function writeAuthorizedKeys(
-	ctx: StepContext<unknown>,
-	before: AuthorizedKeys,
-	content: string
-): Promise<void> {
-	const bytes = Buffer.from(content, 'utf8');
-	if (bytes.length > MAX_FILE_BYTES) {
-		throw new StepFailed(
-			`~/.ssh/authorized_keys would be ${bytes.length} bytes: the console edits files up to ${MAX_FILE_BYTES}`
-		);
-	}
-	const script = writeScript(before.hash, bytes.toString('base64'));
-	const r = await quiet(ctx)(script);
-	if (r.exitCode !== 0) {
-		throw new StepFailed(
-			`could not write ~/.ssh/authorized_keys: ${r.stderr.trim().split('\n').at(-1) ?? ''}`,
-			r.exitCode
-		);
+/** How often an edit is applied again to a file that changed between its read and its write. */
+const EDIT_ATTEMPTS = 3;
+
+/**
+ * Applies `edit` to the file and replaces it with the result, keeping its owner and mode; nothing is written when
+ * the edit changes nothing (resolves with whether it wrote). A file that changed between the read and the write (a configuration manager, a person
+ * adding a key) is read again and the edit applied anew, since an edit is a function of the content alone; only
+ * after EDIT_ATTEMPTS such races in a row does the phase fail.
+ */
+export async function editAuthorizedKeys(
+	run: Runner | StepContext<unknown>,
+	edit: (content: string) => string
+): Promise<boolean> {
+	const runner = typeof run === 'function' ? run : quiet(run);
+	for (let attempt = 1; ; attempt++) {
+		const before = await readAuthorizedKeys(runner);
+		const next = edit(before.content);
+		if (next === before.content) return false;
+		const bytes = Buffer.from(next, 'utf8');
+		if (bytes.length > MAX_FILE_BYTES) {
+			throw new StepFailed(
+				`~/.ssh/authorized_keys would be ${bytes.length} bytes: the console edits files up to ${MAX_FILE_BYTES}`
+			);
+		}
+		const r = await runner(writeScript(before.hash, bytes.toString('base64')));
+		if (r.exitCode === 0) return true;
+		const why = r.stderr.trim().split('\n').at(-1) ?? '';
+		if (r.exitCode !== CHANGED_EXIT || attempt === EDIT_ATTEMPTS) {
+			throw new StepFailed(`could not write ~/.ssh/authorized_keys: ${why}`, r.exitCode);
+		}
 	}
 }

@@ -81,14 +81,7 @@ function operationObject(op: Operation) {
 		if (!object) continue;
 		const q = jsonSchemaOf(object, 'input') as { properties?: Record<string, JsonSchema>; required?: string[] };
 		for (const [name, schema] of Object.entries(q.properties ?? {})) {
-			const { description, ...rest } = schema;
-			params.push({
-				name,
-				in: where,
-				required: q.required?.includes(name) ?? false,
-				...(typeof description === 'string' ? { description } : {}),
-				schema: rest as never
-			});
+			params.push({ name, in: where, required: q.required?.includes(name) ?? false, schema: schema as never });
 		}
 	}
 	const responses: Record<string, unknown> = {};

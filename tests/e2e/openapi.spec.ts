@@ -139,7 +139,7 @@ test('each documented example body matches its schema and is accepted', async ()
 	}
 });
 
-/** A credential, a node (on an address of this spec's testbed range where nothing listens) and a check run of it. */
+/** A credential, a node (on an address of this spec's testbed range where nothing listens) and a check run of it, whose id it answers. */
 async function seedFleet() {
 	const dir = await mkdtemp(join(tmpdir(), 'openapi-'));
 	await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'key')]);
@@ -159,6 +159,7 @@ async function seedFleet() {
 	expect(node.status).toBe(201);
 	const check = await post('/api/runs', { kind: 'check', nodes: [(await node.json()).id] });
 	expect(check.status).toBe(202);
+	return { runId: (await check.json()).run_id as string };
 }
 
 test('real answers of GET endpoints validate against their documented response schemas', async () => {
@@ -334,9 +335,7 @@ test('real answers of POST, PUT and PATCH endpoints validate against their docum
 });
 
 test('the event streams refuse a bad documented query or header value naming it, and stream with good ones', async () => {
-	const runs = await (await call('/api/runs?limit=1', { headers: auth.token })).json();
-	const runId: string | undefined = runs.items[0]?.id;
-	expect(runId, 'a run to stream (seeded by the GET test)').toBeDefined();
+	const { runId } = await seedFleet();
 	const bad: Record<string, string[]> = {
 		after: ['abc', '-1', '1.5', ' ', '0x10', '99999999999999999999'],
 		types: ['', 'run.bogus', 'nope.*', 'run.state;drop'],
@@ -353,7 +352,7 @@ test('the event streams refuse a bad documented query or header value naming it,
 			'query types'
 		]);
 		expect(op.responses['400']).toBeDefined();
-		const url = path.replace('{id}', runId!);
+		const url = path.replace('{id}', runId);
 		const send = (param: { name: string; in: string }, value: string, signal?: AbortSignal) =>
 			call(param.in === 'query' ? `${url}?${new URLSearchParams({ [param.name]: value })}` : url, {
 				headers: { ...headersFor(op), ...(param.in === 'header' ? { [param.name]: value } : {}) },

@@ -9,6 +9,10 @@ export const terminalRunStates = ['succeeded', 'failed', 'cancelled'] as const;
 export const taskStates = ['queued', 'running', ...terminalTaskStates] as const;
 export const runStates = ['queued', 'running', 'paused', ...terminalRunStates] as const;
 
+/** A step's states; `do` runs forward, `undo` rolls back, `inspect` reconciles after a crash, `verify` checks health after a rollback. */
+export const stepStates = ['running', 'succeeded', 'failed', 'cancelled'] as const;
+export const stepPhases = ['do', 'undo', 'inspect', 'verify'] as const;
+
 /** A rollout's states (docs/releases.md, "Rollouts"). */
 export const rolloutStates = [
 	'scheduled',

@@ -1,10 +1,12 @@
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Ajv2020, { type ValidateFunction } from 'ajv/dist/2020.js';
 import { expect, test } from '@playwright/test';
+import { hmacSignature } from '../../src/lib/server/releases/signing.ts';
 import { bearer, call, cookie, loadTokens, people, signInAs } from './support/console';
 
 /**
@@ -15,7 +17,8 @@ import { bearer, call, cookie, loadTokens, people, signInAs } from './support/co
  * - each documented required field, left out, is named in the 400;
  * - a body with an undocumented field is refused where the document says no other fields are allowed;
  * - each documented example is accepted (anything but a 400);
- * - real answers of GET endpoints validate against their documented response schemas.
+ * - real answers of GET endpoints validate against their documented response schemas, and so do those of the
+ *   POST, PUT and PATCH endpoints this spec can drive without a reachable node.
  */
 
 type JsonSchema = Record<string, unknown> & {
@@ -136,7 +139,7 @@ test('each documented example body matches its schema and is accepted', async ()
 	}
 });
 
-/** A credential, a node (on an address of this spec's testbed range where nothing listens) and a check run of it. */
+/** A credential, a node (on an address of this spec's testbed range where nothing listens) and a check run of it, whose id it answers. */
 async function seedFleet() {
 	const dir = await mkdtemp(join(tmpdir(), 'openapi-'));
 	await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'key')]);
@@ -156,6 +159,7 @@ async function seedFleet() {
 	expect(node.status).toBe(201);
 	const check = await post('/api/runs', { kind: 'check', nodes: [(await node.json()).id] });
 	expect(check.status).toBe(202);
+	return { runId: (await check.json()).run_id as string };
 }
 
 test('real answers of GET endpoints validate against their documented response schemas', async () => {
@@ -188,6 +192,189 @@ test('real answers of GET endpoints validate against their documented response s
 	expect(checked).toEqual(
 		expect.arrayContaining(['/api/version', '/api/me', '/api/nodes/{id}', '/api/runs/{id}', '/api/users/{id}'])
 	);
+});
+
+/** The release signing secret the e2e console is started with (playwright.config.ts). */
+const RELEASE_SECRET = 'e2e-release-signing-secret-0123';
+
+test('real answers of POST, PUT and PATCH endpoints validate against their documented response schemas', async () => {
+	const validator = ajv();
+	const mismatches: string[] = [];
+	const checked = new Set<string>();
+	/** Calls a documented operation, expects `status` and checks the answer against that status's schema. */
+	const drive = async (
+		method: string,
+		path: string,
+		status: number,
+		init: { url?: string; json?: unknown; body?: string; type?: string } = {}
+	) => {
+		const op = doc.paths[path]?.[method.toLowerCase()];
+		if (!op) throw new Error(`${method} ${path} is not in the document`);
+		const headers: Record<string, string> = { ...headersFor(op), ...(init.type ? { 'content-type': init.type } : {}) };
+		const res = await call(init.url ?? path, { method, headers, json: init.json, body: init.body });
+		const text = await res.text();
+		const schema = op.responses[String(status)]?.content?.['application/json']?.schema;
+		if (res.status !== status || !schema) {
+			mismatches.push(`${method} ${init.url ?? path} → ${res.status} (expected ${status}): ${text.slice(0, 300)}`);
+			return JSON.parse(text || 'null');
+		}
+		const body = JSON.parse(text);
+		const validate = validator.compile(schema);
+		if (!validate(body)) mismatches.push(`${method} ${path} ${status}: ${validator.errorsText(validate.errors)}`);
+		checked.add(`${method} ${path}`);
+		return body;
+	};
+
+	const suffix = crypto.randomUUID().slice(0, 8);
+	const commit = (n: number) => createHash('sha1').update(`${suffix}-${n}`).digest('hex');
+	const dir = await mkdtemp(join(tmpdir(), 'openapi-'));
+	await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'key')]);
+	const privateKey = await readFile(join(dir, 'key'), 'utf8');
+	await rm(dir, { recursive: true });
+	const cleanup: [string, string][] = [];
+	try {
+		const cred = await drive('POST', '/api/credentials', 201, {
+			json: { name: `openapi-w-${suffix}`, private_key: privateKey }
+		});
+		const role = `oa-${suffix}`;
+		await drive('POST', '/api/roles', 201, { json: { name: role, path: `/srv/${role}`, units: [`${role}.service`] } });
+		cleanup.push(['/api/roles/{name}', `/api/roles/${role}`]);
+		const node = await drive('POST', '/api/nodes', 201, {
+			// An address of this spec's range where nothing listens: checks fail fast, nothing is changed on a host.
+			json: { name: `openapi-w-${suffix}`, host: '127.0.1.60', port: 1, credential_id: cred.id, roles: [role] }
+		});
+		cleanup.unshift(['/api/nodes/{id}', `/api/nodes/${node.id}`]);
+		cleanup.push(['/api/credentials/{id}', `/api/credentials/${cred.id}`]);
+		const nodeUrl = `/api/nodes/${node.id}`;
+		await drive('PATCH', '/api/nodes/{id}', 200, { url: nodeUrl, json: { labels: { spec: 'openapi' } } });
+		await drive('POST', '/api/nodes/{id}/check', 200, { url: `${nodeUrl}/check` });
+		await drive('POST', '/api/runs', 202, { json: { kind: 'check', nodes: [node.id] } });
+
+		await drive('PATCH', '/api/roles/{name}', 200, {
+			url: `/api/roles/${role}`,
+			json: { description: 'openapi spec' }
+		});
+		await drive('PUT', '/api/roles/{name}/provisioning', 200, {
+			url: `/api/roles/${role}/provisioning`,
+			json: { packages: ['curl'], env_template: 'MODE=spec\n' }
+		});
+		await drive('POST', '/api/code-source/notify', 200, { json: { commit: commit(1), changed_roles: [role] } });
+		await drive('POST', '/api/code-source/notify', 200, { json: { commit: commit(2), changed_roles: [role] } });
+		await drive('POST', '/api/roles/{name}/pin', 200, { url: `/api/roles/${role}/pin`, json: { commit: commit(1) } });
+		await drive('POST', '/api/nodes/{id}/mark-synced', 200, {
+			url: `${nodeUrl}/mark-synced`,
+			json: { role, commit: commit(1) }
+		});
+		await drive('POST', '/api/updates/trigger', 200, { json: { scope: { roles: [role] }, dry_run: true } });
+
+		await drive('POST', '/api/auth/tokens', 201, { json: { name: `openapi-${suffix}`, scopes: ['read'] } });
+		const user = await drive('POST', '/api/users', 201, {
+			json: { username: `openapi-${suffix}`, password: 'openapi spec passphrase', role: 'viewer' }
+		});
+		await drive('PATCH', '/api/users/{id}', 200, { url: `/api/users/${user.id}`, json: { disabled: true } });
+
+		const settings = await (await call('/api/notify/settings', { headers: auth.token })).json();
+		await drive('PUT', '/api/notify/settings', 200, { json: settings });
+		// A documentation address (TEST-NET-1): public, so allowed, and never sent anything by this spec.
+		const channel = await drive('POST', '/api/notify/channels', 201, {
+			json: {
+				name: `openapi-${suffix}`,
+				kind: 'webhook',
+				url: 'https://192.0.2.10/flotilla',
+				events: ['rollout.paused']
+			}
+		});
+		cleanup.push(['/api/notify/channels/{id}', `/api/notify/channels/${channel.id}`]);
+
+		const hold = await drive('POST', '/api/updates/system/holds', 201, {
+			json: { scope: 'node', target: node.id, pattern: 'linux-image-*', reason: 'openapi spec' }
+		});
+		cleanup.push(['/api/updates/system/holds/{id}', `/api/updates/system/holds/${hold.id}`]);
+		const window = await drive('POST', '/api/updates/system/windows', 201, {
+			json: { scope: 'node', target: node.id, start: '02:00', end: '04:00', time_zone: 'UTC', days: ['sunday'] }
+		});
+		cleanup.push(['/api/updates/system/windows/{id}', `/api/updates/system/windows/${window.id}`]);
+		await drive('POST', '/api/updates/system/windows/{id}/skip', 200, {
+			url: `/api/updates/system/windows/${window.id}/skip`,
+			json: { skip: true }
+		});
+
+		const manifest = {
+			version: `0.0.1-openapi.${suffix}`,
+			sha: commit(1),
+			channel: 'beta',
+			migrations_required: false,
+			breaking_changes: null,
+			released_at: '2026-06-01T00:00:00Z'
+		};
+		const release = await drive('POST', '/api/releases', 201, {
+			json: { ...manifest, signature: hmacSignature(manifest, RELEASE_SECRET) }
+		});
+		const rollout = { release_id: release.id, target: { nodes: [node.id] }, strategy: 'immediate' };
+		await drive('POST', '/api/rollouts/preview', 200, { json: rollout });
+		await drive('POST', '/api/rollouts', 200, { json: { ...rollout, dry_run: true } });
+
+		await drive('POST', '/api/security/certificates/roles', 201, {
+			json: { role, cert_path: `/etc/${role}/cert.pem`, key_path: `/etc/${role}/key.pem`, reload_command: ['true'] }
+		});
+		await drive('POST', '/api/security/certificates/rotate', 200, { json: { nodes: [node.id], dry_run: true } });
+		await drive('POST', '/api/ssh-keys/rotate', 200, { json: { nodes: [node.id], dry_run: true } });
+		await drive('POST', '/api/inventory/import', 200, {
+			url: `/api/inventory/import?credential_id=${cred.id}&dry_run=1`,
+			body: `[web]\nopenapi-inv-${suffix} ansible_host=127.0.1.60\n`,
+			type: 'text/plain'
+		});
+	} finally {
+		for (const [path, url] of cleanup) {
+			const res = await call(url, { method: 'DELETE', headers: headersFor(doc.paths[path]!.delete!) });
+			expect(res.status, `DELETE ${url}`).toBe(204);
+		}
+	}
+	expect(mismatches).toEqual([]);
+	expect(checked.size).toBeGreaterThanOrEqual(25);
+});
+
+test('the event streams refuse a bad documented query or header value naming it, and stream with good ones', async () => {
+	const { runId } = await seedFleet();
+	const bad: Record<string, string[]> = {
+		after: ['abc', '-1', '1.5', ' ', '0x10', '99999999999999999999'],
+		types: ['', 'run.bogus', 'nope.*', 'run.state;drop'],
+		'Last-Event-ID': ['abc', '-1', '1e3', '']
+	};
+	const good: Record<string, string> = { after: '0', types: 'run.state,task.*', 'Last-Event-ID': '1' };
+	for (const path of ['/api/events', '/api/runs/{id}/events']) {
+		const op = doc.paths[path]!.get!;
+		const params = (op.parameters ?? []).filter((p) => p.in === 'query' || p.in === 'header');
+		// What is tried below is what the document lists: a parameter it gains or loses changes this list.
+		expect(params.map((p) => `${p.in} ${p.name}`).sort()).toEqual([
+			'header Last-Event-ID',
+			'query after',
+			'query types'
+		]);
+		expect(op.responses['400']).toBeDefined();
+		const url = path.replace('{id}', runId);
+		const send = (param: { name: string; in: string }, value: string, signal?: AbortSignal) =>
+			call(param.in === 'query' ? `${url}?${new URLSearchParams({ [param.name]: value })}` : url, {
+				headers: { ...headersFor(op), ...(param.in === 'header' ? { [param.name]: value } : {}) },
+				signal
+			});
+		for (const param of params) {
+			for (const value of bad[param.name]!) {
+				const res = await send(param, value);
+				const body = await res.json().catch(() => null);
+				expect(res.status, `${path} ${param.name}=${JSON.stringify(value)}`).toBe(400);
+				expect(body?.error?.code).toBe('validation_failed');
+				expect(Object.keys(body?.error?.fields ?? {})).toEqual([param.name]);
+			}
+			const abort = new AbortController();
+			const res = await send(param, good[param.name]!, abort.signal);
+			expect(res.status, `${path} ${param.name}=${good[param.name]}`).toBe(200);
+			expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+			const first = await res.body!.getReader().read();
+			expect(new TextDecoder().decode(first.value)).toContain('retry: 2000');
+			abort.abort();
+		}
+	}
 });
 
 test('the reference page shows every operation, grouped, with who may call it; it works by keyboard and at 390 px', async ({

@@ -203,7 +203,7 @@ export const quiesceSchema = z
 /** A commands role's programs fetch the code themselves: there is no checkout to verify a signature in. */
 export const SIGNATURES_NEED_GIT = 'only git and push roles can require signatures (a commands role has no checkout)';
 
-const methodSchema = z.enum(['git', 'push', 'commands'], { error: 'must be git, push or commands' });
+export const methodSchema = z.enum(['git', 'push', 'commands'], { error: 'must be git, push or commands' });
 
 const roleFields = {
 	name: roleNameSchema,

@@ -1,7 +1,27 @@
 import { z } from 'zod';
-import { applianceImageStates, applianceUpdateStates, rolloutStates } from '$lib/states';
+import {
+	applianceImageStates,
+	applianceUpdateStates,
+	rolloutStates,
+	runStates as runStateList,
+	stepPhases,
+	stepStates,
+	taskStates
+} from '$lib/states';
+import { auditQuerySchema } from './audit';
+import {
+	deployCommandsSchema,
+	healthCheckSchema,
+	methodSchema,
+	quiesceSchema,
+	readinessSchema,
+	signaturesSchema,
+	snapshotSchema,
+	updateScopeSchema
+} from './code-sync';
 import { roleSchema, scopeSchema } from './common';
-import { connectionStatuses, fleetStatuses } from './nodes';
+import { connectionStatuses, fleetStatuses, inventoryImportQuerySchema } from './nodes';
+import { unitTemplateSchema } from './provisioning';
 import { notifyChannelKinds, notifyEventKinds } from './notify';
 import { channelSchema } from './releases';
 import { DAYS, policySchema } from './system-updates';
@@ -120,7 +140,7 @@ export const nodeListSchema = z.object({
 	next_cursor: z.string().nullable()
 });
 
-const runStates = z.enum(['queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled']);
+const runStates = z.enum(runStateList);
 
 export const runSchema = z.object({
 	id,
@@ -145,6 +165,34 @@ export const runSchema = z.object({
 	started_at: time.nullable(),
 	ended_at: time.nullable()
 });
+
+const taskAnswer = z.object({
+	id,
+	node_id: id,
+	node_name: z.string(),
+	phase: z.int(),
+	state: z.enum(taskStates),
+	needs_attention: z.boolean(),
+	current_step: z.string().nullable(),
+	attempt: z.int(),
+	error: z.string().nullable(),
+	started_at: time.nullable(),
+	ended_at: time.nullable(),
+	steps: z.array(
+		z.object({
+			name: z.string(),
+			phase: z.enum(stepPhases),
+			attempt: z.int(),
+			state: z.enum(stepStates),
+			exit_code: z.int().nullable(),
+			error: z.string().nullable(),
+			started_at: time,
+			ended_at: time.nullable()
+		})
+	)
+});
+
+export const runDetailSchema = runSchema.extend({ tasks: z.array(taskAnswer) });
 
 export const runListSchema = z.object({ items: z.array(runSchema), next_cursor: z.int().nullable() });
 
@@ -445,4 +493,224 @@ export const certificateAnswerSchema = z.object({
 	mismatch: z.boolean(),
 	error: z.string().nullable().describe('why the certificate could not be read'),
 	checked_at: time
+});
+
+/** `GET /api/openapi.json`: the document's outline (its paths are described by the document itself). */
+export const openApiDocumentSchema = z.object({
+	openapi: z.literal('3.1.0'),
+	info: z.object({ title: z.string(), version: z.string(), description: z.string() }),
+	tags: z.array(z.object({ name: z.string() })),
+	paths: z.record(z.string(), z.record(z.string(), z.object({ operationId: z.string() }).loose())),
+	components: z.object({
+		schemas: z.record(z.string(), z.unknown()),
+		securitySchemes: z.record(z.string(), z.unknown())
+	})
+});
+
+export const auditRowSchema = z.object({
+	id: z.int(),
+	at: time,
+	actor: z.string(),
+	actor_id: id.nullable(),
+	via: z.string().describe('session, token:<token id> or system'),
+	action: z.string(),
+	target_type: z.string().nullable(),
+	target_id: z.string().nullable(),
+	source_ip: z.string().nullable(),
+	result: auditQuerySchema.shape.result.unwrap(),
+	details: z.record(z.string(), z.unknown())
+});
+
+/** `POST /api/nodes/{id}/check`: what connecting to the node found. */
+export const checkResultSchema = z.object({
+	reachable: z.boolean(),
+	host_key_fingerprint: z.string().nullable(),
+	host_key_status: nodeSchema.shape.host_key_status,
+	latency_ms: z.number().nullable(),
+	uname: z.string().nullable(),
+	error: z.string().nullable()
+});
+
+const inventoryIssue = z.object({ line: z.int(), host: z.string().optional(), message: z.string() });
+
+/** `POST /api/inventory/import`: the plan, or what was imported. */
+export const inventoryImportAnswerSchema = z.object({
+	dry_run: z.boolean(),
+	format: inventoryImportQuerySchema.shape.format.unwrap(),
+	nodes: z.array(
+		z.object({
+			line: z.int(),
+			name: z.string(),
+			host: z.string(),
+			port: z.int(),
+			user: z.string(),
+			kind: nodeSchema.shape.kind,
+			roles: z.array(z.string()),
+			labels: z.record(z.string(), z.string()),
+			policy: policySchema,
+			control_plane: z.boolean(),
+			host_key_fingerprint: z.string().nullable(),
+			action: z.enum(['create', 'skip']).describe('skip: a node of that name exists and is left as it is'),
+			reason: z.string().optional(),
+			id: id.optional().describe('the new node’s id, after a real import')
+		})
+	),
+	created: z.int(),
+	skipped: z.int(),
+	errors: z.array(inventoryIssue),
+	warnings: z.array(inventoryIssue)
+});
+
+/** A code-sync role (docs/code-sync.md). */
+export const codeRoleAnswerSchema = z.object({
+	name: z.string(),
+	description: z.string(),
+	method: methodSchema,
+	path: z.string(),
+	source_repo: z.string().nullable(),
+	commands: deployCommandsSchema.nullable().describe('a commands role’s programs; null for git and push'),
+	branch: z.string(),
+	follow_tags: z.string().nullable(),
+	units: z.array(z.string()),
+	install_command: z.array(z.string()),
+	restart_command: z.array(z.string()),
+	health: healthCheckSchema,
+	health_timeout_seconds: z.int(),
+	order: z.int(),
+	latest_commit: z.string().nullable(),
+	latest_message: z.string().nullable(),
+	latest_author: z.string().nullable(),
+	latest_at: time.nullable(),
+	auto_update: z.boolean(),
+	auto_update_interval_minutes: z.int(),
+	auto_update_max_failures_per_day: z.int(),
+	auto_update_disabled_reason: z.string().nullable(),
+	auto_update_last_at: time.nullable(),
+	signatures: signaturesSchema.nullable(),
+	readiness_check: readinessSchema.nullable(),
+	snapshot: snapshotSchema.nullable(),
+	quiesce: quiesceSchema.nullable(),
+	created_at: time,
+	updated_at: time
+});
+
+export const pinAnswerSchema = z.object({
+	role: z.string(),
+	commit: z.string(),
+	previous: z.string().nullable().describe('the role’s target before the pin'),
+	nodes_outdated: z.int()
+});
+
+/** A role's provisioning definition, secrets by name only. */
+export const provisioningAnswerSchema = z.object({
+	role: z.string(),
+	repo_url: z.string().nullable(),
+	packages: z.array(z.string()),
+	service_user: z.string().nullable(),
+	effective_service_user: z.string(),
+	env_file: z.string(),
+	env_template: z.string(),
+	secret_names: z.array(z.string()),
+	unit_templates: z.array(unitTemplateSchema),
+	updated_at: time.nullable()
+});
+
+export const nodeVersionsAnswerSchema = z.object({ node_id: id, versions: z.array(roleVersionSchema) });
+
+export const notifyAnswerSchema = z.object({
+	commit: z.string(),
+	roles: z.array(
+		z.object({
+			role: z.string(),
+			new_commit: z.boolean().describe('it became the role’s latest'),
+			nodes_outdated: z.int(),
+			reason: z.string().optional().describe('why a commit new to a role following tags did not')
+		})
+	)
+});
+
+const excludedNodes = z.array(z.object({ id, name: z.string(), reason: z.string() }));
+
+/** A code update's plan (docs/code-sync.md, "Update All"). */
+export const codePlanSchema = z.object({
+	targets: z.record(z.string(), z.string()).describe('per role, the commit this update deploys'),
+	signatures_required: z.array(z.string()),
+	nodes: z.array(
+		z.object({
+			id,
+			name: z.string(),
+			address: z.string(),
+			control_plane: z.boolean(),
+			phase: z.int(),
+			roles: z.array(z.object({ role: z.string(), from: z.string().nullable(), to: z.string() })),
+			warning: z.string().nullable()
+		})
+	),
+	phases: z.array(z.object({ phase: z.int(), label: z.string(), nodes: z.int(), critical: z.boolean() })),
+	excluded: excludedNodes,
+	concurrency: z.int(),
+	scope: updateScopeSchema
+});
+
+export const updatesStatusSchema = z.object({
+	updating: z.boolean(),
+	runs: z.object({ active: z.array(runSchema), recent: z.array(runSchema) }),
+	rollouts: z.object({ active: z.array(rolloutAnswerSchema), recent: z.array(rolloutAnswerSchema) })
+});
+
+/** Which nodes fall in which stage of a rollout. */
+export const rolloutPreviewSchema = z.object({
+	id: z.string().describe('the id the stages were computed with: create with it to get these stages'),
+	stages: z.array(
+		z.object({ percent: z.number(), bake_seconds: z.number(), nodes: z.array(z.object({ id, name: z.string() })) })
+	),
+	excluded: excludedNodes,
+	roles: z.array(z.string())
+});
+
+export const createdRolloutSchema = rolloutAnswerSchema.extend({ preview: rolloutPreviewSchema });
+
+export const fleetUpdateAnswerSchema = z.object({
+	release: releaseAnswerSchema,
+	image: imageAnswerSchema,
+	rollout: createdRolloutSchema,
+	maintenance_windows: z.array(windowAnswerSchema)
+});
+
+/** A certificate rotation's plan (docs/certificates.md). */
+export const certRotationPlanSchema = z.object({
+	nodes: z.array(
+		z.object({
+			id,
+			name: z.string(),
+			phase: z.int(),
+			roles: z.array(z.string()),
+			days_left: z.int().nullable().describe('the soonest expiry in its inventory; null: never scanned')
+		})
+	),
+	phases: z.array(z.object({ phase: z.int(), label: z.string(), nodes: z.int() })),
+	excluded: excludedNodes
+});
+
+/** An SSH key rotation's dry run: what each host would go through (docs/ssh-key-rotation.md). */
+export const keyRotationDryRunSchema = z.object({
+	hosts: z.array(
+		z.object({
+			node: z.string(),
+			node_id: id,
+			host: z.string(),
+			reachable: z.boolean(),
+			error: z.string().nullable().describe('why the console could not look'),
+			survey: z
+				.object({
+					consoleKeys: z.array(z.object({ fingerprint: z.string(), credential: z.string(), comment: z.string() })),
+					otherKeys: z.array(z.object({ fingerprint: z.string(), type: z.string(), comment: z.string() })),
+					passwordLogin: z.enum(['yes', 'no', 'unknown']),
+					passwordSource: z.enum(['sshd -T', 'sshd_config']).nullable(),
+					mode: z.string(),
+					owner: z.string()
+				})
+				.nullable()
+		})
+	)
 });

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { fromText, pageSchema, uuidSchema, wrongType } from './common';
+import { eventTypesSchema } from './events';
 
 const runStates = ['queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled'] as const;
 
@@ -29,12 +30,31 @@ export const createRunSchema = z
 	})
 	.strict();
 
-/** `Last-Event-ID` (or `?after=`) of the event streams: the last event id the client has. */
-export const lastEventIdSchema = z.coerce
-	.number({ error: 'must be an event id' })
-	.int('must be an event id')
-	.min(0, 'must be an event id')
-	.max(Number.MAX_SAFE_INTEGER, 'must be an event id');
+/**
+ * `Last-Event-ID` (or `?after=`) of the event streams: the last event id the client has, as plain digits. Nothing
+ * else is read as an id: not blank text (zod's coerce made it a 0, the whole backlog), not `0x10` or `1e3`.
+ */
+export const lastEventIdSchema = z.preprocess(
+	(v) => (typeof v === 'string' && /^\d{1,16}$/.test(v) ? Number(v) : v),
+	z
+		.number({ error: 'must be an event id (a whole number ≥ 0)' })
+		.int('must be an event id (a whole number ≥ 0)')
+		.min(0, 'must be an event id (a whole number ≥ 0)')
+		.max(Number.MAX_SAFE_INTEGER, 'must be an event id (a whole number ≥ 0)')
+);
+
+/** The query of the event streams (docs/api.md, "Event streams"). */
+export const eventStreamQuerySchema = z.object({
+	after: lastEventIdSchema.optional().describe('resume after this event id (as Last-Event-ID does)'),
+	types: eventTypesSchema
+		.optional()
+		.describe('comma-separated event types, or families such as task.*: only those are sent')
+});
+
+/** The header a browser's EventSource sends on reconnecting; it wins over `?after=`. */
+export const eventStreamHeadersSchema = z.object({
+	'Last-Event-ID': lastEventIdSchema.optional().describe('resume after this event id (browsers send it on their own)')
+});
 
 /** `GET /api/updates/status`: how many ended runs and rollouts to list beside the ones still under way. */
 export const updatesStatusQuerySchema = z.object({

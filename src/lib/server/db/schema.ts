@@ -1,5 +1,13 @@
 import { sql } from 'drizzle-orm';
-import { applianceImageStates, applianceUpdateStates, rolloutStates, runStates, taskStates } from '$lib/states';
+import {
+	applianceImageStates,
+	applianceUpdateStates,
+	rolloutStates,
+	runStates,
+	stepPhases,
+	stepStates,
+	taskStates
+} from '$lib/states';
 import {
 	type AnyPgColumn,
 	bigint,
@@ -182,13 +190,10 @@ export type Node = typeof nodes.$inferSelect;
 // ---- The update engine: runs, tasks, steps, events (src/lib/server/engine/) ----
 
 // One list of states for the browser, the schema and the engine ($lib/states.ts).
-export { runStates, taskStates };
+export { runStates, taskStates, stepStates, stepPhases };
 export type RunState = (typeof runStates)[number];
 export type TaskState = (typeof taskStates)[number];
-export const stepStates = ['running', 'succeeded', 'failed', 'cancelled'] as const;
 export type StepState = (typeof stepStates)[number];
-/** `do` runs forward, `undo` rolls back, `inspect` reconciles after a crash, `verify` checks health after a rollback. */
-export const stepPhases = ['do', 'undo', 'inspect', 'verify'] as const;
 export type StepPhase = (typeof stepPhases)[number];
 
 export interface RunOptions {

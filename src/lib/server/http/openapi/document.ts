@@ -74,10 +74,14 @@ function operationObject(op: Operation) {
 		required: true,
 		schema: { type: 'string' }
 	}));
-	if (op.query) {
-		const q = jsonSchemaOf(op.query, 'input') as { properties?: Record<string, JsonSchema>; required?: string[] };
+	for (const [where, object] of [
+		['query', op.query],
+		['header', op.headers]
+	] as const) {
+		if (!object) continue;
+		const q = jsonSchemaOf(object, 'input') as { properties?: Record<string, JsonSchema>; required?: string[] };
 		for (const [name, schema] of Object.entries(q.properties ?? {})) {
-			params.push({ name, in: 'query', required: q.required?.includes(name) ?? false, schema: schema as never });
+			params.push({ name, in: where, required: q.required?.includes(name) ?? false, schema: schema as never });
 		}
 	}
 	const responses: Record<string, unknown> = {};
@@ -87,14 +91,14 @@ function operationObject(op: Operation) {
 			continue;
 		}
 		const type = answer.contentType ?? 'application/json';
-		const schema = answer.schema
-			? jsonSchemaOf(answer.schema, 'output')
-			: type === 'application/json'
-				? { type: 'object' }
-				: { type: 'string' };
+		if (!answer.schema && type === 'application/json') {
+			// A JSON answer without its schema would be documented as a bare object that nothing checks.
+			throw new Error(`${op.method} ${op.route} answers ${status} without a response schema`);
+		}
+		const schema = answer.schema ? jsonSchemaOf(answer.schema, 'output') : { type: 'string' };
 		responses[status] = { description: answer.description, content: { [type]: { schema } } };
 	}
-	if (op.body || op.rawBody || params.length)
+	if (op.body || op.rawBody || op.query || op.headers || params.length)
 		responses['400'] = errorAnswer('Bad input; the error’s fields name each refused field');
 	if (rule.level !== 'public') {
 		responses['401'] = errorAnswer('Not signed in and no API token');

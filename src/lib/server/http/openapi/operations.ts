@@ -44,7 +44,24 @@ import {
 } from '$lib/schemas/releases';
 import {
 	applianceUpdateAnswerSchema,
+	auditRowSchema,
 	authorityAnswerSchema,
+	certRotationPlanSchema,
+	checkResultSchema,
+	codePlanSchema,
+	codeRoleAnswerSchema,
+	createdRolloutSchema,
+	fleetUpdateAnswerSchema,
+	inventoryImportAnswerSchema,
+	keyRotationDryRunSchema,
+	nodeVersionsAnswerSchema,
+	notifyAnswerSchema,
+	openApiDocumentSchema,
+	pinAnswerSchema,
+	provisioningAnswerSchema,
+	rolloutPreviewSchema,
+	runDetailSchema,
+	updatesStatusSchema,
 	badReleaseAnswerSchema,
 	certRoleAnswerSchema,
 	certificateAnswerSchema,
@@ -75,12 +92,22 @@ import {
 	userSchema,
 	versionSchema
 } from '$lib/schemas/responses';
-import { createRunSchema, runQuerySchema, updatesStatusQuerySchema } from '$lib/schemas/runs';
+import {
+	createRunSchema,
+	eventStreamHeadersSchema,
+	eventStreamQuerySchema,
+	runQuerySchema,
+	updatesStatusQuerySchema
+} from '$lib/schemas/runs';
 import { rotateKeysSchema } from '$lib/schemas/ssh-keys';
 import { holdSchema, nodeUpdateSchema, scanRequestSchema, skipSchema, windowSchema } from '$lib/schemas/system-updates';
 import type { Method } from '$lib/server/auth/access';
 
-/** One answer of an operation. Without `schema` the body is JSON whose shape the document does not pin down yet. */
+/**
+ * One answer of an operation: JSON with the schema of what the endpoint's presenter writes, a non-JSON body
+ * (streams, downloads) by its content type, or no body (204). The document refuses a JSON answer without a
+ * schema, so no answer is documented as a bare object.
+ */
 export interface Answer {
 	description: string;
 	schema?: z.ZodType;
@@ -99,6 +126,8 @@ export interface Operation {
 	tag: string;
 	summary: string;
 	query?: z.ZodObject;
+	/** Request headers the endpoint reads and validates (e.g. `Last-Event-ID`). */
+	headers?: z.ZodObject;
 	body?: z.ZodType;
 	/** A body the endpoint accepts, shown on the reference page and sent by tests/e2e/openapi.spec.ts. */
 	example?: unknown;
@@ -107,8 +136,8 @@ export interface Operation {
 	responses: Record<number, Answer>;
 }
 
-const ok = (description: string, schema?: z.ZodType): Record<number, Answer> => ({ 200: { description, schema } });
-const created = (description: string, schema?: z.ZodType): Record<number, Answer> => ({ 201: { description, schema } });
+const ok = (description: string, schema: z.ZodType): Record<number, Answer> => ({ 200: { description, schema } });
+const created = (description: string, schema: z.ZodType): Record<number, Answer> => ({ 201: { description, schema } });
 const started: Record<number, Answer> = { 202: { description: 'The run was started', schema: runStartedSchema } };
 const gone: Record<number, Answer> = { 204: { description: 'Deleted' } };
 
@@ -133,7 +162,7 @@ export const operations: Operation[] = [
 		route: '/api/openapi.json',
 		tag: 'Meta',
 		summary: 'This document',
-		responses: ok('The OpenAPI 3.1 document')
+		responses: ok('The OpenAPI 3.1 document', openApiDocumentSchema)
 	},
 
 	// Users and tokens
@@ -206,7 +235,10 @@ export const operations: Operation[] = [
 		tag: 'Audit',
 		summary: 'The audit log, a page at a time, or every row of a range as NDJSON',
 		query: auditQuerySchema,
-		responses: ok('Audit rows (with format=ndjson: one JSON object a line, application/x-ndjson)')
+		responses: ok(
+			'Audit rows (with format=ndjson: every row of the range, one such JSON object a line, application/x-ndjson)',
+			pageOf(auditRowSchema)
+		)
 	},
 
 	// Nodes
@@ -263,7 +295,7 @@ export const operations: Operation[] = [
 		route: '/api/nodes/[id]/check',
 		tag: 'Nodes',
 		summary: 'Check a node now (connect, read facts)',
-		responses: ok('What the check found')
+		responses: ok('What the check found', checkResultSchema)
 	},
 	{
 		method: 'POST',
@@ -280,27 +312,42 @@ export const operations: Operation[] = [
 		summary: 'Import nodes from an Ansible inventory (INI or YAML)',
 		query: inventoryImportQuerySchema,
 		rawBody: { contentType: 'text/plain', description: 'The inventory file itself' },
-		responses: { ...ok('The plan (a dry run or nothing new)'), ...created('What was imported') }
+		responses: {
+			...ok('The plan (a dry run or nothing new)', inventoryImportAnswerSchema),
+			...created('What was imported', inventoryImportAnswerSchema)
+		}
 	},
 
 	// Code sync
-	{ method: 'GET', route: '/api/roles', tag: 'Code sync', summary: 'Roles', responses: ok('Roles') },
+	{
+		method: 'GET',
+		route: '/api/roles',
+		tag: 'Code sync',
+		summary: 'Roles',
+		responses: ok('Roles', listOf(codeRoleAnswerSchema))
+	},
 	{
 		method: 'POST',
 		route: '/api/roles',
 		tag: 'Code sync',
 		summary: 'Define a role',
 		body: createRoleSchema,
-		responses: created('The role')
+		responses: created('The role', codeRoleAnswerSchema)
 	},
-	{ method: 'GET', route: '/api/roles/[name]', tag: 'Code sync', summary: 'One role', responses: ok('The role') },
+	{
+		method: 'GET',
+		route: '/api/roles/[name]',
+		tag: 'Code sync',
+		summary: 'One role',
+		responses: ok('The role', codeRoleAnswerSchema)
+	},
 	{
 		method: 'PATCH',
 		route: '/api/roles/[name]',
 		tag: 'Code sync',
 		summary: 'Change a role',
 		body: updateRoleSchema,
-		responses: ok('The role')
+		responses: ok('The role', codeRoleAnswerSchema)
 	},
 	{ method: 'DELETE', route: '/api/roles/[name]', tag: 'Code sync', summary: 'Delete a role', responses: gone },
 	{
@@ -309,14 +356,14 @@ export const operations: Operation[] = [
 		tag: 'Code sync',
 		summary: 'Pin a role to a commit',
 		body: pinSchema,
-		responses: ok('The pin')
+		responses: ok('The pin', pinAnswerSchema)
 	},
 	{
 		method: 'GET',
 		route: '/api/roles/[name]/provisioning',
 		tag: 'Code sync',
 		summary: 'A role’s provisioning definition',
-		responses: ok('The definition')
+		responses: ok('The definition', provisioningAnswerSchema)
 	},
 	{
 		method: 'PUT',
@@ -324,7 +371,7 @@ export const operations: Operation[] = [
 		tag: 'Code sync',
 		summary: 'Save a role’s provisioning definition',
 		body: provisioningDefinitionSchema,
-		responses: ok('The definition')
+		responses: ok('The definition', provisioningAnswerSchema)
 	},
 	{
 		method: 'POST',
@@ -332,7 +379,7 @@ export const operations: Operation[] = [
 		tag: 'Code sync',
 		summary: 'Record the commit a node runs (deployed outside the console)',
 		body: markSyncedSchema,
-		responses: ok('The node’s versions')
+		responses: ok('The node’s versions', nodeVersionsAnswerSchema)
 	},
 	{
 		method: 'POST',
@@ -348,7 +395,7 @@ export const operations: Operation[] = [
 		tag: 'Code sync',
 		summary: 'Tell the console about a new commit (CI webhook)',
 		body: notifySchema,
-		responses: ok('What the commit changed')
+		responses: ok('What the commit changed', notifyAnswerSchema)
 	},
 	{
 		method: 'POST',
@@ -356,7 +403,13 @@ export const operations: Operation[] = [
 		tag: 'Code sync',
 		summary: 'Plan or start a code update',
 		body: triggerSchema,
-		responses: { ...ok('The plan (dry run)'), 202: { description: 'The run was started, with its plan' } }
+		responses: {
+			...ok('The plan (dry run)', z.object({ plan: codePlanSchema })),
+			202: {
+				description: 'The run was started, with its plan',
+				schema: z.object({ run_id: z.uuid(), plan: codePlanSchema })
+			}
+		}
 	},
 	{
 		method: 'GET',
@@ -364,7 +417,7 @@ export const operations: Operation[] = [
 		tag: 'Code sync',
 		summary: 'Runs and rollouts under way and recent',
 		query: updatesStatusQuerySchema,
-		responses: ok('Status')
+		responses: ok('Status', updatesStatusSchema)
 	},
 
 	// System updates
@@ -482,7 +535,10 @@ export const operations: Operation[] = [
 		tag: 'Releases and rollouts',
 		summary: 'Start a staged rollout',
 		body: createRolloutSchema,
-		responses: created('The rollout')
+		responses: {
+			...ok('The preview (dry_run)', z.object({ preview: rolloutPreviewSchema })),
+			...created('The rollout, with the stages it was created with', createdRolloutSchema)
+		}
 	},
 	{
 		method: 'POST',
@@ -490,7 +546,7 @@ export const operations: Operation[] = [
 		tag: 'Releases and rollouts',
 		summary: 'Which nodes each stage would reach',
 		body: createRolloutSchema,
-		responses: ok('The preview')
+		responses: ok('The preview', z.object({ preview: rolloutPreviewSchema }))
 	},
 	{
 		method: 'GET',
@@ -529,7 +585,7 @@ export const operations: Operation[] = [
 		tag: 'Appliances',
 		summary: "An uploaded image's rollout to the appliances and their maintenance window, in one body",
 		body: fleetUpdateSchema,
-		responses: created('The release, image, rollout and windows')
+		responses: created('The release, image, rollout and windows', fleetUpdateAnswerSchema)
 	},
 	{
 		method: 'GET',
@@ -602,7 +658,7 @@ export const operations: Operation[] = [
 		tag: 'Certificates',
 		summary: 'Report certificates found by an agent',
 		body: reportSchema,
-		responses: created('What was recorded')
+		responses: created('What was recorded', z.object({ node: z.string(), recorded: z.int() }))
 	},
 	{
 		method: 'POST',
@@ -610,7 +666,13 @@ export const operations: Operation[] = [
 		tag: 'Certificates',
 		summary: 'Plan or start a certificate rotation',
 		body: rotateSchema,
-		responses: { ...ok('The plan (dry run)'), 202: { description: 'The run was started, with its plan' } }
+		responses: {
+			...ok('The plan (dry run)', z.object({ plan: certRotationPlanSchema })),
+			202: {
+				description: 'The run was started, with its plan',
+				schema: z.object({ run_id: z.uuid(), plan: certRotationPlanSchema })
+			}
+		}
 	},
 	{
 		method: 'GET',
@@ -690,8 +752,11 @@ export const operations: Operation[] = [
 		summary: 'Rotate the fleet’s SSH key (or a dry run)',
 		body: rotateKeysSchema,
 		responses: {
-			...ok('The dry run: what each host would go through'),
-			202: { description: 'The rotation was started' }
+			...ok('The dry run: what each host would go through', keyRotationDryRunSchema),
+			202: {
+				description: 'The rotation was started',
+				schema: z.object({ run_id: z.uuid().nullable(), rotation_id: z.uuid() })
+			}
 		}
 	},
 
@@ -771,7 +836,7 @@ export const operations: Operation[] = [
 		route: '/api/runs/[id]',
 		tag: 'Runs and events',
 		summary: 'One run with its tasks and steps',
-		responses: ok('The run', runSchema.extend({ tasks: z.array(z.unknown()) }))
+		responses: ok('The run', runDetailSchema)
 	},
 	...(['cancel', 'pause', 'resume'] as const).map((verb): Operation => ({
 		method: 'POST',
@@ -792,6 +857,8 @@ export const operations: Operation[] = [
 		route: '/api/runs/[id]/events',
 		tag: 'Runs and events',
 		summary: 'A run’s events, live (Server-Sent Events)',
+		query: eventStreamQuerySchema,
+		headers: eventStreamHeadersSchema,
 		responses: { 200: { description: 'An event stream', contentType: 'text/event-stream' } }
 	},
 	{
@@ -806,6 +873,8 @@ export const operations: Operation[] = [
 		route: '/api/events',
 		tag: 'Runs and events',
 		summary: 'Every engine event, live (Server-Sent Events; ?types= filters)',
+		query: eventStreamQuerySchema,
+		headers: eventStreamHeadersSchema,
 		responses: { 200: { description: 'An event stream', contentType: 'text/event-stream' } }
 	}
 ];

@@ -258,7 +258,8 @@ describe('pull agents', () => {
 		const polled = await db().select().from(agentEnrolments);
 		expect(polled.every((e) => e.agentVersion === '1.0.0' && e.lastPollAt)).toBe(true);
 		// Cleared once the console acknowledged the last report.
-		for (const agent of Object.values(agents)) await waitFor('no agent state', async () => !existsSync(agent.stateFile));
+		for (const agent of Object.values(agents))
+			await waitFor('no agent state', async () => !existsSync(agent.stateFile));
 		for (const agent of Object.values(agents)) await killAgent(agent);
 	}, 90_000);
 
@@ -281,7 +282,9 @@ describe('pull agents', () => {
 		const done = await driveUntilDone(rollout.id);
 		const task = await taskOf(done.stages[0]!.runId!, 'pull-d');
 		expect(task.state).toBe('rolled_back');
-		expect(task.error).toMatch(/^smoke: exited with no exit code .*: flotilla-agent: the agent restarted during this step$/);
+		expect(task.error).toMatch(
+			/^smoke: exited with no exit code .*: flotilla-agent: the agent restarted during this step$/
+		);
 		expect(await lines(join(dir, 'pull-d', 'steps.log'))).toEqual(
 			['backup', 'pull', 'migrate', 'rollback'].map((s) => `${s} ${version} ${sha}`)
 		);
@@ -322,7 +325,11 @@ describe('pull agents', () => {
 		const [before] = await db().select().from(agentEnrolments).where(eq(agentEnrolments.nodeId, e.id));
 		refusals.push(['replay', await post(replayed)]);
 		const answers = await Promise.all(
-			refusals.map(async ([why, r]) => [why, r.status, ((await r.json()) as { error: { fields: object } }).error.fields])
+			refusals.map(async ([why, r]) => [
+				why,
+				r.status,
+				((await r.json()) as { error: { fields: object } }).error.fields
+			])
 		);
 		expect(answers).toEqual([
 			['unsigned', 401, { 'x-flotilla-node': 'is required' }],
@@ -341,7 +348,10 @@ describe('pull agents', () => {
 		const bad = JSON.stringify({ agent_version: 'not a version!' });
 		const ts = String(Math.floor(Date.now() / 1000));
 		const nonce = randomBytes(16).toString('hex');
-		const sig = hmacHex(e.secret, requestText({ method: 'POST', path: '/api/updates/next', timestamp: ts, nonce, body: bad }));
+		const sig = hmacHex(
+			e.secret,
+			requestText({ method: 'POST', path: '/api/updates/next', timestamp: ts, nonce, body: bad })
+		);
 		const r = await post(
 			{
 				'content-type': 'application/json',

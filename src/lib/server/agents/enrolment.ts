@@ -68,7 +68,12 @@ export async function revokeAgent(actor: Actor, nodeId: string): Promise<void> {
 		.where(eq(agentEnrolments.nodeId, node.id))
 		.returning({ nodeId: agentEnrolments.nodeId });
 	if (!gone.length) throw notFound(`An agent enrolment for node ${node.name}`);
-	await recordAudit(actor, { action: 'agent.revoke', targetType: 'node', targetId: node.id, details: { node: node.name } });
+	await recordAudit(actor, {
+		action: 'agent.revoke',
+		targetType: 'node',
+		targetId: node.id,
+		details: { node: node.name }
+	});
 }
 
 /** The enrolled node's secret, unsealed; null when the node has no agent. */

@@ -166,7 +166,8 @@ describe('the access table', () => {
 			'/api/events': 'GET read',
 			'/metrics': 'GET read'
 		};
-		const describeRule = (r: Rule) => (r.level === 'public' || r.level === 'agent' ? r.level : `${r.session ? 'session:' : ''}${r.level}`);
+		const describeRule = (r: Rule) =>
+			r.level === 'public' || r.level === 'agent' ? r.level : `${r.session ? 'session:' : ''}${r.level}`;
 		const actual = Object.fromEntries(
 			Object.entries(accessPolicy).map(([id, p]) => [
 				id,

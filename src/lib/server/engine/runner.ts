@@ -244,7 +244,8 @@ async function execute(taskId: string, execution: Execution): Promise<void> {
 		const node = claim.node ?? (await nodes.node(task.nodeId));
 		const own = (await flow.variant?.(node)) ?? flow;
 		try {
-			if (own.connects !== false) conn = await connect(await nodes.target(node, credential), { readyTimeoutMs: 15_000 });
+			if (own.connects !== false)
+				conn = await connect(await nodes.target(node, credential), { readyTimeoutMs: 15_000 });
 			if (conn) sshConnectionsChanged(+1);
 		} catch (err) {
 			const message = err instanceof SshError ? err.message : (err as Error).message;

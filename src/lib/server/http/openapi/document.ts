@@ -121,7 +121,9 @@ function operationObject(op: Operation) {
 		security:
 			rule.level === 'public' || rule.level === 'agent'
 				? []
-				: rule.session ? [{ session: [] }] : [{ session: [] }, { token: [] }],
+				: rule.session
+					? [{ session: [] }]
+					: [{ session: [] }, { token: [] }],
 		...(params.length ? { parameters: params } : {}),
 		...(op.body
 			? {

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -10,13 +10,13 @@ import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRoleSchema } from '../../src/lib/schemas/code-sync';
 import { createRolloutSchema } from '../../src/lib/schemas/releases';
-import { enrolAgent } from '../../src/lib/server/agents/enrolment';
+import { enrolAgent, getEnrolment, revokeAgent } from '../../src/lib/server/agents/enrolment';
 import { hmacHex, requestText } from '../../src/lib/server/agents/signing';
 import { systemActor } from '../../src/lib/server/audit';
 import { createRole } from '../../src/lib/server/codesync/roles';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase } from '../../src/lib/server/db';
-import { agentEnrolments, agentJobs, agentNonces, credentials, nodes } from '../../src/lib/server/db/schema';
+import { agentEnrolments, agentJobs, agentNonces, auditLog, credentials, nodes } from '../../src/lib/server/db/schema';
 import { registerDomains } from '../../src/lib/server/domains';
 import { getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { useReleaseKeys } from '../../src/lib/server/releases/keys';
@@ -389,5 +389,47 @@ describe('pull agents', () => {
 		impostor.close();
 		expect(existsSync(agent.stateFile)).toBe(false);
 		expect(await lines(agent.log)).toEqual([]);
+	});
+
+	it('a new secret replaces the old one at once; a revoked agent is refused; both are audited', async () => {
+		const g = await pullNode('pull-g');
+		const poll = (secret: string) => {
+			const body = JSON.stringify({ agent_version: '1.0.0' });
+			const timestamp = String(Math.floor(Date.now() / 1000));
+			const nonce = randomBytes(16).toString('hex');
+			const text = requestText({ method: 'POST', path: '/api/updates/next', timestamp, nonce, body });
+			return fetch(`${base}/api/updates/next`, {
+				method: 'POST',
+				body,
+				headers: {
+					'content-type': 'application/json',
+					'x-flotilla-node': g.id,
+					'x-flotilla-timestamp': timestamp,
+					'x-flotilla-nonce': nonce,
+					'x-flotilla-signature': hmacHex(secret, text)
+				}
+			});
+		};
+		expect((await poll(g.secret)).status).toBe(200);
+		const again = await enrolAgent(systemActor, g.id);
+		expect(again.secret).not.toBe(g.secret);
+		expect((await poll(g.secret)).status).toBe(401);
+		expect((await poll(again.secret)).status).toBe(200);
+		expect((await getEnrolment(g.id)).agent_version).toBe('1.0.0');
+		// Sealed at rest: the database never holds the secret itself.
+		const [row] = await db().select().from(agentEnrolments).where(eq(agentEnrolments.nodeId, g.id));
+		expect(row!.sealedSecret).not.toContain(again.secret);
+		await revokeAgent(systemActor, g.id);
+		const refused = await poll(again.secret);
+		expect(refused.status).toBe(401);
+		expect(((await refused.json()) as { error: { fields: object } }).error.fields).toEqual({
+			'x-flotilla-node': 'is not an enrolled node'
+		});
+		const audit = await db().select().from(auditLog).where(eq(auditLog.targetId, g.id));
+		expect(audit.map((a) => a.action)).toEqual(['agent.enrol', 'agent.enrol', 'agent.revoke']);
+	});
+
+	it('shellcheck passes on the agent', () => {
+		expect(execFileSync('shellcheck', ['--shell=sh', AGENT], { encoding: 'utf8' })).toBe('');
 	});
 });

@@ -27,6 +27,8 @@ import { createRollout, getRollout, nodesOfRollout } from '../../src/lib/server/
 import { POST as nextRoute } from '../../src/routes/api/updates/next/+server';
 import { POST as reportRoute } from '../../src/routes/api/updates/report/+server';
 import { freshPostgres } from '../support/databases';
+import { registerTestbedNodes } from '../support/testbed-nodes';
+import { startTestbed, type Testbed } from '../testbed/testbed';
 import { waitFor } from '../support/engine';
 
 /**
@@ -115,7 +117,7 @@ async function killAgent(a: Agent): Promise<void> {
 
 const lines = async (file: string) => (existsSync(file) ? (await readFile(file, 'utf8')).trim().split('\n') : []);
 
-async function pullNode(name: string): Promise<{ id: string; secret: string }> {
+async function pullNode(name: string, roles = ['web']): Promise<{ id: string; secret: string }> {
 	const [cred] = await db().select().from(credentials).limit(1);
 	const [node] = await db()
 		.insert(nodes)
@@ -123,7 +125,7 @@ async function pullNode(name: string): Promise<{ id: string; secret: string }> {
 			name,
 			host: '192.0.2.1',
 			credentialId: cred!.id,
-			roles: ['web'],
+			roles,
 			hostKeyFingerprint: 'SHA256:x',
 			hostKeyStatus: 'pinned'
 		})
@@ -133,9 +135,12 @@ async function pullNode(name: string): Promise<{ id: string; secret: string }> {
 }
 
 let release = 0;
-async function rolloutTo(nodeNames: string[], threshold = { failure_threshold_percent: 0, min_finished_nodes: 1 }) {
+async function rolloutTo(
+	nodeNames: string[],
+	threshold = { failure_threshold_percent: 0, min_finished_nodes: 1 },
+	sha = randomBytes(20).toString('hex')
+) {
 	release++;
-	const sha = randomBytes(20).toString('hex');
 	const m: Record<string, unknown> = {
 		version: `1.${release}.0`,
 		sha,
@@ -432,4 +437,38 @@ describe('pull agents', () => {
 	it('shellcheck passes on the agent', () => {
 		expect(execFileSync('shellcheck', ['--shell=sh', AGENT], { encoding: 'utf8' })).toBe('');
 	});
+});
+
+describe('a rollout of SSH nodes and a pull node together', () => {
+	let bed: Testbed;
+	beforeAll(async () => {
+		bed = await startTestbed({ hosts: 2, firstHost: 72, roles: ['backend'] });
+		await registerTestbedNodes(bed, () => ({ roles: ['backend'] }));
+		await createRole(
+			systemActor,
+			createRoleSchema.parse({ name: 'backend', path: '/opt/backend', units: ['backend.service'] })
+		);
+	}, 120_000);
+	afterAll(async () => {
+		await bed?.stop();
+	});
+
+	it('updates the SSH nodes over SSH and the pull node through its agent, in one run', async () => {
+		const m = await pullNode('pull-m', ['backend']);
+		const sha = await bed.addCommit('backend');
+		const names = [...bed.hosts.map((h) => h.name), 'pull-m'];
+		const { rollout, version } = await rolloutTo(names, { failure_threshold_percent: 0, min_finished_nodes: 1 }, sha);
+		const agent = startAgent('pull-m', m.id, m.secret);
+		const done = await driveUntilDone(rollout.id);
+		expect(done.state).toBe('completed');
+		for (const h of bed.hosts) expect(await bed.checkedOutCommit(h, 'backend')).toBe(sha);
+		expect((await lines(agent.log)).at(-1)).toBe(`health ${version} ${sha}`);
+		const run = await getRun(done.stages[0]!.runId!);
+		expect(run.tasks.map((t) => [t.nodeName, t.state]).sort()).toEqual(names.map((n) => [n, 'succeeded']).sort());
+		// The SSH nodes ran Code Sync's deploy; the pull node waited on its agent's six steps.
+		const stepsOf = (name: string) => run.tasks.find((t) => t.nodeName === name)!.steps.map((st) => st.name);
+		expect(stepsOf('pull-m')).toEqual(['window', 'agent', 'backup', 'pull', 'migrate', 'smoke', 'switch', 'health']);
+		expect(stepsOf(bed.hosts[0]!.name)).toContain('bake');
+		await killAgent(agent);
+	}, 180_000);
 });

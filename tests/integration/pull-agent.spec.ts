@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { eq } from 'drizzle-orm';
+import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRoleSchema } from '../../src/lib/schemas/code-sync';
 import { createRolloutSchema } from '../../src/lib/schemas/releases';
@@ -16,7 +16,15 @@ import { systemActor } from '../../src/lib/server/audit';
 import { createRole } from '../../src/lib/server/codesync/roles';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase } from '../../src/lib/server/db';
-import { agentEnrolments, agentJobs, agentNonces, auditLog, credentials, nodes } from '../../src/lib/server/db/schema';
+import {
+	agentEnrolments,
+	agentJobs,
+	agentNonces,
+	auditLog,
+	credentials,
+	events,
+	nodes
+} from '../../src/lib/server/db/schema';
 import { registerDomains } from '../../src/lib/server/domains';
 import { getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { useReleaseKeys } from '../../src/lib/server/releases/keys';
@@ -271,6 +279,18 @@ describe('pull agents', () => {
 	it('an agent killed mid-update rolls back after its restart and reports each step once', async () => {
 		const d = await pullNode('pull-d');
 		const { rollout, sha, version } = await rolloutTo(['pull-d']);
+		// Before any agent runs, the task says the node's agent never polled.
+		await waitFor('the task waiting for the agent', async () => {
+			await driveRollouts();
+			const runId = (await getRollout(rollout.id)).stages[0]?.runId;
+			if (!runId) return false;
+			const output = await db()
+				.select()
+				.from(events)
+				.where(and(eq(events.runId, runId), eq(events.type, 'task.output')));
+			const lines = output.flatMap((r) => (r.data.lines as { t: string }[]).map((l) => l.t));
+			return lines.some((l) => /waiting for the agent's next poll \(release [\d.]+\); it has never polled/.test(l));
+		});
 		const first = startAgent('pull-d', d.id, d.secret, { UPDATE_SMOKE_CMD: 'sleep 120' });
 		// In smoke, as its state file says, after migrate's report reached the console.
 		await waitFor(

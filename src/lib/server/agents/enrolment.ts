@@ -93,3 +93,12 @@ export async function isPullNode(nodeId: string): Promise<boolean> {
 		.where(eq(agentEnrolments.nodeId, nodeId));
 	return !!row;
 }
+
+/** When the node's agent last polled; null when it never did (or the node has no agent). */
+export async function lastPoll(nodeId: string): Promise<Date | null> {
+	const [row] = await db()
+		.select({ at: agentEnrolments.lastPollAt })
+		.from(agentEnrolments)
+		.where(eq(agentEnrolments.nodeId, nodeId));
+	return row?.at ?? null;
+}

@@ -34,6 +34,8 @@ const isApiPath = (pathname: string) => pathname.startsWith('/api/') || pathname
 
 function expectedFor(rule: Rule, caller: Caller, pathname: string): Expected {
 	if (rule.level === 'public') return 'allowed';
+	// No caller here signs as a node's agent: the endpoint refuses every one of them.
+	if (rule.level === 'agent') return 401;
 	const isApi = isApiPath(pathname);
 	// Bearer tokens count only on the API: on a page a token-only caller is anonymous.
 	const anonymous = caller.kind === 'anonymous' || (caller.kind === 'token' && !isApi);

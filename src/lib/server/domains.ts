@@ -1,3 +1,4 @@
+import { registerAgents } from '$lib/server/agents/register';
 import { registerAppliances } from '$lib/server/appliances/register';
 import { registerCertificates } from '$lib/server/certs/register';
 import { registerCodeSync } from '$lib/server/codesync/register';
@@ -24,4 +25,5 @@ export function registerDomains(): void {
 	registerProvisioning();
 	registerKeys();
 	registerAppliances();
+	registerAgents();
 }

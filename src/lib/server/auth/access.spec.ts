@@ -106,6 +106,9 @@ describe('the access table', () => {
 			'/api/nodes/[id]/host-key/accept': 'POST admin',
 			'/api/nodes/[id]/mark-synced': 'POST operate',
 			'/api/nodes/[id]/provision': 'POST operate',
+			'/api/nodes/[id]/agent': 'GET read, POST admin, DELETE admin',
+			'/api/updates/next': 'POST agent',
+			'/api/updates/report': 'POST agent',
 			'/api/roles': 'GET read, POST admin',
 			'/api/roles/[name]': 'GET read, PATCH admin, DELETE admin',
 			'/api/roles/[name]/pin': 'POST operate',
@@ -163,7 +166,8 @@ describe('the access table', () => {
 			'/api/events': 'GET read',
 			'/metrics': 'GET read'
 		};
-		const describeRule = (r: Rule) => (r.level === 'public' ? 'public' : `${r.session ? 'session:' : ''}${r.level}`);
+		const describeRule = (r: Rule) =>
+			r.level === 'public' || r.level === 'agent' ? r.level : `${r.session ? 'session:' : ''}${r.level}`;
 		const actual = Object.fromEntries(
 			Object.entries(accessPolicy).map(([id, p]) => [
 				id,

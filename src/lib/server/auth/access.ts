@@ -11,8 +11,10 @@ import type { Principal } from './principal';
  * - a level (`read` | `operate` | `admin`): a session whose role reaches it, or an API token whose
  *   scope (capped by its owner's role) reaches it.
  * - `session: true`: browser sessions only; API tokens are refused. Every page is session-only.
+ * - `agent`: a node's pull agent. No session or token: the endpoint itself refuses (401) a request not
+ *   signed with an enrolled node's secret (docs/pull-agent.md, "Signatures").
  */
-export type Rule = { level: 'public' } | { level: Level; session?: boolean };
+export type Rule = { level: 'public' } | { level: 'agent' } | { level: Level; session?: boolean };
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -21,6 +23,7 @@ export type RoutePolicy =
 	| { kind: 'endpoint'; methods: Partial<Record<Method, Rule>> };
 
 const open: Rule = { level: 'public' };
+const agentSigned: Rule = { level: 'agent' };
 /** Any signed-in person, in a browser: pages, and managing one's own tokens. */
 const signedIn: Rule = { level: 'read', session: true };
 const operatorPage: Rule = { level: 'operate', session: true };
@@ -171,6 +174,9 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/nodes/[id]/host-key/accept': { kind: 'endpoint', methods: { POST: admin } },
 	'/api/nodes/[id]/mark-synced': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/nodes/[id]/provision': { kind: 'endpoint', methods: { POST: operate } },
+	'/api/nodes/[id]/agent': { kind: 'endpoint', methods: { GET: read, POST: admin, DELETE: admin } },
+	'/api/updates/next': { kind: 'endpoint', methods: { POST: agentSigned } },
+	'/api/updates/report': { kind: 'endpoint', methods: { POST: agentSigned } },
 	'/api/roles': { kind: 'endpoint', methods: { GET: read, POST: admin } },
 	'/api/roles/[name]': { kind: 'endpoint', methods: { GET: read, PATCH: admin, DELETE: admin } },
 	'/api/roles/[name]/pin': { kind: 'endpoint', methods: { POST: operate } },
@@ -280,7 +286,7 @@ export function authorize(routeId: string, method: string, search: string, princ
 		}
 		return { allow: false, status: 405, message: `${method} is not allowed here`, allowed: rule.allowed };
 	}
-	if (rule.level === 'public') return { allow: true, rule };
+	if (rule.level === 'public' || rule.level === 'agent') return { allow: true, rule };
 	if (!principal) return { allow: false, status: 401, message: 'Sign in or send an API token' };
 	if (rule.session && principal.via !== 'session') {
 		return { allow: false, status: 403, message: 'This needs a browser session; API tokens are not accepted here' };

@@ -1195,3 +1195,75 @@ export const sysStagedUpdates = pgTable(
 );
 
 export type SysStagedUpdate = typeof sysStagedUpdates.$inferSelect;
+
+// Pull agents (docs/pull-agent.md): nodes the console cannot reach over SSH poll it for their updates.
+
+/** A node's enrolled agent: its HMAC secret, sealed under the master key like an SSH key. */
+export const agentEnrolments = pgTable('agent_enrolments', {
+	nodeId: uuid('node_id')
+		.primaryKey()
+		.references(() => nodes.id, { onDelete: 'cascade' }),
+	sealedSecret: text('sealed_secret').notNull(),
+	createdAt: createdAt(),
+	lastPollAt: timestamp('last_poll_at', { withTimezone: true }),
+	agentVersion: text('agent_version')
+});
+
+/**
+ * Nonces of signed agent requests seen within the timestamp window: a request whose nonce is here is a replay.
+ * Rows older than the window are pruned as new ones arrive.
+ */
+export const agentNonces = pgTable(
+	'agent_nonces',
+	{
+		nodeId: uuid('node_id')
+			.notNull()
+			.references(() => nodes.id, { onDelete: 'cascade' }),
+		nonce: text('nonce').notNull(),
+		seenAt: timestamp('seen_at', { withTimezone: true }).notNull().defaultNow()
+	},
+	(t) => [primaryKey({ columns: [t.nodeId, t.nonce] }), index('agent_nonces_seen_idx').on(t.seenAt)]
+);
+
+export const agentJobStates = ['pending', 'running', 'succeeded', 'rolled_back', 'failed', 'abandoned'] as const;
+export type AgentJobState = (typeof agentJobStates)[number];
+
+/** One step's result as the agent reported it. */
+export interface AgentStepReport {
+	status: 'succeeded' | 'failed';
+	exit_code: number | null;
+	output: string;
+	at: string;
+}
+
+/**
+ * An update a pull node's agent runs: one per engine task (same id), which waits on the reports written here.
+ */
+export const agentJobs = pgTable(
+	'agent_jobs',
+	{
+		id: uuid('id').primaryKey(),
+		nodeId: uuid('node_id')
+			.notNull()
+			.references(() => nodes.id, { onDelete: 'cascade' }),
+		state: text('state', { enum: agentJobStates }).notNull().default('pending'),
+		release: text('release').notNull(),
+		/** Per role, the commit to run. */
+		targets: jsonb('targets').$type<Record<string, string>>().notNull(),
+		stepDeadlineSeconds: integer('step_deadline_seconds').notNull(),
+		steps: jsonb('steps')
+			.$type<Record<string, AgentStepReport>>()
+			.notNull()
+			.default(sql`'{}'::jsonb`),
+		/** The highest report sequence number applied: a report resent after an agent's restart is not applied twice. */
+		lastSeq: integer('last_seq').notNull().default(0),
+		error: text('error'),
+		createdAt: createdAt(),
+		claimedAt: timestamp('claimed_at', { withTimezone: true }),
+		endedAt: timestamp('ended_at', { withTimezone: true })
+	},
+	(t) => [index('agent_jobs_node_idx').on(t.nodeId, t.state)]
+);
+
+export type AgentEnrolment = typeof agentEnrolments.$inferSelect;
+export type AgentJob = typeof agentJobs.$inferSelect;

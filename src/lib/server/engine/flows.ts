@@ -37,6 +37,16 @@ export interface Flow<Params = Record<string, unknown>> {
 	 * here is logged and never changes the task's outcome.
 	 */
 	finished?(end: TaskEnd<Params>): Promise<void>;
+	/**
+	 * The flow that runs this node's task instead, when the node is reached another way (an agent on it that
+	 * pulls its work): looked at once per task execution, before any session is opened. Undefined: this flow.
+	 */
+	variant?(node: Node): Promise<Flow<Params> | undefined>;
+	/**
+	 * False for a flow whose steps run nothing on the node over SSH (the node's own agent does the work and
+	 * the steps wait for its reports): its tasks open no session, and `ctx.exec`/`ctx.ssh` throw.
+	 */
+	connects?: boolean;
 }
 
 export interface TaskEnd<Params = Record<string, unknown>> {

@@ -242,15 +242,17 @@ async function execute(taskId: string, execution: Execution): Promise<void> {
 		await emitTaskState(task, 'running', { attempt: task.attempt, recovering, instance: instanceId });
 		const nodes = nodeAccess();
 		const node = claim.node ?? (await nodes.node(task.nodeId));
+		const own = (await flow.variant?.(node)) ?? flow;
 		try {
-			conn = await connect(await nodes.target(node, credential), { readyTimeoutMs: 15_000 });
-			sshConnectionsChanged(+1);
+			if (own.connects !== false)
+				conn = await connect(await nodes.target(node, credential), { readyTimeoutMs: 15_000 });
+			if (conn) sshConnectionsChanged(+1);
 		} catch (err) {
 			const message = err instanceof SshError ? err.message : (err as Error).message;
 			// After a crash the node's state is unknown until someone can look at it.
 			const error = `Cannot reach the node: ${message}`;
 			if (execution.stop.signal.aborted) return;
-			await flowFinished(flow, {
+			await flowFinished(own, {
 				task,
 				node,
 				params: run.params,
@@ -263,13 +265,13 @@ async function execute(taskId: string, execution: Execution): Promise<void> {
 			await finishTask(task, kind, 'failed', { error, needsAttention: recovering });
 			return;
 		}
-		const pipeline = new Pipeline(flow, task, node, conn, run.params, output, execution, run.kind);
+		const pipeline = new Pipeline(own, task, node, conn, run.params, output, execution, run.kind);
 		const outcome = recovering ? await pipeline.recover(run.state === 'cancelled') : await pipeline.run();
 		// Stopped (a lost lease, a shutdown): another console records this task's end, and the flow's records.
 		if (outcome.state === 'abandoned' || execution.stop.signal.aborted) return;
 		await output.close();
 		// The flow's records first: whoever sees the task (or its run) ended then also sees them.
-		await flowFinished(flow, {
+		await flowFinished(own, {
 			task,
 			node,
 			params: run.params,
@@ -382,7 +384,8 @@ class Pipeline {
 		private readonly flow: Flow,
 		private readonly task: Task,
 		private readonly node: Node,
-		private readonly conn: SshConnection,
+		/** None for a flow that does not connect. */
+		private readonly conn: SshConnection | undefined,
 		private readonly params: Record<string, unknown>,
 		private readonly output: TaskOutput,
 		private readonly execution: Execution,
@@ -650,7 +653,7 @@ class Pipeline {
 		}
 		const s = INTERRUPT_GRACE_MS / 1000;
 		this.output.add('engine', `${name} did not stop within ${s} s of being interrupted: closing the connection`);
-		this.conn.close();
+		this.conn?.close();
 		let timer: NodeJS.Timeout | undefined;
 		const cut = await Promise.race([
 			done,
@@ -666,6 +669,7 @@ class Pipeline {
 	private context(signal: AbortSignal, stepDeadlineMs: number, setExit: (code: number | null) => void): StepContext {
 		const output = this.output;
 		const conn = this.conn;
+		const noSession = () => new Error(`The ${this.flow.kind} flow opens no session to the node`);
 		const stepStarted = performance.now();
 		return {
 			task: { id: this.task.id, runId: this.task.runId, attempt: this.task.attempt },
@@ -673,12 +677,16 @@ class Pipeline {
 			params: this.params,
 			memo: this.memo,
 			signal,
-			ssh: conn,
+			get ssh(): SshConnection {
+				if (!conn) throw noSession();
+				return conn;
+			},
 			log: (line) => output.add('engine', line),
 			skip: (reason) => {
 				throw new SkipTask(reason);
 			},
 			async exec(command, options = {}) {
+				if (!conn) throw noSession();
 				const remaining = stepDeadlineMs - (performance.now() - stepStarted);
 				const deadlineMs = Math.max(1_000, Math.min(options.deadlineMs ?? remaining, remaining));
 				const result = await conn.exec(command, {

@@ -75,6 +75,35 @@ export async function readJson<S extends z.ZodType>(
 	return validate(schema, body);
 }
 
+/**
+ * A JSON body's text, unparsed, for a caller that must see the exact bytes (a signed request), refused past
+ * `maxBytes` like `readJson`'s; then `parseJsonText` reads it.
+ */
+export async function readJsonText(request: Request, maxBytes: number): Promise<string> {
+	const type = request.headers.get('content-type') ?? '';
+	if (!/^application\/json\b/i.test(type)) {
+		throw new ServiceError('unsupported_media_type', 'Send the body as JSON (Content-Type: application/json)');
+	}
+	try {
+		return await readLimited(request, maxBytes);
+	} catch (err) {
+		if (!(err instanceof ServiceError) && isBodyTooLarge(err)) throw bodyTooLarge();
+		throw err;
+	}
+}
+
+/** JSON text read by `readJsonText`, checked as `readJson` checks a body. */
+export function parseJsonText<S extends z.ZodType>(text: string, schema: S): z.infer<S> {
+	let body: unknown;
+	try {
+		body = JSON.parse(text);
+	} catch {
+		throw new ServiceError('invalid_json', 'The body is not valid JSON');
+	}
+	refuseProblems(inputProblems(body));
+	return validate(schema, body);
+}
+
 /** A 400 naming every field with a problem, when there is one. */
 export function refuseProblems(fields: Record<string, string>): void {
 	if (Object.keys(fields).length) throw new ServiceError('validation_failed', describeFieldErrors(fields), fields);

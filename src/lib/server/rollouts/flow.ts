@@ -3,8 +3,9 @@ import { and, eq } from 'drizzle-orm';
 import { z } from 'zod';
 import { codeSyncParams, deployFlow, roleHealthProblems, type RoleProgress } from '$lib/server/codesync/flow';
 import { db } from '$lib/server/db';
-import { rolloutNodes } from '$lib/server/db/schema';
-import { StepFailed, type TaskEnd } from '$lib/server/engine';
+import { releases, rolloutNodes, rollouts } from '$lib/server/db/schema';
+import { StepFailed, type StepContext, type TaskEnd } from '$lib/server/engine';
+import { pullVariant, type PullJob } from './pull';
 import { windowStep } from './windows';
 
 /**
@@ -39,7 +40,19 @@ async function recordNode(end: TaskEnd<{ rollout_id: string }>, state: string): 
 		.where(and(eq(rolloutNodes.rolloutId, end.params.rollout_id), eq(rolloutNodes.nodeId, end.node.id)));
 }
 
-export const rolloutStageFlow = deployFlow('rollout-stage', (p) => rolloutStageParams.parse(p), {
+/** What a pull node's agent runs for a rollout: the release's version and the commits of the node's own roles. */
+async function pullJob(ctx: StepContext<z.infer<typeof rolloutRevertParams>>): Promise<PullJob> {
+	const [row] = await db()
+		.select({ version: releases.version })
+		.from(rollouts)
+		.innerJoin(releases, eq(releases.id, rollouts.releaseId))
+		.where(eq(rollouts.id, ctx.params.rollout_id));
+	const all = ctx.params.node_targets?.[ctx.node.id] ?? ctx.params.targets;
+	const targets = Object.fromEntries(Object.entries(all).filter(([role]) => ctx.node.roles.includes(role)));
+	return { release: row?.version ?? 'unknown', targets };
+}
+
+const stageFlow = deployFlow('rollout-stage', (p) => rolloutStageParams.parse(p), {
 	first: [windowStep],
 	beforeRecord: [
 		{
@@ -70,10 +83,24 @@ export const rolloutStageFlow = deployFlow('rollout-stage', (p) => rolloutStageP
 	],
 	finished: (end) => recordNode(end, end.state)
 });
+/** The bake is the agent's own health step on a pull node: the console cannot probe its roles. */
+export const rolloutStageFlow = {
+	...stageFlow,
+	variant: pullVariant<RolloutStageParams>({
+		kind: stageFlow.kind,
+		first: [windowStep],
+		job: pullJob,
+		finished: stageFlow.finished
+	})
+};
 
 export const rolloutRevertParams = codeSyncParams.extend({ rollout_id: z.uuid() });
 
 /** A fleet rollback on one node: back to the commits it ran before the rollout (Code Sync's deploy). */
-export const rolloutRevertFlow = deployFlow('rollout-revert', (p) => rolloutRevertParams.parse(p), {
+const revertFlow = deployFlow('rollout-revert', (p) => rolloutRevertParams.parse(p), {
 	finished: (end) => recordNode(end, end.state === 'succeeded' ? 'reverted' : `revert_${end.state}`)
 });
+export const rolloutRevertFlow = {
+	...revertFlow,
+	variant: pullVariant({ kind: revertFlow.kind, job: pullJob, finished: revertFlow.finished })
+};

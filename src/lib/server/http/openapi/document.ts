@@ -46,6 +46,7 @@ const unrepresentable = new Set([
 /** Who may call a route, in words, from the access table. */
 export function whoMay(rule: Rule): string {
 	if (rule.level === 'public') return 'anyone';
+	if (rule.level === 'agent') return 'a pull agent, by its node’s signature (docs/pull-agent.md)';
 	const who = { read: 'read', operate: 'operate', admin: 'admin' }[rule.level];
 	return rule.session ? `a signed-in browser session (${who})` : `${who} scope or role`;
 }
@@ -100,7 +101,9 @@ function operationObject(op: Operation) {
 	}
 	if (op.body || op.rawBody || op.query || op.headers || params.length)
 		responses['400'] = errorAnswer('Bad input; the error’s fields name each refused field');
-	if (rule.level !== 'public') {
+	if (rule.level === 'agent') {
+		responses['401'] = errorAnswer('Not signed by an enrolled node’s agent, too old, or a replay');
+	} else if (rule.level !== 'public') {
 		responses['401'] = errorAnswer('Not signed in and no API token');
 		responses['403'] = errorAnswer('The caller’s role or token scope does not reach this');
 	}
@@ -116,10 +119,15 @@ function operationObject(op: Operation) {
 		summary: op.summary,
 		'x-flotilla-access': {
 			level: rule.level,
-			session_only: rule.level !== 'public' && !!rule.session,
+			session_only: 'session' in rule && !!rule.session,
 			who: whoMay(rule)
 		},
-		security: rule.level === 'public' ? [] : rule.session ? [{ session: [] }] : [{ session: [] }, { token: [] }],
+		security:
+			rule.level === 'public' || rule.level === 'agent'
+				? []
+				: rule.session
+					? [{ session: [] }]
+					: [{ session: [] }, { token: [] }],
 		...(params.length ? { parameters: params } : {}),
 		...(op.body
 			? {

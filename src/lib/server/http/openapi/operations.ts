@@ -5,6 +5,7 @@ import {
 	fleetUpdateSchema,
 	pushSchema
 } from '$lib/schemas/appliances';
+import { agentNextSchema, agentReportSchema } from '$lib/schemas/agents';
 import { auditQuerySchema } from '$lib/schemas/audit';
 import { createTokenSchema, createUserSchema, resetPasswordSchema, updateUserSchema } from '$lib/schemas/auth';
 import {
@@ -372,6 +373,43 @@ export const operations: Operation[] = [
 		summary: 'Save a role’s provisioning definition',
 		body: provisioningDefinitionSchema,
 		responses: ok('The definition', provisioningAnswerSchema)
+	},
+	{
+		method: 'POST',
+		route: '/api/nodes/[id]/agent',
+		tag: 'Pull agents',
+		summary: 'Enrol the node’s pull agent, or give it a new secret (shown this once)',
+		responses: { 201: { description: 'The enrolment and its secret' } }
+	},
+	{
+		method: 'GET',
+		route: '/api/nodes/[id]/agent',
+		tag: 'Pull agents',
+		summary: 'The node’s agent: when it enrolled, last polled, and its version',
+		responses: ok('The enrolment')
+	},
+	{
+		method: 'DELETE',
+		route: '/api/nodes/[id]/agent',
+		tag: 'Pull agents',
+		summary: 'Revoke the node’s agent',
+		responses: gone
+	},
+	{
+		method: 'POST',
+		route: '/api/updates/next',
+		tag: 'Pull agents',
+		summary: 'An agent’s signed poll: the update its node should run, if any (docs/pull-agent.md)',
+		body: agentNextSchema,
+		responses: ok('The job, or null, and when to poll again; signed by the console')
+	},
+	{
+		method: 'POST',
+		route: '/api/updates/report',
+		tag: 'Pull agents',
+		summary: 'An agent’s signed report of one step of its job',
+		body: agentReportSchema,
+		responses: ok('Whether it was applied (a resent report is not), and the job’s state; signed by the console')
 	},
 	{
 		method: 'POST',

@@ -1,0 +1,24 @@
+import { z } from 'zod';
+import { wrongType } from './common';
+
+/** The pull agent's request bodies (docs/pull-agent.md). */
+
+export const agentStepNames = ['backup', 'pull', 'migrate', 'smoke', 'switch', 'health'] as const;
+export type AgentStepName = (typeof agentStepNames)[number];
+
+const versionSchema = z
+	.string(wrongType('must be a string'))
+	.regex(/^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/, 'must be a version (letters, digits, . _ + -)');
+
+export const agentNextSchema = z.strictObject({ agent_version: versionSchema });
+
+export const agentReportSchema = z.strictObject({
+	job: z.uuid({ error: 'must be a UUID' }),
+	/** 1, 2, 3… per job: a report resent after the agent restarted carries the number it had. */
+	seq: z.number(wrongType('must be a number')).int('must be a whole number').min(1).max(1000),
+	step: z.enum([...agentStepNames, 'rollback'], { error: `must be one of ${agentStepNames.join(', ')}, rollback` }),
+	status: z.enum(['succeeded', 'failed'], { error: 'must be succeeded or failed' }),
+	exit_code: z.number(wrongType('must be a number')).int('must be a whole number').min(0).max(255).nullable(),
+	output: z.string(wrongType('must be a string')).max(16_384)
+});
+export type AgentReport = z.infer<typeof agentReportSchema>;

@@ -1,0 +1,104 @@
+import { eq } from 'drizzle-orm';
+import { recordAudit, type Actor } from '$lib/server/audit';
+import { masterKey } from '$lib/server/crypto/master-key';
+import { openSecret, sealSecret } from '$lib/server/crypto/secret-box';
+import { db } from '$lib/server/db';
+import { agentEnrolments, type AgentEnrolment } from '$lib/server/db/schema';
+import { notFound } from '$lib/server/errors';
+import { getNode } from '$lib/server/fleet/nodes';
+import { newAgentSecret } from './signing';
+
+/**
+ * Enrolment of a node's pull agent (docs/pull-agent.md, "Enrolment"): the console makes the node's secret, shows
+ * it once, and keeps it sealed under the master key, bound to the node's id, as it keeps SSH keys.
+ */
+
+const context = (nodeId: string) => `agent:${nodeId}:secret`;
+
+export interface PublicEnrolment {
+	node_id: string;
+	enrolled_at: string;
+	last_poll_at: string | null;
+	agent_version: string | null;
+}
+
+function present(row: AgentEnrolment): PublicEnrolment {
+	return {
+		node_id: row.nodeId,
+		enrolled_at: row.createdAt.toISOString(),
+		last_poll_at: row.lastPollAt?.toISOString() ?? null,
+		agent_version: row.agentVersion
+	};
+}
+
+/** Enrols the node's agent, or gives it a new secret (the old one stops working at once). */
+export async function enrolAgent(actor: Actor, nodeId: string): Promise<PublicEnrolment & { secret: string }> {
+	const node = await getNode(nodeId);
+	const secret = newAgentSecret();
+	const sealedSecret = sealSecret(masterKey(), secret, context(node.id));
+	const [row] = await db()
+		.insert(agentEnrolments)
+		.values({ nodeId: node.id, sealedSecret })
+		.onConflictDoUpdate({
+			target: agentEnrolments.nodeId,
+			set: { sealedSecret, createdAt: new Date(), lastPollAt: null, agentVersion: null }
+		})
+		.returning();
+	await recordAudit(actor, {
+		action: 'agent.enrol',
+		targetType: 'node',
+		targetId: node.id,
+		details: { node: node.name }
+	});
+	return { ...present(row!), secret };
+}
+
+export async function getEnrolment(nodeId: string): Promise<PublicEnrolment> {
+	const node = await getNode(nodeId);
+	const [row] = await db().select().from(agentEnrolments).where(eq(agentEnrolments.nodeId, node.id));
+	if (!row) throw notFound(`An agent enrolment for node ${node.name}`);
+	return present(row);
+}
+
+/** Revokes the node's agent: its requests are refused from now on. */
+export async function revokeAgent(actor: Actor, nodeId: string): Promise<void> {
+	const node = await getNode(nodeId);
+	const gone = await db()
+		.delete(agentEnrolments)
+		.where(eq(agentEnrolments.nodeId, node.id))
+		.returning({ nodeId: agentEnrolments.nodeId });
+	if (!gone.length) throw notFound(`An agent enrolment for node ${node.name}`);
+	await recordAudit(actor, {
+		action: 'agent.revoke',
+		targetType: 'node',
+		targetId: node.id,
+		details: { node: node.name }
+	});
+}
+
+/** The enrolled node's secret, unsealed; null when the node has no agent. */
+export async function agentSecret(nodeId: string): Promise<string | null> {
+	const [row] = await db()
+		.select({ sealed: agentEnrolments.sealedSecret })
+		.from(agentEnrolments)
+		.where(eq(agentEnrolments.nodeId, nodeId));
+	return row ? openSecret(masterKey(), row.sealed, context(nodeId)) : null;
+}
+
+/** Whether a node's updates go through its agent rather than over SSH. */
+export async function isPullNode(nodeId: string): Promise<boolean> {
+	const [row] = await db()
+		.select({ nodeId: agentEnrolments.nodeId })
+		.from(agentEnrolments)
+		.where(eq(agentEnrolments.nodeId, nodeId));
+	return !!row;
+}
+
+/** When the node's agent last polled; null when it never did (or the node has no agent). */
+export async function lastPoll(nodeId: string): Promise<Date | null> {
+	const [row] = await db()
+		.select({ at: agentEnrolments.lastPollAt })
+		.from(agentEnrolments)
+		.where(eq(agentEnrolments.nodeId, nodeId));
+	return row?.at ?? null;
+}

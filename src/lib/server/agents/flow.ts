@@ -1,0 +1,92 @@
+import { agentStepNames } from '$lib/schemas/agents';
+import type { AgentJob } from '$lib/server/db/schema';
+import { StepFailed, type Flow, type Step, type StepContext } from '$lib/server/engine';
+import type { PullFlowSpec } from '$lib/server/rollouts/pull';
+import { lastPoll } from './enrolment';
+import { abandonJob, CLAIM_DEADLINE_SECONDS, jobById, openJob, waitForJob } from './jobs';
+
+/**
+ * A pull node's task (docs/pull-agent.md, "In a rollout"): no SSH session. Its first step writes the job and waits
+ * for the agent's next poll; each of the six steps then waits for the agent's report of it, so the run shows the
+ * node's steps, their output and which one failed. A failure is rolled back by the agent itself; the first step's
+ * undo waits for it to say how that went.
+ */
+
+/** Room for the agent's report to arrive after a step's own deadline on the node. */
+const REPORT_MARGIN_SECONDS = 60;
+
+function showOutput(ctx: StepContext<unknown>, step: string, output: string): void {
+	for (const line of output.split('\n').filter(Boolean)) ctx.log(`${step}: ${line}`);
+}
+
+function lastLine(output: string): string {
+	return output.trim().split('\n').at(-1) ?? '';
+}
+
+function agentStep<P>(name: (typeof agentStepNames)[number], deadlineSeconds: number): Step<P> {
+	return {
+		name,
+		deadlineMs: (deadlineSeconds + REPORT_MARGIN_SECONDS) * 1000,
+		async do(ctx) {
+			// A job that ended, or rolled back, before this step's report: the agent stopped short of it.
+			const report = await waitForJob(
+				ctx.task.id,
+				ctx.signal,
+				(job) => job.steps[name] ?? (job.steps.rollback || job.state !== 'running' ? null : undefined)
+			);
+			if (!report) throw new StepFailed('the agent stopped before this step');
+			showOutput(ctx as StepContext<unknown>, name, report.output);
+			if (report.status !== 'succeeded') {
+				const detail = lastLine(report.output);
+				const code = report.exit_code ?? 'no exit code (its deadline passed, or the agent restarted)';
+				throw new StepFailed(`exited with ${code}${detail ? `: ${detail}` : ''}`, report.exit_code);
+			}
+		}
+	};
+}
+
+function rollbackOutcome(job: AgentJob): 'rolled_back' | 'failed' | undefined {
+	if (job.state === 'rolled_back') return 'rolled_back';
+	if (job.state === 'failed' || job.state === 'abandoned') return 'failed';
+	return undefined;
+}
+
+export function pullFlow<P>(spec: PullFlowSpec<P>, stepDeadlineSeconds: number): Flow<P> {
+	const take: Step<P> = {
+		name: 'agent',
+		deadlineMs: CLAIM_DEADLINE_SECONDS * 1000,
+		async do(ctx) {
+			const job = await openJob({ id: ctx.task.id, nodeId: ctx.node.id, ...(await spec.job(ctx)) });
+			if (!job.claimedAt) {
+				// A batch stuck in progress shows which agents have not polled, and since when (docs/pull-agent.md).
+				const last = await lastPoll(ctx.node.id);
+				const since = last ? `it last polled at ${last.toISOString()}` : 'it has never polled';
+				ctx.log(`waiting for the agent's next poll (release ${job.release}); ${since}`);
+			}
+			const claimed = await waitForJob(ctx.task.id, ctx.signal, (j) => j.claimedAt ?? undefined);
+			ctx.log(`the agent took the job at ${claimed.toISOString()}`);
+		},
+		async undo(ctx) {
+			const outcome = await waitForJob(ctx.task.id, ctx.signal, (j) => (j.claimedAt ? rollbackOutcome(j) : 'failed'));
+			const job = await jobById(ctx.task.id);
+			if (job?.steps.rollback) showOutput(ctx as StepContext<unknown>, 'rollback', job.steps.rollback.output);
+			if (outcome !== 'rolled_back') throw new StepFailed(job?.error ?? 'the agent did not roll back');
+		}
+	};
+	return {
+		kind: spec.kind,
+		connects: false,
+		steps: [...(spec.first ?? []), take, ...agentStepNames.map((n) => agentStep<P>(n, stepDeadlineSeconds))],
+		// After the console restarted: the job's reports are all kept, so the steps can simply wait on them again.
+		async inspect(ctx) {
+			const job = await jobById(ctx.task.id);
+			if (job?.state === 'succeeded') return 'completed';
+			if (!job || job.state === 'pending' || job.state === 'running') return 'restart';
+			return 'rollback';
+		},
+		async finished(end) {
+			if (end.state !== 'succeeded') await abandonJob(end.task.id, end.error ?? `the task ended ${end.state}`);
+			await spec.finished?.(end);
+		}
+	};
+}

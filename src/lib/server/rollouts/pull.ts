@@ -1,0 +1,42 @@
+import type { Node } from '$lib/server/db/schema';
+import type { Flow, Step, StepContext, TaskEnd } from '$lib/server/engine';
+
+/**
+ * Nodes whose agent pulls their updates (docs/pull-agent.md) run a rollout's tasks through the flow the agents'
+ * domain builds and registers here, so that rollouts import nothing of it (the arrow points from agents to here).
+ */
+
+export interface PullJob {
+	/** What the agent is told it runs (the release's version). */
+	release: string;
+	/** Per role, the commit to run. */
+	targets: Record<string, string>;
+}
+
+export interface PullFlowSpec<P> {
+	kind: string;
+	/** Steps that run on the console before the agent is asked (a maintenance window's wait). */
+	first?: Step<P>[];
+	job(ctx: StepContext<P>): Promise<PullJob>;
+	finished?(end: TaskEnd<P>): Promise<void>;
+}
+
+export interface PullUpdates {
+	handles(node: Node): Promise<boolean>;
+	flow<P>(spec: PullFlowSpec<P>): Flow<P>;
+}
+
+let pull: PullUpdates | undefined;
+
+export function registerPullUpdates(p: PullUpdates): void {
+	pull = p;
+}
+
+/** A flow's `variant`: the pull flow for nodes with an agent, built once per flow kind. */
+export function pullVariant<P>(spec: PullFlowSpec<P>): (node: Node) => Promise<Flow<P> | undefined> {
+	let flow: Flow<P> | undefined;
+	return async (node) => {
+		if (!pull || !(await pull.handles(node))) return undefined;
+		return (flow ??= pull.flow(spec));
+	};
+}

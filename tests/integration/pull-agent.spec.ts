@@ -1,0 +1,494 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { and, eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRoleSchema } from '../../src/lib/schemas/code-sync';
+import { createRolloutSchema } from '../../src/lib/schemas/releases';
+import { enrolAgent, getEnrolment, revokeAgent } from '../../src/lib/server/agents/enrolment';
+import { hmacHex, requestText } from '../../src/lib/server/agents/signing';
+import { systemActor } from '../../src/lib/server/audit';
+import { createRole } from '../../src/lib/server/codesync/roles';
+import { useMasterKey } from '../../src/lib/server/crypto/master-key';
+import { db, useDatabase } from '../../src/lib/server/db';
+import {
+	agentEnrolments,
+	agentJobs,
+	agentNonces,
+	auditLog,
+	credentials,
+	events,
+	nodes
+} from '../../src/lib/server/db/schema';
+import { registerDomains } from '../../src/lib/server/domains';
+import { getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
+import { useReleaseKeys } from '../../src/lib/server/releases/keys';
+import { createRelease } from '../../src/lib/server/releases/releases';
+import { hmacSignature } from '../../src/lib/server/releases/signing';
+import { driveRollouts } from '../../src/lib/server/rollouts/driver';
+import { createRollout, getRollout, nodesOfRollout } from '../../src/lib/server/rollouts/rollouts';
+import { POST as nextRoute } from '../../src/routes/api/updates/next/+server';
+import { POST as reportRoute } from '../../src/routes/api/updates/report/+server';
+import { freshPostgres } from '../support/databases';
+import { registerTestbedNodes } from '../support/testbed-nodes';
+import { startTestbed, type Testbed } from '../testbed/testbed';
+import { waitFor } from '../support/engine';
+
+/**
+ * The pull agent (agent/flotilla-agent, docs/pull-agent.md) run as real processes with sh on this machine
+ * against the console's own endpoints, served by the test over HTTP, in a real rollout on a real engine.
+ */
+
+const SECRET = 'pull-agent-test-signing-secret-01';
+const AGENT = resolve('agent/flotilla-agent');
+let pg: Awaited<ReturnType<typeof freshPostgres>>;
+let server: Server;
+let base = '';
+let dir = '';
+const running: ChildProcess[] = [];
+
+const routes: Record<string, (event: never) => Promise<Response>> = {
+	'/api/updates/next': nextRoute as never,
+	'/api/updates/report': reportRoute as never
+};
+
+async function serve(): Promise<void> {
+	server = createServer((req, res) => {
+		void (async () => {
+			const chunks: Buffer[] = [];
+			for await (const c of req) chunks.push(c as Buffer);
+			const url = new URL(req.url!, base);
+			const request = new Request(url, {
+				method: req.method,
+				headers: req.headers as Record<string, string>,
+				body: chunks.length ? Buffer.concat(chunks) : undefined
+			});
+			const route = routes[url.pathname];
+			const answer = route ? await route({ request, url } as never) : new Response('no route', { status: 404 });
+			res.writeHead(answer.status, Object.fromEntries(answer.headers));
+			res.end(Buffer.from(await answer.arrayBuffer()));
+		})();
+	});
+	await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+	base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+interface Agent {
+	proc: ChildProcess;
+	stderr: () => string;
+	stateFile: string;
+	log: string;
+}
+
+/** Starts the agent for a node; each step appends `STEP RELEASE COMMIT` to its log file. */
+function startAgent(name: string, nodeId: string, secret: string, env: Record<string, string> = {}, url = base): Agent {
+	const home = join(dir, name);
+	const log = join(home, 'steps.log');
+	const step = (s: string) => `mkdir -p ${home} && echo "${s} $FLOTILLA_RELEASE $FLOTILLA_COMMIT" >> ${log}`;
+	const proc = spawn('sh', [AGENT], {
+		detached: true,
+		stdio: ['ignore', 'ignore', 'pipe'],
+		env: {
+			PATH: process.env.PATH,
+			FLOTILLA_URL: url,
+			FLOTILLA_NODE_ID: nodeId,
+			AGENT_SECRET: secret,
+			AGENT_STATE_FILE: join(home, 'state'),
+			AGENT_POLL_SECONDS: '1',
+			UPDATE_BACKUP_CMD: step('backup'),
+			UPDATE_PULL_CMD: step('pull'),
+			UPDATE_MIGRATE_CMD: step('migrate'),
+			UPDATE_SMOKE_CMD: step('smoke'),
+			UPDATE_SWITCH_CMD: step('switch'),
+			UPDATE_HEALTH_CMD: step('health'),
+			UPDATE_ROLLBACK_CMD: step('rollback'),
+			...env
+		}
+	});
+	let err = '';
+	proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+	running.push(proc);
+	return { proc, stderr: () => err, stateFile: join(home, 'state'), log };
+}
+
+/** Kills the agent and everything it started (its process group), as a crash would. */
+async function killAgent(a: Agent): Promise<void> {
+	const exited = new Promise((r) => a.proc.once('exit', r));
+	process.kill(-a.proc.pid!, 'SIGKILL');
+	await exited;
+}
+
+const lines = async (file: string) => (existsSync(file) ? (await readFile(file, 'utf8')).trim().split('\n') : []);
+
+async function pullNode(name: string, roles = ['web']): Promise<{ id: string; secret: string }> {
+	const [cred] = await db().select().from(credentials).limit(1);
+	const [node] = await db()
+		.insert(nodes)
+		.values({
+			name,
+			host: '192.0.2.1',
+			credentialId: cred!.id,
+			roles,
+			hostKeyFingerprint: 'SHA256:x',
+			hostKeyStatus: 'pinned'
+		})
+		.returning();
+	const { secret } = await enrolAgent(systemActor, node!.id);
+	return { id: node!.id, secret };
+}
+
+let release = 0;
+async function rolloutTo(
+	nodeNames: string[],
+	threshold = { failure_threshold_percent: 0, min_finished_nodes: 1 },
+	sha = randomBytes(20).toString('hex')
+) {
+	release++;
+	const m: Record<string, unknown> = {
+		version: `1.${release}.0`,
+		sha,
+		channel: 'stable',
+		migrations_required: false,
+		breaking_changes: null,
+		released_at: '2026-06-01T00:00:00Z'
+	};
+	m.signature = hmacSignature(m, SECRET);
+	const rel = await createRelease(systemActor, m);
+	const { rollout } = await createRollout(
+		systemActor,
+		createRolloutSchema.parse({
+			release_id: rel.id,
+			strategy: 'immediate',
+			target: { nodes: nodeNames },
+			...threshold,
+			concurrency: 5
+		})
+	);
+	return { rollout: rollout!, sha, version: `1.${release}.0` };
+}
+
+async function driveUntilDone(id: string) {
+	return waitFor(
+		'the rollout to end',
+		async () => {
+			await driveRollouts();
+			const r = await getRollout(id);
+			return ['completed', 'paused', 'failed'].includes(r.state) ? r : null;
+		},
+		60_000
+	);
+}
+
+async function taskOf(runId: string, node: string) {
+	return (await getRun(runId)).tasks.find((t) => t.nodeName === node)!;
+}
+
+beforeAll(async () => {
+	pg = await freshPostgres('flotilla_pull_agent');
+	useDatabase(pg);
+	useMasterKey(randomBytes(32));
+	useReleaseKeys({ ed25519: [], hmacSecret: SECRET });
+	registerDomains();
+	dir = await mkdtemp(join(tmpdir(), 'flotilla-agent-'));
+	await db().insert(credentials).values({
+		id: crypto.randomUUID(),
+		name: 'unused',
+		keyType: 'ssh-ed25519',
+		publicKey: 'x',
+		fingerprint: 'SHA256:x',
+		sealedPrivateKey: 'x'
+	});
+	await createRole(systemActor, createRoleSchema.parse({ name: 'web', path: '/opt/web', units: ['web.service'] }));
+	await serve();
+	await startEngine({ concurrency: 20, leaseMs: 10_000, sweepMs: 1_000 });
+}, 60_000);
+
+afterAll(async () => {
+	for (const p of running) if (p.exitCode === null && p.signalCode === null) process.kill(-p.pid!, 'SIGKILL');
+	await stopEngine();
+	server?.close();
+	useReleaseKeys(undefined);
+	useMasterKey(undefined);
+	useDatabase(undefined);
+	await pg?.close();
+	if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('pull agents', () => {
+	it('take part in a rollout: two succeed through the six steps; one whose smoke fails rolls back and counts against the threshold', async () => {
+		const a = await pullNode('pull-a');
+		const b = await pullNode('pull-b');
+		const c = await pullNode('pull-c');
+		// Judged once all three finished: one failure in three passes a 20% threshold.
+		const { rollout, sha, version } = await rolloutTo(['pull-a', 'pull-b', 'pull-c'], {
+			failure_threshold_percent: 20,
+			min_finished_nodes: 3
+		});
+		const agents = {
+			a: startAgent('pull-a', a.id, a.secret),
+			b: startAgent('pull-b', b.id, b.secret),
+			c: startAgent('pull-c', c.id, c.secret, { UPDATE_SMOKE_CMD: 'echo "smoke: /health answered 503"; exit 3' })
+		};
+		const done = await driveUntilDone(rollout.id);
+		expect(done.state).toBe('paused');
+		expect(done.reason).toMatch(/1 of 3 finished nodes failed/);
+		const states = Object.fromEntries((await nodesOfRollout(rollout.id)).map((n) => [n.nodeName, n.state]));
+		expect(states).toEqual({ 'pull-a': 'succeeded', 'pull-b': 'succeeded', 'pull-c': 'rolled_back' });
+
+		const six = ['backup', 'pull', 'migrate', 'smoke', 'switch', 'health'];
+		for (const agent of [agents.a, agents.b]) {
+			expect(await lines(agent.log)).toEqual(six.map((s) => `${s} ${version} ${sha}`));
+		}
+		// Failed at smoke: never switched; rolled back once.
+		expect(await lines(agents.c.log)).toEqual(
+			['backup', 'pull', 'migrate', 'rollback'].map((s) => `${s} ${version} ${sha}`)
+		);
+		const runId = done.stages[0]!.runId!;
+		const ok = await taskOf(runId, 'pull-a');
+		expect(ok.state).toBe('succeeded');
+		expect(ok.steps.filter((s) => s.phase === 'do').map((s) => s.name)).toEqual(['window', 'agent', ...six]);
+		const bad = await taskOf(runId, 'pull-c');
+		expect(bad.state).toBe('rolled_back');
+		expect(bad.error).toBe('smoke: exited with 3: smoke: /health answered 503');
+		expect(bad.steps.map((s) => `${s.phase} ${s.name} ${s.state}`)).toEqual([
+			'do window succeeded',
+			'do agent succeeded',
+			'do backup succeeded',
+			'do pull succeeded',
+			'do migrate succeeded',
+			'do smoke failed',
+			'undo agent succeeded'
+		]);
+		const [job] = await db().select().from(agentJobs).where(eq(agentJobs.id, bad.id));
+		expect(job!.state).toBe('rolled_back');
+		expect(Object.keys(job!.steps).sort()).toEqual(['backup', 'migrate', 'pull', 'rollback', 'smoke']);
+		// Each agent polled and said its version; all left no state behind.
+		const polled = await db().select().from(agentEnrolments);
+		expect(polled.every((e) => e.agentVersion === '1.0.0' && e.lastPollAt)).toBe(true);
+		// Cleared once the console acknowledged the last report.
+		for (const agent of Object.values(agents))
+			await waitFor('no agent state', async () => !existsSync(agent.stateFile));
+		for (const agent of Object.values(agents)) await killAgent(agent);
+	}, 90_000);
+
+	it('an agent killed mid-update rolls back after its restart and reports each step once', async () => {
+		const d = await pullNode('pull-d');
+		const { rollout, sha, version } = await rolloutTo(['pull-d']);
+		// Before any agent runs, the task says the node's agent never polled.
+		await waitFor('the task waiting for the agent', async () => {
+			await driveRollouts();
+			const runId = (await getRollout(rollout.id)).stages[0]?.runId;
+			if (!runId) return false;
+			const output = await db()
+				.select()
+				.from(events)
+				.where(and(eq(events.runId, runId), eq(events.type, 'task.output')));
+			const lines = output.flatMap((r) => (r.data.lines as { t: string }[]).map((l) => l.t));
+			return lines.some((l) => /waiting for the agent's next poll \(release [\d.]+\); it has never polled/.test(l));
+		});
+		const first = startAgent('pull-d', d.id, d.secret, { UPDATE_SMOKE_CMD: 'sleep 120' });
+		// In smoke, as its state file says, after migrate's report reached the console.
+		await waitFor(
+			'the agent in its smoke step',
+			async () => {
+				await driveRollouts();
+				const state = existsSync(first.stateFile) ? await readFile(first.stateFile, 'utf8') : '';
+				return /step=smoke\nstatus=running/.test(state);
+			},
+			30_000
+		);
+		await killAgent(first);
+		startAgent('pull-d', d.id, d.secret);
+		const done = await driveUntilDone(rollout.id);
+		const task = await taskOf(done.stages[0]!.runId!, 'pull-d');
+		expect(task.state).toBe('rolled_back');
+		expect(task.error).toMatch(
+			/^smoke: exited with no exit code .*: flotilla-agent: the agent restarted during this step$/
+		);
+		expect(await lines(join(dir, 'pull-d', 'steps.log'))).toEqual(
+			['backup', 'pull', 'migrate', 'rollback'].map((s) => `${s} ${version} ${sha}`)
+		);
+		const [job] = await db().select().from(agentJobs).where(eq(agentJobs.id, task.id));
+		// backup, pull, migrate, smoke, rollback: five reports, each applied once.
+		expect(job!.lastSeq).toBe(5);
+		expect(job!.steps.smoke!.status).toBe('failed');
+		expect(job!.steps.rollback!.status).toBe('succeeded');
+	}, 90_000);
+
+	it('refuses unsigned, mis-signed, stale, replayed and unknown-node requests with a 401, changing nothing', async () => {
+		const e = await pullNode('pull-e');
+		const body = JSON.stringify({ agent_version: '1.0.0' });
+		const signedHeaders = (o: { secret?: string; ts?: number; nonce?: string; node?: string } = {}) => {
+			const timestamp = String(o.ts ?? Math.floor(Date.now() / 1000));
+			const nonce = o.nonce ?? randomBytes(16).toString('hex');
+			const text = requestText({ method: 'POST', path: '/api/updates/next', timestamp, nonce, body });
+			return {
+				'content-type': 'application/json',
+				'x-flotilla-node': o.node ?? e.id,
+				'x-flotilla-timestamp': timestamp,
+				'x-flotilla-nonce': nonce,
+				'x-flotilla-signature': hmacHex(o.secret ?? e.secret, text)
+			};
+		};
+		const post = (headers: Record<string, string>, b = body) =>
+			fetch(`${base}/api/updates/next`, { method: 'POST', headers, body: b });
+		const refusals: [string, Response][] = [];
+		refusals.push(['unsigned', await post({ 'content-type': 'application/json' })]);
+		refusals.push(['wrong secret', await post(signedHeaders({ secret: randomBytes(32).toString('hex') }))]);
+		refusals.push(['old timestamp', await post(signedHeaders({ ts: Math.floor(Date.now() / 1000) - 3600 }))]);
+		refusals.push(['unknown node', await post(signedHeaders({ node: crypto.randomUUID() }))]);
+		refusals.push(['changed body', await post(signedHeaders(), JSON.stringify({ agent_version: '6.6.6' }))]);
+		const replayed = signedHeaders();
+		const firstTime = await post(replayed);
+		expect(firstTime.status).toBe(200);
+		expect(await firstTime.json()).toEqual({ job: null, poll_seconds: expect.any(Number) });
+		const [before] = await db().select().from(agentEnrolments).where(eq(agentEnrolments.nodeId, e.id));
+		refusals.push(['replay', await post(replayed)]);
+		const answers = await Promise.all(
+			refusals.map(async ([why, r]) => [
+				why,
+				r.status,
+				((await r.json()) as { error: { fields: object } }).error.fields
+			])
+		);
+		expect(answers).toEqual([
+			['unsigned', 401, { 'x-flotilla-node': 'is required' }],
+			['wrong secret', 401, { 'x-flotilla-signature': 'does not match' }],
+			['old timestamp', 401, { 'x-flotilla-timestamp': 'is outside the window' }],
+			['unknown node', 401, { 'x-flotilla-node': 'is not an enrolled node' }],
+			['changed body', 401, { 'x-flotilla-signature': 'does not match' }],
+			['replay', 401, { 'x-flotilla-nonce': 'was already used' }]
+		]);
+		// Only the one good request was remembered, and only it counted as a poll.
+		const [after] = await db().select().from(agentEnrolments).where(eq(agentEnrolments.nodeId, e.id));
+		expect(after!.lastPollAt).toEqual(before!.lastPollAt);
+		expect(await db().select().from(agentNonces).where(eq(agentNonces.nodeId, e.id))).toHaveLength(1);
+
+		// A signed request with a bad body: a 400 naming the field, signed back.
+		const bad = JSON.stringify({ agent_version: 'not a version!' });
+		const ts = String(Math.floor(Date.now() / 1000));
+		const nonce = randomBytes(16).toString('hex');
+		const sig = hmacHex(
+			e.secret,
+			requestText({ method: 'POST', path: '/api/updates/next', timestamp: ts, nonce, body: bad })
+		);
+		const r = await post(
+			{
+				'content-type': 'application/json',
+				'x-flotilla-node': e.id,
+				'x-flotilla-timestamp': ts,
+				'x-flotilla-nonce': nonce,
+				'x-flotilla-signature': sig
+			},
+			bad
+		);
+		expect(r.status).toBe(400);
+		expect(((await r.json()) as { error: { fields: object } }).error.fields).toHaveProperty('agent_version');
+	});
+
+	it('the agent refuses a reply the console did not sign, and takes no job from it', async () => {
+		const f = await pullNode('pull-f');
+		// A console impostor: a job offer, signed with another secret.
+		const impostor = createServer((_req, res) => {
+			const body = JSON.stringify({
+				job: { id: crypto.randomUUID(), release: '9.9.9', targets: 'web=abc', commit: 'abc', step_deadline_seconds: 5 },
+				poll_seconds: 1
+			});
+			res.writeHead(200, {
+				'content-type': 'application/json',
+				'x-flotilla-timestamp': String(Math.floor(Date.now() / 1000)),
+				'x-flotilla-signature': hmacHex('not the node secret', body)
+			});
+			res.end(body);
+		});
+		await new Promise<void>((r) => impostor.listen(0, '127.0.0.1', r));
+		const url = `http://127.0.0.1:${(impostor.address() as AddressInfo).port}`;
+		const agent = startAgent('pull-f', f.id, f.secret, {}, url);
+		await waitFor('the refusal', async () => agent.stderr().includes("whose signature is not the console's"));
+		await killAgent(agent);
+		impostor.close();
+		expect(existsSync(agent.stateFile)).toBe(false);
+		expect(await lines(agent.log)).toEqual([]);
+	});
+
+	it('a new secret replaces the old one at once; a revoked agent is refused; both are audited', async () => {
+		const g = await pullNode('pull-g');
+		const poll = (secret: string) => {
+			const body = JSON.stringify({ agent_version: '1.0.0' });
+			const timestamp = String(Math.floor(Date.now() / 1000));
+			const nonce = randomBytes(16).toString('hex');
+			const text = requestText({ method: 'POST', path: '/api/updates/next', timestamp, nonce, body });
+			return fetch(`${base}/api/updates/next`, {
+				method: 'POST',
+				body,
+				headers: {
+					'content-type': 'application/json',
+					'x-flotilla-node': g.id,
+					'x-flotilla-timestamp': timestamp,
+					'x-flotilla-nonce': nonce,
+					'x-flotilla-signature': hmacHex(secret, text)
+				}
+			});
+		};
+		expect((await poll(g.secret)).status).toBe(200);
+		const again = await enrolAgent(systemActor, g.id);
+		expect(again.secret).not.toBe(g.secret);
+		expect((await poll(g.secret)).status).toBe(401);
+		expect((await poll(again.secret)).status).toBe(200);
+		expect((await getEnrolment(g.id)).agent_version).toBe('1.0.0');
+		// Sealed at rest: the database never holds the secret itself.
+		const [row] = await db().select().from(agentEnrolments).where(eq(agentEnrolments.nodeId, g.id));
+		expect(row!.sealedSecret).not.toContain(again.secret);
+		await revokeAgent(systemActor, g.id);
+		const refused = await poll(again.secret);
+		expect(refused.status).toBe(401);
+		expect(((await refused.json()) as { error: { fields: object } }).error.fields).toEqual({
+			'x-flotilla-node': 'is not an enrolled node'
+		});
+		const audit = await db().select().from(auditLog).where(eq(auditLog.targetId, g.id));
+		expect(audit.map((a) => a.action)).toEqual(['agent.enrol', 'agent.enrol', 'agent.revoke']);
+	});
+
+	it('shellcheck passes on the agent', () => {
+		expect(execFileSync('shellcheck', ['--shell=sh', AGENT], { encoding: 'utf8' })).toBe('');
+	});
+});
+
+describe('a rollout of SSH nodes and a pull node together', () => {
+	let bed: Testbed;
+	beforeAll(async () => {
+		bed = await startTestbed({ hosts: 2, firstHost: 72, roles: ['backend'] });
+		await registerTestbedNodes(bed, () => ({ roles: ['backend'] }));
+		await createRole(
+			systemActor,
+			createRoleSchema.parse({ name: 'backend', path: '/opt/backend', units: ['backend.service'] })
+		);
+	}, 120_000);
+	afterAll(async () => {
+		await bed?.stop();
+	});
+
+	it('updates the SSH nodes over SSH and the pull node through its agent, in one run', async () => {
+		const m = await pullNode('pull-m', ['backend']);
+		const sha = await bed.addCommit('backend');
+		const names = [...bed.hosts.map((h) => h.name), 'pull-m'];
+		const { rollout, version } = await rolloutTo(names, { failure_threshold_percent: 0, min_finished_nodes: 1 }, sha);
+		const agent = startAgent('pull-m', m.id, m.secret);
+		const done = await driveUntilDone(rollout.id);
+		expect(done.state).toBe('completed');
+		for (const h of bed.hosts) expect(await bed.checkedOutCommit(h, 'backend')).toBe(sha);
+		expect((await lines(agent.log)).at(-1)).toBe(`health ${version} ${sha}`);
+		const run = await getRun(done.stages[0]!.runId!);
+		expect(run.tasks.map((t) => [t.nodeName, t.state]).sort()).toEqual(names.map((n) => [n, 'succeeded']).sort());
+		// The SSH nodes ran Code Sync's deploy; the pull node waited on its agent's six steps.
+		const stepsOf = (name: string) => run.tasks.find((t) => t.nodeName === name)!.steps.map((st) => st.name);
+		expect(stepsOf('pull-m')).toEqual(['window', 'agent', 'backup', 'pull', 'migrate', 'smoke', 'switch', 'health']);
+		expect(stepsOf(bed.hosts[0]!.name)).toContain('bake');
+		await killAgent(agent);
+	}, 180_000);
+});

@@ -51,3 +51,6 @@ const runEnded = new Set<string>(terminalRunStates);
 export const isTaskEnded = (state: string) => taskEnded.has(state);
 /** Whether a run is over: not queued, running or paused. */
 export const isRunEnded = (state: string) => runEnded.has(state);
+
+/** A pull agent's job (docs/pull-agent.md). */
+export const agentJobStates = ['pending', 'running', 'succeeded', 'rolled_back', 'failed', 'abandoned'] as const;

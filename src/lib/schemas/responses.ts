@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import {
+	agentJobStates,
 	applianceImageStates,
 	applianceUpdateStates,
 	rolloutStates,
@@ -714,3 +715,31 @@ export const keyRotationDryRunSchema = z.object({
 		})
 	)
 });
+
+/** A node's pull agent enrolment (docs/pull-agent.md); the secret only in the answer that made it. */
+export const agentEnrolmentSchema = z.object({
+	node_id: id,
+	enrolled_at: time,
+	last_poll_at: time.nullable(),
+	agent_version: z.string().nullable()
+});
+export const agentEnrolledSchema = agentEnrolmentSchema.extend({
+	secret: z.string().describe('The agent’s secret, shown this once')
+});
+
+/** An agent's poll answer: its job, if any, and when to ask again. */
+export const agentNextAnswerSchema = z.object({
+	job: z
+		.object({
+			id,
+			release: z.string(),
+			targets: z.string().describe('`role=commit` pairs, space-separated'),
+			commit: z.string().describe('The first role’s commit'),
+			step_deadline_seconds: z.number().int()
+		})
+		.nullable(),
+	poll_seconds: z.number().int()
+});
+
+/** An agent's report answer: whether it was applied (a resent report is not), and the job's state. */
+export const agentReportAnswerSchema = z.object({ applied: z.boolean(), state: z.enum(agentJobStates) });

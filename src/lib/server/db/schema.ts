@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import {
+	agentJobStates,
 	applianceImageStates,
 	applianceUpdateStates,
 	rolloutStates,
@@ -1225,7 +1226,6 @@ export const agentNonces = pgTable(
 	(t) => [primaryKey({ columns: [t.nodeId, t.nonce] }), index('agent_nonces_seen_idx').on(t.seenAt)]
 );
 
-export const agentJobStates = ['pending', 'running', 'succeeded', 'rolled_back', 'failed', 'abandoned'] as const;
 export type AgentJobState = (typeof agentJobStates)[number];
 
 /** One step's result as the agent reported it. */

@@ -91,7 +91,11 @@ import {
 	runStartedSchema,
 	tokenSchema,
 	userSchema,
-	versionSchema
+	versionSchema,
+	agentEnrolledSchema,
+	agentEnrolmentSchema,
+	agentNextAnswerSchema,
+	agentReportAnswerSchema
 } from '$lib/schemas/responses';
 import {
 	createRunSchema,
@@ -379,14 +383,14 @@ export const operations: Operation[] = [
 		route: '/api/nodes/[id]/agent',
 		tag: 'Pull agents',
 		summary: 'Enrol the node’s pull agent, or give it a new secret (shown this once)',
-		responses: { 201: { description: 'The enrolment and its secret' } }
+		responses: created('The enrolment and its secret', agentEnrolledSchema)
 	},
 	{
 		method: 'GET',
 		route: '/api/nodes/[id]/agent',
 		tag: 'Pull agents',
 		summary: 'The node’s agent: when it enrolled, last polled, and its version',
-		responses: ok('The enrolment')
+		responses: ok('The enrolment', agentEnrolmentSchema)
 	},
 	{
 		method: 'DELETE',
@@ -401,7 +405,7 @@ export const operations: Operation[] = [
 		tag: 'Pull agents',
 		summary: 'An agent’s signed poll: the update its node should run, if any (docs/pull-agent.md)',
 		body: agentNextSchema,
-		responses: ok('The job, or null, and when to poll again; signed by the console')
+		responses: ok('The job, or null, and when to poll again; signed by the console', agentNextAnswerSchema)
 	},
 	{
 		method: 'POST',
@@ -409,7 +413,10 @@ export const operations: Operation[] = [
 		tag: 'Pull agents',
 		summary: 'An agent’s signed report of one step of its job',
 		body: agentReportSchema,
-		responses: ok('Whether it was applied (a resent report is not), and the job’s state; signed by the console')
+		responses: ok(
+			'Whether it was applied (a resent report is not), and the job’s state; signed by the console',
+			agentReportAnswerSchema
+		)
 	},
 	{
 		method: 'POST',

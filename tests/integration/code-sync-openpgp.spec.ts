@@ -80,7 +80,7 @@ const steps = (t: { steps: { phase: string; name: string; state: string }[] }) =
 const change = (fields: Record<string, unknown>) => updateRole(systemActor, ROLE, updateRoleSchema.parse(fields));
 
 /** PATCH /api/roles/{name} as the API receives it. */
-function patch(name: string, body: unknown): Promise<Response> {
+async function patch(name: string, body: unknown): Promise<Response> {
 	const url = new URL(`http://console/api/roles/${name}`);
 	const request = new Request(url, {
 		method: 'PATCH',
@@ -97,7 +97,14 @@ beforeAll(async () => {
 		const home = join(bed.dir, `gnupg-${name}`);
 		await run('mkdir', ['-m', '700', home]);
 		const gpg = (args: string[]) => run('gpg', ['--homedir', home, '--batch', ...args]);
-		await gpg(['--pinentry-mode', 'loopback', '--passphrase', '', '--quick-gen-key', `${name} <${name}@flotilla.test>`]);
+		await gpg([
+			'--pinentry-mode',
+			'loopback',
+			'--passphrase',
+			'',
+			'--quick-gen-key',
+			`${name} <${name}@flotilla.test>`
+		]);
 		const listed = (await gpg(['--with-colons', '--list-keys'])).stdout;
 		const fpr = /^fpr:+([0-9A-F]{40}):/m.exec(listed)![1]!;
 		signers[name] = { home, fpr, armored: (await gpg(['--armor', '--export', fpr])).stdout.trim() };
@@ -261,7 +268,9 @@ describe('OpenPGP allowed signers', () => {
 		expect(r.state).toBe('failed');
 		for (const t of r.tasks) {
 			expect(t.error).toMatch(
-				new RegExp(`^fetch: pgp-shipped: commit ${bad.slice(0, 12)} is not signed by an allowed signer \\(.*No public key`)
+				new RegExp(
+					`^fetch: pgp-shipped: commit ${bad.slice(0, 12)} is not signed by an allowed signer \\(.*No public key`
+				)
 			);
 		}
 		for (const h of bed.hosts) {

@@ -227,7 +227,10 @@ export const openpgpKeySchema = z
 		if (!packets || !packets.length) {
 			ctx.addIssue({ code: 'custom', message: 'its packets are broken: the key was cut or changed' });
 		} else if (packets.some(([tag]) => tag === 5 || tag === 7)) {
-			ctx.addIssue({ code: 'custom', message: 'holds a secret key: paste the public key (gpg --armor --export <key>)' });
+			ctx.addIssue({
+				code: 'custom',
+				message: 'holds a secret key: paste the public key (gpg --armor --export <key>)'
+			});
 		} else if (packets[0]![0] !== 6 || packets[0]![1] !== 4) {
 			ctx.addIssue({ code: 'custom', message: 'must start with an OpenPGP version 4 public key' });
 		}

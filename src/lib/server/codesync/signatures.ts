@@ -116,12 +116,24 @@ export async function verifyInConsole(ctx: StepContext<unknown>, role: CodeRole,
 	const home = join(dir, 'gnupg');
 	try {
 		const file = join(dir, 'allowed_signers');
-		await writeFile(file, sshSigners(role).map((l) => `${l}\n`).join(''), { mode: 0o600 });
+		await writeFile(
+			file,
+			sshSigners(role)
+				.map((l) => `${l}\n`)
+				.join(''),
+			{ mode: 0o600 }
+		);
 		let env: NodeJS.ProcessEnv | undefined;
 		if (openpgpKeys(role).length) {
 			await mkdir(home, { mode: 0o700 });
 			const keys = join(dir, 'openpgp-keys.asc');
-			await writeFile(keys, openpgpKeys(role).map((k) => `${k}\n`).join(''), { mode: 0o600 });
+			await writeFile(
+				keys,
+				openpgpKeys(role)
+					.map((k) => `${k}\n`)
+					.join(''),
+				{ mode: 0o600 }
+			);
 			try {
 				await run('gpg', ['--homedir', home, '--batch', '--quiet', '--import', keys], { timeout: 30_000 });
 			} catch (err) {

@@ -48,7 +48,9 @@ describe.each(runbooks)('docs/runbooks/%s', (file) => {
 	const prose = text.replace(/```[\s\S]*?```/g, '');
 
 	it('names only API calls that exist, with their method', () => {
-		const calls = [...prose.matchAll(/`(GET|POST|PUT|PATCH|DELETE)\s+(\/api\/[^\s`?]+)/g)].map(([, m, p]) => [m!, p!] as const);
+		const calls = [...prose.matchAll(/`(GET|POST|PUT|PATCH|DELETE)\s+(\/api\/[^\s`?]+)/g)].map(
+			([, m, p]) => [m!, p!] as const
+		);
 		for (const [method, path] of calls) {
 			const route = routeFile(path);
 			expect(route, `${method} ${path}`).not.toBeNull();

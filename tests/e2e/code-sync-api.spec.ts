@@ -71,6 +71,7 @@ test('roles: bad definitions are refused naming the field; only admins define ro
 		[{ ...base, surprise: true }, ''],
 		[{ ...base, signatures: { allowed_signers: ['deploy ssh-ed25519 not-a-key'] } }, 'signatures.allowed_signers.0'],
 		[{ ...base, signatures: { allowed_signers: [] } }, 'signatures.allowed_signers'],
+		[{ ...base, signatures: { openpgp_keys: ['-----BEGIN PGP PRIVATE KEY BLOCK-----'] } }, 'signatures.openpgp_keys.0'],
 		[
 			{ ...base, readiness_check: { argv: ['./ready.sh'], deadline_seconds: 'soon' } },
 			'readiness_check.deadline_seconds'

@@ -44,6 +44,17 @@ const notify = async (commit: string, role: string, message: string) => {
 	return res.json();
 };
 
+/** An ed25519 OpenPGP public key as `gpg --armor --export` writes it. */
+const PGP = `-----BEGIN PGP PUBLIC KEY BLOCK-----
+
+mDMEaw6Y6hYJKwYBBAHaRw8BAQdATS1alI0r9+8OiRmNqeTHq5yEDMO62zLudt+S
+lrxNxhm0HEV4YW1wbGUgPGRlcGxveUBleGFtcGxlLmNvbT6IkAQTFggAOBYhBAdB
+tVC92Fd8x9cBPwZ3eoxj7i7ZBQJrDpjqAhsDBQsJCAcCBhUKCQgLAgQWAgMBAh4B
+AheAAAoJEAZ3eoxj7i7ZMpAA/RrfpcPtc0krIVWZsLMdBT6uQhEjwn3wPlGQFARe
+cVw3AP45WTE83PgUZEfb8FkW2Hkb1ZHqlge70Ic4qC4TYOnGBQ==
+=UAH+
+-----END PGP PUBLIC KEY BLOCK-----`;
+
 test.describe.configure({ mode: 'serial' });
 
 test.beforeAll(async () => {
@@ -409,13 +420,18 @@ test('an admin defines a role: bad fields are named next to them, nothing is sav
 	await form.getByLabel(/^Data paths to snapshot/).fill('/var/lib/extra');
 	await form.getByLabel('Snapshots kept').fill('2');
 	await form.getByLabel('Quiesce before the restart (one argument per line)').fill('sh\npause.sh');
+	// A good OpenPGP key, then a private one pasted after it: the second is named.
+	const pgpKeys = form.getByLabel(/^OpenPGP public keys/);
+	await pgpKeys.fill(`${PGP}\n-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nxx\n-----END PGP PRIVATE KEY BLOCK-----`);
 	await form.getByRole('button', { name: 'Save role' }).click();
 	await expect(errorOf('role-allowed-signers')).toContainText('line 1: must be "principal key-type key [comment]"');
+	await expect(errorOf('role-openpgp-keys')).toContainText('key 2: is a private key');
 	await expect(errorOf('role-resume')).toHaveText('is required');
 	await expect(form.getByLabel(/^Readiness check/)).toHaveValue('sh\nready.sh');
 	await page.screenshot({ path: `${shots}/role-form-preflight-errors.png`, fullPage: true });
 	const key = 'AAAAC3NzaC1lZDI1NTE5AAAAICAH1XympOydrhRY2E7DJKThvqgyKBnIcklsReC8jc11';
 	await signers.fill(`deploy@example.com ssh-ed25519 ${key}`);
+	await pgpKeys.fill(PGP);
 	await form.getByLabel('Resume after the restart (one argument per line)').fill('sh\nresume.sh');
 	await form.getByLabel('Quiesce deadline (seconds)').fill('15');
 	await form.getByRole('button', { name: 'Save role' }).click();
@@ -423,7 +439,7 @@ test('an admin defines a role: bad fields are named next to them, nothing is sav
 	expect(
 		(await db`select signatures, readiness_check, snapshot, quiesce from code_roles where name = 'ui-extra'`)[0]
 	).toEqual({
-		signatures: { allowed_signers: [`deploy@example.com ssh-ed25519 ${key}`] },
+		signatures: { allowed_signers: [`deploy@example.com ssh-ed25519 ${key}`], openpgp_keys: [PGP] },
 		readiness_check: { argv: ['sh', 'ready.sh'], deadline_seconds: 30 },
 		snapshot: { data_paths: ['/var/lib/extra'], keep: 2, deadline_seconds: 600, restore_command: [] },
 		quiesce: {

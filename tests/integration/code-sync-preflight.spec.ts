@@ -145,8 +145,8 @@ describe('signed commits', () => {
 			const r = await deploy(bad);
 			expect(r.state).toBe('failed');
 			for (const t of r.tasks) {
-				// The engine's word for a failure after completed steps; none of them has anything to undo.
-				expect(t.state).toBe('rolled_back');
+				// Failed, not rolled back: none of the steps that ran has anything to undo, and no undo ran.
+				expect(t.state).toBe('failed');
 				expect(t.error).toMatch(
 					new RegExp(`^preflight: ${ROLE}: commit ${bad.slice(0, 12)} is not signed by an allowed signer \\(`)
 				);

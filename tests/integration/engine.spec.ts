@@ -48,19 +48,16 @@ registerFlow({
 });
 
 /**
- * Two steps with nothing to undo, the second failing on the nodes named in `on`: such a task ends rolled_back
- * although no undo ran (the engine calls a task rolled back once any step had completed), unless its flow
- * declares that it never rolls back.
+ * Two steps with nothing to undo, the second failing on the nodes named in `on`, then a third whose undo is never
+ * reached: such a task ends failed, since no undo ran (rolled_back would say the node was put back).
  */
-for (const [kind, readOnly, neverRollsBack] of [
-	['test-no-undo', false, false],
-	['test-look-fails', true, false],
-	['test-never-rolls-back', false, true]
+for (const [kind, readOnly] of [
+	['test-no-undo', false],
+	['test-look-fails', true]
 ] as const) {
 	registerFlow<{ on: string[] }>({
 		kind,
 		readOnly,
-		neverRollsBack,
 		steps: [
 			{
 				name: 'look',
@@ -72,6 +69,15 @@ for (const [kind, readOnly, neverRollsBack] of [
 				name: 'change',
 				async do(ctx) {
 					if (ctx.params.on.includes(ctx.node.name)) await ctx.exec(sh`echo ${'change failed'} >&2; exit 1`);
+				}
+			},
+			{
+				name: 'after',
+				async do(ctx) {
+					await ctx.exec(sh`echo ${'after'}`);
+				},
+				async undo(ctx) {
+					await ctx.exec(sh`echo ${'undo-after'}`);
 				}
 			}
 		]
@@ -167,7 +173,8 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 				...Array.from({ length: at }, (_, i) => `undo:step-${at - i}:succeeded`)
 			];
 			expect(t.steps.map((s) => `${s.phase}:${s.name}:${s.state}`)).toEqual(expected);
-			expect(t.state).toBe(at === 1 ? 'failed' : 'rolled_back');
+			// An undo ran every time, the failed step's own at least: the node was put back.
+			expect(t.state).toBe('rolled_back');
 			expect(t.error).toContain(`step-${at}: exited with 1: fail-${at}`);
 			expect(t.needsAttention).toBe(false);
 			expect(await outputOf(t.id)).toEqual([
@@ -177,20 +184,32 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 		}
 	});
 
-	it('a flow that never rolls back ends a task failed at its second step as failed, not rolled_back', async () => {
+	it('a step that fails with nothing to undo (none before it, none of its own, the later one never reached) ends failed', async () => {
 		const names = fleet.hosts.map((h) => h.name);
 		const run = await createRun(systemActor, {
-			kind: 'test-never-rolls-back',
-			title: 'never rolls back',
+			kind: 'test-no-undo',
+			title: 'nothing undone',
 			nodeIds: fleet.nodeIds.slice(0, 2),
 			params: { on: names.slice(0, 1) }
 		});
 		const done = await waitForRun(run.id, ['succeeded', 'failed']);
+		expect(done.state).toBe('failed');
 		expect(done.tasks.map((t) => [t.nodeName, t.state, t.needsAttention])).toEqual([
 			[names[0], 'failed', false],
 			[names[1], 'succeeded', false]
 		]);
-		expect(done.tasks[0]!.error).toContain('change: exited with 1: change failed');
+		const [failed, ok] = done.tasks;
+		expect(failed!.error).toContain('change: exited with 1: change failed');
+		expect(failed!.steps.map((s) => `${s.phase}:${s.name}:${s.state}`)).toEqual([
+			'do:look:succeeded',
+			'do:change:failed'
+		]);
+		expect(ok!.steps.map((s) => `${s.phase}:${s.name}:${s.state}`)).toEqual([
+			'do:look:succeeded',
+			'do:change:succeeded',
+			'do:after:succeeded'
+		]);
+		expect(done.counts).toMatchObject({ failed: 1, rolled_back: 0, succeeded: 1 });
 	});
 
 	it('GET /api/runs/{id} lists every step attempt of a rolled-back task in order, undos and verify included', async () => {
@@ -407,7 +426,8 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 			phaseOf: (id) => (control.has(id) ? 0 : 1)
 		});
 		const done = await waitForRun(run.id, ['failed']);
-		expect(done.counts).toMatchObject({ succeeded: 1, failed: 1, skipped: 6 });
+		// Its failed first step's own undo ran: rolled back, which fails a critical phase as a failure does.
+		expect(done.counts).toMatchObject({ succeeded: 1, failed: 0, rolled_back: 1, skipped: 6 });
 		expect(done.reason).toMatch(/failed in phase 0/);
 		expect(done.tasks.filter((t) => t.phase === 1).every((t) => t.steps.length === 0)).toBe(true);
 	});
@@ -623,14 +643,14 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 				nodeIds: fleet.nodeIds.slice(3, 4),
 				params: { fail_at: 3, undo_fails_at: 2 }
 			}),
-			// Two tasks end rolled_back with nothing to undo.
+			// Two tasks fail with nothing to undo: failed, not rolled back.
 			createRun(systemActor, {
 				kind: 'test-no-undo',
 				title: 'nothing to undo',
 				nodeIds: fleet.nodeIds.slice(4, 7),
 				params: { on: names.slice(4, 6) }
 			}),
-			// A read-only flow's rolled-back task is no update.
+			// A read-only flow's failed task is no update either.
 			createRun(systemActor, {
 				kind: 'test-look-fails',
 				title: 'read-only',
@@ -643,11 +663,12 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 		);
 		expect(undone!.counts).toMatchObject({ rolled_back: 2, succeeded: 1 });
 		expect(failedUndo!.tasks[0]).toMatchObject({ state: 'failed', needsAttention: true });
-		expect(nothingToUndo!.counts).toMatchObject({ rolled_back: 2, succeeded: 1 });
+		expect(nothingToUndo!.counts).toMatchObject({ failed: 2, rolled_back: 0, succeeded: 1 });
 		expect(nothingToUndo!.tasks.flatMap((t) => t.steps).every((s) => s.phase === 'do')).toBe(true);
-		expect(readOnly!.counts).toMatchObject({ rolled_back: 1 });
+		expect(readOnly!.counts).toMatchObject({ failed: 1, rolled_back: 0 });
 
-		expect(await metric('update_rollback_count')).toBe(before.rolledBack + 4);
+		// Only the two whose undos ran: a failure nothing undid is no rollback.
+		expect(await metric('update_rollback_count')).toBe(before.rolledBack + 2);
 		// flotilla_rollbacks_total keeps counting rollbacks started: the failed one too, and none where nothing was undone.
 		expect(await metric('flotilla_rollbacks_total', { kind: 'test-sequence' })).toBe(before.startedSequence + 3);
 		expect(await metric('flotilla_rollbacks_total', { kind: 'test-no-undo' })).toBe(before.startedNoUndo);

@@ -143,18 +143,122 @@ export const allowedSignerSchema = z.string(wrongType('must be an allowed signer
 	return !!m && !controlChars.test(line) && SSH_KEY_TYPES.includes(m[2]!) && keyBlobIs(m[2]!, m[3]!);
 }, 'must be "principal key-type key [comment]", e.g. deploy@example.com ssh-ed25519 AAAA…');
 
-/** Which signatures a role's targets need (null: none). Only SSH signing keys for now. */
+/** OpenPGP's CRC-24 (RFC 4880 §6.1), the armor's `=XXXX` checksum line. */
+function crc24(bytes: Uint8Array): number {
+	let crc = 0xb704ce;
+	for (const b of bytes) {
+		crc ^= b << 16;
+		for (let i = 0; i < 8; i++) {
+			crc <<= 1;
+			if (crc & 0x1000000) crc ^= 0x1864cfb;
+		}
+	}
+	return crc & 0xffffff;
+}
+
+/**
+ * The packets of an OpenPGP message as [tag, first body byte], or null when its framing is broken (a cut or
+ * edited key). Partial body lengths never occur in a transferable public key, so they count as broken.
+ */
+function openpgpPackets(bytes: Buffer): [number, number | undefined][] | null {
+	const packets: [number, number | undefined][] = [];
+	let i = 0;
+	while (i < bytes.length) {
+		const head = bytes[i]!;
+		if (!(head & 0x80)) return null;
+		let tag: number;
+		let length: number;
+		let offset: number;
+		if (i + 2 > bytes.length) return null;
+		if (head & 0x40) {
+			tag = head & 0x3f;
+			const first = bytes[i + 1]!;
+			if (first < 192) [length, offset] = [first, 2];
+			else if (first < 224 && i + 3 <= bytes.length) [length, offset] = [((first - 192) << 8) + bytes[i + 2]! + 192, 3];
+			else if (first === 255 && i + 6 <= bytes.length) [length, offset] = [bytes.readUInt32BE(i + 2), 6];
+			else return null;
+		} else {
+			tag = (head >> 2) & 0x0f;
+			const type = head & 0x03;
+			if (type === 0) [length, offset] = [bytes[i + 1]!, 2];
+			else if (type === 1 && i + 3 <= bytes.length) [length, offset] = [bytes.readUInt16BE(i + 1), 3];
+			else if (type === 2 && i + 5 <= bytes.length) [length, offset] = [bytes.readUInt32BE(i + 1), 5];
+			else return null;
+		}
+		if (i + offset + length > bytes.length) return null;
+		packets.push([tag, bytes[i + offset]]);
+		i += offset + length;
+	}
+	return packets;
+}
+
+const PUBLIC_ARMOR =
+	/^-----BEGIN PGP PUBLIC KEY BLOCK-----\r?\n(?:[!-9;-~]+: [^\r\n]*\r?\n)*\r?\n([A-Za-z0-9+/=\r\n]+?)\r?\n(?:=([A-Za-z0-9+/]{4})\r?\n)?-----END PGP PUBLIC KEY BLOCK-----\s*$/;
+
+/**
+ * One armored OpenPGP public key (docs/code-sync.md, "Signed commits and tags"), as `gpg --armor --export` writes
+ * it. Checked here, when the role is saved, so that a pasted private key, a cut or edited key, or something else
+ * is refused with its reason instead of failing every later deploy on the nodes: the armor and its checksum, then
+ * the packets, which must start with a version 4 public key (what the nodes' gpg imports) and hold no secret key.
+ */
+export const openpgpKeySchema = z
+	.string(wrongType('must be an armored OpenPGP public key'))
+	.max(10_000, 'at most 10000 characters: export it with gpg --armor --export-options export-minimal --export')
+	.superRefine((text, ctx) => {
+		const key = text.trim();
+		if (/-----BEGIN PGP PRIVATE KEY BLOCK-----/.test(key)) {
+			ctx.addIssue({ code: 'custom', message: 'is a private key: paste the public key (gpg --armor --export <key>)' });
+			return;
+		}
+		const m = PUBLIC_ARMOR.exec(key);
+		if (!m) {
+			ctx.addIssue({
+				code: 'custom',
+				message: 'must be one armored OpenPGP public key, from -----BEGIN PGP PUBLIC KEY BLOCK----- to its END line'
+			});
+			return;
+		}
+		const bytes = Buffer.from(m[1]!.replace(/\s/g, ''), 'base64');
+		if (m[2] !== undefined && crc24(bytes) !== Buffer.from(m[2], 'base64').readUIntBE(0, 3)) {
+			ctx.addIssue({ code: 'custom', message: 'its armor checksum does not match: the key was cut or changed' });
+			return;
+		}
+		const packets = openpgpPackets(bytes);
+		if (!packets || !packets.length) {
+			ctx.addIssue({ code: 'custom', message: 'its packets are broken: the key was cut or changed' });
+		} else if (packets.some(([tag]) => tag === 5 || tag === 7)) {
+			ctx.addIssue({
+				code: 'custom',
+				message: 'holds a secret key: paste the public key (gpg --armor --export <key>)'
+			});
+		} else if (packets[0]![0] !== 6 || packets[0]![1] !== 4) {
+			ctx.addIssue({ code: 'custom', message: 'must start with an OpenPGP version 4 public key' });
+		}
+	});
+
+/**
+ * Which signatures a role's targets need (null: none): SSH signing keys as allowed signers lines, OpenPGP public
+ * keys armored; a target signed by any one of them deploys. At least one of the two lists.
+ */
 export const signaturesSchema = z
 	.object(
 		{
 			allowed_signers: z
 				.array(allowedSignerSchema, wrongType('must be a list of allowed signer lines'))
-				.min(1, 'needs at least one allowed signer')
 				.max(32, 'at most 32 allowed signers')
+				.optional(),
+			openpgp_keys: z
+				.array(openpgpKeySchema, wrongType('must be a list of armored OpenPGP public keys'))
+				.max(8, 'at most 8 OpenPGP keys')
+				.optional()
 		},
-		wrongType('must be {allowed_signers: [...]} or null')
+		wrongType('must be {allowed_signers: [...], openpgp_keys: [...]} or null')
 	)
-	.strict();
+	.strict()
+	.refine((v) => (v.allowed_signers?.length ?? 0) + (v.openpgp_keys?.length ?? 0) > 0, {
+		message: 'needs at least one allowed signer or OpenPGP key',
+		path: ['allowed_signers']
+	});
 
 export const readinessSchema = timedCommandSchema(300, 30);
 

@@ -2,6 +2,22 @@ import { describe, expect, it } from 'vitest';
 import { createRoleSchema, updateRoleSchema } from './code-sync';
 
 const KEY = 'AAAAC3NzaC1lZDI1NTE5AAAAICAH1XympOydrhRY2E7DJKThvqgyKBnIcklsReC8jc11';
+/** An ed25519 OpenPGP public key as `gpg --armor --export` writes it, and its secret key's body. */
+const PGP = `-----BEGIN PGP PUBLIC KEY BLOCK-----
+
+mDMEaw6Y6hYJKwYBBAHaRw8BAQdATS1alI0r9+8OiRmNqeTHq5yEDMO62zLudt+S
+lrxNxhm0HEV4YW1wbGUgPGRlcGxveUBleGFtcGxlLmNvbT6IkAQTFggAOBYhBAdB
+tVC92Fd8x9cBPwZ3eoxj7i7ZBQJrDpjqAhsDBQsJCAcCBhUKCQgLAgQWAgMBAh4B
+AheAAAoJEAZ3eoxj7i7ZMpAA/RrfpcPtc0krIVWZsLMdBT6uQhEjwn3wPlGQFARe
+cVw3AP45WTE83PgUZEfb8FkW2Hkb1ZHqlge70Ic4qC4TYOnGBQ==
+=UAH+
+-----END PGP PUBLIC KEY BLOCK-----`;
+const SECRET_BODY = `lFgEaw6Y6hYJKwYBBAHaRw8BAQdATS1alI0r9+8OiRmNqeTHq5yEDMO62zLudt+S
+lrxNxhkAAP4tMPhTGgkKwTm7vrYoJ1t938JJq+DsYdZCYf5CH7rlahDGtBxFeGFt
+cGxlIDxkZXBsb3lAZXhhbXBsZS5jb20+iJAEExYIADgWIQQHQbVQvdhXfMfXAT8G
+d3qMY+4u2QUCaw6Y6gIbAwULCQgHAgYVCgkICwIEFgIDAQIeAQIXgAAKCRAGd3qM
+Y+4u2TKQAP0a36XD7XNJKyFVmbCzHQU+rkIRI8J98D5RkBQEXnFcNwD+OVkxPNz4
+FGRH2/BZFth5G9WR6pYHu9CHOKguE2DpxgU=`;
 const role = (extra: Record<string, unknown>) => ({
 	name: 'backend',
 	path: '/opt/backend',
@@ -70,6 +86,45 @@ describe('signatures, pre-flight and quiesce at the boundary', () => {
 			const found = problems(createRoleSchema.safeParse(role(extra)));
 			expect(Object.keys(found), JSON.stringify(extra)).toContain(field);
 		}
+	});
+
+	it('takes armored OpenPGP public keys, alone or beside SSH signers, and refuses what is not one, naming the key', () => {
+		expect(createRoleSchema.parse(role({ signatures: { openpgp_keys: [PGP] } })).signatures).toEqual({
+			openpgp_keys: [PGP]
+		});
+		const both = { allowed_signers: [`deploy ssh-ed25519 ${KEY}`], openpgp_keys: [PGP] };
+		expect(createRoleSchema.parse(role({ signatures: both })).signatures).toEqual(both);
+		const lines = PGP.split('\n');
+		const body = lines.slice(2, -2);
+		const armor = (b: string[], checksum?: string) =>
+			[
+				'-----BEGIN PGP PUBLIC KEY BLOCK-----',
+				'',
+				...b,
+				...(checksum ? [checksum] : []),
+				'-----END PGP PUBLIC KEY BLOCK-----'
+			].join('\n');
+		const cases: [string, RegExp][] = [
+			['deploy@example.com', /must be one armored OpenPGP public key/],
+			[`${PGP}\n${PGP}`, /must be one armored OpenPGP public key/],
+			// One character changed: the checksum says so.
+			[PGP.replace(lines[2]!, `${lines[2]![0] === 'm' ? 'n' : 'm'}${lines[2]!.slice(1)}`), /checksum does not match/],
+			// Cut short, without the checksum that would give it away: its packets do.
+			[armor(body.slice(0, 2)), /packets are broken/],
+			[
+				`-----BEGIN PGP PRIVATE KEY BLOCK-----\n\n${SECRET_BODY}\n-----END PGP PRIVATE KEY BLOCK-----`,
+				/is a private key/
+			],
+			// A secret key armored as a public one.
+			[armor(SECRET_BODY.split('\n')), /holds a secret key/]
+		];
+		for (const [key, message] of cases) {
+			const found = problems(createRoleSchema.safeParse(role({ signatures: { openpgp_keys: [PGP, key] } })));
+			expect(found, key).toEqual({ 'signatures.openpgp_keys.1': expect.stringMatching(message) });
+		}
+		expect(problems(createRoleSchema.safeParse(role({ signatures: { openpgp_keys: [] } })))).toEqual({
+			'signatures.allowed_signers': 'needs at least one allowed signer or OpenPGP key'
+		});
 	});
 
 	it('PATCH sets or clears each one alone', () => {

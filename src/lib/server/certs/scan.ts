@@ -101,8 +101,6 @@ export const certScanFlow: Flow<Record<string, never>> = {
 	kind: 'cert-scan',
 	title: 'Certificate scan',
 	readOnly: true,
-	// A scan changes nothing on the node: a failure is failed, there is nothing to roll back.
-	neverRollsBack: true,
 	parseParams: () => ({}),
 	steps: [
 		{

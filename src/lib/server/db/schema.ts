@@ -367,9 +367,13 @@ export interface DeployCommands {
 	rollback?: DeployCommand;
 }
 
-/** The signers a role's target commit (or tag) must be signed by: lines of git's allowed signers file. */
+/**
+ * The signers a role's target commit (or tag) must be signed by: lines of git's allowed signers file (SSH keys)
+ * and armored OpenPGP public keys; at least one of the two.
+ */
 export interface RoleSignatures {
-	allowed_signers: string[];
+	allowed_signers?: string[];
+	openpgp_keys?: string[];
 }
 
 /** The pre-flight snapshot of a role (docs/code-sync.md, "Pre-flight"). */

@@ -26,11 +26,6 @@ export interface Flow<Params = Record<string, unknown>> {
 	/** Only looks at nodes (a check, a scan): its tasks stay out of the update_* metrics. */
 	readOnly?: boolean;
 	/**
-	 * Nothing this flow does is ever reverted (installed packages are not downgraded): a task whose step fails
-	 * ends `failed`, never `rolled_back`, which would tell an operator that the node was put back as it was.
-	 */
-	neverRollsBack?: boolean;
-	/**
 	 * Called once per task of this flow as it ends on this instance, whatever the outcome, for the flow's own
 	 * records (e.g. a failed update noted on the node): just before the task's end is written, so that whoever
 	 * sees the task (or its run) ended also sees these records. Database only: the steps are over. An error

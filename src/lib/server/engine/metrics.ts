@@ -44,9 +44,8 @@ const updateApplySeconds = new Histogram({
 	buckets: [0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800],
 	registers: [registry]
 });
-// Counted where tasks end, not where rollbacks start: a task can end rolled_back without any undo having run
-// (what failed followed only steps that need none), and a rollback that is started by a cancel, or that fails,
-// does not end rolled_back.
+// Counted where tasks end, not where rollbacks start: a rollback that is started by a cancel, or that fails, does
+// not end rolled_back. A task ends rolled_back only when an undo ran (docs/development.md).
 const updateRollbackCount = new Counter({
 	name: 'update_rollback_count',
 	help: 'Tasks of flows that change nodes that ended rolled back',

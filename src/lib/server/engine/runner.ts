@@ -439,7 +439,8 @@ class Pipeline {
 			if (rollback === 'failed') return { state: 'failed', error, needsAttention: true };
 			if (err instanceof Interrupted && err.reason === 'cancelled') return { state: 'cancelled', error };
 			if (err instanceof SkipTask) return { state: 'skipped', error };
-			return { state: completed.length && !this.flow.neverRollsBack ? 'rolled_back' : 'failed', error };
+			// Rolled back only when an undo really put something back; a failure that nothing undid is a failure.
+			return { state: rollback === 'undone' ? 'rolled_back' : 'failed', error };
 		}
 		return { state: 'succeeded' };
 	}
@@ -500,13 +501,16 @@ class Pipeline {
 			: 'The console stopped mid-task; what had started was rolled back';
 		if (rollback === 'failed') return { state: 'failed', error, needsAttention: true };
 		if (runCancelled) return { state: 'cancelled', error };
-		return { state: toUndo.length && !this.flow.neverRollsBack ? 'rolled_back' : 'failed', error };
+		return { state: rollback === 'undone' ? 'rolled_back' : 'failed', error };
 	}
 
-	/** Undoes steps in reverse, then verifies health. A cancel does not stop a rollback; a shutdown does. */
-	private async rollback(steps: Step[]): Promise<'ok' | 'failed' | 'abandoned'> {
+	/**
+	 * Undoes steps in reverse, then verifies health. A cancel does not stop a rollback; a shutdown does. Says
+	 * `nothing` when none of the steps has an undo: no undo ran, so the task is no `rolled_back` one.
+	 */
+	private async rollback(steps: Step[]): Promise<'undone' | 'nothing' | 'failed' | 'abandoned'> {
 		const undoable = steps.filter((s) => s.undo).reverse();
-		if (!undoable.length) return 'ok';
+		if (!undoable.length) return 'nothing';
 		rollbackPerformed(this.kind);
 		for (const step of undoable) {
 			if (this.leftForShutdown()) return 'abandoned';
@@ -518,7 +522,7 @@ class Pipeline {
 			const r = await this.runStep({ name: 'verify', do: this.flow.verify }, 'verify', true);
 			if (r !== 'ok') return stopsEverything(r.error) ? 'abandoned' : 'failed';
 		}
-		return 'ok';
+		return 'undone';
 	}
 
 	/**

@@ -74,8 +74,6 @@ export const scanFlow: Flow<ScanParams> = {
 	kind: 'system-scan',
 	title: 'System update scan',
 	readOnly: true,
-	// A scan changes nothing on the node: a failure is failed, there is nothing to roll back.
-	neverRollsBack: true,
 	parseParams: (p) => scanParams.parse(p),
 	steps: [
 		{

@@ -107,8 +107,7 @@ export const updateFlow: Flow<UpdateParams> = {
 	kind: 'system-update',
 	title: 'System update',
 	parseParams: (p) => updateParams.parse(p),
-	// Packages are never downgraded: a failed update is failed, not rolled back.
-	neverRollsBack: true,
+	// Packages are never downgraded: no step has an undo, so a failed update ends failed, never rolled back.
 	steps: [
 		{
 			name: 'plan',

@@ -164,16 +164,36 @@ function roleFormShape(form: FormData, creating: boolean) {
 }
 
 /**
+ * The armored keys pasted one after another into one field: each ends at its END line. Whatever is not a key
+ * stays a piece of its own, so that the schema refuses it with its reason instead of it being dropped.
+ */
+const armoredKeys = (v: FormDataEntryValue | null) =>
+	typeof v === 'string'
+		? v
+				.replaceAll('\r\n', '\n')
+				.split(/(?<=-----END PGP PUBLIC KEY BLOCK-----)/)
+				.map((k) => k.trim())
+				.filter(Boolean)
+		: [];
+
+/**
  * Signatures, pre-flight and quiesce as the JSON body's fields: each is null (none) unless the form names a
  * program or a key for it; on a new role an unused one is simply not given.
  */
 function preflightFormShape(form: FormData, text: (k: string) => string) {
 	const signers = lines(form.get('allowed_signers'));
+	const openpgpKeys = armoredKeys(form.get('openpgp_keys'));
 	const readiness = lines(form.get('readiness_command'));
 	const quiesceArgv = lines(form.get('quiesce_command'));
 	const resumeArgv = lines(form.get('resume_command'));
 	return {
-		signatures: signers.length ? { allowed_signers: signers } : null,
+		signatures:
+			signers.length || openpgpKeys.length
+				? {
+						...(signers.length ? { allowed_signers: signers } : {}),
+						...(openpgpKeys.length ? { openpgp_keys: openpgpKeys } : {})
+					}
+				: null,
 		readiness_check: readiness.length
 			? { argv: readiness, deadline_seconds: text('readiness_deadline_seconds') || undefined }
 			: null,

@@ -105,8 +105,11 @@ async function provisionOn(which: Which, body: unknown, facts: ShellCommand[]) {
 		state: run.state,
 		steps: task.steps.map((s) => `${s.name}: ${s.state}`),
 		error: task.error,
-		// When a phase ran before is the only thing that differs by nature.
-		log: log.map((l) => l.replaceAll(node.name, '<node>').replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, '<time>')),
+		// What differs by nature: when a phase ran before, and how many health probes fit in the health timeout
+		// (a retry repeats the line before it).
+		log: log
+			.map((l) => l.replaceAll(node.name, '<node>').replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, '<time>'))
+			.filter((l, i, all) => l !== all[i - 1]),
 		host: await onHost(which, facts)
 	};
 }

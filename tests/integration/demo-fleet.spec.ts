@@ -338,6 +338,8 @@ describe('the quick start demo fleet', () => {
 			return waitForRun(runId, ['succeeded', 'failed'], 60_000);
 		};
 		const run = await provision();
+		// A failure says why in the test's output.
+		expect(run.state, run.tasks[0]?.error ?? '').toBe('succeeded');
 		expect(run.tasks[0]!.steps.map((s) => `${s.name}:${s.state}`)).toEqual(
 			['clean', 'deploy', 'system_deps', 'secrets', 'services', 'verify'].map((p) => `${p}:succeeded`)
 		);

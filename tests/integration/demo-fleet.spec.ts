@@ -15,6 +15,10 @@ import { driveRollouts } from '../../src/lib/server/rollouts/driver';
 import { nodesOfRollout } from '../../src/lib/server/rollouts/rollouts';
 import { connectionStatus, listNodes } from '../../src/lib/server/fleet/nodes';
 import { DEMO_APPLIANCE_RELEASE, startDemoFleet } from '../../src/lib/server/sim/demo-fleet';
+import { demoProvisionedOrigin } from '../../src/lib/server/sim/demo-provisioning';
+import { provisionSchema } from '../../src/lib/schemas/provisioning';
+import { provisioningOfNode } from '../../src/lib/server/provisioning/definitions';
+import { startProvisioning } from '../../src/lib/server/provisioning/provision';
 import { bytesOf } from '../../src/lib/server/sim/host';
 import { imageOfRelease, useImageStore } from '../../src/lib/server/appliances/images';
 import { startPush } from '../../src/lib/server/appliances/runs';
@@ -318,6 +322,51 @@ describe('the quick start demo fleet', () => {
 		expect(await logins()).toEqual(afterRotation);
 		// The first check after the restart reached the rotated nodes with their new credential.
 		for (const name of rotated) expect(await nodeOf(name)).toMatchObject({ reachable: true, lastError: null });
+	}, 120_000);
+
+	it('provisions a demo server for its billing role: all six phases do their work on the simulated node', async () => {
+		registerDomains();
+		await startEngine({ concurrency: 20, leaseMs: 10_000, sweepMs: 1_000 });
+		onTestFinished(() => stopEngine());
+		const fleet = await startDemoFleet(dataDir);
+		onTestFinished(() => fleet.stop());
+		await fleet.checked;
+		const [node] = await db().select().from(nodes).where(eq(nodes.name, 'app-04'));
+		expect(node!.roles).toEqual(['worker']);
+		const provision = async () => {
+			const { runId } = await startProvisioning(systemActor, node!.id, provisionSchema.parse({ role: 'billing' }));
+			return waitForRun(runId, ['succeeded', 'failed'], 60_000);
+		};
+		const run = await provision();
+		// A failure says why in the test's output.
+		expect(run.state, run.tasks[0]?.error ?? '').toBe('succeeded');
+		expect(run.tasks[0]!.steps.map((s) => `${s.name}:${s.state}`)).toEqual(
+			['clean', 'deploy', 'system_deps', 'secrets', 'services', 'verify'].map((p) => `${p}:succeeded`)
+		);
+		const model = fleet.hosts.find((h) => h.name === 'app-04')!.model;
+		// The role's repository cloned at its latest commit; the worker role the node had is gone.
+		expect(model.repos.get(nodePaths.repo('billing'))?.head).toBe(demoProvisionedOrigin().commits.at(-1)!.sha);
+		expect(model.repos.has(nodePaths.repo('worker'))).toBe(false);
+		expect(model.accounts.users.get('billing')).toMatchObject({ home: '/nonexistent', shell: '/usr/sbin/nologin' });
+		expect(model.dirs.get('/etc/billing')).toEqual({ mode: 0o750, owner: 'root', group: 'billing' });
+		expect(model.meta.get('/etc/billing/billing.env')).toEqual({ mode: 0o640, owner: 'root', group: 'billing' });
+		expect(model.files.get('/etc/billing/billing.env')).toMatch(
+			/^DATABASE_URL=postgres:\/\/billing:[0-9a-f]{24}@db\.demo\.flotilla\.invalid\/billing\nPORT=8081\n$/
+		);
+		expect(model.files.get('/etc/systemd/system/billing.service')).toContain(
+			'EnvironmentFile=/etc/billing/billing.env'
+		);
+		expect(model.units.get('billing.service')).toBe('active');
+		expect(model.enabled.has('billing.service')).toBe(true);
+		const [after] = await db().select().from(nodes).where(eq(nodes.id, node!.id));
+		expect(after!.roles).toEqual(['billing']);
+		expect(await provisioningOfNode(node!.id)).toMatchObject([{ role: 'billing', lastError: null }]);
+
+		// Provisioning it again changes nothing on the node.
+		const files = new Map(model.files);
+		const again = await provision();
+		expect(again.state).toBe('succeeded');
+		expect(model.files).toEqual(files);
 	}, 120_000);
 });
 

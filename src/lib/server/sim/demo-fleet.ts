@@ -29,6 +29,7 @@ import { fingerprintOf } from '$lib/server/ssh/host-keys';
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
 import { issueSimCertificate, newCertificateAuthority, type SimCertificateAuthority } from './certificates';
 import { cloneOrigin, newOrigin, type SimOrigin } from './git';
+import { defineDemoProvisionedRole, demoProvisionedOrigin, offerProvisionedRole } from './demo-provisioning';
 import type { SimPackage } from './apt';
 import { newHostModel, requireReboot, type HostModel } from './host';
 import { nodePaths } from './paths';
@@ -40,9 +41,9 @@ import { authorizedKeyOf, newHostKey, startSimulatedHost, type SimulatedHost } f
  * The quick start's demo fleet: 24 simulated nodes on loopback, registered with pinned host keys, in a
  * realistic mix of states (most healthy, some unreachable, one whose host key changed, one never
  * accepted, one failing its health check; some a commit behind their role's latest, some waiting for a
- * reboot, some with certificates about to expire or expired, appliances on slot a or b). Their identities
- * and ports are kept in the data folder so a restart brings back the same fleet. Only the embedded quick
- * start runs it (FLOTILLA_DEMO=1).
+ * reboot, some with certificates about to expire or expired, appliances on slot a or b), and a role ready
+ * to provision on any of its servers (./demo-provisioning.ts). Their identities and ports are kept in the
+ * data folder so a restart brings back the same fleet. Only the embedded quick start runs it (FLOTILLA_DEMO=1).
  */
 interface DemoHostState {
 	name: string;
@@ -292,12 +293,14 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 
 	state.releaseKey ??= generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
 	const origins = demoOrigins();
+	const provisioned = demoProvisionedOrigin();
 	const ca = newCertificateAuthority('Flotilla demo CA');
 	const hosts: SimulatedHost[] = [];
 	const save = () =>
 		writeFileSync(file, sealSecret(masterKey(), JSON.stringify(state), STATE_CONTEXT), { mode: 0o600 });
 	for (const [i, h] of state.hosts.entries()) {
 		const model = modelFor(h.name, i, origins, ca, state.releaseKey);
+		if (plan(i).kind === 'server') offerProvisionedRole(model, provisioned);
 		// Who may log in survives a restart, as on a real host: a rotated key stays rotated.
 		if (h.authorizedKeys !== undefined) model.files.set(authorizedKeysPath, h.authorizedKeys);
 		model.persist = () => {
@@ -352,6 +355,7 @@ export async function startDemoFleet(dataDir: string): Promise<DemoFleet> {
 	}
 
 	await defineDemoRoles(origins);
+	await defineDemoProvisionedRole(provisioned, (origins.size + 1) * 10);
 	await defineDemoCertificates(origins, ca, ingress.port);
 	await defineDemoRelease(origins, state.releaseKey);
 	await defineDemoApplianceRelease(state.releaseKey);

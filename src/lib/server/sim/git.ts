@@ -1,3 +1,4 @@
+import { hasEntries, makeDirectories, pathExists } from './files';
 import type { CommandIO, HostModel } from './host';
 
 /**
@@ -8,6 +9,7 @@ import type { CommandIO, HostModel } from './host';
  *   git -C <dir> status --porcelain
  *   git -C <dir> fetch --quiet origin
  *   git -C <dir> checkout --quiet --detach <sha>
+ *   git clone --quiet -- <url> <dir>          (provisioning's first checkout, from HostModel.remotes)
  *   sh <dir>/install.sh
  */
 export interface SimCommit {
@@ -45,6 +47,7 @@ export function cloneOrigin(origin: SimOrigin, upTo = origin.commits.length): Si
 }
 
 export async function git(args: string[], io: CommandIO, model: HostModel): Promise<number> {
+	if (args[0] === 'clone') return clone(args.slice(1), io, model);
 	if (args[0] !== '-C' || args.length < 3) {
 		await io.err(`git: the simulator runs git only as 'git -C <dir> …' (got 'git ${args.join(' ')}')`);
 		return 1;
@@ -79,6 +82,38 @@ export async function git(args: string[], io: CommandIO, model: HostModel): Prom
 	}
 	await io.err(`git: the simulator does not run 'git ${args.join(' ')}'`);
 	return 1;
+}
+
+/**
+ * `git clone [--quiet] [--] <url> <dir>`: a checkout of the remote's main branch at its last commit, in a
+ * directory that is new or empty (its parents made as needed), as git does.
+ */
+async function clone(args: string[], io: CommandIO, model: HostModel): Promise<number> {
+	const quiet = args.includes('--quiet') || args.includes('-q');
+	const operands = args.filter((a) => !['--quiet', '-q', '--'].includes(a));
+	const [url, dir, ...rest] = operands;
+	if (!url || !dir || rest.length || operands.some((a) => a.startsWith('-'))) {
+		await io.err(
+			`git: the simulator clones only as 'git clone --quiet -- <url> <dir>' (got 'git clone ${args.join(' ')}')`
+		);
+		return 129;
+	}
+	if (pathExists(model, dir) && (model.repos.has(dir) || model.files.has(dir) || hasEntries(model, dir))) {
+		await io.err(`fatal: destination path '${dir}' already exists and is not an empty directory.`);
+		return 128;
+	}
+	const origin = model.remotes.get(url);
+	if (!quiet) await io.err(`Cloning into '${dir}'...`);
+	if (!origin) {
+		await io.err(`fatal: repository '${url}' does not exist`);
+		return 128;
+	}
+	if (!makeDirectories(model, dir)) {
+		await io.err(`fatal: could not create work tree dir '${dir}': Not a directory`);
+		return 128;
+	}
+	model.repos.set(dir, cloneOrigin(origin));
+	return 0;
 }
 
 /** `sh <dir>/install.sh`: the testbed app's installer prints `installed <role> <version>`. */

@@ -2,9 +2,24 @@ import { createHash } from 'node:crypto';
 import { aptCommand, aptMark, needrestart, newAptModel, type AptModel } from './apt';
 import { authorizedKeysCommand } from './authorized-keys';
 import { describeCertificate, newSimCertificateRequest } from './certificates';
-import { git, install, type SimRepo } from './git';
+import {
+	baseDirectories,
+	chmod,
+	chown,
+	install,
+	isDirectory,
+	mkdir,
+	moveMeta,
+	rm,
+	stat,
+	test,
+	type FileMeta
+} from './files';
+import { git, install as installApp, type SimOrigin, type SimRepo } from './git';
 import { nodePaths } from './paths';
 import { flotillaSlot, type Slot } from './slots';
+import { systemctl } from './systemd';
+import { getent, id, newUsersModel, useradd, userdel, type UsersModel } from './users';
 import { tokenize, type Token } from './words';
 
 /**
@@ -16,10 +31,20 @@ export interface HostModel {
 	hostname: string;
 	kernel: string;
 	files: Map<string, string>;
+	/** Mode and owner of the files that are not `644 root root` (./files.ts). */
+	meta: Map<string, FileMeta>;
+	/** Directories made on the node (and Debian's own), with their mode and owner (./files.ts). */
+	dirs: Map<string, FileMeta>;
+	/** Accounts and groups (./users.ts). */
+	accounts: UsersModel;
 	/** Services by unit name: running or not. */
 	units: Map<string, 'active' | 'inactive' | 'failed'>;
+	/** Units enabled to start at boot (./systemd.ts). */
+	enabled: Set<string>;
 	/** Git checkouts by directory (e.g. `/opt/backend`), each cloned from its role's origin (./git.ts). */
 	repos: Map<string, SimRepo>;
+	/** Repositories the node can `git clone`, by URL: a provisioned role's `repo_url` (./git.ts). */
+	remotes: Map<string, SimOrigin>;
 	/** The appliance health gate's checks (appliance/flotilla-slot `gate`): each passes while its unit is active. */
 	gate: { name: string; unit: string }[];
 	/** Boots since the model was made; the `reboot` command counts them. */
@@ -64,8 +89,13 @@ export function newHostModel(hostname: string): HostModel {
 		hostname,
 		kernel: '6.1.0-28-amd64',
 		files: new Map([['/etc/hostname', `${hostname}\n`]]),
+		meta: new Map(),
+		dirs: baseDirectories(),
+		accounts: newUsersModel(),
 		units: new Map(),
+		enabled: new Set(),
 		repos: new Map(),
+		remotes: new Map(),
 		gate: [],
 		bootCount: 0,
 		apt: newAptModel(),
@@ -128,14 +158,15 @@ export async function runCommandLine(model: HostModel, line: string, io: Command
 		if (first < 0) return 0;
 		const name = words[first];
 		let args = words.slice(first + 1);
+		// `env NAME=value… command`: the same as the assignments before a command.
+		if (name === 'env') return runSimple(args, cmdIo);
 		if (name === 'exit') {
 			exitRequested = Number(args[0] ?? status) & 255;
 			return exitRequested;
 		}
 		if (name === 'cd') {
 			const dir = args.filter((a) => a !== '--')[0] ?? '/root';
-			const known = model.repos.has(dir) || [...model.files.keys()].some((f) => f.startsWith(`${dir}/`));
-			if (!dir.startsWith('/') || !known) {
+			if (!dir.startsWith('/') || !isDirectory(model, dir)) {
 				await cmdIo.err(`bash: line 1: cd: ${dir}: No such file or directory`);
 				return 1;
 			}
@@ -279,12 +310,7 @@ const commands: Record<string, (args: string[], io: CommandIO, model: HostModel)
 		}
 		return 0;
 	},
-	test: async ([flag, file], _io, m) => {
-		const content = file === undefined ? undefined : m.files.get(file);
-		if (flag === '-e' || flag === '-f') return content !== undefined ? 0 : 1;
-		if (flag === '-s') return content ? 0 : 1;
-		return 2;
-	},
+	test,
 	sha256sum: async (args, io, m) => {
 		const f = args.filter((a) => a !== '--')[0] ?? '';
 		const content = m.files.get(f);
@@ -295,39 +321,10 @@ const commands: Record<string, (args: string[], io: CommandIO, model: HostModel)
 		await io.out(`${sha256Of(bytesOf(m, f))}  ${f}`);
 		return 0;
 	},
-	systemctl: async (args, io, m) => {
-		const quiet = args.includes('--quiet') || args.includes('-q');
-		const [verb, unit = ''] = args.filter((a) => !a.startsWith('-'));
-		const state = m.faults.failHealth ? 'failed' : (m.units.get(unit) ?? 'inactive');
-		switch (verb) {
-			case 'restart':
-			case 'start':
-			case 'reload':
-				m.units.set(unit, 'active');
-				m.onReload?.get(unit)?.();
-				return 0;
-			case 'reboot':
-				return commands.reboot!([], io, m);
-			case 'stop':
-				m.units.set(unit, 'inactive');
-				return 0;
-			case 'daemon-reload':
-				return 0;
-			case 'is-active':
-				if (!quiet) await io.out(state);
-				return state === 'active' ? 0 : 3;
-			case 'status':
-				await io.out(`● ${unit} - simulated`);
-				await io.out(`     Active: ${state}`);
-				return state === 'active' ? 0 : 3;
-			default:
-				await io.err(`systemctl: unknown command ${verb}`);
-				return 1;
-		}
-	},
+	systemctl: (args, io, m) => systemctl(args, io, m, () => commands.reboot!([], io, m)),
 	git,
 	sh: async (args, io, m) => {
-		if (args.length === 1 && args[0]!.endsWith('/install.sh')) return install(args[0]!, io, m);
+		if (args.length === 1 && args[0]!.endsWith('/install.sh')) return installApp(args[0]!, io, m);
 		await io.err(`sh: the simulator runs only an install.sh of a checkout (got 'sh ${args.join(' ')}')`);
 		return 2;
 	},
@@ -336,16 +333,16 @@ const commands: Record<string, (args: string[], io: CommandIO, model: HostModel)
 	umask: async () => 0,
 	cp: async (args, io, m) => fileCommand('cp', args, io, m, false),
 	mv: async (args, io, m) => fileCommand('mv', args, io, m, true),
-	rm: async (args, io, m) => {
-		const files = args.filter((a) => !a.startsWith('-'));
-		for (const f of files) {
-			if (!m.files.delete(f) && !args.includes('-f')) {
-				await io.err(`rm: cannot remove '${f}': No such file or directory`);
-				return 1;
-			}
-		}
-		return 0;
-	},
+	rm,
+	stat,
+	chown,
+	chmod,
+	install,
+	mkdir,
+	id,
+	getent,
+	useradd,
+	userdel,
 	openssl: async (args, io, m) => {
 		if (args[0] === 'req') return opensslRequest(args, io, m);
 		const inAt = args.indexOf('-in');
@@ -401,7 +398,12 @@ async function fileCommand(
 		return 1;
 	}
 	m.files.set(to, content);
-	if (move) m.files.delete(from);
+	// A move keeps the file's mode and owner, as does `cp -p`; another copy is a new file of root's.
+	if (move) {
+		m.files.delete(from);
+		moveMeta(m, from, to);
+	} else if (args.includes('-p') && m.meta.has(from)) m.meta.set(to, m.meta.get(from)!);
+	else m.meta.delete(to);
 	return 0;
 }
 

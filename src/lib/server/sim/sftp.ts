@@ -1,4 +1,5 @@
 import ssh2, { type SFTPWrapper } from 'ssh2';
+import { createdFile, isDirectory } from './files';
 import { bytesOf, storeBytes, type HostModel } from './host';
 
 /**
@@ -19,12 +20,7 @@ interface Open {
 	length: number;
 }
 
-/** A directory exists on the model when a file lies under it (the model keeps files, not directories). */
-function directoryExists(model: HostModel, path: string): boolean {
-	const dir = path.slice(0, path.lastIndexOf('/'));
-	if (dir === '') return true;
-	return [...model.files.keys()].some((f) => f.startsWith(`${dir}/`));
-}
+const parentOf = (path: string) => path.slice(0, path.lastIndexOf('/')) || '/';
 
 const attrsOf = (size: number) => ({ mode: 0o100644, uid: 0, gid: 0, size, atime: 0, mtime: 0 });
 
@@ -46,12 +42,14 @@ export function serveSftp(sftp: SFTPWrapper, model: HostModel): void {
 		await new Promise((r) => setTimeout(r, linkFreeAt - performance.now()));
 	};
 
-	sftp.on('OPEN', (reqId, filename, flags) => {
+	sftp.on('OPEN', (reqId, filename, flags, attrs) => {
 		const exists = model.files.has(filename);
 		const writable = (flags & OPEN_MODE.WRITE) !== 0;
-		if (!exists && !((flags & OPEN_MODE.CREAT) !== 0 && directoryExists(model, filename))) {
+		if (!exists && !((flags & OPEN_MODE.CREAT) !== 0 && isDirectory(model, parentOf(filename)))) {
 			return sftp.status(reqId, STATUS_CODE.NO_SUCH_FILE, 'No such file');
 		}
+		// A new file takes the mode the client asks for (sftp-server's umask 022 leaves the console's modes as they are).
+		if (!exists && writable) createdFile(model, filename, (attrs.mode ?? 0o644) & ~0o022);
 		const current = exists && !(flags & OPEN_MODE.TRUNC) ? bytesOf(model, filename) : Buffer.alloc(0);
 		const buffer = Buffer.alloc(Math.max(current.length, 1 << 16));
 		current.copy(buffer);

@@ -1143,7 +1143,35 @@ export const applianceBadReleases = pgTable(
 	(t) => [uniqueIndex('appliance_bad_releases_release_hardware').on(t.releaseId, t.hardware)]
 );
 
+/**
+ * What the console last learned of an appliance's slots from its slot helper (`flotilla-slot report`, read by
+ * the A/B flow and the health sweep): one row per appliance, replaced at each report.
+ */
+export const applianceSlots = pgTable('appliance_slots', {
+	nodeId: uuid('node_id')
+		.primaryKey()
+		.references(() => nodes.id, { onDelete: 'cascade' }),
+	active: text('active').notNull(),
+	next: text('next').notNull(),
+	good: text('good').notNull(),
+	/** Boots of `next` since it was set and not committed (the appliance falls back after 3). */
+	tries: integer('tries').notNull(),
+	boots: integer('boots').notNull(),
+	fallback: text('fallback'),
+	skipWindow: boolean('skip_window').notNull(),
+	/** `<sha256> <version>` of the image each slot holds, once the appliance verified it; null: not verified. */
+	slotA: text('slot_a'),
+	slotB: text('slot_b'),
+	gateSlot: text('gate_slot'),
+	gatePassed: boolean('gate_passed'),
+	gateFailedChecks: jsonb('gate_failed_checks').$type<string[]>(),
+	/** When the console first saw the current last-gate result (the appliance does not stamp it). */
+	gateSeenAt: timestamp('gate_seen_at', { withTimezone: true }),
+	reportedAt: timestamp('reported_at', { withTimezone: true }).notNull().defaultNow()
+});
+
 export type ApplianceImage = typeof applianceImages.$inferSelect;
+export type ApplianceSlots = typeof applianceSlots.$inferSelect;
 export type ApplianceUpdate = typeof applianceUpdates.$inferSelect;
 export type ApplianceBadRelease = typeof applianceBadReleases.$inferSelect;
 

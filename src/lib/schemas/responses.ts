@@ -325,6 +325,8 @@ export const imageAnswerSchema = z.object({
 	verified_by: z.string(),
 	state: z.enum(applianceImageStates),
 	received_bytes: z.int().describe('where an interrupted upload continues'),
+	source_url: z.string().nullable().describe('where the console fetches the image from; null for an upload'),
+	error: z.string().nullable().describe('why fetching it from its URL failed (last attempt, or for good when failed)'),
 	created_by: z.string(),
 	created_at: time
 });

@@ -1088,6 +1088,12 @@ export const applianceImages = pgTable(
 		state: text('state', { enum: applianceImageStates }).notNull().default('receiving'),
 		/** Bytes stored so far: an interrupted upload continues from here. */
 		receivedBytes: bigint('received_bytes', { mode: 'number' }).notNull().default(0),
+		/** Where the console fetches the image from (docs/appliances.md, "By URL"); null for an upload. */
+		sourceUrl: text('source_url'),
+		/** Attempts of the fetch job so far, counted as each starts. */
+		fetchAttempts: integer('fetch_attempts').notNull().default(0),
+		/** Why the last fetch attempt failed (the image is `failed` once the console gave up). */
+		error: text('error'),
 		createdBy: text('created_by').notNull(),
 		createdAt: createdAt()
 	},

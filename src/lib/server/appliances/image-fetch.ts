@@ -124,7 +124,7 @@ async function fetchOnce(image: ApplianceImage): Promise<void> {
 	try {
 		answer = await getFrom(target, settings.idleMs, from > 0 ? { range: `bytes=${from}-` } : {});
 	} catch (err) {
-		throw new Error(`no answer from ${host}: ${(err as Error).message}`);
+		throw new Error(`no answer from ${host}: ${(err as Error).message}`, { cause: err });
 	}
 	const refuse = (why: string): never => {
 		answer.body.destroy();

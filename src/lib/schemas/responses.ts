@@ -368,7 +368,12 @@ const slotImageSchema = z
 	.describe('the image the appliance verified in this slot; null: none verified (installed with it, or cleared)');
 
 export const applianceOverviewSchema = z.object({
-	node: z.object({ id, name: z.string(), labels: z.record(z.string(), z.string()) }),
+	node: z.object({
+		id,
+		name: z.string(),
+		kind: z.enum(['server', 'appliance']).describe('a server has no slots: `slots` null, the lists empty'),
+		labels: z.record(z.string(), z.string())
+	}),
 	slots: z
 		.object({
 			active: z.enum(['a', 'b']),

@@ -11,7 +11,7 @@ import {
 	type Node
 } from '$lib/server/db/schema';
 import { recordEvent, runNumbers, type StepContext } from '$lib/server/engine';
-import { notFound, ServiceError } from '$lib/server/errors';
+import { notFound } from '$lib/server/errors';
 import type { SweepInspector } from '$lib/server/fleet/sweep';
 import { sh } from '$lib/server/ssh/shell';
 import { presentUpdate } from './records';
@@ -102,13 +102,10 @@ export const presentSlots = (s: ApplianceSlots) => ({
 /** How many of an appliance's updates are shown: its history beyond that stays in the runs. */
 const UPDATES_SHOWN = 50;
 
-/** `GET /api/nodes/{id}/appliance`: the slots, the updates with their runs, and the fallbacks. */
+/** `GET /api/nodes/{id}/appliance`: the slots, the updates with their runs, and the fallbacks (none for a server). */
 export async function applianceOverview(nodeId: string) {
 	const [node] = await db().select().from(nodes).where(eq(nodes.id, nodeId));
 	if (!node) throw notFound('Node');
-	if (node.kind !== 'appliance') {
-		throw new ServiceError('not_found', `${node.name} is not an appliance`, { id: 'not an appliance' });
-	}
 	const [slots] = await db().select().from(applianceSlots).where(eq(applianceSlots.nodeId, nodeId));
 	const updates = await db()
 		.select({ update: applianceUpdates, version: releases.version })
@@ -126,7 +123,8 @@ export async function applianceOverview(nodeId: string) {
 		.where(eq(applianceBadReleases.nodeName, node.name))
 		.orderBy(desc(applianceBadReleases.createdAt));
 	return {
-		node: { id: node.id, name: node.name, labels: node.labels },
+		// A server has no slots: its answer says so by its kind, with nothing else in it.
+		node: { id: node.id, name: node.name, kind: node.kind, labels: node.labels },
 		slots: slots ? presentSlots(slots) : null,
 		updates: updates.map(({ update, version }) => ({
 			...presentUpdate(update, node.name),

@@ -27,7 +27,8 @@ export const rolloutStates = [
 ] as const;
 
 /** An appliance image's upload, and an appliance's A/B update (docs/appliances.md, "States"). */
-export const applianceImageStates = ['receiving', 'complete'] as const;
+/** `fetching`: the console downloads it from its URL (a durable job); `failed`: that gave up, saying why. */
+export const applianceImageStates = ['receiving', 'fetching', 'complete', 'failed'] as const;
 export const applianceUpdateStates = [
 	'pending',
 	'uploading',

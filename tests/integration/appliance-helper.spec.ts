@@ -80,15 +80,19 @@ describe('boot logic and operator verbs', () => {
 		expect((await slot('boot-gate')).err).toMatch(/slot b failed its health gate; rebooting/);
 		expect(await readFile(join(root, 'reboots'), 'utf8')).toBe('rebooted\n');
 		expect(await fact('good')).toBe('a');
+		// The gate's outcome is kept for the console, which may not have been there to see it.
+		expect((await slot('report')).out).toMatch(/^last_gate=b failed 10-service$/m);
 		await healthy(true);
 		expect((await slot('boot-gate')).out).toMatch(/committed slot b/);
 		expect(await fact('good')).toBe('b');
+		expect((await slot('report')).out).toMatch(/^last_gate=b passed$/m);
 	});
 
 	it('--status, --check, --rollback and --skip-window', async () => {
 		expect((await slot('--status')).out).toMatch(
 			/^active=a\nnext=a\ngood=a\ntries=0\nboots=0\nfallback=\nskip_window=0\n/
 		);
+		expect((await slot('report')).out).toMatch(/^last_gate=$/m);
 		await healthy(false);
 		const check = await slot('--check');
 		expect(check.code).toBe(1);

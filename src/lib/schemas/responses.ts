@@ -374,6 +374,8 @@ export const imageAnswerSchema = z.object({
 	verified_by: z.string(),
 	state: z.enum(applianceImageStates),
 	received_bytes: z.int().describe('where an interrupted upload continues'),
+	source_url: z.string().nullable().describe('where the console fetches the image from; null for an upload'),
+	error: z.string().nullable().describe('why fetching it from its URL failed (last attempt, or for good when failed)'),
 	created_by: z.string(),
 	created_at: time
 });
@@ -407,6 +409,64 @@ export const badReleaseAnswerSchema = z.object({
 	created_at: time,
 	cleared_at: time.nullable(),
 	cleared_by: z.string().nullable()
+});
+
+const slotImageSchema = z
+	.object({ sha256: z.string(), version: z.string() })
+	.nullable()
+	.describe('the image the appliance verified in this slot; null: none verified (installed with it, or cleared)');
+
+export const applianceOverviewSchema = z.object({
+	node: z.object({
+		id,
+		name: z.string(),
+		kind: z.enum(['server', 'appliance']).describe('a server has no slots: `slots` null, the lists empty'),
+		labels: z.record(z.string(), z.string())
+	}),
+	slots: z
+		.object({
+			active: z.enum(['a', 'b']),
+			next: z.enum(['a', 'b']).describe('the slot the next boot starts'),
+			good: z.enum(['a', 'b']).describe('the last committed slot'),
+			tries: z.int().describe('boots of the next slot without a commit; the appliance falls back after 3'),
+			boots: z.int(),
+			fallback: z.string().nullable().describe('why the appliance last went back to its good slot on its own'),
+			skip_window: z.boolean(),
+			slots: z.array(
+				z.object({
+					slot: z.enum(['a', 'b']),
+					active: z.boolean(),
+					next_boot: z.boolean(),
+					good: z.boolean(),
+					image: slotImageSchema
+				})
+			),
+			last_gate: z
+				.object({
+					slot: z.enum(['a', 'b']),
+					passed: z.boolean(),
+					failed_checks: z.array(z.string()),
+					seen_at: time.describe('when the console first saw this outcome')
+				})
+				.nullable(),
+			reported_at: time
+		})
+		.nullable()
+		.describe('the last slot report the console read; null before the first'),
+	updates: z.array(applianceUpdateAnswerSchema.extend({ version: z.string(), run_number: z.int().nullable() })),
+	fallbacks: z.array(
+		z.object({ run_id: id, run_number: z.int().nullable(), version: z.string(), reason: z.string(), at: time })
+	),
+	bad_releases: z.array(
+		z.object({
+			id,
+			version: z.string(),
+			hardware: z.string(),
+			reason: z.string(),
+			created_at: time,
+			cleared_at: time.nullable()
+		})
+	)
 });
 
 export const authorityAnswerSchema = z.object({

@@ -13,6 +13,7 @@ import { startDemoFleet } from '$lib/server/sim/demo-fleet';
 import { loadSecretKey } from '$lib/server/crypto/secret-key';
 import { config } from '$lib/server/config';
 import { openDatabase, useDatabase, type DatabaseHandle } from '$lib/server/db';
+import { startImageFetches } from '$lib/server/appliances/image-fetch';
 import { startEngine, stopEngine } from '$lib/server/engine';
 import { registerDomains } from '$lib/server/domains';
 import { startNotify, stopNotify } from '$lib/server/notify/register';
@@ -87,6 +88,8 @@ export function startConsole(): Promise<DatabaseHandle> {
 		);
 		// Links in notifications point at the address browsers use (adapter-node's ORIGIN).
 		await startNotify({ consoleUrl: process.env.ORIGIN ?? '' });
+		// Appliance images declared with a URL: fetched by whichever console takes the job (appliances/image-fetch.ts).
+		await startImageFetches();
 		if (!nativeCiphers()) {
 			log.warn(
 				"ssh2's native crypto binding did not load: SSH uses slower JavaScript ciphers (run scripts/bootstrap.sh)"

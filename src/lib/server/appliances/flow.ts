@@ -12,16 +12,8 @@ import { badReleaseFor, recordFallback } from './fallbacks';
 import { getImage, imagePath } from './images';
 import { observeDownload, observeReboot } from './metrics';
 import { recordUpdate, type UpdateKey } from './records';
-import {
-	liveConnection,
-	otherSlot,
-	parseReport,
-	rebootAndReconnect,
-	reconnect,
-	releaseConnection,
-	run,
-	type Slot
-} from './remote';
+import { readSlots } from './slots';
+import { liveConnection, otherSlot, rebootAndReconnect, reconnect, releaseConnection, run, type Slot } from './remote';
 
 /*
  * The A/B update of one appliance (docs/appliances.md, "The A/B flow"):
@@ -91,9 +83,7 @@ const keyOf = (ctx: Ctx): UpdateKey => ({
 const mark = (ctx: Ctx, state: ApplianceUpdateState, patch: Parameters<typeof recordUpdate>[2] = {}) =>
 	recordUpdate(keyOf(ctx), state, patch);
 
-async function report(ctx: Ctx) {
-	return parseReport((await run(ctx, sh`flotilla-slot report`)).stdout);
-}
+const report = (ctx: Ctx) => readSlots(ctx);
 
 const rebootAndWait = (ctx: Ctx) => rebootAndReconnect(ctx, ctx.params.reboot_timeout_seconds);
 
@@ -272,6 +262,7 @@ export const applianceUpdateFlow: Flow<ApplianceUpdateParams> = {
 				await run(ctx, sh`flotilla-slot commit`, { deadlineMs: 300_000 });
 				memo.committed = true;
 				observeReboot((Date.now() - memo.rebootAt) / 1000);
+				await report(ctx);
 			},
 			async undo(ctx) {
 				const memo = memoOf(ctx);
@@ -313,6 +304,7 @@ export const applianceUpdateFlow: Flow<ApplianceUpdateParams> = {
 		}
 		await mark(ctx, 'verifying_health');
 		const gate = await run(ctx, sh`flotilla-slot commit`, { deadlineMs: 300_000, allowFailure: true });
+		await report(ctx);
 		if (gate.exitCode === 0) {
 			memo.committed = true;
 			return 'completed';

@@ -2,9 +2,8 @@ import { createHash, verify } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { desc, eq } from 'drizzle-orm';
+import { and, desc, eq } from 'drizzle-orm';
 import { declareImageSchema } from '$lib/schemas/appliances';
 import { recordAudit, type Actor } from '$lib/server/audit';
 import { config } from '$lib/server/config';
@@ -12,7 +11,8 @@ import { db } from '$lib/server/db';
 import { applianceImages, releases, type ApplianceImage } from '$lib/server/db/schema';
 import { conflict, notFound, ServiceError } from '$lib/server/errors';
 import { validate } from '$lib/server/http/api';
-import { getFrom, resolveTarget, TargetRefused, type ResolvedTarget } from '$lib/server/http/outbound';
+import { sendJob } from '$lib/server/engine';
+import { resolveTarget, TargetRefused } from '$lib/server/http/outbound';
 import { readNotifySettings } from '$lib/server/notify/settings';
 import { releaseKeys } from '$lib/server/releases/keys';
 
@@ -74,10 +74,17 @@ export async function declareImage(actor: Actor, body: unknown): Promise<Applian
 		throw new ServiceError('validation_failed', `Signature refused: ${why}`, { signature: why });
 	}
 	const [existing] = await db().select().from(applianceImages).where(eq(applianceImages.releaseId, release.id));
-	if (existing) {
+	if (existing && existing.state !== 'failed') {
 		throw conflict(`Release ${release.version} already has an image`, { release_id: 'this release has an image' });
 	}
-	const source = input.url === undefined ? null : await checkedSource(actor, release.id, input.url);
+	if (input.url !== undefined) await checkedSource(actor, release.id, input.url);
+	// A fetch that gave up leaves its image `failed` (saying why) until the release's image is declared again.
+	if (existing) {
+		await db()
+			.delete(applianceImages)
+			.where(and(eq(applianceImages.id, existing.id), eq(applianceImages.state, 'failed')));
+		await discardImageBytes(existing.id);
+	}
 	const [row] = await db()
 		.insert(applianceImages)
 		.values({
@@ -86,7 +93,8 @@ export async function declareImage(actor: Actor, body: unknown): Promise<Applian
 			size: input.size,
 			signature: input.signature,
 			verifiedBy: keyId,
-			createdBy: actor.name
+			createdBy: actor.name,
+			...(input.url === undefined ? {} : { state: 'fetching' as const, sourceUrl: input.url })
 		})
 		.returning();
 	await mkdir(imageStore(), { recursive: true });
@@ -104,16 +112,21 @@ export async function declareImage(actor: Actor, body: unknown): Promise<Applian
 			...(input.url ? { url: input.url } : {})
 		}
 	});
-	return source ? fetchImage(actor, row!, source) : row!;
+	// The fetch is a job (./image-fetch.ts): it outlives this request and a console restart.
+	if (input.url !== undefined) await sendJob(IMAGE_FETCH_QUEUE, { imageId: row!.id }, row!.id);
+	return row!;
 }
+
+/** The durable queue of image fetches (./image-fetch.ts works on it). */
+export const IMAGE_FETCH_QUEUE = 'appliance-image-fetch';
 
 /**
  * The URL of an image the console fetches: through the outbound guard (docs/integrations.md): http or https,
  * and no loopback, link-local or private address unless an admin allowed those in Settings.
  */
-async function checkedSource(actor: Actor, releaseId: string, url: string): Promise<ResolvedTarget> {
+async function checkedSource(actor: Actor, releaseId: string, url: string): Promise<void> {
 	try {
-		return await resolveTarget(url, { allowPrivate: (await readNotifySettings()).allowPrivateTargets });
+		await resolveTarget(url, { allowPrivate: (await readNotifySettings()).allowPrivateTargets });
 	} catch (err) {
 		if (!(err instanceof TargetRefused)) throw err;
 		await recordAudit(actor, {
@@ -125,56 +138,6 @@ async function checkedSource(actor: Actor, releaseId: string, url: string): Prom
 		});
 		throw new ServiceError('validation_failed', `The image URL ${err.message}`, { url: err.message });
 	}
-}
-
-/** How long a server may send nothing before the fetch of an image gives up. */
-const FETCH_IDLE_MS = 60_000;
-
-/**
- * Fetches a declared image from its URL into the store, as one chunk from byte 0: the declared size bounds
- * what is read (a longer body is refused as soon as it passes it) and the sha256 of what arrived must be the
- * declared one. Any failure takes the declaration back, so a failed fetch leaves nothing behind.
- */
-async function fetchImage(actor: Actor, image: ApplianceImage, source: ResolvedTarget): Promise<ApplianceImage> {
-	const refuse = async (why: string): Promise<never> => {
-		await db().delete(applianceImages).where(eq(applianceImages.id, image.id));
-		await discardImageBytes(image.id);
-		await recordAudit(actor, {
-			action: 'appliance.image_fetch',
-			targetType: 'release',
-			targetId: image.releaseId,
-			result: 'denied',
-			details: { image_id: image.id, url: source.url.href, reason: why }
-		});
-		throw new ServiceError('validation_failed', `The image could not be fetched: ${why}`, { url: why });
-	};
-	let answer;
-	try {
-		answer = await getFrom(source, FETCH_IDLE_MS);
-	} catch (err) {
-		return refuse(`no answer from ${source.url.host}: ${(err as Error).message}`);
-	}
-	if (answer.status !== 200) {
-		answer.body.destroy();
-		return refuse(`${source.url.host} answered HTTP ${answer.status}, not 200 (redirects are not followed)`);
-	}
-	if (answer.contentLength !== null && answer.contentLength !== image.size) {
-		answer.body.destroy();
-		return refuse(`the URL serves ${answer.contentLength} bytes; the image is declared with ${image.size}`);
-	}
-	let received: ApplianceImage;
-	try {
-		received = await receiveChunk(actor, image.id, 0, Readable.toWeb(answer.body) as ReadableStream<Uint8Array>);
-	} catch (err) {
-		answer.body.destroy();
-		if (!(err instanceof ServiceError)) throw err;
-		const why = err.fields.body ? `the URL serves more than the declared ${image.size} bytes` : err.message;
-		return refuse(why);
-	}
-	if (received.state !== 'complete') {
-		return refuse(`the URL served ${received.receivedBytes} of the declared ${image.size} bytes`);
-	}
-	return received;
 }
 
 export async function getImage(id: string): Promise<ApplianceImage> {
@@ -213,10 +176,17 @@ export async function receiveChunk(
 	actor: Actor,
 	id: string,
 	offset: number,
-	body: ReadableStream<Uint8Array> | null
+	body: ReadableStream<Uint8Array> | null,
+	options: { fetching?: boolean; checkpointBytes?: number } = {}
 ): Promise<ApplianceImage> {
 	const image = await getImage(id);
 	if (image.state === 'complete') throw conflict('The image is complete', { state: 'complete' });
+	if (image.state === 'failed') {
+		throw conflict('Fetching the image failed: declare it again', { state: `failed: ${image.error ?? ''}` });
+	}
+	if (image.state === 'fetching' && !options.fetching) {
+		throw conflict('The console is fetching this image from its URL', { state: 'fetching' });
+	}
 	if (receiving.has(id)) throw conflict('Another chunk of this image is being received', { 'Upload-Offset': 'busy' });
 	receiving.add(id);
 	const path = imagePath(id);
@@ -263,7 +233,17 @@ export async function receiveChunk(
 						break;
 					}
 					await file.write(chunk.value, 0, chunk.value.byteLength, offset + written);
+					const before = written;
 					written += chunk.value.byteLength;
+					// A long fetch keeps what is on disk as it goes, so that after a crash it resumes from there.
+					const every = options.checkpointBytes;
+					if (every && Math.floor(written / every) > Math.floor(before / every)) {
+						await file.datasync();
+						await db()
+							.update(applianceImages)
+							.set({ receivedBytes: offset + written })
+							.where(eq(applianceImages.id, id));
+					}
 				}
 			}
 		} finally {
@@ -293,7 +273,7 @@ export async function receiveChunk(
 		}
 		const [done] = await db()
 			.update(applianceImages)
-			.set({ state: 'complete' })
+			.set({ state: 'complete', error: null })
 			.where(eq(applianceImages.id, id))
 			.returning();
 		await recordAudit(actor, {
@@ -324,6 +304,8 @@ export const presentImage = (i: ApplianceImage, release?: { version: string; cha
 	verified_by: i.verifiedBy,
 	state: i.state,
 	received_bytes: i.receivedBytes,
+	source_url: i.sourceUrl,
+	error: i.error,
 	created_by: i.createdBy,
 	created_at: i.createdAt.toISOString()
 });

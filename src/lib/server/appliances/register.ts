@@ -1,10 +1,12 @@
 import { eq } from 'drizzle-orm';
 import { applianceImages } from '$lib/server/db/schema';
 import { registerFlow } from '$lib/server/engine';
+import { registerSweepInspector } from '$lib/server/fleet/sweep';
 import { registerReleaseKind } from '$lib/server/rollouts/release-kinds';
 import { applianceUpdateFlow } from './flow';
 import { imageOfRelease } from './images';
 import { applianceRevertFlow, applianceRevertRun } from './revert';
+import { applianceSlotsInspector } from './slots';
 
 /**
  * Appliances' part of the console: the A/B flow, and releases that carry an image rolled out through it with
@@ -13,6 +15,7 @@ import { applianceRevertFlow, applianceRevertRun } from './revert';
 export function registerAppliances(): void {
 	registerFlow(applianceUpdateFlow);
 	registerFlow(applianceRevertFlow);
+	registerSweepInspector('appliance-slots', applianceSlotsInspector);
 	registerReleaseKind({
 		name: 'appliance-image',
 		nodeKind: 'appliance',

@@ -21,6 +21,8 @@ export interface SlotReport {
 	fallback: string;
 	skipWindow: boolean;
 	verified: Record<Slot, string>;
+	/** The last health gate the appliance ran (the console's or its boot-gate unit's), if any. */
+	lastGate: { slot: Slot; passed: boolean; failedChecks: string[] } | null;
 }
 
 /** Parses `flotilla-slot report`. */
@@ -43,8 +45,16 @@ export function parseReport(text: string): SlotReport {
 		boots: Number(facts.get('boots') ?? 0),
 		fallback: facts.get('fallback') ?? '',
 		skipWindow: facts.get('skip_window') === '1',
-		verified: { a: facts.get('verified_a') ?? '', b: facts.get('verified_b') ?? '' }
+		verified: { a: facts.get('verified_a') ?? '', b: facts.get('verified_b') ?? '' },
+		lastGate: parseGate(facts.get('last_gate') ?? '')
 	};
+}
+
+/** `last_gate=<slot> passed` or `<slot> failed <check> ...`; anything else is no gate seen. */
+function parseGate(text: string): SlotReport['lastGate'] {
+	const [slot, outcome, ...failedChecks] = text.trim().split(/\s+/);
+	if ((slot !== 'a' && slot !== 'b') || (outcome !== 'passed' && outcome !== 'failed')) return null;
+	return { slot, passed: outcome === 'passed', failedChecks };
 }
 
 export const otherSlot = (s: Slot): Slot => (s === 'a' ? 'b' : 'a');

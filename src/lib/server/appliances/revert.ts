@@ -4,7 +4,8 @@ import { db } from '$lib/server/db';
 import { applianceUpdates, rolloutNodes, type Rollout } from '$lib/server/db/schema';
 import { StepFailed, type Flow, type StepContext } from '$lib/server/engine';
 import { sh } from '$lib/server/ssh/shell';
-import { parseReport, rebootAndReconnect, releaseConnection, run, type Slot } from './remote';
+import { rebootAndReconnect, releaseConnection, run, type Slot } from './remote';
+import { readSlots } from './slots';
 
 /*
  * The fleet rollback of an appliance release (docs/appliances.md, "Rollouts"): each appliance the rollout
@@ -37,7 +38,7 @@ const previousSlot = (ctx: Ctx): Slot => {
 	if (!slot) throw new StepFailed('the rollout recorded no previous slot for this appliance');
 	return slot;
 };
-const report = async (ctx: Ctx) => parseReport((await run(ctx, sh`flotilla-slot report`)).stdout);
+const report = (ctx: Ctx) => readSlots(ctx);
 
 export const applianceRevertFlow: Flow<ApplianceRevertParams> = {
 	kind: 'appliance-revert',
@@ -82,6 +83,7 @@ export const applianceRevertFlow: Flow<ApplianceRevertParams> = {
 				}
 				await run(ctx, sh`flotilla-slot commit`, { deadlineMs: 300_000 });
 				memo.committed = true;
+				await report(ctx);
 				ctx.log(`back on slot ${back}, committed`);
 			},
 			async undo(ctx) {
@@ -109,6 +111,7 @@ export const applianceRevertFlow: Flow<ApplianceRevertParams> = {
 		}
 		if (found.active !== back) return 'rollback';
 		const gate = await run(ctx, sh`flotilla-slot commit`, { deadlineMs: 300_000, allowFailure: true });
+		await report(ctx);
 		if (gate.exitCode !== 0) return 'rollback';
 		memo.committed = true;
 		return 'completed';

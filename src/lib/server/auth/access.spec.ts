@@ -58,6 +58,7 @@ describe('the access table', () => {
 				'GET session:read, POST checkAll session:operate, POST plan session:operate, POST update session:operate',
 			'/(app)/nodes/[id]':
 				'GET session:read, POST check session:operate, POST plan session:operate, POST update session:operate, POST provision session:operate, POST acceptHostKey session:admin',
+			'/(app)/nodes/[id]/appliance': 'GET session:read',
 			'/(app)/runs': 'GET session:read',
 			'/(app)/runs/[id]':
 				'GET session:read, POST cancel session:operate, POST pause session:operate, POST resume session:operate, POST retryFailed session:operate',
@@ -102,6 +103,7 @@ describe('the access table', () => {
 			'/api/notify/settings': 'GET admin, PUT admin',
 			'/api/nodes': 'GET read, POST admin',
 			'/api/nodes/[id]': 'GET read, PATCH admin, DELETE admin',
+			'/api/nodes/[id]/appliance': 'GET read',
 			'/api/nodes/[id]/check': 'POST operate',
 			'/api/nodes/[id]/host-key/accept': 'POST admin',
 			'/api/nodes/[id]/mark-synced': 'POST operate',

@@ -55,6 +55,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 			acceptHostKey: adminPage
 		}
 	},
+	'/(app)/nodes/[id]/appliance': { kind: 'page', view: signedIn },
 	'/(app)/runs': { kind: 'page', view: signedIn },
 	'/(app)/runs/[id]': {
 		kind: 'page',
@@ -170,6 +171,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/notify/settings': { kind: 'endpoint', methods: { GET: admin, PUT: admin } },
 	'/api/nodes': { kind: 'endpoint', methods: { GET: read, POST: admin } },
 	'/api/nodes/[id]': { kind: 'endpoint', methods: { GET: read, PATCH: admin, DELETE: admin } },
+	'/api/nodes/[id]/appliance': { kind: 'endpoint', methods: { GET: read } },
 	'/api/nodes/[id]/check': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/nodes/[id]/host-key/accept': { kind: 'endpoint', methods: { POST: admin } },
 	'/api/nodes/[id]/mark-synced': { kind: 'endpoint', methods: { POST: operate } },

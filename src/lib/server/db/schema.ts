@@ -1098,6 +1098,12 @@ export const applianceImages = pgTable(
 		state: text('state', { enum: applianceImageStates }).notNull().default('receiving'),
 		/** Bytes stored so far: an interrupted upload continues from here. */
 		receivedBytes: bigint('received_bytes', { mode: 'number' }).notNull().default(0),
+		/** Where the console fetches the image from (docs/appliances.md, "By URL"); null for an upload. */
+		sourceUrl: text('source_url'),
+		/** Attempts of the fetch job so far, counted as each starts. */
+		fetchAttempts: integer('fetch_attempts').notNull().default(0),
+		/** Why the last fetch attempt failed (the image is `failed` once the console gave up). */
+		error: text('error'),
 		createdBy: text('created_by').notNull(),
 		createdAt: createdAt()
 	},
@@ -1153,7 +1159,35 @@ export const applianceBadReleases = pgTable(
 	(t) => [uniqueIndex('appliance_bad_releases_release_hardware').on(t.releaseId, t.hardware)]
 );
 
+/**
+ * What the console last learned of an appliance's slots from its slot helper (`flotilla-slot report`, read by
+ * the A/B flow and the health sweep): one row per appliance, replaced at each report.
+ */
+export const applianceSlots = pgTable('appliance_slots', {
+	nodeId: uuid('node_id')
+		.primaryKey()
+		.references(() => nodes.id, { onDelete: 'cascade' }),
+	active: text('active').notNull(),
+	next: text('next').notNull(),
+	good: text('good').notNull(),
+	/** Boots of `next` since it was set and not committed (the appliance falls back after 3). */
+	tries: integer('tries').notNull(),
+	boots: integer('boots').notNull(),
+	fallback: text('fallback'),
+	skipWindow: boolean('skip_window').notNull(),
+	/** `<sha256> <version>` of the image each slot holds, once the appliance verified it; null: not verified. */
+	slotA: text('slot_a'),
+	slotB: text('slot_b'),
+	gateSlot: text('gate_slot'),
+	gatePassed: boolean('gate_passed'),
+	gateFailedChecks: jsonb('gate_failed_checks').$type<string[]>(),
+	/** When the console first saw the current last-gate result (the appliance does not stamp it). */
+	gateSeenAt: timestamp('gate_seen_at', { withTimezone: true }),
+	reportedAt: timestamp('reported_at', { withTimezone: true }).notNull().defaultNow()
+});
+
 export type ApplianceImage = typeof applianceImages.$inferSelect;
+export type ApplianceSlots = typeof applianceSlots.$inferSelect;
 export type ApplianceUpdate = typeof applianceUpdates.$inferSelect;
 export type ApplianceBadRelease = typeof applianceBadReleases.$inferSelect;
 

@@ -148,6 +148,8 @@ export interface OutboundDownload {
 	status: number;
 	/** The declared length, when the server sent one. */
 	contentLength: number | null;
+	/** The `Content-Range` of a partial answer (206), as sent. */
+	contentRange: string | null;
 	/** The body; destroyed with an error when no byte arrives for `idleMs`. */
 	body: Readable;
 }
@@ -157,14 +159,18 @@ export interface OutboundDownload {
  * whose body the caller refuses). For large bodies (an appliance image): the caller reads the stream; a server
  * that stops sending for `idleMs` ends it with an error rather than holding the console forever.
  */
-export function getFrom(target: ResolvedTarget, idleMs: number): Promise<OutboundDownload> {
+export function getFrom(
+	target: ResolvedTarget,
+	idleMs: number,
+	headers: Record<string, string> = {}
+): Promise<OutboundDownload> {
 	const send = target.url.protocol === 'https:' ? httpsRequest : httpRequest;
 	return new Promise((resolve, reject) => {
 		const req = send(
 			target.url,
 			{
 				method: 'GET',
-				headers: { 'user-agent': 'Flotilla' },
+				headers: { ...headers, 'user-agent': 'Flotilla' },
 				lookup: (_host, options, callback) => {
 					if ((options as { all?: boolean }).all) callback(null, [{ address: target.address, family: target.family }]);
 					else callback(null, target.address, target.family);
@@ -177,6 +183,7 @@ export function getFrom(target: ResolvedTarget, idleMs: number): Promise<Outboun
 				resolve({
 					status: res.statusCode ?? 0,
 					contentLength: res.headers['content-length'] !== undefined && Number.isSafeInteger(length) ? length : null,
+					contentRange: res.headers['content-range'] ?? null,
 					body: res
 				});
 			}

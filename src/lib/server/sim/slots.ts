@@ -97,13 +97,20 @@ export function bootAppliance(model: HostModel): boolean {
 }
 
 async function gate(model: HostModel, io: CommandIO): Promise<boolean> {
-	let ok = true;
+	const failed: string[] = [];
 	for (const check of model.gate) {
 		const healthy = !model.faults.failHealth && model.units.get(check.unit) === 'active';
 		await io.out(`gate: ${check.name} ${healthy ? 'ok' : 'failed'}`);
-		ok &&= healthy;
+		if (!healthy) failed.push(check.name);
 	}
-	return ok;
+	if (hasSlots(model)) {
+		put(
+			model,
+			'last-gate',
+			failed.length ? `${get(model, 'active')} failed ${failed.join(' ')}` : `${get(model, 'active')} passed`
+		);
+	}
+	return !failed.length;
 }
 
 const VERSION = /^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/;
@@ -151,7 +158,8 @@ function report(model: HostModel): string[] {
 		`fallback=${get(model, 'fallback')}`,
 		`skip_window=${model.files.has(`${dir}/skip-window`) ? 1 : 0}`,
 		`verified_a=${get(model, 'slot-a.verified')}`,
-		`verified_b=${get(model, 'slot-b.verified')}`
+		`verified_b=${get(model, 'slot-b.verified')}`,
+		`last_gate=${get(model, 'last-gate')}`
 	];
 }
 

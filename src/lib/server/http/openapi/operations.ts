@@ -44,6 +44,7 @@ import {
 	rolloutListQuerySchema
 } from '$lib/schemas/releases';
 import {
+	applianceOverviewSchema,
 	applianceUpdateAnswerSchema,
 	auditRowSchema,
 	authorityAnswerSchema,
@@ -295,6 +296,13 @@ export const operations: Operation[] = [
 		responses: ok('The node', nodeSchema)
 	},
 	{ method: 'DELETE', route: '/api/nodes/[id]', tag: 'Nodes', summary: 'Remove a node', responses: gone },
+	{
+		method: 'GET',
+		route: '/api/nodes/[id]/appliance',
+		tag: 'Appliances',
+		summary: 'An appliance’s slots, image updates and fallbacks',
+		responses: ok('The appliance', applianceOverviewSchema)
+	},
 	{
 		method: 'POST',
 		route: '/api/nodes/[id]/check',

@@ -49,7 +49,8 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 			plan: operatorPage,
 			update: operatorPage,
 			provision: operatorPage,
-			acceptHostKey: adminPage
+			acceptHostKey: adminPage,
+			edit: adminPage
 		}
 	},
 	'/(app)/runs': { kind: 'page', view: signedIn },

@@ -7,6 +7,7 @@ import { checkNodeFor } from '$lib/server/fleet/checks';
 import { connectionStatus, createNode, deleteNode, listNodes } from '$lib/server/fleet/nodes';
 import { createCredential, deleteCredential, listCredentials } from '$lib/server/keys/credentials';
 import { formError, parseForm } from '$lib/server/http/forms';
+import { nodeFormShape } from '$lib/server/fleet/node-form';
 import type { Actions, PageServerLoad } from './$types';
 
 export const load: PageServerLoad = async () => {
@@ -17,39 +18,6 @@ export const load: PageServerLoad = async () => {
 		more: page.nextCursor !== null
 	};
 };
-
-/**
- * The add-node form sends roles as "a, b" and labels as "k=v, k2=v2"; they become the list and the object
- * the JSON endpoint takes, and then the same schema checks them.
- */
-function nodeFormShape(form: FormData) {
-	const text = (k: string) => {
-		const v = form.get(k);
-		return typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined;
-	};
-	const labels: Record<string, string> = {};
-	for (const pair of (text('labels') ?? '').split(',').filter((p) => p.trim())) {
-		const [k, ...v] = pair.split('=');
-		labels[k!.trim()] = v.join('=').trim();
-	}
-	return {
-		name: text('name'),
-		host: text('host'),
-		port: text('port'),
-		user: text('user'),
-		credential_id: text('credential_id'),
-		jump_node_id: text('jump_node_id') ?? null,
-		kind: text('kind'),
-		roles: (text('roles') ?? '')
-			.split(',')
-			.map((r) => r.trim())
-			.filter(Boolean),
-		labels,
-		policy: text('policy'),
-		control_plane: form.get('control_plane') === 'on',
-		host_key_fingerprint: text('host_key_fingerprint')
-	};
-}
 
 const idForm = z.object({ id: uuidSchema });
 

@@ -113,3 +113,29 @@ export const inventoryImportQuerySchema = z.object({
 	format: z.enum(['ini', 'yaml'], { error: 'must be ini or yaml' }).optional(),
 	role_groups: z.string().max(4096, 'is too long').optional()
 });
+
+export const bulkNodeActions = ['add_role', 'remove_role', 'set_policy', 'delete'] as const;
+
+/**
+ * POST /api/nodes/bulk and the bulk bar of Settings → Nodes: one change applied to several nodes, all or none.
+ * A role change names its role, a policy change its policy.
+ */
+export const bulkNodesSchema = z
+	.object({
+		action: z.enum(bulkNodeActions, { error: `must be one of ${bulkNodeActions.join(', ')}` }),
+		nodes: z
+			.array(uuidSchema, wrongType('must be a list'))
+			.min(1, 'select at least one node')
+			.max(500, 'at most 500 nodes'),
+		role: roleNameSchema.optional(),
+		policy: nodeFields.policy.optional()
+	})
+	.strict()
+	.superRefine((v, ctx) => {
+		if ((v.action === 'add_role' || v.action === 'remove_role') && !v.role) {
+			ctx.addIssue({ code: 'custom', path: ['role'], message: 'is required to add or remove a role' });
+		}
+		if (v.action === 'set_policy' && !v.policy) {
+			ctx.addIssue({ code: 'custom', path: ['policy'], message: 'is required to set the policy' });
+		}
+	});

@@ -126,6 +126,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 			deleteCredential: adminPage,
 			createNode: adminPage,
 			deleteNode: adminPage,
+			bulk: adminPage,
 			check: adminPage,
 			acceptHostKey: adminPage
 		}
@@ -167,6 +168,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/notify/channels/[id]/test': { kind: 'endpoint', methods: { POST: admin } },
 	'/api/notify/settings': { kind: 'endpoint', methods: { GET: admin, PUT: admin } },
 	'/api/nodes': { kind: 'endpoint', methods: { GET: read, POST: admin } },
+	'/api/nodes/bulk': { kind: 'endpoint', methods: { POST: admin } },
 	'/api/nodes/[id]': { kind: 'endpoint', methods: { GET: read, PATCH: admin, DELETE: admin } },
 	'/api/nodes/[id]/check': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/nodes/[id]/host-key/accept': { kind: 'endpoint', methods: { POST: admin } },

@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { uuidSchema } from '$lib/schemas/common';
-import { acceptHostKeySchema, createCredentialSchema, createNodeSchema } from '$lib/schemas/nodes';
+import { acceptHostKeySchema, bulkNodesSchema, createCredentialSchema, createNodeSchema } from '$lib/schemas/nodes';
+import { bulkNodes } from '$lib/server/fleet/bulk';
+import { plural } from '$lib/format';
 import { actorOf } from '$lib/server/audit';
 import { acceptHostKey } from '$lib/server/fleet/host-keys';
 import { checkNodeFor } from '$lib/server/fleet/checks';
@@ -20,6 +22,28 @@ export const load: PageServerLoad = async () => {
 };
 
 const idForm = z.object({ id: uuidSchema });
+
+/** The bulk bar sends its role and policy fields whatever the action; only the one the action takes is read. */
+function bulkFormShape(form: FormData) {
+	const action = form.get('action');
+	const text = (k: string) => {
+		const v = form.get(k);
+		return typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined;
+	};
+	return {
+		action,
+		nodes: form.getAll('nodes'),
+		...(action === 'add_role' || action === 'remove_role' ? { role: text('role') } : {}),
+		...(action === 'set_policy' ? { policy: text('policy') } : {})
+	};
+}
+
+const bulkDone: Record<string, (d: { role?: string; policy?: string }) => string> = {
+	add_role: (d) => `Added the role ${d.role} to`,
+	remove_role: (d) => `Removed the role ${d.role} from`,
+	set_policy: (d) => `Set the update policy to ${d.policy} on`,
+	delete: () => 'Deleted'
+};
 
 export const actions: Actions = {
 	createCredential: async (event) => {
@@ -67,6 +91,18 @@ export const actions: Actions = {
 			return { notice: 'Node removed.' };
 		} catch (err) {
 			return formError(err);
+		}
+	},
+
+	bulk: async (event) => {
+		const parsed = await parseForm(event.request, bulkNodesSchema, bulkFormShape);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			const done = await bulkNodes(actorOf(event), parsed.data);
+			const names = done.nodes.map((n) => n.name).join(', ');
+			return { notice: `${bulkDone[done.action]!(parsed.data)} ${plural(done.nodes.length, 'node')}: ${names}.` };
+		} catch (err) {
+			return formError(err, parsed.form);
 		}
 	},
 

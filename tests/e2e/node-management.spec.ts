@@ -58,7 +58,7 @@ async function tabStaysInside(page: Page, dialogTestId: string, key: 'Tab' | 'Sh
 	return seen;
 }
 
-test.describe.configure({ mode: 'serial' });
+test.describe.configure({ mode: 'default' });
 
 test.beforeAll(async () => {
 	bed = await startTestbed({ hosts: 2, firstHost: 3 });
@@ -127,23 +127,23 @@ test('a node is edited from its page with the add-node fields: refused input is 
 	await page.goto(`/nodes/${node.id}`);
 	const edit = page.getByTestId('node-edit');
 	await edit.getByText('Edit this node').click();
-	await expect(edit.getByLabel('Name')).toHaveValue(node.name);
+	await expect(edit.getByLabel('Name', { exact: true })).toHaveValue(node.name);
 	await expect(edit.getByLabel('Roles (comma separated)')).toHaveValue('web');
 	await expect(edit.getByLabel('Update policy')).toHaveValue('security');
 
 	// Refused by the same schema as the API: each reason next to its field, nothing changed.
-	await edit.getByLabel('Name').fill('not a name!');
+	await edit.getByLabel('Name', { exact: true }).fill('not a name!');
 	await edit.getByLabel('SSH port').fill('70000');
 	await edit.getByLabel('Roles (comma separated)').fill('web, Bad Role');
 	await edit.getByRole('button', { name: 'Save changes' }).click();
 	await expect(page.locator('#edit-name-error')).toContainText('letters, digits');
 	await expect(page.locator('#edit-port-error')).toContainText('1 to 65535');
 	await expect(page.locator('#edit-roles-error')).toContainText('Bad Role');
-	await expect(edit.getByLabel('Name')).toHaveValue('not a name!');
+	await expect(edit.getByLabel('Name', { exact: true })).toHaveValue('not a name!');
 	expect(await nodeRow(node.id)).toMatchObject({ name: node.name, port: bed.hosts[0]!.port, roles: ['web'] });
 
 	const renamed = `nm-edited-${stamp}`;
-	await edit.getByLabel('Name').fill(renamed);
+	await edit.getByLabel('Name', { exact: true }).fill(renamed);
 	await edit.getByLabel('SSH port').fill('2222');
 	await edit.getByLabel('User').fill('deploy');
 	await edit.getByLabel('Roles (comma separated)').fill('web, worker');
@@ -388,7 +388,9 @@ test('a run log is searched: only the tasks whose output holds the text, and onl
 	await expect(page.locator('tr[data-task]')).toHaveCount(1);
 	await expect(page.locator(`tr[data-task="${up.name}"]`)).toHaveCount(1);
 	const pane = page.locator(`tr[data-log-for="${up.name}"] [data-testid="live-log"]`);
-	await expect(pane.getByTestId('log-matches')).toHaveText(`${holding} of ${upLines.length} lines hold “${needle}”`);
+	await expect(pane.getByTestId('log-matches')).toHaveText(
+		`Lines holding “${needle}”: ${holding} of ${upLines.length}`
+	);
 	await page.screenshot({ path: `${shots}/run-log-search-1440.png`, fullPage: true });
 
 	await page.getByLabel('Search the log').fill('no such text anywhere 0xdeadbeef');

@@ -23,6 +23,8 @@ export const fingerprintSchema = z
 	.trim()
 	.regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'must be a SHA-256 fingerprint as ssh-keygen -lf prints it (SHA256:…)');
 
+const policySchema = z.enum(['full', 'security', 'manual'], { error: 'must be full, security or manual' });
+
 const nodeFields = {
 	name: nodeNameSchema,
 	host: hostSchema,
@@ -33,7 +35,7 @@ const nodeFields = {
 	kind: z.enum(['server', 'appliance'], { error: 'must be server or appliance' }).default('server'),
 	roles: z.array(roleNameSchema, wrongType('must be a list')).max(32, 'at most 32 roles').default([]),
 	labels: labelsSchema.default({}),
-	policy: z.enum(['full', 'security', 'manual'], { error: 'must be full, security or manual' }).default('security'),
+	policy: policySchema.default('security'),
 	control_plane: z.boolean(wrongType('must be true or false')).default(false),
 	host_key_fingerprint: fingerprintSchema.optional()
 };
@@ -51,7 +53,7 @@ export const updateNodeSchema = z
 		kind: z.enum(['server', 'appliance'], { error: 'must be server or appliance' }),
 		roles: z.array(roleNameSchema).max(32, 'at most 32 roles'),
 		labels: labelsSchema,
-		policy: z.enum(['full', 'security', 'manual'], { error: 'must be full, security or manual' }),
+		policy: policySchema,
 		control_plane: z.boolean(wrongType('must be true or false'))
 	})
 	.partial()
@@ -128,7 +130,8 @@ export const bulkNodesSchema = z
 			.min(1, 'select at least one node')
 			.max(500, 'at most 500 nodes'),
 		role: roleNameSchema.optional(),
-		policy: nodeFields.policy.optional()
+		// Not the add-node default: a policy change without a policy is refused, not read as "security".
+		policy: policySchema.optional()
 	})
 	.strict()
 	.superRefine((v, ctx) => {

@@ -15,7 +15,7 @@ export interface BulkResult {
 }
 
 /**
- * One change to several nodes (docs/nodes.md): add or remove a role, set the update policy, or delete them. It is
+ * One change to several nodes (docs/api.md, "POST /api/nodes/bulk"): add or remove a role, set the update policy, or delete them. It is
  * all or nothing: a node that does not exist refuses the whole request before anything changes, and the changes
  * and their audit rows (one per node) commit in one transaction.
  */

@@ -134,17 +134,21 @@ test('a node is edited from its page with the add-node fields: refused input is 
 	// Refused by the same schema as the API: each reason next to its field, nothing changed.
 	await edit.getByLabel('Name', { exact: true }).fill('not a name!');
 	await edit.getByLabel('SSH port').fill('70000');
+	// Emptied, a field is refused, not read as "leave it as it is".
+	await edit.getByLabel('Host name or address').fill('');
 	await edit.getByLabel('Roles (comma separated)').fill('web, Bad Role');
 	await edit.getByRole('button', { name: 'Save changes' }).click();
 	await expect(page.locator('#edit-name-error')).toContainText('letters, digits');
 	await expect(page.locator('#edit-port-error')).toContainText('1 to 65535');
 	await expect(page.locator('#edit-roles-error')).toContainText('Bad Role');
+	await expect(page.locator('#edit-host-error')).toBeVisible();
 	await expect(edit.getByLabel('Name', { exact: true })).toHaveValue('not a name!');
 	expect(await nodeRow(node.id)).toMatchObject({ name: node.name, port: bed.hosts[0]!.port, roles: ['web'] });
 
 	const renamed = `nm-edited-${stamp}`;
 	await edit.getByLabel('Name', { exact: true }).fill(renamed);
 	await edit.getByLabel('SSH port').fill('2222');
+	await edit.getByLabel('Host name or address').fill(bed.hosts[0]!.address);
 	await edit.getByLabel('User').fill('deploy');
 	await edit.getByLabel('Roles (comma separated)').fill('web, worker');
 	await edit.getByLabel('Labels (name=value, comma separated)').fill('env=staging, dc=ams');
@@ -156,6 +160,7 @@ test('a node is edited from its page with the add-node fields: refused input is 
 	await page.screenshot({ path: `${shots}/node-edit-1440.png`, fullPage: true });
 	expect(await nodeRow(node.id)).toMatchObject({
 		name: renamed,
+		host: bed.hosts[0]!.address,
 		port: 2222,
 		username: 'deploy',
 		roles: ['web', 'worker'],

@@ -33,11 +33,24 @@ export function nodeFormShape(form: FormData) {
 	};
 }
 
-/** The edit form has no fingerprint (a key changes only by review), and the update schema refuses unknown keys. */
+/**
+ * The edit form sends every field, so a field left empty is a mistake to name, not "leave it unchanged" as a
+ * missing key is to PATCH. It has no fingerprint (a key changes only by review); the update schema refuses
+ * unknown keys.
+ */
 export function nodeEditShape(form: FormData) {
 	// eslint-disable-next-line @typescript-eslint/no-unused-vars
 	const { host_key_fingerprint, ...rest } = nodeFormShape(form);
-	return rest;
+	return {
+		...rest,
+		name: rest.name ?? '',
+		host: rest.host ?? '',
+		port: rest.port ?? '',
+		user: rest.user ?? '',
+		credential_id: rest.credential_id ?? '',
+		kind: rest.kind ?? '',
+		policy: rest.policy ?? ''
+	};
 }
 
 /** A node as the form shows it: the text the fields hold, the way nodeFormShape reads them back. */

@@ -200,7 +200,8 @@ test('POST /api/nodes/bulk: bad input is refused naming the field and changes no
 		[{ action: 'add_role', nodes: [a.id], role: 'Bad Role' }, 'role'],
 		[{ action: 'set_policy', nodes: [a.id] }, 'policy'],
 		[{ action: 'set_policy', nodes: [a.id], policy: 'yolo' }, 'policy'],
-		[{ action: 'delete', nodes: [a.id], extra: 1 }, 'extra'],
+		// Unknown keys are refused as everywhere in the API (under `_`, naming the key).
+		[{ action: 'delete', nodes: [a.id], extra: 1 }, '_'],
 		// One unknown node refuses the whole request: the known one is not changed either.
 		[{ action: 'set_policy', nodes: [a.id, '00000000-0000-4000-8000-000000000000'], policy: 'full' }, 'nodes']
 	] as const) {

@@ -1,3 +1,5 @@
+import { parseAnsi } from './ansi';
+
 /** One line of a task's output as the run pages show it. */
 export interface LogLine {
 	/** out, err or engine (the console's own notes). */
@@ -18,4 +20,15 @@ export function emptyLogText(state: string): string {
 		default:
 			return 'No output.';
 	}
+}
+
+/**
+ * Whether a line holds the text searched for (the run page's log search): case-insensitive, on the text as shown,
+ * so colour codes in the raw output neither match nor split a word.
+ */
+export function lineMatches(line: LogLine, needle: string): boolean {
+	const text = parseAnsi(line.t)
+		.map((s) => s.text)
+		.join('');
+	return text.toLowerCase().includes(needle.toLowerCase());
 }

@@ -23,6 +23,8 @@ export const fingerprintSchema = z
 	.trim()
 	.regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'must be a SHA-256 fingerprint as ssh-keygen -lf prints it (SHA256:…)');
 
+const policySchema = z.enum(['full', 'security', 'manual'], { error: 'must be full, security or manual' });
+
 const nodeFields = {
 	name: nodeNameSchema,
 	host: hostSchema,
@@ -33,7 +35,7 @@ const nodeFields = {
 	kind: z.enum(['server', 'appliance'], { error: 'must be server or appliance' }).default('server'),
 	roles: z.array(roleNameSchema, wrongType('must be a list')).max(32, 'at most 32 roles').default([]),
 	labels: labelsSchema.default({}),
-	policy: z.enum(['full', 'security', 'manual'], { error: 'must be full, security or manual' }).default('security'),
+	policy: policySchema.default('security'),
 	control_plane: z.boolean(wrongType('must be true or false')).default(false),
 	host_key_fingerprint: fingerprintSchema.optional()
 };
@@ -51,7 +53,7 @@ export const updateNodeSchema = z
 		kind: z.enum(['server', 'appliance'], { error: 'must be server or appliance' }),
 		roles: z.array(roleNameSchema).max(32, 'at most 32 roles'),
 		labels: labelsSchema,
-		policy: z.enum(['full', 'security', 'manual'], { error: 'must be full, security or manual' }),
+		policy: policySchema,
 		control_plane: z.boolean(wrongType('must be true or false'))
 	})
 	.partial()
@@ -113,3 +115,30 @@ export const inventoryImportQuerySchema = z.object({
 	format: z.enum(['ini', 'yaml'], { error: 'must be ini or yaml' }).optional(),
 	role_groups: z.string().max(4096, 'is too long').optional()
 });
+
+export const bulkNodeActions = ['add_role', 'remove_role', 'set_policy', 'delete'] as const;
+
+/**
+ * POST /api/nodes/bulk and the bulk bar of Settings → Nodes: one change applied to several nodes, all or none.
+ * A role change names its role, a policy change its policy.
+ */
+export const bulkNodesSchema = z
+	.object({
+		action: z.enum(bulkNodeActions, { error: `must be one of ${bulkNodeActions.join(', ')}` }),
+		nodes: z
+			.array(uuidSchema, wrongType('must be a list'))
+			.min(1, 'select at least one node')
+			.max(500, 'at most 500 nodes'),
+		role: roleNameSchema.optional(),
+		// Not the add-node default: a policy change without a policy is refused, not read as "security".
+		policy: policySchema.optional()
+	})
+	.strict()
+	.superRefine((v, ctx) => {
+		if ((v.action === 'add_role' || v.action === 'remove_role') && !v.role) {
+			ctx.addIssue({ code: 'custom', path: ['role'], message: 'is required to add or remove a role' });
+		}
+		if (v.action === 'set_policy' && !v.policy) {
+			ctx.addIssue({ code: 'custom', path: ['policy'], message: 'is required to set the policy' });
+		}
+	});

@@ -86,8 +86,11 @@ export const actions: Actions = {
 		}
 		redirect(303, `/runs/${run.id}`);
 	},
-	/** Update All: the plan first (a dry run over the whole fleet)… */
-	plan: (event) => planAction(event, {}),
-	/** …then the run the operator confirmed. */
-	update: (event) => updateAction(event, {})
+	/**
+	 * Update All (an empty scope: the whole fleet) or Update selected (the checked nodes): the plan first, a dry
+	 * run over the scope the button posts…
+	 */
+	plan: (event) => planAction(event),
+	/** …then the run the operator confirmed, over the scope of that plan. */
+	update: (event) => updateAction(event)
 };

@@ -57,7 +57,7 @@ describe('the access table', () => {
 			'/(app)':
 				'GET session:read, POST checkAll session:operate, POST plan session:operate, POST update session:operate',
 			'/(app)/nodes/[id]':
-				'GET session:read, POST check session:operate, POST plan session:operate, POST update session:operate, POST provision session:operate, POST acceptHostKey session:admin',
+				'GET session:read, POST check session:operate, POST plan session:operate, POST update session:operate, POST provision session:operate, POST acceptHostKey session:admin, POST edit session:admin',
 			'/(app)/nodes/[id]/appliance': 'GET session:read',
 			'/(app)/runs': 'GET session:read',
 			'/(app)/runs/[id]':
@@ -78,7 +78,7 @@ describe('the access table', () => {
 			'/(app)/settings':
 				'GET session:read, POST changePassword session:read, POST createToken session:read, POST revokeToken session:read, POST signOutEverywhere session:read',
 			'/(app)/settings/nodes':
-				'GET session:admin, POST createCredential session:admin, POST deleteCredential session:admin, POST createNode session:admin, POST deleteNode session:admin, POST check session:admin, POST acceptHostKey session:admin',
+				'GET session:admin, POST createCredential session:admin, POST deleteCredential session:admin, POST createNode session:admin, POST deleteNode session:admin, POST bulk session:admin, POST check session:admin, POST acceptHostKey session:admin',
 			'/(app)/settings/nodes/import': 'GET session:admin, POST preview session:admin, POST import session:admin',
 			'/(app)/settings/ssh-keys': 'GET session:admin, POST dryRun session:admin, POST rotate session:admin',
 			'/(app)/settings/users':
@@ -102,6 +102,7 @@ describe('the access table', () => {
 			'/api/notify/channels/[id]/test': 'POST admin',
 			'/api/notify/settings': 'GET admin, PUT admin',
 			'/api/nodes': 'GET read, POST admin',
+			'/api/nodes/bulk': 'POST admin',
 			'/api/nodes/[id]': 'GET read, PATCH admin, DELETE admin',
 			'/api/nodes/[id]/appliance': 'GET read',
 			'/api/nodes/[id]/check': 'POST operate',

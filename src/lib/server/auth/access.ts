@@ -52,7 +52,8 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 			plan: operatorPage,
 			update: operatorPage,
 			provision: operatorPage,
-			acceptHostKey: adminPage
+			acceptHostKey: adminPage,
+			edit: adminPage
 		}
 	},
 	'/(app)/nodes/[id]/appliance': { kind: 'page', view: signedIn },
@@ -129,6 +130,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 			deleteCredential: adminPage,
 			createNode: adminPage,
 			deleteNode: adminPage,
+			bulk: adminPage,
 			check: adminPage,
 			acceptHostKey: adminPage
 		}
@@ -170,6 +172,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/notify/channels/[id]/test': { kind: 'endpoint', methods: { POST: admin } },
 	'/api/notify/settings': { kind: 'endpoint', methods: { GET: admin, PUT: admin } },
 	'/api/nodes': { kind: 'endpoint', methods: { GET: read, POST: admin } },
+	'/api/nodes/bulk': { kind: 'endpoint', methods: { POST: admin } },
 	'/api/nodes/[id]': { kind: 'endpoint', methods: { GET: read, PATCH: admin, DELETE: admin } },
 	'/api/nodes/[id]/appliance': { kind: 'endpoint', methods: { GET: read } },
 	'/api/nodes/[id]/check': { kind: 'endpoint', methods: { POST: operate } },

@@ -33,7 +33,9 @@ import {
 	createNodeSchema,
 	inventoryImportQuerySchema,
 	nodeQuerySchema,
-	updateNodeSchema
+	updateNodeSchema,
+	bulkNodesSchema,
+	bulkNodeActions
 } from '$lib/schemas/nodes';
 import { createChannelSchema, deliveriesQuerySchema, notifySettingsSchema } from '$lib/schemas/notify';
 import { provisioningDefinitionSchema, provisionSchema } from '$lib/schemas/provisioning';
@@ -285,6 +287,20 @@ export const operations: Operation[] = [
 		summary: 'Add a node',
 		body: createNodeSchema,
 		responses: created('The node', nodeSchema)
+	},
+	{
+		method: 'POST',
+		route: '/api/nodes/bulk',
+		tag: 'Nodes',
+		summary: 'Change several nodes at once (add or remove a role, set the policy, delete): all or none',
+		body: bulkNodesSchema,
+		responses: ok(
+			'What changed',
+			z.object({
+				action: z.enum(bulkNodeActions),
+				nodes: z.array(z.object({ id: z.uuid(), name: z.string() }))
+			})
+		)
 	},
 	{ method: 'GET', route: '/api/nodes/[id]', tag: 'Nodes', summary: 'One node', responses: ok('The node', nodeSchema) },
 	{

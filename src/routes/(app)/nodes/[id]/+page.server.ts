@@ -9,10 +9,12 @@ import { lastEventId, recentTasksOf, taskOutput } from '$lib/server/engine';
 import { statusOf } from '$lib/server/fleet/status';
 import { ServiceError } from '$lib/server/errors';
 import { checkNodeFor } from '$lib/server/fleet/checks';
-import { connectionStatus, getNode } from '$lib/server/fleet/nodes';
+import { connectionStatus, getNode, listNodes, updateNode } from '$lib/server/fleet/nodes';
+import { nodeEditShape, nodeFormValues } from '$lib/server/fleet/node-form';
+import { listCredentials } from '$lib/server/keys/credentials';
 import { principalOf } from '$lib/server/http/api';
 import { formError, parseForm } from '$lib/server/http/forms';
-import { acceptHostKeySchema } from '$lib/schemas/nodes';
+import { acceptHostKeySchema, updateNodeSchema } from '$lib/schemas/nodes';
 import { acceptHostKey } from '$lib/server/fleet/host-keys';
 import { planAction, updateAction } from '$lib/server/codesync/update-forms';
 import { releasesForCommits } from '$lib/server/releases/releases';
@@ -60,6 +62,7 @@ export const load: PageServerLoad = async (event) => {
 	const focus = running ?? recent[0] ?? null;
 	const output = focus ? await taskOutput(focus.runId, focus.id, after) : null;
 	const principal = principalOf(event);
+	const canEdit = authorize(event.route.id, 'POST', '?/edit', principal).allow;
 	return {
 		node: {
 			id: node.id,
@@ -138,10 +141,21 @@ export const load: PageServerLoad = async (event) => {
 				}
 			: null,
 		after,
+		// The edit form (admins only) shows the node as the add-node form would, with what it may pick from.
+		edit: canEdit ? await editChoices(node) : null,
 		canAcceptHostKey: authorize(event.route.id, 'POST', '?/acceptHostKey', principal).allow,
 		canOperate: authorize(event.route.id, 'POST', '?/update', principal).allow
 	};
 };
+
+async function editChoices(node: Awaited<ReturnType<typeof getNode>>) {
+	const [creds, others] = await Promise.all([listCredentials(), listNodes({ limit: 500 })]);
+	return {
+		values: nodeFormValues(node),
+		credentials: creds.map((c) => ({ id: c.id, name: c.name })),
+		bastions: others.items.filter((n) => n.id !== node.id).map((n) => ({ id: n.id, name: n.name }))
+	};
+}
 
 /** Scoped to this node, whatever the form says. */
 const scopeOf = (event: RequestEvent) => ({ nodes: [nodeId(event.params.id)] });
@@ -166,6 +180,18 @@ export const actions: Actions = {
 			return { notice: `Pinned ${parsed.data.fingerprint} for ${node.name}.` };
 		} catch (err) {
 			return formError(err);
+		}
+	},
+	/** Every field the API's PATCH takes, checked by the same schema; updateNode records it in the audit log. */
+	edit: async (event) => {
+		const id = nodeId(event.params.id);
+		const parsed = await parseForm(event.request, updateNodeSchema, nodeEditShape);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			const node = await updateNode(actorOf(event), id, parsed.data);
+			return { notice: `Saved ${node.name}.` };
+		} catch (err) {
+			return formError(err, parsed.form);
 		}
 	},
 	plan: async (event) => {

@@ -1,12 +1,15 @@
 import { z } from 'zod';
 import { uuidSchema } from '$lib/schemas/common';
-import { acceptHostKeySchema, createCredentialSchema, createNodeSchema } from '$lib/schemas/nodes';
+import { acceptHostKeySchema, bulkNodesSchema, createCredentialSchema, createNodeSchema } from '$lib/schemas/nodes';
+import { bulkNodes } from '$lib/server/fleet/bulk';
+import { plural } from '$lib/format';
 import { actorOf } from '$lib/server/audit';
 import { acceptHostKey } from '$lib/server/fleet/host-keys';
 import { checkNodeFor } from '$lib/server/fleet/checks';
 import { connectionStatus, createNode, deleteNode, listNodes } from '$lib/server/fleet/nodes';
 import { createCredential, deleteCredential, listCredentials } from '$lib/server/keys/credentials';
 import { formError, parseForm } from '$lib/server/http/forms';
+import { nodeFormShape } from '$lib/server/fleet/node-form';
 import type { Actions, PageServerLoad } from './$types';
 
 export const load: PageServerLoad = async () => {
@@ -18,40 +21,29 @@ export const load: PageServerLoad = async () => {
 	};
 };
 
-/**
- * The add-node form sends roles as "a, b" and labels as "k=v, k2=v2"; they become the list and the object
- * the JSON endpoint takes, and then the same schema checks them.
- */
-function nodeFormShape(form: FormData) {
+const idForm = z.object({ id: uuidSchema });
+
+/** The bulk bar sends its role and policy fields whatever the action; only the one the action takes is read. */
+function bulkFormShape(form: FormData) {
+	const action = form.get('action');
 	const text = (k: string) => {
 		const v = form.get(k);
 		return typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined;
 	};
-	const labels: Record<string, string> = {};
-	for (const pair of (text('labels') ?? '').split(',').filter((p) => p.trim())) {
-		const [k, ...v] = pair.split('=');
-		labels[k!.trim()] = v.join('=').trim();
-	}
 	return {
-		name: text('name'),
-		host: text('host'),
-		port: text('port'),
-		user: text('user'),
-		credential_id: text('credential_id'),
-		jump_node_id: text('jump_node_id') ?? null,
-		kind: text('kind'),
-		roles: (text('roles') ?? '')
-			.split(',')
-			.map((r) => r.trim())
-			.filter(Boolean),
-		labels,
-		policy: text('policy'),
-		control_plane: form.get('control_plane') === 'on',
-		host_key_fingerprint: text('host_key_fingerprint')
+		action,
+		nodes: form.getAll('nodes'),
+		...(action === 'add_role' || action === 'remove_role' ? { role: text('role') } : {}),
+		...(action === 'set_policy' ? { policy: text('policy') } : {})
 	};
 }
 
-const idForm = z.object({ id: uuidSchema });
+const bulkDone: Record<string, (d: { role?: string; policy?: string }) => string> = {
+	add_role: (d) => `Added the role ${d.role} to`,
+	remove_role: (d) => `Removed the role ${d.role} from`,
+	set_policy: (d) => `Set the update policy to ${d.policy} on`,
+	delete: () => 'Deleted'
+};
 
 export const actions: Actions = {
 	createCredential: async (event) => {
@@ -99,6 +91,18 @@ export const actions: Actions = {
 			return { notice: 'Node removed.' };
 		} catch (err) {
 			return formError(err);
+		}
+	},
+
+	bulk: async (event) => {
+		const parsed = await parseForm(event.request, bulkNodesSchema, bulkFormShape);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			const done = await bulkNodes(actorOf(event), parsed.data);
+			const names = done.nodes.map((n) => n.name).join(', ');
+			return { notice: `${bulkDone[done.action]!(parsed.data)} ${plural(done.nodes.length, 'node')}: ${names}.` };
+		} catch (err) {
+			return formError(err, parsed.form);
 		}
 	},
 

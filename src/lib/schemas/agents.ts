@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { wrongType } from './common';
+import { fromText, wrongType } from './common';
 
 /** The pull agent's request bodies (docs/pull-agent.md). */
 
@@ -22,3 +22,24 @@ export const agentReportSchema = z.strictObject({
 	output: z.string(wrongType('must be a string')).max(16_384)
 });
 export type AgentReport = z.infer<typeof agentReportSchema>;
+
+/** How long an enrolment token lives: an hour unless the admin says otherwise, a day at most. */
+export const ENROL_TOKEN_MINUTES = { default: 60, min: 5, max: 1440 } as const;
+
+export const createEnrolTokenSchema = z.strictObject({
+	expires_in_minutes: fromText(
+		z
+			.number(wrongType('must be a number of minutes'))
+			.int('must be a whole number of minutes')
+			.min(ENROL_TOKEN_MINUTES.min, `must be at least ${ENROL_TOKEN_MINUTES.min} minutes`)
+			.max(ENROL_TOKEN_MINUTES.max, `must be at most ${ENROL_TOKEN_MINUTES.max} minutes`)
+	).default(ENROL_TOKEN_MINUTES.default)
+});
+export type CreateEnrolToken = z.infer<typeof createEnrolTokenSchema>;
+
+/** The agent's exchange of its one-time token for its node's secret. */
+export const agentEnrolSchema = z.strictObject({
+	node_id: z.uuid({ error: 'must be a UUID' }),
+	token: z.string(wrongType('must be a string')).regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits')
+});
+export type AgentEnrol = z.infer<typeof agentEnrolSchema>;

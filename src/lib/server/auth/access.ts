@@ -180,6 +180,9 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/nodes/[id]/mark-synced': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/nodes/[id]/provision': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/nodes/[id]/agent': { kind: 'endpoint', methods: { GET: read, POST: admin, DELETE: admin } },
+	'/api/nodes/[id]/agent/enrol-token': { kind: 'endpoint', methods: { POST: admin } },
+	// The one-time enrolment token in the body is the credential; the endpoint refuses (401) any other.
+	'/api/agents/enrol': { kind: 'endpoint', methods: { POST: open } },
 	'/api/updates/next': { kind: 'endpoint', methods: { POST: agentSigned } },
 	'/api/updates/report': { kind: 'endpoint', methods: { POST: agentSigned } },
 	'/api/roles': { kind: 'endpoint', methods: { GET: read, POST: admin } },

@@ -107,6 +107,7 @@ function operationObject(op: Operation) {
 		responses['401'] = errorAnswer('Not signed in and no API token');
 		responses['403'] = errorAnswer('The caller’s role or token scope does not reach this');
 	}
+	for (const [status, description] of Object.entries(op.refusals ?? {})) responses[status] = errorAnswer(description);
 	if (params.length) responses['404'] = errorAnswer('No such thing');
 	if (op.method !== 'GET') responses['409'] = errorAnswer('It conflicts with the current state');
 

@@ -6,6 +6,7 @@ import { db } from '$lib/server/db';
 import { agentEnrolTokens } from '$lib/server/db/schema';
 import { ServiceError } from '$lib/server/errors';
 import { getNode } from '$lib/server/fleet/nodes';
+import { sh } from '$lib/server/ssh/shell';
 import { storeNewSecret, type PublicEnrolment } from './enrolment';
 import { newAgentSecret } from './signing';
 
@@ -96,4 +97,13 @@ export async function exchangeEnrolToken(
 		);
 		return enrolled;
 	});
+}
+
+/**
+ * The command that starts the agent on the node with its token, each value quoted by the one quoting helper.
+ * The node's own update commands (`UPDATE_BACKUP_CMD` …) come from its environment (docs/pull-agent.md).
+ */
+export function agentStartCommand(consoleUrl: string, nodeId: string, token: string): string {
+	return sh`FLOTILLA_URL=${consoleUrl} FLOTILLA_NODE_ID=${nodeId} FLOTILLA_ENROL_TOKEN=${token} sh flotilla-agent`
+		.script;
 }

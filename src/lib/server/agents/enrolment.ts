@@ -66,11 +66,17 @@ export async function enrolAgent(actor: Actor, nodeId: string): Promise<PublicEn
 	});
 }
 
+/** The node's agent enrolment; null when it has none. */
+export async function enrolmentOf(nodeId: string): Promise<PublicEnrolment | null> {
+	const [row] = await db().select().from(agentEnrolments).where(eq(agentEnrolments.nodeId, nodeId));
+	return row ? present(row) : null;
+}
+
 export async function getEnrolment(nodeId: string): Promise<PublicEnrolment> {
 	const node = await getNode(nodeId);
-	const [row] = await db().select().from(agentEnrolments).where(eq(agentEnrolments.nodeId, node.id));
-	if (!row) throw notFound(`An agent enrolment for node ${node.name}`);
-	return present(row);
+	const enrolment = await enrolmentOf(node.id);
+	if (!enrolment) throw notFound(`An agent enrolment for node ${node.name}`);
+	return enrolment;
 }
 
 /**

@@ -53,7 +53,9 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 			update: operatorPage,
 			provision: operatorPage,
 			acceptHostKey: adminPage,
-			edit: adminPage
+			edit: adminPage,
+			enrolAgent: adminPage,
+			revokeAgent: adminPage
 		}
 	},
 	'/(app)/nodes/[id]/appliance': { kind: 'page', view: signedIn },

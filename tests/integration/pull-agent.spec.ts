@@ -459,18 +459,19 @@ describe('pull agents', () => {
 		expect(audit.map((a) => a.action)).toEqual(['agent.enrol', 'agent.enrol', 'agent.revoke']);
 	});
 
-	it('an agent started with a one-time enrolment token exchanges it once, keeps the secret (mode 600) and signs with it; a used, expired or unknown token is refused naming token, nothing changed', async () => {
+	it('an agent started with a one-time enrolment token exchanges it once, keeps the secret (mode 600) and signs with it; a used, expired or unknown token is refused naming its header, nothing changed', async () => {
 		const h = await pullNode('pull-h', ['web'], false);
+		const HEADER = 'x-flotilla-enrol-token';
 		const exitOf = (a: Agent) =>
 			new Promise<number | null>((r) =>
 				a.proc.exitCode !== null ? r(a.proc.exitCode) : a.proc.once('exit', (code) => r(code))
 			);
 		const enrolled = async () =>
 			(await db().select().from(agentEnrolments).where(eq(agentEnrolments.nodeId, h.id)))[0] ?? null;
-		const exchange = (body: unknown) =>
+		const exchange = (token: string | null, body: unknown = { node_id: h.id }) =>
 			fetch(`${base}/api/agents/enrol`, {
 				method: 'POST',
-				headers: { 'content-type': 'application/json' },
+				headers: { 'content-type': 'application/json', ...(token ? { 'x-flotilla-enrol-token': token } : {}) },
 				body: JSON.stringify(body)
 			});
 		const refusal = async (r: Response) => [r.status, ((await r.json()) as { error: { fields: object } }).error.fields];
@@ -483,10 +484,7 @@ describe('pull agents', () => {
 		expect(stored).toHaveLength(1);
 		// Kept hashed only.
 		expect(JSON.stringify(stored)).not.toContain(token);
-		expect(await refusal(await exchange({ node_id: h.id, token: replaced.token }))).toEqual([
-			401,
-			{ token: 'is not known' }
-		]);
+		expect(await refusal(await exchange(replaced.token))).toEqual([401, { [HEADER]: 'is not known for this node' }]);
 
 		const first = startAgent('pull-h', h.id, '', { FLOTILLA_ENROL_TOKEN: token });
 		await waitFor(
@@ -528,21 +526,25 @@ describe('pull agents', () => {
 		expect(expired.stderr()).toContain('(HTTP 401): This enrolment token has expired');
 
 		const answers = [
-			await refusal(await exchange({ node_id: h.id, token })),
-			await refusal(await exchange({ node_id: h.id, token: late.token })),
-			await refusal(await exchange({ node_id: h.id, token: randomBytes(32).toString('hex') })),
+			await refusal(await exchange(token)),
+			await refusal(await exchange(late.token)),
+			await refusal(await exchange(randomBytes(32).toString('hex'))),
 			// Another node's id with this node's token: as unknown as any other.
-			await refusal(await exchange({ node_id: crypto.randomUUID(), token })),
-			await refusal(await exchange({ node_id: 'pull-h', token: 'not hex' })),
-			await refusal(await exchange({}))
+			await refusal(await exchange(token, { node_id: crypto.randomUUID() })),
+			await refusal(await exchange(null)),
+			await refusal(await exchange('not hex')),
+			await refusal(await exchange(token, { node_id: 'pull-h' })),
+			await refusal(await exchange(token, {}))
 		];
 		expect(answers).toEqual([
-			[401, { token: 'was already used' }],
-			[401, { token: 'has expired' }],
-			[401, { token: 'is not known' }],
-			[401, { token: 'is not known' }],
-			[400, { node_id: 'must be a UUID', token: 'must be 64 lowercase hex digits' }],
-			[400, { node_id: expect.any(String), token: expect.any(String) }]
+			[401, { [HEADER]: 'was already used' }],
+			[401, { [HEADER]: 'has expired' }],
+			[401, { [HEADER]: 'is not known for this node' }],
+			[401, { [HEADER]: 'is not known for this node' }],
+			[401, { [HEADER]: 'is required' }],
+			[401, { [HEADER]: 'must be 64 hex digits' }],
+			[400, { node_id: 'must be a UUID' }],
+			[400, { node_id: expect.any(String) }]
 		]);
 		// None of the refusals touched the enrolment.
 		expect((await enrolled())!.sealedSecret).toBe(sealed);
@@ -558,10 +560,7 @@ describe('pull agents', () => {
 		const waiting = await createEnrolToken(systemActor, h.id, { expires_in_minutes: 60 });
 		await revokeAgent(systemActor, h.id);
 		expect(await enrolled()).toBeNull();
-		expect(await refusal(await exchange({ node_id: h.id, token: waiting.token }))).toEqual([
-			401,
-			{ token: 'is not known' }
-		]);
+		expect(await refusal(await exchange(waiting.token))).toEqual([401, { [HEADER]: 'is not known for this node' }]);
 	}, 90_000);
 
 	it('shellcheck passes on the agent', () => {

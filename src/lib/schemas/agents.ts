@@ -37,9 +37,17 @@ export const createEnrolTokenSchema = z.strictObject({
 });
 export type CreateEnrolToken = z.infer<typeof createEnrolTokenSchema>;
 
-/** The agent's exchange of its one-time token for its node's secret. */
-export const agentEnrolSchema = z.strictObject({
-	node_id: z.uuid({ error: 'must be a UUID' }),
-	token: z.string(wrongType('must be a string')).regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits')
+/**
+ * The agent's exchange of its one-time token (in the `X-Flotilla-Enrol-Token` header) for its node's secret: the
+ * node it believes it is, so that a token pasted onto the wrong node is refused rather than spent.
+ */
+/** A one-time enrolment token: 256 random bits in hex, a shape the agent's POSIX sh can check. */
+export const enrolTokenPattern = /^[0-9a-f]{64}$/;
+
+/** How the enrolment's header is documented; the endpoint refuses it missing or malformed with a 401. */
+export const agentEnrolHeadersSchema = z.object({
+	'x-flotilla-enrol-token': z.string().regex(enrolTokenPattern).describe('The one-time enrolment token')
 });
+
+export const agentEnrolSchema = z.strictObject({ node_id: z.uuid({ error: 'must be a UUID' }) });
 export type AgentEnrol = z.infer<typeof agentEnrolSchema>;

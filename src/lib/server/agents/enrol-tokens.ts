@@ -1,5 +1,5 @@
 import { and, eq, gt, isNull } from 'drizzle-orm';
-import type { AgentEnrol, CreateEnrolToken } from '$lib/schemas/agents';
+import { enrolTokenPattern, type AgentEnrol, type CreateEnrolToken } from '$lib/schemas/agents';
 import { recordAudit, type Actor } from '$lib/server/audit';
 import { hashToken } from '$lib/server/auth/tokens';
 import { db } from '$lib/server/db';
@@ -8,7 +8,7 @@ import { ServiceError } from '$lib/server/errors';
 import { getNode } from '$lib/server/fleet/nodes';
 import { sh } from '$lib/server/ssh/shell';
 import { storeNewSecret, type PublicEnrolment } from './enrolment';
-import { newAgentSecret } from './signing';
+import { headers, newAgentSecret } from './signing';
 
 /**
  * One-time enrolment tokens (docs/pull-agent.md, "Enrolment"): an admin makes one for a node; the agent, started
@@ -61,13 +61,24 @@ export async function pendingEnrolToken(nodeId: string): Promise<{ expiresAt: Da
 	return row ?? null;
 }
 
-const refused = (message: string, why: string) => new ServiceError('unauthenticated', message, { token: why });
+const refused = (message: string, why: string) =>
+	new ServiceError('unauthenticated', message, { [headers.enrolToken]: why });
+
+/** The enrolment token header, present and well-formed, or a 401 naming it. */
+export function enrolTokenOf(h: Headers): string {
+	const token = h.get(headers.enrolToken);
+	if (token === null) throw refused(`Send the enrolment token in the ${headers.enrolToken} header`, 'is required');
+	if (!enrolTokenPattern.test(token))
+		throw refused(`The ${headers.enrolToken} header is malformed`, 'must be 64 hex digits');
+	return token;
+}
 
 /**
  * The agent's exchange: the token, once and before it expires, for the node's new secret (enrolling the agent,
- * or replacing its secret). Refused with a 401 naming `token` otherwise, with nothing changed.
+ * or replacing its secret). Refused with a 401 naming the token's header otherwise, with nothing changed.
  */
 export async function exchangeEnrolToken(
+	token: string,
 	input: AgentEnrol,
 	ip: string | null
 ): Promise<PublicEnrolment & { secret: string }> {
@@ -76,10 +87,12 @@ export async function exchangeEnrolToken(
 		const [row] = await tx
 			.select()
 			.from(agentEnrolTokens)
-			.where(eq(agentEnrolTokens.tokenHash, hashToken(input.token)))
+			.where(eq(agentEnrolTokens.tokenHash, hashToken(token)))
 			.for('update');
 		// Another node's token is as good as unknown here: saying whose it is would tell its holder too much.
-		if (!row || row.nodeId !== input.node_id) throw refused('This enrolment token is not known', 'is not known');
+		if (!row || row.nodeId !== input.node_id) {
+			throw refused('This enrolment token is not known for this node', 'is not known for this node');
+		}
 		if (row.usedAt) throw refused('This enrolment token was already used', 'was already used');
 		if (row.expiresAt.getTime() <= Date.now()) throw refused('This enrolment token has expired', 'has expired');
 		await tx.update(agentEnrolTokens).set({ usedAt: new Date() }).where(eq(agentEnrolTokens.id, row.id));

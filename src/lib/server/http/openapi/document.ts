@@ -46,7 +46,8 @@ const unrepresentable = new Set([
 /** Who may call a route, in words, from the access table. */
 export function whoMay(rule: Rule): string {
 	if (rule.level === 'public') return 'anyone';
-	if (rule.level === 'agent') return 'a pull agent, by its node’s signature (docs/pull-agent.md)';
+	if (rule.level === 'agent')
+		return 'a pull agent, by its node’s signature or its one-time enrolment token (docs/pull-agent.md)';
 	const who = { read: 'read', operate: 'operate', admin: 'admin' }[rule.level];
 	return rule.session ? `a signed-in browser session (${who})` : `${who} scope or role`;
 }

@@ -5,7 +5,13 @@ import {
 	fleetUpdateSchema,
 	pushSchema
 } from '$lib/schemas/appliances';
-import { agentEnrolSchema, agentNextSchema, agentReportSchema, createEnrolTokenSchema } from '$lib/schemas/agents';
+import {
+	agentEnrolHeadersSchema,
+	agentEnrolSchema,
+	agentNextSchema,
+	agentReportSchema,
+	createEnrolTokenSchema
+} from '$lib/schemas/agents';
 import { auditQuerySchema } from '$lib/schemas/audit';
 import { createTokenSchema, createUserSchema, resetPasswordSchema, updateUserSchema } from '$lib/schemas/auth';
 import {
@@ -441,10 +447,11 @@ export const operations: Operation[] = [
 		route: '/api/agents/enrol',
 		tag: 'Pull agents',
 		summary:
-			'An agent exchanges its one-time enrolment token for its node’s secret; an unknown, used or expired token is a 401 naming `token`',
+			'An agent exchanges its one-time enrolment token for its node’s secret; a missing, unknown, used or expired token is a 401 naming its header',
+		headers: agentEnrolHeadersSchema,
 		body: agentEnrolSchema,
 		responses: created('The enrolment and the agent’s secret', agentEnrolledSchema),
-		refusals: { 401: 'The token is not known for this node, was already used, or has expired' }
+		refusals: { 401: 'The token is missing, not known for this node, already used, or expired' }
 	},
 	{
 		method: 'POST',

@@ -468,11 +468,13 @@ describe('pull agents', () => {
 			);
 		const enrolled = async () =>
 			(await db().select().from(agentEnrolments).where(eq(agentEnrolments.nodeId, h.id)))[0] ?? null;
-		const exchange = (token: string | null, body: unknown = { node_id: h.id }) =>
+		const exchange = (token: string | null, node: string | null = h.id) =>
 			fetch(`${base}/api/agents/enrol`, {
 				method: 'POST',
-				headers: { 'content-type': 'application/json', ...(token ? { 'x-flotilla-enrol-token': token } : {}) },
-				body: JSON.stringify(body)
+				headers: {
+					...(node ? { 'x-flotilla-node': node } : {}),
+					...(token ? { 'x-flotilla-enrol-token': token } : {})
+				}
 			});
 		const refusal = async (r: Response) => [r.status, ((await r.json()) as { error: { fields: object } }).error.fields];
 
@@ -530,11 +532,11 @@ describe('pull agents', () => {
 			await refusal(await exchange(late.token)),
 			await refusal(await exchange(randomBytes(32).toString('hex'))),
 			// Another node's id with this node's token: as unknown as any other.
-			await refusal(await exchange(token, { node_id: crypto.randomUUID() })),
+			await refusal(await exchange(token, crypto.randomUUID())),
 			await refusal(await exchange(null)),
 			await refusal(await exchange('not hex')),
-			await refusal(await exchange(token, { node_id: 'pull-h' })),
-			await refusal(await exchange(token, {}))
+			await refusal(await exchange(token, 'pull-h')),
+			await refusal(await exchange(token, null))
 		];
 		expect(answers).toEqual([
 			[401, { [HEADER]: 'was already used' }],
@@ -543,8 +545,8 @@ describe('pull agents', () => {
 			[401, { [HEADER]: 'is not known for this node' }],
 			[401, { [HEADER]: 'is required' }],
 			[401, { [HEADER]: 'must be 64 hex digits' }],
-			[400, { node_id: 'must be a UUID' }],
-			[400, { node_id: expect.any(String) }]
+			[401, { 'x-flotilla-node': 'must be the node id' }],
+			[401, { 'x-flotilla-node': 'is required' }]
 		]);
 		// None of the refusals touched the enrolment.
 		expect((await enrolled())!.sealedSecret).toBe(sealed);

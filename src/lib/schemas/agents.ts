@@ -44,10 +44,12 @@ export type CreateEnrolToken = z.infer<typeof createEnrolTokenSchema>;
 /** A one-time enrolment token: 256 random bits in hex, a shape the agent's POSIX sh can check. */
 export const enrolTokenPattern = /^[0-9a-f]{64}$/;
 
-/** How the enrolment's header is documented; the endpoint refuses it missing or malformed with a 401. */
+/**
+ * How the enrolment's headers are documented: the node the agent believes it is (so that a token pasted onto the
+ * wrong node is refused rather than spent) and its token. The endpoint refuses either missing or malformed with a
+ * 401 naming it, as it refuses a signed request's headers.
+ */
 export const agentEnrolHeadersSchema = z.object({
+	'x-flotilla-node': z.uuid().describe('The node’s id'),
 	'x-flotilla-enrol-token': z.string().regex(enrolTokenPattern).describe('The one-time enrolment token')
 });
-
-export const agentEnrolSchema = z.strictObject({ node_id: z.uuid({ error: 'must be a UUID' }) });
-export type AgentEnrol = z.infer<typeof agentEnrolSchema>;

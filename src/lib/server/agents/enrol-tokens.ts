@@ -1,5 +1,5 @@
 import { and, eq, gt, isNull } from 'drizzle-orm';
-import { enrolTokenPattern, type AgentEnrol, type CreateEnrolToken } from '$lib/schemas/agents';
+import type { CreateEnrolToken } from '$lib/schemas/agents';
 import { recordAudit, type Actor } from '$lib/server/audit';
 import { hashToken } from '$lib/server/auth/tokens';
 import { db } from '$lib/server/db';
@@ -64,22 +64,12 @@ export async function pendingEnrolToken(nodeId: string): Promise<{ expiresAt: Da
 const refused = (message: string, why: string) =>
 	new ServiceError('unauthenticated', message, { [headers.enrolToken]: why });
 
-/** The enrolment token header, present and well-formed, or a 401 naming it. */
-export function enrolTokenOf(h: Headers): string {
-	const token = h.get(headers.enrolToken);
-	if (token === null) throw refused(`Send the enrolment token in the ${headers.enrolToken} header`, 'is required');
-	if (!enrolTokenPattern.test(token))
-		throw refused(`The ${headers.enrolToken} header is malformed`, 'must be 64 hex digits');
-	return token;
-}
-
 /**
  * The agent's exchange: the token, once and before it expires, for the node's new secret (enrolling the agent,
  * or replacing its secret). Refused with a 401 naming the token's header otherwise, with nothing changed.
  */
 export async function exchangeEnrolToken(
-	token: string,
-	input: AgentEnrol,
+	{ nodeId, token }: { nodeId: string; token: string },
 	ip: string | null
 ): Promise<PublicEnrolment & { secret: string }> {
 	return db().transaction(async (tx) => {
@@ -90,7 +80,7 @@ export async function exchangeEnrolToken(
 			.where(eq(agentEnrolTokens.tokenHash, hashToken(token)))
 			.for('update');
 		// Another node's token is as good as unknown here: saying whose it is would tell its holder too much.
-		if (!row || row.nodeId !== input.node_id) {
+		if (!row || row.nodeId !== nodeId) {
 			throw refused('This enrolment token is not known for this node', 'is not known for this node');
 		}
 		if (row.usedAt) throw refused('This enrolment token was already used', 'was already used');

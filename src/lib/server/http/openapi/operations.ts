@@ -7,7 +7,6 @@ import {
 } from '$lib/schemas/appliances';
 import {
 	agentEnrolHeadersSchema,
-	agentEnrolSchema,
 	agentNextSchema,
 	agentReportSchema,
 	createEnrolTokenSchema
@@ -449,7 +448,6 @@ export const operations: Operation[] = [
 		summary:
 			'An agent exchanges its one-time enrolment token for its node’s secret; a missing, unknown, used or expired token is a 401 naming its header',
 		headers: agentEnrolHeadersSchema,
-		body: agentEnrolSchema,
 		responses: created('The enrolment and the agent’s secret', agentEnrolledSchema),
 		refusals: { 401: 'The token is missing, not known for this node, already used, or expired' }
 	},

@@ -1,16 +1,16 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { and, eq } from 'drizzle-orm';
+import { and, eq, isNull } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRoleSchema } from '../../src/lib/schemas/code-sync';
 import { createRolloutSchema } from '../../src/lib/schemas/releases';
-import { enrolAgent, getEnrolment, revokeAgent } from '../../src/lib/server/agents/enrolment';
+import { agentSecret, enrolAgent, getEnrolment, revokeAgent } from '../../src/lib/server/agents/enrolment';
 import { hmacHex, requestText } from '../../src/lib/server/agents/signing';
 import { systemActor } from '../../src/lib/server/audit';
 import { createRole } from '../../src/lib/server/codesync/roles';
@@ -18,6 +18,7 @@ import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase } from '../../src/lib/server/db';
 import {
 	agentEnrolments,
+	agentEnrolTokens,
 	agentJobs,
 	agentNonces,
 	auditLog,
@@ -32,6 +33,8 @@ import { createRelease } from '../../src/lib/server/releases/releases';
 import { hmacSignature } from '../../src/lib/server/releases/signing';
 import { driveRollouts } from '../../src/lib/server/rollouts/driver';
 import { createRollout, getRollout, nodesOfRollout } from '../../src/lib/server/rollouts/rollouts';
+import { createEnrolToken } from '../../src/lib/server/agents/enrol-tokens';
+import { POST as enrolRoute } from '../../src/routes/api/agents/enrol/+server';
 import { POST as nextRoute } from '../../src/routes/api/updates/next/+server';
 import { POST as reportRoute } from '../../src/routes/api/updates/report/+server';
 import { freshPostgres } from '../support/databases';
@@ -53,6 +56,7 @@ let dir = '';
 const running: ChildProcess[] = [];
 
 const routes: Record<string, (event: never) => Promise<Response>> = {
+	'/api/agents/enrol': enrolRoute as never,
 	'/api/updates/next': nextRoute as never,
 	'/api/updates/report': reportRoute as never
 };
@@ -125,7 +129,7 @@ async function killAgent(a: Agent): Promise<void> {
 
 const lines = async (file: string) => (existsSync(file) ? (await readFile(file, 'utf8')).trim().split('\n') : []);
 
-async function pullNode(name: string, roles = ['web']): Promise<{ id: string; secret: string }> {
+async function pullNode(name: string, roles = ['web'], enrol = true): Promise<{ id: string; secret: string }> {
 	const [cred] = await db().select().from(credentials).limit(1);
 	const [node] = await db()
 		.insert(nodes)
@@ -138,6 +142,7 @@ async function pullNode(name: string, roles = ['web']): Promise<{ id: string; se
 			hostKeyStatus: 'pinned'
 		})
 		.returning();
+	if (!enrol) return { id: node!.id, secret: '' };
 	const { secret } = await enrolAgent(systemActor, node!.id);
 	return { id: node!.id, secret };
 }
@@ -453,6 +458,112 @@ describe('pull agents', () => {
 		const audit = await db().select().from(auditLog).where(eq(auditLog.targetId, g.id));
 		expect(audit.map((a) => a.action)).toEqual(['agent.enrol', 'agent.enrol', 'agent.revoke']);
 	});
+
+	it('an agent started with a one-time enrolment token exchanges it once, keeps the secret (mode 600) and signs with it; a used, expired or unknown token is refused naming its header, nothing changed', async () => {
+		const h = await pullNode('pull-h', ['web'], false);
+		const HEADER = 'x-flotilla-enrol-token';
+		const exitOf = (a: Agent) =>
+			new Promise<number | null>((r) =>
+				a.proc.exitCode !== null ? r(a.proc.exitCode) : a.proc.once('exit', (code) => r(code))
+			);
+		const enrolled = async () =>
+			(await db().select().from(agentEnrolments).where(eq(agentEnrolments.nodeId, h.id)))[0] ?? null;
+		const exchange = (token: string | null, node: string | null = h.id) =>
+			fetch(`${base}/api/agents/enrol`, {
+				method: 'POST',
+				headers: {
+					...(node ? { 'x-flotilla-node': node } : {}),
+					...(token ? { 'x-flotilla-enrol-token': token } : {})
+				}
+			});
+		const refusal = async (r: Response) => [r.status, ((await r.json()) as { error: { fields: object } }).error.fields];
+
+		// A first token, replaced by a second before anyone used it: the first no longer works.
+		const replaced = await createEnrolToken(systemActor, h.id, { expires_in_minutes: 60 });
+		const { token, expires_at } = await createEnrolToken(systemActor, h.id, { expires_in_minutes: 60 });
+		expect(Date.parse(expires_at) - Date.now()).toBeGreaterThan(59 * 60_000);
+		const stored = await db().select().from(agentEnrolTokens).where(eq(agentEnrolTokens.nodeId, h.id));
+		expect(stored).toHaveLength(1);
+		// Kept hashed only.
+		expect(JSON.stringify(stored)).not.toContain(token);
+		expect(await refusal(await exchange(replaced.token))).toEqual([401, { [HEADER]: 'is not known for this node' }]);
+
+		const first = startAgent('pull-h', h.id, '', { FLOTILLA_ENROL_TOKEN: token });
+		await waitFor(
+			'the enrolled agent polling with its secret',
+			async () => (await enrolled())?.agentVersion === '1.0.0'
+		);
+		const secretFile = join(dir, 'pull-h', 'secret');
+		expect((await stat(secretFile)).mode & 0o777).toBe(0o600);
+		const kept = (await readFile(secretFile, 'utf8')).split('\n')[0]!;
+		expect(kept).toMatch(/^[0-9a-f]{64}$/);
+		// The secret it kept is the one the console holds: its signed polls were accepted.
+		expect(await agentSecret(h.id)).toBe(kept);
+		const sealed = (await enrolled())!.sealedSecret;
+
+		// A restart with the same environment uses the kept secret; it does not spend the token again.
+		await killAgent(first);
+		const polledBefore = (await enrolled())!.lastPollAt!;
+		const again = startAgent('pull-h', h.id, '', { FLOTILLA_ENROL_TOKEN: token });
+		await waitFor('a poll after the restart', async () => (await enrolled())!.lastPollAt! > polledBefore);
+		await killAgent(again);
+		expect(again.stderr()).not.toContain('enrolled');
+
+		// Another machine with the same token: refused, by the agent's own exchange, and it stops.
+		const second = startAgent('pull-h-copy', h.id, '', { FLOTILLA_ENROL_TOKEN: token });
+		expect(await exitOf(second)).toBe(2);
+		expect(second.stderr()).toContain(
+			'the console refused the enrolment token (HTTP 401): This enrolment token was already used'
+		);
+		expect(existsSync(join(dir, 'pull-h-copy', 'secret'))).toBe(false);
+
+		// An expired token (its expiry moved into the past rather than waited for).
+		const late = await createEnrolToken(systemActor, h.id, { expires_in_minutes: 5 });
+		await db()
+			.update(agentEnrolTokens)
+			.set({ expiresAt: new Date(Date.now() - 1000) })
+			.where(and(eq(agentEnrolTokens.nodeId, h.id), isNull(agentEnrolTokens.usedAt)));
+		const expired = startAgent('pull-h-late', h.id, '', { FLOTILLA_ENROL_TOKEN: late.token });
+		expect(await exitOf(expired)).toBe(2);
+		expect(expired.stderr()).toContain('(HTTP 401): This enrolment token has expired');
+
+		const answers = [
+			await refusal(await exchange(token)),
+			await refusal(await exchange(late.token)),
+			await refusal(await exchange(randomBytes(32).toString('hex'))),
+			// Another node's id with this node's token: as unknown as any other.
+			await refusal(await exchange(token, crypto.randomUUID())),
+			await refusal(await exchange(null)),
+			await refusal(await exchange('not hex')),
+			await refusal(await exchange(token, 'pull-h')),
+			await refusal(await exchange(token, null))
+		];
+		expect(answers).toEqual([
+			[401, { [HEADER]: 'was already used' }],
+			[401, { [HEADER]: 'has expired' }],
+			[401, { [HEADER]: 'is not known for this node' }],
+			[401, { [HEADER]: 'is not known for this node' }],
+			[401, { [HEADER]: 'is required' }],
+			[401, { [HEADER]: 'must be 64 hex digits' }],
+			[401, { 'x-flotilla-node': 'must be the node id' }],
+			[401, { 'x-flotilla-node': 'is required' }]
+		]);
+		// None of the refusals touched the enrolment.
+		expect((await enrolled())!.sealedSecret).toBe(sealed);
+		const audit = await db().select().from(auditLog).where(eq(auditLog.targetId, h.id));
+		expect(audit.map((a) => [a.action, a.actorName])).toEqual([
+			['agent.enrol_token', 'system'],
+			['agent.enrol_token', 'system'],
+			['agent.enrol', 'agent of pull-h'],
+			['agent.enrol_token', 'system']
+		]);
+
+		// Revoking drops the waiting token with the enrolment.
+		const waiting = await createEnrolToken(systemActor, h.id, { expires_in_minutes: 60 });
+		await revokeAgent(systemActor, h.id);
+		expect(await enrolled()).toBeNull();
+		expect(await refusal(await exchange(waiting.token))).toEqual([401, { [HEADER]: 'is not known for this node' }]);
+	}, 90_000);
 
 	it('shellcheck passes on the agent', () => {
 		expect(execFileSync('shellcheck', ['--shell=sh', AGENT], { encoding: 'utf8' })).toBe('');

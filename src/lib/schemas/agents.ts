@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { wrongType } from './common';
+import { fromText, wrongType } from './common';
 
 /** The pull agent's request bodies (docs/pull-agent.md). */
 
@@ -22,3 +22,34 @@ export const agentReportSchema = z.strictObject({
 	output: z.string(wrongType('must be a string')).max(16_384)
 });
 export type AgentReport = z.infer<typeof agentReportSchema>;
+
+/** How long an enrolment token lives: an hour unless the admin says otherwise, a day at most. */
+export const ENROL_TOKEN_MINUTES = { default: 60, min: 5, max: 1440 } as const;
+
+export const createEnrolTokenSchema = z.strictObject({
+	expires_in_minutes: fromText(
+		z
+			.number(wrongType('must be a number of minutes'))
+			.int('must be a whole number of minutes')
+			.min(ENROL_TOKEN_MINUTES.min, `must be at least ${ENROL_TOKEN_MINUTES.min} minutes`)
+			.max(ENROL_TOKEN_MINUTES.max, `must be at most ${ENROL_TOKEN_MINUTES.max} minutes`)
+	).default(ENROL_TOKEN_MINUTES.default)
+});
+export type CreateEnrolToken = z.infer<typeof createEnrolTokenSchema>;
+
+/**
+ * The agent's exchange of its one-time token (in the `X-Flotilla-Enrol-Token` header) for its node's secret: the
+ * node it believes it is, so that a token pasted onto the wrong node is refused rather than spent.
+ */
+/** A one-time enrolment token: 256 random bits in hex, a shape the agent's POSIX sh can check. */
+export const enrolTokenPattern = /^[0-9a-f]{64}$/;
+
+/**
+ * How the enrolment's headers are documented: the node the agent believes it is (so that a token pasted onto the
+ * wrong node is refused rather than spent) and its token. The endpoint refuses either missing or malformed with a
+ * 401 naming it, as it refuses a signed request's headers.
+ */
+export const agentEnrolHeadersSchema = z.object({
+	'x-flotilla-node': z.uuid().describe('The node’s id'),
+	'x-flotilla-enrol-token': z.string().regex(enrolTokenPattern).describe('The one-time enrolment token')
+});

@@ -787,6 +787,13 @@ export const agentEnrolledSchema = agentEnrolmentSchema.extend({
 	secret: z.string().describe('The agent’s secret, shown this once')
 });
 
+/** A one-time enrolment token for a node's agent (docs/pull-agent.md, "Enrolment"), shown this once. */
+export const agentEnrolTokenSchema = z.object({
+	node_id: id,
+	token: z.string().describe('The one-time token, shown this once: the agent exchanges it for its secret'),
+	expires_at: time
+});
+
 /** An agent's poll answer: its job, if any, and when to ask again. */
 export const agentNextAnswerSchema = z.object({
 	job: z

@@ -1,9 +1,9 @@
-import { eq } from 'drizzle-orm';
+import { and, eq, isNull } from 'drizzle-orm';
 import { recordAudit, type Actor } from '$lib/server/audit';
 import { masterKey } from '$lib/server/crypto/master-key';
 import { openSecret, sealSecret } from '$lib/server/crypto/secret-box';
-import { db } from '$lib/server/db';
-import { agentEnrolments, type AgentEnrolment } from '$lib/server/db/schema';
+import { db, type Database } from '$lib/server/db';
+import { agentEnrolments, agentEnrolTokens, type AgentEnrolment } from '$lib/server/db/schema';
 import { notFound } from '$lib/server/errors';
 import { getNode } from '$lib/server/fleet/nodes';
 import { newAgentSecret } from './signing';
@@ -31,48 +31,80 @@ function present(row: AgentEnrolment): PublicEnrolment {
 	};
 }
 
-/** Enrols the node's agent, or gives it a new secret (the old one stops working at once). */
-export async function enrolAgent(actor: Actor, nodeId: string): Promise<PublicEnrolment & { secret: string }> {
-	const node = await getNode(nodeId);
+/**
+ * Gives the node's agent a new secret, sealed, in `executor` (a transaction when the caller has one): enrols
+ * it, or replaces its secret, so that the old one stops working at once.
+ */
+export async function storeNewSecret(
+	executor: Database,
+	nodeId: string
+): Promise<PublicEnrolment & { secret: string }> {
 	const secret = newAgentSecret();
-	const sealedSecret = sealSecret(masterKey(), secret, context(node.id));
-	const [row] = await db()
+	const sealedSecret = sealSecret(masterKey(), secret, context(nodeId));
+	const [row] = await executor
 		.insert(agentEnrolments)
-		.values({ nodeId: node.id, sealedSecret })
+		.values({ nodeId, sealedSecret })
 		.onConflictDoUpdate({
 			target: agentEnrolments.nodeId,
 			set: { sealedSecret, createdAt: new Date(), lastPollAt: null, agentVersion: null }
 		})
 		.returning();
-	await recordAudit(actor, {
-		action: 'agent.enrol',
-		targetType: 'node',
-		targetId: node.id,
-		details: { node: node.name }
-	});
 	return { ...present(row!), secret };
+}
+
+/** Enrols the node's agent, or gives it a new secret (the old one stops working at once). */
+export async function enrolAgent(actor: Actor, nodeId: string): Promise<PublicEnrolment & { secret: string }> {
+	const node = await getNode(nodeId);
+	return db().transaction(async (tx) => {
+		const enrolled = await storeNewSecret(tx, node.id);
+		await recordAudit(
+			actor,
+			{ action: 'agent.enrol', targetType: 'node', targetId: node.id, details: { node: node.name } },
+			tx
+		);
+		return enrolled;
+	});
+}
+
+/** The node's agent enrolment; null when it has none. */
+export async function enrolmentOf(nodeId: string): Promise<PublicEnrolment | null> {
+	const [row] = await db().select().from(agentEnrolments).where(eq(agentEnrolments.nodeId, nodeId));
+	return row ? present(row) : null;
 }
 
 export async function getEnrolment(nodeId: string): Promise<PublicEnrolment> {
 	const node = await getNode(nodeId);
-	const [row] = await db().select().from(agentEnrolments).where(eq(agentEnrolments.nodeId, node.id));
-	if (!row) throw notFound(`An agent enrolment for node ${node.name}`);
-	return present(row);
+	const enrolment = await enrolmentOf(node.id);
+	if (!enrolment) throw notFound(`An agent enrolment for node ${node.name}`);
+	return enrolment;
 }
 
-/** Revokes the node's agent: its requests are refused from now on. */
+/**
+ * Revokes the node's agent: its requests are refused from now on, and an enrolment token not yet used can no
+ * longer be exchanged. A 404 when there was neither.
+ */
 export async function revokeAgent(actor: Actor, nodeId: string): Promise<void> {
 	const node = await getNode(nodeId);
-	const gone = await db()
-		.delete(agentEnrolments)
-		.where(eq(agentEnrolments.nodeId, node.id))
-		.returning({ nodeId: agentEnrolments.nodeId });
-	if (!gone.length) throw notFound(`An agent enrolment for node ${node.name}`);
-	await recordAudit(actor, {
-		action: 'agent.revoke',
-		targetType: 'node',
-		targetId: node.id,
-		details: { node: node.name }
+	await db().transaction(async (tx) => {
+		const gone = await tx
+			.delete(agentEnrolments)
+			.where(eq(agentEnrolments.nodeId, node.id))
+			.returning({ nodeId: agentEnrolments.nodeId });
+		const tokens = await tx
+			.delete(agentEnrolTokens)
+			.where(and(eq(agentEnrolTokens.nodeId, node.id), isNull(agentEnrolTokens.usedAt)))
+			.returning({ id: agentEnrolTokens.id });
+		if (!gone.length && !tokens.length) throw notFound(`An agent enrolment for node ${node.name}`);
+		await recordAudit(
+			actor,
+			{
+				action: 'agent.revoke',
+				targetType: 'node',
+				targetId: node.id,
+				details: { node: node.name, enrolled: gone.length > 0, unused_tokens: tokens.length }
+			},
+			tx
+		);
 	});
 }
 

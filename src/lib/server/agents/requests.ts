@@ -1,5 +1,6 @@
 import { and, eq, lt, sql } from 'drizzle-orm';
 import type { z } from 'zod';
+import { enrolTokenPattern } from '$lib/schemas/agents';
 import { db } from '$lib/server/db';
 import { agentNonces } from '$lib/server/db/schema';
 import { ServiceError } from '$lib/server/errors';
@@ -38,15 +39,20 @@ interface SignedHeaders {
 	signature: string;
 }
 
+const nodeIdPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** The enrolment's headers (docs/pull-agent.md, "Enrolment"), present and well-formed, or a 401 naming one. */
+export function enrolHeaders(h: Headers): { nodeId: string; token: string } {
+	return {
+		nodeId: header(h, headers.node, nodeIdPattern, 'must be the node id').toLowerCase(),
+		token: header(h, headers.enrolToken, enrolTokenPattern, 'must be 64 hex digits')
+	};
+}
+
 /** The signature's headers, all present and well-formed, read before the body so an unsigned call is a 401. */
 export function signedHeaders(h: Headers): SignedHeaders {
 	return {
-		nodeId: header(
-			h,
-			headers.node,
-			/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i,
-			'must be the node id'
-		).toLowerCase(),
+		nodeId: header(h, headers.node, nodeIdPattern, 'must be the node id').toLowerCase(),
 		timestamp: header(h, headers.timestamp, /^\d{1,12}$/, 'must be Unix seconds'),
 		nonce: header(h, headers.nonce, /^[0-9a-f]{32,64}$/i, 'must be 32 to 64 hex digits').toLowerCase(),
 		signature: header(h, headers.signature, /^[0-9a-f]{64}$/i, 'must be 64 hex digits')

@@ -12,7 +12,9 @@ export const headers = {
 	node: 'x-flotilla-node',
 	timestamp: 'x-flotilla-timestamp',
 	nonce: 'x-flotilla-nonce',
-	signature: 'x-flotilla-signature'
+	signature: 'x-flotilla-signature',
+	/** Only on the agent's enrolment: the one-time token it exchanges for its secret. */
+	enrolToken: 'x-flotilla-enrol-token'
 } as const;
 
 /** How far a request's timestamp may be from the console's clock, either way. */

@@ -12,7 +12,8 @@ import type { Principal } from './principal';
  *   scope (capped by its owner's role) reaches it.
  * - `session: true`: browser sessions only; API tokens are refused. Every page is session-only.
  * - `agent`: a node's pull agent. No session or token: the endpoint itself refuses (401) a request not
- *   signed with an enrolled node's secret (docs/pull-agent.md, "Signatures").
+ *   signed with an enrolled node's secret (docs/pull-agent.md, "Signatures"), or, for the agent's enrolment,
+ *   one without a valid one-time enrolment token.
  */
 export type Rule = { level: 'public' } | { level: 'agent' } | { level: Level; session?: boolean };
 
@@ -53,7 +54,9 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 			update: operatorPage,
 			provision: operatorPage,
 			acceptHostKey: adminPage,
-			edit: adminPage
+			edit: adminPage,
+			enrolAgent: adminPage,
+			revokeAgent: adminPage
 		}
 	},
 	'/(app)/nodes/[id]/appliance': { kind: 'page', view: signedIn },
@@ -180,6 +183,8 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/nodes/[id]/mark-synced': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/nodes/[id]/provision': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/nodes/[id]/agent': { kind: 'endpoint', methods: { GET: read, POST: admin, DELETE: admin } },
+	'/api/nodes/[id]/agent/enrol-token': { kind: 'endpoint', methods: { POST: admin } },
+	'/api/agents/enrol': { kind: 'endpoint', methods: { POST: agentSigned } },
 	'/api/updates/next': { kind: 'endpoint', methods: { POST: agentSigned } },
 	'/api/updates/report': { kind: 'endpoint', methods: { POST: agentSigned } },
 	'/api/roles': { kind: 'endpoint', methods: { GET: read, POST: admin } },

@@ -1249,6 +1249,27 @@ export const agentEnrolments = pgTable('agent_enrolments', {
 });
 
 /**
+ * One-time enrolment tokens (docs/pull-agent.md, "Enrolment"): the agent exchanges one, once, before it expires,
+ * for its node's secret. Only the token's SHA-256 is kept, as for API tokens; a used token's row stays, so that
+ * its reuse is refused by name rather than as unknown.
+ */
+export const agentEnrolTokens = pgTable(
+	'agent_enrol_tokens',
+	{
+		id: uuid('id').primaryKey().defaultRandom(),
+		nodeId: uuid('node_id')
+			.notNull()
+			.references(() => nodes.id, { onDelete: 'cascade' }),
+		tokenHash: text('token_hash').notNull().unique(),
+		createdBy: text('created_by').notNull(),
+		createdAt: createdAt(),
+		expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+		usedAt: timestamp('used_at', { withTimezone: true })
+	},
+	(t) => [index('agent_enrol_tokens_node_idx').on(t.nodeId)]
+);
+
+/**
  * Nonces of signed agent requests seen within the timestamp window: a request whose nonce is here is a replay.
  * Rows older than the window are pruned as new ones arrive.
  */
@@ -1305,3 +1326,4 @@ export const agentJobs = pgTable(
 
 export type AgentEnrolment = typeof agentEnrolments.$inferSelect;
 export type AgentJob = typeof agentJobs.$inferSelect;
+export type AgentEnrolToken = typeof agentEnrolTokens.$inferSelect;

@@ -46,7 +46,8 @@ const unrepresentable = new Set([
 /** Who may call a route, in words, from the access table. */
 export function whoMay(rule: Rule): string {
 	if (rule.level === 'public') return 'anyone';
-	if (rule.level === 'agent') return 'a pull agent, by its node’s signature (docs/pull-agent.md)';
+	if (rule.level === 'agent')
+		return 'a pull agent, by its node’s signature or its one-time enrolment token (docs/pull-agent.md)';
 	const who = { read: 'read', operate: 'operate', admin: 'admin' }[rule.level];
 	return rule.session ? `a signed-in browser session (${who})` : `${who} scope or role`;
 }
@@ -107,6 +108,7 @@ function operationObject(op: Operation) {
 		responses['401'] = errorAnswer('Not signed in and no API token');
 		responses['403'] = errorAnswer('The caller’s role or token scope does not reach this');
 	}
+	for (const [status, description] of Object.entries(op.refusals ?? {})) responses[status] = errorAnswer(description);
 	if (params.length) responses['404'] = errorAnswer('No such thing');
 	if (op.method !== 'GET') responses['409'] = errorAnswer('It conflicts with the current state');
 

@@ -5,7 +5,12 @@ import {
 	fleetUpdateSchema,
 	pushSchema
 } from '$lib/schemas/appliances';
-import { agentNextSchema, agentReportSchema } from '$lib/schemas/agents';
+import {
+	agentEnrolHeadersSchema,
+	agentNextSchema,
+	agentReportSchema,
+	createEnrolTokenSchema
+} from '$lib/schemas/agents';
 import { auditQuerySchema } from '$lib/schemas/audit';
 import { createTokenSchema, createUserSchema, resetPasswordSchema, updateUserSchema } from '$lib/schemas/auth';
 import {
@@ -97,6 +102,7 @@ import {
 	versionSchema,
 	agentEnrolledSchema,
 	agentEnrolmentSchema,
+	agentEnrolTokenSchema,
 	agentNextAnswerSchema,
 	agentReportAnswerSchema
 } from '$lib/schemas/responses';
@@ -142,6 +148,8 @@ export interface Operation {
 	/** A non-JSON request body (an upload, an inventory file). */
 	rawBody?: { contentType: string; description: string };
 	responses: Record<number, Answer>;
+	/** Refusals (in the error shape) the endpoint itself makes beyond those its access rule implies. */
+	refusals?: Record<number, string>;
 }
 
 const ok = (description: string, schema: z.ZodType): Record<number, Answer> => ({ 200: { description, schema } });
@@ -422,6 +430,26 @@ export const operations: Operation[] = [
 		tag: 'Pull agents',
 		summary: 'Revoke the node’s agent',
 		responses: gone
+	},
+	{
+		method: 'POST',
+		route: '/api/nodes/[id]/agent/enrol-token',
+		tag: 'Pull agents',
+		summary:
+			'A one-time token the node’s agent exchanges for its secret (shown this once; a new one replaces a waiting one)',
+		body: createEnrolTokenSchema,
+		example: { expires_in_minutes: 60 },
+		responses: created('The token and when it expires', agentEnrolTokenSchema)
+	},
+	{
+		method: 'POST',
+		route: '/api/agents/enrol',
+		tag: 'Pull agents',
+		summary:
+			'An agent exchanges its one-time enrolment token for its node’s secret; a missing, unknown, used or expired token is a 401 naming its header',
+		headers: agentEnrolHeadersSchema,
+		responses: created('The enrolment and the agent’s secret', agentEnrolledSchema),
+		refusals: { 401: 'The token is missing, not known for this node, already used, or expired' }
 	},
 	{
 		method: 'POST',

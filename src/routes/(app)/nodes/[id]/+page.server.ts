@@ -23,6 +23,9 @@ import { listRoles } from '$lib/server/codesync/roles';
 import { provisionSchema } from '$lib/schemas/provisioning';
 import { startProvisioning } from '$lib/server/provisioning/provision';
 import { provisioningOfNode } from '$lib/server/provisioning/definitions';
+import { createEnrolTokenSchema, ENROL_TOKEN_MINUTES } from '$lib/schemas/agents';
+import { agentStartCommand, createEnrolToken, pendingEnrolToken } from '$lib/server/agents/enrol-tokens';
+import { enrolmentOf, revokeAgent } from '$lib/server/agents/enrolment';
 import type { Actions, PageServerLoad, RequestEvent } from './$types';
 
 function nodeId(id: string): string {
@@ -63,6 +66,7 @@ export const load: PageServerLoad = async (event) => {
 	const output = focus ? await taskOutput(focus.runId, focus.id, after) : null;
 	const principal = principalOf(event);
 	const canEdit = authorize(event.route.id, 'POST', '?/edit', principal).allow;
+	const canEnrol = authorize(event.route.id, 'POST', '?/enrolAgent', principal).allow;
 	return {
 		node: {
 			id: node.id,
@@ -143,6 +147,8 @@ export const load: PageServerLoad = async (event) => {
 		after,
 		// The edit form (admins only) shows the node as the add-node form would, with what it may pick from.
 		edit: canEdit ? await editChoices(node) : null,
+		// The pull agent (docs/pull-agent.md): admins enrol and revoke it here.
+		agent: canEnrol ? await agentOf(id) : null,
 		canAcceptHostKey: authorize(event.route.id, 'POST', '?/acceptHostKey', principal).allow,
 		canOperate: authorize(event.route.id, 'POST', '?/update', principal).allow
 	};
@@ -154,6 +160,17 @@ async function editChoices(node: Awaited<ReturnType<typeof getNode>>) {
 		values: nodeFormValues(node),
 		credentials: creds.map((c) => ({ id: c.id, name: c.name })),
 		bastions: others.items.filter((n) => n.id !== node.id).map((n) => ({ id: n.id, name: n.name }))
+	};
+}
+
+async function agentOf(id: string) {
+	const [enrolment, waiting] = await Promise.all([enrolmentOf(id), pendingEnrolToken(id)]);
+	return {
+		enrolledAt: enrolment?.enrolled_at ?? null,
+		lastPollAt: enrolment?.last_poll_at ?? null,
+		version: enrolment?.agent_version ?? null,
+		tokenExpiresAt: iso(waiting?.expiresAt ?? null),
+		minutes: ENROL_TOKEN_MINUTES
 	};
 }
 
@@ -215,6 +232,33 @@ export const actions: Actions = {
 			return { notice: `Provisioning for ${parsed.data.role} started.` };
 		} catch (err) {
 			return formError(err, parsed.form);
+		}
+	},
+	/** A one-time enrolment token, shown this once with the command that starts the agent with it. */
+	enrolAgent: async (event) => {
+		const id = nodeId(event.params.id);
+		const parsed = await parseForm(event.request, createEnrolTokenSchema);
+		if (!parsed.ok) return parsed.failure;
+		try {
+			const made = await createEnrolToken(actorOf(event), id, parsed.data);
+			return {
+				enrolToken: {
+					token: made.token,
+					expiresAt: made.expires_at,
+					command: agentStartCommand(event.url.origin, id, made.token)
+				}
+			};
+		} catch (err) {
+			return formError(err, parsed.form);
+		}
+	},
+	revokeAgent: async (event) => {
+		const id = nodeId(event.params.id);
+		try {
+			await revokeAgent(actorOf(event), id);
+			return { notice: 'The agent was revoked: its requests are refused, and the node is updated over SSH again.' };
+		} catch (err) {
+			return formError(err);
 		}
 	}
 };

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Ajv2020, { type ValidateFunction } from 'ajv/dist/2020.js';
 import { expect, test } from '@playwright/test';
+import { hmacHex, requestText } from '../../src/lib/server/agents/signing.ts';
 import { hmacSignature } from '../../src/lib/server/releases/signing.ts';
 import { bearer, call, cookie, loadTokens, people, signInAs } from './support/console';
 
@@ -58,6 +59,39 @@ test.beforeAll(async () => {
 
 const headersFor = (op: Op) => (op['x-flotilla-access'].session_only ? cookie(auth.session) : auth.token);
 
+/** A node's pull agent, enrolled for the agent's own endpoints (signed by it, not by a user). */
+let agent: { node: string; secret: string } | undefined;
+async function enrolledAgent() {
+	if (!agent) {
+		const node = (await seedFleet()).nodeId;
+		const res = await call(`/api/nodes/${node}/agent`, { method: 'POST', headers: auth.token });
+		expect(res.status).toBe(201);
+		agent = { node, secret: (await res.json()).secret };
+	}
+	return agent;
+}
+
+/** Sends `json` as `op` expects its caller: an agent's operations signed by the enrolled agent, others by a user. */
+async function send(path: string, method: string, op: Op, json: unknown) {
+	if (op['x-flotilla-access'].level !== 'agent') return call(path, { method, headers: headersFor(op), json });
+	const { node, secret } = await enrolledAgent();
+	const body = JSON.stringify(json);
+	const timestamp = String(Math.floor(Date.now() / 1000));
+	const nonce = crypto.randomUUID().replaceAll('-', '');
+	const signature = hmacHex(secret, requestText({ method, path, timestamp, nonce, body }));
+	return call(path, {
+		method,
+		body,
+		headers: {
+			'content-type': 'application/json',
+			'x-flotilla-node': node,
+			'x-flotilla-timestamp': timestamp,
+			'x-flotilla-nonce': nonce,
+			'x-flotilla-signature': signature
+		}
+	});
+}
+
 /** A path with its parameters filled by values that pass their own checks but name nothing that exists. */
 const concrete = (path: string) =>
 	path.replace(/\{(\w+)\}/g, (_, name: string) => (name === 'name' ? 'openapi-probe' : crypto.randomUUID()));
@@ -84,7 +118,7 @@ test('each documented body field, sent with a value of a type the document exclu
 		for (const [field, fieldSchema] of Object.entries(schema.properties ?? {})) {
 			const wrong = wrongValueFor(fieldSchema, validator);
 			if (wrong === undefined) continue;
-			const res = await call(concrete(path), { method, headers: headersFor(op), json: { [field]: wrong } });
+			const res = await send(concrete(path), method, op, { [field]: wrong });
 			const body = await res.json().catch(() => null);
 			const fields = Object.keys(body?.error?.fields ?? {});
 			if (res.status !== 400 || !fields.some((f) => f === field || f.startsWith(`${field}.`))) {
@@ -104,11 +138,12 @@ test('each documented required field, left out, is named in the 400; undocumente
 	const mismatches: string[] = [];
 	for (const { path, method, op, schema } of bodyOperations()) {
 		if (!schema.properties) continue;
-		const res = await call(concrete(path), {
+		const res = await send(
+			concrete(path),
 			method,
-			headers: headersFor(op),
-			json: schema.additionalProperties === false ? { zz_not_documented: 1 } : {}
-		});
+			op,
+			schema.additionalProperties === false ? { zz_not_documented: 1 } : {}
+		);
 		const body = await res.json().catch(() => null);
 		const fields: Record<string, string> = body?.error?.fields ?? {};
 		const missing = (schema.required ?? []).filter(
@@ -133,7 +168,7 @@ test('each documented example body matches its schema and is accepted', async ()
 	expect(examples.length).toBeGreaterThan(0);
 	for (const { path, method, op, schema, example } of examples) {
 		expect(validator.validate(schema, example), `${method} ${path}: ${validator.errorsText()}`).toBe(true);
-		const res = await call(concrete(path), { method, headers: headersFor(op), json: example });
+		const res = await send(concrete(path), method, op, example);
 		expect(res.status, `${method} ${path}: ${await res.clone().text()}`).not.toBe(400);
 		expect(res.status).toBeLessThan(500);
 	}
@@ -157,13 +192,25 @@ async function seedFleet() {
 		labels: { spec: 'openapi' }
 	});
 	expect(node.status).toBe(201);
-	const check = await post('/api/runs', { kind: 'check', nodes: [(await node.json()).id] });
+	const nodeId: string = (await node.json()).id;
+	const check = await post('/api/runs', { kind: 'check', nodes: [nodeId] });
 	expect(check.status).toBe(202);
-	return { runId: (await check.json()).run_id as string };
+	return { runId: (await check.json()).run_id as string, nodeId };
 }
 
 test('real answers of GET endpoints validate against their documented response schemas', async () => {
 	await seedFleet();
+	// A node's agent answers once it is enrolled: the first node's is, for this look, and revoked after it.
+	const firstNode: string = (await (await call('/api/nodes', { headers: auth.token })).json()).items[0].id;
+	expect((await call(`/api/nodes/${firstNode}/agent`, { method: 'POST', headers: auth.token })).status).toBe(201);
+	try {
+		await checkGetAnswers();
+	} finally {
+		await call(`/api/nodes/${firstNode}/agent`, { method: 'DELETE', headers: auth.token });
+	}
+});
+
+async function checkGetAnswers() {
 	const validator = ajv();
 	const compiled = new Map<string, ValidateFunction>();
 	const checked: string[] = [];
@@ -190,9 +237,16 @@ test('real answers of GET endpoints validate against their documented response s
 	expect(mismatches).toEqual([]);
 	// The one-of-a-kind paths are only reached through a list with an item in it: these lists were not empty.
 	expect(checked).toEqual(
-		expect.arrayContaining(['/api/version', '/api/me', '/api/nodes/{id}', '/api/runs/{id}', '/api/users/{id}'])
+		expect.arrayContaining([
+			'/api/version',
+			'/api/me',
+			'/api/nodes/{id}',
+			'/api/nodes/{id}/agent',
+			'/api/runs/{id}',
+			'/api/users/{id}'
+		])
 	);
-});
+}
 
 /** The release signing secret the e2e console is started with (playwright.config.ts). */
 const RELEASE_SECRET = 'e2e-release-signing-secret-0123';

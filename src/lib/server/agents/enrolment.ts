@@ -119,18 +119,5 @@ export async function agentSecret(nodeId: string): Promise<string | null> {
 
 /** Whether a node's updates go through its agent rather than over SSH. */
 export async function isPullNode(nodeId: string): Promise<boolean> {
-	const [row] = await db()
-		.select({ nodeId: agentEnrolments.nodeId })
-		.from(agentEnrolments)
-		.where(eq(agentEnrolments.nodeId, nodeId));
-	return !!row;
-}
-
-/** When the node's agent last polled; null when it never did (or the node has no agent). */
-export async function lastPoll(nodeId: string): Promise<Date | null> {
-	const [row] = await db()
-		.select({ at: agentEnrolments.lastPollAt })
-		.from(agentEnrolments)
-		.where(eq(agentEnrolments.nodeId, nodeId));
-	return row?.at ?? null;
+	return (await enrolmentOf(nodeId)) !== null;
 }

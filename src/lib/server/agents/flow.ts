@@ -2,7 +2,7 @@ import { agentStepNames } from '$lib/schemas/agents';
 import type { AgentJob } from '$lib/server/db/schema';
 import { StepFailed, type Flow, type Step, type StepContext } from '$lib/server/engine';
 import type { PullFlowSpec } from '$lib/server/rollouts/pull';
-import { lastPoll } from './enrolment';
+import { enrolmentOf } from './enrolment';
 import { abandonJob, CLAIM_DEADLINE_SECONDS, jobById, openJob, waitForJob } from './jobs';
 
 /**
@@ -59,8 +59,8 @@ export function pullFlow<P>(spec: PullFlowSpec<P>, stepDeadlineSeconds: number):
 			const job = await openJob({ id: ctx.task.id, nodeId: ctx.node.id, ...(await spec.job(ctx)) });
 			if (!job.claimedAt) {
 				// A batch stuck in progress shows which agents have not polled, and since when (docs/pull-agent.md).
-				const last = await lastPoll(ctx.node.id);
-				const since = last ? `it last polled at ${last.toISOString()}` : 'it has never polled';
+				const last = (await enrolmentOf(ctx.node.id))?.last_poll_at;
+				const since = last ? `it last polled at ${last}` : 'it has never polled';
 				ctx.log(`waiting for the agent's next poll (release ${job.release}); ${since}`);
 			}
 			const claimed = await waitForJob(ctx.task.id, ctx.signal, (j) => j.claimedAt ?? undefined);

@@ -135,8 +135,9 @@ export function agentEndpoint<S extends z.ZodType>(
 			return signed(caller, 200, JSON.stringify(answer));
 		} catch (err) {
 			if (!(err instanceof ServiceError)) throw err;
-			const body = { error: { code: err.code, message: err.message, fields: err.fields } };
-			return signed(caller, err.status, JSON.stringify(body));
+			// The API's one error shape, signed like any other answer.
+			const refusal = errorResponse(err.status, err.code, err.message, err.fields);
+			return signed(caller, refusal.status, await refusal.text());
 		}
 	};
 }

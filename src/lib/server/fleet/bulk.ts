@@ -1,4 +1,4 @@
-import { inArray } from 'drizzle-orm';
+import { eq, inArray } from 'drizzle-orm';
 import type { z } from 'zod';
 import type { bulkNodesSchema } from '$lib/schemas/nodes';
 import { recordAudits, type Actor } from '$lib/server/audit';
@@ -36,34 +36,23 @@ export async function bulkNodes(actor: Actor, input: BulkNodes): Promise<BulkRes
 			});
 		}
 		const now = new Date();
-		for (const n of found) {
-			switch (input.action) {
-				case 'add_role':
-				case 'remove_role': {
-					const roles =
-						input.action === 'add_role'
-							? [...new Set([...n.roles, input.role!])]
-							: n.roles.filter((r) => r !== input.role);
-					if (roles.length > 32) {
-						throw new ServiceError('validation_failed', `role: ${n.name} would have more than 32 roles`, {
-							role: `${n.name} would have more than 32 roles`
-						});
-					}
-					await tx
-						.update(nodes)
-						.set({ roles, updatedAt: now })
-						.where(inArray(nodes.id, [n.id]));
-					break;
+		// A policy or a delete is one statement for all of them; roles differ per node.
+		if (input.action === 'set_policy') {
+			await tx.update(nodes).set({ policy: input.policy!, updatedAt: now }).where(inArray(nodes.id, ids));
+		} else if (input.action === 'delete') {
+			await tx.delete(nodes).where(inArray(nodes.id, ids));
+		} else {
+			for (const n of found) {
+				const roles =
+					input.action === 'add_role'
+						? [...new Set([...n.roles, input.role!])]
+						: n.roles.filter((r) => r !== input.role);
+				if (roles.length > 32) {
+					throw new ServiceError('validation_failed', `role: ${n.name} would have more than 32 roles`, {
+						role: `${n.name} would have more than 32 roles`
+					});
 				}
-				case 'set_policy':
-					await tx
-						.update(nodes)
-						.set({ policy: input.policy!, updatedAt: now })
-						.where(inArray(nodes.id, [n.id]));
-					break;
-				case 'delete':
-					await tx.delete(nodes).where(inArray(nodes.id, [n.id]));
-					break;
+				await tx.update(nodes).set({ roles, updatedAt: now }).where(eq(nodes.id, n.id));
 			}
 		}
 		await recordAudits(

@@ -53,40 +53,22 @@ export async function readJson<S extends z.ZodType>(
 	schema: S,
 	opts: { maxBytes?: number } = {}
 ): Promise<z.infer<S>> {
-	const type = request.headers.get('content-type') ?? '';
-	if (!/^application\/json\b/i.test(type)) {
-		throw new ServiceError('unsupported_media_type', 'Send the body as JSON (Content-Type: application/json)');
-	}
-	let text: string;
-	try {
-		text = opts.maxBytes === undefined ? await request.text() : await readLimited(request, opts.maxBytes);
-	} catch (err) {
-		// Past the endpoint's own cap: its refusal; past the server's (adapter-node's BODY_SIZE_LIMIT): ours.
-		if (!(err instanceof ServiceError) && isBodyTooLarge(err)) throw bodyTooLarge();
-		throw err;
-	}
-	let body: unknown;
-	try {
-		body = JSON.parse(text);
-	} catch {
-		throw new ServiceError('invalid_json', 'The body is not valid JSON');
-	}
-	refuseProblems(inputProblems(body));
-	return validate(schema, body);
+	return parseJsonText(await readJsonText(request, opts.maxBytes), schema);
 }
 
 /**
  * A JSON body's text, unparsed, for a caller that must see the exact bytes (a signed request), refused past
- * `maxBytes` like `readJson`'s; then `parseJsonText` reads it.
+ * `maxBytes` (when given) like `readJson`'s; then `parseJsonText` reads it.
  */
-export async function readJsonText(request: Request, maxBytes: number): Promise<string> {
+export async function readJsonText(request: Request, maxBytes?: number): Promise<string> {
 	const type = request.headers.get('content-type') ?? '';
 	if (!/^application\/json\b/i.test(type)) {
 		throw new ServiceError('unsupported_media_type', 'Send the body as JSON (Content-Type: application/json)');
 	}
 	try {
-		return await readLimited(request, maxBytes);
+		return maxBytes === undefined ? await request.text() : await readLimited(request, maxBytes);
 	} catch (err) {
+		// Past the endpoint's own cap: its refusal; past the server's (adapter-node's BODY_SIZE_LIMIT): ours.
 		if (!(err instanceof ServiceError) && isBodyTooLarge(err)) throw bodyTooLarge();
 		throw err;
 	}

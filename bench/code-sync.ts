@@ -52,10 +52,12 @@ import {
 const command = 'npm run bench:code-sync';
 const sectionHeading = '## Code Sync: Update All';
 
-const fleetSize = 100;
-const firstHost = 140;
-const concurrency = 20;
-const rounds = 3;
+// Overridable like bench:engine's, for a quick look on fewer hosts; docs/benchmarks.md quotes the defaults.
+const env = process.env;
+const fleetSize = Number(env.BENCH_HOSTS ?? 100);
+const firstHost = Number(env.BENCH_FIRST_HOST ?? 140);
+const concurrency = Number(env.BENCH_CONCURRENCY ?? 20);
+const rounds = Number(env.BENCH_ROUNDS ?? 3);
 const role = 'backend';
 const repo = `/opt/${role}`;
 const unit = `${role}.service`;
@@ -248,7 +250,7 @@ function flotilla(diagnoses: Diagnosis[], postmasterPid: number): Updater {
 		label: 'flotilla',
 		row: {
 			tool: 'Flotilla',
-			how: 'notify, then Update All at concurrency 20: the engine runs the code-sync flow, one connection per host',
+			how: `notify, then Update All at concurrency ${concurrency}: the engine runs the code-sync flow, one connection per host`,
 			keyExchange: `${ssh2Kex} (ssh2)`,
 			samples: []
 		},

@@ -82,6 +82,8 @@ export interface HostFaults {
 	 * of a slot holding one, so the health gate fails, as a bad build on a real appliance would.
 	 */
 	brokenImages?: string[];
+	/** The console's command runner (ssh/runner.ts) fails to start, as under a login shell that cannot run it. */
+	noRunner?: boolean;
 }
 
 export function newHostModel(hostname: string): HostModel {

@@ -2,6 +2,7 @@ import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import { fingerprintOf } from '$lib/server/ssh/host-keys';
 import { KILL_AFTER_S } from '$lib/server/ssh/connection';
+import { RunnerFrames, runnerTagOf } from '$lib/server/ssh/runner';
 import { killGroupCommand } from '$lib/server/ssh/shell';
 import { authorizedKeysPath, letsIn } from './authorized-keys';
 import { newHostModel, rebootRequiredPath, runCommandLine, type CommandIO, type HostModel } from './host';
@@ -176,10 +177,48 @@ export async function startSimulatedHost(opts: SimulatedHostOptions): Promise<Si
 			channel.end();
 			return;
 		}
+		const runnerTag = runnerTagOf(command);
+		if (runnerTag && !model.faults.noRunner) return serveRunner(runnerTag, channel);
+		if (runnerTag) {
+			channel.stderr.write('sh: 2: Syntax error: "do" unexpected\n');
+			channel.exit(2);
+			channel.end();
+			return;
+		}
 		const wrapped = WRAPPER.exec(command);
-		const deadlineS = wrapped ? Number(wrapped[1]) : 0;
-		const inner = wrapped ? (tokenize(wrapped[2]!)[0] as { word: string }).word : command;
-		const tag = wrapped?.[3];
+		const status = wrapped
+			? await runOne((tokenize(wrapped[2]!)[0] as { word: string }).word, Number(wrapped[1]), wrapped[3]!, channel)
+			: await runOne(command, 0, undefined, channel);
+		try {
+			channel.exit(status);
+			channel.end();
+		} catch {
+			// The connection is gone (dropped, or the client left): nothing to report to.
+		}
+	}
+
+	/** The console's runner (ssh/runner.ts): frames read from the channel, run one after another. */
+	function serveRunner(tag: string, channel: ssh2.ServerChannel) {
+		channel.write(`${tag}-ready\n`);
+		const frames = new RunnerFrames();
+		let queue = Promise.resolve();
+		channel.on('data', (chunk: Buffer) => {
+			for (const frame of frames.push(chunk.toString('utf8'))) {
+				queue = queue
+					.then(async () => {
+						const id = `${tag}.${frame.id}`;
+						await runOne(frame.script, frame.seconds, id, channel);
+						channel.write(`${id}-end\n`);
+					})
+					// The connection is gone (dropped, or the client left): nothing to report to.
+					.catch(() => {});
+			}
+		});
+		channel.on('end', () => void queue.then(() => channel.end()));
+	}
+
+	/** Runs one command line as the wrapper would on a host, markers included when it has a tag; its status. */
+	async function runOne(inner: string, deadlineS: number, tag: string | undefined, channel: ssh2.ServerChannel) {
 		const pid = nextPid++;
 		const abort = new AbortController();
 		running.set(pid, abort);
@@ -212,12 +251,7 @@ export async function startSimulatedHost(opts: SimulatedHostOptions): Promise<Si
 			running.delete(pid);
 		}
 		if (tag) await io.err(`${tag}-exit:${status}`);
-		try {
-			channel.exit(status);
-			channel.end();
-		} catch {
-			// The connection is gone (dropped, or the client left): nothing to report to.
-		}
+		return status;
 	}
 
 	let front: NetServer = createFront();

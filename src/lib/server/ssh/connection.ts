@@ -4,7 +4,9 @@ import type { Readable } from 'node:stream';
 import { Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
 import { classifySshError, SshError } from './errors';
 import { fingerprintOf, hostKeyStatus } from './host-keys';
-import { LineSplitter, TailBuffer } from './lines';
+import { CommandWatch, KILL_AFTER_S, NEVER_SENT, type ExecOptions, type ExecResult } from './command-watch';
+import { LineSplitter } from './lines';
+import { Runner, RUNNER_UNAVAILABLE, runnerScript } from './runner';
 import { killGroupCommand, sh, withDeadline, type ShellCommand } from './shell';
 
 /**
@@ -37,37 +39,9 @@ export interface ConnectOptions {
 	maxChannels?: number;
 }
 
-export interface OutputLine {
-	stream: 'stdout' | 'stderr';
-	line: string;
-}
-
-export interface ExecOptions {
-	/** The command's deadline. The node enforces it (timeout --kill-after); the console backs it up. */
-	deadlineMs?: number;
-	onLine?: (line: OutputLine) => void;
-	/**
-	 * Aborting kills the command's whole process group on the node, and exec resolves (`cancelled`) only once
-	 * the kill is done. Aborted before the command was sent, it is never sent.
-	 */
-	signal?: AbortSignal;
-}
-
-export interface ExecResult {
-	exitCode: number | null;
-	signal: string | null;
-	durationMs: number;
-	stdout: string;
-	stderr: string;
-	timedOut: boolean;
-	cancelled: boolean;
-}
+export { KILL_AFTER_S, type ExecOptions, type ExecResult, type OutputLine } from './command-watch';
 
 const DEFAULTS = { readyTimeoutMs: 10_000, keepaliveIntervalMs: 10_000, maxChannels: 8 };
-/** The grace between TERM and KILL, at a deadline (`timeout --kill-after`) and at a cancel alike. */
-export const KILL_AFTER_S = 5;
-/** How long past the deadline (plus timeout's grace) the console waits before it closes the channel itself. */
-const BACKSTOP_MS = 3_000;
 const CHANNEL_RETRIES = 20;
 
 /** Opens an SSH connection, verifying the node's host key against the pinned fingerprint. */
@@ -153,6 +127,9 @@ export class SshConnection {
 	private active = 0;
 	private readonly waiting: (() => void)[] = [];
 	private lost: SshError | undefined;
+	private runner: Runner | undefined;
+	/** The runner could not start on this node: every command gets an exec of its own. */
+	private runnerRefused = false;
 
 	constructor(
 		private readonly client: Client,
@@ -200,16 +177,39 @@ export class SshConnection {
 	 * Runs a command on the node and streams its output line by line. The node runs it under
 	 * `timeout --kill-after`, in its own process group, so that a deadline or a cancel leaves nothing behind.
 	 *
-	 * The wrapper reports the command's process group and, at the end, its exit status on stderr, tagged
-	 * with a nonce so a command's own output cannot imitate them. The in-band status matters: the SSH
-	 * protocol makes `exit-status` optional, and sshd occasionally closes a channel without it.
+	 * A command goes through the connection's runner (ssh/runner.ts) when it is free: one exec channel kept
+	 * open that runs commands in turn, instead of a new sshd session per command. One that holds a slot while
+	 * the runner is busy (parallel steps), or on a node where the runner cannot start, gets an exec of its own;
+	 * it runs the same way and reports the same markers. At most `maxChannels` commands run at once either
+	 * way; an idle runner is one channel more, within OpenSSH's default MaxSessions of 10.
 	 */
-	exec(command: ShellCommand, options: ExecOptions = {}): Promise<ExecResult> {
+	async exec(command: ShellCommand, options: ExecOptions = {}): Promise<ExecResult> {
 		const deadlineMs = options.deadlineMs ?? 60_000;
+		return this.slot(async () => {
+			// Cancelled before the call or while it waited for a channel: nothing of it may run on the node.
+			if (options.signal?.aborted) return NEVER_SENT;
+			if (this.lost) throw this.lost;
+			const runner = this.idleRunner();
+			if (runner) {
+				const result = await runner.run(command.script, deadlineMs, options);
+				if (result !== RUNNER_UNAVAILABLE) return result;
+				this.runnerRefused = true;
+			}
+			return this.run(command, deadlineMs, options);
+		});
+	}
+
+	/** The runner, started on first use, if it is free. */
+	private idleRunner(): Runner | undefined {
+		if (this.runnerRefused) return undefined;
+		if (this.runner?.usable) return this.runner.busy ? undefined : this.runner;
 		const tag = `flotilla-${randomBytes(6).toString('hex')}`;
-		const wrapped = withDeadline(command, deadlineMs / 1000, KILL_AFTER_S);
-		const script = sh`${wrapped} & p=$!; printf '%s-pid:%s\\n' ${tag} "$p" >&2; wait "$p"; r=$?; printf '%s-exit:%s\\n' ${tag} "$r" >&2; exit "$r"`;
-		return this.slot(() => this.run(script, tag, deadlineMs, options));
+		const kill = (pid: number) => this.killGroup(pid);
+		const runner = new Runner(this.openExec(runnerScript(tag)), tag, { kill, lost: () => this.lost }, () => {
+			if (this.runner === runner) this.runner = undefined;
+		});
+		this.runner = runner;
+		return runner;
 	}
 
 	/**
@@ -230,98 +230,29 @@ export class SshConnection {
 		}
 	}
 
-	private async run(script: ShellCommand, tag: string, deadlineMs: number, options: ExecOptions): Promise<ExecResult> {
-		// Cancelled before the call or while it waited for a channel: nothing of it may run on the node.
-		if (options.signal?.aborted) {
-			return { exitCode: null, signal: null, durationMs: 0, stdout: '', stderr: '', timedOut: false, cancelled: true };
-		}
-		if (this.lost) throw this.lost;
-		const started = performance.now();
+	/** A command on an exec channel of its own: over when the channel closes. */
+	private async run(command: ShellCommand, deadlineMs: number, options: ExecOptions): Promise<ExecResult> {
+		const tag = `flotilla-${randomBytes(6).toString('hex')}`;
+		const wrapped = withDeadline(command, deadlineMs / 1000, KILL_AFTER_S);
+		const script = sh`${wrapped} & p=$!; printf '%s-pid:%s\\n' ${tag} "$p" >&2; wait "$p"; r=$?; printf '%s-exit:%s\\n' ${tag} "$r" >&2; exit "$r"`;
 		const channel = await this.openExec(script.script);
-		return new Promise((resolve, reject) => {
-			const stdout = new TailBuffer();
-			const stderr = new TailBuffer();
-			let pid: number | undefined;
-			let reportedExit: number | undefined;
-			let exitCode: number | null = null;
-			let exitSignal: string | null = null;
-			let backstopFired = false;
-			let cancelled = false;
-			let killing: Promise<void> | undefined;
-
-			// A kill needs the pid, which arrives once the wrapper runs: an abort (or the backstop) that comes
-			// before it is carried out when it arrives.
-			const killWhenKnown = () => {
-				if ((cancelled || backstopFired) && pid !== undefined && !killing && !this.lost) killing = this.killGroup(pid);
-			};
-
-			const out = new LineSplitter((line) => {
-				stdout.append(line);
-				options.onLine?.({ stream: 'stdout', line });
-			});
-			const errLines = new LineSplitter((line) => {
-				if (line.startsWith(`${tag}-pid:`)) {
-					pid = Number(line.slice(tag.length + 5));
-					killWhenKnown();
-					return;
-				}
-				if (line.startsWith(`${tag}-exit:`)) {
-					reportedExit = Number(line.slice(tag.length + 6));
-					return;
-				}
-				stderr.append(line);
-				options.onLine?.({ stream: 'stderr', line });
-			});
-
-			const backstop = setTimeout(
-				() => {
-					backstopFired = true;
-					killWhenKnown();
-					channel.close();
-				},
-				deadlineMs + KILL_AFTER_S * 1000 + BACKSTOP_MS
-			);
-			const onAbort = () => {
-				cancelled = true;
-				killWhenKnown();
-			};
-			if (options.signal?.aborted) onAbort();
-			options.signal?.addEventListener('abort', onAbort, { once: true });
-
-			channel.on('data', (chunk: Buffer) => out.push(chunk));
-			channel.stderr.on('data', (chunk: Buffer) => errLines.push(chunk));
-			channel.on('exit', (code: number | null, signalName?: string) => {
-				exitCode = code ?? null;
-				exitSignal = signalName ?? null;
-			});
-			channel.on('error', () => {});
-			channel.on('close', () => {
-				clearTimeout(backstop);
-				options.signal?.removeEventListener('abort', onAbort);
-				out.end();
-				errLines.end();
-				exitCode = reportedExit ?? exitCode;
-				if (this.lost && exitCode === null && !cancelled) {
-					return reject(this.lost);
-				}
-				const settle = () =>
-					resolve({
-						exitCode,
-						signal: exitSignal,
-						durationMs: Math.round(performance.now() - started),
-						stdout: stdout.toString(),
-						stderr: stderr.toString(),
-						// `timeout` exits 124 at the deadline (137 if it had to KILL after the grace period).
-						timedOut: backstopFired || (!cancelled && (exitCode === 124 || (exitCode === 137 && !exitSignal))),
-						cancelled
-					});
-				// The channel closes when the wrapper exits, which can be before the rest of the group is dead. A
-				// caller must be able to rely on a cancelled command being dead (the engine runs the step's undo
-				// next), so the result waits for the kill.
-				if (killing) void killing.then(settle);
-				else settle();
-			});
+		const watch = new CommandWatch(tag, deadlineMs, options, {
+			kill: (pid) => this.killGroup(pid),
+			cut: () => channel.close(),
+			lost: () => this.lost
 		});
+		const out = new LineSplitter((line) => watch.outLine(line));
+		const err = new LineSplitter((line) => watch.errLine(line));
+		channel.on('data', (chunk: Buffer) => out.push(chunk));
+		channel.stderr.on('data', (chunk: Buffer) => err.push(chunk));
+		channel.on('exit', (code: number | null, signalName?: string) => watch.channelExit(code, signalName));
+		channel.on('error', () => {});
+		channel.on('close', () => {
+			out.end();
+			err.end();
+			watch.finish();
+		});
+		return watch.result;
 	}
 
 	/**

@@ -25,7 +25,12 @@ type Ctx = StepContext<Record<string, never>>;
 const found = new WeakMap<object, Observation[]>();
 const observationsOf = (ctx: Ctx) => found.get(ctx.memo) ?? found.set(ctx.memo, []).get(ctx.memo)!;
 
-export const endpointLocation = (node: Pick<Node, 'host'>, port: number) => `${node.host}:${port}`;
+/**
+ * An endpoint's place in the inventory: `host:port`, with the SNI name when one is configured, since one port
+ * commonly serves a certificate per name (virtual hosts), and each is its own row.
+ */
+export const endpointLocation = (node: Pick<Node, 'host'>, port: number, servername?: string | null) =>
+	servername ? `${node.host}:${port} (${servername})` : `${node.host}:${port}`;
 
 export function describe(o: Observation): string {
 	if (!o.facts) return `${o.location}: ${o.error}`;
@@ -68,7 +73,7 @@ export async function observeEndpoints(ctx: StepContext<unknown>, roles: CertRol
 		for (const ep of role.endpoints) {
 			const o: Observation = {
 				source: 'endpoint',
-				location: endpointLocation(ctx.node, ep.port),
+				location: endpointLocation(ctx.node, ep.port, ep.servername),
 				role: role.role,
 				servername: ep.servername ?? null
 			};

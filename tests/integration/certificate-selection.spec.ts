@@ -10,7 +10,7 @@ import { systemActor } from '../../src/lib/server/audit';
 import { createInternalCa, trustAuthority } from '../../src/lib/server/certs/authority';
 import { handshake } from '../../src/lib/server/certs/handshake';
 import { listInventory } from '../../src/lib/server/certs/inventory';
-import { listIssued } from '../../src/lib/server/certs/issued';
+import { currentCrl, listIssued, revokeIssued } from '../../src/lib/server/certs/issued';
 import { planRotation, startRotation } from '../../src/lib/server/certs/plan';
 import { defineCertRole } from '../../src/lib/server/certs/roles';
 import { runScheduledScan, startScan } from '../../src/lib/server/certs/scan';
@@ -36,6 +36,7 @@ const SNI_PORT = 8450;
 let bed: Testbed;
 let pg: Awaited<ReturnType<typeof freshPostgres>>;
 let sniServer: ChildProcess | undefined;
+let caPem = '';
 const idOf = new Map<string, string>();
 
 const served = async (host: TestHost) => (await bed.servedCertificate(host)).fingerprint;
@@ -203,7 +204,7 @@ describe('which certificates the flows pick', () => {
 		expect(names(await planRotation({ expiring_within_days: 10, dry_run: true }))).toEqual([sooner.name]);
 		expect(names(await planRotation({ expiring_within_days: 30, dry_run: true }))).toEqual([soon.name, sooner.name]);
 
-		await createInternalCa(systemActor, createCaSchema.parse({ name: 'selection CA' }));
+		caPem = (await createInternalCa(systemActor, createCaSchema.parse({ name: 'selection CA' }))).certPem;
 		const before = await Promise.all(bed.hosts.map(served));
 		const { runId } = await startRotation(systemActor, { expiring_within_days: 30, dry_run: false });
 		const done = await waitForRun(runId!, ['succeeded', 'failed'], 120_000);
@@ -223,6 +224,47 @@ describe('which certificates the flows pick', () => {
 		]);
 		// Nothing expires within 30 days any more.
 		expect((await planRotation({ expiring_within_days: 30, dry_run: true })).nodes).toEqual([]);
+	});
+
+	it('a revoked certificate still served shows at once as not verified, as openssl verify -crl_check says', async () => {
+		const [, soon, sooner] = bed.hosts as [TestHost, TestHost, TestHost];
+		const issued = (await listIssued()).find((c) => c.nodeName === soon.name)!;
+		await revokeIssued(systemActor, issued.id, 'keyCompromise');
+		// No scan in between: the inventory judges revocation as it is read.
+		const items = await listInventory();
+		const of = (host: TestHost) =>
+			items
+				.filter((i) => i.node === host.name)
+				.map((i) => [i.source, i.chain_verified, i.chain_error])
+				.sort();
+		const revoked = `revoked by the internal CA on ${new Date().toISOString().slice(0, 10)} (keyCompromise)`;
+		expect(of(soon)).toEqual([
+			['endpoint', false, revoked],
+			['file', false, revoked]
+		]);
+		expect(of(sooner)).toEqual([
+			['endpoint', true, null],
+			['file', true, null]
+		]);
+		// openssl, given the CA's CRL, refuses the revoked one and accepts the other.
+		const dir = bed.dir;
+		await writeFile(join(dir, 'selection-ca.pem'), caPem);
+		await writeFile(join(dir, 'selection.crl'), await currentCrl());
+		const verify = (host: TestHost) =>
+			run('openssl', [
+				'verify',
+				'-crl_check',
+				'-CAfile',
+				join(dir, 'selection-ca.pem'),
+				'-CRLfile',
+				join(dir, 'selection.crl'),
+				join(host.root, hostPaths.tlsCert)
+			]).then(
+				(r) => r.stdout,
+				(err: { stdout: string; stderr: string }) => `${err.stdout}${err.stderr}`
+			);
+		expect(await verify(soon)).toContain('certificate revoked');
+		expect(await verify(sooner)).toBe(`${join(sooner.root, hostPaths.tlsCert)}: OK\n`);
 	});
 
 	it('the scheduled scan covers every node with a certificate role whose host key is accepted, and only those', async () => {

@@ -283,8 +283,7 @@ describe('which certificates the flows pick', () => {
 					hostKeyFingerprint: bed.hosts[0]!.hostKeyFingerprint
 				}
 			]);
-		const scheduled = { id: null, name: 'cert-scan', via: 'system' as const, ip: null };
-		const turn = await runScheduledScan(scheduled);
+		const turn = await runScheduledScan();
 		expect(turn.nodes).toBe(3);
 		const done = await waitForRun(turn.run_id!, ['succeeded', 'failed'], 60_000);
 		expect(done.state).toBe('succeeded');
@@ -294,6 +293,6 @@ describe('which certificates the flows pick', () => {
 		);
 		// With no node carrying a certificate role, a turn starts nothing.
 		await db().update(nodes).set({ roles: [] });
-		expect(await runScheduledScan(scheduled)).toEqual({ run_id: null, nodes: 0 });
+		expect(await runScheduledScan()).toEqual({ run_id: null, nodes: 0 });
 	});
 });

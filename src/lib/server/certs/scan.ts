@@ -188,9 +188,12 @@ export async function startScan(actor: Actor, input: ScanInput = {}): Promise<{ 
 	return { runId: run.id, nodes: targets.length };
 }
 
+/** Who starts the scheduled scans, as their runs and the audit log say. */
+const scheduledScanActor: Actor = { id: null, name: 'cert-scan', via: 'system', ip: null };
+
 /** The daily scan: every node with a certificate role (none: nothing to do). */
-export async function runScheduledScan(actor: Actor): Promise<{ run_id: string | null; nodes: number }> {
+export async function runScheduledScan(): Promise<{ run_id: string | null; nodes: number }> {
 	if (!(await scannableNodes()).length) return { run_id: null, nodes: 0 };
-	const { runId, nodes: n } = await startScan(actor);
+	const { runId, nodes: n } = await startScan(scheduledScanActor);
 	return { run_id: runId, nodes: n };
 }

@@ -234,3 +234,45 @@ test('an admin trusts a CA, sets the TLS settings of a role and revokes an issue
 	const list = await (await call('/api/security/certificates/issued', { headers: bearer(tokens.read) })).json();
 	expect(list.items.filter((c: { revoked_at: string | null }) => c.revoked_at).length).toBe(1);
 });
+
+test('an operator rotates all expiring certificates from the page: only the expiring node is in the plan', async ({
+	browser
+}) => {
+	// tls-1's file now holds a certificate with 5 days left (renewed on disk, never reloaded); tls-2 is fresh.
+	const soon = await bed.issueCertificate(bed.hosts[0]!, 5);
+	await writeFile(join(bed.hosts[0]!.root, hostPaths.tlsCert), soon.cert);
+	await writeFile(join(bed.hosts[0]!.root, hostPaths.tlsKey), soon.key, { mode: 0o600 });
+	const scan = await call('/api/security/certificates/scan', {
+		method: 'POST',
+		headers: bearer(tokens.operate),
+		json: { nodes: ['tls-1'] }
+	});
+	expect(await waitForRunEnd((await scan.json()).run_id)).toBe('succeeded');
+
+	const page = await signInBrowser(browser, 'operator');
+	await page.goto('/certificates');
+	const file1 = page.getByTestId('cert-inventory').locator(`tr[data-cert="tls-1 ${hostPaths.tlsCert}"]`);
+	await expect(file1.locator('[data-level]')).toHaveAttribute('data-level', 'critical');
+	await expect(page.locator('[data-alert="critical"]')).toHaveText('1');
+	await page.getByRole('button', { name: 'Rotate all expiring…' }).click();
+	const dialog = page.getByTestId('plan-dialog');
+	await expect(dialog.locator('tr[data-plan-node]')).toHaveCount(1);
+	await expect(dialog.locator('tr[data-plan-node="tls-1"] td').nth(3)).toHaveText('4');
+	await expect(dialog).toContainText('Control plane first');
+	await dialog.getByRole('button', { name: 'Rotate 1 node' }).click();
+	await expect(page).toHaveURL(/\/runs\/[0-9a-f-]{36}$/);
+	await expect(page.getByTestId('run-summary').getByTestId('progress-label')).toHaveText('1/1 · 100%', {
+		timeout: 60_000
+	});
+	await page.screenshot({ path: `${shots}/certificates-rotate-expiring-run.png`, fullPage: true });
+
+	const served = await bed.servedCertificate(bed.hosts[0]!);
+	expect(served.fingerprint).not.toBe(soon.fingerprint);
+	await page.getByRole('link', { name: 'TLS Certificates' }).click();
+	await expect(file1.locator('td').nth(6)).toHaveAttribute('title', served.fingerprint);
+	await expect(file1.locator('[data-level]')).toHaveText('59');
+	for (const level of ['expired', 'critical', 'warning'])
+		await expect(page.locator(`[data-alert="${level}"]`)).toHaveText('0');
+	await expect(page.getByRole('button', { name: 'Rotate all expiring…' })).toBeDisabled();
+	await page.screenshot({ path: `${shots}/certificates-after-rotating-expiring.png`, fullPage: true });
+});

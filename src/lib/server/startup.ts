@@ -76,9 +76,7 @@ export function startConsole(): Promise<DatabaseHandle> {
 		// Staged system updates wait out their soak in the database: each turn starts a stage whose wait is over.
 		await schedulePeriodic('system-update-stages', cfg.systemStageTickSeconds, () => driveStagedUpdates());
 		if (cfg.certAutoRenew) await schedulePeriodic('cert-renew', HOUR_SECONDS, () => runAutoRenew());
-		await schedulePeriodic('cert-scan', cfg.certScanSeconds, () =>
-			runScheduledScan({ id: null, name: 'cert-scan', via: 'system', ip: null })
-		);
+		await schedulePeriodic('cert-scan', cfg.certScanSeconds, runScheduledScan);
 		await schedulePeriodic('expired-sessions', HOUR_SECONDS, async () => {
 			await deleteExpiredSessions();
 			return {};

@@ -1,8 +1,8 @@
 import { X509Certificate } from 'node:crypto';
-import { and, asc, eq, inArray, notInArray, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, isNotNull, notInArray, sql } from 'drizzle-orm';
 import { config } from '$lib/server/config';
 import { db } from '$lib/server/db';
-import { certificates, nodes, type Certificate, type CertSource } from '$lib/server/db/schema';
+import { certificates, issuedCertificates, nodes, type Certificate, type CertSource } from '$lib/server/db/schema';
 import { daysLeft, expiryLevel, type ExpiryLevel, type ExpiryThresholds } from './expiry';
 import { certificateBlocks, describeCertificate, verifyChain, type CertFacts } from './x509';
 
@@ -128,12 +128,27 @@ export interface InventoryItem {
 	checked_at: Date;
 }
 
+/** When the internal CA revoked this very certificate, and why. */
+interface Revocation {
+	revokedAt: Date;
+	reason: string | null;
+}
+
 export function presentCertificate(
 	c: Certificate,
 	nodeName: string,
 	t: ExpiryThresholds = config().certThresholds,
-	now = new Date()
+	now = new Date(),
+	revoked: Revocation | null = null
 ): InventoryItem {
+	// A revoked certificate still in service fails verification as `openssl verify -crl_check` would: it is judged
+	// as the inventory is read, so a revocation shows at once, not at the next scan.
+	const chain = revoked
+		? {
+				chain_verified: false,
+				chain_error: `revoked by the internal CA on ${revoked.revokedAt.toISOString().slice(0, 10)}${revoked.reason ? ` (${revoked.reason})` : ''}`
+			}
+		: { chain_verified: c.chainVerified, chain_error: c.chainError };
 	return {
 		id: c.id,
 		node_id: c.nodeId,
@@ -154,8 +169,7 @@ export function presentCertificate(
 		key_type: c.keyType,
 		key_bits: c.keyBits,
 		self_signed: c.selfSigned,
-		chain_verified: c.chainVerified,
-		chain_error: c.chainError,
+		...chain,
 		mismatch: c.mismatch,
 		error: c.error,
 		checked_at: c.checkedAt
@@ -165,12 +179,23 @@ export function presentCertificate(
 /** The whole inventory (or one node's), soonest expiry first. */
 export async function listInventory(filter: { nodeIds?: string[] } = {}): Promise<InventoryItem[]> {
 	const rows = await db()
-		.select({ c: certificates, node: nodes.name })
+		.select({
+			c: certificates,
+			node: nodes.name,
+			revokedAt: issuedCertificates.revokedAt,
+			revokeReason: issuedCertificates.revokeReason
+		})
 		.from(certificates)
 		.innerJoin(nodes, eq(nodes.id, certificates.nodeId))
+		.leftJoin(
+			issuedCertificates,
+			and(eq(issuedCertificates.fingerprint, certificates.fingerprint), isNotNull(issuedCertificates.revokedAt))
+		)
 		.where(filter.nodeIds ? inArray(certificates.nodeId, filter.nodeIds) : undefined)
 		.orderBy(sql`${certificates.notAfter} asc nulls first`, asc(nodes.name), asc(certificates.location));
 	const t = config().certThresholds;
 	const now = new Date();
-	return rows.map((r) => presentCertificate(r.c, r.node, t, now));
+	return rows.map((r) =>
+		presentCertificate(r.c, r.node, t, now, r.revokedAt ? { revokedAt: r.revokedAt, reason: r.revokeReason } : null)
+	);
 }

@@ -25,7 +25,12 @@ type Ctx = StepContext<Record<string, never>>;
 const found = new WeakMap<object, Observation[]>();
 const observationsOf = (ctx: Ctx) => found.get(ctx.memo) ?? found.set(ctx.memo, []).get(ctx.memo)!;
 
-export const endpointLocation = (node: Pick<Node, 'host'>, port: number) => `${node.host}:${port}`;
+/**
+ * An endpoint's place in the inventory: `host:port`, with the SNI name when one is configured, since one port
+ * commonly serves a certificate per name (virtual hosts), and each is its own row.
+ */
+export const endpointLocation = (node: Pick<Node, 'host'>, port: number, servername?: string | null) =>
+	servername ? `${node.host}:${port} (${servername})` : `${node.host}:${port}`;
 
 export function describe(o: Observation): string {
 	if (!o.facts) return `${o.location}: ${o.error}`;
@@ -68,7 +73,7 @@ export async function observeEndpoints(ctx: StepContext<unknown>, roles: CertRol
 		for (const ep of role.endpoints) {
 			const o: Observation = {
 				source: 'endpoint',
-				location: endpointLocation(ctx.node, ep.port),
+				location: endpointLocation(ctx.node, ep.port, ep.servername),
 				role: role.role,
 				servername: ep.servername ?? null
 			};
@@ -183,9 +188,12 @@ export async function startScan(actor: Actor, input: ScanInput = {}): Promise<{ 
 	return { runId: run.id, nodes: targets.length };
 }
 
+/** Who starts the scheduled scans, as their runs and the audit log say. */
+const scheduledScanActor: Actor = { id: null, name: 'cert-scan', via: 'system', ip: null };
+
 /** The daily scan: every node with a certificate role (none: nothing to do). */
-export async function runScheduledScan(actor: Actor): Promise<{ run_id: string | null; nodes: number }> {
+export async function runScheduledScan(): Promise<{ run_id: string | null; nodes: number }> {
 	if (!(await scannableNodes()).length) return { run_id: null, nodes: 0 };
-	const { runId, nodes: n } = await startScan(actor);
+	const { runId, nodes: n } = await startScan(scheduledScanActor);
 	return { run_id: runId, nodes: n };
 }

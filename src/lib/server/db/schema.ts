@@ -797,7 +797,7 @@ export const certificates = pgTable(
 			.notNull()
 			.references(() => nodes.id, { onDelete: 'cascade' }),
 		source: text('source', { enum: certSources }).notNull(),
-		/** A path on the node, or `host:port` (with `servername` when SNI was sent). */
+		/** A path on the node, or `host:port`, followed by ` (servername)` when the endpoint is reached by that SNI name. */
 		location: text('location').notNull(),
 		role: text('role'),
 		servername: text('servername'),

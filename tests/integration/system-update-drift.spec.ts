@@ -132,6 +132,34 @@ describe('no drift between plan and apply', () => {
 		expect(await versions(host(1))).toEqual({ curl: '1.0-2', openssl: '1.0-2', oldtool: '0.9-1' });
 	}, 150_000);
 
+	it('in one run of several nodes, each is held to its own approved plan', async () => {
+		for (const i of [2, 3]) {
+			await bed.setAptResolver(host(i), []);
+			await bed.setPackages(host(i), [pkg('curl', ['bookworm']), pkg('openssl', ['bookworm-security'])]);
+		}
+		// The operator saw both packages on one node, only curl on the other (openssl came after its scan).
+		const approved = {
+			[node(2).id]: [
+				{ name: 'curl', candidate: '1.0-2' },
+				{ name: 'openssl', candidate: '1.0-2' }
+			],
+			[node(3).id]: [{ name: 'curl', candidate: '1.0-2' }]
+		};
+		const run = await startUpdate(
+			systemActor,
+			[node(2), node(3)],
+			{ force_full: false, reboot: 'never' },
+			{ approved }
+		);
+		const done = await waitForRun(run.id, ['failed', 'succeeded'], 90_000);
+		expect(done.tasks.map((t) => [t.nodeName, t.state, t.error])).toEqual([
+			[host(2).name, 'succeeded', null],
+			[host(3).name, 'failed', 'plan: the node changed since the plan was approved: openssl 1.0-2 is not in the plan']
+		]);
+		expect(await versions(host(2))).toEqual({ curl: '1.0-2', openssl: '1.0-2' });
+		expect(await versions(host(3))).toEqual({ curl: '1.0-1', openssl: '1.0-1' });
+	}, 120_000);
+
 	it("a role's hold pattern keeps its packages out of a real update, and the log says by what", async () => {
 		await bed.setPackages(host(0), [
 			pkg('curl', ['bookworm']),

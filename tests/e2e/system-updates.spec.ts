@@ -187,6 +187,8 @@ async function signInBrowser(browser: Browser, width: number, who: 'operator' | 
 test('the page shows pending security updates; one node is updated after reviewing its plan, and watched to the end', async ({
 	browser
 }) => {
+	// Two updates, a staged one and the console's stage check, on real hosts: more than the default minute.
+	test.setTimeout(180_000);
 	const page = await signInBrowser(browser, 1280);
 	// The Fleet Overview shows the alert beside each node's status.
 	await page.goto('/?q=su-');

@@ -1,14 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import { and, asc, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRoleSchema } from '../../src/lib/schemas/code-sync';
 import { holdSchema } from '../../src/lib/schemas/system-updates';
 import { systemActor } from '../../src/lib/server/audit';
+import { createRole } from '../../src/lib/server/codesync/roles';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase } from '../../src/lib/server/db';
-import { events, type Node } from '../../src/lib/server/db/schema';
+import { events, nodes, type Node } from '../../src/lib/server/db/schema';
 import { startEngine, stopEngine } from '../../src/lib/server/engine';
 import { registerDomains } from '../../src/lib/server/domains';
 import { statusOf } from '../../src/lib/server/fleet/status';
+import { connect } from '../../src/lib/server/ssh/connection';
+import { sh } from '../../src/lib/server/ssh/shell';
 import { createHold } from '../../src/lib/server/sysupdates/holds';
 import { startNodeUpdate, startScan, startUpdate } from '../../src/lib/server/sysupdates/runs';
 import { freshPostgres } from '../support/databases';
@@ -20,7 +24,8 @@ import { startTestbed, type Testbed, type TestHost, type TestPackage } from '../
  * No drift between plan and apply (docs/system-updates.md, "Apply"), on 4 real sshd hosts (127.0.1.5–8): an
  * update pinned to the plan an operator approved refuses when the node offers something else by then, and
  * `apt-get -s` that would install a package not in the plan, remove one, or keep a planned one back refuses the
- * update before apt installs anything. A role's hold pattern keeps its package out of a real update.
+ * update before apt installs anything. A role's hold pattern keeps its package out of a real update, and a role
+ * that is unhealthy after the update fails it.
  */
 
 let bed: Testbed;
@@ -42,6 +47,21 @@ async function aptLog(h: TestHost): Promise<string[]> {
 	return (await bed.commandLog(h)).map((l) => l.replace(/^\d+ /, '')).filter((l) => l.startsWith('apt-get'));
 }
 
+async function ssh(h: TestHost, script: string): Promise<string> {
+	const conn = await connect({
+		host: h.address,
+		port: h.port,
+		username: 'root',
+		privateKey: bed.clientPrivateKey,
+		hostKeyFingerprint: h.hostKeyFingerprint
+	});
+	try {
+		return (await conn.exec(sh`sh -c ${script}`)).stdout;
+	} finally {
+		conn.close();
+	}
+}
+
 const versions = async (h: TestHost) => Object.fromEntries((await bed.packages(h)).map((p) => [p.name, p.installed]));
 
 async function logOf(taskId: string): Promise<string[]> {
@@ -54,7 +74,7 @@ async function logOf(taskId: string): Promise<string[]> {
 }
 
 beforeAll(async () => {
-	bed = await startTestbed({ hosts: 4, firstHost: 5 });
+	bed = await startTestbed({ hosts: 4, firstHost: 5, roles: ['db'] });
 	pg = await freshPostgres('flotilla_sysupdate_drift');
 	useDatabase(pg);
 	useMasterKey(randomBytes(32));
@@ -180,4 +200,39 @@ describe('no drift between plan and apply', () => {
 		expect((await bed.commandLog(host(0))).some((l) => / \(booted\)$/.test(l))).toBe(false);
 		expect(await statusOf(node(0).id)).not.toBe('FAILED');
 	}, 90_000);
+
+	it("the node's roles are checked after the update: an unhealthy one fails it (nothing is downgraded), a healthy one passes", async () => {
+		await createRole(
+			systemActor,
+			createRoleSchema.parse({
+				name: 'db',
+				path: '/opt/db',
+				units: ['db.service'],
+				health: { type: 'units' },
+				health_timeout_seconds: 5
+			})
+		);
+		const [row] = await db()
+			.update(nodes)
+			.set({ roles: ['db'] })
+			.where(eq(nodes.id, node(1).id))
+			.returning();
+		nodeOf.set(row!.name, row!);
+		await ssh(host(1), 'systemctl stop db');
+		await bed.setPackages(host(1), [pkg('curl', ['bookworm'], '1.0-2', '1.0-3')]);
+		const run = await startUpdate(systemActor, [node(1)], { force_full: false, reboot: 'never' });
+		const done = await waitForRun(run.id, ['failed', 'succeeded'], 90_000);
+		expect(done.tasks[0]!.state).toBe('failed');
+		expect(done.tasks[0]!.error).toMatch(/^health: db is unhealthy after 5 s: /);
+		// Installed, and left as apt left it: packages are never downgraded.
+		expect(await versions(host(1))).toEqual({ curl: '1.0-3' });
+		expect(await statusOf(node(1).id)).toBe('FAILED');
+		await ssh(host(1), 'systemctl start db');
+		await bed.setPackages(host(1), [pkg('curl', ['bookworm'], '1.0-3', '1.0-4')]);
+		const again = await startUpdate(systemActor, [node(1)], { force_full: false, reboot: 'never' });
+		const ok = await waitForRun(again.id, ['failed', 'succeeded'], 90_000);
+		expect(ok.tasks[0]!.state).toBe('succeeded');
+		expect(await logOf(ok.tasks[0]!.id)).toContain('health: db: healthy (systemctl is-active db.service, attempt 1)');
+		expect(await statusOf(node(1).id)).not.toBe('FAILED');
+	}, 150_000);
 });

@@ -363,6 +363,8 @@ test('an admin adds a maintenance window on the page, skips its next opening, an
 test('a node that offers something else after its plan was reviewed refuses the confirmed update', async ({
 	browser
 }) => {
+	// A sign-in, a scan's plan and a run on a real host: more than the default minute on a shared machine.
+	test.setTimeout(120_000);
 	const page = await signInBrowser(browser, 1280);
 	await page.getByRole('link', { name: 'System Updates' }).first().click();
 	await page.getByLabel('Select su-full').check();

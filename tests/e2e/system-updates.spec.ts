@@ -187,7 +187,12 @@ async function signInBrowser(browser: Browser, width: number, who: 'operator' | 
 test('the page shows pending security updates; one node is updated after reviewing its plan, and watched to the end', async ({
 	browser
 }) => {
+	// Two updates, a staged one and the console's stage check, on real hosts: more than the default minute.
+	test.setTimeout(180_000);
 	const page = await signInBrowser(browser, 1280);
+	// The Fleet Overview shows the alert beside each node's status.
+	await page.goto('/?q=su-');
+	await expect(page.locator('tr[data-node="su-security"]').getByTestId('node-alert')).toHaveText(['security updates']);
 	await page.getByRole('link', { name: 'System Updates' }).first().click();
 	const row = page.locator('tr[data-node="su-security"]');
 	await expect(row.getByTestId('pending')).toContainText('3');
@@ -209,6 +214,7 @@ test('the page shows pending security updates; one node is updated after reviewi
 	await expect(page.getByTestId('run-summary').getByTestId('progress-label')).toHaveText('1/1 · 100%', {
 		timeout: 60_000
 	});
+	await page.screenshot({ path: 'test-results/system-updates-run.png', fullPage: true });
 	const installed = Object.fromEntries(
 		(await bed.packages(bed.hosts[1]!)).map((p) => [p.name, p.installed === p.candidate])
 	);
@@ -218,6 +224,11 @@ test('the page shows pending security updates; one node is updated after reviewi
 	await expect(page.locator('tr[data-node="su-security"]').getByTestId('pending')).toHaveText('1');
 	await expect(page.locator('tr[data-node="su-security"]').getByTestId('reboot')).toContainText('required');
 	await expect(page.locator('tr[data-node="su-full"]').getByTestId('services')).toHaveText('—');
+	// Its security updates are in, the reboot waits for its window: the Fleet Overview says so.
+	await page.goto('/?q=su-');
+	await expect(page.locator('tr[data-node="su-security"]').getByTestId('node-alert')).toHaveText(['reboot required']);
+	await page.screenshot({ path: 'test-results/system-updates-fleet-alerts.png', fullPage: true });
+	await page.getByRole('link', { name: 'System Updates' }).first().click();
 
 	// Staged patching: the canary-labelled node first, the rest after, as the plan shows before anything starts.
 	const labelled = await call(`/api/nodes/${ids.get('su-manual')}`, {
@@ -347,4 +358,38 @@ test('an admin adds a maintenance window on the page, skips its next opening, an
 		'system_updates.window_skip',
 		'system_updates.window_delete'
 	]);
+});
+
+test('a node that offers something else after its plan was reviewed refuses the confirmed update', async ({
+	browser
+}) => {
+	// A sign-in, a scan's plan and a run on a real host: more than the default minute on a shared machine.
+	test.setTimeout(120_000);
+	const page = await signInBrowser(browser, 1280);
+	await page.getByRole('link', { name: 'System Updates' }).first().click();
+	await page.getByLabel('Select su-full').check();
+	await page.getByRole('button', { name: 'Update per policy…' }).click();
+	const dialog = page.getByTestId('apply-dialog');
+	await expect(dialog.locator('[data-plan-node="su-full"]')).toContainText('openssl 3.0.15-1~deb12u1');
+	// While the dialog is open, the archive publishes another openssl.
+	const before = await bed.packages(bed.hosts[0]!);
+	await bed.setPackages(
+		bed.hosts[0]!,
+		before.map((p) => (p.name === 'openssl' ? { ...p, candidate: '3.0.15-1~deb12u2' } : p))
+	);
+	await dialog.getByRole('button', { name: 'Confirm: update per policy' }).click();
+	await page.waitForURL(/\/runs\/[0-9a-f-]{36}$/);
+	const run = await waitForRun(page.url().split('/').pop()!);
+	expect(run.tasks.map((t: { state: string; error: string }) => [t.state, t.error])).toEqual([
+		[
+			'failed',
+			'plan: the node changed since the plan was approved: openssl would be 3.0.15-1~deb12u2, the plan says 3.0.15-1~deb12u1'
+		]
+	]);
+	await expect(page.getByText('the node changed since the plan was approved').first()).toBeVisible();
+	await page.screenshot({ path: 'test-results/system-updates-drift.png', fullPage: true });
+	// Nothing was installed.
+	expect(await bed.packages(bed.hosts[0]!)).toEqual(
+		before.map((p) => (p.name === 'openssl' ? { ...p, candidate: '3.0.15-1~deb12u2' } : p))
+	);
 });

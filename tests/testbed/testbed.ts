@@ -68,6 +68,11 @@ export interface TestPackage {
 	suites: string[];
 }
 
+export type AptRule =
+	| { upgrading: string; pulls: { name: string; arch: string; version: string; suite: string } }
+	| { upgrading: string; removes: string }
+	| { upgrading: string; kept: true };
+
 /** Paths on every host (inside its namespace): the same as on simulated and real nodes. */
 export const hostPaths = nodePaths;
 
@@ -137,6 +142,11 @@ export interface Testbed {
 	 */
 	setPackages(host: TestHost, packages: TestPackage[]): Promise<void>;
 	packages(host: TestHost): Promise<TestPackage[]>;
+	/**
+	 * What apt's resolver does besides upgrading the packages it is asked for (host/bin/apt-get): a new package
+	 * pulled in, an installed one removed, an upgrade kept back (phased). An empty list clears the rules.
+	 */
+	setAptResolver(host: TestHost, rules: AptRule[]): Promise<void>;
 	/** Writes /var/run/reboot-required (and .pkgs) on the host, as a package's postinst does. */
 	requireReboot(host: TestHost, packages: string[]): Promise<void>;
 	/** The host's A/B slot state, read from the filesystem, not over SSH. */
@@ -232,6 +242,16 @@ export async function startTestbed(opts: { hosts: number; firstHost?: number; ro
 			async setPackages(host, packages) {
 				const lines = packages.map((p) => `${p.name} ${p.arch} ${p.installed} ${p.candidate} ${p.suites.join(',')}\n`);
 				await writeFile(join(host.root, 'var/lib/flotilla-testbed/apt/packages'), lines.join(''));
+			},
+			async setAptResolver(host, rules) {
+				const lines = rules.map((r) =>
+					'pulls' in r
+						? `${r.upgrading} pulls ${r.pulls.name} ${r.pulls.arch} ${r.pulls.version} ${r.pulls.suite}\n`
+						: 'removes' in r
+							? `${r.upgrading} removes ${r.removes}\n`
+							: `${r.upgrading} kept\n`
+				);
+				await writeFile(join(host.root, 'var/lib/flotilla-testbed/apt/resolver'), lines.join(''));
 			},
 			async packages(host) {
 				const text = await readFile(join(host.root, 'var/lib/flotilla-testbed/apt/packages'), 'utf8').catch(() => '');

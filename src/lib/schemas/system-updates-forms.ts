@@ -26,7 +26,26 @@ export const applyFormSchema = z
 				.max(720, 'must be at most 720 hours (30 days)')
 		).default(24),
 		/** Set by the confirmation dialog: without it the page only shows what would happen. */
-		confirm: z.enum(['1']).optional()
+		confirm: z.enum(['1']).optional(),
+		/**
+		 * The plan the dialog showed, one `<node id> <package> <candidate>` per package: what the operator approved,
+		 * so that each node's update refuses anything else (docs/system-updates.md, "Apply").
+		 */
+		approved: z.preprocess(
+			(v) => (v === undefined ? [] : Array.isArray(v) ? v : [v]),
+			z
+				.array(
+					z
+						.string(wrongType('must be "<node id> <package> <candidate>"'))
+						.regex(/^[0-9a-f-]{36} [a-z0-9][a-z0-9+.-]+ [^\s]{1,256}$/, 'must be "<node id> <package> <candidate>"')
+						.transform((line) => {
+							const [node, name, candidate] = line.split(' ') as [string, string, string];
+							return { node, name, candidate };
+						}),
+					{ error: 'must be a list of planned packages' }
+				)
+				.max(100_000, 'at most 100000 packages')
+		)
 	})
 	.strict();
 

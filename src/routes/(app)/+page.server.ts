@@ -4,7 +4,7 @@ import { actorOf } from '$lib/server/audit';
 import { authorize } from '$lib/server/auth/access';
 import { listRoles } from '$lib/server/codesync/roles';
 import { versionsFor } from '$lib/server/codesync/status';
-import { countByStatus } from '$lib/server/fleet/status';
+import { alertsFor, countByStatus } from '$lib/server/fleet/status';
 import { checkAllNodes } from '$lib/server/fleet/check-flow';
 import { connectionStatus, listNodes, rolesOnNodes } from '$lib/server/fleet/nodes';
 import { principalOf } from '$lib/server/http/api';
@@ -38,7 +38,7 @@ export const load: PageServerLoad = async (event) => {
 		// Roles named on nodes but not (yet) defined are still worth filtering by.
 		rolesOnNodes()
 	]);
-	const versions = await versionsFor(page.items);
+	const [versions, alerts] = await Promise.all([versionsFor(page.items), alertsFor(page.items.map((n) => n.id))]);
 	const releaseOf = await releasesOfNodes(versions);
 	const principal = principalOf(event);
 	return {
@@ -50,6 +50,8 @@ export const load: PageServerLoad = async (event) => {
 			labels: n.labels,
 			controlPlane: n.controlPlane,
 			status: n.status,
+			// What domains raise beside the status (security updates pending, a reboot required).
+			alerts: alerts.get(n.id) ?? [],
 			connection: connectionStatus(n),
 			lastSeenAt: n.lastSeenAt,
 			latencyMs: n.latencyMs,

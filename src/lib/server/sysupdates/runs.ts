@@ -57,15 +57,14 @@ export interface UpdateOptions {
 	soak?: Soak;
 	insideWindow?: (node: Node) => boolean;
 	concurrency?: number;
-	/** The packages (and versions) the operator approved, for a one-node update. */
-	approved?: { name: string; candidate: string }[];
+	/** Per node id, the packages (and versions) the operator approved: each node's update applies nothing else. */
+	approved?: Record<string, { name: string; candidate: string }[]>;
 }
 
 /**
  * A system update of the given nodes, each per its policy (or forced). Role-aware: its phases never take more
  * than `rebootShare` of a role's nodes (at least one) at once, and control-plane nodes go last, one at a time.
- * The plan each node's operator saw (its pending packages from the last scan) is pinned in the run when the
- * request names nodes one by one.
+ * `opts.approved` pins, per node, the plan the operator saw: that node's update refuses anything else.
  */
 export async function startUpdate(
 	actor: Actor,
@@ -153,5 +152,5 @@ export async function startNodeUpdate(
 		throw err;
 	});
 	const plan = await planFromLastScan(node!, request);
-	return startUpdate(actor, [node!], request, { ...opts, approved: plan.candidates });
+	return startUpdate(actor, [node!], request, { ...opts, approved: { [node!.id]: plan.candidates } });
 }

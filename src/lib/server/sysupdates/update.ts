@@ -26,8 +26,11 @@ export const updateParams = z
 		forceFull: z.boolean().default(false),
 		packages: z.array(packageNameSchema).optional(),
 		reboot: z.enum(['now', 'window', 'never']).optional(),
-		/** The plan the operator approved (from the last scan): the update refuses to apply anything else. */
-		approved: z.array(planned).optional(),
+		/**
+		 * Per node id, the plan the operator approved (what the last scan offered when they reviewed it): that
+		 * node's update refuses to apply anything else. Nodes without an entry are not pinned.
+		 */
+		approved: z.record(z.string(), z.array(planned)).optional(),
 		/** Started by the console itself (schedule, window): any drift from the plan refuses the apply. */
 		automatic: z.boolean().default(false),
 		lockTimeoutSeconds: z.number().int().min(0).max(3600).default(300),
@@ -139,10 +142,9 @@ export const updateFlow: Flow<UpdateParams> = {
 				const byName = new Map(found.packages.map((p) => [p.name, p]));
 				const plan = decision.packages.map((name) => ({ name, candidate: byName.get(name)!.candidate }));
 				for (const h of decision.held) ctx.log(`held: ${h.name} (${h.by})`);
-				if (ctx.params.approved || ctx.params.automatic) {
-					const drift = ctx.params.approved ? describeDrift(ctx.params.approved, plan) : [];
-					if (drift.length) throw new StepFailed(`the node changed since the plan was approved: ${drift.join('; ')}`);
-				}
+				const approved = ctx.params.approved?.[ctx.node.id];
+				const drift = approved ? describeDrift(approved, plan) : [];
+				if (drift.length) throw new StepFailed(`the node changed since the plan was approved: ${drift.join('; ')}`);
 				memoOf(ctx).decision = decision;
 				memoOf(ctx).plan = plan;
 				memoOf(ctx).rebootRequired = found.rebootRequired;

@@ -90,6 +90,19 @@ function fromForm(source: 'window' | 'schedule', failure: ActionFailure<FormFail
 	return fail(failure.status, { ...failure.data, source });
 }
 
+/** Per ticked node, the packages the confirmed dialog showed for it (none shown: nothing may be installed). */
+function approvedPlans(
+	list: { id: string }[],
+	approved: { node: string; name: string; candidate: string }[]
+): Record<string, { name: string; candidate: string }[]> {
+	return Object.fromEntries(
+		list.map((n) => [
+			n.id,
+			approved.filter((a) => a.node === n.id).map((a) => ({ name: a.name, candidate: a.candidate }))
+		])
+	);
+}
+
 export const actions: Actions = {
 	/** Creates the window of a node, role or label, or replaces the one it had. */
 	saveWindow: async (event) => {
@@ -201,7 +214,13 @@ export const actions: Actions = {
 							rebootOnly: mode === 'reboot'
 						})
 					).firstRunId
-				: (await startUpdate(actorOf(event), list, request, { rebootOnly: mode === 'reboot' })).id;
+				: (
+						await startUpdate(actorOf(event), list, request, {
+							rebootOnly: mode === 'reboot',
+							// Each node is held to the plan its dialog showed (a reboot installs nothing to pin).
+							approved: mode === 'reboot' ? undefined : approvedPlans(list, parsed.data.approved)
+						})
+					).id;
 			redirect(303, `/runs/${runId}`);
 		} catch (err) {
 			return formError(err, parsed.form);

@@ -111,6 +111,7 @@ test('an admin rotates the key from Settings and watches every phase pass on eve
 	const dry = page.getByTestId('dry-run');
 	await expect(dry.locator('tr[data-node]')).toHaveCount(3);
 	await expect(dry.locator('tr[data-node="keys-1"]')).toContainText('ssh-keys-ui-key');
+	await page.screenshot({ path: `${shots}/ssh-key-rotation-dry-run.png`, fullPage: true });
 
 	let question = '';
 	page.once('dialog', (d) => {
@@ -126,6 +127,7 @@ test('an admin rotates the key from Settings and watches every phase pass on eve
 	await expect(rotation.locator('[data-phase="K2"]')).toHaveAttribute('data-phase-state', /running|passed/, {
 		timeout: 60_000
 	});
+	await page.screenshot({ path: `${shots}/ssh-key-rotation-running.png`, fullPage: true });
 	await expect(rotation).toHaveAttribute('data-state', 'completed', { timeout: 120_000 });
 	for (const p of ['survey', 'K1', 'K2', 'K3', 'K4', 'K5']) {
 		await expect(rotation.locator(`[data-phase="${p}"]`)).toHaveAttribute('data-phase-state', 'passed');

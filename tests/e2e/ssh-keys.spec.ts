@@ -122,7 +122,8 @@ test('an admin rotates the key from Settings and watches every phase pass on eve
 	await page.getByRole('button', { name: 'Rotate…' }).click();
 	await expect(page.getByText('Key rotation started')).toBeVisible();
 	expect(question).toContain('Rotate the key ssh-keys-ui-key on every node');
-	const rotation = page.getByTestId('rotation').first();
+	// This rotation's card, not an earlier one's (another spec's rotation may be listed too).
+	const rotation = page.getByTestId('rotation').filter({ hasText: 'ssh-keys-ui-key → ssh-keys-ui-key ' });
 	// The phases light up one after another as the page follows the event stream, without a reload.
 	await expect(rotation.locator('[data-phase="K2"]')).toHaveAttribute('data-phase-state', /running|passed/, {
 		timeout: 60_000

@@ -111,6 +111,7 @@ test('an admin rotates the key from Settings and watches every phase pass on eve
 	const dry = page.getByTestId('dry-run');
 	await expect(dry.locator('tr[data-node]')).toHaveCount(3);
 	await expect(dry.locator('tr[data-node="keys-1"]')).toContainText('ssh-keys-ui-key');
+	await page.screenshot({ path: `${shots}/ssh-key-rotation-dry-run.png`, fullPage: true });
 
 	let question = '';
 	page.once('dialog', (d) => {
@@ -121,11 +122,13 @@ test('an admin rotates the key from Settings and watches every phase pass on eve
 	await page.getByRole('button', { name: 'Rotate…' }).click();
 	await expect(page.getByText('Key rotation started')).toBeVisible();
 	expect(question).toContain('Rotate the key ssh-keys-ui-key on every node');
-	const rotation = page.getByTestId('rotation').first();
+	// This rotation's card, not an earlier one's (another spec's rotation may be listed too).
+	const rotation = page.getByTestId('rotation').filter({ hasText: 'ssh-keys-ui-key → ssh-keys-ui-key ' });
 	// The phases light up one after another as the page follows the event stream, without a reload.
 	await expect(rotation.locator('[data-phase="K2"]')).toHaveAttribute('data-phase-state', /running|passed/, {
 		timeout: 60_000
 	});
+	await page.screenshot({ path: `${shots}/ssh-key-rotation-running.png`, fullPage: true });
 	await expect(rotation).toHaveAttribute('data-state', 'completed', { timeout: 120_000 });
 	for (const p of ['survey', 'K1', 'K2', 'K3', 'K4', 'K5']) {
 		await expect(rotation.locator(`[data-phase="${p}"]`)).toHaveAttribute('data-phase-state', 'passed');

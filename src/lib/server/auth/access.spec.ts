@@ -80,7 +80,8 @@ describe('the access table', () => {
 			'/(app)/settings/nodes':
 				'GET session:admin, POST createCredential session:admin, POST deleteCredential session:admin, POST createNode session:admin, POST deleteNode session:admin, POST bulk session:admin, POST check session:admin, POST acceptHostKey session:admin',
 			'/(app)/settings/nodes/import': 'GET session:admin, POST preview session:admin, POST import session:admin',
-			'/(app)/settings/ssh-keys': 'GET session:admin, POST dryRun session:admin, POST rotate session:admin',
+			'/(app)/settings/ssh-keys':
+				'GET session:admin, POST dryRun session:admin, POST rotate session:admin, POST retry session:admin',
 			'/(app)/settings/users':
 				'GET session:admin, POST create session:admin, POST update session:admin, POST resetPassword session:admin',
 			'/(app)/settings/notifications':
@@ -126,6 +127,7 @@ describe('the access table', () => {
 			'/api/security/certificates/report': 'POST operate',
 			'/api/security/certificates/rotate': 'POST operate',
 			'/api/ssh-keys/rotate': 'POST admin',
+			'/api/ssh-keys/rotations/[id]/retry': 'POST admin',
 			'/api/security/certificates/ca': 'GET read, POST admin',
 			'/api/security/certificates/ca/import': 'POST admin',
 			'/api/security/certificates/ca/trust': 'POST admin',

@@ -143,7 +143,11 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 		view: adminPage,
 		actions: { preview: adminPage, import: adminPage }
 	},
-	'/(app)/settings/ssh-keys': { kind: 'page', view: adminPage, actions: { dryRun: adminPage, rotate: adminPage } },
+	'/(app)/settings/ssh-keys': {
+		kind: 'page',
+		view: adminPage,
+		actions: { dryRun: adminPage, rotate: adminPage, retry: adminPage }
+	},
 	'/(app)/settings/users': {
 		kind: 'page',
 		view: adminPage,
@@ -227,6 +231,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/security/certificates/report': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/security/certificates/rotate': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/ssh-keys/rotate': { kind: 'endpoint', methods: { POST: admin } },
+	'/api/ssh-keys/rotations/[id]/retry': { kind: 'endpoint', methods: { POST: admin } },
 	'/api/security/certificates/ca': { kind: 'endpoint', methods: { GET: read, POST: admin } },
 	'/api/security/certificates/ca/import': { kind: 'endpoint', methods: { POST: admin } },
 	'/api/security/certificates/ca/trust': { kind: 'endpoint', methods: { POST: admin } },

@@ -1,5 +1,5 @@
 import { and, eq, inArray } from 'drizzle-orm';
-import { recordAudit, systemActor } from '$lib/server/audit';
+import { recordAudit, systemActor, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import {
 	keyRotationNodes,
@@ -10,6 +10,7 @@ import {
 	type KeyRotationPhaseRecord
 } from '$lib/server/db/schema';
 import { createRun, getRun, recordEvent } from '$lib/server/engine';
+import { conflict, notFound } from '$lib/server/errors';
 import { log, loggableError } from '$lib/server/log';
 import { phaseTitles, type NodePhase } from './phases';
 
@@ -216,6 +217,58 @@ async function catchUp(r: KeyRotation): Promise<void> {
 		options: { concurrency: 20 }
 	});
 	await move(r, { catchUpRunId: run.id });
+}
+
+/**
+ * An admin's retry of the nodes that failed K5 or K6 (or a catch-up) once the rotation's main phases are over:
+ * they go through a catch-up run — every phase again, each idempotent and proven by login — and the rotation is
+ * open until it ends. They are set aside as `deferred` meanwhile, so no other rotation takes them and, should one
+ * be away now, it is finished when it is back like any other. `deferredAt` now keeps the driver's own catch-up
+ * from taking them a second time while this run has them.
+ */
+export async function retryFailedNodes(actor: Actor, id: string): Promise<{ runId: string; nodes: string[] }> {
+	const [r] = await db().select().from(keyRotations).where(eq(keyRotations.id, id));
+	if (!r) throw notFound('Key rotation');
+	if (r.state === 'running' || r.state === 'aborted') {
+		throw conflict(
+			r.state === 'running'
+				? `Key rotation #${r.number} is still running: its failed nodes can be tried again once it has ended`
+				: `Key rotation #${r.number} was aborted: no key was removed, start a new rotation instead`,
+			{ rotation_id: `rotation #${r.number} is ${r.state}` }
+		);
+	}
+	if (r.catchUpRunId) {
+		throw conflict(`Key rotation #${r.number} is finishing nodes already`, {
+			rotation_id: `rotation #${r.number} has a catch-up running`
+		});
+	}
+	// Taking the failed rows is the claim: a second retry at the same moment finds none left.
+	const taken = await db()
+		.update(keyRotationNodes)
+		.set({ state: 'deferred', deferredAt: new Date() })
+		.where(and(eq(keyRotationNodes.rotationId, r.id), eq(keyRotationNodes.state, 'failed')))
+		.returning({ nodeId: keyRotationNodes.nodeId, nodeName: keyRotationNodes.nodeName });
+	if (!taken.length) {
+		throw conflict(`Key rotation #${r.number} has no failed node to try again`, {
+			rotation_id: `rotation #${r.number} has no failed node`
+		});
+	}
+	const run = await createRun(actor, {
+		kind: 'ssh-key-catchup',
+		title: `Key rotation #${r.number}: try ${taken.length} failed node(s) again`,
+		nodeIds: taken.map((t) => t.nodeId),
+		params: { rotation_id: r.id },
+		options: { concurrency: 20 }
+	});
+	await move(r, { state: 'open', catchUpRunId: run.id, endedAt: null });
+	const names = taken.map((t) => t.nodeName).sort();
+	await recordAudit(actor, {
+		action: 'ssh_keys.retry',
+		targetType: 'key_rotation',
+		targetId: r.id,
+		details: { number: r.number, run_id: run.id, nodes: names }
+	});
+	return { runId: run.id, nodes: names };
 }
 
 /** One decision for one rotation. */

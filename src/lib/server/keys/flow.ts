@@ -32,8 +32,10 @@ function unreachableReason(end: TaskEnd<unknown>): string | null {
 	return null;
 }
 
+/** `reached`: the last phase that passed on the node in this task, if any. */
 async function recordNodeEnd(rotationId: string, end: TaskEnd<unknown>, reached: NodePhase | null): Promise<void> {
 	const where = and(eq(keyRotationNodes.rotationId, rotationId), eq(keyRotationNodes.nodeId, end.node.id));
+	const progress = reached ? { reached } : {};
 	if (end.state === 'succeeded') {
 		if (reached) await db().update(keyRotationNodes).set({ reached, error: null }).where(where);
 		return;
@@ -42,7 +44,9 @@ async function recordNodeEnd(rotationId: string, end: TaskEnd<unknown>, reached:
 	await db()
 		.update(keyRotationNodes)
 		.set(
-			away ? { state: 'deferred', error: away, deferredAt: new Date() } : { error: end.error ?? `ended ${end.state}` }
+			away
+				? { ...progress, state: 'deferred', error: away, deferredAt: new Date() }
+				: { ...progress, error: end.error ?? `ended ${end.state}` }
 		)
 		.where(where);
 }
@@ -64,7 +68,7 @@ export const keyPhaseFlow: Flow<PhaseParams> = {
 	// Every phase can run again: after a crash it simply runs once more.
 	inspect: async () => 'restart',
 	async finished(end) {
-		await recordNodeEnd(end.params.rotation_id, end, end.params.phase);
+		await recordNodeEnd(end.params.rotation_id, end, end.state === 'succeeded' ? end.params.phase : null);
 	}
 };
 

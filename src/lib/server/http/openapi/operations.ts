@@ -856,6 +856,22 @@ export const operations: Operation[] = [
 			}
 		}
 	},
+	{
+		method: 'POST',
+		route: '/api/ssh-keys/rotations/[id]/retry',
+		tag: 'SSH keys',
+		summary: 'Try a finished rotation’s failed nodes again',
+		responses: {
+			202: {
+				description: 'A catch-up run takes the failed nodes through every phase again',
+				schema: z.object({ run_id: z.uuid(), rotation_id: z.uuid(), nodes: z.array(z.string()) })
+			}
+		},
+		refusals: {
+			404: 'No such rotation',
+			409: 'The rotation is running or aborted, is finishing nodes already, or has no failed node'
+		}
+	},
 
 	// Notifications
 	{

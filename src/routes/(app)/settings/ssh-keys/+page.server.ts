@@ -1,8 +1,10 @@
-import { checkbox } from '$lib/schemas/common';
+import { z } from 'zod';
+import { checkbox, uuidSchema } from '$lib/schemas/common';
 import { rotateKeysSchema } from '$lib/schemas/ssh-keys';
 import { actorOf } from '$lib/server/audit';
 import { formError, parseForm } from '$lib/server/http/forms';
 import { listCredentials } from '$lib/server/keys/credentials';
+import { retryFailedNodes } from '$lib/server/keys/driver';
 import { credentialMarks, listKeyRotations, startKeyRotation } from '$lib/server/keys/rotation';
 import type { Actions, PageServerLoad } from './$types';
 
@@ -41,6 +43,18 @@ export const actions: Actions = {
 		try {
 			await startKeyRotation(actorOf(event), { ...parsed.data, dry_run: false });
 			return { notice: 'Key rotation started: it moves on phase by phase below.' };
+		} catch (err) {
+			return formError(err, parsed.form);
+		}
+	},
+	retry: async (event) => {
+		const parsed = await parseForm(event.request, z.object({ rotation_id: uuidSchema }));
+		if (!parsed.ok) return parsed.failure;
+		try {
+			const { nodes } = await retryFailedNodes(actorOf(event), parsed.data.rotation_id);
+			return {
+				notice: `Trying ${nodes.join(', ')} again: every phase runs once more on ${nodes.length === 1 ? 'it' : 'them'}.`
+			};
 		} catch (err) {
 			return formError(err, parsed.form);
 		}

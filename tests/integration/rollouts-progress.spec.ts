@@ -142,12 +142,15 @@ describe('a rollout in progress', () => {
 	it('a stage in progress names, per unfinished node, why: its step, a busy slot, a pause', async () => {
 		const second = await bed.addCommit('web', { message: 'v2', files: healthy });
 		const rel = await release('1.1.0', second);
-		// One node at a time, baking long enough to be looked at: the other two wait for the slot it holds.
+		// Two nodes at a time on an engine of one worker, baking long enough to be looked at: the first bakes, the
+		// second is handed to the engine and waits for its worker, the third waits for one of the two slots.
+		await stopEngine();
+		await startEngine({ concurrency: 1, leaseMs: 10_000, sweepMs: 1_000 });
 		const r = await rollout({
 			release_id: rel.id,
 			strategy: 'immediate',
 			stages: [{ percent: 100, bake_seconds: 120 }],
-			concurrency: 1
+			concurrency: 2
 		});
 		const baking = await waitFor(
 			'a node baking',
@@ -162,19 +165,18 @@ describe('a rollout in progress', () => {
 		expect(nodes.size).toBe(3);
 		expect(baking.why).toBe('on its bake step');
 		const queued = [...nodes.values()].filter((n) => n.node !== baking.node);
-		for (const n of queued) {
-			expect(n.state, n.node).toBe('queued');
-			expect(n.why, n.node).toBe('queued: the stage updates 1 node(s) at a time and 1 are busy');
-		}
+		for (const n of queued) expect(n.state, n.node).toBe('queued');
+		const whys = queued.map((n) => n.why!).sort();
+		expect(whys[0]).toMatch(/^queued: handed to the engine at \S+, waiting for a free engine worker$/);
+		expect(whys[1]).toBe('queued: the stage updates 2 node(s) at a time and 2 are taken');
+		const waiting = queued.find((n) => n.why === whys[1])!;
 
 		await pauseRollout(systemActor, r.id);
 		nodes = await detailOf(r.id);
 		expect(nodes.get(baking.node)!.why).toBe('on its bake step');
-		for (const n of queued) {
-			expect(nodes.get(n.node)!.why, n.node).toBe(
-				'not started: the rollout is paused (resume, or advance once the stage settles)'
-			);
-		}
+		expect(nodes.get(waiting.node)!.why).toBe(
+			'not started: the rollout is paused (resume, or advance once the stage settles)'
+		);
 
 		// Cancelled, the baking node is undone and the others never start: nothing is left unfinished.
 		const cancelled = await cancelRollout(systemActor, r.id);

@@ -1,5 +1,5 @@
 import type { Release, Rollout, RolloutNode } from '$lib/server/db/schema';
-import { getRun, type RunSummary } from '$lib/server/engine';
+import { getRun } from '$lib/server/engine';
 import { presentRelease } from '$lib/server/releases/releases';
 import { failuresOf } from './driver';
 import { windowOpenings } from './windows';
@@ -42,13 +42,23 @@ export function presentRollout(r: Rollout, release?: Release) {
  * Why a node of a started stage has not finished yet (docs/releases.md, "A stage in progress"): the runbook's
  * "stuck in progress" answered per node. Null once its task ended.
  */
-function whyUnfinished(r: Rollout, run: RunSummary, task: string, step: string | null): string | null {
-	if (task === 'running') return step ? `on its ${step} step` : 'starting';
-	if (task !== 'queued') return null;
+function whyUnfinished(
+	r: Rollout,
+	run: Awaited<ReturnType<typeof getRun>>,
+	task: { state: string; dispatchedAt: Date | null },
+	step: string | null
+): string | null {
+	if (task.state === 'running') return step ? `on its ${step} step` : 'starting';
+	if (task.state !== 'queued') return null;
+	// Handed to the engine's queue already: it holds one of the stage's slots and waits for a worker of the engine.
+	if (task.dispatchedAt) {
+		return `queued: handed to the engine at ${task.dispatchedAt.toISOString()}, waiting for a free engine worker`;
+	}
 	if (run.state === 'paused' || r.state === 'paused') {
 		return 'not started: the rollout is paused (resume, or advance once the stage settles)';
 	}
-	return `queued: the stage updates ${r.concurrency} node(s) at a time and ${run.counts.running} are busy`;
+	const taken = run.tasks.filter((t) => t.state === 'running' || (t.state === 'queued' && t.dispatchedAt)).length;
+	return `queued: the stage updates ${r.concurrency} node(s) at a time and ${taken} are taken`;
 }
 
 function windowWhy(opens: Date | null): string {
@@ -84,7 +94,7 @@ export async function presentRolloutDetail(r: Rollout, release: Release, nodes: 
 					run_id: run.id,
 					step: step?.name ?? null,
 					step_started_at: running ? running.startedAt.toISOString() : null,
-					why: whyUnfinished(r, run, t.state, running?.name ?? null)
+					why: whyUnfinished(r, run, t, running?.name ?? null)
 				});
 			}
 			const { failed, finished } = failuresOf(run.counts);

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { readlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRoleSchema } from '../../src/lib/schemas/code-sync';
 import { updateNodeSchema } from '../../src/lib/schemas/nodes';
@@ -14,7 +16,13 @@ import { updateNode } from '../../src/lib/server/fleet/nodes';
 import { useReleaseKeys } from '../../src/lib/server/releases/keys';
 import { createRelease, getRelease } from '../../src/lib/server/releases/releases';
 import { hmacSignature } from '../../src/lib/server/releases/signing';
-import { advanceRollout, cancelRollout, driveRollouts, pauseRollout } from '../../src/lib/server/rollouts/driver';
+import {
+	advanceRollout,
+	cancelRollout,
+	driveRollouts,
+	pauseRollout,
+	rollbackRollout
+} from '../../src/lib/server/rollouts/driver';
 import { presentRolloutDetail } from '../../src/lib/server/rollouts/present';
 import { createRollout, getRollout, nodesOfRollout } from '../../src/lib/server/rollouts/rollouts';
 import { freshPostgres } from '../support/databases';
@@ -25,7 +33,8 @@ import { startTestbed, type Testbed } from '../testbed/testbed';
 /**
  * A rollout while it moves, on three real sshd hosts (127.0.1.246–248) with a git role `web`: a node that joins
  * the target mid-rollout is taken by a later stage (the driver reads the target again), and a stage in progress
- * says, per unfinished node, why it has not finished (docs/releases.md, "A stage in progress").
+ * says, per unfinished node, why it has not finished (docs/releases.md, "A stage in progress"); a `push` role is
+ * deployed and rolled back by rollouts like a git role.
  */
 
 const SECRET = 'rollout-progress-signing-secret-01';
@@ -188,4 +197,41 @@ describe('a rollout in progress', () => {
 		for (const n of nodes.values()) expect(n.why, n.node).toBeNull();
 		for (const h of bed.hosts) expect(await bed.checkedOutCommit(h, 'web'), h.name).toBe(first);
 	}, 180_000);
+
+	it('a push role takes a release through a rollout, and a fleet rollback switches it back', async () => {
+		await createRole(
+			systemActor,
+			createRoleSchema.parse({
+				name: 'site',
+				method: 'push',
+				path: '/opt/site',
+				// The console's own checkout of the role: the testbed's working clone of the web repository.
+				source_repo: join(bed.dir, 'origins', 'web.work'),
+				units: ['site.service'],
+				health: { type: 'command', command: ['sh', 'healthcheck.sh'] },
+				health_timeout_seconds: 3
+			})
+		);
+		for (const id of ids) await updateNode(systemActor, id, updateNodeSchema.parse({ roles: ['web', 'site'] }));
+		const current = (i: number) => readlink(join(bed.hosts[i]!.root, 'opt/site/current'));
+		const deploy = async (version: string, sha: string) => {
+			const rel = await release(version, sha);
+			const r = await rollout({ release_id: rel.id, strategy: 'immediate', target: { roles: ['site'] } });
+			const done = await driveUntil(r.id, ['completed', 'paused', 'failed']);
+			expect(done.state).toBe('completed');
+			for (let i = 0; i < 3; i++) expect(await current(i), bed.hosts[i]!.name).toBe(`releases/${sha}`);
+			return done;
+		};
+		const a = await bed.addCommit('web', { message: 'site a', files: healthy });
+		await deploy('1.2.0', a);
+		const b = await bed.addCommit('web', { message: 'site b', files: healthy });
+		const second = await deploy('1.3.0', b);
+		// Only the role the target names moved: the git role stays on what the earlier rollouts left.
+		for (const h of bed.hosts) expect(await bed.checkedOutCommit(h, 'web'), h.name).toBe(first);
+
+		await rollbackRollout(systemActor, second.id);
+		const back = await driveUntil(second.id, ['rolled_back', 'failed']);
+		expect(back.state).toBe('rolled_back');
+		for (let i = 0; i < 3; i++) expect(await current(i), bed.hosts[i]!.name).toBe(`releases/${a}`);
+	}, 240_000);
 });

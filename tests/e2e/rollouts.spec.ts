@@ -1,3 +1,5 @@
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { expect, test, type Browser } from '@playwright/test';
 import { hmacSignature } from '../../src/lib/server/releases/signing.ts';
 import { startTestbed, type Testbed } from '../testbed/testbed.ts';
@@ -6,7 +8,8 @@ import { call, cookie, people, signInAs } from './support/console';
 /**
  * Rollouts in the browser on ten real sshd hosts (127.0.1.210–219) with a git role `app`: a signed release is
  * uploaded, an operator previews and starts a staged rollout, watches its stages progress live, pauses it and
- * resumes it; the hosts' checkouts say it really happened.
+ * resumes it; a release whose health check fails on two nodes pauses itself at its threshold and is rolled back
+ * across the fleet; the hosts' checkouts say it really happened.
  */
 
 const HOSTS = 10;
@@ -211,5 +214,97 @@ test('a rollout that respects maintenance windows shows a node outside its windo
 		expect(await bed.checkedOutCommit(bed.hosts[0]!, 'app')).toBe(sha);
 	} finally {
 		await call(`/api/updates/system/windows/${windowId}`, { method: 'DELETE', headers: cookie(admin) });
+	}
+});
+
+test('a release failing its health check on two nodes pauses at the threshold; a fleet rollback takes it back', async ({
+	browser
+}) => {
+	test.setTimeout(180_000);
+	const admin = await signInAs('admin');
+	const hostOf = new Map(names.map((n, i) => [n, bed.hosts[i]!]));
+	const marker = (name: string) => join(hostOf.get(name)!.root, 'etc/flotilla/break-e2e');
+	const broken: string[] = [];
+	try {
+		const next = await bed.addCommit('app', {
+			message: 'release 2.2.0',
+			files: { 'healthcheck.sh': '#!/bin/sh\ntest ! -e /etc/flotilla/break-e2e\n' }
+		});
+		const manifest: Record<string, unknown> = {
+			version: '2.2.0',
+			sha: next,
+			channel: 'stable',
+			migrations_required: true,
+			breaking_changes: 'A health check that some nodes fail',
+			released_at: '2026-06-03T00:00:00Z'
+		};
+		const res = await call('/api/releases', {
+			method: 'POST',
+			headers: cookie(admin),
+			json: { ...manifest, signature: hmacSignature(manifest, SECRET) }
+		});
+		expect(res.status).toBe(201);
+		const before = new Map<string, string>();
+		for (const [name, host] of hostOf) before.set(name, await bed.checkedOutCommit(host, 'app'));
+
+		const page = await operatorPage(browser);
+		// The Releases page, and which nodes run a release: those whose checkout is its commit (after the tests
+		// above, every node but ro-02, which moved to 2.1.0). Those tests also gave every node a healthy release
+		// the console deployed, which a failed node goes back to.
+		await page.goto('/releases');
+		const releaseRow = (commit: string) =>
+			page.getByTestId('releases-table').locator('tbody tr', { hasText: commit.slice(0, 12) });
+		await expect(releaseRow(next)).toContainText('2.2.0');
+		await expect(releaseRow(next)).toContainText('hmac-sha256:shared-secret');
+		await page.screenshot({ path: `${shots}/releases.png`, fullPage: true });
+		await releaseRow(sha).getByRole('link', { name: '2.0.0' }).click();
+		const onIt = names.filter((n) => before.get(n) === sha);
+		const nodeLinks = page.getByTestId('release-nodes').getByRole('link');
+		await expect(nodeLinks).toHaveCount(onIt.length);
+		expect((await nodeLinks.allTextContents()).sort()).toEqual(onIt);
+		await page.screenshot({ path: `${shots}/release-detail.png`, fullPage: true });
+
+		await page.goto('/rollouts');
+		await page.getByLabel('Release').selectOption({ label: `2.2.0 (stable, ${next.slice(0, 7)})` });
+		await page.getByLabel('Strategy').selectOption('staged');
+		await page.getByLabel('Bake per stage (minutes)').fill('0.05');
+		await page.getByLabel('Target roles').fill('app');
+		await page.getByRole('button', { name: 'Preview stages' }).click();
+		const preview = page.getByTestId('preview-stage');
+		await expect(preview.nth(1)).toContainText('Stage 2: 50% · 4 nodes');
+		const inStage = async (k: number) => ((await preview.nth(k).locator('p').textContent()) ?? '').trim().split(', ');
+		const [second, third] = [await inStage(1), await inStage(2)];
+		// Two of the four nodes of stage 2 fail the release's health check.
+		broken.push(second[0]!, second[1]!);
+		for (const name of broken) await writeFile(marker(name), '1');
+
+		await page.getByRole('button', { name: 'Start rollout' }).click();
+		await expect(page).toHaveURL(/\/rollouts\/[0-9a-f-]{36}$/);
+		const summary = page.getByTestId('rollout-summary');
+		await expect(summary.locator('[data-state="paused"]')).toBeVisible({ timeout: 90_000 });
+		await expect(page.getByTestId('rollout-reason')).toHaveText(
+			/^stage 2 of 3 \(50%\): [12] of [34] finished nodes failed \(\d+% > the 10% threshold\)$/
+		);
+		const stage = page.getByTestId('stage');
+		// Paused, not aborted: the stage's four nodes (all started at once) finish, the last stage never starts.
+		await expect(stage.nth(1)).toContainText('2 ok · 2 failed · 0 running · 0 queued', { timeout: 30_000 });
+		await expect(stage.nth(1).getByTestId('failure-rate')).toHaveText('50% / 10%');
+		await expect(stage.nth(2)).toHaveAttribute('data-state', 'pending');
+		for (const name of broken) {
+			const row = page.locator(`[data-testid="rollout-node"][data-node="${name}"]`);
+			await expect(row.locator('[data-state="rolled_back"]')).toBeVisible();
+			await expect(row).toContainText(/verify: app is unhealthy/);
+		}
+		await page.screenshot({ path: `${shots}/rollout-threshold-paused.png`, fullPage: true });
+		for (const name of [...broken, ...third]) {
+			expect(await bed.checkedOutCommit(hostOf.get(name)!, 'app'), name).toBe(before.get(name));
+		}
+
+		await page.getByRole('button', { name: 'Fleet rollback' }).click();
+		await expect(summary.locator('[data-state="rolled_back"]')).toBeVisible({ timeout: 90_000 });
+		await page.screenshot({ path: `${shots}/rollout-rolled-back.png`, fullPage: true });
+		for (const [name, host] of hostOf) expect(await bed.checkedOutCommit(host, 'app'), name).toBe(before.get(name));
+	} finally {
+		for (const name of broken) await rm(marker(name), { force: true });
 	}
 });

@@ -355,6 +355,10 @@ export const rolloutDetailSchema = rolloutAnswerSchema.extend({
 			window_opens_at: time.nullable(),
 			step: z.string().nullable(),
 			step_started_at: time.nullable(),
+			why: z
+				.string()
+				.nullable()
+				.describe('why the node has not finished yet: its step, a free slot it waits for, a pause, its window'),
 			run_id: id.nullable(),
 			task_id: id.nullable(),
 			previous: z.record(z.string(), z.string().nullable()).nullable().describe('per role, the commit it ran before'),

@@ -38,12 +38,48 @@ export function presentRollout(r: Rollout, release?: Release) {
 	};
 }
 
+/**
+ * Why a node of a started stage has not finished yet (docs/releases.md, "A stage in progress"): the runbook's
+ * "stuck in progress" answered per node. Null once its task ended.
+ */
+function whyUnfinished(
+	r: Rollout,
+	run: Awaited<ReturnType<typeof getRun>>,
+	task: { state: string; dispatchedAt: Date | null },
+	step: string | null
+): string | null {
+	if (task.state === 'running') return step ? `on its ${step} step` : 'starting';
+	if (task.state !== 'queued') return null;
+	// Handed to the engine's queue already: it holds one of the stage's slots and waits for a worker of the engine.
+	if (task.dispatchedAt) {
+		return `queued: handed to the engine at ${task.dispatchedAt.toISOString()}, waiting for a free engine worker`;
+	}
+	if (run.state === 'paused' || r.state === 'paused') {
+		return 'not started: the rollout is paused (resume, or advance once the stage settles)';
+	}
+	const taken = run.tasks.filter((t) => t.state === 'running' || (t.state === 'queued' && t.dispatchedAt)).length;
+	return `queued: the stage updates ${r.concurrency} node(s) at a time and ${taken} are taken`;
+}
+
+function windowWhy(opens: Date | null): string {
+	return opens
+		? `waiting for its maintenance window, which opens at ${opens.toISOString()}`
+		: 'waiting for its maintenance window, which never opens';
+}
+
 /** The detail: per stage the run's counts and failure rate, and per node its stage, state and live task state. */
 export async function presentRolloutDetail(r: Rollout, release: Release, nodes: RolloutNode[]) {
 	const base = presentRollout(r, release);
 	const taskState = new Map<
 		string,
-		{ state: string; task_id: string; run_id: string; step: string | null; step_started_at: string | null }
+		{
+			state: string;
+			task_id: string;
+			run_id: string;
+			step: string | null;
+			step_started_at: string | null;
+			why: string | null;
+		}
 	>();
 	const stages = await Promise.all(
 		r.stages.map(async (s, k) => {
@@ -51,12 +87,14 @@ export async function presentRolloutDetail(r: Rollout, release: Release, nodes: 
 			const run = await getRun(s.runId);
 			for (const t of run.tasks) {
 				const step = t.steps.findLast((x) => x.state === 'running' || x.state === 'failed') ?? t.steps.at(-1);
+				const running = step?.state === 'running' ? step : null;
 				taskState.set(t.nodeId, {
 					state: t.state,
 					task_id: t.id,
 					run_id: run.id,
 					step: step?.name ?? null,
-					step_started_at: step?.state === 'running' ? step.startedAt.toISOString() : null
+					step_started_at: running ? running.startedAt.toISOString() : null,
+					why: whyUnfinished(r, run, t, running?.name ?? null)
 				});
 			}
 			const { failed, finished } = failuresOf(run.counts);
@@ -94,6 +132,7 @@ export async function presentRolloutDetail(r: Rollout, release: Release, nodes: 
 			window_opens_at: openings.get(n.nodeId)?.toISOString() ?? null,
 			step: taskState.get(n.nodeId)?.step ?? null,
 			step_started_at: taskState.get(n.nodeId)?.step_started_at ?? null,
+			why: openings.has(n.nodeId) ? windowWhy(openings.get(n.nodeId)!) : (taskState.get(n.nodeId)?.why ?? null),
 			run_id: taskState.get(n.nodeId)?.run_id ?? null,
 			task_id: taskState.get(n.nodeId)?.task_id ?? null,
 			previous: n.previous,

@@ -3,24 +3,26 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { and, eq } from 'drizzle-orm';
+import { and, asc, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRolloutSchema } from '../../src/lib/schemas/releases';
 import { badReleaseFor } from '../../src/lib/server/appliances/fallbacks';
 import { declareImage, receiveChunk, useImageStore } from '../../src/lib/server/appliances/images';
+import { startPush } from '../../src/lib/server/appliances/runs';
 import { systemActor } from '../../src/lib/server/audit';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase } from '../../src/lib/server/db';
 import {
 	applianceUpdates,
 	auditLog,
+	events,
 	nodes,
 	type ApplianceImage,
 	type Node,
 	type Rollout
 } from '../../src/lib/server/db/schema';
 import { registerDomains } from '../../src/lib/server/domains';
-import { startEngine, stopEngine } from '../../src/lib/server/engine';
+import { getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { runHealthSweep } from '../../src/lib/server/fleet/sweep';
 import { createCredential } from '../../src/lib/server/keys/credentials';
 import { useReleaseKeys } from '../../src/lib/server/releases/keys';
@@ -32,14 +34,15 @@ import { createRollout, getRollout, nodesOfRollout } from '../../src/lib/server/
 import { connect } from '../../src/lib/server/ssh/connection';
 import { sh } from '../../src/lib/server/ssh/shell';
 import { freshPostgres } from '../support/databases';
-import { waitFor } from '../support/engine';
+import { waitFor, waitForRun } from '../support/engine';
 import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
 
 /**
- * A fallback the console learns of only later, from the health sweep (docs/appliances.md, "Fallbacks"): an
- * appliance whose update succeeded goes back to its previous slot by its own watchdog. It must count like a
- * failed gate: the update rolled_back with the reason, a failure of its rollout stage, the release marked bad
- * for its hardware, the rollout paused. Five real appliances on 127.0.1.83–87.
+ * What the console learns late (docs/appliances.md, "The A/B flow" and "Fallbacks"): an appliance whose update
+ * succeeded goes back to its previous slot by its own watchdog, found by the health sweep, which must count like
+ * a failed gate (the update rolled_back with the reason, a failure of its rollout stage, the release marked bad
+ * for its hardware, the rollout paused); and an appliance that is not back within the reboot deadline, reverted
+ * when it answers again. Five real appliances on 127.0.1.83–87.
  */
 
 let bed: Testbed;
@@ -250,4 +253,94 @@ describe('a fallback found by the health sweep after the update succeeded', () =
 			}
 		}
 	}, 420_000);
+});
+
+describe('an appliance not back within the reboot deadline', () => {
+	const h = () => bed.hosts[4]!;
+	const hook = () => join(h().root, 'opt/flotilla-testbed/boot');
+	const goOn = () => join(h().root, 'etc/flotilla-testbed/go-on');
+
+	async function logOf(runId: string): Promise<string> {
+		const rows = await db()
+			.select({ data: events.data })
+			.from(events)
+			.where(and(eq(events.runId, runId), eq(events.type, 'task.output')))
+			.orderBy(asc(events.id));
+		return rows.flatMap((r) => (r.data.lines as { t: string }[]).map((l) => l.t)).join('\n');
+	}
+
+	/**
+	 * Pushes `version` with a 30 s reboot deadline (room for a busy machine's sshd once the boot goes on) while
+	 * the appliance's boot waits (a boot hook) until the console
+	 * gave up waiting; then lets it finish booting. Resolves to the run once it ended.
+	 */
+	async function pushPastTheDeadline(version: string) {
+		await rm(goOn(), { force: true });
+		await writeFile(hook(), '#!/bin/sh\nwhile [ ! -e /etc/flotilla-testbed/go-on ]; do sleep 0.2; done\n', {
+			mode: 0o755
+		});
+		try {
+			const image = await imageRelease(version);
+			const pushed = await startPush(systemActor, {
+				image_id: image.id,
+				nodes: [h().name],
+				window: 'ignore',
+				reboot_timeout_seconds: 30
+			});
+			await waitFor(
+				'the console giving up waiting',
+				async () => /did not answer within 30 s/.test(await logOf(pushed.id)),
+				120_000
+			);
+			await writeFile(goOn(), '');
+			await waitForRun(pushed.id, ['succeeded', 'failed'], 120_000);
+			return { image, run: await getRun(pushed.id), log: await logOf(pushed.id) };
+		} finally {
+			await rm(hook(), { force: true });
+		}
+	}
+
+	async function updateOf(runId: string) {
+		const [row] = await db().select().from(applianceUpdates).where(eq(applianceUpdates.runId, runId));
+		return row!;
+	}
+
+	it('is reverted to its good slot when it answers again, rebooted there, and recorded rolled_back', async () => {
+		const before = await bed.slotState(h());
+		const intended = before.active === 'a' ? 'b' : 'a';
+		const { image, run, log } = await pushPastTheDeadline('3.0.0');
+		expect(run.tasks[0]).toMatchObject({ state: 'rolled_back' });
+		const row = await updateOf(run.id);
+		expect(row).toMatchObject({ state: 'rolled_back', fallback: null, toSlot: intended });
+		expect(row.error).toMatch(/did not answer within 30 s/);
+		// It came back on the new slot, not committed: the console sent it back to the good one and rebooted it.
+		expect(log).toMatch(new RegExp(`slot ${intended} is not committed: back to slot ${before.good}`));
+		expect(log).toMatch(new RegExp(`back on the good slot ${before.good}`));
+		const after = await bed.slotState(h());
+		expect(after).toMatchObject({ active: before.good, next: before.good, good: before.good, tries: 0 });
+		expect(after.boots).toBe(before.boots + 2);
+		// Not a fallback: the appliance did not go back on its own.
+		expect(await badReleaseFor(image.releaseId, nodeOf.get(h().name)!)).toBeNull();
+	}, 240_000);
+
+	it('one that went back to its good slot on its own meanwhile (a boot loop) is recorded as a fallback', async () => {
+		const before = await bed.slotState(h());
+		const intended = before.active === 'a' ? 'b' : 'a';
+		await bed.setFault(h(), 'fail-boot', intended);
+		try {
+			const { image, run } = await pushPastTheDeadline('3.1.0');
+			expect(run.tasks[0]!.state).toBe('rolled_back');
+			const row = await updateOf(run.id);
+			expect(row.state).toBe('rolled_back');
+			expect(row.fallback).toMatch(
+				new RegExp(
+					`slot ${intended} was booted 3 times without passing the health gate; fell back to slot ${before.good}`
+				)
+			);
+			expect(await badReleaseFor(image.releaseId, nodeOf.get(h().name)!)).toMatchObject({ nodeName: h().name });
+			expect(await bed.slotState(h())).toMatchObject({ active: before.good, next: before.good, good: before.good });
+		} finally {
+			await bed.clearFaults(h());
+		}
+	}, 240_000);
 });

@@ -286,8 +286,6 @@ export const applianceUpdateFlow: Flow<ApplianceUpdateParams> = {
 				if (!memo.rebootIssued || memo.committed) return;
 				await liveConnection(ctx, ctx.params.reboot_timeout_seconds * 1000);
 				const found = await report(ctx);
-				// Not back in time, it may have gone back to its good slot on its own meanwhile (a boot loop).
-				if (found.active !== memo.to) await noteFallback(ctx, found, memo.to!);
 				if (found.active === found.good) {
 					await run(ctx, sh`flotilla-slot revert`);
 					ctx.log(`the appliance is on its good slot ${found.good}`);

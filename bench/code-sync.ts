@@ -36,7 +36,6 @@ import {
 	median,
 	medianAndRuns,
 	postgresCpuMs,
-	run,
 	secondsSince,
 	startPostgres,
 	stopControlMasters,
@@ -44,6 +43,7 @@ import {
 	tool,
 	publishSection,
 	toolSetup,
+	waitForAddresses,
 	type ToolRow,
 	type ToolSetup,
 	type Variant
@@ -109,26 +109,6 @@ interface Diagnosis {
 
 const ssh2Kex = 'curve25519-sha256';
 const opensshKex = 'sntrup761x25519-sha512@openssh.com';
-
-/**
- * Another engineer's testbed on these addresses would make ours fail to start (or, worse, make a tool
- * talk to their hosts): wait until none of them listens.
- */
-async function waitForAddresses(log: (line: string) => void): Promise<void> {
-	const ours = (address: string) => {
-		const m = /^127\.0\.1\.(\d+):/.exec(address);
-		return m !== null && Number(m[1]) >= firstHost && Number(m[1]) < firstHost + fleetSize;
-	};
-	const until = Date.now() + 30 * 60_000;
-	for (;;) {
-		const { stdout } = await run('ss', ['-Hltn']);
-		const busy = [...new Set(stdout.split('\n').map((line) => line.trim().split(/\s+/)[3] ?? ''))].filter(ours);
-		if (!busy.length) return;
-		if (Date.now() > until) throw new Error(`127.0.1.${firstHost}+ still in use after 30 min: ${busy.join(' ')}`);
-		log(`waiting: ${busy.length} of our addresses are in use (${busy.slice(0, 3).join(' ')} ...)`);
-		await new Promise((r) => setTimeout(r, 20_000));
-	}
-}
 
 /** Every host runs `target`, built by install.sh from that checkout, with the unit restarted: or the bench fails. */
 async function checkHosts(bed: Testbed, target: string, who: string): Promise<void> {
@@ -470,7 +450,7 @@ export async function benchmarkCodeSync(log: (line: string) => void = console.lo
 	let database: DatabaseHandle | undefined;
 	let engine = false;
 	try {
-		await waitForAddresses(log);
+		await waitForAddresses(firstHost, fleetSize, log);
 		const loadBefore = loadavg();
 		log(`starting ${fleetSize} testbed hosts from 127.0.1.${firstHost} and a throwaway PostgreSQL`);
 		const [testbed, { url, postmasterPid }] = await Promise.all([

@@ -4,9 +4,13 @@
  * description, and writing a section of docs/benchmarks.md without touching the others.
  */
 import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { format, resolveConfig } from 'prettier';
 import { writeInventories } from '../tests/testbed/inventory.ts';
@@ -27,6 +31,42 @@ export async function tool(file: string, args: string[], env?: NodeJS.ProcessEnv
 		const e = error as Error & { stdout?: string; stderr?: string };
 		const output = `${e.stdout ?? ''}${e.stderr ?? ''}`.trim().split('\n').slice(-20).join('\n');
 		throw new Error(`${file} ${args.join(' ')} failed: ${e.message}\n${output}`, { cause: error });
+	}
+}
+
+/** The sha256 of a file, in hex. */
+export async function sha256Of(path: string): Promise<string> {
+	const hash = createHash('sha256');
+	await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), hash);
+	return hash.digest('hex');
+}
+
+/** A file of `bytes` random bytes (incompressible, as an image or a release archive is). */
+export async function writeRandomFile(path: string, bytes: number): Promise<void> {
+	const chunk = 8 << 20;
+	async function* chunks() {
+		for (let written = 0; written < bytes; written += chunk) yield randomBytes(Math.min(chunk, bytes - written));
+	}
+	await pipeline(Readable.from(chunks()), createWriteStream(path));
+}
+
+/**
+ * Another engineer's testbed on 127.0.1.<first>… (`count` addresses) would make ours fail to start (or, worse,
+ * make a tool talk to their hosts): wait until none of them listens.
+ */
+export async function waitForAddresses(first: number, count: number, log: (line: string) => void): Promise<void> {
+	const ours = (address: string) => {
+		const m = /^127\.0\.1\.(\d+):/.exec(address);
+		return m !== null && Number(m[1]) >= first && Number(m[1]) < first + count;
+	};
+	const until = Date.now() + 30 * 60_000;
+	for (;;) {
+		const { stdout } = await run('ss', ['-Hltn']);
+		const busy = [...new Set(stdout.split('\n').map((line) => line.trim().split(/\s+/)[3] ?? ''))].filter(ours);
+		if (!busy.length) return;
+		if (Date.now() > until) throw new Error(`127.0.1.${first}+ still in use after 30 min: ${busy.join(' ')}`);
+		log(`waiting: ${busy.length} of our addresses are in use (${busy.slice(0, 3).join(' ')} ...)`);
+		await new Promise((r) => setTimeout(r, 20_000));
 	}
 }
 

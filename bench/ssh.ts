@@ -3,13 +3,9 @@
  * command sequence on every host at two concurrencies, and a 512 MiB upload to one host. Run it with
  * `npm run bench:ssh`; bench/README.md says what each row measures and how to read the ratios.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { Client, type ConnectConfig } from 'ssh2';
 import { connect, type SshTarget } from '../src/lib/server/ssh/connection';
 import { fingerprintOf } from '../src/lib/server/ssh/host-keys';
@@ -26,10 +22,12 @@ import {
 	median,
 	medianAndRuns,
 	secondsSince,
+	sha256Of,
 	stopControlMasters,
 	tool,
 	publishSection,
 	toolSetup,
+	writeRandomFile,
 	type ToolRow,
 	type ToolSetup,
 	type Variant
@@ -70,20 +68,6 @@ async function eachHost(hosts: TestHost[], concurrency: number, work: (host: Tes
 			while (next < hosts.length) await work(hosts[next++]!);
 		})
 	);
-}
-
-async function sha256Of(path: string): Promise<string> {
-	const hash = createHash('sha256');
-	await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), hash);
-	return hash.digest('hex');
-}
-
-async function writeRandomFile(path: string, bytes: number): Promise<void> {
-	const chunk = 8 << 20;
-	async function* chunks() {
-		for (let written = 0; written < bytes; written += chunk) yield randomBytes(Math.min(chunk, bytes - written));
-	}
-	await pipeline(Readable.from(chunks()), createWriteStream(path));
 }
 
 function targetOf(bed: Testbed, host: TestHost): SshTarget {

@@ -342,7 +342,12 @@ export const rolloutDetailSchema = rolloutAnswerSchema.extend({
 		rolloutStageAnswer.extend({
 			run_number: z.int().nullable(),
 			run_state: runStates.optional().describe('once the stage has a run'),
-			counts: z.record(z.string(), z.int()).nullable().describe('the stage run’s tasks by state'),
+			counts: z
+				.record(z.string(), z.int())
+				.nullable()
+				.describe(
+					'the stage run’s tasks by state; `fell_back`: of its succeeded tasks, the nodes that failed afterwards (counted out of `succeeded`)'
+				),
 			failure_rate_percent: z.number().nullable()
 		})
 	),
@@ -351,7 +356,11 @@ export const rolloutDetailSchema = rolloutAnswerSchema.extend({
 			node_id: id,
 			node: z.string(),
 			stage: z.int(),
-			state: z.string().describe('pending, waiting_window, its task’s state, or reverted'),
+			state: z
+				.string()
+				.describe(
+					'pending, waiting_window, its task’s state, fell_back (failed after its task succeeded), or reverted'
+				),
 			window_opens_at: time.nullable(),
 			step: z.string().nullable(),
 			step_started_at: time.nullable(),

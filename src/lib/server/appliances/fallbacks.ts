@@ -1,11 +1,20 @@
 import { and, desc, eq, isNull } from 'drizzle-orm';
 import { recordAudit, systemActor, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
-import { applianceBadReleases, releases, type ApplianceBadRelease, type Node } from '$lib/server/db/schema';
+import {
+	applianceBadReleases,
+	applianceImages,
+	applianceUpdates,
+	releases,
+	type ApplianceBadRelease,
+	type Node
+} from '$lib/server/db/schema';
 import { recordEvent } from '$lib/server/engine';
 import { conflict, notFound } from '$lib/server/errors';
 import { log, loggableError } from '$lib/server/log';
 import { pauseRollout } from '$lib/server/rollouts/driver';
+import { recordUpdate } from './records';
+import type { SlotReport } from './remote';
 
 /*
  * Fallbacks seen fleet-wide (docs/appliances.md, "Fallbacks"): an appliance that went back to its good slot on
@@ -53,6 +62,65 @@ export async function recordFallback(input: {
 			log.info({ err: loggableError(err), rollout: input.rolloutId }, 'rollout not paused after a fallback')
 		);
 	}
+}
+
+/**
+ * A fallback the health sweep finds after the update ended (docs/appliances.md, "Fallbacks"): the appliance's
+ * last update succeeded, and since then it went back to its other slot on its own, saying why (its watchdog,
+ * once the console stayed unreachable). It counts as the failed gate it stands for: the update becomes
+ * `rolled_back` with the reason, its rollout node `fell_back` (a failure of its stage), the release is marked bad
+ * for the hardware and the rollout pauses. An operator's own `flotilla-slot --rollback` leaves no reason, so it
+ * is not one. Returns whether this report recorded a fallback (once per update, however many consoles sweep).
+ */
+export async function recordSweptFallback(node: Node, report: SlotReport): Promise<boolean> {
+	if (!report.fallback) return false;
+	const [last] = await db()
+		.select({ update: applianceUpdates, releaseId: applianceImages.releaseId })
+		.from(applianceUpdates)
+		.innerJoin(applianceImages, eq(applianceImages.id, applianceUpdates.imageId))
+		.where(eq(applianceUpdates.nodeId, node.id))
+		.orderBy(desc(applianceUpdates.startedAt))
+		.limit(1);
+	const update = last?.update;
+	if (!update || update.state !== 'succeeded' || update.fallback || !update.toSlot) return false;
+	if (report.active === update.toSlot) return false;
+	// Claimed in one statement: another console sweeping the same appliance records nothing twice.
+	const [claimed] = await db()
+		.update(applianceUpdates)
+		.set({ fallback: report.fallback })
+		.where(
+			and(
+				eq(applianceUpdates.id, update.id),
+				eq(applianceUpdates.state, 'succeeded'),
+				isNull(applianceUpdates.fallback)
+			)
+		)
+		.returning({ id: applianceUpdates.id });
+	if (!claimed) return false;
+	await recordUpdate(
+		{
+			taskId: update.taskId,
+			runId: update.runId,
+			nodeId: node.id,
+			nodeName: node.name,
+			imageId: update.imageId,
+			rolloutId: update.rolloutId
+		},
+		'rolled_back',
+		{
+			fallback: report.fallback,
+			error: `after the update succeeded, the appliance went back to slot ${report.active} on its own: ${report.fallback}`
+		},
+		{ rolloutNodeState: 'fell_back' }
+	);
+	await recordFallback({
+		node,
+		releaseId: last.releaseId,
+		rolloutId: update.rolloutId,
+		runId: update.runId,
+		reason: report.fallback
+	});
+	return true;
 }
 
 /** The standing mark that keeps a release from this hardware, or null. */

@@ -13,7 +13,16 @@ import { getImage, imagePath } from './images';
 import { observeDownload, observeReboot } from './metrics';
 import { recordUpdate, type UpdateKey } from './records';
 import { readSlots } from './slots';
-import { liveConnection, otherSlot, rebootAndReconnect, reconnect, releaseConnection, run, type Slot } from './remote';
+import {
+	liveConnection,
+	otherSlot,
+	rebootAndReconnect,
+	reconnect,
+	releaseConnection,
+	run,
+	type Slot,
+	type SlotReport
+} from './remote';
 
 /*
  * The A/B update of one appliance (docs/appliances.md, "The A/B flow"):
@@ -87,14 +96,13 @@ const report = (ctx: Ctx) => readSlots(ctx);
 
 const rebootAndWait = (ctx: Ctx) => rebootAndReconnect(ctx, ctx.params.reboot_timeout_seconds);
 
-/** What the appliance booted, against what the console intended; a fallback is recorded fleet-wide. */
-async function checkBootedSlot(ctx: Ctx, intended: Slot): Promise<void> {
-	const found = await report(ctx);
-	if (found.active === intended) return;
+/** The appliance booted another slot than the intended one by its own logic: recorded fleet-wide, once. */
+async function noteFallback(ctx: Ctx, found: SlotReport, intended: Slot): Promise<string> {
+	const memo = memoOf(ctx);
+	if (memo.fallback) return memo.fallback;
 	const reason = found.fallback || `booted slot ${found.active}, not slot ${intended}`;
-	memoOf(ctx).fallback = reason;
+	memo.fallback = reason;
 	const { image } = await imageFor(ctx);
-	await mark(ctx, 'verifying_health', { fallback: reason });
 	await recordFallback({
 		node: ctx.node,
 		releaseId: image.releaseId,
@@ -102,6 +110,15 @@ async function checkBootedSlot(ctx: Ctx, intended: Slot): Promise<void> {
 		runId: ctx.task.runId,
 		reason
 	});
+	return reason;
+}
+
+/** What the appliance booted, against what the console intended; a fallback is recorded fleet-wide. */
+async function checkBootedSlot(ctx: Ctx, intended: Slot): Promise<void> {
+	const found = await report(ctx);
+	if (found.active === intended) return;
+	const reason = await noteFallback(ctx, found, intended);
+	await mark(ctx, 'verifying_health', { fallback: reason });
 	throw new StepFailed(`the appliance fell back to slot ${found.active} on its own: ${reason}`);
 }
 

@@ -20,7 +20,9 @@ export interface UpdateKey {
 export async function recordUpdate(
 	key: UpdateKey,
 	state: ApplianceUpdateState,
-	patch: Partial<Pick<ApplianceUpdate, 'bytes' | 'total' | 'fromSlot' | 'toSlot' | 'error' | 'fallback'>> = {}
+	patch: Partial<Pick<ApplianceUpdate, 'bytes' | 'total' | 'fromSlot' | 'toSlot' | 'error' | 'fallback'>> = {},
+	/** The rollout node's state when it is not the update's (`fell_back`: failed after its task succeeded). */
+	options: { rolloutNodeState?: 'fell_back' } = {}
 ): Promise<void> {
 	const values = { state, ...patch, updatedAt: new Date() };
 	const [row] = await db()
@@ -38,7 +40,7 @@ export async function recordUpdate(
 	if (key.rolloutId) {
 		await db()
 			.update(rolloutNodes)
-			.set({ state, error: row!.error, updatedAt: new Date() })
+			.set({ state: options.rolloutNodeState ?? state, error: row!.error, updatedAt: new Date() })
 			.where(and(eq(rolloutNodes.rolloutId, key.rolloutId), eq(rolloutNodes.nodeId, key.nodeId)));
 	}
 	await recordEvent({

@@ -14,6 +14,7 @@ import { recordEvent, runNumbers, type StepContext } from '$lib/server/engine';
 import { notFound } from '$lib/server/errors';
 import type { SweepInspector } from '$lib/server/fleet/sweep';
 import { sh } from '$lib/server/ssh/shell';
+import { recordSweptFallback } from './fallbacks';
 import { presentUpdate } from './records';
 import { parseReport, run, type SlotReport } from './remote';
 
@@ -155,7 +156,7 @@ export async function applianceOverview(nodeId: string) {
 
 /** The health sweep's look at appliances: their slot report, kept as above. */
 export const applianceSlotsInspector: SweepInspector = {
-	counts: ['appliances_fallen_back'],
+	counts: ['appliances_fallen_back', 'appliance_fallbacks_recorded'],
 	async begin() {
 		return async (conn, node): Promise<Record<string, number>> => {
 			if (node.kind !== 'appliance') return {};
@@ -169,7 +170,8 @@ export const applianceSlotsInspector: SweepInspector = {
 				return {};
 			}
 			await recordSlots(node, report);
-			return { appliances_fallen_back: report.fallback ? 1 : 0 };
+			const recorded = await recordSweptFallback(node, report);
+			return { appliances_fallen_back: report.fallback ? 1 : 0, appliance_fallbacks_recorded: recorded ? 1 : 0 };
 		};
 	}
 };

@@ -1,4 +1,4 @@
-import { and, eq, inArray } from 'drizzle-orm';
+import { and, count, eq, inArray } from 'drizzle-orm';
 import { recordAudit, systemActor, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import { rolloutNodes, rollouts, type Rollout, type RolloutStage, type RolloutState } from '$lib/server/db/schema';
@@ -21,13 +21,29 @@ import { orderByWindow } from './windows';
  */
 
 const ENDED_RUN = ['succeeded', 'failed', 'cancelled'];
-const FAILED_TASKS = ['failed', 'rolled_back'] as const;
+/** Rollout node states that are failures: their task's, and `fell_back` (failed after its task succeeded). */
+const FAILED_NODES = ['failed', 'rolled_back', 'fell_back'] as const;
 
-type Counts = RunSummary['counts'];
+/** A stage's tasks by state; `fell_back`: of those that succeeded, the nodes that failed afterwards. */
+type Counts = RunSummary['counts'] & { fell_back?: number };
 
 export function failuresOf(c: Counts): { failed: number; finished: number } {
-	const failed = c.failed + c.rolled_back;
+	const failed = c.failed + c.rolled_back + (c.fell_back ?? 0);
 	return { failed, finished: failed + c.succeeded };
+}
+
+/**
+ * The stage's counts as the threshold judges them: its run's tasks, less the succeeded ones whose node failed
+ * after its task ended (`fell_back`: an appliance that went back to its good slot on its own, found by the
+ * health sweep, docs/appliances.md "Fallbacks"), which count as failures instead.
+ */
+export async function stageCounts(r: Rollout, k: number, counts: RunSummary['counts']): Promise<Counts> {
+	const [row] = await db()
+		.select({ n: count() })
+		.from(rolloutNodes)
+		.where(and(eq(rolloutNodes.rolloutId, r.id), eq(rolloutNodes.stage, k), eq(rolloutNodes.state, 'fell_back')));
+	const late = Math.min(row?.n ?? 0, counts.succeeded);
+	return late ? { ...counts, succeeded: counts.succeeded - late, fell_back: late } : counts;
 }
 
 /** Writes the rollout's new state if it is still in `from` (another console may have moved it meanwhile). */
@@ -182,7 +198,7 @@ async function judgeStage(r: Rollout, k: number): Promise<void> {
 		return;
 	}
 	const run = await getRun(stage.runId);
-	const reason = thresholdReason(r, k, run.counts);
+	const reason = thresholdReason(r, k, await stageCounts(r, k, run.counts));
 	if (reason) {
 		const paused = await transition(r, ['running'], { state: 'paused', reason });
 		if (paused) {
@@ -215,7 +231,7 @@ async function finishStage(r: Rollout, k: number): Promise<void> {
 		const failed = await db()
 			.select({ nodeId: rolloutNodes.nodeId })
 			.from(rolloutNodes)
-			.where(and(eq(rolloutNodes.rolloutId, r.id), inArray(rolloutNodes.state, FAILED_TASKS)));
+			.where(and(eq(rolloutNodes.rolloutId, r.id), inArray(rolloutNodes.state, FAILED_NODES)));
 		await transition(r, ['running'], {
 			state: 'completed',
 			stages,
@@ -341,7 +357,7 @@ export async function resumeRollout(actor: Actor, id: string): Promise<Rollout> 
 	const runId = k >= 0 ? r.stages[k]!.runId : undefined;
 	if (runId) {
 		const run = await getRun(runId);
-		stages = withStage(r, k, { acknowledgedFailures: failuresOf(run.counts).failed });
+		stages = withStage(r, k, { acknowledgedFailures: failuresOf(await stageCounts(r, k, run.counts)).failed });
 		if (run.state === 'paused') await resumeRun(actor, runId);
 	}
 	const notYet = k < 0 && r.startAt !== null && r.startAt > new Date();

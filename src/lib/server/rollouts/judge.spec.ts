@@ -13,7 +13,9 @@ const rollout = (ack = 0) =>
 		]
 	}) as unknown as Rollout;
 
-const counts = (c: Partial<Record<'succeeded' | 'failed' | 'rolled_back' | 'running' | 'queued', number>>) => ({
+const counts = (
+	c: Partial<Record<'succeeded' | 'failed' | 'rolled_back' | 'fell_back' | 'running' | 'queued', number>>
+) => ({
 	total: 5,
 	queued: 0,
 	running: 0,
@@ -45,5 +47,12 @@ describe('a stage against its failure threshold', () => {
 	it('failures acknowledged on resume do not trip it again; a new one does', () => {
 		expect(thresholdReason(rollout(2), 1, counts({ rolled_back: 2, succeeded: 2, running: 1 }))).toBeNull();
 		expect(thresholdReason(rollout(2), 1, counts({ rolled_back: 3, succeeded: 2 }))).toMatch(/3 of 5 finished/);
+	});
+	it('a node that fell back after its task succeeded counts as a failure of its stage', () => {
+		// Two tasks succeeded, one of whose appliances later went back to its good slot on its own.
+		expect(thresholdReason(rollout(), 1, counts({ succeeded: 1, fell_back: 1, running: 3 }))).toBeNull();
+		expect(thresholdReason(rollout(), 1, counts({ succeeded: 2, fell_back: 1, running: 2 }))).toBe(
+			'stage 2 of 3 (50%): 1 of 3 finished nodes failed (33% > the 10% threshold)'
+		);
 	});
 });

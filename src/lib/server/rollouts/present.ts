@@ -1,7 +1,7 @@
 import type { Release, Rollout, RolloutNode } from '$lib/server/db/schema';
 import { getRun } from '$lib/server/engine';
 import { presentRelease } from '$lib/server/releases/releases';
-import { failuresOf } from './driver';
+import { failuresOf, stageCounts } from './driver';
 import { windowOpenings } from './windows';
 
 /** What the API answers for a rollout; with `detail`, its stages' progress and its nodes. */
@@ -97,12 +97,13 @@ export async function presentRolloutDetail(r: Rollout, release: Release, nodes: 
 					why: whyUnfinished(r, run, t, running?.name ?? null)
 				});
 			}
-			const { failed, finished } = failuresOf(run.counts);
+			const counts = await stageCounts(r, k, run.counts);
+			const { failed, finished } = failuresOf(counts);
 			return {
 				...base.stages[k]!,
 				run_number: run.number,
 				run_state: run.state,
-				counts: run.counts,
+				counts,
 				failure_rate_percent: finished ? Math.round((failed * 1000) / finished) / 10 : 0
 			};
 		})

@@ -10,3 +10,16 @@ export function confirmFirst(question: string): SubmitFunction {
 		return ({ update }) => update({ reset: false });
 	};
 }
+
+/**
+ * `use:enhance` for deleting something with a past worth keeping (a node with run history): the operator types its
+ * name, which the form sends as `confirm_name` for the server to compare; nothing is sent if they cancel.
+ */
+export function confirmByName(name: string, question: string): SubmitFunction {
+	return ({ cancel, formData }) => {
+		const typed = prompt(`${question}\n\nType ${name} to confirm.`);
+		if (typed === null) cancel();
+		else formData.set('confirm_name', typed);
+		return ({ update }) => update({ reset: false });
+	};
+}

@@ -90,6 +90,20 @@ export const fleetStatuses = [
 	'UNREACHABLE'
 ] as const;
 
+/** The columns the node list sorts by, each ascending or (`-` first) descending. */
+export const nodeSortKeys = ['name', 'address', 'status', 'last_seen'] as const;
+export const nodeSorts = [
+	'name',
+	'-name',
+	'address',
+	'-address',
+	'status',
+	'-status',
+	'last_seen',
+	'-last_seen'
+] as const;
+export type NodeSort = (typeof nodeSorts)[number];
+
 export const nodeQuerySchema = z.object({
 	q: z.string().trim().max(100).optional(),
 	role: roleNameSchema.optional(),
@@ -101,8 +115,11 @@ export const nodeQuerySchema = z.object({
 	status: z.enum(fleetStatuses, { error: `must be one of ${fleetStatuses.join(', ')}` }).optional(),
 	/** Whether the console can reach it (Settings → Nodes). */
 	connection: z.enum(connectionStatuses, { error: `must be one of ${connectionStatuses.join(', ')}` }).optional(),
+	/** A column of the Fleet Overview, `-` first for descending; by name when absent. */
+	sort: z.enum(nodeSorts, { error: `must be one of ${nodeSorts.join(', ')}` }).optional(),
 	limit: z.coerce.number().int().min(1).max(500).default(50),
-	cursor: z.string().max(63).optional()
+	/** The previous page's `next_cursor`, opaque: it carries the sort key of the last row and its name. */
+	cursor: z.string().max(1024).optional()
 });
 
 /** POST /api/inventory/import: the credential its nodes use; a dry run only plans. */

@@ -9,12 +9,23 @@ import { checkAllNodes } from '$lib/server/fleet/check-flow';
 import { connectionStatus, listNodes, rolesOnNodes } from '$lib/server/fleet/nodes';
 import { principalOf } from '$lib/server/http/api';
 import { releasesOfNodes } from '$lib/server/rollouts/fleet';
+import { ServiceError } from '$lib/server/errors';
 import { formError } from '$lib/server/http/forms';
 import { planAction, updateAction } from '$lib/server/codesync/update-forms';
 import type { Actions, PageServerLoad } from './$types';
 
 /** Rows per page: the table pages by name in the database, so a fleet of 10,000 loads as fast as one of 100. */
 const PAGE_SIZE = 100;
+
+async function listPage(filters: Parameters<typeof listNodes>[0]) {
+	try {
+		return await listNodes({ ...filters, limit: PAGE_SIZE });
+	} catch (err) {
+		// A cursor of another sort (an edited or stale URL) is the visitor's mistake, not the console's.
+		if (err instanceof ServiceError) error(400, err.message);
+		throw err;
+	}
+}
 
 export const load: PageServerLoad = async (event) => {
 	// The live stream reloads exactly this data (and not the layout) when nodes change.
@@ -26,13 +37,14 @@ export const load: PageServerLoad = async (event) => {
 		role: url.searchParams.get('role') || undefined,
 		label: url.searchParams.get('label') || undefined,
 		connection: url.searchParams.get('connection') || undefined,
+		sort: url.searchParams.get('sort') || undefined,
 		cursor: url.searchParams.get('cursor') || undefined,
 		limit: PAGE_SIZE
 	});
 	if (!parsed.success) error(400, `Unknown filter: ${parsed.error.issues.map((i) => i.path.join('.')).join(', ')}`);
 	const filters = parsed.data;
 	const [page, counts, roles, nodeRoles] = await Promise.all([
-		listNodes({ ...filters, limit: PAGE_SIZE }),
+		listPage(filters),
 		countByStatus(),
 		listRoles(),
 		// Roles named on nodes but not (yet) defined are still worth filtering by.
@@ -69,6 +81,7 @@ export const load: PageServerLoad = async (event) => {
 			label: filters.label ?? '',
 			connection: filters.connection ?? ''
 		},
+		sort: filters.sort ?? 'name',
 		cursor: filters.cursor ?? null,
 		nextCursor: page.nextCursor,
 		pageSize: PAGE_SIZE,

@@ -76,6 +76,7 @@ export {
 	nodeIsBusy,
 	busyNodes,
 	nodeUntouchedSince,
+	nodesWithHistory,
 	readRunLog,
 	type LogLine,
 	type RunLogLine

@@ -84,6 +84,13 @@ export interface NodeTask {
 }
 
 /** The node's tasks in its most recent runs, newest run first. */
+/** Which of these nodes some run ever had a task on (their history, which a removal loses from its pages). */
+export async function nodesWithHistory(nodeIds: string[]): Promise<Set<string>> {
+	if (!nodeIds.length) return new Set();
+	const rows = await db().selectDistinct({ nodeId: tasks.nodeId }).from(tasks).where(inArray(tasks.nodeId, nodeIds));
+	return new Set(rows.map((r) => r.nodeId).filter((id): id is string => id !== null));
+}
+
 export async function recentTasksOf(nodeId: string, limit = 20): Promise<NodeTask[]> {
 	return db()
 		.select({

@@ -1,9 +1,17 @@
-import { and, asc, eq, getTableColumns, gt, ilike, isNull, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, gt, ilike, isNull, lt, or, sql, type SQL } from 'drizzle-orm';
 import type { z } from 'zod';
-import type { connectionStatuses, createNodeSchema, nodeQuerySchema, updateNodeSchema } from '$lib/schemas/nodes';
+import {
+	fleetStatuses,
+	type connectionStatuses,
+	type createNodeSchema,
+	type nodeQuerySchema,
+	type nodeSortKeys,
+	type updateNodeSchema
+} from '$lib/schemas/nodes';
 import { recordAudit, type Actor } from '$lib/server/audit';
 import { fleetStatusJoin, fleetStatusSql, fleetStatusTable, statusIs, type FleetStatus } from './status';
 import { db } from '$lib/server/db';
+import { nodesWithHistory } from '$lib/server/engine';
 import { credentials, nodes, type Node } from '$lib/server/db/schema';
 import { notFound, ServiceError } from '$lib/server/errors';
 
@@ -106,16 +114,68 @@ export async function listNodes(
 	}
 	if (q.connection) where.push(statusCondition(q.connection));
 	if (q.status) where.push(statusIs(q.status));
-	if (q.cursor) where.push(gt(nodes.name, q.cursor));
+	const [column, descending] = q.sort?.startsWith('-') ? [q.sort.slice(1), true] : [q.sort ?? 'name', false];
+	const key = column === 'name' ? null : sortKey(column as Exclude<(typeof nodeSortKeys)[number], 'name'>);
+	const after = q.cursor === undefined ? null : readCursor(q.cursor, key !== null);
+	if (after) {
+		// Keyset paging: the rows after the last one shown, in the same order, with the name breaking ties.
+		if (!key) where.push((descending ? lt : gt)(nodes.name, after.name));
+		else where.push(sql`(${key}, ${nodes.name}) ${sql.raw(descending ? '<' : '>')} (${after.key}, ${after.name})`);
+	}
+	const order = descending ? desc : asc;
 	const rows = await db()
-		.select({ ...getTableColumns(nodes), status: fleetStatusSql })
+		.select({ ...getTableColumns(nodes), status: fleetStatusSql, sortKey: key ?? sql<null>`null` })
 		.from(nodes)
 		.innerJoin(fleetStatusTable(), fleetStatusJoin)
 		.where(and(...where))
-		.orderBy(asc(nodes.name))
+		.orderBy(...(key ? [order(key), order(nodes.name)] : [order(nodes.name)]))
 		.limit(limit + 1);
-	const items = rows.slice(0, limit);
-	return { items, nextCursor: rows.length > limit ? items.at(-1)!.name : null };
+	const items = rows.slice(0, limit).map(({ sortKey: _, ...node }) => node);
+	const last = rows.length > limit ? rows[limit - 1]! : null;
+	let nextCursor: string | null = null;
+	if (last) nextCursor = key ? writeCursor(last.sortKey as string, last.name) : last.name;
+	return { items, nextCursor };
+}
+
+/**
+ * Each sortable column but the name as one text value, so that paging compares it with the name as a row: the
+ * port padded so that 22 comes before 2222, the status in the order of the overview's cards, a node never seen
+ * first (ascending).
+ */
+function sortKey(column: Exclude<(typeof nodeSortKeys)[number], 'name'>): SQL<string> {
+	switch (column) {
+		case 'address':
+			return sql<string>`(${nodes.host} || ':' || lpad(${nodes.port}::text, 5, '0'))`;
+		case 'status': {
+			const order = sql.join(
+				fleetStatuses.map((s) => sql`${s}::text`),
+				sql`, `
+			);
+			return sql<string>`lpad(array_position(array[${order}], ${fleetStatusSql})::text, 2, '0')`;
+		}
+		case 'last_seen':
+			return sql<string>`coalesce(to_char(${nodes.lastSeenAt} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), '')`;
+	}
+}
+
+/** A cursor of a sort by name is the last name (as it always was); of another sort, its key and name encoded. */
+function writeCursor(key: string, name: string): string {
+	return Buffer.from(JSON.stringify([key, name])).toString('base64url');
+}
+
+function readCursor(cursor: string, keyed: boolean): { key: string; name: string } | null {
+	if (!keyed) return { key: '', name: cursor };
+	try {
+		const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString());
+		if (Array.isArray(value) && value.length === 2 && value.every((v) => typeof v === 'string')) {
+			return { key: value[0] as string, name: value[1] as string };
+		}
+	} catch {
+		// Not JSON: refused below like any other cursor of another sort.
+	}
+	throw new ServiceError('validation_failed', 'The cursor is not one of this sort', {
+		cursor: 'is not a next_cursor of a list in this sort'
+	});
 }
 
 /** `connectionStatus` as SQL, so that filtering happens in the database (fleets of thousands). */
@@ -163,7 +223,19 @@ export async function updateNode(actor: Actor, id: string, changes: z.infer<type
 	return row!;
 }
 
-export async function deleteNode(actor: Actor, id: string): Promise<void> {
+/**
+ * Removes a node. `typedName`, when the caller asks for it (the console's pages), must be the node's name if some
+ * run had a task on it: its history leaves the node's page with it, so a slip of the mouse is not enough.
+ */
+export async function deleteNode(actor: Actor, id: string, confirm?: { typedName: string | undefined }): Promise<void> {
+	if (confirm) {
+		const node = await getNode(id);
+		if ((await nodesWithHistory([id])).has(id) && confirm.typedName?.trim() !== node.name) {
+			throw new ServiceError('validation_failed', `${node.name} has run history: type its name to remove it`, {
+				confirm_name: `must be ${node.name}`
+			});
+		}
+	}
 	const gone = await db().delete(nodes).where(eq(nodes.id, id)).returning({ id: nodes.id });
 	if (!gone.length) throw notFound('Node');
 	await recordAudit(actor, { action: 'node.delete', targetType: 'node', targetId: id });

@@ -6,6 +6,7 @@ import { plural } from '$lib/format';
 import { actorOf } from '$lib/server/audit';
 import { acceptHostKey } from '$lib/server/fleet/host-keys';
 import { checkNodeFor } from '$lib/server/fleet/checks';
+import { nodesWithHistory } from '$lib/server/engine';
 import { connectionStatus, createNode, deleteNode, listNodes } from '$lib/server/fleet/nodes';
 import { createCredential, deleteCredential, listCredentials } from '$lib/server/keys/credentials';
 import { formError, parseForm } from '$lib/server/http/forms';
@@ -14,14 +15,17 @@ import type { Actions, PageServerLoad } from './$types';
 
 export const load: PageServerLoad = async () => {
 	const [page, creds] = await Promise.all([listNodes({ limit: 500 }), listCredentials()]);
+	// A node with run history is removed only when its name is typed (deleteNode).
+	const withHistory = await nodesWithHistory(page.items.map((n) => n.id));
 	return {
 		credentials: creds,
-		nodes: page.items.map((n) => ({ ...n, connection: connectionStatus(n) })),
+		nodes: page.items.map((n) => ({ ...n, connection: connectionStatus(n), hasHistory: withHistory.has(n.id) })),
 		more: page.nextCursor !== null
 	};
 };
 
 const idForm = z.object({ id: uuidSchema });
+const deleteNodeForm = idForm.extend({ confirm_name: z.string().max(200, 'is too long').optional() });
 
 /** The bulk bar sends its role and policy fields whatever the action; only the one the action takes is read. */
 function bulkFormShape(form: FormData) {
@@ -84,10 +88,10 @@ export const actions: Actions = {
 	},
 
 	deleteNode: async (event) => {
-		const parsed = await parseForm(event.request, idForm);
+		const parsed = await parseForm(event.request, deleteNodeForm);
 		if (!parsed.ok) return parsed.failure;
 		try {
-			await deleteNode(actorOf(event), parsed.data.id);
+			await deleteNode(actorOf(event), parsed.data.id, { typedName: parsed.data.confirm_name });
 			return { notice: 'Node removed.' };
 		} catch (err) {
 			return formError(err);

@@ -15,9 +15,13 @@ export const agentNextSchema = z.strictObject({ agent_version: versionSchema });
 export const agentReportSchema = z.strictObject({
 	job: z.uuid({ error: 'must be a UUID' }),
 	/** 1, 2, 3… per job: a report resent after the agent restarted carries the number it had. */
-	seq: z.number(wrongType('must be a number')).int('must be a whole number').min(1).max(1000),
+	seq: z.number(wrongType('must be a number')).int('must be a whole number').min(1).max(1_000_000),
 	step: z.enum([...agentStepNames, 'rollback'], { error: `must be one of ${agentStepNames.join(', ')}, rollback` }),
-	status: z.enum(['succeeded', 'failed'], { error: 'must be succeeded or failed' }),
+	/**
+	 * `running`: a batch of the step's output while it runs, appended to what came before; the step's final
+	 * report (`succeeded`/`failed`) brings the rest.
+	 */
+	status: z.enum(['running', 'succeeded', 'failed'], { error: 'must be running, succeeded or failed' }),
 	exit_code: z.number(wrongType('must be a number')).int('must be a whole number').min(0).max(255).nullable(),
 	output: z.string(wrongType('must be a string')).max(16_384)
 });

@@ -4,7 +4,7 @@ import { actorOf } from '$lib/server/audit';
 import { authorize } from '$lib/server/auth/access';
 import { listRoles } from '$lib/server/codesync/roles';
 import { versionsFor } from '$lib/server/codesync/status';
-import { countByStatus } from '$lib/server/fleet/status';
+import { countByStatus, notesFor } from '$lib/server/fleet/status';
 import { checkAllNodes } from '$lib/server/fleet/check-flow';
 import { connectionStatus, listNodes, rolesOnNodes } from '$lib/server/fleet/nodes';
 import { principalOf } from '$lib/server/http/api';
@@ -38,7 +38,7 @@ export const load: PageServerLoad = async (event) => {
 		// Roles named on nodes but not (yet) defined are still worth filtering by.
 		rolesOnNodes()
 	]);
-	const versions = await versionsFor(page.items);
+	const [versions, notes] = await Promise.all([versionsFor(page.items), notesFor(page.items.map((n) => n.id))]);
 	const releaseOf = await releasesOfNodes(versions);
 	const principal = principalOf(event);
 	return {
@@ -51,6 +51,8 @@ export const load: PageServerLoad = async (event) => {
 			controlPlane: n.controlPlane,
 			status: n.status,
 			connection: connectionStatus(n),
+			/** How the console hears from a node it does not reach over SSH (a pull agent's last poll). */
+			notes: notes.get(n.id) ?? [],
 			lastSeenAt: n.lastSeenAt,
 			latencyMs: n.latencyMs,
 			lastError: n.lastError,

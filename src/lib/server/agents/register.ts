@@ -1,7 +1,9 @@
+import { registerFlow } from '$lib/server/engine';
 import { registerStatusNotes } from '$lib/server/fleet/status';
 import { registerPullUpdates } from '$lib/server/rollouts/pull';
 import { isPullNode } from './enrolment';
 import { pullFlow } from './flow';
+import { agentInstallFlow } from './install';
 import { STEP_DEADLINE_SECONDS } from './jobs';
 import { pullAgentNotes } from './status';
 
@@ -12,4 +14,5 @@ export function registerAgents(): void {
 		flow: (spec) => pullFlow(spec, STEP_DEADLINE_SECONDS)
 	});
 	registerStatusNotes(pullAgentNotes);
+	registerFlow(agentInstallFlow);
 }

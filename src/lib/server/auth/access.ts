@@ -56,6 +56,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 			acceptHostKey: adminPage,
 			edit: adminPage,
 			enrolAgent: adminPage,
+			installAgent: adminPage,
 			revokeAgent: adminPage
 		}
 	},

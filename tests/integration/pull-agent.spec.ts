@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRoleSchema } from '../../src/lib/schemas/code-sync';
 import { createRolloutSchema } from '../../src/lib/schemas/releases';
 import { agentSecret, enrolAgent, getEnrolment, revokeAgent } from '../../src/lib/server/agents/enrolment';
-import { hmacHex, requestText } from '../../src/lib/server/agents/signing';
+import { hmacHex, replyText, requestText } from '../../src/lib/server/agents/signing';
 import { systemActor } from '../../src/lib/server/audit';
 import { createRole } from '../../src/lib/server/codesync/roles';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
@@ -21,7 +21,9 @@ import {
 	agentEnrolTokens,
 	agentJobs,
 	agentNonces,
+	applianceImages,
 	auditLog,
+	releases as releasesTable,
 	credentials,
 	events,
 	nodes
@@ -37,6 +39,8 @@ import { createEnrolToken } from '../../src/lib/server/agents/enrol-tokens';
 import { POST as enrolRoute } from '../../src/routes/api/agents/enrol/+server';
 import { POST as nextRoute } from '../../src/routes/api/updates/next/+server';
 import { POST as reportRoute } from '../../src/routes/api/updates/report/+server';
+import { GET as checkinRoute } from '../../src/routes/api/appliances/checkin/+server';
+import { saveWindow } from '../../src/lib/server/sysupdates/windows';
 import { freshPostgres } from '../support/databases';
 import { registerTestbedNodes } from '../support/testbed-nodes';
 import { startTestbed, type Testbed } from '../testbed/testbed';
@@ -58,7 +62,8 @@ const running: ChildProcess[] = [];
 const routes: Record<string, (event: never) => Promise<Response>> = {
 	'/api/agents/enrol': enrolRoute as never,
 	'/api/updates/next': nextRoute as never,
-	'/api/updates/report': reportRoute as never
+	'/api/updates/report': reportRoute as never,
+	'/api/appliances/checkin': checkinRoute as never
 };
 
 async function serve(): Promise<void> {
@@ -650,6 +655,98 @@ describe('pull agents', () => {
 			exit_code: 0,
 			output: 'migrating: 1 of 2\nmigrating: 2 of 2\n'
 		});
+		await killAgent(agent);
+	}, 90_000);
+
+	it('an appliance checks in with a signed GET (seed shape): nothing, then the update its rollout holds for it, with its image and window; unsigned is refused', async () => {
+		const q = await pullNode('pull-q');
+		const checkin = async (secret = q.secret) => {
+			const timestamp = String(Math.floor(Date.now() / 1000));
+			const nonce = randomBytes(16).toString('hex');
+			const path = '/api/appliances/checkin';
+			const r = await fetch(`${base}${path}`, {
+				headers: {
+					'x-flotilla-node': q.id,
+					'x-flotilla-timestamp': timestamp,
+					'x-flotilla-nonce': nonce,
+					'x-flotilla-signature': hmacHex(secret, requestText({ method: 'GET', path, timestamp, nonce, body: '' }))
+				}
+			});
+			const body = await r.text();
+			// Signed back over the request's nonce, as every answer to an agent is.
+			const rts = r.headers.get('x-flotilla-timestamp') ?? '';
+			const signedBack =
+				r.headers.get('x-flotilla-signature') ===
+				hmacHex(q.secret, replyText({ status: r.status, nonce, timestamp: rts, body }));
+			return { status: r.status, body: JSON.parse(body) as unknown, signedBack };
+		};
+		const unsigned = await fetch(`${base}/api/appliances/checkin`);
+		expect(unsigned.status).toBe(401);
+		expect(((await unsigned.json()) as { error: { fields: object } }).error.fields).toEqual({
+			'x-flotilla-node': 'is required'
+		});
+		expect((await checkin(randomBytes(32).toString('hex'))).status).toBe(401);
+
+		expect(await checkin()).toEqual({
+			status: 200,
+			body: { update_available: false, update: null, poll_seconds: expect.any(Number) },
+			signedBack: true
+		});
+		expect((await getEnrolment(q.id)).last_poll_at).not.toBeNull();
+
+		// A release rolled out to it: its job waits for the agent.
+		const { rollout, version } = await rolloutTo(['pull-q']);
+		await waitFor('the job waiting for the appliance', async () => {
+			await driveRollouts();
+			return (await db().select().from(agentJobs).where(eq(agentJobs.nodeId, q.id))).length > 0;
+		});
+		// Its maintenance window (set once the job waits: the rollout itself does not wait for windows here).
+		await saveWindow(systemActor, {
+			scope: 'node',
+			target: q.id,
+			start: '02:00',
+			end: '05:00',
+			time_zone: 'America/New_York',
+			days: [0, 1, 2, 3, 4, 5, 6]
+		});
+		expect(await checkin()).toEqual({
+			status: 200,
+			body: {
+				update_available: true,
+				update: { version, iso_url: null, sha256: null, reboot_after: '02:00' },
+				poll_seconds: expect.any(Number)
+			},
+			signedBack: true
+		});
+		// The release's image, when it has one (a row as the image upload leaves it, written here directly).
+		const [rel] = await db().select().from(releasesTable).where(eq(releasesTable.version, version));
+		const sha256 = randomBytes(32).toString('hex');
+		await db().insert(applianceImages).values({
+			releaseId: rel!.id,
+			sha256,
+			size: 1,
+			signature: 'test',
+			verifiedBy: 'test',
+			state: 'complete',
+			sourceUrl: 'https://updates.example/v.iso',
+			createdBy: 'test'
+		});
+		expect(await checkin()).toEqual({
+			status: 200,
+			body: {
+				update_available: true,
+				update: { version, iso_url: 'https://updates.example/v.iso', sha256, reboot_after: '02:00' },
+				poll_seconds: expect.any(Number)
+			},
+			signedBack: true
+		});
+		// Gone again, so that the rollout stays the plain release it started as.
+		await db().delete(applianceImages).where(eq(applianceImages.releaseId, rel!.id));
+		// A look only: its agent takes the job as any agent does, and the rollout completes.
+		const [job] = await db().select().from(agentJobs).where(eq(agentJobs.nodeId, q.id));
+		expect(job!.claimedAt).toBeNull();
+		const agent = startAgent('pull-q', q.id, q.secret);
+		expect((await driveUntilDone(rollout.id)).state).toBe('completed');
 		await killAgent(agent);
 	}, 90_000);
 

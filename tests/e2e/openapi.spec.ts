@@ -202,15 +202,28 @@ test('real answers of GET endpoints validate against their documented response s
 	await seedFleet();
 	// A node's agent answers once it is enrolled: the first node's is, for this look, and revoked after it.
 	const firstNode: string = (await (await call('/api/nodes', { headers: auth.token })).json()).items[0].id;
-	expect((await call(`/api/nodes/${firstNode}/agent`, { method: 'POST', headers: auth.token })).status).toBe(201);
+	const enrolled = await call(`/api/nodes/${firstNode}/agent`, { method: 'POST', headers: auth.token });
+	expect(enrolled.status).toBe(201);
 	try {
-		await checkGetAnswers();
+		await checkGetAnswers({ node: firstNode, secret: (await enrolled.json()).secret });
 	} finally {
 		await call(`/api/nodes/${firstNode}/agent`, { method: 'DELETE', headers: auth.token });
 	}
 });
 
-async function checkGetAnswers() {
+/** The signature headers of an agent's GET (no body) as `agent` sends them. */
+function signedGet(path: string, agent: { node: string; secret: string }) {
+	const timestamp = String(Math.floor(Date.now() / 1000));
+	const nonce = crypto.randomUUID().replaceAll('-', '');
+	return {
+		'x-flotilla-node': agent.node,
+		'x-flotilla-timestamp': timestamp,
+		'x-flotilla-nonce': nonce,
+		'x-flotilla-signature': hmacHex(agent.secret, requestText({ method: 'GET', path, timestamp, nonce, body: '' }))
+	};
+}
+
+async function checkGetAnswers(agent: { node: string; secret: string }) {
 	const validator = ajv();
 	const compiled = new Map<string, ValidateFunction>();
 	const checked: string[] = [];
@@ -227,7 +240,9 @@ async function checkGetAnswers() {
 			if (!first?.id || (path.match(/\{/g) ?? []).length > 1) continue;
 			url = path.replace(/\{\w+\}/, first.id);
 		}
-		const res = await call(url, { headers: headersFor(op) });
+		// An agent's GET (an appliance's check-in) is signed by the enrolled node's agent, not a user.
+		const headers = op['x-flotilla-access'].level === 'agent' ? signedGet(url, agent) : headersFor(op);
+		const res = await call(url, { headers });
 		expect(res.status, url).toBe(200);
 		const validate = compiled.get(path) ?? validator.compile(schema);
 		compiled.set(path, validate);
@@ -242,6 +257,7 @@ async function checkGetAnswers() {
 			'/api/me',
 			'/api/nodes/{id}',
 			'/api/nodes/{id}/agent',
+			'/api/appliances/checkin',
 			'/api/runs/{id}',
 			'/api/users/{id}'
 		])

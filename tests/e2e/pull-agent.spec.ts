@@ -120,6 +120,15 @@ test('an admin enrols a node’s agent from its page: the command shown starts t
 	await expect(section.getByTestId('agent-token')).toHaveCount(0);
 	await expect(section.getByRole('button', { name: 'Enrol again' })).toBeVisible();
 	await page.screenshot({ path: `${shots}/pull-agent-enrolled-1440.png`, fullPage: true });
+	// Not reachable over SSH (its host key was never pinned): no install form.
+	await expect(section.getByTestId('agent-install')).toHaveCount(0);
+
+	// The Fleet Overview says, under the node's status, the agent's version and when it last polled.
+	await page.goto(`/?q=${encodeURIComponent(name)}`);
+	const row = page.locator(`tr[data-node="${name}"]`);
+	await expect(row.getByTestId('status-note')).toHaveText(/^pull agent 1\.0\.0 · last poll \d+ (s|min) ago$/);
+	await page.screenshot({ path: `${shots}/pull-agent-fleet-overview-1440.png`, fullPage: true });
+	await page.goto(`/nodes/${id}`);
 
 	// Revoke asks first: dismissed, nothing changes; accepted, the agent is revoked.
 	page.once('dialog', (d) => void d.dismiss());

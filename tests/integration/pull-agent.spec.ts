@@ -1,7 +1,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRoleSchema } from '../../src/lib/schemas/code-sync';
 import { createRolloutSchema } from '../../src/lib/schemas/releases';
 import { agentSecret, enrolAgent, getEnrolment, revokeAgent } from '../../src/lib/server/agents/enrolment';
-import { hmacHex, requestText } from '../../src/lib/server/agents/signing';
+import { hmacHex, replyText, requestText } from '../../src/lib/server/agents/signing';
 import { systemActor } from '../../src/lib/server/audit';
 import { createRole } from '../../src/lib/server/codesync/roles';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
@@ -21,7 +21,9 @@ import {
 	agentEnrolTokens,
 	agentJobs,
 	agentNonces,
+	applianceImages,
 	auditLog,
+	releases as releasesTable,
 	credentials,
 	events,
 	nodes
@@ -37,6 +39,8 @@ import { createEnrolToken } from '../../src/lib/server/agents/enrol-tokens';
 import { POST as enrolRoute } from '../../src/routes/api/agents/enrol/+server';
 import { POST as nextRoute } from '../../src/routes/api/updates/next/+server';
 import { POST as reportRoute } from '../../src/routes/api/updates/report/+server';
+import { GET as checkinRoute } from '../../src/routes/api/appliances/checkin/+server';
+import { saveWindow } from '../../src/lib/server/sysupdates/windows';
 import { freshPostgres } from '../support/databases';
 import { registerTestbedNodes } from '../support/testbed-nodes';
 import { startTestbed, type Testbed } from '../testbed/testbed';
@@ -58,7 +62,8 @@ const running: ChildProcess[] = [];
 const routes: Record<string, (event: never) => Promise<Response>> = {
 	'/api/agents/enrol': enrolRoute as never,
 	'/api/updates/next': nextRoute as never,
-	'/api/updates/report': reportRoute as never
+	'/api/updates/report': reportRoute as never,
+	'/api/appliances/checkin': checkinRoute as never
 };
 
 async function serve(): Promise<void> {
@@ -563,6 +568,186 @@ describe('pull agents', () => {
 		await revokeAgent(systemActor, h.id);
 		expect(await enrolled()).toBeNull();
 		expect(await refusal(await exchange(waiting.token))).toEqual([401, { [HEADER]: 'is not known for this node' }]);
+	}, 90_000);
+
+	it('neither the secret nor the enrolment token is ever in a command line (/proc/<pid>/cmdline) while the agent enrols, signs and runs a job; its steps do not get the secret either', async () => {
+		const n = await pullNode('pull-n', ['web'], false);
+		const { token } = await createEnrolToken(systemActor, n.id, { expires_in_minutes: 60 });
+		// Every command the agent runs goes through a wrapper that logs the command line it was started with, as
+		// any user on the node reads it in /proc, and then runs the real command.
+		const bin = join(dir, 'pull-n-bin');
+		const seen = join(dir, 'pull-n-cmdlines');
+		await mkdir(bin, { recursive: true });
+		const commands =
+			'awk cat chmod curl date dirname env grep head mkdir mktemp mv od openssl rm sed sleep sh tail tr wc';
+		for (const name of commands.split(' ')) {
+			const real = execFileSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).trim();
+			const wrapper = `#!/bin/sh\n/usr/bin/tr '\\000' ' ' </proc/$$/cmdline >>${seen}\necho >>${seen}\nexec ${real} "$@"\n`;
+			await writeFile(join(bin, name), wrapper, { mode: 0o755 });
+		}
+		const agent = startAgent('pull-n', n.id, '', {
+			PATH: `${bin}:${process.env.PATH}`,
+			FLOTILLA_ENROL_TOKEN: token,
+			UPDATE_HEALTH_CMD: `env > ${join(dir, 'pull-n-env')}`
+		});
+		// A pull node once enrolled: then its rollout goes through the agent.
+		await waitFor('the agent enrolled', async () => (await agentSecret(n.id)) !== null);
+		const { rollout } = await rolloutTo(['pull-n']);
+		const done = await driveUntilDone(rollout.id);
+		expect(done.state).toBe('completed');
+		await killAgent(agent);
+		const secret = (await agentSecret(n.id))!;
+		const cmdlines = (await readFile(seen, 'utf8')).split('\n').filter(Boolean);
+		// The wrappers did see the signing and the requests: the HMAC's digests, the enrolment and the polls.
+		expect(cmdlines.filter((l) => l.includes('openssl dgst -sha256 -binary')).length).toBeGreaterThan(10);
+		expect(cmdlines.some((l) => l.includes('/api/agents/enrol'))).toBe(true);
+		expect(cmdlines.some((l) => l.includes('/api/updates/report'))).toBe(true);
+		for (const l of cmdlines) {
+			expect(l).not.toContain(secret);
+			expect(l).not.toContain(token);
+		}
+		const env = await readFile(join(dir, 'pull-n-env'), 'utf8');
+		expect(env).toContain('FLOTILLA_STEP=health');
+		expect(env).not.toContain(secret);
+		expect(env).not.toMatch(/AGENT_SECRET=/);
+	}, 90_000);
+
+	it("streams a running step's output in batches: its first line is in the task's log while the step still runs", async () => {
+		const p = await pullNode('pull-p');
+		const go = join(dir, 'pull-p-go');
+		const { rollout } = await rolloutTo(['pull-p']);
+		const agent = startAgent('pull-p', p.id, p.secret, {
+			AGENT_OUTPUT_SECONDS: '1',
+			UPDATE_MIGRATE_CMD: `echo 'migrating: 1 of 2'; while [ ! -f ${go} ]; do sleep 0.2; done; echo 'migrating: 2 of 2'`
+		});
+		const logOf = async (runId: string) =>
+			(
+				await db()
+					.select()
+					.from(events)
+					.where(and(eq(events.runId, runId), eq(events.type, 'task.output')))
+			)
+				.sort((a, b) => a.id - b.id)
+				.flatMap((r) => (r.data.lines as { t: string }[]).map((l) => l.t));
+		const runId = await waitFor('the run', async () => {
+			await driveRollouts();
+			return (await getRollout(rollout.id)).stages[0]?.runId;
+		});
+		// The migration waits for the test: its first line can only be in the log if it came while it ran.
+		await waitFor(
+			'the first line of migrate in the task log',
+			async () => (await logOf(runId)).includes('migrate: migrating: 1 of 2'),
+			30_000
+		);
+		const task = await taskOf(runId, 'pull-p');
+		const [running] = await db().select().from(agentJobs).where(eq(agentJobs.id, task.id));
+		expect(running!.steps.migrate).toMatchObject({ status: 'running', output: 'migrating: 1 of 2\n' });
+		expect((await logOf(runId)).includes('migrate: migrating: 2 of 2')).toBe(false);
+		await writeFile(go, '');
+		const done = await driveUntilDone(rollout.id);
+		expect(done.state).toBe('completed');
+		const log = (await logOf(runId)).filter((l) => l.startsWith('migrate: '));
+		// Each line once, in order: the final report brought only what the batches had not.
+		expect(log).toEqual(['migrate: migrating: 1 of 2', 'migrate: migrating: 2 of 2']);
+		const [ended] = await db().select().from(agentJobs).where(eq(agentJobs.id, task.id));
+		expect(ended!.steps.migrate).toMatchObject({
+			status: 'succeeded',
+			exit_code: 0,
+			output: 'migrating: 1 of 2\nmigrating: 2 of 2\n'
+		});
+		await killAgent(agent);
+	}, 90_000);
+
+	it('an appliance checks in with a signed GET (seed shape): nothing, then the update its rollout holds for it, with its image and window; unsigned is refused', async () => {
+		const q = await pullNode('pull-q');
+		const checkin = async (secret = q.secret) => {
+			const timestamp = String(Math.floor(Date.now() / 1000));
+			const nonce = randomBytes(16).toString('hex');
+			const path = '/api/appliances/checkin';
+			const r = await fetch(`${base}${path}`, {
+				headers: {
+					'x-flotilla-node': q.id,
+					'x-flotilla-timestamp': timestamp,
+					'x-flotilla-nonce': nonce,
+					'x-flotilla-signature': hmacHex(secret, requestText({ method: 'GET', path, timestamp, nonce, body: '' }))
+				}
+			});
+			const body = await r.text();
+			// Signed back over the request's nonce, as every answer to an agent is.
+			const rts = r.headers.get('x-flotilla-timestamp') ?? '';
+			const signedBack =
+				r.headers.get('x-flotilla-signature') ===
+				hmacHex(q.secret, replyText({ status: r.status, nonce, timestamp: rts, body }));
+			return { status: r.status, body: JSON.parse(body) as unknown, signedBack };
+		};
+		const unsigned = await fetch(`${base}/api/appliances/checkin`);
+		expect(unsigned.status).toBe(401);
+		expect(((await unsigned.json()) as { error: { fields: object } }).error.fields).toEqual({
+			'x-flotilla-node': 'is required'
+		});
+		expect((await checkin(randomBytes(32).toString('hex'))).status).toBe(401);
+
+		expect(await checkin()).toEqual({
+			status: 200,
+			body: { update_available: false, update: null, poll_seconds: expect.any(Number) },
+			signedBack: true
+		});
+		expect((await getEnrolment(q.id)).last_poll_at).not.toBeNull();
+
+		// A release rolled out to it: its job waits for the agent.
+		const { rollout, version } = await rolloutTo(['pull-q']);
+		await waitFor('the job waiting for the appliance', async () => {
+			await driveRollouts();
+			return (await db().select().from(agentJobs).where(eq(agentJobs.nodeId, q.id))).length > 0;
+		});
+		// Its maintenance window (set once the job waits: the rollout itself does not wait for windows here).
+		await saveWindow(systemActor, {
+			scope: 'node',
+			target: q.id,
+			start: '02:00',
+			end: '05:00',
+			time_zone: 'America/New_York',
+			days: [0, 1, 2, 3, 4, 5, 6]
+		});
+		expect(await checkin()).toEqual({
+			status: 200,
+			body: {
+				update_available: true,
+				update: { version, iso_url: null, sha256: null, reboot_after: '02:00' },
+				poll_seconds: expect.any(Number)
+			},
+			signedBack: true
+		});
+		// The release's image, when it has one (a row as the image upload leaves it, written here directly).
+		const [rel] = await db().select().from(releasesTable).where(eq(releasesTable.version, version));
+		const sha256 = randomBytes(32).toString('hex');
+		await db().insert(applianceImages).values({
+			releaseId: rel!.id,
+			sha256,
+			size: 1,
+			signature: 'test',
+			verifiedBy: 'test',
+			state: 'complete',
+			sourceUrl: 'https://updates.example/v.iso',
+			createdBy: 'test'
+		});
+		expect(await checkin()).toEqual({
+			status: 200,
+			body: {
+				update_available: true,
+				update: { version, iso_url: 'https://updates.example/v.iso', sha256, reboot_after: '02:00' },
+				poll_seconds: expect.any(Number)
+			},
+			signedBack: true
+		});
+		// Gone again, so that the rollout stays the plain release it started as.
+		await db().delete(applianceImages).where(eq(applianceImages.releaseId, rel!.id));
+		// A look only: its agent takes the job as any agent does, and the rollout completes.
+		const [job] = await db().select().from(agentJobs).where(eq(agentJobs.nodeId, q.id));
+		expect(job!.claimedAt).toBeNull();
+		const agent = startAgent('pull-q', q.id, q.secret);
+		expect((await driveUntilDone(rollout.id)).state).toBe('completed');
+		await killAgent(agent);
 	}, 90_000);
 
 	it('shellcheck passes on the agent', () => {

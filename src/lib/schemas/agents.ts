@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { fromText, wrongType } from './common';
+import { controlChars } from './provisioning';
 
 /** The pull agent's request bodies (docs/pull-agent.md). */
 
@@ -15,9 +16,13 @@ export const agentNextSchema = z.strictObject({ agent_version: versionSchema });
 export const agentReportSchema = z.strictObject({
 	job: z.uuid({ error: 'must be a UUID' }),
 	/** 1, 2, 3… per job: a report resent after the agent restarted carries the number it had. */
-	seq: z.number(wrongType('must be a number')).int('must be a whole number').min(1).max(1000),
+	seq: z.number(wrongType('must be a number')).int('must be a whole number').min(1).max(1_000_000),
 	step: z.enum([...agentStepNames, 'rollback'], { error: `must be one of ${agentStepNames.join(', ')}, rollback` }),
-	status: z.enum(['succeeded', 'failed'], { error: 'must be succeeded or failed' }),
+	/**
+	 * `running`: a batch of the step's output while it runs, appended to what came before; the step's final
+	 * report (`succeeded`/`failed`) brings the rest.
+	 */
+	status: z.enum(['running', 'succeeded', 'failed'], { error: 'must be running, succeeded or failed' }),
 	exit_code: z.number(wrongType('must be a number')).int('must be a whole number').min(0).max(255).nullable(),
 	output: z.string(wrongType('must be a string')).max(16_384)
 });
@@ -53,3 +58,34 @@ export const agentEnrolHeadersSchema = z.object({
 	'x-flotilla-node': z.uuid().describe('The node’s id'),
 	'x-flotilla-enrol-token': z.string().regex(enrolTokenPattern).describe('The one-time enrolment token')
 });
+
+const updateCommand = (required: boolean) => {
+	const one = z
+		.string(wrongType('must be a string'))
+		.trim()
+		.max(2000, 'must be at most 2000 characters')
+		// A newline would end the value's line in the agent's environment file.
+		.refine((v) => !controlChars.test(v), 'must be one line without control characters');
+	return required ? one.min(1, 'is required: the agent runs it at every update') : one.optional();
+};
+
+/**
+ * Installing the agent over SSH (docs/pull-agent.md, "Installing over SSH"): the node's update commands, as the
+ * agent reads them from its environment. Empty optional fields are left out of the environment file.
+ */
+export const installAgentSchema = z.strictObject({
+	backup_cmd: updateCommand(true),
+	pull_cmd: updateCommand(true),
+	migrate_cmd: updateCommand(true),
+	smoke_cmd: updateCommand(true),
+	switch_cmd: updateCommand(true),
+	health_cmd: updateCommand(false),
+	healthcheck_url: z
+		.string(wrongType('must be a string'))
+		.trim()
+		.max(2000, 'must be at most 2000 characters')
+		.refine((v) => v === '' || /^https?:\/\/[^\s]+$/.test(v), 'must be an http(s) URL')
+		.optional(),
+	rollback_cmd: updateCommand(false)
+});
+export type InstallAgentInput = z.infer<typeof installAgentSchema>;

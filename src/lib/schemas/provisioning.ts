@@ -9,7 +9,7 @@ import { packageNameSchema, unixUserSchema } from './remote';
  */
 
 // eslint-disable-next-line no-control-regex -- control characters are what it finds
-const controlChars = /[\u0000-\u001f\u007f]/;
+export const controlChars = /[\u0000-\u001f\u007f]/;
 // eslint-disable-next-line no-control-regex -- a template may hold tabs and newlines, nothing else below 0x20
 const templateControlChars = /[\u0000-\u0008\u000b-\u001f\u007f]/;
 

@@ -821,5 +821,22 @@ export const agentNextAnswerSchema = z.object({
 	poll_seconds: z.number().int()
 });
 
+/** An appliance's signed check-in: whether an update waits for it, in the shape appliances ask for. */
+export const applianceCheckinAnswerSchema = z.object({
+	update_available: z.boolean(),
+	update: z
+		.object({
+			version: z.string(),
+			iso_url: z
+				.string()
+				.nullable()
+				.describe('Where the console fetched the release’s image from; null when uploaded, or without an image'),
+			sha256: z.string().nullable().describe('The release’s image’s sha256; null without an image'),
+			reboot_after: z.string().nullable().describe('The start (`HH:MM`) of the appliance’s maintenance window')
+		})
+		.nullable(),
+	poll_seconds: z.number().int()
+});
+
 /** An agent's report answer: whether it was applied (a resent report is not), and the job's state. */
 export const agentReportAnswerSchema = z.object({ applied: z.boolean(), state: z.enum(agentJobStates) });

@@ -4,7 +4,7 @@ import { actorOf } from '$lib/server/audit';
 import { authorize } from '$lib/server/auth/access';
 import { listRoles } from '$lib/server/codesync/roles';
 import { versionsFor } from '$lib/server/codesync/status';
-import { alertsFor, countByStatus } from '$lib/server/fleet/status';
+import { alertsFor, countByStatus, notesFor } from '$lib/server/fleet/status';
 import { checkAllNodes } from '$lib/server/fleet/check-flow';
 import { connectionStatus, listNodes, rolesOnNodes } from '$lib/server/fleet/nodes';
 import { principalOf } from '$lib/server/http/api';
@@ -50,7 +50,8 @@ export const load: PageServerLoad = async (event) => {
 		// Roles named on nodes but not (yet) defined are still worth filtering by.
 		rolesOnNodes()
 	]);
-	const [versions, alerts] = await Promise.all([versionsFor(page.items), alertsFor(page.items.map((n) => n.id))]);
+	const ids = page.items.map((n) => n.id);
+	const [versions, alerts, notes] = await Promise.all([versionsFor(page.items), alertsFor(ids), notesFor(ids)]);
 	const releaseOf = await releasesOfNodes(versions);
 	const principal = principalOf(event);
 	return {
@@ -65,6 +66,8 @@ export const load: PageServerLoad = async (event) => {
 			// What domains raise beside the status (security updates pending, a reboot required).
 			alerts: alerts.get(n.id) ?? [],
 			connection: connectionStatus(n),
+			/** How the console hears from a node it does not reach over SSH (a pull agent's last poll). */
+			notes: notes.get(n.id) ?? [],
 			lastSeenAt: n.lastSeenAt,
 			latencyMs: n.latencyMs,
 			lastError: n.lastError,

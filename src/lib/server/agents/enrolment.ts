@@ -33,13 +33,14 @@ function present(row: AgentEnrolment): PublicEnrolment {
 
 /**
  * Gives the node's agent a new secret, sealed, in `executor` (a transaction when the caller has one): enrols
- * it, or replaces its secret, so that the old one stops working at once.
+ * it, or replaces its secret, so that the old one stops working at once. `secret` is given when it was put on
+ * the node first (installing over SSH).
  */
 export async function storeNewSecret(
 	executor: Database,
-	nodeId: string
+	nodeId: string,
+	secret = newAgentSecret()
 ): Promise<PublicEnrolment & { secret: string }> {
-	const secret = newAgentSecret();
 	const sealedSecret = sealSecret(masterKey(), secret, context(nodeId));
 	const [row] = await executor
 		.insert(agentEnrolments)

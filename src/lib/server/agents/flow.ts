@@ -19,6 +19,16 @@ function showOutput(ctx: StepContext<unknown>, step: string, output: string): vo
 	for (const line of output.split('\n').filter(Boolean)) ctx.log(`${step}: ${line}`);
 }
 
+/**
+ * Shows a step's output in the task's log as its batches arrive (docs/pull-agent.md, "In a rollout"): whole lines
+ * while the step runs, the rest with its final report. Returns how much of the output has been shown.
+ */
+function showNewOutput(ctx: StepContext<unknown>, step: string, output: string, shown: number, final: boolean) {
+	const end = final ? output.length : output.lastIndexOf('\n') + 1;
+	if (end > shown) showOutput(ctx, step, output.slice(shown, end));
+	return Math.max(end, shown);
+}
+
 function lastLine(output: string): string {
 	return output.trim().split('\n').at(-1) ?? '';
 }
@@ -28,14 +38,18 @@ function agentStep<P>(name: (typeof agentStepNames)[number], deadlineSeconds: nu
 		name,
 		deadlineMs: (deadlineSeconds + REPORT_MARGIN_SECONDS) * 1000,
 		async do(ctx) {
+			let shown = 0;
 			// A job that ended, or rolled back, before this step's report: the agent stopped short of it.
-			const report = await waitForJob(
-				ctx.task.id,
-				ctx.signal,
-				(job) => job.steps[name] ?? (job.steps.rollback || job.state !== 'running' ? null : undefined)
-			);
+			const report = await waitForJob(ctx.task.id, ctx.signal, (job) => {
+				const r = job.steps[name];
+				if (r?.status === 'running') {
+					shown = showNewOutput(ctx as StepContext<unknown>, name, r.output, shown, false);
+					return undefined;
+				}
+				return r ?? (job.steps.rollback || job.state !== 'running' ? null : undefined);
+			});
 			if (!report) throw new StepFailed('the agent stopped before this step');
-			showOutput(ctx as StepContext<unknown>, name, report.output);
+			showNewOutput(ctx as StepContext<unknown>, name, report.output, shown, true);
 			if (report.status !== 'succeeded') {
 				const detail = lastLine(report.output);
 				const code = report.exit_code ?? 'no exit code (its deadline passed, or the agent restarted)';

@@ -85,15 +85,20 @@ export async function applyReport(
 		if (r.seq <= job.lastSeq) return { applied: false, state: job.state };
 		if (job.state !== 'running') throw conflict(`Job ${r.job} is ${job.state}`, { job: `is ${job.state}` });
 		const state: AgentJobState =
-			r.step === 'rollback'
-				? r.status === 'succeeded'
-					? 'rolled_back'
-					: 'failed'
-				: r.step === 'health' && r.status === 'succeeded'
-					? 'succeeded'
-					: 'running';
+			r.status === 'running'
+				? 'running'
+				: r.step === 'rollback'
+					? r.status === 'succeeded'
+						? 'rolled_back'
+						: 'failed'
+					: r.step === 'health' && r.status === 'succeeded'
+						? 'succeeded'
+						: 'running';
 		const ended = endedStates.includes(state);
-		const report = { status: r.status, exit_code: r.exit_code, output: r.output, at: new Date().toISOString() };
+		// Output arrives in batches while the step runs; each batch, and the final report, adds to what came before.
+		const before = job.steps[r.step];
+		const output = before?.status === 'running' ? before.output + r.output : r.output;
+		const report = { status: r.status, exit_code: r.exit_code, output, at: new Date().toISOString() };
 		await tx
 			.update(agentJobs)
 			.set({

@@ -115,12 +115,27 @@ export function agentEndpoint<S extends z.ZodType>(
 	schema: S,
 	handler: (caller: AgentCaller, input: z.infer<S>) => Promise<unknown>
 ) {
+	return signedEndpoint(
+		(request) => readJsonText(request, MAX_BODY_BYTES),
+		(caller, text) => handler(caller, parseJsonText(text, schema))
+	);
+}
+
+/** A GET for agents (no body: the signature covers an empty one), authenticated and answered as above. */
+export function agentReadEndpoint(handler: (caller: AgentCaller) => Promise<unknown>) {
+	return signedEndpoint(async () => '', handler);
+}
+
+function signedEndpoint(
+	readText: (request: Request) => Promise<string>,
+	handler: (caller: AgentCaller, text: string) => Promise<unknown>
+) {
 	return async (event: { request: Request; url: URL }): Promise<Response> => {
 		let caller: AgentCaller;
 		let text: string;
 		try {
 			const signedBy = signedHeaders(event.request.headers);
-			text = await readJsonText(event.request, MAX_BODY_BYTES);
+			text = await readText(event.request);
 			caller = await authenticateAgent(signedBy, {
 				method: event.request.method,
 				path: event.url.pathname,
@@ -131,7 +146,7 @@ export function agentEndpoint<S extends z.ZodType>(
 			throw err;
 		}
 		try {
-			const answer = await handler(caller, parseJsonText(text, schema));
+			const answer = await handler(caller, text);
 			return signed(caller, 200, JSON.stringify(answer));
 		} catch (err) {
 			if (!(err instanceof ServiceError)) throw err;

@@ -56,6 +56,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 			acceptHostKey: adminPage,
 			edit: adminPage,
 			enrolAgent: adminPage,
+			installAgent: adminPage,
 			revokeAgent: adminPage
 		}
 	},
@@ -191,6 +192,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/agents/enrol': { kind: 'endpoint', methods: { POST: agentSigned } },
 	'/api/updates/next': { kind: 'endpoint', methods: { POST: agentSigned } },
 	'/api/updates/report': { kind: 'endpoint', methods: { POST: agentSigned } },
+	'/api/appliances/checkin': { kind: 'endpoint', methods: { GET: agentSigned } },
 	'/api/roles': { kind: 'endpoint', methods: { GET: read, POST: admin } },
 	'/api/roles/[name]': { kind: 'endpoint', methods: { GET: read, PATCH: admin, DELETE: admin } },
 	'/api/roles/[name]/pin': { kind: 'endpoint', methods: { POST: operate } },

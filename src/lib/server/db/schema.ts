@@ -1287,9 +1287,9 @@ export const agentNonces = pgTable(
 
 export type AgentJobState = (typeof agentJobStates)[number];
 
-/** One step's result as the agent reported it. */
+/** One step's result as the agent reported it (`running`: its output so far, while it runs). */
 export interface AgentStepReport {
-	status: 'succeeded' | 'failed';
+	status: 'running' | 'succeeded' | 'failed';
 	exit_code: number | null;
 	output: string;
 	at: string;

@@ -81,6 +81,38 @@ export async function alertsFor(nodeIds: string[]): Promise<Map<string, string[]
 }
 
 /**
+ * Besides the status, a domain can say how the console hears from a node that it does not reach over SSH (the
+ * pull agent: its last poll and version), shown under the node's status on the Fleet Overview. Asked per page of
+ * nodes, not over the whole fleet.
+ */
+export interface StatusNote {
+	/** Said before the time, e.g. "pull agent 1.0.0 · last poll". */
+	text: string;
+	/** When; null for never (the page says "never"). */
+	at: Date | null;
+}
+export interface StatusNotes {
+	name: string;
+	notesFor(nodeIds: string[]): Promise<Map<string, StatusNote>>;
+}
+const notes = new Map<string, StatusNotes>();
+
+/** A domain's notes on nodes (registered again under its name, it replaces the earlier one). */
+export function registerStatusNotes(source: StatusNotes): void {
+	notes.set(source.name, source);
+}
+
+/** Per node, the notes domains have on it, in the order they registered (nodes without any are absent). */
+export async function notesFor(nodeIds: string[]): Promise<Map<string, StatusNote[]>> {
+	const out = new Map<string, StatusNote[]>();
+	if (!nodeIds.length) return out;
+	for (const source of await Promise.all([...notes.values()].map((n) => n.notesFor(nodeIds)))) {
+		for (const [id, note] of source) out.set(id, [...(out.get(id) ?? []), note]);
+	}
+	return out;
+}
+
+/**
  * Every node's status in one set-based pass: each part is one hash join over the whole fleet (tens of
  * milliseconds for 10,000 nodes, where a per-row subquery took seconds on PostgreSQL). Join it as `ns` on
  * `ns.node_id` (`fleetStatusJoin`).

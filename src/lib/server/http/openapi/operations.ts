@@ -104,7 +104,8 @@ import {
 	agentEnrolmentSchema,
 	agentEnrolTokenSchema,
 	agentNextAnswerSchema,
-	agentReportAnswerSchema
+	agentReportAnswerSchema,
+	applianceCheckinAnswerSchema
 } from '$lib/schemas/responses';
 import {
 	createRunSchema,
@@ -458,6 +459,13 @@ export const operations: Operation[] = [
 		summary: 'An agent’s signed poll: the update its node should run, if any (docs/pull-agent.md)',
 		body: agentNextSchema,
 		responses: ok('The job, or null, and when to poll again; signed by the console', agentNextAnswerSchema)
+	},
+	{
+		method: 'GET',
+		route: '/api/appliances/checkin',
+		tag: 'Pull agents',
+		summary: 'An appliance’s signed check-in: whether an update waits for it (docs/pull-agent.md)',
+		responses: ok('Whether an update is available, and which; signed by the console', applianceCheckinAnswerSchema)
 	},
 	{
 		method: 'POST',

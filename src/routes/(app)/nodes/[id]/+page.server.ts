@@ -1,4 +1,4 @@
-import { error } from '@sveltejs/kit';
+import { error, redirect } from '@sveltejs/kit';
 import { iso } from '$lib/format';
 import { uuidSchema } from '$lib/schemas/common';
 import { actorOf } from '$lib/server/audit';
@@ -23,9 +23,10 @@ import { listRoles } from '$lib/server/codesync/roles';
 import { provisionSchema } from '$lib/schemas/provisioning';
 import { startProvisioning } from '$lib/server/provisioning/provision';
 import { provisioningOfNode } from '$lib/server/provisioning/definitions';
-import { createEnrolTokenSchema, ENROL_TOKEN_MINUTES } from '$lib/schemas/agents';
+import { createEnrolTokenSchema, ENROL_TOKEN_MINUTES, installAgentSchema } from '$lib/schemas/agents';
 import { agentStartCommand, createEnrolToken, pendingEnrolToken } from '$lib/server/agents/enrol-tokens';
 import { enrolmentOf, revokeAgent } from '$lib/server/agents/enrolment';
+import { startAgentInstall } from '$lib/server/agents/install';
 import type { Actions, PageServerLoad, RequestEvent } from './$types';
 
 function nodeId(id: string): string {
@@ -148,7 +149,7 @@ export const load: PageServerLoad = async (event) => {
 		// The edit form (admins only) shows the node as the add-node form would, with what it may pick from.
 		edit: canEdit ? await editChoices(node) : null,
 		// The pull agent (docs/pull-agent.md): admins enrol and revoke it here.
-		agent: canEnrol ? await agentOf(id) : null,
+		agent: canEnrol ? await agentOf(node) : null,
 		canAcceptHostKey: authorize(event.route.id, 'POST', '?/acceptHostKey', principal).allow,
 		canOperate: authorize(event.route.id, 'POST', '?/update', principal).allow
 	};
@@ -163,14 +164,16 @@ async function editChoices(node: Awaited<ReturnType<typeof getNode>>) {
 	};
 }
 
-async function agentOf(id: string) {
-	const [enrolment, waiting] = await Promise.all([enrolmentOf(id), pendingEnrolToken(id)]);
+async function agentOf(node: Awaited<ReturnType<typeof getNode>>) {
+	const [enrolment, waiting] = await Promise.all([enrolmentOf(node.id), pendingEnrolToken(node.id)]);
 	return {
 		enrolledAt: enrolment?.enrolled_at ?? null,
 		lastPollAt: enrolment?.last_poll_at ?? null,
 		version: enrolment?.agent_version ?? null,
 		tokenExpiresAt: iso(waiting?.expiresAt ?? null),
-		minutes: ENROL_TOKEN_MINUTES
+		minutes: ENROL_TOKEN_MINUTES,
+		// Over SSH: only with the node's host key pinned.
+		canInstall: node.hostKeyStatus === 'pinned'
 	};
 }
 
@@ -251,6 +254,20 @@ export const actions: Actions = {
 		} catch (err) {
 			return formError(err, parsed.form);
 		}
+	},
+	/** Installs the agent over SSH (docs/pull-agent.md, "Installing over SSH"), pointed at this console. */
+	installAgent: async (event) => {
+		const id = nodeId(event.params.id);
+		const parsed = await parseForm(event.request, installAgentSchema);
+		if (!parsed.ok) return parsed.failure;
+		let runId: string;
+		try {
+			({ runId } = await startAgentInstall(actorOf(event), id, parsed.data, event.url.origin));
+		} catch (err) {
+			return formError(err, parsed.form);
+		}
+		// The run's page shows the install as it goes.
+		redirect(303, `/runs/${runId}`);
 	},
 	revokeAgent: async (event) => {
 		const id = nodeId(event.params.id);

@@ -299,7 +299,8 @@ test('Settings → Nodes: select nodes, add a role and set the policy; a delete 
 	expect([(await nodeRow(x.id))!.policy, (await nodeRow(y.id))!.policy, (await nodeRow(z.id))!.policy]).toEqual([
 		'manual',
 		'manual',
-		'security'
+		// Untouched: still none of its own (its roles' default applies).
+		null
 	]);
 	await page.screenshot({ path: `${shots}/bulk-nodes-1440.png`, fullPage: true });
 

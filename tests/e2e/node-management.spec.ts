@@ -215,7 +215,7 @@ test('POST /api/nodes/bulk: bad input is refused naming the field and changes no
 	// An operator may not; nothing changes.
 	const operator = await signInAs('operator');
 	expect((await bulk({ action: 'set_policy', nodes: [a.id], policy: 'full' }, operator)).status).toBe(403);
-	expect((await nodeRow(a.id))!.policy).toBe('security');
+	expect((await nodeRow(a.id))!.policy).toBeNull();
 
 	const added = await bulk({ action: 'add_role', nodes: [a.id, b.id], role: 'edge' });
 	expect(added.status).toBe(200);
@@ -299,7 +299,8 @@ test('Settings → Nodes: select nodes, add a role and set the policy; a delete 
 	expect([(await nodeRow(x.id))!.policy, (await nodeRow(y.id))!.policy, (await nodeRow(z.id))!.policy]).toEqual([
 		'manual',
 		'manual',
-		'security'
+		// Untouched: still none of its own (its roles' default applies).
+		null
 	]);
 	await page.screenshot({ path: `${shots}/bulk-nodes-1440.png`, fullPage: true });
 

@@ -60,7 +60,8 @@ test('credential and node endpoints refuse bad input with the field named, and c
 		name: 'api-node',
 		port: 22,
 		user: 'root',
-		policy: 'security',
+		// None of its own: its roles' default applies (docs/system-updates.md, "Policies").
+		policy: null,
 		connection_status: 'unchecked'
 	});
 	expect((await post('/api/nodes', { name: 'api-node', host: 'x.example', credential_id: cred.id })).status).toBe(409);

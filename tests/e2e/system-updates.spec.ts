@@ -1,3 +1,5 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { expect, test, type Browser, type Page } from '@playwright/test';
 import { startTestbed, type Testbed } from '../testbed/testbed.ts';
 import { bearer, call, consoleDatabase, cookie, loadTokens, people, signInAs } from './support/console';
@@ -62,6 +64,16 @@ test.beforeAll(async () => {
 			}
 		]);
 	}
+	// su-security's holds: curl on hold on the host itself (its apt-mark stand-in's list), and a pattern of its own.
+	const apt = join(bed.hosts[1]!.root, 'var/lib/flotilla-testbed/apt');
+	await mkdir(apt, { recursive: true });
+	await writeFile(join(apt, 'held'), 'curl\n');
+	const hold = await post('/api/updates/system/holds', {
+		scope: 'node',
+		target: 'su-security',
+		pattern: 'linux-image-*'
+	});
+	expect(hold.status).toBe(201);
 });
 
 test.afterAll(async () => {
@@ -154,6 +166,7 @@ test('a scan through the API fills GET /api/updates/system, security updates mar
 	const full = list.items.find((n: { name: string }) => n.name === 'su-full');
 	expect(full).toMatchObject({
 		policy: 'full',
+		policy_role: null,
 		pending_count: 3,
 		security_count: 2,
 		reboot_required: false,
@@ -199,6 +212,8 @@ test('the page shows pending security updates; one node is updated after reviewi
 	await expect(row.getByTestId('pending')).toContainText('2 security');
 	await row.getByText('su-security').click();
 	await expect(row.getByTestId('packages')).toContainText('security: offered by the security pocket bookworm-security');
+	// Its holds, as the scan read them from the host and as set in the console.
+	await expect(row.getByText(/^Held:/)).toHaveText('Held: curl (apt-mark), linux-image-* (this node)');
 	await page.screenshot({ path: 'test-results/system-updates.png', fullPage: true });
 
 	await row.getByLabel('Select su-security').check();

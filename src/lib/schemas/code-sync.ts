@@ -307,6 +307,9 @@ export const quiesceSchema = z
 /** A commands role's programs fetch the code themselves: there is no checkout to verify a signature in. */
 export const SIGNATURES_NEED_GIT = 'only git and push roles can require signatures (a commands role has no checkout)';
 
+/** A role's default system-update policy; null leaves its nodes to their own (or the fallback, security). */
+const updatePolicySchema = z.enum(['full', 'security', 'manual'], { error: 'must be full, security, manual or null' });
+
 export const methodSchema = z.enum(['git', 'push', 'commands'], { error: 'must be git, push or commands' });
 
 const roleFields = {
@@ -350,7 +353,8 @@ const roleFields = {
 	signatures: signaturesSchema.nullable().default(null),
 	readiness_check: readinessSchema.nullable().default(null),
 	snapshot: snapshotSchema.nullable().default(null),
-	quiesce: quiesceSchema.nullable().default(null)
+	quiesce: quiesceSchema.nullable().default(null),
+	update_policy: updatePolicySchema.nullable().default(null)
 };
 
 export const createRoleSchema = z
@@ -395,7 +399,8 @@ export const updateRoleSchema = z
 		signatures: signaturesSchema.nullable(),
 		readiness_check: readinessSchema.nullable(),
 		snapshot: snapshotSchema.nullable(),
-		quiesce: quiesceSchema.nullable()
+		quiesce: quiesceSchema.nullable(),
+		update_policy: updatePolicySchema.nullable()
 	})
 	.partial()
 	.strict()

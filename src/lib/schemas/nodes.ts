@@ -35,7 +35,8 @@ const nodeFields = {
 	kind: z.enum(['server', 'appliance'], { error: 'must be server or appliance' }).default('server'),
 	roles: z.array(roleNameSchema, wrongType('must be a list')).max(32, 'at most 32 roles').default([]),
 	labels: labelsSchema.default({}),
-	policy: policySchema.default('security'),
+	// Null (the default): the node takes its roles' default policy, security when none has one.
+	policy: policySchema.nullable().default(null),
 	control_plane: z.boolean(wrongType('must be true or false')).default(false),
 	host_key_fingerprint: fingerprintSchema.optional()
 };
@@ -53,7 +54,7 @@ export const updateNodeSchema = z
 		kind: z.enum(['server', 'appliance'], { error: 'must be server or appliance' }),
 		roles: z.array(roleNameSchema).max(32, 'at most 32 roles'),
 		labels: labelsSchema,
-		policy: policySchema,
+		policy: policySchema.nullable(),
 		control_plane: z.boolean(wrongType('must be true or false'))
 	})
 	.partial()

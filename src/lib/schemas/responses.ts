@@ -103,7 +103,7 @@ export const nodeSchema = z.object({
 	kind: z.enum(['server', 'appliance']),
 	roles: z.array(z.string()),
 	labels: z.record(z.string(), z.string()),
-	policy: policySchema,
+	policy: policySchema.nullable().describe("null: the node takes its roles' default policy"),
 	control_plane: z.boolean(),
 	connection_status: z.enum(connectionStatuses),
 	host_key_fingerprint: z.string().nullable(),
@@ -513,7 +513,8 @@ export const issuedAnswerSchema = z.object({
 export const nodeUpdatesAnswerSchema = z.object({
 	node_id: id,
 	name: z.string(),
-	policy: policySchema,
+	policy: policySchema.describe("the policy that applies: the node's own, or its roles' default"),
+	policy_role: z.string().nullable().describe('the role whose default policy applies; null when the node has its own'),
 	roles: z.array(z.string()),
 	labels: z.record(z.string(), z.string()),
 	control_plane: z.boolean(),
@@ -621,7 +622,7 @@ export const inventoryImportAnswerSchema = z.object({
 			kind: nodeSchema.shape.kind,
 			roles: z.array(z.string()),
 			labels: z.record(z.string(), z.string()),
-			policy: policySchema,
+			policy: policySchema.nullable(),
 			control_plane: z.boolean(),
 			host_key_fingerprint: z.string().nullable(),
 			action: z.enum(['create', 'skip']).describe('skip: a node of that name exists and is left as it is'),
@@ -664,6 +665,7 @@ export const codeRoleAnswerSchema = z.object({
 	readiness_check: readinessSchema.nullable(),
 	snapshot: snapshotSchema.nullable(),
 	quiesce: quiesceSchema.nullable(),
+	update_policy: policySchema.nullable().describe('the system-update policy of its nodes that have none of their own'),
 	created_at: time,
 	updated_at: time
 });

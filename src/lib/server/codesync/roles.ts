@@ -55,7 +55,8 @@ function columns(input: RoleFields) {
 		signatures: input.signatures,
 		readinessCheck: input.readiness_check,
 		snapshot: input.snapshot,
-		quiesce: input.quiesce
+		quiesce: input.quiesce,
+		updatePolicy: input.update_policy
 	};
 }
 
@@ -155,6 +156,7 @@ export const presentRole = (r: CodeRole) => ({
 	readiness_check: r.readinessCheck,
 	snapshot: r.snapshot,
 	quiesce: r.quiesce,
+	update_policy: r.updatePolicy,
 	created_at: r.createdAt,
 	updated_at: r.updatedAt
 });

@@ -166,7 +166,8 @@ export const nodes = pgTable(
 			.$type<Record<string, string>>()
 			.notNull()
 			.default(sql`'{}'::jsonb`),
-		policy: text('policy', { enum: updatePolicies }).notNull().default('security'),
+		/** Null: the node takes its roles' default policy (docs/system-updates.md, "Policies"). */
+		policy: text('policy', { enum: updatePolicies }),
 		controlPlane: boolean('control_plane').notNull().default(false),
 		/** The pinned SHA-256 host key fingerprint; null until accepted. */
 		hostKeyFingerprint: text('host_key_fingerprint'),
@@ -432,6 +433,8 @@ export const codeRoles = pgTable('code_roles', {
 	latestMessage: text('latest_message'),
 	latestAuthor: text('latest_author'),
 	latestAt: timestamp('latest_at', { withTimezone: true }),
+	/** The system-update policy of this role's nodes that have none of their own (docs/system-updates.md). */
+	updatePolicy: text('update_policy', { enum: updatePolicies }),
 	autoUpdate: boolean('auto_update').notNull().default(false),
 	autoUpdateIntervalMinutes: integer('auto_update_interval_minutes').notNull().default(60),
 	autoUpdateMaxFailuresPerDay: integer('auto_update_max_failures_per_day').notNull().default(3),

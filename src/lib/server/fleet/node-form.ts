@@ -27,7 +27,8 @@ export function nodeFormShape(form: FormData) {
 			.map((r) => r.trim())
 			.filter(Boolean),
 		labels,
-		policy: text('policy'),
+		// Empty: the node takes its roles' default policy.
+		policy: text('policy') ?? null,
 		control_plane: form.get('control_plane') === 'on',
 		host_key_fingerprint: text('host_key_fingerprint')
 	};
@@ -48,8 +49,7 @@ export function nodeEditShape(form: FormData) {
 		port: rest.port ?? '',
 		user: rest.user ?? '',
 		credential_id: rest.credential_id ?? '',
-		kind: rest.kind ?? '',
-		policy: rest.policy ?? ''
+		kind: rest.kind ?? ''
 	};
 }
 
@@ -67,7 +67,7 @@ export function nodeFormValues(node: Node): Record<string, string> {
 		credential_id: node.credentialId,
 		jump_node_id: node.jumpNodeId ?? '',
 		kind: node.kind,
-		policy: node.policy,
+		policy: node.policy ?? '',
 		control_plane: node.controlPlane ? 'on' : ''
 	};
 }

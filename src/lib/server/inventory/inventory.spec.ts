@@ -105,7 +105,7 @@ describe.each([
 			port: 2222,
 			labels: { env: 'prod', dc: 'ams', tier: 'edge' }
 		});
-		expect(nodes['mail.example.com']).toMatchObject({ roles: [], labels: {}, policy: 'security', user: 'root' });
+		expect(nodes['mail.example.com']).toMatchObject({ roles: [], labels: {}, policy: null, user: 'root' });
 		expect(nodes['db1']!.host_key_fingerprint).toBeUndefined();
 	});
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { applySoak, decide, holdMatcher, rebootsNow, type Pending, type Policy } from './policy';
+import { applySoak, decide, effectivePolicy, holdMatcher, rebootsNow, type Pending, type Policy } from './policy';
 import { rebootPhases } from './reboots';
 
 const SECURITY_ONLY: Pending[] = [
@@ -155,5 +155,31 @@ describe('soak gate', () => {
 			reason: 'every pending version is still soaking'
 		});
 		expect(applySoak(decision, pending, () => null, now, { days: 0, securityExempt: false })).toBe(decision);
+	});
+});
+
+describe('effectivePolicy', () => {
+	const roles = (...p: [string, Policy | null][]) => p.map(([role, policy]) => ({ role, policy }));
+	it("takes the node's own policy over any role default", () => {
+		expect(effectivePolicy('full', roles(['db', 'manual']))).toEqual({ policy: 'full', from: 'node', role: null });
+	});
+	it("takes its role's default when it has none", () => {
+		expect(effectivePolicy(null, roles(['web', 'full']))).toEqual({ policy: 'full', from: 'role', role: 'web' });
+	});
+	it('lets the most conservative default win when roles disagree: manual > security > full', () => {
+		expect(effectivePolicy(null, roles(['web', 'full'], ['db', 'manual'], ['cache', 'security']))).toEqual({
+			policy: 'manual',
+			from: 'role',
+			role: 'db'
+		});
+		expect(effectivePolicy(null, roles(['web', 'full'], ['cache', 'security'], ['misc', null]))).toEqual({
+			policy: 'security',
+			from: 'role',
+			role: 'cache'
+		});
+	});
+	it('falls back to security when neither the node nor a role says', () => {
+		expect(effectivePolicy(null, roles(['web', null]))).toEqual({ policy: 'security', from: 'fallback', role: null });
+		expect(effectivePolicy(null, [])).toEqual({ policy: 'security', from: 'fallback', role: null });
 	});
 });

@@ -130,3 +130,30 @@ export function applySoak(
 			: decision.reason;
 	return { ...decision, packages, held, reason };
 }
+
+/** Where a node's policy comes from: its own, a role's default, or the fallback (no role has one). */
+export interface EffectivePolicy {
+	policy: Policy;
+	from: 'node' | 'role' | 'fallback';
+	/** The role whose default applies, when `from` is `role`. */
+	role: string | null;
+}
+
+/** Most conservative first: a role that wants an operator's hand is not overruled by one that wants everything. */
+const CAUTION: Policy[] = ['manual', 'security', 'full'];
+
+/**
+ * A node's policy (docs/system-updates.md, "Policies"): its own when set; otherwise its roles' defaults, the most
+ * conservative winning when they disagree (manual > security > full); `security` when neither says.
+ */
+export function effectivePolicy(
+	own: Policy | null,
+	roleDefaults: { role: string; policy: Policy | null }[]
+): EffectivePolicy {
+	if (own) return { policy: own, from: 'node', role: null };
+	for (const policy of CAUTION) {
+		const role = roleDefaults.find((r) => r.policy === policy);
+		if (role) return { policy, from: 'role', role: role.role };
+	}
+	return { policy: 'security', from: 'fallback', role: null };
+}

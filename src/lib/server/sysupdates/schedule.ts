@@ -1,4 +1,4 @@
-import { and, eq, inArray, isNull, ne, sql } from 'drizzle-orm';
+import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
 import { recordAudit, systemActor, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import { nodes, sysNodeScans, sysSchedules } from '$lib/server/db/schema';
@@ -6,6 +6,7 @@ import { ServiceError } from '$lib/server/errors';
 import { log, loggableError } from '$lib/server/log';
 import { lastFiring, parseCron } from '$lib/clock';
 import { rebootsNow, type Soak } from './policy';
+import { policiesOf } from './role-policies';
 import { startScan, startUpdate } from './runs';
 import { planFromLastScan } from './views';
 import { shortfall, workSeconds, type WindowShortfall } from './window-fit';
@@ -95,17 +96,20 @@ async function applyInsideWindows(now: Date, soak: Soak): Promise<{ updateRunIds
 		.where(
 			and(
 				eq(nodes.hostKeyStatus, 'pinned'),
-				ne(nodes.policy, 'manual'),
 				isNull(sysNodeScans.updateError),
 				sql`(${sysNodeScans.pendingCount} > 0 or ${sysNodeScans.rebootRequired})`
 			)
 		);
+	// A node's policy may be its roles' default: manual nodes are left out once it is resolved.
+	const policies = await policiesOf(candidates.map((c) => c.node));
 	if (!candidates.length) return { updateRunIds: [], tooShort: [] };
 	const windows = await windowsOf(candidates.map((c) => c.node));
 	const full = [];
 	const rebootOnly = [];
 	const tooShort: TooShort[] = [];
 	for (const { node } of candidates) {
+		const policy = policies.get(node.id)!.policy;
+		if (policy === 'manual') continue;
 		const window = windows.get(node.id) ?? null;
 		if (!window || !nodeInsideWindow(window, now)) continue;
 		const [scan] = await db()
@@ -114,7 +118,7 @@ async function applyInsideWindows(now: Date, soak: Soak): Promise<{ updateRunIds
 			.where(inArray(sysNodeScans.nodeId, [node.id]));
 		const plan = await planFromLastScan(node, { force_full: false }, soak);
 		const reboot = rebootsNow(plan.reboot, scan!.rebootRequired, true);
-		const installs = node.policy === 'full' ? plan.packages.length : 0;
+		const installs = policy === 'full' ? plan.packages.length : 0;
 		const short = shortfall(
 			workSeconds({ packages: installs, mayReboot: reboot || installs > 0 }),
 			now,
@@ -127,7 +131,7 @@ async function applyInsideWindows(now: Date, soak: Soak): Promise<{ updateRunIds
 			continue;
 		}
 		// Security updates outside a full policy wait for an operator; their reboot is the window's to do.
-		if (node.policy === 'full' && (plan.packages.length || reboot)) full.push(node);
+		if (policy === 'full' && (plan.packages.length || reboot)) full.push(node);
 		else if (reboot) rebootOnly.push(node);
 	}
 	const started: string[] = [];

@@ -8,6 +8,7 @@ import { sh, type ShellCommand } from '$lib/server/ssh/shell';
 import { parseSimulation } from './apt';
 import { holdPatternsFor } from './holds';
 import { applySoak, decide, rebootsNow, type Decision } from './policy';
+import { policyOf } from './role-policies';
 import { rebootBlockedBy, recordRebootEnd, recordRebootStart } from './reboots';
 import { firstSeenOf, recordRebooted, recordScan, recordUpdateOutcome } from './records';
 import { readNode } from './scan';
@@ -120,7 +121,7 @@ export const updateFlow: Flow<UpdateParams> = {
 				const found = await readNode(ctx, true, ctx.params.lockTimeoutSeconds);
 				await recordScan(ctx.node.id, ctx.task.runId, found);
 				let decision = decide({
-					policy: ctx.node.policy,
+					policy: (await policyOf(ctx.node)).policy,
 					forceFull: ctx.params.forceFull,
 					packages: ctx.params.packages,
 					pending: found.packages,

@@ -10,12 +10,15 @@ import {
 	type SysPendingPackage
 } from '$lib/server/db/schema';
 import { holdPatternsFor } from './holds';
-import { applySoak, decide, type Decision, type Soak } from './policy';
+import { applySoak, decide, type Decision, type EffectivePolicy, type Policy, type Soak } from './policy';
 import { firstSeenOf } from './records';
+import { policiesOf, policyOf } from './role-policies';
 
 /** One node as the System Updates page and `GET /api/updates/system` show it. */
 export interface NodeUpdates {
 	node: Pick<Node, 'id' | 'name' | 'policy' | 'roles' | 'labels' | 'controlPlane' | 'hostKeyStatus'>;
+	/** The policy that applies: the node's own, or its roles' default. */
+	policy: EffectivePolicy;
 	scan: SysNodeScan | null;
 	pending: SysPendingPackage[];
 }
@@ -47,8 +50,10 @@ export async function systemUpdatesView(filter: { nodeIds?: string[] } = {}): Pr
 			])
 		: [[], []];
 	const scanOf = new Map(scans.map((s) => [s.nodeId, s]));
+	const policies = await policiesOf(rows);
 	return rows.map((node) => ({
 		node,
+		policy: policies.get(node.id)!,
 		scan: scanOf.get(node.id) ?? null,
 		pending: pending.filter((p) => p.nodeId === node.id)
 	}));
@@ -59,11 +64,12 @@ export async function planFromLastScan(
 	node: Node,
 	request: NodeUpdateRequest,
 	soak?: Soak
-): Promise<Decision & { candidates: { name: string; candidate: string }[] }> {
+): Promise<Decision & { policy: Policy; candidates: { name: string; candidate: string }[] }> {
 	const [scan] = await db().select().from(sysNodeScans).where(eq(sysNodeScans.nodeId, node.id));
 	const pending = await db().select().from(sysPendingPackages).where(eq(sysPendingPackages.nodeId, node.id));
+	const { policy } = await policyOf(node);
 	let decision = decide({
-		policy: node.policy,
+		policy,
 		forceFull: request.force_full,
 		packages: request.packages,
 		pending,
@@ -82,13 +88,15 @@ export async function planFromLastScan(
 		);
 	}
 	const byName = new Map(pending.map((p) => [p.name, p.candidate]));
-	return { ...decision, candidates: decision.packages.map((name) => ({ name, candidate: byName.get(name)! })) };
+	return { ...decision, policy, candidates: decision.packages.map((name) => ({ name, candidate: byName.get(name)! })) };
 }
 
 export const presentNodeUpdates = (v: NodeUpdates) => ({
 	node_id: v.node.id,
 	name: v.node.name,
-	policy: v.node.policy,
+	policy: v.policy.policy,
+	/** The role whose default policy applies; null when the node has its own (or none of its roles has one). */
+	policy_role: v.policy.role,
 	roles: v.node.roles,
 	labels: v.node.labels,
 	control_plane: v.node.controlPlane,

@@ -33,6 +33,7 @@ const presentRole = (r: CodeRole) => ({
 	health: r.health,
 	healthTimeoutSeconds: r.healthTimeoutSeconds,
 	order: r.sortOrder,
+	updatePolicy: r.updatePolicy,
 	latestCommit: r.latestCommit,
 	latestMessage: r.latestMessage,
 	latestAuthor: r.latestAuthor,
@@ -159,6 +160,8 @@ function roleFormShape(form: FormData, creating: boolean) {
 		auto_update: form.get('auto_update') === 'on',
 		auto_update_interval_minutes: text('auto_update_interval_minutes') || undefined,
 		auto_update_max_failures_per_day: text('auto_update_max_failures_per_day') || undefined,
+		// Empty: the role sets no default system-update policy (on an edit that clears it).
+		update_policy: text('update_policy') || (creating ? undefined : null),
 		...preflightFormShape(form, text)
 	};
 }

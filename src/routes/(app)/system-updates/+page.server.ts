@@ -64,7 +64,7 @@ export const load: PageServerLoad = async (event) => {
 		nodes: view.map((v) => {
 			const p = presentNodeUpdates(v);
 			const w = windowFor(v.node, windows);
-			const work = automaticWork(v.node.policy, p.pending_count, p.reboot_required);
+			const work = automaticWork(v.policy.policy, p.pending_count, p.reboot_required);
 			const short = w && (work.packages || work.mayReboot) ? windowShortfall(w, workSeconds(work), now) : null;
 			return {
 				...p,
@@ -196,7 +196,7 @@ export const actions: Actions = {
 						nodes: list.map((n, i) => ({
 							id: n.id,
 							name: n.name,
-							policy: n.policy,
+							policy: plans[i]!.policy,
 							packages: mode === 'reboot' ? [] : plans[i]!.candidates,
 							held: plans[i]!.held,
 							reboot: mode === 'reboot' ? 'now' : plans[i]!.reboot,

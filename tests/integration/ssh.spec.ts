@@ -80,6 +80,30 @@ describe('exec on a real OpenSSH host', () => {
 		]);
 	});
 
+	it('runs commands in turn on one session (the runner), one that finds it busy on a session of its own, and leaves nothing once closed', async () => {
+		const conn = await connect(target(a));
+		// A command's parent is `timeout`; what started `timeout` is the runner, or a session's shell of its own. The
+		// host may have its own pid namespace, so the node itself looks at /proc (`-rea[d]y` so that the pattern, which
+		// a session's shell has in its own command line, does not match itself).
+		const starter = sh`p=$(cut -d' ' -f4 /proc/$PPID/stat); printf '%s %s\\n' "$p" "$(tr '\\0' ' ' </proc/$p/cmdline | grep -c -- '-rea[d]y')"`;
+		const first = (await conn.exec(starter)).stdout.trim();
+		const runnerPid = first.split(' ')[0]!;
+		expect(first).toBe(`${runnerPid} 1`);
+		expect((await conn.exec(starter)).stdout.trim()).toBe(first);
+		const busy = conn.exec(sh`sleep 1; ${starter}`);
+		const beside = (await conn.exec(starter)).stdout.trim();
+		expect(beside).toMatch(/^\d+ 0$/);
+		expect((await busy).stdout.trim()).toBe(first);
+		// A last line without its newline is still a line, and none of the runner's markers shows in the output.
+		const raw = await conn.exec(sh`printf 'a\nb'; printf 'e' >&2; exit 3`);
+		expect([raw.exitCode, raw.stdout, raw.stderr]).toEqual([3, 'a\nb\n', 'e\n']);
+		conn.close();
+		const look = await connect(target(a));
+		const gone = sh`for i in $(seq 50); do test -e /proc/${runnerPid} || exit 0; sleep 0.1; done; exit 1`;
+		expect((await look.exec(gone)).exitCode).toBe(0);
+		look.close();
+	});
+
 	it('ends `sleep 600` at its deadline and leaves nothing running on the host', async () => {
 		const marker = `flotilla-deadline-${randomBytes(4).toString('hex')}`;
 		const conn = await connect(target(a));

@@ -193,7 +193,7 @@ export class SshConnection {
 			if (runner) {
 				const result = await runner.run(command.script, deadlineMs, options);
 				if (result !== RUNNER_UNAVAILABLE) return result;
-				this.runnerRefused = true;
+				this.runnerRefused = !runner.started;
 			}
 			return this.run(command, deadlineMs, options);
 		});

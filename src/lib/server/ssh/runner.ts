@@ -66,7 +66,10 @@ export class RunnerFrames {
 	}
 }
 
-/** The runner could not start (no `ready`): the command it was given never ran, and the caller runs it otherwise. */
+/**
+ * The command never reached the node (the runner could not start, or ended before the command was written): the
+ * caller runs it otherwise. `started` tells whether a new runner is worth trying next time.
+ */
 export const RUNNER_UNAVAILABLE = Symbol('runner unavailable');
 
 /**
@@ -140,6 +143,11 @@ export class Runner {
 		return this.current !== undefined || this.closed;
 	}
 
+	/** It said `ready` once: the node can run it. */
+	get started(): boolean {
+		return this.ready;
+	}
+
 	get usable(): boolean {
 		return !this.closed;
 	}
@@ -163,6 +171,9 @@ export class Runner {
 			// A command past its deadline and the backstop: the runner goes with it, the next command starts another.
 			cut: () => this.close()
 		});
+		// Handled here too: when the runner turns out never to have started, nobody awaits this result (the command
+		// runs elsewhere), and a connection lost meanwhile would reject it unheard.
+		watch.result.catch(() => {});
 		this.current = { watch, ended: false };
 		const closedBeforeReady = this.ready
 			? undefined
@@ -171,10 +182,9 @@ export class Runner {
 				});
 		const channel = await this.opened;
 		if (!channel || this.closed) {
-			// Never written: the command did not reach the node.
+			// Never written (the runner never opened, or ended just before): the command did not reach the node.
 			watch.finish();
-			if (!this.ready) return RUNNER_UNAVAILABLE;
-			return watch.result;
+			return RUNNER_UNAVAILABLE;
 		}
 		channel.write(runnerFrame(id, deadlineMs / 1000, script));
 		if (closedBeforeReady) {

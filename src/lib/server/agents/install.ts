@@ -105,7 +105,8 @@ export const agentInstallFlow: Flow<InstallParams> = {
 			async do(ctx) {
 				// The node's secret, if the one on the node is the one the console holds; else a new one for both.
 				const held = await agentSecret(ctx.node.id);
-				const found = await ctx.ssh.exec(sh`sha256sum -- ${agentPaths.secret}`, { signal: ctx.signal });
+				// sha256sum exits 1 when there is no file yet.
+				const found = await ctx.exec(sh`sha256sum -- ${agentPaths.secret}`, { okExitCodes: [0, 1] });
 				if (held && found.exitCode === 0 && found.stdout.split(/\s/)[0] === sha256(`${held}\n`)) {
 					ctx.log(`${agentPaths.secret}: unchanged (the agent is enrolled with it)`);
 					return;

@@ -57,7 +57,7 @@ describe('the access table', () => {
 			'/(app)':
 				'GET session:read, POST checkAll session:operate, POST plan session:operate, POST update session:operate',
 			'/(app)/nodes/[id]':
-				'GET session:read, POST check session:operate, POST plan session:operate, POST update session:operate, POST provision session:operate, POST acceptHostKey session:admin, POST edit session:admin, POST enrolAgent session:admin, POST revokeAgent session:admin',
+				'GET session:read, POST check session:operate, POST plan session:operate, POST update session:operate, POST provision session:operate, POST acceptHostKey session:admin, POST edit session:admin, POST enrolAgent session:admin, POST installAgent session:admin, POST revokeAgent session:admin',
 			'/(app)/nodes/[id]/appliance': 'GET session:read',
 			'/(app)/runs': 'GET session:read',
 			'/(app)/runs/[id]':
@@ -113,6 +113,7 @@ describe('the access table', () => {
 			'/api/nodes/[id]/agent': 'GET read, POST admin, DELETE admin',
 			'/api/nodes/[id]/agent/enrol-token': 'POST admin',
 			'/api/agents/enrol': 'POST agent',
+			'/api/appliances/checkin': 'GET agent',
 			'/api/updates/next': 'POST agent',
 			'/api/updates/report': 'POST agent',
 			'/api/roles': 'GET read, POST admin',

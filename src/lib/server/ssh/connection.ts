@@ -41,6 +41,9 @@ export interface ConnectOptions {
 
 export { KILL_AFTER_S, type ExecOptions, type ExecResult, type OutputLine } from './command-watch';
 
+/** A nonce for a wrapper's in-band markers, so that a command's own output cannot imitate them. */
+const newTag = () => `flotilla-${randomBytes(6).toString('hex')}`;
+
 const DEFAULTS = { readyTimeoutMs: 10_000, keepaliveIntervalMs: 10_000, maxChannels: 8 };
 const CHANNEL_RETRIES = 20;
 
@@ -203,7 +206,7 @@ export class SshConnection {
 	private idleRunner(): Runner | undefined {
 		if (this.runnerRefused) return undefined;
 		if (this.runner?.usable) return this.runner.busy ? undefined : this.runner;
-		const tag = `flotilla-${randomBytes(6).toString('hex')}`;
+		const tag = newTag();
 		const kill = (pid: number) => this.killGroup(pid);
 		const runner = new Runner(this.openExec(runnerScript(tag)), tag, { kill, lost: () => this.lost }, () => {
 			if (this.runner === runner) this.runner = undefined;
@@ -232,7 +235,7 @@ export class SshConnection {
 
 	/** A command on an exec channel of its own: over when the channel closes. */
 	private async run(command: ShellCommand, deadlineMs: number, options: ExecOptions): Promise<ExecResult> {
-		const tag = `flotilla-${randomBytes(6).toString('hex')}`;
+		const tag = newTag();
 		const wrapped = withDeadline(command, deadlineMs / 1000, KILL_AFTER_S);
 		const script = sh`${wrapped} & p=$!; printf '%s-pid:%s\\n' ${tag} "$p" >&2; wait "$p"; r=$?; printf '%s-exit:%s\\n' ${tag} "$r" >&2; exit "$r"`;
 		const channel = await this.openExec(script.script);

@@ -321,35 +321,40 @@ describe('recovery after a crash', () => {
 		const [host] = bed.hosts;
 		const s = scenario(host!);
 		// As a console that died mid-step leaves it, and an operator's cancel after: the run cancelled, the task
-		// still running under the dead console's expired lease, its first step on record as started.
-		const [run] = await db()
-			.insert(runs)
-			.values({
-				kind: 'test-failures',
-				title: 'crashed',
-				createdBy: 'test',
-				state: 'cancelled',
-				params: { log: s.log, marker: s.marker, inspect: 'restart' },
-				options: { concurrency: 5 }
-			})
-			.returning();
-		const [task] = await db()
-			.insert(tasks)
-			.values({
-				runId: run!.id,
-				nodeId: nodeOf.get(host!.name)!,
-				nodeName: host!.name,
-				seq: 0,
-				state: 'running',
-				attempt: 1,
-				leaseOwner: 'a-console-that-died',
-				leaseExpiresAt: new Date(Date.now() - 1_000),
-				startedAt: new Date()
-			})
-			.returning();
-		await db()
-			.insert(taskSteps)
-			.values({ taskId: task!.id, name: 'prepare', phase: 'do', attempt: 1, state: 'running' });
+		// still running under the dead console's expired lease, its first step on record as started. Written in
+		// one transaction, as the engine writes a run with its tasks: the engine's own sweep would otherwise end
+		// a cancelled run it found with no task yet.
+		const { run, task } = await db().transaction(async (tx) => {
+			const [run] = await tx
+				.insert(runs)
+				.values({
+					kind: 'test-failures',
+					title: 'crashed',
+					createdBy: 'test',
+					state: 'cancelled',
+					params: { log: s.log, marker: s.marker, inspect: 'restart' },
+					options: { concurrency: 5 }
+				})
+				.returning();
+			const [task] = await tx
+				.insert(tasks)
+				.values({
+					runId: run!.id,
+					nodeId: nodeOf.get(host!.name)!,
+					nodeName: host!.name,
+					seq: 0,
+					state: 'running',
+					attempt: 1,
+					leaseOwner: 'a-console-that-died',
+					leaseExpiresAt: new Date(Date.now() - 1_000),
+					startedAt: new Date()
+				})
+				.returning();
+			await tx
+				.insert(taskSteps)
+				.values({ taskId: task!.id, name: 'prepare', phase: 'do', attempt: 1, state: 'running' });
+			return { run, task };
+		});
 		await sweepRuns();
 		const done = await waitForRun(run!.id, ['cancelled']);
 		expect(done.tasks[0]!.state).toBe('cancelled');

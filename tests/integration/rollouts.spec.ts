@@ -416,16 +416,18 @@ describe('rollouts on real hosts', () => {
 		const [waiter, free] = [bed.hosts[1]!, bed.hosts[2]!];
 		const before = await bed.checkedOutCommit(waiter, 'backend');
 		const hhmm = (hoursFromNow: number) => new Date(Date.now() + hoursFromNow * 3_600_000).toISOString().slice(11, 16);
-		const window = (from: number, to: number) =>
+		const window = (start: string, end: string) =>
 			windowSchema.parse({
 				scope: 'node',
 				target: waiter.name,
-				start: hhmm(from),
-				end: hhmm(to),
+				start,
+				end,
 				time_zone: 'UTC',
 				days: ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday']
 			});
-		const shut = await saveWindow(systemActor, window(6, 7));
+		// Read once: the minute may turn while the test waits, and the window saved is what the node waits for.
+		const opens = hhmm(6);
+		const shut = await saveWindow(systemActor, window(opens, hhmm(7)));
 		shas.v5 = await bed.addCommit('backend', { message: 'v5', files: { 'healthcheck.sh': '#!/bin/sh\nexit 0\n' } });
 		releaseIds.v5 = (await release('1.5.0', shas.v5)).id;
 		const r = await rollout({
@@ -448,12 +450,12 @@ describe('rollouts on real hosts', () => {
 		});
 		const waiting = detail.get(waiter.name)!;
 		expect(waiting.step).toBe('window');
-		expect(new Date(waiting.window_opens_at!).toISOString().slice(11, 16)).toBe(hhmm(6));
+		expect(new Date(waiting.window_opens_at!).toISOString().slice(11, 16)).toBe(opens);
 		expect(await bed.checkedOutCommit(free, 'backend')).toBe(shas.v5);
 		expect(await bed.checkedOutCommit(waiter, 'backend')).toBe(before);
 
 		// The window now covers the present: the waiting node sees it at its next look and is updated.
-		await saveWindow(systemActor, window(-1, 1));
+		await saveWindow(systemActor, window(hhmm(-1), hhmm(1)));
 		const done = await driveUntil(r.id, ['completed', 'paused', 'failed']);
 		expect(done.state).toBe('completed');
 		expect(await bed.checkedOutCommit(waiter, 'backend')).toBe(shas.v5);

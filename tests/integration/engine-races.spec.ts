@@ -183,30 +183,33 @@ describe.each(backends)('engine races on $name', ({ name, open }) => {
 		nodeIndexes: number[],
 		o: { state?: RunState; options?: RunOptions; task?: Partial<typeof tasks.$inferInsert> } = {}
 	) {
-		const [run] = await db()
-			.insert(runs)
-			.values({
-				kind,
-				title: `${kind} written directly`,
-				createdBy: 'test',
-				state: o.state ?? 'running',
-				options: o.options ?? { concurrency: 0 },
-				startedAt: new Date()
-			})
-			.returning();
-		const rows = await db()
-			.insert(tasks)
-			.values(
-				nodeIndexes.map((i, seq) => ({
-					runId: run!.id,
-					nodeId: fleet.nodeIds[i]!,
-					nodeName: fleet.hosts[i]!.name,
-					seq,
-					...o.task
-				}))
-			)
-			.returning();
-		return { run: run!, tasks: rows };
+		// One transaction, as the engine writes them: a sweep that found the run with no task yet would end it.
+		return db().transaction(async (tx) => {
+			const [run] = await tx
+				.insert(runs)
+				.values({
+					kind,
+					title: `${kind} written directly`,
+					createdBy: 'test',
+					state: o.state ?? 'running',
+					options: o.options ?? { concurrency: 0 },
+					startedAt: new Date()
+				})
+				.returning();
+			const rows = await tx
+				.insert(tasks)
+				.values(
+					nodeIndexes.map((i, seq) => ({
+						runId: run!.id,
+						nodeId: fleet.nodeIds[i]!,
+						nodeName: fleet.hosts[i]!.name,
+						seq,
+						...o.task
+					}))
+				)
+				.returning();
+			return { run: run!, tasks: rows };
+		});
 	}
 
 	/** Ends a run left unfinished on purpose, so that its nodes are free for the tests after it. */

@@ -1,15 +1,14 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { and, eq, isNull } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRoleSchema } from '../../src/lib/schemas/code-sync';
-import { createRolloutSchema } from '../../src/lib/schemas/releases';
 import { agentSecret, enrolAgent, getEnrolment, revokeAgent } from '../../src/lib/server/agents/enrolment';
 import { hmacHex, replyText, requestText } from '../../src/lib/server/agents/signing';
 import { systemActor } from '../../src/lib/server/audit';
@@ -25,174 +24,43 @@ import {
 	auditLog,
 	releases as releasesTable,
 	credentials,
-	events,
-	nodes
+	events
 } from '../../src/lib/server/db/schema';
 import { registerDomains } from '../../src/lib/server/domains';
 import { getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { useReleaseKeys } from '../../src/lib/server/releases/keys';
-import { createRelease } from '../../src/lib/server/releases/releases';
-import { hmacSignature } from '../../src/lib/server/releases/signing';
 import { driveRollouts } from '../../src/lib/server/rollouts/driver';
-import { createRollout, getRollout, nodesOfRollout } from '../../src/lib/server/rollouts/rollouts';
+import { getRollout, nodesOfRollout } from '../../src/lib/server/rollouts/rollouts';
 import { createEnrolToken } from '../../src/lib/server/agents/enrol-tokens';
-import { POST as enrolRoute } from '../../src/routes/api/agents/enrol/+server';
-import { POST as nextRoute } from '../../src/routes/api/updates/next/+server';
-import { POST as reportRoute } from '../../src/routes/api/updates/report/+server';
-import { GET as checkinRoute } from '../../src/routes/api/appliances/checkin/+server';
 import { saveWindow } from '../../src/lib/server/sysupdates/windows';
 import { freshPostgres } from '../support/databases';
 import { registerTestbedNodes } from '../support/testbed-nodes';
 import { startTestbed, type Testbed } from '../testbed/testbed';
 import { waitFor } from '../support/engine';
+import {
+	AGENT,
+	Agents,
+	driveUntilDone,
+	lines,
+	pullNode,
+	RELEASE_SECRET,
+	rolloutTo,
+	serveAgentRoutes,
+	type Agent
+} from '../support/pull-agents';
 
 /**
  * The pull agent (agent/flotilla-agent, docs/pull-agent.md) run as real processes with sh on this machine
  * against the console's own endpoints, served by the test over HTTP, in a real rollout on a real engine.
  */
 
-const SECRET = 'pull-agent-test-signing-secret-01';
-const AGENT = resolve('agent/flotilla-agent');
 let pg: Awaited<ReturnType<typeof freshPostgres>>;
 let server: Server;
 let base = '';
 let dir = '';
-const running: ChildProcess[] = [];
-
-const routes: Record<string, (event: never) => Promise<Response>> = {
-	'/api/agents/enrol': enrolRoute as never,
-	'/api/updates/next': nextRoute as never,
-	'/api/updates/report': reportRoute as never,
-	'/api/appliances/checkin': checkinRoute as never
-};
-
-async function serve(): Promise<void> {
-	server = createServer((req, res) => {
-		void (async () => {
-			const chunks: Buffer[] = [];
-			for await (const c of req) chunks.push(c as Buffer);
-			const url = new URL(req.url!, base);
-			const request = new Request(url, {
-				method: req.method,
-				headers: req.headers as Record<string, string>,
-				body: chunks.length ? Buffer.concat(chunks) : undefined
-			});
-			const route = routes[url.pathname];
-			const answer = route ? await route({ request, url } as never) : new Response('no route', { status: 404 });
-			res.writeHead(answer.status, Object.fromEntries(answer.headers));
-			res.end(Buffer.from(await answer.arrayBuffer()));
-		})();
-	});
-	await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-	base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
-
-interface Agent {
-	proc: ChildProcess;
-	stderr: () => string;
-	stateFile: string;
-	log: string;
-}
-
-/** Starts the agent for a node; each step appends `STEP RELEASE COMMIT` to its log file. */
-function startAgent(name: string, nodeId: string, secret: string, env: Record<string, string> = {}, url = base): Agent {
-	const home = join(dir, name);
-	const log = join(home, 'steps.log');
-	const step = (s: string) => `mkdir -p ${home} && echo "${s} $FLOTILLA_RELEASE $FLOTILLA_COMMIT" >> ${log}`;
-	const proc = spawn('sh', [AGENT], {
-		detached: true,
-		stdio: ['ignore', 'ignore', 'pipe'],
-		env: {
-			PATH: process.env.PATH,
-			FLOTILLA_URL: url,
-			FLOTILLA_NODE_ID: nodeId,
-			AGENT_SECRET: secret,
-			AGENT_STATE_FILE: join(home, 'state'),
-			AGENT_POLL_SECONDS: '1',
-			UPDATE_BACKUP_CMD: step('backup'),
-			UPDATE_PULL_CMD: step('pull'),
-			UPDATE_MIGRATE_CMD: step('migrate'),
-			UPDATE_SMOKE_CMD: step('smoke'),
-			UPDATE_SWITCH_CMD: step('switch'),
-			UPDATE_HEALTH_CMD: step('health'),
-			UPDATE_ROLLBACK_CMD: step('rollback'),
-			...env
-		}
-	});
-	let err = '';
-	proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-	running.push(proc);
-	return { proc, stderr: () => err, stateFile: join(home, 'state'), log };
-}
-
-/** Kills the agent and everything it started (its process group), as a crash would. */
-async function killAgent(a: Agent): Promise<void> {
-	const exited = new Promise((r) => a.proc.once('exit', r));
-	process.kill(-a.proc.pid!, 'SIGKILL');
-	await exited;
-}
-
-const lines = async (file: string) => (existsSync(file) ? (await readFile(file, 'utf8')).trim().split('\n') : []);
-
-async function pullNode(name: string, roles = ['web'], enrol = true): Promise<{ id: string; secret: string }> {
-	const [cred] = await db().select().from(credentials).limit(1);
-	const [node] = await db()
-		.insert(nodes)
-		.values({
-			name,
-			host: '192.0.2.1',
-			credentialId: cred!.id,
-			roles,
-			hostKeyFingerprint: 'SHA256:x',
-			hostKeyStatus: 'pinned'
-		})
-		.returning();
-	if (!enrol) return { id: node!.id, secret: '' };
-	const { secret } = await enrolAgent(systemActor, node!.id);
-	return { id: node!.id, secret };
-}
-
-let release = 0;
-async function rolloutTo(
-	nodeNames: string[],
-	threshold = { failure_threshold_percent: 0, min_finished_nodes: 1 },
-	sha = randomBytes(20).toString('hex')
-) {
-	release++;
-	const m: Record<string, unknown> = {
-		version: `1.${release}.0`,
-		sha,
-		channel: 'stable',
-		migrations_required: false,
-		breaking_changes: null,
-		released_at: '2026-06-01T00:00:00Z'
-	};
-	m.signature = hmacSignature(m, SECRET);
-	const rel = await createRelease(systemActor, m);
-	const { rollout } = await createRollout(
-		systemActor,
-		createRolloutSchema.parse({
-			release_id: rel.id,
-			strategy: 'immediate',
-			target: { nodes: nodeNames },
-			...threshold,
-			concurrency: 5
-		})
-	);
-	return { rollout: rollout!, sha, version: `1.${release}.0` };
-}
-
-async function driveUntilDone(id: string) {
-	return waitFor(
-		'the rollout to end',
-		async () => {
-			await driveRollouts();
-			const r = await getRollout(id);
-			return ['completed', 'paused', 'failed'].includes(r.state) ? r : null;
-		},
-		60_000
-	);
-}
+let agents: Agents;
+const startAgent = (...args: Parameters<Agents['start']>) => agents.start(...args);
+const killAgent = (a: Agent) => agents.kill(a);
 
 async function taskOf(runId: string, node: string) {
 	return (await getRun(runId)).tasks.find((t) => t.nodeName === node)!;
@@ -202,7 +70,7 @@ beforeAll(async () => {
 	pg = await freshPostgres('flotilla_pull_agent');
 	useDatabase(pg);
 	useMasterKey(randomBytes(32));
-	useReleaseKeys({ ed25519: [], hmacSecret: SECRET });
+	useReleaseKeys({ ed25519: [], hmacSecret: RELEASE_SECRET });
 	registerDomains();
 	dir = await mkdtemp(join(tmpdir(), 'flotilla-agent-'));
 	await db().insert(credentials).values({
@@ -214,12 +82,13 @@ beforeAll(async () => {
 		sealedPrivateKey: 'x'
 	});
 	await createRole(systemActor, createRoleSchema.parse({ name: 'web', path: '/opt/web', units: ['web.service'] }));
-	await serve();
+	({ base, server } = await serveAgentRoutes());
+	agents = new Agents(dir, base);
 	await startEngine({ concurrency: 20, leaseMs: 10_000, sweepMs: 1_000 });
 }, 60_000);
 
 afterAll(async () => {
-	for (const p of running) if (p.exitCode === null && p.signalCode === null) process.kill(-p.pid!, 'SIGKILL');
+	agents?.killAll();
 	await stopEngine();
 	server?.close();
 	useReleaseKeys(undefined);
@@ -272,7 +141,7 @@ describe('pull agents', () => {
 			'do pull succeeded',
 			'do migrate succeeded',
 			'do smoke failed',
-			'undo agent succeeded'
+			'undo backup succeeded'
 		]);
 		const [job] = await db().select().from(agentJobs).where(eq(agentJobs.id, bad.id));
 		expect(job!.state).toBe('rolled_back');

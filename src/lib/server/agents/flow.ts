@@ -1,15 +1,16 @@
 import { agentStepNames } from '$lib/schemas/agents';
 import type { AgentJob } from '$lib/server/db/schema';
 import { StepFailed, type Flow, type Step, type StepContext } from '$lib/server/engine';
-import type { PullFlowSpec } from '$lib/server/rollouts/pull';
+import { CLAIM_STEP, type PullFlowSpec } from '$lib/server/rollouts/pull';
 import { enrolmentOf } from './enrolment';
-import { abandonJob, CLAIM_DEADLINE_SECONDS, jobById, openJob, waitForJob } from './jobs';
+import { abandonJob, CLAIM_DEADLINE_SECONDS, jobById, openJob, waitForJob, withdrawUnclaimed } from './jobs';
+import { silence } from './status';
 
 /**
  * A pull node's task (docs/pull-agent.md, "In a rollout"): no SSH session. Its first step writes the job and waits
  * for the agent's next poll; each of the six steps then waits for the agent's report of it, so the run shows the
- * node's steps, their output and which one failed. A failure is rolled back by the agent itself; the first step's
- * undo waits for it to say how that went.
+ * node's steps, their output and which one failed. A failure is rolled back by the agent itself; the undo of
+ * `backup`, its first step, waits for it to say how that went. A job no agent took has nothing to undo.
  */
 
 /** Room for the agent's report to arrive after a step's own deadline on the node. */
@@ -36,6 +37,7 @@ function lastLine(output: string): string {
 function agentStep<P>(name: (typeof agentStepNames)[number], deadlineSeconds: number): Step<P> {
 	return {
 		name,
+		...(name === agentStepNames[0] ? { undo: awaitRollback<P> } : {}),
 		deadlineMs: (deadlineSeconds + REPORT_MARGIN_SECONDS) * 1000,
 		async do(ctx) {
 			let shown = 0;
@@ -65,26 +67,40 @@ function rollbackOutcome(job: AgentJob): 'rolled_back' | 'failed' | undefined {
 	return undefined;
 }
 
+/** The agent's rollback, as it reports it (the undo of its first step: it had taken the job by then). */
+async function awaitRollback<P>(ctx: StepContext<P>): Promise<void> {
+	const outcome = await waitForJob(ctx.task.id, ctx.signal, rollbackOutcome);
+	const job = await jobById(ctx.task.id);
+	if (job?.steps.rollback) showOutput(ctx as StepContext<unknown>, 'rollback', job.steps.rollback.output);
+	if (outcome !== 'rolled_back') throw new StepFailed(job?.error ?? 'the agent did not roll back');
+}
+
 export function pullFlow<P>(spec: PullFlowSpec<P>, stepDeadlineSeconds: number): Flow<P> {
 	const take: Step<P> = {
-		name: 'agent',
-		deadlineMs: CLAIM_DEADLINE_SECONDS * 1000,
+		name: CLAIM_STEP,
+		// Its own claim deadline ends the wait first, saying why; this one only backs it up.
+		deadlineMs: (CLAIM_DEADLINE_SECONDS + REPORT_MARGIN_SECONDS) * 1000,
 		async do(ctx) {
 			const job = await openJob({ id: ctx.task.id, nodeId: ctx.node.id, ...(await spec.job(ctx)) });
 			if (!job.claimedAt) {
 				// A batch stuck in progress shows which agents have not polled, and since when (docs/pull-agent.md).
-				const last = (await enrolmentOf(ctx.node.id))?.last_poll_at;
-				const since = last ? `it last polled at ${last}` : 'it has never polled';
-				ctx.log(`waiting for the agent's next poll (release ${job.release}); ${since}`);
+				const last = (await enrolmentOf(ctx.node.id))?.last_poll_at ?? null;
+				ctx.log(`waiting for the agent's next poll (release ${job.release}); ${silence(last)}`);
 			}
-			const claimed = await waitForJob(ctx.task.id, ctx.signal, (j) => j.claimedAt ?? undefined);
-			ctx.log(`the agent took the job at ${claimed.toISOString()}`);
-		},
-		async undo(ctx) {
-			const outcome = await waitForJob(ctx.task.id, ctx.signal, (j) => (j.claimedAt ? rollbackOutcome(j) : 'failed'));
-			const job = await jobById(ctx.task.id);
-			if (job?.steps.rollback) showOutput(ctx as StepContext<unknown>, 'rollback', job.steps.rollback.output);
-			if (outcome !== 'rolled_back') throw new StepFailed(job?.error ?? 'the agent did not roll back');
+			// From when the job was written, so that a console restarted meanwhile does not give the agent longer.
+			const due = job.createdAt.getTime() + CLAIM_DEADLINE_SECONDS * 1000;
+			const claimed = await waitForJob(ctx.task.id, ctx.signal, (j) =>
+				j.claimedAt ? j.claimedAt : Date.now() >= due ? null : undefined
+			);
+			if (claimed) {
+				ctx.log(`the agent took the job at ${claimed.toISOString()}`);
+				return;
+			}
+			const last = (await enrolmentOf(ctx.node.id))?.last_poll_at ?? null;
+			const why = `the agent did not take the job within its claim deadline (${CLAIM_DEADLINE_SECONDS} s): ${silence(last)}`;
+			// Withdrawn, so that a late poll does not start it; taken at the last moment, it simply goes on.
+			if (await withdrawUnclaimed(ctx.task.id, why)) throw new StepFailed(why);
+			ctx.log('the agent took the job at its claim deadline');
 		}
 	};
 	return {

@@ -155,6 +155,19 @@ export async function abandonJob(id: string, error: string): Promise<void> {
 		.where(and(eq(agentJobs.id, id), inArray(agentJobs.state, activeStates)));
 }
 
+/**
+ * Withdraws a job no agent took by its claim deadline, so that a late poll does not start it. False when the
+ * agent took it meanwhile: then the task goes on with it.
+ */
+export async function withdrawUnclaimed(id: string, error: string): Promise<boolean> {
+	const gone = await db()
+		.update(agentJobs)
+		.set({ state: 'abandoned', error, endedAt: new Date() })
+		.where(and(eq(agentJobs.id, id), eq(agentJobs.state, 'pending')))
+		.returning({ id: agentJobs.id });
+	return gone.length > 0;
+}
+
 /** Polls the job until `done` says so; the caller's deadline or cancel ends the wait through `signal`. */
 export async function waitForJob<T>(
 	id: string,

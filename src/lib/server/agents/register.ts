@@ -5,13 +5,14 @@ import { isPullNode } from './enrolment';
 import { pullFlow } from './flow';
 import { agentInstallFlow } from './install';
 import { STEP_DEADLINE_SECONDS } from './jobs';
-import { pullAgentNotes } from './status';
+import { pullAgentNotes, waitingWhy } from './status';
 
 /** Pull agents' part of the console: rollouts run a node with an enrolled agent through it (docs/pull-agent.md). */
 export function registerAgents(): void {
 	registerPullUpdates({
 		handles: (node) => isPullNode(node.id),
-		flow: (spec) => pullFlow(spec, STEP_DEADLINE_SECONDS)
+		flow: (spec) => pullFlow(spec, STEP_DEADLINE_SECONDS),
+		waitingWhy
 	});
 	registerStatusNotes(pullAgentNotes);
 	registerFlow(agentInstallFlow);

@@ -19,3 +19,18 @@ export const pullAgentNotes: StatusNotes = {
 		);
 	}
 };
+
+/** How a silent agent is named while a task waits for it: since when it has not polled (docs/pull-agent.md). */
+export function silence(lastPollAt: Date | string | null): string {
+	const at = typeof lastPollAt === 'string' ? lastPollAt : lastPollAt?.toISOString();
+	return at ? `no poll since ${at}` : 'it has never polled';
+}
+
+/** A stage in progress: why each of these pull nodes still waits for its agent to take its job. */
+export async function waitingWhy(nodeIds: string[]): Promise<Map<string, string>> {
+	const rows = await db()
+		.select({ nodeId: agentEnrolments.nodeId, at: agentEnrolments.lastPollAt })
+		.from(agentEnrolments)
+		.where(inArray(agentEnrolments.nodeId, nodeIds));
+	return new Map(rows.map((r) => [r.nodeId, `waiting for its agent to take the job: ${silence(r.at)}`]));
+}

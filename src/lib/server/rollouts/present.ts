@@ -2,6 +2,7 @@ import type { Release, Rollout, RolloutNode } from '$lib/server/db/schema';
 import { getRun } from '$lib/server/engine';
 import { presentRelease } from '$lib/server/releases/releases';
 import { failuresOf, stageCounts } from './driver';
+import { CLAIM_STEP, pullWaitingWhy } from './pull';
 import { windowOpenings } from './windows';
 
 /** What the API answers for a rollout; with `detail`, its stages' progress and its nodes. */
@@ -108,6 +109,11 @@ export async function presentRolloutDetail(r: Rollout, release: Release, nodes: 
 			};
 		})
 	);
+	// A pull node whose task waits for its agent to take the job: since when has the agent been silent?
+	const silent = await pullWaitingWhy(
+		[...taskState].filter(([, t]) => t.step === CLAIM_STEP && t.step_started_at).map(([id]) => id)
+	);
+	for (const [id, why] of silent) taskState.get(id)!.why = why;
 	// A node whose task is on its `window` step waits for its maintenance window: when does it open?
 	const waiting = nodes
 		.filter((n) => {

@@ -21,9 +21,14 @@ export interface PullFlowSpec<P> {
 	finished?(end: TaskEnd<P>): Promise<void>;
 }
 
+/** The pull flow's step that waits for the agent to take its job (its next poll). */
+export const CLAIM_STEP = 'agent';
+
 export interface PullUpdates {
 	handles(node: Node): Promise<boolean>;
 	flow<P>(spec: PullFlowSpec<P>): Flow<P>;
+	/** Why each of these nodes, waiting in the claim step, still waits: when its agent last polled, or never. */
+	waitingWhy(nodeIds: string[]): Promise<Map<string, string>>;
 }
 
 let pull: PullUpdates | undefined;
@@ -39,4 +44,9 @@ export function pullVariant<P>(spec: PullFlowSpec<P>): (node: Node) => Promise<F
 		if (!pull || !(await pull.handles(node))) return undefined;
 		return (flow ??= pull.flow(spec));
 	};
+}
+
+/** For a stage in progress (docs/releases.md): why these pull nodes still wait for their agents. */
+export async function pullWaitingWhy(nodeIds: string[]): Promise<Map<string, string>> {
+	return pull && nodeIds.length ? pull.waitingWhy(nodeIds) : new Map();
 }

@@ -172,7 +172,7 @@ export async function rolloutTo(
 }
 
 /** Drives the rollout (driver turns) until it completes, pauses or fails. */
-export async function driveUntilDone(id: string) {
+export async function driveUntilDone(id: string, ms = 60_000) {
 	return waitFor(
 		'the rollout to end',
 		async () => {
@@ -180,7 +180,7 @@ export async function driveUntilDone(id: string) {
 			const r = await getRollout(id);
 			return ['completed', 'paused', 'failed'].includes(r.state) ? r : null;
 		},
-		60_000
+		ms
 	);
 }
 

@@ -3,28 +3,24 @@
  * same real sshd appliances, in one run: a 512 MiB image to one appliance and to every bench appliance at once
  * (127.0.1.150–152). Run it with `npm run bench:appliances`; bench/README.md says what each row measures.
  */
-import { createPublicKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { and, asc, eq } from 'drizzle-orm';
 import { declareImage, receiveChunk, useImageStore } from '../src/lib/server/appliances/images';
 import { startPush } from '../src/lib/server/appliances/runs';
 import { systemActor } from '../src/lib/server/audit';
-import { config } from '../src/lib/server/config';
-import { useMasterKey } from '../src/lib/server/crypto/master-key';
-import { db, openDatabase, useDatabase, type DatabaseHandle } from '../src/lib/server/db';
-import { events, nodes, runs, tasks, taskSteps, type ApplianceImage } from '../src/lib/server/db/schema';
-import { registerDomains } from '../src/lib/server/domains';
-import { startEngine, stopEngine } from '../src/lib/server/engine';
-import { createCredential } from '../src/lib/server/keys/credentials';
+import { db } from '../src/lib/server/db';
+import { events, runs, tasks, taskSteps, type ApplianceImage } from '../src/lib/server/db/schema';
 import { useReleaseKeys } from '../src/lib/server/releases/keys';
 import { createRelease } from '../src/lib/server/releases/releases';
 import { ed25519Signature, keyIdOf } from '../src/lib/server/releases/signing';
 import { sh } from '../src/lib/server/ssh/shell';
 import { startTestbed, type Testbed, type TestHost } from '../tests/testbed/testbed.ts';
+import { startBenchConsole } from './console';
 import {
 	cpuMsOf,
 	cpusLine,
@@ -242,8 +238,7 @@ export async function benchmarkAppliances(log: (line: string) => void = console.
 	// Apart from `dir`: the server runs as the postgres user, which cannot enter root's private folders.
 	const pgDir = await mkdtemp(join(tmpdir(), 'flotilla-bench-pg-'));
 	let bed: Testbed | undefined;
-	let database: DatabaseHandle | undefined;
-	let engine = false;
+	let benchConsole: Awaited<ReturnType<typeof startBenchConsole>> | undefined;
 	try {
 		await waitForAddresses(firstHost, fleetSize, log);
 		const loadBefore = loadavg();
@@ -252,15 +247,8 @@ export async function benchmarkAppliances(log: (line: string) => void = console.
 		bed = testbed;
 		const setup = await toolSetup(bed, dir);
 
-		// The console as it starts (src/lib/server/startup.ts), on PostgreSQL, with its default engine settings.
-		database = await openDatabase({ url, migrationsDir: resolve('drizzle') });
-		useDatabase(database);
-		useMasterKey(randomBytes(32));
-		useImageStore(join(dir, 'images'));
 		const signingKey = generateKeyPairSync('ed25519').privateKey;
 		const pub = createPublicKey(signingKey);
-		useReleaseKeys({ ed25519: [{ id: keyIdOf(pub), key: pub }] });
-		registerDomains();
 		// Each appliance trusts the release key from its installation on, and runs the service its gate checks.
 		const pem = pub.export({ format: 'pem', type: 'spki' }).toString();
 		for (const h of bed.hosts) {
@@ -268,27 +256,13 @@ export async function benchmarkAppliances(log: (line: string) => void = console.
 			await writeFile(join(h.root, 'etc/flotilla/release-keys/release.pem'), pem);
 			await tool('ssh', [...setup.sshOptions, `root@${h.address}`, 'systemctl start appliance']);
 		}
-		const credential = await createCredential(systemActor, { name: 'testbed', privateKey: bed.clientPrivateKey });
-		await db()
-			.insert(nodes)
-			.values(
-				bed.hosts.map((h) => ({
-					name: h.name,
-					host: h.address,
-					port: h.port,
-					credentialId: credential.id,
-					kind: 'appliance' as const,
-					hostKeyFingerprint: h.hostKeyFingerprint,
-					hostKeyStatus: 'pinned' as const
-				}))
-			);
-		const cfg = config();
-		await startEngine({
-			concurrency: cfg.engineConcurrency,
-			leaseMs: cfg.taskLeaseMs,
-			sweepMs: Math.min(5_000, cfg.taskLeaseMs)
+		benchConsole = await startBenchConsole(url, bed, {
+			node: { kind: 'appliance' },
+			configure: () => {
+				useImageStore(join(dir, 'images'));
+				useReleaseKeys({ ed25519: [{ id: keyIdOf(pub), key: pub }] });
+			}
 		});
-		engine = true;
 
 		log(`a signed release with a ${imageMib} MiB image of random data, received by the console`);
 		const localFile = join(dir, 'image.img');
@@ -369,12 +343,9 @@ export async function benchmarkAppliances(log: (line: string) => void = console.
 		];
 		return await publishSection(sectionHeading, section, log);
 	} finally {
-		if (engine) await stopEngine();
+		await benchConsole?.stop();
 		useReleaseKeys(undefined);
 		useImageStore(undefined);
-		useMasterKey(undefined);
-		useDatabase(undefined);
-		await database?.close();
 		await stopPostgres(pgDir).catch((error: Error) =>
 			log(`could not stop the throwaway PostgreSQL in ${pgDir}: ${error.message}`)
 		);

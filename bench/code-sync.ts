@@ -5,10 +5,9 @@
  * (bench/code-sync.pssh.sh). Run it with `npm run bench:code-sync`; bench/README.md says what each row
  * measures and how to read the ratios.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { and, eq, sql } from 'drizzle-orm';
 import { createRoleSchema } from '../src/lib/schemas/code-sync';
@@ -16,15 +15,11 @@ import { systemActor } from '../src/lib/server/audit';
 import { notifyCommit } from '../src/lib/server/codesync/notify';
 import { triggerUpdate } from '../src/lib/server/codesync/plan';
 import { createRole } from '../src/lib/server/codesync/roles';
-import { config } from '../src/lib/server/config';
-import { useMasterKey } from '../src/lib/server/crypto/master-key';
-import { db, openDatabase, useDatabase, type DatabaseHandle } from '../src/lib/server/db';
-import { nodes, runs, tasks, taskSteps } from '../src/lib/server/db/schema';
-import { startEngine, stopEngine } from '../src/lib/server/engine';
-import { registerDomains } from '../src/lib/server/domains';
-import { createCredential } from '../src/lib/server/keys/credentials';
+import { db } from '../src/lib/server/db';
+import { runs, tasks, taskSteps } from '../src/lib/server/db/schema';
 import { SshConnection } from '../src/lib/server/ssh/connection';
 import { startTestbed, type Testbed } from '../tests/testbed/testbed.ts';
+import { startBenchConsole } from './console';
 import {
 	ansibleEnv,
 	count,
@@ -447,8 +442,7 @@ export async function benchmarkCodeSync(log: (line: string) => void = console.lo
 	// Apart from `dir`: the server runs as the postgres user, which cannot enter root's private folders.
 	const pgDir = await mkdtemp(join(tmpdir(), 'flotilla-bench-pg-'));
 	let bed: Testbed | undefined;
-	let database: DatabaseHandle | undefined;
-	let engine = false;
+	let benchConsole: Awaited<ReturnType<typeof startBenchConsole>> | undefined;
 	try {
 		await waitForAddresses(firstHost, fleetSize, log);
 		const loadBefore = loadavg();
@@ -460,25 +454,7 @@ export async function benchmarkCodeSync(log: (line: string) => void = console.lo
 		bed = testbed;
 		const setup = await toolSetup(bed, dir);
 
-		// The console as it starts (src/lib/server/startup.ts), on PostgreSQL, with its default engine settings.
-		database = await openDatabase({ url, migrationsDir: resolve('drizzle') });
-		useDatabase(database);
-		useMasterKey(randomBytes(32));
-		registerDomains();
-		const credential = await createCredential(systemActor, { name: 'testbed', privateKey: bed.clientPrivateKey });
-		await db()
-			.insert(nodes)
-			.values(
-				bed.hosts.map((host) => ({
-					name: host.name,
-					host: host.address,
-					port: host.port,
-					credentialId: credential.id,
-					roles: [role],
-					hostKeyFingerprint: host.hostKeyFingerprint,
-					hostKeyStatus: 'pinned' as const
-				}))
-			);
+		benchConsole = await startBenchConsole(url, bed, { node: { roles: [role] } });
 		await createRole(
 			systemActor,
 			createRoleSchema.parse({
@@ -490,13 +466,6 @@ export async function benchmarkCodeSync(log: (line: string) => void = console.lo
 				health_timeout_seconds: 30
 			})
 		);
-		const cfg = config();
-		await startEngine({
-			concurrency: cfg.engineConcurrency,
-			leaseMs: cfg.taskLeaseMs,
-			sweepMs: Math.min(5_000, cfg.taskLeaseMs)
-		});
-		engine = true;
 
 		const diagnoses: Diagnosis[] = [];
 		const ours = flotilla(diagnoses, postmasterPid);
@@ -535,10 +504,7 @@ export async function benchmarkCodeSync(log: (line: string) => void = console.lo
 		];
 		return await publishSection(sectionHeading, section, log);
 	} finally {
-		if (engine) await stopEngine();
-		useMasterKey(undefined);
-		useDatabase(undefined);
-		await database?.close();
+		await benchConsole?.stop();
 		// Said out loud: a server left running here would hold its port and files until someone notices.
 		await stopPostgres(pgDir).catch((error: Error) =>
 			log(`could not stop the throwaway PostgreSQL in ${pgDir}: ${error.message}`)

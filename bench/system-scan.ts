@@ -6,21 +6,18 @@
  * uses the machine; the section it writes in docs/benchmarks.md names the machine. Ansible does less (one
  * command, nothing recorded): the ratio is the floor of Flotilla's advantage.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { eq } from 'drizzle-orm';
 import { systemActor } from '../src/lib/server/audit';
-import { useMasterKey } from '../src/lib/server/crypto/master-key';
-import { db, openDatabase, useDatabase } from '../src/lib/server/db';
-import { nodes, sysNodeScans } from '../src/lib/server/db/schema';
-import { getRun, startEngine, stopEngine } from '../src/lib/server/engine';
-import { registerDomains } from '../src/lib/server/domains';
-import { createCredential } from '../src/lib/server/keys/credentials';
+import { db } from '../src/lib/server/db';
+import { sysNodeScans } from '../src/lib/server/db/schema';
+import { getRun } from '../src/lib/server/engine';
 import { startScan } from '../src/lib/server/sysupdates/runs';
 import { startTestbed } from '../tests/testbed/testbed.ts';
+import { startBenchConsole } from './console';
 import {
 	ansibleEnv,
 	count,
@@ -48,6 +45,7 @@ export async function benchmarkSystemScan(log: (line: string) => void = console.
 	// Its own top-level folder: the server runs as postgres, which cannot enter `dir` (mkdtemp makes it 0700).
 	const pgDir = await mkdtemp(join(tmpdir(), 'flotilla-bench-pg-'));
 	const bed = await startTestbed({ hosts: fleetSize, firstHost });
+	let benchConsole: Awaited<ReturnType<typeof startBenchConsole>> | undefined;
 	try {
 		for (const host of bed.hosts) {
 			await bed.setPackages(host, [
@@ -75,24 +73,7 @@ export async function benchmarkSystemScan(log: (line: string) => void = console.
 			]);
 		}
 		const pg = await startPostgres(pgDir);
-		const handle = await openDatabase({ url: pg.url, migrationsDir: 'drizzle' });
-		useDatabase(handle);
-		useMasterKey(randomBytes(32));
-		registerDomains();
-		const cred = await createCredential(systemActor, { name: 'bench', privateKey: bed.clientPrivateKey });
-		await db()
-			.insert(nodes)
-			.values(
-				bed.hosts.map((h) => ({
-					name: h.name,
-					host: h.address,
-					port: h.port,
-					credentialId: cred.id,
-					hostKeyFingerprint: h.hostKeyFingerprint,
-					hostKeyStatus: 'pinned' as const
-				}))
-			);
-		await startEngine({ concurrency, leaseMs: 30_000, sweepMs: 5_000 });
+		benchConsole = await startBenchConsole(pg.url, bed, { engine: { concurrency, leaseMs: 30_000, sweepMs: 5_000 } });
 		const setup = await toolSetup(bed, dir);
 
 		const flotilla = async () => {
@@ -152,11 +133,8 @@ export async function benchmarkSystemScan(log: (line: string) => void = console.
 			],
 			log
 		);
-		await stopEngine();
-		useMasterKey(undefined);
-		useDatabase(undefined);
-		await handle.close();
 	} finally {
+		await benchConsole?.stop();
 		await bed.stop();
 		await stopPostgres(pgDir).catch(() => {});
 		await rm(pgDir, { recursive: true, force: true });

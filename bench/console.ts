@@ -1,0 +1,75 @@
+/**
+ * The console as it starts (src/lib/server/startup.ts), in the benchmark's own process, on a throwaway
+ * PostgreSQL: the database migrated, a master key, every domain's flows registered, the testbed's hosts
+ * registered as nodes with their host keys pinned, and the engine running with the console's defaults
+ * unless the benchmark says otherwise.
+ */
+import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
+import { systemActor } from '../src/lib/server/audit';
+import { config } from '../src/lib/server/config';
+import { useMasterKey } from '../src/lib/server/crypto/master-key';
+import { db, openDatabase, useDatabase } from '../src/lib/server/db';
+import { nodes } from '../src/lib/server/db/schema';
+import { registerDomains } from '../src/lib/server/domains';
+import { startEngine, stopEngine } from '../src/lib/server/engine';
+import { createCredential } from '../src/lib/server/keys/credentials';
+import type { Testbed } from '../tests/testbed/testbed.ts';
+
+export interface BenchConsoleOptions {
+	/** Columns every node gets on top of its address, key and credential (roles, kind). */
+	node?: Partial<typeof nodes.$inferInsert>;
+	/** The engine's settings; the console's configured ones when absent. */
+	engine?: Parameters<typeof startEngine>[0];
+	/** What the benchmark sets up before the domains register (an image store, release keys). */
+	configure?: () => void;
+}
+
+/** Starts the console on `url` for the testbed's hosts; `stop` undoes it all (and is safe after a failed start). */
+export async function startBenchConsole(
+	url: string,
+	bed: Testbed,
+	options: BenchConsoleOptions = {}
+): Promise<{ stop: () => Promise<void> }> {
+	const database = await openDatabase({ url, migrationsDir: resolve('drizzle') });
+	let engine = false;
+	const stop = async () => {
+		if (engine) await stopEngine();
+		useMasterKey(undefined);
+		useDatabase(undefined);
+		await database.close();
+	};
+	try {
+		useDatabase(database);
+		useMasterKey(randomBytes(32));
+		options.configure?.();
+		registerDomains();
+		const credential = await createCredential(systemActor, { name: 'testbed', privateKey: bed.clientPrivateKey });
+		await db()
+			.insert(nodes)
+			.values(
+				bed.hosts.map((host) => ({
+					name: host.name,
+					host: host.address,
+					port: host.port,
+					credentialId: credential.id,
+					hostKeyFingerprint: host.hostKeyFingerprint,
+					hostKeyStatus: 'pinned' as const,
+					...options.node
+				}))
+			);
+		const cfg = config();
+		await startEngine(
+			options.engine ?? {
+				concurrency: cfg.engineConcurrency,
+				leaseMs: cfg.taskLeaseMs,
+				sweepMs: Math.min(5_000, cfg.taskLeaseMs)
+			}
+		);
+		engine = true;
+		return { stop };
+	} catch (error) {
+		await stop();
+		throw error;
+	}
+}

@@ -205,13 +205,15 @@ export const actions: Actions = {
 					}
 				};
 			}
-			// Staged: the first stage's run starts now, the later ones after their soak (sysupdates/staged.ts).
+			// Staged: the first stage's run starts now, the later ones after their soak (sysupdates/staged.ts), each
+			// node held to the plan this dialog showed however many hours later its stage runs.
 			const runId = stages.length
 				? (
 						await startStagedUpdate(actorOf(event), list, request, {
 							order: stages,
 							soakHours: soak_hours,
-							rebootOnly: mode === 'reboot'
+							rebootOnly: mode === 'reboot',
+							approved: mode === 'reboot' ? undefined : approvedPlans(list, parsed.data.approved)
 						})
 					).firstRunId
 				: (

@@ -200,8 +200,8 @@ async function signInBrowser(browser: Browser, width: number, who: 'operator' | 
 test('the page shows pending security updates; one node is updated after reviewing its plan, and watched to the end', async ({
 	browser
 }) => {
-	// Two updates, a staged one and the console's stage check, on real hosts: more than the default minute.
-	test.setTimeout(180_000);
+	// Two updates, a staged one and two of the console's stage checks, on real hosts: more than the default minute.
+	test.setTimeout(240_000);
 	const page = await signInBrowser(browser, 1280);
 	// The Fleet Overview shows the alert beside each node's status.
 	await page.goto('/?q=su-');
@@ -304,6 +304,29 @@ test('the page shows pending security updates; one node is updated after reviewi
 		await expect(card.getByTestId('staged-status')).toContainText('the rest may start at', { timeout: 1_000 });
 	}).toPass({ timeout: 30_000 });
 	await page.screenshot({ path: 'test-results/system-updates-staged.png', fullPage: true });
+
+	// While the canary stage soaks, the archive publishes a newer curl for su-full. Its stage is held to the plan
+	// confirmed above: su-full refuses it, installs nothing, and the card and its row say what changed.
+	const offered = await bed.packages(bed.hosts[0]!);
+	const published = offered.map((p) => (p.name === 'curl' ? { ...p, candidate: '7.88.1-10+deb12u9' } : p));
+	await bed.setPackages(bed.hosts[0]!, published);
+	// The two hours are over: the console's check (every second here) starts the last stage.
+	await db`update sys_staged_updates set next_start_at = now() where state = 'soaking'`;
+	const drift =
+		'plan: the node changed since the plan was approved: curl would be 7.88.1-10+deb12u9, the plan says 7.88.1-10+deb12u8';
+	await expect(async () => {
+		await page.reload();
+		await expect(card.getByTestId('staged-status')).toContainText('Stopped:', { timeout: 1_000 });
+	}).toPass({ timeout: 60_000 });
+	await expect(card.getByTestId('staged-status')).toHaveText(
+		`Stopped: The rest failed (1 of 1 tasks failed: su-full: ${drift}).`
+	);
+	await expect(card).toContainText('2. the rest (1 node): its run');
+	await expect(page.locator('tr[data-node="su-full"]').getByTestId('update-error')).toHaveText(
+		`Last update failed: ${drift}`
+	);
+	await page.screenshot({ path: 'test-results/system-updates-staged-drift.png', fullPage: true });
+	expect(await bed.packages(bed.hosts[0]!)).toEqual(published);
 
 	const narrow = await signInBrowser(browser, 390);
 	await narrow.goto('/system-updates');

@@ -340,9 +340,17 @@ test('an admin adds a maintenance window on the page, skips its next opening, an
 	const page = await signInBrowser(browser, 1280, 'admin');
 	await page.getByRole('link', { name: 'System Updates' }).first().click();
 	const schedule = page.getByTestId('scan-schedule');
+	const saved = async () => ({
+		schedule: await db`select cron, time_zone from sys_schedules`,
+		audit: (await db`select count(*)::int as n from audit_log where action = 'system_updates.schedule'`)[0]!.n
+	});
+	const before = await saved();
 	await schedule.getByLabel('Cron (five fields, or off)').fill('0 25 * * *');
 	await schedule.getByRole('button', { name: 'Save schedule' }).click();
 	await expect(schedule.locator('.field-error')).toContainText('five-field cron');
+	// Nothing changed: the configured schedule still applies, and no change was saved or audited.
+	await expect(schedule).toContainText('as configured (FLOTILLA_SYSTEM_SCAN_CRON)');
+	expect(await saved()).toEqual(before);
 	// The window form shares the API's field names but not the schedule's failure.
 	await expect(page.getByTestId('windows').locator('.field-error')).toHaveCount(0);
 	await schedule.getByLabel('Cron (five fields, or off)').fill('15 4 * * 1-5');

@@ -99,6 +99,10 @@ async function waitForRun(id: string) {
 
 test('bad input is a 400 (or 404) naming the field, and starts nothing', async () => {
 	const before = await runsCount();
+	const saved = async () =>
+		await db`select (select count(*)::int from sys_holds) as holds, (select count(*)::int from sys_windows) as windows,
+			(select policy from nodes where name = 'su-full') as policy`;
+	const kept = await saved();
 	const cases: [string, unknown, number, string][] = [
 		['/api/updates/system/scan', { nodes: ['no-such-node'] }, 400, 'nodes'],
 		['/api/updates/system/scan', { nodes: 'su-full' }, 400, 'nodes'],
@@ -147,6 +151,8 @@ test('bad input is a 400 (or 404) naming the field, and starts nothing', async (
 		(await call('/api/updates/system/scan', { method: 'POST', headers: bearer(tokens.read), json: {} })).status
 	).toBe(403);
 	expect(await runsCount()).toBe(before);
+	// Nothing changed either: no hold or window was written, the policy is the one it had.
+	expect(await saved()).toEqual(kept);
 });
 
 test('a node never scanned says so, not that needrestart is missing', async ({ browser }) => {

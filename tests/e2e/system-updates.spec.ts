@@ -99,6 +99,10 @@ async function waitForRun(id: string) {
 
 test('bad input is a 400 (or 404) naming the field, and starts nothing', async () => {
 	const before = await runsCount();
+	const saved = async () =>
+		await db`select (select count(*)::int from sys_holds) as holds, (select count(*)::int from sys_windows) as windows,
+			(select policy from nodes where name = 'su-full') as policy`;
+	const kept = await saved();
 	const cases: [string, unknown, number, string][] = [
 		['/api/updates/system/scan', { nodes: ['no-such-node'] }, 400, 'nodes'],
 		['/api/updates/system/scan', { nodes: 'su-full' }, 400, 'nodes'],
@@ -147,6 +151,8 @@ test('bad input is a 400 (or 404) naming the field, and starts nothing', async (
 		(await call('/api/updates/system/scan', { method: 'POST', headers: bearer(tokens.read), json: {} })).status
 	).toBe(403);
 	expect(await runsCount()).toBe(before);
+	// Nothing changed either: no hold or window was written, the policy is the one it had.
+	expect(await saved()).toEqual(kept);
 });
 
 test('a node never scanned says so, not that needrestart is missing', async ({ browser }) => {
@@ -200,8 +206,8 @@ async function signInBrowser(browser: Browser, width: number, who: 'operator' | 
 test('the page shows pending security updates; one node is updated after reviewing its plan, and watched to the end', async ({
 	browser
 }) => {
-	// Two updates, a staged one and the console's stage check, on real hosts: more than the default minute.
-	test.setTimeout(180_000);
+	// Two updates, a staged one and two of the console's stage checks, on real hosts: more than the default minute.
+	test.setTimeout(240_000);
 	const page = await signInBrowser(browser, 1280);
 	// The Fleet Overview shows the alert beside each node's status.
 	await page.goto('/?q=su-');
@@ -305,6 +311,29 @@ test('the page shows pending security updates; one node is updated after reviewi
 	}).toPass({ timeout: 30_000 });
 	await page.screenshot({ path: 'test-results/system-updates-staged.png', fullPage: true });
 
+	// While the canary stage soaks, the archive publishes a newer curl for su-full. Its stage is held to the plan
+	// confirmed above: su-full refuses it, installs nothing, and the card and its row say what changed.
+	const offered = await bed.packages(bed.hosts[0]!);
+	const published = offered.map((p) => (p.name === 'curl' ? { ...p, candidate: '7.88.1-10+deb12u9' } : p));
+	await bed.setPackages(bed.hosts[0]!, published);
+	// The two hours are over: the console's check (every second here) starts the last stage.
+	await db`update sys_staged_updates set next_start_at = now() where state = 'soaking'`;
+	const drift =
+		'plan: the node changed since the plan was approved: curl would be 7.88.1-10+deb12u9, the plan says 7.88.1-10+deb12u8';
+	await expect(async () => {
+		await page.reload();
+		await expect(card.getByTestId('staged-status')).toContainText('Stopped:', { timeout: 1_000 });
+	}).toPass({ timeout: 60_000 });
+	await expect(card.getByTestId('staged-status')).toHaveText(
+		`Stopped: The rest failed (1 of 1 tasks failed: su-full: ${drift}).`
+	);
+	await expect(card).toContainText('2. the rest (1 node): its run');
+	await expect(page.locator('tr[data-node="su-full"]').getByTestId('update-error')).toHaveText(
+		`Last update failed: ${drift}`
+	);
+	await page.screenshot({ path: 'test-results/system-updates-staged-drift.png', fullPage: true });
+	expect(await bed.packages(bed.hosts[0]!)).toEqual(published);
+
 	const narrow = await signInBrowser(browser, 390);
 	await narrow.goto('/system-updates');
 	await expect(narrow.locator('tr[data-node="su-full"]').getByTestId('pending')).toContainText('2 security');
@@ -317,9 +346,17 @@ test('an admin adds a maintenance window on the page, skips its next opening, an
 	const page = await signInBrowser(browser, 1280, 'admin');
 	await page.getByRole('link', { name: 'System Updates' }).first().click();
 	const schedule = page.getByTestId('scan-schedule');
+	const saved = async () => ({
+		schedule: await db`select cron, time_zone from sys_schedules`,
+		audit: (await db`select count(*)::int as n from audit_log where action = 'system_updates.schedule'`)[0]!.n
+	});
+	const before = await saved();
 	await schedule.getByLabel('Cron (five fields, or off)').fill('0 25 * * *');
 	await schedule.getByRole('button', { name: 'Save schedule' }).click();
 	await expect(schedule.locator('.field-error')).toContainText('five-field cron');
+	// Nothing changed: the configured schedule still applies, and no change was saved or audited.
+	await expect(schedule).toContainText('as configured (FLOTILLA_SYSTEM_SCAN_CRON)');
+	expect(await saved()).toEqual(before);
 	// The window form shares the API's field names but not the schedule's failure.
 	await expect(page.getByTestId('windows').locator('.field-error')).toHaveCount(0);
 	await schedule.getByLabel('Cron (five fields, or off)').fill('15 4 * * 1-5');

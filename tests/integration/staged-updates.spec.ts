@@ -7,7 +7,8 @@ import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
 import { sysStagedUpdates, type Node } from '../../src/lib/server/db/schema';
 import { registerDomains } from '../../src/lib/server/domains';
 import { startEngine, stopEngine } from '../../src/lib/server/engine';
-import { startUpdate } from '../../src/lib/server/sysupdates/runs';
+import { statusOf } from '../../src/lib/server/fleet/status';
+import { startScan, startUpdate } from '../../src/lib/server/sysupdates/runs';
 import { driveStagedUpdates, listStagedUpdates, startStagedUpdate } from '../../src/lib/server/sysupdates/staged';
 import { freshPglite } from '../support/databases';
 import { registerTestbedNodes } from '../support/testbed-nodes';
@@ -16,7 +17,8 @@ import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
 
 /**
  * Staged patching with a soak, on 4 real sshd hosts (127.0.1.90–93): hosts 0 and 1 carry env=staging, 2 and 3
- * env=prod. Time is driven through the check's `now`, never waited for: the soak is 24 hours.
+ * env=prod. Time is driven through the check's `now`, never waited for: the soak is 24 hours. Each test's hosts
+ * are scanned first: a staged update is pinned to the plan of that scan (what the operator reviewed).
  */
 
 let bed: Testbed;
@@ -61,6 +63,8 @@ beforeEach(async () => {
 			{ name: 'openssl', arch: 'amd64', installed: '1.0-1', candidate: '1.0-2', suites: ['bookworm-security'] }
 		]);
 	}
+	const scan = await startScan(systemActor, { nodes: list.map((n) => n.id), refresh: true });
+	await waitForRun(scan.id, ['succeeded'], 60_000);
 });
 
 describe('staged patching', () => {
@@ -149,4 +153,52 @@ describe('staged patching', () => {
 		expect(row.stages[1]!.runId).toBeNull();
 		expect(await aptRan(3, logged)).toEqual([]);
 	}, 120_000);
+
+	it('a version published between stages is not installed: that prod node is held as drifted, the stage stops with the difference', async () => {
+		const logged = (await bed.commandLog(host(2))).length;
+		const { stagedId, firstRunId } = await startStagedUpdate(systemActor, list, REQUEST, {
+			order: ['env=staging'],
+			soakHours: 24
+		});
+		expect((await stagedRow(stagedId)).stages.map((s) => s.approved)).toEqual([
+			{
+				[list[0]!.id]: [{ name: 'openssl', candidate: '1.0-2' }],
+				[list[1]!.id]: [{ name: 'openssl', candidate: '1.0-2' }]
+			},
+			{
+				[list[2]!.id]: [{ name: 'openssl', candidate: '1.0-2' }],
+				[list[3]!.id]: [{ name: 'openssl', candidate: '1.0-2' }]
+			}
+		]);
+		await waitForRun(firstRunId, ['succeeded'], 60_000);
+		await driveStagedUpdates();
+		const soaking = await stagedRow(stagedId);
+		expect(soaking.state).toBe('soaking');
+		// While staging soaks, the archive publishes a newer openssl that only one prod host sees yet.
+		await bed.setPackages(host(2), [
+			{ name: 'openssl', arch: 'amd64', installed: '1.0-1', candidate: '1.0-3', suites: ['bookworm-security'] }
+		]);
+		const due = soaking.nextStartAt!.getTime();
+		expect(await driveStagedUpdates(new Date(due + 60_000))).toEqual({ started: [stagedId], stopped: [] });
+		const second = await waitForRun((await stagedRow(stagedId)).stages[1]!.runId!, ['succeeded', 'failed'], 60_000);
+		const drift = 'plan: the node changed since the plan was approved: openssl would be 1.0-3, the plan says 1.0-2';
+		expect(second.tasks.map((t) => [t.nodeName, t.state, t.error])).toEqual([
+			[host(2).name, 'failed', drift],
+			[host(3).name, 'succeeded', null]
+		]);
+		expect(await driveStagedUpdates(new Date(due + 2 * HOUR))).toEqual({ started: [], stopped: [stagedId] });
+		const reason = `The rest failed (1 of 2 tasks failed: ${host(2).name}: ${drift}).`;
+		expect(await stagedRow(stagedId)).toMatchObject({ state: 'stopped', reason });
+		expect((await listStagedUpdates()).find((v) => v.id === stagedId)).toMatchObject({ state: 'stopped', reason });
+		// What was installed is what the operator approved: 1.0-2 everywhere it went, nothing on the drifted host
+		// (not even a simulation: its plan step refused), which shows FAILED with why until an update succeeds.
+		expect([await installed(0), await installed(1), await installed(2), await installed(3)]).toEqual([
+			'1.0-2',
+			'1.0-2',
+			'1.0-1',
+			'1.0-2'
+		]);
+		expect(await aptRan(2, logged)).toEqual([]);
+		expect(await statusOf(list[2]!.id)).toBe('FAILED');
+	}, 180_000);
 });

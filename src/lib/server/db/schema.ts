@@ -1204,6 +1204,11 @@ export interface SysStage {
 	runId: string | null;
 	/** When its run ended well: the soak before the next stage counts from here. */
 	finishedAt: string | null;
+	/**
+	 * Per node id, the packages and candidate versions the operator approved when starting the staged update:
+	 * the stage applies nothing else, however long after the review it runs. Absent for a reboot-only update.
+	 */
+	approved?: Record<string, { name: string; candidate: string }[]>;
 }
 
 /**

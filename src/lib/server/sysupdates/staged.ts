@@ -15,13 +15,18 @@ import { ServiceError } from '$lib/server/errors';
 import { log, loggableError } from '$lib/server/log';
 import { startUpdate } from './runs';
 import { stagedPhases } from './stages';
+import { planFromLastScan } from './views';
 
 /*
  * Staged patching with a soak (docs/system-updates.md, "Staged patching"): each stage is its own run, and the
  * next one starts only when the earlier stage has gone `soak` hours without a failure. Nothing waits in memory:
  * the stages, the one in progress and when the next may start are rows, and a periodic check of the console
  * (`driveStagedUpdates`, every minute) moves them on, so a console restarted in the middle carries on.
+ * Every stage is pinned to the plan the operator approved when starting it: a node offering anything else by
+ * the time its stage runs (a newer candidate published meanwhile, a package more or less) refuses its update.
  */
+
+type Planned = { name: string; candidate: string };
 
 export interface StagedStart {
 	stagedId: string;
@@ -31,21 +36,28 @@ export interface StagedStart {
 /**
  * Starts a staged update of `list`: the nodes of the first label's stage now, the others later, one stage per
  * soak. A single stage (no node carries the labels) is still recorded, so the page shows how it went.
+ * `opts.approved` is, per node id, the plan the operator reviewed; a node without one is pinned to the plan its
+ * last scan gives (what the review would have shown). A reboot-only update installs nothing, so pins nothing.
  */
 export async function startStagedUpdate(
 	actor: Actor,
 	list: Node[],
 	request: NodeUpdateRequest,
-	opts: { order: string[]; soakHours: number; rebootOnly?: boolean }
+	opts: { order: string[]; soakHours: number; rebootOnly?: boolean; approved?: Record<string, Planned[]> }
 ): Promise<StagedStart> {
 	if (!list.length) throw new ServiceError('validation_failed', 'No node to update', { nodes: 'empty' });
 	const plan = stagedPhases(list, opts.order, 0, new Map());
+	const approved = new Map<string, Planned[]>();
+	if (!opts.rebootOnly) {
+		for (const n of list) approved.set(n.id, opts.approved?.[n.id] ?? (await planFromLastScan(n, request)).candidates);
+	}
 	const stages: SysStage[] = plan.stages.map((s) => ({
 		label: s.label,
 		controlPlane: s.controlPlane,
 		nodeIds: s.nodeIds,
 		runId: null,
-		finishedAt: null
+		finishedAt: null,
+		...(opts.rebootOnly ? {} : { approved: Object.fromEntries(s.nodeIds.map((id) => [id, approved.get(id)!])) })
 	}));
 	const byId = new Map(list.map((n) => [n.id, n]));
 	const stored = {
@@ -58,9 +70,7 @@ export async function startStagedUpdate(
 		actor,
 		stages[0]!.nodeIds.map((id) => byId.get(id)!),
 		request,
-		{
-			rebootOnly: opts.rebootOnly
-		}
+		{ rebootOnly: opts.rebootOnly, approved: stages[0]!.approved }
 	);
 	stages[0]!.runId = run.id;
 	const [row] = await db()
@@ -105,8 +115,9 @@ async function driveOne(row: SysStagedUpdate, now: Date): Promise<'started' | 's
 		const run = await getRun(stage.runId!);
 		if (run.state !== 'succeeded' && run.state !== 'failed' && run.state !== 'cancelled') return null;
 		if (run.state !== 'succeeded') {
-			const why = run.state === 'cancelled' ? 'was cancelled' : `failed (${run.reason ?? 'a node failed'})`;
-			return stop(row, `${capital(stageName(stage))} ${why}: the later stages were not started.`);
+			const why = run.state === 'cancelled' ? 'was cancelled' : `failed (${failures(run)})`;
+			const last = k === row.stages.length - 1;
+			return stop(row, `${capital(stageName(stage))} ${why}${last ? '.' : ': the later stages were not started.'}`);
 		}
 		const finished = run.endedAt ?? now;
 		const stages = row.stages.map((s, i) => (i === k ? { ...s, finishedAt: finished.toISOString() } : s));
@@ -138,7 +149,11 @@ async function driveOne(row: SysStagedUpdate, now: Date): Promise<'started' | 's
 	if (!(await update(row, 'soaking', { state: 'running', current: k + 1, nextStartAt: null }))) return null;
 	const list = await db().select().from(nodes).where(inArray(nodes.id, next.nodeIds));
 	try {
-		const run = await startUpdate(row.actor, list, row.request, { rebootOnly: row.request.rebootOnly });
+		// Pinned to the approved plan: a version published since the review is not installed, the node refuses.
+		const run = await startUpdate(row.actor, list, row.request, {
+			rebootOnly: row.request.rebootOnly,
+			approved: next.approved
+		});
 		const stages = row.stages.map((s, i) => (i === k + 1 ? { ...s, runId: run.id } : s));
 		await db().update(sysStagedUpdates).set({ stages, updatedAt: new Date() }).where(eq(sysStagedUpdates.id, row.id));
 		return 'started';
@@ -158,6 +173,18 @@ async function driveOne(row: SysStagedUpdate, now: Date): Promise<'started' | 's
 }
 
 const capital = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
+
+/**
+ * Why a stage's run failed, with each failed node's own error (a node that drifted from the approved plan says
+ * what changed), so the page's Staged updates card shows the operator what to look at.
+ */
+function failures(run: Awaited<ReturnType<typeof getRun>>): string {
+	const failed = run.tasks.filter((t) => t.state === 'failed' && t.error);
+	const shown = failed.slice(0, 3).map((t) => `${t.nodeName}: ${t.error}`);
+	if (failed.length > shown.length) shown.push(`and ${failed.length - shown.length} more`);
+	const head = run.reason ?? 'a node failed';
+	return shown.length ? `${head}: ${shown.join('; ')}` : head;
+}
 
 async function update(
 	row: SysStagedUpdate,

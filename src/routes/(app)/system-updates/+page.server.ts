@@ -70,6 +70,9 @@ export const load: PageServerLoad = async (event) => {
 				...p,
 				last_scan: iso(p.last_scan),
 				last_error_at: iso(p.last_error_at),
+				// Why its last system update failed (a drift from the approved plan says what changed); automatic
+				// updates leave the node alone until an operator's update of it succeeds.
+				update_error: v.scan?.updateError ?? null,
 				window: w ? { ...presentWindow(w), skip_until: iso(w.skipUntil), too_short: short } : null,
 				holds: holds
 					.filter(
@@ -205,13 +208,15 @@ export const actions: Actions = {
 					}
 				};
 			}
-			// Staged: the first stage's run starts now, the later ones after their soak (sysupdates/staged.ts).
+			// Staged: the first stage's run starts now, the later ones after their soak (sysupdates/staged.ts), each
+			// node held to the plan this dialog showed however many hours later its stage runs.
 			const runId = stages.length
 				? (
 						await startStagedUpdate(actorOf(event), list, request, {
 							order: stages,
 							soakHours: soak_hours,
-							rebootOnly: mode === 'reboot'
+							rebootOnly: mode === 'reboot',
+							approved: mode === 'reboot' ? undefined : approvedPlans(list, parsed.data.approved)
 						})
 					).firstRunId
 				: (

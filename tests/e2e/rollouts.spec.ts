@@ -388,19 +388,24 @@ test('an operator watches a rollout to an SSH node and a pull node whose agent r
 		// The agent took the job and waits on its smoke command; the SSH node finishes meanwhile.
 		await expect(row('ro-pull').locator('[data-state="running"]')).toBeVisible({ timeout: 30_000 });
 		await expect(row('ro-pull').getByTestId('node-pull')).toHaveText('pull agent');
-		await expect(row('ro-pull').getByTestId('node-steps')).toHaveText('agent → backup → pull → migrate → smoke', {
-			timeout: 30_000
-		});
+		await expect(row('ro-pull').getByTestId('node-steps')).toHaveText(
+			'window → agent → backup → pull → migrate → smoke',
+			{
+				timeout: 30_000
+			}
+		);
 		await expect(row(ssh).locator('[data-state="succeeded"]')).toBeVisible({ timeout: 60_000 });
 		await expect(row(ssh).getByTestId('node-pull')).toHaveCount(0);
-		await expect(row(ssh).getByTestId('node-steps')).toHaveText(/^fetch → .* → verify/);
+		await expect(row(ssh).getByTestId('node-steps')).toHaveText(
+			'window → prepare → backup → fetch → preflight → migrate → smoke → switch → install → restart → verify → bake → record'
+		);
 		await page.screenshot({ path: `${shots}/rollout-mixed-running-1440.png`, fullPage: true });
 
 		// Let the smoke command run: the page moves on by itself (server-sent events, no reload by the test).
 		await writeFile(gate, '');
 		await expect(row('ro-pull').locator('[data-state="succeeded"]')).toBeVisible({ timeout: 60_000 });
 		await expect(row('ro-pull').getByTestId('node-steps')).toHaveText(
-			'agent → backup → pull → migrate → smoke → switch → health'
+			'window → agent → backup → pull → migrate → smoke → switch → health'
 		);
 		await expect(page.getByTestId('rollout-summary').locator('[data-state="completed"]')).toBeVisible({
 			timeout: 30_000

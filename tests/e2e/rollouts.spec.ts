@@ -411,6 +411,11 @@ test('an operator watches a rollout to an SSH node and a pull node whose agent r
 			timeout: 30_000
 		});
 		await page.screenshot({ path: `${shots}/rollout-mixed-1440.png`, fullPage: true });
+		// The start and the periodic turn both look at a stage without a run at first: the stage has one run.
+		const number = (await page.getByRole('heading', { level: 1 }).textContent())!.trim().replace('Rollout ', '');
+		const runs = await call('/api/runs?kind=rollout-stage&limit=500', { headers: cookie(admin) });
+		const { items } = (await runs.json()) as { items: { title: string }[] };
+		expect(items.filter((x) => x.title.startsWith(`Rollout ${number}: 2.3.0`))).toHaveLength(1);
 		expect(await bed.checkedOutCommit(bed.hosts[9]!, 'app')).toBe(next);
 		expect((await readFile(steps, 'utf8')).trim().split('\n')).toEqual(
 			['backup', 'pull', 'migrate', 'smoke', 'switch', 'health'].map((s) => `${s} 2.3.0 ${next}`)

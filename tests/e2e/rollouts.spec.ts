@@ -1,15 +1,18 @@
-import { rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { expect, test, type Browser } from '@playwright/test';
 import { hmacSignature } from '../../src/lib/server/releases/signing.ts';
 import { startTestbed, type Testbed } from '../testbed/testbed.ts';
-import { call, cookie, people, signInAs } from './support/console';
+import { baseURL, call, cookie, people, signInAs } from './support/console';
 
 /**
  * Rollouts in the browser on ten real sshd hosts (127.0.1.210–219) with a git role `app`: a signed release is
  * uploaded, an operator previews and starts a staged rollout, watches its stages progress live, pauses it and
  * resumes it; a release whose health check fails on two nodes pauses itself at its threshold and is rolled back
- * across the fleet; the hosts' checkouts say it really happened.
+ * across the fleet; the hosts' checkouts say it really happened. Last, one of those hosts and a pull node (its
+ * agent a process on this machine, docs/pull-agent.md) in one rollout.
  */
 
 const HOSTS = 10;
@@ -306,5 +309,126 @@ test('a release failing its health check on two nodes pauses at the threshold; a
 		for (const [name, host] of hostOf) expect(await bed.checkedOutCommit(host, 'app'), name).toBe(before.get(name));
 	} finally {
 		for (const name of broken) await rm(marker(name), { force: true });
+	}
+});
+
+test('an operator watches a rollout to an SSH node and a pull node whose agent runs here, both succeed', async ({
+	browser
+}) => {
+	test.setTimeout(120_000);
+	const admin = await signInAs('admin');
+	const post = (path: string, json: unknown) => call(path, { method: 'POST', headers: cookie(admin), json });
+	const dir = await mkdtemp(join(tmpdir(), 'flotilla-e2e-mixed-'));
+	const steps = join(dir, 'steps.log');
+	const gate = join(dir, 'smoke-may-run');
+	// A node the console never reaches over SSH (TEST-NET address); rollouts take nodes with a pinned key.
+	const node = await post('/api/nodes', {
+		name: 'ro-pull',
+		host: '192.0.2.21',
+		credential_id: created.credential,
+		host_key_fingerprint: `SHA256:${'A'.repeat(43)}`,
+		roles: ['app']
+	});
+	expect(node.status, await node.clone().text()).toBe(201);
+	const pullId = ((await node.json()) as { id: string }).id;
+	created.nodes.push(pullId);
+	const enrolled = await post(`/api/nodes/${pullId}/agent`, {});
+	expect(enrolled.status).toBe(201);
+	const { secret } = (await enrolled.json()) as { secret: string };
+	const step = (s: string) => `echo "${s} $FLOTILLA_RELEASE $FLOTILLA_COMMIT" >> ${steps}`;
+	const agent = spawn('sh', [resolve('agent/flotilla-agent')], {
+		detached: true,
+		stdio: ['ignore', 'ignore', 'ignore'],
+		env: {
+			PATH: process.env.PATH,
+			FLOTILLA_URL: baseURL,
+			FLOTILLA_NODE_ID: pullId,
+			AGENT_SECRET: secret,
+			AGENT_STATE_FILE: join(dir, 'state'),
+			AGENT_POLL_SECONDS: '1',
+			UPDATE_BACKUP_CMD: step('backup'),
+			UPDATE_PULL_CMD: step('pull'),
+			UPDATE_MIGRATE_CMD: step('migrate'),
+			// Holds until the test lets it go: the page is seen on this step, then seen to move on by itself.
+			UPDATE_SMOKE_CMD: `while [ ! -e ${gate} ]; do sleep 0.2; done; ${step('smoke')}`,
+			UPDATE_SWITCH_CMD: step('switch'),
+			UPDATE_HEALTH_CMD: step('health'),
+			UPDATE_ROLLBACK_CMD: step('rollback')
+		}
+	});
+	try {
+		const ssh = names[9]!;
+		const next = await bed.addCommit('app', {
+			message: 'release 2.3.0',
+			files: { 'healthcheck.sh': '#!/bin/sh\nexit 0\n' }
+		});
+		const manifest: Record<string, unknown> = {
+			version: '2.3.0',
+			sha: next,
+			channel: 'stable',
+			migrations_required: false,
+			breaking_changes: null,
+			released_at: '2026-06-04T00:00:00Z'
+		};
+		expect((await post('/api/releases', { ...manifest, signature: hmacSignature(manifest, SECRET) })).status).toBe(201);
+
+		const page = await operatorPage(browser);
+		await page.goto('/rollouts');
+		await page.getByLabel('Release').selectOption({ label: `2.3.0 (stable, ${next.slice(0, 7)})` });
+		await page.getByLabel('Strategy').selectOption('immediate');
+		await page.getByLabel('Target nodes').fill(`${ssh}, ro-pull`);
+		await page.getByRole('button', { name: 'Preview stages' }).click();
+		await expect(page.getByTestId('preview-stage')).toHaveCount(1);
+		await expect(page.getByTestId('preview-stage').nth(0)).toContainText('2 nodes');
+		await page.getByRole('button', { name: 'Start rollout' }).click();
+		await expect(page).toHaveURL(/\/rollouts\/[0-9a-f-]{36}$/);
+		await expect(page.getByTestId('rollout-summary')).toContainText('● live');
+		const row = (name: string) => page.locator(`[data-testid="rollout-node"][data-node="${name}"]`);
+
+		// The agent took the job and waits on its smoke command; the SSH node finishes meanwhile.
+		await expect(row('ro-pull').locator('[data-state="running"]')).toBeVisible({ timeout: 30_000 });
+		await expect(row('ro-pull').getByTestId('node-pull')).toHaveText('pull agent');
+		await expect(row('ro-pull').getByTestId('node-steps')).toHaveText(
+			'window → agent → backup → pull → migrate → smoke',
+			{
+				timeout: 30_000
+			}
+		);
+		await expect(row(ssh).locator('[data-state="succeeded"]')).toBeVisible({ timeout: 60_000 });
+		await expect(row(ssh).getByTestId('node-pull')).toHaveCount(0);
+		await expect(row(ssh).getByTestId('node-steps')).toHaveText(
+			'window → prepare → backup → fetch → preflight → migrate → smoke → switch → install → restart → verify → bake → record'
+		);
+		await page.screenshot({ path: `${shots}/rollout-mixed-running-1440.png`, fullPage: true });
+
+		// Let the smoke command run: the page moves on by itself (server-sent events, no reload by the test).
+		await writeFile(gate, '');
+		await expect(row('ro-pull').locator('[data-state="succeeded"]')).toBeVisible({ timeout: 60_000 });
+		await expect(row('ro-pull').getByTestId('node-steps')).toHaveText(
+			'window → agent → backup → pull → migrate → smoke → switch → health'
+		);
+		await expect(page.getByTestId('rollout-summary').locator('[data-state="completed"]')).toBeVisible({
+			timeout: 30_000
+		});
+		await page.screenshot({ path: `${shots}/rollout-mixed-1440.png`, fullPage: true });
+		// The start and the periodic turn both look at a stage without a run at first: the stage has one run.
+		const number = (await page.getByRole('heading', { level: 1 }).textContent())!.trim().replace('Rollout ', '');
+		const runs = await call('/api/runs?kind=rollout-stage&limit=500', { headers: cookie(admin) });
+		const { items } = (await runs.json()) as { items: { title: string }[] };
+		expect(items.filter((x) => x.title.startsWith(`Rollout ${number}: 2.3.0`))).toHaveLength(1);
+		expect(await bed.checkedOutCommit(bed.hosts[9]!, 'app')).toBe(next);
+		expect((await readFile(steps, 'utf8')).trim().split('\n')).toEqual(
+			['backup', 'pull', 'migrate', 'smoke', 'switch', 'health'].map((s) => `${s} 2.3.0 ${next}`)
+		);
+
+		const narrow = await operatorPage(browser, 390);
+		await narrow.goto(page.url());
+		await expect(narrow.getByTestId('rollout-node')).toHaveCount(2);
+		await narrow.screenshot({ path: `${shots}/rollout-mixed-390.png`, fullPage: true });
+		const overflow = await narrow.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+		expect(overflow).toBeLessThanOrEqual(0);
+	} finally {
+		if (agent.exitCode === null && agent.signalCode === null) process.kill(-agent.pid!, 'SIGKILL');
+		await rm(dir, { recursive: true, force: true });
 	}
 });

@@ -6,15 +6,16 @@ import { systemActor } from '../../src/lib/server/audit';
 import { createRole } from '../../src/lib/server/codesync/roles';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
-import { credentials, nodes } from '../../src/lib/server/db/schema';
+import { credentials, nodes, runs } from '../../src/lib/server/db/schema';
 import { registerDomains } from '../../src/lib/server/domains';
 import { ServiceError } from '../../src/lib/server/errors';
 import { validate } from '../../src/lib/server/http/api';
 import { useReleaseKeys } from '../../src/lib/server/releases/keys';
 import { createRelease } from '../../src/lib/server/releases/releases';
 import { hmacSignature } from '../../src/lib/server/releases/signing';
+import { driveRollout, driveRollouts } from '../../src/lib/server/rollouts/driver';
 import { rolloutFromForm } from '../../src/lib/server/rollouts/forms';
-import { createRollout } from '../../src/lib/server/rollouts/rollouts';
+import { createRollout, getRollout } from '../../src/lib/server/rollouts/rollouts';
 import { backends } from '../support/databases';
 
 /** What POST /api/rollouts refuses, and why, before anything runs (no host is contacted). */
@@ -78,6 +79,18 @@ describe.each(backends)('rollout input on $name', ({ open }) => {
 		useMasterKey(undefined);
 		useDatabase(undefined);
 		await handle.close();
+	});
+
+	it('a start and the periodic turn deciding at once start the stage once: one run, the stage’s', async () => {
+		const { rollout } = await createRollout(
+			systemActor,
+			validate(createRolloutSchema, { release_id: releaseId, strategy: 'immediate', target: { nodes: ['a', 'b'] } })
+		);
+		// As the rollouts page does after creating it, while the engine's periodic job takes its turn.
+		await Promise.all([driveRollout(rollout!.id), driveRollouts(), driveRollout(rollout!.id)]);
+		const r = await getRollout(rollout!.id);
+		const started = (await db().select().from(runs)).filter((run) => run.scope.rollout_id === rollout!.id);
+		expect(started.map((run) => run.id)).toEqual([r.stages[0]!.runId]);
 	});
 
 	it('stages must grow and end at 100; bake in minutes or seconds, not both', async () => {

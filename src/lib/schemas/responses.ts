@@ -370,6 +370,8 @@ export const rolloutDetailSchema = rolloutAnswerSchema.extend({
 				.describe('why the node has not finished yet: its step, a free slot it waits for, a pause, its window'),
 			run_id: id.nullable(),
 			task_id: id.nullable(),
+			steps: z.array(z.string()).describe('its task’s steps so far, in order (`undo <step>` for an undo)'),
+			pull: z.boolean().describe('its task runs through the node’s pull agent (docs/pull-agent.md), not SSH'),
 			previous: z.record(z.string(), z.string().nullable()).nullable().describe('per role, the commit it ran before'),
 			error: z.string().nullable()
 		})

@@ -1,4 +1,4 @@
-import { and, count, eq, inArray } from 'drizzle-orm';
+import { and, count, eq, inArray, sql } from 'drizzle-orm';
 import { recordAudit, systemActor, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import { rolloutNodes, rollouts, type Rollout, type RolloutStage, type RolloutState } from '$lib/server/db/schema';
@@ -169,7 +169,14 @@ async function startStageRun(r: Rollout, k: number, actor: Actor): Promise<void>
 	const [row] = await db()
 		.update(rollouts)
 		.set({ stages: withStage(r, k, { runId: run.id }) })
-		.where(and(eq(rollouts.id, r.id), eq(rollouts.currentStage, k)))
+		// Only the first run of the stage is its run: another console's turn may have started one meanwhile.
+		.where(
+			and(
+				eq(rollouts.id, r.id),
+				eq(rollouts.currentStage, k),
+				sql`(${rollouts.stages} -> ${k}::int ->> 'runId') is null`
+			)
+		)
 		.returning();
 	if (!row) await cancelRun(systemActor, run.id).catch(() => undefined);
 	await recordEvent({
@@ -271,8 +278,23 @@ async function checkRollback(r: Rollout): Promise<void> {
 	});
 }
 
-/** One decision for one rollout. */
-export async function driveRollout(id: string): Promise<void> {
+const deciding = new Map<string, Promise<void>>();
+
+/**
+ * One decision for one rollout, after any this console is taking for it: a page's start (or a control) and the
+ * periodic turn would otherwise both see a stage without its run and start one each.
+ */
+export function driveRollout(id: string): Promise<void> {
+	const next = (deciding.get(id) ?? Promise.resolve()).then(() => decide(id));
+	const settled = next.catch(() => undefined);
+	deciding.set(id, settled);
+	void settled.then(() => {
+		if (deciding.get(id) === settled) deciding.delete(id);
+	});
+	return next;
+}
+
+async function decide(id: string): Promise<void> {
 	const r = await getRollout(id);
 	if (r.state === 'scheduled') {
 		if (r.startAt && r.startAt > new Date()) return;

@@ -80,6 +80,7 @@ export async function presentRolloutDetail(r: Rollout, release: Release, nodes: 
 			step: string | null;
 			step_started_at: string | null;
 			why: string | null;
+			steps: string[];
 		}
 	>();
 	const stages = await Promise.all(
@@ -95,7 +96,8 @@ export async function presentRolloutDetail(r: Rollout, release: Release, nodes: 
 					run_id: run.id,
 					step: step?.name ?? null,
 					step_started_at: running ? running.startedAt.toISOString() : null,
-					why: whyUnfinished(r, run, t, running?.name ?? null)
+					why: whyUnfinished(r, run, t, running?.name ?? null),
+					steps: t.steps.map((x) => (x.phase === 'undo' ? `undo ${x.name}` : x.name))
 				});
 			}
 			const counts = await stageCounts(r, k, run.counts);
@@ -142,6 +144,9 @@ export async function presentRolloutDetail(r: Rollout, release: Release, nodes: 
 			why: openings.has(n.nodeId) ? windowWhy(openings.get(n.nodeId)!) : (taskState.get(n.nodeId)?.why ?? null),
 			run_id: taskState.get(n.nodeId)?.run_id ?? null,
 			task_id: taskState.get(n.nodeId)?.task_id ?? null,
+			steps: taskState.get(n.nodeId)?.steps ?? [],
+			// Only the pull flow has the claim step: the task went through the node's agent, not SSH.
+			pull: taskState.get(n.nodeId)?.steps.includes(CLAIM_STEP) ?? false,
 			previous: n.previous,
 			error: n.error
 		}))

@@ -37,11 +37,16 @@ export function registerPullUpdates(p: PullUpdates): void {
 	pull = p;
 }
 
+/** Whether a node's updates go through its agent: the console never connects to it for them. */
+export async function updatesPulled(node: Node): Promise<boolean> {
+	return pull ? pull.handles(node) : false;
+}
+
 /** A flow's `variant`: the pull flow for nodes with an agent, built once per flow kind. */
 export function pullVariant<P>(spec: PullFlowSpec<P>): (node: Node) => Promise<Flow<P> | undefined> {
 	let flow: Flow<P> | undefined;
 	return async (node) => {
-		if (!pull || !(await pull.handles(node))) return undefined;
+		if (!pull || !(await updatesPulled(node))) return undefined;
 		return (flow ??= pull.flow(spec));
 	};
 }

@@ -3,6 +3,7 @@ import { scopeConditions } from '$lib/server/codesync/plan';
 import { db, type Database } from '$lib/server/db';
 import { codeRoles, nodes, type Release, type RolloutTarget } from '$lib/server/db/schema';
 import { ServiceError } from '$lib/server/errors';
+import { updatesPulled } from './pull';
 import { releaseKindOf } from './release-kinds';
 
 /** The deploy methods a release's commit goes out by (docs/releases.md, "The commands method"). */
@@ -60,7 +61,8 @@ export async function resolveTarget(
 		if (nodeChannel !== channel) continue;
 		// A release of another kind (an appliance image) goes to nodes of its node kind, whatever their roles.
 		if (kind ? n.kind !== kind.nodeKind : !n.roles.some((r) => roles.includes(r))) continue;
-		if (n.hostKeyStatus !== 'pinned') {
+		// A pull node's agent takes its updates over HTTPS: the console needs no SSH host key for it.
+		if (n.hostKeyStatus !== 'pinned' && !(await updatesPulled(n))) {
 			out.excluded.push({ id: n.id, name: n.name, reason: 'its host key is not pinned' });
 			continue;
 		}

@@ -28,8 +28,11 @@ export interface PlanView {
 	title: string;
 	scope: ScopeView;
 	targets: Record<string, string>;
-	/** Per role: the commit it goes to, how many nodes move to it, and whether it must be signed to deploy. */
-	roles: { role: string; to: string; nodes: number; signed: boolean }[];
+	/**
+	 * Per role: the commit it goes to, how many nodes move to it, whether it must be signed to deploy, and why
+	 * the console knows the commit cannot be deployed (null: nothing known against it).
+	 */
+	roles: { role: string; to: string; nodes: number; signed: boolean; unknown: string | null }[];
 	phases: { phase: number; label: string; nodes: number; critical: boolean }[];
 	concurrency: number;
 	nodes: {

@@ -1,4 +1,5 @@
 import type { SubmitFunction } from '@sveltejs/kit';
+import { plural } from './format';
 
 /**
  * `use:enhance` for a destructive form: the browser asks first, and nothing is sent unless the operator agrees.
@@ -22,4 +23,12 @@ export function confirmByName(name: string, question: string): SubmitFunction {
 		else formData.set('confirm_name', typed);
 		return ({ update }) => update({ reset: false });
 	};
+}
+
+/**
+ * What an operator types to delete several nodes of which some have run history (confirmByName's "name" for a
+ * bulk delete); the server compares it (fleet/bulk.ts).
+ */
+export function bulkDeletePhrase(count: number): string {
+	return `delete ${plural(count, 'node')}`;
 }

@@ -55,3 +55,20 @@ export const isRunEnded = (state: string) => runEnded.has(state);
 
 /** A pull agent's job (docs/pull-agent.md). */
 export const agentJobStates = ['pending', 'running', 'succeeded', 'rolled_back', 'failed', 'abandoned'] as const;
+
+/**
+ * The state a rollout's stage shows (its badge). A stage is `running` from its start until the rollout moves on,
+ * so a paused rollout would show its stage running after its last node finished: the stage is paused then. A stage
+ * left `running` when the rollout ended (cancelled, failed, rolled back) shows how the rollout ended.
+ */
+export function stageShownState(
+	rollout: (typeof rolloutStates)[number],
+	stage: { state: 'pending' | 'running' | 'done'; counts: { running: number; queued: number } | null }
+): string {
+	if (stage.state === 'done') return 'succeeded';
+	if (stage.state === 'pending') return 'queued';
+	if (['cancelled', 'failed', 'rolled_back'].includes(rollout)) return rollout;
+	const busy = stage.counts ? stage.counts.running + stage.counts.queued : 0;
+	if (rollout === 'paused' && !busy) return 'paused';
+	return 'running';
+}

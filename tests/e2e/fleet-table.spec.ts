@@ -9,8 +9,9 @@ import { baseURL, call, consoleDatabase, cookie, signInAs } from './support/cons
 /**
  * The nodes table as operators live in it (issue 19): sorted by a column named in the URL (kept by the filters,
  * paged in that order), a node with run history removed only when its name is typed, and the overview and a node's
- * page at 390 px. No testbed host: the nodes point at 127.0.1.86 and .87, where nothing listens, so the one check
- * run below finds its node unreachable.
+ * page at 390 px; several nodes with history deleted only when "delete N nodes" is typed, and the Settings → Nodes
+ * table inside its card at 1440 px with a host-key badge showing. No testbed host: the nodes point at 127.0.1.86
+ * and .87, where nothing listens, so the check runs below find their node unreachable.
  */
 
 const shots = 'test-results/screenshots';
@@ -214,4 +215,106 @@ test('at 390 px the overview and a node page never scroll sideways; the table sc
 	await expect(page.getByRole('heading', { level: 1, name: `${prefix}-a` })).toBeVisible();
 	expect(await sideways()).toBeLessThanOrEqual(0);
 	await page.screenshot({ path: `${shots}/node-page-390.png`, fullPage: true });
+});
+
+/** Adds a node at .86 or .87 (nothing listens there) and returns its id. */
+async function addNode(suffix: string, host = '127.0.1.86') {
+	const res = await post('/api/nodes', { name: `${prefix}-${suffix}`, host, credential_id: credential });
+	expect(res.status, await res.clone().text()).toBe(201);
+	return (await res.json()).id as string;
+}
+
+/** Runs a check of the node and waits for its end: the node then has run history. */
+async function giveHistory(id: string) {
+	const started = await post('/api/runs', { kind: 'check', nodes: [id] });
+	expect(started.status).toBe(202);
+	const runId = (await started.json()).run_id as string;
+	await expect
+		.poll(async () => (await (await get(`/api/runs/${runId}`)).json()).ended_at, { timeout: 60_000 })
+		.toBeTruthy();
+}
+
+test('deleting several nodes of which one has run history asks for "delete N nodes"; a wrong answer deletes none', async ({
+	page
+}) => {
+	const d = await addNode('bulk-d');
+	const e = await addNode('bulk-e', '127.0.1.87');
+	await giveHistory(d);
+	await signInPage(page);
+	await page.setViewportSize({ width: 1440, height: 900 });
+	await page.goto('/settings/nodes');
+	const bar = page.getByTestId('bulk-bar');
+	await page.getByLabel(`Select ${prefix}-bulk-d`).check();
+	await page.getByLabel(`Select ${prefix}-bulk-e`).check();
+	await bar.getByLabel('Change').selectOption('delete');
+	const left = async () => (await db`select count(*)::int as n from nodes where id in (${d}, ${e})`)[0]!.n;
+	/** Clicks Delete, answers the browser's question (typing `text`, or cancelling), and returns the question. */
+	const answer = async (text: string | null) => {
+		let asked = { type: '', message: '' };
+		page.once('dialog', (dialog) => {
+			asked = { type: dialog.type(), message: dialog.message() };
+			void (text === null ? dialog.dismiss() : dialog.accept(text));
+		});
+		await bar.getByRole('button', { name: 'Delete 2 nodes…' }).click();
+		await expect.poll(() => asked.type).not.toBe('');
+		return asked;
+	};
+
+	const cancelled = await answer(null);
+	expect(cancelled.type).toBe('prompt');
+	expect(cancelled.message).toContain(`Delete 2 nodes from the fleet: ${prefix}-bulk-d, ${prefix}-bulk-e?`);
+	expect(cancelled.message).toContain('Some have run history');
+	expect(cancelled.message).toContain('Type delete 2 nodes to confirm.');
+	expect(await left()).toBe(2);
+
+	await answer('2');
+	await expect(page.getByRole('alert')).toContainText('Some of these nodes have run history: type "delete 2 nodes"');
+	expect(await left()).toBe(2);
+	await page.screenshot({ path: `${shots}/bulk-delete-typed-1440.png`, fullPage: true });
+
+	// The form alone (no browser question) is refused the same way: the server compares what was typed.
+	const refused = await call('/settings/nodes?/bulk', {
+		method: 'POST',
+		headers: { ...cookie(admin), origin: baseURL, 'content-type': 'application/x-www-form-urlencoded' },
+		body: new URLSearchParams([
+			['action', 'delete'],
+			['nodes', d],
+			['nodes', e]
+		])
+	});
+	expect(await refused.text()).toContain('confirm_name');
+	expect(await left()).toBe(2);
+
+	await answer('delete 2 nodes');
+	await expect(page.getByText(`Deleted 2 nodes: ${prefix}-bulk-d, ${prefix}-bulk-e.`)).toBeVisible();
+	expect(await left()).toBe(0);
+	const audits = await db`select action, details->>'name' as name from audit_log
+		where target_id in (${d}, ${e}) and action = 'node.delete' order by details->>'name'`;
+	expect(audits.map((a) => a.name)).toEqual([`${prefix}-bulk-d`, `${prefix}-bulk-e`]);
+});
+
+test('at 1440 px the Settings → Nodes table fits its card with a host-key badge showing, Remove buttons in view', async ({
+	page
+}) => {
+	const f = await addNode('hostkey-changed-node');
+	// What a refused connection to a node whose key changed leaves behind: the widest badge and a fingerprint.
+	await db`update nodes set host_key_status = 'changed', reachable = false,
+		host_key_fingerprint = ${'SHA256:' + 'Q'.repeat(43)}, last_check_at = now() where id = ${f}`;
+	await signInPage(page);
+	await page.setViewportSize({ width: 1440, height: 900 });
+	await page.goto('/settings/nodes');
+	const row = page.locator(`tr[data-node="${prefix}-hostkey-changed-node"]`);
+	await expect(row).toContainText('HOST KEY CHANGED');
+	const card = page.getByRole('region', { name: 'Nodes' });
+	const { scroll, client } = await card.evaluate((el) => ({ scroll: el.scrollWidth, client: el.clientWidth }));
+	expect(scroll).toBeLessThanOrEqual(client);
+	// Every row's Remove button lies inside the card.
+	const right = await card.evaluate((el) => el.getBoundingClientRect().right);
+	for (const button of await card.getByRole('button', { name: /^Remove / }).all()) {
+		expect(await button.evaluate((el) => el.getBoundingClientRect().right)).toBeLessThanOrEqual(right);
+	}
+	await row.scrollIntoViewIfNeeded();
+	await page.screenshot({ path: `${shots}/settings-nodes-host-key-1440.png`, fullPage: true });
+	await page.setViewportSize({ width: 390, height: 844 });
+	await page.screenshot({ path: `${shots}/settings-nodes-host-key-390.png`, fullPage: true });
 });

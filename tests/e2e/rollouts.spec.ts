@@ -292,6 +292,9 @@ test('a release failing its health check on two nodes pauses at the threshold; a
 		// Paused, not aborted: the stage's four nodes (all started at once) finish, the last stage never starts.
 		await expect(stage.nth(1)).toContainText('2 ok · 2 failed · 0 running · 0 queued', { timeout: 30_000 });
 		await expect(stage.nth(1).getByTestId('failure-rate')).toHaveText('50% / 10%');
+		// Every node of the stage finished and the rollout is paused: so is the stage (its badge), not "running".
+		await expect(stage.nth(1).locator('[data-state="paused"]')).toBeVisible();
+		await expect(stage.nth(1).locator('[data-state="running"]')).toHaveCount(0);
 		await expect(stage.nth(2)).toHaveAttribute('data-state', 'pending');
 		for (const name of broken) {
 			const row = page.locator(`[data-testid="rollout-node"][data-node="${name}"]`);

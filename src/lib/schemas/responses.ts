@@ -713,6 +713,9 @@ const excludedNodes = z.array(z.object({ id, name: z.string(), reason: z.string(
 export const codePlanSchema = z.object({
 	targets: z.record(z.string(), z.string()).describe('per role, the commit this update deploys'),
 	signatures_required: z.array(z.string()),
+	unknown_targets: z
+		.array(z.object({ role: z.string(), commit: z.string(), reason: z.string() }))
+		.describe('targets the console can tell are not there to deploy (a push role’s commit missing from its checkout)'),
 	nodes: z.array(
 		z.object({
 			id,

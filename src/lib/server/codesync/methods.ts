@@ -75,6 +75,25 @@ const gitMethod: DeployMethod = {
 	}
 };
 
+/**
+ * Why the console's checkout of a push role cannot deploy `commit` (it is not there, or the checkout cannot be
+ * read), or null when it holds it: the plan flags such a target before anyone confirms an update.
+ */
+export async function missingInConsole(role: Pick<CodeRole, 'sourceRepo'>, commit: string): Promise<string | null> {
+	const source = role.sourceRepo;
+	if (!source) return 'the role has no console checkout (source_repo)';
+	try {
+		await run('git', ['-C', source, 'rev-parse', '--verify', '--quiet', `${commit}^{commit}`], { timeout: 30_000 });
+		return null;
+	} catch (err) {
+		const e = err as { code?: number | string | null; stderr?: string };
+		// --quiet: exit 1 with nothing said is "no such commit"; anything else is a checkout git cannot read.
+		if (e.code === 1 && !e.stderr?.trim()) return `not in the console's checkout ${source}`;
+		const said = e.stderr?.trim().split('\n').at(-1) ?? String(e.code);
+		return `the console's checkout ${source} cannot be read (${said})`;
+	}
+}
+
 const RELEASE_LINK = /releases\/([0-9a-f]{4,64})\/?$/;
 
 const pushMethod: DeployMethod = {

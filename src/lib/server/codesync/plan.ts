@@ -6,6 +6,7 @@ import { db } from '$lib/server/db';
 import { codeRoles, nodes, type CodeRole, type Node } from '$lib/server/db/schema';
 import { createRun } from '$lib/server/engine';
 import { ServiceError } from '$lib/server/errors';
+import { missingInConsole } from './methods';
 import { assertRolesExist } from './roles';
 import { versionsFor } from './status';
 
@@ -37,6 +38,11 @@ export interface Plan {
 	targets: Record<string, string>;
 	/** The roles of `targets` whose commit (or tag) must be signed by an allowed signer to deploy. */
 	signatures_required: string[];
+	/**
+	 * Targets the console can tell are not there to deploy (a push role's commit missing from the console's
+	 * checkout), and why: every node's task for that role would fail, so the plan says so before confirming.
+	 */
+	unknown_targets: { role: string; commit: string; reason: string }[];
 	nodes: PlannedNode[];
 	phases: { phase: number; label: string; nodes: number; critical: boolean }[];
 	/** Nodes in scope left out, and why (up to date, no pinned host key, no role in scope). */
@@ -85,7 +91,16 @@ export async function buildPlan(scope: UpdateScope = {}, concurrency = DEFAULT_U
 		}
 	}
 	const versions = await versionsFor(candidates);
-	const plan: Plan = { targets: {}, signatures_required: [], nodes: [], phases: [], excluded: [], concurrency, scope };
+	const plan: Plan = {
+		targets: {},
+		signatures_required: [],
+		unknown_targets: [],
+		nodes: [],
+		phases: [],
+		excluded: [],
+		concurrency,
+		scope
+	};
 	for (const node of candidates) {
 		const behind = (versions.get(node.id) ?? []).filter((v) => byName.get(v.role) && v.latest && v.behind);
 		if (node.hostKeyStatus !== 'pinned') {
@@ -125,11 +140,27 @@ export async function buildPlan(scope: UpdateScope = {}, concurrency = DEFAULT_U
 	plan.signatures_required = Object.keys(plan.targets)
 		.filter((r) => byName.get(r)?.signatures)
 		.sort();
+	plan.unknown_targets = await unknownTargets(plan.targets, byName);
 	const cp = plan.nodes.filter((n) => n.phase === 0).length;
 	if (cp) plan.phases.push({ phase: 0, label: 'Control plane first', nodes: cp, critical: true });
 	if (plan.nodes.length - cp)
 		plan.phases.push({ phase: 1, label: 'Fleet', nodes: plan.nodes.length - cp, critical: false });
 	return plan;
+}
+
+/** The targets of push roles that their console checkout does not hold (a `git` role's remote is the node's). */
+async function unknownTargets(
+	targets: Record<string, string>,
+	byName: Map<string, CodeRole>
+): Promise<Plan['unknown_targets']> {
+	const unknown: Plan['unknown_targets'] = [];
+	for (const [role, commit] of Object.entries(targets).sort(([a], [b]) => a.localeCompare(b))) {
+		const defined = byName.get(role);
+		if (defined?.method !== 'push') continue;
+		const reason = await missingInConsole(defined, commit);
+		if (reason) unknown.push({ role, commit, reason });
+	}
+	return unknown;
 }
 
 export type TriggerInput = z.infer<typeof triggerSchema>;

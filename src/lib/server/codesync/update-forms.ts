@@ -19,6 +19,12 @@ export function planView(plan: Plan): PlanView {
 	for (const n of plan.nodes) for (const r of n.roles) roles.set(r.role, (roles.get(r.role) ?? 0) + 1);
 	const excluded = plan.excluded.filter((e) => e.reason !== 'up to date');
 	const warnings: string[] = [];
+	const unknown = new Map(plan.unknown_targets.map((u) => [u.role, u.reason]));
+	for (const u of plan.unknown_targets) {
+		warnings.push(
+			`${u.role}: commit ${u.commit.slice(0, 12)} is unknown (${u.reason}); its update will fail on every node. Pin the role to a known commit on the Code Sync page.`
+		);
+	}
 	const flagged = plan.nodes.filter((n) => n.warning);
 	for (const n of flagged.slice(0, 10)) warnings.push(`${n.name}: ${n.warning}`);
 	if (flagged.length > 10) warnings.push(`…and ${flagged.length - 10} more nodes with warnings`);
@@ -34,7 +40,8 @@ export function planView(plan: Plan): PlanView {
 			role,
 			to,
 			nodes: roles.get(role) ?? 0,
-			signed: plan.signatures_required.includes(role)
+			signed: plan.signatures_required.includes(role),
+			unknown: unknown.get(role) ?? null
 		})),
 		phases: plan.phases,
 		concurrency: plan.concurrency,

@@ -4,7 +4,9 @@ import type { bulkNodesSchema } from '$lib/schemas/nodes';
 import { recordAudits, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import { nodes } from '$lib/server/db/schema';
+import { nodesWithHistory } from '$lib/server/engine';
 import { ServiceError } from '$lib/server/errors';
+import { bulkDeletePhrase } from '$lib/confirm';
 
 export type BulkNodes = z.infer<typeof bulkNodesSchema>;
 
@@ -19,8 +21,25 @@ export interface BulkResult {
  * all or nothing: a node that does not exist refuses the whole request before anything changes, and the changes
  * and their audit rows (one per node) commit in one transaction.
  */
-export async function bulkNodes(actor: Actor, input: BulkNodes): Promise<BulkResult> {
+export async function bulkNodes(
+	actor: Actor,
+	input: BulkNodes,
+	confirm?: { typed: string | undefined }
+): Promise<BulkResult> {
 	const ids = [...new Set(input.nodes)];
+	// The pages' confirmation, as for one node (deleteNode): history leaves with the nodes, so it is typed.
+	if (input.action === 'delete' && confirm && (await nodesWithHistory(ids)).size) {
+		const phrase = bulkDeletePhrase(ids.length);
+		if (confirm.typed?.trim().toLowerCase() !== phrase) {
+			throw new ServiceError(
+				'validation_failed',
+				`Some of these nodes have run history: type "${phrase}" to delete them`,
+				{
+					confirm_name: `must be ${phrase}`
+				}
+			);
+		}
+	}
 	return db().transaction(async (tx) => {
 		// Locked, so a node deleted or edited meanwhile cannot slip between the check and the change.
 		const found = await tx

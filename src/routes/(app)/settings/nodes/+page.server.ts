@@ -102,7 +102,10 @@ export const actions: Actions = {
 		const parsed = await parseForm(event.request, bulkNodesSchema, bulkFormShape);
 		if (!parsed.ok) return parsed.failure;
 		try {
-			const done = await bulkNodes(actorOf(event), parsed.data);
+			const typed = parsed.form.get('confirm_name');
+			const done = await bulkNodes(actorOf(event), parsed.data, {
+				typed: typeof typed === 'string' ? typed : undefined
+			});
 			const names = done.nodes.map((n) => n.name).join(', ');
 			return { notice: `${bulkDone[done.action]!(parsed.data)} ${plural(done.nodes.length, 'node')}: ${names}.` };
 		} catch (err) {

@@ -62,6 +62,15 @@ describe('static checks', () => {
 });
 
 describe('boot logic and operator verbs', () => {
+	it('status and report fail as a whole on an appliance that was never initialised', async () => {
+		await rm(join(root, 'boot/active'));
+		for (const verb of ['status', 'report', '--status']) {
+			const r = await slot(verb);
+			expect(r.code).toBe(1);
+			expect(r.out).toBe('');
+			expect(r.err).toMatch(/no state in .* \(run flotilla-slot init first\)/);
+		}
+	});
 	it('reboots from the early boot when the bootloader started another slot than the one it chose now', async () => {
 		// The kernel command line the GRUB fragment gives slot b, and a reboot that only leaves a trace.
 		await writeFile(

@@ -18,7 +18,7 @@ import { sh } from '../../src/lib/server/ssh/shell';
 import { freshPostgres } from '../support/databases';
 import { waitForRun } from '../support/engine';
 import { registerTestbedNodes } from '../support/testbed-nodes';
-import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
+import { hostPaths, startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
 
 /**
  * Installing the appliance's side over SSH (docs/appliances.md, "Installing over SSH") on a real sshd host
@@ -70,7 +70,9 @@ beforeAll(async () => {
 	registerDomains();
 	bed = await startTestbed({ hosts: 2, firstHost: 175 });
 	host = bed.hosts[0]!;
-	[appliance, server] = await registerTestbedNodes(bed, (_h, i) => ({ kind: i === 0 ? 'appliance' : 'server' }));
+	const registered = await registerTestbedNodes(bed, (_h, i) => ({ kind: i === 0 ? 'appliance' : 'server' }));
+	appliance = registered[0]!;
+	server = registered[1]!;
 	// The console's /healthz, which the installed watchdog probes (the test hosts share this machine's network).
 	consoleServer = createServer((req, res) => {
 		res.writeHead(req.url === '/healthz' ? 200 : 404);
@@ -96,6 +98,7 @@ describe('installing the appliance side over SSH', () => {
 		await writeFile(onHostFile('opt/flotilla/bin/flotilla-slot'), '#!/bin/sh\necho old helper\n', { mode: 0o755 });
 		const { run: first, log } = await install();
 		expect(first.state).toBe('succeeded');
+		expect(applianceFiles.helper).toBe(hostPaths.slotHelper);
 		expect(first.tasks[0]!.steps.map((s) => s.name)).toEqual(['files', 'units', 'check']);
 		const units = [
 			'flotilla-slot-boot.service',

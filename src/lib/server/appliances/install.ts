@@ -5,7 +5,6 @@ import { createRun, StepFailed, type Flow, type StepContext } from '$lib/server/
 import { ServiceError } from '$lib/server/errors';
 import { getNode } from '$lib/server/fleet/nodes';
 import { installFile } from '$lib/server/provisioning/phases';
-import { nodePaths } from '$lib/server/sim/paths';
 import { quote, sh } from '$lib/server/ssh/shell';
 import slotHelper from '../../../../appliance/flotilla-slot?raw';
 import { readSlots } from './slots';
@@ -20,7 +19,8 @@ import { readSlots } from './slots';
  */
 
 export const applianceFiles = {
-	helper: nodePaths.slotHelper,
+	/** Where every appliance keeps it: the testbed's and the simulated ones too (sim/paths.ts, `slotHelper`). */
+	helper: '/opt/flotilla/bin/flotilla-slot',
 	watchdogConf: '/etc/flotilla/watchdog.conf',
 	units: '/etc/systemd/system'
 } as const;

@@ -192,6 +192,7 @@ test('an admin installs the appliance side over SSH from the page; a bad value i
 			timeout: 60_000
 		})
 		.toBe('succeeded');
+	await page.getByRole('button', { name: 'Show the log of edge-page-1' }).click();
 	await expect(page.getByText('slot b is booted, slot b is committed').first()).toBeVisible({ timeout: 30_000 });
 	await page.screenshot({ path: `${shots}/appliance-install-run.png`, fullPage: true });
 	const conf = await readFile(join(bed.hosts[0]!.root, 'etc/flotilla/watchdog.conf'), 'utf8');

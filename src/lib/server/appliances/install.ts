@@ -153,20 +153,24 @@ export const applianceInstallFlow: Flow<InstallParams> = {
 			name: 'check',
 			deadlineMs: 60_000,
 			async do(ctx) {
-				// The slots as the installed helper sees them: an appliance never initialised has none to report.
-				const state = await ctx.exec(sh`${applianceFiles.helper} status`, { okExitCodes: [0, 1] });
-				if (state.exitCode !== 0) {
-					throw new StepFailed(
-						`the slot helper has no state on this appliance: run \`flotilla-slot init a\` (or b: the slot booted now) on it first`
-					);
-				}
-				const found = await readSlots(ctx);
+				// The slots as the installed helper sees them (and the page shows them): an appliance never
+				// initialised has none to report.
+				const found = await readSlots(ctx).catch((err: unknown) => {
+					if (err instanceof StepFailed && /^no state in /.test(err.message)) {
+						throw new StepFailed(
+							'the slot helper has no state on this appliance: run `flotilla-slot init a` (or b: the slot booted now) on it first'
+						);
+					}
+					throw err;
+				});
 				ctx.log(`slot ${found.active} is booted, slot ${found.good} is committed`);
 				// What the appliance must bring itself; without it an update fails at verify, or gates nothing.
+				// Labelled, since the output is the task's log too.
 				const own = await ctx.exec(
-					sh`ls -1 -- /etc/flotilla/release-keys/*.pem 2>/dev/null | wc -l; ls -1 -- /etc/flotilla/health.d 2>/dev/null | wc -l; cat -- /etc/flotilla/min-version 2>/dev/null || true`
+					sh`echo "release_keys=$(ls -1 -- /etc/flotilla/release-keys/*.pem 2>/dev/null | wc -l)"; echo "health_checks=$(ls -1 -- /etc/flotilla/health.d 2>/dev/null | wc -l)"; echo "min_version=$(cat -- /etc/flotilla/min-version 2>/dev/null)"`
 				);
-				const [keys = '0', checks = '0', floor = ''] = own.stdout.split('\n').map((l) => l.trim());
+				const fact = (name: string) => own.stdout.match(new RegExp(`^${name}=(.*)$`, 'm'))?.[1]?.trim() ?? '';
+				const [keys, checks, floor] = [fact('release_keys'), fact('health_checks'), fact('min_version')];
 				ctx.log(
 					Number(keys) > 0
 						? `${keys} release key(s) in /etc/flotilla/release-keys`

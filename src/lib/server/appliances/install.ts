@@ -39,10 +39,6 @@ const installParams = z.object({
 });
 type InstallParams = z.infer<typeof installParams>;
 
-interface InstallMemo {
-	changed?: boolean;
-}
-
 const unitFiles: Record<string, string> = {
 	// Early in the boot of either slot, once /boot is mounted: counts the boots of an uncommitted slot, falls
 	// back to the good one after 3, and reboots when the bootloader started another slot than it chose.
@@ -117,7 +113,6 @@ export const applianceInstallFlow: Flow<InstallParams> = {
 			name: 'files',
 			deadlineMs: 60_000,
 			async do(ctx) {
-				const memo = ctx.memo as InstallMemo;
 				const made = await ctx.exec(sh`mkdir -p -- /opt/flotilla/bin /etc/flotilla ${applianceFiles.units}`);
 				if (made.exitCode !== 0) throw new StepFailed(`could not create the folders: ${made.stderr.trim()}`);
 				const files: [string, string, string][] = [
@@ -132,7 +127,6 @@ export const applianceInstallFlow: Flow<InstallParams> = {
 				for (const [path, content, mode] of files) {
 					const wrote = await installFile(ctx as StepContext<unknown>, content, path, { mode, ...root });
 					ctx.log(`${path}: ${wrote ? 'installed' : 'unchanged'}`);
-					if (wrote) memo.changed = true;
 				}
 			}
 		},

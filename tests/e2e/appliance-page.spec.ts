@@ -1,5 +1,5 @@
 import { createHash, createPrivateKey, randomBytes, sign } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, test, type Page } from '@playwright/test';
 import { ed25519Signature } from '../../src/lib/server/releases/signing.ts';
@@ -154,6 +154,50 @@ test('the page follows a push live, then shows the new slot, its image and the g
 	await row.getByRole('link', { name: `Run #${run.number}` }).focus();
 	await page.keyboard.press('Enter');
 	await expect(page.getByRole('heading', { name: `Run #${run.number}` })).toBeVisible();
+});
+
+test('an admin installs the appliance side over SSH from the page; a bad value is named; an operator has no such form', async ({
+	browser
+}) => {
+	test.setTimeout(120_000);
+	const operator = await (await browser.newContext()).newPage();
+	await signedIn(operator);
+	await operator.goto(`/nodes/${applianceId}/appliance`);
+	await expect(operator.getByTestId('slot-b')).toBeVisible();
+	await expect(operator.getByTestId('appliance-install')).toHaveCount(0);
+
+	const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+	await page.goto('/login');
+	await page.getByLabel('Username').fill(people.admin.username);
+	await page.getByLabel('Password').fill(people.admin.password);
+	await page.getByRole('button', { name: 'Sign in' }).click();
+	await expect(page.getByRole('heading', { name: 'Fleet Overview' })).toBeVisible();
+	await page.goto(`/nodes/${applianceId}/appliance`);
+	const section = page.getByTestId('appliance-install');
+	await section.getByText('Install over SSH').click();
+	const unreachable = section.getByLabel('Watchdog: seconds without the console');
+	await unreachable.fill('5');
+	await section.getByRole('button', { name: 'Install the appliance side' }).click();
+	await expect(section.getByText('must be at least 60')).toBeVisible();
+	await expect(unreachable).toHaveAttribute('aria-invalid', 'true');
+	await page.screenshot({ path: `${shots}/appliance-install-refused.png`, fullPage: true });
+
+	await unreachable.fill('1800');
+	await section.getByRole('button', { name: 'Install the appliance side' }).click();
+	await expect(page).toHaveURL(/\/runs\/[0-9a-f-]{36}$/);
+	const runId = page.url().split('/').at(-1)!;
+	const { read } = loadTokens();
+	await expect
+		.poll(async () => (await (await call(`/api/runs/${runId}`, { headers: bearer(read) })).json()).state, {
+			timeout: 60_000
+		})
+		.toBe('succeeded');
+	await page.getByRole('button', { name: 'Show the log of edge-page-1' }).click();
+	await expect(page.getByText('slot b is booted, slot b is committed').first()).toBeVisible({ timeout: 30_000 });
+	await page.screenshot({ path: `${shots}/appliance-install-run.png`, fullPage: true });
+	const conf = await readFile(join(bed.hosts[0]!.root, 'etc/flotilla/watchdog.conf'), 'utf8');
+	expect(conf).toMatch(/^unreachable_seconds=1800$/m);
+	expect(conf).toMatch(/^console_url='http:\/\/[^']+\/healthz'$/m);
 });
 
 test('at 390 px the page fits the screen', async ({ browser }) => {

@@ -62,6 +62,35 @@ describe('static checks', () => {
 });
 
 describe('boot logic and operator verbs', () => {
+	it('status and report fail as a whole on an appliance that was never initialised', async () => {
+		await rm(join(root, 'boot/active'));
+		for (const verb of ['status', 'report', '--status']) {
+			const r = await slot(verb);
+			expect(r.code).toBe(1);
+			expect(r.out).toBe('');
+			expect(r.err).toMatch(/no state in .* \(run flotilla-slot init first\)/);
+		}
+	});
+	it('reboots from the early boot when the bootloader started another slot than the one it chose now', async () => {
+		// The kernel command line the GRUB fragment gives slot b, and a reboot that only leaves a trace.
+		await writeFile(
+			join(root, 'cmdline'),
+			'BOOT_IMAGE=(slot)/boot/vmlinuz root=live:LABEL=flotilla-b flotilla.slot=b ro quiet\n'
+		);
+		await writeFile(join(root, 'etc/watchdog.conf'), `reboot_command='echo rebooted >>${join(root, 'reboots')}'\n`);
+		env = { ...env, FLOTILLA_CMDLINE: join(root, 'cmdline') };
+		await slot('set-next', 'b');
+		for (let i = 0; i < 3; i++) expect((await slot('boot')).out.trim()).toBe('b');
+		await expect(readFile(join(root, 'reboots'), 'utf8')).rejects.toThrow();
+		const fourth = await slot('boot');
+		expect(fourth.out.trim()).toBe('a');
+		expect(fourth.err).toMatch(/slot b was started, slot a is chosen: rebooting/);
+		expect(await readFile(join(root, 'reboots'), 'utf8')).toBe('rebooted\n');
+		// Slot a started as chosen: no reboot.
+		await writeFile(join(root, 'cmdline'), 'root=live:LABEL=flotilla-a flotilla.slot=a ro quiet\n');
+		expect((await slot('boot')).out.trim()).toBe('a');
+		expect(await readFile(join(root, 'reboots'), 'utf8')).toBe('rebooted\n');
+	});
 	it('falls back after 3 boots of a slot that never passed the gate, and says why', async () => {
 		await slot('set-next', 'b');
 		for (let i = 0; i < 3; i++) expect((await slot('boot')).out.trim()).toBe('b');

@@ -322,4 +322,35 @@ describe('an appliance not back within the reboot deadline', () => {
 		// Not a fallback: the appliance did not go back on its own.
 		expect(await badReleaseFor(image.releaseId, nodeOf.get(h().name)!)).toBeNull();
 	}, 240_000);
+
+	it('one that went back to its good slot on its own meanwhile (a boot loop) is recorded as a fallback, not a timeout', async () => {
+		const before = await bed.slotState(h());
+		const intended = before.active === 'a' ? 'b' : 'a';
+		// Every boot of the new slot fails: the appliance's own logic boots it 3 times, then its good slot, whose
+		// boot the hook holds until the console gave up waiting.
+		await bed.setFault(h(), 'fail-boot', intended);
+		try {
+			const { image, run, log } = await pushPastTheDeadline('3.1.0');
+			expect(run.tasks[0]!.state).toBe('rolled_back');
+			const row = await updateOf(run.id);
+			const why = `slot ${intended} was booted 3 times without passing the health gate; fell back to slot ${before.good}`;
+			expect(row).toMatchObject({ state: 'rolled_back', toSlot: intended });
+			expect(row.fallback).toBe(`boot: ${why}`);
+			expect(row.error).toBe(`the appliance fell back to slot ${before.good} on its own: boot: ${why}`);
+			// The console found it on its good slot already: no second reboot.
+			expect(log).toMatch(new RegExp(`the appliance is on its good slot ${before.good}`));
+			expect(await badReleaseFor(image.releaseId, nodeOf.get(h().name)!)).toMatchObject({ nodeName: h().name });
+			const audits = await db()
+				.select({ action: auditLog.action })
+				.from(auditLog)
+				.where(and(eq(auditLog.action, 'appliance.fallback'), eq(auditLog.targetId, nodeOf.get(h().name)!.id)));
+			expect(audits).toHaveLength(1);
+			const after = await bed.slotState(h());
+			expect(after).toMatchObject({ active: before.good, next: before.good, good: before.good, tries: 0 });
+			// Three failed boots of the new slot, then the good one.
+			expect(after.boots).toBe(before.boots + 4);
+		} finally {
+			await bed.clearFaults(h());
+		}
+	}, 240_000);
 });

@@ -141,3 +141,25 @@ export type FleetUpdateInput = z.infer<typeof fleetUpdateSchema>;
 
 /** GET /api/appliances/updates: of one run, or the latest. */
 export const applianceUpdatesQuerySchema = z.object({ run_id: uuidSchema.optional() }).strict();
+
+/**
+ * Installing the appliance's side over SSH (docs/appliances.md, "Installing over SSH"): the watchdog's settings,
+ * which the console writes into /etc/flotilla/watchdog.conf with its own URL.
+ */
+export const installApplianceSchema = z.strictObject({
+	unreachable_seconds: fromText(
+		z
+			.number(wrongType('is required: seconds without the console before the watchdog goes back'))
+			.int('must be a whole number')
+			.min(60, 'must be at least 60')
+			.max(7 * 86_400, 'must be at most 604800 (a week)')
+	).default(3600),
+	armed_seconds: fromText(
+		z
+			.number(wrongType('is required: seconds after an update the watchdog watches'))
+			.int('must be a whole number')
+			.min(60, 'must be at least 60')
+			.max(30 * 86_400, 'must be at most 2592000 (30 days)')
+	).default(86_400)
+});
+export type InstallApplianceInput = z.infer<typeof installApplianceSchema>;

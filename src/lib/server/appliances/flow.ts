@@ -286,6 +286,9 @@ export const applianceUpdateFlow: Flow<ApplianceUpdateParams> = {
 				if (!memo.rebootIssued || memo.committed) return;
 				await liveConnection(ctx, ctx.params.reboot_timeout_seconds * 1000);
 				const found = await report(ctx);
+				// Not back in time, it may have gone back to its good slot on its own meanwhile (a boot loop): that
+				// is a fallback, recorded fleet-wide with the appliance's reason, not a timeout.
+				if (found.active !== memo.to) await noteFallback(ctx, found, memo.to!);
 				if (found.active === found.good) {
 					await run(ctx, sh`flotilla-slot revert`);
 					ctx.log(`the appliance is on its good slot ${found.good}`);
@@ -344,7 +347,14 @@ export const applianceUpdateFlow: Flow<ApplianceUpdateParams> = {
 				rolloutId: end.params.rollout_id ?? null
 			},
 			state,
-			{ error: end.error, ...(memo.fallback ? { fallback: memo.fallback } : {}) }
+			// A fallback says why the update ended, whichever step noticed it (a reboot deadline that ran out while
+			// the appliance looped back to its good slot is not a timeout).
+			memo.fallback
+				? {
+						error: `the appliance fell back to slot ${memo.from} on its own: ${memo.fallback}`,
+						fallback: memo.fallback
+					}
+				: { error: end.error }
 		);
 	}
 };

@@ -5,6 +5,7 @@ import { registerSweepInspector } from '$lib/server/fleet/sweep';
 import { registerReleaseKind } from '$lib/server/rollouts/release-kinds';
 import { applianceUpdateFlow } from './flow';
 import { imageOfRelease } from './images';
+import { applianceInstallFlow } from './install';
 import { applianceRevertFlow, applianceRevertRun } from './revert';
 import { applianceSlotsInspector } from './slots';
 
@@ -15,6 +16,7 @@ import { applianceSlotsInspector } from './slots';
 export function registerAppliances(): void {
 	registerFlow(applianceUpdateFlow);
 	registerFlow(applianceRevertFlow);
+	registerFlow(applianceInstallFlow);
 	registerSweepInspector('appliance-slots', applianceSlotsInspector);
 	registerReleaseKind({
 		name: 'appliance-image',

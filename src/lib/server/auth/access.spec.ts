@@ -58,7 +58,7 @@ describe('the access table', () => {
 				'GET session:read, POST checkAll session:operate, POST plan session:operate, POST update session:operate',
 			'/(app)/nodes/[id]':
 				'GET session:read, POST check session:operate, POST plan session:operate, POST update session:operate, POST provision session:operate, POST acceptHostKey session:admin, POST edit session:admin, POST enrolAgent session:admin, POST installAgent session:admin, POST revokeAgent session:admin',
-			'/(app)/nodes/[id]/appliance': 'GET session:read',
+			'/(app)/nodes/[id]/appliance': 'GET session:read, POST install session:admin',
 			'/(app)/runs': 'GET session:read',
 			'/(app)/runs/[id]':
 				'GET session:read, POST cancel session:operate, POST pause session:operate, POST resume session:operate, POST retryFailed session:operate',

@@ -60,7 +60,7 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 			revokeAgent: adminPage
 		}
 	},
-	'/(app)/nodes/[id]/appliance': { kind: 'page', view: signedIn },
+	'/(app)/nodes/[id]/appliance': { kind: 'page', view: signedIn, actions: { install: adminPage } },
 	'/(app)/runs': { kind: 'page', view: signedIn },
 	'/(app)/runs/[id]': {
 		kind: 'page',

@@ -1,8 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { promisify } from 'node:util';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,9 +14,9 @@ import { db, useDatabase } from '../../src/lib/server/db';
 import { auditLog } from '../../src/lib/server/db/schema';
 import { registerDomains } from '../../src/lib/server/domains';
 import { getRun, readRunLog, startEngine, stopEngine } from '../../src/lib/server/engine';
-import { POST as nextRoute } from '../../src/routes/api/updates/next/+server';
 import { freshPostgres } from '../support/databases';
 import { waitFor, waitForRun } from '../support/engine';
+import { serveAgentRoutes } from '../support/pull-agents';
 import { registerTestbedNodes } from '../support/testbed-nodes';
 import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
 
@@ -80,27 +79,8 @@ beforeAll(async () => {
 	host = bed.hosts[0]!;
 	const [node] = await registerTestbedNodes(bed);
 	nodeId = node!.id;
-	// The console's agent endpoint, for the installed agent to poll (the test hosts share this machine's network).
-	server = createServer((req, res) => {
-		void (async () => {
-			const chunks: Buffer[] = [];
-			for await (const c of req) chunks.push(c as Buffer);
-			const url = new URL(req.url!, base);
-			const request = new Request(url, {
-				method: req.method,
-				headers: req.headers as Record<string, string>,
-				body: chunks.length ? Buffer.concat(chunks) : undefined
-			});
-			const answer =
-				url.pathname === '/api/updates/next'
-					? await nextRoute({ request, url } as never)
-					: new Response('no route', { status: 404 });
-			res.writeHead(answer.status, Object.fromEntries(answer.headers));
-			res.end(Buffer.from(await answer.arrayBuffer()));
-		})();
-	});
-	await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-	base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+	// The console's agent endpoints, for the installed agent to poll (the test hosts share this machine's network).
+	({ base, server } = await serveAgentRoutes());
 	await startEngine({ concurrency: 4, leaseMs: 10_000, sweepMs: 1_000 });
 }, 120_000);
 

@@ -1,8 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import type { Server } from 'node:http';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -10,26 +8,23 @@ import { createRoleSchema } from '../../src/lib/schemas/code-sync';
 import { getEnrolment } from '../../src/lib/server/agents/enrolment';
 import { systemActor } from '../../src/lib/server/audit';
 import { createRole } from '../../src/lib/server/codesync/roles';
-import { useMasterKey } from '../../src/lib/server/crypto/master-key';
-import { db, useDatabase } from '../../src/lib/server/db';
-import { agentJobs, credentials } from '../../src/lib/server/db/schema';
-import { registerDomains } from '../../src/lib/server/domains';
-import { getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
+import { db } from '../../src/lib/server/db';
+import { agentJobs } from '../../src/lib/server/db/schema';
+import { getRun } from '../../src/lib/server/engine';
 import { getRelease } from '../../src/lib/server/releases/releases';
-import { useReleaseKeys } from '../../src/lib/server/releases/keys';
 import { driveRollouts } from '../../src/lib/server/rollouts/driver';
 import { presentRolloutDetail } from '../../src/lib/server/rollouts/present';
 import { getRollout, nodesOfRollout } from '../../src/lib/server/rollouts/rollouts';
-import { freshPostgres } from '../support/databases';
 import { waitFor } from '../support/engine';
 import {
 	Agents,
 	driveUntilDone,
 	lines,
 	pullNode,
-	RELEASE_SECRET,
 	rolloutTo,
-	serveAgentRoutes
+	addUnusedCredential,
+	startPullConsole,
+	type PullConsole
 } from '../support/pull-agents';
 
 /**
@@ -47,8 +42,7 @@ const saved = vi.hoisted(() => {
 	return before;
 });
 
-let pg: Awaited<ReturnType<typeof freshPostgres>>;
-let server: Server;
+let pullConsole: PullConsole;
 let dir = '';
 let agents: Agents;
 
@@ -66,36 +60,15 @@ function processesWith(marker: string): string[] {
 }
 
 beforeAll(async () => {
-	pg = await freshPostgres('flotilla_pull_deadlines');
-	useDatabase(pg);
-	useMasterKey(randomBytes(32));
-	useReleaseKeys({ ed25519: [], hmacSecret: RELEASE_SECRET });
-	registerDomains();
-	dir = await mkdtemp(join(tmpdir(), 'flotilla-agent-deadlines-'));
-	await db().insert(credentials).values({
-		id: crypto.randomUUID(),
-		name: 'unused',
-		keyType: 'ssh-ed25519',
-		publicKey: 'x',
-		fingerprint: 'SHA256:x',
-		sealedPrivateKey: 'x'
+	pullConsole = await startPullConsole('flotilla_pull_deadlines', async () => {
+		await addUnusedCredential();
+		await createRole(systemActor, createRoleSchema.parse({ name: 'web', path: '/opt/web', units: ['web.service'] }));
 	});
-	await createRole(systemActor, createRoleSchema.parse({ name: 'web', path: '/opt/web', units: ['web.service'] }));
-	let base: string;
-	({ base, server } = await serveAgentRoutes());
-	agents = new Agents(dir, base);
-	await startEngine({ concurrency: 20, leaseMs: 10_000, sweepMs: 1_000 });
+	({ dir, agents } = pullConsole);
 }, 60_000);
 
 afterAll(async () => {
-	agents?.killAll();
-	await stopEngine();
-	server?.close();
-	useReleaseKeys(undefined);
-	useMasterKey(undefined);
-	useDatabase(undefined);
-	await pg?.close();
-	if (dir) await rm(dir, { recursive: true, force: true });
+	await pullConsole?.stop();
 	for (const [name, value] of [
 		['FLOTILLA_AGENT_CLAIM_SECONDS', saved.claim],
 		['FLOTILLA_AGENT_STEP_SECONDS', saved.step]

@@ -1,7 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import type { Server } from 'node:http';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,25 +6,21 @@ import { createRoleSchema } from '../../src/lib/schemas/code-sync';
 import { createEnrolToken } from '../../src/lib/server/agents/enrol-tokens';
 import { systemActor } from '../../src/lib/server/audit';
 import { createRole } from '../../src/lib/server/codesync/roles';
-import { useMasterKey } from '../../src/lib/server/crypto/master-key';
-import { db, useDatabase } from '../../src/lib/server/db';
+import { db } from '../../src/lib/server/db';
 import { agentEnrolments, agentJobs, type Node } from '../../src/lib/server/db/schema';
-import { registerDomains } from '../../src/lib/server/domains';
-import { getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
-import { useReleaseKeys } from '../../src/lib/server/releases/keys';
+import { getRun } from '../../src/lib/server/engine';
 import { previewStages } from '../../src/lib/server/rollouts/membership';
 import { nodesOfRollout } from '../../src/lib/server/rollouts/rollouts';
-import { freshPostgres } from '../support/databases';
 import { waitFor } from '../support/engine';
 import {
 	Agents,
 	driveUntilDone,
 	lines,
 	pullNode,
-	RELEASE_SECRET,
 	rolloutTo,
-	serveAgentRoutes,
-	type Agent
+	type Agent,
+	startPullConsole,
+	type PullConsole
 } from '../support/pull-agents';
 import { registerTestbedNodes } from '../support/testbed-nodes';
 import { startTestbed, type Testbed } from '../testbed/testbed';
@@ -37,8 +30,7 @@ import { startTestbed, type Testbed } from '../testbed/testbed';
  * machine (no SSH), enrolled with one-time tokens, in staged rollouts together with real sshd testbed hosts.
  */
 
-let pg: Awaited<ReturnType<typeof freshPostgres>>;
-let server: Server;
+let pullConsole: PullConsole;
 let dir = '';
 let agents: Agents;
 let bed: Testbed;
@@ -51,34 +43,20 @@ const STAGES = [
 const SIX = ['backup', 'pull', 'migrate', 'smoke', 'switch', 'health'];
 
 beforeAll(async () => {
-	pg = await freshPostgres('flotilla_pull_fleet');
-	useDatabase(pg);
-	useMasterKey(randomBytes(32));
-	useReleaseKeys({ ed25519: [], hmacSecret: RELEASE_SECRET });
-	registerDomains();
-	dir = await mkdtemp(join(tmpdir(), 'flotilla-agent-fleet-'));
-	let base: string;
-	({ base, server } = await serveAgentRoutes());
-	agents = new Agents(dir, base);
-	bed = await startTestbed({ hosts: 2, firstHost: 133, roles: ['backend'] });
-	sshNodes = await registerTestbedNodes(bed, () => ({ roles: ['backend'] }));
-	await createRole(
-		systemActor,
-		createRoleSchema.parse({ name: 'backend', path: '/opt/backend', units: ['backend.service'] })
-	);
-	await startEngine({ concurrency: 20, leaseMs: 10_000, sweepMs: 1_000 });
+	pullConsole = await startPullConsole('flotilla_pull_fleet', async () => {
+		bed = await startTestbed({ hosts: 2, firstHost: 133, roles: ['backend'] });
+		sshNodes = await registerTestbedNodes(bed, () => ({ roles: ['backend'] }));
+		await createRole(
+			systemActor,
+			createRoleSchema.parse({ name: 'backend', path: '/opt/backend', units: ['backend.service'] })
+		);
+	});
+	({ dir, agents } = pullConsole);
 }, 120_000);
 
 afterAll(async () => {
-	agents?.killAll();
-	await stopEngine();
-	server?.close();
+	await pullConsole?.stop();
 	await bed?.stop();
-	useReleaseKeys(undefined);
-	useMasterKey(undefined);
-	useDatabase(undefined);
-	await pg?.close();
-	if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 describe('five pull agents and two SSH nodes in staged rollouts', () => {

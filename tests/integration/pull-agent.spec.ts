@@ -1,10 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { and, eq, isNull } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,8 +12,7 @@ import { agentSecret, enrolAgent, getEnrolment, revokeAgent } from '../../src/li
 import { hmacHex, replyText, requestText } from '../../src/lib/server/agents/signing';
 import { systemActor } from '../../src/lib/server/audit';
 import { createRole } from '../../src/lib/server/codesync/roles';
-import { useMasterKey } from '../../src/lib/server/crypto/master-key';
-import { db, useDatabase } from '../../src/lib/server/db';
+import { db } from '../../src/lib/server/db';
 import {
 	agentEnrolments,
 	agentEnrolTokens,
@@ -23,17 +21,13 @@ import {
 	applianceImages,
 	auditLog,
 	releases as releasesTable,
-	credentials,
 	events
 } from '../../src/lib/server/db/schema';
-import { registerDomains } from '../../src/lib/server/domains';
-import { getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
-import { useReleaseKeys } from '../../src/lib/server/releases/keys';
+import { getRun } from '../../src/lib/server/engine';
 import { driveRollouts } from '../../src/lib/server/rollouts/driver';
 import { getRollout, nodesOfRollout } from '../../src/lib/server/rollouts/rollouts';
 import { createEnrolToken } from '../../src/lib/server/agents/enrol-tokens';
 import { saveWindow } from '../../src/lib/server/sysupdates/windows';
-import { freshPostgres } from '../support/databases';
 import { registerTestbedNodes } from '../support/testbed-nodes';
 import { startTestbed, type Testbed } from '../testbed/testbed';
 import { waitFor } from '../support/engine';
@@ -43,10 +37,11 @@ import {
 	driveUntilDone,
 	lines,
 	pullNode,
-	RELEASE_SECRET,
 	rolloutTo,
-	serveAgentRoutes,
-	type Agent
+	type Agent,
+	addUnusedCredential,
+	startPullConsole,
+	type PullConsole
 } from '../support/pull-agents';
 
 /**
@@ -54,8 +49,7 @@ import {
  * against the console's own endpoints, served by the test over HTTP, in a real rollout on a real engine.
  */
 
-let pg: Awaited<ReturnType<typeof freshPostgres>>;
-let server: Server;
+let pullConsole: PullConsole;
 let base = '';
 let dir = '';
 let agents: Agents;
@@ -67,35 +61,15 @@ async function taskOf(runId: string, node: string) {
 }
 
 beforeAll(async () => {
-	pg = await freshPostgres('flotilla_pull_agent');
-	useDatabase(pg);
-	useMasterKey(randomBytes(32));
-	useReleaseKeys({ ed25519: [], hmacSecret: RELEASE_SECRET });
-	registerDomains();
-	dir = await mkdtemp(join(tmpdir(), 'flotilla-agent-'));
-	await db().insert(credentials).values({
-		id: crypto.randomUUID(),
-		name: 'unused',
-		keyType: 'ssh-ed25519',
-		publicKey: 'x',
-		fingerprint: 'SHA256:x',
-		sealedPrivateKey: 'x'
+	pullConsole = await startPullConsole('flotilla_pull_agent', async () => {
+		await addUnusedCredential();
+		await createRole(systemActor, createRoleSchema.parse({ name: 'web', path: '/opt/web', units: ['web.service'] }));
 	});
-	await createRole(systemActor, createRoleSchema.parse({ name: 'web', path: '/opt/web', units: ['web.service'] }));
-	({ base, server } = await serveAgentRoutes());
-	agents = new Agents(dir, base);
-	await startEngine({ concurrency: 20, leaseMs: 10_000, sweepMs: 1_000 });
+	({ base, dir, agents } = pullConsole);
 }, 60_000);
 
 afterAll(async () => {
-	agents?.killAll();
-	await stopEngine();
-	server?.close();
-	useReleaseKeys(undefined);
-	useMasterKey(undefined);
-	useDatabase(undefined);
-	await pg?.close();
-	if (dir) await rm(dir, { recursive: true, force: true });
+	await pullConsole?.stop();
 });
 
 describe('pull agents', () => {

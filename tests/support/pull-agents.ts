@@ -1,15 +1,20 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createRolloutSchema } from '../../src/lib/schemas/releases';
 import { enrolAgent } from '../../src/lib/server/agents/enrolment';
 import { systemActor } from '../../src/lib/server/audit';
-import { db } from '../../src/lib/server/db';
+import { useMasterKey } from '../../src/lib/server/crypto/master-key';
+import { db, useDatabase } from '../../src/lib/server/db';
 import { credentials, nodes } from '../../src/lib/server/db/schema';
+import { registerDomains } from '../../src/lib/server/domains';
+import { startEngine, stopEngine } from '../../src/lib/server/engine';
+import { useReleaseKeys } from '../../src/lib/server/releases/keys';
 import { createRelease } from '../../src/lib/server/releases/releases';
 import { hmacSignature } from '../../src/lib/server/releases/signing';
 import { driveRollouts } from '../../src/lib/server/rollouts/driver';
@@ -18,6 +23,7 @@ import { POST as enrolRoute } from '../../src/routes/api/agents/enrol/+server';
 import { GET as checkinRoute } from '../../src/routes/api/appliances/checkin/+server';
 import { POST as nextRoute } from '../../src/routes/api/updates/next/+server';
 import { POST as reportRoute } from '../../src/routes/api/updates/report/+server';
+import { freshPostgres } from './databases';
 import { waitFor } from './engine';
 
 /**
@@ -58,6 +64,62 @@ export async function serveAgentRoutes(): Promise<{ base: string; server: Server
 	await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
 	base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 	return { base, server };
+}
+
+/** The console a pull-agent spec runs its agents against, and the folder their homes go in. */
+export interface PullConsole {
+	base: string;
+	dir: string;
+	agents: Agents;
+	/** Kills every agent, stops the engine and the endpoints, and removes the database and `dir`. */
+	stop(): Promise<void>;
+}
+
+/**
+ * A fresh database, a master key, releases signed with RELEASE_SECRET, every domain registered, the agent
+ * endpoints served, then the spec's own `setUp` (its roles and nodes) before the engine starts.
+ */
+export async function startPullConsole(database: string, setUp: () => Promise<void>): Promise<PullConsole> {
+	const pg = await freshPostgres(database);
+	useDatabase(pg);
+	useMasterKey(randomBytes(32));
+	useReleaseKeys({ ed25519: [], hmacSecret: RELEASE_SECRET });
+	registerDomains();
+	const dir = await mkdtemp(join(tmpdir(), `${database}-`));
+	const { base, server } = await serveAgentRoutes();
+	const agents = new Agents(dir, base);
+	let engine = false;
+	const stop = async () => {
+		agents.killAll();
+		if (engine) await stopEngine();
+		server.close();
+		useReleaseKeys(undefined);
+		useMasterKey(undefined);
+		useDatabase(undefined);
+		await pg.close();
+		await rm(dir, { recursive: true, force: true });
+	};
+	try {
+		await setUp();
+		await startEngine({ concurrency: 20, leaseMs: 10_000, sweepMs: 1_000 });
+		engine = true;
+	} catch (error) {
+		await stop();
+		throw error;
+	}
+	return { base, dir, agents, stop };
+}
+
+/** A credential nothing connects with: every node needs one, and the console never connects to a pull node. */
+export async function addUnusedCredential(): Promise<void> {
+	await db().insert(credentials).values({
+		id: crypto.randomUUID(),
+		name: 'unused',
+		keyType: 'ssh-ed25519',
+		publicKey: 'x',
+		fingerprint: 'SHA256:x',
+		sealedPrivateKey: 'x'
+	});
 }
 
 export interface Agent {

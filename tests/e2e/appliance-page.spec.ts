@@ -1,7 +1,8 @@
 import { createHash, createPrivateKey, randomBytes, sign } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { expect, test, type Page } from '@playwright/test';
+import { type Page } from '@playwright/test';
+import { expect, test } from './support/test';
 import { ed25519Signature } from '../../src/lib/server/releases/signing.ts';
 import { startTestbed, type Testbed } from '../testbed/testbed.ts';
 import { bearer, call, loadTokens, people } from './support/console';

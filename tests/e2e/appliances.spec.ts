@@ -1,7 +1,7 @@
 import { createHash, createPrivateKey, randomBytes, sign } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { expect, test } from '@playwright/test';
+import { expect, test } from './support/test';
 import { ed25519Signature } from '../../src/lib/server/releases/signing.ts';
 import { startTestbed, type Testbed } from '../testbed/testbed.ts';
 import { bearer, call, loadTokens, people } from './support/console';
@@ -101,6 +101,13 @@ test.afterAll(async () => {
 test('an operator rolls an image out to appliances and watches their A/B states live', async ({ browser }) => {
 	test.setTimeout(180_000);
 	const { operate } = loadTokens();
+	// Signed in before the rollout starts: a sign-in (argon2) on a busy machine can outlast the appliances' reboot.
+	const page = await (await browser.newContext({ viewport: { width: 1440, height: 900 } })).newPage();
+	await page.goto('/login');
+	await page.getByLabel('Username').fill(people.operator.username);
+	await page.getByLabel('Password').fill(people.operator.password);
+	await page.getByRole('button', { name: 'Sign in' }).click();
+	await expect(page.getByRole('heading', { name: 'Fleet Overview' })).toBeVisible();
 	const res = await call('/api/rollouts', {
 		method: 'POST',
 		headers: bearer(operate),
@@ -114,12 +121,6 @@ test('an operator rolls an image out to appliances and watches their A/B states 
 	});
 	expect(res.status).toBe(201);
 	const rollout = (await res.json()).id;
-	const page = await (await browser.newContext({ viewport: { width: 1440, height: 900 } })).newPage();
-	await page.goto('/login');
-	await page.getByLabel('Username').fill(people.operator.username);
-	await page.getByLabel('Password').fill(people.operator.password);
-	await page.getByRole('button', { name: 'Sign in' }).click();
-	await expect(page.getByRole('heading', { name: 'Fleet Overview' })).toBeVisible();
 	await page.goto(`/rollouts/${rollout}`);
 	const rows = page.getByTestId('rollout-node');
 	// Live, without a reload by the test: the appliances reboot into the new slot, then pass their gate.

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { expect, test } from '@playwright/test';
+import { expect, test } from './support/test';
 import { baseURL, bearer, call, consoleDatabase, cookie, people, postForm, signIn, signInAs } from './support/console';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');

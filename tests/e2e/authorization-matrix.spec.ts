@@ -1,4 +1,4 @@
-import { expect, test } from '@playwright/test';
+import { expect, test } from './support/test';
 import { accessPolicy, type Rule } from '../../src/lib/server/auth/access';
 import { listHandlers } from '../support/handlers';
 import { listRoutes } from '../support/routes';

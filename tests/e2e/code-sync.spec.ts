@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { expect, test, type Browser, type Page } from '@playwright/test';
+import { type Browser, type Page } from '@playwright/test';
+import { expect, test } from './support/test';
 import { startTestbed, type Testbed } from '../testbed/testbed.ts';
 import { bearer, call, consoleDatabase, cookie, loadTokens, people, postForm, signInAs } from './support/console';
 

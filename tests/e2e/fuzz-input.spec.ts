@@ -1,4 +1,4 @@
-import { expect, test } from '@playwright/test';
+import { expect, test } from './support/test';
 import fc from 'fast-check';
 import { z } from 'zod';
 import { accessPolicy } from '../../src/lib/server/auth/access';

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { expect, test } from '@playwright/test';
+import { expect, test } from './support/test';
 import { writeInventories } from '../testbed/inventory.ts';
 import { startTestbed, type Testbed } from '../testbed/testbed.ts';
 import { baseURL, bearer, call, consoleDatabase, cookie, loadTokens, people, signInAs } from './support/console';

@@ -1,4 +1,4 @@
-import { expect, test } from '@playwright/test';
+import { expect, test } from './support/test';
 import { startTestbed, type Testbed } from '../testbed/testbed.ts';
 import { call, consoleDatabase, cookie, people, signInAs } from './support/console';
 

@@ -1,4 +1,5 @@
-import { expect, test, type Browser, type Page } from '@playwright/test';
+import { type Browser, type Page } from '@playwright/test';
+import { expect, test } from './support/test';
 import { startReceiver } from '../support/receiver';
 import { call, cookie, people, signInAs } from './support/console';
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Ajv2020, { type ValidateFunction } from 'ajv/dist/2020.js';
-import { expect, test } from '@playwright/test';
+import { expect, test } from './support/test';
 import { hmacHex, requestText } from '../../src/lib/server/agents/signing.ts';
 import { hmacSignature } from '../../src/lib/server/releases/signing.ts';
 import { bearer, call, cookie, loadTokens, people, signInAs } from './support/console';

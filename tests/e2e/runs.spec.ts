@@ -1,6 +1,7 @@
 import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { expect, test, type Page } from '@playwright/test';
+import { type Page } from '@playwright/test';
+import { expect, test } from './support/test';
 import { startTestbed, type Testbed } from '../testbed/testbed.ts';
 import { call, consoleDatabase, cookie, people, postForm, signInAs } from './support/console';
 

@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { expect, test } from '@playwright/test';
+import { expect, test } from './support/test';
 import { ed25519Signature, hmacSignature } from '../../src/lib/server/releases/signing.ts';
 import { bearer, call, cookie, loadTokens, signInAs } from './support/console';
 

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { expect, test } from '@playwright/test';
+import { expect, test } from './support/test';
 import { startTestbed, type Testbed } from '../testbed/testbed.ts';
 import { bearer, call, cookie, loadTokens, people, signInAs } from './support/console';
 
@@ -85,6 +85,8 @@ test('a node that failed is tried again from Settings and finished; the API refu
 	await page.getByLabel('Username').fill(people.admin.username);
 	await page.getByLabel('Password').fill(people.admin.password);
 	await page.getByRole('button', { name: 'Sign in' }).click();
+	// Signed in before leaving: a navigation started sooner cancels the sign-in and lands on the login page.
+	await expect(page.getByRole('heading', { name: 'Fleet Overview' })).toBeVisible();
 	await page.goto('/settings/ssh-keys');
 	await bed.stopHost(away);
 	page.once('dialog', (d) => void d.accept());

@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { expect, test, type Browser, type Page } from '@playwright/test';
+import { type Browser, type Page } from '@playwright/test';
+import { expect, test } from './support/test';
 import { startTestbed, type Testbed } from '../testbed/testbed.ts';
 import { bearer, call, consoleDatabase, cookie, loadTokens, people, signInAs } from './support/console';
 
@@ -193,6 +194,17 @@ test('a scan through the API fills GET /api/updates/system, security updates mar
 	]);
 });
 
+/**
+ * Through the app's own link, so the page is live (hydrated); and until its navigation has ended, since the Fleet
+ * Overview has the same "Select <node>" boxes and `tr[data-node]` rows: a tick sent too soon lands on the page being
+ * left (seen on CI: su-full ticked on the Overview, the System Updates page then opened with nothing selected).
+ */
+async function openSystemUpdates(page: Page): Promise<void> {
+	await page.getByRole('link', { name: 'System Updates' }).first().click();
+	await page.waitForURL((url) => url.pathname === '/system-updates');
+	await expect(page.getByRole('heading', { name: 'System Updates', level: 1 })).toBeVisible();
+}
+
 async function signInBrowser(browser: Browser, width: number, who: 'operator' | 'admin' = 'operator'): Promise<Page> {
 	const page = await (await browser.newContext({ viewport: { width, height: 900 } })).newPage();
 	await page.goto('/login');
@@ -212,7 +224,7 @@ test('the page shows pending security updates; one node is updated after reviewi
 	// The Fleet Overview shows the alert beside each node's status.
 	await page.goto('/?q=su-');
 	await expect(page.locator('tr[data-node="su-security"]').getByTestId('node-alert')).toHaveText(['security updates']);
-	await page.getByRole('link', { name: 'System Updates' }).first().click();
+	await openSystemUpdates(page);
 	const row = page.locator('tr[data-node="su-security"]');
 	await expect(row.getByTestId('pending')).toContainText('3');
 	await expect(row.getByTestId('pending')).toContainText('2 security');
@@ -249,7 +261,7 @@ test('the page shows pending security updates; one node is updated after reviewi
 	await page.goto('/?q=su-');
 	await expect(page.locator('tr[data-node="su-security"]').getByTestId('node-alert')).toHaveText(['reboot required']);
 	await page.screenshot({ path: 'test-results/system-updates-fleet-alerts.png', fullPage: true });
-	await page.getByRole('link', { name: 'System Updates' }).first().click();
+	await openSystemUpdates(page);
 
 	// Staged patching: the canary-labelled node first, the rest after, as the plan shows before anything starts.
 	const labelled = await call(`/api/nodes/${ids.get('su-manual')}`, {
@@ -260,7 +272,7 @@ test('the page shows pending security updates; one node is updated after reviewi
 	expect(labelled.status).toBe(200);
 	// Through the app's own links, so the page is live (hydrated) when the boxes are ticked.
 	await page.getByRole('link', { name: 'Runs' }).first().click();
-	await page.getByRole('link', { name: 'System Updates' }).first().click();
+	await openSystemUpdates(page);
 	const before = await runsCount();
 	await page.getByLabel('Select su-full').check();
 	await page.getByLabel('Select su-manual').check();
@@ -344,7 +356,7 @@ test('an admin adds a maintenance window on the page, skips its next opening, an
 	browser
 }) => {
 	const page = await signInBrowser(browser, 1280, 'admin');
-	await page.getByRole('link', { name: 'System Updates' }).first().click();
+	await openSystemUpdates(page);
 	const schedule = page.getByTestId('scan-schedule');
 	const saved = async () => ({
 		schedule: await db`select cron, time_zone from sys_schedules`,
@@ -418,7 +430,7 @@ test('a node that offers something else after its plan was reviewed refuses the 
 	// A sign-in, a scan's plan and a run on a real host: more than the default minute on a shared machine.
 	test.setTimeout(120_000);
 	const page = await signInBrowser(browser, 1280);
-	await page.getByRole('link', { name: 'System Updates' }).first().click();
+	await openSystemUpdates(page);
 	await page.getByLabel('Select su-full').check();
 	await page.getByRole('button', { name: 'Update per policy…' }).click();
 	const dialog = page.getByTestId('apply-dialog');

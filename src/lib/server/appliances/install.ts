@@ -5,23 +5,29 @@ import { createRun, StepFailed, type Flow, type StepContext } from '$lib/server/
 import { ServiceError } from '$lib/server/errors';
 import { getNode } from '$lib/server/fleet/nodes';
 import { installFile } from '$lib/server/provisioning/phases';
-import { quote, sh } from '$lib/server/ssh/shell';
+import { quote, sh, type ShellCommand } from '$lib/server/ssh/shell';
 import slotHelper from '../../../../appliance/flotilla-slot?raw';
+import networkCheck from '../../../../appliance/health.d/10-network?raw';
+import serviceCheck from '../../../../appliance/health.d/20-service?raw';
+import consoleCheck from '../../../../appliance/health.d/30-console?raw';
+import timeCheck from '../../../../appliance/health.d/40-time?raw';
 import { readSlots } from './slots';
 
 /**
  * Installing the appliance's side over SSH (docs/appliances.md, "Installing over SSH"): the slot helper, the
  * units that run its boot logic, its boot health gate and its watchdog, and the watchdog's settings pointed at
- * this console. The release keys, the minimum version and the health checks are the appliance's own (installed
- * with it, never by the console: a console could otherwise make it trust an image nobody signed), so this flow
- * only says whether they are there. Every file is written only when it differs, so running it again changes
- * nothing that is right.
+ * this console, and the default health checks where the appliance has none of its own (never over its own).
+ * The release keys and the minimum version are the appliance's own (installed with it, never by the console: a
+ * console could otherwise make it trust an image nobody signed), so this flow only says whether they are there.
+ * Every file is written only when it differs, so running it again changes nothing that is right.
  */
 
 export const applianceFiles = {
 	/** Where every appliance keeps it: the testbed's and the simulated ones too (sim/paths.ts, `slotHelper`). */
 	helper: '/opt/flotilla/bin/flotilla-slot',
 	watchdogConf: '/etc/flotilla/watchdog.conf',
+	healthChecks: '/etc/flotilla/health.d',
+	healthConf: '/etc/flotilla/health.conf',
 	units: '/etc/systemd/system'
 } as const;
 
@@ -31,6 +37,17 @@ export const applianceUnits = [
 	'flotilla-slot-gate.service',
 	'flotilla-slot-watchdog.timer'
 ];
+
+/** The default health checks (appliance/health.d), by file name. */
+export const defaultHealthChecks: Record<string, string> = {
+	'10-network': networkCheck,
+	'20-service': serviceCheck,
+	'30-console': consoleCheck,
+	'40-time': timeCheck
+};
+
+/** The line that tells a default check (which the console keeps up to date) from one of the appliance's own. */
+const defaultCheckMark = '# flotilla-default-check:';
 
 const installParams = z.object({
 	console_url: z.string(),
@@ -104,6 +121,39 @@ const watchdogConf = (p: InstallParams) =>
 
 const root = { owner: 'root', group: 'root' };
 
+/**
+ * The default health checks go only where every check in health.d is a default one (none at all on a new
+ * appliance): a check of the appliance's own means its health gate is its own, and nothing there is touched.
+ */
+async function installHealthChecks(ctx: StepContext<InstallParams>): Promise<void> {
+	const dir = applianceFiles.healthChecks;
+	// The checks as the gate sees them (executable files), each said to be a default one or the appliance's own.
+	// Asked quietly: the run's log says what was decided, in its own words.
+	const quietly = (command: ShellCommand) => ctx.ssh.exec(command, { deadlineMs: 30_000, signal: ctx.signal });
+	const found = await quietly(
+		sh`mkdir -p -- ${dir} && cd -- ${dir} && for f in *; do if [ -f "$f" ] && [ -x "$f" ]; then if grep -q -- ${`^${defaultCheckMark}`} "$f"; then echo "default $f"; else echo "own $f"; fi; fi; done`
+	);
+	if (found.exitCode !== 0) throw new StepFailed(`could not read ${dir}: ${found.stderr.trim()}`);
+	const own = [...found.stdout.matchAll(/^own (.+)$/gm)].map((m) => m[1]!);
+	if (own.length > 0) {
+		ctx.log(`${dir}: the appliance's own health checks (${own.join(', ')}): the default checks are not installed`);
+		return;
+	}
+	for (const [name, content] of Object.entries(defaultHealthChecks)) {
+		const path = `${dir}/${name}`;
+		const wrote = await installFile(ctx as StepContext<unknown>, content, path, { mode: '755', ...root });
+		ctx.log(`${path}: ${wrote ? 'installed' : 'unchanged'} (default health check)`);
+	}
+	// The service check needs to be told which units are the appliance's service; without them it fails the gate.
+	const conf = await quietly(sh`(services=; . ${applianceFiles.healthConf} >/dev/null 2>&1; printf '%s' "$services")`);
+	const services = conf.stdout.trim();
+	ctx.log(
+		services
+			? `the default service check looks at: ${services} (services= in ${applianceFiles.healthConf})`
+			: `no services= in ${applianceFiles.healthConf}: the default service check fails (and the health gate with it) until it names the appliance's unit(s)`
+	);
+}
+
 export const applianceInstallFlow: Flow<InstallParams> = {
 	kind: 'appliance-install',
 	title: 'Install the appliance side',
@@ -128,6 +178,7 @@ export const applianceInstallFlow: Flow<InstallParams> = {
 					const wrote = await installFile(ctx as StepContext<unknown>, content, path, { mode, ...root });
 					ctx.log(`${path}: ${wrote ? 'installed' : 'unchanged'}`);
 				}
+				await installHealthChecks(ctx);
 			}
 		},
 		{

@@ -35,6 +35,7 @@ let consoleServer: Server;
 let base = '';
 
 const onHostFile = (path: string) => join(host.root, path);
+const ownChecks = `${applianceFiles.healthChecks}: the appliance's own health checks (10-appliance): the default checks are not installed`;
 const sum = (t: string | Buffer) => createHash('sha256').update(t).digest('hex');
 
 /** Runs a command on the appliance over SSH, as root, outside the install run. */
@@ -111,6 +112,8 @@ describe('installing the appliance side over SSH', () => {
 				`files: ${applianceFiles.helper}: installed`,
 				`files: ${applianceFiles.watchdogConf}: installed`,
 				...units.map((u) => `files: ${applianceFiles.units}/${u}: installed`),
+				// The testbed's appliance has a health check of its own: the default ones are not installed.
+				`files: ${ownChecks}`,
 				`units: enabled ${applianceUnits.join(', ')}; the watchdog's timer is running`,
 				'check: slot a is booted, slot a is committed',
 				'check: 1 health check(s) in /etc/flotilla/health.d',
@@ -157,11 +160,13 @@ describe('installing the appliance side over SSH', () => {
 
 		const { run: again, log: second } = await install();
 		expect(again.state).toBe('succeeded');
-		expect(second.filter((l) => l.startsWith('files: '))).toEqual(
-			[applianceFiles.helper, applianceFiles.watchdogConf, ...units.map((u) => `${applianceFiles.units}/${u}`)].map(
+		expect(second.filter((l) => l.startsWith('files: '))).toEqual([
+			...[applianceFiles.helper, applianceFiles.watchdogConf, ...units.map((u) => `${applianceFiles.units}/${u}`)].map(
 				(p) => `files: ${p}: unchanged`
-			)
-		);
+			),
+			`files: ${ownChecks}`
+		]);
+		expect(await onHost(`ls ${applianceFiles.healthChecks}`)).toBe('10-appliance');
 	}, 240_000);
 
 	it('fails, saying what to do, on an appliance whose slot helper has no state yet', async () => {

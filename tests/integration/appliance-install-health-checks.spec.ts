@@ -69,7 +69,7 @@ beforeAll(async () => {
 	registerDomains();
 	bed = await startTestbed({ hosts: 1, firstHost: 249 });
 	host = bed.hosts[0]!;
-	[appliance] = await registerTestbedNodes(bed, () => ({ kind: 'appliance' }));
+	appliance = (await registerTestbedNodes(bed, () => ({ kind: 'appliance' })))[0]!;
 	await startEngine({ concurrency: 2, leaseMs: 10_000, sweepMs: 1_000 });
 }, 120_000);
 

@@ -221,11 +221,8 @@ export const applianceInstallFlow: Flow<InstallParams> = {
 						? `${keys} release key(s) in /etc/flotilla/release-keys`
 						: 'no release key in /etc/flotilla/release-keys: the appliance refuses every image until one is installed with it'
 				);
-				ctx.log(
-					Number(checks) > 0
-						? `${checks} health check(s) in /etc/flotilla/health.d`
-						: 'no health check in /etc/flotilla/health.d: the health gate passes whatever runs'
-				);
+				// Never none: the files step placed the defaults where the appliance had no checks of its own.
+				ctx.log(`${checks} health check(s) in ${applianceFiles.healthChecks}`);
 				ctx.log(floor ? `minimum version ${floor}` : 'no minimum version (/etc/flotilla/min-version)');
 			}
 		}

@@ -9,14 +9,17 @@ import { baseURL, call, consoleDatabase, cookie, signInAs } from './support/cons
 /**
  * An unknown commit is flagged before anyone confirms an update (issue 19; docs/code-sync.md, "Update All"): a
  * `push` role's target that its console checkout does not hold is marked in the plan dialog, and the warning goes
- * once the role is pinned back to a commit the checkout has. No testbed host: the node points at 127.0.1.96, where
- * nothing listens, and nothing is confirmed, so nothing connects to it.
+ * once the role is pinned back to a commit the checkout has; so is a `git` role's target that a node's last fetch
+ * did not bring (what that fetch recorded is written here: tests/integration/code-sync-unknown-git-target.spec.ts
+ * fetches for real). No testbed host: the node points at 127.0.1.96, where nothing listens, and nothing is
+ * confirmed, so nothing connects to it.
  */
 
 const run = promisify(execFile);
 const shots = 'test-results/screenshots';
 const stamp = Date.now() % 1_000_000;
 const role = `uc${stamp}`;
+const gitRole = `ug${stamp}`;
 const db = consoleDatabase();
 let admin = '';
 let dir = '';
@@ -51,12 +54,18 @@ test.beforeAll(async () => {
 		source_repo: dir
 	});
 	expect(created.status, await created.clone().text()).toBe(201);
+	const createdGit = await post('/api/roles', {
+		name: gitRole,
+		path: `/opt/${gitRole}`,
+		units: [`${gitRole}.service`]
+	});
+	expect(createdGit.status, await createdGit.clone().text()).toBe(201);
 	const node = await post('/api/nodes', {
 		name: `${role}-node`,
 		host: '127.0.1.96',
 		credential_id: (await cred.json()).id,
 		host_key_fingerprint: 'SHA256:' + 'A'.repeat(43),
-		roles: [role]
+		roles: [role, gitRole]
 	});
 	expect(node.status, await node.clone().text()).toBe(201);
 	nodeId = (await node.json()).id;
@@ -64,6 +73,7 @@ test.beforeAll(async () => {
 
 test.afterAll(async () => {
 	if (nodeId) await call(`/api/nodes/${nodeId}`, { method: 'DELETE', headers: cookie(admin) });
+	await call(`/api/roles/${gitRole}`, { method: 'DELETE', headers: cookie(admin) });
 	await rm(dir, { recursive: true, force: true });
 	await db.end();
 });
@@ -114,6 +124,20 @@ test('the plan dialog marks a push role’s commit missing from the console’s 
 	dialog = await openPlan();
 	await expect(dialog.locator(`[data-target="${role}"] [data-unknown]`)).toHaveCount(0);
 	await expect(dialog).not.toContainText('is unknown');
+	// A git role's commit that the node's last fetch did not bring, 2 minutes ago.
+	const gitBogus = `d0ffee${stamp}`.padEnd(40, '2');
+	expect((await post('/api/code-source/notify', { commit: gitBogus, changed_roles: [gitRole] })).status).toBe(200);
+	await db`insert into role_commit_checks (node_id, role, commit, found, checked_at)
+		values (${nodeId}, ${gitRole}, ${gitBogus}, false, now() - interval '2 minutes')`;
+	dialog = await openPlan();
+	await expect(dialog.locator(`[data-target="${gitRole}"] [data-unknown]`)).toHaveText('unknown commit');
+	await expect(dialog.getByTestId('plan-warnings')).toContainText(
+		new RegExp(
+			`${gitRole}: commit ${gitBogus.slice(0, 12)} is unknown \\(not in ${role}-node's fetched repository /opt/${gitRole} \\(checked 2 min \\d+ s ago\\)\\)`
+		)
+	);
+	await page.screenshot({ path: `${shots}/plan-unknown-git-commit-1440.png`, fullPage: true });
+
 	// Nothing was confirmed: no run touched the node.
 	expect(await db`select id from tasks where node_id = ${nodeId}`).toHaveLength(0);
 });

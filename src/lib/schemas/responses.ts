@@ -715,7 +715,9 @@ export const codePlanSchema = z.object({
 	signatures_required: z.array(z.string()),
 	unknown_targets: z
 		.array(z.object({ role: z.string(), commit: z.string(), reason: z.string() }))
-		.describe('targets the console can tell are not there to deploy (a push role’s commit missing from its checkout)'),
+		.describe(
+			'targets the console can tell are not there to deploy (a push role’s commit missing from its checkout, a git role’s commit a node’s last fetch did not bring)'
+		),
 	nodes: z.array(
 		z.object({
 			id,

@@ -8,6 +8,7 @@ import { StepFailed, type StepContext } from '$lib/server/engine';
 import { sh } from '$lib/server/ssh/shell';
 import { uploadFile } from '$lib/server/ssh/sftp';
 import { readCommitFile, runCommand, writeCommitFile } from './commands';
+import { recordCommitCheck } from './commit-checks';
 import { anyExit, type Exec } from './health';
 import { verifyInConsole } from './signatures';
 
@@ -59,7 +60,17 @@ const gitMethod: DeployMethod = {
 	async fetch(ctx, role, target) {
 		// A role whose tags are verified needs them even when they name a commit the node already has.
 		const tags = role.followTags && role.signatures ? ['--tags'] : [];
-		await ctx.exec(sh`git -C ${role.path} fetch --quiet ${tags} origin`);
+		// In the same command, whether the fetched repository holds the target: recorded for the plan, which then
+		// warns of a commit the node's remote lacks (commit-checks.ts). As in `missingInConsole`: `--quiet` makes
+		// exit 1 with no error said mean "no such commit"; a fetch that fails says `error:` or `fatal:`.
+		const r = await ctx.exec(
+			sh`git -C ${role.path} fetch --quiet ${tags} origin && git -C ${role.path} rev-parse --verify --quiet ${`${target}^{commit}`} >/dev/null`,
+			{ okExitCodes: [0, 1] }
+		);
+		const failed = r.stderr.split('\n').filter((l) => /^(error|fatal):/.test(l));
+		if (r.exitCode === 1 && failed.length) throw new StepFailed(`exited with 1: ${failed.at(-1)}`, 1);
+		await recordCommitCheck(ctx.node.id, role.name, target, r.exitCode === 0);
+		if (r.exitCode === 1) ctx.log(`${role.name}: ${target} is not in the fetched repository`);
 		return target;
 	},
 	async switchTo(ctx, role, target) {

@@ -6,6 +6,7 @@ import { db } from '$lib/server/db';
 import { codeRoles, nodes, type CodeRole, type Node } from '$lib/server/db/schema';
 import { createRun } from '$lib/server/engine';
 import { ServiceError } from '$lib/server/errors';
+import { missingOnNodes } from './commit-checks';
 import { missingInConsole } from './methods';
 import { assertRolesExist } from './roles';
 import { versionsFor } from './status';
@@ -40,7 +41,8 @@ export interface Plan {
 	signatures_required: string[];
 	/**
 	 * Targets the console can tell are not there to deploy (a push role's commit missing from the console's
-	 * checkout), and why: every node's task for that role would fail, so the plan says so before confirming.
+	 * checkout, a git role's commit a node's last fetch did not bring), and why: the role's tasks would fail,
+	 * so the plan says so before confirming.
 	 */
 	unknown_targets: { role: string; commit: string; reason: string }[];
 	nodes: PlannedNode[];
@@ -148,7 +150,10 @@ export async function buildPlan(scope: UpdateScope = {}, concurrency = DEFAULT_U
 	return plan;
 }
 
-/** The targets of push roles that their console checkout does not hold (a `git` role's remote is the node's). */
+/**
+ * The targets known not to be there: a push role's commit its console checkout does not hold, and a git role's
+ * commit that the last fetch on a node (whose remote the console cannot ask) did not bring.
+ */
 async function unknownTargets(
 	targets: Record<string, string>,
 	byName: Map<string, CodeRole>
@@ -156,8 +161,13 @@ async function unknownTargets(
 	const unknown: Plan['unknown_targets'] = [];
 	for (const [role, commit] of Object.entries(targets).sort(([a], [b]) => a.localeCompare(b))) {
 		const defined = byName.get(role);
-		if (defined?.method !== 'push') continue;
-		const reason = await missingInConsole(defined, commit);
+		if (!defined) continue;
+		const reason =
+			defined.method === 'push'
+				? await missingInConsole(defined, commit)
+				: defined.method === 'git'
+					? await missingOnNodes(defined, commit)
+					: null;
 		if (reason) unknown.push({ role, commit, reason });
 	}
 	return unknown;

@@ -498,6 +498,27 @@ export const nodeCodeVersions = pgTable(
 	(t) => [primaryKey({ columns: [t.nodeId, t.role] })]
 );
 
+/**
+ * Whether a node's fetched repository held a `git` role's target commit, as the last Code Sync fetch there (or
+ * a checkout that could not find it) found: the plan flags a target some node is known to lack
+ * (docs/code-sync.md, "Update All"). One row per node and role, so it holds the last commit looked for there.
+ */
+export const roleCommitChecks = pgTable(
+	'role_commit_checks',
+	{
+		nodeId: uuid('node_id')
+			.notNull()
+			.references(() => nodes.id, { onDelete: 'cascade' }),
+		role: text('role')
+			.notNull()
+			.references(() => codeRoles.name, { onDelete: 'cascade', onUpdate: 'cascade' }),
+		commit: text('commit').notNull(),
+		found: boolean('found').notNull(),
+		checkedAt: timestamp('checked_at', { withTimezone: true }).notNull()
+	},
+	(t) => [primaryKey({ columns: [t.nodeId, t.role] }), index('role_commit_checks_role_commit').on(t.role, t.commit)]
+);
+
 export type CodeRole = typeof codeRoles.$inferSelect;
 export type CodeCommit = typeof codeCommits.$inferSelect;
 export type NodeCodeVersion = typeof nodeCodeVersions.$inferSelect;

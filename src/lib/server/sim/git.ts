@@ -8,6 +8,7 @@ import type { CommandIO, HostModel } from './host';
  *   git -C <dir> rev-parse HEAD
  *   git -C <dir> status --porcelain
  *   git -C <dir> fetch --quiet origin
+ *   git -C <dir> rev-parse --verify --quiet <sha>^{commit}
  *   git -C <dir> checkout --quiet --detach <sha>
  *   git clone --quiet -- <url> <dir>          (provisioning's first checkout, from HostModel.remotes)
  *   sh <dir>/install.sh
@@ -69,6 +70,13 @@ export async function git(args: string[], io: CommandIO, model: HostModel): Prom
 	}
 	if (rest === 'fetch --quiet origin') {
 		for (const commit of repo.origin.commits) repo.known.add(commit.sha);
+		return 0;
+	}
+	// Whether the checkout holds a commit: its id when it does, nothing and exit 1 when not.
+	const verify = /^rev-parse --verify --quiet ([0-9a-f]{40})\^\{commit\}$/.exec(rest);
+	if (verify) {
+		if (!repo.known.has(verify[1]!)) return 1;
+		await io.out(verify[1]!);
 		return 0;
 	}
 	const checkout = /^checkout --quiet --detach ([0-9a-f]{40})$/.exec(rest);

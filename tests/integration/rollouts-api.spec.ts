@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRoleSchema } from '../../src/lib/schemas/code-sync';
 import { createRolloutSchema } from '../../src/lib/schemas/releases';
@@ -6,14 +7,14 @@ import { systemActor } from '../../src/lib/server/audit';
 import { createRole } from '../../src/lib/server/codesync/roles';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
-import { credentials, nodes, runs } from '../../src/lib/server/db/schema';
+import { credentials, nodes, rolloutNodes, rollouts, runs } from '../../src/lib/server/db/schema';
 import { registerDomains } from '../../src/lib/server/domains';
 import { ServiceError } from '../../src/lib/server/errors';
 import { validate } from '../../src/lib/server/http/api';
 import { useReleaseKeys } from '../../src/lib/server/releases/keys';
 import { createRelease } from '../../src/lib/server/releases/releases';
 import { hmacSignature } from '../../src/lib/server/releases/signing';
-import { driveRollout, driveRollouts } from '../../src/lib/server/rollouts/driver';
+import { cancelRollout, driveRollout, driveRollouts } from '../../src/lib/server/rollouts/driver';
 import { rolloutFromForm } from '../../src/lib/server/rollouts/forms';
 import { createRollout, getRollout } from '../../src/lib/server/rollouts/rollouts';
 import { backends } from '../support/databases';
@@ -91,6 +92,38 @@ describe.each(backends)('rollout input on $name', ({ open }) => {
 		const r = await getRollout(rollout!.id);
 		const started = (await db().select().from(runs)).filter((run) => run.scope.rollout_id === rollout!.id);
 		expect(started.map((run) => run.id)).toEqual([r.stages[0]!.runId]);
+	});
+
+	it('two consoles deciding the same stage at once create one run for it, and cancel none', async () => {
+		// A second console: its own copy of the driver (its own per-console queue of decisions), the same database.
+		const path = '../../src/lib/server/rollouts/driver?console=2';
+		const other = (await import(/* @vite-ignore */ path)) as typeof import('../../src/lib/server/rollouts/driver');
+		expect(other.driveRollout).not.toBe(driveRollout);
+		const [c] = await db().select().from(nodes).where(eq(nodes.name, 'c'));
+		const runsOf = async (id: string) => (await db().select().from(runs)).filter((run) => run.scope.rollout_id === id);
+		for (let i = 0; i < 16; i++) {
+			const { rollout } = await createRollout(
+				systemActor,
+				validate(createRolloutSchema, { release_id: releaseId, strategy: 'immediate', target: { nodes: ['c'] } })
+			);
+			const id = rollout!.id;
+			if (i % 2) {
+				// As a console that crashed after marking the stage running, before its run was created, left it.
+				await db().insert(rolloutNodes).values({ rolloutId: id, nodeId: c!.id, nodeName: 'c', stage: 0 });
+				await db()
+					.update(rollouts)
+					.set({ currentStage: 0, stages: [{ ...rollout!.stages[0]!, state: 'running' }] })
+					.where(eq(rollouts.id, id));
+			}
+			await Promise.all([driveRollout(id), other.driveRollout(id)]);
+			const r = await getRollout(id);
+			const started = await runsOf(id);
+			expect(
+				started.map((run) => [run.id, run.state]),
+				`attempt ${i}`
+			).toEqual([[r.stages[0]!.runId, 'queued']]);
+			await cancelRollout(systemActor, id);
+		}
 	});
 
 	it('stages must grow and end at 100; bake in minutes or seconds, not both', async () => {

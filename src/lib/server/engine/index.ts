@@ -53,6 +53,7 @@ export {
 } from './flows';
 export {
 	createRun,
+	createClaimedRun,
 	getRun,
 	listRuns,
 	cancelRun,

@@ -1,4 +1,5 @@
 import { and, asc, desc, eq, inArray, isNull, lt, or, sql } from 'drizzle-orm';
+import { randomUUID } from 'node:crypto';
 import { recordAudit, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import {
@@ -37,8 +38,33 @@ export interface NewRun {
 	exclusive?: boolean;
 }
 
+/** The transaction a run is created in, as createClaimedRun's claim sees it. */
+export type RunTransaction = Parameters<Parameters<ReturnType<typeof db>['transaction']>[0]>[0];
+
 /** Plans a run's tasks (one per node) and starts dispatching. Returns at once: progress arrives as events. */
 export async function createRun(actor: Actor, input: NewRun): Promise<Run> {
+	return (await insertRun(actor, input))!;
+}
+
+/**
+ * createRun for a run that must exist once: `claim` is called first, in the transaction that creates the run,
+ * with the id the run will have, and writes the caller's claim on it (a rollout's stage takes the run's id with a
+ * conditional UPDATE). False creates nothing and returns null. Claim and run are committed together or not at
+ * all, and a second claimant waits on the first one's row lock until it commits, then sees it claimed.
+ */
+export function createClaimedRun(
+	actor: Actor,
+	input: NewRun,
+	claim: (tx: RunTransaction, runId: string) => Promise<boolean>
+): Promise<Run | null> {
+	return insertRun(actor, input, claim);
+}
+
+async function insertRun(
+	actor: Actor,
+	input: NewRun,
+	claim?: (tx: RunTransaction, runId: string) => Promise<boolean>
+): Promise<Run | null> {
 	const flow = flowFor(input.kind);
 	if (!flow) throw new ServiceError('validation_failed', `Unknown run kind ${input.kind}`, { kind: 'unknown kind' });
 	const params = flow.parseParams
@@ -55,6 +81,8 @@ export async function createRun(actor: Actor, input: NewRun): Promise<Run> {
 	const nameOf = new Map(found.map((n) => [n.id, n.name]));
 	const options: RunOptions = { concurrency: DEFAULT_RUN_CONCURRENCY, ...input.options };
 	const run = await db().transaction(async (tx) => {
+		const id = randomUUID();
+		if (claim && !(await claim(tx, id))) return null;
 		if (input.exclusive) {
 			await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`flotilla:runs:${input.kind}`}))`);
 			const [busy] = await tx
@@ -84,6 +112,7 @@ export async function createRun(actor: Actor, input: NewRun): Promise<Run> {
 		const [run] = await tx
 			.insert(runs)
 			.values({
+				id,
 				kind: input.kind,
 				title: input.title,
 				createdBy: actor.name,
@@ -104,6 +133,7 @@ export async function createRun(actor: Actor, input: NewRun): Promise<Run> {
 		for (let i = 0; i < rows.length; i += 1_000) await tx.insert(tasks).values(rows.slice(i, i + 1_000));
 		return run!;
 	});
+	if (!run) return null;
 	await recordAudit(actor, {
 		action: 'run.create',
 		targetType: 'run',

@@ -2,7 +2,16 @@ import { and, count, eq, inArray, sql } from 'drizzle-orm';
 import { recordAudit, systemActor, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import { rolloutNodes, rollouts, type Rollout, type RolloutStage, type RolloutState } from '$lib/server/db/schema';
-import { cancelRun, createRun, getRun, pauseRun, recordEvent, resumeRun, type RunSummary } from '$lib/server/engine';
+import {
+	cancelRun,
+	createClaimedRun,
+	createRun,
+	getRun,
+	pauseRun,
+	recordEvent,
+	resumeRun,
+	type RunSummary
+} from '$lib/server/engine';
 import { conflict, ServiceError } from '$lib/server/errors';
 import { log, loggableError } from '$lib/server/log';
 import { assertAllowedVersion, getRelease, releasesForCommits } from '$lib/server/releases/releases';
@@ -46,17 +55,18 @@ export async function stageCounts(r: Rollout, k: number, counts: RunSummary['cou
 	return late ? { ...counts, succeeded: counts.succeeded - late, fell_back: late } : counts;
 }
 
-/** Writes the rollout's new state if it is still in `from` (another console may have moved it meanwhile). */
-async function transition(
-	r: Rollout,
-	from: RolloutState[],
-	set: Partial<Rollout>,
-	event?: { reason?: string | null }
-): Promise<Rollout | null> {
+/**
+ * Writes the rollout's new state if it is still in `from`, and — when it writes stages — if its stages are still
+ * the ones `r` read: another console may have decided meanwhile (started a stage, given it its run), and a
+ * decision taken on what it saw before would undo that. The console that finds them changed does nothing.
+ */
+async function transition(r: Rollout, from: RolloutState[], set: Partial<Rollout>): Promise<Rollout | null> {
 	const [row] = await db()
 		.update(rollouts)
 		.set(set)
-		.where(and(eq(rollouts.id, r.id), inArray(rollouts.state, from)))
+		.where(
+			and(eq(rollouts.id, r.id), inArray(rollouts.state, from), set.stages ? eq(rollouts.stages, r.stages) : undefined)
+		)
 		.returning();
 	if (row && set.state && set.state !== r.state) {
 		await recordEvent({
@@ -65,7 +75,7 @@ async function transition(
 				rollout_id: r.id,
 				number: r.number,
 				state: set.state,
-				reason: event?.reason ?? set.reason ?? null,
+				reason: set.reason ?? null,
 				stage: row.currentStage
 			}
 		});
@@ -128,6 +138,7 @@ async function startStage(r: Rollout, k: number, actor: Actor = systemActor): Pr
 		.values(members.map((id) => ({ rolloutId: r.id, nodeId: id, nodeName: nameOf.get(id) ?? id, stage: k })))
 		.onConflictDoNothing();
 	// Marked running first: a crash between the two writes leaves a stage without a run, which the next turn starts.
+	// Of two consoles starting the stage at once, only the first one's mark is written (transition): the other stops.
 	const marked = await transition(r, ['running', 'waiting_approval'], {
 		state: 'running',
 		reason: null,
@@ -158,27 +169,38 @@ async function startStageRun(r: Rollout, k: number, actor: Actor): Promise<void>
 					respect_windows: r.respectWindows
 				}
 			};
-	const run = await createRun(actor, {
-		kind: stageRun.kind,
-		title: `Rollout #${r.number}: ${release.version}, ${stageLabel(r, k)}`,
-		nodeIds: r.respectWindows ? await orderByWindow(ids) : ids,
-		params: stageRun.params,
-		scope: { rollout_id: r.id, stage: k },
-		options: { concurrency: r.concurrency }
-	});
-	const [row] = await db()
-		.update(rollouts)
-		.set({ stages: withStage(r, k, { runId: run.id }) })
-		// Only the first run of the stage is its run: another console's turn may have started one meanwhile.
-		.where(
-			and(
-				eq(rollouts.id, r.id),
-				eq(rollouts.currentStage, k),
-				sql`(${rollouts.stages} -> ${k}::int ->> 'runId') is null`
-			)
-		)
-		.returning();
-	if (!row) await cancelRun(systemActor, run.id).catch(() => undefined);
+	const run = await createClaimedRun(
+		actor,
+		{
+			kind: stageRun.kind,
+			title: `Rollout #${r.number}: ${release.version}, ${stageLabel(r, k)}`,
+			nodeIds: r.respectWindows ? await orderByWindow(ids) : ids,
+			params: stageRun.params,
+			scope: { rollout_id: r.id, stage: k },
+			options: { concurrency: r.concurrency }
+		},
+		// The stage takes the run's id in the run's own transaction, if it is still running without one: of two
+		// consoles starting it at once, the second waits for the first one's commit, finds the id and creates nothing.
+		async (tx, runId) => {
+			const claimed = await tx
+				.update(rollouts)
+				.set({
+					stages: sql`jsonb_set(${rollouts.stages}, array[${String(k)}::text, 'runId'], to_jsonb(${runId}::text))`
+				})
+				.where(
+					and(
+						eq(rollouts.id, r.id),
+						eq(rollouts.state, 'running'),
+						eq(rollouts.currentStage, k),
+						sql`${rollouts.stages} -> ${k}::int ->> 'state' = 'running'`,
+						sql`(${rollouts.stages} -> ${k}::int ->> 'runId') is null`
+					)
+				)
+				.returning({ id: rollouts.id });
+			return claimed.length > 0;
+		}
+	);
+	if (!run) return;
 	await recordEvent({
 		type: 'rollout.stage',
 		runId: run.id,

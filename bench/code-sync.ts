@@ -19,18 +19,17 @@ import { db } from '../src/lib/server/db';
 import { runs, tasks, taskSteps } from '../src/lib/server/db/schema';
 import { SshConnection } from '../src/lib/server/ssh/connection';
 import { startTestbed, type Testbed } from '../tests/testbed/testbed.ts';
-import { startBenchConsole } from './console';
+import { startBenchConsole, waitForRunEnd } from './console';
 import {
 	ansibleEnv,
 	count,
-	cpuUsedFrom,
 	fixed,
 	machine,
 	markdownTable,
 	measureRoundRobin,
 	median,
 	medianAndRuns,
-	postgresCpuMs,
+	measureUsage,
 	secondsSince,
 	startPostgres,
 	stopControlMasters,
@@ -40,6 +39,7 @@ import {
 	toolSetup,
 	waitForAddresses,
 	type ToolRow,
+	type Usage,
 	type ToolSetup,
 	type Variant
 } from './common';
@@ -140,27 +140,6 @@ function countExecs() {
 	};
 }
 
-/** What the console and its database spent during one run, measured around it. */
-interface Usage {
-	consoleCpu: number;
-	postgresCpu: number;
-	eventLoop: number;
-}
-
-async function measureUsage(postmasterPid: number): Promise<() => Promise<Usage>> {
-	const cpu = process.cpuUsage();
-	const loop = performance.eventLoopUtilization();
-	const used = await cpuUsedFrom({ postgres: () => postgresCpuMs(postmasterPid) });
-	return async () => {
-		const own = process.cpuUsage(cpu);
-		return {
-			consoleCpu: (own.user + own.system) / 1e6,
-			postgresCpu: (await used()).postgres / 1000,
-			eventLoop: performance.eventLoopUtilization(loop).utilization
-		};
-	};
-}
-
 async function diagnose(
 	runId: string,
 	startedAt: number,
@@ -236,30 +215,20 @@ function flotilla(diagnoses: Diagnosis[], postmasterPid: number): Updater {
 				const usage = await measureUsage(postmasterPid);
 				const startedAt = Date.now();
 				const { runId } = await triggerUpdate(systemActor, { dry_run: false, concurrency });
-				const until = Date.now() + runTimeoutMs;
-				for (;;) {
-					const [r] = await db()
-						.select({ state: runs.state, endedAt: runs.endedAt, reason: runs.reason })
-						.from(runs)
-						.where(eq(runs.id, runId!));
-					if (r!.endedAt) {
-						if (r!.state !== 'succeeded') {
-							const failed = await db()
-								.select({ node: tasks.nodeName, state: tasks.state, error: tasks.error })
-								.from(tasks)
-								.where(and(eq(tasks.runId, runId!), sql`${tasks.state} <> 'succeeded'`));
-							throw new Error(
-								`Flotilla's run ended ${r!.state} (${r!.reason}):\n${failed.map((t) => `${t.node} ${t.state}: ${t.error}`).join('\n')}`
-							);
-						}
-						const seconds = (r!.endedAt.getTime() - startedAt) / 1000;
-						const used = await usage();
-						diagnoses.push(await diagnose(runId!, startedAt, seconds, execs, used));
-						return seconds;
-					}
-					if (Date.now() > until) throw new Error(`Flotilla's run is still ${r!.state} after ${runTimeoutMs} ms`);
-					await new Promise((r) => setTimeout(r, 50));
+				const r = await waitForRunEnd(runId!, runTimeoutMs);
+				if (r.state !== 'succeeded') {
+					const failed = await db()
+						.select({ node: tasks.nodeName, state: tasks.state, error: tasks.error })
+						.from(tasks)
+						.where(and(eq(tasks.runId, runId!), sql`${tasks.state} <> 'succeeded'`));
+					throw new Error(
+						`Flotilla's run ended ${r.state} (${r.reason}):\n${failed.map((t) => `${t.node} ${t.state}: ${t.error}`).join('\n')}`
+					);
 				}
+				const seconds = (r.endedAt.getTime() - startedAt) / 1000;
+				const used = await usage();
+				diagnoses.push(await diagnose(runId!, startedAt, seconds, execs, used));
+				return seconds;
 			} finally {
 				execs.restore();
 			}

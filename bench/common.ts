@@ -10,6 +10,7 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { format, resolveConfig } from 'prettier';
@@ -203,6 +204,27 @@ export async function cpuUsedFrom<K extends string>(
 		const after = await read();
 		for (const key of Object.keys(sources) as K[]) after[key] -= before[key];
 		return after;
+	};
+}
+
+/** What the console and its database spent during one run, measured around it. */
+export interface Usage {
+	consoleCpu: number;
+	postgresCpu: number;
+	eventLoop: number;
+}
+
+export async function measureUsage(postmasterPid: number): Promise<() => Promise<Usage>> {
+	const cpu = process.cpuUsage();
+	const loop = performance.eventLoopUtilization();
+	const used = await cpuUsedFrom({ postgres: () => postgresCpuMs(postmasterPid) });
+	return async () => {
+		const own = process.cpuUsage(cpu);
+		return {
+			consoleCpu: (own.user + own.system) / 1e6,
+			postgresCpu: (await used()).postgres / 1000,
+			eventLoop: performance.eventLoopUtilization(loop).utilization
+		};
 	};
 }
 

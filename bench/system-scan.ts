@@ -14,22 +14,23 @@ import { eq } from 'drizzle-orm';
 import { systemActor } from '../src/lib/server/audit';
 import { db } from '../src/lib/server/db';
 import { sysNodeScans } from '../src/lib/server/db/schema';
-import { getRun } from '../src/lib/server/engine';
 import { startScan } from '../src/lib/server/sysupdates/runs';
 import { startTestbed } from '../tests/testbed/testbed.ts';
-import { startBenchConsole } from './console';
+import { startBenchConsole, waitForRunEnd } from './console';
 import {
 	ansibleEnv,
 	count,
 	fixed,
 	machine,
+	measureUsage,
 	median,
 	publishSection,
 	startPostgres,
 	stopControlMasters,
 	stopPostgres,
 	tool,
-	toolSetup
+	toolSetup,
+	type Usage
 } from './common';
 
 const command = 'npm run bench:system-scan';
@@ -76,18 +77,15 @@ export async function benchmarkSystemScan(log: (line: string) => void = console.
 		benchConsole = await startBenchConsole(pg.url, bed, { engine: { concurrency, leaseMs: 30_000, sweepMs: 5_000 } });
 		const setup = await toolSetup(bed, dir);
 
+		const used: Usage[] = [];
 		const flotilla = async () => {
-			const started = performance.now();
+			const usage = await measureUsage(pg.postmasterPid);
+			const started = Date.now();
 			const run = await startScan(systemActor, { refresh: true });
-			for (;;) {
-				const r = await getRun(run.id);
-				if (r.endedAt) {
-					if (r.state !== 'succeeded') throw new Error(`scan run ended ${r.state}`);
-					break;
-				}
-				await new Promise((resolve) => setTimeout(resolve, 20));
-			}
-			const seconds = (performance.now() - started) / 1000;
+			const r = await waitForRunEnd(run.id, 600_000);
+			if (r.state !== 'succeeded') throw new Error(`scan run ended ${r.state} (${r.reason})`);
+			const seconds = (r.endedAt.getTime() - started) / 1000;
+			used.push(await usage());
 			const scanned = await db().select().from(sysNodeScans).where(eq(sysNodeScans.securityCount, 2));
 			if (scanned.length !== fleetSize) throw new Error(`Flotilla recorded ${scanned.length} of ${fleetSize} scans`);
 			return seconds;
@@ -111,7 +109,12 @@ export async function benchmarkSystemScan(log: (line: string) => void = console.
 		for (let i = 0; i < rounds; i++) {
 			samples.flotilla.push(await flotilla());
 			samples.ansible.push(await ansible());
-			log(`round ${i + 1}: Flotilla ${fixed(samples.flotilla.at(-1)!)} s, Ansible ${fixed(samples.ansible.at(-1)!)} s`);
+			const u = used.at(-1)!;
+			log(
+				`round ${i + 1}: Flotilla ${fixed(samples.flotilla.at(-1)!)} s (console CPU ${fixed(u.consoleCpu)} s, ` +
+					`PostgreSQL ${fixed(u.postgresCpu)} s, event loop busy ${fixed(u.eventLoop * 100, 0)}%), ` +
+					`Ansible ${fixed(samples.ansible.at(-1)!)} s`
+			);
 		}
 		const f = median(samples.flotilla);
 		const a = median(samples.ansible);
@@ -128,6 +131,10 @@ export async function benchmarkSystemScan(log: (line: string) => void = console.
 				`| \`ansible -m shell -a 'apt list --upgradable'\` | apt list --upgradable only | ${fixed(a)} |`,
 				'',
 				`Ansible ÷ Flotilla: **${fixed(a / f, 1)}×** (aim: at least ${aimOverAnsible}×).`,
+				'',
+				`CPU per Flotilla round, median: the console ${fixed(median(used.map((u) => u.consoleCpu)))} s, PostgreSQL ` +
+					`${fixed(median(used.map((u) => u.postgresCpu)))} s; the console's event loop was busy ` +
+					`${fixed(median(used.map((u) => u.eventLoop)) * 100, 0)}% of the run.`,
 				'',
 				...(await machine())
 			],

@@ -44,6 +44,17 @@ describe('the quick start demo fleet', () => {
 	/** What the console warned about: the demo's background start (check, first scan) only warns when it fails. */
 	const warnings: string[] = [];
 
+	/**
+	 * Waits for the demo's start-up scans to end: each start of the demo fleet queues one (22 nodes), and an
+	 * engine started later runs all of them, so a test's own run would share the engine's slots with them. On CI
+	 * the appliance push below outlasted its 90 s while three such scans ran beside it.
+	 */
+	async function demoScansDone(): Promise<void> {
+		for (const scan of (await db().select().from(runs)).filter((r) => r.kind === 'system-scan')) {
+			await waitForRun(scan.id, ['succeeded', 'failed', 'cancelled'], 90_000);
+		}
+	}
+
 	beforeAll(async () => {
 		handle = await freshPglite();
 		useDatabase(handle);
@@ -151,11 +162,8 @@ describe('the quick start demo fleet', () => {
 		await fleet.checked;
 		await startEngine({ concurrency: 20, leaseMs: 10_000, sweepMs: 1_000 });
 		onTestFinished(() => stopEngine());
-		// The demo's first scans (one per start so far) run now that an engine does; the statuses below are the
-		// fleet's once they are done, not their tasks in progress.
-		for (const scan of (await db().select().from(runs)).filter((r) => r.kind === 'system-scan')) {
-			await waitForRun(scan.id, ['succeeded', 'failed'], 60_000);
-		}
+		// The statuses below are the fleet's once the demo's scans are done, not their tasks in progress.
+		await demoScansDone();
 		const sweep = await runHealthSweep(8);
 		expect(sweep).toMatchObject({ checked: 22, reachable: 20, unreachable: 2 });
 		const counts = await countByStatus();
@@ -177,7 +185,7 @@ describe('the quick start demo fleet', () => {
 		const after = await countByStatus();
 		expect(after.OUTDATED).toBe(1);
 		expect(after.UP_TO_DATE + after.FAILED + after.UNREACHABLE).toBe(23);
-	});
+	}, 240_000);
 
 	it('is scanned for system updates at start: security updates, reboots, holds and nodes without needrestart', async () => {
 		await startEngine({ concurrency: 20, leaseMs: 10_000, sweepMs: 1_000 });
@@ -212,6 +220,7 @@ describe('the quick start demo fleet', () => {
 		const fleet = await startDemoFleet(dataDir);
 		onTestFinished(() => fleet.stop());
 		await fleet.checked;
+		await demoScansDone();
 		const [release] = await db().select().from(releases).where(eq(releases.version, '1.4.0'));
 		expect(release).toMatchObject({ version: '1.4.0', channel: 'stable', algorithm: 'ed25519' });
 		expect(release!.verifiedBy).toMatch(/^ed25519:[0-9a-f]{16}$/);
@@ -258,7 +267,7 @@ describe('the quick start demo fleet', () => {
 		// The code release and the appliance release.
 		expect(await db().select().from(releases)).toHaveLength(2);
 		expect(await db().select().from(rollouts)).toHaveLength(1);
-	}, 120_000);
+	}, 240_000);
 
 	it('brings an appliance release whose image its simulated appliances take, verify, boot and commit', async () => {
 		await startEngine({ concurrency: 20, leaseMs: 10_000, sweepMs: 1_000 });
@@ -266,13 +275,14 @@ describe('the quick start demo fleet', () => {
 		const fleet = await startDemoFleet(dataDir);
 		onTestFinished(() => fleet.stop());
 		await fleet.checked;
+		await demoScansDone();
 		const [release] = await db().select().from(releases).where(eq(releases.version, DEMO_APPLIANCE_RELEASE));
 		const image = await imageOfRelease(release!.id);
 		expect(image).toMatchObject({ state: 'complete', size: 6 * 1024 * 1024 });
 		const appliances = ['edge-01', 'edge-02', 'edge-03', 'edge-04'];
 		const before = new Map(appliances.map((n) => [n, slotsOf(fleet, n)]));
 		const { id: runId } = await startPush(systemActor, { image_id: image!.id, nodes: appliances, concurrency: 4 });
-		const run = await waitForRun(runId, ['succeeded', 'failed'], 90_000);
+		const run = await waitForRun(runId, ['succeeded', 'failed'], 180_000);
 		// edge-03 refuses connections (the demo's unreachable appliance): the others take the image.
 		expect(run.tasks.map((t) => `${t.nodeName}:${t.state}`).sort()).toEqual([
 			'edge-01:succeeded',
@@ -298,13 +308,14 @@ describe('the quick start demo fleet', () => {
 			(e) => e.data.state === 'uploading' && Number(e.data.bytes) > 0 && Number(e.data.bytes) < image!.size
 		);
 		expect(partial.length).toBeGreaterThan(0);
-	}, 120_000);
+	}, 240_000);
 
 	it('rotates the keys of demo nodes for real, and a restart keeps them rotated', async () => {
 		await startEngine({ concurrency: 20, leaseMs: 10_000, sweepMs: 1_000 });
 		onTestFinished(() => stopEngine());
 		const fleet = await startDemoFleet(dataDir);
 		await fleet.checked;
+		await demoScansDone();
 		const rotated = ['app-01', 'app-02'];
 		const started = await startKeyRotation(systemActor, rotateKeysSchema.parse({ nodes: rotated }));
 		if (!('rotationId' in started)) throw new Error('expected a rotation');
@@ -340,7 +351,7 @@ describe('the quick start demo fleet', () => {
 		expect(await logins()).toEqual(afterRotation);
 		// The first check after the restart reached the rotated nodes with their new credential.
 		for (const name of rotated) expect(await nodeOf(name)).toMatchObject({ reachable: true, lastError: null });
-	}, 120_000);
+	}, 240_000);
 
 	it('provisions a demo server for its billing role: all six phases do their work on the simulated node', async () => {
 		await startEngine({ concurrency: 20, leaseMs: 10_000, sweepMs: 1_000 });
@@ -348,6 +359,7 @@ describe('the quick start demo fleet', () => {
 		const fleet = await startDemoFleet(dataDir);
 		onTestFinished(() => fleet.stop());
 		await fleet.checked;
+		await demoScansDone();
 		const [node] = await db().select().from(nodes).where(eq(nodes.name, 'app-04'));
 		expect(node!.roles).toEqual(['worker']);
 		const provision = async () => {
@@ -384,7 +396,7 @@ describe('the quick start demo fleet', () => {
 		const again = await provision();
 		expect(again.state).toBe('succeeded');
 		expect(model.files).toEqual(files);
-	}, 120_000);
+	}, 240_000);
 });
 
 function slotsOf(fleet: { hosts: { name: string; model: { files: Map<string, string> } }[] }, name: string) {

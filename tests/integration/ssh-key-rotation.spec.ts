@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { eq, inArray } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { keyRotationAnswerSchema, listOf } from '../../src/lib/schemas/responses';
 import { rotateKeysSchema } from '../../src/lib/schemas/ssh-keys';
 import { systemActor } from '../../src/lib/server/audit';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
@@ -18,6 +19,9 @@ import { addKey, blobOf, removeKey } from '../../src/lib/server/keys/authorized-
 import { connectWith, tryLogin } from '../../src/lib/server/keys/login';
 import { connectionRunner, editAuthorizedKeys, readScript, type Runner } from '../../src/lib/server/keys/remote';
 import { credentialMarks, getKeyRotation, startKeyRotation, type HostAccess } from '../../src/lib/server/keys/rotation';
+import { POST as rotateRoute } from '../../src/routes/api/ssh-keys/rotate/+server';
+import { GET as listRotationsRoute } from '../../src/routes/api/ssh-keys/rotations/+server';
+import { GET as rotationRoute } from '../../src/routes/api/ssh-keys/rotations/[id]/+server';
 import { freshPostgres } from '../support/databases';
 import { waitFor, waitForRun } from '../support/engine';
 import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
@@ -33,6 +37,8 @@ let pg: Awaited<ReturnType<typeof freshPostgres>>;
 let testbedCredential: string;
 const masterKey = randomBytes(32);
 const idOf = new Map<string, string>();
+/** Each host's authorized_keys as set up, before any rotation. */
+const originalFiles: string[] = [];
 
 /** Lines no rotation may touch: options with quoted spaces, a comment, a blank line, another person's key. */
 const foreignLines = (i: number) =>
@@ -93,6 +99,32 @@ async function rotate(input: Record<string, unknown>) {
 	return settle(started.rotationId);
 }
 
+type Handler = (event: never) => Promise<Response>;
+/** A route's handler called as SvelteKit calls it (the access rules are the hooks', tested elsewhere). */
+function call(handler: Handler, opts: { body?: unknown; params?: Record<string, string> } = {}) {
+	const url = new URL('http://console/api/ssh-keys');
+	const request = new Request(url, {
+		method: opts.body === undefined ? 'GET' : 'POST',
+		...(opts.body === undefined
+			? {}
+			: { headers: { 'content-type': 'application/json' }, body: JSON.stringify(opts.body) })
+	});
+	return handler({ request, url, params: opts.params ?? {}, locals: {}, getClientAddress: () => '127.0.0.1' } as never);
+}
+
+/** Turns the driver until an aborted rotation has cleaned up every node it could. */
+async function cleanedUp(rotationId: string) {
+	return waitFor(
+		'the cleanup after the abort',
+		async () => {
+			await driveKeyRotations();
+			const r = await getKeyRotation(rotationId);
+			return r.state === 'aborted' && r.phase === 'done' ? r : null;
+		},
+		120_000
+	);
+}
+
 /** Every line but the console's own: what must come out of a rotation byte for byte. */
 const othersOf = (text: string, consoleBlobs: string[]) =>
 	text.split('\n').filter((l) => !l.includes('flotilla:') && !consoleBlobs.some((b) => l.includes(b)));
@@ -123,6 +155,7 @@ beforeAll(async () => {
 		// Host 3's file has no final newline; host 5's belongs to another user with mode 640.
 		const text = i === 3 ? `${foreignLines(i)}${console.trimEnd()}` : `${foreignLines(i)}${console}`;
 		await writeFile(keysPath(h), text);
+		originalFiles[i] = text;
 		await chmod(keysPath(h), i === 5 ? 0o640 : 0o600);
 		if (i === 5) await chown(keysPath(h), 4242, 4343);
 	}
@@ -308,6 +341,104 @@ describe('a rotation of the console key', () => {
 			.where(inArray(nodes.name, names(10, 14)));
 		expect(new Set(rows.map((n) => n.credentialId))).toEqual(new Set([current!.credentialId]));
 	}, 180_000);
+
+	it('after the K4 abort the cleanup takes the new key and the safety net off again: only the old key logs in, every file as it was', async () => {
+		const hosts = hostsOf(10, 14);
+		const [aborted] = await db().select().from(keyRotations).where(eq(keyRotations.state, 'aborted'));
+		// Hosts 10–13 were never rotated before the aborted rotation: their files are still as the test set them up.
+		const before = hosts.map((_, i) => originalFiles[10 + i]!);
+		const r = await cleanedUp(aborted!.id);
+		expect(r.abortedPhase).toBe('K4');
+		expect(r.nodes.map((n) => [n.nodeName, n.state])).toEqual(names(10, 14).map((n) => [n, 'cleaned']));
+		expect(r.phases.map((p) => [p.phase, p.state])).toEqual([
+			['survey', 'passed'],
+			['K1', 'passed'],
+			['K2', 'passed'],
+			['K3', 'passed'],
+			['K4', 'failed'],
+			['cleanup', 'passed']
+		]);
+		const oldKey = await keyFile(aborted!.oldCredentialId!);
+		const newKey = await keyFile(aborted!.newCredentialId!);
+		const netKey = await keyFile(aborted!.safetyNetCredentialId!);
+		for (const [i, h] of hosts.entries()) {
+			expect(await logsIn(h, oldKey), `${h.name} old key`).toBe(true);
+			expect(await logsIn(h, newKey), `${h.name} new key`).toBe(false);
+			expect(await logsIn(h, netKey), `${h.name} safety net`).toBe(false);
+			expect(await readFile(keysPath(h), 'utf8'), h.name).toBe(before[i]);
+		}
+		const audit = await db().select().from(auditLog).where(eq(auditLog.targetId, r.id));
+		expect(audit.filter((a) => a.action === 'ssh_keys.cleanup').map((a) => a.details)).toEqual([
+			expect.objectContaining({
+				phase: 'cleanup',
+				nodes: names(10, 14).map((node) => expect.objectContaining({ node, state: 'succeeded' }))
+			})
+		]);
+		// The API shows the abort and its cleanup, with the run of every phase.
+		const res = await call(rotationRoute as Handler, { params: { id: r.id } });
+		expect(res.status).toBe(200);
+		const answer = keyRotationAnswerSchema.parse(await res.json());
+		expect(answer).toMatchObject({
+			id: r.id,
+			state: 'aborted',
+			phase: 'done',
+			aborted_phase: 'K4',
+			credential: { from: { id: aborted!.oldCredentialId }, to: { id: aborted!.newCredentialId } },
+			deferred_nodes: [],
+			cleanup_pending_nodes: []
+		});
+		expect(answer.abort_reason).toContain('k-11');
+		expect(answer.phases.map((p) => [p.phase, p.run_id])).toEqual(r.phases.map((p) => [p.phase, p.runId]));
+		expect(answer.nodes.map((n) => [n.node, n.state, n.reached])).toEqual(
+			r.nodes.map((n) => [n.nodeName, 'cleaned', n.reached])
+		);
+
+		// A second rotation of the same hosts afterwards goes through.
+		const again = await rotate({ nodes: names(10, 14) });
+		expect(again.state, again.abortReason ?? undefined).toBe('completed');
+		const newest = await keyFile(again.newCredentialId!);
+		for (const [i, h] of hosts.entries()) {
+			expect(await logsIn(h, newest), h.name).toBe(true);
+			expect(await logsIn(h, oldKey), h.name).toBe(false);
+			expect((await readFile(keysPath(h), 'utf8')).startsWith(foreignLines(10 + i))).toBe(true);
+		}
+	}, 240_000);
+
+	it('GET /api/ssh-keys/rotations lists the rotations newest first; a malformed id is a 400 naming it, an unknown one a 404', async () => {
+		const res = await call(listRotationsRoute as Handler);
+		expect(res.status).toBe(200);
+		const list = listOf(keyRotationAnswerSchema).parse(await res.json());
+		const all = await db().select().from(keyRotations);
+		expect(list.items.map((r) => r.number)).toEqual(all.map((r) => r.number).sort((a, b) => b - a));
+		const malformed = await call(rotationRoute as Handler, { params: { id: 'not-a-uuid' } });
+		expect(malformed.status).toBe(400);
+		expect((await malformed.json()).error.fields).toEqual({ id: 'must be a UUID' });
+		const unknown = await call(rotationRoute as Handler, { params: { id: crypto.randomUUID() } });
+		expect(unknown.status).toBe(404);
+	});
+
+	it('two rotations of the same nodes started at the same instant: exactly one starts, the other gets 409, round after round', async () => {
+		const credentialsBefore = await db().select({ id: credentials.id }).from(credentials);
+		const rotationsBefore = await db().select({ id: keyRotations.id }).from(keyRotations);
+		for (let round = 0; round < 3; round++) {
+			const answers = await Promise.all([
+				call(rotateRoute as Handler, { body: { nodes: names(10, 14) } }),
+				call(rotateRoute as Handler, { body: { nodes: names(10, 14) } })
+			]);
+			expect(answers.map((a) => a.status).sort(), `round ${round}`).toEqual([202, 409]);
+			const refused = await answers.find((a) => a.status === 409)!.json();
+			expect(refused.error).toMatchObject({
+				code: 'conflict',
+				fields: { nodes: expect.stringContaining('rotation #') }
+			});
+			const { rotation_id } = await answers.find((a) => a.status === 202)!.json();
+			expect((await settle(rotation_id)).state).toBe('completed');
+		}
+		// Three rotations, each with its one new key (the safety net kept by the last one is reused): the refused
+		// starts left nothing behind.
+		expect(await db().select({ id: keyRotations.id }).from(keyRotations)).toHaveLength(rotationsBefore.length + 3);
+		expect(await db().select({ id: credentials.id }).from(credentials)).toHaveLength(credentialsBefore.length + 3);
+	}, 300_000);
 
 	it('an unreachable host never blocks the others and keeps its old key; the rotation stays open and finishes when it is back', async () => {
 		const hosts = hostsOf(14, 16);

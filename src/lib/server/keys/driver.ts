@@ -158,15 +158,19 @@ async function judgePhase(r: KeyRotation): Promise<void> {
 						.filter((p) => !p.unreachable)
 						.map((p) => `${p.node}: ${p.reason}`)
 						.join('; ');
+		// The nodes to clean are marked before the abort is written, so that a console dying in between leaves a
+		// phase that is judged again, and one dying after leaves a rotation whose cleanup the next turn carries on.
+		const cleaning = await markForCleanup(r, rows);
 		const aborted = await move(r, {
 			state: 'aborted',
+			phase: cleaning ? 'cleanup' : r.phase,
 			phases,
 			phaseRunId: null,
 			abortedPhase: phase,
 			abortReason: `${phaseTitles[phase]} failed on ${failed.length || run.tasks.length} node(s): ${why}`,
 			endedAt: new Date()
 		});
-		if (aborted) await startCleanup(aborted, rows);
+		if (aborted?.phase === 'cleanup') await cleanUp(aborted);
 		return;
 	}
 	// After K5 a node that failed keeps what it had; it is not taken further (K6 needs K5 done).
@@ -222,14 +226,16 @@ async function catchUp(r: KeyRotation): Promise<void> {
 }
 
 /**
- * Once an abort is recorded: the nodes where K1 ran (every node that passed the dry run, and those set aside later
- * on) may hold this rotation's safety-net line, and where K3 ran its new key. They are marked `cleanup` and the
- * rotation goes to its cleanup phase, which takes those lines off (phases.ts, cleanUpAfterAbort).
+ * On an abort: the nodes where K1 ran (every node that passed the dry run, whether set aside later or not) may hold
+ * this rotation's safety-net line, and where K3 ran its new key. They are marked `cleanup`, for the cleanup phase
+ * that takes those lines off (phases.ts, cleanUpAfterAbort). Resolves with whether there is any.
  */
-async function startCleanup(r: KeyRotation, rows: KeyRotationNode[]): Promise<void> {
-	if (!r.phases.some((p) => p.phase === 'K1')) return;
-	const touched = rows.filter((n) => n.state === 'active' || (n.reached !== null && n.reached !== 'survey'));
-	if (!touched.length) return;
+async function markForCleanup(r: KeyRotation, rows: KeyRotationNode[]): Promise<boolean> {
+	// A cancelled K5 or K6 also aborts, but nodes have moved to the new key by then: nothing is taken back.
+	if (!ABORT_POINTS.includes(r.phase) || !r.phases.some((p) => p.phase === 'K1')) return false;
+	// A node set aside in K1 itself may have had its line written just before the connection dropped.
+	const touched = rows.filter((n) => n.reached !== null);
+	if (!touched.length) return false;
 	await db()
 		.update(keyRotationNodes)
 		.set({ state: 'cleanup', deferredAt: null })
@@ -242,8 +248,7 @@ async function startCleanup(r: KeyRotation, rows: KeyRotationNode[]): Promise<vo
 				)
 			)
 		);
-	const moved = await move(r, { phase: 'cleanup' });
-	if (moved) await cleanUp(moved);
+	return true;
 }
 
 /**

@@ -430,8 +430,8 @@ describe('a rotation of the console key', () => {
 			const { rotation_id } = await answers.find((a) => a.status === 202)!.json();
 			expect((await settle(rotation_id)).state).toBe('completed');
 		}
-		// Three rotations; the only credentials made are theirs (a new key each, and a safety net unless one kept by
-		// the last rotation was reused): the refused starts left nothing behind.
+		// Three rotations; the only credentials made are their new keys (each reuses the safety net the last one
+		// kept): the refused starts left nothing behind.
 		const rotations = await db().select().from(keyRotations);
 		expect(rotations).toHaveLength(rotationsBefore.length + 3);
 		const theirs = rotations

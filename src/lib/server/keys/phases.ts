@@ -181,6 +181,7 @@ export async function cleanUpAfterAbort(ctx: Ctx, rotationId: string): Promise<v
 	}
 	await verifyLogin(ctx, own!, `the node's key ${own!.name}`);
 	const net = keys.safetyNet;
+	// What the node's dry run found decides; without that record the safety net is left where it is.
 	const netWasThere = !row?.survey || row.survey.consoleKeys.some((k) => k.fingerprint === net?.fingerprint);
 	const removed: string[] = [];
 	const written = await editAuthorizedKeys(ctx, (content) => {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { eq, inArray } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { keyRotationAnswerSchema, listOf } from '../../src/lib/schemas/responses';
 import { rotateKeysSchema } from '../../src/lib/schemas/ssh-keys';
 import { systemActor } from '../../src/lib/server/audit';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
@@ -18,6 +19,9 @@ import { addKey, blobOf, removeKey } from '../../src/lib/server/keys/authorized-
 import { connectWith, tryLogin } from '../../src/lib/server/keys/login';
 import { connectionRunner, editAuthorizedKeys, readScript, type Runner } from '../../src/lib/server/keys/remote';
 import { credentialMarks, getKeyRotation, startKeyRotation, type HostAccess } from '../../src/lib/server/keys/rotation';
+import { POST as rotateRoute } from '../../src/routes/api/ssh-keys/rotate/+server';
+import { GET as listRotationsRoute } from '../../src/routes/api/ssh-keys/rotations/+server';
+import { GET as rotationRoute } from '../../src/routes/api/ssh-keys/rotations/[id]/+server';
 import { freshPostgres } from '../support/databases';
 import { waitFor, waitForRun } from '../support/engine';
 import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
@@ -33,6 +37,8 @@ let pg: Awaited<ReturnType<typeof freshPostgres>>;
 let testbedCredential: string;
 const masterKey = randomBytes(32);
 const idOf = new Map<string, string>();
+/** Each host's authorized_keys as set up, before any rotation. */
+const originalFiles: string[] = [];
 
 /** Lines no rotation may touch: options with quoted spaces, a comment, a blank line, another person's key. */
 const foreignLines = (i: number) =>
@@ -93,6 +99,32 @@ async function rotate(input: Record<string, unknown>) {
 	return settle(started.rotationId);
 }
 
+type Handler = (event: never) => Promise<Response>;
+/** A route's handler called as SvelteKit calls it (the access rules are the hooks', tested elsewhere). */
+function call(handler: Handler, opts: { body?: unknown; params?: Record<string, string> } = {}) {
+	const url = new URL('http://console/api/ssh-keys');
+	const request = new Request(url, {
+		method: opts.body === undefined ? 'GET' : 'POST',
+		...(opts.body === undefined
+			? {}
+			: { headers: { 'content-type': 'application/json' }, body: JSON.stringify(opts.body) })
+	});
+	return handler({ request, url, params: opts.params ?? {}, locals: {}, getClientAddress: () => '127.0.0.1' } as never);
+}
+
+/** Turns the driver until an aborted rotation has cleaned up every node it could. */
+async function cleanedUp(rotationId: string) {
+	return waitFor(
+		'the cleanup after the abort',
+		async () => {
+			await driveKeyRotations();
+			const r = await getKeyRotation(rotationId);
+			return r.state === 'aborted' && r.phase === 'done' ? r : null;
+		},
+		120_000
+	);
+}
+
 /** Every line but the console's own: what must come out of a rotation byte for byte. */
 const othersOf = (text: string, consoleBlobs: string[]) =>
 	text.split('\n').filter((l) => !l.includes('flotilla:') && !consoleBlobs.some((b) => l.includes(b)));
@@ -123,6 +155,7 @@ beforeAll(async () => {
 		// Host 3's file has no final newline; host 5's belongs to another user with mode 640.
 		const text = i === 3 ? `${foreignLines(i)}${console.trimEnd()}` : `${foreignLines(i)}${console}`;
 		await writeFile(keysPath(h), text);
+		originalFiles[i] = text;
 		await chmod(keysPath(h), i === 5 ? 0o640 : 0o600);
 		if (i === 5) await chown(keysPath(h), 4242, 4343);
 	}
@@ -290,17 +323,14 @@ describe('a rotation of the console key', () => {
 		expect(r.state).toBe('aborted');
 		expect(r.abortedPhase).toBe('K4');
 		expect(r.abortReason).toContain('k-11');
-		expect(r.phases.at(-1)).toMatchObject({
+		expect(r.phases.find((p) => p.phase === 'K4')).toMatchObject({
 			phase: 'K4',
 			state: 'failed',
 			problems: [expect.objectContaining({ node: 'k-11', unreachable: false })]
 		});
 		expect(r.phases.map((p) => p.phase)).not.toContain('K5');
-		const netKey = await keyFile(r.safetyNetCredentialId!);
-		for (const h of hosts) {
-			expect(await logsIn(h, consoleKey), `${h.name} the console's key`).toBe(true);
-			expect(await logsIn(h, netKey), `${h.name} safety net`).toBe(true);
-		}
+		// The cleanup after the abort is under way (the next test follows it): it never takes the console's key.
+		for (const h of hosts) expect(await logsIn(h, consoleKey), `${h.name} the console's key`).toBe(true);
 		expect(await logsIn(bad, await keyFile(fresh))).toBe(false);
 		const rows = await db()
 			.select()
@@ -308,6 +338,182 @@ describe('a rotation of the console key', () => {
 			.where(inArray(nodes.name, names(10, 14)));
 		expect(new Set(rows.map((n) => n.credentialId))).toEqual(new Set([current!.credentialId]));
 	}, 180_000);
+
+	it('after the K4 abort the cleanup takes the new key and the safety net off again: only the old key logs in, every file as it was', async () => {
+		const hosts = hostsOf(10, 14);
+		const [aborted] = await db().select().from(keyRotations).where(eq(keyRotations.state, 'aborted'));
+		// Hosts 10–13 were never rotated before the aborted rotation: their files are still as the test set them up.
+		const before = hosts.map((_, i) => originalFiles[10 + i]!);
+		const r = await cleanedUp(aborted!.id);
+		expect(r.abortedPhase).toBe('K4');
+		expect(r.nodes.map((n) => [n.nodeName, n.state])).toEqual(names(10, 14).map((n) => [n, 'cleaned']));
+		expect(r.phases.map((p) => [p.phase, p.state])).toEqual([
+			['survey', 'passed'],
+			['K1', 'passed'],
+			['K2', 'passed'],
+			['K3', 'passed'],
+			['K4', 'failed'],
+			['cleanup', 'passed']
+		]);
+		const oldKey = await keyFile(aborted!.oldCredentialId!);
+		const newKey = await keyFile(aborted!.newCredentialId!);
+		const netKey = await keyFile(aborted!.safetyNetCredentialId!);
+		for (const [i, h] of hosts.entries()) {
+			expect(await logsIn(h, oldKey), `${h.name} old key`).toBe(true);
+			expect(await logsIn(h, newKey), `${h.name} new key`).toBe(false);
+			expect(await logsIn(h, netKey), `${h.name} safety net`).toBe(false);
+			expect(await readFile(keysPath(h), 'utf8'), h.name).toBe(before[i]);
+		}
+		const audit = await db().select().from(auditLog).where(eq(auditLog.targetId, r.id));
+		const cleanups = audit.filter((a) => a.action === 'ssh_keys.cleanup').map((a) => a.details);
+		expect(cleanups).toHaveLength(1);
+		expect(cleanups[0]).toMatchObject({ phase: 'cleanup', run_id: r.phases.at(-1)!.runId });
+		const audited = (cleanups[0] as { nodes: { node: string; state: string }[] }).nodes;
+		expect(audited.map((n) => [n.node, n.state]).sort()).toEqual(names(10, 14).map((n) => [n, 'succeeded']));
+		// The API shows the abort and its cleanup, with the run of every phase.
+		const res = await call(rotationRoute as Handler, { params: { id: r.id } });
+		expect(res.status).toBe(200);
+		const answer = keyRotationAnswerSchema.parse(await res.json());
+		expect(answer).toMatchObject({
+			id: r.id,
+			state: 'aborted',
+			phase: 'done',
+			aborted_phase: 'K4',
+			credential: { from: { id: aborted!.oldCredentialId }, to: { id: aborted!.newCredentialId } },
+			deferred_nodes: [],
+			cleanup_pending_nodes: []
+		});
+		expect(answer.abort_reason).toContain('k-11');
+		expect(answer.phases.map((p) => [p.phase, p.run_id])).toEqual(r.phases.map((p) => [p.phase, p.runId]));
+		expect(answer.nodes.map((n) => [n.node, n.state, n.reached])).toEqual(
+			r.nodes.map((n) => [n.nodeName, 'cleaned', n.reached])
+		);
+
+		// A second rotation of the same hosts afterwards goes through.
+		const again = await rotate({ nodes: names(10, 14) });
+		expect(again.state, again.abortReason ?? undefined).toBe('completed');
+		const newest = await keyFile(again.newCredentialId!);
+		for (const [i, h] of hosts.entries()) {
+			expect(await logsIn(h, newest), h.name).toBe(true);
+			expect(await logsIn(h, oldKey), h.name).toBe(false);
+			expect((await readFile(keysPath(h), 'utf8')).startsWith(foreignLines(10 + i))).toBe(true);
+		}
+	}, 240_000);
+
+	it('GET /api/ssh-keys/rotations lists the rotations newest first; a malformed id is a 400 naming it, an unknown one a 404', async () => {
+		const res = await call(listRotationsRoute as Handler);
+		expect(res.status).toBe(200);
+		const list = listOf(keyRotationAnswerSchema).parse(await res.json());
+		const all = await db().select().from(keyRotations);
+		expect(list.items.map((r) => r.number)).toEqual(all.map((r) => r.number).sort((a, b) => b - a));
+		const malformed = await call(rotationRoute as Handler, { params: { id: 'not-a-uuid' } });
+		expect(malformed.status).toBe(400);
+		expect((await malformed.json()).error.fields).toEqual({ id: 'must be a UUID' });
+		const unknown = await call(rotationRoute as Handler, { params: { id: crypto.randomUUID() } });
+		expect(unknown.status).toBe(404);
+	});
+
+	it('two rotations of the same nodes started at the same instant: exactly one starts, the other gets 409, round after round', async () => {
+		const credentialsBefore = await db().select({ id: credentials.id }).from(credentials);
+		const rotationsBefore = await db().select({ id: keyRotations.id }).from(keyRotations);
+		for (let round = 0; round < 3; round++) {
+			const answers = await Promise.all([
+				call(rotateRoute as Handler, { body: { nodes: names(10, 14) } }),
+				call(rotateRoute as Handler, { body: { nodes: names(10, 14) } })
+			]);
+			expect(answers.map((a) => a.status).sort(), `round ${round}`).toEqual([202, 409]);
+			const refused = await answers.find((a) => a.status === 409)!.json();
+			expect(refused.error).toMatchObject({
+				code: 'conflict',
+				fields: { nodes: expect.stringContaining('rotation #') }
+			});
+			const { rotation_id } = await answers.find((a) => a.status === 202)!.json();
+			expect((await settle(rotation_id)).state).toBe('completed');
+		}
+		// Three rotations; the only credentials made are their new keys (each reuses the safety net the last one
+		// kept): the refused starts left nothing behind.
+		const rotations = await db().select().from(keyRotations);
+		expect(rotations).toHaveLength(rotationsBefore.length + 3);
+		const theirs = rotations
+			.filter((r) => !rotationsBefore.some((b) => b.id === r.id))
+			.flatMap((r) => [r.newCredentialId!, r.safetyNetCredentialId!]);
+		const made = (await db().select({ id: credentials.id }).from(credentials))
+			.map((c) => c.id)
+			.filter((c) => !credentialsBefore.some((b) => b.id === c));
+		expect(made.sort()).toEqual([...new Set(theirs)].filter((c) => !credentialsBefore.some((b) => b.id === c)).sort());
+		expect(made).toHaveLength(3);
+	}, 300_000);
+
+	it('a node away during the cleanup stays "cleanup pending", blocks a new rotation of it, and is cleaned when it is back', async () => {
+		const hosts = hostsOf(10, 14);
+		const [bad, away] = [hosts[1]!, hosts[2]!];
+		const before = await Promise.all(hosts.map((h) => readFile(keysPath(h), 'utf8')));
+		const started = await startKeyRotation(systemActor, rotateKeysSchema.parse({ nodes: names(10, 14) }));
+		if (!('rotationId' in started)) throw new Error('expected a rotation');
+		const r0 = await getKeyRotation(started.rotationId);
+		const [freshRow] = await db().select().from(credentials).where(eq(credentials.id, r0.newCredentialId!));
+		// k-11 refuses the new key again (sshd's RevokedKeys, set up above), so K4 aborts.
+		await writeFile(join(bad.root, 'etc/ssh/revoked_keys'), `${freshRow!.publicKey}\n`);
+		// Turned until K4 runs, then not while it runs: k-12 goes away after K4 and before the abort's cleanup.
+		const k4 = await waitFor(
+			'K4 to start',
+			async () => {
+				await driveKeyRotations();
+				const r = await getKeyRotation(r0.id);
+				return r.phase === 'K4' && r.phaseRunId ? r.phaseRunId : null;
+			},
+			120_000
+		);
+		await waitForRun(k4, ['succeeded', 'failed', 'cancelled'], 60_000);
+		await bed.stopHost(away);
+		const pending = await waitFor(
+			'the first cleanup run to end',
+			async () => {
+				await driveKeyRotations();
+				const r = await getKeyRotation(r0.id);
+				return r.state === 'aborted' && !r.catchUpRunId && r.phases.some((p) => p.phase === 'cleanup') ? r : null;
+			},
+			120_000
+		);
+		expect(pending.phase).toBe('cleanup');
+		expect(pending.nodes.map((n) => [n.nodeName, n.state])).toEqual([
+			['k-10', 'cleaned'],
+			['k-11', 'cleaned'],
+			['k-12', 'cleanup'],
+			['k-13', 'cleaned']
+		]);
+		expect(pending.phases.at(-1)).toMatchObject({
+			phase: 'cleanup',
+			state: 'failed',
+			problems: [expect.objectContaining({ node: 'k-12', unreachable: true })]
+		});
+		const answer = keyRotationAnswerSchema.parse(
+			await (await call(rotationRoute as Handler, { params: { id: r0.id } })).json()
+		);
+		expect([answer.phase, answer.cleanup_pending_nodes]).toEqual(['cleanup', ['k-12']]);
+		// Its lines are still there: no new rotation of it until they are gone.
+		const refused = await call(rotateRoute as Handler, { body: { nodes: ['k-12'] } });
+		expect(refused.status).toBe(409);
+		expect((await refused.json()).error.fields).toEqual({ nodes: `k-12 is still in rotation #${r0.number}` });
+
+		await bed.startHost(away);
+		await db().update(nodes).set({ lastSeenAt: new Date(), reachable: true }).where(eq(nodes.name, 'k-12'));
+		const done = await cleanedUp(r0.id);
+		expect(done.nodes.map((n) => n.state)).toEqual(['cleaned', 'cleaned', 'cleaned', 'cleaned']);
+		expect(done.phases.filter((p) => p.phase === 'cleanup').map((p) => [p.state, p.nodes])).toEqual([
+			['failed', 4],
+			['passed', 1]
+		]);
+		const [current] = await db().select().from(nodes).where(eq(nodes.name, 'k-12'));
+		const consoleKey = await keyFile(current!.credentialId);
+		const freshKey = await keyFile(r0.newCredentialId!);
+		for (const [i, h] of hosts.entries()) {
+			expect(await logsIn(h, consoleKey), h.name).toBe(true);
+			expect(await logsIn(h, freshKey), h.name).toBe(false);
+			// The safety net was kept by the last rotation and reused: it was there before, so it stays.
+			expect(await readFile(keysPath(h), 'utf8'), h.name).toBe(before[i]);
+		}
+	}, 300_000);
 
 	it('an unreachable host never blocks the others and keeps its old key; the rotation stays open and finishes when it is back', async () => {
 		const hosts = hostsOf(14, 16);

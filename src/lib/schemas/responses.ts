@@ -775,6 +775,51 @@ export const certRotationPlanSchema = z.object({
 	excluded: excludedNodes
 });
 
+const keyRotationPhaseNames = ['survey', 'K1', 'K2', 'K3', 'K4', 'K5', 'K6', 'cleanup', 'done'] as const;
+const credentialRef = z.object({
+	id: id.nullable().describe('null once an admin deleted the credential'),
+	name: z.string().nullable()
+});
+
+/** A key rotation (docs/ssh-key-rotation.md, "API"). */
+export const keyRotationAnswerSchema = z.object({
+	id,
+	number: z.int(),
+	state: z.enum(['running', 'open', 'completed', 'aborted']),
+	phase: z.enum(keyRotationPhaseNames).describe('the current phase; `cleanup` while an aborted rotation cleans up'),
+	credential: z.object({ from: credentialRef, to: credentialRef }),
+	safety_net: credentialRef,
+	remove_safety_net: z.boolean(),
+	aborted_phase: z.string().nullable(),
+	abort_reason: z.string().nullable(),
+	phases: z.array(
+		z.object({
+			phase: z.enum(keyRotationPhaseNames),
+			run_id: id,
+			state: z.enum(['running', 'passed', 'failed']),
+			nodes: z.int(),
+			problems: z.array(z.object({ node: z.string(), reason: z.string(), unreachable: z.boolean() })),
+			started_at: time,
+			ended_at: time.nullable()
+		})
+	),
+	nodes: z.array(
+		z.object({
+			node_id: id,
+			node: z.string(),
+			state: z.enum(['active', 'deferred', 'done', 'failed', 'cleanup', 'cleaned']),
+			reached: z.enum(keyRotationPhaseNames).nullable().describe('the last phase done on the node'),
+			error: z.string().nullable()
+		})
+	),
+	deferred_nodes: z.array(z.string()).describe('away: finished when they are back'),
+	cleanup_pending_nodes: z.array(z.string()).describe('after an abort: this rotation’s lines still to be removed'),
+	catch_up_run_id: id.nullable().describe('the catch-up or cleanup run under way'),
+	created_by: z.string(),
+	created_at: time,
+	ended_at: time.nullable()
+});
+
 /** An SSH key rotation's dry run: what each host would go through (docs/ssh-key-rotation.md). */
 export const keyRotationDryRunSchema = z.object({
 	hosts: z.array(

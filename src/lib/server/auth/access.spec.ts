@@ -128,6 +128,8 @@ describe('the access table', () => {
 			'/api/security/certificates/report': 'POST operate',
 			'/api/security/certificates/rotate': 'POST operate',
 			'/api/ssh-keys/rotate': 'POST admin',
+			'/api/ssh-keys/rotations': 'GET admin',
+			'/api/ssh-keys/rotations/[id]': 'GET admin',
 			'/api/ssh-keys/rotations/[id]/retry': 'POST admin',
 			'/api/security/certificates/ca': 'GET read, POST admin',
 			'/api/security/certificates/ca/import': 'POST admin',

@@ -233,6 +233,8 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 	'/api/security/certificates/report': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/security/certificates/rotate': { kind: 'endpoint', methods: { POST: operate } },
 	'/api/ssh-keys/rotate': { kind: 'endpoint', methods: { POST: admin } },
+	'/api/ssh-keys/rotations': { kind: 'endpoint', methods: { GET: admin } },
+	'/api/ssh-keys/rotations/[id]': { kind: 'endpoint', methods: { GET: admin } },
 	'/api/ssh-keys/rotations/[id]/retry': { kind: 'endpoint', methods: { POST: admin } },
 	'/api/security/certificates/ca': { kind: 'endpoint', methods: { GET: read, POST: admin } },
 	'/api/security/certificates/ca/import': { kind: 'endpoint', methods: { POST: admin } },

@@ -1023,7 +1023,8 @@ export type NodeProvisioning = typeof nodeProvisioning.$inferSelect;
 
 export const keyRotationStates = ['running', 'open', 'completed', 'aborted'] as const;
 export type KeyRotationState = (typeof keyRotationStates)[number];
-export const keyRotationPhases = ['survey', 'K1', 'K2', 'K3', 'K4', 'K5', 'K6', 'done'] as const;
+/** `cleanup`: an aborted rotation taking its own lines off the nodes where K1 or K3 put them. */
+export const keyRotationPhases = ['survey', 'K1', 'K2', 'K3', 'K4', 'K5', 'K6', 'cleanup', 'done'] as const;
 export type KeyRotationPhase = (typeof keyRotationPhases)[number];
 
 /** One phase of a key rotation as it ran: an engine run across every node in scope (docs/ssh-key-rotation.md). */
@@ -1077,7 +1078,8 @@ export const keyRotations = pgTable('key_rotations', {
 	endedAt: timestamp('ended_at', { withTimezone: true })
 });
 
-export const keyRotationNodeStates = ['active', 'deferred', 'done', 'failed'] as const;
+/** After an abort: `cleanup` (the rotation's lines still to be taken off, e.g. while the node is away), `cleaned`. */
+export const keyRotationNodeStates = ['active', 'deferred', 'done', 'failed', 'cleanup', 'cleaned'] as const;
 export type KeyRotationNodeState = (typeof keyRotationNodeStates)[number];
 
 /** Each node in a rotation's scope: how far it got, and what it accepted before. */

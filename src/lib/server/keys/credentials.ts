@@ -5,7 +5,7 @@ import ssh2 from 'ssh2';
 import { recordAudit, type Actor } from '$lib/server/audit';
 import { masterKey } from '$lib/server/crypto/master-key';
 import { openSecret, sealSecret } from '$lib/server/crypto/secret-box';
-import { db } from '$lib/server/db';
+import { db, type Database } from '$lib/server/db';
 import { credentials, keyRotations, nodes, type Credential } from '$lib/server/db/schema';
 import { conflict, notFound, ServiceError } from '$lib/server/errors';
 import { fingerprintOf } from '$lib/server/ssh/host-keys';
@@ -35,7 +35,8 @@ export async function createCredential(
 		name: string;
 		privateKey: string;
 		passphrase?: string;
-	}
+	},
+	executor: Database = db()
 ): Promise<PublicCredential> {
 	const parsed = ssh2.utils.parseKey(input.privateKey, input.passphrase);
 	if (parsed instanceof Error) {
@@ -56,7 +57,7 @@ export async function createCredential(
 	const blob = parsed.getPublicSSH();
 	const id = randomUUID();
 	const key = masterKey();
-	const [row] = await db()
+	const [row] = await executor
 		.insert(credentials)
 		.values({
 			id,
@@ -70,12 +71,16 @@ export async function createCredential(
 		.onConflictDoNothing({ target: credentials.name })
 		.returning(publicColumns);
 	if (!row) throw conflict(`A credential named ${input.name} exists`, { name: 'already taken' });
-	await recordAudit(actor, {
-		action: 'credential.create',
-		targetType: 'credential',
-		targetId: row.id,
-		details: { name: row.name, fingerprint: row.fingerprint }
-	});
+	await recordAudit(
+		actor,
+		{
+			action: 'credential.create',
+			targetType: 'credential',
+			targetId: row.id,
+			details: { name: row.name, fingerprint: row.fingerprint }
+		},
+		executor
+	);
 	return row;
 }
 
@@ -119,7 +124,11 @@ export async function deleteCredential(actor: Actor, id: string): Promise<void> 
 		.from(keyRotations)
 		.where(
 			and(
-				inArray(keyRotations.state, ['running', 'open']),
+				// An aborted rotation still cleaning up needs its keys to know which lines are its own.
+				or(
+					inArray(keyRotations.state, ['running', 'open']),
+					and(eq(keyRotations.state, 'aborted'), eq(keyRotations.phase, 'cleanup'))
+				),
 				or(
 					eq(keyRotations.oldCredentialId, id),
 					eq(keyRotations.newCredentialId, id),

@@ -1,4 +1,4 @@
-import { and, eq, inArray } from 'drizzle-orm';
+import { and, eq, inArray, or } from 'drizzle-orm';
 import { recordAudit, systemActor, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import {
@@ -6,6 +6,7 @@ import {
 	keyRotations,
 	nodes,
 	type KeyRotation,
+	type KeyRotationNode,
 	type KeyRotationPhase,
 	type KeyRotationPhaseRecord
 } from '$lib/server/db/schema';
@@ -157,14 +158,19 @@ async function judgePhase(r: KeyRotation): Promise<void> {
 						.filter((p) => !p.unreachable)
 						.map((p) => `${p.node}: ${p.reason}`)
 						.join('; ');
-		await move(r, {
+		// The nodes to clean are marked before the abort is written, so that a console dying in between leaves a
+		// phase that is judged again, and one dying after leaves a rotation whose cleanup the next turn carries on.
+		const cleaning = await markForCleanup(r, rows);
+		const aborted = await move(r, {
 			state: 'aborted',
+			phase: cleaning ? 'cleanup' : r.phase,
 			phases,
 			phaseRunId: null,
 			abortedPhase: phase,
 			abortReason: `${phaseTitles[phase]} failed on ${failed.length || run.tasks.length} node(s): ${why}`,
 			endedAt: new Date()
 		});
+		if (aborted?.phase === 'cleanup') await cleanUp(aborted);
 		return;
 	}
 	// After K5 a node that failed keeps what it had; it is not taken further (K6 needs K5 done).
@@ -217,6 +223,103 @@ async function catchUp(r: KeyRotation): Promise<void> {
 		options: { concurrency: 20 }
 	});
 	await move(r, { catchUpRunId: run.id });
+}
+
+/**
+ * On an abort: the nodes where K1 ran (every node that passed the dry run, whether set aside later or not) may hold
+ * this rotation's safety-net line, and where K3 ran its new key. They are marked `cleanup`, for the cleanup phase
+ * that takes those lines off (phases.ts, cleanUpAfterAbort). Resolves with whether there is any.
+ */
+async function markForCleanup(r: KeyRotation, rows: KeyRotationNode[]): Promise<boolean> {
+	// A cancelled K5 or K6 also aborts, but nodes have moved to the new key by then: nothing is taken back.
+	if (!ABORT_POINTS.includes(r.phase) || !r.phases.some((p) => p.phase === 'K1')) return false;
+	// A node set aside in K1 itself may have had its line written just before the connection dropped.
+	const touched = rows.filter((n) => n.reached !== null);
+	if (!touched.length) return false;
+	await db()
+		.update(keyRotationNodes)
+		.set({ state: 'cleanup', deferredAt: null })
+		.where(
+			and(
+				eq(keyRotationNodes.rotationId, r.id),
+				inArray(
+					keyRotationNodes.nodeId,
+					touched.map((n) => n.nodeId)
+				)
+			)
+		);
+	return true;
+}
+
+/**
+ * An aborted rotation's cleanup, one run at a time, like the catch-up of an open one: the first run takes every
+ * node marked `cleanup`; a node that was away is taken again once the health sweep has seen it since. When no node
+ * is left to clean, the rotation's phase is `done`.
+ */
+async function cleanUp(r: KeyRotation): Promise<void> {
+	if (r.catchUpRunId) {
+		const run = await getRun(r.catchUpRunId);
+		if (!ENDED.includes(run.state)) return;
+		const rows = await db().select().from(keyRotationNodes).where(eq(keyRotationNodes.rotationId, r.id));
+		const errorOf = new Map(rows.map((n) => [n.nodeId, n]));
+		const problems = run.tasks
+			.filter((t) => t.state !== 'succeeded')
+			.map((t) => ({
+				node: t.nodeName,
+				reason: errorOf.get(t.nodeId)?.error ?? t.error ?? `ended ${t.state}`,
+				unreachable: errorOf.get(t.nodeId)?.state === 'cleanup'
+			}));
+		const phases = r.phases.map((p) =>
+			p.runId === run.id
+				? {
+						...p,
+						state: problems.length ? ('failed' as const) : ('passed' as const),
+						problems,
+						endedAt: new Date().toISOString()
+					}
+				: p
+		);
+		await recordAudit(systemActor, {
+			action: 'ssh_keys.cleanup',
+			targetType: 'key_rotation',
+			targetId: r.id,
+			details: {
+				number: r.number,
+				phase: 'cleanup',
+				run_id: run.id,
+				nodes: run.tasks.map((t) => ({ node: t.nodeName, state: t.state, error: errorOf.get(t.nodeId)?.error ?? null }))
+			}
+		});
+		r = (await move(r, { catchUpRunId: null, phases })) ?? r;
+	}
+	const pending = await db()
+		.select({ nodeId: keyRotationNodes.nodeId, deferredAt: keyRotationNodes.deferredAt, lastSeenAt: nodes.lastSeenAt })
+		.from(keyRotationNodes)
+		.innerJoin(nodes, eq(nodes.id, keyRotationNodes.nodeId))
+		.where(and(eq(keyRotationNodes.rotationId, r.id), eq(keyRotationNodes.state, 'cleanup')));
+	if (!pending.length) {
+		await move(r, { phase: 'done' });
+		return;
+	}
+	const back = pending.filter((d) => !d.deferredAt || (d.lastSeenAt && d.lastSeenAt > d.deferredAt));
+	if (!back.length || r.catchUpRunId) return;
+	const run = await createRun(systemActor, {
+		kind: 'ssh-key-cleanup',
+		title: `Key rotation #${r.number}: clean up after the abort on ${back.length} node(s)`,
+		nodeIds: back.map((b) => b.nodeId),
+		params: { rotation_id: r.id },
+		options: { concurrency: 20 }
+	});
+	const record: KeyRotationPhaseRecord = {
+		phase: 'cleanup',
+		runId: run.id,
+		state: 'running',
+		nodes: back.length,
+		problems: [],
+		startedAt: new Date().toISOString(),
+		endedAt: null
+	};
+	await move(r, { catchUpRunId: run.id, phases: [...r.phases, record] });
 }
 
 /**
@@ -275,6 +378,7 @@ export async function retryFailedNodes(actor: Actor, id: string): Promise<{ runI
 export async function driveKeyRotation(id: string): Promise<void> {
 	const r = await rotationOf(id);
 	if (r.state === 'open') return catchUp(r);
+	if (r.state === 'aborted' && r.phase === 'cleanup') return cleanUp(r);
 	if (r.state !== 'running') return;
 	if (!r.phaseRunId) return startPhase(r, r.phase === 'done' ? 'survey' : (r.phase as NodePhase));
 	return judgePhase(r);
@@ -282,14 +386,19 @@ export async function driveKeyRotation(id: string): Promise<void> {
 
 let turning: Promise<{ rotations: number }> | null = null;
 
-/** A turn over every rotation that is running or open (the periodic job; tests call it too). */
+/** A turn over every rotation that is running, open, or cleaning up after an abort (the periodic job; tests call it too). */
 export function driveKeyRotations(): Promise<{ rotations: number }> {
 	turning ??= (async () => {
 		try {
 			const live = await db()
 				.select({ id: keyRotations.id })
 				.from(keyRotations)
-				.where(inArray(keyRotations.state, ['running', 'open']));
+				.where(
+					or(
+						inArray(keyRotations.state, ['running', 'open']),
+						and(eq(keyRotations.state, 'aborted'), eq(keyRotations.phase, 'cleanup'))
+					)
+				);
 			for (const { id } of live) {
 				// Several decisions a turn when they follow one another (a phase ends, the next starts).
 				for (let i = 0; i < 3; i++) {

@@ -4,13 +4,21 @@ import { ServiceError } from '$lib/server/errors';
 import type { Flow, TaskEnd } from '$lib/server/engine';
 import { db } from '$lib/server/db';
 import { keyRotationNodes } from '$lib/server/db/schema';
-import { nodePhases, phaseTitles, rotationKeys, runPhase, type NodePhase } from './phases';
+import {
+	cleanupTitle,
+	cleanUpAfterAbort,
+	nodePhases,
+	phaseTitles,
+	rotationKeys,
+	runPhase,
+	type NodePhase
+} from './phases';
 
 /*
  * The key rotation's flows. A phase is one run of `ssh-key-phase` across every node in scope, and the driver
  * (driver.ts) starts the next phase only once that run has ended on all of them: the barrier between phases is
  * the run's end. `ssh-key-catchup` finishes, phase after phase, a node that was unreachable while the others
- * went through.
+ * went through. `ssh-key-cleanup` takes an aborted rotation's own lines off the nodes where K1 or K3 ran.
  */
 
 const phaseParams = z.object({ rotation_id: z.uuid(), phase: z.enum(nodePhases) }).strict();
@@ -106,5 +114,41 @@ export const keyCatchUpFlow: Flow<CatchUpParams> = {
 				.set({ state, deferredAt: null })
 				.where(and(eq(keyRotationNodes.rotationId, end.params.rotation_id), eq(keyRotationNodes.nodeId, end.node.id)));
 		}
+	}
+};
+
+export const keyCleanupFlow: Flow<CatchUpParams> = {
+	kind: 'ssh-key-cleanup',
+	title: 'SSH key rotation: clean up after an abort',
+	parseParams: (p) => parse(catchUpParams, p),
+	steps: [
+		{
+			name: 'cleanup',
+			deadlineMs: 120_000,
+			async do(ctx) {
+				ctx.log(cleanupTitle);
+				await cleanUpAfterAbort(ctx, ctx.params.rotation_id);
+			}
+		}
+	],
+	// Removing lines that are already gone changes nothing: after a crash it simply runs once more.
+	inspect: async () => 'restart',
+	async finished(end) {
+		const where = and(
+			eq(keyRotationNodes.rotationId, end.params.rotation_id),
+			eq(keyRotationNodes.nodeId, end.node.id)
+		);
+		const away = unreachableReason(end);
+		// A node away stays `cleanup` (pending) and is taken again once the health sweep has seen it back.
+		await db()
+			.update(keyRotationNodes)
+			.set(
+				end.state === 'succeeded'
+					? { state: 'cleaned', error: null, deferredAt: null }
+					: away
+						? { error: `cleanup pending: ${away}`, deferredAt: new Date() }
+						: { state: 'failed', error: `cleanup failed: ${end.error ?? `ended ${end.state}`}`, deferredAt: null }
+			)
+			.where(where);
 	}
 };

@@ -159,3 +159,50 @@ export async function runPhase(ctx: Ctx, rotationId: string, phase: NodePhase): 
 		}
 	}
 }
+
+export const cleanupTitle = 'Clean up after the abort: remove this rotation’s keys';
+
+/**
+ * After an abort, on a node where K1 or K3 ran: takes off the lines this rotation added — the new key, and the
+ * safety net unless the node had it before (a net kept by the last rotation and reused) — each only where it
+ * carries its marker. The old key is never touched, and the node's own key must log in first: the console never
+ * removes the last key that works.
+ */
+export async function cleanUpAfterAbort(ctx: Ctx, rotationId: string): Promise<void> {
+	const keys = await rotationKeys(rotationId);
+	const [row] = await db()
+		.select({ survey: keyRotationNodes.survey })
+		.from(keyRotationNodes)
+		.where(and(eq(keyRotationNodes.rotationId, rotationId), eq(keyRotationNodes.nodeId, ctx.node.id)));
+	const [current] = await db().select({ id: nodes.credentialId }).from(nodes).where(eq(nodes.id, ctx.node.id));
+	const [own] = await db().select().from(credentials).where(eq(credentials.id, current!.id));
+	if (own!.id === keys.fresh?.id || own!.id === keys.safetyNet?.id) {
+		throw new StepFailed(`the node signs in with ${own!.name}, a key of this rotation: it stays`);
+	}
+	await verifyLogin(ctx, own!, `the node's key ${own!.name}`);
+	const net = keys.safetyNet;
+	// What the node's dry run found decides; without that record the safety net is left where it is.
+	const netWasThere = !row?.survey || row.survey.consoleKeys.some((k) => k.fingerprint === net?.fingerprint);
+	const removed: string[] = [];
+	const written = await editAuthorizedKeys(ctx, (content) => {
+		removed.length = 0;
+		let next = content;
+		if (keys.fresh) {
+			const without = removeKey(next, blobOf(keys.fresh.publicKey), markerOf('primary', keys.fresh.id));
+			if (without !== next) removed.push(`the new key (${keys.fresh.fingerprint})`);
+			next = without;
+		}
+		if (net && !netWasThere) {
+			const without = removeKey(next, blobOf(net.publicKey), markerOf('safety-net', net.id));
+			if (without !== next) removed.push(`the safety-net key (${net.fingerprint})`);
+			next = without;
+		}
+		return next;
+	});
+	ctx.log(
+		written
+			? `${removed.join(' and ')} removed; the node keeps ${own!.name}`
+			: `no line of this rotation is left in ~/.ssh/authorized_keys`
+	);
+	if (net && netWasThere) ctx.log(`the safety-net key was there before this rotation: it stays`);
+}

@@ -1,6 +1,6 @@
-import { and, asc, desc, eq, inArray, or } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, or, sql } from 'drizzle-orm';
 import { recordAudit, type Actor } from '$lib/server/audit';
-import { db } from '$lib/server/db';
+import { db, type Database } from '$lib/server/db';
 import {
 	credentials,
 	keyRotationNodes,
@@ -129,8 +129,8 @@ export async function surveyHosts(scope: Node[]): Promise<HostAccess[]> {
 	return out;
 }
 
-async function refuseOverlap(scope: Node[]): Promise<void> {
-	const [running] = await db()
+async function refuseOverlap(tx: Database, scope: Node[]): Promise<void> {
+	const [running] = await tx
 		.select({ number: keyRotations.number })
 		.from(keyRotations)
 		.where(eq(keyRotations.state, 'running'))
@@ -139,14 +139,17 @@ async function refuseOverlap(scope: Node[]): Promise<void> {
 		throw conflict(`Key rotation #${running.number} is still running`, {
 			nodes: `rotation #${running.number} is running`
 		});
-	const [waiting] = await db()
-		.select({ number: keyRotations.number, node: keyRotationNodes.nodeName })
+	const [waiting] = await tx
+		.select({ number: keyRotations.number, node: keyRotationNodes.nodeName, state: keyRotations.state })
 		.from(keyRotationNodes)
 		.innerJoin(keyRotations, eq(keyRotations.id, keyRotationNodes.rotationId))
 		.where(
 			and(
-				eq(keyRotations.state, 'open'),
-				eq(keyRotationNodes.state, 'deferred'),
+				or(
+					and(eq(keyRotations.state, 'open'), eq(keyRotationNodes.state, 'deferred')),
+					// An aborted rotation's own lines are still on the node: they go first.
+					and(eq(keyRotations.state, 'aborted'), eq(keyRotationNodes.state, 'cleanup'))
+				),
 				inArray(
 					keyRotationNodes.nodeId,
 					scope.map((n) => n.id)
@@ -155,15 +158,20 @@ async function refuseOverlap(scope: Node[]): Promise<void> {
 		)
 		.limit(1);
 	if (waiting) {
-		throw conflict(`Key rotation #${waiting.number} still waits for ${waiting.node} to come back`, {
-			nodes: `${waiting.node} is still in rotation #${waiting.number}`
-		});
+		throw conflict(
+			waiting.state === 'aborted'
+				? `Key rotation #${waiting.number} was aborted and still has to clean up ${waiting.node}`
+				: `Key rotation #${waiting.number} still waits for ${waiting.node} to come back`,
+			{
+				nodes: `${waiting.node} is still in rotation #${waiting.number}`
+			}
+		);
 	}
 }
 
 /** The safety net the last finished rotation kept on its nodes, if the console still holds it. */
-async function keptSafetyNet(): Promise<{ id: string; fingerprint: string } | null> {
-	const [last] = await db()
+async function keptSafetyNet(tx: Database): Promise<{ id: string; fingerprint: string } | null> {
+	const [last] = await tx
 		.select({ id: credentials.id, fingerprint: credentials.fingerprint, remove: keyRotations.removeSafetyNet })
 		.from(keyRotations)
 		.innerJoin(credentials, eq(credentials.id, keyRotations.safetyNetCredentialId))
@@ -178,22 +186,33 @@ export type RotationStart = { dryRun: HostAccess[] } | { rotationId: string; run
 export async function startKeyRotation(actor: Actor, input: RotateKeysInput): Promise<RotationStart> {
 	const { credentialId, scope } = await resolveScope(input);
 	if (input.dry_run) return { dryRun: await surveyHosts(scope) };
-	await refuseOverlap(scope);
 	const [old] = await db().select().from(credentials).where(eq(credentials.id, credentialId));
-	// K0: the new pair is made here and sealed at once; its private half never leaves the console. A safety net
-	// kept by the last rotation serves this one too (that is what keeping it is for); otherwise one is made.
-	const stamp = new Date().toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-');
-	const fresh = await createCredential(actor, {
-		name: `${old!.name.replace(/ \d{8}-\d{6}$/, '')} ${stamp}`,
-		privateKey: generateEd25519(`flotilla ${stamp}`).privateKey
-	});
-	const net =
-		(await keptSafetyNet()) ??
-		(await createCredential(actor, {
-			name: `safety net ${stamp}`,
-			privateKey: generateEd25519(`flotilla safety net ${stamp}`).privateKey
-		}));
-	const rotation = await db().transaction(async (tx) => {
+	const { rotation, fresh, net } = await db().transaction(async (tx) => {
+		// One start at a time: the check for another rotation and the insert of this one are one step, so two
+		// admins starting at the same instant cannot both pass the check; the second waits here, then gets the 409.
+		await tx.execute(sql`select pg_advisory_xact_lock(hashtext('flotilla:key-rotation:start'))`);
+		await refuseOverlap(tx, scope);
+		// K0: the new pair is made here and sealed at once; its private half never leaves the console. A safety net
+		// kept by the last rotation serves this one too (that is what keeping it is for); otherwise one is made.
+		const stamp = new Date().toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-');
+		const fresh = await createCredential(
+			actor,
+			{
+				name: `${old!.name.replace(/ \d{8}-\d{6}$/, '')} ${stamp}`,
+				privateKey: generateEd25519(`flotilla ${stamp}`).privateKey
+			},
+			tx
+		);
+		const net =
+			(await keptSafetyNet(tx)) ??
+			(await createCredential(
+				actor,
+				{
+					name: `safety net ${stamp}`,
+					privateKey: generateEd25519(`flotilla safety net ${stamp}`).privateKey
+				},
+				tx
+			));
 		const [row] = await tx
 			.insert(keyRotations)
 			.values({
@@ -207,7 +226,7 @@ export async function startKeyRotation(actor: Actor, input: RotateKeysInput): Pr
 		await tx
 			.insert(keyRotationNodes)
 			.values(scope.map((n) => ({ rotationId: row!.id, nodeId: n.id, nodeName: n.name })));
-		return row!;
+		return { rotation: row!, fresh, net };
 	});
 	await recordAudit(actor, {
 		action: 'ssh_keys.rotate',

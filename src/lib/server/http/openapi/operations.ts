@@ -62,6 +62,7 @@ import {
 	createdRolloutSchema,
 	fleetUpdateAnswerSchema,
 	inventoryImportAnswerSchema,
+	keyRotationAnswerSchema,
 	keyRotationDryRunSchema,
 	nodeVersionsAnswerSchema,
 	notifyAnswerSchema,
@@ -863,6 +864,20 @@ export const operations: Operation[] = [
 				schema: z.object({ run_id: z.uuid().nullable(), rotation_id: z.uuid() })
 			}
 		}
+	},
+	{
+		method: 'GET',
+		route: '/api/ssh-keys/rotations',
+		tag: 'SSH keys',
+		summary: 'The 50 most recent key rotations, newest first',
+		responses: ok('Rotations', listOf(keyRotationAnswerSchema))
+	},
+	{
+		method: 'GET',
+		route: '/api/ssh-keys/rotations/[id]',
+		tag: 'SSH keys',
+		summary: 'A key rotation: its phases and their runs, its nodes, an abort and its cleanup',
+		responses: ok('The rotation', keyRotationAnswerSchema)
 	},
 	{
 		method: 'POST',

@@ -4,5 +4,6 @@ import type { RequestHandler } from './$types';
 
 /** The internal CA's current CRL (PEM); the same list `GET /crl/{id}.crl` publishes to anyone. */
 export const GET: RequestHandler = apiHandler(
-	async () => new Response(await currentCrlPem(), { headers: { 'content-type': 'application/pkix-crl; charset=utf-8' } })
+	async () =>
+		new Response(await currentCrlPem(), { headers: { 'content-type': 'application/pkix-crl; charset=utf-8' } })
 );

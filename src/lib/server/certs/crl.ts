@@ -56,7 +56,7 @@ export async function publishedCrl(caId: string, now = new Date()): Promise<Publ
 	// goes back. The number adds how many are revoked, as revocations only ever add: a console whose clock runs
 	// behind may record one dated before the last CRL, and that list must still get a number of its own.
 	const period = Math.floor(now.getTime() / REISSUE_MS) * REISSUE_MS;
-	const latest = Math.max(0, ...revoked.map((r) => r.revokedAt!.getTime()));
+	const latest = revoked.reduce((max, r) => Math.max(max, r.revokedAt!.getTime()), 0);
 	const thisUpdateSeconds = Math.floor(Math.min(Math.max(period, latest), now.getTime()) / 1000);
 	const number = BigInt(thisUpdateSeconds) * 1_000_000n + BigInt(revoked.length);
 

@@ -6,15 +6,16 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemActor } from '../../src/lib/server/audit';
 import { createInternalCa, issuingCa, trustAuthority, type SigningCa } from '../../src/lib/server/certs/authority';
 import { crlUrl, publishedCrl } from '../../src/lib/server/certs/crl';
 import { issueFromCsr } from '../../src/lib/server/certs/issue';
-import { recordIssued, revokeIssued } from '../../src/lib/server/certs/issued';
+import { listIssued, recordIssued, revokeIssued } from '../../src/lib/server/certs/issued';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
-import { nodes } from '../../src/lib/server/db/schema';
+import { issuedCertificates, nodes } from '../../src/lib/server/db/schema';
 import { createCredential } from '../../src/lib/server/keys/credentials';
 import { GET as crlRoute } from '../../src/routes/crl/[id].crl/+server';
 import { backends } from '../support/databases';
@@ -256,6 +257,22 @@ describe.each(backends)('the published CRL on $name', ({ open }) => {
 			'-text'
 		]);
 		expect(text).toContain('verify OK');
+		expect(text).toContain(`Serial Number: ${revokedSerial}`);
+	});
+
+	it('gives a list a new, higher number even when its revocation is dated before the last CRL (a console’s clock behind)', async () => {
+		const last = (await publishedCrl(ca.id))!;
+		const a = (await listIssued()).find((c) => c.revokedAt === null)!;
+		await revokeIssued(systemActor, a.id, 'superseded');
+		await db()
+			.update(issuedCertificates)
+			.set({ revokedAt: new Date(last.thisUpdate.getTime() - 60_000) })
+			.where(eq(issuedCertificates.id, a.id));
+		const next = (await publishedCrl(ca.id))!;
+		expect(next.number).toBeGreaterThan(last.number);
+		await writeFile(join(dir, 'behind.crl'), next.der);
+		const text = await openssl(['crl', '-inform', 'DER', '-in', 'behind.crl', '-noout', '-text']);
+		expect(text).toContain(`Serial Number: ${a.serial}`);
 		expect(text).toContain(`Serial Number: ${revokedSerial}`);
 	});
 });

@@ -32,6 +32,9 @@ import { POST as rotateEndpoint } from '../../src/routes/api/security/certificat
  */
 
 const run = promisify(execFile);
+// The console's public origin: what the CA's CRL URL in the certificates it signs is built from. Set before the
+// imports run, as config is read once, by the first module that needs it.
+const ORIGIN = vi.hoisted(() => (process.env.ORIGIN = 'https://console.example.org'));
 let bed: Testbed;
 let pg: Awaited<ReturnType<typeof freshPostgres>>;
 let caPem: string;
@@ -135,6 +138,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
 	vi.restoreAllMocks();
+	delete process.env.ORIGIN;
 	await stopEngine();
 	useMasterKey(undefined);
 	useDatabase(undefined);
@@ -179,9 +183,11 @@ describe('certificate rotation on real hosts', () => {
 			join(host.root, hostPaths.tlsCert),
 			'-noout',
 			'-ext',
-			'subjectAltName'
+			'subjectAltName,crlDistributionPoints'
 		]);
 		expect(text).toContain(`DNS:web-1, IP Address:${host.address}, DNS:tls.example.org`);
+		// Relying parties find the CA's CRL where the console publishes it.
+		expect(text).toContain(`URI:${ORIGIN}/crl/${issued!.caId}.crl`);
 		// The old certificate is kept beside it, as the backup.
 		expect(await readFile(join(host.root, `${hostPaths.tlsCert}.flotilla-bak`), 'utf8')).toBe(oldFile);
 		// The certificate holds the key on the node.

@@ -8,9 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { certRoleSchema, createCaSchema } from '../../src/lib/schemas/certificates';
 import { systemActor } from '../../src/lib/server/audit';
 import { createInternalCa, trustAuthority } from '../../src/lib/server/certs/authority';
+import { currentCrlPem } from '../../src/lib/server/certs/crl';
 import { handshake } from '../../src/lib/server/certs/handshake';
 import { listInventory } from '../../src/lib/server/certs/inventory';
-import { currentCrl, listIssued, revokeIssued } from '../../src/lib/server/certs/issued';
+import { listIssued, revokeIssued } from '../../src/lib/server/certs/issued';
 import { planRotation, startRotation } from '../../src/lib/server/certs/plan';
 import { defineCertRole } from '../../src/lib/server/certs/roles';
 import { runScheduledScan, startScan } from '../../src/lib/server/certs/scan';
@@ -249,7 +250,7 @@ describe('which certificates the flows pick', () => {
 		// openssl, given the CA's CRL, refuses the revoked one and accepts the other.
 		const dir = bed.dir;
 		await writeFile(join(dir, 'selection-ca.pem'), caPem);
-		await writeFile(join(dir, 'selection.crl'), await currentCrl());
+		await writeFile(join(dir, 'selection.crl'), await currentCrlPem());
 		const verify = (host: TestHost) =>
 			run('openssl', [
 				'verify',

@@ -127,3 +127,6 @@ export const revokeSchema = z
 export const issuedQuerySchema = z
 	.object({ format: z.enum(['json', 'csv'], { error: 'must be json or csv' }).default('json') })
 	.strict();
+
+/** GET /crl/{id}.crl: the CA's id. */
+export const crlPathSchema = z.object({ id: uuidSchema });

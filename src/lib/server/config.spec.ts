@@ -58,4 +58,13 @@ describe('configuration', () => {
 			/FLOTILLA_TASK_LEASE_SECONDS: must be a whole number/
 		);
 	});
+
+	it('reads ORIGIN as the console’s public origin, refusing one with a path or that is not http(s)', () => {
+		expect(loadConfig({}).publicOrigin).toBeNull();
+		expect(loadConfig({ ORIGIN: 'https://Flotilla.Example.com/' }).publicOrigin).toBe('https://flotilla.example.com');
+		expect(loadConfig({ ORIGIN: 'http://127.0.0.1:3000' }).publicOrigin).toBe('http://127.0.0.1:3000');
+		for (const bad of ['https://flotilla.example.com/console', 'ftp://flotilla.example.com', 'flotilla.example.com']) {
+			expect(() => loadConfig({ ORIGIN: bad }), bad).toThrow(/ORIGIN: must be an http:\/\/ or https:\/\/ URL/);
+		}
+	});
 });

@@ -69,6 +69,11 @@ const envSchema = z
 		FLOTILLA_CERT_WARN_DAYS: z.coerce.number().int('must be a whole number').min(1).max(3650).default(30),
 		FLOTILLA_CERT_CRITICAL_DAYS: z.coerce.number().int('must be a whole number').min(0).max(3650).default(7),
 		FLOTILLA_CERT_AUTO_RENEW: z.enum(['0', '1'], { error: 'must be 0 or 1' }).default('0'),
+		// adapter-node's own variable, the URL browsers use; read here too for the console's links to itself.
+		ORIGIN: z
+			.string()
+			.refine(isOrigin, 'must be an http:// or https:// URL with no path, e.g. https://flotilla.example.com')
+			.optional(),
 		// adapter-node's own variable: it cuts request bodies off at this size; read here so refusals can name it.
 		BODY_SIZE_LIMIT: z
 			.string()
@@ -79,6 +84,15 @@ const envSchema = z
 		message: 'must not be more than FLOTILLA_CERT_WARN_DAYS',
 		path: ['FLOTILLA_CERT_CRITICAL_DAYS']
 	});
+
+function isOrigin(value: string): boolean {
+	try {
+		const url = new URL(value);
+		return ['http:', 'https:'].includes(url.protocol) && url.href === `${url.origin}/`;
+	} catch {
+		return false;
+	}
+}
 
 function cronProblem(expression: string): string | null {
 	try {
@@ -133,6 +147,8 @@ const configSchema = envSchema.transform((e) => ({
 	certThresholds: { warnDays: e.FLOTILLA_CERT_WARN_DAYS, criticalDays: e.FLOTILLA_CERT_CRITICAL_DAYS },
 	/** Rotate role certificates at two thirds of their lifetime, spread over the next sixth (docs/certificates.md). */
 	certAutoRenew: e.FLOTILLA_CERT_AUTO_RENEW === '1',
+	/** The console's public origin (ORIGIN, no trailing slash), for links to itself; null when unset. */
+	publicOrigin: e.ORIGIN ? new URL(e.ORIGIN).origin : null,
 	version: readVersion()
 }));
 

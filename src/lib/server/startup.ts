@@ -85,7 +85,7 @@ export function startConsole(): Promise<DatabaseHandle> {
 			pruneOldRecords({ days: cfg.retentionDays, auditDays: cfg.auditRetentionDays })
 		);
 		// Links in notifications point at the address browsers use (adapter-node's ORIGIN).
-		await startNotify({ consoleUrl: process.env.ORIGIN ?? '' });
+		await startNotify({ consoleUrl: cfg.publicOrigin ?? '' });
 		// Appliance images declared with a URL: fetched by whichever console takes the job (appliances/image-fetch.ts).
 		await startImageFetches();
 		if (!nativeCiphers()) {

@@ -37,14 +37,14 @@ describe('the access table', () => {
 		}
 	});
 
-	it('opens only sign-in, set-up, sign-out and the health check to anonymous callers', () => {
+	it('opens only sign-in, set-up, sign-out, the health check and the CAs’ CRLs to anonymous callers', () => {
 		const open = Object.entries(accessPolicy)
 			.filter(([, p]) =>
 				p.kind === 'page' ? p.view.level === 'public' : Object.values(p.methods).some((rule) => rule.level === 'public')
 			)
 			.map(([id]) => id)
 			.sort();
-		expect(open).toEqual(['/(auth)/login', '/(auth)/logout', '/(auth)/setup', '/healthz']);
+		expect(open).toEqual(['/(auth)/login', '/(auth)/logout', '/(auth)/setup', '/crl/[id].crl', '/healthz']);
 	});
 
 	it('says, route by route, what the product intends (API.md scopes; pages for signed-in people)', () => {
@@ -87,6 +87,7 @@ describe('the access table', () => {
 			'/(app)/settings/notifications':
 				'GET session:admin, POST create session:admin, POST test session:admin, POST delete session:admin, POST settings session:admin',
 			'/healthz': 'GET public',
+			'/crl/[id].crl': 'GET public',
 			'/api/version': 'GET read',
 			'/api/openapi.json': 'GET read',
 			'/api/me': 'GET read',
@@ -201,6 +202,10 @@ describe('authorize', () => {
 		expect(authorize('/api/version', 'GET', '', null)).toMatchObject({ allow: false, status: 401 });
 		expect(authorize('/healthz', 'GET', '', null)).toMatchObject({ allow: true });
 		expect(authorize('/(auth)/login', 'POST', '', null)).toMatchObject({ allow: true });
+		// A CRL is public and read-only: relying parties fetch it, and nobody may change anything there.
+		expect(authorize('/crl/[id].crl', 'GET', '', null)).toMatchObject({ allow: true });
+		expect(authorize('/crl/[id].crl', 'HEAD', '', null)).toMatchObject({ allow: true });
+		expect(authorize('/crl/[id].crl', 'POST', '', null)).toMatchObject({ status: 405, allowed: ['GET'] });
 	});
 
 	it('ranks roles: viewers read, operators operate, admins administer', () => {

@@ -162,6 +162,9 @@ export const accessPolicy: Record<string, RoutePolicy> = {
 
 	// Service endpoints.
 	'/healthz': { kind: 'endpoint', methods: { GET: open } },
+	// A CA's CRL: relying parties fetch it, unauthenticated, from the URL in the certificates the CA issued
+	// (docs/certificates.md). Read-only, and it holds only serials and dates, which those certificates show anyway.
+	'/crl/[id].crl': { kind: 'endpoint', methods: { GET: open } },
 
 	// The JSON API (docs/api.md).
 	'/api/version': { kind: 'endpoint', methods: { GET: read } },

@@ -154,10 +154,22 @@ export async function importInternalCa(actor: Actor, input: ImportCaInput): Prom
 	return storeIssuingCa(actor, input.name, cert, key, 'certificates.ca_imported');
 }
 
-/** The internal CA with its key unsealed, for signing; null when there is none. */
-export async function issuingCa(): Promise<(Signer & { id: string; name: string }) | null> {
-	const [row] = await db().select().from(certAuthorities).where(eq(certAuthorities.issuing, true));
-	if (!row?.sealedKey) return null;
+export type SigningCa = Signer & { id: string; name: string };
+
+function unsealed(row: CertAuthority): SigningCa | null {
+	if (!row.sealedKey) return null;
 	const key = createPrivateKey(openSecret(masterKey(), row.sealedKey, sealContext(row.id)));
 	return { id: row.id, name: row.name, cert: new X509Certificate(row.certPem), key };
+}
+
+/** The internal CA with its key unsealed, for signing; null when there is none. */
+export async function issuingCa(): Promise<SigningCa | null> {
+	const [row] = await db().select().from(certAuthorities).where(eq(certAuthorities.issuing, true));
+	return row ? unsealed(row) : null;
+}
+
+/** The CA `id` with its key unsealed (to sign its CRL); null when it is unknown or only trusted. */
+export async function caWithKey(id: string): Promise<SigningCa | null> {
+	const [row] = await db().select().from(certAuthorities).where(eq(certAuthorities.id, id));
+	return row ? unsealed(row) : null;
 }

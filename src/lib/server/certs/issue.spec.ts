@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pem } from './der';
 import { createCaCertificate, createCrl, CsrError, issueFromCsr, type Signer } from './issue';
 
 /** What the internal CA makes, judged by the real openssl. */
@@ -72,6 +73,8 @@ describe('the internal CA', () => {
 				);
 				expect(text).toContain('CA:FALSE');
 				expect(text).toContain('TLS Web Server Authentication');
+				// Without the console's ORIGIN there is no URL to give, so no CRL Distribution Point.
+				expect(text).not.toContain('CRL Distribution Points');
 				// The certificate holds the node's own key: the node's key and the certificate match.
 				const certKey = await openssl(['x509', '-in', `${name}.crt`, '-noout', '-pubkey']);
 				const nodeKey = await openssl(['pkey', '-in', `${name}.key`, '-pubout']);
@@ -104,15 +107,23 @@ describe('the internal CA', () => {
 		const ca = newCa('ec');
 		await writeFile(join(dir, 'crl-ca.pem'), ca.cert.toString());
 		const csr = await nodeCsr('revoked', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']);
-		const leaf = new X509Certificate(issueFromCsr(ca, { csrPem: csr, commonName: 'r', sans: ['r'], days: 30 }));
+		const crlUrl = 'http://flotilla.example.org:8080/crl/00000000-0000-4000-8000-000000000001.crl';
+		const leaf = new X509Certificate(issueFromCsr(ca, { csrPem: csr, commonName: 'r', sans: ['r'], days: 30, crlUrl }));
 		await writeFile(join(dir, 'revoked.crt'), leaf.toString());
-		await writeFile(join(dir, 'empty.crl'), createCrl(ca, [], { number: 1, nextUpdateDays: 7 }));
+		// Relying parties find the CRL through the certificate's CRL Distribution Point.
+		expect(await openssl(['x509', '-in', 'revoked.crt', '-noout', '-ext', 'crlDistributionPoints'])).toBe(
+			`X509v3 CRL Distribution Points: \n    Full Name:\n      URI:${crlUrl}\n`
+		);
+		await writeFile(join(dir, 'empty.crl'), pem('X509 CRL', createCrl(ca, [], { number: 1n, nextUpdateDays: 7 })));
 		expect(
 			await openssl(['verify', '-crl_check', '-CRLfile', 'empty.crl', '-CAfile', 'crl-ca.pem', 'revoked.crt'])
 		).toBe('revoked.crt: OK\n');
 		await writeFile(
 			join(dir, 'one.crl'),
-			createCrl(ca, [{ serial: leaf.serialNumber, revokedAt: new Date() }], { number: 2, nextUpdateDays: 7 })
+			pem(
+				'X509 CRL',
+				createCrl(ca, [{ serial: leaf.serialNumber, revokedAt: new Date() }], { number: 2n, nextUpdateDays: 7 })
+			)
 		);
 		const crl = await openssl(['crl', '-in', 'one.crl', '-CAfile', 'crl-ca.pem', '-noout', '-text']);
 		expect(crl).toContain(`Serial Number: ${leaf.serialNumber.toUpperCase()}`);

@@ -31,6 +31,7 @@ const OID = {
 	subjectAltName: '2.5.29.17',
 	basicConstraints: '2.5.29.19',
 	crlNumber: '2.5.29.20',
+	crlDistributionPoints: '2.5.29.31',
 	authorityKeyIdentifier: '2.5.29.35',
 	extKeyUsage: '2.5.29.37',
 	serverAuth: '1.3.6.1.5.5.7.3.1',
@@ -184,7 +185,14 @@ export interface LeafRequest {
 	/** DNS names and IP addresses. */
 	sans: string[];
 	days: number;
+	/** Where relying parties fetch the CA's CRL (a CRL Distribution Point); none when the console has no ORIGIN. */
+	crlUrl?: string | null;
 	now?: Date;
+}
+
+/** CRLDistributionPoints with one point whose fullName is one URI (RFC 5280 4.2.1.13). */
+function crlDistributionPoint(url: string): Buffer {
+	return sequence(sequence(tlv(0xa0, tlv(0xa0, tlv(0x86, Buffer.from(url, 'ascii'))))));
 }
 
 /** A server certificate for the CSR's key, signed by the CA. */
@@ -210,19 +218,20 @@ export function issueFromCsr(ca: Signer, req: LeafRequest): string {
 				extension(OID.extKeyUsage, sequence(oid(OID.serverAuth), oid(OID.clientAuth))),
 				extension(OID.subjectAltName, subjectAltNames(req.sans)),
 				extension(OID.subjectKeyIdentifier, octetString(keyIdentifier(spki))),
-				extension(OID.authorityKeyIdentifier, sequence(tlv(0x80, keyIdentifier(issuer.spki))))
+				extension(OID.authorityKeyIdentifier, sequence(tlv(0x80, keyIdentifier(issuer.spki)))),
+				...(req.crlUrl ? [extension(OID.crlDistributionPoints, crlDistributionPoint(req.crlUrl))] : [])
 			)
 		)
 	);
 	return pem('CERTIFICATE', signed(tbs, ca.key));
 }
 
-/** A v2 CRL of the revoked serials (hex, as X509Certificate.serialNumber gives them). */
+/** A v2 CRL (DER) of the revoked serials (hex, as X509Certificate.serialNumber gives them). */
 export function createCrl(
 	ca: Signer,
 	revoked: { serial: string; revokedAt: Date }[],
-	opts: { number: number; nextUpdateDays: number; now?: Date }
-): string {
+	opts: { number: bigint; nextUpdateDays: number; now?: Date }
+): Buffer {
 	const now = opts.now ?? new Date();
 	const issuer = tbsParts(ca.cert);
 	const entries = revoked.map((r) => sequence(integer(hexBytes(r.serial)), time(r.revokedAt)));
@@ -241,5 +250,5 @@ export function createCrl(
 			)
 		)
 	);
-	return pem('X509 CRL', signed(tbs, ca.key));
+	return signed(tbs, ca.key);
 }

@@ -1,15 +1,13 @@
 import { X509Certificate } from 'node:crypto';
-import { and, desc, eq, isNotNull, isNull } from 'drizzle-orm';
+import { and, desc, eq, isNull } from 'drizzle-orm';
 import { recordAudit, type Actor } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import { issuedCertificates, type IssuedCertificate } from '$lib/server/db/schema';
-import { conflict, notFound, ServiceError } from '$lib/server/errors';
-import { issuingCa } from './authority';
-import { createCrl } from './issue';
+import { conflict, notFound } from '$lib/server/errors';
 
 /**
  * The inventory of what the internal CA issued (docs/certificates.md, "Internal CA"): list, export as CSV or
- * JSON, revoke, and the CRL of the revoked ones.
+ * JSON, and revoke (the CRL of the revoked ones: ./crl.ts).
  */
 
 export async function recordIssued(entry: {
@@ -115,20 +113,4 @@ export async function revokeIssued(actor: Actor, id: string, reason: string): Pr
 		details: { serial: row.serial, node: row.nodeName, reason }
 	});
 	return row;
-}
-
-/** The CRL of the internal CA, made now, valid for a week. */
-export async function currentCrl(): Promise<string> {
-	const ca = await issuingCa();
-	if (!ca) throw new ServiceError('not_found', 'There is no internal CA, so there is no CRL');
-	const revoked = await db()
-		.select({ serial: issuedCertificates.serial, revokedAt: issuedCertificates.revokedAt })
-		.from(issuedCertificates)
-		.where(and(eq(issuedCertificates.caId, ca.id), isNotNull(issuedCertificates.revokedAt)));
-	// A CRL number must grow with each CRL: seconds since the epoch do, across restarts and consoles.
-	return createCrl(
-		ca,
-		revoked.map((r) => ({ serial: r.serial, revokedAt: r.revokedAt! })),
-		{ number: Math.floor(Date.now() / 1000), nextUpdateDays: 7 }
-	);
 }

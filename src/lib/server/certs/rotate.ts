@@ -5,6 +5,7 @@ import { hostSchema } from '$lib/schemas/remote';
 import type { CertRole, Node } from '$lib/server/db/schema';
 import { sh } from '$lib/server/ssh/shell';
 import { issuingCa } from './authority';
+import { crlUrl } from './crl';
 import { handshake } from './handshake';
 import { issueFromCsr } from './issue';
 import { recordIssued } from './issued';
@@ -207,7 +208,8 @@ export const certRotateFlow: Flow<Record<string, never>> = {
 						csrPem: csr,
 						commonName: ctx.node.name,
 						sans: sansFor(ctx.node, role),
-						days: role.validityDays
+						days: role.validityDays,
+						crlUrl: crlUrl(ca.id)
 					});
 					await quietExec(
 						ctx,

@@ -1,8 +1,9 @@
-import { currentCrl } from '$lib/server/certs/issued';
+import { currentCrlPem } from '$lib/server/certs/crl';
 import { apiHandler } from '$lib/server/http/api';
 import type { RequestHandler } from './$types';
 
-/** The internal CA's CRL (PEM), made fresh on each request. */
+/** The internal CA's current CRL (PEM); the same list `GET /crl/{id}.crl` publishes to anyone. */
 export const GET: RequestHandler = apiHandler(
-	async () => new Response(await currentCrl(), { headers: { 'content-type': 'application/pkix-crl; charset=utf-8' } })
+	async () =>
+		new Response(await currentCrlPem(), { headers: { 'content-type': 'application/pkix-crl; charset=utf-8' } })
 );

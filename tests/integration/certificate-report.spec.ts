@@ -279,7 +279,9 @@ describe.each(backends)('certificate reports on $name', ({ open }) => {
 	it('the console reading the reported location itself (a scan, a rotation) replaces the report there', async () => {
 		// The node reports its expiring certificate again; then the console reads that file, renewed (as the record
 		// step of a scan or a rotation writes it).
-		expect((await post({ node: 'web-1', certificates: [{ path: '/etc/tls/web.crt', pem: leafPem }] })).status).toBe(201);
+		expect((await post({ node: 'web-1', certificates: [{ path: '/etc/tls/web.crt', pem: leafPem }] })).status).toBe(
+			201
+		);
 		expect(await statusOf(nodeId)).toBe('CERT_EXPIRING');
 		const renewed = new X509Certificate(renewedPem);
 		await recordObservations(

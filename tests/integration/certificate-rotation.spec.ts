@@ -41,8 +41,9 @@ const logged: string[] = [];
 
 /**
  * The role's reload: the testbed's graceful reload, except that a marker file makes it reload and then fail
- * (`fail-reload`), hang (`hang-reload`), or do nothing and say it worked (`noop-reload`), or put the old key back
- * beside the new certificate and say it worked (`swap-key-reload`), once; or fail every
+ * (`fail-reload`), hang (`hang-reload`), or do nothing and say it worked (`noop-reload`), or put the old key
+ * back beside the new certificate (`swap-key-reload`) or the old certificate beside the new key
+ * (`swap-cert-reload`) and say it worked, once; or fail every
  * reload without reloading, until it is removed (`broken-reload`).
  */
 /** How long the hung reload sleeps: a number of this test's own, so that its process is told apart from others'. */
@@ -53,6 +54,11 @@ if [ -e /etc/flotilla/noop-reload ]; then rm -f /etc/flotilla/noop-reload; exit 
 if [ -e /etc/flotilla/swap-key-reload ]; then
 	rm -f /etc/flotilla/swap-key-reload
 	cp -p ${hostPaths.tlsKey}.flotilla-bak ${hostPaths.tlsKey}
+	exit 0
+fi
+if [ -e /etc/flotilla/swap-cert-reload ]; then
+	rm -f /etc/flotilla/swap-cert-reload
+	cp -p ${hostPaths.tlsCert}.flotilla-bak ${hostPaths.tlsCert}
 	exit 0
 fi
 if [ -e /etc/flotilla/broken-reload ]; then echo "reload: the service manager is broken" >&2; exit 1; fi
@@ -505,6 +511,24 @@ describe('certificate rotation on real hosts', () => {
 					`vault: ${hostPaths.tlsCert} holds the old certificate ${oldFingerprint} and its key: ${ON_DISK_ONLY}`
 				)
 			).toBeGreaterThan(restored);
+		});
+
+		it('a reload that puts the old certificate file back is caught by its fingerprint and undone', async () => {
+			const host = bed.hosts[2]!;
+			const oldFile = await onDisk(host);
+			const oldKey = await readFile(join(host.root, hostPaths.tlsKey), 'utf8');
+			const oldFingerprint = (await listInventory()).find(
+				(i) => i.node === 'web-2' && i.source === 'file'
+			)!.fingerprint_sha256!;
+			await mark(host, 'swap-cert-reload');
+			const done = await rotateAndWait(['web-2']);
+			expect(done.tasks[0]).toMatchObject({ state: 'rolled_back', needsAttention: false });
+			const [issued] = await listIssued();
+			expect(done.tasks[0]!.error).toBe(
+				`verify: vault: ${hostPaths.tlsCert} does not hold the new certificate ${issued!.fingerprint} (it holds ${oldFingerprint})`
+			);
+			expect(await onDisk(host)).toBe(oldFile);
+			expect(await readFile(join(host.root, hostPaths.tlsKey), 'utf8')).toBe(oldKey);
 		});
 	});
 });

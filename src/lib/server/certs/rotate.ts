@@ -131,10 +131,10 @@ async function verifyOnDisk(ctx: Ctx, role: CertRole, fingerprint: string, what:
 			`${role.role}: ${role.certPath} does not hold the ${what} certificate ${fingerprint} (it holds ${onDisk ?? 'no readable certificate'})`
 		);
 	}
-	const opts = { deadlineMs: 10_000, okExitCodes: [0, 1] };
-	const fromCert = await quietExec(ctx, sh`openssl x509 -noout -pubkey -in ${role.certPath}`, opts);
-	const fromKey = await quietExec(ctx, sh`openssl pkey -pubout -in ${role.keyPath}`, opts);
-	if (fromCert.exitCode !== 0 || fromKey.exitCode !== 0 || fromCert.stdout.trim() !== fromKey.stdout.trim()) {
+	// A key openssl cannot read fails like any other command (quietExec names openssl's reason).
+	const fromCert = await quietExec(ctx, sh`openssl x509 -noout -pubkey -in ${role.certPath}`, { deadlineMs: 10_000 });
+	const fromKey = await quietExec(ctx, sh`openssl pkey -pubout -in ${role.keyPath}`, { deadlineMs: 10_000 });
+	if (fromCert.stdout.trim() !== fromKey.stdout.trim()) {
 		throw new StepFailed(
 			`${role.role}: the key in ${role.keyPath} does not belong to the ${what} certificate in ${role.certPath}`
 		);

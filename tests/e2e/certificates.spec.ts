@@ -281,3 +281,46 @@ test('an operator rotates all expiring certificates from the page: only the expi
 	await expect(page.getByRole('button', { name: 'Rotate all expiring…' })).toBeDisabled();
 	await page.screenshot({ path: `${shots}/certificates-after-rotating-expiring.png`, fullPage: true });
 });
+
+test('a node whose role has no endpoint is marked in the plan as not proven by handshake, and rotates', async ({
+	browser
+}) => {
+	const post = (path: string, json: unknown) => call(path, { method: 'POST', headers: cookie(admin), json });
+	const role = await post('/api/security/certificates/roles', {
+		role: 'vault',
+		cert_path: hostPaths.tlsCert,
+		key_path: hostPaths.tlsKey,
+		endpoints: [],
+		reload_command: ['systemctl', 'reload', hostPaths.tlsUnit],
+		order: 50
+	});
+	expect(role.status).toBe(201);
+	const patched = await call(`/api/nodes/${nodeIds.get('tls-2')}`, {
+		method: 'PATCH',
+		headers: cookie(admin),
+		json: { roles: ['vault'] }
+	});
+	expect(patched.status).toBe(200);
+
+	const page = await signInBrowser(browser, 'operator');
+	await page.goto('/certificates');
+	const file2 = page.getByTestId('cert-inventory').locator(`tr[data-cert="tls-2 ${hostPaths.tlsCert}"]`);
+	await file2.getByRole('checkbox').check();
+	await page.getByRole('button', { name: 'Rotate selected (1)…' }).click();
+	const dialog = page.getByTestId('plan-dialog');
+	await expect(dialog.getByTestId('plan-warnings')).toHaveText(
+		"Role vault has no endpoints (1 node): not proven by handshake; the new certificate is verified on the node's disk only, not as served"
+	);
+	await expect(dialog.locator('tr[data-plan-node="tls-2"]')).toContainText(
+		'not proven by handshake: role vault has no endpoints'
+	);
+	await page.screenshot({ path: `${shots}/certificates-plan-no-endpoint.png` });
+	await dialog.getByRole('button', { name: 'Rotate 1 node' }).click();
+	await page.waitForURL(/\/runs\/[0-9a-f-]{36}$/);
+	await expect(page.getByTestId('run-summary').getByTestId('progress-label')).toHaveText('1/1 · 100%', {
+		timeout: 60_000
+	});
+	const runId = page.url().split('/').at(-1)!;
+	const log = await call(`/api/runs/${runId}/log`, { headers: bearer(tokens.read) });
+	expect(await log.text()).toContain('verified on disk only (no endpoint to handshake)');
+});

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +8,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { systemActor } from '../../src/lib/server/audit';
 import { trustAuthority } from '../../src/lib/server/certs/authority';
-import { listInventory } from '../../src/lib/server/certs/inventory';
+import { listInventory, observe, recordObservations } from '../../src/lib/server/certs/inventory';
 import { certStatusParts } from '../../src/lib/server/certs/status';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
@@ -30,6 +30,7 @@ let dir: string;
 let caPem: string;
 let leafPem: string;
 let keyPem: string;
+let renewedPem: string;
 /** The SSH credential the node row needs. */
 let sshKey: string;
 
@@ -72,6 +73,26 @@ beforeAll(async () => {
 		'-addext',
 		'subjectAltName=DNS:web-1,IP:10.0.0.1'
 	]);
+	// The same node's certificate renewed: a new key, 90 days.
+	await openssl([
+		'req',
+		'-x509',
+		'-CA',
+		'ca.crt',
+		'-CAkey',
+		'ca.key',
+		...ec,
+		'-keyout',
+		'renewed.key',
+		'-out',
+		'renewed.crt',
+		'-days',
+		'90',
+		'-subj',
+		'/CN=web-1',
+		'-addext',
+		'subjectAltName=DNS:web-1,IP:10.0.0.1'
+	]);
 	await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'id')]);
 	const read = (f: string) => readFile(join(dir, f), 'utf8');
 	[caPem, leafPem, keyPem, sshKey] = [
@@ -80,6 +101,7 @@ beforeAll(async () => {
 		await read('leaf.key'),
 		await read('id')
 	];
+	renewedPem = await read('renewed.crt');
 });
 
 afterAll(() => rm(dir, { recursive: true, force: true }));
@@ -233,5 +255,49 @@ describe.each(backends)('certificate reports on $name', ({ open }) => {
 		const audits = await db().execute(sql`select action, details from audit_log where action = 'certificates.report'`);
 		const list = (Array.isArray(audits) ? audits : (audits as { rows: unknown[] }).rows) as { details: unknown }[];
 		expect(list).toHaveLength(1);
+	});
+
+	it('a re-report of a renewed certificate at the same location replaces the earlier row: the node is no longer expiring', async () => {
+		expect(await statusOf(nodeId)).toBe('CERT_EXPIRING');
+		const renewed = new X509Certificate(renewedPem);
+		const res = await post({
+			node: 'web-1',
+			certificates: [
+				{ path: '/etc/tls/web.crt', pem: `${renewedPem}${caPem}` },
+				{ endpoint: 'web-1:443', pem: renewedPem }
+			]
+		});
+		expect(res.status).toBe(201);
+		const items = await listInventory();
+		expect(items.map((i) => [i.source, i.location, i.fingerprint_sha256, i.days_left, i.level])).toEqual([
+			['report', '/etc/tls/web.crt', renewed.fingerprint256, 89, 'ok'],
+			['report', 'web-1:443', renewed.fingerprint256, 89, 'ok']
+		]);
+		expect(await statusOf(nodeId)).not.toBe('CERT_EXPIRING');
+	});
+
+	it('the console reading the reported location itself (a scan, a rotation) replaces the report there', async () => {
+		// The node reports its expiring certificate again; then the console reads that file, renewed (as the record
+		// step of a scan or a rotation writes it).
+		expect((await post({ node: 'web-1', certificates: [{ path: '/etc/tls/web.crt', pem: leafPem }] })).status).toBe(
+			201
+		);
+		expect(await statusOf(nodeId)).toBe('CERT_EXPIRING');
+		const renewed = new X509Certificate(renewedPem);
+		await recordObservations(
+			nodeId,
+			[
+				{ source: 'file', location: '/etc/tls/web.crt', role: 'web', facts: observe(renewedPem, []) },
+				{ source: 'endpoint', location: '10.0.0.1:443', role: 'web', error: 'connection refused' }
+			],
+			['file', 'endpoint']
+		);
+		const items = await listInventory();
+		expect(items.map((i) => [i.source, i.location, i.fingerprint_sha256])).toEqual([
+			['endpoint', '10.0.0.1:443', null],
+			['file', '/etc/tls/web.crt', renewed.fingerprint256],
+			['report', 'web-1:443', renewed.fingerprint256]
+		]);
+		expect(await statusOf(nodeId)).not.toBe('CERT_EXPIRING');
 	});
 });

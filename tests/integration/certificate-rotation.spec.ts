@@ -11,6 +11,7 @@ import { createInternalCa } from '../../src/lib/server/certs/authority';
 import { listInventory } from '../../src/lib/server/certs/inventory';
 import { listIssued } from '../../src/lib/server/certs/issued';
 import { planRotation, startRotation } from '../../src/lib/server/certs/plan';
+import { ON_DISK_ONLY, type RoleRotation } from '../../src/lib/server/certs/rotate';
 import { runAutoRenew } from '../../src/lib/server/certs/renew';
 import { defineCertRole } from '../../src/lib/server/certs/roles';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
@@ -43,7 +44,9 @@ const logged: string[] = [];
 
 /**
  * The role's reload: the testbed's graceful reload, except that a marker file makes it reload and then fail
- * (`fail-reload`), hang (`hang-reload`), or do nothing and say it worked (`noop-reload`), once; or fail every
+ * (`fail-reload`), hang (`hang-reload`), or do nothing and say it worked (`noop-reload`), or put the old key
+ * back beside the new certificate (`swap-key-reload`) or the old certificate beside the new key
+ * (`swap-cert-reload`) and say it worked, once; or fail every
  * reload without reloading, until it is removed (`broken-reload`).
  */
 /** How long the hung reload sleeps: a number of this test's own, so that its process is told apart from others'. */
@@ -51,6 +54,16 @@ const HANG_SECONDS = 600 + Math.floor(Math.random() * 90_000);
 const reloadScript = `#!/bin/sh
 if [ -e /etc/flotilla/hang-reload ]; then rm -f /etc/flotilla/hang-reload; sleep ${HANG_SECONDS}; fi
 if [ -e /etc/flotilla/noop-reload ]; then rm -f /etc/flotilla/noop-reload; exit 0; fi
+if [ -e /etc/flotilla/swap-key-reload ]; then
+	rm -f /etc/flotilla/swap-key-reload
+	cp -p ${hostPaths.tlsKey}.flotilla-bak ${hostPaths.tlsKey}
+	exit 0
+fi
+if [ -e /etc/flotilla/swap-cert-reload ]; then
+	rm -f /etc/flotilla/swap-cert-reload
+	cp -p ${hostPaths.tlsCert}.flotilla-bak ${hostPaths.tlsCert}
+	exit 0
+fi
 if [ -e /etc/flotilla/broken-reload ]; then echo "reload: the service manager is broken" >&2; exit 1; fi
 if [ -e /etc/flotilla/fail-reload ]; then
 	rm -f /etc/flotilla/fail-reload
@@ -421,5 +434,107 @@ describe('certificate rotation on real hosts', () => {
 		expect(after.map((fp, i) => fp !== before[i])).toEqual([false, true, false, true]);
 		// Fresh certificates are not due now.
 		expect(await runAutoRenew()).toEqual({ run_id: null, nodes: [] });
+	});
+
+	describe('a role without endpoints', () => {
+		const pubkeys = async (host: TestHost) => {
+			const cert = await run('openssl', ['x509', '-in', join(host.root, hostPaths.tlsCert), '-noout', '-pubkey']);
+			const key = await run('openssl', ['pkey', '-in', join(host.root, hostPaths.tlsKey), '-pubout']);
+			return { cert: cert.stdout, key: key.stdout };
+		};
+
+		beforeAll(async () => {
+			// web-2 keeps its certificate for a service the console cannot reach: nothing to handshake with.
+			await defineCertRole(
+				systemActor,
+				certRoleSchema.parse({
+					role: 'vault',
+					cert_path: hostPaths.tlsCert,
+					key_path: hostPaths.tlsKey,
+					endpoints: [],
+					reload_command: ['sh', '/etc/flotilla/reload.sh'],
+					order: 30
+				})
+			);
+			await db()
+				.update(nodes)
+				.set({ roles: ['vault'] })
+				.where(eq(nodes.id, idOf.get('web-2')!));
+		});
+
+		it('the plan marks it as not proven by handshake, and the rotation verifies the files on the node instead', async () => {
+			const plan = await planRotation({ nodes: ['web-2', 'web-1'], dry_run: true });
+			expect(plan.nodes.map((n) => [n.name, n.warning])).toEqual([
+				['web-1', null],
+				['web-2', 'not proven by handshake: role vault has no endpoints']
+			]);
+			expect(plan.warnings).toEqual([
+				"Role vault has no endpoints (1 node): not proven by handshake; the new certificate is verified on the node's disk only, not as served"
+			]);
+			const host = bed.hosts[2]!;
+			const done = await rotateAndWait(['web-2']);
+			expect(done.state).toBe('succeeded');
+			const [issued] = await listIssued();
+			expect(issued).toMatchObject({ nodeName: 'web-2', role: 'vault' });
+			expect(await onDisk(host)).toBe(issued!.pem);
+			const { cert, key } = await pubkeys(host);
+			expect(cert).toBe(key);
+			const lines = await taskLog(done.id, 'web-2');
+			expect(lines).toContain(
+				`vault: ${hostPaths.tlsCert} holds the new certificate ${issued!.fingerprint} and its key: ${ON_DISK_ONLY}`
+			);
+			expect(lines.filter((l) => l.includes(':8443 serves'))).toEqual([]);
+			// The task's result says how far the proof went.
+			const memo = done.tasks[0]!.memo as { roles: RoleRotation[] };
+			expect(memo.roles.map((r) => [r.role, r.verified])).toEqual([['vault', ON_DISK_ONLY]]);
+		});
+
+		it('a new certificate installed beside a key it does not belong to fails the check and the backup is restored', async () => {
+			const host = bed.hosts[2]!;
+			const oldFile = await onDisk(host);
+			const oldKey = await readFile(join(host.root, hostPaths.tlsKey), 'utf8');
+			const oldFingerprint = (await listInventory()).find(
+				(i) => i.node === 'web-2' && i.source === 'file'
+			)!.fingerprint_sha256!;
+			await mark(host, 'swap-key-reload');
+			const done = await rotateAndWait(['web-2']);
+			expect(done.state).toBe('failed');
+			expect(done.tasks[0]).toMatchObject({ state: 'rolled_back', needsAttention: false });
+			expect(done.tasks[0]!.error).toBe(
+				`verify: vault: the key in ${hostPaths.tlsKey} does not belong to the new certificate in ${hostPaths.tlsCert}`
+			);
+			// The certificate had been the one issued: only the pairing was wrong.
+			const [issued] = await listIssued();
+			expect(issued!.nodeName).toBe('web-2');
+			expect(issued!.fingerprint).not.toBe(oldFingerprint);
+			expect(await onDisk(host)).toBe(oldFile);
+			expect(await readFile(join(host.root, hostPaths.tlsKey), 'utf8')).toBe(oldKey);
+			const lines = await taskLog(done.id, 'web-2');
+			const restored = lines.indexOf('vault: backup restored');
+			expect(restored).toBeGreaterThan(-1);
+			expect(
+				lines.indexOf(
+					`vault: ${hostPaths.tlsCert} holds the old certificate ${oldFingerprint} and its key: ${ON_DISK_ONLY}`
+				)
+			).toBeGreaterThan(restored);
+		});
+
+		it('a reload that puts the old certificate file back is caught by its fingerprint and undone', async () => {
+			const host = bed.hosts[2]!;
+			const oldFile = await onDisk(host);
+			const oldKey = await readFile(join(host.root, hostPaths.tlsKey), 'utf8');
+			const oldFingerprint = (await listInventory()).find(
+				(i) => i.node === 'web-2' && i.source === 'file'
+			)!.fingerprint_sha256!;
+			await mark(host, 'swap-cert-reload');
+			const done = await rotateAndWait(['web-2']);
+			expect(done.tasks[0]).toMatchObject({ state: 'rolled_back', needsAttention: false });
+			const [issued] = await listIssued();
+			expect(done.tasks[0]!.error).toBe(
+				`verify: vault: ${hostPaths.tlsCert} does not hold the new certificate ${issued!.fingerprint} (it holds ${oldFingerprint})`
+			);
+			expect(await onDisk(host)).toBe(oldFile);
+			expect(await readFile(join(host.root, hostPaths.tlsKey), 'utf8')).toBe(oldKey);
+		});
 	});
 });

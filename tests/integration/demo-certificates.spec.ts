@@ -9,6 +9,7 @@ import { createInternalCa } from '../../src/lib/server/certs/authority';
 import { listInventory } from '../../src/lib/server/certs/inventory';
 import { listIssued } from '../../src/lib/server/certs/issued';
 import { startRotation } from '../../src/lib/server/certs/plan';
+import { ON_DISK_ONLY, type RoleRotation } from '../../src/lib/server/certs/rotate';
 import { startScan } from '../../src/lib/server/certs/scan';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
@@ -107,6 +108,8 @@ describe('the demo fleet’s certificates', () => {
 		const { runId } = await startRotation(systemActor, { nodes: ['app-03'], dry_run: false });
 		const run = await waitForRun(runId!, ['succeeded', 'failed'], 60_000);
 		expect(run.tasks.map((t) => [t.nodeName, t.state, t.error])).toEqual([['app-03', 'succeeded', null]]);
+		// app-03's role has no endpoint: the node's files were checked instead of a handshake, and the task says so.
+		expect((run.tasks[0]!.memo as { roles: RoleRotation[] }).roles.map((r) => r.verified)).toEqual([ON_DISK_ONLY]);
 		const newCert = host.model.files.get(nodePaths.tlsCert)!;
 		expect(newCert).not.toBe(oldCert);
 		expect(host.model.files.get(nodePaths.tlsKey)).not.toBe(oldKey);

@@ -768,11 +768,16 @@ export const certRotationPlanSchema = z.object({
 			name: z.string(),
 			phase: z.int(),
 			roles: z.array(z.string()),
-			days_left: z.int().nullable().describe('the soonest expiry in its inventory; null: never scanned')
+			days_left: z.int().nullable().describe('the soonest expiry in its inventory; null: never scanned'),
+			warning: z
+				.string()
+				.nullable()
+				.describe('"not proven by handshake: role X has no endpoints": verified on the node\'s disk only')
 		})
 	),
 	phases: z.array(z.object({ phase: z.int(), label: z.string(), nodes: z.int() })),
-	excluded: excludedNodes
+	excluded: excludedNodes,
+	warnings: z.array(z.string()).describe('once per role without endpoints in the plan')
 });
 
 const keyRotationPhaseNames = ['survey', 'K1', 'K2', 'K3', 'K4', 'K5', 'K6', 'cleanup', 'done'] as const;

@@ -39,6 +39,11 @@ export function observe(
  * Writes one node's observations. `mismatch` is set on the file and endpoint rows of a role whose endpoint
  * serves another certificate than the file holds. With `replace`, rows of those sources at locations not
  * observed now are removed (a role no longer on the node, an endpoint no longer configured).
+ *
+ * A location has one row per source: a new report at a location replaces the earlier one, and a good reading of
+ * the console's own (a file read, a handshake) at a location a node reported replaces that report, which is
+ * older than what the console just saw (otherwise a node that reported its expiring certificate would stay
+ * expiring after a rotation renewed it).
  */
 export async function recordObservations(
 	nodeId: string,
@@ -85,6 +90,18 @@ export async function recordObservations(
 					target: [certificates.nodeId, certificates.source, certificates.location],
 					set: { ...base, ...found }
 				});
+		}
+		const readHere = observed.filter((o) => o.source !== 'report' && o.facts).map((o) => o.location);
+		if (readHere.length) {
+			await tx
+				.delete(certificates)
+				.where(
+					and(
+						eq(certificates.nodeId, nodeId),
+						eq(certificates.source, 'report'),
+						inArray(certificates.location, readHere)
+					)
+				);
 		}
 		if (replace.length) {
 			const kept = observed.map((o) => o.location);

@@ -14,7 +14,8 @@ import { resolveNodes } from './scan';
 /**
  * Which nodes a rotation covers and in what phases (docs/certificates.md, "Rotation"): control-plane nodes first,
  * then one phase per certificate role in the roles' order (a node goes with its first role). Every phase is
- * critical: a failure in one stops every later phase.
+ * critical: a failure in one stops every later phase. A role with no TLS endpoint cannot be proven by a handshake
+ * (its new certificate is checked on the node's disk only, rotate.ts): the plan says so before anyone confirms.
  */
 
 export type RotateInput = z.infer<typeof rotateSchema>;
@@ -27,10 +28,18 @@ export interface RotationPlan {
 		roles: string[];
 		/** The soonest expiry in its inventory, in days (null: never scanned). */
 		days_left: number | null;
+		/** Why its rotation will not be proven by a handshake (null: every role it rotates has an endpoint). */
+		warning: string | null;
 	}[];
 	phases: { phase: number; label: string; nodes: number }[];
 	excluded: { id: string; name: string; reason: string }[];
+	/** What the plan cannot prove, once per role: roles without endpoints. */
+	warnings: string[];
 }
+
+/** "role X has no endpoints", "roles X, Y have no endpoints". */
+const noEndpoints = (roles: string[]) =>
+	`not proven by handshake: ${roles.length === 1 ? 'role' : 'roles'} ${roles.join(', ')} ${roles.length === 1 ? 'has' : 'have'} no endpoints`;
 
 async function candidates(input: RotateInput): Promise<Node[]> {
 	if (input.nodes) return resolveNodes(input.nodes, 'nodes');
@@ -53,7 +62,10 @@ async function candidates(input: RotateInput): Promise<Node[]> {
 export async function planRotation(input: RotateInput): Promise<RotationPlan> {
 	const roles = await listCertRoles();
 	const order = new Map(roles.map((r, i) => [r.role, i]));
-	const plan: RotationPlan = { nodes: [], phases: [], excluded: [] };
+	const byName = new Map(roles.map((r) => [r.role, r]));
+	const plan: RotationPlan = { nodes: [], phases: [], excluded: [], warnings: [] };
+	/** Per role without endpoints, how many nodes in the plan rotate it. */
+	const unprovenCount = new Map<string, number>();
 	const targets = await candidates(input);
 	const soonest = new Map(
 		(
@@ -83,13 +95,27 @@ export async function planRotation(input: RotateInput): Promise<RotationPlan> {
 			continue;
 		}
 		const notAfter = soonest.get(node.id);
+		// As the rotation does: of the roles sharing one certificate file, only the first is rotated and verified.
+		const rotated = mine.filter(
+			(r, i) => mine.findIndex((o) => byName.get(o)!.certPath === byName.get(r)!.certPath) === i
+		);
+		const unproven = rotated.filter((r) => !byName.get(r)!.endpoints.length);
+		for (const r of unproven) unprovenCount.set(r, (unprovenCount.get(r) ?? 0) + 1);
 		plan.nodes.push({
 			id: node.id,
 			name: node.name,
 			phase: node.controlPlane ? 0 : 1 + order.get(mine[0]!)!,
 			roles: mine,
-			days_left: notAfter ? daysLeft(notAfter) : null
+			days_left: notAfter ? daysLeft(notAfter) : null,
+			warning: unproven.length ? noEndpoints(unproven) : null
 		});
+	}
+	for (const { role } of roles) {
+		const n = unprovenCount.get(role);
+		if (!n) continue;
+		plan.warnings.push(
+			`Role ${role} has no endpoints (${n} ${n === 1 ? 'node' : 'nodes'}): not proven by handshake; the new certificate is verified on the node's disk only, not as served`
+		);
 	}
 	plan.nodes.sort((a, b) => a.phase - b.phase || a.name.localeCompare(b.name));
 	for (const phase of [...new Set(plan.nodes.map((n) => n.phase))]) {

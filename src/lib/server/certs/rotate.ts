@@ -17,8 +17,10 @@ import { observeEndpoints, observeFiles, recordNode } from './scan';
  * Certificate rotation on one node (docs/certificates.md, "Rotation"), for each of its certificate roles:
  * back up the certificate and key, make a new key and CSR on the node (the key never leaves it), have the
  * internal CA sign the CSR (or let the node sign itself, for self-signed roles), install, reload, and prove
- * by a handshake that the new fingerprint is served. When anything fails, every installed role gets its backup
- * back and is reloaded, and a handshake proves the old certificate is served again.
+ * by a handshake that the new fingerprint is served. A role with no endpoint has nothing to handshake with: the
+ * node's own files are checked instead (the certificate is the one issued and belongs to the key), and the task
+ * says it was verified on disk only. When anything fails, every installed role gets its backup back and is
+ * reloaded, and the same proof shows the old certificate is back.
  */
 
 export interface RoleRotation {
@@ -29,7 +31,12 @@ export interface RoleRotation {
 	newFingerprint?: string;
 	/** Set before the new files are moved in: from then on an undo restores the backup. */
 	installed?: boolean;
+	/** How the new certificate was proved: what the task's memo keeps as its result. */
+	verified?: string;
 }
+
+/** What a rotation of a role without endpoints can prove, in the task's log and result (docs/certificates.md). */
+export const ON_DISK_ONLY = 'verified on disk only (no endpoint to handshake)';
 
 type Ctx = StepContext<Record<string, never>>;
 
@@ -85,9 +92,10 @@ async function reload(ctx: Ctx, role: CertRole): Promise<void> {
 
 /**
  * Handshakes with every endpoint of the role until each serves `fingerprint` (a reload may take a moment to
- * reach every worker), within the step's own deadline.
+ * reach every worker), within the step's own deadline. A role without endpoints is checked on the node instead.
  */
-async function awaitServed(ctx: Ctx, role: CertRole, fingerprint: string, what: string): Promise<void> {
+async function awaitServed(ctx: Ctx, role: CertRole, fingerprint: string, what: string): Promise<string> {
+	if (!role.endpoints.length) return verifyOnDisk(ctx, role, fingerprint, what);
 	for (const ep of role.endpoints) {
 		let seen = '';
 		for (let attempt = 0; attempt < 20; attempt++) {
@@ -109,6 +117,31 @@ async function awaitServed(ctx: Ctx, role: CertRole, fingerprint: string, what: 
 		}
 		ctx.log(`${role.role}: ${ctx.node.host}:${ep.port} serves the ${what} certificate ${fingerprint}`);
 	}
+	return 'by handshake';
+}
+
+/**
+ * The proof left for a role that serves its certificate nowhere the console can reach: the file holds the
+ * certificate expected, and its public key is the one of the key file beside it (both derived on the node, so
+ * the private key stays there). Weaker than a handshake (nothing shows the service loaded it), and said so.
+ */
+async function verifyOnDisk(ctx: Ctx, role: CertRole, fingerprint: string, what: string): Promise<string> {
+	const onDisk = await fileFingerprint(ctx, role.certPath);
+	if (onDisk !== fingerprint) {
+		throw new StepFailed(
+			`${role.role}: ${role.certPath} does not hold the ${what} certificate ${fingerprint} (it holds ${onDisk ?? 'no readable certificate'})`
+		);
+	}
+	// A key openssl cannot read fails like any other command (quietExec names openssl's reason).
+	const fromCert = await quietExec(ctx, sh`openssl x509 -noout -pubkey -in ${role.certPath}`, { deadlineMs: 10_000 });
+	const fromKey = await quietExec(ctx, sh`openssl pkey -pubout -in ${role.keyPath}`, { deadlineMs: 10_000 });
+	if (fromCert.stdout.trim() !== fromKey.stdout.trim()) {
+		throw new StepFailed(
+			`${role.role}: the key in ${role.keyPath} does not belong to the ${what} certificate in ${role.certPath}`
+		);
+	}
+	ctx.log(`${role.role}: ${role.certPath} holds the ${what} certificate ${fingerprint} and its key: ${ON_DISK_ONLY}`);
+	return ON_DISK_ONLY;
 }
 
 /** Puts every installed role's backup back and reloads it, last first. */
@@ -262,7 +295,9 @@ export const certRotateFlow: Flow<Record<string, never>> = {
 			name: 'verify',
 			deadlineMs: 120_000,
 			async do(ctx) {
-				for (const { role, p } of await pending(ctx)) await awaitServed(ctx, role, p.newFingerprint!, 'new');
+				for (const { role, p } of await pending(ctx)) {
+					p.verified = await awaitServed(ctx, role, p.newFingerprint!, 'new');
+				}
 			}
 		},
 		{
@@ -283,7 +318,7 @@ export const certRotateFlow: Flow<Record<string, never>> = {
 		return progress(ctx).some((p) => p.installed) ? 'rollback' : 'restart';
 	},
 
-	/** After a rollback, a handshake proves each endpoint serves the old certificate again. */
+	/** After a rollback, a handshake proves each endpoint serves the old certificate again (or, without one, the files). */
 	async verify(ctx) {
 		for (const { role, p } of await pending(ctx)) {
 			if (p.oldFingerprint) await awaitServed(ctx, role, p.oldFingerprint, 'old');

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeCertificate, issueSimCertificate, newCertificateAuthority } from './certificates';
+import { describeCertificate, issueSimCertificate, newCertificateAuthority, publicKeyOf } from './certificates';
 
 const run = promisify(execFile);
 const options = ['-fingerprint', '-sha256', '-enddate', '-subject', '-issuer', '-ext', 'subjectAltName', '-serial'];
@@ -36,6 +36,9 @@ describe('simulated certificates', () => {
 			const fromCert = await run('openssl', ['x509', '-in', certPath, '-noout', '-pubkey']);
 			const fromKey = await run('openssl', ['pkey', '-in', join(dir, 'key.pem'), '-pubout']);
 			expect(fromKey.stdout).toBe(fromCert.stdout);
+			// ... and the simulator prints them as openssl does (a rotation without an endpoint compares them).
+			expect(describeCertificate(cert, ['-pubkey'])).toEqual(fromCert.stdout.trimEnd().split('\n'));
+			expect(publicKeyOf(key)).toEqual(fromKey.stdout.trimEnd().split('\n'));
 			// Signed by the CA: openssl verifies the chain (dates aside: the first one has expired on purpose).
 			await writeFile(join(dir, 'ca.pem'), ca.cert);
 			const verified = await run('openssl', ['verify', '-no_check_time', '-CAfile', join(dir, 'ca.pem'), certPath]);

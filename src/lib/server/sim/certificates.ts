@@ -1,4 +1,4 @@
-import { createHash, generateKeyPairSync, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, sign, X509Certificate, type KeyObject } from 'node:crypto';
 import { isIPv4 } from 'node:net';
 import { integer, oid, pem, sequence, set, time, tlv } from '$lib/server/certs/der';
 import { newSerial } from '$lib/server/certs/issue';
@@ -159,6 +159,9 @@ export function describeCertificate(pemText: string, options: string[]): string[
 			case '-serial':
 				lines.push(`serial=${cert.serialNumber.toUpperCase()}`);
 				break;
+			case '-pubkey':
+				lines.push(...publicKeyLines(cert.publicKey));
+				break;
 			case '-ext':
 				if (options[++i] !== 'subjectAltName') return null;
 				if (cert.subjectAltName) lines.push('X509v3 Subject Alternative Name: ', `    ${cert.subjectAltName}`);
@@ -168,4 +171,14 @@ export function describeCertificate(pemText: string, options: string[]): string[
 		}
 	}
 	return lines;
+}
+
+/** A public key as `openssl x509 -pubkey` and `openssl pkey -pubout` print it (SPKI PEM), line by line. */
+function publicKeyLines(key: KeyObject): string[] {
+	return (key.export({ type: 'spki', format: 'pem' }) as string).trimEnd().split('\n');
+}
+
+/** What `openssl pkey -in <file> -pubout` prints for this private key (PEM): its public key. */
+export function publicKeyOf(privateKeyPem: string): string[] {
+	return publicKeyLines(createPublicKey(privateKeyPem));
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { aptCommand, aptMark, needrestart, newAptModel, type AptModel } from './apt';
 import { authorizedKeysCommand } from './authorized-keys';
-import { describeCertificate, newSimCertificateRequest } from './certificates';
+import { describeCertificate, newSimCertificateRequest, publicKeyOf } from './certificates';
 import {
 	baseDirectories,
 	chmod,
@@ -347,6 +347,7 @@ const commands: Record<string, (args: string[], io: CommandIO, model: HostModel)
 	userdel,
 	openssl: async (args, io, m) => {
 		if (args[0] === 'req') return opensslRequest(args, io, m);
+		if (args[0] === 'pkey') return opensslPublicKey(args, io, m);
 		const inAt = args.indexOf('-in');
 		const file = inAt >= 0 ? args[inAt + 1] : undefined;
 		const options = args.filter((_, i) => i !== 0 && i !== inAt && i !== inAt + 1 && args[i] !== '-noout');
@@ -406,6 +407,30 @@ async function fileCommand(
 		moveMeta(m, from, to);
 	} else if (args.includes('-p') && m.meta.has(from)) m.meta.set(to, m.meta.get(from)!);
 	else m.meta.delete(to);
+	return 0;
+}
+
+/** `openssl pkey -pubout -in <key>`, how a rotation without an endpoint checks that the key belongs to the certificate. */
+async function opensslPublicKey(args: string[], io: CommandIO, m: HostModel): Promise<number> {
+	const inAt = args.indexOf('-in');
+	const file = inAt >= 0 ? args[inAt + 1] : undefined;
+	if (!file || !args.includes('-pubout') || args.length !== 4) {
+		await io.err(`openssl: the simulator does not answer 'openssl ${args.join(' ')}'`);
+		return 1;
+	}
+	const pemText = m.files.get(file);
+	if (pemText === undefined) {
+		await io.err(`Could not open file or uri for loading key from ${file}`);
+		return 1;
+	}
+	let lines: string[];
+	try {
+		lines = publicKeyOf(pemText);
+	} catch {
+		await io.err(`Could not read key from ${file}`);
+		return 1;
+	}
+	for (const line of lines) await io.out(line);
 	return 0;
 }
 

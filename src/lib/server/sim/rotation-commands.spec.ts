@@ -2,6 +2,7 @@ import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { csrPublicKey } from '$lib/server/certs/issue';
 import { sh } from '$lib/server/ssh/shell';
+import { issueSimCertificate, newCertificateAuthority, newSimCertificateRequest } from './certificates';
 import { newHostModel, runCommandLine, type CommandIO } from './host';
 
 /** The commands a certificate rotation sends (certs/rotate.ts), as the simulator answers them. */
@@ -49,5 +50,35 @@ describe('the simulator and a rotation', () => {
 		expect([...m.files.keys()].filter((f) => f.startsWith('/t/'))).toEqual(['/t/c']);
 		expect((await run(m, sh`cp -p -- ${'/t/none'} ${'/t/d'}`.script)).status).toBe(1);
 		expect((await run(m, sh`rm -- ${'/t/none'}`.script)).status).toBe(1);
+	});
+
+	it('openssl x509 -pubkey and openssl pkey -pubout print the same key for a pair, different ones otherwise', async () => {
+		const m = newHostModel('sim-1');
+		const lines: string[] = [];
+		const io = { out: async (l: string) => void lines.push(l), err: async () => {} } as unknown as CommandIO;
+		const print = async (script: string) => {
+			lines.length = 0;
+			const status = await runCommandLine(m, script, io);
+			return { status, text: lines.join('\n') };
+		};
+		const pair = issueSimCertificate(newCertificateAuthority('Sim CA'), {
+			commonName: 'sim-1',
+			altNames: ['sim-1'],
+			notBefore: new Date('2026-01-01T00:00:00Z'),
+			notAfter: new Date('2027-01-01T00:00:00Z')
+		});
+		m.files.set('/t/c.crt', pair.cert);
+		m.files.set('/t/c.key', pair.key);
+		m.files.set('/t/other.key', newSimCertificateRequest('sim-1').key);
+		const fromCert = await print(sh`openssl x509 -noout -pubkey -in ${'/t/c.crt'}`.script);
+		const fromKey = await print(sh`openssl pkey -pubout -in ${'/t/c.key'}`.script);
+		const fromOther = await print(sh`openssl pkey -pubout -in ${'/t/other.key'}`.script);
+		expect([fromCert.status, fromKey.status, fromOther.status]).toEqual([0, 0, 0]);
+		expect(fromCert.text).toBe(
+			(createPublicKey(createPrivateKey(pair.key)).export({ type: 'spki', format: 'pem' }) as string).trimEnd()
+		);
+		expect(fromKey.text).toBe(fromCert.text);
+		expect(fromOther.text).not.toBe(fromCert.text);
+		expect((await print(sh`openssl pkey -pubout -in ${'/t/none'}`.script)).status).toBe(1);
 	});
 });

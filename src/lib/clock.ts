@@ -119,3 +119,30 @@ export function lastFiring(cron: Cron, timeZone: string, after: Date, until: Dat
 	}
 	return null;
 }
+
+/** How far `timeZone`'s wall clock is ahead of UTC at `t` (ms; whole minutes, as zones' offsets are). */
+function offsetAt(t: number, timeZone: string): number {
+	const l = localTime(new Date(t), timeZone);
+	return Date.UTC(l.year, l.month - 1, l.day, l.hour, l.minute) - Math.floor(t / MINUTE) * MINUTE;
+}
+
+/**
+ * The instant a wall-clock `YYYY-MM-DDTHH:MM` (a datetime-local input's value, seconds optional) names in
+ * `timeZone`, or null when the text is not such a time. The zone's offset is taken at a first guess, then at the
+ * instant that gives: a time a daylight-saving change skips comes out an hour later, a repeated one is one of
+ * its two instants.
+ */
+export function instantOfWallClock(text: string, timeZone: string): Date | null {
+	const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?$/.exec(text);
+	if (!m) return null;
+	const [year, month, day, hour, minute, second] = m.slice(1).map((v) => Number(v ?? 0)) as number[];
+	const wall = Date.UTC(year!, month! - 1, day!, hour!, minute!, second!);
+	const check = new Date(wall);
+	// Date.UTC rolls 31 April over to 1 May: a day or time outside its range is no time at all.
+	if (check.getUTCMonth() !== month! - 1 || check.getUTCDate() !== day! || hour! > 23 || minute! > 59 || second! > 59) {
+		return null;
+	}
+	let t = wall - offsetAt(wall, timeZone);
+	t = wall - offsetAt(t, timeZone);
+	return new Date(t);
+}

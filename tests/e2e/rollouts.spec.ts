@@ -85,8 +85,8 @@ test.afterAll(async () => {
 	await bed?.stop();
 });
 
-async function operatorPage(browser: Browser, width = 1440) {
-	const page = await (await browser.newContext({ viewport: { width, height: 900 } })).newPage();
+async function operatorPage(browser: Browser, width = 1440, timezoneId?: string) {
+	const page = await (await browser.newContext({ viewport: { width, height: 900 }, timezoneId })).newPage();
 	await page.goto('/login');
 	await page.getByLabel('Username').fill(people.operator.username);
 	await page.getByLabel('Password').fill(people.operator.password);
@@ -119,6 +119,8 @@ test('an operator previews a staged rollout, starts it, watches the stages, paus
 	await page.getByRole('button', { name: 'Start rollout' }).click();
 	await expect(page).toHaveURL(/\/rollouts\/[0-9a-f-]{36}$/);
 	const stage = page.getByTestId('stage');
+	// A node baking shows how long its bake has left (stages bake 6 s each).
+	await expect(page.getByTestId('bake-left').first()).toHaveText(/^\(\d+s left\)$/, { timeout: 30_000 });
 	// Live: stage 1 finishes and stage 2 starts without a reload by the test.
 	await expect(stage.nth(0)).toHaveAttribute('data-state', 'done', { timeout: 60_000 });
 	await expect(stage.nth(1)).toHaveAttribute('data-state', 'running', { timeout: 30_000 });
@@ -150,6 +152,58 @@ test('an operator previews a staged rollout, starts it, watches the stages, paus
 	await narrow.screenshot({ path: `${shots}/rollout-390.png`, fullPage: true });
 	const overflow = await narrow.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
 	expect(overflow).toBeLessThanOrEqual(0);
+});
+
+test('a rollout created to start later is scheduled: the form reads its start in the browser’s zone, nothing runs', async ({
+	browser
+}) => {
+	const admin = await signInAs('admin');
+	// A browser in another zone than the console's, two hours from now to the minute, written as its wall clock.
+	const timeZone = 'America/New_York';
+	const at = new Date(Math.ceil(Date.now() / 60_000) * 60_000 + 2 * 3_600_000);
+	const wallClock = new Intl.DateTimeFormat('sv-SE', { timeZone, dateStyle: 'short', timeStyle: 'short' })
+		.format(at)
+		.replace(' ', 'T');
+	const page = await operatorPage(browser, 1440, timeZone);
+	await page.goto('/rollouts');
+	await expect(page.locator('#start_at-hint')).toHaveText(`Time zone ${timeZone}; empty: at once`);
+	await page.getByLabel('Release').selectOption({ label: `2.0.0 (stable, ${sha.slice(0, 7)})` });
+	await page.getByLabel('Strategy').selectOption('staged');
+	await page.getByLabel('Target roles').fill('app');
+	await page.getByLabel('Minimum finished nodes').fill('0');
+	await page.getByLabel('Start at').fill(wallClock);
+	await page.getByRole('button', { name: 'Preview stages' }).click();
+	// The API's schema judges the form: its error is next to the field it names.
+	await expect(page.locator('#min_finished_nodes-error')).toHaveText('must be at least 1');
+	await expect(page.getByLabel('Minimum finished nodes')).toHaveAttribute('aria-invalid', 'true');
+	await page.getByLabel('Minimum finished nodes').fill('2');
+	await page.getByRole('button', { name: 'Preview stages' }).click();
+	await expect(page.getByTestId('preview-stage')).toHaveCount(3);
+	await page.screenshot({ path: `${shots}/rollout-form-scheduled-1440.png`, fullPage: true });
+	const narrow = await operatorPage(browser, 390, timeZone);
+	await narrow.goto('/rollouts');
+	await expect(narrow.locator('#start_at-hint')).toHaveText(`Time zone ${timeZone}; empty: at once`);
+	await narrow.screenshot({ path: `${shots}/rollout-form-390.png`, fullPage: true });
+	expect(await narrow.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)).toBeLessThanOrEqual(0);
+
+	await page.getByRole('button', { name: 'Start rollout' }).click();
+	await expect(page).toHaveURL(/\/rollouts\/[0-9a-f-]{36}$/);
+	const id = page.url().split('/').at(-1)!;
+	const summary = page.getByTestId('rollout-summary');
+	await expect(summary.locator('[data-state="scheduled"]')).toBeVisible();
+	await expect(page.getByTestId('rollout-start')).toHaveAttribute('datetime', at.toISOString());
+	await expect(summary).toContainText(/Threshold\s*10% \(after 2 finished\)/);
+	await page.screenshot({ path: `${shots}/rollout-scheduled.png`, fullPage: true });
+	// The create action took the rollout's first driver turn before answering: it is still waiting, with no run.
+	await expect(page.getByTestId('rollout-nodes')).toContainText('No node has started yet.');
+	const detail = await call(`/api/rollouts/${id}`, { headers: cookie(admin) });
+	const rollout = (await detail.json()) as { state: string; start_at: string; stages: { run_id: string | null }[] };
+	expect(rollout).toMatchObject({ state: 'scheduled', start_at: at.toISOString() });
+	expect(rollout.stages.map((s) => s.run_id)).toEqual([null, null, null]);
+
+	// Cancelled, so that the tests after this one may target these nodes.
+	await page.getByRole('button', { name: 'Cancel', exact: true }).click();
+	await expect(summary.locator('[data-state="cancelled"]')).toBeVisible();
 });
 
 test('a rollout that respects maintenance windows shows a node outside its window as waiting for it', async ({

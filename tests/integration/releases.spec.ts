@@ -10,10 +10,12 @@ import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
 import { auditLog } from '../../src/lib/server/db/schema';
 import { ServiceError } from '../../src/lib/server/errors';
 import { canonicalManifest } from '../../src/lib/server/releases/canonical';
-import { useReleaseKeys } from '../../src/lib/server/releases/keys';
+import { useMinimumVersion, useReleaseKeys } from '../../src/lib/server/releases/keys';
 import { createRelease, getRelease, listReleases } from '../../src/lib/server/releases/releases';
 import { keyIdOf } from '../../src/lib/server/releases/signing';
+import { POST as postRelease } from '../../src/routes/api/releases/+server';
 import { backends } from '../support/databases';
+import { callRoute, errorOf } from '../support/route-call';
 
 /**
  * Release manifests (docs/releases.md): signatures made with the `openssl` CLI, not with the code under test,
@@ -175,6 +177,38 @@ describe.each(backends)('release manifests on $name', ({ open }) => {
 		m.signature = hmacWithOpenssl(m);
 		const err = await createRelease(systemActor, m).catch((e: unknown) => e);
 		expect((err as ServiceError).status).toBe(409);
+	});
+
+	it('POST /api/releases refuses a version below the minimum (400 naming version), stores and audits it so', async () => {
+		useMinimumVersion('1.4.0');
+		try {
+			const signed = (version: string) => {
+				const m = base(version);
+				return { ...m, signature: hmacWithOpenssl(m) };
+			};
+			// Below by semantic-version precedence: an older release, and a prerelease of the floor itself.
+			for (const version of ['1.3.9', '1.4.0-rc.1']) {
+				const res = await callRoute(postRelease, '/api/releases', { json: signed(version) });
+				expect(res.status).toBe(400);
+				const error = await errorOf(res);
+				expect(error.code).toBe('validation_failed');
+				expect(error.fields.version).toBe(
+					`${version} is below the minimum version 1.4.0 configured by FLOTILLA_RELEASE_MIN_VERSION`
+				);
+				expect(error.message).toMatch(/\(rollback protection\)$/);
+				const denied = await db().select().from(auditLog).where(eq(auditLog.targetId, version));
+				expect(denied.map((a) => [a.action, a.result])).toEqual([['release.create', 'denied']]);
+			}
+			const stored = (await listReleases({ limit: 100 })).map((r) => r.version);
+			expect(stored).not.toContain('1.3.9');
+			expect(stored).not.toContain('1.4.0-rc.1');
+			// At or above the floor: registered.
+			const ok = await callRoute(postRelease, '/api/releases', { json: signed('1.6.0') });
+			expect(ok.status).toBe(201);
+			expect(await ok.json()).toMatchObject({ version: '1.6.0', verified_by: 'hmac-sha256:shared-secret' });
+		} finally {
+			useMinimumVersion(undefined);
+		}
 	});
 });
 

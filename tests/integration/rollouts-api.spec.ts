@@ -201,4 +201,39 @@ describe.each(backends)('rollout input on $name', ({ open }) => {
 		form.set('percents', '20, 100');
 		expect(rolloutFromForm(form).stages?.map((s) => s.percent)).toEqual([20, 100]);
 	});
+
+	it('the create form reads the start as a wall-clock time in the browser’s zone, and the minimum finished nodes', () => {
+		const form = new FormData();
+		form.set('release_id', releaseId);
+		form.set('strategy', 'staged');
+		form.set('min_finished_nodes', '4');
+		form.set('start_at', '2026-12-01T21:30');
+		form.set('start_at_zone', 'Europe/Berlin');
+		expect(rolloutFromForm(form)).toMatchObject({ min_finished_nodes: 4, start_at: '2026-12-01T20:30:00.000Z' });
+		// No zone (a page that ran no script): the form said UTC.
+		form.delete('start_at_zone');
+		expect(rolloutFromForm(form).start_at).toBe('2026-12-01T21:30:00.000Z');
+		const refused = (set: Record<string, string>) => {
+			const bad = new FormData();
+			bad.set('release_id', releaseId);
+			bad.set('strategy', 'staged');
+			for (const [k, v] of Object.entries(set)) bad.set(k, v);
+			const err = (() => {
+				try {
+					rolloutFromForm(bad);
+				} catch (e) {
+					return e;
+				}
+			})();
+			expect(err).toBeInstanceOf(ServiceError);
+			return (err as ServiceError).fields;
+		};
+		// The API's schema judges what the form sends, and its errors name the form's fields.
+		expect(refused({ start_at: 'next tuesday' })).toEqual({ start_at: 'must be an ISO 8601 timestamp' });
+		expect(refused({ start_at: '2026-12-01T21:30', start_at_zone: 'Mars/Olympus' })).toEqual({
+			start_at: 'is in an unknown time zone, Mars/Olympus'
+		});
+		expect(refused({ min_finished_nodes: '0' })).toEqual({ min_finished_nodes: 'must be at least 1' });
+		expect(refused({ min_finished_nodes: 'three' }).min_finished_nodes).toMatch(/must be a number/);
+	});
 });

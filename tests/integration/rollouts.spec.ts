@@ -39,6 +39,9 @@ import { freshPostgres } from '../support/databases';
 import { registerTestbedNodes } from '../support/testbed-nodes';
 import { waitFor } from '../support/engine';
 import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
+import { POST as postRollout } from '../../src/routes/api/rollouts/+server';
+import { POST as postRollback } from '../../src/routes/api/rollouts/[id]/rollback/+server';
+import { callRoute, errorOf } from '../support/route-call';
 
 /**
  * Rollouts end to end on 20 real sshd hosts (127.0.1.210–229) with a git role: which commit each host has checked
@@ -149,17 +152,15 @@ describe('rollouts on real hosts', () => {
 				{ percent: 100, bake_minutes: 0 }
 			]
 		});
-		const overlap = await createRollout(
-			systemActor,
-			createRolloutSchema.parse({
-				release_id: releaseIds.v1,
-				strategy: 'immediate',
-				target: { nodes: [bed.hosts[7]!.name] }
-			})
-		).catch((e: unknown) => e);
-		expect(overlap).toBeInstanceOf(ServiceError);
-		expect((overlap as ServiceError).status).toBe(409);
-		expect((overlap as ServiceError).message).toMatch(new RegExp(`Rollout #${r.number} is still active on 1 of these`));
+		// Through the route, as a client sees it: the documented error shape, naming the target.
+		const overlap = await callRoute(postRollout, '/api/rollouts', {
+			json: { release_id: releaseIds.v1, strategy: 'immediate', target: { nodes: [bed.hosts[7]!.name] } }
+		});
+		expect(overlap.status).toBe(409);
+		const conflict = await errorOf(overlap);
+		expect(conflict.code).toBe('conflict');
+		expect(conflict.message).toMatch(new RegExp(`^Rollout #${r.number} is still active on 1 of these nodes \\(`));
+		expect(conflict.fields).toEqual({ target: `overlaps rollout #${r.number} (running)` });
 
 		const done = await driveUntil(r.id, ['completed', 'paused', 'failed']);
 		expect(done.state).toBe('completed');
@@ -248,7 +249,9 @@ describe('rollouts on real hosts', () => {
 		// Let the stage's nodes finish (pausing stops new starts only), then look at the hosts.
 		const stageRun = await waitFor('stage 2 settled', async () => {
 			const run = await getRun(paused.stages[1]!.runId!);
-			return run.counts.running + run.counts.queued === 0 ? run : null;
+			// The tasks as well as the counts: getRun reads them one after the other, so a task can end in between.
+			const settled = run.tasks.every((t) => t.state !== 'running' && t.state !== 'queued');
+			return settled && run.counts.running + run.counts.queued === 0 ? run : null;
 		});
 		expect(stageRun.counts).toMatchObject({ total: 5, succeeded: 3, rolled_back: 2 });
 		const bakeTask = stageRun.tasks.find((t) => t.id === baking.id)!;
@@ -292,9 +295,15 @@ describe('rollouts on real hosts', () => {
 	it('rollback protection: a release below the minimum version cannot be rolled out (400)', async () => {
 		useMinimumVersion('1.2.0');
 		try {
-			const err = await rollout({ release_id: releaseIds.v2, strategy: 'immediate' }).catch((e: unknown) => e);
-			expect((err as ServiceError).status).toBe(400);
-			expect((err as ServiceError).fields.release_id).toMatch(/1\.1\.0 is below the minimum allowed version 1\.2\.0/);
+			const res = await callRoute(postRollout, '/api/rollouts', {
+				json: { release_id: releaseIds.v2, strategy: 'immediate' }
+			});
+			expect(res.status).toBe(400);
+			const error = await errorOf(res);
+			expect(error.code).toBe('validation_failed');
+			expect(error.fields).toEqual({
+				release_id: '1.1.0 is below the minimum version 1.2.0 configured by FLOTILLA_RELEASE_MIN_VERSION'
+			});
 		} finally {
 			useMinimumVersion(undefined);
 		}
@@ -340,11 +349,17 @@ describe('rollouts on real hosts', () => {
 		// Rollback protection covers the way back too: the moved nodes ran 1.1.0 (or 1.0.0) before.
 		useMinimumVersion('1.2.0');
 		try {
-			const refused = await rollbackRollout(systemActor, r.id).catch((e: unknown) => e);
-			expect((refused as ServiceError).status).toBe(400);
-			expect((refused as ServiceError).message).toMatch(
-				/Rolling back to release 1\.[01]\.0 is below the minimum version 1\.2\.0/
+			const refused = await callRoute(postRollback, `/api/rollouts/${r.id}/rollback`, { params: { id: r.id } });
+			expect(refused.status).toBe(400);
+			const error = await errorOf(refused);
+			expect(error.code).toBe('validation_failed');
+			expect(error.message).toMatch(/^Rolling back to release 1\.[01]\.0 is below the minimum version 1\.2\.0/);
+			expect(Object.keys(error.fields)).toEqual(['rollback']);
+			expect(error.fields.rollback).toMatch(
+				/^1\.[01]\.0 is below the minimum version 1\.2\.0 configured by FLOTILLA_RELEASE_MIN_VERSION$/
 			);
+			// Nothing changed: the rollout is as it was, with no rollback run.
+			expect(await getRollout(r.id)).toMatchObject({ state: 'cancelled', rollbackRunId: null });
 		} finally {
 			useMinimumVersion(undefined);
 		}

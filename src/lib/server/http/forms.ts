@@ -16,8 +16,8 @@ export function failWith(status: number, message: string, values: Record<string,
 	return fail(status, { message, fields: {} as Record<string, string>, values } satisfies FormFailure);
 }
 
-/** Form values to echo back on failure; secrets are never echoed into the page. */
-function echo(form: FormData): Record<string, string> {
+/** Form values to echo back (on failure, or to a form that stays on the page); secrets are never echoed. */
+export function echo(form: FormData): Record<string, string> {
 	const values: Record<string, string> = {};
 	for (const [k, v] of form) {
 		if (typeof v === 'string' && !/password|confirm|token|secret/i.test(k)) values[k] = v;

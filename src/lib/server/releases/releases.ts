@@ -10,8 +10,9 @@ import { compareVersions } from '$lib/semver';
 import { SignatureRefused, verifyManifest } from './signing';
 
 /**
- * `POST /api/releases`: a manifest is checked field by field, then its signature over the canonical form
- * (docs/releases.md). Only a verified manifest is stored, with the key that verified it.
+ * `POST /api/releases`: a manifest is checked field by field, then its signature over the canonical form, then
+ * its version against rollback protection's floor (docs/releases.md). Only a verified manifest is stored, with
+ * the key that verified it.
  */
 export async function createRelease(actor: Actor, body: unknown): Promise<Release> {
 	const manifest = validate(manifestSchema, body);
@@ -28,6 +29,19 @@ export async function createRelease(actor: Actor, body: unknown): Promise<Releas
 			details: { reason: err.message }
 		});
 		throw new ServiceError('validation_failed', `Signature refused: ${err.message}`, { signature: err.message });
+	}
+	// A release below the floor could never be rolled out: refused rather than kept, as the issue asks.
+	try {
+		assertAllowedVersion(manifest.version, 'version');
+	} catch (err) {
+		await recordAudit(actor, {
+			action: 'release.create',
+			targetType: 'release',
+			targetId: manifest.version,
+			result: 'denied',
+			details: { reason: (err as ServiceError).message }
+		});
+		throw err;
 	}
 	const [existing] = await db().select().from(releases).where(eq(releases.version, manifest.version));
 	if (existing) {
@@ -95,7 +109,7 @@ export function assertAllowedVersion(version: string, field: string, what = 'Rel
 		throw new ServiceError(
 			'validation_failed',
 			`${what} ${version} is below the minimum version ${floor} (rollback protection)`,
-			{ [field]: `${version} is below the minimum allowed version ${floor}` }
+			{ [field]: `${version} is below the minimum version ${floor} configured by FLOTILLA_RELEASE_MIN_VERSION` }
 		);
 	}
 }

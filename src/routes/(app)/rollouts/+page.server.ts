@@ -1,7 +1,7 @@
 import { redirect } from '@sveltejs/kit';
 import { authorize } from '$lib/server/auth/access';
 import { actorOf } from '$lib/server/audit';
-import { formError, readFormData } from '$lib/server/http/forms';
+import { echo, formError, readFormData } from '$lib/server/http/forms';
 import { principalOf } from '$lib/server/http/api';
 import { listReleases, presentRelease } from '$lib/server/releases/releases';
 import { driveRollout } from '$lib/server/rollouts/driver';
@@ -30,7 +30,9 @@ export const actions: Actions = {
 		try {
 			const input = rolloutFromForm(read.form);
 			const { preview } = await createRollout(actorOf(event), { ...input, dry_run: true });
-			return { preview };
+			// The form stays filled in as previewed: a field an earlier refusal echoed would otherwise go back to its
+			// default when this answer replaces that one.
+			return { preview, values: echo(read.form) };
 		} catch (err) {
 			return formError(err, read.form);
 		}

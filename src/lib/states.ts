@@ -72,3 +72,9 @@ export function stageShownState(
 	if (rollout === 'paused' && !busy) return 'paused';
 	return 'running';
 }
+
+/** A key rotation's states, phases and per-node states (docs/ssh-key-rotation.md). */
+export const keyRotationStates = ['running', 'open', 'completed', 'aborted'] as const;
+/** `cleanup`: an aborted rotation taking its own lines off the nodes where K1 or K3 put them. */
+export const keyRotationPhases = ['survey', 'K1', 'K2', 'K3', 'K4', 'K5', 'K6', 'cleanup', 'done'] as const;
+export const keyRotationNodeStates = ['active', 'deferred', 'done', 'failed', 'cleanup', 'cleaned'] as const;

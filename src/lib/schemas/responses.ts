@@ -7,7 +7,10 @@ import {
 	runStates as runStateList,
 	stepPhases,
 	stepStates,
-	taskStates
+	taskStates,
+	keyRotationStates,
+	keyRotationPhases,
+	keyRotationNodeStates
 } from '$lib/states';
 import { auditQuerySchema } from './audit';
 import {
@@ -780,7 +783,6 @@ export const certRotationPlanSchema = z.object({
 	warnings: z.array(z.string()).describe('once per role without endpoints in the plan')
 });
 
-const keyRotationPhaseNames = ['survey', 'K1', 'K2', 'K3', 'K4', 'K5', 'K6', 'cleanup', 'done'] as const;
 const credentialRef = z.object({
 	id: id.nullable().describe('null once an admin deleted the credential'),
 	name: z.string().nullable()
@@ -790,8 +792,8 @@ const credentialRef = z.object({
 export const keyRotationAnswerSchema = z.object({
 	id,
 	number: z.int(),
-	state: z.enum(['running', 'open', 'completed', 'aborted']),
-	phase: z.enum(keyRotationPhaseNames).describe('the current phase; `cleanup` while an aborted rotation cleans up'),
+	state: z.enum(keyRotationStates),
+	phase: z.enum(keyRotationPhases).describe('the current phase; `cleanup` while an aborted rotation cleans up'),
 	credential: z.object({ from: credentialRef, to: credentialRef }),
 	safety_net: credentialRef,
 	remove_safety_net: z.boolean(),
@@ -799,7 +801,7 @@ export const keyRotationAnswerSchema = z.object({
 	abort_reason: z.string().nullable(),
 	phases: z.array(
 		z.object({
-			phase: z.enum(keyRotationPhaseNames),
+			phase: z.enum(keyRotationPhases),
 			run_id: id,
 			state: z.enum(['running', 'passed', 'failed']),
 			nodes: z.int(),
@@ -812,8 +814,8 @@ export const keyRotationAnswerSchema = z.object({
 		z.object({
 			node_id: id,
 			node: z.string(),
-			state: z.enum(['active', 'deferred', 'done', 'failed', 'cleanup', 'cleaned']),
-			reached: z.enum(keyRotationPhaseNames).nullable().describe('the last phase done on the node'),
+			state: z.enum(keyRotationNodeStates),
+			reached: z.enum(keyRotationPhases).nullable().describe('the last phase done on the node'),
 			error: z.string().nullable()
 		})
 	),

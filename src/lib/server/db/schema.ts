@@ -7,8 +7,13 @@ import {
 	runStates,
 	stepPhases,
 	stepStates,
-	taskStates
+	taskStates,
+	keyRotationStates,
+	keyRotationPhases,
+	keyRotationNodeStates
 } from '$lib/states';
+
+export { keyRotationStates, keyRotationPhases, keyRotationNodeStates };
 import {
 	type AnyPgColumn,
 	bigint,
@@ -1021,10 +1026,7 @@ export const nodeProvisioning = pgTable(
 export type RoleProvisioning = typeof roleProvisioning.$inferSelect;
 export type NodeProvisioning = typeof nodeProvisioning.$inferSelect;
 
-export const keyRotationStates = ['running', 'open', 'completed', 'aborted'] as const;
 export type KeyRotationState = (typeof keyRotationStates)[number];
-/** `cleanup`: an aborted rotation taking its own lines off the nodes where K1 or K3 put them. */
-export const keyRotationPhases = ['survey', 'K1', 'K2', 'K3', 'K4', 'K5', 'K6', 'cleanup', 'done'] as const;
 export type KeyRotationPhase = (typeof keyRotationPhases)[number];
 
 /** One phase of a key rotation as it ran: an engine run across every node in scope (docs/ssh-key-rotation.md). */
@@ -1079,7 +1081,6 @@ export const keyRotations = pgTable('key_rotations', {
 });
 
 /** After an abort: `cleanup` (the rotation's lines still to be taken off, e.g. while the node is away), `cleaned`. */
-export const keyRotationNodeStates = ['active', 'deferred', 'done', 'failed', 'cleanup', 'cleaned'] as const;
 export type KeyRotationNodeState = (typeof keyRotationNodeStates)[number];
 
 /** Each node in a rotation's scope: how far it got, and what it accepted before. */

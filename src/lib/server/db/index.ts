@@ -13,6 +13,9 @@ import * as schema from './schema';
 /** One query API for both back-ends: services never know which one they run on. */
 export type Database = PgDatabase<PgQueryResultHKT, typeof schema>;
 
+/** What `db().transaction` hands its callback. */
+export type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
+
 export type DatabaseKind = 'pglite' | 'postgres';
 
 export interface DatabaseHandle {

@@ -1,5 +1,5 @@
 import { eq, inArray, sql } from 'drizzle-orm';
-import { db, jsonParam, rowsOf } from '$lib/server/db';
+import { db, jsonParam, rowsOf, type Transaction } from '$lib/server/db';
 import {
 	credentials,
 	nodes,
@@ -70,22 +70,16 @@ async function claimBatch(ids: string[]): Promise<Map<string, Claim>> {
 					for update of t
 				)
 				update tasks set state = 'running', lease_owner = ${instanceId},
-					lease_expires_at = now() + ${lease}::interval, attempt = tasks.attempt + 1,
-					started_at = coalesce(tasks.started_at, now()), error = null
+					lease_expires_at = now() + ${lease}::interval, attempt = tasks.attempt + 1, error = null
 				from old where tasks.id = old.id
 				returning tasks.id, old.state as previous`)
 		);
 		const out = new Map<string, Claim>();
 		if (!claimed.length) return out;
-		const taskRows = await tx
-			.select()
-			.from(tasks)
-			.where(
-				inArray(
-					tasks.id,
-					claimed.map((c) => c.id)
-				)
-			);
+		const taskRows = await stampStarted(
+			tx,
+			claimed.map((c) => c.id)
+		);
 		const runRows = await tx
 			.select()
 			.from(runs)
@@ -130,24 +124,37 @@ async function claimOne(taskId: string): Promise<Claim> {
 				return { kind: 'done' };
 			}
 			if (task.state === 'queued' && run?.state === 'cancelled') return { kind: 'done' };
-			const [claimed] = await tx
+			await tx
 				.update(tasks)
 				.set({
 					state: 'running',
 					leaseOwner: instanceId,
 					leaseExpiresAt: sql`now() + ${`${settings().leaseMs} milliseconds`}::interval`,
 					attempt: task.attempt + 1,
-					startedAt: task.startedAt ?? new Date(),
 					error: null
 				})
-				.where(eq(tasks.id, taskId))
-				.returning();
+				.where(eq(tasks.id, taskId));
+			const [claimed] = await stampStarted(tx, [taskId]);
 			return { kind: 'claimed', task: claimed!, run, recovering: task.state === 'running' };
 		});
 	} catch (err) {
 		if (isUniqueViolation(err)) return { kind: 'retry_later', why: 'the node is running another task' };
 		throw err;
 	}
+}
+
+/**
+ * Records when claimed tasks started (their first attempt's start stays) and reads them back. Stamped by a
+ * statement of its own, after the claim's: a task's claim may wait, on the one-running-task-per-node index,
+ * for the end of the node's previous task to commit, and `now()` (the transaction's start) or a clock read
+ * before that wait could date this task's start before the previous one's end.
+ */
+async function stampStarted(tx: Transaction, ids: string[]): Promise<Task[]> {
+	return tx
+		.update(tasks)
+		.set({ startedAt: sql`coalesce(${tasks.startedAt}, clock_timestamp())` })
+		.where(inArray(tasks.id, ids))
+		.returning();
 }
 
 function isUniqueViolation(err: unknown): boolean {

@@ -1,5 +1,5 @@
 import { and, asc, eq, inArray, isNull, sql } from 'drizzle-orm';
-import { db } from '$lib/server/db';
+import { db, type Transaction as Tx } from '$lib/server/db';
 import { runs, tasks, type Run, type RunState, type TaskState } from '$lib/server/db/schema';
 import { log, loggableError } from '$lib/server/log';
 import { terminalRunStates as finalRunStates, terminalTaskStates as finalTaskStates } from '$lib/states';
@@ -139,8 +139,6 @@ async function dispatchOnce(runId: string): Promise<void> {
 		log.error({ err: loggableError(err), runId }, 'could not enqueue tasks');
 	}
 }
-
-type Tx = Parameters<Parameters<ReturnType<typeof db>['transaction']>[0]>[0];
 
 function failureThresholdPassed(opts: Run['options'], c: Counts): string | null {
 	if (c.failed === 0) return null;

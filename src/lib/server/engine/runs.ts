@@ -1,7 +1,7 @@
 import { and, asc, desc, eq, inArray, isNull, lt, or, sql } from 'drizzle-orm';
 import { randomUUID } from 'node:crypto';
 import { recordAudit, type Actor } from '$lib/server/audit';
-import { db } from '$lib/server/db';
+import { db, type Transaction } from '$lib/server/db';
 import {
 	nodes,
 	runs,
@@ -38,9 +38,6 @@ export interface NewRun {
 	exclusive?: boolean;
 }
 
-/** The transaction a run is created in, as createClaimedRun's claim sees it. */
-export type RunTransaction = Parameters<Parameters<ReturnType<typeof db>['transaction']>[0]>[0];
-
 /** Plans a run's tasks (one per node) and starts dispatching. Returns at once: progress arrives as events. */
 export async function createRun(actor: Actor, input: NewRun): Promise<Run> {
 	return (await insertRun(actor, input))!;
@@ -55,7 +52,7 @@ export async function createRun(actor: Actor, input: NewRun): Promise<Run> {
 export function createClaimedRun(
 	actor: Actor,
 	input: NewRun,
-	claim: (tx: RunTransaction, runId: string) => Promise<boolean>
+	claim: (tx: Transaction, runId: string) => Promise<boolean>
 ): Promise<Run | null> {
 	return insertRun(actor, input, claim);
 }
@@ -63,7 +60,7 @@ export function createClaimedRun(
 async function insertRun(
 	actor: Actor,
 	input: NewRun,
-	claim?: (tx: RunTransaction, runId: string) => Promise<boolean>
+	claim?: (tx: Transaction, runId: string) => Promise<boolean>
 ): Promise<Run | null> {
 	const flow = flowFor(input.kind);
 	if (!flow) throw new ServiceError('validation_failed', `Unknown run kind ${input.kind}`, { kind: 'unknown kind' });

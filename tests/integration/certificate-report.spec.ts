@@ -31,6 +31,7 @@ let caPem: string;
 let leafPem: string;
 let keyPem: string;
 let renewedPem: string;
+let criticalPem: string;
 /** The SSH credential the node row needs. */
 let sshKey: string;
 
@@ -93,6 +94,26 @@ beforeAll(async () => {
 		'-addext',
 		'subjectAltName=DNS:web-1,IP:10.0.0.1'
 	]);
+	// Another of its certificates, 5 days from expiry: under the critical threshold (7 days).
+	await openssl([
+		'req',
+		'-x509',
+		'-CA',
+		'ca.crt',
+		'-CAkey',
+		'ca.key',
+		...ec,
+		'-keyout',
+		'critical.key',
+		'-out',
+		'critical.crt',
+		'-days',
+		'5',
+		'-subj',
+		'/CN=web-1',
+		'-addext',
+		'subjectAltName=DNS:web-1'
+	]);
 	await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'id')]);
 	const read = (f: string) => readFile(join(dir, f), 'utf8');
 	[caPem, leafPem, keyPem, sshKey] = [
@@ -102,6 +123,7 @@ beforeAll(async () => {
 		await read('id')
 	];
 	renewedPem = await read('renewed.crt');
+	criticalPem = await read('critical.crt');
 });
 
 afterAll(() => rm(dir, { recursive: true, force: true }));
@@ -299,5 +321,24 @@ describe.each(backends)('certificate reports on $name', ({ open }) => {
 			['report', 'web-1:443', renewed.fingerprint256]
 		]);
 		expect(await statusOf(nodeId)).not.toBe('CERT_EXPIRING');
+	});
+
+	it('a certificate under the critical threshold makes the node CERT_CRITICAL, ahead of expiring; renewed, neither', async () => {
+		const path = '/etc/tls/api.crt';
+		expect((await post({ node: 'web-1', certificates: [{ path, pem: criticalPem }] })).status).toBe(201);
+		const critical = (await listInventory()).find((i) => i.location === path)!;
+		expect([critical.days_left, critical.level]).toEqual([4, 'critical']);
+		expect(await statusOf(nodeId)).toBe('CERT_CRITICAL');
+		// An expiring certificate on the same node does not hide the critical one.
+		expect((await post({ node: 'web-1', certificates: [{ path: '/etc/tls/web.crt', pem: leafPem }] })).status).toBe(
+			201
+		);
+		expect(await statusOf(nodeId)).toBe('CERT_CRITICAL');
+		expect((await post({ node: 'web-1', certificates: [{ path, pem: renewedPem }] })).status).toBe(201);
+		expect(await statusOf(nodeId)).toBe('CERT_EXPIRING');
+		expect((await post({ node: 'web-1', certificates: [{ path: '/etc/tls/web.crt', pem: renewedPem }] })).status).toBe(
+			201
+		);
+		expect(await statusOf(nodeId)).not.toMatch(/^CERT_/);
 	});
 });

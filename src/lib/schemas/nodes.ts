@@ -84,12 +84,14 @@ export const fleetStatuses = [
 	'UP_TO_DATE',
 	'OUTDATED',
 	'CERT_EXPIRING',
+	'CERT_CRITICAL',
 	'CERT_EXPIRED',
 	'PENDING',
 	'UPDATING',
 	'FAILED',
 	'UNREACHABLE'
 ] as const;
+export type FleetStatus = (typeof fleetStatuses)[number];
 
 /** The columns the node list sorts by, each ascending or (`-` first) descending. */
 export const nodeSortKeys = ['name', 'address', 'status', 'last_seen'] as const;

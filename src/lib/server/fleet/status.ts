@@ -1,5 +1,5 @@
 import { eq, sql, type SQL } from 'drizzle-orm';
-import { fleetStatuses } from '$lib/schemas/nodes';
+import { fleetStatuses, type FleetStatus } from '$lib/schemas/nodes';
 import { db, queryRows } from '$lib/server/db';
 import { nodes } from '$lib/server/db/schema';
 import { nodesWithActiveTasks } from '$lib/server/engine';
@@ -17,8 +17,7 @@ import { nodesWithActiveTasks } from '$lib/server/engine';
  * - then each domain's parts, lowest precedence first;
  * - UP_TO_DATE: otherwise.
  */
-export { fleetStatuses };
-export type FleetStatus = (typeof fleetStatuses)[number];
+export { fleetStatuses, type FleetStatus };
 
 export interface StatusPart {
 	status: FleetStatus;

@@ -111,7 +111,9 @@ beforeAll(async () => {
 	);
 	await ssh(h, 'systemctl start appliance');
 	[node] = await registerTestbedNodes(bed, () => ({ kind: 'appliance' as const }));
-	await startEngine({ concurrency: 2, leaseMs: 3_000, sweepMs: 500, shutdownGraceMs: 0 });
+	// A lease long enough that a busy machine's stalled renewals do not lose the task on their own: this test
+	// takes it away itself, at the moment it means to.
+	await startEngine({ concurrency: 2, leaseMs: 15_000, sweepMs: 500, shutdownGraceMs: 0 });
 }, 180_000);
 
 afterAll(async () => {
@@ -174,7 +176,9 @@ describe('a boot-loop fallback found by a task that then loses its lease', () =>
 			await writeFile(holdRevert, '');
 			await writeFile(goOn, '');
 			// The undo found the appliance on its good slot, recorded the fallback, and is reverting.
-			await waitFor('the undo reverting', () => exists(revertHeld), 120_000);
+			await waitFor('the undo reverting', () => exists(revertHeld), 120_000).catch(async (err: Error) => {
+				throw new Error(`${err.message}; the task's log:\n${await logOf(pushed.id)}`);
+			});
 			const audited = () =>
 				db()
 					.select({ id: auditLog.id })

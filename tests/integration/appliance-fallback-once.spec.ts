@@ -110,7 +110,7 @@ beforeAll(async () => {
 		pub.export({ format: 'pem', type: 'spki' }).toString()
 	);
 	await ssh(h, 'systemctl start appliance');
-	[node] = await registerTestbedNodes(bed, () => ({ kind: 'appliance' as const }));
+	node = (await registerTestbedNodes(bed, () => ({ kind: 'appliance' as const })))[0]!;
 	// A lease long enough that a busy machine's stalled renewals do not lose the task on their own: this test
 	// takes it away itself, at the moment it means to.
 	await startEngine({ concurrency: 2, leaseMs: 15_000, sweepMs: 500, shutdownGraceMs: 0 });

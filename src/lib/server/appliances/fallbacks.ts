@@ -25,43 +25,86 @@ import type { SlotReport } from './remote';
 
 export const hardwareOf = (node: Pick<Node, 'labels'>): string => node.labels.hardware ?? 'unlabelled';
 
-export async function recordFallback(input: {
+interface Fallback {
 	node: Pick<Node, 'id' | 'name' | 'labels'>;
+	/** The task of the update the fallback ended: its row carries the fallback once recorded. */
+	taskId: string;
 	releaseId: string;
 	rolloutId?: string | null;
 	runId: string;
 	reason: string;
-}): Promise<void> {
-	const hardware = hardwareOf(input.node);
-	const values = {
-		nodeName: input.node.name,
-		reason: input.reason,
-		createdAt: new Date(),
-		clearedAt: null,
-		clearedBy: null
-	};
-	await db()
-		.insert(applianceBadReleases)
-		.values({ releaseId: input.releaseId, hardware, ...values })
-		.onConflictDoUpdate({ target: [applianceBadReleases.releaseId, applianceBadReleases.hardware], set: values });
-	await recordAudit(systemActor, {
-		action: 'appliance.fallback',
-		targetType: 'node',
-		targetId: input.node.id,
-		details: { release_id: input.releaseId, hardware, reason: input.reason }
+}
+
+/**
+ * Claims the update's fallback and records what stands on it, in one transaction: the release's mark for the
+ * hardware and the audit row commit with the claim or not at all. The claim is a conditional write of the
+ * update's `fallback`, so whoever sees the fallback first records it and every later sighting records nothing:
+ * the task that rebooted the appliance, the same task run again after its console lost it (its memo, written
+ * when a step ends, may not say it recorded one), and the health sweep of any console. `afterSuccess` claims
+ * only an update that had `succeeded` (the sweep's case).
+ */
+async function claimFallback(f: Fallback, afterSuccess: boolean): Promise<boolean> {
+	const hardware = hardwareOf(f.node);
+	return db().transaction(async (tx) => {
+		const [claimed] = await tx
+			.update(applianceUpdates)
+			.set({ fallback: f.reason })
+			.where(
+				and(
+					eq(applianceUpdates.taskId, f.taskId),
+					isNull(applianceUpdates.fallback),
+					afterSuccess ? eq(applianceUpdates.state, 'succeeded') : undefined
+				)
+			)
+			.returning({ id: applianceUpdates.id });
+		if (!claimed) return false;
+		const values = {
+			nodeName: f.node.name,
+			reason: f.reason,
+			createdAt: new Date(),
+			clearedAt: null,
+			clearedBy: null
+		};
+		await tx
+			.insert(applianceBadReleases)
+			.values({ releaseId: f.releaseId, hardware, ...values })
+			.onConflictDoUpdate({ target: [applianceBadReleases.releaseId, applianceBadReleases.hardware], set: values });
+		await recordAudit(
+			systemActor,
+			{
+				action: 'appliance.fallback',
+				targetType: 'node',
+				targetId: f.node.id,
+				details: { release_id: f.releaseId, hardware, reason: f.reason }
+			},
+			tx
+		);
+		return true;
 	});
+}
+
+/** Tells the pages, and pauses the rollout the update came from, once the fallback is on record. */
+async function announceFallback(f: Fallback): Promise<void> {
+	const hardware = hardwareOf(f.node);
 	await recordEvent({
 		type: 'appliance.fallback',
-		runId: input.runId,
-		nodeId: input.node.id,
-		data: { node: input.node.name, release_id: input.releaseId, hardware, reason: input.reason }
+		runId: f.runId,
+		nodeId: f.node.id,
+		data: { node: f.node.name, release_id: f.releaseId, hardware, reason: f.reason }
 	});
-	if (input.rolloutId) {
-		const why = `${input.node.name} fell back to its good slot on its own (${input.reason}); the release is marked bad for hardware ${hardware}`;
-		await pauseRollout(systemActor, input.rolloutId, why).catch((err: unknown) =>
-			log.info({ err: loggableError(err), rollout: input.rolloutId }, 'rollout not paused after a fallback')
+	if (f.rolloutId) {
+		const why = `${f.node.name} fell back to its good slot on its own (${f.reason}); the release is marked bad for hardware ${hardware}`;
+		await pauseRollout(systemActor, f.rolloutId, why).catch((err: unknown) =>
+			log.info({ err: loggableError(err), rollout: f.rolloutId }, 'rollout not paused after a fallback')
 		);
 	}
+}
+
+/** A fallback the update's own task found. Returns whether this sighting recorded it (once per update). */
+export async function recordFallback(f: Fallback): Promise<boolean> {
+	if (!(await claimFallback(f, false))) return false;
+	await announceFallback(f);
+	return true;
 }
 
 /**
@@ -84,19 +127,15 @@ export async function recordSweptFallback(node: Node, report: SlotReport): Promi
 	const update = last?.update;
 	if (!update || update.state !== 'succeeded' || update.fallback || !update.toSlot) return false;
 	if (report.active === update.toSlot) return false;
-	// Claimed in one statement: another console sweeping the same appliance records nothing twice.
-	const [claimed] = await db()
-		.update(applianceUpdates)
-		.set({ fallback: report.fallback })
-		.where(
-			and(
-				eq(applianceUpdates.id, update.id),
-				eq(applianceUpdates.state, 'succeeded'),
-				isNull(applianceUpdates.fallback)
-			)
-		)
-		.returning({ id: applianceUpdates.id });
-	if (!claimed) return false;
+	const fallback: Fallback = {
+		node,
+		taskId: update.taskId,
+		releaseId: last.releaseId,
+		rolloutId: update.rolloutId,
+		runId: update.runId,
+		reason: report.fallback
+	};
+	if (!(await claimFallback(fallback, true))) return false;
 	await recordUpdate(
 		{
 			taskId: update.taskId,
@@ -113,13 +152,7 @@ export async function recordSweptFallback(node: Node, report: SlotReport): Promi
 		},
 		{ rolloutNodeState: 'fell_back' }
 	);
-	await recordFallback({
-		node,
-		releaseId: last.releaseId,
-		rolloutId: update.rolloutId,
-		runId: update.runId,
-		reason: report.fallback
-	});
+	await announceFallback(fallback);
 	return true;
 }
 

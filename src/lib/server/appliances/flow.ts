@@ -96,7 +96,11 @@ const report = (ctx: Ctx) => readSlots(ctx);
 
 const rebootAndWait = (ctx: Ctx) => rebootAndReconnect(ctx, ctx.params.reboot_timeout_seconds);
 
-/** The appliance booted another slot than the intended one by its own logic: recorded fleet-wide, once. */
+/**
+ * The appliance booted another slot than the intended one by its own logic: recorded fleet-wide, once. The memo
+ * spares a second look within one execution; a step the console lost before it ended left no memo, and
+ * `recordFallback` itself records nothing twice.
+ */
 async function noteFallback(ctx: Ctx, found: SlotReport, intended: Slot): Promise<string> {
 	const memo = memoOf(ctx);
 	if (memo.fallback) return memo.fallback;
@@ -105,6 +109,7 @@ async function noteFallback(ctx: Ctx, found: SlotReport, intended: Slot): Promis
 	const { image } = await imageFor(ctx);
 	await recordFallback({
 		node: ctx.node,
+		taskId: ctx.task.id,
 		releaseId: image.releaseId,
 		rolloutId: ctx.params.rollout_id,
 		runId: ctx.task.runId,

@@ -129,7 +129,9 @@ beforeAll(async () => {
 		)
 		.returning();
 	for (const r of rows) nodeOf.set(r.name, r);
-	await startEngine({ concurrency: 5, leaseMs: 3_000, sweepMs: 500, shutdownGraceMs: 0 });
+	// Nothing here restarts the console or relies on recovery: a lease long enough that a busy machine's stalled
+	// renewals (CI: 2 CPUs) do not hand a task to recovery midway.
+	await startEngine({ concurrency: 5, leaseMs: 15_000, sweepMs: 500, shutdownGraceMs: 0 });
 }, 180_000);
 
 afterAll(async () => {

@@ -9,11 +9,11 @@ import { randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { eq, inArray } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eq, inArray, sql } from 'drizzle-orm';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { systemActor } from '../../src/lib/server/audit';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
-import { db, useDatabase } from '../../src/lib/server/db';
+import { db, queryRows, useDatabase } from '../../src/lib/server/db';
 import { events, nodes, taskSteps, tasks } from '../../src/lib/server/db/schema';
 import { registerFlow } from '../../src/lib/server/engine/flows';
 import { createRun } from '../../src/lib/server/engine/runs';
@@ -71,8 +71,9 @@ function startEngineProcess(opts: { concurrency?: number } = {}): Promise<Engine
 	child.once('exit', () => children.delete(child));
 	const seen: EngineProcess['seen'] = [];
 	const answers: string[] = [];
+	// One that does not start is still in `children`: the test's afterEach stops it.
 	return new Promise((resolve, reject) => {
-		const timer = setTimeout(() => reject(new Error('engine process did not start in 30 s')), 30_000);
+		const timer = setTimeout(() => reject(new Error('engine process did not start in 60 s')), 60_000);
 		child.once('exit', (code) => reject(new Error(`engine process exited early (${code})`)));
 		createInterface({ input: child.stdout! }).on('line', (line) => {
 			const ready = /^ready (.+)$/.exec(line);
@@ -88,10 +89,27 @@ function startEngineProcess(opts: { concurrency?: number } = {}): Promise<Engine
 	});
 }
 
-/** Every engine process this file started has exited, so that none of them takes the next test's tasks. */
+/**
+ * Every engine process this file started has exited, so that none of them takes the next test's tasks: each is
+ * stopped as a console is (SIGTERM, a draining shutdown), and killed if it has not exited 45 s later (its 30 s
+ * grace for running steps, and some).
+ */
 async function allEnginesStopped(): Promise<void> {
 	for (const c of children) c.kill('SIGTERM');
-	await waitFor('the engine processes to exit', async () => children.size === 0, 15_000);
+	await waitFor('the engine processes to exit', async () => children.size === 0, 45_000).catch(async (err) => {
+		for (const c of children) c.kill('SIGKILL');
+		await waitFor('the engine processes to exit after SIGKILL', async () => children.size === 0, 10_000);
+		throw err;
+	});
+}
+
+/** The run's unfinished tasks, each with its dispatch and its job's state in pg-boss: what a stuck run is waiting for. */
+async function unfinishedTasks(runId: string): Promise<string> {
+	const rows = await queryRows<{ node: string; state: string; dispatched: string | null; job: string | null }>(sql`
+		select t.node_name as node, t.state, t.dispatched_at::text as dispatched, j.state::text as job
+		from tasks t left join pgboss.job j on j.id = t.job_id::uuid
+		where t.run_id = ${runId} and t.ended_at is null order by t.node_name`);
+	return rows.map((r) => `${r.node}:${r.state}:dispatched ${r.dispatched ?? 'no'}:job ${r.job ?? 'none'}`).join(' ');
 }
 
 async function hostLog(i: number): Promise<string[]> {
@@ -146,8 +164,10 @@ beforeAll(async () => {
 	useMasterKey(masterKey);
 }, 60_000);
 
+// Also when a test fails: an engine it left running would take the next test's tasks.
+afterEach(allEnginesStopped, 60_000);
+
 afterAll(async () => {
-	for (const c of children) c.kill('SIGKILL');
 	useMasterKey(undefined);
 	useDatabase(undefined);
 	await pg?.close();
@@ -160,7 +180,6 @@ describe('the engine across processes', () => {
 		nodeIds = await registerHosts(bed, 'fleet');
 	}, 120_000);
 	afterAll(async () => {
-		await allEnginesStopped();
 		await bed?.stop();
 	});
 
@@ -180,8 +199,9 @@ describe('the engine across processes', () => {
 			kills.push(wait);
 			engine = await startEngineProcess();
 		}
-		const done = await waitForRun(run.id, ['succeeded', 'failed'], 180_000);
-		engine.child.kill('SIGTERM');
+		const done = await waitForRun(run.id, ['succeeded', 'failed'], 180_000).catch(async (err: Error) => {
+			throw new Error(`${err.message}; unfinished: ${await unfinishedTasks(run.id)}`);
+		});
 		const rows = await db().select().from(tasks).where(eq(tasks.runId, run.id));
 		// True terminal states only, and each one agrees with the host's log.
 		for (const t of rows) {
@@ -222,8 +242,6 @@ describe('the engine across processes', () => {
 		expect(started(a).filter((e) => e.data.instance === b.instance && taskIds.has(e.task!))).toHaveLength(byB.length);
 		expect(started(b).filter((e) => e.data.instance === a.instance && taskIds.has(e.task!))).toHaveLength(byA.length);
 		await expectNoOverlap();
-		a.child.kill('SIGTERM');
-		b.child.kill('SIGTERM');
 		expect(
 			(
 				await db()
@@ -241,12 +259,10 @@ describe('a cancel given to one console', () => {
 	let cancelNodeIds: string[];
 
 	beforeAll(async () => {
-		await allEnginesStopped();
 		cancelBed = await startTestbed({ hosts: CANCEL_HOSTS, firstHost: 230 });
 		cancelNodeIds = await registerHosts(cancelBed, 'cancel');
 	}, 120_000);
 	afterAll(async () => {
-		await allEnginesStopped();
 		await cancelBed?.stop();
 	});
 

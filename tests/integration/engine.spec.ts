@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { and, asc, eq } from 'drizzle-orm';
+import { and, asc, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemActor } from '../../src/lib/server/audit';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
-import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
+import { db, queryRows, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
 import { events, tasks } from '../../src/lib/server/db/schema';
 import { registerFlow } from '../../src/lib/server/engine/flows';
 import { startEngine, stopEngine, sweepRuns } from '../../src/lib/server/engine';
@@ -701,5 +701,41 @@ describe.each(backends)('the update engine on $name', ({ open }) => {
 			'do:step-3:succeeded',
 			'do:step-4:succeeded'
 		]);
+	});
+
+	it('a dispatch whose jobs cannot be added is undone: no task is left dispatched without a job, and the next one sends it', async () => {
+		// pg-boss refuses this queue's jobs, as when the insert fails or the console dies before the commit: the
+		// tasks must not be left dispatched with no job, holding the run until the stale-dispatch reset.
+		const queue = 'flotilla-test-sequence';
+		const [row] = await queryRows<{ table: string }>(
+			sql`select table_name as table from pgboss.queue where name = ${queue}`
+		);
+		const jobTable = sql.raw(`pgboss.${row!.table}`);
+		await db().execute(
+			sql.raw(`create or replace function test_refuse_jobs() returns trigger language plpgsql as $$
+				begin raise exception 'refused by the test'; end $$`)
+		);
+		await db().execute(
+			sql`create trigger test_refuse_jobs before insert on ${jobTable} for each row
+				when (new.name = ${sql.raw(`'${queue}'`)}) execute function test_refuse_jobs()`
+		);
+		let run: Awaited<ReturnType<typeof createRun>>;
+		try {
+			run = await createRun(systemActor, {
+				kind: 'test-sequence',
+				title: 'refused jobs',
+				nodeIds: fleet.nodeIds.slice(0, 3)
+			});
+			await sweepRuns();
+			const refused = await db().select().from(tasks).where(eq(tasks.runId, run.id));
+			expect(refused.map((t) => [t.state, t.dispatchedAt, t.jobId])).toEqual(Array(3).fill(['queued', null, null]));
+			expect((await getRun(run.id)).state).toBe('queued');
+		} finally {
+			await db().execute(sql`drop trigger if exists test_refuse_jobs on ${jobTable}`);
+		}
+		// The sweep dispatches it again; each task runs once.
+		const done = await waitForRun(run.id, ['succeeded', 'failed']);
+		expect(done.state).toBe('succeeded');
+		expect(done.tasks.map((t) => t.attempt)).toEqual([1, 1, 1]);
 	});
 });

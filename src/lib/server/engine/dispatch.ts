@@ -56,13 +56,27 @@ export function dispatchRun(runId: string): Promise<void> {
 	return entry.settled;
 }
 
+/** The jobs of a dispatch could not be added: the dispatch is undone, and the sweep's next one tries again. */
+class NotEnqueued extends Error {}
+
 async function dispatchOnce(runId: string): Promise<void> {
 	const pendingEvents: NewEvent[] = [];
-	const toSend = await db().transaction(async (tx) => {
+	try {
+		await dispatchInTransaction(runId, pendingEvents);
+	} catch (err) {
+		if (!(err instanceof NotEnqueued)) throw err;
+		log.error({ err: loggableError(err.cause), runId }, 'could not enqueue tasks');
+		return;
+	}
+	for (const e of pendingEvents) void recordEvent(e);
+}
+
+async function dispatchInTransaction(runId: string, pendingEvents: NewEvent[]): Promise<void> {
+	await db().transaction(async (tx) => {
 		const [run] = await tx.select().from(runs).where(eq(runs.id, runId)).for('update');
 		if (!run || terminalRunStates.includes(run.state) || run.state === 'paused') {
 			if (run?.state === 'cancelled' && !run.endedAt) await endIfSettled(tx, run, pendingEvents);
-			return [];
+			return;
 		}
 		const now = new Date();
 		if (run.state === 'queued') {
@@ -76,7 +90,7 @@ async function dispatchOnce(runId: string): Promise<void> {
 
 		if (all.terminal === all.total) {
 			await endRun(tx, run, all, pendingEvents);
-			return [];
+			return;
 		}
 
 		const opts = run.options;
@@ -84,7 +98,7 @@ async function dispatchOnce(runId: string): Promise<void> {
 		if (threshold) {
 			await tx.update(runs).set({ state: 'paused', reason: threshold }).where(eq(runs.id, runId));
 			pendingEvents.push({ type: 'run.state', runId, data: { state: 'paused', reason: threshold } });
-			return [];
+			return;
 		}
 
 		// Phases run one after the other; a failure in a critical phase (control-plane nodes) ends the run.
@@ -97,10 +111,10 @@ async function dispatchOnce(runId: string): Promise<void> {
 			await skipQueued(tx, run, reason, pendingEvents);
 			await tx.update(runs).set({ reason }).where(eq(runs.id, runId));
 			run.reason = reason;
-			return [];
+			return;
 		}
 		const free = opts.concurrency - all.inFlight;
-		if (free <= 0) return [];
+		if (free <= 0) return;
 		const next = await tx
 			.select({ id: tasks.id, nodeId: tasks.nodeId })
 			.from(tasks)
@@ -114,7 +128,7 @@ async function dispatchOnce(runId: string): Promise<void> {
 			)
 			.orderBy(asc(tasks.seq))
 			.limit(free);
-		if (!next.length) return [];
+		if (!next.length) return;
 		const sent = await tx
 			.update(tasks)
 			.set({ dispatchedAt: now, jobId: sql`gen_random_uuid()::text` })
@@ -128,16 +142,14 @@ async function dispatchOnce(runId: string): Promise<void> {
 		// In the run's order, as selected: pg-boss hands out a batch's jobs in insertion order.
 		const order = new Map(next.map((t, i) => [t.id, i]));
 		sent.sort((a, b) => order.get(a.taskId)! - order.get(b.taskId)!);
-		return sent.map((j) => ({ taskId: j.taskId, nodeId: j.nodeId, jobId: j.jobId!, kind: run.kind }));
+		// With the dispatch, or not at all: a dispatched task always has its job (see enqueueTasks).
+		await enqueueTasks(
+			tx,
+			sent.map((j) => ({ taskId: j.taskId, nodeId: j.nodeId, jobId: j.jobId!, kind: run.kind }))
+		).catch((err) => {
+			throw new NotEnqueued('could not enqueue tasks', { cause: err });
+		});
 	});
-	for (const e of pendingEvents) void recordEvent(e);
-	if (!toSend.length) return;
-	try {
-		await enqueueTasks(toSend);
-	} catch (err) {
-		// The tasks stay dispatched without a job; the sweep sends them again (see sweepRuns).
-		log.error({ err: loggableError(err), runId }, 'could not enqueue tasks');
-	}
 }
 
 function failureThresholdPassed(opts: Run['options'], c: Counts): string | null {

@@ -83,7 +83,7 @@ export {
 	type RunLogLine
 } from './read';
 
-/** Tasks dispatched this long ago whose job never ran are sent again (a lost insert, an exhausted retry). */
+/** Tasks dispatched this long ago whose job is gone from pg-boss are sent again (an exhausted retry, a deleted job). */
 const STALE_DISPATCH_MS = 5 * 60_000;
 const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
 
@@ -163,9 +163,9 @@ export async function sweepRuns(): Promise<void> {
 				.catch((err) => log.debug({ err: loggableError(err), taskId: o.id }, 'recovery deferred'))
 				.finally(releaseSlot);
 		}
-		// A task dispatched long ago is sent again only when its job is gone from pg-boss (a lost insert, an
-		// exhausted retry). One whose job still waits, say behind another task on its node, keeps that job:
-		// a second would run it twice.
+		// A task dispatched long ago is sent again only when its job is gone from pg-boss (an exhausted retry, a
+		// deleted job; the job is inserted with the dispatch, so no task lacks one from the start). One whose job
+		// still waits, say behind another task on its node, keeps that job: a second would run it twice.
 		await db().execute(sql`
 			update tasks set dispatched_at = null, job_id = null
 			where state = 'queued' and dispatched_at < now() - ${`${STALE_DISPATCH_MS} milliseconds`}::interval

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { PgBoss, fromPglite, type Job } from 'pg-boss';
+import { PgBoss, fromPglite, type Db, type Job } from 'pg-boss';
 import { sql } from 'drizzle-orm';
-import { databaseHandle, db } from '$lib/server/db';
+import { databaseHandle, rowsOf, type Database } from '$lib/server/db';
 import { log, loggableError } from '$lib/server/log';
 import { registeredKinds } from './flows';
 import { GroupCommit } from './group-commit';
@@ -294,20 +294,40 @@ export async function workOn(kind: string, handler: (job: Job<{ taskId: string }
 	pump.start();
 }
 
+/**
+ * Adds the jobs of tasks that `tx` marks dispatched, in `tx` itself: the jobs exist exactly when the dispatch
+ * committed. Inserted after the commit, a console killed between the two left its tasks dispatched with no
+ * job, holding their run's concurrency with nothing to run them until the sweep's stale-dispatch reset.
+ */
 export async function enqueueTasks(
+	tx: Pick<Database, 'execute'>,
 	jobs: { kind: string; taskId: string; nodeId: string; jobId: string }[]
 ): Promise<void> {
 	if (!runtime) throw new Error('The engine is not started');
 	const byKind = Map.groupBy(jobs, (j) => j.kind);
 	for (const [kind, list] of byKind) {
+		// pg-boss reads the queue's row from its cache here (filled at start and by createQueue): a read outside
+		// `tx` would, on PGlite's one connection, wait for `tx` to end.
 		await runtime.boss.insert(
 			queueName(kind),
-			list.map((j) => ({ id: j.jobId, data: { taskId: j.taskId }, singletonKey: j.nodeId }))
+			list.map((j) => ({ id: j.jobId, data: { taskId: j.taskId }, singletonKey: j.nodeId })),
+			{ db: inTransaction(tx) }
 		);
-		// Every instance hears this, the sender included, at about the same moment: the jobs go to whichever
-		// has free slots first. Waking the sender's own pump directly would hand it every job it dispatches.
-		await db().execute(sql`select pg_notify(${JOBS_CHANNEL}, ${kind})`);
+		// Delivered at the commit, to every instance, the sender included, at about the same moment: the jobs go to
+		// whichever has free slots first. Waking the sender's own pump directly would hand it every job it dispatches.
+		await tx.execute(sql`select pg_notify(${JOBS_CHANNEL}, ${kind})`);
 	}
+}
+
+/** pg-boss's statements run in a drizzle transaction: its `$n` placeholders become the statement's parameters. */
+function inTransaction(tx: Pick<Database, 'execute'>): Db {
+	return {
+		async executeSql(text, values = []) {
+			const parts = text.split(/\$(\d+)\b/);
+			const query = sql.join(parts.map((part, i) => (i % 2 ? sql`${values[Number(part) - 1]}` : sql.raw(part))));
+			return { rows: rowsOf(await tx.execute(query)) };
+		}
+	};
 }
 
 export async function queueDepth(): Promise<number> {

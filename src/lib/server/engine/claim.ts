@@ -67,6 +67,8 @@ async function claimBatch(ids: string[]): Promise<Map<string, Claim>> {
 					select t.id, t.state from tasks t join v on v.id = t.id join runs r on r.id = t.run_id
 					where (t.state = 'queued' and r.state not in ('paused', 'cancelled'))
 						or (t.state = 'running' and t.lease_expires_at <= now())
+					-- In id order: two consoles' claims locking the same tasks in two orders could deadlock.
+					order by t.id
 					for update of t
 				)
 				update tasks set state = 'running', lease_owner = ${instanceId},

@@ -73,7 +73,10 @@ async function dispatchOnce(runId: string): Promise<void> {
 
 async function dispatchInTransaction(runId: string, pendingEvents: NewEvent[]): Promise<void> {
 	await db().transaction(async (tx) => {
-		const [run] = await tx.select().from(runs).where(eq(runs.id, runId)).for('update');
+		// NO KEY UPDATE, as every lock the engine takes on a run: they exclude each other, but not the key-share lock
+		// a foreign key check takes on the run (a claim writing its task twice in one transaction does), which would
+		// otherwise wait for this transaction while it waits for that task's row: a deadlock.
+		const [run] = await tx.select().from(runs).where(eq(runs.id, runId)).for('no key update');
 		if (!run || terminalRunStates.includes(run.state) || run.state === 'paused') {
 			if (run?.state === 'cancelled' && !run.endedAt) await endIfSettled(tx, run, pendingEvents);
 			return;

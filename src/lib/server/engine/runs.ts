@@ -258,7 +258,7 @@ async function getRunRow(id: string): Promise<Run> {
 export async function cancelRun(actor: Actor, id: string): Promise<Run> {
 	const reason = `Cancelled by ${actor.name}`;
 	const result = await db().transaction(async (tx) => {
-		const [run] = await tx.select().from(runs).where(eq(runs.id, id)).for('update');
+		const [run] = await tx.select().from(runs).where(eq(runs.id, id)).for('no key update');
 		if (!run) throw notFound('Run');
 		if (terminalRunStates.includes(run.state)) throw conflict(`Run #${run.number} already ended (${run.state})`);
 		const [updated] = await tx.update(runs).set({ state: 'cancelled', reason }).where(eq(runs.id, id)).returning();
@@ -309,7 +309,7 @@ export async function pauseRun(actor: Actor, id: string): Promise<Run> {
  */
 export async function resumeRun(actor: Actor, id: string): Promise<Run> {
 	const run = await db().transaction(async (tx) => {
-		const [run] = await tx.select().from(runs).where(eq(runs.id, id)).for('update');
+		const [run] = await tx.select().from(runs).where(eq(runs.id, id)).for('no key update');
 		if (!run) throw notFound('Run');
 		if (run.state !== 'paused') throw conflict(`Run #${run.number} is ${run.state}: only a paused run can be resumed`);
 		// A run that paused on its threshold would pause again at once: resuming accepts the failures so far.

@@ -248,7 +248,7 @@ const examples: Example[] = [
 		check: (a) => {
 			expect(a.status).toBe(200);
 			// No role of this console defines certificates: a plan with nothing to rotate.
-			expect(a.json()).toEqual({ plan: { nodes: [], phases: [], excluded: [] } });
+			expect(a.json()).toEqual({ plan: { nodes: [], phases: [], excluded: [], warnings: [] } });
 		}
 	},
 	// docs/runbooks/rotate-ssh-keys.md

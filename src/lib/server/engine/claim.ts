@@ -149,7 +149,9 @@ async function claimOne(taskId: string): Promise<Claim> {
  * Records when claimed tasks started (their first attempt's start stays) and reads them back. Stamped by a
  * statement of its own, after the claim's: a task's claim may wait, on the one-running-task-per-node index,
  * for the end of the node's previous task to commit, and `now()` (the transaction's start) or a clock read
- * before that wait could date this task's start before the previous one's end.
+ * before that wait could date this task's start before the previous one's end. Being the row's second write in
+ * the transaction, it checks the task's foreign key, a key-share lock on the run: why the engine's run locks
+ * are FOR NO KEY UPDATE (docs/development.md, "Dispatch").
  */
 async function stampStarted(tx: Transaction, ids: string[]): Promise<Task[]> {
 	return tx

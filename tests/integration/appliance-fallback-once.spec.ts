@@ -1,35 +1,25 @@
-import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { access, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { and, asc, eq, sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { badReleaseFor } from '../../src/lib/server/appliances/fallbacks';
-import { declareImage, receiveChunk, useImageStore } from '../../src/lib/server/appliances/images';
+import { useImageStore } from '../../src/lib/server/appliances/images';
 import { startPush } from '../../src/lib/server/appliances/runs';
 import { systemActor } from '../../src/lib/server/audit';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase } from '../../src/lib/server/db';
-import {
-	applianceUpdates,
-	auditLog,
-	events,
-	tasks,
-	type ApplianceImage,
-	type Node
-} from '../../src/lib/server/db/schema';
+import { applianceUpdates, auditLog, events, tasks, type Node } from '../../src/lib/server/db/schema';
 import { registerDomains } from '../../src/lib/server/domains';
 import { getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { useReleaseKeys } from '../../src/lib/server/releases/keys';
-import { createRelease } from '../../src/lib/server/releases/releases';
-import { ed25519Signature, keyIdOf } from '../../src/lib/server/releases/signing';
-import { connect } from '../../src/lib/server/ssh/connection';
-import { sh } from '../../src/lib/server/ssh/shell';
+import { keyIdOf } from '../../src/lib/server/releases/signing';
+import { runOutput, signedImageRelease, sshAsRoot } from '../support/appliances';
 import { freshPostgres } from '../support/databases';
 import { waitFor, waitForRun } from '../support/engine';
 import { registerTestbedNodes } from '../support/testbed-nodes';
-import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
+import { startTestbed, type Testbed } from '../testbed/testbed';
 
 /**
  * A fallback is recorded once per update, whoever sees it (docs/appliances.md, "Fallbacks"): here the task
@@ -43,48 +33,6 @@ let pg: Awaited<ReturnType<typeof freshPostgres>>;
 let workDir: string;
 let signingKey: KeyObject;
 let node: Node;
-
-async function ssh(h: TestHost, script: string) {
-	const conn = await connect({
-		host: h.address,
-		port: h.port,
-		username: 'root',
-		privateKey: bed.clientPrivateKey,
-		hostKeyFingerprint: h.hostKeyFingerprint
-	});
-	try {
-		return await conn.exec(sh`sh -c ${script}`);
-	} finally {
-		conn.close();
-	}
-}
-
-async function imageRelease(version: string): Promise<ApplianceImage> {
-	const m: Record<string, unknown> = {
-		version,
-		sha: createHash('sha256').update(version).digest('hex'),
-		channel: 'stable',
-		migrations_required: false,
-		breaking_changes: null,
-		released_at: '2026-06-01T00:00:00Z'
-	};
-	m.signature = ed25519Signature(m, signingKey);
-	const r = await createRelease(systemActor, m);
-	const bytes = randomBytes(300_000);
-	const sha256 = createHash('sha256').update(bytes).digest('hex');
-	const signature = sign(null, Buffer.from(sha256), signingKey).toString('hex');
-	const image = await declareImage(systemActor, { release_id: r.id, sha256, size: bytes.length, signature });
-	return receiveChunk(systemActor, image.id, 0, Readable.toWeb(Readable.from([bytes])) as ReadableStream<Uint8Array>);
-}
-
-async function logOf(runId: string): Promise<string> {
-	const rows = await db()
-		.select({ data: events.data })
-		.from(events)
-		.where(and(eq(events.runId, runId), eq(events.type, 'task.output')))
-		.orderBy(asc(events.id));
-	return rows.flatMap((r) => (r.data.lines as { t: string }[]).map((l) => l.t)).join('\n');
-}
 
 const exists = (path: string) =>
 	access(path).then(
@@ -109,7 +57,7 @@ beforeAll(async () => {
 		join(h.root, 'etc/flotilla/release-keys/release.pem'),
 		pub.export({ format: 'pem', type: 'spki' }).toString()
 	);
-	await ssh(h, 'systemctl start appliance');
+	await sshAsRoot(bed, h, 'systemctl start appliance');
 	node = (await registerTestbedNodes(bed, () => ({ kind: 'appliance' as const })))[0]!;
 	// A lease long enough that a busy machine's stalled renewals do not lose the task on their own: this test
 	// takes it away itself, at the moment it means to.
@@ -161,7 +109,7 @@ describe('a boot-loop fallback found by a task that then loses its lease', () =>
 			{ mode: 0o755 }
 		);
 		try {
-			const image = await imageRelease('4.0.0');
+			const image = await signedImageRelease(signingKey, '4.0.0');
 			const pushed = await startPush(systemActor, {
 				image_id: image.id,
 				nodes: [h.name],
@@ -170,14 +118,14 @@ describe('a boot-loop fallback found by a task that then loses its lease', () =>
 			});
 			await waitFor(
 				'the console giving up waiting',
-				async () => /did not answer within 30 s/.test(await logOf(pushed.id)),
+				async () => /did not answer within 30 s/.test(await runOutput(pushed.id)),
 				120_000
 			);
 			await writeFile(holdRevert, '');
 			await writeFile(goOn, '');
 			// The undo found the appliance on its good slot, recorded the fallback, and is reverting.
 			await waitFor('the undo reverting', () => exists(revertHeld), 120_000).catch(async (err: Error) => {
-				throw new Error(`${err.message}; the task's log:\n${await logOf(pushed.id)}`);
+				throw new Error(`${err.message}; the task's log:\n${await runOutput(pushed.id)}`);
 			});
 			const audited = () =>
 				db()
@@ -192,7 +140,7 @@ describe('a boot-loop fallback found by a task that then loses its lease', () =>
 				.set({ leaseOwner: 'another-console', leaseExpiresAt: sql`now()` as unknown as Date })
 				.where(eq(tasks.runId, pushed.id));
 			const ended = await waitForRun(pushed.id, ['succeeded', 'failed'], 180_000);
-			const log = await logOf(pushed.id);
+			const log = await runOutput(pushed.id);
 			expect(log).toMatch(/This console lost the task to another instance/);
 			expect(log).toMatch(/Recovering after the console stopped \(attempt 2\)/);
 			expect(log).toMatch(/A rollback was under way: finishing it/);

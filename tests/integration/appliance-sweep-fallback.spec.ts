@@ -1,41 +1,31 @@
-import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { and, asc, eq, sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRolloutSchema } from '../../src/lib/schemas/releases';
 import { badReleaseFor } from '../../src/lib/server/appliances/fallbacks';
-import { declareImage, receiveChunk, useImageStore } from '../../src/lib/server/appliances/images';
+import { useImageStore } from '../../src/lib/server/appliances/images';
 import { startPush } from '../../src/lib/server/appliances/runs';
 import { systemActor } from '../../src/lib/server/audit';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase } from '../../src/lib/server/db';
-import {
-	applianceUpdates,
-	auditLog,
-	events,
-	nodes,
-	type ApplianceImage,
-	type Node,
-	type Rollout
-} from '../../src/lib/server/db/schema';
+import { applianceUpdates, auditLog, nodes, type Node, type Rollout } from '../../src/lib/server/db/schema';
 import { registerDomains } from '../../src/lib/server/domains';
 import { getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { runHealthSweep } from '../../src/lib/server/fleet/sweep';
 import { createCredential } from '../../src/lib/server/keys/credentials';
 import { useReleaseKeys } from '../../src/lib/server/releases/keys';
-import { createRelease, getRelease } from '../../src/lib/server/releases/releases';
-import { ed25519Signature, keyIdOf } from '../../src/lib/server/releases/signing';
+import { getRelease } from '../../src/lib/server/releases/releases';
+import { keyIdOf } from '../../src/lib/server/releases/signing';
 import { advanceRollout, driveRollouts, resumeRollout } from '../../src/lib/server/rollouts/driver';
 import { presentRolloutDetail } from '../../src/lib/server/rollouts/present';
 import { createRollout, getRollout, nodesOfRollout } from '../../src/lib/server/rollouts/rollouts';
-import { connect } from '../../src/lib/server/ssh/connection';
-import { sh } from '../../src/lib/server/ssh/shell';
+import { runOutput, signedImageRelease, sshAsRoot } from '../support/appliances';
 import { freshPostgres } from '../support/databases';
 import { waitFor, waitForRun } from '../support/engine';
-import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
+import { startTestbed, type Testbed } from '../testbed/testbed';
 
 /**
  * What the console learns late (docs/appliances.md, "The A/B flow" and "Fallbacks"): an appliance whose update
@@ -50,39 +40,6 @@ let pg: Awaited<ReturnType<typeof freshPostgres>>;
 let workDir: string;
 let signingKey: KeyObject;
 const nodeOf = new Map<string, Node>();
-
-async function ssh(h: TestHost, script: string) {
-	const conn = await connect({
-		host: h.address,
-		port: h.port,
-		username: 'root',
-		privateKey: bed.clientPrivateKey,
-		hostKeyFingerprint: h.hostKeyFingerprint
-	});
-	try {
-		return await conn.exec(sh`sh -c ${script}`);
-	} finally {
-		conn.close();
-	}
-}
-
-async function imageRelease(version: string): Promise<ApplianceImage> {
-	const m: Record<string, unknown> = {
-		version,
-		sha: createHash('sha256').update(version).digest('hex'),
-		channel: 'stable',
-		migrations_required: false,
-		breaking_changes: null,
-		released_at: '2026-06-01T00:00:00Z'
-	};
-	m.signature = ed25519Signature(m, signingKey);
-	const r = await createRelease(systemActor, m);
-	const bytes = randomBytes(300_000);
-	const sha256 = createHash('sha256').update(bytes).digest('hex');
-	const signature = sign(null, Buffer.from(sha256), signingKey).toString('hex');
-	const image = await declareImage(systemActor, { release_id: r.id, sha256, size: bytes.length, signature });
-	return receiveChunk(systemActor, image.id, 0, Readable.toWeb(Readable.from([bytes])) as ReadableStream<Uint8Array>);
-}
 
 async function driveUntil(id: string, states: Rollout['state'][], timeoutMs = 180_000): Promise<Rollout> {
 	return waitFor(
@@ -111,7 +68,7 @@ beforeAll(async () => {
 	for (const h of bed.hosts) {
 		await mkdir(join(h.root, 'etc/flotilla/release-keys'), { recursive: true });
 		await writeFile(join(h.root, 'etc/flotilla/release-keys/release.pem'), pem);
-		await ssh(h, 'systemctl start appliance');
+		await sshAsRoot(bed, h, 'systemctl start appliance');
 	}
 	const cred = await createCredential(systemActor, { name: 'testbed', privateKey: bed.clientPrivateKey });
 	const rows = await db()
@@ -147,7 +104,7 @@ afterAll(async () => {
 
 describe('a fallback found by the health sweep after the update succeeded', () => {
 	it('counts like a failed gate: rolled_back with why, a failure of its stage, the release bad for the hardware, the rollout paused', async () => {
-		const image = await imageRelease('2.0.0');
+		const image = await signedImageRelease(signingKey, '2.0.0');
 		const input = createRolloutSchema.parse({
 			release_id: image.releaseId,
 			target: { nodes: bed.hosts.map((h) => h.name) },
@@ -185,7 +142,7 @@ describe('a fallback found by the health sweep after the update succeeded', () =
 		// The appliance's watchdog finds the console unreachable after the update and goes back to slot a.
 		const before = await bed.slotState(first);
 		await writeFile(join(first.root, 'etc/flotilla/watchdog.conf'), 'console_probe=false\nunreachable_seconds=0\n');
-		const watchdog = await ssh(first, 'flotilla-slot watchdog');
+		const watchdog = await sshAsRoot(bed, first, 'flotilla-slot watchdog');
 		expect(watchdog.stdout).toMatch(/back to slot a, rebooting/);
 		await waitFor(
 			'the appliance back up on slot a',
@@ -193,7 +150,7 @@ describe('a fallback found by the health sweep after the update succeeded', () =
 				const s = await bed.slotState(first).catch(() => null);
 				if (!s || s.boots <= before.boots || s.active !== 'a') return null;
 				// Its sshd answers again.
-				return (await ssh(first, 'true').catch(() => null))?.exitCode === 0;
+				return (await sshAsRoot(bed, first, 'true').catch(() => null))?.exitCode === 0;
 			},
 			60_000
 		);
@@ -262,15 +219,6 @@ describe('an appliance not back within the reboot deadline', () => {
 	const hook = () => join(h().root, 'opt/flotilla-testbed/boot');
 	const goOn = () => join(h().root, 'etc/flotilla-testbed/go-on');
 
-	async function logOf(runId: string): Promise<string> {
-		const rows = await db()
-			.select({ data: events.data })
-			.from(events)
-			.where(and(eq(events.runId, runId), eq(events.type, 'task.output')))
-			.orderBy(asc(events.id));
-		return rows.flatMap((r) => (r.data.lines as { t: string }[]).map((l) => l.t)).join('\n');
-	}
-
 	/**
 	 * Pushes `version` with a 30 s reboot deadline (room for a busy machine's sshd once the boot goes on) while
 	 * the appliance's boot waits (a boot hook) until the console
@@ -282,7 +230,7 @@ describe('an appliance not back within the reboot deadline', () => {
 			mode: 0o755
 		});
 		try {
-			const image = await imageRelease(version);
+			const image = await signedImageRelease(signingKey, version);
 			const pushed = await startPush(systemActor, {
 				image_id: image.id,
 				nodes: [h().name],
@@ -291,12 +239,12 @@ describe('an appliance not back within the reboot deadline', () => {
 			});
 			await waitFor(
 				'the console giving up waiting',
-				async () => /did not answer within 30 s/.test(await logOf(pushed.id)),
+				async () => /did not answer within 30 s/.test(await runOutput(pushed.id)),
 				120_000
 			);
 			await writeFile(goOn(), '');
 			await waitForRun(pushed.id, ['succeeded', 'failed'], 120_000);
-			return { image, run: await getRun(pushed.id), log: await logOf(pushed.id) };
+			return { image, run: await getRun(pushed.id), log: await runOutput(pushed.id) };
 		} finally {
 			await rm(hook(), { force: true });
 		}

@@ -55,65 +55,32 @@ beforeAll(async () => {
 		'-subj',
 		'/CN=Report CA'
 	]);
-	await openssl([
-		'req',
-		'-x509',
-		'-CA',
-		'ca.crt',
-		'-CAkey',
-		'ca.key',
-		...ec,
-		'-keyout',
-		'leaf.key',
-		'-out',
-		'leaf.crt',
-		'-days',
-		'10',
-		'-subj',
-		'/CN=web-1',
-		'-addext',
-		'subjectAltName=DNS:web-1,IP:10.0.0.1'
-	]);
+	// web-1's certificate, signed by the CA with a key of its own, valid `days` days: `<name>.crt`, `<name>.key`.
+	const issue = (name: string, days: number) =>
+		openssl([
+			'req',
+			'-x509',
+			'-CA',
+			'ca.crt',
+			'-CAkey',
+			'ca.key',
+			...ec,
+			'-keyout',
+			`${name}.key`,
+			'-out',
+			`${name}.crt`,
+			'-days',
+			String(days),
+			'-subj',
+			'/CN=web-1',
+			'-addext',
+			'subjectAltName=DNS:web-1,IP:10.0.0.1'
+		]);
+	await issue('leaf', 10);
 	// The same node's certificate renewed: a new key, 90 days.
-	await openssl([
-		'req',
-		'-x509',
-		'-CA',
-		'ca.crt',
-		'-CAkey',
-		'ca.key',
-		...ec,
-		'-keyout',
-		'renewed.key',
-		'-out',
-		'renewed.crt',
-		'-days',
-		'90',
-		'-subj',
-		'/CN=web-1',
-		'-addext',
-		'subjectAltName=DNS:web-1,IP:10.0.0.1'
-	]);
+	await issue('renewed', 90);
 	// Another of its certificates, 5 days from expiry: under the critical threshold (7 days).
-	await openssl([
-		'req',
-		'-x509',
-		'-CA',
-		'ca.crt',
-		'-CAkey',
-		'ca.key',
-		...ec,
-		'-keyout',
-		'critical.key',
-		'-out',
-		'critical.crt',
-		'-days',
-		'5',
-		'-subj',
-		'/CN=web-1',
-		'-addext',
-		'subjectAltName=DNS:web-1'
-	]);
+	await issue('critical', 5);
 	await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'id')]);
 	const read = (f: string) => readFile(join(dir, f), 'utf8');
 	[caPem, leafPem, keyPem, sshKey] = [

@@ -489,13 +489,19 @@ describe('certificate rotation on real hosts', () => {
 			expect(memo.roles.map((r) => [r.role, r.verified])).toEqual([['vault', ON_DISK_ONLY]]);
 		});
 
+		/** web-2's certificate file, key and recorded fingerprint before a rotation. */
+		async function web2Before(host: TestHost) {
+			return {
+				oldFile: await onDisk(host),
+				oldKey: await readFile(join(host.root, hostPaths.tlsKey), 'utf8'),
+				oldFingerprint: (await listInventory()).find((i) => i.node === 'web-2' && i.source === 'file')!
+					.fingerprint_sha256!
+			};
+		}
+
 		it('a new certificate installed beside a key it does not belong to fails the check and the backup is restored', async () => {
 			const host = bed.hosts[2]!;
-			const oldFile = await onDisk(host);
-			const oldKey = await readFile(join(host.root, hostPaths.tlsKey), 'utf8');
-			const oldFingerprint = (await listInventory()).find(
-				(i) => i.node === 'web-2' && i.source === 'file'
-			)!.fingerprint_sha256!;
+			const { oldFile, oldKey, oldFingerprint } = await web2Before(host);
 			await mark(host, 'swap-key-reload');
 			const done = await rotateAndWait(['web-2']);
 			expect(done.state).toBe('failed');
@@ -521,11 +527,7 @@ describe('certificate rotation on real hosts', () => {
 
 		it('a reload that puts the old certificate file back is caught by its fingerprint and undone', async () => {
 			const host = bed.hosts[2]!;
-			const oldFile = await onDisk(host);
-			const oldKey = await readFile(join(host.root, hostPaths.tlsKey), 'utf8');
-			const oldFingerprint = (await listInventory()).find(
-				(i) => i.node === 'web-2' && i.source === 'file'
-			)!.fingerprint_sha256!;
+			const { oldFile, oldKey, oldFingerprint } = await web2Before(host);
 			await mark(host, 'swap-cert-reload');
 			const done = await rotateAndWait(['web-2']);
 			expect(done.tasks[0]).toMatchObject({ state: 'rolled_back', needsAttention: false });

@@ -1,5 +1,4 @@
 import { and, desc, eq } from 'drizzle-orm';
-import { formatElapsed } from '$lib/format';
 import { db } from '$lib/server/db';
 import { nodes, roleCommitChecks, type CodeRole } from '$lib/server/db/schema';
 
@@ -34,6 +33,7 @@ export async function missingOnNodes(role: Pick<CodeRole, 'name' | 'path'>, comm
 		.orderBy(desc(roleCommitChecks.checkedAt))
 		.limit(1);
 	if (!last || last.found) return null;
-	const ago = formatElapsed(last.checkedAt.toISOString(), null, Date.now());
-	return `not in ${last.node}'s fetched repository ${role.path} (checked ${ago} ago)`;
+	// An absolute time, not "n s ago": the same plan asked twice (the API, then the dialog) must say the same.
+	const at = last.checkedAt.toISOString().replace(/\.\d+Z$/, 'Z');
+	return `not in ${last.node}'s fetched repository ${role.path} (checked ${at})`;
 }

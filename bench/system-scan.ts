@@ -1,10 +1,11 @@
 /**
  * A system update scan of 100 testbed hosts at concurrency 20, by Flotilla's engine (the `system-scan` flow:
- * `apt-get update`, `apt list --upgradable`, reboot-required, needrestart, holds, recorded in the database)
- * and by `ansible all -f 20 -m shell -a 'apt list --upgradable'` on the same hosts, alternated, in one run.
+ * `apt-get update`, `apt list --upgradable`, holds, reboot-required, needrestart in one command, recorded in the
+ * database), by `ansible all -f 20 -m shell -a <that same command>`, and by Ansible running
+ * `apt list --upgradable` alone, on the same hosts, alternated, in one run.
  * Every host has packages pending (security and not). Run it with `npm run bench:system-scan` when no one else
- * uses the machine; the section it writes in docs/benchmarks.md names the machine. Ansible does less (one
- * command, nothing recorded): the ratio is the floor of Flotilla's advantage.
+ * uses the machine; the section it writes in docs/benchmarks.md names the machine. The aim is against the same
+ * reads; Ansible's apt list alone (less than a scan, nothing recorded) is the floor of Flotilla's advantage.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,6 +16,7 @@ import { systemActor } from '../src/lib/server/audit';
 import { db } from '../src/lib/server/db';
 import { sysNodeScans } from '../src/lib/server/db/schema';
 import { startScan } from '../src/lib/server/sysupdates/runs';
+import { APT_LOCK_TIMEOUT_SECONDS, buildScanCommand } from '../src/lib/server/sysupdates/scan';
 import { startTestbed } from '../tests/testbed/testbed.ts';
 import { startBenchConsole, waitForRunEnd } from './console';
 import {
@@ -90,12 +92,15 @@ export async function benchmarkSystemScan(log: (line: string) => void = console.
 			if (scanned.length !== fleetSize) throw new Error(`Flotilla recorded ${scanned.length} of ${fleetSize} scans`);
 			return seconds;
 		};
-		const ansible = async () => {
+		// Ansible runs the scan's own reads (the same command, its markers included), then, as the floor of
+		// Flotilla's advantage, `apt list --upgradable` alone.
+		const sameReads = buildScanCommand('flotilla-scan-bench', true, APT_LOCK_TIMEOUT_SECONDS).script;
+		const ansible = async (shell: string) => {
 			const controlDir = join(dir, `cp-${Date.now()}`);
 			const started = performance.now();
 			const out = await tool(
 				'ansible',
-				['all', '-i', setup.inventory, '-f', String(concurrency), '-m', 'shell', '-a', 'apt list --upgradable'],
+				['all', '-i', setup.inventory, '-f', String(concurrency), '-m', 'shell', '-a', shell],
 				ansibleEnv(controlDir)
 			);
 			const seconds = (performance.now() - started) / 1000;
@@ -105,19 +110,21 @@ export async function benchmarkSystemScan(log: (line: string) => void = console.
 			return seconds;
 		};
 
-		const samples = { flotilla: [] as number[], ansible: [] as number[] };
+		const samples = { flotilla: [] as number[], same: [] as number[], list: [] as number[] };
 		for (let i = 0; i < rounds; i++) {
 			samples.flotilla.push(await flotilla());
-			samples.ansible.push(await ansible());
+			samples.same.push(await ansible(sameReads));
+			samples.list.push(await ansible('apt list --upgradable'));
 			const u = used.at(-1)!;
 			log(
 				`round ${i + 1}: Flotilla ${fixed(samples.flotilla.at(-1)!)} s (console CPU ${fixed(u.consoleCpu)} s, ` +
 					`PostgreSQL ${fixed(u.postgresCpu)} s, event loop busy ${fixed(u.eventLoop * 100, 0)}%), ` +
-					`Ansible ${fixed(samples.ansible.at(-1)!)} s`
+					`Ansible the same reads ${fixed(samples.same.at(-1)!)} s, apt list only ${fixed(samples.list.at(-1)!)} s`
 			);
 		}
 		const f = median(samples.flotilla);
-		const a = median(samples.ansible);
+		const same = median(samples.same);
+		const list = median(samples.list);
 		await publishSection(
 			sectionHeading,
 			[
@@ -125,12 +132,14 @@ export async function benchmarkSystemScan(log: (line: string) => void = console.
 				'',
 				`\`${command}\`: ${fleetSize} testbed hosts, concurrency ${concurrency}, median of ${rounds} alternated rounds.`,
 				'',
-				'| tool | what it does per host | median (s) |',
-				'| --- | --- | --- |',
-				`| Flotilla \`system-scan\` | apt-get update, apt list --upgradable, reboot-required, needrestart -b, apt-mark showhold; recorded | ${fixed(f)} |`,
-				`| \`ansible -m shell -a 'apt list --upgradable'\` | apt list --upgradable only | ${fixed(a)} |`,
+				'| tool | what it does per host | median (s) | ÷ Flotilla |',
+				'| --- | --- | --- | --- |',
+				`| Flotilla \`system-scan\` | apt-get update, apt list --upgradable, apt-mark showhold, reboot-required, needrestart -b, in one command; recorded | ${fixed(f)} | 1 |`,
+				`| \`ansible -m shell\`, the same command | the same reads; nothing recorded | ${fixed(same)} | ${fixed(same / f, 1)}× |`,
+				`| \`ansible -m shell -a 'apt list --upgradable'\` | apt list --upgradable only | ${fixed(list)} | ${fixed(list / f, 1)}× |`,
 				'',
-				`Ansible ÷ Flotilla: **${fixed(a / f, 1)}×** (aim: at least ${aimOverAnsible}×).`,
+				`The same scan with Ansible ÷ Flotilla: **${fixed(same / f, 1)}×** (aim: at least ${aimOverAnsible}×); ` +
+					`against Ansible doing less (apt list only): ${fixed(list / f, 1)}×.`,
 				'',
 				`CPU per Flotilla round, median: the console ${fixed(median(used.map((u) => u.consoleCpu)))} s, PostgreSQL ` +
 					`${fixed(median(used.map((u) => u.postgresCpu)))} s; the console's event loop was busy ` +

@@ -197,8 +197,8 @@ describe('scan', () => {
 		expect(log).toEqual([
 			'apt-get -q -o DPkg::Lock::Timeout=120 update',
 			'apt list --upgradable',
-			'needrestart -b -r l',
-			'apt-mark showhold'
+			'apt-mark showhold',
+			'needrestart -b -r l'
 		]);
 	}, 90_000);
 

@@ -1,6 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { StepFailed, type Flow, type StepContext } from '$lib/server/engine';
-import { sh } from '$lib/server/ssh/shell';
+import { sh, type ShellCommand } from '$lib/server/ssh/shell';
 import { parseNeedrestart, parseRebootPackages, parseUpgradable } from './apt';
 import { recordScan, recordScanFailure, type ScanResult } from './records';
 
@@ -34,6 +35,44 @@ const REBOOT_REQUIRED_PACKAGES = '/var/run/reboot-required.pkgs';
 
 const COMMAND_NOT_FOUND = 127;
 
+type Section = 'list' | 'held' | 'reboot-required' | 'needrestart';
+
+/**
+ * The scan's reads as one command: one process tree on the node instead of five, which is where a scan's time
+ * goes (docs/benchmarks.md, "System Updates: scan: findings"). Each read's output follows a line
+ * `<marker> <section>`; the marker is random per scan, so no package name or file content can forge one.
+ * A failed read ends the command with its own exit status. needrestart comes last and unguarded: the command's
+ * status is its status, so a node without it (127 once its marker was printed) is told apart from a failure.
+ * Only `;`, `&&`, `||` and `exit`, which the simulated nodes run too (src/lib/server/sim/host.ts). The scan
+ * benchmark gives Ansible this same command.
+ */
+export function buildScanCommand(marker: string, refresh: boolean, lockTimeoutSeconds: number): ShellCommand {
+	const mark = (section: Section) => sh`printf '%s\\n' ${`${marker} ${section}`}`;
+	const reads = sh`${mark('list')}
+LANG=C apt list --upgradable || exit
+${mark('held')}
+apt-mark showhold || exit
+test -e ${REBOOT_REQUIRED} && ${mark('reboot-required')} && cat ${REBOOT_REQUIRED_PACKAGES} 2>/dev/null
+${mark('needrestart')}
+needrestart -b -r l`;
+	if (!refresh) return reads;
+	return sh`LANG=C apt-get -q -o ${`DPkg::Lock::Timeout=${lockTimeoutSeconds}`} update || exit
+${reads}`;
+}
+
+/** What followed each marker line in the scan command's output; what came before the first is apt-get's. */
+function splitSections(stdout: string, marker: string): Map<Section, string> {
+	const sections = new Map<Section, string>();
+	let current: Section | null = null;
+	for (const line of stdout.split('\n')) {
+		if (line.startsWith(`${marker} `)) {
+			current = line.slice(marker.length + 1) as Section;
+			sections.set(current, '');
+		} else if (current) sections.set(current, `${sections.get(current)}${line}\n`);
+	}
+	return sections;
+}
+
 /** Reads everything a scan records from a connected node; used by the scan flow and after an apply. */
 export async function readNode(
 	ctx: Pick<StepContext<unknown>, 'exec'>,
@@ -41,28 +80,24 @@ export async function readNode(
 	lockTimeoutSeconds = APT_LOCK_TIMEOUT_SECONDS,
 	deadlineSeconds = lockTimeoutSeconds + 180
 ): Promise<ScanResult> {
-	const deadlineMs = deadlineSeconds * 1000;
-	if (refresh) {
-		await ctx.exec(sh`LANG=C apt-get -q -o ${`DPkg::Lock::Timeout=${lockTimeoutSeconds}`} update`, { deadlineMs });
-	}
-	const list = await ctx.exec(sh`LANG=C apt list --upgradable`, { deadlineMs });
-	const packages = parseUpgradable(list.stdout);
-	const required = await ctx.exec(sh`test -e ${REBOOT_REQUIRED}`, { okExitCodes: [0, 1] });
-	const rebootRequired = required.exitCode === 0;
-	const pkgs = rebootRequired ? await ctx.exec(sh`cat ${REBOOT_REQUIRED_PACKAGES}`, { okExitCodes: [0, 1] }) : null;
-	const needrestart = await ctx.exec(sh`needrestart -b -r l`, {
-		deadlineMs,
-		okExitCodes: [0, 1, COMMAND_NOT_FOUND]
+	const marker = `flotilla-scan-${randomBytes(6).toString('hex')}`;
+	const result = await ctx.exec(buildScanCommand(marker, refresh, lockTimeoutSeconds), {
+		deadlineMs: deadlineSeconds * 1000,
+		okExitCodes: [0, COMMAND_NOT_FOUND]
 	});
-	if (needrestart.exitCode === 1) throw new StepFailed(`needrestart -b failed: ${needrestart.stderr.trim()}`, 1);
-	const held = await ctx.exec(sh`apt-mark showhold`, { deadlineMs });
+	const sections = splitSections(result.stdout, marker);
+	// 127 before needrestart's turn is a read that could not run (apt itself missing): a failure like any other.
+	if (result.exitCode === COMMAND_NOT_FOUND && !sections.has('needrestart')) {
+		throw new StepFailed(`exited with 127: ${result.stderr.trim().split('\n').at(-1) ?? ''}`, COMMAND_NOT_FOUND);
+	}
+	const rebootRequired = sections.has('reboot-required');
 	return {
-		packages,
+		packages: parseUpgradable(sections.get('list') ?? ''),
 		rebootRequired,
-		rebootPackages: pkgs?.exitCode === 0 ? parseRebootPackages(pkgs.stdout) : [],
+		rebootPackages: rebootRequired ? parseRebootPackages(sections.get('reboot-required')!) : [],
 		servicesToRestart:
-			needrestart.exitCode === COMMAND_NOT_FOUND ? null : parseNeedrestart(needrestart.stdout).services,
-		held: held.stdout
+			result.exitCode === COMMAND_NOT_FOUND ? null : parseNeedrestart(sections.get('needrestart') ?? '').services,
+		held: (sections.get('held') ?? '')
 			.split('\n')
 			.map((l) => l.trim())
 			.filter((l) => /^[a-z0-9][a-z0-9+.-]*$/.test(l))

@@ -24,6 +24,7 @@ import {
 	ansibleEnv,
 	count,
 	fixed,
+	ssh2Kex,
 	machine,
 	markdownTable,
 	measureRoundRobin,
@@ -102,7 +103,6 @@ interface Diagnosis {
 	eventLoop: number;
 }
 
-const ssh2Kex = 'curve25519-sha256';
 const opensshKex = 'sntrup761x25519-sha512@openssh.com';
 
 /** Every host runs `target`, built by install.sh from that checkout, with the unit restarted: or the bench fails. */

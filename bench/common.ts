@@ -75,8 +75,10 @@ export function secondsSince(start: number): number {
 	return (performance.now() - start) / 1000;
 }
 
+/** Lines of `output` that match `pattern` (a `g` flag is dropped: its lastIndex would skip matches on the next line). */
 export function count(output: string, pattern: RegExp): number {
-	return output.split('\n').filter((line) => pattern.test(line)).length;
+	const line = new RegExp(pattern.source, pattern.flags.replace('g', ''));
+	return output.split('\n').filter((l) => line.test(l)).length;
 }
 
 export function median(samples: number[]): number {
@@ -86,6 +88,9 @@ export function median(samples: number[]): number {
 }
 
 export const fixed = (n: number, digits = 2) => n.toFixed(digits);
+
+/** The key exchange ssh2 negotiates with OpenSSH 9.2; parallel-ssh rows compared like for like use it too. */
+export const ssh2Kex = 'curve25519-sha256';
 
 /** One line of a result table: one sample per measured run (seconds, unless the row's type says otherwise). */
 export interface Row<Sample = number> {

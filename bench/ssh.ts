@@ -16,6 +16,7 @@ import {
 	ansibleEnv,
 	count,
 	fixed,
+	ssh2Kex,
 	machine,
 	markdownTable,
 	measureRoundRobin,
@@ -175,7 +176,7 @@ function bareSsh2OnFleet(bed: Testbed, concurrency: number): () => Promise<numbe
 }
 
 /** What ssh2 negotiates with OpenSSH 9.2; OpenSSH's own client prefers sntrup761x25519 and chacha20-poly1305. */
-const ssh2Kex = ['-o', 'KexAlgorithms=curve25519-sha256'];
+const ssh2KexOption = ['-o', `KexAlgorithms=${ssh2Kex}`];
 const ssh2Cipher = ['-c', 'aes128-gcm@openssh.com'];
 
 function parallelSsh(
@@ -264,7 +265,7 @@ function fleetVariants(setup: ToolSetup): Variant<Row>[] {
 				rows: [
 					row('parallel-ssh', "one ssh per host, the 5 commands joined with ;, ssh2's key exchange curve25519-sha256")
 				],
-				run: parallelSsh(setup, concurrency, [joined], ssh2Kex)
+				run: parallelSsh(setup, concurrency, [joined], ssh2KexOption)
 			},
 			{
 				label: `parallel-ssh 5 runs c=${concurrency}`,
@@ -274,7 +275,7 @@ function fleetVariants(setup: ToolSetup): Variant<Row>[] {
 			{
 				label: `parallel-ssh 5 runs curve25519 c=${concurrency}`,
 				rows: [row('parallel-ssh', '5 invocations, one ssh per host and command, curve25519-sha256')],
-				run: parallelSsh(setup, concurrency, sequence, ssh2Kex)
+				run: parallelSsh(setup, concurrency, sequence, ssh2KexOption)
 			},
 			{
 				label: `ansible joined c=${concurrency}`,
@@ -372,7 +373,7 @@ function uploadVariants(setup: ToolSetup, localFile: string): Variant<Row>[] {
 		samples: []
 	});
 	const scpDefault = scp([], 'flotilla-bench-scp.bin');
-	const scpAsSsh2 = scp([...ssh2Cipher, ...ssh2Kex], 'flotilla-bench-scp-ssh2.bin');
+	const scpAsSsh2 = scp([...ssh2Cipher, ...ssh2KexOption], 'flotilla-bench-scp-ssh2.bin');
 
 	return [
 		{

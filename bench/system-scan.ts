@@ -1,7 +1,8 @@
 /**
  * A system update scan of 100 testbed hosts at concurrency 20, by Flotilla's engine (the `system-scan` flow:
  * `apt-get update`, `apt list --upgradable`, holds, reboot-required, needrestart in one command, recorded in the
- * database), by `ansible all -f 20 -m shell -a <that same command>`, and by Ansible running
+ * database), by parallel-ssh running that same command (the SSH floor), by
+ * `ansible all -f 20 -m shell -a <that same command>`, and by Ansible running
  * `apt list --upgradable` alone, on the same hosts, alternated, in one run.
  * Every host has packages pending (security and not). Run it with `npm run bench:system-scan` when no one else
  * uses the machine; the section it writes in docs/benchmarks.md names the machine. The aim is against the same
@@ -23,6 +24,7 @@ import {
 	ansibleEnv,
 	count,
 	fixed,
+	ssh2Kex,
 	machine,
 	measureUsage,
 	median,
@@ -110,19 +112,52 @@ export async function benchmarkSystemScan(log: (line: string) => void = console.
 			return seconds;
 		};
 
-		const samples = { flotilla: [] as number[], same: [] as number[], list: [] as number[] };
+		// The floor any SSH tool has for these reads: parallel-ssh, one OpenSSH session per host running the same
+		// command (`sh -s`, the script on stdin), with ssh2's key exchange.
+		const psshFloor = async () => {
+			const started = performance.now();
+			const out = await tool(
+				'parallel-ssh',
+				[
+					'-p',
+					String(concurrency),
+					'-t',
+					'0',
+					'-h',
+					setup.hostsFile,
+					'-l',
+					'root',
+					'-x',
+					setup.sshOptions.join(' '),
+					'-O',
+					`KexAlgorithms=${ssh2Kex}`,
+					'-I',
+					'sh -s'
+				],
+				process.env,
+				sameReads
+			);
+			const seconds = (performance.now() - started) / 1000;
+			const ok = count(out, /\[SUCCESS\]/g);
+			if (ok !== fleetSize) throw new Error(`parallel-ssh: ${ok} of ${fleetSize} succeeded\n${out}`);
+			return seconds;
+		};
+
+		const samples = { flotilla: [] as number[], pssh: [] as number[], same: [] as number[], list: [] as number[] };
 		for (let i = 0; i < rounds; i++) {
 			samples.flotilla.push(await flotilla());
+			samples.pssh.push(await psshFloor());
 			samples.same.push(await ansible(sameReads));
 			samples.list.push(await ansible('apt list --upgradable'));
 			const u = used.at(-1)!;
 			log(
 				`round ${i + 1}: Flotilla ${fixed(samples.flotilla.at(-1)!)} s (console CPU ${fixed(u.consoleCpu)} s, ` +
 					`PostgreSQL ${fixed(u.postgresCpu)} s, event loop busy ${fixed(u.eventLoop * 100, 0)}%), ` +
-					`Ansible the same reads ${fixed(samples.same.at(-1)!)} s, apt list only ${fixed(samples.list.at(-1)!)} s`
+					`parallel-ssh ${fixed(samples.pssh.at(-1)!)} s, Ansible the same reads ${fixed(samples.same.at(-1)!)} s, apt list only ${fixed(samples.list.at(-1)!)} s`
 			);
 		}
 		const f = median(samples.flotilla);
+		const pssh = median(samples.pssh);
 		const same = median(samples.same);
 		const list = median(samples.list);
 		await publishSection(
@@ -135,11 +170,14 @@ export async function benchmarkSystemScan(log: (line: string) => void = console.
 				'| tool | what it does per host | median (s) | ÷ Flotilla |',
 				'| --- | --- | --- | --- |',
 				`| Flotilla \`system-scan\` | apt-get update, apt list --upgradable, apt-mark showhold, reboot-required, needrestart -b, in one command; recorded | ${fixed(f)} | 1 |`,
+				`| \`parallel-ssh -I 'sh -s'\` (${ssh2Kex}), the same command | the same reads; nothing recorded: the SSH floor | ${fixed(pssh)} | ${fixed(pssh / f, 2)}× |`,
 				`| \`ansible -m shell\`, the same command | the same reads; nothing recorded | ${fixed(same)} | ${fixed(same / f, 1)}× |`,
 				`| \`ansible -m shell -a 'apt list --upgradable'\` | apt list --upgradable only | ${fixed(list)} | ${fixed(list / f, 1)}× |`,
 				'',
 				`The same scan with Ansible ÷ Flotilla: **${fixed(same / f, 1)}×** (aim: at least ${aimOverAnsible}×); ` +
-					`against Ansible doing less (apt list only): ${fixed(list / f, 1)}×.`,
+					`against Ansible doing less (apt list only): ${fixed(list / f, 1)}×. Flotilla takes ` +
+					`${fixed(f / pssh)}× the time of parallel-ssh running the same command; Ansible the same reads ÷ ` +
+					`parallel-ssh: ${fixed(same / pssh, 1)}×, the most any SSH tool could be quicker than Ansible here.`,
 				'',
 				`CPU per Flotilla round, median: the console ${fixed(median(used.map((u) => u.consoleCpu)))} s, PostgreSQL ` +
 					`${fixed(median(used.map((u) => u.postgresCpu)))} s; the console's event loop was busy ` +

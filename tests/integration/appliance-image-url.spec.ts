@@ -98,6 +98,27 @@ function serveRange(range: string, res: ServerResponse) {
 	res.end(bytes.subarray(from));
 }
 
+/**
+ * Sends `part`, then drops the connection once the console has kept some of it (a checkpoint of the fetch from
+ * `path`), so that the retry asks for a range whatever the machine's load. Dropped on a timer (50 ms, as before)
+ * or right after the write, how much was kept depended on the load: right after the write, nothing in 3 of 3
+ * runs here under load, and a first attempt that keeps nothing makes the retry ask for no range and the fetch take
+ * a third attempt (what CI once counted).
+ */
+function cutAfter(res: ServerResponse, part: Buffer, path: string): void {
+	res.write(part);
+	void waitFor(`a checkpoint of the fetch from ${path}`, async () => {
+		const [image] = await db()
+			.select({ receivedBytes: applianceImages.receivedBytes })
+			.from(applianceImages)
+			.where(and(eq(applianceImages.sourceUrl, `${base}${path}`), eq(applianceImages.state, 'fetching')));
+		return (image?.receivedBytes ?? 0) >= FETCHES.checkpointBytes;
+	})
+		// Never kept (the test then fails on what it expects): dropped all the same, so nothing waits on it.
+		.catch(() => undefined)
+		.then(() => res.socket?.destroy());
+}
+
 beforeAll(async () => {
 	pg = await freshPostgres('flotilla_image_url');
 	useDatabase(pg);
@@ -140,14 +161,12 @@ beforeAll(async () => {
 				if (range) return serveRange(range, res);
 				// Announces the whole image, sends half, and drops the connection.
 				res.writeHead(200, { 'content-length': bytes.length });
-				res.write(bytes.subarray(0, 200_000));
-				return void setTimeout(() => res.socket?.destroy(), 50);
+				return void cutAfter(res, bytes.subarray(0, 200_000), '/cut.img');
 			case '/no-ranges.img':
 				// Cut the first time; the retry's range is not honoured: the whole body again, from byte 0.
 				res.writeHead(200, { 'content-length': bytes.length });
 				if (range) return res.end(bytes);
-				res.write(bytes.subarray(0, 200_000));
-				return void setTimeout(() => res.socket?.destroy(), 50);
+				return void cutAfter(res, bytes.subarray(0, 200_000), '/no-ranges.img');
 			case '/stall.img':
 				if (range) return serveRange(range, res);
 				// Half the image, then nothing until the test drops it (after stopping the console).

@@ -69,11 +69,12 @@ export async function startImageFetches(s: Partial<ImageFetchSettings> = {}): Pr
 }
 
 async function fail(image: ApplianceImage, why: string): Promise<void> {
+	// The bytes go first: an image that reads `failed` keeps nothing (marked first, a reader could still find them).
+	await discardImageBytes(image.id);
 	await db()
 		.update(applianceImages)
 		.set({ state: 'failed', error: why, receivedBytes: 0 })
 		.where(eq(applianceImages.id, image.id));
-	await discardImageBytes(image.id);
 	await recordAudit(systemActor, {
 		action: 'appliance.image_fetch',
 		targetType: 'release',

@@ -31,6 +31,7 @@ import {
 	median,
 	medianAndRuns,
 	measureUsage,
+	parallelSshBase,
 	secondsSince,
 	startPostgres,
 	stopControlMasters,
@@ -296,22 +297,7 @@ function parallelSsh(setup: ToolSetup, script: string, kex: 'default' | 'ssh2'):
 			const start = performance.now();
 			const output = await tool(
 				'parallel-ssh',
-				[
-					'-p',
-					String(concurrency),
-					'-t',
-					'0',
-					'-h',
-					setup.hostsFile,
-					'-l',
-					'root',
-					'-x',
-					setup.sshOptions.join(' '),
-					...extra,
-					'-I',
-					'-i',
-					`sh -s -- ${target} ${repo} ${unit}`
-				],
+				[...parallelSshBase(setup, concurrency), ...extra, '-I', '-i', `sh -s -- ${target} ${repo} ${unit}`],
 				process.env,
 				script
 			);

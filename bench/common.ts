@@ -357,6 +357,11 @@ export interface ToolSetup {
 	sshOptions: string[];
 }
 
+/** parallel-ssh's arguments for the testbed hosts as root, `concurrency` at once, no timeout; the caller adds the rest. */
+export function parallelSshBase(setup: ToolSetup, concurrency: number): string[] {
+	return ['-p', String(concurrency), '-t', '0', '-h', setup.hostsFile, '-l', 'root', '-x', setup.sshOptions.join(' ')];
+}
+
 /** Writes the inventories and host list for `bed` into `dir`; ssh checks host keys as every tool here does. */
 export async function toolSetup(bed: Testbed, dir: string): Promise<ToolSetup> {
 	const { ini } = await writeInventories(bed);

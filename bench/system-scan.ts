@@ -28,6 +28,7 @@ import {
 	machine,
 	measureUsage,
 	median,
+	parallelSshBase,
 	publishSection,
 	startPostgres,
 	stopControlMasters,
@@ -118,22 +119,7 @@ export async function benchmarkSystemScan(log: (line: string) => void = console.
 			const started = performance.now();
 			const out = await tool(
 				'parallel-ssh',
-				[
-					'-p',
-					String(concurrency),
-					'-t',
-					'0',
-					'-h',
-					setup.hostsFile,
-					'-l',
-					'root',
-					'-x',
-					setup.sshOptions.join(' '),
-					'-O',
-					`KexAlgorithms=${ssh2Kex}`,
-					'-I',
-					'sh -s'
-				],
+				[...parallelSshBase(setup, concurrency), '-O', `KexAlgorithms=${ssh2Kex}`, '-I', 'sh -s'],
 				process.env,
 				sameReads
 			);

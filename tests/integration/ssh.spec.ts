@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -379,5 +379,20 @@ describe('SFTP', () => {
 		expect((await downloadFile(conn, '/opt/small.txt')).toString()).toBe('hello flotilla\n');
 		await expect(downloadFile(conn, '/opt/image.bin', 1024)).rejects.toThrow(/over 1024/);
 		conn.close();
+	});
+
+	it('checks what arrived against a sha256 the caller already holds, and refuses a file that is not it', async () => {
+		const file = path.join(dir, 'known.txt');
+		writeFileSync(file, 'signed image bytes\n');
+		const declared = createHash('sha256').update('signed image bytes\n').digest('hex');
+		const conn = await connect(target(c));
+		const res = await uploadFile(conn, file, '/opt/known.txt', { sha256: declared });
+		expect(res.sha256).toBe(declared);
+		// The stored file changed after its sha256 was declared: what arrives is not what was signed.
+		writeFileSync(file, 'tampered image bytes\n');
+		const refused = await failureOf(uploadFile(conn, file, '/opt/known.txt', { sha256: declared, resume: false }));
+		conn.close();
+		expect(refused.failure).toBe('integrity');
+		expect(refused.message).toContain(`expected ${declared}`);
 	});
 });

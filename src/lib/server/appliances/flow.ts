@@ -187,7 +187,8 @@ export const applianceUpdateFlow: Flow<ApplianceUpdateParams> = {
 						const sent = await uploadFile(conn, imagePath(image.id), remote, {
 							resume: true,
 							onProgress: (p) => progress(p.bytes, p.total),
-							checksumDeadlineMs: 600_000
+							checksumDeadlineMs: 600_000,
+							sha256: image.sha256
 						});
 						if (sent.resumedFrom > 0) ctx.log(`resumed the upload at byte ${sent.resumedFrom}`);
 						break;

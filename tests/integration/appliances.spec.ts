@@ -223,8 +223,34 @@ describe('the A/B flow on one appliance', () => {
 			.where(eq(applianceImages.id, badSigned.id));
 		const old = await imageRelease('1.3.0');
 
+		const untouched = async () => {
+			const after = await bed.slotState(h);
+			expect(after).toEqual({ ...before, active: 'a', next: 'a', good: 'a' });
+			expect(after.boots).toBe(before.boots);
+			expect(await sha256Of(slotFile(h, 'a'))).toBe(activeImage);
+		};
+
+		// The console checks what arrived against the image's signed sha256 and stops at the upload.
+		const refused = await push(25, corrupted.id);
+		const failedUpload = await waitForRun(refused.id, ['failed'], 60_000);
+		expect(failedUpload.tasks[0]!.error).toMatch(
+			new RegExp(`^upload: /\\S+ on \\S+ has sha256 [0-9a-f]{64}, expected ${corrupted.sha256}$`)
+		);
+		expect((await updateOf(refused.id, node(25).id)).state).toBe('failed');
+		expect(await statesOf(refused.id, node(25).id)).toEqual(['pending', 'uploading', 'failed']);
+		await untouched();
+		// A console that skipped that check (a compromised one) still cannot get past the appliance's own: the
+		// bytes it sent sit in the standby slot, and the appliance refuses them against the signed sha256.
+		const verdict = await ssh(
+			h,
+			sh`flotilla-slot verify b ${corrupted.sha256} ${corrupted.signature} 1.1.0 2>&1; echo "exit $?"`.script
+		);
+		expect(verdict).toMatch(
+			new RegExp(`sha256 mismatch: slot b holds [0-9a-f]{64}, expected ${corrupted.sha256}\\nexit [1-9]`)
+		);
+		await untouched();
+
 		const expected: [ApplianceImage, RegExp][] = [
-			[corrupted, /sha256 mismatch: slot b holds [0-9a-f]{64}, expected [0-9a-f]{64}/],
 			[badSigned, /bad signature: the image's sha256 is signed by none of the release keys/],
 			[old, /version 1\.3\.0 is below the minimum version 2\.0\.0 \(rollback protection\)/]
 		];
@@ -236,10 +262,7 @@ describe('the A/B flow on one appliance', () => {
 			const row = await updateOf(run.id, node(25).id);
 			expect(row.state).toBe('failed');
 			expect(await statesOf(run.id, node(25).id)).toEqual(['pending', 'uploading', 'verifying', 'failed']);
-			const after = await bed.slotState(h);
-			expect(after).toEqual({ ...before, active: 'a', next: 'a', good: 'a' });
-			expect(after.boots).toBe(before.boots);
-			expect(await sha256Of(slotFile(h, 'a'))).toBe(activeImage);
+			await untouched();
 		}
 		await writeFile(join(h.root, 'etc/flotilla/min-version'), '1.0.0\n');
 	}, 180_000);

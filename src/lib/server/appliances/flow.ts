@@ -194,7 +194,7 @@ export const applianceUpdateFlow: Flow<ApplianceUpdateParams> = {
 						break;
 					} catch (err) {
 						if (!(err instanceof SshError) || err.failure === 'integrity' || attempt >= ctx.params.upload_attempts) {
-							throw new StepFailed(`upload: ${(err as Error).message}`);
+							throw new StepFailed((err as Error).message);
 						}
 						ctx.log(`the connection dropped during the upload (${err.message}); reconnecting to resume`);
 						await reconnect(ctx, 120_000);

@@ -22,7 +22,7 @@ export interface UploadOptions {
 	/**
 	 * The file's sha256 when the caller already holds it (an image checked when it arrived, and signed):
 	 * what arrived is checked against it, and the upload does not hash the file on the console's thread
-	 * alongside the transfer, which cost a quarter of a 512 MiB transfer's time (docs/benchmarks.md).
+	 * alongside the transfer (a quarter of the console's CPU per image push, docs/benchmarks.md).
 	 */
 	sha256?: string;
 }

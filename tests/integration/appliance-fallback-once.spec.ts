@@ -15,10 +15,10 @@ import { registerDomains } from '../../src/lib/server/domains';
 import { getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { useReleaseKeys } from '../../src/lib/server/releases/keys';
 import { keyIdOf } from '../../src/lib/server/releases/signing';
-import { runOutput, signedImageRelease, sshAsRoot } from '../support/appliances';
+import { runOutput, signedImageRelease } from '../support/appliances';
 import { freshPostgres } from '../support/databases';
 import { waitFor, waitForRun } from '../support/engine';
-import { registerTestbedNodes } from '../support/testbed-nodes';
+import { registerTestbedNodes, sshAsRoot } from '../support/testbed-nodes';
 import { startTestbed, type Testbed } from '../testbed/testbed';
 
 /**

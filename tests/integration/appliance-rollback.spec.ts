@@ -1,11 +1,10 @@
-import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRolloutSchema } from '../../src/lib/schemas/releases';
-import { declareImage, receiveChunk, useImageStore } from '../../src/lib/server/appliances/images';
+import { useImageStore } from '../../src/lib/server/appliances/images';
 import { systemActor } from '../../src/lib/server/audit';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { db, useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
@@ -14,12 +13,12 @@ import { registerDomains } from '../../src/lib/server/domains';
 import { getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { createCredential } from '../../src/lib/server/keys/credentials';
 import { useReleaseKeys } from '../../src/lib/server/releases/keys';
-import { createRelease } from '../../src/lib/server/releases/releases';
-import { ed25519Signature, keyIdOf } from '../../src/lib/server/releases/signing';
+import { keyIdOf } from '../../src/lib/server/releases/signing';
 import { driveRollouts, rollbackRollout } from '../../src/lib/server/rollouts/driver';
 import { createRollout, getRollout, nodesOfRollout } from '../../src/lib/server/rollouts/rollouts';
 import { freshPglite } from '../support/databases';
 import { waitFor } from '../support/engine';
+import { signedImageRelease } from '../support/appliances';
 import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
 
 /**
@@ -34,23 +33,7 @@ let workDir: string;
 let signingKey: KeyObject;
 const names = () => bed.hosts.map((h) => h.name);
 
-async function imageRelease(version: string): Promise<ApplianceImage> {
-	const m: Record<string, unknown> = {
-		version,
-		sha: createHash('sha256').update(version).digest('hex'),
-		channel: 'stable',
-		migrations_required: false,
-		breaking_changes: null,
-		released_at: '2026-06-01T00:00:00Z'
-	};
-	m.signature = ed25519Signature(m, signingKey);
-	const r = await createRelease(systemActor, m);
-	const bytes = randomBytes(200_000);
-	const sha256 = createHash('sha256').update(bytes).digest('hex');
-	const signature = sign(null, Buffer.from(sha256), signingKey).toString('hex');
-	const image = await declareImage(systemActor, { release_id: r.id, sha256, size: bytes.length, signature });
-	return receiveChunk(systemActor, image.id, 0, Readable.toWeb(Readable.from([bytes])) as ReadableStream<Uint8Array>);
-}
+const imageRelease = (version: string) => signedImageRelease(signingKey, version, 200_000);
 
 async function driveUntil(id: string, states: Rollout['state'][]): Promise<Rollout> {
 	return waitFor(

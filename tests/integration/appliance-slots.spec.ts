@@ -1,11 +1,10 @@
-import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { and, asc, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { declareImage, receiveChunk, useImageStore } from '../../src/lib/server/appliances/images';
+import { useImageStore } from '../../src/lib/server/appliances/images';
 import { startPush } from '../../src/lib/server/appliances/runs';
 import { applianceOverview } from '../../src/lib/server/appliances/slots';
 import { systemActor } from '../../src/lib/server/audit';
@@ -17,10 +16,10 @@ import { getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { runHealthSweep } from '../../src/lib/server/fleet/sweep';
 import { createCredential } from '../../src/lib/server/keys/credentials';
 import { useReleaseKeys } from '../../src/lib/server/releases/keys';
-import { createRelease } from '../../src/lib/server/releases/releases';
-import { ed25519Signature, keyIdOf } from '../../src/lib/server/releases/signing';
+import { keyIdOf } from '../../src/lib/server/releases/signing';
 import { freshPostgres } from '../support/databases';
 import { waitForRun } from '../support/engine';
+import { signedImageRelease } from '../support/appliances';
 import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
 
 /**
@@ -37,23 +36,7 @@ let appliance: Node;
 let server: Node;
 let h: TestHost;
 
-async function imageRelease(version: string): Promise<ApplianceImage> {
-	const m: Record<string, unknown> = {
-		version,
-		sha: createHash('sha256').update(version).digest('hex'),
-		channel: 'stable',
-		migrations_required: false,
-		breaking_changes: null,
-		released_at: '2026-06-01T00:00:00Z'
-	};
-	m.signature = ed25519Signature(m, signingKey);
-	const r = await createRelease(systemActor, m);
-	const bytes = randomBytes(200_000);
-	const sha256 = createHash('sha256').update(bytes).digest('hex');
-	const signature = sign(null, Buffer.from(sha256), signingKey).toString('hex');
-	const image = await declareImage(systemActor, { release_id: r.id, sha256, size: bytes.length, signature });
-	return receiveChunk(systemActor, image.id, 0, Readable.toWeb(Readable.from([bytes])) as ReadableStream<Uint8Array>);
-}
+const imageRelease = (version: string) => signedImageRelease(signingKey, version, 200_000);
 
 async function push(image: ApplianceImage) {
 	const run = await startPush(systemActor, { image_id: image.id, nodes: [appliance.name], reboot_timeout_seconds: 60 });

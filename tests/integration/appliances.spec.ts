@@ -31,11 +31,11 @@ import { createRelease } from '../../src/lib/server/releases/releases';
 import { ed25519Signature, keyIdOf } from '../../src/lib/server/releases/signing';
 import { driveRollouts, resumeRollout, rollbackRollout } from '../../src/lib/server/rollouts/driver';
 import { createRollout, getRollout, nodesOfRollout } from '../../src/lib/server/rollouts/rollouts';
-import { connect } from '../../src/lib/server/ssh/connection';
 import { sh } from '../../src/lib/server/ssh/shell';
 import { saveWindow } from '../../src/lib/server/sysupdates/windows';
 import { freshPostgres } from '../support/databases';
 import { waitFor, waitForRun } from '../support/engine';
+import { sshAsRoot } from '../support/testbed-nodes';
 import { startTestbed, type SlotState, type Testbed, type TestHost } from '../testbed/testbed';
 
 /**
@@ -55,20 +55,7 @@ let workDir: string;
 // No grace at shutdown: a stopped console leaves its tasks for recovery at once, as a killed one does.
 const ENGINE = { concurrency: 30, leaseMs: 3_000, sweepMs: 500, shutdownGraceMs: 0 };
 
-async function ssh(h: TestHost, script: string): Promise<string> {
-	const conn = await connect({
-		host: h.address,
-		port: h.port,
-		username: 'root',
-		privateKey: bed.clientPrivateKey,
-		hostKeyFingerprint: h.hostKeyFingerprint
-	});
-	try {
-		return (await conn.exec(sh`sh -c ${script}`)).stdout;
-	} finally {
-		conn.close();
-	}
-}
+const ssh = async (h: TestHost, script: string) => (await sshAsRoot(bed, h, script)).stdout;
 
 async function release(version: string) {
 	const m: Record<string, unknown> = {

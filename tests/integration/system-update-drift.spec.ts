@@ -11,13 +11,11 @@ import { events, nodes, type Node } from '../../src/lib/server/db/schema';
 import { startEngine, stopEngine } from '../../src/lib/server/engine';
 import { registerDomains } from '../../src/lib/server/domains';
 import { statusOf } from '../../src/lib/server/fleet/status';
-import { connect } from '../../src/lib/server/ssh/connection';
-import { sh } from '../../src/lib/server/ssh/shell';
 import { createHold } from '../../src/lib/server/sysupdates/holds';
 import { startNodeUpdate, startScan, startUpdate } from '../../src/lib/server/sysupdates/runs';
 import { freshPostgres } from '../support/databases';
 import { waitForRun } from '../support/engine';
-import { registerTestbedNodes } from '../support/testbed-nodes';
+import { registerTestbedNodes, sshAsRoot } from '../support/testbed-nodes';
 import { startTestbed, type Testbed, type TestHost, type TestPackage } from '../testbed/testbed';
 
 /**
@@ -47,20 +45,7 @@ async function aptLog(h: TestHost): Promise<string[]> {
 	return (await bed.commandLog(h)).map((l) => l.replace(/^\d+ /, '')).filter((l) => l.startsWith('apt-get'));
 }
 
-async function ssh(h: TestHost, script: string): Promise<string> {
-	const conn = await connect({
-		host: h.address,
-		port: h.port,
-		username: 'root',
-		privateKey: bed.clientPrivateKey,
-		hostKeyFingerprint: h.hostKeyFingerprint
-	});
-	try {
-		return (await conn.exec(sh`sh -c ${script}`)).stdout;
-	} finally {
-		conn.close();
-	}
-}
+const ssh = async (h: TestHost, script: string) => (await sshAsRoot(bed, h, script)).stdout;
 
 const versions = async (h: TestHost) => Object.fromEntries((await bed.packages(h)).map((p) => [p.name, p.installed]));
 

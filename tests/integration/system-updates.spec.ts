@@ -18,14 +18,12 @@ import {
 import { cancelRun, getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { registerDomains } from '../../src/lib/server/domains';
 import { alertsFor, statusOf } from '../../src/lib/server/fleet/status';
-import { connect } from '../../src/lib/server/ssh/connection';
-import { sh } from '../../src/lib/server/ssh/shell';
 import { startScan, startUpdate } from '../../src/lib/server/sysupdates/runs';
 import { runScheduledSystemUpdates, saveScanSchedule, scanSchedule } from '../../src/lib/server/sysupdates/schedule';
 import { saveWindow, skipNextWindow } from '../../src/lib/server/sysupdates/windows';
 import { windowSchema } from '../../src/lib/schemas/system-updates';
 import { freshPostgres } from '../support/databases';
-import { registerTestbedNodes } from '../support/testbed-nodes';
+import { registerTestbedNodes, sshAsRoot } from '../support/testbed-nodes';
 import { waitFor, waitForRun } from '../support/engine';
 import { startTestbed, type Testbed, type TestHost, type TestPackage } from '../testbed/testbed';
 
@@ -53,20 +51,7 @@ const MIXED = [
 	pkg('openssl', ['bookworm-security'])
 ];
 
-async function ssh(h: TestHost, script: string): Promise<string> {
-	const conn = await connect({
-		host: h.address,
-		port: h.port,
-		username: 'root',
-		privateKey: bed.clientPrivateKey,
-		hostKeyFingerprint: h.hostKeyFingerprint
-	});
-	try {
-		return (await conn.exec(sh`sh -c ${script}`)).stdout;
-	} finally {
-		conn.close();
-	}
-}
+const ssh = async (h: TestHost, script: string) => (await sshAsRoot(bed, h, script)).stdout;
 
 /** Processes on the host whose command line mentions `what` (its own /proc, read over SSH). */
 async function processesOn(h: TestHost, what: string): Promise<string[]> {

@@ -7,28 +7,13 @@ import { db } from '../../src/lib/server/db';
 import { events, type ApplianceImage } from '../../src/lib/server/db/schema';
 import { createRelease } from '../../src/lib/server/releases/releases';
 import { ed25519Signature } from '../../src/lib/server/releases/signing';
-import { connect } from '../../src/lib/server/ssh/connection';
-import { sh } from '../../src/lib/server/ssh/shell';
-import type { Testbed, TestHost } from '../testbed/testbed';
 
-/** Runs `script` as root on a testbed appliance, over the console's own SSH layer. */
-export async function sshAsRoot(bed: Testbed, h: TestHost, script: string) {
-	const conn = await connect({
-		host: h.address,
-		port: h.port,
-		username: 'root',
-		privateKey: bed.clientPrivateKey,
-		hostKeyFingerprint: h.hostKeyFingerprint
-	});
-	try {
-		return await conn.exec(sh`sh -c ${script}`);
-	} finally {
-		conn.close();
-	}
-}
-
-/** A release `version` signed by `signingKey`, with a 300 kB image signed by it too, received whole by the console. */
-export async function signedImageRelease(signingKey: KeyObject, version: string): Promise<ApplianceImage> {
+/** A release `version` signed by `signingKey`, with an image of `size` random bytes signed by it too, received whole by the console. */
+export async function signedImageRelease(
+	signingKey: KeyObject,
+	version: string,
+	size = 300_000
+): Promise<ApplianceImage> {
 	const m: Record<string, unknown> = {
 		version,
 		sha: createHash('sha256').update(version).digest('hex'),
@@ -39,7 +24,7 @@ export async function signedImageRelease(signingKey: KeyObject, version: string)
 	};
 	m.signature = ed25519Signature(m, signingKey);
 	const r = await createRelease(systemActor, m);
-	const bytes = randomBytes(300_000);
+	const bytes = randomBytes(size);
 	const sha256 = createHash('sha256').update(bytes).digest('hex');
 	const signature = sign(null, Buffer.from(sha256), signingKey).toString('hex');
 	const image = await declareImage(systemActor, { release_id: r.id, sha256, size: bytes.length, signature });

@@ -2,6 +2,8 @@ import { systemActor } from '../../src/lib/server/audit';
 import { db } from '../../src/lib/server/db';
 import { nodes, type Node } from '../../src/lib/server/db/schema';
 import { createCredential } from '../../src/lib/server/keys/credentials';
+import { connect } from '../../src/lib/server/ssh/connection';
+import { sh } from '../../src/lib/server/ssh/shell';
 import type { Testbed, TestHost } from '../testbed/testbed';
 
 /**
@@ -27,4 +29,20 @@ export async function registerTestbedNodes(
 			}))
 		)
 		.returning();
+}
+
+/** Runs `script` as root on a testbed host, over the console's own SSH layer. */
+export async function sshAsRoot(bed: Testbed, h: TestHost, script: string) {
+	const conn = await connect({
+		host: h.address,
+		port: h.port,
+		username: 'root',
+		privateKey: bed.clientPrivateKey,
+		hostKeyFingerprint: h.hostKeyFingerprint
+	});
+	try {
+		return await conn.exec(sh`sh -c ${script}`);
+	} finally {
+		conn.close();
+	}
 }

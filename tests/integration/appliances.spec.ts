@@ -27,12 +27,12 @@ import { registerDomains } from '../../src/lib/server/domains';
 import { getRun, metricsRegistry, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { createCredential } from '../../src/lib/server/keys/credentials';
 import { useReleaseKeys } from '../../src/lib/server/releases/keys';
-import { createRelease } from '../../src/lib/server/releases/releases';
-import { ed25519Signature, keyIdOf } from '../../src/lib/server/releases/signing';
+import { keyIdOf } from '../../src/lib/server/releases/signing';
 import { driveRollouts, resumeRollout, rollbackRollout } from '../../src/lib/server/rollouts/driver';
 import { createRollout, getRollout, nodesOfRollout } from '../../src/lib/server/rollouts/rollouts';
 import { sh } from '../../src/lib/server/ssh/shell';
 import { saveWindow } from '../../src/lib/server/sysupdates/windows';
+import { signedRelease } from '../support/appliances';
 import { freshPostgres } from '../support/databases';
 import { waitFor, waitForRun } from '../support/engine';
 import { sshAsRoot } from '../support/testbed-nodes';
@@ -57,18 +57,7 @@ const ENGINE = { concurrency: 30, leaseMs: 3_000, sweepMs: 500, shutdownGraceMs:
 
 const ssh = async (h: TestHost, script: string) => (await sshAsRoot(bed, h, script)).stdout;
 
-async function release(version: string) {
-	const m: Record<string, unknown> = {
-		version,
-		sha: createHash('sha256').update(version).digest('hex'),
-		channel: 'stable',
-		migrations_required: false,
-		breaking_changes: null,
-		released_at: '2026-06-01T00:00:00Z'
-	};
-	m.signature = ed25519Signature(m, signingKey);
-	return createRelease(systemActor, m);
-}
+const release = (version: string) => signedRelease(signingKey, version);
 
 const signImage = (sha256: string, key = signingKey) => sign(null, Buffer.from(sha256), key).toString('hex');
 

@@ -23,13 +23,13 @@ import { registerDomains } from '../../src/lib/server/domains';
 import { getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { createCredential } from '../../src/lib/server/keys/credentials';
 import { useReleaseKeys } from '../../src/lib/server/releases/keys';
-import { createRelease } from '../../src/lib/server/releases/releases';
-import { ed25519Signature, keyIdOf } from '../../src/lib/server/releases/signing';
+import { keyIdOf } from '../../src/lib/server/releases/signing';
 import { bytesOf } from '../../src/lib/server/sim/host';
 import { startSimulatedHost, type SimulatedHost } from '../../src/lib/server/sim/server';
 import { installSlots } from '../../src/lib/server/sim/slots';
 import { connect } from '../../src/lib/server/ssh/connection';
 import { sh } from '../../src/lib/server/ssh/shell';
+import { signedRelease } from '../support/appliances';
 import { freshPglite } from '../support/databases';
 import { waitForRun } from '../support/engine';
 import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
@@ -50,18 +50,7 @@ let otherKey: KeyObject;
 let real: TestHost;
 const nodeOf: Record<'real' | 'simulated', Node> = {} as never;
 
-async function release(version: string) {
-	const m: Record<string, unknown> = {
-		version,
-		sha: createHash('sha256').update(version).digest('hex'),
-		channel: 'stable',
-		migrations_required: false,
-		breaking_changes: null,
-		released_at: '2026-06-01T00:00:00Z'
-	};
-	m.signature = ed25519Signature(m, signingKey);
-	return createRelease(systemActor, m);
-}
+const release = (version: string) => signedRelease(signingKey, version);
 
 const signImage = (sha256: string, key: KeyObject) => sign(null, Buffer.from(sha256), key).toString('hex');
 

@@ -8,12 +8,8 @@ import { events, type ApplianceImage } from '../../src/lib/server/db/schema';
 import { createRelease } from '../../src/lib/server/releases/releases';
 import { ed25519Signature } from '../../src/lib/server/releases/signing';
 
-/** A release `version` signed by `signingKey`, with an image of `size` random bytes signed by it too, received whole by the console. */
-export async function signedImageRelease(
-	signingKey: KeyObject,
-	version: string,
-	size = 300_000
-): Promise<ApplianceImage> {
+/** A stable release `version` whose manifest `signingKey` signed, created by the console. */
+export async function signedRelease(signingKey: KeyObject, version: string) {
 	const m: Record<string, unknown> = {
 		version,
 		sha: createHash('sha256').update(version).digest('hex'),
@@ -23,7 +19,16 @@ export async function signedImageRelease(
 		released_at: '2026-06-01T00:00:00Z'
 	};
 	m.signature = ed25519Signature(m, signingKey);
-	const r = await createRelease(systemActor, m);
+	return createRelease(systemActor, m);
+}
+
+/** A release `version` signed by `signingKey`, with an image of `size` random bytes signed by it too, received whole by the console. */
+export async function signedImageRelease(
+	signingKey: KeyObject,
+	version: string,
+	size = 300_000
+): Promise<ApplianceImage> {
+	const r = await signedRelease(signingKey, version);
 	const bytes = randomBytes(size);
 	const sha256 = createHash('sha256').update(bytes).digest('hex');
 	const signature = sign(null, Buffer.from(sha256), signingKey).toString('hex');

@@ -10,6 +10,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import postgres from 'postgres';
+import { serveNodeFlags } from '../scripts/serve-flags.mjs';
 import {
 	cpuMsOf,
 	cpuUsedFrom,
@@ -39,8 +40,8 @@ const rounds = Number(env.BENCH_ROUNDS ?? 3);
 const warmupTasks = Math.min(concurrency, fleetSize);
 /** Only the rows whose "database flow clients" matches this (for profiling one case), e.g. `PostgreSQL bench-local-sleep 0`. */
 const only = env.BENCH_ONLY ? new RegExp(env.BENCH_ONLY) : undefined;
-/** Extra node flags for the console process, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`. */
-const consoleArgs = env.BENCH_CONSOLE_ARGS?.split(' ').filter(Boolean) ?? [];
+/** The console's node flags: `npm run serve`'s, then any extra, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`. */
+const consoleArgs = [...serveNodeFlags(), ...(env.BENCH_CONSOLE_ARGS?.split(' ').filter(Boolean) ?? [])];
 /** A loopback address no other test or benchmark uses (see the address table in the testbed's notes). */
 const fleetAddress = '127.0.1.79';
 const idealMs = Math.ceil(fleetSize / concurrency) * stepCount * stepMs;

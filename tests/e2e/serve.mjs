@@ -6,6 +6,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import postgres from 'postgres';
+import { serveNodeFlags } from '../../scripts/serve-flags.mjs';
 
 const adminUrl = process.env.TEST_DATABASE_URL;
 if (!adminUrl) {
@@ -20,7 +21,7 @@ await admin.end();
 
 const url = new URL(adminUrl);
 url.pathname = `/${dbName}`;
-const child = spawn(process.execPath, ['--max-http-header-size=131072', 'build'], {
+const child = spawn(process.execPath, [...serveNodeFlags(), 'build'], {
 	stdio: 'inherit',
 	env: {
 		...process.env,

@@ -18,6 +18,8 @@ import { events, runs, tasks, taskSteps, type ApplianceImage } from '../src/lib/
 import { useReleaseKeys } from '../src/lib/server/releases/keys';
 import { createRelease } from '../src/lib/server/releases/releases';
 import { ed25519Signature, keyIdOf } from '../src/lib/server/releases/signing';
+import { connect } from '../src/lib/server/ssh/connection';
+import { uploadFile } from '../src/lib/server/ssh/sftp';
 import { sh } from '../src/lib/server/ssh/shell';
 import { startTestbed, type Testbed, type TestHost } from '../tests/testbed/testbed.ts';
 import { startBenchConsole } from './console';
@@ -113,7 +115,13 @@ async function pushTimes(runId: string): Promise<PushTimes[]> {
  * The console's A/B flow on `hosts` at once (`POST /api/appliances/push`, no window): upload to the standby
  * slot, verify on the appliance, reboot, gate, commit. Every appliance must end on its new slot, committed.
  */
-function flotillaPush(bed: Testbed, hosts: TestHost[], image: ApplianceImage, cpu: number[]): Variant<PushRow> {
+function flotillaPush(
+	bed: Testbed,
+	hosts: TestHost[],
+	image: ApplianceImage,
+	cpu: number[],
+	spread: UploadSpread[]
+): Variant<PushRow> {
 	const n = hosts.length;
 	const whole = row('Flotilla', 'the whole A/B update: push to the run ended succeeded', n);
 	const upload = row('Flotilla', "`upload` step: SFTP to the standby slot + the appliance's sha256sum of it", n);
@@ -121,7 +129,10 @@ function flotillaPush(bed: Testbed, hosts: TestHost[], image: ApplianceImage, cp
 	return {
 		label: `flotilla push to ${n}`,
 		rows: [whole, upload, transfer],
-		note: () => `console CPU ${fixed(cpu.at(-1) ?? 0)} s`,
+		note: () => {
+			const last = spread.at(-1);
+			return `console CPU ${fixed(cpu.at(-1) ?? 0)} s${last && n > 1 ? `, uploads began over ${fixed(last.startsOver)} s, each took ${fixed(last.each)} s (median)` : ''}`;
+		},
 		async run() {
 			const expected = await Promise.all(hosts.map((h) => standbyOf(bed, h)));
 			const cpuBefore = await cpuMsOf(process.pid);
@@ -162,9 +173,73 @@ function flotillaPush(bed: Testbed, hosts: TestHost[], image: ApplianceImage, cp
 				}
 			}
 			const times = await pushTimes(pushed.id);
-			const transferred =
-				(Math.max(...times.map((t) => t.transfer.to)) - Math.min(...times.map((t) => t.transfer.from))) / 1000;
+			const firstFrom = Math.min(...times.map((t) => t.transfer.from));
+			const transferred = (Math.max(...times.map((t) => t.transfer.to)) - firstFrom) / 1000;
+			spread.push({
+				startsOver: (Math.max(...times.map((t) => t.transfer.from)) - firstFrom) / 1000,
+				each: median(times.map((t) => (t.transfer.to - t.transfer.from) / 1000))
+			});
 			return [seconds, Math.max(...times.map((t) => t.uploadStep)), transferred];
+		}
+	};
+}
+
+/** How the uploads of one push to several appliances lay in time (the flow starts each when its task gets there). */
+interface UploadSpread {
+	/** From the first upload's start to the last one's. */
+	startsOver: number;
+	/** One appliance's transfer, median over the push's appliances. */
+	each: number;
+}
+
+/**
+ * The SFTP upload the flow uses (`uploadFile`), alone: a connection to each appliance, then the image to its
+ * standby slot, every appliance at once, with no engine, steps or other appliances' checks alongside. Timed
+ * from before connecting, as scp is; the transfer until the last progress reached the total, the whole upload
+ * until the appliance's sha256sum of it matched.
+ */
+function sftpUpload(bed: Testbed, hosts: TestHost[], image: ApplianceImage, localFile: string): Variant<PushRow> {
+	const n = hosts.length;
+	const whole = row(
+		'Flotilla SSH layer',
+		"`uploadFile` alone: connect, SFTP to the standby slot, the appliance's sha256sum",
+		n
+	);
+	const transfer = row(
+		'Flotilla SSH layer',
+		'`uploadFile` alone: connect, then SFTP until its progress reached the total',
+		n
+	);
+	return {
+		label: `uploadFile alone to ${n}`,
+		rows: [whole, transfer],
+		async run() {
+			const paths = await Promise.all(hosts.map(async (h) => `/boot/flotilla/slot-${await standbyOf(bed, h)}.img`));
+			const start = performance.now();
+			let transferred = 0;
+			await Promise.all(
+				hosts.map(async (h, i) => {
+					const conn = await connect({
+						host: h.address,
+						port: h.port,
+						username: h.user,
+						privateKey: bed.clientPrivateKey,
+						hostKeyFingerprint: h.hostKeyFingerprint
+					});
+					try {
+						await uploadFile(conn, localFile, paths[i]!, {
+							resume: false,
+							sha256: image.sha256,
+							onProgress: (p) => {
+								if (p.bytes === p.total) transferred = Math.max(transferred, secondsSince(start));
+							}
+						});
+					} finally {
+						conn.close();
+					}
+				})
+			);
+			return [secondsSince(start), transferred];
 		}
 	};
 }
@@ -297,33 +372,37 @@ export async function benchmarkAppliances(log: (line: string) => void = console.
 		const all = bed.hosts;
 		const cpuOne: number[] = [];
 		const cpuAll: number[] = [];
+		const spread: UploadSpread[] = [];
 		const variants = [
-			flotillaPush(bed, one, image, cpuOne),
+			flotillaPush(bed, one, image, cpuOne, []),
+			sftpUpload(bed, one, image, localFile),
 			scpVariant(setup, one, localFile, false),
 			scpVariant(setup, one, localFile, true),
-			flotillaPush(bed, all, image, cpuAll),
+			flotillaPush(bed, all, image, cpuAll, spread),
+			sftpUpload(bed, all, image, localFile),
 			scpVariant(setup, all, localFile, false),
 			scpVariant(setup, all, localFile, true)
 		];
 		// Each Flotilla row against the scp row for the same appliances that does the same work.
-		for (const k of [0, 3]) {
+		for (const k of [0, 4]) {
 			const [, upload, transfer] = variants[k]!.rows;
-			transfer!.against = variants[k + 1]!.rows[0];
-			upload!.against = variants[k + 2]!.rows[0];
+			const [layerWhole, layerTransfer] = variants[k + 1]!.rows;
+			transfer!.against = layerTransfer!.against = variants[k + 2]!.rows[0];
+			upload!.against = layerWhole!.against = variants[k + 3]!.rows[0];
 		}
 		log(`${imageMib} MiB to 1 appliance and to ${fleetSize} at once, ${rounds} rounds`);
 		await measureRoundRobin(variants, rounds, log, () => {
 			cpuOne.length = 0;
 			cpuAll.length = 0;
+			spread.length = 0;
 		});
 		const loadAfter = loadavg();
 
 		const rows = variants.flatMap((v) => v.rows);
-		const ratioOf = (k: number) => {
-			const transfer = variants[k]!.rows[2]!;
-			return median(transfer.against!.samples) / median(transfer.samples);
-		};
-		const allTransfer = variants[3]!.rows[2]!;
+		const ratio = (r: PushRow) => median(r.against!.samples) / median(r.samples);
+		const flowTransfer = (k: number) => variants[k]!.rows[2]!;
+		const layerTransfer = (k: number) => variants[k + 1]!.rows[1]!;
+		const allMibs = (r: PushRow) => fixed((imageMib * fleetSize) / median(r.samples), 1);
 		const section = [
 			sectionHeading,
 			'',
@@ -333,13 +412,13 @@ export async function benchmarkAppliances(log: (line: string) => void = console.
 			`- Node ${process.version}, ssh2 ${await packageVersion('ssh2')}, ${await toolVersion('ssh', ['-V'])} (scp and the appliances' sshd)`,
 			`- Load average (1 min) ${fixed(loadBefore[0]!)} before the run, ${fixed(loadAfter[0]!)} after`,
 			'',
-			"Flotilla: `POST /api/appliances/push`'s function with no window, every appliance at once; the run's A/B flow uploads the image to each appliance's standby slot over SFTP (uploadFile: 254 KiB writes, 16 in flight, then the appliance's sha256sum compared with the image's signed sha256), then the appliance verifies sha256 and signature itself, reboots into the slot, runs the health gate and commits. scp copies the same file to the same standby slot file; each scp row includes connecting, the Flotilla rows other than the whole update run on the task's open connection (the transfer from its first `uploading` state to the progress event that reached the total). Throughput ÷ scp is scp's time ÷ the row's (above 1, Flotilla moved the bytes faster): the transfer against scp alone, the upload step against scp followed by a remote sha256sum.",
+			"Flotilla: `POST /api/appliances/push`'s function with no window, every appliance at once; the run's A/B flow uploads the image to each appliance's standby slot over SFTP (uploadFile: 254 KiB writes, 16 in flight, then the appliance's sha256sum compared with the image's signed sha256), then the appliance verifies sha256 and signature itself, reboots into the slot, runs the health gate and commits. scp copies the same file to the same standby slot file; each scp row includes connecting, the Flotilla rows other than the whole update run on the task's open connection (the transfer from its first `uploading` state to the progress event that reached the total). Throughput ÷ scp is scp's time ÷ the row's (above 1, Flotilla moved the bytes faster): the transfer against scp alone, the upload step against scp followed by a remote sha256sum. The SSH-layer rows are the flow's upload (`uploadFile`) alone, timed like scp from before connecting: no engine, no other steps, and no other appliance's checks alongside.",
 			'',
 			table(rows),
 			'',
-			`- One appliance: SFTP throughput ${fixed(ratioOf(0))} of scp's (aim: at least 0.90).`,
-			`- ${fleetSize} at once: ${fixed(ratioOf(3))} of scp's; ${fixed((imageMib * fleetSize) / median(allTransfer.samples), 1)} MiB/s in all.`,
-			`- The console's process (one Node thread for its JavaScript) used ${fixed(median(cpuOne))} CPU s per push to one appliance, ${fixed(cpuShare(cpuOne, variants[0]!.rows[0]!))} of one CPU over the push; ${fixed(median(cpuAll))} CPU s per push to ${fleetSize}, ${fixed(cpuShare(cpuAll, variants[3]!.rows[0]!))} of one CPU. The machine has ${availableParallelism()} CPUs, shared by the console, the appliances' sshd and sha256sum, and scp.`,
+			`- One appliance: SFTP throughput ${fixed(ratio(flowTransfer(0)))} of scp's in the A/B flow, ${fixed(ratio(layerTransfer(0)))} with \`uploadFile\` alone (aim: at least 0.90).`,
+			`- ${fleetSize} at once: ${fixed(ratio(layerTransfer(4)))} of scp's with \`uploadFile\` alone (${allMibs(layerTransfer(4))} MiB/s in all); ${fixed(ratio(flowTransfer(4)))} in the A/B flow (${allMibs(flowTransfer(4))} MiB/s), whose uploads began over ${fixed(median(spread.map((x) => x.startsOver)))} s and took ${fixed(median(spread.map((x) => x.each)))} s each (medians), alongside the checks of the appliances whose upload had ended.`,
+			`- The console's process (one Node thread for its JavaScript) used ${fixed(median(cpuOne))} CPU s per push to one appliance, ${fixed(cpuShare(cpuOne, variants[0]!.rows[0]!))} of one CPU over the push; ${fixed(median(cpuAll))} CPU s per push to ${fleetSize}, ${fixed(cpuShare(cpuAll, variants[4]!.rows[0]!))} of one CPU. The machine has ${availableParallelism()} CPUs, shared by the console, the appliances' sshd and sha256sum, and scp.`,
 			''
 		];
 		return await publishSection(sectionHeading, section, log);

@@ -80,6 +80,11 @@ async function standbyOf(bed: Testbed, host: TestHost): Promise<'a' | 'b'> {
 	return (await bed.slotState(host)).active === 'a' ? 'b' : 'a';
 }
 
+/** The standby slot's image file on an appliance, where every tool here writes the image. */
+async function standbySlotFile(bed: Testbed, host: TestHost): Promise<string> {
+	return `/boot/flotilla/slot-${await standbyOf(bed, host)}.img`;
+}
+
 /** Where one appliance's time went in a push, from the engine's steps and the update's progress events. */
 interface PushTimes {
 	/** The `upload` step: SFTP to the standby slot, then the appliance's sha256sum checked against the console's. */
@@ -214,7 +219,7 @@ function sftpUpload(bed: Testbed, hosts: TestHost[], image: ApplianceImage, loca
 		label: `uploadFile alone to ${n}`,
 		rows: [whole, transfer],
 		async run() {
-			const paths = await Promise.all(hosts.map(async (h) => `/boot/flotilla/slot-${await standbyOf(bed, h)}.img`));
+			const paths = await Promise.all(hosts.map((h) => standbySlotFile(bed, h)));
 			const start = performance.now();
 			let transferred = 0;
 			await Promise.all(
@@ -257,9 +262,7 @@ function scpVariant(setup: ToolSetup, hosts: TestHost[], localFile: string, with
 		label: `scp${withSum ? ' + sha256sum' : ''} to ${hosts.length}`,
 		rows: [r],
 		async run() {
-			const paths = await Promise.all(
-				hosts.map(async (h) => `/boot/flotilla/slot-${await standbyOf(setup.bed, h)}.img`)
-			);
+			const paths = await Promise.all(hosts.map((h) => standbySlotFile(setup.bed, h)));
 			const start = performance.now();
 			const ours = withSum ? sha256Of(localFile) : Promise.resolve('');
 			await Promise.all(

@@ -80,6 +80,13 @@ async function standbyOf(bed: Testbed, host: TestHost): Promise<'a' | 'b'> {
 	return (await bed.slotState(host)).active === 'a' ? 'b' : 'a';
 }
 
+/**
+ * Every row starts with the page cache written back (`sync`): a push to 20 leaves 10 GiB for the disk, and
+ * whichever tool ran next was slowed by it (scp to 20 took 23–24 s first and 31–42 s right after uploadFile's
+ * 10 GiB, docs/benchmarks.md), so without this the order of the rows decided the ratios.
+ */
+const settleDisk = () => tool('sync', []);
+
 /** The standby slot's image file on an appliance, where every tool here writes the image. */
 async function standbySlotFile(bed: Testbed, host: TestHost): Promise<string> {
 	return `/boot/flotilla/slot-${await standbyOf(bed, host)}.img`;
@@ -140,6 +147,7 @@ function flotillaPush(
 		},
 		async run() {
 			const expected = await Promise.all(hosts.map((h) => standbyOf(bed, h)));
+			await settleDisk();
 			const cpuBefore = await cpuMsOf(process.pid);
 			const start = Date.now();
 			const pushed = await startPush(systemActor, {
@@ -220,6 +228,7 @@ function sftpUpload(bed: Testbed, hosts: TestHost[], image: ApplianceImage, loca
 		rows: [whole, transfer],
 		async run() {
 			const paths = await Promise.all(hosts.map((h) => standbySlotFile(bed, h)));
+			await settleDisk();
 			const start = performance.now();
 			let transferred = 0;
 			await Promise.all(
@@ -263,6 +272,7 @@ function scpVariant(setup: ToolSetup, hosts: TestHost[], localFile: string, with
 		rows: [r],
 		async run() {
 			const paths = await Promise.all(hosts.map((h) => standbySlotFile(setup.bed, h)));
+			await settleDisk();
 			const start = performance.now();
 			const ours = withSum ? sha256Of(localFile) : Promise.resolve('');
 			await Promise.all(
@@ -409,7 +419,7 @@ export async function benchmarkAppliances(log: (line: string) => void = console.
 		const section = [
 			sectionHeading,
 			'',
-			`Produced by \`${command}\` (bench/appliances.ts) on ${started.toISOString()}: ${fleetSize} appliances (real OpenSSH sshd on 127.0.1.${firstHost}–${firstHost + fleetSize - 1}, each with the slot helper appliance/flotilla-slot and the release key installed), the console's engine on a throwaway PostgreSQL, a ${imageMib} MiB image of random data; every tool on the same appliances in one run, one warm-up run of each row, then ${rounds} measured runs taken round-robin; the median is shown.`,
+			`Produced by \`${command}\` (bench/appliances.ts) on ${started.toISOString()}: ${fleetSize} appliances (real OpenSSH sshd on 127.0.1.${firstHost}–${firstHost + fleetSize - 1}, each with the slot helper appliance/flotilla-slot and the release key installed), the console's engine on a throwaway PostgreSQL, a ${imageMib} MiB image of random data; every tool on the same appliances in one run, one warm-up run of each row, then ${rounds} measured runs taken round-robin, each started once \`sync\` had written the page cache back; the median is shown.`,
 			'',
 			cpusLine(),
 			`- Node ${process.version}, ssh2 ${await packageVersion('ssh2')}, ${await toolVersion('ssh', ['-V'])} (scp and the appliances' sshd)`,

@@ -1,4 +1,4 @@
-import { type Browser, type Page } from '@playwright/test';
+import { type Browser, type Locator, type Page } from '@playwright/test';
 import { expect, test } from './support/test';
 import { consoleDatabase, people } from './support/console';
 
@@ -24,6 +24,17 @@ async function signIn(browser: Browser, width: number): Promise<Page> {
 const commandOf = (page: Page, name: string) => page.locator(`#role-command-${name}`);
 const deadlineOf = (page: Page, name: string) => page.locator(`#role-command-${name}-deadline`);
 const errorOf = (page: Page, id: string) => page.locator(`#${id} ~ .field-error`);
+
+/**
+ * Saves the role and waits for the console's answer to that save: after an earlier save its "Saved role"
+ * message is on the page already, so waiting for the message alone let the test read the database too early.
+ */
+async function saveRole(page: Page, form: Locator): Promise<void> {
+	await Promise.all([
+		page.waitForResponse((r) => r.request().method() === 'POST' && r.url().includes('/saveRole')),
+		form.getByRole('button', { name: 'Save role' }).click()
+	]);
+}
 
 test.describe.configure({ mode: 'serial' });
 
@@ -89,7 +100,7 @@ test('an admin defines a commands role in the form: a bad deadline is named next
 	await expect(form.getByLabel('Deploy method')).toHaveValue('commands');
 	await expect(commandOf(page, 'rollback')).toHaveValue('/srv/shop/bin/deploy\nrollback');
 	await expect(deadlineOf(page, 'migrate')).toHaveValue('1800');
-	await form.getByRole('button', { name: 'Save role' }).click();
+	await saveRole(page, form);
 	await expect(page.getByText('Saved role ui-shop.')).toBeVisible();
 	expect((await db`select commands from code_roles where name = 'ui-shop'`)[0]!.commands).toEqual(expected);
 
@@ -100,7 +111,7 @@ test('an admin defines a commands role in the form: a bad deadline is named next
 	await commandOf(page, 'switch').fill('/srv/shop/bin/deploy\nswitch\n--now');
 	await commandOf(page, 'rollback').fill('');
 	await deadlineOf(page, 'backup').fill('900');
-	await form.getByRole('button', { name: 'Save role' }).click();
+	await saveRole(page, form);
 	await expect(page.getByText('Saved role ui-shop.')).toBeVisible();
 	const { rollback: _dropped, ...kept } = expected;
 	expect((await db`select commands from code_roles where name = 'ui-shop'`)[0]!.commands).toEqual({
@@ -113,7 +124,7 @@ test('an admin defines a commands role in the form: a bad deadline is named next
 	// Another method takes the commands away.
 	await form.getByLabel('Deploy method').selectOption('git');
 	await expect(page.getByTestId('role-commands')).toHaveCount(0);
-	await form.getByRole('button', { name: 'Save role' }).click();
+	await saveRole(page, form);
 	await expect(page.getByText('Saved role ui-shop.')).toBeVisible();
 	expect((await db`select method, commands from code_roles where name = 'ui-shop'`)[0]).toEqual({
 		method: 'git',

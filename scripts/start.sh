@@ -26,7 +26,7 @@ if [ -z "${DATABASE_URL:-}" ]; then
 	export FLOTILLA_DEMO="${FLOTILLA_DEMO:-1}"
 fi
 flotilla_say "open $ORIGIN — the first visit asks you to create the admin account"
-# `npm run serve`'s node flags (README, "Running it"): a larger request head, and PGlite's WebAssembly kept on
+# `npm run serve`'s node flags (README, "Production"): a larger request head, and PGlite's WebAssembly kept on
 # V8's baseline compiler.
 # shellcheck disable=SC2046 # the flags are words of their own
 exec node $(node scripts/serve-flags.mjs) build

@@ -1,6 +1,6 @@
 import { type Browser, type Locator, type Page } from '@playwright/test';
 import { expect, test } from './support/test';
-import { consoleDatabase, people } from './support/console';
+import { bearer, call, consoleDatabase, loadTokens, people } from './support/console';
 
 /**
  * The role form for the `commands` deploy method (docs/releases.md, "The commands method"): the six commands with
@@ -121,8 +121,19 @@ test('an admin defines a commands role in the form: a bad deadline is named next
 	});
 	await page.screenshot({ path: `${shots}/role-form-commands-desktop.png`, fullPage: true });
 
-	// Another method takes the commands away.
+	// Another method takes the commands away. The choice holds while the page reloads its data live (here because
+	// the role changed through the API meanwhile), which used to put the saved method back into the form.
 	await form.getByLabel('Deploy method').selectOption('git');
+	const reloaded = page.waitForResponse((r) => r.url().includes('/code-sync/__data.json'));
+	const patched = await call('/api/roles/ui-shop', {
+		method: 'PATCH',
+		headers: bearer(loadTokens().admin),
+		json: { description: 'the shop' }
+	});
+	expect(patched.status).toBe(200);
+	await reloaded;
+	await expect(form.getByLabel('Description')).toHaveValue('the shop');
+	await expect(form.getByLabel('Deploy method')).toHaveValue('git');
 	await expect(page.getByTestId('role-commands')).toHaveCount(0);
 	await saveRole(page, form);
 	await expect(page.getByText('Saved role ui-shop.')).toBeVisible();

@@ -39,6 +39,7 @@ import {
 	stopPostgres,
 	tool,
 	toolSetup,
+	testbedTarget,
 	toolVersion,
 	waitForAddresses,
 	writeRandomFile,
@@ -81,11 +82,19 @@ async function standbyOf(bed: Testbed, host: TestHost): Promise<'a' | 'b'> {
 }
 
 /**
- * Every row starts with the page cache written back (`sync`): a push to 20 leaves 10 GiB for the disk, and
- * whichever tool ran next was slowed by it (scp to 20 took 23–24 s first and 31–42 s right after uploadFile's
- * 10 GiB, docs/benchmarks.md), so without this the order of the rows decided the ratios.
+ * The variant, started once the page cache is written back (`sync`): a push to 20 leaves 10 GiB for the disk,
+ * and whichever tool ran next was slowed by it (scp to 20 took 23–24 s first and 31–42 s right after
+ * uploadFile's 10 GiB, docs/benchmarks.md), so without this the order of the rows decided the ratios.
  */
-const settleDisk = () => tool('sync', []);
+function afterSync<R extends Row>(variant: Variant<R>): Variant<R> {
+	return {
+		...variant,
+		async run() {
+			await tool('sync', []);
+			return variant.run();
+		}
+	};
+}
 
 /** The standby slot's image file on an appliance, where every tool here writes the image. */
 async function standbySlotFile(bed: Testbed, host: TestHost): Promise<string> {
@@ -147,7 +156,6 @@ function flotillaPush(
 		},
 		async run() {
 			const expected = await Promise.all(hosts.map((h) => standbyOf(bed, h)));
-			await settleDisk();
 			const cpuBefore = await cpuMsOf(process.pid);
 			const start = Date.now();
 			const pushed = await startPush(systemActor, {
@@ -228,18 +236,11 @@ function sftpUpload(bed: Testbed, hosts: TestHost[], image: ApplianceImage, loca
 		rows: [whole, transfer],
 		async run() {
 			const paths = await Promise.all(hosts.map((h) => standbySlotFile(bed, h)));
-			await settleDisk();
 			const start = performance.now();
 			let transferred = 0;
 			await Promise.all(
 				hosts.map(async (h, i) => {
-					const conn = await connect({
-						host: h.address,
-						port: h.port,
-						username: h.user,
-						privateKey: bed.clientPrivateKey,
-						hostKeyFingerprint: h.hostKeyFingerprint
-					});
+					const conn = await connect(testbedTarget(bed, h));
 					try {
 						await uploadFile(conn, localFile, paths[i]!, {
 							resume: false,
@@ -272,7 +273,6 @@ function scpVariant(setup: ToolSetup, hosts: TestHost[], localFile: string, with
 		rows: [r],
 		async run() {
 			const paths = await Promise.all(hosts.map((h) => standbySlotFile(setup.bed, h)));
-			await settleDisk();
 			const start = performance.now();
 			const ours = withSum ? sha256Of(localFile) : Promise.resolve('');
 			await Promise.all(
@@ -395,7 +395,7 @@ export async function benchmarkAppliances(log: (line: string) => void = console.
 			sftpUpload(bed, all, image, localFile),
 			scpVariant(setup, all, localFile, false),
 			scpVariant(setup, all, localFile, true)
-		];
+		].map(afterSync);
 		// Each Flotilla row against the scp row for the same appliances that does the same work.
 		for (const k of [0, 4]) {
 			const [, upload, transfer] = variants[k]!.rows;

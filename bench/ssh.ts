@@ -7,7 +7,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, type ConnectConfig } from 'ssh2';
-import { connect, type SshTarget } from '../src/lib/server/ssh/connection';
+import { connect } from '../src/lib/server/ssh/connection';
 import { fingerprintOf } from '../src/lib/server/ssh/host-keys';
 import { uploadFile } from '../src/lib/server/ssh/sftp';
 import { sh, type ShellCommand } from '../src/lib/server/ssh/shell';
@@ -30,6 +30,7 @@ import {
 	toolSetup,
 	writeRandomFile,
 	type ToolRow,
+	testbedTarget,
 	type ToolSetup,
 	type Variant
 } from './common';
@@ -71,16 +72,6 @@ async function eachHost(hosts: TestHost[], concurrency: number, work: (host: Tes
 	);
 }
 
-function targetOf(bed: Testbed, host: TestHost): SshTarget {
-	return {
-		host: host.address,
-		port: host.port,
-		username: host.user,
-		privateKey: bed.clientPrivateKey,
-		hostKeyFingerprint: host.hostKeyFingerprint
-	};
-}
-
 /**
  * Flotilla's own path: one verified connection per host, every command a separate exec on it.
  *
@@ -113,7 +104,7 @@ function flotillaOnFleet(
 async function flotillaRun(bed: Testbed, concurrency: number, commands: ShellCommand[]): Promise<number[]> {
 	const start = performance.now();
 	await eachHost(bed.hosts, concurrency, async (host) => {
-		const conn = await connect(targetOf(bed, host));
+		const conn = await connect(testbedTarget(bed, host));
 		try {
 			if (conn.fingerprint !== host.hostKeyFingerprint) throw new Error(`${host.name}: unverified host key`);
 			for (const command of commands) {
@@ -353,7 +344,7 @@ function uploadVariants(setup: ToolSetup, localFile: string): Variant<Row>[] {
 		const { path, onHost } = remote(name);
 		await rm(onHost, { force: true });
 		const start = performance.now();
-		const conn = await connect(targetOf(setup.bed, host));
+		const conn = await connect(testbedTarget(setup.bed, host));
 		try {
 			const sftp = await conn.sftp();
 			await new Promise<void>((resolve, reject) =>
@@ -384,7 +375,7 @@ function uploadVariants(setup: ToolSetup, localFile: string): Variant<Row>[] {
 				await rm(onHost, { force: true });
 				const start = performance.now();
 				let transferred: number | undefined;
-				const conn = await connect(targetOf(setup.bed, host));
+				const conn = await connect(testbedTarget(setup.bed, host));
 				try {
 					await uploadFile(conn, localFile, path, {
 						checksumDeadlineMs: 300_000,

@@ -26,6 +26,8 @@ const envSchema = z
 		FLOTILLA_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(3600).default(30),
 		FLOTILLA_HEALTH_SWEEP_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(86_400).default(60),
 		FLOTILLA_HEALTH_SWEEP_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(500).default(20),
+		FLOTILLA_SSH_WARM_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(3600).default(60),
+		FLOTILLA_SSH_WARM_MAX: z.coerce.number().int('must be a whole number').min(0).max(10_000).default(200),
 		FLOTILLA_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(90),
 		FLOTILLA_AUDIT_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(365),
 		FLOTILLA_SYSTEM_SCAN_CRON: z
@@ -123,6 +125,8 @@ const configSchema = envSchema.transform((e) => ({
 	/** Seconds between health sweeps (0: none), and nodes swept at once. */
 	healthSweepSeconds: e.FLOTILLA_HEALTH_SWEEP_SECONDS,
 	healthSweepConcurrency: e.FLOTILLA_HEALTH_SWEEP_CONCURRENCY,
+	/** Idle SSH sessions kept open after a task or check (ssh/warm.ts): how long, and how many at most. */
+	sshWarm: { idleMs: e.FLOTILLA_SSH_WARM_SECONDS * 1000, max: e.FLOTILLA_SSH_WARM_MAX },
 	/** Days events and task steps are kept (0: forever); runs and tasks are kept whatever their age. */
 	retentionDays: e.FLOTILLA_RETENTION_DAYS,
 	/** Days audit rows are kept (0: forever). */

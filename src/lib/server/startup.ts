@@ -23,6 +23,7 @@ import { runScheduledSystemUpdates } from '$lib/server/sysupdates/schedule';
 import { driveStagedUpdates } from '$lib/server/sysupdates/staged';
 import { log, loggableError } from '$lib/server/log';
 import { nativeCiphers } from '$lib/server/ssh/connection';
+import { configureWarmConnections } from '$lib/server/ssh/warm';
 
 let started: Promise<DatabaseHandle> | undefined;
 
@@ -52,6 +53,7 @@ export function startConsole(): Promise<DatabaseHandle> {
 		await ensureFirstAdminFromEnv(cfg.adminUser, cfg.adminPassword);
 		await deleteExpiredSessions();
 		registerDomains();
+		configureWarmConnections(cfg.sshWarm);
 		await startEngine({
 			concurrency: cfg.engineConcurrency,
 			leaseMs: cfg.taskLeaseMs,

@@ -42,6 +42,11 @@ export interface Flow<Params = Record<string, unknown>> {
 	 * the steps wait for its reports): its tasks open no session, and `ctx.exec`/`ctx.ssh` throw.
 	 */
 	connects?: boolean;
+	/**
+	 * Every task opens a session of its own, never a warm one another task or check left (ssh/warm.ts): for a
+	 * check, which proves the node completes a handshake with its pinned key now.
+	 */
+	freshSession?: boolean;
 }
 
 export interface TaskEnd<Params = Record<string, unknown>> {

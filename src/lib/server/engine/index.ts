@@ -2,6 +2,7 @@ import { and, eq, inArray, isNull, lt, or, sql } from 'drizzle-orm';
 import { db } from '$lib/server/db';
 import { runs, tasks } from '$lib/server/db/schema';
 import { log, loggableError } from '$lib/server/log';
+import { closeWarmConnections } from '$lib/server/ssh/warm';
 import { dispatchRun } from './dispatch';
 import { drainEvents, eventBus } from './events';
 import { registeredKinds } from './flows';
@@ -141,6 +142,7 @@ export async function stopEngine(): Promise<void> {
 	await stopBoss();
 	await eventBus.stop();
 	await drainEvents();
+	closeWarmConnections();
 }
 
 /**

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RunState, Task } from '$lib/server/db/schema';
+import { warmConnectionCount } from '$lib/server/ssh/warm';
 
 /** One registry for the console, served at /metrics. */
 export const registry = new Registry();
@@ -34,6 +35,14 @@ const sshActive = new Gauge({
 	name: 'flotilla_ssh_connections_active',
 	help: 'SSH connections the engine holds open now',
 	registers: [registry]
+});
+new Gauge({
+	name: 'flotilla_ssh_connections_warm',
+	help: 'Idle SSH sessions kept open for the next task on their node',
+	registers: [registry],
+	collect() {
+		this.set(warmConnectionCount());
+	}
 });
 
 // Names without the flotilla_ prefix, as existing appliance-update dashboards query them: kept unchanged so those

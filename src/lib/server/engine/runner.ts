@@ -10,7 +10,8 @@ import {
 	type TaskState
 } from '$lib/server/db/schema';
 import { log, loggableError } from '$lib/server/log';
-import { connect, type SshConnection } from '$lib/server/ssh/connection';
+import type { SshConnection } from '$lib/server/ssh/connection';
+import { keepWarm, openConnection } from '$lib/server/ssh/warm';
 import { SshError } from '$lib/server/ssh/errors';
 import { claimTask } from './claim';
 import { nodeAccess } from './node-access';
@@ -226,6 +227,7 @@ async function execute(taskId: string, execution: Execution): Promise<void> {
 	execution.runId = task.runId;
 	const output = new TaskOutput({ runId: task.runId, taskId: task.id, nodeId: task.nodeId });
 	let conn: SshConnection | undefined;
+	let reusable = false;
 	// The run's kind labels the task's metrics; unknown until the run is read.
 	let kind = 'unknown';
 	try {
@@ -244,8 +246,10 @@ async function execute(taskId: string, execution: Execution): Promise<void> {
 		const node = claim.node ?? (await nodes.node(task.nodeId));
 		const own = (await flow.variant?.(node)) ?? flow;
 		try {
-			if (own.connects !== false)
-				conn = await connect(await nodes.target(node, credential), { readyTimeoutMs: 15_000 });
+			if (own.connects !== false) {
+				const target = await nodes.target(node, credential);
+				conn = await openConnection(target, { readyTimeoutMs: 15_000 }, { fresh: own.freshSession });
+			}
 			if (conn) sshConnectionsChanged(+1);
 		} catch (err) {
 			const message = err instanceof SshError ? err.message : (err as Error).message;
@@ -269,6 +273,9 @@ async function execute(taskId: string, execution: Execution): Promise<void> {
 		const outcome = recovering ? await pipeline.recover(run.state === 'cancelled') : await pipeline.run();
 		// Stopped (a lost lease, a shutdown): another console records this task's end, and the flow's records.
 		if (outcome.state === 'abandoned' || execution.stop.signal.aborted) return;
+		// Its steps all returned: the session may serve the node's next task (keepWarm takes it only if nothing
+		// runs on it; a step cut off closed it). After a cancel, whose commands were killed, it is closed.
+		reusable = !execution.cancel.signal.aborted;
 		await output.close();
 		// The flow's records first: whoever sees the task (or its run) ended then also sees them.
 		await flowFinished(own, {
@@ -291,7 +298,8 @@ async function execute(taskId: string, execution: Execution): Promise<void> {
 		await output.close();
 		// Every step has returned by now (an interrupted one is awaited), so nothing still uses the connection.
 		if (conn) {
-			conn.close();
+			if (reusable) keepWarm(conn);
+			else conn.close();
 			sshConnectionsChanged(-1);
 		}
 		// Not awaited: this task's slot frees at once, and the next job goes to whichever instance has a free

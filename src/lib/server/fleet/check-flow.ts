@@ -26,6 +26,7 @@ export const checkFlow: Flow = {
 	kind: 'check',
 	title: 'Check',
 	readOnly: true,
+	freshSession: true,
 	steps: [
 		{
 			name: 'connect',

@@ -3,9 +3,10 @@ import { recordAudit, type Actor, type AuditEntry } from '$lib/server/audit';
 import { db } from '$lib/server/db';
 import { nodes, type Node } from '$lib/server/db/schema';
 import { log } from '$lib/server/log';
-import { connect, type SshConnection } from '$lib/server/ssh/connection';
+import type { SshConnection } from '$lib/server/ssh/connection';
 import { SshError } from '$lib/server/ssh/errors';
 import { sh } from '$lib/server/ssh/shell';
+import { keepWarm, openConnection } from '$lib/server/ssh/warm';
 import { getNode } from './nodes';
 import { sshTargetFor } from './targets';
 
@@ -107,7 +108,12 @@ export async function checkNode(
 	const node = await getNode(id);
 	let outcome: CheckOutcome;
 	try {
-		const conn = await connect(await sshTargetFor(node), { readyTimeoutMs: options.readyTimeoutMs ?? 10_000 });
+		// A handshake of its own (a check proves the node presents its pinned key now), left warm for what follows.
+		const conn = await openConnection(
+			await sshTargetFor(node),
+			{ readyTimeoutMs: options.readyTimeoutMs ?? 10_000 },
+			{ fresh: true }
+		);
 		try {
 			const started = performance.now();
 			await conn.exec(sh`true`, { deadlineMs: 10_000 });
@@ -118,7 +124,7 @@ export async function checkNode(
 				log.warn({ node: node.name, err: (err as Error).message }, 'inspecting a node after its check failed');
 			});
 		} finally {
-			conn.close();
+			keepWarm(conn);
 		}
 	} catch (err) {
 		if (!(err instanceof SshError)) throw err;

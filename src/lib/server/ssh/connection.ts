@@ -159,6 +159,11 @@ export class SshConnection {
 		this.client.end();
 	}
 
+	/** Open, with no command running and no channel held: another caller may use it (ssh/warm.ts). */
+	get idle(): boolean {
+		return !this.lost && this.active === 0 && !this.runner?.busy;
+	}
+
 	/**
 	 * Holds one of the connection's channels for `work`. A channel that ends is handed straight to the first
 	 * waiter, `active` unchanged: were it given back and taken again, the waiter would take it only after

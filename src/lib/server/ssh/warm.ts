@@ -5,7 +5,7 @@ import { sh } from './shell';
 /**
  * Warm connections: a node's verified session, kept open for a short idle time after a check or a task ends,
  * so that the task that follows (an Update All right after the health sweep, the next stage of a rollout) does
- * not pay a TCP connect, key exchange and login of its own (docs/development.md, "Warm connections").
+ * not pay a TCP connect, key exchange and login of its own (docs/development.md, "Warm sessions").
  *
  * A warm session is only ever handed to a caller whose target is the same in every part that was verified: host,
  * port, user, credential, pinned host key, bastion. A re-pinned key, a rotated credential or an edited address
@@ -25,15 +25,10 @@ export const DEFAULT_WARM: WarmSettings = { idleMs: 60_000, max: 200 };
 /** How long a warm session may take to answer before it is given up for a new one. */
 const PROBE_DEADLINE_MS = 5_000;
 
-interface Idle {
-	conn: SshConnection;
-	timer: NodeJS.Timeout;
-}
-
 let settings = DEFAULT_WARM;
-/** Idle sessions by target; a Map keeps insertion order, so its first entries are the ones idle longest. */
-const idle = new Map<SshConnection, { key: string } & Idle>();
-/** The target each session handed out was opened for, so that it can go back to the right key. */
+/** Idle sessions, each with its target's key; a Map keeps insertion order: the first are the ones idle longest. */
+const idle = new Map<SshConnection, { key: string; timer: NodeJS.Timeout }>();
+/** The target each session was opened for, so that it goes back under the right key. */
 const keys = new WeakMap<SshConnection, string>();
 
 export function configureWarmConnections(s: WarmSettings): void {
@@ -58,10 +53,7 @@ export async function openConnection(
 ): Promise<SshConnection> {
 	const key = keyOf(target);
 	for (let warm = fresh ? undefined : takeIdle(key); warm; warm = takeIdle(key)) {
-		if (await answers(warm)) {
-			keys.set(warm, key);
-			return warm;
-		}
+		if (await answers(warm)) return warm;
 		warm.close();
 	}
 	const conn = await connect(target, options);
@@ -96,22 +88,19 @@ export function keepWarm(conn: SshConnection): void {
 		conn.close();
 		return;
 	}
-	const timer = setTimeout(() => {
-		idle.delete(conn);
-		conn.close();
-	}, settings.idleMs);
+	const timer = setTimeout(() => drop(conn), settings.idleMs);
 	// Idle sessions never keep the process alive; stopping the engine closes them (closeWarmConnections).
 	timer.unref();
-	idle.set(conn, { key, conn, timer });
+	idle.set(conn, { key, timer });
 	while (idle.size > settings.max) closeOldest();
 }
 
 /** The most recently idle session for `key`, out of the pool (closed ones are dropped on the way). */
 function takeIdle(key: string): SshConnection | undefined {
 	let found: SshConnection | undefined;
-	for (const entry of idle.values()) {
-		if (entry.conn.closed) drop(entry.conn);
-		else if (entry.key === key) found = entry.conn;
+	for (const [conn, entry] of idle) {
+		if (conn.closed) drop(conn);
+		else if (entry.key === key) found = conn;
 	}
 	if (found) {
 		clearTimeout(idle.get(found)!.timer);
@@ -120,6 +109,7 @@ function takeIdle(key: string): SshConnection | undefined {
 	return found;
 }
 
+/** Out of the pool, and closed. */
 function drop(conn: SshConnection): void {
 	const entry = idle.get(conn);
 	if (!entry) return;

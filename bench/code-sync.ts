@@ -19,7 +19,12 @@ import { db } from '../src/lib/server/db';
 import { runs, tasks, taskSteps } from '../src/lib/server/db/schema';
 import { runHealthSweep } from '../src/lib/server/fleet/sweep';
 import { SshConnection } from '../src/lib/server/ssh/connection';
-import { closeWarmConnections, warmConnectionCount } from '../src/lib/server/ssh/warm';
+import {
+	closeWarmConnections,
+	configureWarmConnections,
+	CONTROL_PERSIST,
+	warmConnectionCount
+} from '../src/lib/server/ssh/warm';
 import { startTestbed, type Testbed } from '../tests/testbed/testbed.ts';
 import { startBenchConsole, waitForRunEnd } from './console';
 import {
@@ -219,6 +224,10 @@ function flotilla(diagnoses: Diagnosis[], postmasterPid: number, afterSweep: boo
 		async update(target) {
 			// No session left from an earlier round: each row starts as it says, like ansible's fresh control folder.
 			closeWarmConnections();
+			// Warm sessions are off by default; this row measures them as an operator would turn them on.
+			configureWarmConnections(
+				afterSweep ? { ...CONTROL_PERSIST, max: Math.max(CONTROL_PERSIST.max, fleetSize) } : { idleMs: 0, max: 0 }
+			);
 			if (afterSweep) {
 				await runHealthSweep(concurrency);
 				if (warmConnectionCount() !== fleetSize)
@@ -496,7 +505,7 @@ export async function benchmarkCodeSync(log: (line: string) => void = console.lo
 			...(await machine()),
 			`- Load average (1 min) ${fixed(loadBefore[0]!)} before the run, ${fixed(loadAfter[0]!)} after (the machine is shared)`,
 			'',
-			`The same steps everywhere, those of the code-sync flow (src/lib/server/codesync/flow.ts): refuse a dirty tree, record HEAD, \`git fetch\` (two attempts), check the target out detached and confirm HEAD, \`sh install.sh\`, \`systemctl restart ${unit}\`, probe \`systemctl is-active ${unit}\` once a second until healthy (30 s at most); when the switch, install, restart or health check fails, go back to the recorded commit, reinstall, restart and verify. Host keys are verified by every tool (StrictHostKeyChecking=yes against the testbed's known_hosts; Flotilla against the pinned fingerprints). Flotilla also writes what each node runs to its database (the flow's record step) and every step, event and output line of the run. Ratio to Flotilla: the row's median ÷ Flotilla's (a row with sessions opened before the timed update ÷ Flotilla's after a sweep, every other row ÷ Flotilla's first); above 1 the tool took longer. Warm sessions last 60 s (Flotilla's FLOTILLA_SSH_WARM_SECONDS default, ControlPersist=60): each row with them opens them just before, and no row inherits another's (Flotilla's are closed before each of its updates).`,
+			`The same steps everywhere, those of the code-sync flow (src/lib/server/codesync/flow.ts): refuse a dirty tree, record HEAD, \`git fetch\` (two attempts), check the target out detached and confirm HEAD, \`sh install.sh\`, \`systemctl restart ${unit}\`, probe \`systemctl is-active ${unit}\` once a second until healthy (30 s at most); when the switch, install, restart or health check fails, go back to the recorded commit, reinstall, restart and verify. Host keys are verified by every tool (StrictHostKeyChecking=yes against the testbed's known_hosts; Flotilla against the pinned fingerprints). Flotilla also writes what each node runs to its database (the flow's record step) and every step, event and output line of the run. Ratio to Flotilla: the row's median ÷ Flotilla's (a row with sessions opened before the timed update ÷ Flotilla's after a sweep, every other row ÷ Flotilla's first); above 1 the tool took longer. Warm sessions last 60 s (FLOTILLA_SSH_WARM_SECONDS=60 for Flotilla's row after a sweep, off for its first; ControlPersist=60): each row with them opens them just before, and no row inherits another's (Flotilla's are closed before each of its updates).`,
 			'',
 			table(rows, ours),
 			'',

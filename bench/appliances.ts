@@ -39,7 +39,6 @@ import {
 	stopPostgres,
 	tool,
 	toolSetup,
-	testbedTarget,
 	toolVersion,
 	waitForAddresses,
 	writeRandomFile,
@@ -47,6 +46,7 @@ import {
 	type ToolSetup,
 	type Variant
 } from './common';
+import { testbedTarget } from '../tests/support/testbed-nodes';
 
 const command = 'npm run bench:appliances';
 const sectionHeading = '## Appliances: image push';

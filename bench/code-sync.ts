@@ -325,9 +325,9 @@ function parallelSsh(setup: ToolSetup, script: string, kex: 'default' | 'ssh2', 
 			samples: []
 		},
 		async update(target) {
-			const controlDir = join(setup.dir, `pssh-cp-${++runs}`);
 			const base = [...parallelSshBase(setup, concurrency), ...extra];
-			if (warm) {
+			const controlDir = warm ? join(setup.dir, `pssh-cp-${++runs}`) : undefined;
+			if (controlDir) {
 				await mkdir(controlDir);
 				base.push('-O', 'ControlMaster=auto', '-O', `ControlPath=${controlDir}/%C`, '-O', 'ControlPersist=60');
 				const opened = count(await tool('parallel-ssh', [...base, 'true'], process.env), /\[SUCCESS\]/);
@@ -346,7 +346,7 @@ function parallelSsh(setup: ToolSetup, script: string, kex: 'default' | 'ssh2', 
 				if (succeeded !== fleetSize) throw new Error(`parallel-ssh: ${succeeded} of ${fleetSize} succeeded\n${output}`);
 				return seconds;
 			} finally {
-				if (warm) await stopControlMasters(controlDir);
+				if (controlDir) await stopControlMasters(controlDir);
 			}
 		}
 	};

@@ -15,8 +15,7 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { format, resolveConfig } from 'prettier';
 import { writeInventories } from '../tests/testbed/inventory.ts';
-import type { SshTarget } from '../src/lib/server/ssh/connection';
-import type { Testbed, TestHost } from '../tests/testbed/testbed.ts';
+import type { Testbed } from '../tests/testbed/testbed.ts';
 
 export const run = promisify(execFile);
 
@@ -347,17 +346,6 @@ export async function publishSection(heading: string, lines: string[], log: (lin
 	log(`\n${section}`);
 	log(`written to ${docsPath}`);
 	return section;
-}
-
-/** Where the console's SSH layer reaches a testbed host: as root, with the testbed's key, its host key pinned. */
-export function testbedTarget(bed: Testbed, host: TestHost): SshTarget {
-	return {
-		host: host.address,
-		port: host.port,
-		username: host.user,
-		privateKey: bed.clientPrivateKey,
-		hostKeyFingerprint: host.hostKeyFingerprint
-	};
 }
 
 /** What the external tools need to reach a testbed: its hosts' addresses, an Ansible inventory, ssh options. */

@@ -30,10 +30,10 @@ import {
 	toolSetup,
 	writeRandomFile,
 	type ToolRow,
-	testbedTarget,
 	type ToolSetup,
 	type Variant
 } from './common';
+import { testbedTarget } from '../tests/support/testbed-nodes';
 
 const command = 'npm run bench:ssh';
 const sectionHeading = '## SSH layer';

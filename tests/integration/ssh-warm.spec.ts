@@ -9,7 +9,7 @@ import { startEngine, stopEngine } from '../../src/lib/server/engine';
 import { registerFlow } from '../../src/lib/server/engine/flows';
 import { cancelRun, createRun } from '../../src/lib/server/engine/runs';
 import { registerFleet } from '../../src/lib/server/fleet/register';
-import type { SshConnection, SshTarget } from '../../src/lib/server/ssh/connection';
+import type { SshConnection } from '../../src/lib/server/ssh/connection';
 import { sh } from '../../src/lib/server/ssh/shell';
 import {
 	closeWarmConnections,
@@ -23,7 +23,7 @@ import {
 import { freshPostgres } from '../support/databases';
 import { waitFor, waitForRun } from '../support/engine';
 import { sequenceFlow } from '../support/flows';
-import { registerTestbedNodes } from '../support/testbed-nodes';
+import { registerTestbedNodes, testbedTarget } from '../support/testbed-nodes';
 import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed.ts';
 
 registerFleet();
@@ -44,13 +44,7 @@ afterEach(() => {
 	configureWarmConnections(DEFAULT_WARM);
 });
 
-const target = (h: TestHost, pinned = h.hostKeyFingerprint): SshTarget => ({
-	host: h.address,
-	port: h.port,
-	username: h.user,
-	privateKey: bed.clientPrivateKey,
-	hostKeyFingerprint: pinned
-});
+const target = (h: TestHost, pinned?: string) => testbedTarget(bed, h, pinned);
 
 /** /proc/net/tcp writes an IPv4 address as the hex of its bytes in host (little-endian) order. */
 const hexAddress = (ip: string) =>

@@ -6,11 +6,12 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type ExecResult, type OutputLine, type SshTarget } from '../../src/lib/server/ssh/connection';
+import { connect, type ExecResult, type OutputLine } from '../../src/lib/server/ssh/connection';
 import { SshError } from '../../src/lib/server/ssh/errors';
 import { downloadFile, uploadFile } from '../../src/lib/server/ssh/sftp';
 import { sh } from '../../src/lib/server/ssh/shell';
 import { hostileStrings } from '../fixtures/hostile-strings';
+import { testbedTarget } from '../support/testbed-nodes';
 import { startTestbed, type Testbed, type TestHost } from '../testbed/testbed.ts';
 
 let bed: Testbed;
@@ -24,13 +25,7 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => bed?.stop());
 
-const target = (h: TestHost, pinned: string | null = h.hostKeyFingerprint): SshTarget => ({
-	host: h.address,
-	port: h.port,
-	username: h.user,
-	privateKey: bed.clientPrivateKey,
-	hostKeyFingerprint: pinned
-});
+const target = (h: TestHost, pinned?: string | null) => testbedTarget(bed, h, pinned);
 
 async function failureOf(p: Promise<unknown>): Promise<SshError> {
 	const err = await p.then(

@@ -2,7 +2,7 @@ import { systemActor } from '../../src/lib/server/audit';
 import { db } from '../../src/lib/server/db';
 import { nodes, type Node } from '../../src/lib/server/db/schema';
 import { createCredential } from '../../src/lib/server/keys/credentials';
-import { connect } from '../../src/lib/server/ssh/connection';
+import { connect, type SshTarget } from '../../src/lib/server/ssh/connection';
 import { sh } from '../../src/lib/server/ssh/shell';
 import type { Testbed, TestHost } from '../testbed/testbed';
 
@@ -31,15 +31,27 @@ export async function registerTestbedNodes(
 		.returning();
 }
 
+/**
+ * Where the console's SSH layer reaches a testbed host: as root, with the testbed's key, its host key pinned
+ * (to `pinned` when given: another key, or none yet).
+ */
+export function testbedTarget(
+	bed: Testbed,
+	host: TestHost,
+	pinned: string | null = host.hostKeyFingerprint
+): SshTarget {
+	return {
+		host: host.address,
+		port: host.port,
+		username: host.user,
+		privateKey: bed.clientPrivateKey,
+		hostKeyFingerprint: pinned
+	};
+}
+
 /** Runs `script` as root on a testbed host, over the console's own SSH layer. */
 export async function sshAsRoot(bed: Testbed, h: TestHost, script: string) {
-	const conn = await connect({
-		host: h.address,
-		port: h.port,
-		username: 'root',
-		privateKey: bed.clientPrivateKey,
-		hostKeyFingerprint: h.hostKeyFingerprint
-	});
+	const conn = await connect(testbedTarget(bed, h));
 	try {
 		return await conn.exec(sh`sh -c ${script}`);
 	} finally {

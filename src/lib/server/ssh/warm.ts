@@ -57,6 +57,8 @@ export async function openConnection(
 	options: ConnectOptions = {},
 	{ fresh = false }: { fresh?: boolean } = {}
 ): Promise<SshConnection> {
+	// Off (the default): no target's key to compute on every task's way to its node; keepWarm closes it.
+	if (settings.idleMs <= 0) return connect(target, options);
 	const key = keyOf(target);
 	for (let warm = fresh ? undefined : takeIdle(key); warm; warm = takeIdle(key)) {
 		if (await answers(warm)) return warm;

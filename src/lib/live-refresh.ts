@@ -37,13 +37,23 @@ export function followEvents(opts: FollowOptions): () => void {
 		last = Date.now();
 		void (opts.dependency ? invalidate(opts.dependency) : invalidateAll());
 	};
+	const schedule = () => {
+		timer ??= setTimeout(fire, Math.max(250, last + gap - Date.now()));
+	};
 	const onEvent = (m: MessageEvent<string>) => {
 		if (opts.accept && !opts.accept(JSON.parse(m.data))) return;
-		if (timer) return;
-		timer = setTimeout(fire, Math.max(250, last + gap - Date.now()));
+		schedule();
 	};
 	for (const type of opts.types) source.addEventListener(type, onEvent);
-	source.onopen = () => opts.onStatus?.(true);
+	let opened = false;
+	source.onopen = () => {
+		opts.onStatus?.(true);
+		// The stream starts when it opens, after the page's data was loaded: whatever happened in between (a task
+		// ending within the moment its rollout's page took to load) would never show. One reload once it is open
+		// closes that gap. Reconnects need none: the browser resumes with Last-Event-ID, and the server from there.
+		if (!opened) schedule();
+		opened = true;
+	};
 	source.onerror = () => opts.onStatus?.(source.readyState === EventSource.OPEN);
 	return () => {
 		source.close();

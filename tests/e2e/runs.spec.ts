@@ -81,6 +81,32 @@ test('an admin checks all nodes and watches the run finish live, with each taskâ
 	await page.screenshot({ path: 'test-results/screenshots/runs-list.png', fullPage: true });
 });
 
+test('a run that starts and ends while the runs page opens its live stream still shows there', async ({ page }) => {
+	await signInBrowser(page, 'admin');
+	const admin = await signInAs('admin');
+	// The page's data is loaded; its event stream is held back until a whole run has started and ended, so that
+	// not one of the run's events reaches the page live: what it shows must come from a reload once the stream is open.
+	let ran: { id: string; number: number } | undefined;
+	await page.route('**/api/events', async (route) => {
+		if (!ran) {
+			const started = await postForm('/?/checkAll', {}, cookie(admin));
+			expect(started.status).toBe(303);
+			const id = /\/runs\/([0-9a-f-]{36})$/.exec(started.headers.get('location') ?? '')![1]!;
+			await expect
+				.poll(async () => (await (await call(`/api/runs/${id}`, { headers: cookie(admin) })).json()).state, {
+					timeout: 30_000
+				})
+				.toBe('succeeded');
+			ran = { id, number: (await (await call(`/api/runs/${id}`, { headers: cookie(admin) })).json()).number };
+		}
+		await route.continue();
+	});
+	await page.goto('/runs');
+	await expect.poll(() => ran, { timeout: 40_000 }).toBeDefined();
+	const row = page.locator(`tr[data-run="${ran!.number}"]`);
+	await expect(row.locator('[data-state]').first()).toHaveAttribute('data-state', 'succeeded');
+});
+
 test('a viewer sees a run but no controls, and the console refuses their cancel', async ({ browser }) => {
 	// A paused run is one that can still be cancelled: the admin's controls show, the viewer's do not.
 	const admin = await signInAs('admin');

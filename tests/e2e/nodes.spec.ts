@@ -98,6 +98,9 @@ test('an admin adds a node in the browser, reviews its host key, pins it and con
 	await page.getByLabel('Private key (OpenSSH or PEM: ed25519, RSA, ECDSA)').fill(bed.clientPrivateKey);
 	await page.getByRole('button', { name: 'Store credential' }).click();
 	await expect(page.getByTestId('credentials-list')).toContainText('browser-key');
+	// The action's notice shows last: SvelteKit moves the focus to the page right before it, after the list
+	// updated, and a field filled between the two would lose what was typed.
+	await expect(page.getByRole('status').filter({ hasText: 'Stored credential browser-key' })).toBeVisible();
 
 	await page.locator('#node-name').fill('testbed-01');
 	await page.locator('#node-host').fill(host.address);

@@ -22,7 +22,7 @@ import { SshConnection } from '../src/lib/server/ssh/connection';
 import {
 	closeWarmConnections,
 	configureWarmConnections,
-	CONTROL_PERSIST,
+	DEFAULT_WARM,
 	warmConnectionCount
 } from '../src/lib/server/ssh/warm';
 import { startTestbed, type Testbed } from '../tests/testbed/testbed.ts';
@@ -224,9 +224,9 @@ function flotilla(diagnoses: Diagnosis[], postmasterPid: number, afterSweep: boo
 		async update(target) {
 			// No session left from an earlier round: each row starts as it says, like ansible's fresh control folder.
 			closeWarmConnections();
-			// Warm sessions are off by default; this row measures them as an operator would turn them on.
+			// The first row as before warm sessions existed; the second with the default's, room for every host.
 			configureWarmConnections(
-				afterSweep ? { ...CONTROL_PERSIST, max: Math.max(CONTROL_PERSIST.max, fleetSize) } : { idleMs: 0, max: 0 }
+				afterSweep ? { ...DEFAULT_WARM, max: Math.max(DEFAULT_WARM.max, fleetSize) } : { idleMs: 0, max: 0 }
 			);
 			if (afterSweep) {
 				await runHealthSweep(concurrency);

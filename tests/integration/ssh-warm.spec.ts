@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { systemActor } from '../../src/lib/server/audit';
 import { useMasterKey } from '../../src/lib/server/crypto/master-key';
 import { useDatabase, type DatabaseHandle } from '../../src/lib/server/db';
@@ -14,7 +14,6 @@ import { sh } from '../../src/lib/server/ssh/shell';
 import {
 	closeWarmConnections,
 	configureWarmConnections,
-	CONTROL_PERSIST,
 	DEFAULT_WARM,
 	keepWarm,
 	openConnection,
@@ -38,7 +37,6 @@ beforeAll(async () => {
 	[a, b] = bed.hosts as [TestHost, TestHost];
 }, 60_000);
 afterAll(() => bed?.stop());
-beforeEach(() => configureWarmConnections(CONTROL_PERSIST));
 afterEach(() => {
 	closeWarmConnections();
 	configureWarmConnections(DEFAULT_WARM);

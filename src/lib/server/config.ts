@@ -26,7 +26,7 @@ const envSchema = z
 		FLOTILLA_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(3600).default(30),
 		FLOTILLA_HEALTH_SWEEP_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(86_400).default(60),
 		FLOTILLA_HEALTH_SWEEP_CONCURRENCY: z.coerce.number().int('must be a whole number').min(1).max(500).default(20),
-		FLOTILLA_SSH_WARM_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(3600).default(0),
+		FLOTILLA_SSH_WARM_SECONDS: z.coerce.number().int('must be a whole number').min(0).max(3600).default(60),
 		FLOTILLA_SSH_WARM_MAX: z.coerce.number().int('must be a whole number').min(0).max(10_000).default(200),
 		FLOTILLA_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(90),
 		FLOTILLA_AUDIT_RETENTION_DAYS: z.coerce.number().int('must be a whole number').min(0).max(36_500).default(365),

@@ -20,14 +20,8 @@ export interface WarmSettings {
 	max: number;
 }
 
-/**
- * Off unless configured (FLOTILLA_SSH_WARM_SECONDS): with 60 s (ansible's ControlPersist) one browser test of the
- * rollout page failed twice in four runs, a node shown on its last step after its task had every reason to end,
- * not yet explained (docs/development.md, "Warm sessions").
- */
-export const DEFAULT_WARM: WarmSettings = { idleMs: 0, max: 200 };
-/** What the tests and benchmarks measure, and what an operator turning warm sessions on would likely choose. */
-export const CONTROL_PERSIST: WarmSettings = { idleMs: 60_000, max: 200 };
+/** Like ansible's ControlPersist (60 s): long enough for the run that follows a sweep or a check. */
+export const DEFAULT_WARM: WarmSettings = { idleMs: 60_000, max: 200 };
 /** How long a warm session may take to answer before it is given up for a new one. */
 const PROBE_DEADLINE_MS = 5_000;
 
@@ -57,7 +51,7 @@ export async function openConnection(
 	options: ConnectOptions = {},
 	{ fresh = false }: { fresh?: boolean } = {}
 ): Promise<SshConnection> {
-	// Off (the default): no target's key to compute on every task's way to its node; keepWarm closes it.
+	// Off: no target's key to compute on every task's way to its node; keepWarm closes it.
 	if (settings.idleMs <= 0) return connect(target, options);
 	const key = keyOf(target);
 	for (let warm = fresh ? undefined : takeIdle(key); warm; warm = takeIdle(key)) {

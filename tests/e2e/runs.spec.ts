@@ -107,6 +107,26 @@ test('a run that starts and ends while the runs page opens its live stream still
 	await expect(row.locator('[data-state]').first()).toHaveAttribute('data-state', 'succeeded');
 });
 
+test('each live page keeps one event stream across its reloads', async ({ page }) => {
+	await signInBrowser(page, 'admin');
+	const streams: string[] = [];
+	page.on('request', (r) => {
+		if (new URL(r.url()).pathname === '/api/events') streams.push(r.url());
+	});
+	const live = ['/', '/code-sync', '/system-updates', '/certificates', '/rollouts', '/runs', '/settings/ssh-keys'];
+	for (const path of [...live, `/nodes/${nodeIds[0]}`]) {
+		streams.length = 0;
+		// The first data request after a page is served is the reload its stream asks for once it opens.
+		const reloaded = page.waitForResponse((r) => new URL(r.url()).pathname.endsWith('/__data.json'));
+		await page.goto(path);
+		await reloaded;
+		// A page that subscribed again on each reload would open a second stream right after it, which reloads
+		// the page again when it opens, and so on: the browser never rests.
+		await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 1_000)));
+		expect(streams, path).toHaveLength(1);
+	}
+});
+
 test('a viewer sees a run but no controls, and the console refuses their cancel', async ({ browser }) => {
 	// A paused run is one that can still be cancelled: the admin's controls show, the viewer's do not.
 	const admin = await signInAs('admin');

@@ -16,6 +16,7 @@ import { eq } from 'drizzle-orm';
 import { systemActor } from '../src/lib/server/audit';
 import { db } from '../src/lib/server/db';
 import { sysNodeScans } from '../src/lib/server/db/schema';
+import { closeWarmConnections } from '../src/lib/server/ssh/warm';
 import { startScan } from '../src/lib/server/sysupdates/runs';
 import { APT_LOCK_TIMEOUT_SECONDS, buildScanCommand } from '../src/lib/server/sysupdates/scan';
 import { startTestbed } from '../tests/testbed/testbed.ts';
@@ -84,6 +85,8 @@ export async function benchmarkSystemScan(log: (line: string) => void = console.
 
 		const used: Usage[] = [];
 		const flotilla = async () => {
+			// No session left from the round before: every round logs in, as every other tool's does.
+			closeWarmConnections();
 			const usage = await measureUsage(pg.postmasterPid);
 			const started = Date.now();
 			const run = await startScan(systemActor, { refresh: true });

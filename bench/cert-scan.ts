@@ -13,31 +13,28 @@
  * `npm run bench:cert-scan` when no one else uses the machine; the section it writes in docs/benchmarks.md
  * names the machine.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { certRoleSchema } from '../src/lib/schemas/certificates';
 import { systemActor } from '../src/lib/server/audit';
-import { trustAuthority } from '../src/lib/server/certs/authority';
 import { listInventory } from '../src/lib/server/certs/inventory';
-import { defineCertRole } from '../src/lib/server/certs/roles';
 import { startScan } from '../src/lib/server/certs/scan';
-import { closeWarmConnections } from '../src/lib/server/ssh/warm';
+import { certifyTestbedRole } from '../tests/support/testbed-nodes';
 import { hostPaths, startTestbed } from '../tests/testbed/testbed.ts';
-import { startBenchConsole, waitForRunEnd } from './console';
+import { startBenchConsole, timeRun } from './console';
 import {
-	ansibleEnv,
 	count,
+	cpuSummary,
 	fixed,
 	machine,
-	measureUsage,
 	median,
+	medianAndRuns,
 	parallelSshBase,
 	publishSection,
+	runPlaybook,
 	ssh2Kex,
 	startPostgres,
-	stopControlMasters,
 	stopPostgres,
 	tool,
 	toolSetup,
@@ -66,31 +63,13 @@ export async function benchmarkCertScan(log: (line: string) => void = console.lo
 			node: { roles: ['web'] },
 			engine: { concurrency, leaseMs: 30_000, sweepMs: 5_000 }
 		});
-		await defineCertRole(
-			systemActor,
-			certRoleSchema.parse({
-				role: 'web',
-				cert_path: hostPaths.tlsCert,
-				key_path: hostPaths.tlsKey,
-				endpoints: [{ port }],
-				// Never run: a scan reads and reloads nothing.
-				reload_command: ['systemctl', 'reload', hostPaths.tlsUnit]
-			})
-		);
-		await trustAuthority(systemActor, { name: 'testbed CA', cert_pem: await readFile(bed.caCertPath, 'utf8') });
+		await certifyTestbedRole(bed);
 		const setup = await toolSetup(bed, dir);
 
 		const used: Usage[] = [];
 		const flotilla = async () => {
-			// No session left from the round before: every round logs in, as every other tool's does.
-			closeWarmConnections();
-			const usage = await measureUsage(pg.postmasterPid);
-			const started = Date.now();
-			const run = await startScan(systemActor);
-			const r = await waitForRunEnd(run.runId, 600_000);
-			if (r.state !== 'succeeded') throw new Error(`scan run ended ${r.state} (${r.reason})`);
-			const seconds = (r.endedAt.getTime() - started) / 1000;
-			used.push(await usage());
+			const { seconds, usage } = await timeRun(pg.postmasterPid, async () => (await startScan(systemActor)).runId);
+			used.push(usage);
 			const items = await listInventory();
 			const verified = items.filter((i) => !i.error && i.chain_verified);
 			if (verified.length !== fleetSize * 2)
@@ -133,29 +112,10 @@ export async function benchmarkCertScan(log: (line: string) => void = console.lo
 		};
 
 		const ansible = async () => {
-			const controlDir = join(dir, `cp-${Date.now()}`);
-			const started = performance.now();
-			const out = await tool(
-				'ansible-playbook',
-				[
-					'-i',
-					setup.inventory,
-					'-f',
-					String(concurrency),
-					'-e',
-					`cert_path=${hostPaths.tlsCert}`,
-					'-e',
-					`port=${port}`,
-					'-e',
-					`ca_cert=${bed.caCertPath}`,
-					playbook
-				],
-				ansibleEnv(controlDir)
-			);
-			const seconds = (performance.now() - started) / 1000;
-			await stopControlMasters(controlDir);
-			const ok = count(out, /: ok=2 .* failed=0 /g);
-			if (ok !== fleetSize) throw new Error(`ansible-playbook: ${ok} of ${fleetSize} hosts ok\n${out.slice(-3000)}`);
+			const vars = { cert_path: hostPaths.tlsCert, port: String(port), ca_cert: bed.caCertPath };
+			const { output, seconds } = await runPlaybook(setup, playbook, vars, concurrency);
+			const ok = count(output, /: ok=2 .* failed=0 /g);
+			if (ok !== fleetSize) throw new Error(`ansible-playbook: ${ok} of ${fleetSize} hosts ok\n${output.slice(-3000)}`);
 			return seconds;
 		};
 
@@ -177,7 +137,7 @@ export async function benchmarkCertScan(log: (line: string) => void = console.lo
 		const s = median(samples.script);
 		const p = median(samples.pssh);
 		const a = median(samples.ansible);
-		const runs = (xs: number[]) => xs.map((x) => fixed(x)).join(', ');
+		const cells = (xs: number[]) => medianAndRuns(xs).join(' | ');
 		await publishSection(
 			sectionHeading,
 			[
@@ -189,18 +149,16 @@ export async function benchmarkCertScan(log: (line: string) => void = console.lo
 				'',
 				'| tool | what it does per host | median (s) | runs (s) | ÷ Flotilla |',
 				'| --- | --- | --- | --- | --- |',
-				`| Flotilla \`cert-scan\` | the file read over SSH and parsed; the endpoint's certificate fetched by a TLS handshake from the console, chain verified; both recorded in the inventory | ${fixed(f)} | ${runs(samples.flotilla)} | 1 |`,
-				`| a script per host (\`xargs -P ${concurrency}\`), ${ssh2Kex} | \`ssh … openssl x509\` on the node, then \`openssl s_client -verify_return_error\` from here; nothing recorded | ${fixed(s)} | ${runs(samples.script)} | ${fixed(s / f)}× |`,
-				`| \`parallel-ssh -i\`, ${ssh2Kex} | \`openssl x509\` on the node only: no handshake, nothing recorded | ${fixed(p)} | ${runs(samples.pssh)} | ${fixed(p / f)}× |`,
-				`| \`ansible-playbook\` (bench/cert-scan.playbook.yml), forks ${concurrency}, pipelining, ControlPersist | \`x509_certificate_info\` on the node, \`get_certificate\` from the controller with the CA; nothing recorded | ${fixed(a)} | ${runs(samples.ansible)} | ${fixed(a / f, 1)}× |`,
+				`| Flotilla \`cert-scan\` | the file read over SSH and parsed; the endpoint's certificate fetched by a TLS handshake from the console, chain verified; both recorded in the inventory | ${cells(samples.flotilla)} | 1 |`,
+				`| a script per host (\`xargs -P ${concurrency}\`), ${ssh2Kex} | \`ssh … openssl x509\` on the node, then \`openssl s_client -verify_return_error\` from here; nothing recorded | ${cells(samples.script)} | ${fixed(s / f)}× |`,
+				`| \`parallel-ssh -i\`, ${ssh2Kex} | \`openssl x509\` on the node only: no handshake, nothing recorded | ${cells(samples.pssh)} | ${fixed(p / f)}× |`,
+				`| \`ansible-playbook\` (bench/cert-scan.playbook.yml), forks ${concurrency}, pipelining, ControlPersist | \`x509_certificate_info\` on the node, \`get_certificate\` from the controller with the CA; nothing recorded | ${cells(samples.ansible)} | ${fixed(a / f, 1)}× |`,
 				'',
 				`The same scan with Ansible ÷ Flotilla: **${fixed(a / f, 1)}×** (aim: at least ${aimOverAnsible}×, ` +
 					`${a / f >= aimOverAnsible ? 'met' : 'missed'}). A script per host doing the same work ÷ Flotilla: ` +
 					`${fixed(s / f)}×; parallel-ssh, reading the file alone, ÷ Flotilla: ${fixed(p / f)}×.`,
 				'',
-				`CPU per Flotilla round, median: the console ${fixed(median(used.map((u) => u.consoleCpu)))} s, PostgreSQL ` +
-					`${fixed(median(used.map((u) => u.postgresCpu)))} s; the console's event loop was busy ` +
-					`${fixed(median(used.map((u) => u.eventLoop)) * 100, 0)}% of the run.`,
+				cpuSummary(used),
 				'',
 				...(await machine())
 			],

@@ -28,7 +28,6 @@ import {
 import { startTestbed, type Testbed } from '../tests/testbed/testbed.ts';
 import { startBenchConsole, waitForRunEnd } from './console';
 import {
-	ansibleEnv,
 	count,
 	fixed,
 	ssh2Kex,
@@ -45,6 +44,7 @@ import {
 	stopPostgres,
 	tool,
 	publishSection,
+	runPlaybook,
 	toolSetup,
 	waitForAddresses,
 	type ToolRow,
@@ -266,7 +266,6 @@ function flotilla(diagnoses: Diagnosis[], postmasterPid: number, afterSweep: boo
  * connections from the one before, and ends its masters when done.
  */
 function ansiblePlaybook(setup: ToolSetup): Updater {
-	let runs = 0;
 	return {
 		label: 'ansible-playbook',
 		row: {
@@ -276,31 +275,10 @@ function ansiblePlaybook(setup: ToolSetup): Updater {
 			samples: []
 		},
 		async update(target) {
-			const controlDir = join(setup.dir, `cp-${++runs}`);
-			await mkdir(controlDir);
-			const env = { ...ansibleEnv(controlDir), ANSIBLE_RETRY_FILES_ENABLED: 'False' };
-			try {
-				const start = performance.now();
-				const output = await tool(
-					'ansible-playbook',
-					[
-						'-i',
-						setup.inventory,
-						'-f',
-						String(concurrency),
-						'-e',
-						`target=${target} repo=${repo} unit=${unit}`,
-						playbook
-					],
-					env
-				);
-				const seconds = secondsSince(start);
-				const clean = count(output, /: ok=\d+ +changed=\d+ +unreachable=0 +failed=0 +skipped=\d+ +rescued=0/);
-				if (clean !== fleetSize) throw new Error(`ansible-playbook: ${clean} of ${fleetSize} hosts updated\n${output}`);
-				return seconds;
-			} finally {
-				await stopControlMasters(controlDir);
-			}
+			const { output, seconds } = await runPlaybook(setup, playbook, { target, repo, unit }, concurrency);
+			const clean = count(output, /: ok=\d+ +changed=\d+ +unreachable=0 +failed=0 +skipped=\d+ +rescued=0/);
+			if (clean !== fleetSize) throw new Error(`ansible-playbook: ${clean} of ${fleetSize} hosts updated\n${output}`);
+			return seconds;
 		}
 	};
 }

@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -219,6 +219,15 @@ export interface Usage {
 	eventLoop: number;
 }
 
+/** The median CPU of measured Flotilla rounds, as a sentence for a benchmark's section. */
+export function cpuSummary(used: Usage[]): string {
+	return (
+		`CPU per Flotilla round, median: the console ${fixed(median(used.map((u) => u.consoleCpu)))} s, PostgreSQL ` +
+		`${fixed(median(used.map((u) => u.postgresCpu)))} s; the console's event loop was busy ` +
+		`${fixed(median(used.map((u) => u.eventLoop)) * 100, 0)}% of the run.`
+	);
+}
+
 export async function measureUsage(postmasterPid: number): Promise<() => Promise<Usage>> {
 	const cpu = process.cpuUsage();
 	const loop = performance.eventLoopUtilization();
@@ -269,6 +278,37 @@ export function ansibleEnv(controlDir: string): NodeJS.ProcessEnv {
 		ANSIBLE_SSH_CONTROL_PATH_DIR: controlDir,
 		ANSIBLE_NOCOLOR: '1'
 	};
+}
+
+/**
+ * `playbook` by ansible-playbook on the testbed's inventory, `forks` hosts at once, with `vars`, as its users run
+ * it (ansibleEnv, no retry files) in a ControlPersist folder of its own, whose masters are ended afterwards.
+ */
+export async function runPlaybook(
+	setup: ToolSetup,
+	playbook: string,
+	vars: Record<string, string>,
+	forks: number
+): Promise<{ output: string; seconds: number }> {
+	const controlDir = await mkdtemp(join(setup.dir, 'cp-'));
+	try {
+		const start = performance.now();
+		const output = await tool(
+			'ansible-playbook',
+			[
+				'-i',
+				setup.inventory,
+				'-f',
+				String(forks),
+				...Object.entries(vars).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
+				playbook
+			],
+			{ ...ansibleEnv(controlDir), ANSIBLE_RETRY_FILES_ENABLED: 'False' }
+		);
+		return { output, seconds: secondsSince(start) };
+	} finally {
+		await stopControlMasters(controlDir);
+	}
 }
 
 /** Ends the ControlPersist masters Ansible left in `controlDir`, and removes it. */

@@ -15,7 +15,9 @@ import { nodes, runs } from '../src/lib/server/db/schema';
 import { registerDomains } from '../src/lib/server/domains';
 import { startEngine, stopEngine } from '../src/lib/server/engine';
 import { createCredential } from '../src/lib/server/keys/credentials';
+import { closeWarmConnections } from '../src/lib/server/ssh/warm';
 import type { Testbed } from '../tests/testbed/testbed.ts';
+import { measureUsage, type Usage } from './common';
 
 export interface BenchConsoleOptions {
 	/** Columns every node gets on top of its address, key and credential (roles, kind). */
@@ -93,4 +95,21 @@ export async function waitForRunEnd(
 		if (Date.now() > until) throw new Error(`Run ${runId} is still ${r?.state} after ${timeoutMs} ms`);
 		await new Promise((resolve) => setTimeout(resolve, 50));
 	}
+}
+
+/**
+ * One measured round of a run (the scans): no warm session left from the round before, so every round logs in as
+ * every other tool's does; timed from the call that starts it to its end as the engine records it, with the CPU
+ * the console and PostgreSQL used meanwhile. Fails unless the run succeeded.
+ */
+export async function timeRun(
+	postmasterPid: number,
+	start: () => Promise<string>
+): Promise<{ seconds: number; usage: Usage }> {
+	closeWarmConnections();
+	const usage = await measureUsage(postmasterPid);
+	const started = Date.now();
+	const r = await waitForRunEnd(await start(), 600_000);
+	if (r.state !== 'succeeded') throw new Error(`run ended ${r.state} (${r.reason})`);
+	return { seconds: (r.endedAt.getTime() - started) / 1000, usage: await usage() };
 }

@@ -16,18 +16,17 @@ import { eq } from 'drizzle-orm';
 import { systemActor } from '../src/lib/server/audit';
 import { db } from '../src/lib/server/db';
 import { sysNodeScans } from '../src/lib/server/db/schema';
-import { closeWarmConnections } from '../src/lib/server/ssh/warm';
 import { startScan } from '../src/lib/server/sysupdates/runs';
 import { APT_LOCK_TIMEOUT_SECONDS, buildScanCommand } from '../src/lib/server/sysupdates/scan';
 import { startTestbed } from '../tests/testbed/testbed.ts';
-import { startBenchConsole, waitForRunEnd } from './console';
+import { startBenchConsole, timeRun } from './console';
 import {
 	ansibleEnv,
 	count,
+	cpuSummary,
 	fixed,
 	ssh2Kex,
 	machine,
-	measureUsage,
 	median,
 	parallelSshBase,
 	publishSection,
@@ -85,15 +84,11 @@ export async function benchmarkSystemScan(log: (line: string) => void = console.
 
 		const used: Usage[] = [];
 		const flotilla = async () => {
-			// No session left from the round before: every round logs in, as every other tool's does.
-			closeWarmConnections();
-			const usage = await measureUsage(pg.postmasterPid);
-			const started = Date.now();
-			const run = await startScan(systemActor, { refresh: true });
-			const r = await waitForRunEnd(run.id, 600_000);
-			if (r.state !== 'succeeded') throw new Error(`scan run ended ${r.state} (${r.reason})`);
-			const seconds = (r.endedAt.getTime() - started) / 1000;
-			used.push(await usage());
+			const { seconds, usage } = await timeRun(
+				pg.postmasterPid,
+				async () => (await startScan(systemActor, { refresh: true })).id
+			);
+			used.push(usage);
 			const scanned = await db().select().from(sysNodeScans).where(eq(sysNodeScans.securityCount, 2));
 			if (scanned.length !== fleetSize) throw new Error(`Flotilla recorded ${scanned.length} of ${fleetSize} scans`);
 			return seconds;
@@ -168,9 +163,7 @@ export async function benchmarkSystemScan(log: (line: string) => void = console.
 					`${fixed(f / pssh)}× the time of parallel-ssh running the same command; Ansible the same reads ÷ ` +
 					`parallel-ssh: ${fixed(same / pssh, 1)}×, the most any SSH tool could be quicker than Ansible here.`,
 				'',
-				`CPU per Flotilla round, median: the console ${fixed(median(used.map((u) => u.consoleCpu)))} s, PostgreSQL ` +
-					`${fixed(median(used.map((u) => u.postgresCpu)))} s; the console's event loop was busy ` +
-					`${fixed(median(used.map((u) => u.eventLoop)) * 100, 0)}% of the run.`,
+				cpuSummary(used),
 				'',
 				...(await machine())
 			],

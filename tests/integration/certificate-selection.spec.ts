@@ -1,13 +1,13 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { certRoleSchema, createCaSchema } from '../../src/lib/schemas/certificates';
 import { systemActor } from '../../src/lib/server/audit';
-import { createInternalCa, trustAuthority } from '../../src/lib/server/certs/authority';
+import { createInternalCa } from '../../src/lib/server/certs/authority';
 import { currentCrlPem } from '../../src/lib/server/certs/crl';
 import { handshake } from '../../src/lib/server/certs/handshake';
 import { listInventory } from '../../src/lib/server/certs/inventory';
@@ -22,7 +22,7 @@ import { registerDomains } from '../../src/lib/server/domains';
 import { startEngine, stopEngine } from '../../src/lib/server/engine';
 import { freshPostgres } from '../support/databases';
 import { waitFor, waitForRun } from '../support/engine';
-import { registerTestbedNodes } from '../support/testbed-nodes';
+import { certifyTestbedRole, registerTestbedNodes } from '../support/testbed-nodes';
 import { hostPaths, startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
 
 /**
@@ -71,18 +71,7 @@ beforeAll(async () => {
 	registerDomains();
 	const rows = await registerTestbedNodes(bed, () => ({ roles: ['web'] }));
 	for (const r of rows) idOf.set(r.name, r.id);
-	await defineCertRole(
-		systemActor,
-		certRoleSchema.parse({
-			role: 'web',
-			cert_path: hostPaths.tlsCert,
-			key_path: hostPaths.tlsKey,
-			endpoints: [{ port: bed.hosts[0]!.tlsPort }],
-			reload_command: ['systemctl', 'reload', hostPaths.tlsUnit],
-			validity_days: 60
-		})
-	);
-	await trustAuthority(systemActor, { name: 'testbed CA', cert_pem: await readFile(bed.caCertPath, 'utf8') });
+	await certifyTestbedRole(bed, { validity_days: 60 });
 	await startEngine({ concurrency: 20, leaseMs: 10_000, sweepMs: 1_000 });
 }, 120_000);
 

@@ -8,7 +8,6 @@ import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { certRoleSchema } from '../../src/lib/schemas/certificates';
 import { systemActor } from '../../src/lib/server/audit';
-import { trustAuthority } from '../../src/lib/server/certs/authority';
 import { listInventory } from '../../src/lib/server/certs/inventory';
 import { defineCertRole } from '../../src/lib/server/certs/roles';
 import { startScan } from '../../src/lib/server/certs/scan';
@@ -19,7 +18,7 @@ import { registerDomains } from '../../src/lib/server/domains';
 import { cancelRun, getRun, startEngine, stopEngine } from '../../src/lib/server/engine';
 import { countByStatus, statusOf } from '../../src/lib/server/fleet/status';
 import { freshPostgres } from '../support/databases';
-import { registerTestbedNodes } from '../support/testbed-nodes';
+import { certifyTestbedRole, registerTestbedNodes } from '../support/testbed-nodes';
 import { waitFor, waitForRun } from '../support/engine';
 import { hostPaths, startTestbed, type Testbed, type TestHost } from '../testbed/testbed';
 
@@ -90,17 +89,7 @@ beforeAll(async () => {
 	registerDomains();
 	const rows = await registerTestbedNodes(bed, (_, i) => ({ roles: ['web'], controlPlane: i === 0 }));
 	for (const r of rows) idOf.set(r.name, r.id);
-	await defineCertRole(
-		systemActor,
-		certRoleSchema.parse({
-			role: 'web',
-			cert_path: hostPaths.tlsCert,
-			key_path: hostPaths.tlsKey,
-			endpoints: [{ port: 8443 }],
-			reload_command: ['systemctl', 'reload', hostPaths.tlsUnit]
-		})
-	);
-	await trustAuthority(systemActor, { name: 'testbed CA', cert_pem: await readFile(bed.caCertPath, 'utf8') });
+	await certifyTestbedRole(bed);
 	await startEngine({ concurrency: 20, leaseMs: 10_000, sweepMs: 1_000 });
 }, 120_000);
 

@@ -1,10 +1,15 @@
+import { readFile } from 'node:fs/promises';
+import type { z } from 'zod';
+import { certRoleSchema } from '../../src/lib/schemas/certificates';
 import { systemActor } from '../../src/lib/server/audit';
+import { trustAuthority } from '../../src/lib/server/certs/authority';
+import { defineCertRole } from '../../src/lib/server/certs/roles';
 import { db } from '../../src/lib/server/db';
 import { nodes, type Node } from '../../src/lib/server/db/schema';
 import { createCredential } from '../../src/lib/server/keys/credentials';
 import { connect, type SshTarget } from '../../src/lib/server/ssh/connection';
 import { sh } from '../../src/lib/server/ssh/shell';
-import type { Testbed, TestHost } from '../testbed/testbed';
+import { hostPaths, type Testbed, type TestHost } from '../testbed/testbed';
 
 /**
  * Registers every testbed host as a node with its host key pinned, reached with the testbed's client key (one
@@ -29,6 +34,28 @@ export async function registerTestbedNodes(
 			}))
 		)
 		.returning();
+}
+
+/**
+ * Certificate settings for the testbed's `web` role, as every host serves it (its file and key, the endpoint on
+ * the host's TLS port, a reload), `role` changing any of them, and the testbed's CA trusted.
+ */
+export async function certifyTestbedRole(
+	bed: Testbed,
+	role: Partial<z.input<typeof certRoleSchema>> = {}
+): Promise<void> {
+	await defineCertRole(
+		systemActor,
+		certRoleSchema.parse({
+			role: 'web',
+			cert_path: hostPaths.tlsCert,
+			key_path: hostPaths.tlsKey,
+			endpoints: [{ port: bed.hosts[0]!.tlsPort }],
+			reload_command: ['systemctl', 'reload', hostPaths.tlsUnit],
+			...role
+		})
+	);
+	await trustAuthority(systemActor, { name: 'testbed CA', cert_pem: await readFile(bed.caCertPath, 'utf8') });
 }
 
 /**
